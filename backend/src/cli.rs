@@ -1,0 +1,77 @@
+//! The command line: `corral serve` runs the daemon; every other subcommand is a client of a
+//! running daemon, chosen by `--host` or `CORRAL_HOST` like `DOCKER_HOST`.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::{
+    client::{Client, ClientError, Host},
+    config::{self, Config},
+};
+
+#[derive(Debug, Parser)]
+#[command(name = "corral", version = crate::VERSION, about = "Run, limit and meter containers on this host")]
+pub struct Cli {
+    /// The daemon to talk to: unix:///path/to.sock or http://127.0.0.1:7700.
+    #[arg(long, global = true, env = "CORRAL_HOST", default_value = concat!("unix://", "/run/corral/corral.sock"))]
+    pub host: String,
+    /// API token, needed over TCP.
+    #[arg(long, global = true, env = "CORRAL_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon (as root).
+    Serve(ServeArgs),
+    /// Show the client's and the daemon's versions.
+    Version,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TCP address for the API and dashboard. Keep it on loopback and use `ssh -L`.
+    #[arg(long, default_value = config::DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// Unix socket for the CLI (created 0600 in a 0700 directory).
+    #[arg(long, default_value = config::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Directory for the database and container state.
+    #[arg(long, default_value = config::DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    /// Name of Corral's cgroup subtree.
+    #[arg(long, default_value = config::DEFAULT_CGROUP_ROOT)]
+    pub cgroup_root: String,
+}
+
+impl ServeArgs {
+    pub fn into_config(self) -> Config {
+        Config {
+            listen: self.listen,
+            socket: Some(self.socket),
+            state_dir: self.state_dir,
+            cgroup_root: self.cgroup_root,
+        }
+    }
+}
+
+impl Cli {
+    /// The client for this invocation's `--host` and `--token`.
+    pub fn client(&self) -> Result<Client, ClientError> {
+        Ok(Client::new(Host::parse(&self.host)?, self.token.clone()))
+    }
+}
+
+/// `corral version`.
+pub async fn version(client: &Client) -> Result<(), ClientError> {
+    println!("Client: {}", crate::VERSION);
+    let health: wire::Health = client.get("/api/v1/health").await?;
+    println!("Daemon: {}", health.version);
+    if let Some(mode) = health.cgroup_mode {
+        println!("Cgroups: {mode}");
+    }
+    Ok(())
+}

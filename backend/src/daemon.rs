@@ -1,0 +1,143 @@
+//! `corral serve`: opens the store, binds the TCP and unix listeners, and serves the router on
+//! both until SIGTERM or SIGINT, then drains in-flight requests and exits.
+
+use std::{
+    fs, io,
+    os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt},
+    path::{Path, PathBuf},
+};
+
+use tokio::{
+    net::{TcpListener, UnixListener},
+    sync::watch,
+};
+
+use crate::{
+    config::Config,
+    http::{self, AppState},
+    store::{Store, StoreError},
+};
+
+/// Errors that stop the daemon from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot create state directory {path}")]
+    StateDir { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}")]
+    Listen { addr: String, source: io::Error },
+    #[error("another daemon is already listening on {path}")]
+    SocketInUse { path: PathBuf },
+    #[error("server failed")]
+    Serve(#[source] io::Error),
+}
+
+/// Runs the daemon until a shutdown signal arrives.
+pub async fn serve(config: Config) -> Result<(), DaemonError> {
+    create_private_dir(&config.state_dir)?;
+    let db = config.db_path();
+    let store = tokio::task::spawn_blocking(move || Store::open(&db))
+        .await
+        .expect("store open task does not panic")?;
+
+    let tcp = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| DaemonError::Listen {
+            addr: config.listen.to_string(),
+            source,
+        })?;
+    let unix = match &config.socket {
+        Some(path) => Some(bind_socket(path)?),
+        None => None,
+    };
+
+    let state = AppState::new(config.clone(), store);
+    let app = http::app(state);
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let local = tcp.local_addr().map_err(DaemonError::Serve)?;
+    tracing::info!(listen = %local, socket = ?config.socket, state_dir = %config.state_dir.display(), "corral daemon ready");
+    println!("Corral {} is listening on http://{local}/", crate::VERSION);
+
+    let tcp_server = axum::serve(tcp, app.clone()).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let unix_server = async {
+        match unix {
+            Some(listener) => {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stopped(stop_rx))
+                    .await
+            }
+            None => Ok(()),
+        }
+    };
+    let signals = async {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    };
+    let (tcp_result, unix_result, ()) = tokio::join!(tcp_server, unix_server, signals);
+    if let Some(path) = &config.socket {
+        let _ = fs::remove_file(path);
+    }
+    tcp_result.map_err(DaemonError::Serve)?;
+    unix_result.map_err(DaemonError::Serve)?;
+    Ok(())
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}
+
+/// Creates `path` (and parents) with mode 0700, and tightens it if it already exists.
+fn create_private_dir(path: &Path) -> Result<(), DaemonError> {
+    let err = |source| DaemonError::StateDir {
+        path: path.to_owned(),
+        source,
+    };
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(err)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(err)
+}
+
+/// Binds the unix socket 0600 inside a 0700 directory. A stale socket file left by a crashed
+/// daemon is replaced; a live one is an error.
+fn bind_socket(path: &Path) -> Result<UnixListener, DaemonError> {
+    let listen_err = |source| DaemonError::Listen {
+        addr: path.display().to_string(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        create_private_dir(dir)?;
+    }
+    if let Ok(meta) = fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(listen_err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "exists and is not a socket",
+            )));
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(DaemonError::SocketInUse {
+                path: path.to_owned(),
+            });
+        }
+        fs::remove_file(path).map_err(listen_err)?;
+    }
+    let listener = UnixListener::bind(path).map_err(listen_err)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(listen_err)?;
+    Ok(listener)
+}

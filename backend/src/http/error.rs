@@ -1,0 +1,91 @@
+//! `AppError`: every handler error becomes a status and a `wire::ApiError` body.
+
+use axum::{
+    Json,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+
+/// An error a handler returns. 5xx are logged with their whole source chain; the client only
+/// sees a generic message for them.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The request named something that does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// A field of the request is invalid: the message names the allowed values.
+    #[error("{message}")]
+    Invalid { field: String, message: String },
+    /// Anything unexpected: logged with its source chain, shown as `internal error`.
+    #[error("{context}")]
+    Internal {
+        context: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl AppError {
+    /// Wraps an unexpected error with a short description of what was being done.
+    pub fn internal(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Internal {
+            context: context.into(),
+            source: Box::new(source),
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, code, field) = match &self {
+            AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
+            AppError::Invalid { field, .. } => (
+                StatusCode::BAD_REQUEST,
+                "invalid_value",
+                Some(field.clone()),
+            ),
+            AppError::Internal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
+        };
+        let message = if status.is_server_error() {
+            let mut chain = self.to_string();
+            let mut source = std::error::Error::source(&self);
+            while let Some(s) = source {
+                chain.push_str(": ");
+                chain.push_str(&s.to_string());
+                source = s.source();
+            }
+            tracing::error!(error = %chain, "request failed");
+            "internal error".to_owned()
+        } else {
+            self.to_string()
+        };
+        (
+            status,
+            Json(wire::ApiError {
+                code: code.to_owned(),
+                message,
+                field,
+            }),
+        )
+            .into_response()
+    }
+}
+
+/// Unknown paths under `/api/v1` answer JSON, never the dashboard.
+pub async fn api_not_found(uri: axum::http::Uri) -> AppError {
+    AppError::NotFound(format!("no such endpoint: {}", uri.path()))
+}
+
+/// A panicking handler answers 500 with the usual JSON body; the daemon keeps running.
+pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("handler panicked");
+    let body = wire::ApiError {
+        code: "internal".into(),
+        message: "internal error".into(),
+        field: None,
+    };
+    (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
+}

@@ -1,0 +1,17 @@
+//! `GET /api/v1/health`: liveness, version and cgroup mode. Needs no credentials.
+
+use axum::{Json, Router, routing::get};
+
+use super::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/health", get(health_get))
+}
+
+async fn health_get() -> Json<wire::Health> {
+    Json(wire::Health {
+        status: "ok".into(),
+        version: crate::VERSION.into(),
+        cgroup_mode: None,
+    })
+}

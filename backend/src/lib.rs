@@ -1,0 +1,15 @@
+//! Corral: runs, limits and meters containers on one Linux host, and serves a JSON API and the
+//! dashboard. See ARCHITECTURE.md for the codemap.
+//!
+//! Architecture invariant: the daemon is `daemon::serve`; everything else under `cli` is a client
+//! of a running daemon and reaches it only through `client::Client`.
+
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod daemon;
+pub mod http;
+pub mod store;
+
+/// The version every component reports.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
