@@ -1,21 +1,12 @@
 use clap::Parser;
 
-use backend::cli::{self, Cli, Command};
-
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = backend::cli::Cli::parse();
     init_tracing();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    match cli.command {
-        Command::Serve(args) => runtime.block_on(backend::daemon::serve(args.into_config()))?,
-        Command::Version => {
-            let client = cli.client()?;
-            runtime.block_on(cli::version(&client))?;
-        }
-    }
-    Ok(())
+    runtime.block_on(backend::cli::run(cli))
 }
 
 fn init_tracing() {

@@ -4,3 +4,4 @@
 //! - `browser::*`: the dashboard in headless Chromium.
 
 mod api;
+mod kernel;

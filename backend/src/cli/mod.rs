@@ -1,5 +1,9 @@
 //! The command line: `corral serve` runs the daemon; every other subcommand is a client of a
 //! running daemon, chosen by `--host` or `CORRAL_HOST` like `DOCKER_HOST`.
+//!
+//! Each area keeps its subcommands in its own file here (`containers.rs`, `users.rs`, ...); this
+//! file holds the `Command` enum and the dispatch. The CLI is the one place besides `main.rs`
+//! where `anyhow` is used: it only prints errors.
 
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -65,8 +69,17 @@ impl Cli {
     }
 }
 
+/// Runs one invocation. `serve` runs the daemon; everything else talks to it.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => crate::daemon::serve(args.into_config()).await?,
+        Command::Version => version(&cli.client()?).await?,
+    }
+    Ok(())
+}
+
 /// `corral version`.
-pub async fn version(client: &Client) -> Result<(), ClientError> {
+async fn version(client: &Client) -> Result<(), ClientError> {
     println!("Client: {}", crate::VERSION);
     let health: wire::Health = client.get("/api/v1/health").await?;
     println!("Daemon: {}", health.version);
