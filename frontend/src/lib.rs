@@ -1,9 +1,12 @@
-//! Corral's dashboard, rendered in the browser. `start` is called by the generated JS glue.
+//! Corral's dashboard, rendered in the browser. `start` runs when the generated JS glue has
+//! instantiated the module.
 //!
 //! Architecture invariant: the frontend never depends on the backend; it speaks `wire` types over
-//! relative URLs, so any `ssh -L` port works.
+//! root-relative URLs (no host or port anywhere), so any `ssh -L` port works.
 
+mod api;
 mod app;
+mod pages;
 
 use wasm_bindgen::prelude::wasm_bindgen;
 

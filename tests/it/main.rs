@@ -4,4 +4,5 @@
 //! - `browser::*`: the dashboard in headless Chromium.
 
 mod api;
+mod browser;
 mod kernel;

@@ -1,1 +1,279 @@
-fn main() {}
+//! Build and test automation (matklad's xtask pattern): `cargo xtask run` and `cargo xtask test`
+//! work on a fresh Debian machine with only rustup and cargo, installing what they need.
+
+mod ui;
+
+use std::{
+    env,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context, Result, bail};
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+  run [-- SERVE_ARGS...]   build the dashboard and the release binary, then run the daemon
+                           on http://127.0.0.1:7700 with state under ./var
+  test                     everything CI checks: fmt, clippy, unit, integration, browser and
+                           cgroup-v2 VM tests, then a leak check
+  ui                       build the dashboard only (target/ui)
+";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let root = workspace_root();
+    env::set_current_dir(&root)?;
+    match args.first().map(String::as_str) {
+        Some("run") => run(&root, &args[1..]),
+        Some("test") => test(&root),
+        Some("ui") => ui::build(&root).map(|_| ()),
+        _ => {
+            eprint!("{USAGE}");
+            bail!("unknown or missing command")
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// `cargo xtask run`: dashboard + release binary, then `corral serve` in the foreground.
+fn run(root: &Path, extra: &[String]) -> Result<()> {
+    ensure_root("the daemon creates cgroups and namespaces")?;
+    ui::build(root)?;
+    cargo(&["build", "--release", "-p", "backend", "--bin", "corral"])?;
+    let var = root.join("var");
+    std::fs::create_dir_all(&var)?;
+    let bin = target_dir(root).join("release/corral");
+    let socket = var.join("run/corral.sock");
+    println!();
+    println!("Corral dashboard: http://127.0.0.1:7700/");
+    println!(
+        "From another machine: ssh -L 7700:localhost:7700 THIS_HOST, then open http://localhost:7700/"
+    );
+    println!(
+        "CLI: export CORRAL_HOST=unix://{}; {} version",
+        socket.display(),
+        bin.display()
+    );
+    println!();
+    let extra_args = extra.strip_prefix(&["--".to_owned()]).unwrap_or(extra);
+    let status = Command::new(&bin)
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:7700"])
+        .arg("--state-dir")
+        .arg(var.join("state"))
+        .arg("--socket")
+        .arg(&socket)
+        .args(extra_args)
+        .status()
+        .with_context(|| format!("start {}", bin.display()))?;
+    if !status.success() {
+        bail!("corral serve exited with {status}");
+    }
+    Ok(())
+}
+
+/// `cargo xtask test`: what CI runs.
+fn test(root: &Path) -> Result<()> {
+    ensure_root("the kernel tests create cgroups, namespaces and mounts")?;
+    apt_install(&[
+        ("chromium", "chromium"),
+        ("chromedriver", "chromium-driver"),
+        ("busybox", "busybox-static"),
+    ])?;
+    ui::build(root)?;
+
+    step("rustfmt");
+    cargo(&["fmt", "--all", "--check"])?;
+    step("clippy");
+    cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    cargo(&[
+        "clippy",
+        "-p",
+        "frontend",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+
+    step("unit and integration tests (api, kernel, browser)");
+    cargo(&["build", "-p", "backend", "--bin", "corral"])?;
+    // Browser tests must not be skipped in CI: fail if Chromium or the dashboard is missing.
+    cargo_env(&["test", "--workspace"], &[("CORRAL_REQUIRE_BROWSER", "1")])?;
+
+    step("leak check");
+    leak_check()?;
+    println!("\nxtask test: all checks passed");
+    Ok(())
+}
+
+fn step(name: &str) {
+    println!("\n==> {name}");
+}
+
+fn cargo(args: &[&str]) -> Result<()> {
+    cargo_env(args, &[])
+}
+
+fn cargo_env(args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(&cargo)
+        .args(args)
+        .envs(envs.iter().copied())
+        .status()
+        .with_context(|| format!("run cargo {}", args.join(" ")))?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+fn target_dir(root: &Path) -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+}
+
+fn ensure_root(why: &str) -> Result<()> {
+    // SAFETY-free check: the effective uid from /proc, no libc needed.
+    let status = std::fs::read_to_string("/proc/self/status").context("read /proc/self/status")?;
+    let euid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("");
+    if euid != "0" {
+        bail!("run this as root: {why}");
+    }
+    Ok(())
+}
+
+/// Installs Debian packages whose command is missing: `(command, package)` pairs.
+pub fn apt_install(wanted: &[(&str, &str)]) -> Result<()> {
+    let missing: Vec<&str> = wanted
+        .iter()
+        .filter(|(cmd, _)| !on_path(cmd))
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    println!("==> installing Debian packages: {}", missing.join(" "));
+    let ok = Command::new("apt-get")
+        .arg("update")
+        .arg("-qq")
+        .status()?
+        .success();
+    if !ok {
+        bail!("apt-get update failed");
+    }
+    let ok = Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()?
+        .success();
+    if !ok {
+        bail!("apt-get install {} failed", missing.join(" "));
+    }
+    Ok(())
+}
+
+fn on_path(cmd: &str) -> bool {
+    env::var_os("PATH")
+        .map(|p| env::split_paths(&p).any(|d| d.join(cmd).is_file()))
+        .unwrap_or(false)
+}
+
+/// Fails when tests left anything of Corral's behind: cgroups, mounts, network namespaces,
+/// links or processes whose name says corral.
+fn leak_check() -> Result<()> {
+    let mut leaks = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
+        for hierarchy in entries.flatten() {
+            find_named(&hierarchy.path(), "corral-it", 3, &mut leaks);
+        }
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    leaks.extend(
+        mounts
+            .lines()
+            .filter(|l| l.contains("corral-it"))
+            .map(|l| format!("mount: {l}")),
+    );
+    if let Ok(entries) = std::fs::read_dir("/run/netns") {
+        leaks.extend(
+            entries
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().contains("corral"))
+                .map(|e| format!("netns: {}", e.path().display())),
+        );
+    }
+    if let Ok(entries) = std::fs::read_dir("/sys/class/net") {
+        leaks.extend(
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("corral-it") || n.starts_with("vc-it"))
+                .map(|n| format!("link: {n}")),
+        );
+    }
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for e in entries.flatten() {
+            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains("corral-it") {
+                leaks.push(format!(
+                    "process {}: {cmdline}",
+                    e.file_name().to_string_lossy()
+                ));
+            }
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(env::temp_dir()) {
+        leaks.extend(
+            entries
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("corral-it"))
+                .map(|e| format!("temp dir: {}", e.path().display())),
+        );
+    }
+    if !leaks.is_empty() {
+        bail!("tests left these behind:\n  {}", leaks.join("\n  "));
+    }
+    println!("no leftovers");
+    Ok(())
+}
+
+fn find_named(dir: &Path, needle: &str, depth: u32, out: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let Ok(ft) = e.file_type() else { continue };
+        if !ft.is_dir() {
+            continue;
+        }
+        if e.file_name().to_string_lossy().contains(needle) {
+            out.push(format!("cgroup: {}", e.path().display()));
+        } else if depth > 1 {
+            find_named(&e.path(), needle, depth - 1, out);
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! The dashboard build: frontend crate -> wasm32 -> wasm-bindgen (as a library, pinned to the
+//! same version as the `wasm-bindgen` crate) -> content-hashed files in `target/ui`, which
+//! `backend/build.rs` embeds into the binary.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context, Result, bail};
+
+const TARGET: &str = "wasm32-unknown-unknown";
+const PROFILE: &str = "wasm-release";
+
+/// What one build produced, for size reports.
+#[allow(dead_code)] // read by the size benchmark
+pub struct UiBuild {
+    pub dir: PathBuf,
+    pub wasm: PathBuf,
+    pub js: PathBuf,
+}
+
+pub fn build(root: &Path) -> Result<UiBuild> {
+    ensure_wasm_target()?;
+    println!("==> building the dashboard (wasm32)");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(&cargo)
+        .args([
+            "build",
+            "-p",
+            "frontend",
+            "--target",
+            TARGET,
+            "--profile",
+            PROFILE,
+        ])
+        .status()
+        .context("run cargo build for the frontend")?;
+    if !status.success() {
+        bail!("building the frontend failed ({status})");
+    }
+    let target = super::target_dir(root);
+    let input = target.join(TARGET).join(PROFILE).join("frontend.wasm");
+    let hash = fnv64(&fs::read(&input).with_context(|| format!("read {}", input.display()))?);
+    let name = format!("corral-{hash:016x}");
+
+    // Fresh output dir each time, so stale hashed files never get embedded.
+    let out = target.join("ui");
+    if out.exists() {
+        fs::remove_dir_all(&out).with_context(|| format!("clear {}", out.display()))?;
+    }
+    let assets = out.join("assets");
+    fs::create_dir_all(&assets)?;
+    wasm_bindgen_cli_support::Bindgen::new()
+        .input_path(&input)
+        .out_name(&name)
+        .web(true)
+        .map_err(|e| anyhow::anyhow!("wasm-bindgen: {e}"))?
+        // The library defaults to omitting it, unlike the CLI; `init()` needs it.
+        .omit_default_module_path(false)
+        .typescript(false)
+        .generate(&assets)
+        .map_err(|e| anyhow::anyhow!("wasm-bindgen: {e}"))?;
+
+    // Hand-written static files, then index.html with the hashed names filled in.
+    let static_dir = root.join("static");
+    for entry in
+        fs::read_dir(&static_dir).with_context(|| format!("read {}", static_dir.display()))?
+    {
+        let entry = entry?;
+        let file = entry.file_name();
+        if file == "index.html" || !entry.file_type()?.is_file() {
+            continue;
+        }
+        fs::copy(entry.path(), out.join(&file))?;
+    }
+    let template = fs::read_to_string(static_dir.join("index.html"))?;
+    if !template.contains("{{APP}}") {
+        bail!("static/index.html must contain the {{{{APP}}}} placeholder");
+    }
+    fs::write(out.join("index.html"), template.replace("{{APP}}", &name))?;
+
+    let wasm = assets.join(format!("{name}_bg.wasm"));
+    let js = assets.join(format!("{name}.js"));
+    for f in [&wasm, &js] {
+        if !f.is_file() {
+            bail!("wasm-bindgen did not write {}", f.display());
+        }
+    }
+    println!(
+        "    dashboard: {} ({} KiB wasm)",
+        out.display(),
+        fs::metadata(&wasm)?.len() / 1024
+    );
+    Ok(UiBuild { dir: out, wasm, js })
+}
+
+/// Adds the wasm32 target through rustup when it is missing (a fresh machine has only the host's).
+fn ensure_wasm_target() -> Result<()> {
+    let out = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output();
+    match out {
+        Ok(o)
+            if String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.trim() == TARGET) =>
+        {
+            Ok(())
+        }
+        Ok(_) => {
+            println!("==> rustup target add {TARGET}");
+            let ok = Command::new("rustup")
+                .args(["target", "add", TARGET])
+                .status()?
+                .success();
+            if ok {
+                Ok(())
+            } else {
+                bail!("rustup target add {TARGET} failed")
+            }
+        }
+        // No rustup: trust that the toolchain has the target; cargo will say if not.
+        Err(_) => Ok(()),
+    }
+}
+
+/// FNV-1a, 64 bit: a stable content hash for cache-busting file names.
+fn fnv64(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
