@@ -14,7 +14,6 @@ const TARGET: &str = "wasm32-unknown-unknown";
 const PROFILE: &str = "wasm-release";
 
 /// What one build produced, for size reports.
-#[allow(dead_code)] // read by the size benchmark
 pub struct UiBuild {
     pub dir: PathBuf,
     pub wasm: PathBuf,
@@ -88,12 +87,41 @@ pub fn build(root: &Path) -> Result<UiBuild> {
             bail!("wasm-bindgen did not write {}", f.display());
         }
     }
-    println!(
-        "    dashboard: {} ({} KiB wasm)",
-        out.display(),
-        fs::metadata(&wasm)?.len() / 1024
-    );
-    Ok(UiBuild { dir: out, wasm, js })
+    let stripped = strip_custom_sections(&fs::read(&wasm)?)?;
+    fs::write(&wasm, stripped)?;
+    let build = UiBuild { dir: out, wasm, js };
+    build.print_sizes();
+    Ok(build)
+}
+
+impl UiBuild {
+    /// Prints the size table: raw and gzip -9 of the WASM and its JS glue.
+    pub fn print_sizes(&self) {
+        println!("    dashboard built in {}", self.dir.display());
+        println!("    | file | raw KiB | gzip -9 KiB |");
+        println!("    |---|---:|---:|");
+        for f in [&self.wasm, &self.js] {
+            let raw = fs::metadata(f).map(|m| m.len()).unwrap_or(0);
+            let gz =
+                gzip_len(f).map_or_else(|| "?".to_owned(), |n| format!("{:.1}", n as f64 / 1024.0));
+            let name = f
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            println!("    | {name} | {:.1} | {gz} |", raw as f64 / 1024.0);
+        }
+    }
+}
+
+/// The gzip -9 size of a file, by the system's gzip (absent: `None`).
+fn gzip_len(path: &Path) -> Option<u64> {
+    let out = Command::new("gzip")
+        .arg("-9")
+        .arg("-c")
+        .arg(path)
+        .output()
+        .ok()?;
+    out.status.success().then_some(out.stdout.len() as u64)
 }
 
 /// Adds the wasm32 target through rustup when it is missing (a fresh machine has only the host's).
@@ -124,6 +152,42 @@ fn ensure_wasm_target() -> Result<()> {
         // No rustup: trust that the toolchain has the target; cargo will say if not.
         Err(_) => Ok(()),
     }
+}
+
+/// Drops the custom sections (function names, producers, DWARF) that the browser never needs.
+/// The profile keeps them so wasm-bindgen can read the `target_features` section; this runs after it.
+fn strip_custom_sections(wasm: &[u8]) -> Result<Vec<u8>> {
+    const HEADER: usize = 8;
+    if wasm.len() < HEADER || &wasm[..4] != b"\0asm" {
+        bail!("not a wasm module");
+    }
+    let mut out = wasm[..HEADER].to_vec();
+    let mut at = HEADER;
+    while at < wasm.len() {
+        let id = wasm[at];
+        let (len, leb) = read_leb_u32(&wasm[at + 1..])?;
+        let end = at + 1 + leb + len as usize;
+        if end > wasm.len() {
+            bail!("truncated wasm section at byte {at}");
+        }
+        if id != 0 {
+            out.extend_from_slice(&wasm[at..end]);
+        }
+        at = end;
+    }
+    Ok(out)
+}
+
+/// Reads an unsigned LEB128 u32; returns the value and how many bytes it took.
+fn read_leb_u32(bytes: &[u8]) -> Result<(u32, usize)> {
+    let mut value = 0u32;
+    for (i, b) in bytes.iter().take(5).enumerate() {
+        value |= u32::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Ok((value, i + 1));
+        }
+    }
+    bail!("bad LEB128 in wasm section header")
 }
 
 /// FNV-1a, 64 bit: a stable content hash for cache-busting file names.
