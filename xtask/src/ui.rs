@@ -13,6 +13,15 @@ use anyhow::{Context, Result, bail};
 const TARGET: &str = "wasm32-unknown-unknown";
 const PROFILE: &str = "wasm-release";
 
+/// Starts the app; a failure to load is put on `<body data-app-error>` for tests and shown.
+const BOOT_JS: &str = r#"import init from "/assets/{{APP}}.js";
+init({ module_or_path: "/assets/{{APP}}_bg.wasm" }).catch((e) => {
+  document.body.setAttribute("data-app-error", String(e));
+  document.body.textContent = "Corral's dashboard failed to start: " + e;
+  console.error("corral: the dashboard failed to start", e);
+});
+"#;
+
 /// What one build produced, for size reports.
 pub struct UiBuild {
     pub dir: PathBuf,
@@ -79,6 +88,11 @@ pub fn build(root: &Path) -> Result<UiBuild> {
         bail!("static/index.html must contain the {{{{APP}}}} placeholder");
     }
     fs::write(out.join("index.html"), template.replace("{{APP}}", &name))?;
+    // The loader is a file, not an inline script, so the CSP can forbid inline scripts.
+    fs::write(
+        assets.join(format!("{name}.boot.js")),
+        BOOT_JS.replace("{{APP}}", &name),
+    )?;
 
     let wasm = assets.join(format!("{name}_bg.wasm"));
     let js = assets.join(format!("{name}.js"));

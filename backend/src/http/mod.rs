@@ -10,10 +10,13 @@ mod health;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
+use axum::{
+    Router,
+    http::{HeaderValue, header},
+};
 use tower_http::{
     catch_panic::CatchPanicLayer, compression::CompressionLayer, limit::RequestBodyLimitLayer,
-    timeout::TimeoutLayer, trace::TraceLayer,
+    set_header::SetResponseHeaderLayer, timeout::TimeoutLayer, trace::TraceLayer,
 };
 
 pub use error::AppError;
@@ -50,6 +53,11 @@ impl AppState {
     }
 }
 
+/// Content-Security-Policy of every response: scripts only from our origin (plus WASM
+/// compilation), no framing, no plugins, requests only to our origin.
+const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; \
+img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
 /// Builds the whole router: API, dashboard and the middleware every request passes.
 pub fn app(state: AppState) -> Router {
     let api = Router::new()
@@ -66,5 +74,17 @@ pub fn app(state: AppState) -> Router {
         .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(error::panic_response))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
         .with_state(state)
 }

@@ -1,0 +1,64 @@
+use tests::{Daemon, raw_request};
+
+#[test]
+fn dashboard_shell_assets_and_headers() {
+    let daemon = Daemon::start();
+    let index = raw_request(daemon.port, "GET", "/", &[], b"");
+    assert_eq!(index.status, 200);
+    assert_eq!(index.header("cache-control"), Some("no-cache"));
+    assert!(
+        index
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let csp = index.header("content-security-policy").expect("csp");
+    assert!(
+        csp.contains("script-src 'self' 'wasm-unsafe-eval'")
+            && csp.contains("frame-ancestors 'none'")
+    );
+    assert_eq!(index.header("x-frame-options"), Some("DENY"));
+
+    // Deep links get the same shell (client-side routing).
+    let deep = raw_request(daemon.port, "GET", "/containers/web", &[], b"");
+    assert_eq!(deep.status, 200);
+    assert_eq!(deep.body, index.body);
+
+    let html = String::from_utf8_lossy(&index.body).into_owned();
+    if let Some(start) = html.find("/assets/corral-") {
+        // Built with the dashboard: the hashed module is immutable and compressed on request.
+        let end = start + html[start..].find(".js").expect("module name") + 3;
+        let js = raw_request(
+            daemon.port,
+            "GET",
+            &html[start..end],
+            &["Accept-Encoding: gzip"],
+            b"",
+        );
+        assert_eq!(js.status, 200);
+        assert_eq!(
+            js.header("cache-control"),
+            Some("public, max-age=31536000, immutable")
+        );
+        assert_eq!(js.header("content-encoding"), Some("gzip"));
+        let wasm_path = html[start..end].replace(".js", "_bg.wasm");
+        let wasm = raw_request(daemon.port, "GET", &wasm_path, &[], b"");
+        assert_eq!(wasm.header("content-type"), Some("application/wasm"));
+        assert_eq!(&wasm.body[..4], b"\0asm");
+    }
+    // A missing hashed asset is a 404, never the HTML shell.
+    assert_eq!(
+        raw_request(daemon.port, "GET", "/assets/corral-0000.js", &[], b"").status,
+        404
+    );
+    // The API never falls back to the shell.
+    let api = raw_request(daemon.port, "GET", "/api/v1/nope", &[], b"");
+    assert_eq!(api.status, 404);
+    assert!(
+        api.header("content-type")
+            .unwrap()
+            .starts_with("application/json")
+    );
+    // Only GET and HEAD reach the shell.
+    assert_eq!(raw_request(daemon.port, "POST", "/", &[], b"").status, 405);
+}
