@@ -663,13 +663,12 @@ impl Group {
                 }
             }
         }
-        self.kill_by_signal()?;
-        self.wait_empty(Duration::from_secs(5))
+        self.kill_with_signals()
     }
 
-    /// The v1 way: freeze so nothing forks meanwhile, SIGKILL every pid, thaw so the signals
-    /// are delivered.
-    fn kill_by_signal(&self) -> Result<(), CgroupError> {
+    /// The v1 way, used where `cgroup.kill` is missing: freeze so nothing forks meanwhile,
+    /// SIGKILL every pid, thaw so the signals are delivered, wait until the group is empty.
+    pub fn kill_with_signals(&self) -> Result<(), CgroupError> {
         let frozen = self.place(Controller::Freezer).is_some() && self.freeze().is_ok();
         let mut result = Ok(());
         for pid in self.procs_recursive() {
@@ -684,7 +683,8 @@ impl Group {
         if frozen {
             self.thaw()?;
         }
-        result
+        result?;
+        self.wait_empty(Duration::from_secs(5))
     }
 
     fn wait_empty(&self, timeout: Duration) -> Result<(), CgroupError> {
