@@ -32,7 +32,7 @@ impl Subtree {
 
     fn group(&self, path: &str) -> Group {
         self.0
-            .create(&GroupPath::parse(path).unwrap())
+            .create(&GroupPath::parse(path).expect("valid path"))
             .expect("create group")
     }
 }
@@ -66,7 +66,7 @@ impl Workload {
         let mut w = Workload { child, stdout };
         group.attach(pid).expect("attach the workload");
         assert!(
-            group.procs().unwrap().contains(&pid),
+            group.procs().expect("procs").contains(&pid),
             "pid {pid} listed in the group"
         );
         let mut stdin = w.child.stdin.take().expect("stdin");
