@@ -92,9 +92,9 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
         let _ = fs::remove_file(path);
     }
     // Leave the subtree if containers still live in it; they outlive the daemon.
-    match tokio::task::spawn_blocking(move || cgroups.remove_subtree_if_empty()).await {
-        Ok(Err(e)) => tracing::warn!(error = %e, "cannot remove the empty cgroup subtree"),
-        Ok(Ok(_)) | Err(_) => {}
+    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || cgroups.remove_subtree_if_empty()).await
+    {
+        tracing::warn!(error = %e, "cannot remove the empty cgroup subtree");
     }
     tcp_result.map_err(DaemonError::Serve)?;
     unix_result.map_err(DaemonError::Serve)?;
