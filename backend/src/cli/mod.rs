@@ -7,6 +7,8 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
+mod info;
+
 use clap::{Args, Parser, Subcommand};
 
 use crate::{
@@ -33,6 +35,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Show the client's and the daemon's versions.
     Version,
+    /// Show the host's cgroup mode and what Corral can limit on it.
+    Info,
 }
 
 #[derive(Debug, Args)]
@@ -74,6 +78,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => crate::daemon::serve(args.into_config()).await?,
         Command::Version => version(&cli.client()?).await?,
+        Command::Info => info::info(&cli.client()?).await?,
     }
     Ok(())
 }

@@ -6,6 +6,7 @@
 mod assets;
 mod error;
 mod health;
+mod host;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +22,7 @@ use tower_http::{
 
 pub use error::AppError;
 
-use crate::{config::Config, store::Store};
+use crate::{cgroup::Cgroups, config::Config, store::Store};
 
 /// Largest request body any endpoint accepts.
 pub const MAX_BODY: usize = 1 << 20;
@@ -35,12 +36,17 @@ pub struct AppState {
 struct Inner {
     config: Config,
     store: Store,
+    cgroups: Arc<Cgroups>,
 }
 
 impl AppState {
-    pub fn new(config: Config, store: Store) -> Self {
+    pub fn new(config: Config, store: Store, cgroups: Arc<Cgroups>) -> Self {
         Self {
-            inner: Arc::new(Inner { config, store }),
+            inner: Arc::new(Inner {
+                config,
+                store,
+                cgroups,
+            }),
         }
     }
 
@@ -50,6 +56,11 @@ impl AppState {
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// The cgroup engine, detected at daemon start with Corral's subtree created.
+    pub fn cgroups(&self) -> &Arc<Cgroups> {
+        &self.inner.cgroups
     }
 }
 
@@ -62,6 +73,7 @@ img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; fo
 pub fn app(state: AppState) -> Router {
     let api = Router::new()
         .merge(health::router())
+        .merge(host::router())
         .fallback(error::api_not_found);
     Router::new()
         .nest("/api/v1", api)

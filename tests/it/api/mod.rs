@@ -1,2 +1,3 @@
 mod assets;
 mod health;
+mod host;
