@@ -45,7 +45,11 @@ fn vm_is_pure_cgroup_v2_with_all_controllers() {
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     let v1: Vec<&str> = mountinfo
         .lines()
-        .filter(|l| l.split(" - ").nth(1).is_some_and(|t| t.starts_with("cgroup ")))
+        .filter(|l| {
+            l.split(" - ")
+                .nth(1)
+                .is_some_and(|t| t.starts_with("cgroup "))
+        })
         .collect();
     assert!(v1.is_empty(), "cgroup v1 hierarchies are mounted: {v1:?}");
 
