@@ -280,14 +280,16 @@ pub fn build_test_binaries() -> Result<TestBinaries> {
     })
 }
 
-/// `cargo xtask vm [--timeout SECS] [--mem MIB] [--cpus N] [--keep] [-- TEST-ARGS]`: builds the
-/// binaries and runs the kernel suite (or the given test filter) in the VM.
+/// `cargo xtask vm [--timeout SECS] [--mem MIB] [--cpus N] [--kernel VMLINUZ] [--keep]
+/// [-- TEST-ARGS]`: builds the binaries and runs the kernel suite (or the given test filter) in
+/// the VM.
 pub fn cli(args: &[String]) -> Result<()> {
     let mut it = args.iter();
     let mut timeout = None;
     let mut mem = None;
     let mut cpus = None;
     let mut keep = false;
+    let mut kernel = None;
     let mut test_args: Option<Vec<String>> = None;
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -295,12 +297,18 @@ pub fn cli(args: &[String]) -> Result<()> {
             "--mem" => mem = Some(number(it.next(), "--mem")?),
             "--cpus" => cpus = Some(number(it.next(), "--cpus")?),
             "--keep" => keep = true,
+            "--kernel" => {
+                kernel = Some(PathBuf::from(
+                    it.next()
+                        .context("--kernel needs a /boot/vmlinuz-KVER path")?,
+                ));
+            }
             "--" => {
                 test_args = Some(it.by_ref().cloned().collect());
             }
             "-h" | "--help" => {
                 println!(
-                    "cargo xtask vm [--timeout SECS] [--mem MIB] [--cpus N] [--keep] [-- TEST-ARGS]\n\
+                    "cargo xtask vm [--timeout SECS] [--mem MIB] [--cpus N] [--kernel VMLINUZ] [--keep] [-- TEST-ARGS]\n\
                      Boots Debian's kernel under qemu (TCG, pure cgroup v2) and runs the `it` test\n\
                      binary there (default args: kernel:: --test-threads=1). Log: target/vm/kernel-suite.log"
                 );
@@ -324,6 +332,7 @@ pub fn cli(args: &[String]) -> Result<()> {
         opts.test_args = a;
     }
     opts.keep_initramfs = keep;
+    opts.kernel = kernel;
     let report = run_kernel_suite(&opts)?;
     eprintln!("vm: PASSED: {report}");
     Ok(())
@@ -998,16 +1007,17 @@ echo "CORRAL-VM-BOOTED-{nonce} uptime=$up"
     }
     let args: Vec<String> = test_args.iter().map(|a| sh_quote(a)).collect();
     s.push_str(&format!(
-        r#"cd /tmp
-{} {}
+        r#"echo "corral-vm: env: $(env | grep '^CORRAL_' | tr '\n' ' ')"
+echo corral-vm: running {cmd}
+cd /tmp
+{cmd}
 rc=$?
 read up _ < /proc/uptime
 echo
 echo "CORRAL-VM-RESULT-{nonce} rc=$rc uptime=$up"
 poweroff -f
 "#,
-        sh_quote(test_bin),
-        args.join(" ")
+        cmd = format!("{} {}", sh_quote(test_bin), args.join(" ")),
     ));
     s
 }
@@ -1361,10 +1371,10 @@ fn boot(
             }
             Event::Line(l, at) => (l, at),
         };
+        // The guest runs, so qemu has loaded the initramfs (at machine setup): not needed now.
+        initramfs_guard.remove_now();
         if run.report.kernel_boot.is_zero() && line.contains("corral-vm: init at") {
             run.report.kernel_boot = at - start;
-            // qemu has loaded the initramfs long ago.
-            initramfs_guard.remove_now();
         }
         if let Some(rest) = line.split(&missing_marker).nth(1) {
             run.guest_missing = rest.split_whitespace().map(str::to_string).collect();

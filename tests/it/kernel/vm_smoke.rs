@@ -123,3 +123,30 @@ fn vm_root_is_not_rootfs() {
         .expect("a mount at /");
     assert_eq!(root_fs, "tmpfs", "the VM's root is {root_fs}");
 }
+
+#[test]
+fn vm_runs_the_carried_binaries() {
+    if !in_vm() {
+        return;
+    }
+    // The corral binary and its shared libraries made it into the VM.
+    let out = std::process::Command::new(tests::corral_bin())
+        .arg("--version")
+        .output()
+        .expect("run $CORRAL_BIN --version");
+    assert!(out.status.success(), "corral --version: {out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("corral"),
+        "corral --version printed {out:?}"
+    );
+    // Tests spawn shell commands.
+    let sh = std::process::Command::new("/bin/sh")
+        .args(["-c", "test -w /tmp && test -c /dev/null && echo ok"])
+        .output()
+        .expect("run /bin/sh");
+    assert_eq!(String::from_utf8_lossy(&sh.stdout).trim(), "ok", "{sh:?}");
+    if let Some(load) = std::env::var_os("CORRAL_TESTLOAD") {
+        let meta = fs::metadata(&load).expect("$CORRAL_TESTLOAD exists");
+        assert!(meta.is_file(), "{load:?} is not a file");
+    }
+}
