@@ -746,8 +746,8 @@ fn build_initramfs(opts: &VmOptions, kver: &str, nonce: &str, dest: &Path) -> Re
     )?;
 
     // The init, in two stages.
-    cpio.file_bytes("/init", stage1_script().as_bytes(), 0o755)?;
-    let stage2 = stage2_script(&insmods, &env, &test_guest, &opts.test_args, nonce);
+    cpio.file_bytes("/init", stage1_script(&insmods).as_bytes(), 0o755)?;
+    let stage2 = stage2_script(&env, &test_guest, &opts.test_args, nonce);
     cpio.file_bytes("/init2", stage2.as_bytes(), 0o755)?;
 
     cpio.finish()
@@ -880,15 +880,17 @@ fn resolve_modules(kver: &str, names: &[String]) -> Result<(ModuleFiles, Vec<Str
     Ok((files, missing))
 }
 
-/// The module's path in the guest: same place, without the compression suffix.
+/// The module's path in the guest: under `/.modules` (stage 1 loads them and does not copy them
+/// into the tmpfs root), without the compression suffix.
 fn guest_module_path(host: &Path) -> String {
     let s = host.to_string_lossy();
+    let s = s.trim_start_matches('/');
     for ext in [".xz", ".zst", ".gz"] {
         if let Some(stripped) = s.strip_suffix(ext) {
-            return stripped.to_string();
+            return format!("/.modules/{stripped}");
         }
     }
-    s.into_owned()
+    format!("/.modules/{s}")
 }
 
 /// Reads a module, decompressing .ko.xz/.ko.zst/.ko.gz with the host's tool (busybox insmod
@@ -929,56 +931,18 @@ fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// Stage 1 (PID 1 on the initramfs): copy the root into a tmpfs and switch_root into it.
-fn stage1_script() -> String {
-    r#"#!/bin/sh
+/// Stage 1 (PID 1 on the initramfs): copy the root into a tmpfs and switch_root into it, loading
+/// the kernel modules meanwhile (from `/.modules`, which the copy skips).
+fn stage1_script(insmods: &[(String, Vec<String>)]) -> String {
+    let mut s = String::from(
+        r#"#!/bin/sh
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 mount -t proc proc /proc
 read up _ < /proc/uptime
 echo
 echo "corral-vm: init at ${up}s (kernel uptime)"
 mount -t tmpfs -o mode=0755 tmpfs /newroot || { echo "corral-vm: cannot mount tmpfs"; poweroff -f; }
-for e in /*; do
-  case "$e" in /newroot|/proc|/sys|/dev) ;; *) cp -a "$e" /newroot/ ;; esac
-done
-mkdir -p /newroot/proc /newroot/sys /newroot/dev
-read up _ < /proc/uptime
-echo "corral-vm: root copied to a tmpfs at ${up}s"
-umount /proc
-exec switch_root /newroot /init2
-"#
-    .to_string()
-}
-
-/// Stage 2 (PID 1 on the tmpfs): mounts, cgroup2 with every controller, modules, run the tests.
-fn stage2_script(
-    insmods: &[(String, Vec<String>)],
-    env: &[(String, String)],
-    test_bin: &str,
-    test_args: &[String],
-    nonce: &str,
-) -> String {
-    let mut s = String::from(
-        r#"#!/bin/sh
-export PATH=/usr/sbin:/usr/bin:/sbin:/bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-mkdir -p /dev/pts /dev/shm
-mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts
-mount -t tmpfs -o mode=1777 tmpfs /dev/shm
-ln -sfn /proc/self/fd /dev/fd
-ln -sfn /proc/self/fd/0 /dev/stdin
-ln -sfn /proc/self/fd/1 /dev/stdout
-ln -sfn /proc/self/fd/2 /dev/stderr
-mount -t tmpfs -o mode=1777 tmpfs /tmp
-mount -t tmpfs -o mode=0755 tmpfs /run
-mount -t cgroup2 -o nsdelegate,memory_recursiveprot cgroup2 /sys/fs/cgroup 2>/dev/null \
-  || mount -t cgroup2 cgroup2 /sys/fs/cgroup \
-  || echo "corral-vm: cannot mount cgroup2 at /sys/fs/cgroup"
-for c in $(cat /sys/fs/cgroup/cgroup.controllers); do
-  echo "+$c" > /sys/fs/cgroup/cgroup.subtree_control || echo "corral-vm: cannot enable controller $c"
-done
+(
 missing=""
 "#,
     );
@@ -996,10 +960,58 @@ missing=""
             name
         ));
     }
-    s.push_str(&format!(
-        r#"[ -n "$missing" ] && echo "corral-vm: insmod failed:$missing"
+    s.push_str(
+        r#"echo "$missing" > /newroot/.modules-missing
 read up _ < /proc/uptime
-echo "corral-vm: modules loaded at ${{up}}s"
+echo "corral-vm: modules loaded at ${up}s"
+) &
+for e in /*; do
+  case "$e" in /newroot|/proc|/sys|/dev) ;; *) cp -a "$e" /newroot/ ;; esac
+done
+mkdir -p /newroot/proc /newroot/sys /newroot/dev
+read up _ < /proc/uptime
+echo "corral-vm: root copied to a tmpfs at ${up}s"
+wait
+umount /proc
+exec switch_root /newroot /init2
+"#,
+    );
+    s
+}
+
+/// Stage 2 (PID 1 on the tmpfs): mounts, cgroup2 with every controller, lo, run the tests.
+fn stage2_script(
+    env: &[(String, String)],
+    test_bin: &str,
+    test_args: &[String],
+    nonce: &str,
+) -> String {
+    let mut s = format!(
+        r#"#!/bin/sh
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+mount -t proc proc /proc
+read up _ < /proc/uptime
+echo "corral-vm: switched root at ${{up}}s"
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /dev/shm
+mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts
+mount -t tmpfs -o mode=1777 tmpfs /dev/shm
+ln -sfn /proc/self/fd /dev/fd
+ln -sfn /proc/self/fd/0 /dev/stdin
+ln -sfn /proc/self/fd/1 /dev/stdout
+ln -sfn /proc/self/fd/2 /dev/stderr
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+mount -t tmpfs -o mode=0755 tmpfs /run
+mount -t cgroup2 -o nsdelegate,memory_recursiveprot cgroup2 /sys/fs/cgroup 2>/dev/null \
+  || mount -t cgroup2 cgroup2 /sys/fs/cgroup \
+  || echo "corral-vm: cannot mount cgroup2 at /sys/fs/cgroup"
+for c in $(cat /sys/fs/cgroup/cgroup.controllers); do
+  echo "+$c" > /sys/fs/cgroup/cgroup.subtree_control || echo "corral-vm: cannot enable controller $c"
+done
+missing=$(cat /.modules-missing 2>/dev/null)
+rm -f /.modules-missing
+[ -n "$missing" ] && echo "corral-vm: insmod failed:$missing"
 echo "CORRAL-VM-MISSING-{nonce}$missing"
 ip link set lo up
 hostname corral-vm
@@ -1007,7 +1019,7 @@ read up _ < /proc/uptime
 echo "corral-vm: cgroup2 controllers: $(cat /sys/fs/cgroup/cgroup.subtree_control)"
 echo "CORRAL-VM-BOOTED-{nonce} uptime=$up"
 "#
-    ));
+    );
     for (k, v) in env {
         s.push_str(&format!("export {k}={}\n", sh_quote(v)));
     }
@@ -1577,7 +1589,7 @@ mod tests {
             guest_module_path(Path::new(
                 "/lib/modules/k/kernel/fs/overlayfs/overlay.ko.xz"
             )),
-            "/lib/modules/k/kernel/fs/overlayfs/overlay.ko"
+            "/.modules/lib/modules/k/kernel/fs/overlayfs/overlay.ko"
         );
     }
 
