@@ -283,8 +283,8 @@ pub fn build_test_binaries() -> Result<TestBinaries> {
 }
 
 /// `cargo xtask vm [--timeout SECS] [--mem MIB] [--cpus N] [--kernel VMLINUZ] [--bzimage]
-/// [--keep] [-- TEST-ARGS]`: builds the binaries and runs the kernel suite (or the given test filter) in
-/// the VM.
+/// [--keep] [-- TEST-ARGS]`: builds the binaries and runs the kernel suite (or the given test
+/// filter) in the VM.
 pub fn cli(args: &[String]) -> Result<()> {
     let mut it = args.iter();
     let mut timeout = None;
