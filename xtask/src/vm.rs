@@ -1594,6 +1594,26 @@ mod tests {
     }
 
     #[test]
+    fn init_scripts_parse() {
+        let insmods = vec![(
+            "/.modules/lib/modules/k/kernel/fs/overlayfs/overlay.ko".to_string(),
+            vec!["opt=1".to_string()],
+        )];
+        let env = vec![("CORRAL_BIN".to_string(), "/usr/local/bin/it's".to_string())];
+        let args = vec!["kernel::".to_string(), "a b'c".to_string()];
+        for script in [
+            stage1_script(&insmods),
+            stage2_script(&env, "/usr/local/bin/it", &args, "n0nce"),
+        ] {
+            let out = Command::new("sh")
+                .args(["-n", "-c", &script])
+                .output()
+                .expect("run sh -n");
+            assert!(out.status.success(), "{script}\n{out:?}");
+        }
+    }
+
+    #[test]
     fn cpio_entries_are_aligned() {
         let mut c = Cpio::new(Vec::new());
         c.file_bytes("/a/b", b"hello", 0o644).expect("file");
