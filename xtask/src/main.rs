@@ -2,6 +2,7 @@
 //! work on a fresh Debian machine with only rustup and cargo, installing what they need.
 
 mod ui;
+mod vm;
 
 use std::{
     env,
@@ -19,6 +20,8 @@ usage: cargo xtask <command>
   test                     everything CI checks: fmt, clippy, unit, integration, browser and
                            cgroup-v2 VM tests, then a leak check
   ui                       build the dashboard only (target/ui)
+  vm [-- TEST_ARGS...]     run the kernel tests inside a pure cgroup-v2 VM (qemu, TCG);
+                           options: --timeout SECS --mem MIB --cpus N --kernel PATH --keep
 ";
 
 fn main() -> Result<()> {
@@ -29,6 +32,7 @@ fn main() -> Result<()> {
         Some("run") => run(&root, &args[1..]),
         Some("test") => test(&root),
         Some("ui") => ui::build(&root).map(|_| ()),
+        Some("vm") => vm::cli(&args[1..]),
         _ => {
             eprint!("{USAGE}");
             bail!("unknown or missing command")
@@ -117,8 +121,13 @@ fn test(root: &Path) -> Result<()> {
     // Browser tests must not be skipped in CI: fail if Chromium or the dashboard is missing.
     cargo_env(&["test", "--workspace"], &[("CORRAL_REQUIRE_BROWSER", "1")])?;
 
-    step("leak check");
+    step("leak check (host)");
     leak_check()?;
+
+    step("kernel tests inside a pure cgroup-v2 VM");
+    let bins = vm::build_test_binaries()?;
+    let report = vm::run_kernel_suite(&vm::VmOptions::from_binaries(&bins))?;
+    println!("vm: {report}");
     println!("\nxtask test: all checks passed");
     Ok(())
 }
