@@ -11,9 +11,16 @@ fn main() {
     println!("cargo:rerun-if-env-changed=CORRAL_UI_DIR");
     let manifest =
         PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let ui = env::var_os("CORRAL_UI_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| manifest.join("../target/ui"));
+    let ui = match env::var_os("CORRAL_UI_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            // Watching a path that does not exist reruns this script on every build: make sure
+            // the default directory exists (empty until `cargo xtask ui` fills it).
+            let dir = manifest.join("../target/ui");
+            let _ = fs::create_dir_all(&dir);
+            dir
+        }
+    };
     println!("cargo:rerun-if-changed={}", ui.display());
 
     let mut files = Vec::new();
