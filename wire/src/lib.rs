@@ -5,8 +5,12 @@
 
 use serde::{Deserialize, Serialize};
 
+mod auth;
+pub use auth::*;
+
 /// `GET /api/v1/health`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Health {
     /// Always `"ok"` when the daemon answers.
@@ -19,6 +23,7 @@ pub struct Health {
 
 /// Every error the API returns: the UI shows `message` next to `field` when one is named.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ApiError {
     /// A stable machine-readable code, e.g. `invalid_value`, `not_found`.

@@ -49,6 +49,8 @@ pub struct ServeArgs {
     /// Name of Corral's cgroup subtree.
     #[arg(long, default_value = config::DEFAULT_CGROUP_ROOT)]
     pub cgroup_root: String,
+    #[command(flatten)]
+    pub auth: crate::auth::AuthConfig,
 }
 
 impl ServeArgs {
@@ -58,6 +60,7 @@ impl ServeArgs {
             socket: Some(self.socket),
             state_dir: self.state_dir,
             cgroup_root: self.cgroup_root,
+            auth: self.auth,
         }
     }
 }

@@ -1,0 +1,226 @@
+//! Users, sessions, API tokens, teams and the audit log.
+//!
+//! Every request type rejects unknown fields: a typo in a privileged option is an error, never
+//! silently ignored.
+
+use serde::{Deserialize, Serialize};
+
+/// What a user may do: `admin` everything; `operator` acts on the containers of their teams;
+/// `viewer` reads their teams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    Operator,
+    Viewer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Operator => "operator",
+            Role::Viewer => "viewer",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A user account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub name: String,
+    pub role: Role,
+    /// Teams the user belongs to (sorted).
+    pub teams: Vec<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// `POST /api/v1/login`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub name: String,
+    pub password: String,
+}
+
+/// The answer to a login or a completed setup; the session itself travels in an HttpOnly cookie.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct LoginResponse {
+    pub user: User,
+    /// Send it back as `X-Corral-CSRF` on every state-changing request of this session.
+    pub csrf_token: String,
+}
+
+/// `GET /api/v1/setup`: whether the one-time admin setup is still open.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SetupStatus {
+    pub needed: bool,
+}
+
+/// `POST /api/v1/setup`: creates the first admin with the token from the printed setup link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SetupRequest {
+    pub token: String,
+    pub name: String,
+    pub password: String,
+}
+
+/// `GET /api/v1/me`: who the daemon thinks you are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Me {
+    /// The account name; `root` for root over the unix socket.
+    pub name: String,
+    pub role: Role,
+    pub teams: Vec<String>,
+    /// `session`, `token` or `unix`.
+    pub via: String,
+    /// The session's CSRF token (cookie sessions only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csrf_token: Option<String>,
+}
+
+/// `POST /api/v1/users`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UserCreate {
+    /// 1-64 of `a-z 0-9 . _ -`, starting with a letter or digit.
+    pub name: String,
+    pub role: Role,
+    #[serde(default)]
+    pub teams: Vec<String>,
+    /// 8 to 4096 bytes, any Unicode; never truncated.
+    pub password: String,
+}
+
+/// `PATCH /api/v1/users/{name}`: absent fields stay as they are.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UserUpdate {
+    #[serde(default)]
+    pub role: Option<Role>,
+    #[serde(default)]
+    pub teams: Option<Vec<String>>,
+    /// A new password; ends every session of the user.
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// A team: the unit operators and viewers are scoped to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Team {
+    pub name: String,
+    pub description: String,
+    /// Member names (sorted).
+    pub members: Vec<String>,
+}
+
+/// `POST /api/v1/teams`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct TeamCreate {
+    /// 1-63 of `a-z 0-9 -`, starting with a letter or digit.
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// `PATCH /api/v1/teams/{name}`: operators of the team may change it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct TeamUpdate {
+    pub description: String,
+}
+
+/// `POST /api/v1/tokens`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct TokenCreate {
+    /// A label, 1-64 characters.
+    pub name: String,
+    /// Admins may create a token for another user (root over the unix socket must name one).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Days until the token expires; never when absent.
+    #[serde(default)]
+    pub expires_in_days: Option<u32>,
+}
+
+/// An API token without its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct TokenInfo {
+    pub id: i64,
+    pub name: String,
+    pub user: String,
+    pub created_at: i64,
+    #[serde(default)]
+    pub last_used_at: Option<i64>,
+    #[serde(default)]
+    pub expires_at: Option<i64>,
+    #[serde(default)]
+    pub revoked_at: Option<i64>,
+}
+
+/// The answer to `POST /api/v1/tokens`: the secret is shown this once and stored only hashed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct TokenCreated {
+    pub token: String,
+    pub info: TokenInfo,
+}
+
+/// One row of the append-only audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AuditEntry {
+    pub id: i64,
+    /// Unix milliseconds.
+    pub at_ms: i64,
+    /// Who: a user name, `root` (unix socket), or `-` when unauthenticated.
+    pub actor: String,
+    /// `session`, `token`, `unix` or `-`.
+    pub via: String,
+    /// What, e.g. `login`, `user.create`, `token.revoke`, `http POST /api/v1/...`.
+    pub action: String,
+    #[serde(default)]
+    pub target: Option<String>,
+    /// JSON text of the state before the change.
+    #[serde(default)]
+    pub before: Option<String>,
+    /// JSON text of the state after the change.
+    #[serde(default)]
+    pub after: Option<String>,
+    /// `ok`, `denied`, `failed`, `throttled` or `error`.
+    pub result: String,
+    #[serde(default)]
+    pub detail: Option<String>,
+}
