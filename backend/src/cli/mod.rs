@@ -5,6 +5,8 @@
 //! file holds the `Command` enum and the dispatch. The CLI is the one place besides `main.rs`
 //! where `anyhow` is used: it only prints errors.
 
+mod users;
+
 use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand};
@@ -33,6 +35,17 @@ pub enum Command {
     Serve(ServeArgs),
     /// Show the client's and the daemon's versions.
     Version,
+    /// Manage user accounts.
+    #[command(subcommand)]
+    User(users::UserCmd),
+    /// Manage teams.
+    #[command(subcommand)]
+    Team(users::TeamCmd),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(users::TokenCmd),
+    /// Show the audit log, newest first.
+    Audit(users::AuditArgs),
 }
 
 #[derive(Debug, Args)]
@@ -77,6 +90,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => crate::daemon::serve(args.into_config()).await?,
         Command::Version => version(&cli.client()?).await?,
+        Command::User(ref cmd) => users::user(&cli.client()?, cmd).await?,
+        Command::Team(ref cmd) => users::team(&cli.client()?, cmd).await?,
+        Command::Token(ref cmd) => users::token(&cli.client()?, cmd).await?,
+        Command::Audit(ref args) => users::audit(&cli.client()?, args).await?,
     }
     Ok(())
 }
