@@ -78,7 +78,9 @@ pub struct SetupStatus {
 #[serde(deny_unknown_fields)]
 pub struct SetupRequest {
     pub token: String,
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$"))]
     pub name: String,
+    #[cfg_attr(feature = "openapi", schema(min_length = 8, max_length = 1024))]
     pub password: String,
 }
 
@@ -103,12 +105,15 @@ pub struct Me {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UserCreate {
-    /// 1-64 of `a-z 0-9 . _ -`, starting with a letter or digit.
+    /// 1-64 of `a-z 0-9 . _ -`, starting with a letter or digit (`root` is reserved).
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$"))]
     pub name: String,
     pub role: Role,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<TeamName>))]
     pub teams: Vec<String>,
-    /// 8 to 4096 bytes, any Unicode; never truncated.
+    /// 8 to 1024 characters, any Unicode; never truncated.
+    #[cfg_attr(feature = "openapi", schema(min_length = 8, max_length = 1024))]
     pub password: String,
 }
 
@@ -120,11 +125,19 @@ pub struct UserUpdate {
     #[serde(default)]
     pub role: Option<Role>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<TeamName>>))]
     pub teams: Option<Vec<String>>,
     /// A new password; ends every session of the user.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(min_length = 8, max_length = 1024))]
     pub password: Option<String>,
 }
+
+/// A team name: 1-63 of `a-z 0-9 -`, starting with a letter or digit (schema only).
+#[cfg(feature = "openapi")]
+#[derive(utoipa::ToSchema)]
+#[schema(pattern = r"^[a-z0-9][a-z0-9-]{0,62}$")]
+pub struct TeamName(pub String);
 
 /// A team: the unit operators and viewers are scoped to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,8 +156,17 @@ pub struct Team {
 #[serde(deny_unknown_fields)]
 pub struct TeamCreate {
     /// 1-63 of `a-z 0-9 -`, starting with a letter or digit.
+    #[cfg_attr(feature = "openapi", schema(value_type = TeamName))]
     pub name: String,
+    /// At most 1000 characters, no control characters but newline.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 1000,
+            pattern = r"^[^\u0000-\u0009\u000b-\u001f\u007f-\u009f]*$"
+        )
+    )]
     pub description: String,
 }
 
@@ -153,6 +175,14 @@ pub struct TeamCreate {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TeamUpdate {
+    /// At most 1000 characters, no control characters but newline.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 1000,
+            pattern = r"^[^\u0000-\u0009\u000b-\u001f\u007f-\u009f]*$"
+        )
+    )]
     pub description: String,
 }
 
@@ -161,14 +191,64 @@ pub struct TeamUpdate {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TokenCreate {
-    /// A label, 1-64 characters.
+    /// A label: 1-64 characters, no control characters.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 64,
+            pattern = r"^[^\u0000-\u001f\u007f-\u009f]+$"
+        )
+    )]
     pub name: String,
     /// Admins may create a token for another user (root over the unix socket must name one).
     #[serde(default)]
     pub user: Option<String>,
-    /// Days until the token expires; never when absent.
-    #[serde(default)]
+    /// Days until the token expires (1-3650); never when absent.
+    #[serde(default, deserialize_with = "opt_whole_u32")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3650))]
     pub expires_in_days: Option<u32>,
+}
+
+/// An optional `u32` that also accepts a whole JSON float (`30.0`): JSON Schema calls that an
+/// integer, and the OpenAPI document promises what JSON Schema means.
+fn opt_whole_u32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Option<u32>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a whole number from 0 to 4294967295, or null")
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: serde::Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_any(self)
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            u32::try_from(v)
+                .map(Some)
+                .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            u32::try_from(v)
+                .map(Some)
+                .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            if v.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&v) {
+                // Whole and in range: the conversion is exact.
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                Ok(Some(v as u32))
+            } else {
+                Err(E::invalid_value(serde::de::Unexpected::Float(v), &self))
+            }
+        }
+    }
+    d.deserialize_option(V)
 }
 
 /// An API token without its secret.

@@ -53,6 +53,30 @@ mod tests {
     }
 
     #[test]
+    fn token_days_accept_whole_floats_only() {
+        let parse = |s: &str| serde_json::from_str::<TokenCreate>(s).map(|t| t.expires_in_days);
+        assert_eq!(parse(r#"{"name":"a"}"#).unwrap(), None);
+        assert_eq!(
+            parse(r#"{"name":"a","expires_in_days":null}"#).unwrap(),
+            None
+        );
+        assert_eq!(
+            parse(r#"{"name":"a","expires_in_days":30}"#).unwrap(),
+            Some(30)
+        );
+        assert_eq!(
+            parse(r#"{"name":"a","expires_in_days":30.0}"#).unwrap(),
+            Some(30)
+        );
+        for bad in ["30.5", "-1", "1e10", "\"30\"", "true"] {
+            assert!(
+                parse(&format!(r#"{{"name":"a","expires_in_days":{bad}}}"#)).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn health_rejects_unknown_fields() {
         let r: Result<Health, _> =
             serde_json::from_str(r#"{"status":"ok","version":"1","cgroup_mode":null,"x":1}"#);

@@ -127,10 +127,9 @@ pub fn check_teams(conn: &Connection, teams: &[String]) -> Result<(), AuthError>
             |r| r.get(0),
         )?;
         if !exists {
-            return Err(AuthError::invalid(
-                "teams",
-                format!("no such team {t:?}: create it first"),
-            ));
+            return Err(AuthError::NotFound(format!(
+                "no such team {t:?}: create it first"
+            )));
         }
     }
     Ok(())

@@ -53,6 +53,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
             .map_err(|e| AuthError::invalid("body", format!("cannot read body: {e}")))?;
+        // Serde also reads a struct from a JSON array (fields by position): only objects are
+        // accepted at the top level, as the OpenAPI document says.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(AuthError::invalid("body", "the body must be a json object"));
+        }
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         let value = serde_path_to_error(&mut de)?;
         de.end()

@@ -95,7 +95,7 @@ async fn auth_login(
     }
     let name = req.name.clone();
     let user = db::run(state.store(), move |c| db::user_by_name(c, &name)).await?;
-    let password_ok = req.password.len() <= PASSWORD_MAX;
+    let password_ok = req.password.chars().count() <= PASSWORD_MAX;
     let password = if password_ok {
         req.password
     } else {
@@ -192,7 +192,7 @@ async fn setup_status(State(state): State<AppState>) -> Result<Json<wire::SetupS
         (status = 201, description = "Admin created and logged in", body = wire::LoginResponse),
         (status = 400, description = "Invalid name or password", body = wire::ApiError),
         (status = 403, description = "Wrong or used setup token, foreign Host/Origin, missing CSRF header", body = wire::ApiError),
-        (status = 409, description = "An admin exists already", body = wire::ApiError),
+        (status = 409, description = "An admin exists already, or the name is reserved", body = wire::ApiError),
     ))]
 async fn setup_complete(
     State(state): State<AppState>,

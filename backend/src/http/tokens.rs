@@ -52,7 +52,7 @@ async fn tokens_create(
     actor: Actor,
     ApiJson(req): ApiJson<wire::TokenCreate>,
 ) -> Result<(StatusCode, Json<wire::TokenCreated>), AuthError> {
-    let label = req.name.trim().to_owned();
+    let label = req.name.clone();
     if label.is_empty() || label.chars().count() > 64 || label.chars().any(char::is_control) {
         return Err(AuthError::invalid(
             "name",

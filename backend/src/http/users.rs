@@ -43,7 +43,8 @@ async fn users_list(
         (status = 400, description = "Invalid field", body = wire::ApiError),
         (status = 401, description = "No credentials", body = wire::ApiError),
         (status = 403, description = "Not an admin, foreign Host/Origin, missing CSRF header", body = wire::ApiError),
-        (status = 409, description = "The name is taken", body = wire::ApiError),
+        (status = 404, description = "A named team does not exist", body = wire::ApiError),
+        (status = 409, description = "The name is taken or reserved", body = wire::ApiError),
     ))]
 async fn users_create(
     State(state): State<AppState>,
