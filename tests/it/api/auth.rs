@@ -1027,3 +1027,36 @@ fn cli_manages_users_tokens_and_reads_audit() {
     let (ok, _, _) = corral(&["--host", &tcp, "token", "ls"], "", Some(&token));
     assert!(!ok, "the deleted user's token is dead");
 }
+
+/// A non-root peer on the unix socket is refused even if the file modes would let it in
+/// (defence in depth behind the 0600 socket in a 0700 directory).
+#[test]
+fn unix_socket_refuses_non_root_peers() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let d = Daemon::start();
+    let set = |p: &std::path::Path, mode| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    set(d.state.path(), 0o755);
+    set(d.socket.parent().unwrap(), 0o711);
+    set(&d.socket, 0o666);
+    let out = std::process::Command::new(tests::corral_bin())
+        .args([
+            "--host",
+            &format!("unix://{}", d.socket.display()),
+            "user",
+            "ls",
+        ])
+        .env_remove("CORRAL_TOKEN")
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("the unix socket is for root only (peer uid 65534)"),
+        "{err}"
+    );
+}
