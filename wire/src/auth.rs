@@ -139,6 +139,17 @@ pub struct UserUpdate {
 #[schema(pattern = r"^[a-z0-9][a-z0-9-]{0,62}$")]
 pub struct TeamName(pub String);
 
+/// `PUT /api/v1/me/password`: change your own password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    pub current_password: String,
+    /// 8 to 1024 characters, any Unicode; never truncated.
+    #[cfg_attr(feature = "openapi", schema(min_length = 8, max_length = 1024))]
+    pub new_password: String,
+}
+
 /// A team: the unit operators and viewers are scoped to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

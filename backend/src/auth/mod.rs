@@ -43,6 +43,27 @@
 //! Inside a database transaction, call [`audit::insert`] with the same connection instead, so
 //! the change and its audit row commit together.
 //! `AuthError` converts into `AppError` with `?`.
+//!
+//! # Roles
+//! `admin` does everything; `operator` reads and acts on the resources of its teams; `viewer`
+//! reads its teams. Root over the unix socket is an admin named `root` without an account
+//! (`user_id == None`). Roles and teams are read from the database on every request, so a
+//! change takes effect at once for existing sessions and tokens.
+//!
+//! # OpenAPI
+//! Routes appear in `/api/v1/openapi.json` when a module returns a
+//! `utoipa_axum::router::OpenApiRouter<AppState>` built with `routes!(handler, ...)` from
+//! handlers carrying `#[utoipa::path(...)]` (paths relative to `/api/v1`), merged into the
+//! `documented` router in `http::app`; request/response types derive `utoipa::ToSchema` in `wire`
+//! behind `#[cfg_attr(feature = "openapi", ...)]`. Document every status a route can answer
+//! (401/403 always): schemathesis checks it (`tests/schemathesis/run.py`).
+//!
+//! # Browser clients (the dashboard)
+//! `POST /api/v1/login` (with any `X-Corral-CSRF` value, e.g. `1`) sets the HttpOnly cookie and
+//! returns `csrf_token`; send it as `X-Corral-CSRF` on every later non-GET request.
+//! `GET /api/v1/me` answers 401 when logged out and returns `csrf_token` again after a reload.
+//! The setup page reads the token from `location.hash` of `/setup#TOKEN` and posts it to
+//! `POST /api/v1/setup` (answer: like login).
 
 pub mod audit;
 pub(crate) mod db;

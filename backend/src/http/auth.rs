@@ -21,6 +21,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(auth_login))
         .routes(routes!(auth_logout))
         .routes(routes!(auth_me))
+        .routes(routes!(auth_password))
         .routes(routes!(setup_status, setup_complete))
 }
 
@@ -170,6 +171,83 @@ async fn auth_me(actor: Actor) -> Json<wire::Me> {
         teams: actor.teams,
         csrf_token,
     })
+}
+
+/// Change your own password (checked against the current one, throttled like login). Ends your
+/// other sessions; the current one stays.
+#[utoipa::path(put, path = "/me/password", tag = "auth",
+    request_body = wire::PasswordChange,
+    responses(
+        (status = 204, description = "Changed"),
+        (status = 400, description = "Invalid new password, or root over the unix socket (no account)", body = wire::ApiError),
+        (status = 401, description = "No credentials, or the current password is wrong", body = wire::ApiError),
+        (status = 403, description = "Foreign Host/Origin, missing CSRF header", body = wire::ApiError),
+        (status = 429, description = "Too many wrong current passwords; see Retry-After", body = wire::ApiError),
+    ))]
+async fn auth_password(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiJson(req): ApiJson<wire::PasswordChange>,
+) -> Result<StatusCode, AuthError> {
+    let Some(user_id) = actor.user_id else {
+        return Err(AuthError::invalid(
+            "current_password",
+            "root over the unix socket has no password here",
+        ));
+    };
+    validate_password(&req.new_password)?;
+    let auth = state.auth().clone();
+    if let Err(retry_after) = auth.throttle().check(&actor.name) {
+        audit::record(
+            state.store(),
+            audit::Event::new(&actor, "password.change").result(Outcome::Throttled),
+        )
+        .await;
+        return Err(AuthError::Throttled { retry_after });
+    }
+    let current = db::run(state.store(), move |c| db::user_by_id(c, user_id))
+        .await?
+        .ok_or(AuthError::Unauthenticated)?;
+    let ok = req.current_password.chars().count() <= PASSWORD_MAX
+        && auth
+            .verify_password(req.current_password, Some(current.password_hash))
+            .await?;
+    if !ok {
+        auth.throttle().failure(&actor.name);
+        audit::record(
+            state.store(),
+            audit::Event::new(&actor, "password.change").result(Outcome::Failed),
+        )
+        .await;
+        return Err(AuthError::BadCredentials);
+    }
+    auth.throttle().success(&actor.name);
+    let hash = auth.hash_password(req.new_password).await?;
+    let keep = match &actor.via {
+        Via::Session { id_hash, .. } => Some(*id_hash),
+        _ => None,
+    };
+    db::run(state.store(), move |conn| {
+        let tx = conn.transaction()?;
+        tx.execute(
+            "UPDATE users SET password_hash = ?2 WHERE id = ?1",
+            rusqlite::params![user_id, hash],
+        )?;
+        tx.execute(
+            "DELETE FROM sessions WHERE user_id = ?1 AND id_hash IS NOT ?2",
+            rusqlite::params![user_id, keep.as_ref().map(|h| &h[..])],
+        )?;
+        audit::insert(
+            &tx,
+            &audit::Event::new(&actor, "password.change")
+                .target(format!("user:{}", actor.name))
+                .detail("other sessions ended"),
+        )?;
+        tx.commit()?;
+        Ok(())
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Whether the one-time admin setup is still open.

@@ -604,6 +604,42 @@ async fn unix_socket_root_is_admin_without_a_token() {
 }
 
 #[test]
+fn users_change_their_own_password_and_other_sessions_end() {
+    let d = Daemon::start();
+    let admin = d.admin_token();
+    create_user(&d, &admin, "dave", "viewer", &[], "old-password");
+    let a = login(&d, "dave", "old-password");
+    let b = login(&d, "dave", "old-password");
+    let cookie_a = format!("corral_session={}", a.session_cookie().unwrap());
+    let cookie_b = format!("corral_session={}", b.session_cookie().unwrap());
+    let csrf = a.json()["csrf_token"].as_str().unwrap().to_owned();
+    let change = |current: &str| {
+        let body =
+            json!({"current_password": current, "new_password": "new-password-ü"}).to_string();
+        d.http(
+            "PUT",
+            "/api/v1/me/password",
+            &[("cookie", &cookie_a), ("x-corral-csrf", &csrf), JSON],
+            Some(&body),
+        )
+    };
+    assert_eq!(change("wrong-password").status, 401);
+    assert_eq!(change("old-password").status, 204);
+    assert_eq!(
+        d.http("GET", "/api/v1/me", &[("cookie", &cookie_a)], None)
+            .status,
+        200
+    );
+    assert_eq!(
+        d.http("GET", "/api/v1/me", &[("cookie", &cookie_b)], None)
+            .status,
+        401
+    );
+    assert_eq!(login(&d, "dave", "old-password").status, 401);
+    assert_eq!(login(&d, "dave", "new-password-ü").status, 200);
+}
+
+#[test]
 fn setup_link_works_once() {
     let d = Daemon::start();
     let token = d.setup_token().expect("setup token file");
