@@ -195,6 +195,11 @@ impl Daemon {
         self.token_for(ADMIN)
     }
 
+    /// A client over TCP authenticated as the admin (completes setup if needed).
+    pub fn admin_client(&self) -> Client {
+        self.tcp_client(Some(self.admin_token()))
+    }
+
     /// A new API token of `user`, created by root over the unix socket.
     pub fn token_for(&self, user: &str) -> String {
         let body = serde_json::json!({"name": unique("it"), "user": user});

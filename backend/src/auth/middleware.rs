@@ -2,7 +2,7 @@
 
 use axum::{
     extract::{ConnectInfo, Request, State},
-    http::{HeaderMap, Method, header},
+    http::{HeaderMap, HeaderValue, Method, header},
     middleware::Next,
     response::{IntoResponse, Response},
 };
@@ -27,10 +27,10 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
             if !matches!(e, AuthError::Unauthenticated) {
                 tracing::info!(%method, %path, error = %e, "request refused");
             }
-            return e.into_response();
+            return harden(e.into_response(), &path);
         }
     };
-    let resp = next.run(req).await;
+    let resp = harden(next.run(req).await, &path);
     if let Some(actor) = actor
         && !is_safe(&method)
         && !actor.was_audited()
@@ -49,6 +49,20 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
             .result(result)
             .detail(status.as_u16().to_string());
         audit::record(state.store(), event).await;
+    }
+    resp
+}
+
+/// Headers every response gets: no framing (clickjacking of the console), no MIME sniffing, and
+/// API answers (tokens, CSRF tokens, user data) never cached.
+fn harden(mut resp: Response, path: &str) -> Response {
+    let h = resp.headers_mut();
+    h.entry(header::X_FRAME_OPTIONS)
+        .or_insert(HeaderValue::from_static("DENY"));
+    h.entry(header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
+    if path.starts_with("/api/") {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     resp
 }

@@ -92,8 +92,12 @@ fn every_route_needs_credentials_except_public_ones() {
     ] {
         assert_eq!(d.http("GET", "/api/v1/me", &[h], None).status, 401, "{h:?}");
     }
-    // The dashboard shell loads so the login page can show.
-    assert_eq!(d.http("GET", "/", &[], None).status, 200);
+    // The dashboard shell loads so the login page can show, and cannot be framed.
+    let shell = d.http("GET", "/", &[], None);
+    assert_eq!(shell.status, 200);
+    assert_eq!(shell.header("x-frame-options"), Some("DENY"));
+    let me = d.unix_http("GET", "/api/v1/me", &[], None);
+    assert_eq!(me.header("cache-control"), Some("no-store"));
     assert_eq!(d.http("GET", "/login", &[], None).status, 200);
 }
 
