@@ -473,8 +473,9 @@ fn login_timing_is_similar_for_unknown_users() {
     let unknown = time("nobody-here");
     println!("login median: known user {known:?}, unknown user {unknown:?}");
     // Both pay one argon2 verification; a missing user that skipped it would be ~100x faster.
+    // The 10x margin only catches that, so a busy machine does not make this flaky.
     assert!(
-        unknown * 4 > known && known * 4 > unknown,
+        unknown * 10 > known && known * 10 > unknown,
         "known {known:?} unknown {unknown:?}"
     );
 }
