@@ -22,6 +22,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Name of Corral's own cgroup subtree.
     pub cgroup_root: String,
+    /// Host allowlist and session timeouts.
+    pub auth: crate::auth::AuthConfig,
 }
 
 impl Config {

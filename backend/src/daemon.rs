@@ -64,20 +64,27 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     tracing::info!(mode = %cgroups.mode(), subtree = cgroups.subtree(), "cgroups ready");
 
     let state = AppState::new(config.clone(), store, cgroups.clone());
-    let app = http::app(state);
+    let app = http::app(state.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let local = tcp.local_addr().map_err(DaemonError::Serve)?;
     tracing::info!(listen = %local, socket = ?config.socket, state_dir = %config.state_dir.display(), "corral daemon ready");
     println!("Corral {} is listening on http://{local}/", crate::VERSION);
+    if let Err(e) = crate::auth::start(&state, local).await {
+        tracing::error!(error = %e, "cannot open the first-run setup");
+    }
 
     let tcp_server = axum::serve(tcp, app.clone()).with_graceful_shutdown(stopped(stop_rx.clone()));
     let unix_server = async {
         match unix {
             Some(listener) => {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(stopped(stop_rx))
-                    .await
+                // Connect-info carries the peer's SO_PEERCRED: root is admin, others refused.
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<crate::auth::UnixPeer>(),
+                )
+                .with_graceful_shutdown(stopped(stop_rx))
+                .await
             }
             None => Ok(()),
         }

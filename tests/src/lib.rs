@@ -70,11 +70,17 @@ pub struct Daemon {
     pub socket: PathBuf,
     pub state: TempDir,
     pub cgroup_root: String,
+    extra: Vec<String>,
 }
 
 impl Daemon {
     /// Starts a daemon on a free loopback port and waits until `/api/v1/health` answers.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Like [`Daemon::start`], with extra `corral serve` flags (e.g. `--session-idle-secs 2`).
+    pub fn start_with(extra: &[&str]) -> Self {
         let state = TempDir::new("corral-it");
         let cgroup_root = unique("corral-it");
         let port = free_port();
@@ -85,6 +91,7 @@ impl Daemon {
             socket,
             state,
             cgroup_root,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         d.spawn();
         d
@@ -102,6 +109,7 @@ impl Daemon {
             .arg(self.state.path().join("state"))
             .arg("--cgroup-root")
             .arg(&self.cgroup_root)
+            .args(&self.extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -110,7 +118,8 @@ impl Daemon {
             .expect("spawn corral serve");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        // Ready when health answers: the daemon serves only after its start-up work (setup link).
+        while !self.healthy() {
             if let Some(status) = self
                 .child
                 .as_mut()
@@ -125,6 +134,22 @@ impl Daemon {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    fn healthy(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let req = format!(
+            "GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+            self.port
+        );
+        let mut buf = [0u8; 12];
+        s.write_all(req.as_bytes()).is_ok()
+            && s.read_exact(&mut buf).is_ok()
+            && buf.starts_with(b"HTTP/1.1 200")
     }
 
     /// The daemon's log so far.
@@ -145,6 +170,109 @@ impl Daemon {
     /// A client over TCP.
     pub fn tcp_client(&self, token: Option<String>) -> Client {
         Client::new(Host::Tcp(format!("127.0.0.1:{}", self.port)), token)
+    }
+
+    /// The one-time setup token the daemon wrote at start (while no admin exists).
+    pub fn setup_token(&self) -> Option<String> {
+        std::fs::read_to_string(self.state.path().join("state/setup-token")).ok()
+    }
+
+    /// Completes the first-run setup (admin [`ADMIN`] / [`ADMIN_PASSWORD`]) if still open and
+    /// returns a fresh API token of that admin, for TCP clients.
+    pub fn admin_token(&self) -> String {
+        if let Some(token) = self.setup_token() {
+            let body =
+                serde_json::json!({"token": token, "name": ADMIN, "password": ADMIN_PASSWORD});
+            let r = self.http(
+                "POST",
+                "/api/v1/setup",
+                &[
+                    ("content-type", "application/json"),
+                    ("x-corral-client", "test"),
+                ],
+                Some(&body.to_string()),
+            );
+            assert_eq!(r.status, 201, "setup: {}", r.body);
+        }
+        self.token_for(ADMIN)
+    }
+
+    /// A client over TCP authenticated as the admin (completes setup if needed).
+    pub fn admin_client(&self) -> Client {
+        self.tcp_client(Some(self.admin_token()))
+    }
+
+    /// A new API token of `user`, created by root over the unix socket.
+    pub fn token_for(&self, user: &str) -> String {
+        let body = serde_json::json!({"name": unique("it"), "user": user});
+        let r = self.unix_http(
+            "POST",
+            "/api/v1/tokens",
+            &[
+                ("content-type", "application/json"),
+                ("x-corral-client", "test"),
+            ],
+            Some(&body.to_string()),
+        );
+        assert_eq!(r.status, 201, "token for {user}: {}", r.body);
+        r.json()["token"].as_str().expect("token").to_owned()
+    }
+
+    /// One raw HTTP/1.1 request over TCP. `Host` defaults to `127.0.0.1:PORT` unless given.
+    pub fn http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> RawResponse {
+        let stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        raw_request(
+            stream,
+            &format!("127.0.0.1:{}", self.port),
+            method,
+            path,
+            headers,
+            body.map(str::as_bytes),
+        )
+    }
+
+    /// One raw request with a byte body (for invalid UTF-8 and the like).
+    pub fn http_bytes(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> RawResponse {
+        let stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        raw_request(
+            stream,
+            &format!("127.0.0.1:{}", self.port),
+            method,
+            path,
+            headers,
+            Some(body),
+        )
+    }
+
+    /// One raw HTTP/1.1 request over the unix socket (as this process's uid).
+    pub fn unix_http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> RawResponse {
+        let stream = std::os::unix::net::UnixStream::connect(&self.socket).expect("connect socket");
+        raw_request(
+            stream,
+            "localhost",
+            method,
+            path,
+            headers,
+            body.map(str::as_bytes),
+        )
     }
 
     /// Sends SIGTERM and waits for a clean exit; returns the exit status.
@@ -183,93 +311,121 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A raw HTTP/1.1 response, for tests that look at headers.
-#[derive(Debug)]
+/// The admin [`Daemon::admin_token`] creates.
+pub const ADMIN: &str = "admin";
+/// Its password.
+pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
+
+/// A response read by [`Daemon::http`].
+#[derive(Debug, Clone)]
 pub struct RawResponse {
     pub status: u16,
-    /// Header names lowercased.
+    /// Lowercase names.
     pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+    pub body: String,
 }
 
 impl RawResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
-            .find(|(n, _)| n == name)
+            .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "status {} body is not json ({e}): {:?}",
+                self.status, self.body
+            )
+        })
+    }
+
+    /// The `code` of a JSON error body.
+    pub fn code(&self) -> String {
+        self.json()["code"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// The value the response sets for the session cookie.
+    pub fn session_cookie(&self) -> Option<String> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k == "set-cookie")
+            .filter_map(|(_, v)| v.strip_prefix("corral_session="))
+            .map(|v| v.split(';').next().unwrap_or_default().to_owned())
+            .next()
     }
 }
 
-/// Sends one raw HTTP/1.1 request (`Connection: close`) and reads the whole answer.
-/// `extra_headers` are full lines without CRLF, e.g. `"Origin: http://evil.example"`.
-pub fn raw_request(
-    port: u16,
+fn raw_request<S: std::io::Read + std::io::Write>(
+    mut stream: S,
+    default_host: &str,
     method: &str,
     path: &str,
-    extra_headers: &[&str],
-    body: &[u8],
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
 ) -> RawResponse {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    let mut req = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
-    if !extra_headers
-        .iter()
-        .any(|h| h.to_ascii_lowercase().starts_with("host:"))
-    {
-        req.push_str(&format!("Host: 127.0.0.1:{port}\r\n"));
+    use std::fmt::Write as _;
+    let mut head = format!("{method} {path} HTTP/1.1\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        let _ = write!(head, "Host: {default_host}\r\n");
     }
-    for h in extra_headers {
-        req.push_str(h);
-        req.push_str("\r\n");
+    for (k, v) in headers {
+        let _ = write!(head, "{k}: {v}\r\n");
     }
-    req.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-    stream.write_all(req.as_bytes()).expect("write request");
+    let body = body.unwrap_or_default();
+    if !body.is_empty() || !matches!(method, "GET" | "HEAD") {
+        let _ = write!(head, "Content-Length: {}\r\n", body.len());
+    }
+    head.push_str("Connection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).expect("write request");
     stream.write_all(body).expect("write body");
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("read response");
+    // A server may close early (e.g. 413): keep what was read.
+    let _ = stream.read_to_end(&mut raw);
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .expect("end of headers");
+        .unwrap_or_else(|| panic!("no response head: {:?}", String::from_utf8_lossy(&raw)));
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut rest = raw[split + 4..].to_vec();
     let mut lines = head.split("\r\n");
-    let status = lines
+    let status: u16 = lines
         .next()
         .and_then(|l| l.split(' ').nth(1))
         .and_then(|s| s.parse().ok())
         .expect("status line");
-    let headers = lines
+    let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect::<Vec<_>>();
-    let mut body = raw[split + 4..].to_vec();
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
     if headers
         .iter()
-        .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"))
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
     {
-        body = dechunk(&body);
+        rest = dechunk(&rest);
     }
     RawResponse {
         status,
         headers,
-        body,
+        body: String::from_utf8_lossy(&rest).into_owned(),
     }
 }
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    while let Some(eol) = data.windows(2).position(|w| w == b"\r\n") {
-        let size =
-            usize::from_str_radix(String::from_utf8_lossy(&data[..eol]).trim(), 16).unwrap_or(0);
+    while let Some(pos) = data.windows(2).position(|w| w == b"\r\n") {
+        let size_line = String::from_utf8_lossy(&data[..pos]);
+        let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("0").trim(), 16)
+            .unwrap_or(0);
         if size == 0 {
             break;
         }
-        out.extend_from_slice(&data[eol + 2..eol + 2 + size]);
-        data = &data[eol + 2 + size + 2..];
+        let start = pos + 2;
+        let end = (start + size).min(data.len());
+        out.extend_from_slice(&data[start..end]);
+        data = &data[(end + 2).min(data.len())..];
     }
     out
 }

@@ -5,8 +5,12 @@
 
 use serde::{Deserialize, Serialize};
 
+mod auth;
+pub use auth::*;
+
 /// `GET /api/v1/health`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Health {
     /// Always `"ok"` when the daemon answers.
@@ -109,6 +113,7 @@ pub struct CgroupNode {
 
 /// Every error the API returns: the UI shows `message` next to `field` when one is named.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ApiError {
     /// A stable machine-readable code, e.g. `invalid_value`, `not_found`.
@@ -135,6 +140,30 @@ mod tests {
             serde_json::to_string(&e).unwrap(),
             r#"{"code":"not_found","message":"no such container"}"#
         );
+    }
+
+    #[test]
+    fn token_days_accept_whole_floats_only() {
+        let parse = |s: &str| serde_json::from_str::<TokenCreate>(s).map(|t| t.expires_in_days);
+        assert_eq!(parse(r#"{"name":"a"}"#).unwrap(), None);
+        assert_eq!(
+            parse(r#"{"name":"a","expires_in_days":null}"#).unwrap(),
+            None
+        );
+        assert_eq!(
+            parse(r#"{"name":"a","expires_in_days":30}"#).unwrap(),
+            Some(30)
+        );
+        assert_eq!(
+            parse(r#"{"name":"a","expires_in_days":30.0}"#).unwrap(),
+            Some(30)
+        );
+        for bad in ["30.5", "-1", "1e10", "\"30\"", "true"] {
+            assert!(
+                parse(&format!(r#"{{"name":"a","expires_in_days":{bad}}}"#)).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

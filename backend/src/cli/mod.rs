@@ -5,6 +5,8 @@
 //! file holds the `Command` enum and the dispatch. The CLI is the one place besides `main.rs`
 //! where `anyhow` is used: it only prints errors.
 
+mod users;
+
 use std::{net::SocketAddr, path::PathBuf};
 
 mod info;
@@ -37,6 +39,17 @@ pub enum Command {
     Version,
     /// Show the host's cgroup mode and what Corral can limit on it.
     Info,
+    /// Manage user accounts.
+    #[command(subcommand)]
+    User(users::UserCmd),
+    /// Manage teams.
+    #[command(subcommand)]
+    Team(users::TeamCmd),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(users::TokenCmd),
+    /// Show the audit log, newest first.
+    Audit(users::AuditArgs),
 }
 
 #[derive(Debug, Args)]
@@ -53,6 +66,8 @@ pub struct ServeArgs {
     /// Name of Corral's cgroup subtree.
     #[arg(long, default_value = config::DEFAULT_CGROUP_ROOT)]
     pub cgroup_root: String,
+    #[command(flatten)]
+    pub auth: crate::auth::AuthConfig,
 }
 
 impl ServeArgs {
@@ -62,6 +77,7 @@ impl ServeArgs {
             socket: Some(self.socket),
             state_dir: self.state_dir,
             cgroup_root: self.cgroup_root,
+            auth: self.auth,
         }
     }
 }
@@ -79,6 +95,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => crate::daemon::serve(args.into_config()).await?,
         Command::Version => version(&cli.client()?).await?,
         Command::Info => info::info(&cli.client()?).await?,
+        Command::User(ref cmd) => users::user(&cli.client()?, cmd).await?,
+        Command::Team(ref cmd) => users::team(&cli.client()?, cmd).await?,
+        Command::Token(ref cmd) => users::token(&cli.client()?, cmd).await?,
+        Command::Audit(ref args) => users::audit(&cli.client()?, args).await?,
     }
     Ok(())
 }

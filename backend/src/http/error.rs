@@ -16,6 +16,9 @@ pub enum AppError {
     /// A field of the request is invalid: the message names the allowed values.
     #[error("{message}")]
     Invalid { field: String, message: String },
+    /// Authentication/authorization (401/403/429...) and auth-area errors; answers as `AuthError`.
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
     /// Anything unexpected: logged with its source chain, shown as `internal error`.
     #[error("{context}")]
     Internal {
@@ -40,6 +43,15 @@ impl AppError {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
+        let AppError::Auth(e) = self else {
+            return self.plain_response();
+        };
+        e.into_response()
+    }
+}
+
+impl AppError {
+    fn plain_response(self) -> Response {
         let (status, code, field) = match &self {
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
             AppError::Invalid { field, .. } => (
@@ -47,7 +59,9 @@ impl IntoResponse for AppError {
                 "invalid_value",
                 Some(field.clone()),
             ),
-            AppError::Internal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
+            AppError::Internal { .. } | AppError::Auth(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal", None)
+            }
         };
         let message = if status.is_server_error() {
             let mut chain = self.to_string();

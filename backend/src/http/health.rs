@@ -8,7 +8,10 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/health", get(health_get))
 }
 
-async fn health_get(State(state): State<AppState>) -> Json<wire::Health> {
+/// Liveness and version; needs no credentials.
+#[utoipa::path(get, path = "/health", tag = "meta", security(()),
+    responses((status = 200, description = "The daemon is up", body = wire::Health)))]
+pub(super) async fn health_get(State(state): State<AppState>) -> Json<wire::Health> {
     Json(wire::Health {
         status: "ok".into(),
         version: crate::VERSION.into(),

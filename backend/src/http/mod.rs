@@ -4,9 +4,14 @@
 //! and by every test. Handlers convert domain types to `wire` types here and nowhere else.
 
 mod assets;
+mod audit;
+mod auth;
 mod error;
 mod health;
 mod host;
+mod openapi;
+mod tokens;
+mod users;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +27,7 @@ use tower_http::{
 
 pub use error::AppError;
 
-use crate::{cgroup::Cgroups, config::Config, store::Store};
+use crate::{auth::Auth, cgroup::Cgroups, config::Config, store::Store};
 
 /// Largest request body any endpoint accepts.
 pub const MAX_BODY: usize = 1 << 20;
@@ -37,12 +42,14 @@ struct Inner {
     config: Config,
     store: Store,
     cgroups: Arc<Cgroups>,
+    auth: Auth,
 }
 
 impl AppState {
     pub fn new(config: Config, store: Store, cgroups: Arc<Cgroups>) -> Self {
         Self {
             inner: Arc::new(Inner {
+                auth: Auth::new(config.auth.clone()),
                 config,
                 store,
                 cgroups,
@@ -62,6 +69,10 @@ impl AppState {
     pub fn cgroups(&self) -> &Arc<Cgroups> {
         &self.inner.cgroups
     }
+
+    pub fn auth(&self) -> &Auth {
+        &self.inner.auth
+    }
 }
 
 /// Content-Security-Policy of every response: scripts only from our origin (plus WASM
@@ -71,13 +82,28 @@ img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; fo
 
 /// Builds the whole router: API, dashboard and the middleware every request passes.
 pub fn app(state: AppState) -> Router {
+    // Routes documented in the OpenAPI document (utoipa-axum); paths relative to /api/v1.
+    let (documented, paths) = utoipa_axum::router::OpenApiRouter::new()
+        .merge(auth::router())
+        .merge(users::router())
+        .merge(tokens::router())
+        .merge(audit::router())
+        .split_for_parts();
+    let doc = openapi::document(paths);
     let api = Router::new()
         .merge(health::router())
+        .merge(documented)
+        .merge(openapi::router(&doc))
         .merge(host::router())
         .fallback(error::api_not_found);
     Router::new()
         .nest("/api/v1", api)
         .fallback(assets::serve)
+        // Host allowlist, credentials, CSRF and audit for every route (see `auth`).
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::middleware::guard,
+        ))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(30),

@@ -1,9 +1,9 @@
-use tests::{Daemon, raw_request};
+use tests::Daemon;
 
 #[test]
 fn dashboard_shell_assets_and_headers() {
     let daemon = Daemon::start();
-    let index = raw_request(daemon.port, "GET", "/", &[], b"");
+    let index = daemon.http("GET", "/", &[], None);
     assert_eq!(index.status, 200);
     assert_eq!(index.header("cache-control"), Some("no-cache"));
     assert!(
@@ -20,20 +20,19 @@ fn dashboard_shell_assets_and_headers() {
     assert_eq!(index.header("x-frame-options"), Some("DENY"));
 
     // Deep links get the same shell (client-side routing).
-    let deep = raw_request(daemon.port, "GET", "/containers/web", &[], b"");
+    let deep = daemon.http("GET", "/containers/web", &[], None);
     assert_eq!(deep.status, 200);
     assert_eq!(deep.body, index.body);
 
-    let html = String::from_utf8_lossy(&index.body).into_owned();
+    let html = index.body.clone();
     if let Some(start) = html.find("/assets/corral-") {
         // Built with the dashboard: the hashed module is immutable and compressed on request.
         let end = start + html[start..].find(".js").expect("module name") + 3;
-        let js = raw_request(
-            daemon.port,
+        let js = daemon.http(
             "GET",
             &html[start..end],
-            &["Accept-Encoding: gzip"],
-            b"",
+            &[("Accept-Encoding", "gzip")],
+            None,
         );
         assert_eq!(js.status, 200);
         assert_eq!(
@@ -42,23 +41,25 @@ fn dashboard_shell_assets_and_headers() {
         );
         assert_eq!(js.header("content-encoding"), Some("gzip"));
         let wasm_path = html[start..end].replace(".js", "_bg.wasm");
-        let wasm = raw_request(daemon.port, "GET", &wasm_path, &[], b"");
+        let wasm = daemon.http("GET", &wasm_path, &[], None);
         assert_eq!(wasm.header("content-type"), Some("application/wasm"));
-        assert_eq!(&wasm.body[..4], b"\0asm");
+        assert_eq!(&wasm.body.as_bytes()[..4], b"\0asm");
     }
     // A missing hashed asset is a 404, never the HTML shell.
     assert_eq!(
-        raw_request(daemon.port, "GET", "/assets/corral-0000.js", &[], b"").status,
+        daemon
+            .http("GET", "/assets/corral-0000.js", &[], None)
+            .status,
         404
     );
-    // The API never falls back to the shell.
-    let api = raw_request(daemon.port, "GET", "/api/v1/nope", &[], b"");
-    assert_eq!(api.status, 404);
+    // The API never falls back to the shell (unknown paths answer JSON: 401 before 404).
+    let api = daemon.http("GET", "/api/v1/nope", &[], None);
+    assert_eq!(api.status, 401);
     assert!(
         api.header("content-type")
             .unwrap()
             .starts_with("application/json")
     );
     // Only GET and HEAD reach the shell.
-    assert_eq!(raw_request(daemon.port, "POST", "/", &[], b"").status, 405);
+    assert_eq!(daemon.http("POST", "/", &[], None).status, 405);
 }

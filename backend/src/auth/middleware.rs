@@ -1,0 +1,410 @@
+//! The guard every request passes (see the module docs of `auth` for the rules).
+
+use axum::{
+    extract::{ConnectInfo, Request, State},
+    http::{HeaderMap, HeaderValue, Method, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+
+use super::{
+    Actor, AuthError, CLIENT_HEADER, CSRF_HEADER, SESSION_COOKIE, UnixPeer, Via,
+    audit::{self, Outcome},
+    db, now_secs, secret,
+};
+use crate::http::AppState;
+
+/// Hosts always accepted (any port): the names a browser uses for loopback.
+const LOOPBACK_HOSTS: &[&str] = &["localhost", "127.0.0.1", "[::1]"];
+
+/// The middleware: host allowlist, credentials, 401, CSRF, fallback audit.
+pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let actor = match admit(&state, &mut req).await {
+        Ok(actor) => actor,
+        Err(e) => {
+            if !matches!(e, AuthError::Unauthenticated) {
+                tracing::info!(%method, %path, error = %e, "request refused");
+            }
+            return harden(e.into_response(), &path);
+        }
+    };
+    let resp = harden(next.run(req).await, &path);
+    if let Some(actor) = actor
+        && !is_safe(&method)
+        && !actor.was_audited()
+    {
+        let status = resp.status();
+        let result = if status.is_success() || status.is_redirection() {
+            Outcome::Ok
+        } else if status.as_u16() == 401 || status.as_u16() == 403 {
+            Outcome::Denied
+        } else if status.is_server_error() {
+            Outcome::Error
+        } else {
+            Outcome::Failed
+        };
+        let event = audit::Event::new(&actor, &format!("http {method} {path}"))
+            .result(result)
+            .detail(status.as_u16().to_string());
+        audit::record(state.store(), event).await;
+    }
+    resp
+}
+
+/// Headers every response gets: no framing (clickjacking of the console), no MIME sniffing, and
+/// API answers (tokens, CSRF tokens, user data) never cached.
+fn harden(mut resp: Response, path: &str) -> Response {
+    let h = resp.headers_mut();
+    h.entry(header::X_FRAME_OPTIONS)
+        .or_insert(HeaderValue::from_static("DENY"));
+    h.entry(header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
+    if path.starts_with("/api/") {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    resp
+}
+
+/// Runs every check; on success the actor (if any) is in the request extensions.
+async fn admit(state: &AppState, req: &mut Request) -> Result<Option<Actor>, AuthError> {
+    let host = request_host(req)?;
+    if !host_allowed(&host, &state.auth().config().allowed_hosts) {
+        return Err(AuthError::BadHost(host));
+    }
+    let public = is_public(req.method(), req.uri().path());
+    let unix = req
+        .extensions()
+        .get::<ConnectInfo<UnixPeer>>()
+        .map(|ConnectInfo(p)| *p);
+    let actor = resolve(state, req.headers(), unix).await?;
+    if actor.is_none() && !public {
+        return Err(AuthError::Unauthenticated);
+    }
+    if !is_safe(req.method()) {
+        check_csrf(req.headers(), &host, actor.as_ref(), public)?;
+    }
+    if let Some(a) = &actor {
+        req.extensions_mut().insert(a.clone());
+    }
+    Ok(actor)
+}
+
+/// GET, HEAD and OPTIONS never change state.
+pub fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// Routes reachable without credentials.
+pub fn is_public(method: &Method, path: &str) -> bool {
+    if !path.starts_with("/api/") && path != "/api" {
+        // The dashboard shell and its assets: the UI must load to show the login page.
+        return true;
+    }
+    let read = matches!(*method, Method::GET | Method::HEAD);
+    match path {
+        "/api/v1/health" => read,
+        "/api/v1/login" => *method == Method::POST,
+        "/api/v1/setup" => read || *method == Method::POST,
+        _ => false,
+    }
+}
+
+/// The one `Host` of the request (duplicates refused), matching the URI authority if any.
+fn request_host(req: &Request) -> Result<String, AuthError> {
+    let mut values = req.headers().get_all(header::HOST).iter();
+    let host = match (values.next(), values.next()) {
+        (Some(v), None) => v
+            .to_str()
+            .map_err(|_| AuthError::BadHost("<not ascii>".into()))?
+            .to_owned(),
+        (None, _) => match req.uri().authority() {
+            Some(a) => a.as_str().to_owned(),
+            None => return Err(AuthError::BadHost(String::new())),
+        },
+        (Some(_), Some(_)) => return Err(AuthError::BadHost("<several host headers>".into())),
+    };
+    if let Some(a) = req.uri().authority()
+        && !a.as_str().eq_ignore_ascii_case(&host)
+    {
+        return Err(AuthError::BadHost(a.as_str().to_owned()));
+    }
+    Ok(host)
+}
+
+/// Splits `name[:port]` (`[v6]:port` too); `None` when malformed.
+fn split_host(host: &str) -> Option<(&str, Option<&str>)> {
+    let (name, port) = if host.starts_with('[') {
+        let end = host.find(']')?;
+        let rest = &host[end + 1..];
+        let port = match rest {
+            "" => None,
+            _ => Some(rest.strip_prefix(':')?),
+        };
+        (&host[..=end], port)
+    } else {
+        match host.rsplit_once(':') {
+            Some((n, p)) => (n, Some(p)),
+            None => (host, None),
+        }
+    };
+    if name.is_empty() {
+        return None;
+    }
+    if let Some(p) = port
+        && (p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return None;
+    }
+    Some((name, port))
+}
+
+/// Whether `host` (a Host header value) is allowed: loopback names with any port, or a
+/// configured `NAME` (any port) / `NAME:PORT` (that port).
+pub fn host_allowed(host: &str, extra: &[String]) -> bool {
+    let Some((name, _)) = split_host(host) else {
+        return false;
+    };
+    LOOPBACK_HOSTS.iter().any(|h| h.eq_ignore_ascii_case(name))
+        || extra.iter().any(|e| {
+            e.eq_ignore_ascii_case(host)
+                || (!e.contains(':') && e.eq_ignore_ascii_case(name))
+                || (e.starts_with('[') && !e.contains("]:") && e.eq_ignore_ascii_case(name))
+        })
+}
+
+/// Finds the caller. Root over the unix socket is admin; other unix peers are refused. Over TCP
+/// an invalid or expired credential is the same as none.
+async fn resolve(
+    state: &AppState,
+    headers: &HeaderMap,
+    unix: Option<UnixPeer>,
+) -> Result<Option<Actor>, AuthError> {
+    if let Some(peer) = unix {
+        return match peer.uid {
+            Some(0) => Ok(Some(Actor::unix_root(0))),
+            uid => Err(AuthError::Forbidden(format!(
+                "the unix socket is for root only (peer uid {})",
+                uid.map_or_else(|| "unknown".to_owned(), |u| u.to_string())
+            ))),
+        };
+    }
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim().to_owned());
+        return match token {
+            Some(t) if !t.is_empty() && t.len() <= 256 => token_actor(state, t).await,
+            _ => Ok(None),
+        };
+    }
+    if let Some(sid) = session_cookie(headers) {
+        return session_actor(state, sid).await;
+    }
+    Ok(None)
+}
+
+/// The value of the session cookie, if the request carries one.
+pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v.trim().to_owned())
+        .filter(|v| !v.is_empty() && v.len() <= 256)
+}
+
+async fn token_actor(state: &AppState, token: String) -> Result<Option<Actor>, AuthError> {
+    let hash = secret::digest(&token);
+    db::run(state.store(), move |conn| {
+        let now = now_secs();
+        let Some(t) = db::token_by_hash(conn, &hash)? else {
+            return Ok(None);
+        };
+        if t.revoked_at.is_some() || t.expires_at.is_some_and(|e| e <= now) {
+            return Ok(None);
+        }
+        let Some(user) = db::user_by_id(conn, t.user_id)? else {
+            return Ok(None);
+        };
+        db::token_used(conn, t.id, now)?;
+        Ok(Some(Actor::new(
+            Some(user.id),
+            user.name,
+            user.role,
+            user.teams,
+            Via::Token { id: t.id },
+        )))
+    })
+    .await
+}
+
+async fn session_actor(state: &AppState, sid: String) -> Result<Option<Actor>, AuthError> {
+    let id_hash = secret::digest(&sid);
+    let idle = i64::try_from(state.auth().session_idle().as_secs()).unwrap_or(i64::MAX);
+    let max = i64::try_from(state.auth().session_max().as_secs()).unwrap_or(i64::MAX);
+    db::run(state.store(), move |conn| {
+        let now = now_secs();
+        let Some(s) = db::session(conn, &id_hash)? else {
+            return Ok(None);
+        };
+        if now.saturating_sub(s.last_seen) >= idle || now.saturating_sub(s.created_at) >= max {
+            db::delete_session(conn, &id_hash)?;
+            return Ok(None);
+        }
+        let Some(user) = db::user_by_id(conn, s.user_id)? else {
+            return Ok(None);
+        };
+        if s.last_seen != now {
+            db::touch_session(conn, &id_hash, now)?;
+        }
+        Ok(Some(Actor::new(
+            Some(user.id),
+            user.name,
+            user.role,
+            user.teams,
+            Via::Session {
+                id_hash,
+                csrf: s.csrf_token,
+            },
+        )))
+    })
+    .await
+}
+
+/// CSRF defence of a state-changing request: same-origin `Origin`/`Sec-Fetch-Site` when present,
+/// and a custom header a cross-site page cannot send without a CORS preflight we never grant.
+fn check_csrf(
+    headers: &HeaderMap,
+    host: &str,
+    actor: Option<&Actor>,
+    public: bool,
+) -> Result<(), AuthError> {
+    for origin in headers.get_all(header::ORIGIN) {
+        let o = origin.to_str().unwrap_or("<not ascii>");
+        let same = o
+            .strip_prefix("http://")
+            .or_else(|| o.strip_prefix("https://"))
+            .is_some_and(|rest| rest.eq_ignore_ascii_case(host));
+        if !same {
+            return Err(AuthError::Csrf(format!(
+                "cross-origin request refused: origin {o:?} is not this server ({host})"
+            )));
+        }
+    }
+    for site in headers.get_all("sec-fetch-site") {
+        let s = site.to_str().unwrap_or("<not ascii>");
+        if !(s.eq_ignore_ascii_case("same-origin") || s.eq_ignore_ascii_case("none")) {
+            return Err(AuthError::Csrf(format!(
+                "cross-site request refused (sec-fetch-site: {s})"
+            )));
+        }
+    }
+    let via = if public { None } else { actor.map(|a| &a.via) };
+    match via {
+        Some(Via::Token { .. }) => Ok(()),
+        Some(Via::Session { csrf, .. }) => {
+            let sent = headers
+                .get(CSRF_HEADER)
+                .map(|v| v.as_bytes())
+                .unwrap_or_default();
+            if secret::constant_time_eq(sent, csrf.as_bytes()) {
+                Ok(())
+            } else {
+                Err(AuthError::Csrf(
+                    "missing or wrong x-corral-csrf header: send the csrf_token of your session"
+                        .into(),
+                ))
+            }
+        }
+        Some(Via::Unix { .. }) | None => {
+            if headers.contains_key(CSRF_HEADER) || headers.contains_key(CLIENT_HEADER) {
+                Ok(())
+            } else {
+                Err(AuthError::Csrf(
+                    "missing x-corral-csrf or x-corral-client header on a state-changing request"
+                        .into(),
+                ))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts() {
+        let extra = vec!["corral.example".to_owned(), "box:8443".to_owned()];
+        for ok in [
+            "localhost",
+            "localhost:7700",
+            "LOCALHOST:1",
+            "127.0.0.1:7700",
+            "[::1]",
+            "[::1]:9000",
+            "corral.example",
+            "corral.example:7700",
+            "box:8443",
+        ] {
+            assert!(host_allowed(ok, &extra), "{ok}");
+        }
+        for bad in [
+            "",
+            "evil.com",
+            "evil.com:7700",
+            "localhost.evil.com",
+            "127.0.0.1.nip.io:7700",
+            "localhost:",
+            "localhost:abc",
+            "localhost:7700:1",
+            "[::1]x",
+            "box:8444",
+            "box",
+            "127.0.0.2",
+            "[::2]:7700",
+            ":7700",
+        ] {
+            assert!(!host_allowed(bad, &extra), "{bad}");
+        }
+    }
+
+    #[test]
+    fn public_routes() {
+        assert!(is_public(&Method::GET, "/"));
+        assert!(is_public(&Method::GET, "/assets/corral-0123.js"));
+        assert!(is_public(&Method::GET, "/api/v1/health"));
+        assert!(!is_public(&Method::POST, "/api/v1/health"));
+        assert!(is_public(&Method::POST, "/api/v1/login"));
+        assert!(!is_public(&Method::GET, "/api/v1/users"));
+        assert!(!is_public(&Method::GET, "/api/v1/health/"));
+        assert!(!is_public(&Method::GET, "/api/v1/openapi.json"));
+    }
+
+    #[test]
+    fn csrf_rules() {
+        let mut h = HeaderMap::new();
+        h.insert(CLIENT_HEADER, "cli".parse().unwrap());
+        assert!(check_csrf(&h, "localhost:7700", None, true).is_ok());
+        h.insert(header::ORIGIN, "http://localhost:7700".parse().unwrap());
+        assert!(check_csrf(&h, "localhost:7700", None, true).is_ok());
+        h.insert(header::ORIGIN, "http://evil.com".parse().unwrap());
+        assert!(check_csrf(&h, "localhost:7700", None, true).is_err());
+        h.insert(header::ORIGIN, "null".parse().unwrap());
+        assert!(check_csrf(&h, "localhost:7700", None, true).is_err());
+        let empty = HeaderMap::new();
+        assert!(check_csrf(&empty, "localhost:7700", None, true).is_err());
+        let mut cross = HeaderMap::new();
+        cross.insert(CLIENT_HEADER, "x".parse().unwrap());
+        cross.insert("sec-fetch-site", "same-site".parse().unwrap());
+        assert!(check_csrf(&cross, "localhost:7700", None, true).is_err());
+    }
+}

@@ -1,0 +1,328 @@
+//! `corral user add|passwd|rm|ls`, `corral team add|ls|rm`, `corral token create|ls|revoke`,
+//! `corral audit`: thin clients of the users, teams, tokens and audit endpoints.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use clap::{Args, Subcommand};
+use hyper::Method;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::client::{Client, ClientError};
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum UserCmd {
+    /// Create a user. The password is read from stdin (asked twice, without echo, on a terminal).
+    Add {
+        name: String,
+        /// admin, operator or viewer.
+        #[arg(long, value_parser = parse_role, default_value = "viewer")]
+        role: wire::Role,
+        /// A team the user belongs to (repeat for several).
+        #[arg(long = "team")]
+        teams: Vec<String>,
+    },
+    /// Set a user's password (read like `add`); ends the user's sessions.
+    Passwd { name: String },
+    /// Delete a user with its sessions and tokens.
+    Rm { name: String },
+    /// List users.
+    Ls,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum TeamCmd {
+    /// Create a team.
+    Add {
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List the teams you can see.
+    Ls,
+    /// Delete a team.
+    Rm { name: String },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum TokenCmd {
+    /// Create an API token and print it (it is shown only once). Use it as CORRAL_TOKEN.
+    Create {
+        /// A label for the token.
+        name: String,
+        /// The user the token acts as (admins; required for root over the unix socket).
+        #[arg(long)]
+        user: Option<String>,
+        /// Days until it expires; never by default.
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+    },
+    /// List tokens (admins: everyone's).
+    Ls,
+    /// Revoke a token by id.
+    Revoke { id: i64 },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AuditArgs {
+    /// Rows to show, newest first.
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    /// Only rows of this actor.
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Only rows of this action (e.g. login, user.create).
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_role(s: &str) -> Result<wire::Role, String> {
+    match s {
+        "admin" => Ok(wire::Role::Admin),
+        "operator" => Ok(wire::Role::Operator),
+        "viewer" => Ok(wire::Role::Viewer),
+        other => Err(format!(
+            "unknown role {other:?}: use admin, operator or viewer"
+        )),
+    }
+}
+
+async fn send<T: DeserializeOwned>(
+    client: &Client,
+    method: Method,
+    path: &str,
+    body: Option<&impl Serialize>,
+) -> anyhow::Result<Option<T>> {
+    let json = body.map(serde_json::to_vec).transpose()?;
+    let (status, bytes) = client.request(method, path, json).await?;
+    if status == hyper::StatusCode::NO_CONTENT || bytes.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(serde_json::from_slice(&bytes).map_err(|source| {
+        ClientError::Decode { status, source }
+    })?))
+}
+
+/// Percent-encodes one path segment.
+fn seg(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Reads a password: from a terminal twice without echo, otherwise one line of stdin (only the
+/// line ending is removed; the password is never trimmed or truncated).
+fn read_password() -> anyhow::Result<String> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        let mut line = String::new();
+        stdin.lock().read_line(&mut line)?;
+        let p = line.strip_suffix('\n').unwrap_or(&line);
+        return Ok(p.strip_suffix('\r').unwrap_or(p).to_owned());
+    }
+    let first = prompt_hidden("Password: ")?;
+    let second = prompt_hidden("Again: ")?;
+    anyhow::ensure!(first == second, "the passwords differ");
+    Ok(first)
+}
+
+fn prompt_hidden(prompt: &str) -> anyhow::Result<String> {
+    use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
+    let stdin = std::io::stdin();
+    eprint!("{prompt}");
+    std::io::stderr().flush()?;
+    let saved = tcgetattr(&stdin)?;
+    let mut quiet = saved.clone();
+    quiet.local_flags.remove(LocalFlags::ECHO);
+    tcsetattr(&stdin, SetArg::TCSANOW, &quiet)?;
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    tcsetattr(&stdin, SetArg::TCSANOW, &saved)?;
+    eprintln!();
+    read?;
+    let p = line.strip_suffix('\n').unwrap_or(&line);
+    Ok(p.strip_suffix('\r').unwrap_or(p).to_owned())
+}
+
+pub async fn user(client: &Client, cmd: &UserCmd) -> anyhow::Result<()> {
+    match cmd.clone() {
+        UserCmd::Add { name, role, teams } => {
+            let password = read_password()?;
+            let req = wire::UserCreate {
+                name,
+                role,
+                teams,
+                password,
+            };
+            let u: Option<wire::User> =
+                send(client, Method::POST, "/api/v1/users", Some(&req)).await?;
+            if let Some(u) = u {
+                println!("created {} ({})", u.name, u.role);
+            }
+        }
+        UserCmd::Passwd { name } => {
+            let password = read_password()?;
+            let req = wire::UserUpdate {
+                password: Some(password),
+                ..Default::default()
+            };
+            let _: Option<wire::User> = send(
+                client,
+                Method::PATCH,
+                &format!("/api/v1/users/{}", seg(&name)),
+                Some(&req),
+            )
+            .await?;
+            println!("password of {name} changed; their sessions ended");
+        }
+        UserCmd::Rm { name } => {
+            let _: Option<serde_json::Value> = send(
+                client,
+                Method::DELETE,
+                &format!("/api/v1/users/{}", seg(&name)),
+                None::<&()>,
+            )
+            .await?;
+            println!("deleted {name}");
+        }
+        UserCmd::Ls => {
+            let users: Vec<wire::User> = client.get("/api/v1/users").await?;
+            println!("{:<24} {:<9} TEAMS", "NAME", "ROLE");
+            for u in users {
+                println!("{:<24} {:<9} {}", u.name, u.role, u.teams.join(","));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn team(client: &Client, cmd: &TeamCmd) -> anyhow::Result<()> {
+    match cmd.clone() {
+        TeamCmd::Add { name, description } => {
+            let req = wire::TeamCreate { name, description };
+            let t: Option<wire::Team> =
+                send(client, Method::POST, "/api/v1/teams", Some(&req)).await?;
+            if let Some(t) = t {
+                println!("created team {}", t.name);
+            }
+        }
+        TeamCmd::Ls => {
+            let teams: Vec<wire::Team> = client.get("/api/v1/teams").await?;
+            println!("{:<24} {:<30} DESCRIPTION", "NAME", "MEMBERS");
+            for t in teams {
+                println!(
+                    "{:<24} {:<30} {}",
+                    t.name,
+                    t.members.join(","),
+                    t.description
+                );
+            }
+        }
+        TeamCmd::Rm { name } => {
+            let _: Option<serde_json::Value> = send(
+                client,
+                Method::DELETE,
+                &format!("/api/v1/teams/{}", seg(&name)),
+                None::<&()>,
+            )
+            .await?;
+            println!("deleted team {name}");
+        }
+    }
+    Ok(())
+}
+
+pub async fn token(client: &Client, cmd: &TokenCmd) -> anyhow::Result<()> {
+    match cmd.clone() {
+        TokenCmd::Create {
+            name,
+            user,
+            expires_in_days,
+        } => {
+            let req = wire::TokenCreate {
+                name,
+                user,
+                expires_in_days,
+            };
+            let t: Option<wire::TokenCreated> =
+                send(client, Method::POST, "/api/v1/tokens", Some(&req)).await?;
+            let t = t.ok_or_else(|| anyhow::anyhow!("the daemon sent no token"))?;
+            eprintln!(
+                "token {} for {} (id {}); it is shown only this once:",
+                t.info.name, t.info.user, t.info.id
+            );
+            println!("{}", t.token);
+        }
+        TokenCmd::Ls => {
+            let tokens: Vec<wire::TokenInfo> = client.get("/api/v1/tokens").await?;
+            println!(
+                "{:<6} {:<20} {:<16} {:<12} {:<12} STATE",
+                "ID", "NAME", "USER", "CREATED", "LAST USED"
+            );
+            for t in tokens {
+                let state = if t.revoked_at.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{:<6} {:<20} {:<16} {:<12} {:<12} {state}",
+                    t.id,
+                    t.name,
+                    t.user,
+                    t.created_at,
+                    t.last_used_at
+                        .map_or_else(|| "-".to_owned(), |v| v.to_string())
+                );
+            }
+        }
+        TokenCmd::Revoke { id } => {
+            let _: Option<serde_json::Value> = send(
+                client,
+                Method::DELETE,
+                &format!("/api/v1/tokens/{id}"),
+                None::<&()>,
+            )
+            .await?;
+            println!("revoked token {id}");
+        }
+    }
+    Ok(())
+}
+
+pub async fn audit(client: &Client, args: &AuditArgs) -> anyhow::Result<()> {
+    let mut path = format!("/api/v1/audit?limit={}", args.limit);
+    if let Some(a) = &args.actor {
+        path.push_str(&format!("&actor={}", seg(a)));
+    }
+    if let Some(a) = &args.action {
+        path.push_str(&format!("&action={}", seg(a)));
+    }
+    let rows: Vec<wire::AuditEntry> = client.get(&path).await?;
+    for r in rows {
+        if args.json {
+            println!("{}", serde_json::to_string(&r)?);
+            continue;
+        }
+        println!(
+            "{:>6} {:>14} {:<12} {:<7} {:<28} {:<9} {}",
+            r.id,
+            r.at_ms,
+            r.actor,
+            r.via,
+            r.action,
+            r.result,
+            r.target.unwrap_or_default()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,101 @@
+//! `GET /api/v1/openapi.json`: the OpenAPI 3.1 document, generated from the handlers'
+//! `#[utoipa::path]` attributes and the `wire` types at start-up.
+
+use std::sync::Arc;
+
+use axum::{
+    Extension, Router,
+    http::{HeaderValue, header},
+    response::IntoResponse,
+    routing::get,
+};
+use utoipa::{
+    Modify, OpenApi,
+    openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
+};
+
+use super::AppState;
+
+/// Every path of the API lives under this prefix; handlers declare paths without it.
+pub const PREFIX: &str = "/api/v1";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Corral API",
+        description = "Run, limit and meter containers. Every route needs a session cookie \
+                       (POST /api/v1/login) or an API token (Authorization: Bearer), except the \
+                       ones marked public. State-changing requests of a cookie session send the \
+                       session's csrf_token as X-Corral-CSRF."
+    ),
+    paths(super::health::health_get, openapi_get),
+    modifiers(&Security),
+    security(("bearer" = []), ("session" = [])),
+    tags(
+        (name = "auth", description = "Login, logout, first-run setup"),
+        (name = "users", description = "User accounts (admin)"),
+        (name = "teams", description = "Teams that scope operators and viewers"),
+        (name = "tokens", description = "API tokens for the CLI and scripts"),
+        (name = "audit", description = "The append-only audit log"),
+        (name = "meta", description = "Health and this document"),
+    )
+)]
+struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(
+                crate::auth::SESSION_COOKIE,
+            ))),
+        );
+    }
+}
+
+/// The OpenAPI document itself.
+#[utoipa::path(get, path = "/openapi.json", tag = "meta",
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json", body = Object),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "Foreign Host", body = wire::ApiError),
+    ))]
+async fn openapi_get(Extension(json): Extension<Arc<str>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        json.to_string(),
+    )
+}
+
+/// Joins the base document with the routers' paths and puts every path under [`PREFIX`].
+pub fn document(routes: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.merge(routes);
+    let paths = std::mem::take(&mut doc.paths.paths);
+    for (path, item) in paths {
+        doc.paths.paths.insert(format!("{PREFIX}{path}"), item);
+    }
+    doc
+}
+
+/// The route serving `doc` (relative to [`PREFIX`]).
+pub fn router(doc: &utoipa::openapi::OpenApi) -> Router<AppState> {
+    let json: Arc<str> = match doc.to_pretty_json() {
+        Ok(s) => s.into(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot serialize the openapi document");
+            "{}".into()
+        }
+    };
+    Router::new().route("/openapi.json", get(openapi_get).layer(Extension(json)))
+}

@@ -1,0 +1,406 @@
+//! Users (admin only, except reading yourself) and teams (admins manage them; members see
+//! theirs; operators of a team may change its description).
+
+use axum::{Json, extract::State, http::StatusCode};
+use serde_json::json;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::AppState;
+use crate::auth::{
+    Actor, ApiJson, ApiPath, AuthError, Role,
+    audit::{self, Outcome},
+    db, now_secs, validate_password, validate_team_name, validate_user_name,
+};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(users_list, users_create))
+        .routes(routes!(users_get, users_update, users_delete))
+        .routes(routes!(teams_list, teams_create))
+        .routes(routes!(teams_get, teams_update, teams_delete))
+}
+
+/// All users.
+#[utoipa::path(get, path = "/users", tag = "users",
+    responses(
+        (status = 200, description = "All users", body = Vec<wire::User>),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "Not an admin, or foreign Host", body = wire::ApiError),
+    ))]
+async fn users_list(
+    State(state): State<AppState>,
+    actor: Actor,
+) -> Result<Json<Vec<wire::User>>, AuthError> {
+    actor.require_admin()?;
+    Ok(Json(db::run(state.store(), |c| db::list_users(c)).await?))
+}
+
+/// Create a user.
+#[utoipa::path(post, path = "/users", tag = "users",
+    request_body = wire::UserCreate,
+    responses(
+        (status = 201, description = "Created", body = wire::User),
+        (status = 400, description = "Invalid field", body = wire::ApiError),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "Not an admin, foreign Host/Origin, missing CSRF header", body = wire::ApiError),
+        (status = 404, description = "A named team does not exist", body = wire::ApiError),
+        (status = 409, description = "The name is taken or reserved", body = wire::ApiError),
+    ))]
+async fn users_create(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiJson(req): ApiJson<wire::UserCreate>,
+) -> Result<(StatusCode, Json<wire::User>), AuthError> {
+    actor.require_admin()?;
+    validate_user_name(&req.name)?;
+    validate_password(&req.password)?;
+    let mut teams = req.teams.clone();
+    teams.sort();
+    teams.dedup();
+    let hash = state.auth().hash_password(req.password).await?;
+    let user = db::run(state.store(), move |conn| {
+        let tx = conn.transaction()?;
+        let id = db::insert_user(&tx, &req.name, req.role, &hash, &teams, now_secs())?;
+        let user = db::user_by_id(&tx, id)?
+            .ok_or_else(|| AuthError::Internal("created user vanished".into()))?
+            .to_wire();
+        audit::insert(
+            &tx,
+            &audit::Event::new(&actor, "user.create")
+                .target(format!("user:{}", user.name))
+                .after(json!(user)),
+        )?;
+        tx.commit()?;
+        Ok(user)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+/// One user (admins, or the user itself).
+#[utoipa::path(get, path = "/users/{name}", tag = "users",
+    params(("name" = String, Path, description = "User name")),
+    responses(
+        (status = 200, description = "The user", body = wire::User),
+        (status = 400, description = "Malformed name", body = wire::ApiError),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "Not an admin and not yourself", body = wire::ApiError),
+        (status = 404, description = "No such user", body = wire::ApiError),
+    ))]
+async fn users_get(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<wire::User>, AuthError> {
+    if actor.name != name {
+        actor.require_admin()?;
+    }
+    let n = name.clone();
+    db::run(state.store(), move |c| db::user_by_name(c, &n))
+        .await?
+        .map(|u| Json(u.to_wire()))
+        .ok_or_else(|| AuthError::NotFound(format!("no such user {name:?}")))
+}
+
+/// Change a user's role, teams or password (admin). A new password ends the user's sessions.
+#[utoipa::path(patch, path = "/users/{name}", tag = "users",
+    params(("name" = String, Path, description = "User name")),
+    request_body = wire::UserUpdate,
+    responses(
+        (status = 200, description = "The updated user", body = wire::User),
+        (status = 400, description = "Invalid field", body = wire::ApiError),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "Not an admin, foreign Host/Origin, missing CSRF header", body = wire::ApiError),
+        (status = 404, description = "No such user", body = wire::ApiError),
+        (status = 409, description = "Would leave no admin", body = wire::ApiError),
+    ))]
+async fn users_update(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(req): ApiJson<wire::UserUpdate>,
+) -> Result<Json<wire::User>, AuthError> {
+    actor.require_admin()?;
+    let hash = match req.password {
+        Some(p) => {
+            validate_password(&p)?;
+            Some(state.auth().hash_password(p).await?)
+        }
+        None => None,
+    };
+    let teams = req.teams.map(|mut t| {
+        t.sort();
+        t.dedup();
+        t
+    });
+    let user = db::run(state.store(), move |conn| {
+        let tx = conn.transaction()?;
+        let before = db::user_by_name(&tx, &name)?
+            .ok_or_else(|| AuthError::NotFound(format!("no such user {name:?}")))?;
+        if let Some(role) = req.role {
+            if before.role == Role::Admin && role != Role::Admin && db::count_admins(&tx)? <= 1 {
+                return Err(AuthError::Conflict(format!(
+                    "{name:?} is the last admin: make another admin first"
+                )));
+            }
+            tx.execute(
+                "UPDATE users SET role = ?2 WHERE id = ?1",
+                rusqlite::params![before.id, role.as_str()],
+            )?;
+        }
+        if let Some(teams) = &teams {
+            db::check_teams(&tx, teams)?;
+            db::set_teams(&tx, before.id, teams)?;
+        }
+        if let Some(hash) = &hash {
+            tx.execute(
+                "UPDATE users SET password_hash = ?2 WHERE id = ?1",
+                rusqlite::params![before.id, hash],
+            )?;
+            db::delete_user_sessions(&tx, before.id)?;
+        }
+        let after = db::user_by_id(&tx, before.id)?
+            .ok_or_else(|| AuthError::Internal("updated user vanished".into()))?
+            .to_wire();
+        let mut event = audit::Event::new(&actor, "user.update")
+            .target(format!("user:{name}"))
+            .before(json!(before.to_wire()))
+            .after(json!(after));
+        if hash.is_some() {
+            event = event.detail("password changed; sessions ended");
+        }
+        audit::insert(&tx, &event)?;
+        tx.commit()?;
+        Ok(after)
+    })
+    .await?;
+    Ok(Json(user))
+}
+
+/// Delete a user, its sessions and its tokens (admin). The last admin cannot be deleted.
+#[utoipa::path(delete, path = "/users/{name}", tag = "users",
+    params(("name" = String, Path, description = "User name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "Not an admin, foreign Host/Origin, missing CSRF header", body = wire::ApiError),
+        (status = 404, description = "No such user", body = wire::ApiError),
+        (status = 409, description = "The last admin", body = wire::ApiError),
+    ))]
+async fn users_delete(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiPath(name): ApiPath<String>,
+) -> Result<StatusCode, AuthError> {
+    actor.require_admin()?;
+    db::run(state.store(), move |conn| {
+        let tx = conn.transaction()?;
+        let before = db::user_by_name(&tx, &name)?
+            .ok_or_else(|| AuthError::NotFound(format!("no such user {name:?}")))?;
+        if before.role == Role::Admin && db::count_admins(&tx)? <= 1 {
+            return Err(AuthError::Conflict(format!(
+                "{name:?} is the last admin and cannot be deleted"
+            )));
+        }
+        tx.execute("DELETE FROM users WHERE id = ?1", [before.id])?;
+        audit::insert(
+            &tx,
+            &audit::Event::new(&actor, "user.delete")
+                .target(format!("user:{name}"))
+                .before(json!(before.to_wire())),
+        )?;
+        tx.commit()?;
+        Ok(())
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The teams you can see (admins: all).
+#[utoipa::path(get, path = "/teams", tag = "teams",
+    responses(
+        (status = 200, description = "Visible teams", body = Vec<wire::Team>),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "Foreign Host", body = wire::ApiError),
+    ))]
+async fn teams_list(
+    State(state): State<AppState>,
+    actor: Actor,
+) -> Result<Json<Vec<wire::Team>>, AuthError> {
+    let all = db::run(state.store(), |c| db::list_teams(c)).await?;
+    let scope = actor.team_scope();
+    Ok(Json(
+        all.into_iter()
+            .filter(|t| scope.contains(&t.name))
+            .collect(),
+    ))
+}
+
+/// Create a team (admin).
+#[utoipa::path(post, path = "/teams", tag = "teams",
+    request_body = wire::TeamCreate,
+    responses(
+        (status = 201, description = "Created", body = wire::Team),
+        (status = 400, description = "Invalid field", body = wire::ApiError),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "Not an admin, foreign Host/Origin, missing CSRF header", body = wire::ApiError),
+        (status = 409, description = "The name is taken", body = wire::ApiError),
+    ))]
+async fn teams_create(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiJson(req): ApiJson<wire::TeamCreate>,
+) -> Result<(StatusCode, Json<wire::Team>), AuthError> {
+    actor.require_admin()?;
+    validate_team_name("name", &req.name)?;
+    validate_description(&req.description)?;
+    let team = db::run(state.store(), move |conn| {
+        let tx = conn.transaction()?;
+        if db::team(&tx, &req.name)?.is_some() {
+            return Err(AuthError::Conflict(format!(
+                "team {:?} already exists",
+                req.name
+            )));
+        }
+        tx.execute(
+            "INSERT INTO teams (name, description, created_at) VALUES (?1, ?2, ?3)",
+            rusqlite::params![req.name, req.description, now_secs()],
+        )?;
+        let team = db::team(&tx, &req.name)?
+            .ok_or_else(|| AuthError::Internal("created team vanished".into()))?;
+        audit::insert(
+            &tx,
+            &audit::Event::new(&actor, "team.create")
+                .target(format!("team:{}", team.name))
+                .after(json!(team)),
+        )?;
+        tx.commit()?;
+        Ok(team)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(team)))
+}
+
+fn validate_description(d: &str) -> Result<(), AuthError> {
+    if d.chars().count() > 1000 || d.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(AuthError::invalid(
+            "description",
+            "a description has at most 1000 characters and no control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Looks a team up for `actor`: 403 when it is not theirs (whether or not it exists), 404 for
+/// an admin when it does not exist.
+async fn visible_team(
+    state: &AppState,
+    actor: &Actor,
+    name: &str,
+) -> Result<wire::Team, AuthError> {
+    actor.can_see_team(name)?;
+    let n = name.to_owned();
+    db::run(state.store(), move |c| db::team(c, &n))
+        .await?
+        .ok_or_else(|| AuthError::NotFound(format!("no such team {name:?}")))
+}
+
+/// One team (its members and admins).
+#[utoipa::path(get, path = "/teams/{name}", tag = "teams",
+    params(("name" = String, Path, description = "Team name")),
+    responses(
+        (status = 200, description = "The team", body = wire::Team),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "Not a member", body = wire::ApiError),
+        (status = 404, description = "No such team", body = wire::ApiError),
+    ))]
+async fn teams_get(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<wire::Team>, AuthError> {
+    Ok(Json(visible_team(&state, &actor, &name).await?))
+}
+
+/// Change a team's description (admins and the team's operators).
+#[utoipa::path(patch, path = "/teams/{name}", tag = "teams",
+    params(("name" = String, Path, description = "Team name")),
+    request_body = wire::TeamUpdate,
+    responses(
+        (status = 200, description = "The updated team", body = wire::Team),
+        (status = 400, description = "Invalid field", body = wire::ApiError),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "Not an operator of the team, foreign Host/Origin, missing CSRF header", body = wire::ApiError),
+        (status = 404, description = "No such team", body = wire::ApiError),
+    ))]
+async fn teams_update(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(req): ApiJson<wire::TeamUpdate>,
+) -> Result<Json<wire::Team>, AuthError> {
+    if let Err(e) = actor.can_act_on_team(&name) {
+        audit::record(
+            state.store(),
+            audit::Event::new(&actor, "team.update")
+                .target(format!("team:{name}"))
+                .result(Outcome::Denied),
+        )
+        .await;
+        return Err(e);
+    }
+    validate_description(&req.description)?;
+    let before = visible_team(&state, &actor, &name).await?;
+    let team = db::run(state.store(), move |conn| {
+        let tx = conn.transaction()?;
+        tx.execute(
+            "UPDATE teams SET description = ?2 WHERE name = ?1",
+            rusqlite::params![name, req.description],
+        )?;
+        let after = db::team(&tx, &name)?
+            .ok_or_else(|| AuthError::NotFound(format!("no such team {name:?}")))?;
+        audit::insert(
+            &tx,
+            &audit::Event::new(&actor, "team.update")
+                .target(format!("team:{name}"))
+                .before(json!(before))
+                .after(json!(after)),
+        )?;
+        tx.commit()?;
+        Ok(after)
+    })
+    .await?;
+    Ok(Json(team))
+}
+
+/// Delete a team and its memberships (admin).
+#[utoipa::path(delete, path = "/teams/{name}", tag = "teams",
+    params(("name" = String, Path, description = "Team name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "Not an admin, foreign Host/Origin, missing CSRF header", body = wire::ApiError),
+        (status = 404, description = "No such team", body = wire::ApiError),
+    ))]
+async fn teams_delete(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiPath(name): ApiPath<String>,
+) -> Result<StatusCode, AuthError> {
+    actor.require_admin()?;
+    let before = visible_team(&state, &actor, &name).await?;
+    db::run(state.store(), move |conn| {
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM teams WHERE name = ?1", [&name])?;
+        audit::insert(
+            &tx,
+            &audit::Event::new(&actor, "team.delete")
+                .target(format!("team:{name}"))
+                .before(json!(before)),
+        )?;
+        tx.commit()?;
+        Ok(())
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
