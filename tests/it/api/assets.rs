@@ -61,5 +61,12 @@ fn dashboard_shell_assets_and_headers() {
             .starts_with("application/json")
     );
     // Only GET and HEAD reach the shell.
-    assert_eq!(daemon.http("POST", "/", &[], None).status, 405);
+    let auth = format!("Bearer {}", daemon.admin_token());
+    let post = daemon.http(
+        "POST",
+        "/",
+        &[("Authorization", &auth), ("X-Corral-Client", "test")],
+        None,
+    );
+    assert_eq!(post.status, 405);
 }
