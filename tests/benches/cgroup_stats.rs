@@ -3,9 +3,9 @@
 //! (`StatsReader`). Creates its own subtree and removes it. Run as root:
 //! `cargo bench -p tests --bench cgroup_stats`.
 
-use std::time::Instant;
+use std::{fs::File, io::Read, path::PathBuf, time::Instant};
 
-use backend::cgroup::{Cgroups, GroupPath};
+use backend::cgroup::{CgroupMode, Cgroups, GroupPath};
 
 const GROUPS: usize = 1000;
 const ROUNDS: usize = 5;
@@ -56,14 +56,67 @@ fn main() -> anyhow::Result<()> {
     let kept_open = t.elapsed().as_secs_f64() * 1e6 / (ROUNDS * GROUPS) as f64;
     drop(readers);
 
+    // The 4 files a usage sampler needs most (CPU usage, memory usage, memory.stat, pids),
+    // read raw, to compare with the numbers in STACK.md.
+    let names: [&str; 4] = if cg.0.mode() == CgroupMode::V2 {
+        ["cpu.stat", "memory.current", "memory.stat", "pids.current"]
+    } else {
+        [
+            "cpuacct.usage",
+            "memory.usage_in_bytes",
+            "memory.stat",
+            "pids.current",
+        ]
+    };
+    let core: Vec<Vec<PathBuf>> = groups
+        .iter()
+        .map(|g| {
+            names
+                .iter()
+                .filter_map(|n| g.dirs().map(|d| d.join(n)).find(|p| p.exists()))
+                .collect()
+        })
+        .collect();
+    let core_files = core.first().map(Vec::len).unwrap_or(0);
+    let mut buf = vec![0u8; 16 * 1024];
+    let t = Instant::now();
+    for _ in 0..ROUNDS {
+        for paths in &core {
+            for p in paths {
+                let mut f = File::open(p)?;
+                let n = f.read(&mut buf)?;
+                std::hint::black_box(&buf[..n]);
+            }
+        }
+    }
+    let core_open = t.elapsed().as_secs_f64() * 1e6 / (ROUNDS * GROUPS) as f64;
+    let files_open: Vec<Vec<File>> = core
+        .iter()
+        .map(|ps| ps.iter().filter_map(|p| File::open(p).ok()).collect())
+        .collect();
+    let t = Instant::now();
+    for _ in 0..ROUNDS {
+        for fs in &files_open {
+            for f in fs {
+                let n = nix::sys::uio::pread(f, &mut buf, 0)?;
+                std::hint::black_box(&buf[..n]);
+            }
+        }
+    }
+    let core_kept = t.elapsed().as_secs_f64() * 1e6 / (ROUNDS * GROUPS) as f64;
+    drop(files_open);
+
     println!(
         "cgroup stats, {} host, {GROUPS} groups, {ROUNDS} samples each, {files} files per group",
         cg.0.mode()
     );
-    println!("| method                          | µs per cgroup per sample |");
-    println!("|---------------------------------|--------------------------|");
-    println!("| open/read/close each time       | {open_each:>24.1} |");
-    println!("| kept open, pread                | {kept_open:>24.1} |");
+    println!("| method                                  | files | µs per cgroup per sample |");
+    println!("|-----------------------------------------|-------|--------------------------|");
+    println!("| Group::stats (open/read/close each)     | {files:>5} | {open_each:>24.1} |");
+    println!("| StatsReader (kept open, pread + parse)  | {files:>5} | {kept_open:>24.1} |");
+    println!("| core files, open/read/close each        | {core_files:>5} | {core_open:>24.1} |");
+    println!("| core files, kept open, pread            | {core_files:>5} | {core_kept:>24.1} |");
+    println!("(core files: {})", names.join(", "));
     println!(
         "(creating the {GROUPS} groups took {:.0} ms; speed-up {:.1}x)",
         created.as_secs_f64() * 1e3,
