@@ -635,6 +635,20 @@ impl Group {
         l
     }
 
+    /// The same group, but frozen through the v1 `freezer` hierarchy even where cgroup2's
+    /// `cgroup.freeze` is preferred (hybrid hosts); `None` without a v1 freezer. Lets the v1
+    /// path be exercised on hybrid hosts.
+    pub fn with_v1_freezer(&self) -> Option<Group> {
+        let i = self
+            .v1
+            .iter()
+            .position(|d| d.join(freezer::V1_STATE).exists())?;
+        let mut g = self.clone();
+        g.places
+            .insert(Controller::Freezer, (self.v1[i].clone(), false));
+        Some(g)
+    }
+
     /// Freezes every process of the group (and below) and waits until the kernel reports it
     /// frozen (`cgroup.events` `frozen 1`, v1 `freezer.state` `FROZEN`).
     pub fn freeze(&self) -> Result<(), CgroupError> {

@@ -555,3 +555,61 @@ fn every_available_knob_is_set_and_read_back() {
         eprintln!("no block device: io_max not exercised");
     }
 }
+
+#[test]
+fn v1_freezer_stops_and_resumes_where_the_host_has_it() {
+    let t = Subtree::new();
+    let g = t.group("team/v1freeze");
+    let Some(v1) = g.with_v1_freezer() else {
+        eprintln!("no v1 freezer hierarchy (pure v2): nothing to test");
+        return;
+    };
+    let _w = Workload::start_in(&g, &["burn", "20"]);
+    std::thread::sleep(Duration::from_millis(300));
+    v1.freeze().unwrap();
+    assert_eq!(v1.is_frozen(), Some(true));
+    let u0 = cpu_usec(&g);
+    std::thread::sleep(Duration::from_millis(700));
+    let u1 = cpu_usec(&g);
+    assert!(u1 - u0 <= 2_000, "frozen group used {} µs", u1 - u0);
+    v1.thaw().unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let u2 = cpu_usec(&g);
+    assert!(
+        u2 - u1 >= 20_000,
+        "thawed group used only {} µs in 700 ms",
+        u2 - u1
+    );
+    // The v1 kill fallback freezes through the v1 freezer too.
+    v1.kill_with_signals().unwrap();
+    assert!(g.procs().unwrap().is_empty());
+}
+
+#[test]
+fn stats_report_what_the_group_uses() {
+    let t = Subtree::new();
+    let g = t.group("team/stats");
+    let mut w = Workload::start_in(&g, &["alloc", "16", "30"]);
+    assert_eq!(w.line(), "allocated 16");
+    let s = g.stats();
+    assert!(s.cpu_usage_usec.unwrap() > 0, "{s:?}");
+    assert!(s.memory_current.unwrap() >= 16 << 20, "{s:?}");
+    assert!(s.memory_anon.unwrap() >= 15 << 20, "{s:?}");
+    assert!(
+        s.memory_peak.unwrap() >= s.memory_current.unwrap() / 2,
+        "{s:?}"
+    );
+    assert_eq!(s.pids_current, Some(1));
+    assert_eq!(s.memory_events.oom_kill, Some(0));
+    if t.0.capabilities().psi {
+        for p in [&s.cpu_pressure, &s.memory_pressure, &s.io_pressure] {
+            assert!(p.as_ref().is_some_and(|p| p.some.is_some()), "{s:?}");
+        }
+    }
+    // The kept-open reader sees the same group.
+    let mut r = g.stats_reader();
+    let k = r.sample();
+    assert_eq!(k.pids_current, Some(1));
+    assert!(k.memory_current.unwrap() >= 16 << 20);
+    assert!(k.cpu_usage_usec.unwrap() >= s.cpu_usage_usec.unwrap());
+}
