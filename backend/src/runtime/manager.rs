@@ -1,0 +1,2 @@
+//! The daemon side of containers.
+pub struct Manager;
