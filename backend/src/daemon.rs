@@ -29,6 +29,8 @@ pub enum DaemonError {
     Listen { addr: String, source: io::Error },
     #[error("another daemon is already listening on {path}")]
     SocketInUse { path: PathBuf },
+    #[error(transparent)]
+    Runtime(#[from] crate::runtime::RuntimeError),
     #[error("server failed")]
     Serve(#[source] io::Error),
 }
@@ -52,7 +54,8 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
         None => None,
     };
 
-    let state = AppState::new(config.clone(), store);
+    let containers = crate::runtime::manager::start_manager(&config, store.clone()).await?;
+    let state = AppState::new(config.clone(), store).with_containers(containers);
     let app = http::app(state);
     let (stop_tx, stop_rx) = watch::channel(false);
 

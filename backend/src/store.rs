@@ -25,7 +25,10 @@ pub enum StoreError {
 }
 
 /// The migrations, in order. A migration, once released, is never edited: add a new file.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_init.sql"),
+    include_str!("../../migrations/0003_containers.sql"),
+];
 
 /// A handle to the database, cheap to clone. Queries run on blocking threads (`spawn_blocking`).
 #[derive(Clone)]

@@ -4,8 +4,10 @@
 //! and by every test. Handlers convert domain types to `wire` types here and nowhere else.
 
 mod assets;
+mod containers;
 mod error;
 mod health;
+mod images;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,12 +34,17 @@ pub struct AppState {
 struct Inner {
     config: Config,
     store: Store,
+    containers: Option<crate::runtime::Manager>,
 }
 
 impl AppState {
     pub fn new(config: Config, store: Store) -> Self {
         Self {
-            inner: Arc::new(Inner { config, store }),
+            inner: Arc::new(Inner {
+                config,
+                store,
+                containers: None,
+            }),
         }
     }
 
@@ -48,12 +55,27 @@ impl AppState {
     pub fn store(&self) -> &Store {
         &self.inner.store
     }
+
+    /// Adds the container manager (done once, before the state is shared).
+    pub fn with_containers(mut self, manager: crate::runtime::Manager) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.containers = Some(manager);
+        }
+        self
+    }
+
+    /// The container manager, when the daemon runs one.
+    pub fn containers(&self) -> Option<&crate::runtime::Manager> {
+        self.inner.containers.as_ref()
+    }
 }
 
 /// Builds the whole router: API, dashboard and the middleware every request passes.
 pub fn app(state: AppState) -> Router {
     let api = Router::new()
         .merge(health::router())
+        .merge(containers::router())
+        .merge(images::router())
         .fallback(error::api_not_found);
     Router::new()
         .nest("/api/v1", api)
