@@ -5,6 +5,8 @@
 //! file holds the `Command` enum and the dispatch. The CLI is the one place besides `main.rs`
 //! where `anyhow` is used: it only prints errors.
 
+mod containers;
+
 use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand};
@@ -33,6 +35,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Show the client's and the daemon's versions.
     Version,
+    #[command(flatten)]
+    Containers(containers::ContainerCommand),
 }
 
 #[derive(Debug, Args)]
@@ -74,6 +78,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => crate::daemon::serve(args.into_config()).await?,
         Command::Version => version(&cli.client()?).await?,
+        Command::Containers(cmd) => {
+            let client = Client::new(Host::parse(&cli.host)?, cli.token.clone());
+            containers::run(&client, cmd).await?
+        }
     }
     Ok(())
 }
