@@ -1095,13 +1095,15 @@ pub async fn start_manager(
     config: &crate::config::Config,
     store: Store,
 ) -> Result<Manager, RuntimeError> {
-    let cgroups = super::cgroups::BareCgroups::detect(
-        Path::new("/proc/self/mountinfo"),
-        &config.cgroup_root,
-    )
-    .map_err(|e| RuntimeError::Cgroup(e.message))?;
     let state_dir = config.state_dir.clone();
-    let m = blocking(move || Manager::new(store, &state_dir, Arc::new(cgroups))).await?;
+    let subtree = config.cgroup_root.clone();
+    let m = blocking(move || {
+        let cg = crate::cgroup::Cgroups::host(&subtree)
+            .map_err(|e| RuntimeError::Cgroup(e.to_string()))?;
+        let driver = super::cgroups::EngineCgroups::new(cg);
+        Manager::new(store, &state_dir, Arc::new(driver))
+    })
+    .await?;
     m.reconcile().await?;
     m.spawn_reconciler();
     Ok(m)
