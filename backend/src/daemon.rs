@@ -29,8 +29,6 @@ pub enum DaemonError {
     Listen { addr: String, source: io::Error },
     #[error("another daemon is already listening on {path}")]
     SocketInUse { path: PathBuf },
-    #[error(transparent)]
-    Runtime(#[from] crate::runtime::RuntimeError),
     #[error("server failed")]
     Serve(#[source] io::Error),
 }
@@ -54,8 +52,11 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
         None => None,
     };
 
-    let containers = crate::runtime::manager::start_manager(&config, store.clone()).await?;
-    let state = AppState::new(config.clone(), store).with_containers(containers);
+    let mut state = AppState::new(config.clone(), store.clone());
+    match crate::runtime::manager::start_manager(&config, store).await {
+        Ok(containers) => state = state.with_containers(containers),
+        Err(e) => tracing::error!(error = %e, "container runtime unavailable"),
+    }
     let app = http::app(state);
     let (stop_tx, stop_rx) = watch::channel(false);
 

@@ -316,9 +316,12 @@ impl Manager {
                     .create(&d)
                     .map_err(RuntimeError::io("create", &d))?;
             }
-            // The rootfs mount point must be reachable by the container's own users.
-            fs::set_permissions(dir.merged(), std::os::unix::fs::PermissionsExt::from_mode(0o755))
-                .map_err(RuntimeError::io("chmod", dir.merged()))?;
+            // The merged root takes the upper dir's mode; both must be reachable by the
+            // container's own users.
+            for d in [dir.merged(), dir.upper()] {
+                fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                    .map_err(RuntimeError::io("chmod", &d))?;
+            }
             self.inner
                 .cgroups
                 .create(&team, &name, &req.limits)
