@@ -210,7 +210,11 @@ async fn send<T: serde::de::DeserializeOwned>(
 ) -> anyhow::Result<T> {
     let json = body.map(|b| serde_json::to_vec(&b)).transpose()?;
     let (_, bytes) = client.request(method, path, json).await?;
-    let bytes = if bytes.is_empty() { &b"null"[..] } else { &bytes[..] };
+    let bytes = if bytes.is_empty() {
+        &b"null"[..]
+    } else {
+        &bytes[..]
+    };
     Ok(serde_json::from_slice(bytes).context("decode the daemon's answer")?)
 }
 
@@ -230,8 +234,13 @@ pub async fn run(client: &Client, cmd: ContainerCommand) -> anyhow::Result<()> {
     match cmd {
         ContainerCommand::Run(args) => run_container(client, args).await,
         ContainerCommand::Ps { all } => {
-            let list: Vec<wire::Container> =
-                send(client, Method::GET, &format!("/api/v1/containers?all={all}"), None).await?;
+            let list: Vec<wire::Container> = send(
+                client,
+                Method::GET,
+                &format!("/api/v1/containers?all={all}"),
+                None,
+            )
+            .await?;
             println!(
                 "{:<20} {:<12} {:<28} {:<14} {:<8} COMMAND",
                 "NAME", "ID", "IMAGE", "STATUS", "PID"
@@ -381,7 +390,8 @@ pub async fn run(client: &Client, cmd: ContainerCommand) -> anyhow::Result<()> {
             Ok(())
         }
         ContainerCommand::Image(ImageCommand::Import { file, tag }) => {
-            let path = std::fs::canonicalize(&file).with_context(|| format!("cannot find {file}"))?;
+            let path =
+                std::fs::canonicalize(&file).with_context(|| format!("cannot find {file}"))?;
             eprintln!("importing {} ...", path.display());
             let img: wire::Image = send(
                 client,
@@ -433,7 +443,8 @@ fn parse_volume(v: &str) -> anyhow::Result<wire::Mount> {
         [s, d, "rw"] => (*s, *d, false),
         _ => bail!("volume {v:?} must be SRC:DST[:ro]"),
     };
-    let src = std::fs::canonicalize(src).with_context(|| format!("volume source {src} does not exist"))?;
+    let src = std::fs::canonicalize(src)
+        .with_context(|| format!("volume source {src} does not exist"))?;
     Ok(wire::Mount {
         kind: "bind".into(),
         source: Some(src.display().to_string()),

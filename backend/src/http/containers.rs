@@ -167,9 +167,7 @@ async fn containers_kill(
     ApiJson(req): ApiJson<wire::KillContainer>,
 ) -> Result<Json<wire::Container>, AppError> {
     Ok(Json(
-        manager(&state)?
-            .kill(&name, req.signal.as_deref())
-            .await?,
+        manager(&state)?.kill(&name, req.signal.as_deref()).await?,
     ))
 }
 
@@ -237,7 +235,11 @@ async fn read_from(path: &PathBuf, offset: u64) -> (Vec<u8>, u64) {
 
 fn tail_lines(data: &[u8], n: usize) -> &[u8] {
     let mut count = 0;
-    let end = if data.ends_with(b"\n") { data.len() - 1 } else { data.len() };
+    let end = if data.ends_with(b"\n") {
+        data.len() - 1
+    } else {
+        data.len()
+    };
     for i in (0..end).rev() {
         if data[i] == b'\n' {
             count += 1;
@@ -278,7 +280,10 @@ async fn containers_logs(
             let path = path.clone();
             async move {
                 if let Some(f) = first {
-                    return Some((Ok::<_, std::io::Error>(Bytes::from(f)), (None, offset, false)));
+                    return Some((
+                        Ok::<_, std::io::Error>(Bytes::from(f)),
+                        (None, offset, false),
+                    ));
                 }
                 if finished {
                     return None;

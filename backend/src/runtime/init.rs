@@ -128,7 +128,8 @@ fn child_setup(
     }
     umask(Mode::empty());
     setup_rootfs(cfg, dir)?;
-    nix::unistd::sethostname(&cfg.hostname).map_err(ctx(|| format!("sethostname {}", cfg.hostname)))?;
+    nix::unistd::sethostname(&cfg.hostname)
+        .map_err(ctx(|| format!("sethostname {}", cfg.hostname)))?;
     if cfg.net_ns {
         loopback_up()?;
     }
@@ -190,7 +191,10 @@ fn touch_in_root(root: &OwnedFd, rel: &str) -> SetupResult<OwnedFd> {
     if let Ok(fd) = open_in_root(root, rel, OFlag::O_PATH) {
         return Ok(fd);
     }
-    let (parent, name) = rel.trim_end_matches('/').rsplit_once('/').unwrap_or(("", rel));
+    let (parent, name) = rel
+        .trim_end_matches('/')
+        .rsplit_once('/')
+        .unwrap_or(("", rel));
     let dir = mkdir_in_root(root, parent)?;
     let dir = open_in_root(&dir, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY)
         .map_err(ctx(|| format!("open {parent}")))?;
@@ -224,8 +228,14 @@ fn mount_on(
 
 fn setup_rootfs(cfg: &ShimConfig, dir: &ContainerDir) -> SetupResult<()> {
     // Nothing we mount propagates back to the host.
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>)
-        .map_err(ctx(|| "make / rslave".into()))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None::<&str>,
+    )
+    .map_err(ctx(|| "make / rslave".into()))?;
 
     let merged = dir.merged();
     let lower = cfg
@@ -246,7 +256,9 @@ fn setup_rootfs(cfg: &ShimConfig, dir: &ContainerDir) -> SetupResult<()> {
         MsFlags::MS_NODEV,
         Some(opts.as_str()),
     )
-    .map_err(ctx(|| format!("mount overlay on {} ({opts})", merged.display())))?;
+    .map_err(ctx(|| {
+        format!("mount overlay on {} ({opts})", merged.display())
+    }))?;
 
     let root = nix::fcntl::open(
         &merged,
@@ -360,7 +372,9 @@ fn setup_rootfs(cfg: &ShimConfig, dir: &ContainerDir) -> SetupResult<()> {
                 )
                 .map_err(ctx(|| format!("open bind source {}", source.display())))?;
                 let is_dir = fstat(&src)
-                    .map(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR)
+                    .map(|st| {
+                        SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR
+                    })
                     .map_err(ctx(|| format!("stat {}", source.display())))?;
                 let target = if is_dir {
                     mkdir_in_root(&root, destination)?
@@ -374,17 +388,24 @@ fn setup_rootfs(cfg: &ShimConfig, dir: &ContainerDir) -> SetupResult<()> {
                     MsFlags::MS_BIND | MsFlags::MS_REC,
                     None::<&str>,
                 )
-                .map_err(ctx(|| format!("bind {} on {destination}", source.display())))?;
-                let mut flags = MsFlags::MS_BIND
-                    | MsFlags::MS_REMOUNT
-                    | MsFlags::MS_NOSUID
-                    | MsFlags::MS_NODEV;
+                .map_err(ctx(|| {
+                    format!("bind {} on {destination}", source.display())
+                }))?;
+                let mut flags =
+                    MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
                 if *readonly {
                     flags |= MsFlags::MS_RDONLY;
                 }
                 let top = open_in_root(&root, destination, OFlag::O_PATH)
                     .map_err(ctx(|| format!("open {destination}")))?;
-                mount_on(None, &top, None, flags, None, &format!("remount {destination}"))?;
+                mount_on(
+                    None,
+                    &top,
+                    None,
+                    flags,
+                    None,
+                    &format!("remount {destination}"),
+                )?;
             }
             MountConfig::Tmpfs { destination } => {
                 let target = mkdir_in_root(&root, destination)?;
@@ -401,9 +422,12 @@ fn setup_rootfs(cfg: &ShimConfig, dir: &ContainerDir) -> SetupResult<()> {
     }
 
     // Masks: /dev/null (ours, checked to be 1:3) over files, a read-only tmpfs over dirs.
-    let null = open_in_root(&root, "dev/null", OFlag::O_PATH).map_err(ctx(|| "open /dev/null".into()))?;
+    let null =
+        open_in_root(&root, "dev/null", OFlag::O_PATH).map_err(ctx(|| "open /dev/null".into()))?;
     let st = fstat(&null).map_err(ctx(|| "stat /dev/null".into()))?;
-    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFCHR || st.st_rdev != makedev(1, 3) {
+    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFCHR
+        || st.st_rdev != makedev(1, 3)
+    {
         return Err("container /dev/null is not the null device".into());
     }
     for path in MASKED_PATHS {
@@ -414,7 +438,14 @@ fn setup_rootfs(cfg: &ShimConfig, dir: &ContainerDir) -> SetupResult<()> {
         };
         let st = fstat(&target).map_err(ctx(|| format!("stat /{path}")))?;
         if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR {
-            mount_on(Some("tmpfs"), &target, Some("tmpfs"), MsFlags::MS_RDONLY | secure, Some("size=0"), path)?;
+            mount_on(
+                Some("tmpfs"),
+                &target,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY | secure,
+                Some("size=0"),
+                path,
+            )?;
         } else {
             mount(
                 Some(fd_path(&null).as_str()),
@@ -513,12 +544,22 @@ pub fn harden_and_exec(h: &Hardening<'_>) -> SetupResult<Infallible> {
     let exe = find_executable(&h.args[0], h.env)?;
     let cstr = |s: &str| CString::new(s).map_err(|_| format!("NUL byte in {s:?}"));
     let exe_c = cstr(&exe)?;
-    let args = h.args.iter().map(|a| cstr(a)).collect::<SetupResult<Vec<_>>>()?;
-    let env = h.env.iter().map(|a| cstr(a)).collect::<SetupResult<Vec<_>>>()?;
+    let args = h
+        .args
+        .iter()
+        .map(|a| cstr(a))
+        .collect::<SetupResult<Vec<_>>>()?;
+    let env = h
+        .env
+        .iter()
+        .map(|a| cstr(a))
+        .collect::<SetupResult<Vec<_>>>()?;
 
     let mut keep = caps::CapsHashSet::new();
     for name in h.caps {
-        keep.insert(caps::Capability::from_str(name).map_err(|e| format!("capability {name}: {e}"))?);
+        keep.insert(
+            caps::Capability::from_str(name).map_err(|e| format!("capability {name}: {e}"))?,
+        );
     }
     // Bounding set: drop every capability the kernel knows that we do not keep.
     let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
@@ -532,26 +573,47 @@ pub fn harden_and_exec(h: &Hardening<'_>) -> SetupResult<Infallible> {
         // SAFETY: PR_CAPBSET_DROP takes a capability number and no pointers.
         let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(n), 0, 0, 0) };
         if r != 0 && Errno::last() != Errno::EINVAL {
-            return Err(format!("drop capability {n} from the bounding set: {}", Errno::last()));
+            return Err(format!(
+                "drop capability {n} from the bounding set: {}",
+                Errno::last()
+            ));
         }
     }
     caps::clear(None, caps::CapSet::Ambient).map_err(|e| format!("clear ambient caps: {e}"))?;
     setgroups(&[Gid::from_raw(h.gid)]).map_err(ctx(|| "setgroups".into()))?;
-    setresgid(Gid::from_raw(h.gid), Gid::from_raw(h.gid), Gid::from_raw(h.gid))
-        .map_err(ctx(|| format!("setgid {}", h.gid)))?;
-    setresuid(Uid::from_raw(h.uid), Uid::from_raw(h.uid), Uid::from_raw(h.uid))
-        .map_err(ctx(|| format!("setuid {}", h.uid)))?;
+    setresgid(
+        Gid::from_raw(h.gid),
+        Gid::from_raw(h.gid),
+        Gid::from_raw(h.gid),
+    )
+    .map_err(ctx(|| format!("setgid {}", h.gid)))?;
+    setresuid(
+        Uid::from_raw(h.uid),
+        Uid::from_raw(h.uid),
+        Uid::from_raw(h.uid),
+    )
+    .map_err(ctx(|| format!("setuid {}", h.uid)))?;
     // Non-root: the kernel already cleared permitted and effective.
-    let keep_now = if h.uid == 0 { keep } else { caps::CapsHashSet::new() };
-    caps::set(None, caps::CapSet::Effective, &keep_now).map_err(|e| format!("set effective caps: {e}"))?;
-    caps::set(None, caps::CapSet::Permitted, &keep_now).map_err(|e| format!("set permitted caps: {e}"))?;
-    caps::clear(None, caps::CapSet::Inheritable).map_err(|e| format!("clear inheritable caps: {e}"))?;
+    let keep_now = if h.uid == 0 {
+        keep
+    } else {
+        caps::CapsHashSet::new()
+    };
+    caps::set(None, caps::CapSet::Effective, &keep_now)
+        .map_err(|e| format!("set effective caps: {e}"))?;
+    caps::set(None, caps::CapSet::Permitted, &keep_now)
+        .map_err(|e| format!("set permitted caps: {e}"))?;
+    caps::clear(None, caps::CapSet::Inheritable)
+        .map_err(|e| format!("clear inheritable caps: {e}"))?;
 
     chdir(h.cwd).map_err(ctx(|| format!("chdir {}", h.cwd)))?;
     // CVE-2024-21626: the working directory must be inside the container's root.
     let cwd = nix::unistd::getcwd().map_err(ctx(|| "getcwd".into()))?;
     if !cwd.starts_with("/") {
-        return Err(format!("working directory {} is outside the container", cwd.display()));
+        return Err(format!(
+            "working directory {} is outside the container",
+            cwd.display()
+        ));
     }
 
     // SAFETY: PR_SET_NO_NEW_PRIVS takes integers only.
@@ -559,11 +621,15 @@ pub fn harden_and_exec(h: &Hardening<'_>) -> SetupResult<Infallible> {
     Errno::result(r).map_err(ctx(|| "set no_new_privs".into()))?;
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only changes fd flags.
     let r = unsafe {
-        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC)
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
     };
     Errno::result(r).map_err(ctx(|| "close_range".into()))?;
     super::seccomp::install(h.seccomp).map_err(|e| e.to_string())?;
     let e = nix::unistd::execve(&exe_c, &args, &env).unwrap_err();
     Err(format!("exec {exe}: {e}"))
 }
-

@@ -100,18 +100,22 @@ fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, RuntimeError> + Send + 'static,
 ) -> impl Future<Output = Result<T, RuntimeError>> {
     async move {
-        tokio::task::spawn_blocking(f)
-            .await
-            .unwrap_or_else(|e| Err(RuntimeError::Start {
+        tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+            Err(RuntimeError::Start {
                 name: String::new(),
                 message: format!("blocking task failed: {e}"),
-            }))
+            })
+        })
     }
 }
 
 impl Manager {
     /// `state_dir/containers` holds one directory per container.
-    pub fn new(store: Store, state_dir: &Path, cgroups: Arc<dyn CgroupDriver>) -> Result<Self, RuntimeError> {
+    pub fn new(
+        store: Store,
+        state_dir: &Path,
+        cgroups: Arc<dyn CgroupDriver>,
+    ) -> Result<Self, RuntimeError> {
         let dir = state_dir.join("containers");
         fs::DirBuilder::new()
             .recursive(true)
@@ -144,11 +148,7 @@ impl Manager {
 
     async fn lock(&self, name: &str) -> tokio::sync::OwnedMutexGuard<()> {
         let m = {
-            let mut locks = self
-                .inner
-                .locks
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut locks = self.inner.locks.lock().unwrap_or_else(|p| p.into_inner());
             locks.entry(name.to_owned()).or_default().clone()
         };
         m.lock_owned().await
@@ -170,13 +170,16 @@ impl Manager {
 
     fn load_all(&self) -> Result<Vec<Record>, RuntimeError> {
         let conn = self.inner.store.lock();
-        let mut stmt = conn.prepare(&format!("SELECT {COLS} FROM containers ORDER BY created_at, name"))?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {COLS} FROM containers ORDER BY created_at, name"
+        ))?;
         let rows = stmt.query_map([], row_to_record)?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
     fn save(&self, r: &Record) -> Result<(), RuntimeError> {
-        let spec = serde_json::to_string(&r.spec).map_err(|e| RuntimeError::invalid("spec", e.to_string()))?;
+        let spec = serde_json::to_string(&r.spec)
+            .map_err(|e| RuntimeError::invalid("spec", e.to_string()))?;
         self.inner.store.lock().execute(
             "UPDATE containers SET spec=?2, status=?3, exit_code=?4, started_at=?5, finished_at=?6,
              shim_pid=?7, shim_start=?8, init_pid=?9, init_start=?10, restart_count=?11 WHERE id=?1",
@@ -266,7 +269,10 @@ impl Manager {
         blocking(move || Ok(m.refresh(m.load(&name)?)?.to_wire())).await
     }
 
-    pub async fn create(&self, req: wire::CreateContainer) -> Result<wire::Container, RuntimeError> {
+    pub async fn create(
+        &self,
+        req: wire::CreateContainer,
+    ) -> Result<wire::Container, RuntimeError> {
         let start = req.start;
         let m = self.clone();
         let r = blocking(move || m.create_blocking(req)).await?;
@@ -279,14 +285,18 @@ impl Manager {
     fn create_blocking(&self, mut req: wire::CreateContainer) -> Result<Record, RuntimeError> {
         let v = validate(&mut req, &self.inner.images)?;
         let id = new_id();
-        let name = req.name.clone().unwrap_or_else(|| format!("c-{}", &id[..12]));
+        let name = req
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("c-{}", &id[..12]));
         req.name = Some(name.clone());
         let team = req.team.clone().unwrap_or_else(|| "default".into());
         req.team = Some(team.clone());
         req.start = false;
         let created_at = now();
         {
-            let spec = serde_json::to_string(&req).map_err(|e| RuntimeError::invalid("spec", e.to_string()))?;
+            let spec = serde_json::to_string(&req)
+                .map_err(|e| RuntimeError::invalid("spec", e.to_string()))?;
             let conn = self.inner.store.lock();
             let res = conn.execute(
                 "INSERT INTO containers (id, name, team, spec, status, created_at) VALUES (?1, ?2, ?3, ?4, 'created', ?5)",
@@ -304,7 +314,11 @@ impl Manager {
             }
         }
         let undo = |m: &Manager| {
-            let _ = m.inner.store.lock().execute("DELETE FROM containers WHERE id = ?1", [&id]);
+            let _ = m
+                .inner
+                .store
+                .lock()
+                .execute("DELETE FROM containers WHERE id = ?1", [&id]);
             let _ = fs::remove_dir_all(m.container_dir(&id).path());
         };
         let dir = self.container_dir(&id);
@@ -335,7 +349,10 @@ impl Manager {
                 cwd: v.cwd,
                 uid: v.uid,
                 gid: v.gid,
-                hostname: req.hostname.clone().unwrap_or_else(|| name.chars().take(63).collect()),
+                hostname: req
+                    .hostname
+                    .clone()
+                    .unwrap_or_else(|| name.chars().take(63).collect()),
                 mounts: v.mounts,
                 net_ns: v.net_ns,
                 cgroup_procs: self.inner.cgroups.procs_files(&team, &name),
@@ -344,8 +361,10 @@ impl Manager {
                 log_max: DEFAULT_LOG_MAX,
                 caps: DEFAULT_CAPS.iter().map(|s| (*s).to_owned()).collect(),
             };
-            let data = serde_json::to_vec_pretty(&cfg).map_err(|e| RuntimeError::invalid("spec", e.to_string()))?;
-            super::state::write_atomic(&dir.config(), &data).map_err(RuntimeError::io("write", dir.config()))?;
+            let data = serde_json::to_vec_pretty(&cfg)
+                .map_err(|e| RuntimeError::invalid("spec", e.to_string()))?;
+            super::state::write_atomic(&dir.config(), &data)
+                .map_err(RuntimeError::io("write", dir.config()))?;
             Ok(())
         })();
         if let Err(e) = made {
@@ -371,7 +390,8 @@ impl Manager {
         let dir = self.container_dir(&r.id);
         let _ = fs::remove_file(dir.stop_marker());
         let _ = fs::remove_file(dir.state());
-        let program = super::memfd::helper_program().map_err(RuntimeError::io("make a sealed copy of", "/proc/self/exe"))?;
+        let program = super::memfd::helper_program()
+            .map_err(RuntimeError::io("make a sealed copy of", "/proc/self/exe"))?;
         let shim_log = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -405,15 +425,23 @@ impl Manager {
                 r.finished_at = None;
                 r.started_at = Some(now());
                 r.shim_pid = Some(shim);
-                r.shim_start = Some(st.shim_start).filter(|s| *s > 0).or_else(|| super::state::proc_start_time(shim));
+                r.shim_start = Some(st.shim_start)
+                    .filter(|s| *s > 0)
+                    .or_else(|| super::state::proc_start_time(shim));
                 r.init_pid = Some(init);
-                r.init_start = Some(st.init_start).filter(|s| *s > 0).or_else(|| super::state::proc_start_time(init));
+                r.init_start = Some(st.init_start)
+                    .filter(|s| *s > 0)
+                    .or_else(|| super::state::proc_start_time(init));
                 r.restart_count = 0;
                 self.save(&r)?;
                 Ok(self.refresh(r)?.to_wire())
             }
             _ => {
-                let message = line.strip_prefix("error ").unwrap_or(line).trim().to_owned();
+                let message = line
+                    .strip_prefix("error ")
+                    .unwrap_or(line)
+                    .trim()
+                    .to_owned();
                 let message = if message.is_empty() {
                     "the monitor exited without a report (see shim.log)".to_owned()
                 } else {
@@ -432,12 +460,20 @@ impl Manager {
     }
 
     /// SIGTERM, then SIGKILL after `timeout` seconds; returns once the monitor recorded the exit.
-    pub async fn stop(&self, name: &str, timeout: Option<u64>) -> Result<wire::Container, RuntimeError> {
+    pub async fn stop(
+        &self,
+        name: &str,
+        timeout: Option<u64>,
+    ) -> Result<wire::Container, RuntimeError> {
         let _g = self.lock(name).await;
         self.stop_locked(name, timeout).await
     }
 
-    async fn stop_locked(&self, name: &str, timeout: Option<u64>) -> Result<wire::Container, RuntimeError> {
+    async fn stop_locked(
+        &self,
+        name: &str,
+        timeout: Option<u64>,
+    ) -> Result<wire::Container, RuntimeError> {
         let m = self.clone();
         let n = name.to_owned();
         let r = blocking(move || m.refresh(m.load(&n)?)).await?;
@@ -504,7 +540,11 @@ impl Manager {
         }
     }
 
-    pub async fn kill(&self, name: &str, signal: Option<&str>) -> Result<wire::Container, RuntimeError> {
+    pub async fn kill(
+        &self,
+        name: &str,
+        signal: Option<&str>,
+    ) -> Result<wire::Container, RuntimeError> {
         let sig = parse_signal(signal.unwrap_or("KILL"))?;
         let m = self.clone();
         let n = name.to_owned();
@@ -519,7 +559,11 @@ impl Manager {
         self.get(name).await
     }
 
-    pub async fn restart(&self, name: &str, timeout: Option<u64>) -> Result<wire::Container, RuntimeError> {
+    pub async fn restart(
+        &self,
+        name: &str,
+        timeout: Option<u64>,
+    ) -> Result<wire::Container, RuntimeError> {
         let _g = self.lock(name).await;
         self.stop_locked(name, timeout).await?;
         let m = self.clone();
@@ -535,10 +579,16 @@ impl Manager {
             let mut r = m.refresh(m.load(&n)?)?;
             let want = if freeze { "running" } else { "paused" };
             if r.status != want {
-                return Err(conflict(&r, if freeze { "not running" } else { "not paused" }));
+                return Err(conflict(
+                    &r,
+                    if freeze { "not running" } else { "not paused" },
+                ));
             }
             if freeze {
-                m.inner.cgroups.freeze(&r.team, &r.name).map_err(cgroup_err)?;
+                m.inner
+                    .cgroups
+                    .freeze(&r.team, &r.name)
+                    .map_err(cgroup_err)?;
                 r.status = "paused".into();
             } else {
                 m.inner.cgroups.thaw(&r.team, &r.name).map_err(cgroup_err)?;
@@ -552,7 +602,11 @@ impl Manager {
 
     /// Live re-limit: `patch` is merged into the current limits; a rejected change leaves the
     /// old limits in force and the record unchanged.
-    pub async fn update(&self, name: &str, patch: wire::Limits) -> Result<wire::Container, RuntimeError> {
+    pub async fn update(
+        &self,
+        name: &str,
+        patch: wire::Limits,
+    ) -> Result<wire::Container, RuntimeError> {
         let _g = self.lock(name).await;
         let m = self.clone();
         let n = name.to_owned();
@@ -560,7 +614,10 @@ impl Manager {
             let mut r = m.refresh(m.load(&n)?)?;
             let merged = merge_limits(&r.spec.limits, &patch);
             validate_limits(&merged)?;
-            m.inner.cgroups.update(&r.team, &r.name, &merged).map_err(cgroup_err)?;
+            m.inner
+                .cgroups
+                .update(&r.team, &r.name, &merged)
+                .map_err(cgroup_err)?;
             r.spec.limits = merged;
             m.save(&r)?;
             Ok(r.to_wire())
@@ -614,7 +671,10 @@ impl Manager {
                 let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
             }
         }
-        self.inner.cgroups.remove(&r.team, &r.name).map_err(cgroup_err)?;
+        self.inner
+            .cgroups
+            .remove(&r.team, &r.name)
+            .map_err(cgroup_err)?;
         if dir.path().exists() {
             fs::remove_dir_all(dir.path()).map_err(RuntimeError::io("remove", dir.path()))?;
         }
@@ -626,7 +686,11 @@ impl Manager {
     }
 
     /// Runs a command to completion inside the running container, with all its restrictions.
-    pub async fn exec(&self, name: &str, req: wire::ExecRequest) -> Result<wire::ExecResult, RuntimeError> {
+    pub async fn exec(
+        &self,
+        name: &str,
+        req: wire::ExecRequest,
+    ) -> Result<wire::ExecResult, RuntimeError> {
         if req.command.is_empty() || req.command[0].is_empty() {
             return Err(RuntimeError::invalid("command", "must not be empty"));
         }
@@ -642,7 +706,8 @@ impl Manager {
             });
         }
         let dir = self.container_dir(&r.id);
-        let program = super::memfd::helper_program().map_err(RuntimeError::io("make a sealed copy of", "/proc/self/exe"))?;
+        let program = super::memfd::helper_program()
+            .map_err(RuntimeError::io("make a sealed copy of", "/proc/self/exe"))?;
         let mut cmd = tokio::process::Command::new(&program);
         cmd.arg0("corral").arg("__exec").arg(dir.path());
         for e in &req.env {
@@ -654,7 +719,9 @@ impl Manager {
             .stderr(Stdio::piped())
             .env_clear()
             .kill_on_drop(true);
-        let child = cmd.spawn().map_err(RuntimeError::io("spawn exec helper", &program))?;
+        let child = cmd
+            .spawn()
+            .map_err(RuntimeError::io("spawn exec helper", &program))?;
         let timeout = Duration::from_secs(req.timeout.unwrap_or(60).clamp(1, 3600));
         let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
             Ok(r) => r.map_err(RuntimeError::io("wait for exec helper", &program))?,
@@ -785,7 +852,11 @@ pub fn parse_signal(s: &str) -> Result<Signal, RuntimeError> {
         return Signal::try_from(n).map_err(|_| bad());
     }
     let up = s.to_ascii_uppercase();
-    let full = if up.starts_with("SIG") { up } else { format!("SIG{up}") };
+    let full = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
     full.parse::<Signal>().map_err(|_| bad())
 }
 
@@ -793,7 +864,10 @@ pub fn parse_signal(s: &str) -> Result<Signal, RuntimeError> {
 pub fn merge_limits(base: &wire::Limits, patch: &wire::Limits) -> wire::Limits {
     wire::Limits {
         cpus: patch.cpus.or(base.cpus),
-        cpuset_cpus: patch.cpuset_cpus.clone().or_else(|| base.cpuset_cpus.clone()),
+        cpuset_cpus: patch
+            .cpuset_cpus
+            .clone()
+            .or_else(|| base.cpuset_cpus.clone()),
         cpu_weight: patch.cpu_weight.or(base.cpu_weight),
         memory_max: patch.memory_max.or(base.memory_max),
         memory_high: patch.memory_high.or(base.memory_high),
@@ -819,13 +893,17 @@ pub fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
 }
 
 fn check_env(e: &str, field: &str) -> Result<(), RuntimeError> {
     match e.split_once('=') {
         Some((k, _)) if !k.is_empty() && !k.contains('\0') && !e.contains('\0') => Ok(()),
-        _ => Err(RuntimeError::invalid(field, format!("{e:?} is not KEY=VALUE"))),
+        _ => Err(RuntimeError::invalid(
+            field,
+            format!("{e:?} is not KEY=VALUE"),
+        )),
     }
 }
 
@@ -843,24 +921,39 @@ fn check_container_path(p: &str, field: &str) -> Result<(), RuntimeError> {
 pub fn validate_limits(l: &wire::Limits) -> Result<(), RuntimeError> {
     if let Some(c) = l.cpus {
         if !(c.is_finite() && c >= 0.01 && c <= 1024.0) {
-            return Err(RuntimeError::invalid("limits.cpus", format!("{c} must be between 0.01 and 1024")));
+            return Err(RuntimeError::invalid(
+                "limits.cpus",
+                format!("{c} must be between 0.01 and 1024"),
+            ));
         }
     }
     if let Some(w) = l.cpu_weight {
         if !(1..=10000).contains(&w) {
-            return Err(RuntimeError::invalid("limits.cpu_weight", format!("{w} must be between 1 and 10000")));
+            return Err(RuntimeError::invalid(
+                "limits.cpu_weight",
+                format!("{w} must be between 1 and 10000"),
+            ));
         }
     }
-    for (f, v) in [("limits.memory_max", l.memory_max), ("limits.memory_high", l.memory_high)] {
+    for (f, v) in [
+        ("limits.memory_max", l.memory_max),
+        ("limits.memory_high", l.memory_high),
+    ] {
         if let Some(v) = v {
             if v < (1 << 20) {
-                return Err(RuntimeError::invalid(f, format!("{v} bytes is below the 1 MiB minimum")));
+                return Err(RuntimeError::invalid(
+                    f,
+                    format!("{v} bytes is below the 1 MiB minimum"),
+                ));
             }
         }
     }
     if let Some(p) = l.pids_max {
         if p < 1 || p > 4_194_304 {
-            return Err(RuntimeError::invalid("limits.pids_max", format!("{p} must be between 1 and 4194304")));
+            return Err(RuntimeError::invalid(
+                "limits.pids_max",
+                format!("{p} must be between 1 and 4194304"),
+            ));
         }
     }
     if let Some(c) = &l.cpuset_cpus {
@@ -875,21 +968,33 @@ pub fn validate_limits(l: &wire::Limits) -> Result<(), RuntimeError> {
                 }
             });
         if !ok {
-            return Err(RuntimeError::invalid("limits.cpuset_cpus", format!("{c:?} is not a CPU list like 0-2,4")));
+            return Err(RuntimeError::invalid(
+                "limits.cpuset_cpus",
+                format!("{c:?} is not a CPU list like 0-2,4"),
+            ));
         }
     }
     Ok(())
 }
 
-fn validate(req: &mut wire::CreateContainer, images: &ImageStore) -> Result<Validated, RuntimeError> {
+fn validate(
+    req: &mut wire::CreateContainer,
+    images: &ImageStore,
+) -> Result<Validated, RuntimeError> {
     if let Some(n) = &req.name {
         if !valid_name(n) {
-            return Err(RuntimeError::invalid("name", format!("{n:?} must be 1-64 of [A-Za-z0-9_.-], starting alphanumeric")));
+            return Err(RuntimeError::invalid(
+                "name",
+                format!("{n:?} must be 1-64 of [A-Za-z0-9_.-], starting alphanumeric"),
+            ));
         }
     }
     if let Some(t) = &req.team {
         if !valid_name(t) {
-            return Err(RuntimeError::invalid("team", format!("{t:?} must be 1-64 of [A-Za-z0-9_.-], starting alphanumeric")));
+            return Err(RuntimeError::invalid(
+                "team",
+                format!("{t:?} must be 1-64 of [A-Za-z0-9_.-], starting alphanumeric"),
+            ));
         }
     }
     let mut env: Vec<String> = Vec::new();
@@ -898,26 +1003,42 @@ fn validate(req: &mut wire::CreateContainer, images: &ImageStore) -> Result<Vali
     let mut user = req.user.clone();
     let lower = match (&req.image, &req.rootfs) {
         (Some(_), Some(_)) | (None, None) => {
-            return Err(RuntimeError::invalid("image", "give exactly one of image and rootfs"));
+            return Err(RuntimeError::invalid(
+                "image",
+                "give exactly one of image and rootfs",
+            ));
         }
         (None, Some(r)) => {
             let p = Path::new(r);
             if !p.is_absolute() || r.contains([',', ':', '\0']) || r.split('/').any(|c| c == "..") {
-                return Err(RuntimeError::invalid("rootfs", format!("{r:?} must be an absolute path without ',', ':' or ..")));
+                return Err(RuntimeError::invalid(
+                    "rootfs",
+                    format!("{r:?} must be an absolute path without ',', ':' or .."),
+                ));
             }
             if !p.is_dir() {
-                return Err(RuntimeError::invalid("rootfs", format!("{r} is not a directory")));
+                return Err(RuntimeError::invalid(
+                    "rootfs",
+                    format!("{r} is not a directory"),
+                ));
             }
             vec![p.to_owned()]
         }
         (Some(i), None) => {
             let img = images.resolve(i).map_err(|e| match e {
-                crate::image::ImageError::NotFound(_) => RuntimeError::invalid("image", format!("no such image: {i}")),
+                crate::image::ImageError::NotFound(_) => {
+                    RuntimeError::invalid("image", format!("no such image: {i}"))
+                }
                 other => RuntimeError::Image(other),
             })?;
             env.extend(img.env.iter().cloned());
             if args.is_empty() {
-                args = img.entrypoint.iter().chain(img.cmd.iter()).cloned().collect();
+                args = img
+                    .entrypoint
+                    .iter()
+                    .chain(img.cmd.iter())
+                    .cloned()
+                    .collect();
             } else if !img.entrypoint.is_empty() {
                 args = img.entrypoint.iter().chain(args.iter()).cloned().collect();
             }
@@ -931,10 +1052,16 @@ fn validate(req: &mut wire::CreateContainer, images: &ImageStore) -> Result<Vali
         }
     };
     if args.is_empty() || args[0].is_empty() {
-        return Err(RuntimeError::invalid("command", "must not be empty (and the image has no default)"));
+        return Err(RuntimeError::invalid(
+            "command",
+            "must not be empty (and the image has no default)",
+        ));
     }
     if args.iter().any(|a| a.contains('\0')) {
-        return Err(RuntimeError::invalid("command", "must not contain NUL bytes"));
+        return Err(RuntimeError::invalid(
+            "command",
+            "must not contain NUL bytes",
+        ));
     }
     for e in &req.env {
         check_env(e, "env")?;
@@ -955,9 +1082,13 @@ fn validate(req: &mut wire::CreateContainer, images: &ImageStore) -> Result<Vali
     if let Some(h) = &req.hostname {
         let ok = !h.is_empty()
             && h.len() <= 63
-            && h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+            && h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
         if !ok {
-            return Err(RuntimeError::invalid("hostname", format!("{h:?} must be 1-63 of [A-Za-z0-9.-]")));
+            return Err(RuntimeError::invalid(
+                "hostname",
+                format!("{h:?} must be 1-63 of [A-Za-z0-9.-]"),
+            ));
         }
     }
     let (uid, gid) = match user.as_deref() {
@@ -966,7 +1097,12 @@ fn validate(req: &mut wire::CreateContainer, images: &ImageStore) -> Result<Vali
             let (a, b) = u.split_once(':').unwrap_or((u, u));
             match (a.parse::<u32>(), b.parse::<u32>()) {
                 (Ok(a), Ok(b)) => (a, b),
-                _ => return Err(RuntimeError::invalid("user", format!("{u:?} must be numeric uid[:gid]"))),
+                _ => {
+                    return Err(RuntimeError::invalid(
+                        "user",
+                        format!("{u:?} must be numeric uid[:gid]"),
+                    ));
+                }
             }
         }
     };
@@ -976,12 +1112,14 @@ fn validate(req: &mut wire::CreateContainer, images: &ImageStore) -> Result<Vali
         check_container_path(&m.destination, &format!("{field}.destination"))?;
         match m.kind.as_str() {
             "bind" => {
-                let src = m
-                    .source
-                    .as_deref()
-                    .ok_or_else(|| RuntimeError::invalid(&format!("{field}.source"), "a bind mount needs a source"))?;
+                let src = m.source.as_deref().ok_or_else(|| {
+                    RuntimeError::invalid(&format!("{field}.source"), "a bind mount needs a source")
+                })?;
                 if !Path::new(src).is_absolute() || !Path::new(src).exists() {
-                    return Err(RuntimeError::invalid(&format!("{field}.source"), format!("{src:?} must be an existing absolute path")));
+                    return Err(RuntimeError::invalid(
+                        &format!("{field}.source"),
+                        format!("{src:?} must be an existing absolute path"),
+                    ));
                 }
                 mounts.push(MountConfig::Bind {
                     source: PathBuf::from(src),
@@ -993,31 +1131,52 @@ fn validate(req: &mut wire::CreateContainer, images: &ImageStore) -> Result<Vali
                 destination: m.destination.clone(),
             }),
             other => {
-                return Err(RuntimeError::invalid(&format!("{field}.type"), format!("{other:?} must be bind or tmpfs")));
+                return Err(RuntimeError::invalid(
+                    &format!("{field}.type"),
+                    format!("{other:?} must be bind or tmpfs"),
+                ));
             }
         }
     }
     let net_ns = match req.network.as_deref() {
         None | Some("none") => true,
         Some("host") => false,
-        Some(other) => return Err(RuntimeError::invalid("network", format!("{other:?} must be none or host"))),
+        Some(other) => {
+            return Err(RuntimeError::invalid(
+                "network",
+                format!("{other:?} must be none or host"),
+            ));
+        }
     };
     let restart = match req.restart.as_deref() {
         None => RestartPolicy::No,
-        Some(s) => RestartPolicy::parse(s)
-            .ok_or_else(|| RuntimeError::invalid("restart", format!("{s:?} must be no, on-failure[:N] or always")))?,
+        Some(s) => RestartPolicy::parse(s).ok_or_else(|| {
+            RuntimeError::invalid(
+                "restart",
+                format!("{s:?} must be no, on-failure[:N] or always"),
+            )
+        })?,
     };
     if req.auto_remove && restart != RestartPolicy::No {
-        return Err(RuntimeError::invalid("restart", "auto_remove and a restart policy exclude each other"));
+        return Err(RuntimeError::invalid(
+            "restart",
+            "auto_remove and a restart policy exclude each other",
+        ));
     }
     if let Some(t) = req.stop_timeout {
         if t > 3600 {
-            return Err(RuntimeError::invalid("stop_timeout", format!("{t} must be at most 3600 seconds")));
+            return Err(RuntimeError::invalid(
+                "stop_timeout",
+                format!("{t} must be at most 3600 seconds"),
+            ));
         }
     }
     for (k, _) in &req.labels {
         if k.is_empty() || k.len() > 128 {
-            return Err(RuntimeError::invalid("labels", format!("label key {k:?} must be 1-128 characters")));
+            return Err(RuntimeError::invalid(
+                "labels",
+                format!("label key {k:?} must be 1-128 characters"),
+            ));
         }
     }
     if req.limits.pids_max.is_none() {

@@ -46,10 +46,7 @@ pub enum RuntimeError {
         source: std::io::Error,
     },
     #[error("{action} failed")]
-    Sys {
-        action: String,
-        source: nix::Error,
-    },
+    Sys { action: String, source: nix::Error },
     #[error("cannot start container {name}: {message}")]
     Start { name: String, message: String },
     #[error("cgroup operation failed: {0}")]
@@ -73,7 +70,10 @@ impl RuntimeError {
         }
     }
 
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
         move |source| Self::Io {
             action,

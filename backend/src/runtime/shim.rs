@@ -99,7 +99,11 @@ fn shim_main(dir: ContainerDir) -> i32 {
         let _ = nix::unistd::dup2_stdout(&null);
         let _ = nix::unistd::dup2_stdin(&null);
     }
-    if let Ok(log) = OpenOptions::new().create(true).append(true).open(dir.shim_log()) {
+    if let Ok(log) = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.shim_log())
+    {
         let _ = nix::unistd::dup2_stderr(&log);
     }
     let me = getpid().as_raw();
@@ -157,7 +161,8 @@ fn shim_main(dir: ContainerDir) -> i32 {
         st.status = "exited".into();
         st.exit_code = Some(code);
         st.finished_at = Some(now());
-        let restart = !dir.stop_marker().exists() && cfg.restart.should_restart(code, st.restart_count);
+        let restart =
+            !dir.stop_marker().exists() && cfg.restart.should_restart(code, st.restart_count);
         st.done = !restart;
         if let Err(e) = st.write(&dir.state()) {
             eprintln!("write state: {e}");
@@ -194,7 +199,8 @@ fn start_init(cfg: &ShimConfig, dir: &ContainerDir) -> Result<InitChild, String>
     let (err_rd, err_wr) = pipe2(OFlag::O_CLOEXEC).map_err(p("pipe"))?;
     let (out_rd, out_wr) = pipe2(OFlag::O_CLOEXEC).map_err(p("pipe"))?;
     let (eout_rd, eout_wr) = pipe2(OFlag::O_CLOEXEC).map_err(p("pipe"))?;
-    let mut flags = libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+    let mut flags =
+        libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
     if cfg.net_ns {
         flags |= libc::CLONE_NEWNET;
     }
@@ -211,7 +217,10 @@ fn start_init(cfg: &ShimConfig, dir: &ContainerDir) -> Result<InitChild, String>
         )
     };
     if pid < 0 {
-        return Err(format!("clone container init: {}", nix::errno::Errno::last()));
+        return Err(format!(
+            "clone container init: {}",
+            nix::errno::Errno::last()
+        ));
     }
     if pid == 0 {
         drop((go_wr, err_rd, out_rd, eout_rd));
@@ -275,7 +284,11 @@ struct LogFile {
 impl LogFile {
     fn open(dir: &ContainerDir, max: u64) -> Self {
         let path = dir.log();
-        let file = OpenOptions::new().create(true).append(true).open(&path).ok();
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .ok();
         let size = file
             .as_ref()
             .and_then(|f| f.metadata().ok())
@@ -321,7 +334,11 @@ fn pump_logs(dir: &ContainerDir, max: u64, stdout: OwnedFd, stderr: OwnedFd) {
         }
         let mut fds: Vec<PollFd<'_>> = live
             .iter()
-            .filter_map(|&i| open[i].as_ref().map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN)))
+            .filter_map(|&i| {
+                open[i]
+                    .as_ref()
+                    .map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
+            })
             .collect();
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) => {}
@@ -387,7 +404,10 @@ fn exec_inner(args: &[String]) -> Result<i32, String> {
         return Err("container is not running".into());
     }
     let pid = st.init_pid;
-    let mut kinds = vec![("ipc", CloneFlags::CLONE_NEWIPC), ("uts", CloneFlags::CLONE_NEWUTS)];
+    let mut kinds = vec![
+        ("ipc", CloneFlags::CLONE_NEWIPC),
+        ("uts", CloneFlags::CLONE_NEWUTS),
+    ];
     if cfg.net_ns {
         kinds.push(("net", CloneFlags::CLONE_NEWNET));
     }

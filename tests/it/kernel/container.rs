@@ -165,7 +165,11 @@ async fn call<T: serde::de::DeserializeOwned>(
     let (_, bytes) = c
         .request(method, path, body.map(|b| serde_json::to_vec(&b).unwrap()))
         .await?;
-    let bytes = if bytes.is_empty() { &b"null"[..] } else { &bytes[..] };
+    let bytes = if bytes.is_empty() {
+        &b"null"[..]
+    } else {
+        &bytes[..]
+    };
     Ok(serde_json::from_slice(bytes).expect("json answer"))
 }
 
@@ -183,7 +187,11 @@ async fn get(c: &Client, name: &str) -> wire::Container {
 
 async fn logs(c: &Client, name: &str) -> String {
     let (_, b) = c
-        .request(Method::GET, &format!("/api/v1/containers/{name}/logs"), None)
+        .request(
+            Method::GET,
+            &format!("/api/v1/containers/{name}/logs"),
+            None,
+        )
         .await
         .expect("logs");
     String::from_utf8_lossy(&b).into_owned()
@@ -224,7 +232,12 @@ async fn exec(c: &Client, name: &str, cmd: &[&str]) -> wire::ExecResult {
 }
 
 /// Runs `script` under `sh -c` to completion; returns (exit code, output).
-async fn run_script(c: &Client, rootfs: &Rootfs, extra: serde_json::Value, script: &str) -> (i32, String) {
+async fn run_script(
+    c: &Client,
+    rootfs: &Rootfs,
+    extra: serde_json::Value,
+    script: &str,
+) -> (i32, String) {
     let name = tests::unique("ct");
     let mut spec = serde_json::json!({
         "name": name,
@@ -293,7 +306,10 @@ async fn container_is_isolated_and_hardened() {
     let f = facts(&out);
     assert_eq!(f["pid"], "1", "the command is PID 1:\n{out}");
     let procs: u32 = f["procs"].parse().unwrap();
-    assert!(procs <= 4, "host processes are invisible, saw {procs}:\n{out}");
+    assert!(
+        procs <= 4,
+        "host processes are invisible, saw {procs}:\n{out}"
+    );
     assert!(f["ppid1"].starts_with("/bin/sh -c"), "{out}");
     assert_eq!(f["hostname"], "boxy");
     for k in ["CapPrm", "CapEff", "CapBnd"] {
@@ -312,12 +328,20 @@ async fn container_is_isolated_and_hardened() {
         "fd full null ptmx pts random shm stderr stdin stdout tty urandom zero"
     );
     assert_eq!(f["sysmount"], "ro", "/sys is read-only");
-    assert!(f["procmount"].contains("nosuid") && f["procmount"].contains("nodev") && f["procmount"].contains("noexec"), "{out}");
+    assert!(
+        f["procmount"].contains("nosuid")
+            && f["procmount"].contains("nodev")
+            && f["procmount"].contains("noexec"),
+        "{out}"
+    );
     assert_eq!(f["keys"], "0", "/proc/keys is masked");
     assert_eq!(f["netdevs"], "lo", "own network namespace:\n{out}");
     let flags = u32::from_str_radix(f["loflags"].trim_start_matches("0x"), 16).unwrap();
     assert_eq!(flags & 1, 1, "loopback is up");
-    assert!(f["fds"].parse::<u32>().unwrap() <= 4, "only stdio is inherited:\n{out}");
+    assert!(
+        f["fds"].parse::<u32>().unwrap() <= 4,
+        "only stdio is inherited:\n{out}"
+    );
     assert_eq!(f["pwd"], "/tmp");
     assert_eq!(f["foo"], "bar");
     assert_eq!(f["cow"], "new");
@@ -327,7 +351,10 @@ async fn container_is_isolated_and_hardened() {
         "writes go to the container's own layer"
     );
     assert_eq!(f["rootfs"], "overlay", "the overlay layer is /");
-    assert_eq!(f["oldroot"], "0", "pivot_root left no host mount visible:\n{out}");
+    assert_eq!(
+        f["oldroot"], "0",
+        "pivot_root left no host mount visible:\n{out}"
+    );
 }
 
 #[tokio::test]
@@ -375,7 +402,10 @@ async fn mounts_bind_ro_rw_and_tmpfs() {
     assert_eq!(f["read"], "host data");
     assert_eq!(f["rowrite"], "refused");
     assert_eq!(f["scratch"], "tmpfs");
-    assert_eq!(fs::read_to_string(rw.path().join("file")).unwrap(), "written\n");
+    assert_eq!(
+        fs::read_to_string(rw.path().join("file")).unwrap(),
+        "written\n"
+    );
     assert!(!ro.path().join("new").exists());
 }
 
@@ -395,7 +425,10 @@ async fn pids_limit_is_in_force() {
     assert_eq!(code, 0, "{out}");
     let f = facts(&out);
     let procs: u32 = f["procs"].parse().unwrap();
-    assert!(procs <= 10, "pids.max 10 holds, saw {procs} processes:\n{out}");
+    assert!(
+        procs <= 10,
+        "pids.max 10 holds, saw {procs} processes:\n{out}"
+    );
     assert!(procs >= 8, "the loop got up to the limit:\n{out}");
     assert_ne!(f["subshell"], "0", "fork failed at the limit:\n{out}");
 }
@@ -414,9 +447,14 @@ async fn default_pids_limit_and_live_update() {
     )
     .await;
     assert_eq!(ct.limits.pids_max, Some(2048), "default pids limit");
-    let k: wire::Limits = call(&c, Method::GET, &format!("/api/v1/containers/{name}/limits"), None)
-        .await
-        .unwrap();
+    let k: wire::Limits = call(
+        &c,
+        Method::GET,
+        &format!("/api/v1/containers/{name}/limits"),
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(k.pids_max, Some(2048), "in the kernel");
     assert_eq!(k.memory_max, Some(128 << 20));
     // Merge: a new pids limit keeps the memory limit.
@@ -428,9 +466,14 @@ async fn default_pids_limit_and_live_update() {
     )
     .await
     .unwrap();
-    let k: wire::Limits = call(&c, Method::GET, &format!("/api/v1/containers/{name}/limits"), None)
-        .await
-        .unwrap();
+    let k: wire::Limits = call(
+        &c,
+        Method::GET,
+        &format!("/api/v1/containers/{name}/limits"),
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(k.pids_max, Some(64));
     assert_eq!(k.memory_max, Some(128 << 20), "unrelated limit untouched");
     // A rejected change leaves the old limits.
@@ -442,10 +485,18 @@ async fn default_pids_limit_and_live_update() {
     )
     .await
     .unwrap_err();
-    assert!(matches!(err, ClientError::Api { status, .. } if status.as_u16() == 400), "{err:?}");
-    let k: wire::Limits = call(&c, Method::GET, &format!("/api/v1/containers/{name}/limits"), None)
-        .await
-        .unwrap();
+    assert!(
+        matches!(err, ClientError::Api { status, .. } if status.as_u16() == 400),
+        "{err:?}"
+    );
+    let k: wire::Limits = call(
+        &c,
+        Method::GET,
+        &format!("/api/v1/containers/{name}/limits"),
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(k.pids_max, Some(64), "rejected change left the old limit");
     assert_eq!(get(&c, &name).await.limits.pids_max, Some(64));
     remove(&c, &name).await;
@@ -466,24 +517,39 @@ async fn freeze_stops_progress() {
     )
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let ct: wire::Container = call(&c, Method::POST, &format!("/api/v1/containers/{name}/freeze"), None)
-        .await
-        .unwrap();
+    let ct: wire::Container = call(
+        &c,
+        Method::POST,
+        &format!("/api/v1/containers/{name}/freeze"),
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(ct.status, "paused");
     let a = logs(&c, &name).await.len();
     tokio::time::sleep(Duration::from_millis(600)).await;
     let b = logs(&c, &name).await.len();
     assert_eq!(a, b, "no output while frozen");
-    let _: wire::Container = call(&c, Method::POST, &format!("/api/v1/containers/{name}/thaw"), None)
-        .await
-        .unwrap();
+    let _: wire::Container = call(
+        &c,
+        Method::POST,
+        &format!("/api/v1/containers/{name}/thaw"),
+        None,
+    )
+    .await
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await;
     let d = logs(&c, &name).await.len();
     assert!(d > b, "progress resumes after thaw");
     // A frozen container can still be stopped.
-    let _: wire::Container = call(&c, Method::POST, &format!("/api/v1/containers/{name}/freeze"), None)
-        .await
-        .unwrap();
+    let _: wire::Container = call(
+        &c,
+        Method::POST,
+        &format!("/api/v1/containers/{name}/freeze"),
+        None,
+    )
+    .await
+    .unwrap();
     let ct: wire::Container = call(
         &c,
         Method::POST,
@@ -531,7 +597,10 @@ async fn exec_runs_with_the_containers_restrictions() {
     assert_eq!(f["CapAmb"], "0000000000000000");
     assert_eq!(f["NoNewPrivs"], "1");
     assert_eq!(f["Seccomp"], "2");
-    assert_eq!(f["cgroup"], "/", "in the container's cgroup (and its cgroup namespace)");
+    assert_eq!(
+        f["cgroup"], "/",
+        "in the container's cgroup (and its cgroup namespace)"
+    );
     assert_eq!(f["mount"], "refused");
     assert_eq!(f["netdevs"], "lo");
     remove(&c, &name).await;
@@ -546,30 +615,75 @@ async fn daemon_crash_keeps_containers_and_restart_reattaches() {
     let long = tests::unique("long");
     let short = tests::unique("short");
     let orphan = tests::unique("orphan");
-    let l = create(&c, serde_json::json!({"name": long, "rootfs": rootfs.path(),
-        "command": ["/bin/sh", "-c", "while true; do echo tick; sleep 0.2; done"], "start": true})).await;
-    create(&c, serde_json::json!({"name": short, "rootfs": rootfs.path(),
-        "command": ["/bin/sh", "-c", "sleep 1; exit 3"], "start": true})).await;
-    let o = create(&c, serde_json::json!({"name": orphan, "rootfs": rootfs.path(),
-        "command": ["sleep", "1000"], "start": true})).await;
+    let l = create(
+        &c,
+        serde_json::json!({"name": long, "rootfs": rootfs.path(),
+        "command": ["/bin/sh", "-c", "while true; do echo tick; sleep 0.2; done"], "start": true}),
+    )
+    .await;
+    create(
+        &c,
+        serde_json::json!({"name": short, "rootfs": rootfs.path(),
+        "command": ["/bin/sh", "-c", "sleep 1; exit 3"], "start": true}),
+    )
+    .await;
+    let o = create(
+        &c,
+        serde_json::json!({"name": orphan, "rootfs": rootfs.path(),
+        "command": ["sleep", "1000"], "start": true}),
+    )
+    .await;
     let long_pid = l.pid.unwrap();
 
     daemon.kill9();
     // The orphan loses its monitor and its process while the daemon is down (a host crash for it).
     let state: serde_json::Value = serde_json::from_str(
-        &fs::read_to_string(daemon.state.path().join("state/containers").join(&o.id).join("state.json")).unwrap(),
+        &fs::read_to_string(
+            daemon
+                .state
+                .path()
+                .join("state/containers")
+                .join(&o.id)
+                .join("state.json"),
+        )
+        .unwrap(),
     )
     .unwrap();
     for p in ["shim_pid", "init_pid"] {
         let pid = state[p].as_i64().unwrap() as i32;
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(pid_alive(long_pid), "the container outlives the daemon");
-    let before = fs::metadata(daemon.state.path().join("state/containers").join(&l.id).join("console.log")).unwrap().len();
+    let before = fs::metadata(
+        daemon
+            .state
+            .path()
+            .join("state/containers")
+            .join(&l.id)
+            .join("console.log"),
+    )
+    .unwrap()
+    .len();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let after = fs::metadata(daemon.state.path().join("state/containers").join(&l.id).join("console.log")).unwrap().len();
-    assert!(after > before, "the monitor keeps draining output while the daemon is down");
+    let after = fs::metadata(
+        daemon
+            .state
+            .path()
+            .join("state/containers")
+            .join(&l.id)
+            .join("console.log"),
+    )
+    .unwrap()
+    .len();
+    assert!(
+        after > before,
+        "the monitor keeps draining output while the daemon is down"
+    );
 
     daemon.restart();
     let c = daemon.unix_client();
@@ -578,12 +692,25 @@ async fn daemon_crash_keeps_containers_and_restart_reattaches() {
     assert_eq!(l2.pid, Some(long_pid), "re-attached to the same process");
     let s2 = get(&c, &short).await;
     assert_eq!(s2.status, "exited");
-    assert_eq!(s2.exit_code, Some(3), "exit during the outage recorded with its code");
+    assert_eq!(
+        s2.exit_code,
+        Some(3),
+        "exit during the outage recorded with its code"
+    );
     let o2 = get(&c, &orphan).await;
-    assert_eq!(o2.status, "exited", "running with no process becomes exited");
+    assert_eq!(
+        o2.status, "exited",
+        "running with no process becomes exited"
+    );
     // The re-attached container is fully manageable.
-    let st: wire::Container = call(&c, Method::POST, &format!("/api/v1/containers/{long}/stop"),
-        Some(serde_json::json!({"timeout": 5}))).await.unwrap();
+    let st: wire::Container = call(
+        &c,
+        Method::POST,
+        &format!("/api/v1/containers/{long}/stop"),
+        Some(serde_json::json!({"timeout": 5})),
+    )
+    .await
+    .unwrap();
     assert_eq!(st.status, "exited");
     assert!(!pid_alive(long_pid));
     for n in [&long, &short, &orphan] {
@@ -599,12 +726,17 @@ async fn remove_leaves_nothing_behind() {
     let rootfs = Rootfs::new();
     let vol = TempDir::new("corral-vol");
     let name = tests::unique("ct");
-    let ct = create(&c, serde_json::json!({"name": name, "team": "cleanup", "rootfs": rootfs.path(),
+    let ct = create(
+        &c,
+        serde_json::json!({"name": name, "team": "cleanup", "rootfs": rootfs.path(),
         "mounts": [{"type": "bind", "source": vol.path(), "destination": "/vol"},
                    {"type": "tmpfs", "destination": "/scratch"}],
-        "command": ["/bin/sh", "-c", "sleep 1000 & sleep 1000 & wait"], "start": true})).await;
+        "command": ["/bin/sh", "-c", "sleep 1000 & sleep 1000 & wait"], "start": true}),
+    )
+    .await;
     let dir = daemon.state.path().join("state/containers").join(&ct.id);
-    let state: serde_json::Value = serde_json::from_str(&fs::read_to_string(dir.join("state.json")).unwrap()).unwrap();
+    let state: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("state.json")).unwrap()).unwrap();
     let shim = state["shim_pid"].as_i64().unwrap() as i32;
     let init = ct.pid.unwrap();
     let r = exec(&c, &name, &["true"]).await;
@@ -613,11 +745,19 @@ async fn remove_leaves_nothing_behind() {
         .iter()
         .map(|m| m.join(&daemon.cgroup_root).join("cleanup").join(&name))
         .collect();
-    assert!(cgroup_dirs.iter().any(|d| d.is_dir()), "cgroup exists while running");
+    assert!(
+        cgroup_dirs.iter().any(|d| d.is_dir()),
+        "cgroup exists while running"
+    );
     // Processes in the container, seen from the host.
-    let procs: Vec<i32> = cgroup_dirs.iter()
+    let procs: Vec<i32> = cgroup_dirs
+        .iter()
         .filter_map(|d| fs::read_to_string(d.join("cgroup.procs")).ok())
-        .flat_map(|t| t.lines().filter_map(|l| l.parse().ok()).collect::<Vec<i32>>())
+        .flat_map(|t| {
+            t.lines()
+                .filter_map(|l| l.parse().ok())
+                .collect::<Vec<i32>>()
+        })
         .collect();
     assert!(procs.len() >= 3, "init and two sleeps: {procs:?}");
 
@@ -625,14 +765,25 @@ async fn remove_leaves_nothing_behind() {
     for d in &cgroup_dirs {
         assert!(!d.exists(), "cgroup {} removed", d.display());
     }
-    assert!(!dir.exists(), "container dir (upper layer, logs, state) removed");
-    assert!(!pid_alive(shim) && !pid_alive(init), "monitor and init gone");
+    assert!(
+        !dir.exists(),
+        "container dir (upper layer, logs, state) removed"
+    );
+    assert!(
+        !pid_alive(shim) && !pid_alive(init),
+        "monitor and init gone"
+    );
     for p in procs {
         assert!(!pid_alive(p), "container process {p} gone");
     }
     let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(!mounts.contains(&ct.id), "no mount of the container is left on the host");
-    let err = call::<wire::Container>(&c, Method::GET, &format!("/api/v1/containers/{name}"), None).await.unwrap_err();
+    assert!(
+        !mounts.contains(&ct.id),
+        "no mount of the container is left on the host"
+    );
+    let err = call::<wire::Container>(&c, Method::GET, &format!("/api/v1/containers/{name}"), None)
+        .await
+        .unwrap_err();
     assert!(matches!(err, ClientError::Api { status, .. } if status.as_u16() == 404));
 }
 
@@ -643,8 +794,12 @@ async fn restart_policy_on_failure() {
     let c = daemon.unix_client();
     let rootfs = Rootfs::new();
     let name = tests::unique("ct");
-    create(&c, serde_json::json!({"name": name, "rootfs": rootfs.path(), "restart": "on-failure:2",
-        "command": ["/bin/sh", "-c", "echo run; exit 4"], "start": true})).await;
+    create(
+        &c,
+        serde_json::json!({"name": name, "rootfs": rootfs.path(), "restart": "on-failure:2",
+        "command": ["/bin/sh", "-c", "echo run; exit 4"], "start": true}),
+    )
+    .await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let ct = get(&c, &name).await;
@@ -655,7 +810,11 @@ async fn restart_policy_on_failure() {
         assert!(Instant::now() < deadline, "{ct:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(logs(&c, &name).await.matches("run").count(), 3, "first run and two restarts");
+    assert_eq!(
+        logs(&c, &name).await.matches("run").count(),
+        3,
+        "first run and two restarts"
+    );
     remove(&c, &name).await;
 }
 
@@ -666,19 +825,39 @@ async fn cli_run_streams_output_and_exits_with_the_code() {
     let rootfs = Rootfs::new();
     let host = format!("unix://{}", daemon.socket.display());
     let out = std::process::Command::new(tests::corral_bin())
-        .args(["--host", &host, "run", "--rm", "--name", "clirun", "--hostname", "clibox", "-e", "A=b", "--pids", "50", "--rootfs"])
+        .args([
+            "--host",
+            &host,
+            "run",
+            "--rm",
+            "--name",
+            "clirun",
+            "--hostname",
+            "clibox",
+            "-e",
+            "A=b",
+            "--pids",
+            "50",
+            "--rootfs",
+        ])
         .arg(rootfs.path())
         .args(["sh", "-c", "echo hello $A from $(hostname); exit 5"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(5), "{out:?}");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello b from clibox\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello b from clibox\n"
+    );
     let ps = std::process::Command::new(tests::corral_bin())
         .args(["--host", &host, "ps", "-a"])
         .output()
         .unwrap();
     assert!(ps.status.success());
-    assert!(!String::from_utf8_lossy(&ps.stdout).contains("clirun"), "--rm removed it");
+    assert!(
+        !String::from_utf8_lossy(&ps.stdout).contains("clirun"),
+        "--rm removed it"
+    );
     // Detached, exec and logs through the CLI.
     let d = std::process::Command::new(tests::corral_bin())
         .args(["--host", &host, "run", "-d", "--name", "clibg", "--rootfs"])
@@ -688,7 +867,15 @@ async fn cli_run_streams_output_and_exits_with_the_code() {
         .unwrap();
     assert!(d.status.success(), "{d:?}");
     let e = std::process::Command::new(tests::corral_bin())
-        .args(["--host", &host, "exec", "clibg", "sh", "-c", "echo inside; exit 3"])
+        .args([
+            "--host",
+            &host,
+            "exec",
+            "clibg",
+            "sh",
+            "-c",
+            "echo inside; exit 3",
+        ])
         .output()
         .unwrap();
     assert_eq!(e.status.code(), Some(3));
