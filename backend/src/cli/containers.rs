@@ -12,7 +12,7 @@ use crate::client::Client;
 #[derive(Debug, Subcommand)]
 pub enum ContainerCommand {
     /// Create and start a container; without -d, stream its output and exit with its code.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List running containers (-a: all).
     Ps {
         #[arg(short, long)]
@@ -215,7 +215,7 @@ async fn send<T: serde::de::DeserializeOwned>(
     } else {
         &bytes[..]
     };
-    Ok(serde_json::from_slice(bytes).context("decode the daemon's answer")?)
+    serde_json::from_slice(bytes).context("decode the daemon's answer")
 }
 
 fn enc(s: &str) -> String {
@@ -232,7 +232,7 @@ fn enc(s: &str) -> String {
 
 pub async fn run(client: &Client, cmd: ContainerCommand) -> anyhow::Result<()> {
     match cmd {
-        ContainerCommand::Run(args) => run_container(client, args).await,
+        ContainerCommand::Run(args) => run_container(client, *args).await,
         ContainerCommand::Ps { all } => {
             let list: Vec<wire::Container> = send(
                 client,

@@ -188,8 +188,8 @@ impl CgroupDriver for EngineCgroups {
             Err(e) => return Err(failure(e)),
         }
         // The team's group goes with its last container (never with processes or children).
-        if let Ok(path) = GroupPath::new([team]) {
-            if let Ok(t) = self.cg.open(&path) {
+        if let Ok(path) = GroupPath::new([team])
+            && let Ok(t) = self.cg.open(&path) {
                 let empty = t.dirs().all(|d| {
                     std::fs::read_dir(d)
                         .map(|rd| rd.flatten().all(|e| !e.path().is_dir()))
@@ -199,7 +199,6 @@ impl CgroupDriver for EngineCgroups {
                     let _ = t.remove();
                 }
             }
-        }
         Ok(())
     }
 

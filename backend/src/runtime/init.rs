@@ -345,8 +345,8 @@ fn setup_rootfs(cfg: &ShimConfig, dir: &ContainerDir) -> SetupResult<()> {
         None,
         "/sys",
     )?;
-    if cfg.cgroup2_mount {
-        if let Ok(cg) = open_in_root(&root, "sys/fs/cgroup", OFlag::O_PATH | OFlag::O_DIRECTORY) {
+    if cfg.cgroup2_mount
+        && let Ok(cg) = open_in_root(&root, "sys/fs/cgroup", OFlag::O_PATH | OFlag::O_DIRECTORY) {
             mount_on(
                 Some("cgroup2"),
                 &cg,
@@ -356,7 +356,6 @@ fn setup_rootfs(cfg: &ShimConfig, dir: &ContainerDir) -> SetupResult<()> {
                 "/sys/fs/cgroup",
             )?;
         }
-    }
 
     for m in &cfg.mounts {
         match m {

@@ -96,17 +96,15 @@ struct Inner {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
-fn blocking<T: Send + 'static>(
+async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, RuntimeError> + Send + 'static,
-) -> impl Future<Output = Result<T, RuntimeError>> {
-    async move {
-        tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
-            Err(RuntimeError::Start {
-                name: String::new(),
-                message: format!("blocking task failed: {e}"),
-            })
+) -> Result<T, RuntimeError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(RuntimeError::Start {
+            name: String::new(),
+            message: format!("blocking task failed: {e}"),
         })
-    }
+    })
 }
 
 impl Manager {
@@ -521,11 +519,10 @@ impl Manager {
         let dir = self.container_dir(&r.id);
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(st) = ShimState::read(&dir.state()) {
-                if st.status == "exited" && st.done {
+            if let Some(st) = ShimState::read(&dir.state())
+                && st.status == "exited" && st.done {
                     return true;
                 }
-            }
             let shim_alive = match (r.shim_pid, r.shim_start) {
                 (Some(p), Some(s)) => alive(p, s),
                 _ => false,
@@ -734,8 +731,8 @@ impl Manager {
             }
         };
         let cap = |b: Vec<u8>| {
-            let s = String::from_utf8_lossy(&b[..b.len().min(1 << 20)]).into_owned();
-            s
+            
+            String::from_utf8_lossy(&b[..b.len().min(1 << 20)]).into_owned()
         };
         Ok(wire::ExecResult {
             exit_code: out.status.code().unwrap_or(255),
@@ -919,43 +916,39 @@ fn check_container_path(p: &str, field: &str) -> Result<(), RuntimeError> {
 
 /// Checks limit values (ranges the kernel would reject are reported per field).
 pub fn validate_limits(l: &wire::Limits) -> Result<(), RuntimeError> {
-    if let Some(c) = l.cpus {
-        if !(c.is_finite() && c >= 0.01 && c <= 1024.0) {
+    if let Some(c) = l.cpus
+        && !(c.is_finite() && (0.01..=1024.0).contains(&c)) {
             return Err(RuntimeError::invalid(
                 "limits.cpus",
                 format!("{c} must be between 0.01 and 1024"),
             ));
         }
-    }
-    if let Some(w) = l.cpu_weight {
-        if !(1..=10000).contains(&w) {
+    if let Some(w) = l.cpu_weight
+        && !(1..=10000).contains(&w) {
             return Err(RuntimeError::invalid(
                 "limits.cpu_weight",
                 format!("{w} must be between 1 and 10000"),
             ));
         }
-    }
     for (f, v) in [
         ("limits.memory_max", l.memory_max),
         ("limits.memory_high", l.memory_high),
     ] {
-        if let Some(v) = v {
-            if v < (1 << 20) {
+        if let Some(v) = v
+            && v < (1 << 20) {
                 return Err(RuntimeError::invalid(
                     f,
                     format!("{v} bytes is below the 1 MiB minimum"),
                 ));
             }
-        }
     }
-    if let Some(p) = l.pids_max {
-        if p < 1 || p > 4_194_304 {
+    if let Some(p) = l.pids_max
+        && (!(1..=4_194_304).contains(&p)) {
             return Err(RuntimeError::invalid(
                 "limits.pids_max",
                 format!("{p} must be between 1 and 4194304"),
             ));
         }
-    }
     if let Some(c) = &l.cpuset_cpus {
         let ok = !c.is_empty()
             && c.split(',').all(|part| {
@@ -981,22 +974,20 @@ fn validate(
     req: &mut wire::CreateContainer,
     images: &ImageStore,
 ) -> Result<Validated, RuntimeError> {
-    if let Some(n) = &req.name {
-        if !valid_name(n) {
+    if let Some(n) = &req.name
+        && !valid_name(n) {
             return Err(RuntimeError::invalid(
                 "name",
                 format!("{n:?} must be 1-64 of [A-Za-z0-9_.-], starting alphanumeric"),
             ));
         }
-    }
-    if let Some(t) = &req.team {
-        if !valid_name(t) {
+    if let Some(t) = &req.team
+        && !valid_name(t) {
             return Err(RuntimeError::invalid(
                 "team",
                 format!("{t:?} must be 1-64 of [A-Za-z0-9_.-], starting alphanumeric"),
             ));
         }
-    }
     let mut env: Vec<String> = Vec::new();
     let mut args = req.command.clone();
     let mut cwd = req.workdir.clone();
@@ -1163,15 +1154,14 @@ fn validate(
             "auto_remove and a restart policy exclude each other",
         ));
     }
-    if let Some(t) = req.stop_timeout {
-        if t > 3600 {
+    if let Some(t) = req.stop_timeout
+        && t > 3600 {
             return Err(RuntimeError::invalid(
                 "stop_timeout",
                 format!("{t} must be at most 3600 seconds"),
             ));
         }
-    }
-    for (k, _) in &req.labels {
+    for k in req.labels.keys() {
         if k.is_empty() || k.len() > 128 {
             return Err(RuntimeError::invalid(
                 "labels",
@@ -1194,6 +1184,26 @@ fn validate(
         net_ns,
         restart,
     })
+}
+
+/// Builds the manager for the daemon, reconciles the records with the monitors that survived a
+/// daemon restart, and starts the periodic reconciler.
+pub async fn start_manager(
+    config: &crate::config::Config,
+    store: Store,
+) -> Result<Manager, RuntimeError> {
+    let state_dir = config.state_dir.clone();
+    let subtree = config.cgroup_root.clone();
+    let m = blocking(move || {
+        let cg = crate::cgroup::Cgroups::host(&subtree)
+            .map_err(|e| RuntimeError::Cgroup(e.to_string()))?;
+        let driver = super::cgroups::EngineCgroups::new(cg);
+        Manager::new(store, &state_dir, Arc::new(driver))
+    })
+    .await?;
+    m.reconcile().await?;
+    m.spawn_reconciler();
+    Ok(m)
 }
 
 #[cfg(test)]
@@ -1249,24 +1259,4 @@ mod tests {
         };
         assert!(validate_limits(&l).is_err());
     }
-}
-
-/// Builds the manager for the daemon, reconciles the records with the monitors that survived a
-/// daemon restart, and starts the periodic reconciler.
-pub async fn start_manager(
-    config: &crate::config::Config,
-    store: Store,
-) -> Result<Manager, RuntimeError> {
-    let state_dir = config.state_dir.clone();
-    let subtree = config.cgroup_root.clone();
-    let m = blocking(move || {
-        let cg = crate::cgroup::Cgroups::host(&subtree)
-            .map_err(|e| RuntimeError::Cgroup(e.to_string()))?;
-        let driver = super::cgroups::EngineCgroups::new(cg);
-        Manager::new(store, &state_dir, Arc::new(driver))
-    })
-    .await?;
-    m.reconcile().await?;
-    m.spawn_reconciler();
-    Ok(m)
 }

@@ -314,11 +314,10 @@ impl LogFile {
             self.size = 0;
         }
         // A full disk must never block the container: drop what cannot be written.
-        if let Some(f) = self.file.as_mut() {
-            if f.write_all(buf).is_ok() {
+        if let Some(f) = self.file.as_mut()
+            && f.write_all(buf).is_ok() {
                 self.size += buf.len() as u64;
             }
-        }
     }
 }
 

@@ -2,6 +2,8 @@
 //! surviving a daemon crash, and nothing left after `rm`. Run as root with
 //! `--test-threads=1`; they work on this hybrid host and in the pure cgroup-v2 VM.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use std::{
     collections::BTreeMap,
     fs,
