@@ -189,16 +189,17 @@ impl CgroupDriver for EngineCgroups {
         }
         // The team's group goes with its last container (never with processes or children).
         if let Ok(path) = GroupPath::new([team])
-            && let Ok(t) = self.cg.open(&path) {
-                let empty = t.dirs().all(|d| {
-                    std::fs::read_dir(d)
-                        .map(|rd| rd.flatten().all(|e| !e.path().is_dir()))
-                        .unwrap_or(true)
-                }) && t.procs().map(|p| p.is_empty()).unwrap_or(false);
-                if empty {
-                    let _ = t.remove();
-                }
+            && let Ok(t) = self.cg.open(&path)
+        {
+            let empty = t.dirs().all(|d| {
+                std::fs::read_dir(d)
+                    .map(|rd| rd.flatten().all(|e| !e.path().is_dir()))
+                    .unwrap_or(true)
+            }) && t.procs().map(|p| p.is_empty()).unwrap_or(false);
+            if empty {
+                let _ = t.remove();
             }
+        }
         Ok(())
     }
 

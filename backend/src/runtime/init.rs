@@ -346,16 +346,17 @@ fn setup_rootfs(cfg: &ShimConfig, dir: &ContainerDir) -> SetupResult<()> {
         "/sys",
     )?;
     if cfg.cgroup2_mount
-        && let Ok(cg) = open_in_root(&root, "sys/fs/cgroup", OFlag::O_PATH | OFlag::O_DIRECTORY) {
-            mount_on(
-                Some("cgroup2"),
-                &cg,
-                Some("cgroup2"),
-                secure | MsFlags::MS_RDONLY,
-                None,
-                "/sys/fs/cgroup",
-            )?;
-        }
+        && let Ok(cg) = open_in_root(&root, "sys/fs/cgroup", OFlag::O_PATH | OFlag::O_DIRECTORY)
+    {
+        mount_on(
+            Some("cgroup2"),
+            &cg,
+            Some("cgroup2"),
+            secure | MsFlags::MS_RDONLY,
+            None,
+            "/sys/fs/cgroup",
+        )?;
+    }
 
     for m in &cfg.mounts {
         match m {

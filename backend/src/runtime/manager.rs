@@ -520,9 +520,11 @@ impl Manager {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(st) = ShimState::read(&dir.state())
-                && st.status == "exited" && st.done {
-                    return true;
-                }
+                && st.status == "exited"
+                && st.done
+            {
+                return true;
+            }
             let shim_alive = match (r.shim_pid, r.shim_start) {
                 (Some(p), Some(s)) => alive(p, s),
                 _ => false,
@@ -730,10 +732,7 @@ impl Manager {
                 });
             }
         };
-        let cap = |b: Vec<u8>| {
-            
-            String::from_utf8_lossy(&b[..b.len().min(1 << 20)]).into_owned()
-        };
+        let cap = |b: Vec<u8>| String::from_utf8_lossy(&b[..b.len().min(1 << 20)]).into_owned();
         Ok(wire::ExecResult {
             exit_code: out.status.code().unwrap_or(255),
             stdout: cap(out.stdout),
@@ -917,38 +916,42 @@ fn check_container_path(p: &str, field: &str) -> Result<(), RuntimeError> {
 /// Checks limit values (ranges the kernel would reject are reported per field).
 pub fn validate_limits(l: &wire::Limits) -> Result<(), RuntimeError> {
     if let Some(c) = l.cpus
-        && !(c.is_finite() && (0.01..=1024.0).contains(&c)) {
-            return Err(RuntimeError::invalid(
-                "limits.cpus",
-                format!("{c} must be between 0.01 and 1024"),
-            ));
-        }
+        && !(c.is_finite() && (0.01..=1024.0).contains(&c))
+    {
+        return Err(RuntimeError::invalid(
+            "limits.cpus",
+            format!("{c} must be between 0.01 and 1024"),
+        ));
+    }
     if let Some(w) = l.cpu_weight
-        && !(1..=10000).contains(&w) {
-            return Err(RuntimeError::invalid(
-                "limits.cpu_weight",
-                format!("{w} must be between 1 and 10000"),
-            ));
-        }
+        && !(1..=10000).contains(&w)
+    {
+        return Err(RuntimeError::invalid(
+            "limits.cpu_weight",
+            format!("{w} must be between 1 and 10000"),
+        ));
+    }
     for (f, v) in [
         ("limits.memory_max", l.memory_max),
         ("limits.memory_high", l.memory_high),
     ] {
         if let Some(v) = v
-            && v < (1 << 20) {
-                return Err(RuntimeError::invalid(
-                    f,
-                    format!("{v} bytes is below the 1 MiB minimum"),
-                ));
-            }
-    }
-    if let Some(p) = l.pids_max
-        && (!(1..=4_194_304).contains(&p)) {
+            && v < (1 << 20)
+        {
             return Err(RuntimeError::invalid(
-                "limits.pids_max",
-                format!("{p} must be between 1 and 4194304"),
+                f,
+                format!("{v} bytes is below the 1 MiB minimum"),
             ));
         }
+    }
+    if let Some(p) = l.pids_max
+        && (!(1..=4_194_304).contains(&p))
+    {
+        return Err(RuntimeError::invalid(
+            "limits.pids_max",
+            format!("{p} must be between 1 and 4194304"),
+        ));
+    }
     if let Some(c) = &l.cpuset_cpus {
         let ok = !c.is_empty()
             && c.split(',').all(|part| {
@@ -975,19 +978,21 @@ fn validate(
     images: &ImageStore,
 ) -> Result<Validated, RuntimeError> {
     if let Some(n) = &req.name
-        && !valid_name(n) {
-            return Err(RuntimeError::invalid(
-                "name",
-                format!("{n:?} must be 1-64 of [A-Za-z0-9_.-], starting alphanumeric"),
-            ));
-        }
+        && !valid_name(n)
+    {
+        return Err(RuntimeError::invalid(
+            "name",
+            format!("{n:?} must be 1-64 of [A-Za-z0-9_.-], starting alphanumeric"),
+        ));
+    }
     if let Some(t) = &req.team
-        && !valid_name(t) {
-            return Err(RuntimeError::invalid(
-                "team",
-                format!("{t:?} must be 1-64 of [A-Za-z0-9_.-], starting alphanumeric"),
-            ));
-        }
+        && !valid_name(t)
+    {
+        return Err(RuntimeError::invalid(
+            "team",
+            format!("{t:?} must be 1-64 of [A-Za-z0-9_.-], starting alphanumeric"),
+        ));
+    }
     let mut env: Vec<String> = Vec::new();
     let mut args = req.command.clone();
     let mut cwd = req.workdir.clone();
@@ -1155,12 +1160,13 @@ fn validate(
         ));
     }
     if let Some(t) = req.stop_timeout
-        && t > 3600 {
-            return Err(RuntimeError::invalid(
-                "stop_timeout",
-                format!("{t} must be at most 3600 seconds"),
-            ));
-        }
+        && t > 3600
+    {
+        return Err(RuntimeError::invalid(
+            "stop_timeout",
+            format!("{t} must be at most 3600 seconds"),
+        ));
+    }
     for k in req.labels.keys() {
         if k.is_empty() || k.len() > 128 {
             return Err(RuntimeError::invalid(

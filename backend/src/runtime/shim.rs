@@ -315,9 +315,10 @@ impl LogFile {
         }
         // A full disk must never block the container: drop what cannot be written.
         if let Some(f) = self.file.as_mut()
-            && f.write_all(buf).is_ok() {
-                self.size += buf.len() as u64;
-            }
+            && f.write_all(buf).is_ok()
+        {
+            self.size += buf.len() as u64;
+        }
     }
 }
 
