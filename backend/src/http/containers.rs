@@ -79,6 +79,7 @@ impl From<RuntimeError> for AppError {
                 field: "command".into(),
                 message: e.to_string(),
             },
+            RuntimeError::Image(e) => e.into(),
             other => AppError::internal("container operation failed", other),
         }
     }

@@ -752,6 +752,29 @@ impl Manager {
         matches!(self.get(name).await, Ok(c) if c.status == "running" || c.status == "paused")
     }
 
+    /// Removes an image unless a container uses it.
+    pub async fn remove_image(&self, reference: &str) -> Result<(), RuntimeError> {
+        let m = self.clone();
+        let reference = reference.to_owned();
+        blocking(move || {
+            let resolved = m.inner.images.resolve(&reference)?;
+            let mut user = None;
+            for r in m.load_all()? {
+                if let Ok(cfg) = m.container_dir(&r.id).read_config() {
+                    if cfg.lower == resolved.layers {
+                        user = Some(r.name.clone());
+                        break;
+                    }
+                }
+            }
+            m.inner
+                .images
+                .remove(&reference, |_| user.clone())
+                .map_err(RuntimeError::from)
+        })
+        .await
+    }
+
     /// Reconciles every live record with its monitor, and removes exited auto-remove
     /// containers. Called at start-up and then periodically.
     pub async fn reconcile(&self) -> Result<(), RuntimeError> {
