@@ -97,6 +97,9 @@ pub struct ResolvedImage {
     pub user: String,
 }
 
+/// A row of the images table: id, tags, diff_ids (bottom first), config, size, created_at.
+type ImageRow = (String, Vec<String>, Vec<String>, RuntimeConfig, u64, i64);
+
 /// The store, cheap to clone.
 #[derive(Clone)]
 pub struct ImageStore {
@@ -527,10 +530,10 @@ impl ImageStore {
         let target = self
             .layer_dir(&l.diff_id)
             .ok_or_else(|| invalid(&l.path, format!("bad diff_id {:?}", l.diff_id)))?;
-        if let Some(d) = &l.blob_digest {
-            if digest_hex(d).is_none() {
-                return Err(invalid(&l.path, format!("bad digest {d:?}")));
-            }
+        if let Some(d) = &l.blob_digest
+            && digest_hex(d).is_none()
+        {
+            return Err(invalid(&l.path, format!("bad digest {d:?}")));
         }
         let tmp = self
             .root
@@ -559,14 +562,14 @@ impl ImageStore {
                 actual: diff,
             });
         }
-        if let Some(d) = &l.blob_digest {
-            if &blob != d {
-                return Err(ImageError::Digest {
-                    path: l.path.clone(),
-                    expected: d.clone(),
-                    actual: blob,
-                });
-            }
+        if let Some(d) = &l.blob_digest
+            && &blob != d
+        {
+            return Err(ImageError::Digest {
+                path: l.path.clone(),
+                expected: d.clone(),
+                actual: blob,
+            });
         }
         if !target.exists() {
             fs::rename(&tmp, &target).map_err(io_err("store layer", &target))?;
@@ -575,9 +578,7 @@ impl ImageStore {
         Ok(size)
     }
 
-    fn rows(
-        &self,
-    ) -> Result<Vec<(String, Vec<String>, Vec<String>, RuntimeConfig, u64, i64)>, ImageError> {
+    fn rows(&self) -> Result<Vec<ImageRow>, ImageError> {
         let conn = self.store.lock();
         let mut stmt = conn.prepare(
             "SELECT id, tags, layers, config, size, created_at FROM images ORDER BY created_at, id",

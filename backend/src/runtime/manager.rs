@@ -760,11 +760,11 @@ impl Manager {
             let resolved = m.inner.images.resolve(&reference)?;
             let mut user = None;
             for r in m.load_all()? {
-                if let Ok(cfg) = m.container_dir(&r.id).read_config() {
-                    if cfg.lower == resolved.layers {
-                        user = Some(r.name.clone());
-                        break;
-                    }
+                if let Ok(cfg) = m.container_dir(&r.id).read_config()
+                    && cfg.lower == resolved.layers
+                {
+                    user = Some(r.name.clone());
+                    break;
                 }
             }
             m.inner
