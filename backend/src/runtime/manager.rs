@@ -417,6 +417,8 @@ impl Manager {
             Some("ok") => {
                 let shim: i32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
                 let init: i32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+                // The monitor writes its state file right after this report: start times come
+                // from /proc when it is not there yet.
                 let st = ShimState::read(&dir.state()).unwrap_or_default();
                 r.status = "running".into();
                 r.exit_code = None;

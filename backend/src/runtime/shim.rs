@@ -137,11 +137,12 @@ fn shim_main(dir: ContainerDir) -> i32 {
         st.exit_code = None;
         st.started_at = Some(now());
         st.finished_at = None;
-        if let Err(e) = st.write(&dir.state()) {
-            eprintln!("write state: {e}");
-        }
+        // Report first (the daemon records the PIDs in SQLite), then make the state durable.
         if let Some(mut r) = report.take() {
             let _ = writeln!(r, "ok {} {}", me, st.init_pid);
+        }
+        if let Err(e) = st.write(&dir.state()) {
+            eprintln!("write state: {e}");
         }
         pump_logs(&dir, cfg.log_max, child.stdout, child.stderr);
         let code = loop {

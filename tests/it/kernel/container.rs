@@ -97,13 +97,13 @@ fn pid_alive(pid: i32) -> bool {
 /// Kills whatever containers a test leaves running (monitors and inits it started, checked by
 /// start time) and removes the daemon's cgroup subtree, even when the test panicked. Declare it
 /// after the `Daemon` so it runs first.
-struct Reaper {
+pub struct Reaper {
     state_dir: PathBuf,
     cgroup_root: String,
 }
 
 impl Reaper {
-    fn new(d: &Daemon) -> Self {
+    pub fn new(d: &Daemon) -> Self {
         Reaper {
             state_dir: d.state.path().join("state"),
             cgroup_root: d.cgroup_root.clone(),
