@@ -57,6 +57,7 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
         Ok(containers) => state = state.with_containers(containers),
         Err(e) => tracing::error!(error = %e, "container runtime unavailable"),
     }
+    let containers = state.containers().cloned();
     let app = http::app(state);
     let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -83,6 +84,9 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     let (tcp_result, unix_result, ()) = tokio::join!(tcp_server, unix_server, signals);
     if let Some(path) = &config.socket {
         let _ = fs::remove_file(path);
+    }
+    if let Some(m) = containers {
+        m.shutdown().await;
     }
     tcp_result.map_err(DaemonError::Serve)?;
     unix_result.map_err(DaemonError::Serve)?;

@@ -25,6 +25,9 @@ pub trait CgroupDriver: Send + Sync + 'static {
     fn remove(&self, team: &str, name: &str) -> Result<(), CgroupFailure>;
     /// Whether any of the container's cgroup directories exist.
     fn exists(&self, team: &str, name: &str) -> bool;
+    /// Removes Corral's (empty) subtree at daemon shutdown; a subtree that still holds
+    /// containers stays.
+    fn remove_subtree_if_empty(&self);
 }
 
 /// A cgroup operation that failed: `field` names the limit when the kernel or the validation
@@ -205,5 +208,11 @@ impl CgroupDriver for EngineCgroups {
 
     fn exists(&self, team: &str, name: &str) -> bool {
         self.group(team, name).is_ok()
+    }
+
+    fn remove_subtree_if_empty(&self) {
+        if let Err(e) = self.cg.remove_subtree_if_empty() {
+            tracing::warn!(error = %e, "cannot remove the empty cgroup subtree");
+        }
     }
 }

@@ -800,6 +800,13 @@ impl Manager {
         Ok(())
     }
 
+    /// At daemon shutdown: containers keep running; Corral's cgroup subtree goes if it is empty.
+    pub async fn shutdown(&self) {
+        let m = self.clone();
+        let _ =
+            tokio::task::spawn_blocking(move || m.inner.cgroups.remove_subtree_if_empty()).await;
+    }
+
     /// Starts the background reconciler.
     pub fn spawn_reconciler(&self) {
         let m = self.clone();
