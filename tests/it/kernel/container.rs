@@ -893,3 +893,136 @@ async fn cli_run_streams_output_and_exits_with_the_code() {
         .unwrap();
     assert!(rm.status.success(), "{rm:?}");
 }
+
+#[tokio::test]
+async fn monitor_runs_from_a_sealed_copy_and_our_binary_stays_unwritable() {
+    let daemon = Daemon::start();
+    let _reaper = Reaper::new(&daemon);
+    let c = daemon.unix_client();
+    let rootfs = Rootfs::new();
+    let name = tests::unique("ct");
+    let ct = create(
+        &c,
+        serde_json::json!({"name": name, "rootfs": rootfs.path(),
+        "command": ["sleep", "1000"], "start": true}),
+    )
+    .await;
+    let dir = daemon.state.path().join("state/containers").join(&ct.id);
+    let state: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("state.json")).unwrap()).unwrap();
+    let shim = state["shim_pid"].as_i64().unwrap();
+    let exe = fs::read_link(format!("/proc/{shim}/exe")).unwrap();
+    assert!(
+        exe.to_string_lossy().starts_with("/memfd:"),
+        "monitor runs from a memfd: {}",
+        exe.display()
+    );
+    // Through /proc/PID/exe nobody (not even root) can change the code the monitor runs.
+    let w = fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/{shim}/exe"));
+    match w {
+        Err(_) => {}
+        Ok(mut f) => {
+            use std::io::Write;
+            assert!(
+                f.write_all(b"\x7fELF-overwritten").is_err(),
+                "sealed memfd refuses writes"
+            );
+        }
+    }
+    // The container sees no process of ours and no path to the corral binary.
+    let r = exec(
+        &c,
+        &name,
+        &[
+            "/bin/sh",
+            "-c",
+            "for p in /proc/[0-9]*; do readlink $p/exe; done",
+        ],
+    )
+    .await;
+    assert!(!r.stdout.contains("corral"), "{r:?}");
+    remove(&c, &name).await;
+}
+
+#[tokio::test]
+async fn kill_signal_restart_and_detached_auto_remove() {
+    let daemon = Daemon::start();
+    let _reaper = Reaper::new(&daemon);
+    let c = daemon.unix_client();
+    let rootfs = Rootfs::new();
+    let name = tests::unique("ct");
+    let ct = create(&c, serde_json::json!({"name": name, "rootfs": rootfs.path(),
+        "command": ["/bin/sh", "-c", "trap 'echo got usr1; exit 9' USR1; echo ready; while true; do sleep 0.05; done"],
+        "start": true})).await;
+    let first_pid = ct.pid.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !logs(&c, &name).await.contains("ready") {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _: wire::Container = call(
+        &c,
+        Method::POST,
+        &format!("/api/v1/containers/{name}/kill"),
+        Some(serde_json::json!({"signal": "USR1"})),
+    )
+    .await
+    .unwrap();
+    let done = wait_exited(&c, &name, Duration::from_secs(10)).await;
+    assert_eq!(
+        done.exit_code,
+        Some(9),
+        "the signal reached the container's PID 1"
+    );
+    assert!(logs(&c, &name).await.contains("got usr1"));
+    // restart: a new init.
+    let again: wire::Container = call(
+        &c,
+        Method::POST,
+        &format!("/api/v1/containers/{name}/restart"),
+        Some(serde_json::json!({"timeout": 1})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.status, "running");
+    assert_ne!(again.pid, Some(first_pid));
+    // stop escalates to SIGKILL when PID 1 ignores SIGTERM (a shell without a handler does).
+    let t = Instant::now();
+    let st: wire::Container = call(
+        &c,
+        Method::POST,
+        &format!("/api/v1/containers/{name}/stop"),
+        Some(serde_json::json!({"timeout": 1})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(st.status, "exited");
+    assert_eq!(st.exit_code, Some(137), "SIGKILL after the timeout");
+    assert!(
+        t.elapsed() >= Duration::from_millis(900),
+        "waited for the timeout first"
+    );
+    remove(&c, &name).await;
+
+    // A detached --rm container disappears by itself once it exits.
+    let auto = tests::unique("auto");
+    create(
+        &c,
+        serde_json::json!({"name": auto, "rootfs": rootfs.path(), "auto_remove": true,
+        "command": ["true"], "start": true}),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match call::<wire::Container>(&c, Method::GET, &format!("/api/v1/containers/{auto}"), None)
+            .await
+        {
+            Err(ClientError::Api { status, .. }) if status.as_u16() == 404 => break,
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "auto-remove did not happen");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
