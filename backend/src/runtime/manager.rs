@@ -417,8 +417,6 @@ impl Manager {
             Some("ok") => {
                 let shim: i32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
                 let init: i32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-                // The monitor writes its state file right after this report: start times come
-                // from /proc when it is not there yet.
                 let st = ShimState::read(&dir.state()).unwrap_or_default();
                 r.status = "running".into();
                 r.exit_code = None;
@@ -781,20 +779,42 @@ impl Manager {
     /// containers. Called at start-up and then periodically.
     pub async fn reconcile(&self) -> Result<(), RuntimeError> {
         let m = self.clone();
-        let remove = blocking(move || {
-            let mut remove = Vec::new();
+        let (remove, restart) = blocking(move || {
+            let (mut remove, mut restart) = (Vec::new(), Vec::new());
             for r in m.load_all()? {
+                let was_live = r.status == "running" || r.status == "paused";
                 let r = m.refresh(r)?;
                 if r.status == "exited" && r.spec.auto_remove {
                     remove.push(r.name.clone());
                 }
+                // Lost with its monitor (host crash, monitor killed): the monitor cannot apply
+                // the restart policy any more, so the daemon does.
+                let lost = was_live && r.status == "exited" && r.exit_code == Some(-1);
+                let policy = r
+                    .spec
+                    .restart
+                    .as_deref()
+                    .and_then(RestartPolicy::parse)
+                    .unwrap_or(RestartPolicy::No);
+                if lost
+                    && !m.container_dir(&r.id).stop_marker().exists()
+                    && policy.should_restart(-1, r.restart_count)
+                {
+                    restart.push(r.name.clone());
+                }
             }
-            Ok(remove)
+            Ok((remove, restart))
         })
         .await?;
         for name in remove {
             if let Err(e) = self.remove(&name, false).await {
                 tracing::warn!(container = %name, error = %e, "auto-remove failed");
+            }
+        }
+        for name in restart {
+            tracing::info!(container = %name, "restarting a container lost with its monitor");
+            if let Err(e) = self.start(&name).await {
+                tracing::warn!(container = %name, error = %e, "restart after loss failed");
             }
         }
         Ok(())

@@ -137,12 +137,12 @@ fn shim_main(dir: ContainerDir) -> i32 {
         st.exit_code = None;
         st.started_at = Some(now());
         st.finished_at = None;
-        // Report first (the daemon records the PIDs in SQLite), then make the state durable.
-        if let Some(mut r) = report.take() {
-            let _ = writeln!(r, "ok {} {}", me, st.init_pid);
-        }
+        // The state is durable before the daemon hears of the start.
         if let Err(e) = st.write(&dir.state()) {
             eprintln!("write state: {e}");
+        }
+        if let Some(mut r) = report.take() {
+            let _ = writeln!(r, "ok {} {}", me, st.init_pid);
         }
         pump_logs(&dir, cfg.log_max, child.stdout, child.stderr);
         let code = loop {
@@ -471,5 +471,36 @@ fn exec_inner(args: &[String]) -> Result<i32, String> {
                 Err(e) => return Err(format!("waitpid: {e}")),
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logs_rotate_at_the_cap() {
+        let dir = std::env::temp_dir().join(format!("corral-log-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let cd = ContainerDir(dir.clone());
+        let mut log = LogFile::open(&cd, 4096);
+        for _ in 0..10 {
+            log.write(&[b'x'; 1000]);
+        }
+        let cur = fs::metadata(cd.log()).unwrap().len();
+        let old = fs::metadata(cd.log_rotated()).unwrap().len();
+        assert!(cur <= 4096 && old <= 4096, "{cur} {old}");
+        assert_eq!((cur + old) % 1000, 0);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn exit_codes_follow_docker() {
+        let p = Pid::from_raw(1);
+        assert_eq!(exit_code(WaitStatus::Exited(p, 3)), Some(3));
+        assert_eq!(
+            exit_code(WaitStatus::Signaled(p, Signal::SIGKILL, false)),
+            Some(137)
+        );
     }
 }

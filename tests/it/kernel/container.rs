@@ -635,6 +635,13 @@ async fn daemon_crash_keeps_containers_and_restart_reattaches() {
         "command": ["sleep", "1000"], "start": true}),
     )
     .await;
+    let phoenix = tests::unique("phoenix");
+    let ph = create(
+        &c,
+        serde_json::json!({"name": phoenix, "rootfs": rootfs.path(), "restart": "always",
+        "command": ["sleep", "1000"], "start": true}),
+    )
+    .await;
     let long_pid = l.pid.unwrap();
 
     daemon.kill9();
@@ -651,13 +658,27 @@ async fn daemon_crash_keeps_containers_and_restart_reattaches() {
         .unwrap(),
     )
     .unwrap();
-    for p in ["shim_pid", "init_pid"] {
-        let pid = state[p].as_i64().unwrap() as i32;
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
+    let ph_state: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(
+            daemon
+                .state
+                .path()
+                .join("state/containers")
+                .join(&ph.id)
+                .join("state.json"),
         )
-        .unwrap();
+        .unwrap(),
+    )
+    .unwrap();
+    for st in [&state, &ph_state] {
+        for p in ["shim_pid", "init_pid"] {
+            let pid = st[p].as_i64().unwrap() as i32;
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .unwrap();
+        }
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(pid_alive(long_pid), "the container outlives the daemon");
@@ -704,6 +725,12 @@ async fn daemon_crash_keeps_containers_and_restart_reattaches() {
         o2.status, "exited",
         "running with no process becomes exited"
     );
+    let p2 = get(&c, &phoenix).await;
+    assert_eq!(
+        p2.status, "running",
+        "the restart policy is applied to a container lost with its monitor"
+    );
+    assert_ne!(p2.pid, ph.pid);
     // The re-attached container is fully manageable.
     let st: wire::Container = call(
         &c,
@@ -715,7 +742,7 @@ async fn daemon_crash_keeps_containers_and_restart_reattaches() {
     .unwrap();
     assert_eq!(st.status, "exited");
     assert!(!pid_alive(long_pid));
-    for n in [&long, &short, &orphan] {
+    for n in [&long, &short, &orphan, &phoenix] {
         remove(&c, n).await;
     }
 }
