@@ -51,6 +51,26 @@ fn set_nondumpable() {
     }
 }
 
+/// Closes every fd from 3 up, except `keep`.
+fn close_fds_except(keep: Option<i32>) {
+    let close = |lo: u32, hi: u32| {
+        if lo <= hi {
+            // SAFETY: close_range only closes descriptors; nothing in this single-threaded
+            // process uses the ones closed (`keep` and stdio stay).
+            unsafe {
+                libc::syscall(libc::SYS_close_range, lo, hi, 0u32);
+            }
+        }
+    };
+    match keep {
+        Some(k) if k >= 3 => {
+            close(3, k as u32 - 1);
+            close(k as u32 + 1, u32::MAX);
+        }
+        _ => close(3, u32::MAX),
+    }
+}
+
 /// Exit code of a waited child, Docker style (128 + signal).
 pub fn exit_code(status: WaitStatus) -> Option<i32> {
     match status {
@@ -95,6 +115,9 @@ fn shim_main(dir: ContainerDir) -> i32 {
         // SAFETY: F_DUPFD_CLOEXEC returned a new fd that nothing else owns.
         File::from(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
     });
+    // Nothing the daemon (or whoever started it) left open may stay open for the container's
+    // whole life: close every fd but stdio and the report pipe.
+    close_fds_except(report.as_ref().map(std::os::fd::AsRawFd::as_raw_fd));
     if let Ok(null) = File::options().read(true).write(true).open("/dev/null") {
         let _ = nix::unistd::dup2_stdout(&null);
         let _ = nix::unistd::dup2_stdin(&null);
@@ -381,6 +404,7 @@ fn exec_main(args: &[String]) -> i32 {
 fn exec_inner(args: &[String]) -> Result<i32, String> {
     super::memfd::ensure_sealed().map_err(|e| format!("cannot run from a sealed copy: {e}"))?;
     set_nondumpable();
+    close_fds_except(None);
     let (dir, rest) = args.split_first().ok_or("missing container dir")?;
     let dir = ContainerDir(PathBuf::from(dir));
     let mut extra_env = Vec::new();
