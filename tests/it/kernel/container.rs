@@ -989,6 +989,21 @@ async fn monitor_runs_from_a_sealed_copy_and_our_binary_stays_unwritable() {
         "monitor runs from a memfd: {}",
         exe.display()
     );
+    // The monitor holds only stdio, its log and the container's output pipes.
+    let mut fds = Vec::new();
+    for e in fs::read_dir(format!("/proc/{shim}/fd")).unwrap().flatten() {
+        fds.push(fs::read_link(e.path()).unwrap().display().to_string());
+    }
+    assert!(fds.len() <= 6, "{fds:?}");
+    for f in &fds {
+        assert!(
+            f == "/dev/null"
+                || f.starts_with("pipe:")
+                || f.ends_with("shim.log")
+                || f.ends_with("console.log"),
+            "unexpected fd in the monitor: {f} ({fds:?})"
+        );
+    }
     // Through /proc/PID/exe nobody (not even root) can change the code the monitor runs.
     let w = fs::OpenOptions::new()
         .write(true)
