@@ -1113,3 +1113,55 @@ async fn kill_signal_restart_and_detached_auto_remove() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn rootfs_symlinks_cannot_redirect_mounts_to_the_host() {
+    let daemon = Daemon::start();
+    let _reaper = Reaper::new(&daemon);
+    let c = daemon.unix_client();
+    // /data -> /etc (absolute): resolved inside the rootfs, never on the host.
+    let rootfs = Rootfs::new();
+    std::os::unix::fs::symlink("/etc", rootfs.path().join("data")).unwrap();
+    let vol = TempDir::new("corral-vol");
+    fs::write(vol.path().join("marker"), "vol\n").unwrap();
+    let (code, out) = run_script(
+        &c,
+        &rootfs,
+        serde_json::json!({"mounts": [{"type": "bind", "source": vol.path(), "destination": "/data", "readonly": true}]}),
+        "cat /etc/marker",
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out, "vol\n", "the mount landed on the container's /etc");
+    assert!(!Path::new("/etc/marker").exists());
+    let host_mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!host_mounts.contains(&vol.path().display().to_string()));
+
+    // A rootfs whose /proc is a symlink is refused.
+    let bad = Rootfs::new();
+    fs::remove_dir(bad.path().join("proc")).unwrap();
+    std::os::unix::fs::symlink("/etc", bad.path().join("proc")).unwrap();
+    let err = call::<wire::Container>(
+        &c,
+        Method::POST,
+        "/api/v1/containers",
+        Some(serde_json::json!({"name": tests::unique("bad"), "rootfs": bad.path(), "command": ["true"], "start": true})),
+    )
+    .await
+    .unwrap_err();
+    match err {
+        ClientError::Api {
+            status, message, ..
+        } => {
+            assert_eq!(status.as_u16(), 400);
+            assert!(message.contains("/proc is not a directory"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let list: Vec<wire::Container> = call(&c, Method::GET, "/api/v1/containers?all=true", None)
+        .await
+        .unwrap();
+    for ct in list {
+        remove(&c, &ct.name).await;
+    }
+}
