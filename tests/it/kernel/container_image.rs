@@ -407,3 +407,54 @@ async fn import_refuses_bad_digests_and_path_traversal() {
             && !daemon.state.path().join("state/escape").exists()
     );
 }
+
+#[tokio::test]
+async fn cli_image_import_images_and_run() {
+    let daemon = Daemon::start();
+    let _cg = CgroupCleanup(daemon.cgroup_root.clone());
+    let work = TempDir::new("corral-img");
+    let tarball = work.path().join("busy.tar");
+    docker_save(&tarball, "busy:cli", false);
+    let host = format!("unix://{}", daemon.socket.display());
+    let corral = |args: &[&str]| {
+        std::process::Command::new(tests::corral_bin())
+            .arg("--host")
+            .arg(&host)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let imp = corral(&["image", "import", tarball.to_str().unwrap()]);
+    assert!(imp.status.success(), "{imp:?}");
+    assert!(String::from_utf8_lossy(&imp.stdout).contains("busy:cli"));
+    let list = corral(&["images"]);
+    assert!(
+        String::from_utf8_lossy(&list.stdout).contains("busy:cli"),
+        "{list:?}"
+    );
+    let run = corral(&["run", "--rm", "busy:cli"]);
+    assert_eq!(run.status.code(), Some(0), "{run:?}");
+    assert!(
+        String::from_utf8_lossy(&run.stdout).starts_with("hello from the image\n"),
+        "{run:?}"
+    );
+    let run = corral(&[
+        "run",
+        "--rm",
+        "-e",
+        "X=1",
+        "busy:cli",
+        "sh",
+        "-c",
+        "echo $X $GREETING; exit 4",
+    ]);
+    assert_eq!(run.status.code(), Some(4), "{run:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        "1 hello from the image\n"
+    );
+    let rm = corral(&["image", "rm", "busy:cli"]);
+    assert!(rm.status.success(), "{rm:?}");
+    let list = corral(&["images"]);
+    assert!(!String::from_utf8_lossy(&list.stdout).contains("busy:cli"));
+}
