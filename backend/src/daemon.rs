@@ -13,6 +13,7 @@ use tokio::{
 };
 
 use crate::{
+    cgroup::{CgroupError, Cgroups},
     config::Config,
     http::{self, AppState},
     store::{Store, StoreError},
@@ -25,6 +26,8 @@ pub enum DaemonError {
     StateDir { path: PathBuf, source: io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("cannot set up cgroups")]
+    Cgroups(#[from] CgroupError),
     #[error("cannot listen on {addr}")]
     Listen { addr: String, source: io::Error },
     #[error("another daemon is already listening on {path}")]
@@ -52,12 +55,19 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
         None => None,
     };
 
-    let mut state = AppState::new(config.clone(), store.clone());
-    match crate::runtime::manager::start_manager(&config, store).await {
+    // Detect the host's cgroups and create Corral's subtree in every hierarchy.
+    let subtree = config.cgroup_root.clone();
+    let cgroups = tokio::task::spawn_blocking(move || Cgroups::host(&subtree))
+        .await
+        .expect("cgroup detection task does not panic")?;
+    let cgroups = std::sync::Arc::new(cgroups);
+    tracing::info!(mode = %cgroups.mode(), subtree = cgroups.subtree(), "cgroups ready");
+
+    let mut state = AppState::new(config.clone(), store.clone(), cgroups.clone());
+    match crate::runtime::manager::start_manager(&config, store, cgroups.clone()).await {
         Ok(containers) => state = state.with_containers(containers),
         Err(e) => tracing::error!(error = %e, "container runtime unavailable"),
     }
-    let containers = state.containers().cloned();
     let app = http::app(state);
     let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -85,8 +95,10 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     if let Some(path) = &config.socket {
         let _ = fs::remove_file(path);
     }
-    if let Some(m) = containers {
-        m.shutdown().await;
+    // Leave the subtree if containers still live in it; they outlive the daemon.
+    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || cgroups.remove_subtree_if_empty()).await
+    {
+        tracing::warn!(error = %e, "cannot remove the empty cgroup subtree");
     }
     tcp_result.map_err(DaemonError::Serve)?;
     unix_result.map_err(DaemonError::Serve)?;

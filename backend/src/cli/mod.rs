@@ -9,6 +9,8 @@ mod containers;
 
 use std::{net::SocketAddr, path::PathBuf};
 
+mod info;
+
 use clap::{Args, Parser, Subcommand};
 
 use crate::{
@@ -35,6 +37,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Show the client's and the daemon's versions.
     Version,
+    /// Show the host's cgroup mode and what Corral can limit on it.
+    Info,
     #[command(flatten)]
     Containers(containers::ContainerCommand),
 }
@@ -78,6 +82,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => crate::daemon::serve(args.into_config()).await?,
         Command::Version => version(&cli.client()?).await?,
+        Command::Info => info::info(&cli.client()?).await?,
         Command::Containers(cmd) => {
             let client = Client::new(Host::parse(&cli.host)?, cli.token.clone());
             containers::run(&client, cmd).await?

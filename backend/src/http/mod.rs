@@ -7,6 +7,7 @@ mod assets;
 mod containers;
 mod error;
 mod health;
+mod host;
 mod images;
 
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use tower_http::{
 
 pub use error::AppError;
 
-use crate::{config::Config, store::Store};
+use crate::{cgroup::Cgroups, config::Config, store::Store};
 
 /// Largest request body any endpoint accepts.
 pub const MAX_BODY: usize = 1 << 20;
@@ -35,15 +36,17 @@ struct Inner {
     config: Config,
     store: Store,
     containers: Option<crate::runtime::Manager>,
+    cgroups: Arc<Cgroups>,
 }
 
 impl AppState {
-    pub fn new(config: Config, store: Store) -> Self {
+    pub fn new(config: Config, store: Store, cgroups: Arc<Cgroups>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 config,
                 store,
                 containers: None,
+                cgroups,
             }),
         }
     }
@@ -68,6 +71,11 @@ impl AppState {
     pub fn containers(&self) -> Option<&crate::runtime::Manager> {
         self.inner.containers.as_ref()
     }
+
+    /// The cgroup engine, detected at daemon start with Corral's subtree created.
+    pub fn cgroups(&self) -> &Arc<Cgroups> {
+        &self.inner.cgroups
+    }
 }
 
 /// Builds the whole router: API, dashboard and the middleware every request passes.
@@ -76,6 +84,7 @@ pub fn app(state: AppState) -> Router {
         .merge(health::router())
         .merge(containers::router())
         .merge(images::router())
+        .merge(host::router())
         .fallback(error::api_not_found);
     Router::new()
         .nest("/api/v1", api)

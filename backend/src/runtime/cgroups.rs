@@ -25,9 +25,6 @@ pub trait CgroupDriver: Send + Sync + 'static {
     fn remove(&self, team: &str, name: &str) -> Result<(), CgroupFailure>;
     /// Whether any of the container's cgroup directories exist.
     fn exists(&self, team: &str, name: &str) -> bool;
-    /// Removes Corral's (empty) subtree at daemon shutdown; a subtree that still holds
-    /// containers stays.
-    fn remove_subtree_if_empty(&self);
 }
 
 /// A cgroup operation that failed: `field` names the limit when the kernel or the validation
@@ -57,7 +54,7 @@ impl CgroupFailure {
 /// The driver backed by the cgroup engine (`crate::cgroup`). Containers live at
 /// `<subtree>/<team>/<name>` in every hierarchy.
 pub struct EngineCgroups {
-    cg: crate::cgroup::Cgroups,
+    cg: std::sync::Arc<crate::cgroup::Cgroups>,
 }
 
 use crate::cgroup::{CgroupError, CgroupMode, GroupPath, LimitsUpdate, Max};
@@ -90,7 +87,7 @@ fn failure(e: CgroupError) -> CgroupFailure {
 }
 
 impl EngineCgroups {
-    pub fn new(cg: crate::cgroup::Cgroups) -> Self {
+    pub fn new(cg: std::sync::Arc<crate::cgroup::Cgroups>) -> Self {
         Self { cg }
     }
 
@@ -208,11 +205,5 @@ impl CgroupDriver for EngineCgroups {
 
     fn exists(&self, team: &str, name: &str) -> bool {
         self.group(team, name).is_ok()
-    }
-
-    fn remove_subtree_if_empty(&self) {
-        if let Err(e) = self.cg.remove_subtree_if_empty() {
-            tracing::warn!(error = %e, "cannot remove the empty cgroup subtree");
-        }
     }
 }

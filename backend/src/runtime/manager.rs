@@ -820,13 +820,6 @@ impl Manager {
         Ok(())
     }
 
-    /// At daemon shutdown: containers keep running; Corral's cgroup subtree goes if it is empty.
-    pub async fn shutdown(&self) {
-        let m = self.clone();
-        let _ =
-            tokio::task::spawn_blocking(move || m.inner.cgroups.remove_subtree_if_empty()).await;
-    }
-
     /// Starts the background reconciler.
     pub fn spawn_reconciler(&self) {
         let m = self.clone();
@@ -1249,72 +1242,15 @@ fn validate(
 pub async fn start_manager(
     config: &crate::config::Config,
     store: Store,
+    cgroups: Arc<crate::cgroup::Cgroups>,
 ) -> Result<Manager, RuntimeError> {
     let state_dir = config.state_dir.clone();
-    let subtree = config.cgroup_root.clone();
     let m = blocking(move || {
-        let cg = crate::cgroup::Cgroups::host(&subtree)
-            .map_err(|e| RuntimeError::Cgroup(e.to_string()))?;
-        let driver = super::cgroups::EngineCgroups::new(cg);
+        let driver = super::cgroups::EngineCgroups::new(cgroups);
         Manager::new(store, &state_dir, Arc::new(driver))
     })
     .await?;
     m.reconcile().await?;
     m.spawn_reconciler();
     Ok(m)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names() {
-        assert!(valid_name("web-1.a_b"));
-        for bad in ["", "-x", "a/b", "..", "a b", &"x".repeat(65)] {
-            assert!(!valid_name(bad), "{bad}");
-        }
-    }
-
-    #[test]
-    fn signals() {
-        assert_eq!(parse_signal("TERM").unwrap(), Signal::SIGTERM);
-        assert_eq!(parse_signal("sigkill").unwrap(), Signal::SIGKILL);
-        assert_eq!(parse_signal("9").unwrap(), Signal::SIGKILL);
-        assert!(parse_signal("NOPE").is_err());
-    }
-
-    #[test]
-    fn merge_keeps_unrelated_limits() {
-        let base = wire::Limits {
-            memory_max: Some(64 << 20),
-            pids_max: Some(100),
-            ..Default::default()
-        };
-        let patch = wire::Limits {
-            cpus: Some(0.5),
-            ..Default::default()
-        };
-        let m = merge_limits(&base, &patch);
-        assert_eq!(m.memory_max, Some(64 << 20));
-        assert_eq!(m.pids_max, Some(100));
-        assert_eq!(m.cpus, Some(0.5));
-    }
-
-    #[test]
-    fn limit_validation_names_the_field() {
-        let l = wire::Limits {
-            cpu_weight: Some(0),
-            ..Default::default()
-        };
-        match validate_limits(&l) {
-            Err(RuntimeError::Invalid { field, .. }) => assert_eq!(field, "limits.cpu_weight"),
-            other => panic!("{other:?}"),
-        }
-        let l = wire::Limits {
-            cpuset_cpus: Some("2-1".into()),
-            ..Default::default()
-        };
-        assert!(validate_limits(&l).is_err());
-    }
 }
