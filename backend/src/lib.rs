@@ -4,6 +4,7 @@
 //! Architecture invariant: the daemon is `daemon::serve`; everything else under `cli` is a client
 //! of a running daemon and reaches it only through `client::Client`.
 
+pub mod cgroup;
 pub mod cli;
 pub mod client;
 pub mod config;
