@@ -10,6 +10,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod http;
+pub mod metering;
 pub mod store;
 
 /// The version every component reports.

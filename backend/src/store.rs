@@ -25,7 +25,10 @@ pub enum StoreError {
 }
 
 /// The migrations, in order. A migration, once released, is never edited: add a new file.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_init.sql")];
+pub(crate) const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_init.sql"),
+    include_str!("../../migrations/0004_metering.sql"),
+];
 
 /// A handle to the database, cheap to clone. Queries run on blocking threads (`spawn_blocking`).
 #[derive(Clone)]
