@@ -25,6 +25,8 @@ pub enum DaemonError {
     StateDir { path: PathBuf, source: io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Metering(#[from] crate::metering::MeteringError),
     #[error("cannot listen on {addr}")]
     Listen { addr: String, source: io::Error },
     #[error("another daemon is already listening on {path}")]
@@ -52,7 +54,18 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
         None => None,
     };
 
-    let state = AppState::new(config.clone(), store);
+    let metering = {
+        let store = store.clone();
+        let config = crate::metering::MeteringConfig {
+            interval: config.sample_interval,
+            ..Default::default()
+        };
+        tokio::task::spawn_blocking(move || crate::metering::Metering::new(store, config))
+            .await
+            .expect("metering open task does not panic")?
+    };
+    let sampler = metering.start()?;
+    let state = AppState::new(config.clone(), store).with_metering(metering.clone());
     let app = http::app(state);
     let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -80,6 +93,8 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     if let Some(path) = &config.socket {
         let _ = fs::remove_file(path);
     }
+    metering.stop();
+    let _ = tokio::task::spawn_blocking(move || sampler.join()).await;
     tcp_result.map_err(DaemonError::Serve)?;
     unix_result.map_err(DaemonError::Serve)?;
     Ok(())

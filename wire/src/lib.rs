@@ -3,6 +3,8 @@
 //! Architecture invariant: this crate depends on serde only, so it builds for
 //! `wasm32-unknown-unknown`. Domain types live in the backend and are converted at the HTTP edge.
 
+pub mod billing;
+
 use serde::{Deserialize, Serialize};
 
 /// `GET /api/v1/health`.

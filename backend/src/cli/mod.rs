@@ -5,6 +5,8 @@
 //! file holds the `Command` enum and the dispatch. The CLI is the one place besides `main.rs`
 //! where `anyhow` is used: it only prints errors.
 
+mod billing;
+
 use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand};
@@ -33,6 +35,10 @@ pub enum Command {
     Serve(ServeArgs),
     /// Show the client's and the daemon's versions.
     Version,
+    /// Usage and cost per container, team and label over a period.
+    Bill(billing::BillArgs),
+    /// Live CPU, memory, IO and pids of every container (like `docker stats`).
+    Stats(billing::StatsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -49,6 +55,9 @@ pub struct ServeArgs {
     /// Name of Corral's cgroup subtree.
     #[arg(long, default_value = config::DEFAULT_CGROUP_ROOT)]
     pub cgroup_root: String,
+    /// Seconds between metering samples of every container and team (1 to 3600).
+    #[arg(long, default_value = config::DEFAULT_SAMPLE_INTERVAL, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub sample_interval: u64,
 }
 
 impl ServeArgs {
@@ -58,6 +67,7 @@ impl ServeArgs {
             socket: Some(self.socket),
             state_dir: self.state_dir,
             cgroup_root: self.cgroup_root,
+            sample_interval: std::time::Duration::from_secs(self.sample_interval),
         }
     }
 }
@@ -74,6 +84,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => crate::daemon::serve(args.into_config()).await?,
         Command::Version => version(&cli.client()?).await?,
+        Command::Bill(ref args) => billing::bill(&cli.client()?, args).await?,
+        Command::Stats(ref args) => billing::stats(&cli.client()?, args).await?,
     }
     Ok(())
 }

@@ -4,8 +4,11 @@
 //! and by every test. Handlers convert domain types to `wire` types here and nowhere else.
 
 mod assets;
+mod billing;
 mod error;
 mod health;
+mod history;
+mod metrics;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,12 +35,17 @@ pub struct AppState {
 struct Inner {
     config: Config,
     store: Store,
+    metering: Option<crate::metering::Metering>,
 }
 
 impl AppState {
     pub fn new(config: Config, store: Store) -> Self {
         Self {
-            inner: Arc::new(Inner { config, store }),
+            inner: Arc::new(Inner {
+                config,
+                store,
+                metering: None,
+            }),
         }
     }
 
@@ -48,15 +56,31 @@ impl AppState {
     pub fn store(&self) -> &Store {
         &self.inner.store
     }
+
+    /// Adds the metering registry (done once, before the state is shared).
+    pub fn with_metering(mut self, metering: crate::metering::Metering) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.metering = Some(metering);
+        }
+        self
+    }
+
+    /// The metering registry, when the daemon runs the sampler.
+    pub fn metering(&self) -> Option<&crate::metering::Metering> {
+        self.inner.metering.as_ref()
+    }
 }
 
 /// Builds the whole router: API, dashboard and the middleware every request passes.
 pub fn app(state: AppState) -> Router {
     let api = Router::new()
         .merge(health::router())
+        .merge(billing::router())
+        .merge(history::router())
         .fallback(error::api_not_found);
     Router::new()
         .nest("/api/v1", api)
+        .merge(metrics::router())
         .fallback(assets::serve)
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
