@@ -1,3 +1,4 @@
 //! Tests of effects on the real kernel, as root. They also run inside the pure cgroup-v2 VM
 //! (`cargo xtask test` runs `it kernel:: --test-threads=1` there).
 mod cgroup;
+mod metering;
