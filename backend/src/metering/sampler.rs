@@ -18,7 +18,7 @@ use std::{
     path::Path,
     sync::{Arc, Condvar, Mutex, MutexGuard, RwLock},
     thread::JoinHandle,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use crate::{
@@ -43,6 +43,9 @@ pub struct MeteringConfig {
     pub max_buffered_samples: usize,
     /// How often reservations (cpu.max, cpuset, memory.max) are re-read, in ticks.
     pub limits_every: u32,
+    /// How often the ledger and the checkpoints are written (raw samples go every tick). A
+    /// crash loses nothing: the next reading is compared with the last written checkpoint.
+    pub ledger_flush: Duration,
 }
 
 impl Default for MeteringConfig {
@@ -52,6 +55,7 @@ impl Default for MeteringConfig {
             retention: Retention::default(),
             max_buffered_samples: 200_000,
             limits_every: 12,
+            ledger_flush: Duration::from_secs(30),
         }
     }
 }
@@ -85,16 +89,23 @@ struct Entry {
     generation: u64,
     reserved: Reserved,
     memory_max: Option<u64>,
+    /// The next sample goes to history without usage: the daemon restarted and its usage since
+    /// the checkpoint may already be in the raw samples (the ledger still gets all of it).
+    resumed: bool,
 }
 
 struct Registry {
     entries: BTreeMap<String, Entry>,
-    /// Last reading accounted per subject (mirrors `meter_checkpoint` plus what is pending).
+    /// Last reading accounted per subject. Persisted (with the ledger rows up to it) at every
+    /// flush; loaded at start-up.
     checkpoints: BTreeMap<String, Reading>,
-    /// Previous reading per subject, for rates (not persisted).
-    previous: BTreeMap<String, Reading>,
-    /// What could not be written yet.
+    /// Ledger usage since the last flush.
+    unflushed: Batch,
+    /// Subjects whose checkpoint must be deleted at the next flush.
+    removed: Vec<String>,
+    /// What could not be written yet (disk full): written before anything newer.
     pending: Batch,
+    last_flush: Instant,
     ticks: u64,
     failures: u64,
 }
@@ -114,6 +125,19 @@ struct Shared {
 #[derive(Clone)]
 pub struct Metering {
     shared: Arc<Shared>,
+}
+
+/// Where one tick's time went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TickStats {
+    pub groups: usize,
+    /// Reading the kernel's files (kept-open `pread` + parse).
+    pub read: Duration,
+    /// Everything else of the sampling pass: deltas, batch, live view.
+    pub account: Duration,
+    /// Writing to SQLite (samples; ledger and checkpoints when flushed).
+    pub commit: Duration,
+    pub flushed: bool,
 }
 
 /// Subject key of a container.
@@ -142,8 +166,10 @@ impl Metering {
                 registry: Mutex::new(Registry {
                     entries: BTreeMap::new(),
                     checkpoints,
-                    previous: BTreeMap::new(),
+                    unflushed: Batch::default(),
+                    removed: Vec::new(),
                     pending: Batch::default(),
+                    last_flush: Instant::now(),
                     ticks: 0,
                     failures: 0,
                 }),
@@ -213,11 +239,15 @@ impl Metering {
             group,
             reserved,
             memory_max,
+            resumed: reg.checkpoints.contains_key(&subject),
         };
+        reg.removed.retain(|s| *s != subject);
         reg.entries.insert(subject.clone(), entry);
-        let mut batch = Batch::default();
-        self.sample_one(&mut reg, &subject, &mut batch, wall_ms());
-        self.commit(&mut reg, batch);
+        let mut samples = Vec::new();
+        let mut stats = TickStats::default();
+        let live = self.sample_one(&mut reg, &subject, &mut samples, wall_ms(), &mut stats);
+        self.publish(live);
+        self.commit(&mut reg, samples, false);
     }
 
     /// Re-reads a container's reservations now (call after `update` changed its limits).
@@ -229,23 +259,23 @@ impl Metering {
     }
 
     /// Takes the final reading of a container (its processes have exited; its cgroup still
-    /// exists), commits it with the ledger, and stops metering it. Returns the container's
-    /// final cumulative counters, or `None` if it was not registered.
+    /// exists), commits it with all unflushed ledger rows, and stops metering it. Returns the
+    /// container's final cumulative counters, or `None` if it was not registered.
     pub fn unregister_with_final_reading(&self, container_id: &str) -> Option<Counters> {
         let subject = container_subject(container_id);
         let mut reg = self.registry();
         if !reg.entries.contains_key(&subject) {
             return None;
         }
-        let mut batch = Batch::default();
-        let counters = self.sample_one(&mut reg, &subject, &mut batch, wall_ms());
+        let mut samples = Vec::new();
+        let mut stats = TickStats::default();
+        let live = self.sample_one(&mut reg, &subject, &mut samples, wall_ms(), &mut stats);
         reg.entries.remove(&subject);
         reg.checkpoints.remove(&subject);
-        reg.previous.remove(&subject);
-        batch.checkpoints.insert(subject.clone(), None);
-        self.commit(&mut reg, batch);
+        reg.removed.push(subject.clone());
+        self.commit(&mut reg, samples, true);
         self.live_mut().remove(&subject);
-        counters
+        live.map(|l| l.reading.counters)
     }
 
     /// Stops metering a team's group.
@@ -253,12 +283,25 @@ impl Metering {
         let subject = team_subject(team);
         let mut reg = self.registry();
         reg.entries.remove(&subject);
-        reg.previous.remove(&subject);
+        reg.checkpoints.remove(&subject);
+        reg.removed.push(subject.clone());
         self.live_mut().remove(&subject);
     }
 
     fn live_mut(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, LiveStat>> {
         self.shared.live.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn publish(&self, live: impl IntoIterator<Item = LiveStat>) {
+        let mut map = self.live_mut();
+        for l in live {
+            match map.get_mut(&l.subject) {
+                Some(slot) => *slot = l,
+                None => {
+                    map.insert(l.subject.clone(), l);
+                }
+            }
+        }
     }
 
     /// The latest reading and rates of every metered subject.
@@ -283,72 +326,83 @@ impl Metering {
         })
     }
 
-    /// Number of ticks whose commit failed, and raw samples buffered now.
+    /// Number of commits that failed so far, and raw samples buffered in memory now.
     pub fn backlog(&self) -> (u64, usize) {
         let reg = self.registry();
         (reg.failures, reg.pending.samples.len())
     }
 
-    /// Reads one subject, books its delta into `batch`, advances its in-memory checkpoint and
-    /// updates the live view. Returns the reading's counters.
+    /// Reads one subject, books its delta (ledger usage into `unflushed`, a history sample into
+    /// `samples`), advances its in-memory checkpoint. Returns its live view.
     fn sample_one(
         &self,
         reg: &mut Registry,
         subject: &str,
-        batch: &mut Batch,
+        samples: &mut Vec<Sample>,
         wall: i64,
-    ) -> Option<Counters> {
-        let e = reg.entries.get_mut(subject)?;
-        let stats = e.reader.sample();
+        stats: &mut TickStats,
+    ) -> Option<LiveStat> {
+        let Registry {
+            entries,
+            checkpoints,
+            unflushed,
+            ..
+        } = reg;
+        let e = entries.get_mut(subject)?;
+        let t0 = Instant::now();
+        let raw = e.reader.sample();
+        stats.read += t0.elapsed();
+        stats.groups += 1;
         let reading = Reading {
             boot_id: self.shared.boot_id.clone(),
             mono_ns: mono_ns(),
             wall_ms: wall,
             generation: e.generation,
-            counters: counters_of(&stats),
+            counters: counters_of(&raw),
             reserved: e.reserved,
         };
-        let kind = e.kind.clone();
-        let memory_max = e.memory_max;
-        let cpus_reserved = e.reserved.millicores as f64 / 1000.0;
-        let usage = usage_between(reg.checkpoints.get(subject), &reading);
-        batch.samples.push(Sample {
+        let prev = checkpoints.get(subject);
+        let usage = usage_between(prev, &reading);
+        let r = prev.map(|p| rates(p, &reading)).unwrap_or_default();
+        let history = if std::mem::take(&mut e.resumed) {
+            Usage {
+                memory_peak: usage.memory_peak,
+                pids_peak: usage.pids_peak,
+                ..Usage::default()
+            }
+        } else {
+            usage
+        };
+        samples.push(Sample {
             subject: subject.to_owned(),
             ts_ms: wall,
-            usage,
+            usage: history,
             mem_bytes: reading.counters.memory_current,
             pids: reading.counters.pids_current,
         });
-        if let SubjectKind::Container(owner) = &kind {
-            batch.add_ledger(owner, wall, &usage);
+        if let SubjectKind::Container(owner) = &e.kind {
+            unflushed.add_ledger(owner, wall, &usage);
         }
-        batch
-            .checkpoints
-            .insert(subject.to_owned(), Some(reading.clone()));
-        let r = reg
-            .previous
-            .get(subject)
-            .map(|p| rates(p, &reading))
-            .unwrap_or_default();
-        reg.previous.insert(subject.to_owned(), reading.clone());
-        reg.checkpoints.insert(subject.to_owned(), reading.clone());
-        let counters = reading.counters;
-        self.live_mut().insert(
-            subject.to_owned(),
-            LiveStat {
-                subject: subject.to_owned(),
-                kind,
-                reading,
-                rates: r,
-                memory_max,
-                cpus_reserved,
-            },
-        );
-        Some(counters)
+        let live = LiveStat {
+            subject: subject.to_owned(),
+            kind: e.kind.clone(),
+            reading: reading.clone(),
+            rates: r,
+            memory_max: e.memory_max,
+            cpus_reserved: e.reserved.millicores as f64 / 1000.0,
+        };
+        match checkpoints.get_mut(subject) {
+            Some(slot) => *slot = reading,
+            None => {
+                checkpoints.insert(subject.to_owned(), reading);
+            }
+        }
+        Some(live)
     }
 
-    /// The host's busy CPU since the last host reading.
-    fn sample_host(&self, reg: &mut Registry, batch: &mut Batch, wall: i64) {
+    /// The host's busy CPU since the last host reading (only deltas between our own readings:
+    /// the host's counters run since boot).
+    fn sample_host(&self, reg: &mut Registry, wall: i64) {
         let Some(busy) = host_busy_usec(Path::new("/proc/stat")) else {
             return;
         };
@@ -363,31 +417,46 @@ impl Metering {
             },
             reserved: Reserved::default(),
         };
-        let usage = match reg.checkpoints.get(HOST_SUBJECT) {
-            // The host's counters run since boot: only deltas between our own readings count.
-            Some(prev) if super::account::comparable(prev, &reading) => {
-                usage_between(Some(prev), &reading)
+        if let Some(prev) = reg.checkpoints.get(HOST_SUBJECT)
+            && super::account::comparable(prev, &reading)
+        {
+            let usage = usage_between(Some(prev), &reading);
+            if usage.duration_ns > 0 {
+                reg.unflushed.add_host(wall, &usage);
             }
-            _ => Usage::default(),
-        };
-        if usage.duration_ns > 0 {
-            batch.add_host(wall, &usage);
         }
-        batch
-            .checkpoints
-            .insert(HOST_SUBJECT.to_owned(), Some(reading.clone()));
         reg.checkpoints.insert(HOST_SUBJECT.to_owned(), reading);
     }
 
-    /// Writes `batch` after whatever is pending; on failure keeps everything pending.
-    fn commit(&self, reg: &mut Registry, batch: Batch) {
+    /// Writes `samples` after whatever is pending and, when `flush` (or the flush interval has
+    /// passed), the unflushed ledger with every checkpoint — one transaction. On failure
+    /// everything stays pending (samples capped, ledger sums merged) for the next commit.
+    fn commit(&self, reg: &mut Registry, samples: Vec<Sample>, flush: bool) -> bool {
+        let flush = flush || reg.last_flush.elapsed() >= self.shared.config.ledger_flush;
+        let mut batch = Batch {
+            samples,
+            ..Batch::default()
+        };
+        if flush {
+            let ledger = std::mem::take(&mut reg.unflushed);
+            batch.ledger = ledger.ledger;
+            batch.host = ledger.host;
+            batch.checkpoints = reg
+                .checkpoints
+                .iter()
+                .map(|(s, r)| (s.clone(), Some(r.clone())))
+                .collect();
+            for s in reg.removed.drain(..) {
+                batch.checkpoints.insert(s, None);
+            }
+            reg.last_flush = Instant::now();
+        }
         let mut all = std::mem::take(&mut reg.pending);
         all.merge(batch, self.shared.config.max_buffered_samples);
         if all.is_empty() {
-            return;
+            return flush;
         }
-        let result = store::commit(&mut self.shared.store.lock(), &all);
-        match result {
+        match store::commit(&mut self.shared.store.lock(), &all) {
             Ok(()) => {
                 if all.dropped_samples > 0 {
                     tracing::warn!(
@@ -398,30 +467,47 @@ impl Metering {
             }
             Err(e) => {
                 reg.failures += 1;
-                tracing::warn!(error = %e, buffered = all.samples.len(), "cannot write metering data; keeping it in memory");
+                if reg.failures.is_power_of_two() {
+                    tracing::warn!(error = %e, buffered = all.samples.len(), failures = reg.failures, "cannot write metering data; keeping it in memory");
+                }
                 reg.pending = all;
             }
         }
+        flush
     }
 
     /// One sampler tick: every registered group, the host, one commit.
-    pub fn tick(&self) {
+    pub fn tick(&self) -> TickStats {
         let mut reg = self.registry();
         reg.ticks += 1;
         let refresh = reg
             .ticks
             .is_multiple_of(u64::from(self.shared.config.limits_every.max(1)));
         let wall = wall_ms();
-        let mut batch = Batch::default();
+        let mut stats = TickStats::default();
+        let t0 = Instant::now();
         let subjects: Vec<String> = reg.entries.keys().cloned().collect();
+        let mut samples = Vec::with_capacity(subjects.len());
+        let mut live = Vec::with_capacity(subjects.len());
         for s in subjects {
             if refresh && let Some(e) = reg.entries.get_mut(&s) {
                 (e.reserved, e.memory_max) = reserved_of(&e.group.limits(), self.shared.host_cpus);
             }
-            self.sample_one(&mut reg, &s, &mut batch, wall);
+            live.extend(self.sample_one(&mut reg, &s, &mut samples, wall, &mut stats));
         }
-        self.sample_host(&mut reg, &mut batch, wall);
-        self.commit(&mut reg, batch);
+        self.sample_host(&mut reg, wall);
+        self.publish(live);
+        stats.account = t0.elapsed().saturating_sub(stats.read);
+        let t1 = Instant::now();
+        stats.flushed = self.commit(&mut reg, samples, false);
+        stats.commit = t1.elapsed();
+        stats
+    }
+
+    /// Writes the unflushed ledger and checkpoints now (shutdown, tests).
+    pub fn flush(&self) {
+        let mut reg = self.registry();
+        self.commit(&mut reg, Vec::new(), true);
     }
 
     /// Rollups and retention (run by the sampler thread once a minute).
@@ -448,18 +534,18 @@ impl Metering {
             .config
             .interval
             .clamp(MIN_INTERVAL, MAX_INTERVAL);
-        let mut last_maintain = std::time::Instant::now();
-        let mut next = std::time::Instant::now();
+        let mut last_maintain = Instant::now();
+        let mut next = Instant::now();
         loop {
             self.tick();
             if last_maintain.elapsed() >= Duration::from_secs(60) {
-                last_maintain = std::time::Instant::now();
+                last_maintain = Instant::now();
                 if let Err(e) = self.maintain() {
                     tracing::warn!(error = %e, "metering rollup failed");
                 }
             }
             next += interval;
-            let now = std::time::Instant::now();
+            let now = Instant::now();
             if next < now {
                 next = now + interval;
             }
@@ -473,11 +559,12 @@ impl Metering {
                 break;
             }
         }
-        // A last tick so the shutdown loses nothing since the previous one.
+        // A last tick and flush so a clean shutdown leaves the ledger up to date.
         self.tick();
+        self.flush();
     }
 
-    /// Asks the sampler thread to take a last sample and stop.
+    /// Asks the sampler thread to take a last sample, flush and stop.
     pub fn stop(&self) {
         *self.shared.stop.lock().unwrap_or_else(|p| p.into_inner()) = true;
         self.shared.wake.notify_all();

@@ -40,8 +40,8 @@ pub struct Sample {
 #[derive(Debug, Default, Clone)]
 pub struct Batch {
     pub samples: Vec<Sample>,
-    /// Ledger usage per (hour, owner), already merged.
-    pub ledger: BTreeMap<(i64, LedgerOwner), Usage>,
+    /// Ledger usage per owner and hour, already merged.
+    pub ledger: BTreeMap<LedgerOwner, BTreeMap<i64, Usage>>,
     /// Host busy CPU per hour: (duration ns, cpu µs).
     pub host: BTreeMap<i64, (u64, u64)>,
     /// New checkpoint per subject; `None` deletes it (the group is gone).
@@ -56,11 +56,12 @@ impl Batch {
         if usage.is_zero() {
             return;
         }
+        let hours = match self.ledger.get_mut(owner) {
+            Some(h) => h,
+            None => self.ledger.entry(owner.clone()).or_default(),
+        };
         for (hour, part) in split_by_hour(end_wall_ms, usage) {
-            self.ledger
-                .entry((hour, owner.clone()))
-                .or_default()
-                .add(&part);
+            hours.entry(hour).or_default().add(&part);
         }
     }
 
@@ -82,8 +83,11 @@ impl Batch {
             self.samples.drain(..excess);
             self.dropped_samples += excess as u64;
         }
-        for (k, u) in later.ledger {
-            self.ledger.entry(k).or_default().add(&u);
+        for (owner, hours) in later.ledger {
+            let mine = self.ledger.entry(owner).or_default();
+            for (h, u) in hours {
+                mine.entry(h).or_default().add(&u);
+            }
         }
         for (h, (d, c)) in later.host {
             let e = self.host.entry(h).or_default();
@@ -178,7 +182,11 @@ fn write_batch(tx: &Transaction<'_>, batch: &Batch) -> Result<(), MeteringError>
                pids_peak = max(pids_peak, excluded.pids_peak)"
         );
         let mut st = tx.prepare_cached(&sql)?;
-        for ((hour, o), u) in &batch.ledger {
+        for (o, hour, u) in batch
+            .ledger
+            .iter()
+            .flat_map(|(o, hours)| hours.iter().map(move |(h, u)| (o, h, u)))
+        {
             st.execute(params![
                 period_of(grain, *hour),
                 o.container_id,
@@ -708,6 +716,13 @@ pub(crate) mod tests {
         assert_eq!(acc.samples.len(), 30);
         assert_eq!(acc.dropped_samples, 70);
         assert_eq!(acc.samples[0].ts_ms, 70, "the oldest samples are dropped");
-        assert_eq!(acc.ledger.values().map(|u| u.cpu_usec).sum::<u64>(), 1000);
+        assert_eq!(
+            acc.ledger
+                .values()
+                .flat_map(|h| h.values())
+                .map(|u| u.cpu_usec)
+                .sum::<u64>(),
+            1000
+        );
     }
 }

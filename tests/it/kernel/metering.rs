@@ -243,12 +243,20 @@ fn a_sampler_restart_neither_loses_nor_doubles_usage() {
         // First daemon: samples, then dies without a final reading (its thread never stops
         // cleanly: the instance is simply dropped, like kill -9 after the last commit).
         let store = Store::open(&db).expect("store");
-        let m = Metering::new(store, config(3_600_000)).expect("metering");
+        let flush_every_tick = MeteringConfig {
+            ledger_flush: Duration::ZERO,
+            ..config(3_600_000)
+        };
+        let m = Metering::new(store.clone(), flush_every_tick).expect("metering");
         m.register(g.clone(), "id-r", "r", "team-m", &no_labels());
         std::thread::sleep(Duration::from_millis(300));
-        m.tick();
+        assert!(m.tick().flushed);
         std::thread::sleep(Duration::from_millis(300));
         m.tick();
+        assert!(
+            ledger_cpu(&store, "id-r") > 0,
+            "ledger rows were written before the crash"
+        );
     }
     // Usage while "the daemon is down" must still be billed, once.
     std::thread::sleep(Duration::from_millis(300));
