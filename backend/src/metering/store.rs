@@ -240,6 +240,26 @@ fn write_batch(tx: &Transaction<'_>, batch: &Batch) -> Result<(), MeteringError>
     Ok(())
 }
 
+const LEDGER_SUMS: &str = "max(name), sum(duration_ms), sum(cpu_usec), sum(throttled_usec),
+    sum(cpu_reserved_core_usec), sum(mem_byte_s), sum(mem_reserved_byte_s), sum(io_rbytes),
+    sum(io_wbytes), sum(io_rios), sum(io_wios), sum(oom_kills), max(mem_peak), max(pids_peak)";
+
+/// Recomputes the day and month ledger tables from the hourly one (repair after a bulk import,
+/// benchmarks). The live path keeps them in step by itself.
+pub fn rebuild_coarse_ledgers(conn: &Connection) -> Result<(), MeteringError> {
+    conn.execute_batch(&format!(
+        "DELETE FROM usage_ledger_day;
+         INSERT INTO usage_ledger_day SELECT (period / 86400) * 86400 AS p, container_id, team,
+           labels, {LEDGER_SUMS} FROM usage_ledger GROUP BY p, container_id, team, labels;
+         DELETE FROM usage_ledger_month;
+         INSERT INTO usage_ledger_month SELECT
+           CAST(strftime('%s', period, 'unixepoch', 'start of month') AS INTEGER) AS p,
+           container_id, team, labels, {LEDGER_SUMS}
+           FROM usage_ledger_day GROUP BY p, container_id, team, labels;"
+    ))?;
+    Ok(())
+}
+
 /// Every persisted checkpoint (the last reading accounted per subject).
 pub fn load_checkpoints(conn: &Connection) -> Result<BTreeMap<String, Reading>, MeteringError> {
     let mut st = conn.prepare("SELECT subject, reading FROM meter_checkpoint")?;
@@ -683,6 +703,50 @@ pub(crate) mod tests {
         assert!(commit(&mut conn, &b2).is_err());
         assert_eq!(sum(&conn, "usage_ledger", "cpu_usec"), 7_200_000_000);
         assert_eq!(load_checkpoints(&conn).unwrap()["c:id1"].mono_ns, 5);
+    }
+
+    #[test]
+    fn rebuilt_coarse_ledgers_equal_the_incremental_ones() {
+        let mut conn = db();
+        let t0 = calendar::parse_time("2026-01-30T20:00Z").unwrap();
+        let mut b = Batch::default();
+        for h in 0..(24 * 5) {
+            for (id, team) in [("a", "x"), ("b", "y")] {
+                let owner = LedgerOwner {
+                    container_id: id.into(),
+                    name: id.into(),
+                    team: team.into(),
+                    labels: "{}".into(),
+                };
+                b.add_ledger(
+                    &owner,
+                    (t0 + h * 1800 + 1800) * 1000,
+                    &usage(1800, 1000 + h as u64, 10, h as u64),
+                );
+            }
+        }
+        commit(&mut conn, &b).unwrap();
+        let dump = |c: &Connection, t: &str| -> Vec<(i64, String, i64, i64, i64)> {
+            let mut st = c
+                .prepare(&format!(
+                    "SELECT period, container_id, cpu_usec, mem_byte_s, mem_peak FROM {t} ORDER BY 1, 2"
+                ))
+                .unwrap();
+            st.query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+        };
+        let (day, month) = (
+            dump(&conn, "usage_ledger_day"),
+            dump(&conn, "usage_ledger_month"),
+        );
+        assert_eq!(month.len(), 4, "January and February for two containers");
+        rebuild_coarse_ledgers(&conn).unwrap();
+        assert_eq!(dump(&conn, "usage_ledger_day"), day);
+        assert_eq!(dump(&conn, "usage_ledger_month"), month);
     }
 
     #[test]
