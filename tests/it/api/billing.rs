@@ -173,6 +173,39 @@ async fn metrics_of_metered_groups_pass_promtool_and_the_openmetrics_parser() {
     assert!(head.contains("application/openmetrics-text"), "{head}");
     assert!(om.ends_with("# EOF\n"));
     openmetrics_check(&om);
+
+    // History of the same group, from the raw tier, and the live view.
+    m.tick();
+    let (head, body) = tokio::task::spawn_blocking(move || {
+        raw_get(
+            port,
+            "/api/v1/containers/id-web/history?range=10m&step=1s",
+            "application/json",
+        )
+    })
+    .await
+    .expect("get");
+    assert!(head.starts_with("HTTP/1.0 200"), "{head}\n{body}");
+    let h: wire::billing::History = serde_json::from_str(&body).expect("history json");
+    assert_eq!(h.tier, "raw");
+    assert_eq!(h.step_secs, 1);
+    assert!(h.points.len() >= 2, "{h:?}");
+    assert!(h.points.iter().all(|p| p.pids_peak == 0));
+    let (_, body) =
+        tokio::task::spawn_blocking(move || raw_get(port, "/api/v1/stats", "application/json"))
+            .await
+            .expect("get");
+    let live: wire::billing::LiveStats = serde_json::from_str(&body).expect("stats json");
+    assert!(
+        live.stats
+            .iter()
+            .any(|l| l.kind == "container" && l.name == "web\"1")
+    );
+    assert!(
+        live.stats
+            .iter()
+            .any(|l| l.kind == "team" && l.team == "team-x")
+    );
     server.abort();
     m.unregister_with_final_reading("id-web");
 }
