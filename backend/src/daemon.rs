@@ -13,6 +13,7 @@ use tokio::{
 };
 
 use crate::{
+    cgroup::{CgroupError, Cgroups},
     config::Config,
     http::{self, AppState},
     store::{Store, StoreError},
@@ -27,6 +28,8 @@ pub enum DaemonError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Metering(#[from] crate::metering::MeteringError),
+    #[error("cannot set up cgroups")]
+    Cgroups(#[from] CgroupError),
     #[error("cannot listen on {addr}")]
     Listen { addr: String, source: io::Error },
     #[error("another daemon is already listening on {path}")]
@@ -54,6 +57,14 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
         None => None,
     };
 
+    // Detect the host's cgroups and create Corral's subtree in every hierarchy.
+    let subtree = config.cgroup_root.clone();
+    let cgroups = tokio::task::spawn_blocking(move || Cgroups::host(&subtree))
+        .await
+        .expect("cgroup detection task does not panic")?;
+    let cgroups = std::sync::Arc::new(cgroups);
+    tracing::info!(mode = %cgroups.mode(), subtree = cgroups.subtree(), "cgroups ready");
+
     let metering = {
         let store = store.clone();
         let config = crate::metering::MeteringConfig {
@@ -65,7 +76,8 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
             .expect("metering open task does not panic")?
     };
     let sampler = metering.start()?;
-    let state = AppState::new(config.clone(), store).with_metering(metering.clone());
+    let state =
+        AppState::new(config.clone(), store, cgroups.clone()).with_metering(metering.clone());
     let app = http::app(state);
     let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -95,6 +107,11 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     }
     metering.stop();
     let _ = tokio::task::spawn_blocking(move || sampler.join()).await;
+    // Leave the subtree if containers still live in it; they outlive the daemon.
+    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || cgroups.remove_subtree_if_empty()).await
+    {
+        tracing::warn!(error = %e, "cannot remove the empty cgroup subtree");
+    }
     tcp_result.map_err(DaemonError::Serve)?;
     unix_result.map_err(DaemonError::Serve)?;
     Ok(())

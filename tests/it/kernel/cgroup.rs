@@ -409,3 +409,149 @@ fn names_that_escape_are_rejected() {
     }
     assert!(t.0.open(&GroupPath::parse("nope").unwrap()).is_err());
 }
+
+#[test]
+fn a_kernel_refusal_half_way_rolls_back_what_was_written() {
+    let t = Subtree::new();
+    let team = t.group("team");
+    team.apply(&LimitsUpdate {
+        cpu_max: Some(parse_cpus("0.5").unwrap()),
+        ..Default::default()
+    })
+    .unwrap();
+    let g = t.group("team/web");
+    g.apply(&LimitsUpdate {
+        cpu_max: Some(parse_cpus("0.25").unwrap()),
+        pids_max: Some(Max::Limit(64)),
+        ..Default::default()
+    })
+    .unwrap();
+    let kept = g.limits();
+    let mut update = LimitsUpdate {
+        // v1 refuses a child quota above its parent's (v2 allows it and clamps at run time),
+        // after the cpuset and the period were written.
+        cpu_max: Some(parse_cpus("1").unwrap()),
+        pids_max: Some(Max::Limit(32)),
+        ..Default::default()
+    };
+    if available(&t.0, "cpuset_cpus") {
+        update.cpuset_cpus = Some("0".into());
+    }
+    match g.apply(&update) {
+        Err(e) => {
+            assert!(matches!(e, CgroupError::Write { .. }), "{e}");
+            assert_eq!(
+                g.limits(),
+                kept,
+                "every file written before the refusal is restored"
+            );
+        }
+        Ok(()) => {
+            assert_eq!(
+                g.mode(),
+                backend::cgroup::CgroupMode::V2,
+                "only v2 accepts this"
+            );
+            assert_eq!(g.limits().cpu_max, update.cpu_max);
+        }
+    }
+}
+
+/// A whole disk of this machine (`MAJ:MIN`), preferring real disks over loop devices.
+fn some_disk() -> Option<String> {
+    let mut disks: Vec<(bool, String)> = std::fs::read_dir("/sys/block")
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let dev = std::fs::read_to_string(e.path().join("dev")).ok()?;
+            Some((
+                name.starts_with("loop") || name.starts_with("ram"),
+                dev.trim().to_owned(),
+            ))
+        })
+        .collect();
+    disks.sort();
+    disks.into_iter().next().map(|(_, d)| d)
+}
+
+#[test]
+fn every_available_knob_is_set_and_read_back() {
+    let t = Subtree::new();
+    let g = t.group("team/all");
+    let _w = Workload::start_in(&g, &["sleep", "30"]);
+    let has = |k: &str| available(&t.0, k);
+    let mut u = LimitsUpdate {
+        cpu_max: Some(parse_cpus("0.75").unwrap()),
+        cpu_weight: Some(300),
+        memory_max: Some(Max::Limit(100 << 20)),
+        pids_max: Some(Max::Limit(77)),
+        ..Default::default()
+    };
+    if has("cpuset_cpus") {
+        u.cpuset_cpus = Some("0".into());
+        u.cpuset_mems = Some("0".into());
+    }
+    if has("memory_high") {
+        u.memory_high = Some(Max::Limit(90 << 20));
+    }
+    if has("memory_low") {
+        u.memory_low = Some(Max::Limit(10 << 20));
+    }
+    if has("memory_min") {
+        u.memory_min = Some(Max::Limit(5 << 20));
+    }
+    if has("swap_max") {
+        u.swap_max = Some(Max::Limit(50 << 20));
+    }
+    let disk = some_disk().filter(|_| has("io_max"));
+    if let Some(d) = &disk {
+        let device =
+            backend::cgroup::parse_device("io_max", d, std::path::Path::new("/sys")).unwrap();
+        u.io_max = vec![backend::cgroup::IoMax {
+            device,
+            rbps: Some(Max::Limit(1 << 20)),
+            wbps: Some(Max::Limit(2 << 20)),
+            riops: Some(Max::Limit(100)),
+            wiops: Some(Max::Limit(200)),
+        }];
+    }
+    let io_weight = has("io_weight").then_some(300);
+    u.io_weight = io_weight;
+    g.apply(&u).unwrap();
+    let l = g.limits();
+    let mut expect = u.clone();
+    // v1 block-IO weights are coarser (10..1000): the read-back is the nearest v1 step.
+    if let (Some(want), Some(got)) = (io_weight, l.io_weight) {
+        assert!(
+            want.abs_diff(got) <= 10,
+            "io_weight {want} read back as {got}"
+        );
+        expect.io_weight = l.io_weight;
+    }
+    macro_rules! same {
+        ($($f:ident),*) => {$(
+            if expect.$f.is_some() {
+                assert_eq!(l.$f, expect.$f, stringify!($f));
+            }
+        )*};
+    }
+    same!(
+        cpu_max,
+        cpu_weight,
+        cpuset_cpus,
+        cpuset_mems,
+        memory_max,
+        memory_high,
+        memory_low,
+        memory_min,
+        swap_max,
+        pids_max,
+        io_weight
+    );
+    if disk.is_some() {
+        assert_eq!(l.io_max, expect.io_max);
+    } else {
+        eprintln!("no block device: io_max not exercised");
+    }
+}

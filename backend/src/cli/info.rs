@@ -1,0 +1,60 @@
+//! `corral info`: the host's cgroup mode and capability matrix, from `GET /api/v1/host`.
+
+use crate::client::{Client, ClientError};
+
+/// `corral info`.
+pub async fn info(client: &Client) -> Result<(), ClientError> {
+    let h: wire::HostInfo = client.get("/api/v1/host").await?;
+    print!("{}", render(&h));
+    Ok(())
+}
+
+fn yes(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+/// The text `corral info` prints.
+pub fn render(h: &wire::HostInfo) -> String {
+    let mut out = String::new();
+    let gib = h.memory_bytes as f64 / f64::from(1u32 << 30);
+    out.push_str(&format!("Kernel:       {}\n", h.kernel));
+    out.push_str(&format!("CPUs:         {}\n", h.cpus));
+    out.push_str(&format!("Memory:       {gib:.1} GiB\n"));
+    out.push_str(&format!(
+        "Cgroups:      {} (subtree {})\n",
+        h.cgroup_mode, h.cgroup_root
+    ));
+    out.push_str(&format!(
+        "Freeze:       {}\nKill:         {}\nPSI:          {}\n",
+        h.freeze.as_deref().unwrap_or("unavailable"),
+        h.kill,
+        yes(h.psi)
+    ));
+    out.push_str("\nCONTROLLER  VERSION  HIERARCHY\n");
+    for c in &h.controllers {
+        out.push_str(&format!(
+            "{:<11} {:<8} {}\n",
+            c.name,
+            c.version.as_deref().unwrap_or("-"),
+            c.hierarchy.as_deref().unwrap_or("-")
+        ));
+    }
+    out.push_str("\nLIMIT        AVAILABLE  LIVE  FILES\n");
+    for k in &h.knobs {
+        out.push_str(&format!(
+            "{:<12} {:<10} {:<5} {}\n",
+            k.name,
+            yes(k.available),
+            yes(k.live),
+            if k.files.is_empty() {
+                "-".to_owned()
+            } else {
+                k.files.join(" ")
+            }
+        ));
+        if let Some(note) = &k.note {
+            out.push_str(&format!("{:<30} ({note})\n", ""));
+        }
+    }
+    out
+}
