@@ -75,6 +75,7 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
             .await
             .expect("metering open task does not panic")?
     };
+    metering.set_cgroups(cgroups.clone());
     let sampler = metering.start()?;
     let state =
         AppState::new(config.clone(), store, cgroups.clone()).with_metering(metering.clone());

@@ -22,7 +22,7 @@ use std::{
 };
 
 use crate::{
-    cgroup::{Group, Limits, Max, Stats, StatsReader, units::parse_id_list},
+    cgroup::{Cgroups, Group, Limits, Max, Stats, StatsReader, units::parse_id_list},
     store::Store,
 };
 
@@ -112,6 +112,8 @@ struct Registry {
 
 struct Shared {
     store: Store,
+    /// The engine, when the daemon has one: lets `register` meter a container's team group too.
+    cgroups: std::sync::OnceLock<Arc<Cgroups>>,
     config: MeteringConfig,
     boot_id: String,
     host_cpus: u64,
@@ -160,6 +162,7 @@ impl Metering {
         Ok(Metering {
             shared: Arc::new(Shared {
                 store,
+                cgroups: std::sync::OnceLock::new(),
                 config,
                 boot_id: boot_id(),
                 host_cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
@@ -182,6 +185,13 @@ impl Metering {
 
     pub fn config(&self) -> &MeteringConfig {
         &self.shared.config
+    }
+
+    /// Gives metering the cgroup engine: from then on, registering a container also meters its
+    /// team's group (the parent of the container's group), and the team stops being metered
+    /// with its last container.
+    pub fn set_cgroups(&self, cgroups: Arc<Cgroups>) {
+        let _ = self.shared.cgroups.set(cgroups);
     }
 
     pub fn store(&self) -> &Store {
@@ -212,11 +222,21 @@ impl Metering {
             team: team.to_owned(),
             labels: serde_json::to_string(labels).unwrap_or_else(|_| "{}".into()),
         };
+        let team_group = self.shared.cgroups.get().and_then(|cg| {
+            let parent = group.path().parent()?;
+            let known = self.registry().entries.contains_key(&team_subject(team));
+            (!known && !parent.parts().is_empty())
+                .then(|| cg.open(&parent).ok())
+                .flatten()
+        });
         self.insert(
             container_subject(container_id),
             SubjectKind::Container(owner),
             group,
         );
+        if let Some(tg) = team_group {
+            self.register_team(tg, team);
+        }
     }
 
     /// Starts metering a team's group (history and `/metrics`; teams are billed through their
@@ -275,6 +295,20 @@ impl Metering {
         reg.removed.push(subject.clone());
         self.commit(&mut reg, samples, true);
         self.live_mut().remove(&subject);
+        // The team's group goes with its last container (when metering opened it itself).
+        if self.shared.cgroups.get().is_some()
+            && let Some(team) = live.as_ref().and_then(|l| match &l.kind {
+                SubjectKind::Container(o) => Some(o.team.clone()),
+                SubjectKind::Team(_) => None,
+            })
+            && !reg
+                .entries
+                .values()
+                .any(|e| matches!(&e.kind, SubjectKind::Container(o) if o.team == team))
+        {
+            drop(reg);
+            self.unregister_team(&team);
+        }
         live.map(|l| l.reading.counters)
     }
 

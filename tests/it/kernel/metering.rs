@@ -334,3 +334,48 @@ fn a_full_disk_buffers_and_loses_nothing_once_space_returns() {
         .expect("samples");
     assert!(samples >= 400, "buffered samples written: {samples}");
 }
+
+#[test]
+fn a_team_is_metered_with_its_containers_and_holds_their_usage() {
+    let t = Subtree::new();
+    let a = t.group("team-z/a");
+    let b = t.group("team-z/b");
+    let dir = TempDir::new("corral-meter");
+    let store = Store::open(&dir.path().join("corral.db")).expect("store");
+    let m = Metering::new(store, config(3_600_000)).expect("metering");
+    m.set_cgroups(std::sync::Arc::new(
+        Cgroups::host(t.0.subtree()).expect("engine"),
+    ));
+    m.register(a.clone(), "id-a", "a", "team-z", &no_labels());
+    m.register(b.clone(), "id-b", "b", "team-z", &no_labels());
+    let mut pa = Proc::start_in(&a, spin());
+    let mut pb = Proc::start_in(&b, spin());
+    std::thread::sleep(Duration::from_millis(300));
+    m.tick();
+    let live = m.live();
+    let cpu = |name: &str| {
+        live.iter()
+            .find(|l| match &l.kind {
+                backend::metering::SubjectKind::Container(o) => o.name == name,
+                backend::metering::SubjectKind::Team(t) => t == name,
+            })
+            .map(|l| l.reading.counters.cpu_usec)
+            .unwrap_or_else(|| panic!("{name} is metered"))
+    };
+    // The team's counters are hierarchical: they hold both containers (read a moment later).
+    assert!(
+        cpu("team-z") >= cpu("a") + cpu("b"),
+        "team holds its containers"
+    );
+    let _ = pa.0.kill();
+    let _ = pb.0.kill();
+    pa.wait(Duration::from_secs(5));
+    pb.wait(Duration::from_secs(5));
+    m.unregister_with_final_reading("id-a");
+    assert!(
+        m.live().iter().any(|l| l.subject == "t:team-z"),
+        "b still runs"
+    );
+    m.unregister_with_final_reading("id-b");
+    assert!(m.live().is_empty(), "the team went with its last container");
+}
