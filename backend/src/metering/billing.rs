@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -97,6 +97,23 @@ pub fn put_rate_card(
             field: "currency",
             value: card.currency.clone(),
             allowed: "a 3-letter ISO 4217 code such as USD or EUR".into(),
+        });
+    }
+    // Totals add costs across versions: they must all be in one currency.
+    let saved: Option<String> = conn
+        .query_row(
+            "SELECT currency FROM rate_card ORDER BY effective_from DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(cur) = saved
+        && cur != c
+    {
+        return Err(MeteringError::Invalid {
+            field: "currency",
+            value: c.to_owned(),
+            allowed: format!("{cur}, the currency of the existing rate card"),
         });
     }
     for (field, v) in [
@@ -588,6 +605,16 @@ mod tests {
         assert_eq!(before.total.cost.cpu_reserved, 480 * 2 * 1_000);
         assert_eq!(before.total.cost.mem_used, 480 * 10_000);
         assert_eq!(before.total.cost.io, 480 * 50_000);
+        // Cannot switch currency under existing bills.
+        let mut usd = card(t0 + 30 * 86_400, 1);
+        usd.currency = "USD".into();
+        assert!(matches!(
+            put_rate_card(&conn, &usd, t0),
+            Err(MeteringError::Invalid {
+                field: "currency",
+                ..
+            })
+        ));
         // Cannot start in the past (at "now" = day 10, 12:30).
         let now = t0 + 10 * 86_400 + 45_000;
         assert!(put_rate_card(&conn, &card(t0 + 86_400, 1), now).is_err());

@@ -105,7 +105,9 @@ struct Registry {
     removed: Vec<String>,
     /// What could not be written yet (disk full): written before anything newer.
     pending: Batch,
-    last_flush: Instant,
+    /// `None` until the first flush, which the first commit does: from then on a crash always
+    /// finds a checkpoint for the host and every group.
+    last_flush: Option<Instant>,
     ticks: u64,
     failures: u64,
 }
@@ -172,7 +174,7 @@ impl Metering {
                     unflushed: Batch::default(),
                     removed: Vec::new(),
                     pending: Batch::default(),
-                    last_flush: Instant::now(),
+                    last_flush: None,
                     ticks: 0,
                     failures: 0,
                 }),
@@ -466,7 +468,10 @@ impl Metering {
     /// passed), the unflushed ledger with every checkpoint — one transaction. On failure
     /// everything stays pending (samples capped, ledger sums merged) for the next commit.
     fn commit(&self, reg: &mut Registry, samples: Vec<Sample>, flush: bool) -> bool {
-        let flush = flush || reg.last_flush.elapsed() >= self.shared.config.ledger_flush;
+        let flush = flush
+            || reg
+                .last_flush
+                .is_none_or(|t| t.elapsed() >= self.shared.config.ledger_flush);
         let mut batch = Batch {
             samples,
             ..Batch::default()
@@ -483,7 +488,7 @@ impl Metering {
             for s in reg.removed.drain(..) {
                 batch.checkpoints.insert(s, None);
             }
-            reg.last_flush = Instant::now();
+            reg.last_flush = Some(Instant::now());
         }
         let mut all = std::mem::take(&mut reg.pending);
         all.merge(batch, self.shared.config.max_buffered_samples);

@@ -385,3 +385,48 @@ fn cli_bill_and_stats_talk_to_the_daemon() {
     );
     assert!(run(&["stats", "--no-stream"]).starts_with("NAME"));
 }
+
+/// Busy CPU of the host now, µs (`/proc/stat`).
+fn host_busy() -> i64 {
+    backend::metering::sampler::host_busy_usec(std::path::Path::new("/proc/stat"))
+        .expect("/proc/stat") as i64
+}
+
+#[test]
+fn kill_9_and_restart_neither_loses_nor_doubles_host_cpu() {
+    let before = host_busy();
+    let mut d = Daemon::start();
+    std::thread::sleep(Duration::from_millis(5_500));
+    d.kill9();
+    // Busy time while no daemon runs must still be booked, once.
+    std::thread::sleep(Duration::from_millis(1_500));
+    d.restart();
+    std::thread::sleep(Duration::from_millis(1_000));
+    assert!(d.stop().success(), "clean stop: {}", d.log());
+    let after = host_busy();
+    let conn = rusqlite::Connection::open(d.state.path().join("state/corral.db")).expect("db");
+    let booked: i64 = conn
+        .query_row(
+            "SELECT coalesce(sum(cpu_usec), 0) FROM host_ledger",
+            [],
+            |r| r.get(0),
+        )
+        .expect("host ledger");
+    let measured = after - before;
+    println!(
+        "host busy measured {:.2} s, booked across kill -9 {:.2} s",
+        measured as f64 / 1e6,
+        booked as f64 / 1e6
+    );
+    // Never more than what happened (plus one jiffy per CPU of rounding) ...
+    assert!(
+        booked <= measured + 20_000,
+        "doubled: {booked} > {measured}"
+    );
+    // ... and the outage is in it: only the daemon's own start-up before its first reading is
+    // missing.
+    assert!(
+        booked as f64 >= 0.9 * measured as f64,
+        "lost: booked {booked} of {measured}"
+    );
+}
