@@ -4,7 +4,7 @@
 //!    filesystem (root; groups in a unique subtree, removed at the end);
 //! 2. billing queries over one year × 1000 containers of generated ledger.
 //!
-//! `cargo bench -p tests --bench metering` (release). Sizes: `CORRAL_BENCH_GROUPS` (1000),
+//! `cargo bench -p backend --bench metering` (release; root, real cgroups). Sizes: `CORRAL_BENCH_GROUPS` (1000),
 //! `CORRAL_BENCH_CONTAINERS` (1000), `CORRAL_BENCH_DAYS` (365); `CORRAL_BENCH_ONLY=sampler|billing`.
 
 use std::{
@@ -22,7 +22,37 @@ use backend::{
     },
     store::Store,
 };
-use tests::TempDir;
+
+/// A name unique to this process and call.
+fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A temporary directory removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(prefix: &str) -> Self {
+        let p = std::env::temp_dir().join(unique(prefix));
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -57,7 +87,7 @@ impl Drop for Subtree {
 fn sampler_bench() {
     let n = env_usize("CORRAL_BENCH_GROUPS", 1000);
     let rounds = 15;
-    let t = Subtree(Cgroups::host(&tests::unique("corral-bench")).expect("subtree"));
+    let t = Subtree(Cgroups::host(&unique("corral-bench")).expect("subtree"));
     let t0 = Instant::now();
     let groups: Vec<Group> = (0..n)
         .map(|i| {
