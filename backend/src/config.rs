@@ -26,6 +26,8 @@ pub struct Config {
     pub cgroup_root: String,
     /// Time between metering samples (1 s to 1 h).
     pub sample_interval: std::time::Duration,
+    /// How long each metering history tier is kept.
+    pub retention: crate::metering::store::Retention,
 }
 
 impl Config {

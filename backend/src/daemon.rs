@@ -69,6 +69,7 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
         let store = store.clone();
         let config = crate::metering::MeteringConfig {
             interval: config.sample_interval,
+            retention: config.retention,
             ..Default::default()
         };
         tokio::task::spawn_blocking(move || crate::metering::Metering::new(store, config))

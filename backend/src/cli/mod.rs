@@ -62,6 +62,15 @@ pub struct ServeArgs {
     /// Seconds between metering samples of every container and team (1 to 3600).
     #[arg(long, default_value = config::DEFAULT_SAMPLE_INTERVAL, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub sample_interval: u64,
+    /// Days raw metering samples are kept.
+    #[arg(long, default_value = "7", value_parser = clap::value_parser!(u64).range(1..=3650))]
+    pub keep_raw_days: u64,
+    /// Days 1-minute rollups are kept.
+    #[arg(long, default_value = "90", value_parser = clap::value_parser!(u64).range(1..=3650))]
+    pub keep_1m_days: u64,
+    /// Days 1-hour rollups are kept (the usage ledger is kept forever).
+    #[arg(long, default_value = "731", value_parser = clap::value_parser!(u64).range(1..=36500))]
+    pub keep_1h_days: u64,
 }
 
 impl ServeArgs {
@@ -72,6 +81,11 @@ impl ServeArgs {
             state_dir: self.state_dir,
             cgroup_root: self.cgroup_root,
             sample_interval: std::time::Duration::from_secs(self.sample_interval),
+            retention: crate::metering::store::Retention::days(
+                self.keep_raw_days,
+                self.keep_1m_days,
+                self.keep_1h_days,
+            ),
         }
     }
 }

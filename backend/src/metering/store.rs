@@ -283,6 +283,22 @@ pub struct Retention {
     pub hour_ms: i64,
 }
 
+impl Retention {
+    /// Retention in whole days per tier.
+    pub fn days(raw: u64, minute: u64, hour: u64) -> Retention {
+        let ms = |d: u64| {
+            i64::try_from(d)
+                .unwrap_or(36_500)
+                .saturating_mul(86_400_000)
+        };
+        Retention {
+            raw_ms: ms(raw),
+            minute_ms: ms(minute),
+            hour_ms: ms(hour),
+        }
+    }
+}
+
 impl Default for Retention {
     /// Raw samples 7 days, 1-minute rollups 90 days, 1-hour rollups 2 years.
     fn default() -> Self {

@@ -141,6 +141,7 @@ async fn metrics_of_metered_groups_pass_promtool_and_the_openmetrics_parser() {
         state_dir: dir.path().to_owned(),
         cgroup_root: t.0.subtree().to_owned(),
         sample_interval: Duration::from_secs(5),
+        retention: Default::default(),
     };
     let engine = std::sync::Arc::new(Cgroups::host(t.0.subtree()).expect("engine"));
     let state = AppState::new(config, store, engine).with_metering(m.clone());
