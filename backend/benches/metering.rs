@@ -16,7 +16,7 @@ use backend::{
     cgroup::{Cgroups, Group, GroupPath},
     metering::{
         Metering, MeteringConfig,
-        billing::{self, Filter, RateCard},
+        billing::{self, Filter},
         calendar::parse_time,
         store::rebuild_coarse_ledgers,
     },
@@ -262,7 +262,6 @@ fn billing_bench() {
         )
         .expect("rate");
     }
-    let _ = RateCard::zero;
     println!(
         "\n## Billing queries over {days} days × {containers} containers ({} hourly ledger rows, {:.0} MiB; generated in {:.0} s + day/month tables {:.0} s)\n",
         hours * containers,

@@ -108,7 +108,7 @@ async fn history_get(
         .map_or_else(Retention::default, |m| m.config().retention);
     let registered = state.metering().and_then(|m| m.container_id(&name));
     let lookup = name.clone();
-    let (id, points, table) = blocking(&state, move |c| {
+    let (points, table) = blocking(&state, move |c| {
         let id = match registered {
             Some(id) => Some(id),
             None => c
@@ -132,10 +132,9 @@ async fn history_get(
             to_ms,
             step_s * 1000,
         )?;
-        Ok((id, pts, table))
+        Ok((pts, table))
     })
     .await?;
-    let _ = id;
     let points = points
         .iter()
         .map(|p| wire::billing::HistoryPoint {
