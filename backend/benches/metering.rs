@@ -61,6 +61,20 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// CPU time this thread has used (user + system): unlike wall time, not inflated when other
+/// processes compete for the cores.
+fn thread_cpu() -> Duration {
+    match nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_THREAD) {
+        Ok(u) => {
+            let t = |tv: nix::sys::time::TimeVal| {
+                Duration::from_secs(tv.tv_sec() as u64) + Duration::from_micros(tv.tv_usec() as u64)
+            };
+            t(u.user_time()) + t(u.system_time())
+        }
+        Err(_) => Duration::ZERO,
+    }
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -220,15 +234,21 @@ fn billing_bench() {
     let days = env_usize("CORRAL_BENCH_DAYS", 365);
     let hours = days * 24;
     let dir = TempDir::new("corral-bench-ledger");
-    let path = dir.path().join("corral.db");
-    drop(Store::open(&path).expect("schema"));
+    // `CORRAL_BENCH_DB=/path`: keep the generated ledger there and reuse it on the next run.
+    let keep = std::env::var_os("CORRAL_BENCH_DB").map(std::path::PathBuf::from);
+    let path = keep.clone().unwrap_or_else(|| dir.path().join("corral.db"));
+    let reuse = keep.is_some() && path.exists();
+    if !reuse {
+        drop(Store::open(&path).expect("schema"));
+    }
     let conn = rusqlite::Connection::open(&path).expect("open");
     conn.execute_batch("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;")
         .expect("pragmas");
     let start = parse_time("2026-01-01").expect("date");
     let s = Instant::now();
-    // One row per container-hour, as the sampler writes them: ~1 core, ~0.5 GiB, some IO.
-    conn.execute(
+    if !reuse {
+        // One row per container-hour, as the sampler writes them: ~1 core, ~0.5 GiB, some IO.
+        conn.execute(
         "WITH RECURSIVE h(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM h WHERE n < ?2 - 1),
               c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c WHERE i < ?3 - 1)
          INSERT INTO usage_ledger (period, container_id, team, labels, name, duration_ms,
@@ -245,10 +265,13 @@ fn billing_bench() {
         rusqlite::params![start, hours as i64, containers as i64],
     )
     .expect("generate");
+    }
     let gen_hours = s.elapsed();
     let s = Instant::now();
-    rebuild_coarse_ledgers(&conn).expect("rollup");
-    conn.execute_batch("ANALYZE").expect("analyze");
+    if !reuse {
+        rebuild_coarse_ledgers(&conn).expect("rollup");
+        conn.execute_batch("ANALYZE").expect("analyze");
+    }
     let gen_coarse = s.elapsed();
     let size = std::fs::metadata(&path).map_or(0, |m| m.len());
     // A rate change mid-year, so a year splits into two priced segments.
@@ -257,7 +280,7 @@ fn billing_bench() {
         (parse_time("2026-07-01").expect("date"), 45_000),
     ] {
         conn.execute(
-            "INSERT INTO rate_card VALUES (?1, 'EUR', ?2, 10000, 5000, 1000, 20000, 0)",
+            "INSERT OR REPLACE INTO rate_card VALUES (?1, 'EUR', ?2, 10000, 5000, 1000, 20000, 0)",
             rusqlite::params![from, cpu],
         )
         .expect("rate");
@@ -319,37 +342,43 @@ fn billing_bench() {
             team("team-01"),
         ),
     ];
-    println!("| query | median ms | rows out | total cost |");
-    println!("|---|---:|---:|---:|");
+    println!("| query | median wall ms | median CPU ms | rows out | total cost |");
+    println!("|---|---:|---:|---:|---:|");
     for (name, from, to, filter) in &cases {
         let mut times = Vec::new();
+        let mut cpu = Vec::new();
         let mut rows = 0;
         let mut cost = 0;
         for _ in 0..7 {
-            let s = Instant::now();
+            let (s, c) = (Instant::now(), thread_cpu());
             let r = billing::report(&conn, *from, *to, filter).expect("report");
             times.push(s.elapsed());
+            cpu.push(thread_cpu().saturating_sub(c));
             rows = r.containers.len();
             cost = r.total.cost.total;
         }
         println!(
-            "| {name} | {:.1} | {rows} | {} |",
+            "| {name} | {:.1} | {:.1} | {rows} | {} |",
             ms(median(times)),
+            ms(median(cpu)),
             billing::money(cost)
         );
     }
     let mut times = Vec::new();
+    let mut cpu = Vec::new();
     for _ in 0..5 {
-        let s = Instant::now();
+        let (s, c) = (Instant::now(), thread_cpu());
         std::hint::black_box(
             billing::statement(&conn, "team-04", parse_time("2026-08-01").expect("t"))
                 .expect("statement"),
         );
         times.push(s.elapsed());
+        cpu.push(thread_cpu().saturating_sub(c));
     }
     println!(
-        "| monthly statement of one team (with host reconciliation) | {:.1} | | |",
-        ms(median(times))
+        "| monthly statement of one team (with host reconciliation) | {:.1} | {:.1} | | |",
+        ms(median(times)),
+        ms(median(cpu))
     );
     // The same year read from the hourly rows only, for comparison (what the day/month
     // tables save).
@@ -363,7 +392,7 @@ fn billing_bench() {
         )
         .expect("hourly scan");
     println!(
-        "| (reference) whole year summed from hourly rows, unpriced | {:.1} | {n} | |",
+        "| (reference) whole year summed from hourly rows, unpriced | {:.1} | | {n} | |",
         ms(s.elapsed())
     );
 }
