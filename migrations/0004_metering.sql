@@ -79,7 +79,9 @@ CREATE TABLE meter_watermark (
 -- The usage ledger: what each container used, per UTC hour, with its name, team and labels as
 -- they were (denormalized so a renamed or removed container still bills). Retention never
 -- deletes from it. The day and month tables are the same sums at coarser grain, written in the
--- same transaction, so a billing query over a year reads months, not hours.
+-- same transaction, so a billing query over a year reads months, not hours. Queries filter by
+-- period range (the primary key's first column) or by team; no per-container index: SQLite
+-- would skip-scan it for range queries and be slower than the primary key (measured).
 CREATE TABLE usage_ledger (
     period                 INTEGER NOT NULL,
     container_id           TEXT NOT NULL,
@@ -102,7 +104,6 @@ CREATE TABLE usage_ledger (
     PRIMARY KEY (period, container_id, team, labels)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX usage_ledger_team ON usage_ledger (team, period);
-CREATE INDEX usage_ledger_container ON usage_ledger (container_id, period);
 
 CREATE TABLE usage_ledger_day (
     period                 INTEGER NOT NULL,
@@ -126,7 +127,6 @@ CREATE TABLE usage_ledger_day (
     PRIMARY KEY (period, container_id, team, labels)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX usage_ledger_day_team ON usage_ledger_day (team, period);
-CREATE INDEX usage_ledger_day_container ON usage_ledger_day (container_id, period);
 
 CREATE TABLE usage_ledger_month (
     period                 INTEGER NOT NULL,
@@ -150,7 +150,6 @@ CREATE TABLE usage_ledger_month (
     PRIMARY KEY (period, container_id, team, labels)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX usage_ledger_month_team ON usage_ledger_month (team, period);
-CREATE INDEX usage_ledger_month_container ON usage_ledger_month (container_id, period);
 
 -- The host's busy CPU time per UTC hour (from /proc/stat), for statements to reconcile against.
 CREATE TABLE host_ledger (

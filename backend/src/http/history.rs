@@ -113,7 +113,7 @@ async fn history_get(
             Some(id) => Some(id),
             None => c
                 .query_row(
-                    "SELECT container_id FROM usage_ledger WHERE name = ?1 OR container_id = ?1
+                    "SELECT container_id FROM usage_ledger_month WHERE name = ?1 OR container_id = ?1
                      ORDER BY period DESC LIMIT 1",
                     [&lookup],
                     |r| r.get::<_, String>(0),
