@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// Resource limits of a container. Every field is optional: absent means "unlimited" on create
 /// and "unchanged" on update.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
@@ -28,6 +29,7 @@ pub struct Limits {
 }
 
 /// A bind mount or a tmpfs inside the container.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Mount {
@@ -44,6 +46,7 @@ pub struct Mount {
 }
 
 /// `POST /api/v1/containers`: create (and with `start`, start) a container.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateContainer {
@@ -96,6 +99,7 @@ pub struct CreateContainer {
 }
 
 /// A container as the API shows it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Container {
     pub id: String,
@@ -123,6 +127,7 @@ pub struct Container {
 }
 
 /// `POST /api/v1/containers/{name}/stop`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StopContainer {
@@ -132,6 +137,7 @@ pub struct StopContainer {
 }
 
 /// `POST /api/v1/containers/{name}/kill`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KillContainer {
@@ -141,6 +147,7 @@ pub struct KillContainer {
 }
 
 /// `POST /api/v1/containers/{name}/exec`: runs a command to completion inside the container.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecRequest {
@@ -153,6 +160,7 @@ pub struct ExecRequest {
 }
 
 /// The answer of an exec.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecResult {
     pub exit_code: i32,
@@ -161,6 +169,7 @@ pub struct ExecResult {
 }
 
 /// `POST /api/v1/images/import`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImportImage {
@@ -172,6 +181,7 @@ pub struct ImportImage {
 }
 
 /// An image in the store.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Image {
     /// `sha256:<hex>` of the image config.

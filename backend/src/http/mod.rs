@@ -105,14 +105,14 @@ pub fn app(state: AppState) -> Router {
         .merge(users::router())
         .merge(tokens::router())
         .merge(audit::router())
+        .merge(containers::router())
+        .merge(images::router())
         .split_for_parts();
     let doc = openapi::document(paths);
     let api = Router::new()
         .merge(health::router())
         .merge(documented)
         .merge(openapi::router(&doc))
-        .merge(containers::router())
-        .merge(images::router())
         .merge(host::router())
         .fallback(error::api_not_found);
     Router::new()
