@@ -59,7 +59,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(containers_events))
 }
 
-/// An optional JSON body: an empty body (without a JSON content type) is `T::default()`;
+/// An optional JSON body: an empty body (without a JSON content type) or `null` is
+/// `T::default()`;
 /// anything else goes through [`ApiJson`] (content type, unknown/duplicate fields, paths).
 pub struct OptJson<T>(pub T);
 
@@ -72,7 +73,8 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptJson<T
         let bytes = Bytes::from_request(Request::new(body), state)
             .await
             .map_err(|e| AuthError::invalid("body", format!("cannot read body: {e}")))?;
-        if bytes.iter().all(u8::is_ascii_whitespace) && !has_type {
+        let text = bytes.trim_ascii();
+        if (text.is_empty() && !has_type) || text == b"null" {
             return Ok(OptJson(T::default()));
         }
         let req = Request::from_parts(parts, Body::from(bytes));
@@ -666,7 +668,16 @@ async fn containers_exec(
     const ACTION: &str = "container.exec";
     let c = actionable(&state, &actor, &name, ACTION).await?;
     let requested = json!({"command": req.command, "env": redact_env(&req.env)});
-    let r = async { Ok(manager(&state)?.exec(&c.name, req).await?) }.await;
+    let r = async {
+        if req.command.iter().any(|a| a.contains('\0')) {
+            return Err(AppError::Invalid {
+                field: "command".into(),
+                message: "must not contain NUL bytes".into(),
+            });
+        }
+        Ok(manager(&state)?.exec(&c.name, req).await?)
+    }
+    .await;
     finish(&state, &actor, ACTION, &c.name, None, r, |x| {
         let mut a = requested;
         if let Value::Object(o) = &mut a {
