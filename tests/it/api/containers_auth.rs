@@ -630,3 +630,208 @@ async fn teams_scope_containers_and_every_change_is_audited() {
     assert_eq!(parse(&rm["before"])["status"], "running");
     find(&rows, "admin", "image.remove", "image:bb:1", "ok");
 }
+
+/// Hostile bodies on the container routes: a JSON 4xx naming the field, never a 5xx, and no
+/// trick (duplicate keys, arrays, nulls, wrong content type) gets a privileged spec past an
+/// operator's check.
+#[tokio::test]
+async fn hostile_container_requests_get_4xx() {
+    let d = Daemon::start();
+    let _reaper = Reaper {
+        state_dir: d.state.path().join("state"),
+        cgroup_root: d.cgroup_root.clone(),
+    };
+    let admin = d.admin_token();
+    expect(
+        &call(
+            &d,
+            &admin,
+            "POST",
+            "/api/v1/teams",
+            Some(json!({"name": "team-a"})),
+        ),
+        201,
+        "team",
+    );
+    let body = json!({"name": "op", "role": "operator", "teams": ["team-a"], "password": "a long password 123"});
+    expect(
+        &call(&d, &admin, "POST", "/api/v1/users", Some(body)),
+        201,
+        "user",
+    );
+    let op = d.token_for("op");
+    let auth = format!("Bearer {op}");
+    let cases: Vec<(&str, &str, Option<&str>, &str, u16, Option<&str>)> = vec![
+        // (method, path, content-type, body, status, field)
+        (
+            "POST",
+            "/api/v1/containers",
+            Some("application/json"),
+            r#"{"image":"x","network":"none","network":"host"}"#,
+            400,
+            Some("network"),
+        ),
+        (
+            "POST",
+            "/api/v1/containers",
+            Some("application/json"),
+            r#"[{"image":"x","network":"host"}]"#,
+            400,
+            Some("body"),
+        ),
+        (
+            "POST",
+            "/api/v1/containers",
+            Some("text/plain"),
+            r#"{"image":"x"}"#,
+            400,
+            Some("body"),
+        ),
+        ("POST", "/api/v1/containers", None, "", 400, Some("body")),
+        (
+            "POST",
+            "/api/v1/containers",
+            Some("application/json"),
+            r#"{"image":"x","limits":{"cpus":1e400}}"#,
+            400,
+            Some("limits.cpus"),
+        ),
+        (
+            "POST",
+            "/api/v1/containers",
+            Some("application/json"),
+            r#"{"image":"x","limits":{"pids_max":-1}}"#,
+            400,
+            Some("limits.pids_max"),
+        ),
+        (
+            "POST",
+            "/api/v1/containers",
+            Some("application/json"),
+            r#"{"image":"x","mounts":[{"type":"bind","destination":"/x","source":7}]}"#,
+            400,
+            Some("mounts[0].source"),
+        ),
+        (
+            "POST",
+            "/api/v1/containers",
+            Some("application/json"),
+            r#"{"image":"x","privileged":true}"#,
+            400,
+            Some("privileged"),
+        ),
+        (
+            "POST",
+            "/api/v1/containers",
+            Some("application/json"),
+            r#"{"image":"x"} {"network":"host"}"#,
+            400,
+            Some("body"),
+        ),
+        (
+            "POST",
+            "/api/v1/containers",
+            Some("application/json"),
+            r#"{"image":"x","team":"../team-a"}"#,
+            403,
+            None,
+        ),
+        (
+            "POST",
+            "/api/v1/containers",
+            Some("application/json"),
+            "{\"image\":\"x\",\"name\":\"a\\u0000b\"}",
+            400,
+            Some("name"),
+        ),
+        (
+            "POST",
+            "/api/v1/containers/x/stop",
+            Some("application/json"),
+            r#"{"timeout":1e30}"#,
+            400,
+            Some("timeout"),
+        ),
+        (
+            "POST",
+            "/api/v1/containers/x/stop",
+            Some("application/json"),
+            r#"{"timeout":99999}"#,
+            400,
+            Some("timeout"),
+        ),
+        (
+            "POST",
+            "/api/v1/containers/x/kill",
+            Some("application/json"),
+            "nul",
+            400,
+            Some("body"),
+        ),
+        (
+            "PATCH",
+            "/api/v1/containers/x/limits",
+            Some("application/json"),
+            r#"{"cpus":"1"}"#,
+            400,
+            Some("cpus"),
+        ),
+        (
+            "GET",
+            "/api/v1/containers?all=maybe",
+            None,
+            "",
+            400,
+            Some("query"),
+        ),
+        (
+            "DELETE",
+            "/api/v1/containers/x?force=1&force=2",
+            None,
+            "",
+            400,
+            Some("query"),
+        ),
+        (
+            "GET",
+            "/api/v1/containers/x/logs?tail=-1",
+            None,
+            "",
+            400,
+            Some("query"),
+        ),
+        (
+            "GET",
+            "/api/v1/containers/%2e%2e%2f%2e%2e/events",
+            None,
+            "",
+            404,
+            None,
+        ),
+        (
+            "POST",
+            "/api/v1/images/import",
+            Some("application/json"),
+            r#"{"path":"/etc/shadow"}"#,
+            403,
+            None,
+        ),
+    ];
+    for (method, path, ct, body, status, field) in cases {
+        let mut headers = vec![("authorization", auth.as_str())];
+        if let Some(ct) = ct {
+            headers.push(("content-type", ct));
+        }
+        let b = (!body.is_empty() || ct.is_some()).then_some(body);
+        let r = d.http(method, path, &headers, b);
+        assert_eq!(r.status, status, "{method} {path} {body}: {}", r.body);
+        assert_eq!(
+            r.json()["field"].as_str(),
+            field,
+            "{method} {path} {body}: {}",
+            r.body
+        );
+    }
+    let r = call(&d, &admin, "GET", "/api/v1/containers?all=true", None);
+    assert_eq!(r.json(), json!([]), "no hostile request made a container");
+}
