@@ -631,6 +631,16 @@ async fn teams_scope_containers_and_every_change_is_audited() {
     find(&rows, "admin", "image.remove", "image:bb:1", "ok");
 }
 
+/// (method, path, content type, body, expected status, expected field)
+type HostileCase = (
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    &'static str,
+    u16,
+    Option<&'static str>,
+);
+
 /// Hostile bodies on the container routes: a JSON 4xx naming the field, never a 5xx, and no
 /// trick (duplicate keys, arrays, nulls, wrong content type) gets a privileged spec past an
 /// operator's check.
@@ -661,7 +671,7 @@ async fn hostile_container_requests_get_4xx() {
     );
     let op = d.token_for("op");
     let auth = format!("Bearer {op}");
-    let cases: Vec<(&str, &str, Option<&str>, &str, u16, Option<&str>)> = vec![
+    let cases: Vec<HostileCase> = vec![
         // (method, path, content-type, body, status, field)
         (
             "POST",
