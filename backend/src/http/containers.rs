@@ -134,7 +134,12 @@ fn hidden(name: &str) -> AppError {
 }
 
 /// Loads `name` for reading: 404 when missing or of a team the actor is not a member of.
-async fn visible(state: &AppState, actor: &Actor, name: &str) -> Result<wire::Container, AppError> {
+/// Other per-container read routes (stats, metering) should check access with this.
+pub(super) async fn visible(
+    state: &AppState,
+    actor: &Actor,
+    name: &str,
+) -> Result<wire::Container, AppError> {
     let c = manager(state)?.get(name).await?;
     if !actor.team_scope().contains(&c.team) {
         return Err(hidden(name));
