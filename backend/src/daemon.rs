@@ -40,6 +40,8 @@ pub enum DaemonError {
 
 /// Runs the daemon until a shutdown signal arrives.
 pub async fn serve(config: Config) -> Result<(), DaemonError> {
+    // Handlers first: a SIGTERM that arrives while we start must shut down cleanly, not kill.
+    let shutdown = Shutdown::install().map_err(DaemonError::Serve)?;
     create_private_dir(&config.state_dir)?;
     let db = config.db_path();
     let store = tokio::task::spawn_blocking(move || Store::open(&db))
@@ -110,7 +112,7 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
         }
     };
     let signals = async {
-        wait_for_signal().await;
+        shutdown.wait().await;
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
     };
@@ -134,13 +136,26 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
+/// SIGTERM and SIGINT, caught from the start of `serve`.
+struct Shutdown {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Shutdown {
+    fn install() -> io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {},
+            _ = self.int.recv() => {},
+        }
     }
 }
 

@@ -8,8 +8,11 @@ Usage (from the workspace root, after `cargo build -p backend`):
 Installs schemathesis with pip when `st` is missing, starts `corral serve` on a free loopback
 port with a temporary state directory, completes the first-run setup, creates an admin API
 token, saves /api/v1/openapi.json and runs `st run --checks all` with a bounded number of
-examples per operation (well under two minutes). Exits with schemathesis' status; the daemon
-and the temporary directory are removed in every case. Python standard library only.
+examples per operation. Exits with schemathesis' status; the daemon and the temporary directory
+are removed in every case. Containers outlive their daemon by design, so before stopping it the
+runner force-removes every container the run created (as root over the unix socket), and after
+it kills whatever is left in the run's own cgroup subtree `corral-st-PID` and removes it.
+Python standard library only.
 """
 
 import argparse
@@ -52,6 +55,81 @@ def request(port, method, path, body=None, headers=None):
     return r.status, dict((k.lower(), v) for k, v in r.getheaders()), payload
 
 
+class UnixConnection(http.client.HTTPConnection):
+    """HTTP over the daemon's unix socket: root there is admin without a token."""
+
+    def __init__(self, path):
+        super().__init__("localhost", timeout=60)
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(60)
+        self.sock.connect(self.path)
+
+
+def unix_request(sock, method, path):
+    conn = UnixConnection(sock)
+    conn.request(method, path, headers={"x-corral-client": "schemathesis-runner"})
+    r = conn.getresponse()
+    payload = r.read()
+    conn.close()
+    return r.status, payload
+
+
+def remove_containers(sock):
+    """Force-removes every container the run managed to create: containers outlive the daemon."""
+    try:
+        status, body = unix_request(sock, "GET", "/api/v1/containers?all=true")
+        if status != 200:
+            print(f"cannot list containers for cleanup: {status} {body[:200]!r}", flush=True)
+            return
+        for c in json.loads(body):
+            status, body = unix_request(sock, "DELETE", f"/api/v1/containers/{c['id']}?force=true")
+            print(f"removed container {c['name']!r} ({c['status']}): {status}", flush=True)
+    except (OSError, ValueError, KeyError) as e:
+        print(f"container cleanup over the socket failed: {e}", flush=True)
+
+
+def cgroup_mounts():
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            pre, _, post = line.partition(" - ")
+            if post.split()[:1] in (["cgroup"], ["cgroup2"]):
+                yield pre.split()[4]
+
+
+def reap_cgroup_root(name):
+    """Last resort after the daemon stopped: kill what is left in this run's own cgroup subtree
+    (`corral-st-PID`, used by nobody else) and remove its directories, deepest first."""
+    for mount in cgroup_mounts():
+        top = os.path.join(mount, name)
+        if not os.path.isdir(top):
+            continue
+        dirs = [d for d, _, _ in os.walk(top)]
+        for d in dirs:
+            try:
+                with open(os.path.join(d, "cgroup.procs")) as f:
+                    for pid in f.read().split():
+                        print(f"killing leftover pid {pid} in {d}", flush=True)
+                        try:
+                            os.kill(int(pid), signal.SIGKILL)
+                        except ProcessLookupError:
+                            pass
+            except OSError:
+                pass
+        time.sleep(0.2)
+        for d in sorted(dirs, key=len, reverse=True):
+            for _ in range(50):
+                try:
+                    os.rmdir(d)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.02)
+
+
 def ensure_schemathesis():
     st = shutil.which("st")
     if st:
@@ -78,10 +156,12 @@ def main():
 
     tmp = tempfile.mkdtemp(prefix="corral-schemathesis-")
     port = free_port()
+    sock = os.path.join(tmp, "run/corral.sock")
+    cgroup_root = f"corral-st-{os.getpid()}"
     log = open(os.path.join(tmp, "daemon.log"), "w")
     daemon = subprocess.Popen(
-        [args.corral, "serve", "--listen", f"127.0.0.1:{port}", "--socket", os.path.join(tmp, "run/corral.sock"),
-         "--state-dir", os.path.join(tmp, "state"), "--cgroup-root", f"corral-st-{os.getpid()}"],
+        [args.corral, "serve", "--listen", f"127.0.0.1:{port}", "--socket", sock,
+         "--state-dir", os.path.join(tmp, "state"), "--cgroup-root", cgroup_root],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
     code = 1
     try:
@@ -115,7 +195,7 @@ def main():
         with open(schema_path, "wb") as f:
             f.write(schema)
 
-        cmd = [st, "run", schema_path, "--url", f"http://127.0.0.1:{port}",
+        cmd = [st, "--config-file", os.path.join(here, "schemathesis.toml"), "run", schema_path, "--url", f"http://127.0.0.1:{port}",
                "--header", f"Authorization: Bearer {token}",
                # The CSRF custom header the CLI sends; without it login/setup are 403 by design.
                "--header", "X-Corral-Client: schemathesis",
@@ -134,6 +214,8 @@ def main():
             print("the daemon panicked:\n" + "".join(panics), flush=True)
             code = code or 1
     finally:
+        if daemon.poll() is None:
+            remove_containers(sock)
         daemon.send_signal(signal.SIGTERM)
         try:
             daemon.wait(timeout=15)
@@ -141,6 +223,7 @@ def main():
             daemon.kill()
             daemon.wait()
         log.close()
+        reap_cgroup_root(cgroup_root)
         if code != 0:
             kept = tempfile.mkdtemp(prefix="corral-schemathesis-log-")
             shutil.copy(log.name, kept)

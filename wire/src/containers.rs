@@ -2,56 +2,145 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Integer fields also accept whole floats (`10.0`): JSON Schema counts them as integers, and
+/// JavaScript clients may send them.
+mod whole {
+    use std::fmt;
+
+    use serde::{
+        Deserializer,
+        de::{self, Visitor},
+    };
+
+    struct Whole;
+
+    impl<'de> Visitor<'de> for Whole {
+        type Value = Option<u64>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a non-negative integer")
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(Whole)
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            u64::try_from(v)
+                .map(Some)
+                .map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            // 2^64: every whole float below it fits.
+            if v.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&v) {
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                Ok(Some(v as u64))
+            } else {
+                Err(E::invalid_value(de::Unexpected::Float(v), &self))
+            }
+        }
+    }
+
+    pub fn opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        d.deserialize_option(Whole)
+    }
+}
+
 /// Resource limits of a container. Every field is optional: absent means "unlimited" on create
 /// and "unchanged" on update.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// CPUs worth of time per period, e.g. `0.5`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0.01, maximum = 1024.0))]
     pub cpus: Option<f64>,
     /// CPUs the container may run on, e.g. `0-1,3`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$")
+    )]
     pub cpuset_cpus: Option<String>,
     /// Relative CPU weight, 1..=10000 (cgroup v2 scale; default 100).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "whole::opt_u64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10000))]
     pub cpu_weight: Option<u64>,
     /// Hard memory limit in bytes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "whole::opt_u64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1048576))]
     pub memory_max: Option<u64>,
     /// Memory throttling threshold in bytes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "whole::opt_u64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1048576))]
     pub memory_high: Option<u64>,
     /// Most processes and threads at once.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "whole::opt_u64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 4194304))]
     pub pids_max: Option<u64>,
 }
 
 /// A bind mount or a tmpfs inside the container.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Mount {
     /// `bind` or `tmpfs`.
     #[serde(rename = "type")]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^(bind|tmpfs)$"))]
     pub kind: String,
     /// Host path of a bind mount; absent for tmpfs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     /// Absolute path inside the container.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^/"))]
     pub destination: String,
     #[serde(default)]
     pub readonly: bool,
 }
 
 /// `POST /api/v1/containers`: create (and with `start`, start) a container.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateContainer {
     /// Unique name: 1-64 of `[a-zA-Z0-9_.-]`, starting alphanumeric. Generated when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    )]
     pub name: Option<String>,
     /// Team (a cgroup level), same rules as names; default `default`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    )]
     pub team: Option<String>,
     /// An imported image (name:tag or id); exactly one of `image` and `rootfs`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -66,11 +155,14 @@ pub struct CreateContainer {
     #[serde(default)]
     pub env: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^/"))]
     pub workdir: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9.-]{1,63}$"))]
     pub hostname: Option<String>,
     /// `uid[:gid]`, numeric.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[0-9]+(:[0-9]+)?$"))]
     pub user: Option<String>,
     #[serde(default)]
     pub limits: Limits,
@@ -78,12 +170,22 @@ pub struct CreateContainer {
     pub mounts: Vec<Mount>,
     /// `none` (own network namespace with loopback) or `host`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^(none|host)$"))]
     pub network: Option<String>,
     /// `no`, `on-failure[:N]` or `always`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^(no|always|on-failure(:[0-9]+)?)$")
+    )]
     pub restart: Option<String>,
     /// Seconds between SIGTERM and SIGKILL on stop; default 10.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "whole::opt_u64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(maximum = 3600))]
     pub stop_timeout: Option<u64>,
     /// Remove the container once it has exited.
     #[serde(default)]
@@ -96,6 +198,7 @@ pub struct CreateContainer {
 }
 
 /// A container as the API shows it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Container {
     pub id: String,
@@ -123,15 +226,22 @@ pub struct Container {
 }
 
 /// `POST /api/v1/containers/{name}/stop`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StopContainer {
     /// Seconds to wait after SIGTERM before SIGKILL; the container's own timeout when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(maximum = 3600))]
+    #[serde(
+        default,
+        deserialize_with = "whole::opt_u64",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timeout: Option<u64>,
 }
 
 /// `POST /api/v1/containers/{name}/kill`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KillContainer {
@@ -141,6 +251,7 @@ pub struct KillContainer {
 }
 
 /// `POST /api/v1/containers/{name}/exec`: runs a command to completion inside the container.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecRequest {
@@ -148,11 +259,16 @@ pub struct ExecRequest {
     #[serde(default)]
     pub env: Vec<String>,
     /// Seconds before the command is killed; default 60.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "whole::opt_u64",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timeout: Option<u64>,
 }
 
 /// The answer of an exec.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecResult {
     pub exit_code: i32,
@@ -161,17 +277,21 @@ pub struct ExecResult {
 }
 
 /// `POST /api/v1/images/import`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImportImage {
     /// Path on the daemon's host of a `docker save` tarball or an OCI image layout (dir or tar).
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^/"))]
     pub path: String,
     /// Extra name:tag to give the image.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9._/:@-]{1,255}$"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
 }
 
 /// An image in the store.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Image {
     /// `sha256:<hex>` of the image config.
@@ -181,4 +301,25 @@ pub struct Image {
     /// Bytes of the unpacked layers.
     pub size: u64,
     pub created_at: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_may_be_whole_floats() {
+        let l: Limits = serde_json::from_str(r#"{"pids_max": 10.0, "memory_max": 1e9}"#).unwrap();
+        assert_eq!(l.pids_max, Some(10));
+        assert_eq!(l.memory_max, Some(1_000_000_000));
+        let l: Limits = serde_json::from_str(r#"{"pids_max": null}"#).unwrap();
+        assert_eq!(l.pids_max, None);
+        for bad in [
+            r#"{"pids_max": 1.5}"#,
+            r#"{"pids_max": -1}"#,
+            r#"{"pids_max": "1"}"#,
+        ] {
+            assert!(serde_json::from_str::<Limits>(bad).is_err(), "{bad}");
+        }
+    }
 }

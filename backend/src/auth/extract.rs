@@ -69,20 +69,59 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 fn serde_path_to_error<T: DeserializeOwned>(
     de: &mut serde_json::Deserializer<serde_json::de::SliceRead<'_>>,
 ) -> Result<T, AuthError> {
-    T::deserialize(de).map_err(|e| {
-        let msg = e.to_string();
-        // serde names the offending field as `name` in backticks; report it as the field.
-        let field = msg
-            .split('`')
-            .nth(1)
-            .filter(|_| msg.contains("field"))
-            .unwrap_or("body")
-            .to_owned();
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let msg = e.inner().to_string();
         AuthError::Invalid {
-            field,
+            field: error_field(&path, &msg),
             message: format!("invalid request: {msg}"),
         }
     })
+}
+
+/// The field a deserialization error is about, as a JSON path (`limits.cpus`,
+/// `mounts[0].source`): the path serde was at, plus the field an unknown/missing/duplicate
+/// field error names in backticks. `body` when nothing more precise is known.
+fn error_field(path: &str, msg: &str) -> String {
+    let path = if path == "." || path == "?" { "" } else { path };
+    let named = ["unknown field `", "missing field `", "duplicate field `"]
+        .iter()
+        .find_map(|p| msg.split_once(p).and_then(|(_, r)| r.split('`').next()));
+    match (path, named) {
+        ("", None) => "body".to_owned(),
+        ("", Some(n)) => n.to_owned(),
+        (p, None) => p.to_owned(),
+        // An unknown field's path already ends with that field; a missing one's is its parent.
+        (p, Some(n)) if p == n || p.ends_with(&format!(".{n}")) => p.to_owned(),
+        (p, Some(n)) => format!("{p}.{n}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_field;
+
+    #[test]
+    fn fields_are_json_paths() {
+        assert_eq!(error_field(".", "expected value"), "body");
+        assert_eq!(
+            error_field("limits.cpus", "invalid type: string"),
+            "limits.cpus"
+        );
+        assert_eq!(error_field(".", "unknown field `bogus`, expected"), "bogus");
+        assert_eq!(
+            error_field("limits.memroy", "unknown field `memroy`"),
+            "limits.memroy"
+        );
+        assert_eq!(
+            error_field("limits", "unknown field `memroy`"),
+            "limits.memroy"
+        );
+        assert_eq!(
+            error_field("mounts[0]", "missing field `destination`"),
+            "mounts[0].destination"
+        );
+    }
 }
 
 /// Path parameters; a malformed one is a 400 with a JSON body.

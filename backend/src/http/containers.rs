@@ -1,69 +1,86 @@
 //! `/api/v1/containers`: create, list, inspect, start, stop, kill, restart, freeze/thaw,
-//! live re-limit, exec, logs, remove.
+//! live re-limit, exec, logs, remove, and the container's timeline of changes.
+//!
+//! # Who may do what
+//! - admin: everything, including privileged specs (a host directory as rootfs, bind mounts of
+//!   host paths, the host network), which the runtime checks on the validated spec.
+//! - operator: lists, reads and acts on containers of its teams; creates containers only in
+//!   its teams (no `team` = its only team, else a 400 on `team`) and never privileged ones.
+//! - viewer: lists and reads (inspect, limits, logs, events) containers of its teams; every
+//!   change answers 403.
+//!
+//! A container of a team the caller is not a member of answers **404 on every route**, reads
+//! and actions alike, exactly like a container that does not exist: its existence does not
+//! leak (the audit row still says `denied`). 403 means "you can see it but may not do this".
+//! Container names are unique across teams, so creating a taken name answers 409 even when the
+//! holder is invisible to the caller: that reveals a name is taken, nothing else.
+//!
+//! # Audit
+//! Every change (and every refused or failed attempt) is one audit row with target
+//! `container:NAME`, before/after JSON (status; old and new limits for re-limits; env values
+//! redacted). `GET /containers/{name}/events` reads those rows back as the container's
+//! timeline (the dashboard draws them as chart annotations).
 
 use std::{io::SeekFrom, path::PathBuf, time::Duration};
 
 use axum::{
-    Json, Router,
+    Json,
     body::{Body, Bytes},
-    extract::{FromRequest, Path, Query, Request, State},
+    extract::{FromRequest, Request, State},
     http::{StatusCode, header},
     response::{IntoResponse, Response},
-    routing::{get, post},
 };
 use serde::{Deserialize, de::DeserializeOwned};
+use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{AppError, AppState};
+use crate::auth::{
+    Actor, ApiJson, ApiPath, ApiQuery, AuthError, Role,
+    audit::{self, Outcome},
+    db,
+};
 use crate::runtime::{Manager, RuntimeError};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/containers", get(containers_list).post(containers_create))
-        .route(
-            "/containers/{name}",
-            get(containers_get).delete(containers_remove),
-        )
-        .route("/containers/{name}/start", post(containers_start))
-        .route("/containers/{name}/stop", post(containers_stop))
-        .route("/containers/{name}/restart", post(containers_restart))
-        .route("/containers/{name}/kill", post(containers_kill))
-        .route("/containers/{name}/freeze", post(containers_freeze))
-        .route("/containers/{name}/thaw", post(containers_thaw))
-        .route(
-            "/containers/{name}/limits",
-            get(containers_limits).patch(containers_update),
-        )
-        .route("/containers/{name}/exec", post(containers_exec))
-        .route("/containers/{name}/logs", get(containers_logs))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(containers_list, containers_create))
+        .routes(routes!(containers_get, containers_remove))
+        .routes(routes!(containers_start))
+        .routes(routes!(containers_stop))
+        .routes(routes!(containers_restart))
+        .routes(routes!(containers_kill))
+        .routes(routes!(containers_freeze))
+        .routes(routes!(containers_thaw))
+        .routes(routes!(containers_limits, containers_update))
+        .routes(routes!(containers_exec))
+        .routes(routes!(containers_logs))
+        .routes(routes!(containers_events))
 }
 
-/// A JSON body whose decoding errors become `invalid_value` answers naming the field.
-pub struct ApiJson<T>(pub T);
+/// An optional JSON body: an empty body (without a JSON content type) or `null` is
+/// `T::default()`;
+/// anything else goes through [`ApiJson`] (content type, unknown/duplicate fields, paths).
+pub struct OptJson<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
-    type Rejection = AppError;
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptJson<T> {
+    type Rejection = AuthError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state)
+        let has_type = req.headers().contains_key(header::CONTENT_TYPE);
+        let (parts, body) = req.into_parts();
+        let bytes = Bytes::from_request(Request::new(body), state)
             .await
-            .map_err(|e| AppError::Invalid {
-                field: "body".into(),
-                message: e.body_text(),
-            })?;
-        let body: &[u8] = if bytes.is_empty() { b"{}" } else { &bytes };
-        serde_json::from_slice(body).map(ApiJson).map_err(|e| {
-            let msg = e.to_string();
-            let field = ["unknown field `", "missing field `", "duplicate field `"]
-                .iter()
-                .find_map(|p| msg.split_once(p).and_then(|(_, r)| r.split('`').next()))
-                .unwrap_or("body")
-                .to_owned();
-            AppError::Invalid {
-                field,
-                message: msg,
-            }
-        })
+            .map_err(|e| AuthError::invalid("body", format!("cannot read body: {e}")))?;
+        let text = bytes.trim_ascii();
+        if (text.is_empty() && !has_type) || text == b"null" {
+            return Ok(OptJson(T::default()));
+        }
+        let req = Request::from_parts(parts, Body::from(bytes));
+        ApiJson::<T>::from_request(req, state)
+            .await
+            .map(|ApiJson(v)| OptJson(v))
     }
 }
 
@@ -72,6 +89,7 @@ impl From<RuntimeError> for AppError {
         match e {
             RuntimeError::Invalid { field, message } => AppError::Invalid { field, message },
             RuntimeError::NotFound(n) => AppError::NotFound(format!("no such container: {n}")),
+            e @ RuntimeError::Forbidden { .. } => AuthError::Forbidden(e.to_string()).into(),
             e @ (RuntimeError::NameInUse(_) | RuntimeError::Conflict { .. }) => {
                 AppError::Conflict(e.to_string())
             }
@@ -94,125 +112,596 @@ pub(super) fn manager(state: &AppState) -> Result<&Manager, AppError> {
     })
 }
 
-#[derive(Debug, Deserialize)]
+fn target(name: &str) -> String {
+    format!("container:{name}")
+}
+
+/// How a refused or failed change is recorded.
+pub(super) fn outcome(e: &AppError) -> Outcome {
+    match e {
+        AppError::Auth(AuthError::Internal(_) | AuthError::Sql(_) | AuthError::Store(_)) => {
+            Outcome::Error
+        }
+        AppError::Auth(_) => Outcome::Denied,
+        AppError::Internal { .. } => Outcome::Error,
+        AppError::NotFound(_) | AppError::Conflict(_) | AppError::Invalid { .. } => Outcome::Failed,
+    }
+}
+
+/// The answer for a container the caller may not see: the same as for a missing one.
+fn hidden(name: &str) -> AppError {
+    AppError::NotFound(format!("no such container: {name}"))
+}
+
+/// Loads `name` for reading: 404 when missing or of a team the actor is not a member of.
+/// Other per-container read routes (stats, metering) should check access with this.
+pub(super) async fn visible(
+    state: &AppState,
+    actor: &Actor,
+    name: &str,
+) -> Result<wire::Container, AppError> {
+    let c = manager(state)?.get(name).await?;
+    if !actor.team_scope().contains(&c.team) {
+        return Err(hidden(name));
+    }
+    Ok(c)
+}
+
+/// Loads `name` for the change `action`: 404 as in [`visible`], 403 for a viewer (or another
+/// role that cannot act on the team). A refusal is recorded in the audit log.
+async fn actionable(
+    state: &AppState,
+    actor: &Actor,
+    name: &str,
+    action: &str,
+) -> Result<wire::Container, AppError> {
+    let r = async {
+        let m = manager(state).map_err(|e| (e, Outcome::Error, None))?;
+        let c = match m.get(name).await {
+            Ok(c) => c,
+            Err(e) => return Err((AppError::from(e), Outcome::Failed, None)),
+        };
+        if !actor.team_scope().contains(&c.team) {
+            return Err((
+                hidden(name),
+                Outcome::Denied,
+                Some("not a member of the container's team"),
+            ));
+        }
+        actor
+            .can_act_on_team(&c.team)
+            .map_err(|e| (AppError::from(e), Outcome::Denied, None))?;
+        Ok(c)
+    }
+    .await;
+    match r {
+        Ok(c) => Ok(c),
+        Err((e, result, detail)) => {
+            let detail = detail.map_or_else(|| e.to_string(), str::to_owned);
+            let ev = audit::Event::new(actor, action)
+                .target(target(name))
+                .result(result)
+                .detail(detail);
+            audit::record(state.store(), ev).await;
+            Err(e)
+        }
+    }
+}
+
+/// Records the end of a change on `c` and passes its result through.
+async fn finish<T>(
+    state: &AppState,
+    actor: &Actor,
+    action: &str,
+    name: &str,
+    before: Option<Value>,
+    result: Result<T, AppError>,
+    after: impl FnOnce(&T) -> Option<Value>,
+) -> Result<T, AppError> {
+    let mut ev = audit::Event::new(actor, action).target(target(name));
+    if let Some(b) = before {
+        ev = ev.before(b);
+    }
+    match &result {
+        Ok(v) => {
+            if let Some(a) = after(v) {
+                ev = ev.after(a);
+            }
+        }
+        Err(e) => {
+            ev = ev.result(outcome(e)).detail(e.to_string());
+        }
+    }
+    audit::record(state.store(), ev).await;
+    result
+}
+
+fn status_of(c: &wire::Container) -> Value {
+    json!({"status": c.status, "exit_code": c.exit_code})
+}
+
+/// `KEY=VALUE` → `KEY=…`: audit rows keep which variables were set, not their values.
+fn redact_env(env: &[String]) -> Vec<String> {
+    env.iter()
+        .map(|e| match e.split_once('=') {
+            Some((k, _)) => format!("{k}=…"),
+            None => e.clone(),
+        })
+        .collect()
+}
+
+fn audit_spec(spec: &wire::CreateContainer) -> Value {
+    let mut spec = spec.clone();
+    spec.env = redact_env(&spec.env);
+    json!(spec)
+}
+
+/// Query of the container list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Also exited and created containers (default: running and paused only).
     #[serde(default)]
     all: bool,
 }
 
+/// Containers of the caller's teams (all teams for admins).
+#[utoipa::path(get, path = "/containers", tag = "containers",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "Containers the caller may see", body = Vec<wire::Container>),
+        (status = 400, description = "Malformed query", body = wire::ApiError),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "Foreign Host", body = wire::ApiError),
+    ))]
 async fn containers_list(
     State(state): State<AppState>,
-    Query(q): Query<ListQuery>,
+    actor: Actor,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<wire::Container>>, AppError> {
-    Ok(Json(manager(&state)?.list(q.all).await?))
+    let mut list = manager(&state)?.list(q.all).await?;
+    let scope = actor.team_scope();
+    list.retain(|c| scope.contains(&c.team));
+    Ok(Json(list))
 }
 
+/// Create (and with `start`, start) a container.
+#[utoipa::path(post, path = "/containers", tag = "containers",
+    request_body = wire::CreateContainer,
+    responses(
+        (status = 201, description = "Created", body = wire::Container),
+        (status = 400, description = "Invalid field (named in `field`), or the start failed", body = wire::ApiError),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "Viewer, team not the caller's, privileged spec without admin, foreign Host/Origin, missing CSRF header", body = wire::ApiError),
+        (status = 404, description = "The image does not exist", body = wire::ApiError),
+        (status = 409, description = "The name is taken", body = wire::ApiError),
+    ))]
 async fn containers_create(
     State(state): State<AppState>,
-    ApiJson(req): ApiJson<wire::CreateContainer>,
+    actor: Actor,
+    ApiJson(mut req): ApiJson<wire::CreateContainer>,
 ) -> Result<(StatusCode, Json<wire::Container>), AppError> {
-    let c = manager(&state)?.create(req).await?;
-    Ok((StatusCode::CREATED, Json(c)))
+    const ACTION: &str = "container.create";
+    let requested = audit_spec(&req);
+    let name = req.name.clone().unwrap_or_else(|| "?".into());
+    let team = place_in_team(&actor, req.team.take());
+    let result = async {
+        req.team = team?;
+        Ok(manager(&state)?.create(req, actor.is_admin()).await?)
+    }
+    .await;
+    let name = result.as_ref().map_or(name, |c| c.name.clone());
+    let ev = audit::Event::new(&actor, ACTION).target(target(&name));
+    let ev = match &result {
+        Ok(c) => ev.after(json!({"status": c.status, "spec": audit_spec(&c.spec)})),
+        Err(e) => ev.after(requested).result(outcome(e)).detail(e.to_string()),
+    };
+    audit::record(state.store(), ev).await;
+    Ok((StatusCode::CREATED, Json(result?)))
 }
 
+/// The team a new container goes to: any for admins; for operators one of theirs (their only
+/// team when none is named); viewers create nothing.
+fn place_in_team(actor: &Actor, team: Option<String>) -> Result<Option<String>, AppError> {
+    if actor.is_admin() {
+        return Ok(team);
+    }
+    if actor.role == Role::Viewer {
+        return Err(AuthError::Forbidden(format!(
+            "{} is a viewer and cannot create containers",
+            actor.name
+        ))
+        .into());
+    }
+    match team {
+        Some(t) => {
+            actor.can_act_on_team(&t)?;
+            Ok(Some(t))
+        }
+        None => match actor.teams.as_slice() {
+            [only] => Ok(Some(only.clone())),
+            [] => Err(AuthError::Forbidden(format!(
+                "{} is a member of no team and cannot create containers",
+                actor.name
+            ))
+            .into()),
+            many => Err(AppError::Invalid {
+                field: "team".into(),
+                message: format!("name the team: one of {}", many.join(", ")),
+            }),
+        },
+    }
+}
+
+/// One container.
+#[utoipa::path(get, path = "/containers/{name}", tag = "containers",
+    params(("name" = String, Path, description = "Container name or id")),
+    responses(
+        (status = 200, description = "The container", body = wire::Container),
+        (status = 400, description = "Malformed name", body = wire::ApiError),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "Foreign Host", body = wire::ApiError),
+        (status = 404, description = "No such container, or one of another team", body = wire::ApiError),
+    ))]
 async fn containers_get(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    actor: Actor,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<wire::Container>, AppError> {
-    Ok(Json(manager(&state)?.get(&name).await?))
+    Ok(Json(visible(&state, &actor, &name).await?))
 }
 
-#[derive(Debug, Deserialize)]
+/// Query of a removal.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct RemoveQuery {
+#[into_params(parameter_in = Query)]
+pub struct RemoveQuery {
+    /// Kill a running container first.
     #[serde(default)]
     force: bool,
 }
 
+/// Remove a container: cgroup, overlay, logs and record.
+#[utoipa::path(delete, path = "/containers/{name}", tag = "containers",
+    params(("name" = String, Path, description = "Container name or id"), RemoveQuery),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, description = "Malformed name or query", body = wire::ApiError),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "Viewer, foreign Host/Origin, missing CSRF header", body = wire::ApiError),
+        (status = 404, description = "No such container, or one of another team", body = wire::ApiError),
+        (status = 409, description = "Running and not forced", body = wire::ApiError),
+    ))]
 async fn containers_remove(
     State(state): State<AppState>,
-    Path(name): Path<String>,
-    Query(q): Query<RemoveQuery>,
+    actor: Actor,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(q): ApiQuery<RemoveQuery>,
 ) -> Result<StatusCode, AppError> {
-    manager(&state)?.remove(&name, q.force).await?;
+    const ACTION: &str = "container.remove";
+    let c = actionable(&state, &actor, &name, ACTION).await?;
+    let r = async { Ok(manager(&state)?.remove(&c.name, q.force).await?) }.await;
+    finish(
+        &state,
+        &actor,
+        ACTION,
+        &c.name,
+        Some(json!({"status": c.status, "team": c.team, "spec": audit_spec(&c.spec)})),
+        r,
+        |_| Some(json!({"status": "removed", "force": q.force})),
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Runs a simple lifecycle change through authorization and audit.
+async fn lifecycle<F, Fut>(
+    state: &AppState,
+    actor: &Actor,
+    name: &str,
+    action: &str,
+    extra: Option<Value>,
+    op: F,
+) -> Result<Json<wire::Container>, AppError>
+where
+    F: FnOnce(Manager, String) -> Fut,
+    Fut: Future<Output = Result<wire::Container, RuntimeError>>,
+{
+    let c = actionable(state, actor, name, action).await?;
+    let m = manager(state)?.clone();
+    let r = op(m, c.name.clone()).await.map_err(AppError::from);
+    let before = status_of(&c);
+    finish(state, actor, action, &c.name, Some(before), r, |n| {
+        let mut after = status_of(n);
+        if let (Some(Value::Object(extra)), Value::Object(a)) = (extra, &mut after) {
+            a.extend(extra);
+        }
+        Some(after)
+    })
+    .await
+    .map(Json)
+}
+
+/// Start a created or exited container.
+#[utoipa::path(post, path = "/containers/{name}/start", tag = "containers",
+    params(("name" = String, Path, description = "Container name or id")),
+    responses(
+        (status = 200, description = "Started", body = wire::Container),
+        (status = 400, description = "Malformed name, or the command could not start", body = wire::ApiError),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "Viewer, foreign Host/Origin, missing CSRF header", body = wire::ApiError),
+        (status = 404, description = "No such container, or one of another team", body = wire::ApiError),
+        (status = 409, description = "Already running", body = wire::ApiError),
+    ))]
 async fn containers_start(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    actor: Actor,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<wire::Container>, AppError> {
-    Ok(Json(manager(&state)?.start(&name).await?))
+    lifecycle(
+        &state,
+        &actor,
+        &name,
+        "container.start",
+        None,
+        |m, n| async move { m.start(&n).await },
+    )
+    .await
 }
 
+/// Stop: SIGTERM, then SIGKILL after the timeout.
+#[utoipa::path(post, path = "/containers/{name}/stop", tag = "containers",
+    params(("name" = String, Path, description = "Container name or id")),
+    request_body(content = Option<wire::StopContainer>, description = "Optional; an empty body uses the container's timeout"),
+    responses(
+        (status = 200, description = "Stopped (or was not running)", body = wire::Container),
+        (status = 400, description = "Malformed name or body", body = wire::ApiError),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "Viewer, foreign Host/Origin, missing CSRF header", body = wire::ApiError),
+        (status = 404, description = "No such container, or one of another team", body = wire::ApiError),
+    ))]
 async fn containers_stop(
     State(state): State<AppState>,
-    Path(name): Path<String>,
-    ApiJson(req): ApiJson<wire::StopContainer>,
+    actor: Actor,
+    ApiPath(name): ApiPath<String>,
+    OptJson(req): OptJson<wire::StopContainer>,
 ) -> Result<Json<wire::Container>, AppError> {
-    Ok(Json(manager(&state)?.stop(&name, req.timeout).await?))
+    let t = check_timeout(req.timeout)?;
+    lifecycle(
+        &state,
+        &actor,
+        &name,
+        "container.stop",
+        None,
+        |m, n| async move { m.stop(&n, t).await },
+    )
+    .await
 }
 
+fn check_timeout(t: Option<u64>) -> Result<Option<u64>, AppError> {
+    match t {
+        Some(t) if t > 3600 => Err(AppError::Invalid {
+            field: "timeout".into(),
+            message: format!("{t} must be at most 3600 seconds"),
+        }),
+        t => Ok(t),
+    }
+}
+
+/// Restart: stop, then start.
+#[utoipa::path(post, path = "/containers/{name}/restart", tag = "containers",
+    params(("name" = String, Path, description = "Container name or id")),
+    request_body(content = Option<wire::StopContainer>, description = "Optional; an empty body uses the container's timeout"),
+    responses(
+        (status = 200, description = "Running again", body = wire::Container),
+        (status = 400, description = "Malformed name or body, or the command could not start", body = wire::ApiError),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "Viewer, foreign Host/Origin, missing CSRF header", body = wire::ApiError),
+        (status = 404, description = "No such container, or one of another team", body = wire::ApiError),
+        (status = 409, description = "Conflicting state", body = wire::ApiError),
+    ))]
 async fn containers_restart(
     State(state): State<AppState>,
-    Path(name): Path<String>,
-    ApiJson(req): ApiJson<wire::StopContainer>,
+    actor: Actor,
+    ApiPath(name): ApiPath<String>,
+    OptJson(req): OptJson<wire::StopContainer>,
 ) -> Result<Json<wire::Container>, AppError> {
-    Ok(Json(manager(&state)?.restart(&name, req.timeout).await?))
+    let t = check_timeout(req.timeout)?;
+    lifecycle(
+        &state,
+        &actor,
+        &name,
+        "container.restart",
+        None,
+        |m, n| async move { m.restart(&n, t).await },
+    )
+    .await
 }
 
+/// Send a signal to the container's init.
+#[utoipa::path(post, path = "/containers/{name}/kill", tag = "containers",
+    params(("name" = String, Path, description = "Container name or id")),
+    request_body(content = Option<wire::KillContainer>, description = "Optional; default signal KILL"),
+    responses(
+        (status = 200, description = "Signalled", body = wire::Container),
+        (status = 400, description = "Malformed name, body or signal", body = wire::ApiError),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "Viewer, foreign Host/Origin, missing CSRF header", body = wire::ApiError),
+        (status = 404, description = "No such container, or one of another team", body = wire::ApiError),
+        (status = 409, description = "Not running", body = wire::ApiError),
+    ))]
 async fn containers_kill(
     State(state): State<AppState>,
-    Path(name): Path<String>,
-    ApiJson(req): ApiJson<wire::KillContainer>,
+    actor: Actor,
+    ApiPath(name): ApiPath<String>,
+    OptJson(req): OptJson<wire::KillContainer>,
 ) -> Result<Json<wire::Container>, AppError> {
-    Ok(Json(
-        manager(&state)?.kill(&name, req.signal.as_deref()).await?,
-    ))
+    let signal = req.signal.clone();
+    let extra = Some(json!({"signal": signal.as_deref().unwrap_or("KILL")}));
+    lifecycle(
+        &state,
+        &actor,
+        &name,
+        "container.kill",
+        extra,
+        |m, n| async move { m.kill(&n, signal.as_deref()).await },
+    )
+    .await
 }
 
+/// Freeze every process of the container.
+#[utoipa::path(post, path = "/containers/{name}/freeze", tag = "containers",
+    params(("name" = String, Path, description = "Container name or id")),
+    responses(
+        (status = 200, description = "Paused", body = wire::Container),
+        (status = 400, description = "Malformed name", body = wire::ApiError),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "Viewer, foreign Host/Origin, missing CSRF header", body = wire::ApiError),
+        (status = 404, description = "No such container, or one of another team", body = wire::ApiError),
+        (status = 409, description = "Not running", body = wire::ApiError),
+    ))]
 async fn containers_freeze(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    actor: Actor,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<wire::Container>, AppError> {
-    Ok(Json(manager(&state)?.freeze(&name, true).await?))
+    lifecycle(
+        &state,
+        &actor,
+        &name,
+        "container.freeze",
+        None,
+        |m, n| async move { m.freeze(&n, true).await },
+    )
+    .await
 }
 
+/// Thaw a frozen container.
+#[utoipa::path(post, path = "/containers/{name}/thaw", tag = "containers",
+    params(("name" = String, Path, description = "Container name or id")),
+    responses(
+        (status = 200, description = "Running again", body = wire::Container),
+        (status = 400, description = "Malformed name", body = wire::ApiError),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "Viewer, foreign Host/Origin, missing CSRF header", body = wire::ApiError),
+        (status = 404, description = "No such container, or one of another team", body = wire::ApiError),
+        (status = 409, description = "Not paused", body = wire::ApiError),
+    ))]
 async fn containers_thaw(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    actor: Actor,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<wire::Container>, AppError> {
-    Ok(Json(manager(&state)?.freeze(&name, false).await?))
+    lifecycle(
+        &state,
+        &actor,
+        &name,
+        "container.thaw",
+        None,
+        |m, n| async move { m.freeze(&n, false).await },
+    )
+    .await
 }
 
+/// The limits in force, read back from the kernel.
+#[utoipa::path(get, path = "/containers/{name}/limits", tag = "containers",
+    params(("name" = String, Path, description = "Container name or id")),
+    responses(
+        (status = 200, description = "Limits as the kernel reports them", body = wire::Limits),
+        (status = 400, description = "Malformed name", body = wire::ApiError),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "Foreign Host", body = wire::ApiError),
+        (status = 404, description = "No such container, or one of another team", body = wire::ApiError),
+    ))]
 async fn containers_limits(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    actor: Actor,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<wire::Limits>, AppError> {
-    Ok(Json(manager(&state)?.kernel_limits(&name).await?))
+    let c = visible(&state, &actor, &name).await?;
+    Ok(Json(manager(&state)?.kernel_limits(&c.name).await?))
 }
 
+/// Live re-limit: the given limits are merged into the current ones; a rejected change leaves
+/// the old limits in force. Recorded with the old and new limits (the container's timeline).
+#[utoipa::path(patch, path = "/containers/{name}/limits", tag = "containers",
+    params(("name" = String, Path, description = "Container name or id")),
+    request_body = wire::Limits,
+    responses(
+        (status = 200, description = "The container with its new limits", body = wire::Container),
+        (status = 400, description = "Invalid limit (named in `field`, e.g. limits.cpus)", body = wire::ApiError),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "Viewer, foreign Host/Origin, missing CSRF header", body = wire::ApiError),
+        (status = 404, description = "No such container, or one of another team", body = wire::ApiError),
+    ))]
 async fn containers_update(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    actor: Actor,
+    ApiPath(name): ApiPath<String>,
     ApiJson(patch): ApiJson<wire::Limits>,
 ) -> Result<Json<wire::Container>, AppError> {
-    Ok(Json(manager(&state)?.update(&name, patch).await?))
+    const ACTION: &str = "container.update";
+    let c = actionable(&state, &actor, &name, ACTION).await?;
+    let r = async { Ok(manager(&state)?.update(&c.name, patch.clone()).await?) }.await;
+    let before = json!({"limits": c.limits});
+    finish(&state, &actor, ACTION, &c.name, Some(before), r, |n| {
+        Some(json!({"limits": n.limits, "requested": patch}))
+    })
+    .await
+    .map(Json)
 }
 
+/// Run a command to completion inside the running container, with all its restrictions.
+#[utoipa::path(post, path = "/containers/{name}/exec", tag = "containers",
+    params(("name" = String, Path, description = "Container name or id")),
+    request_body = wire::ExecRequest,
+    responses(
+        (status = 200, description = "The command's exit code and output", body = wire::ExecResult),
+        (status = 400, description = "Invalid field", body = wire::ApiError),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "Viewer, foreign Host/Origin, missing CSRF header", body = wire::ApiError),
+        (status = 404, description = "No such container, or one of another team", body = wire::ApiError),
+        (status = 409, description = "Not running, or the command timed out", body = wire::ApiError),
+    ))]
 async fn containers_exec(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    actor: Actor,
+    ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<wire::ExecRequest>,
 ) -> Result<Json<wire::ExecResult>, AppError> {
-    Ok(Json(manager(&state)?.exec(&name, req).await?))
+    const ACTION: &str = "container.exec";
+    let c = actionable(&state, &actor, &name, ACTION).await?;
+    let requested = json!({"command": req.command, "env": redact_env(&req.env)});
+    let r = async {
+        if req.command.iter().any(|a| a.contains('\0')) {
+            return Err(AppError::Invalid {
+                field: "command".into(),
+                message: "must not contain NUL bytes".into(),
+            });
+        }
+        Ok(manager(&state)?.exec(&c.name, req).await?)
+    }
+    .await;
+    finish(&state, &actor, ACTION, &c.name, None, r, |x| {
+        let mut a = requested;
+        if let Value::Object(o) = &mut a {
+            o.insert("exit_code".into(), json!(x.exit_code));
+        }
+        Some(a)
+    })
+    .await
+    .map(Json)
 }
 
-#[derive(Debug, Deserialize)]
+/// Query of the logs.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct LogsQuery {
+#[into_params(parameter_in = Query)]
+pub struct LogsQuery {
+    /// Only the last N lines.
     tail: Option<usize>,
+    /// Keep the response open and stream new output until the container exits.
     #[serde(default)]
     follow: bool,
 }
@@ -252,12 +741,24 @@ fn tail_lines(data: &[u8], n: usize) -> &[u8] {
     data
 }
 
-/// `GET /containers/{name}/logs?tail=N&follow=true`: stdout and stderr as they arrived.
+/// stdout and stderr as they arrived (`tail`, `follow`).
+#[utoipa::path(get, path = "/containers/{name}/logs", tag = "containers",
+    params(("name" = String, Path, description = "Container name or id"), LogsQuery),
+    responses(
+        (status = 200, description = "The log text", content_type = "text/plain", body = String),
+        (status = 400, description = "Malformed name or query", body = wire::ApiError),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "Foreign Host", body = wire::ApiError),
+        (status = 404, description = "No such container, or one of another team", body = wire::ApiError),
+    ))]
 async fn containers_logs(
     State(state): State<AppState>,
-    Path(name): Path<String>,
-    Query(q): Query<LogsQuery>,
+    actor: Actor,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(q): ApiQuery<LogsQuery>,
 ) -> Result<Response, AppError> {
+    let c = visible(&state, &actor, &name).await?;
+    let name = c.name;
     let m = manager(&state)?.clone();
     let (files, name) = m.log_source(&name).await?;
     let (old, _) = read_from(&files[0], 0).await;
@@ -304,6 +805,52 @@ async fn containers_logs(
         },
     );
     Ok((headers, Body::from_stream(stream)).into_response())
+}
+
+/// The container's timeline: every recorded change and attempt since it was created (who,
+/// when, what, before, after, result), oldest first — e.g. limit changes with old and new
+/// limits, for chart annotations.
+#[utoipa::path(get, path = "/containers/{name}/events", tag = "containers",
+    params(("name" = String, Path, description = "Container name or id")),
+    responses(
+        (status = 200, description = "Audit rows of this container, oldest first", body = Vec<wire::AuditEntry>),
+        (status = 400, description = "Malformed name", body = wire::ApiError),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "Foreign Host", body = wire::ApiError),
+        (status = 404, description = "No such container, or one of another team", body = wire::ApiError),
+    ))]
+async fn containers_events(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<Vec<wire::AuditEntry>>, AppError> {
+    let c = visible(&state, &actor, &name).await?;
+    let t = target(&c.name);
+    // A removed container's name may be reused: only rows since this one was created.
+    let since_ms = c.created_at.saturating_mul(1000);
+    let rows = db::run(state.store(), move |conn| {
+        let mut stmt = conn.prepare(
+            "SELECT id, at_ms, actor, via, action, target, before, after, result, detail \
+             FROM audit_log WHERE target = ?1 AND at_ms >= ?2 ORDER BY id LIMIT 10000",
+        )?;
+        let rows = stmt.query_map(rusqlite::params![t, since_ms], |r| {
+            Ok(wire::AuditEntry {
+                id: r.get(0)?,
+                at_ms: r.get(1)?,
+                actor: r.get(2)?,
+                via: r.get(3)?,
+                action: r.get(4)?,
+                target: r.get(5)?,
+                before: r.get(6)?,
+                after: r.get(7)?,
+                result: r.get(8)?,
+                detail: r.get(9)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    })
+    .await?;
+    Ok(Json(rows))
 }
 
 #[cfg(test)]

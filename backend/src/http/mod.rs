@@ -123,14 +123,14 @@ pub fn app(state: AppState) -> Router {
         .merge(users::router())
         .merge(tokens::router())
         .merge(audit::router())
+        .merge(containers::router())
+        .merge(images::router())
         .split_for_parts();
     let doc = openapi::document(paths);
     let api = Router::new()
         .merge(health::router())
         .merge(documented)
         .merge(openapi::router(&doc))
-        .merge(containers::router())
-        .merge(images::router())
         .merge(billing::router())
         .merge(history::router())
         .merge(host::router())

@@ -37,6 +37,8 @@ pub const PREFIX: &str = "/api/v1";
         (name = "teams", description = "Teams that scope operators and viewers"),
         (name = "tokens", description = "API tokens for the CLI and scripts"),
         (name = "audit", description = "The append-only audit log"),
+        (name = "containers", description = "Containers of the caller's teams"),
+        (name = "images", description = "Imported images (import and remove: admin)"),
         (name = "meta", description = "Health and this document"),
     )
 )]

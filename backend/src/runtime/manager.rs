@@ -267,21 +267,35 @@ impl Manager {
         blocking(move || Ok(m.refresh(m.load(&name)?)?.to_wire())).await
     }
 
+    /// Creates a container. Unless `allow_privileged`, a request whose validated (normalized)
+    /// spec reaches the host — a host directory as rootfs, a bind mount, the host network —
+    /// is refused with [`RuntimeError::Forbidden`] before anything is made.
     pub async fn create(
         &self,
         req: wire::CreateContainer,
+        allow_privileged: bool,
     ) -> Result<wire::Container, RuntimeError> {
         let start = req.start;
         let m = self.clone();
-        let r = blocking(move || m.create_blocking(req)).await?;
+        let r = blocking(move || m.create_blocking(req, allow_privileged)).await?;
         if start {
             return self.start(&r.name).await;
         }
         Ok(r.to_wire())
     }
 
-    fn create_blocking(&self, mut req: wire::CreateContainer) -> Result<Record, RuntimeError> {
+    fn create_blocking(
+        &self,
+        mut req: wire::CreateContainer,
+        allow_privileged: bool,
+    ) -> Result<Record, RuntimeError> {
         let v = validate(&mut req, &self.inner.images)?;
+        if !allow_privileged && let Some((field, why)) = v.privileged().into_iter().next() {
+            return Err(RuntimeError::Forbidden {
+                field,
+                message: why,
+            });
+        }
         let id = new_id();
         let name = req
             .name
@@ -927,6 +941,37 @@ struct Validated {
     mounts: Vec<MountConfig>,
     net_ns: bool,
     restart: RestartPolicy,
+    /// The lower layer is a host directory (`rootfs`), not an imported image.
+    host_rootfs: bool,
+}
+
+impl Validated {
+    /// What of this (validated, normalized) spec reaches into the host: `(field, reason)`.
+    /// Only admins may create such containers.
+    fn privileged(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if self.host_rootfs {
+            out.push((
+                "rootfs".to_owned(),
+                "a host directory as root filesystem needs admin: use an image".to_owned(),
+            ));
+        }
+        for (i, m) in self.mounts.iter().enumerate() {
+            if let MountConfig::Bind { .. } = m {
+                out.push((
+                    format!("mounts[{i}]"),
+                    "bind mounts of host paths need admin".to_owned(),
+                ));
+            }
+        }
+        if !self.net_ns {
+            out.push((
+                "network".to_owned(),
+                "the host network needs admin".to_owned(),
+            ));
+        }
+        out
+    }
 }
 
 /// Names of containers and teams: 1-64 of `[A-Za-z0-9_.-]`, starting alphanumeric.
@@ -1042,6 +1087,7 @@ fn validate(
     let mut args = req.command.clone();
     let mut cwd = req.workdir.clone();
     let mut user = req.user.clone();
+    let host_rootfs = req.rootfs.is_some();
     let lower = match (&req.image, &req.rootfs) {
         (Some(_), Some(_)) | (None, None) => {
             return Err(RuntimeError::invalid(
@@ -1234,6 +1280,7 @@ fn validate(
         mounts,
         net_ns,
         restart,
+        host_rootfs,
     })
 }
 

@@ -29,6 +29,9 @@ pub use manager::Manager;
 pub enum RuntimeError {
     #[error("invalid {field}: {message}")]
     Invalid { field: String, message: String },
+    /// The request needs a privilege the caller lacks (checked on the validated spec).
+    #[error("{field}: {message}")]
+    Forbidden { field: String, message: String },
     #[error("no such container: {0}")]
     NotFound(String),
     #[error("container name already in use: {0}")]

@@ -165,7 +165,7 @@ async fn create_validation_names_the_field() {
         ),
         (
             serde_json::json!({"rootfs": r, "command": ["true"], "limits": {"memroy": 1}}),
-            "memroy",
+            "limits.memroy",
         ),
         (
             serde_json::json!({"image": "no-such-image:1", "command": ["true"]}),
@@ -273,7 +273,7 @@ async fn lifecycle_errors_are_json() {
         )
         .await,
         400,
-        Some("body"),
+        Some("timeout"),
     );
     expect_err(
         send(

@@ -2,5 +2,6 @@ mod assets;
 mod auth;
 mod billing;
 mod containers;
+mod containers_auth;
 mod health;
 mod host;
