@@ -11,6 +11,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod http;
+pub mod network;
 pub mod store;
 
 /// The version every component reports.

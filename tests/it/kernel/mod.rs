@@ -2,4 +2,5 @@
 //! (`cargo xtask test` runs `it kernel:: --test-threads=1` there).
 
 mod cgroup;
+mod network;
 mod vm_smoke;
