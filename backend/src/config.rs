@@ -24,6 +24,8 @@ pub struct Config {
     pub cgroup_root: String,
     /// Host allowlist and session timeouts.
     pub auth: crate::auth::AuthConfig,
+    /// Bridge name and subnet.
+    pub network: crate::network::NetworkArgs,
 }
 
 impl Config {

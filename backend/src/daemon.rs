@@ -64,6 +64,10 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     tracing::info!(mode = %cgroups.mode(), subtree = cgroups.subtree(), "cgroups ready");
 
     let state = AppState::new(config.clone(), store, cgroups.clone());
+    // Bridged containers that outlived the last daemon get their NAT and published ports back.
+    if let Err(e) = state.network().restore().await {
+        tracing::error!(error = %e, "cannot restore container networking");
+    }
     let app = http::app(state.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -98,6 +102,8 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     if let Some(path) = &config.socket {
         let _ = fs::remove_file(path);
     }
+    // Proxies closed, NAT table removed; links of running containers stay.
+    state.network().shutdown().await;
     // Leave the subtree if containers still live in it; they outlive the daemon.
     if let Ok(Err(e)) = tokio::task::spawn_blocking(move || cgroups.remove_subtree_if_empty()).await
     {

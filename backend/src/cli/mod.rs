@@ -68,6 +68,8 @@ pub struct ServeArgs {
     pub cgroup_root: String,
     #[command(flatten)]
     pub auth: crate::auth::AuthConfig,
+    #[command(flatten)]
+    pub network: crate::network::NetworkArgs,
 }
 
 impl ServeArgs {
@@ -78,6 +80,7 @@ impl ServeArgs {
             state_dir: self.state_dir,
             cgroup_root: self.cgroup_root,
             auth: self.auth,
+            network: self.network,
         }
     }
 }

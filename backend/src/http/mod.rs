@@ -43,6 +43,7 @@ struct Inner {
     store: Store,
     cgroups: Arc<Cgroups>,
     auth: Auth,
+    network: crate::network::Network,
 }
 
 impl AppState {
@@ -50,6 +51,7 @@ impl AppState {
         Self {
             inner: Arc::new(Inner {
                 auth: Auth::new(config.auth.clone()),
+                network: crate::network::Network::new(config.network.to_config(), store.clone()),
                 config,
                 store,
                 cgroups,
@@ -72,6 +74,11 @@ impl AppState {
 
     pub fn auth(&self) -> &Auth {
         &self.inner.auth
+    }
+
+    /// Container networking: bridge, addresses, NAT, published ports.
+    pub fn network(&self) -> &crate::network::Network {
+        &self.inner.network
     }
 }
 

@@ -179,6 +179,54 @@ impl Default for NetworkConfig {
     }
 }
 
+/// The `corral serve` flags of the networking module.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NetworkArgs {
+    /// Name of the containers' bridge (created when the first bridged container starts).
+    #[arg(long, default_value = "corral0", value_parser = parse_bridge_name, env = "CORRAL_BRIDGE")]
+    pub bridge: String,
+    /// Subnet of the bridge, e.g. 10.88.0.0/24 (default: the first /24 of 10.88.0.0/16 that no
+    /// route of the host overlaps).
+    #[arg(long, env = "CORRAL_SUBNET")]
+    pub subnet: Option<Subnet>,
+}
+
+impl Default for NetworkArgs {
+    fn default() -> Self {
+        Self {
+            bridge: "corral0".into(),
+            subnet: None,
+        }
+    }
+}
+
+impl NetworkArgs {
+    pub fn to_config(&self) -> NetworkConfig {
+        NetworkConfig {
+            bridge: self.bridge.clone(),
+            subnet: self.subnet,
+            ..NetworkConfig::default()
+        }
+    }
+}
+
+/// An interface name: 1-15 bytes, no `/`, `:` or whitespace (the kernel's IFNAMSIZ rules).
+pub fn parse_bridge_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 15
+        && s != "."
+        && s != ".."
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':');
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "{s:?} must be 1-15 characters without / : or spaces"
+        ))
+    }
+}
+
 /// What the runtime needs to start a networked container.
 #[derive(Debug, Clone, Serialize)]
 pub struct Attachment {
@@ -423,6 +471,16 @@ impl Network {
         let mut st = self.state.lock().await;
         let store = self.store.clone();
         let eps = blocking(move || ipam::list(&store, None)).await?;
+        if !eps.iter().any(|e| e.bridge.is_some()) {
+            // A daemon killed with bridged containers that are gone since: nothing to keep.
+            let h = link::connect()?;
+            let table = self.cfg.nft_table.clone();
+            if link::index(&h, &self.cfg.bridge).await?.is_some()
+                || blocking(move || Ok(nat::exists(&table))).await?
+            {
+                self.cleanup_bridge_if_unused(&mut st).await;
+            }
+        }
         for ep in eps {
             if !ep.netns.exists() {
                 self.undo(&mut st, &ep).await;
@@ -451,8 +509,12 @@ impl Network {
     pub async fn shutdown(&self) {
         let mut st = self.state.lock().await;
         st.proxies.clear();
-        self.remove_nat(&mut st).await;
-        self.cleanup_bridge_if_unused(&mut st).await;
+        if st.nat_installed || st.forward_enabled_by_us {
+            self.remove_nat(&mut st).await;
+        }
+        if st.subnet.is_some() {
+            self.cleanup_bridge_if_unused(&mut st).await;
+        }
     }
 
     async fn remove_nat(&self, st: &mut State) {

@@ -3,4 +3,5 @@
 
 mod cgroup;
 mod network;
+mod network_bench;
 mod vm_smoke;
