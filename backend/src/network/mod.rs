@@ -189,6 +189,12 @@ pub struct NetworkArgs {
     /// route of the host overlaps).
     #[arg(long, env = "CORRAL_SUBNET")]
     pub subnet: Option<Subnet>,
+    /// Prefix of host-side veth names (tests use their own, for the leak check).
+    #[arg(long, default_value = "vc-", hide = true)]
+    pub veth_prefix: String,
+    /// Name of our nftables table (`table ip NAME`).
+    #[arg(long, default_value = "corral", hide = true)]
+    pub nft_table: String,
 }
 
 impl Default for NetworkArgs {
@@ -196,6 +202,8 @@ impl Default for NetworkArgs {
         Self {
             bridge: "corral0".into(),
             subnet: None,
+            veth_prefix: "vc-".into(),
+            nft_table: "corral".into(),
         }
     }
 }
@@ -205,6 +213,8 @@ impl NetworkArgs {
         NetworkConfig {
             bridge: self.bridge.clone(),
             subnet: self.subnet,
+            veth_prefix: self.veth_prefix.clone(),
+            nft_table: self.nft_table.clone(),
             ..NetworkConfig::default()
         }
     }
