@@ -9,6 +9,7 @@ mod auth;
 mod error;
 mod health;
 mod host;
+mod networks;
 mod openapi;
 mod tokens;
 mod users;
@@ -102,6 +103,7 @@ pub fn app(state: AppState) -> Router {
         .merge(documented)
         .merge(openapi::router(&doc))
         .merge(host::router())
+        .merge(networks::router())
         .fallback(error::api_not_found);
     Router::new()
         .nest("/api/v1", api)

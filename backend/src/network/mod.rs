@@ -469,6 +469,19 @@ impl Network {
         blocking(move || ipam::get(&store, &o)).await
     }
 
+    /// The bridge's subnet (chosen in this daemon's life, or recorded) and whether NAT is on.
+    pub async fn status(&self) -> Result<(Option<Subnet>, bool), NetworkError> {
+        let st = self.state.lock().await;
+        let subnet = match st.subnet {
+            Some(s) => Some(s),
+            None => {
+                let (store, b) = (self.store.clone(), self.cfg.bridge.clone());
+                blocking(move || ipam::stored_subnet(&store, &b)).await?
+            }
+        };
+        Ok((subnet.or(self.cfg.subnet), st.nat_installed))
+    }
+
     /// Every recorded endpoint.
     pub async fn endpoints(&self) -> Result<Vec<ipam::Endpoint>, NetworkError> {
         let store = self.store.clone();

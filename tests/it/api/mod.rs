@@ -2,3 +2,4 @@ mod assets;
 mod auth;
 mod health;
 mod host;
+mod network;
