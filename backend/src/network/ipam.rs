@@ -151,3 +151,56 @@ pub fn list(store: &Store, bridge: Option<&str>) -> Result<Vec<Endpoint>, Networ
     let rows = st.query_map([bridge], row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(owner: &str) -> Endpoint {
+        Endpoint {
+            owner: owner.into(),
+            bridge: Some("br-test".into()),
+            address: None,
+            netns: PathBuf::from(format!("/run/netns/test-{owner}")),
+            veth: Some(format!("vc-{owner}")),
+            ports: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn allocates_unique_addresses_releases_and_runs_out() {
+        let dir = std::env::temp_dir().join(format!("corral-ipam-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&dir.join("corral.db")).unwrap();
+        let net: Subnet = "10.99.0.0/29".parse().unwrap(); // .2 ..= .6: five addresses
+        let mut got = Vec::new();
+        for i in 0..5 {
+            got.push(
+                insert(&store, &endpoint(&format!("c{i}")), Some(net))
+                    .unwrap()
+                    .unwrap(),
+            );
+        }
+        assert_eq!(got[0], Ipv4Addr::new(10, 99, 0, 2));
+        assert_eq!(got[4], Ipv4Addr::new(10, 99, 0, 6));
+        let e = insert(&store, &endpoint("c5"), Some(net)).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("no free address left in 10.99.0.0/29"),
+            "{e}"
+        );
+        assert!(matches!(
+            insert(&store, &endpoint("c1"), Some(net)),
+            Err(NetworkError::AlreadyAttached(_))
+        ));
+        remove(&store, "c2").unwrap();
+        let again = insert(&store, &endpoint("c5"), Some(net)).unwrap().unwrap();
+        assert_eq!(again, got[2], "the released address is reused");
+        // A reopened store (a restarted daemon) sees the same allocations.
+        drop(store);
+        let store = Store::open(&dir.join("corral.db")).unwrap();
+        assert_eq!(list(&store, Some("br-test")).unwrap().len(), 5);
+        assert_eq!(get(&store, "c5").unwrap().unwrap().address, Some(got[2]));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
