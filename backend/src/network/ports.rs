@@ -261,9 +261,13 @@ async fn udp_forward(socket: UdpSocket, to: SocketAddr) {
     let mut tasks = JoinSet::new();
     let mut buf = vec![0u8; 65536];
     loop {
-        let (n, client) = match socket.recv_from(&mut buf).await {
-            Ok(x) => x,
-            Err(_) => continue,
+        // Finished flows are reaped as they end, so the set stays as small as the live flows.
+        let (n, client) = tokio::select! {
+            got = socket.recv_from(&mut buf) => match got {
+                Ok(x) => x,
+                Err(_) => continue,
+            },
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
         };
         let existing = flows.lock().await.get(&client).cloned();
         let upstream = match existing {
