@@ -63,10 +63,14 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     let cgroups = std::sync::Arc::new(cgroups);
     tracing::info!(mode = %cgroups.mode(), subtree = cgroups.subtree(), "cgroups ready");
 
-    let state = AppState::new(config.clone(), store, cgroups.clone());
+    let mut state = AppState::new(config.clone(), store.clone(), cgroups.clone());
     // Bridged containers that outlived the last daemon get their NAT and published ports back.
     if let Err(e) = state.network().restore().await {
         tracing::error!(error = %e, "cannot restore container networking");
+    }
+    match crate::runtime::manager::start_manager(&config, store, cgroups.clone()).await {
+        Ok(containers) => state = state.with_containers(containers),
+        Err(e) => tracing::error!(error = %e, "container runtime unavailable"),
     }
     let app = http::app(state.clone());
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -11,7 +11,9 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod http;
+pub mod image;
 pub mod network;
+pub mod runtime;
 pub mod store;
 
 /// The version every component reports.

@@ -6,9 +6,11 @@
 mod assets;
 mod audit;
 mod auth;
+mod containers;
 mod error;
 mod health;
 mod host;
+mod images;
 mod networks;
 mod openapi;
 mod tokens;
@@ -42,6 +44,7 @@ pub struct AppState {
 struct Inner {
     config: Config,
     store: Store,
+    containers: Option<crate::runtime::Manager>,
     cgroups: Arc<Cgroups>,
     auth: Auth,
     network: crate::network::Network,
@@ -55,6 +58,7 @@ impl AppState {
                 network: crate::network::Network::new(config.network.to_config(), store.clone()),
                 config,
                 store,
+                containers: None,
                 cgroups,
             }),
         }
@@ -66,6 +70,19 @@ impl AppState {
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// Adds the container manager (done once, before the state is shared).
+    pub fn with_containers(mut self, manager: crate::runtime::Manager) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.containers = Some(manager);
+        }
+        self
+    }
+
+    /// The container manager, when the daemon runs one.
+    pub fn containers(&self) -> Option<&crate::runtime::Manager> {
+        self.inner.containers.as_ref()
     }
 
     /// The cgroup engine, detected at daemon start with Corral's subtree created.
@@ -102,6 +119,8 @@ pub fn app(state: AppState) -> Router {
         .merge(health::router())
         .merge(documented)
         .merge(openapi::router(&doc))
+        .merge(containers::router())
+        .merge(images::router())
         .merge(host::router())
         .merge(networks::router())
         .fallback(error::api_not_found);

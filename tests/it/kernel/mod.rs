@@ -2,6 +2,9 @@
 //! (`cargo xtask test` runs `it kernel:: --test-threads=1` there).
 
 mod cgroup;
+mod container;
+mod container_bench;
+mod container_image;
 mod network;
 mod network_bench;
 mod vm_smoke;
