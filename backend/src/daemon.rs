@@ -68,7 +68,14 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     if let Err(e) = state.network().restore().await {
         tracing::error!(error = %e, "cannot restore container networking");
     }
-    match crate::runtime::manager::start_manager(&config, store, cgroups.clone()).await {
+    match crate::runtime::manager::start_manager(
+        &config,
+        store,
+        cgroups.clone(),
+        state.network().clone(),
+    )
+    .await
+    {
         Ok(containers) => state = state.with_containers(containers),
         Err(e) => tracing::error!(error = %e, "container runtime unavailable"),
     }

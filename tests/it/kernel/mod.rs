@@ -7,4 +7,5 @@ mod container_bench;
 mod container_image;
 mod network;
 mod network_bench;
+mod network_container;
 mod vm_smoke;
