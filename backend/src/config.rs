@@ -30,6 +30,8 @@ pub struct Config {
     pub sample_interval: std::time::Duration,
     /// How long each metering history tier is kept.
     pub retention: crate::metering::store::Retention,
+    /// Bridge name and subnet.
+    pub network: crate::network::NetworkArgs,
 }
 
 impl Config {

@@ -82,7 +82,18 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     let sampler = metering.start()?;
     let mut state = AppState::new(config.clone(), store.clone(), cgroups.clone())
         .with_metering(metering.clone());
-    match crate::runtime::manager::start_manager(&config, store, cgroups.clone()).await {
+    // Bridged containers that outlived the last daemon get their NAT and published ports back.
+    if let Err(e) = state.network().restore().await {
+        tracing::error!(error = %e, "cannot restore container networking");
+    }
+    match crate::runtime::manager::start_manager(
+        &config,
+        store,
+        cgroups.clone(),
+        state.network().clone(),
+    )
+    .await
+    {
         Ok(containers) => state = state.with_containers(containers),
         Err(e) => tracing::error!(error = %e, "container runtime unavailable"),
     }
@@ -122,6 +133,8 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     }
     metering.stop();
     let _ = tokio::task::spawn_blocking(move || sampler.join()).await;
+    // Proxies closed, NAT table removed; links of running containers stay.
+    state.network().shutdown().await;
     // Leave the subtree if containers still live in it; they outlive the daemon.
     if let Ok(Err(e)) = tokio::task::spawn_blocking(move || cgroups.remove_subtree_if_empty()).await
     {

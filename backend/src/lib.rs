@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod http;
 pub mod image;
 pub mod metering;
+pub mod network;
 pub mod runtime;
 pub mod store;
 

@@ -30,6 +30,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_auth.sql"),
     include_str!("../../migrations/0003_containers.sql"),
     include_str!("../../migrations/0004_metering.sql"),
+    include_str!("../../migrations/0005_network.sql"),
 ];
 
 /// A handle to the database, cheap to clone. Queries run on blocking threads (`spawn_blocking`).

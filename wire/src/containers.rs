@@ -168,10 +168,15 @@ pub struct CreateContainer {
     pub limits: Limits,
     #[serde(default)]
     pub mounts: Vec<Mount>,
-    /// `none` (own network namespace with loopback) or `host`.
+    /// `none` (own network namespace with loopback), `host`, or `bridge` (the Corral bridge,
+    /// NAT, published ports). Default `none`, or `bridge` when ports are published.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(pattern = r"^(none|host)$"))]
     pub network: Option<String>,
+    /// Published ports, `[IP:]HOST:CONTAINER[/tcp|/udp]`; bound to 127.0.0.1 unless an address
+    /// is given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<String>,
     /// `no`, `on-failure[:N]` or `always`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(

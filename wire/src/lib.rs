@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 
 mod auth;
 pub use auth::*;
+mod network;
+pub use network::*;
 
 /// `GET /api/v1/health`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

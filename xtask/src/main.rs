@@ -91,6 +91,7 @@ fn test(root: &Path) -> Result<()> {
         ("chromium", "chromium"),
         ("chromedriver", "chromium-driver"),
         ("busybox", "busybox-static"),
+        ("nft", "nftables"),
     ])?;
     ui::build(root)?;
 
@@ -334,6 +335,14 @@ fn leak_check() -> Result<()> {
                 .flatten()
                 .filter(|e| e.file_name().to_string_lossy().contains("corral"))
                 .map(|e| format!("netns: {}", e.path().display())),
+        );
+    }
+    if let Ok(out) = Command::new("nft").args(["list", "tables"]).output() {
+        leaks.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.contains("corral_it") || l.contains("corral_st"))
+                .map(|l| format!("nft: {l}")),
         );
     }
     if let Ok(entries) = std::fs::read_dir("/sys/class/net") {

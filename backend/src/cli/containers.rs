@@ -160,9 +160,12 @@ pub struct RunArgs {
     pub user: Option<String>,
     #[arg(short, long)]
     pub workdir: Option<String>,
-    /// none (own network namespace with loopback) or host.
+    /// none (own network namespace with loopback), host, or bridge.
     #[arg(long)]
     pub network: Option<String>,
+    /// Publish a port: [IP:]HOST:CONTAINER[/tcp|/udp] (implies --network bridge).
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
     /// no, on-failure[:N] or always.
     #[arg(long)]
     pub restart: Option<String>,
@@ -495,6 +498,7 @@ async fn run_container(client: &Client, a: RunArgs) -> anyhow::Result<()> {
         limits: a.limits.to_wire(),
         mounts,
         network: a.network.clone(),
+        ports: a.publish.clone(),
         restart: a.restart.clone(),
         stop_timeout: None,
         // Detached: the daemon removes it on exit. Attached: we remove it after reading the code.

@@ -88,6 +88,8 @@ pub struct ServeArgs {
     /// Days 1-hour rollups are kept (the usage ledger is kept forever).
     #[arg(long, default_value = "731", value_parser = clap::value_parser!(u64).range(1..=36500))]
     pub keep_1h_days: u64,
+    #[command(flatten)]
+    pub network: crate::network::NetworkArgs,
 }
 
 impl ServeArgs {
@@ -104,6 +106,7 @@ impl ServeArgs {
                 self.keep_1m_days,
                 self.keep_1h_days,
             ),
+            network: self.network,
         }
     }
 }

@@ -14,6 +14,7 @@ mod history;
 mod host;
 mod images;
 mod metrics;
+mod networks;
 mod openapi;
 mod tokens;
 mod users;
@@ -50,6 +51,7 @@ struct Inner {
     metering: Option<crate::metering::Metering>,
     cgroups: Arc<Cgroups>,
     auth: Auth,
+    network: crate::network::Network,
 }
 
 impl AppState {
@@ -57,6 +59,7 @@ impl AppState {
         Self {
             inner: Arc::new(Inner {
                 auth: Auth::new(config.auth.clone()),
+                network: crate::network::Network::new(config.network.to_config(), store.clone()),
                 config,
                 store,
                 containers: None,
@@ -108,6 +111,11 @@ impl AppState {
     pub fn auth(&self) -> &Auth {
         &self.inner.auth
     }
+
+    /// Container networking: bridge, addresses, NAT, published ports.
+    pub fn network(&self) -> &crate::network::Network {
+        &self.inner.network
+    }
 }
 
 /// Content-Security-Policy of every response: scripts only from our origin (plus WASM
@@ -134,6 +142,7 @@ pub fn app(state: AppState) -> Router {
         .merge(billing::router())
         .merge(history::router())
         .merge(host::router())
+        .merge(networks::router())
         .fallback(error::api_not_found);
     Router::new()
         .nest("/api/v1", api)

@@ -97,6 +97,9 @@ pub struct ShimConfig {
     pub mounts: Vec<MountConfig>,
     /// Own network namespace with loopback up (`false`: the host's network).
     pub net_ns: bool,
+    /// A prepared network namespace (bridge mode) the init joins instead of a fresh one.
+    #[serde(default)]
+    pub netns: Option<PathBuf>,
     /// The `cgroup.procs` files the init is written into before it runs anything.
     pub cgroup_procs: Vec<PathBuf>,
     /// Mount the (namespaced) cgroup2 hierarchy read-only at /sys/fs/cgroup.

@@ -94,6 +94,8 @@ struct Inner {
     cgroups: Arc<dyn CgroupDriver>,
     /// One lock per container name: lifecycle operations on one container never interleave.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Bridge networking; `None` in tests that do not need it.
+    network: Option<crate::network::Network>,
 }
 
 async fn blocking<T: Send + 'static>(
@@ -128,8 +130,21 @@ impl Manager {
                 images,
                 cgroups,
                 locks: Mutex::new(HashMap::new()),
+                network: None,
             }),
         })
+    }
+
+    /// Adds bridge networking (before the manager is shared).
+    pub fn with_network(mut self, network: crate::network::Network) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.network = Some(network);
+        }
+        self
+    }
+
+    pub fn network(&self) -> Option<&crate::network::Network> {
+        self.inner.network.as_ref()
     }
 
     pub fn images(&self) -> &ImageStore {
@@ -278,10 +293,50 @@ impl Manager {
         let start = req.start;
         let m = self.clone();
         let r = blocking(move || m.create_blocking(req, allow_privileged)).await?;
+        if let Err(e) = self.attach_network(&r).await {
+            let m = self.clone();
+            let r2 = r.clone();
+            let _ = blocking(move || m.remove_blocking(&r2)).await;
+            if let Some(n) = &self.inner.network {
+                let _ = n.detach(&r.id).await;
+            }
+            return Err(e);
+        }
         if start {
             return self.start(&r.name).await;
         }
         Ok(r.to_wire())
+    }
+
+    /// Bridge mode: the container's namespace, veth, address, NAT and published ports, and its
+    /// /etc/hosts and /etc/resolv.conf (bind-mounted from the container directory).
+    async fn attach_network(&self, r: &Record) -> Result<(), RuntimeError> {
+        use crate::network::{NetworkMode, PortSpec};
+        let ports = PortSpec::parse_all(&r.spec.ports).map_err(net_err(&r.name))?;
+        if network_mode(&r.spec) != NetworkMode::Bridge {
+            return Ok(());
+        }
+        let Some(net) = &self.inner.network else {
+            return Err(RuntimeError::invalid(
+                "network",
+                "bridge networking is not available",
+            ));
+        };
+        let hostname = r
+            .spec
+            .hostname
+            .clone()
+            .unwrap_or_else(|| r.name.chars().take(63).collect());
+        let att = net
+            .attach(&r.id, NetworkMode::Bridge, &hostname, &ports)
+            .await
+            .map_err(net_err(&r.name))?;
+        let dir = self.container_dir(&r.id);
+        for (file, text) in [("hosts", &att.hosts), ("resolv.conf", &att.resolv_conf)] {
+            let p = dir.path().join(file);
+            fs::write(&p, text).map_err(RuntimeError::io("write", &p))?;
+        }
+        Ok(())
     }
 
     fn create_blocking(
@@ -365,8 +420,28 @@ impl Manager {
                     .hostname
                     .clone()
                     .unwrap_or_else(|| name.chars().take(63).collect()),
-                mounts: v.mounts,
+                mounts: {
+                    let mut mounts = v.mounts;
+                    if network_mode(&req) == crate::network::NetworkMode::Bridge {
+                        for f in ["hosts", "resolv.conf"] {
+                            let p = dir.path().join(f);
+                            fs::write(&p, "").map_err(RuntimeError::io("write", &p))?;
+                            mounts.push(MountConfig::Bind {
+                                source: p,
+                                destination: format!("/etc/{f}"),
+                                readonly: false,
+                            });
+                        }
+                    }
+                    mounts
+                },
                 net_ns: v.net_ns,
+                netns: self
+                    .inner
+                    .network
+                    .as_ref()
+                    .filter(|_| network_mode(&req) == crate::network::NetworkMode::Bridge)
+                    .map(|n| n.netns_path(&id)),
                 cgroup_procs: self.inner.cgroups.procs_files(&team, &name),
                 cgroup2_mount: self.inner.cgroups.pure_v2(),
                 restart: v.restart,
@@ -389,6 +464,19 @@ impl Manager {
 
     pub async fn start(&self, name: &str) -> Result<wire::Container, RuntimeError> {
         let _g = self.lock(name).await;
+        // A bridged container whose namespace is gone (the host rebooted: /run is a tmpfs) gets
+        // its network again before it starts.
+        if let Some(net) = &self.inner.network {
+            let m = self.clone();
+            let n = name.to_owned();
+            let r = blocking(move || m.load(&n)).await?;
+            if network_mode(&r.spec) == crate::network::NetworkMode::Bridge
+                && !net.netns_path(&r.id).exists()
+            {
+                let _ = net.detach(&r.id).await;
+                self.attach_network(&r).await?;
+            }
+        }
         let m = self.clone();
         let name = name.to_owned();
         blocking(move || m.start_blocking(&name)).await
@@ -663,7 +751,13 @@ impl Manager {
             self.stop_locked(name, Some(0)).await?;
         }
         let m = self.clone();
+        let id = r.id.clone();
         blocking(move || m.remove_blocking(&r)).await?;
+        if let Some(n) = &self.inner.network
+            && let Err(e) = n.detach(&id).await
+        {
+            tracing::warn!(container = name, error = %e, "cannot release the network");
+        }
         self.inner
             .locks
             .lock()
@@ -1225,16 +1319,20 @@ fn validate(
             }
         }
     }
-    let net_ns = match req.network.as_deref() {
-        None | Some("none") => true,
-        Some("host") => false,
-        Some(other) => {
-            return Err(RuntimeError::invalid(
-                "network",
-                format!("{other:?} must be none or host"),
-            ));
-        }
-    };
+    if let Some(s) = req.network.as_deref() {
+        s.parse::<crate::network::NetworkMode>().map_err(|_| {
+            RuntimeError::invalid("network", format!("{s:?} must be none, host or bridge"))
+        })?;
+    }
+    crate::network::PortSpec::parse_all(&req.ports).map_err(net_err(""))?;
+    let mode = network_mode(req);
+    if mode != crate::network::NetworkMode::Bridge && !req.ports.is_empty() {
+        return Err(RuntimeError::invalid(
+            "ports",
+            format!("publishing ports needs network bridge, not {mode}"),
+        ));
+    }
+    let net_ns = mode != crate::network::NetworkMode::Host;
     let restart = match req.restart.as_deref() {
         None => RestartPolicy::No,
         Some(s) => RestartPolicy::parse(s).ok_or_else(|| {
@@ -1286,15 +1384,47 @@ fn validate(
 
 /// Builds the manager for the daemon, reconciles the records with the monitors that survived a
 /// daemon restart, and starts the periodic reconciler.
+/// The network mode of a request: as given, else `bridge` when ports are published, else `none`.
+fn network_mode(req: &wire::CreateContainer) -> crate::network::NetworkMode {
+    use crate::network::NetworkMode;
+    match req.network.as_deref().map(str::parse::<NetworkMode>) {
+        Some(Ok(m)) => m,
+        Some(Err(_)) | None if !req.ports.is_empty() => NetworkMode::Bridge,
+        _ => NetworkMode::None,
+    }
+}
+
+/// Network errors as runtime errors: bad or busy ports name their field.
+fn net_err(name: &str) -> impl Fn(crate::network::NetworkError) -> RuntimeError + '_ {
+    use crate::network::NetworkError as E;
+    move |e| match e {
+        E::InvalidPort {
+            field,
+            value,
+            reason,
+        } => RuntimeError::invalid(&field, format!("{value:?}: {reason}")),
+        e @ (E::PortInUse { .. } | E::PortsNeedBridge(_) | E::InvalidMode { .. }) => {
+            RuntimeError::invalid("ports", e.to_string())
+        }
+        e => RuntimeError::Start {
+            name: name.to_owned(),
+            message: e.to_string(),
+        },
+    }
+}
+
+/// `network`: the daemon's networking (it restores and shuts it down; the manager attaches and
+/// detaches containers).
 pub async fn start_manager(
     config: &crate::config::Config,
     store: Store,
     cgroups: Arc<crate::cgroup::Cgroups>,
+    network: crate::network::Network,
 ) -> Result<Manager, RuntimeError> {
     let state_dir = config.state_dir.clone();
     let m = blocking(move || {
         let driver = super::cgroups::EngineCgroups::new(cgroups);
-        Manager::new(store, &state_dir, Arc::new(driver))
+        Manager::new(store, &state_dir, Arc::new(driver)).map(|m| m.with_network(network))
     })
     .await?;
     m.reconcile().await?;

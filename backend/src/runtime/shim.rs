@@ -225,7 +225,11 @@ fn start_init(cfg: &ShimConfig, dir: &ContainerDir) -> Result<InitChild, String>
     let (eout_rd, eout_wr) = pipe2(OFlag::O_CLOEXEC).map_err(p("pipe"))?;
     let mut flags =
         libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
-    if cfg.net_ns {
+    if let Some(ns) = &cfg.netns {
+        // The monitor itself joins the prepared namespace; the init inherits it.
+        let f = File::open(ns).map_err(|e| format!("open {}: {e}", ns.display()))?;
+        setns(&f, CloneFlags::CLONE_NEWNET).map_err(p("setns network namespace"))?;
+    } else if cfg.net_ns {
         flags |= libc::CLONE_NEWNET;
     }
     // SAFETY: a fork-like clone (no new stack, SIGCHLD on exit) from a single-threaded process;

@@ -166,6 +166,7 @@ async fn metrics_of_metered_groups_pass_promtool_and_the_openmetrics_parser() {
         sample_interval: Duration::from_secs(5),
         retention: Default::default(),
         auth: Default::default(),
+        network: Default::default(),
     };
     let engine = std::sync::Arc::new(Cgroups::host(t.0.subtree()).expect("engine"));
     let state = AppState::new(config, store, engine).with_metering(m.clone());

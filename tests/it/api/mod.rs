@@ -5,3 +5,4 @@ mod containers;
 mod containers_auth;
 mod health;
 mod host;
+mod network;

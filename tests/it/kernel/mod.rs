@@ -6,4 +6,7 @@ mod container;
 mod container_bench;
 mod container_image;
 mod metering;
+mod network;
+mod network_bench;
+mod network_container;
 mod vm_smoke;

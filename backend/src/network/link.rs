@@ -1,0 +1,262 @@
+//! Links, addresses and routes through rtnetlink (no `ip` binary).
+
+use std::{fs::File, net::Ipv4Addr, os::fd::AsRawFd};
+
+use futures::TryStreamExt;
+use rtnetlink::{
+    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
+    packet_route::{
+        AddressFamily,
+        link::{InfoData, InfoVeth, LinkAttribute},
+        route::{RouteAddress, RouteAttribute},
+    },
+};
+
+use super::{NetworkError, subnet::Subnet};
+
+/// Name the container's interface gets.
+pub const CONTAINER_IF: &str = "eth0";
+
+fn nl(op: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetworkError {
+    let op = op.into();
+    move |source| NetworkError::Netlink { op, source }
+}
+
+fn errno(e: &rtnetlink::Error) -> Option<i32> {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => Some(-m.raw_code()),
+        _ => None,
+    }
+}
+
+/// Opens a netlink connection in the calling thread's network namespace and drives it on the
+/// current tokio runtime.
+pub fn connect() -> Result<Handle, NetworkError> {
+    let (conn, handle, _) = rtnetlink::new_connection().map_err(|source| NetworkError::Io {
+        path: "netlink".into(),
+        source,
+    })?;
+    tokio::spawn(conn);
+    Ok(handle)
+}
+
+/// The index of the link called `name`, if there is one.
+pub async fn index(h: &Handle, name: &str) -> Result<Option<u32>, NetworkError> {
+    match h
+        .link()
+        .get()
+        .match_name(name.to_owned())
+        .execute()
+        .try_next()
+        .await
+    {
+        Ok(Some(m)) => Ok(Some(m.header.index)),
+        Ok(None) => Ok(None),
+        Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(None),
+        Err(e) => Err(nl(format!("look up link {name}"))(e)),
+    }
+}
+
+/// Deletes the link `name` if it exists (deleting one end of a veth pair deletes both).
+pub async fn delete(h: &Handle, name: &str) -> Result<(), NetworkError> {
+    if let Some(i) = index(h, name).await? {
+        match h.link().del(i).execute().await {
+            Ok(()) => {}
+            Err(e) if errno(&e) == Some(libc::ENODEV) => {}
+            Err(e) => return Err(nl(format!("delete link {name}"))(e)),
+        }
+    }
+    Ok(())
+}
+
+/// The IPv4 subnets of the links called `name` (the bridge's address, if it has one).
+pub async fn addresses(h: &Handle, link: u32) -> Result<Vec<Subnet>, NetworkError> {
+    let mut out = Vec::new();
+    let mut s = h.address().get().set_link_index_filter(link).execute();
+    while let Some(m) = s.try_next().await.map_err(nl("list addresses"))? {
+        for a in &m.attributes {
+            if let rtnetlink::packet_route::address::AddressAttribute::Address(
+                std::net::IpAddr::V4(ip),
+            ) = a
+                && let Some(n) = Subnet::new(*ip, m.header.prefix_len)
+            {
+                out.push(n);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// An IPv4 route of the host: destination network and output link.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub dest: Subnet,
+    pub oif: Option<u32>,
+}
+
+/// Every IPv4 route with a destination prefix (the default route is left out), in all tables.
+pub async fn routes(h: &Handle) -> Result<Vec<Route>, NetworkError> {
+    let mut out = Vec::new();
+    let mut s = h
+        .route()
+        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+        .execute();
+    while let Some(m) = s.try_next().await.map_err(nl("list routes"))? {
+        let len = m.header.destination_prefix_length;
+        if len == 0 {
+            continue;
+        }
+        let mut dest = None;
+        let mut oif = None;
+        for a in &m.attributes {
+            match a {
+                RouteAttribute::Destination(RouteAddress::Inet(ip)) => dest = Some(*ip),
+                RouteAttribute::Oif(i) => oif = Some(*i),
+                _ => {}
+            }
+        }
+        // Local/broadcast routes of the `local` table describe addresses, not networks.
+        if m.header.table == 255 {
+            continue;
+        }
+        if let Some(d) = dest.and_then(|ip| Subnet::new(ip, len)) {
+            out.push(Route { dest: d, oif });
+        }
+    }
+    Ok(out)
+}
+
+/// Creates the bridge `name` with `gateway/prefix` unless it exists, and brings it up.
+/// Returns its index.
+pub async fn ensure_bridge(h: &Handle, name: &str, subnet: Subnet) -> Result<u32, NetworkError> {
+    let idx = match index(h, name).await? {
+        Some(i) => i,
+        None => {
+            match h.link().add(LinkBridge::new(name).build()).execute().await {
+                Ok(()) => {}
+                Err(e) if errno(&e) == Some(libc::EEXIST) => {}
+                Err(e) => return Err(nl(format!("create bridge {name}"))(e)),
+            }
+            index(h, name)
+                .await?
+                .ok_or_else(|| NetworkError::LinkMissing(name.to_owned()))?
+        }
+    };
+    let have = addresses(h, idx).await?;
+    let gw = subnet.gateway();
+    if !have.contains(&subnet) {
+        match h
+            .address()
+            .add(idx, gw.into(), subnet.prefix())
+            .execute()
+            .await
+        {
+            Ok(()) => {}
+            Err(e) if errno(&e) == Some(libc::EEXIST) => {}
+            Err(e) => return Err(nl(format!("add {gw}/{} to {name}", subnet.prefix()))(e)),
+        }
+    }
+    h.link()
+        .set(LinkUnspec::new_with_index(idx).up().build())
+        .execute()
+        .await
+        .map_err(nl(format!("bring {name} up")))?;
+    Ok(idx)
+}
+
+/// Creates a veth pair: `host_name` on the host, attached to `bridge` and up; its peer is born
+/// inside the namespace `netns` as `eth0` (so no temporary name ever appears on the host).
+pub async fn create_veth(
+    h: &Handle,
+    host_name: &str,
+    bridge: u32,
+    netns: &File,
+) -> Result<(), NetworkError> {
+    let peer = LinkMessageBuilder::<LinkUnspec>::new()
+        .name(CONTAINER_IF.to_owned())
+        .setns_by_fd(netns.as_raw_fd())
+        .build();
+    let msg = LinkVeth::new(host_name, CONTAINER_IF)
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+        .controller(bridge)
+        .up()
+        .build();
+    h.link()
+        .add(msg)
+        .execute()
+        .await
+        .map_err(nl(format!("create veth {host_name}")))
+}
+
+/// Inside a container's namespace: loopback up and, when given, `eth0` with `ip/prefix` and a
+/// default route via `gateway`.
+pub async fn configure_inside(
+    h: Handle,
+    addr: Option<(Ipv4Addr, u8, Ipv4Addr)>,
+) -> Result<(), NetworkError> {
+    let lo = index(&h, "lo")
+        .await?
+        .ok_or_else(|| NetworkError::LinkMissing("lo".into()))?;
+    h.link()
+        .set(LinkUnspec::new_with_index(lo).up().build())
+        .execute()
+        .await
+        .map_err(nl("bring lo up"))?;
+    let Some((ip, prefix, gw)) = addr else {
+        return Ok(());
+    };
+    let eth = index(&h, CONTAINER_IF)
+        .await?
+        .ok_or_else(|| NetworkError::LinkMissing(CONTAINER_IF.into()))?;
+    h.address()
+        .add(eth, ip.into(), prefix)
+        .execute()
+        .await
+        .map_err(nl(format!("add {ip}/{prefix} to {CONTAINER_IF}")))?;
+    h.link()
+        .set(LinkUnspec::new_with_index(eth).up().build())
+        .execute()
+        .await
+        .map_err(nl(format!("bring {CONTAINER_IF} up")))?;
+    h.route()
+        .add(
+            RouteMessageBuilder::<Ipv4Addr>::new()
+                .gateway(gw)
+                .output_interface(eth)
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(nl(format!("default route via {gw}")))
+}
+
+/// The names of all links (tests and the leak check use it).
+pub async fn names(h: &Handle) -> Result<Vec<String>, NetworkError> {
+    let mut out = Vec::new();
+    let mut s = h.link().get().execute();
+    while let Some(m) = s.try_next().await.map_err(nl("list links"))? {
+        for a in &m.attributes {
+            if let LinkAttribute::IfName(n) = a {
+                out.push(n.clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Whether the namespace has any IPv4 route besides loopback's (tests: mode `none`).
+pub async fn default_route(h: &Handle) -> Result<bool, NetworkError> {
+    let mut s = h
+        .route()
+        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+        .execute();
+    while let Some(m) = s.try_next().await.map_err(nl("list routes"))? {
+        if m.header.destination_prefix_length == 0
+            && m.header.address_family == AddressFamily::Inet
+            && m.header.table != 255
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}

@@ -1,0 +1,647 @@
+//! Container networking (issue 8): modes `none`, `host` and `bridge`.
+//!
+//! - `bridge`: the `corral0` bridge (created on demand, removed with its last container) holds
+//!   the subnet's first address; each container gets a named network namespace
+//!   ([`netns`]), a veth pair whose host end sits on the bridge and whose peer is born inside
+//!   the namespace as `eth0`, an address from [`ipam`] (SQLite), a default route via the bridge,
+//!   outbound NAT ([`nat`], our own nftables table) and published ports ([`ports`], a userland
+//!   proxy in the daemon).
+//! - `none`: a namespace of its own with loopback up, nothing else.
+//! - `host`: the host's network; nothing to create.
+//!
+//! The runtime joins the container's init to [`Attachment::netns`] (setns) instead of creating
+//! a fresh network namespace, so a restarted init finds its network as it was.
+//!
+//! Architecture invariant: only this module creates or deletes links, addresses, routes,
+//! network namespaces and nftables rules; it never touches a table or link it did not name.
+
+pub mod files;
+pub mod ipam;
+pub mod link;
+pub mod nat;
+pub mod netns;
+pub mod ports;
+pub mod subnet;
+
+use std::{
+    collections::HashMap,
+    fmt,
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    path::PathBuf,
+    str::FromStr,
+    sync::Arc,
+};
+
+use serde::Serialize;
+use tokio::sync::Mutex;
+
+pub use ports::{PortSpec, Proto};
+pub use subnet::Subnet;
+
+use crate::store::Store;
+
+/// Errors of the networking module.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    #[error("netlink: cannot {op}")]
+    Netlink {
+        op: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("network namespace {path}: cannot {op}: {source}")]
+    Netns {
+        path: PathBuf,
+        op: &'static str,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("link {0} does not exist")]
+    LinkMissing(String),
+    #[error("subnet {value:?} is invalid: {reason}")]
+    InvalidSubnet { value: String, reason: String },
+    #[error("subnet {subnet} overlaps the host's route to {route}{}", dev.as_ref().map(|d| format!(" on {d}")).unwrap_or_default())]
+    SubnetConflict {
+        subnet: Subnet,
+        route: Subnet,
+        dev: Option<String>,
+    },
+    #[error(
+        "no free /24 in 10.88.0.0/16: every one overlaps a route of the host; configure a subnet"
+    )]
+    NoFreeSubnet,
+    #[error("no free address left in {0}")]
+    SubnetExhausted(Subnet),
+    #[error("{field}: {value:?} is invalid: {reason}")]
+    InvalidPort {
+        field: String,
+        value: String,
+        reason: String,
+    },
+    #[error("host port {port}/{proto} on {ip} is already in use")]
+    PortInUse { port: u16, proto: Proto, ip: IpAddr },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("network: {value:?} must be none, host or bridge")]
+    InvalidMode { value: String },
+    #[error("ports: publishing ports needs network mode bridge, not {0}")]
+    PortsNeedBridge(NetworkMode),
+    #[error("name {0:?} must be 1-64 characters of a-z A-Z 0-9 _ . -")]
+    InvalidOwner(String),
+    #[error("{0} already has a network")]
+    AlreadyAttached(String),
+    #[error("nft is not installed (apt package nftables); outbound NAT is unavailable")]
+    NftMissing,
+    #[error("nft {args} failed: {message}")]
+    Nft { args: String, message: String },
+    #[error("network state query failed")]
+    Store(#[from] rusqlite::Error),
+    #[error("a network worker thread died")]
+    ThreadPanicked,
+}
+
+/// How a container is networked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// Own namespace, loopback only.
+    None,
+    /// The host's namespace.
+    Host,
+    /// Own namespace on the Corral bridge, with NAT and published ports.
+    Bridge,
+}
+
+impl FromStr for NetworkMode {
+    type Err = NetworkError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "none" => Ok(Self::None),
+            "host" => Ok(Self::Host),
+            "bridge" => Ok(Self::Bridge),
+            other => Err(NetworkError::InvalidMode {
+                value: other.to_owned(),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for NetworkMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::None => "none",
+            Self::Host => "host",
+            Self::Bridge => "bridge",
+        })
+    }
+}
+
+/// Settings of the networking module.
+#[derive(Debug, Clone)]
+pub struct NetworkConfig {
+    /// Bridge name (≤ 15 bytes), default `corral0`.
+    pub bridge: String,
+    /// Fixed subnet; `None` picks the first /24 of 10.88.0.0/16 that no host route overlaps.
+    pub subnet: Option<Subnet>,
+    /// Where namespace files live (`ip netns` reads /run/netns).
+    pub netns_dir: PathBuf,
+    /// Prefix of namespace file names (`corral-<container>`).
+    pub netns_prefix: String,
+    /// Prefix of host-side veth names (`vc-` + 8 hex digits, ≤ 15 bytes in all).
+    pub veth_prefix: String,
+    /// Our nftables table (`table ip corral`).
+    pub nft_table: String,
+    /// The host resolv.conf the containers' one is made from.
+    pub host_resolv: PathBuf,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            bridge: "corral0".into(),
+            subnet: None,
+            netns_dir: PathBuf::from("/run/netns"),
+            netns_prefix: "corral-".into(),
+            veth_prefix: "vc-".into(),
+            nft_table: "corral".into(),
+            host_resolv: PathBuf::from("/etc/resolv.conf"),
+        }
+    }
+}
+
+/// The `corral serve` flags of the networking module.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NetworkArgs {
+    /// Name of the containers' bridge (created when the first bridged container starts).
+    #[arg(long, default_value = "corral0", value_parser = parse_bridge_name, env = "CORRAL_BRIDGE")]
+    pub bridge: String,
+    /// Subnet of the bridge, e.g. 10.88.0.0/24 (default: the first /24 of 10.88.0.0/16 that no
+    /// route of the host overlaps).
+    #[arg(long, env = "CORRAL_SUBNET")]
+    pub subnet: Option<Subnet>,
+    /// Prefix of host-side veth names (tests use their own, for the leak check).
+    #[arg(long, default_value = "vc-", hide = true)]
+    pub veth_prefix: String,
+    /// Name of our nftables table (`table ip NAME`).
+    #[arg(long, default_value = "corral", hide = true)]
+    pub nft_table: String,
+}
+
+impl Default for NetworkArgs {
+    fn default() -> Self {
+        Self {
+            bridge: "corral0".into(),
+            subnet: None,
+            veth_prefix: "vc-".into(),
+            nft_table: "corral".into(),
+        }
+    }
+}
+
+impl NetworkArgs {
+    pub fn to_config(&self) -> NetworkConfig {
+        NetworkConfig {
+            bridge: self.bridge.clone(),
+            subnet: self.subnet,
+            veth_prefix: self.veth_prefix.clone(),
+            nft_table: self.nft_table.clone(),
+            ..NetworkConfig::default()
+        }
+    }
+}
+
+/// An interface name: 1-15 bytes, no `/`, `:` or whitespace (the kernel's IFNAMSIZ rules).
+pub fn parse_bridge_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 15
+        && s != "."
+        && s != ".."
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':');
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "{s:?} must be 1-15 characters without / : or spaces"
+        ))
+    }
+}
+
+/// What the runtime needs to start a networked container.
+#[derive(Debug, Clone, Serialize)]
+pub struct Attachment {
+    pub mode: NetworkMode,
+    /// The namespace for the init to join (none for `host`).
+    pub netns: Option<PathBuf>,
+    pub address: Option<Ipv4Addr>,
+    pub gateway: Option<Ipv4Addr>,
+    pub subnet: Option<Subnet>,
+    pub ports: Vec<PortSpec>,
+    /// Content for the container's /etc/hosts.
+    pub hosts: String,
+    /// Content for the container's /etc/resolv.conf.
+    pub resolv_conf: String,
+}
+
+#[derive(Default)]
+struct State {
+    /// The bridge's subnet once chosen in this daemon's life.
+    subnet: Option<Subnet>,
+    /// Whether we turned ip_forward on (so we turn it off again).
+    forward_enabled_by_us: bool,
+    nat_installed: bool,
+    proxies: HashMap<String, ports::Proxies>,
+}
+
+/// The networking manager of the daemon. Cheap to clone.
+#[derive(Clone)]
+pub struct Network {
+    cfg: Arc<NetworkConfig>,
+    store: Store,
+    state: Arc<Mutex<State>>,
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, NetworkError> + Send + 'static,
+) -> Result<T, NetworkError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| NetworkError::ThreadPanicked)?
+}
+
+fn validate_owner(owner: &str) -> Result<(), NetworkError> {
+    let ok = !owner.is_empty()
+        && owner.len() <= 64
+        && !owner.starts_with('.')
+        && owner
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(NetworkError::InvalidOwner(owner.to_owned()))
+    }
+}
+
+/// FNV-1a, for short stable interface names.
+fn short_hash(s: &str) -> u32 {
+    s.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+impl Network {
+    pub fn new(cfg: NetworkConfig, store: Store) -> Self {
+        Self {
+            cfg: Arc::new(cfg),
+            store,
+            state: Arc::default(),
+        }
+    }
+
+    pub fn config(&self) -> &NetworkConfig {
+        &self.cfg
+    }
+
+    /// The namespace file of `owner`.
+    pub fn netns_path(&self, owner: &str) -> PathBuf {
+        self.cfg
+            .netns_dir
+            .join(format!("{}{owner}", self.cfg.netns_prefix))
+    }
+
+    /// The host-side veth name of `owner`.
+    pub fn veth_name(&self, owner: &str) -> String {
+        format!("{}{:08x}", self.cfg.veth_prefix, short_hash(owner))
+    }
+
+    fn host_resolv(&self) -> String {
+        std::fs::read_to_string(&self.cfg.host_resolv).unwrap_or_default()
+    }
+
+    /// Gives `owner` (a container id) its network. Everything made is undone on failure.
+    pub async fn attach(
+        &self,
+        owner: &str,
+        mode: NetworkMode,
+        hostname: &str,
+        ports: &[PortSpec],
+    ) -> Result<Attachment, NetworkError> {
+        validate_owner(owner)?;
+        if mode != NetworkMode::Bridge && !ports.is_empty() {
+            return Err(NetworkError::PortsNeedBridge(mode));
+        }
+        let host_resolv = self.host_resolv();
+        if mode == NetworkMode::Host {
+            return Ok(Attachment {
+                mode,
+                netns: None,
+                address: None,
+                gateway: None,
+                subnet: None,
+                ports: Vec::new(),
+                hosts: files::hosts(hostname, None),
+                resolv_conf: files::resolv_conf(&host_resolv, true),
+            });
+        }
+        let mut st = self.state.lock().await;
+        let ns = self.netns_path(owner);
+        let bridged = mode == NetworkMode::Bridge;
+        let subnet = if bridged {
+            Some(self.ensure_bridge(&mut st).await?)
+        } else {
+            None
+        };
+        let ep = ipam::Endpoint {
+            owner: owner.to_owned(),
+            bridge: bridged.then(|| self.cfg.bridge.clone()),
+            address: None,
+            netns: ns.clone(),
+            veth: bridged.then(|| self.veth_name(owner)),
+            ports: ports.to_vec(),
+        };
+        let (store, ep2) = (self.store.clone(), ep.clone());
+        let address = match blocking(move || ipam::insert(&store, &ep2, subnet)).await {
+            Ok(a) => a,
+            Err(e) => {
+                self.cleanup_bridge_if_unused(&mut st).await;
+                return Err(e);
+            }
+        };
+        match self.plumb(&mut st, &ep, subnet, address).await {
+            Ok(()) => {}
+            Err(e) => {
+                tracing::warn!(owner, error = %e, "network attach failed; undoing");
+                self.undo(&mut st, &ep).await;
+                return Err(e);
+            }
+        }
+        Ok(Attachment {
+            mode,
+            netns: Some(ns),
+            address,
+            gateway: subnet.map(|s| s.gateway()),
+            subnet,
+            ports: ports.to_vec(),
+            hosts: files::hosts(hostname, address),
+            resolv_conf: files::resolv_conf(&host_resolv, false),
+        })
+    }
+
+    /// Namespace, veth, addresses, NAT and proxies for an endpoint already recorded.
+    async fn plumb(
+        &self,
+        st: &mut State,
+        ep: &ipam::Endpoint,
+        subnet: Option<Subnet>,
+        address: Option<Ipv4Addr>,
+    ) -> Result<(), NetworkError> {
+        netns::create(ep.netns.clone()).await?;
+        let inside = match (subnet, address, &ep.veth) {
+            (Some(net), Some(ip), Some(veth)) => {
+                let h = link::connect()?;
+                let bridge = link::index(&h, &self.cfg.bridge)
+                    .await?
+                    .ok_or_else(|| NetworkError::LinkMissing(self.cfg.bridge.clone()))?;
+                let file = std::fs::File::open(&ep.netns).map_err(|source| NetworkError::Io {
+                    path: ep.netns.clone(),
+                    source,
+                })?;
+                link::create_veth(&h, veth, bridge, &file).await?;
+                Some((ip, net.prefix(), net.gateway()))
+            }
+            _ => None,
+        };
+        netns::run_in(ep.netns.clone(), move |h| link::configure_inside(h, inside)).await?;
+        if let (Some(net), Some(ip)) = (subnet, address) {
+            self.ensure_nat(st, net).await;
+            if !ep.ports.is_empty() {
+                let proxies = ports::publish(&ep.ports, IpAddr::V4(ip)).await?;
+                st.proxies.insert(ep.owner.clone(), proxies);
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes everything of an endpoint (best effort, for rollback and detach).
+    async fn undo(&self, st: &mut State, ep: &ipam::Endpoint) {
+        st.proxies.remove(&ep.owner);
+        if let Some(veth) = &ep.veth
+            && let Ok(h) = link::connect()
+            && let Err(e) = link::delete(&h, veth).await
+        {
+            tracing::warn!(veth, error = %e, "cannot delete veth");
+        }
+        if let Err(e) = netns::remove(&ep.netns) {
+            tracing::warn!(error = %e, "cannot remove network namespace");
+        }
+        let (store, owner) = (self.store.clone(), ep.owner.clone());
+        if let Err(e) = blocking(move || ipam::remove(&store, &owner)).await {
+            tracing::warn!(error = %e, "cannot release address");
+        }
+        self.cleanup_bridge_if_unused(st).await;
+    }
+
+    /// Undoes [`Network::attach`]: proxies, veth, namespace, address; the bridge and the NAT
+    /// table go with the last bridged container. Unknown owners are fine (nothing to do).
+    pub async fn detach(&self, owner: &str) -> Result<(), NetworkError> {
+        let mut st = self.state.lock().await;
+        let (store, o) = (self.store.clone(), owner.to_owned());
+        if let Some(ep) = blocking(move || ipam::get(&store, &o)).await? {
+            self.undo(&mut st, &ep).await;
+        }
+        Ok(())
+    }
+
+    /// The endpoint recorded for `owner`.
+    pub async fn endpoint(&self, owner: &str) -> Result<Option<ipam::Endpoint>, NetworkError> {
+        let (store, o) = (self.store.clone(), owner.to_owned());
+        blocking(move || ipam::get(&store, &o)).await
+    }
+
+    /// The bridge's subnet (chosen in this daemon's life, or recorded) and whether NAT is on.
+    pub async fn status(&self) -> Result<(Option<Subnet>, bool), NetworkError> {
+        let st = self.state.lock().await;
+        let subnet = match st.subnet {
+            Some(s) => Some(s),
+            None => {
+                let (store, b) = (self.store.clone(), self.cfg.bridge.clone());
+                blocking(move || ipam::stored_subnet(&store, &b)).await?
+            }
+        };
+        Ok((subnet.or(self.cfg.subnet), st.nat_installed))
+    }
+
+    /// Every recorded endpoint.
+    pub async fn endpoints(&self) -> Result<Vec<ipam::Endpoint>, NetworkError> {
+        let store = self.store.clone();
+        blocking(move || ipam::list(&store, None)).await
+    }
+
+    /// At daemon start: bridged containers that survived get their bridge, NAT and published
+    /// ports back. Endpoints whose namespace is gone are released.
+    pub async fn restore(&self) -> Result<(), NetworkError> {
+        let mut st = self.state.lock().await;
+        let store = self.store.clone();
+        let eps = blocking(move || ipam::list(&store, None)).await?;
+        if !eps.iter().any(|e| e.bridge.is_some()) {
+            // A daemon killed with bridged containers that are gone since: nothing to keep.
+            let h = link::connect()?;
+            let table = self.cfg.nft_table.clone();
+            if link::index(&h, &self.cfg.bridge).await?.is_some()
+                || blocking(move || Ok(nat::exists(&table))).await?
+            {
+                self.cleanup_bridge_if_unused(&mut st).await;
+            }
+        }
+        for ep in eps {
+            if !ep.netns.exists() {
+                self.undo(&mut st, &ep).await;
+                continue;
+            }
+            if let (Some(ip), Some(_)) = (ep.address, &ep.bridge) {
+                let net = self.ensure_bridge(&mut st).await?;
+                self.ensure_nat(&mut st, net).await;
+                if !ep.ports.is_empty() && !st.proxies.contains_key(&ep.owner) {
+                    match ports::publish(&ep.ports, IpAddr::V4(ip)).await {
+                        Ok(p) => {
+                            st.proxies.insert(ep.owner.clone(), p);
+                        }
+                        Err(e) => {
+                            tracing::warn!(owner = ep.owner, error = %e, "cannot republish ports")
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// At daemon stop: proxies closed, NAT table removed, forwarding put back; the bridge goes
+    /// too when no container uses it (containers that keep running keep their links).
+    pub async fn shutdown(&self) {
+        let mut st = self.state.lock().await;
+        st.proxies.clear();
+        if st.nat_installed || st.forward_enabled_by_us {
+            self.remove_nat(&mut st).await;
+        }
+        if st.subnet.is_some() {
+            self.cleanup_bridge_if_unused(&mut st).await;
+        }
+    }
+
+    async fn remove_nat(&self, st: &mut State) {
+        let table = self.cfg.nft_table.clone();
+        if let Err(e) = blocking(move || nat::remove(&table)).await {
+            tracing::warn!(error = %e, "cannot remove the NAT table");
+        }
+        st.nat_installed = false;
+        if st.forward_enabled_by_us {
+            nat::disable_forwarding();
+            st.forward_enabled_by_us = false;
+        }
+    }
+
+    async fn ensure_nat(&self, st: &mut State, net: Subnet) {
+        if st.nat_installed {
+            return;
+        }
+        match nat::enable_forwarding() {
+            Ok(was) => st.forward_enabled_by_us |= !was,
+            Err(e) => tracing::warn!(error = %e, "cannot enable ip_forward"),
+        }
+        let (table, bridge) = (self.cfg.nft_table.clone(), self.cfg.bridge.clone());
+        match blocking(move || nat::install(&table, &bridge, net)).await {
+            Ok(()) => st.nat_installed = true,
+            // Containers still reach each other and published ports still work without NAT.
+            Err(e) => tracing::warn!(error = %e, "outbound NAT not installed"),
+        }
+    }
+
+    /// Chooses the subnet (configured, recorded, or the first free default), checks it against
+    /// the host's routes, and creates the bridge with the gateway address.
+    async fn ensure_bridge(&self, st: &mut State) -> Result<Subnet, NetworkError> {
+        let h = link::connect()?;
+        let name = self.cfg.bridge.clone();
+        let existing = link::index(&h, &name).await?;
+        let routes = link::routes(&h).await?;
+        let foreign: Vec<&link::Route> = routes
+            .iter()
+            .filter(|r| existing.is_none() || r.oif != existing)
+            .collect();
+        let subnet = match st.subnet {
+            Some(s) => s,
+            None => {
+                let (store, b) = (self.store.clone(), name.clone());
+                let recorded = blocking(move || ipam::stored_subnet(&store, &b)).await?;
+                let chosen = match self.cfg.subnet.or(recorded) {
+                    Some(s) => s,
+                    None => Subnet::default_candidates()
+                        .find(|c| !foreign.iter().any(|r| r.dest.overlaps(c)))
+                        .ok_or(NetworkError::NoFreeSubnet)?,
+                };
+                if let Some(r) = foreign.iter().find(|r| r.dest.overlaps(&chosen)) {
+                    let dev = match r.oif {
+                        Some(i) => link_name(&h, i).await,
+                        None => None,
+                    };
+                    return Err(NetworkError::SubnetConflict {
+                        subnet: chosen,
+                        route: r.dest,
+                        dev,
+                    });
+                }
+                let (store, b) = (self.store.clone(), name.clone());
+                blocking(move || ipam::store_subnet(&store, &b, chosen)).await?;
+                chosen
+            }
+        };
+        link::ensure_bridge(&h, &name, subnet).await?;
+        st.subnet = Some(subnet);
+        Ok(subnet)
+    }
+
+    /// Deletes the bridge, the NAT table and the recorded subnet when no endpoint uses them.
+    async fn cleanup_bridge_if_unused(&self, st: &mut State) {
+        let (store, b) = (self.store.clone(), self.cfg.bridge.clone());
+        let left = blocking(move || ipam::list(&store, Some(&b))).await;
+        if !matches!(&left, Ok(v) if v.is_empty()) {
+            return;
+        }
+        self.remove_nat(st).await;
+        if let Ok(h) = link::connect()
+            && let Err(e) = link::delete(&h, &self.cfg.bridge).await
+        {
+            tracing::warn!(bridge = self.cfg.bridge, error = %e, "cannot delete bridge");
+        }
+        st.subnet = None;
+        let (store, b) = (self.store.clone(), self.cfg.bridge.clone());
+        let _ = blocking(move || ipam::forget_subnet(&store, &b)).await;
+    }
+}
+
+async fn link_name(h: &rtnetlink::Handle, index: u32) -> Option<String> {
+    use futures::TryStreamExt;
+    let m = h
+        .link()
+        .get()
+        .match_index(index)
+        .execute()
+        .try_next()
+        .await
+        .ok()??;
+    m.attributes.into_iter().find_map(|a| match a {
+        rtnetlink::packet_route::link::LinkAttribute::IfName(n) => Some(n),
+        _ => None,
+    })
+}

@@ -1,0 +1,330 @@
+//! Bridge networking of real containers through the daemon: a published port reaches busybox
+//! httpd inside a container, two bridged containers reach each other, and `rm` leaves no link,
+//! namespace or NAT table behind. Each daemon gets a test bridge (`corral-it*`), subnet, veth
+//! prefix (`vc-it`) and nft table of its own.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use std::{
+    fs,
+    net::Ipv4Addr,
+    sync::atomic::{AtomicU32, Ordering},
+    time::Duration,
+};
+
+use backend::{client::Client, network::nat};
+use hyper::Method;
+use tests::Daemon;
+
+use super::{
+    container::{Reaper, Rootfs},
+    network::http_get,
+};
+
+static N: AtomicU32 = AtomicU32::new(0);
+
+/// A daemon on a network of its own; returns (daemon, bridge, nft table).
+fn daemon() -> (Daemon, String, String) {
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let pid = std::process::id();
+    let bridge = format!(
+        "corral-it{:x}",
+        (pid.wrapping_mul(16).wrapping_add(8 + n)) & 0xfffff
+    );
+    let table = format!("corral_it_{pid}_c{n}");
+    let subnet = format!("10.214.{}.0/24", (pid % 16) * 16 + n % 16);
+    let d = Daemon::start_with(&[
+        "--bridge",
+        &bridge,
+        "--subnet",
+        &subnet,
+        "--veth-prefix",
+        "vc-it",
+        "--nft-table",
+        &table,
+    ]);
+    (d, bridge, table)
+}
+
+async fn call(
+    c: &Client,
+    method: Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> serde_json::Value {
+    let (_, bytes) = c
+        .request(method, path, body.map(|b| serde_json::to_vec(&b).unwrap()))
+        .await
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    if bytes.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap()
+    }
+}
+
+async fn exec(c: &Client, name: &str, cmd: &[&str]) -> (i64, String) {
+    let r = call(
+        c,
+        Method::POST,
+        &format!("/api/v1/containers/{name}/exec"),
+        Some(serde_json::json!({ "command": cmd })),
+    )
+    .await;
+    let out = format!(
+        "{}{}",
+        r["stdout"].as_str().unwrap_or_default(),
+        r["stderr"].as_str().unwrap_or_default()
+    );
+    (r["exit_code"].as_i64().unwrap_or(-1), out)
+}
+
+fn web_rootfs(text: &str) -> Rootfs {
+    let r = Rootfs::new();
+    fs::create_dir_all(r.path().join("www")).unwrap();
+    fs::write(r.path().join("www/index.html"), text).unwrap();
+    r
+}
+
+/// Removes what a failed test left: the containers' namespaces, the bridge, the NAT table.
+/// Declare it after the daemon and before the `Reaper`, so it runs once the processes are dead.
+struct NetGuard {
+    containers: std::path::PathBuf,
+    bridge: String,
+    table: String,
+}
+
+impl NetGuard {
+    fn new(d: &Daemon, bridge: &str, table: &str) -> Self {
+        NetGuard {
+            containers: d.state.path().join("state/containers"),
+            bridge: bridge.to_owned(),
+            table: table.to_owned(),
+        }
+    }
+}
+
+impl Drop for NetGuard {
+    fn drop(&mut self) {
+        if let Ok(rd) = fs::read_dir(&self.containers) {
+            for e in rd.flatten() {
+                let id = e.file_name().to_string_lossy().into_owned();
+                let _ = backend::network::netns::remove(
+                    &std::path::Path::new("/run/netns").join(format!("corral-{id}")),
+                );
+            }
+        }
+        if link_exists(&self.bridge) {
+            // Over netlink on a thread of its own (this may run inside a tokio test).
+            let bridge = self.bridge.clone();
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    if let Ok(h) = backend::network::link::connect() {
+                        let _ = backend::network::link::delete(&h, &bridge).await;
+                    }
+                });
+            })
+            .join();
+        }
+        let _ = nat::remove(&self.table);
+    }
+}
+
+fn link_exists(name: &str) -> bool {
+    std::path::Path::new("/sys/class/net").join(name).exists()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn httpd_in_a_container_answers_on_the_published_port_and_rm_leaves_nothing() {
+    let (daemon, bridge, table) = daemon();
+    let _net = NetGuard::new(&daemon, &bridge, &table);
+    let _reaper = Reaper::new(&daemon);
+    let c = daemon.unix_client();
+    let rootfs = web_rootfs("hello from a container\n");
+    let port = tests::free_port();
+    let name = tests::unique("web");
+    let ct = call(
+        &c,
+        Method::POST,
+        "/api/v1/containers",
+        Some(serde_json::json!({"name": name, "rootfs": rootfs.path(),
+            "command": ["/bin/httpd", "-f", "-p", "80", "-h", "/www"],
+            "ports": [format!("{port}:80")], "start": true})),
+    )
+    .await;
+    assert_eq!(ct["status"], "running", "{ct}");
+    let id = ct["id"].as_str().unwrap().to_owned();
+
+    let resp = tokio::task::spawn_blocking(move || http_get((Ipv4Addr::LOCALHOST, port).into()))
+        .await
+        .unwrap();
+    assert!(
+        resp.contains(" 200 ") && resp.contains("hello from a container"),
+        "{resp}"
+    );
+
+    // Inside: eth0 with an address of the subnet, a default route, our hosts and resolv.conf.
+    let (code, routes) = exec(&c, &name, &["ip", "route"]).await;
+    assert_eq!(code, 0, "{routes}");
+    assert!(routes.contains("default via 10.214."), "{routes}");
+    let (_, hosts) = exec(&c, &name, &["cat", "/etc/hosts"]).await;
+    assert!(
+        hosts.contains("10.214.") && hosts.contains("localhost"),
+        "{hosts}"
+    );
+    let (_, resolv) = exec(&c, &name, &["cat", "/etc/resolv.conf"]).await;
+    assert!(!resolv.contains("nameserver 127."), "{resolv}");
+    assert!(link_exists(&bridge));
+    if nat::nft_binary().is_some() {
+        assert!(
+            nat::exists(&table),
+            "NAT table while a bridged container runs"
+        );
+    }
+
+    // After a host reboot the namespace is gone (/run is a tmpfs): start re-creates the network.
+    call(
+        &c,
+        Method::POST,
+        &format!("/api/v1/containers/{name}/stop"),
+        None,
+    )
+    .await;
+    backend::network::netns::remove(
+        &std::path::Path::new("/run/netns").join(format!("corral-{id}")),
+    )
+    .unwrap();
+    let ct = call(
+        &c,
+        Method::POST,
+        &format!("/api/v1/containers/{name}/start"),
+        None,
+    )
+    .await;
+    assert_eq!(ct["status"], "running", "{ct}");
+    let resp = tokio::task::spawn_blocking(move || http_get((Ipv4Addr::LOCALHOST, port).into()))
+        .await
+        .unwrap();
+    assert!(
+        resp.contains("hello from a container"),
+        "after re-creating the network: {resp}"
+    );
+
+    call(
+        &c,
+        Method::DELETE,
+        &format!("/api/v1/containers/{name}?force=true"),
+        None,
+    )
+    .await;
+    assert!(
+        !link_exists(&bridge),
+        "bridge left after the last container"
+    );
+    assert!(
+        !std::path::Path::new("/run/netns")
+            .join(format!("corral-{id}"))
+            .exists()
+    );
+    assert!(
+        !nat::exists(&table),
+        "NAT table left after the last container"
+    );
+    assert!(
+        std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err(),
+        "published port still open after rm"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_bridged_containers_reach_each_other_and_daemon_stop_removes_nat() {
+    let (mut daemon, bridge, table) = daemon();
+    let _net = NetGuard::new(&daemon, &bridge, &table);
+    let _reaper = Reaper::new(&daemon);
+    let c = daemon.unix_client();
+    let rootfs = web_rootfs("served by a\n");
+    let (a, b) = (tests::unique("a"), tests::unique("b"));
+    let port = tests::free_port();
+    for (name, cmd, ports) in [
+        (
+            &a,
+            vec!["/bin/httpd", "-f", "-p", "8080", "-h", "/www"],
+            vec![format!("{port}:8080")],
+        ),
+        (&b, vec!["/bin/sleep", "1000"], vec![]),
+    ] {
+        let ct = call(
+            &c,
+            Method::POST,
+            "/api/v1/containers",
+            Some(
+                serde_json::json!({"name": name, "rootfs": rootfs.path(), "command": cmd,
+                "network": "bridge", "ports": ports, "start": true}),
+            ),
+        )
+        .await;
+        assert_eq!(ct["status"], "running", "{ct}");
+    }
+    // a's address from its own hosts file (the last line names it).
+    let (_, hosts) = exec(&c, &a, &["cat", "/etc/hosts"]).await;
+    let a_ip = hosts
+        .lines()
+        .last()
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    assert!(a_ip.starts_with("10.214."), "{hosts}");
+    let url = format!("http://{a_ip}:8080/index.html");
+    let mut out = String::new();
+    for _ in 0..50 {
+        let (code, o) = exec(&c, &b, &["wget", "-q", "-O", "-", &url]).await;
+        out = o;
+        if code == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        out.contains("served by a"),
+        "b could not fetch {url}: {out}"
+    );
+
+    // Daemon stop: NAT rules go, running containers keep their links.
+    assert!(nat::nft_binary().is_none() || nat::exists(&table));
+    daemon.stop();
+    assert!(
+        !nat::exists(&table),
+        "NAT table left after the daemon stopped"
+    );
+    assert!(link_exists(&bridge), "running containers keep the bridge");
+    daemon.restart();
+    let c = daemon.unix_client();
+    // The daemon accepts connections once bound; restoring may still be under way.
+    let restored = (0..100).any(|_| {
+        nat::nft_binary().is_none() || nat::exists(&table) || {
+            std::thread::sleep(Duration::from_millis(50));
+            false
+        }
+    });
+    assert!(restored, "NAT restored at start");
+    // The published port is served again by the new daemon.
+    let resp = tokio::task::spawn_blocking(move || http_get((Ipv4Addr::LOCALHOST, port).into()))
+        .await
+        .unwrap();
+    assert!(resp.contains("served by a"), "{resp}");
+    for n in [&a, &b] {
+        call(
+            &c,
+            Method::DELETE,
+            &format!("/api/v1/containers/{n}?force=true"),
+            None,
+        )
+        .await;
+    }
+    assert!(!link_exists(&bridge));
+    assert!(!nat::exists(&table));
+}
