@@ -96,10 +96,11 @@ fn test(root: &Path) -> Result<()> {
 
     step("rustfmt");
     cargo(&["fmt", "--all", "--check"])?;
+    // Without --workspace, cargo uses `default-members`: the host crates. The frontend is
+    // checked for the target it is built for.
     step("clippy");
     cargo(&[
         "clippy",
-        "--workspace",
         "--all-targets",
         "--",
         "-D",
@@ -119,7 +120,20 @@ fn test(root: &Path) -> Result<()> {
     step("unit and integration tests (api, kernel, browser)");
     cargo(&["build", "-p", "backend", "--bin", "corral"])?;
     // Browser tests must not be skipped in CI: fail if Chromium or the dashboard is missing.
-    cargo_env(&["test", "--workspace"], &[("CORRAL_REQUIRE_BROWSER", "1")])?;
+    cargo_env(&["test"], &[("CORRAL_REQUIRE_BROWSER", "1")])?;
+
+    step("schemathesis against the OpenAPI document");
+    let corral = target_dir(root).join("debug/corral");
+    let ok = Command::new("python3")
+        .arg(root.join("tests/schemathesis/run.py"))
+        .arg("--corral")
+        .arg(&corral)
+        .status()
+        .context("run python3 tests/schemathesis/run.py")?
+        .success();
+    if !ok {
+        bail!("schemathesis found failures");
+    }
 
     step("leak check (host)");
     leak_check()?;
@@ -210,20 +224,24 @@ fn on_path(cmd: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Names every test run gives what it creates: `corral-it-*` (integration tests),
+/// `corral-st-*` (schemathesis' daemon).
+const TEST_NAMES: &[&str] = &["corral-it", "corral-st"];
+
 /// Fails when tests left anything of Corral's behind: cgroups, mounts, network namespaces,
 /// links or processes whose name says corral.
 fn leak_check() -> Result<()> {
     let mut leaks = Vec::new();
     if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
         for hierarchy in entries.flatten() {
-            find_named(&hierarchy.path(), "corral-it", 3, &mut leaks);
+            find_named(&hierarchy.path(), 3, &mut leaks);
         }
     }
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     leaks.extend(
         mounts
             .lines()
-            .filter(|l| l.contains("corral-it"))
+            .filter(|l| is_test_name(l))
             .map(|l| format!("mount: {l}")),
     );
     if let Ok(entries) = std::fs::read_dir("/run/netns") {
@@ -247,7 +265,7 @@ fn leak_check() -> Result<()> {
         for e in entries.flatten() {
             let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
             let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if cmdline.contains("corral-it") {
+            if is_test_name(&cmdline) {
                 leaks.push(format!(
                     "process {}: {cmdline}",
                     e.file_name().to_string_lossy()
@@ -259,7 +277,7 @@ fn leak_check() -> Result<()> {
         leaks.extend(
             entries
                 .flatten()
-                .filter(|e| e.file_name().to_string_lossy().starts_with("corral-it"))
+                .filter(|e| is_test_name(&e.file_name().to_string_lossy()))
                 .map(|e| format!("temp dir: {}", e.path().display())),
         );
     }
@@ -270,7 +288,11 @@ fn leak_check() -> Result<()> {
     Ok(())
 }
 
-fn find_named(dir: &Path, needle: &str, depth: u32, out: &mut Vec<String>) {
+fn is_test_name(name: &str) -> bool {
+    TEST_NAMES.iter().any(|n| name.contains(n))
+}
+
+fn find_named(dir: &Path, depth: u32, out: &mut Vec<String>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -279,10 +301,10 @@ fn find_named(dir: &Path, needle: &str, depth: u32, out: &mut Vec<String>) {
         if !ft.is_dir() {
             continue;
         }
-        if e.file_name().to_string_lossy().contains(needle) {
+        if is_test_name(&e.file_name().to_string_lossy()) {
             out.push(format!("cgroup: {}", e.path().display()));
         } else if depth > 1 {
-            find_named(&e.path(), needle, depth - 1, out);
+            find_named(&e.path(), depth - 1, out);
         }
     }
 }

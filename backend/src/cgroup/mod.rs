@@ -199,10 +199,9 @@ pub(crate) struct Place<'a> {
 
 const NAME_ALLOWED: &str = "1 to 64 characters of a-z, A-Z, 0-9, '_', '-', '.', starting with a letter or digit (no '/', '..' or NUL)";
 
-/// Checks one cgroup name component: non-empty, short, from a safe alphabet, so a name can
-/// never be `..`, contain `/` or NUL, or collide with a kernel file such as `cgroup.procs`
-/// (those all contain a '.', so a name may contain dots but not look like `word.word` of a
-/// known controller file prefix).
+/// Checks one cgroup name component against an allowlist: 1 to 64 of `[A-Za-z0-9_.-]`,
+/// starting with a letter or digit. So a name can never be `.`/`..`, contain `/` or NUL, or
+/// collide with a kernel file such as `cgroup.procs` or `cpu.max` (kernel prefixes are refused).
 pub fn validate_name(field: &'static str, name: &str) -> Result<(), CgroupError> {
     let ok_chars = name
         .chars()
@@ -633,6 +632,20 @@ impl Group {
         pids::read(self, &mut l);
         io::read(self, &mut l);
         l
+    }
+
+    /// The same group, but frozen through the v1 `freezer` hierarchy even where cgroup2's
+    /// `cgroup.freeze` is preferred (hybrid hosts); `None` without a v1 freezer. Lets the v1
+    /// path be exercised on hybrid hosts.
+    pub fn with_v1_freezer(&self) -> Option<Group> {
+        let i = self
+            .v1
+            .iter()
+            .position(|d| d.join(freezer::V1_STATE).exists())?;
+        let mut g = self.clone();
+        g.places
+            .insert(Controller::Freezer, (self.v1[i].clone(), false));
+        Some(g)
     }
 
     /// Freezes every process of the group (and below) and waits until the kernel reports it

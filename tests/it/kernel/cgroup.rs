@@ -409,3 +409,207 @@ fn names_that_escape_are_rejected() {
     }
     assert!(t.0.open(&GroupPath::parse("nope").unwrap()).is_err());
 }
+
+#[test]
+fn a_kernel_refusal_half_way_rolls_back_what_was_written() {
+    let t = Subtree::new();
+    let team = t.group("team");
+    team.apply(&LimitsUpdate {
+        cpu_max: Some(parse_cpus("0.5").unwrap()),
+        ..Default::default()
+    })
+    .unwrap();
+    let g = t.group("team/web");
+    g.apply(&LimitsUpdate {
+        cpu_max: Some(parse_cpus("0.25").unwrap()),
+        pids_max: Some(Max::Limit(64)),
+        ..Default::default()
+    })
+    .unwrap();
+    let kept = g.limits();
+    let mut update = LimitsUpdate {
+        // v1 refuses a child quota above its parent's (v2 allows it and clamps at run time),
+        // after the cpuset and the period were written.
+        cpu_max: Some(parse_cpus("1").unwrap()),
+        pids_max: Some(Max::Limit(32)),
+        ..Default::default()
+    };
+    if available(&t.0, "cpuset_cpus") {
+        update.cpuset_cpus = Some("0".into());
+    }
+    match g.apply(&update) {
+        Err(e) => {
+            assert!(matches!(e, CgroupError::Write { .. }), "{e}");
+            assert_eq!(
+                g.limits(),
+                kept,
+                "every file written before the refusal is restored"
+            );
+        }
+        Ok(()) => {
+            assert_eq!(
+                g.mode(),
+                backend::cgroup::CgroupMode::V2,
+                "only v2 accepts this"
+            );
+            assert_eq!(g.limits().cpu_max, update.cpu_max);
+        }
+    }
+}
+
+/// A whole disk of this machine (`MAJ:MIN`), preferring real disks over loop devices.
+fn some_disk() -> Option<String> {
+    let mut disks: Vec<(bool, String)> = std::fs::read_dir("/sys/block")
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let dev = std::fs::read_to_string(e.path().join("dev")).ok()?;
+            Some((
+                name.starts_with("loop") || name.starts_with("ram"),
+                dev.trim().to_owned(),
+            ))
+        })
+        .collect();
+    disks.sort();
+    disks.into_iter().next().map(|(_, d)| d)
+}
+
+#[test]
+fn every_available_knob_is_set_and_read_back() {
+    let t = Subtree::new();
+    let g = t.group("team/all");
+    let _w = Workload::start_in(&g, &["sleep", "30"]);
+    let has = |k: &str| available(&t.0, k);
+    let mut u = LimitsUpdate {
+        cpu_max: Some(parse_cpus("0.75").unwrap()),
+        cpu_weight: Some(300),
+        memory_max: Some(Max::Limit(100 << 20)),
+        pids_max: Some(Max::Limit(77)),
+        ..Default::default()
+    };
+    if has("cpuset_cpus") {
+        u.cpuset_cpus = Some("0".into());
+        u.cpuset_mems = Some("0".into());
+    }
+    if has("memory_high") {
+        u.memory_high = Some(Max::Limit(90 << 20));
+    }
+    if has("memory_low") {
+        u.memory_low = Some(Max::Limit(10 << 20));
+    }
+    if has("memory_min") {
+        u.memory_min = Some(Max::Limit(5 << 20));
+    }
+    if has("swap_max") {
+        u.swap_max = Some(Max::Limit(50 << 20));
+    }
+    let disk = some_disk().filter(|_| has("io_max"));
+    if let Some(d) = &disk {
+        let device =
+            backend::cgroup::parse_device("io_max", d, std::path::Path::new("/sys")).unwrap();
+        u.io_max = vec![backend::cgroup::IoMax {
+            device,
+            rbps: Some(Max::Limit(1 << 20)),
+            wbps: Some(Max::Limit(2 << 20)),
+            riops: Some(Max::Limit(100)),
+            wiops: Some(Max::Limit(200)),
+        }];
+    }
+    let io_weight = has("io_weight").then_some(300);
+    u.io_weight = io_weight;
+    g.apply(&u).unwrap();
+    let l = g.limits();
+    let mut expect = u.clone();
+    // v1 block-IO weights are coarser (10..1000): the read-back is the nearest v1 step.
+    if let (Some(want), Some(got)) = (io_weight, l.io_weight) {
+        assert!(
+            want.abs_diff(got) <= 10,
+            "io_weight {want} read back as {got}"
+        );
+        expect.io_weight = l.io_weight;
+    }
+    macro_rules! same {
+        ($($f:ident),*) => {$(
+            if expect.$f.is_some() {
+                assert_eq!(l.$f, expect.$f, stringify!($f));
+            }
+        )*};
+    }
+    same!(
+        cpu_max,
+        cpu_weight,
+        cpuset_cpus,
+        cpuset_mems,
+        memory_max,
+        memory_high,
+        memory_low,
+        memory_min,
+        swap_max,
+        pids_max,
+        io_weight
+    );
+    if disk.is_some() {
+        assert_eq!(l.io_max, expect.io_max);
+    } else {
+        eprintln!("no block device: io_max not exercised");
+    }
+}
+
+#[test]
+fn v1_freezer_stops_and_resumes_where_the_host_has_it() {
+    let t = Subtree::new();
+    let g = t.group("team/v1freeze");
+    let Some(v1) = g.with_v1_freezer() else {
+        eprintln!("no v1 freezer hierarchy (pure v2): nothing to test");
+        return;
+    };
+    let _w = Workload::start_in(&g, &["burn", "20"]);
+    std::thread::sleep(Duration::from_millis(300));
+    v1.freeze().unwrap();
+    assert_eq!(v1.is_frozen(), Some(true));
+    let u0 = cpu_usec(&g);
+    std::thread::sleep(Duration::from_millis(700));
+    let u1 = cpu_usec(&g);
+    assert!(u1 - u0 <= 2_000, "frozen group used {} µs", u1 - u0);
+    v1.thaw().unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let u2 = cpu_usec(&g);
+    assert!(
+        u2 - u1 >= 20_000,
+        "thawed group used only {} µs in 700 ms",
+        u2 - u1
+    );
+    // The v1 kill fallback freezes through the v1 freezer too.
+    v1.kill_with_signals().unwrap();
+    assert!(g.procs().unwrap().is_empty());
+}
+
+#[test]
+fn stats_report_what_the_group_uses() {
+    let t = Subtree::new();
+    let g = t.group("team/stats");
+    let mut w = Workload::start_in(&g, &["alloc", "16", "30"]);
+    assert_eq!(w.line(), "allocated 16");
+    let s = g.stats();
+    assert!(s.cpu_usage_usec.unwrap() > 0, "{s:?}");
+    assert!(s.memory_current.unwrap() >= 16 << 20, "{s:?}");
+    assert!(s.memory_anon.unwrap() >= 15 << 20, "{s:?}");
+    assert!(
+        s.memory_peak.unwrap() >= s.memory_current.unwrap() / 2,
+        "{s:?}"
+    );
+    assert_eq!(s.pids_current, Some(1));
+    assert_eq!(s.memory_events.oom_kill, Some(0));
+    if t.0.capabilities().psi {
+        for p in [&s.cpu_pressure, &s.memory_pressure, &s.io_pressure] {
+            assert!(p.as_ref().is_some_and(|p| p.some.is_some()), "{s:?}");
+        }
+    }
+    // The kept-open reader sees the same group.
+    let mut r = g.stats_reader();
+    let k = r.sample();
+    assert_eq!(k.pids_current, Some(1));
+    assert!(k.memory_current.unwrap() >= 16 << 20);
+    assert!(k.cpu_usage_usec.unwrap() >= s.cpu_usage_usec.unwrap());
+}
