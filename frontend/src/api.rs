@@ -68,7 +68,9 @@ fn js_failure(e: JsValue) -> ApiFailure {
 
 /// Paths whose 401 is an answer, not an expired session.
 fn probes_session(path: &str) -> bool {
-    path.starts_with("/api/v1/me") || path.starts_with("/api/v1/login") || path.starts_with("/api/v1/setup")
+    path.starts_with("/api/v1/me")
+        || path.starts_with("/api/v1/login")
+        || path.starts_with("/api/v1/setup")
 }
 
 /// Sends the browser to the sign-in page, remembering where it was.
@@ -97,7 +99,9 @@ pub async fn send_text(method: &str, path: &str, body: Option<String>) -> ApiRes
     }
     let request = Request::new_with_str_and_init(path, &init).map_err(js_failure)?;
     let headers = request.headers();
-    headers.set("Accept", "application/json").map_err(js_failure)?;
+    headers
+        .set("Accept", "application/json")
+        .map_err(js_failure)?;
     if has_body {
         headers
             .set("Content-Type", "application/json")
@@ -105,7 +109,9 @@ pub async fn send_text(method: &str, path: &str, body: Option<String>) -> ApiRes
     }
     if method != "GET" {
         // Login and setup have no session yet: any value proves a script (not a form) sent it.
-        let token = CSRF.with(|c| c.borrow().clone()).unwrap_or_else(|| "1".into());
+        let token = CSRF
+            .with(|c| c.borrow().clone())
+            .unwrap_or_else(|| "1".into());
         headers.set("X-Corral-CSRF", &token).map_err(js_failure)?;
     }
     let window = web_sys::window().ok_or_else(|| failure(0, "internal", "no window"))?;
@@ -140,8 +146,13 @@ pub async fn send_text(method: &str, path: &str, body: Option<String>) -> ApiRes
 fn decode<T: DeserializeOwned>(text: &str) -> ApiResult<T> {
     // 204 No Content decodes as JSON `null` (for `()`).
     let text = if text.is_empty() { "null" } else { text };
-    serde_json::from_str(text)
-        .map_err(|e| failure(0, "decode", format!("unexpected answer from the daemon: {e}")))
+    serde_json::from_str(text).map_err(|e| {
+        failure(
+            0,
+            "decode",
+            format!("unexpected answer from the daemon: {e}"),
+        )
+    })
 }
 
 fn encode<B: Serialize>(body: &B) -> ApiResult<String> {

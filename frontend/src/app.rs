@@ -7,11 +7,17 @@ use leptos_router::{
     path,
 };
 
-use crate::{pages, session::{Session, use_session}};
+use crate::{
+    pages,
+    session::{Session, use_session},
+};
 
 #[component]
 pub fn App() -> impl IntoView {
-    let session = Session { me: RwSignal::new(None), checked: RwSignal::new(false) };
+    let session = Session {
+        me: RwSignal::new(None),
+        checked: RwSignal::new(false),
+    };
     provide_context(session);
     leptos::task::spawn_local(async move { session.probe().await });
     theme::apply(theme::stored());

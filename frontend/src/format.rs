@@ -91,7 +91,12 @@ pub fn axis_time(ms: f64, span_ms: f64) -> String {
     if span_ms > 2.0 * 86_400_000.0 {
         format!("{}-{}", two(d.get_month() + 1), two(d.get_date()))
     } else if span_ms < 600_000.0 {
-        format!("{}:{}:{}", two(d.get_hours()), two(d.get_minutes()), two(d.get_seconds()))
+        format!(
+            "{}:{}:{}",
+            two(d.get_hours()),
+            two(d.get_minutes()),
+            two(d.get_seconds())
+        )
     } else {
         format!("{}:{}", two(d.get_hours()), two(d.get_minutes()))
     }
@@ -117,13 +122,20 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     };
     match num.trim().parse::<f64>() {
         Ok(v) if v.is_finite() && v >= 0.0 => Ok((v * mult).round() as u64),
-        _ => Err(format!("{t:?} is not a size: use bytes or a suffix, e.g. 512M, 1.5G")),
+        _ => Err(format!(
+            "{t:?} is not a size: use bytes or a suffix, e.g. 512M, 1.5G"
+        )),
     }
 }
 
 /// A byte count as the shortest exact size text (`536870912` → `512M`), for form fields.
 pub fn size_text(n: u64) -> String {
-    for (unit, m) in [("T", 1u64 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)] {
+    for (unit, m) in [
+        ("T", 1u64 << 40),
+        ("G", 1 << 30),
+        ("M", 1 << 20),
+        ("K", 1 << 10),
+    ] {
         if n >= m && n % m == 0 {
             return format!("{}{unit}", n / m);
         }

@@ -13,12 +13,14 @@ pub struct Session {
 
 impl Session {
     pub fn is_admin(&self) -> bool {
-        self.me.with(|m| m.as_ref().is_some_and(|m| m.role == wire::Role::Admin))
+        self.me
+            .with(|m| m.as_ref().is_some_and(|m| m.role == wire::Role::Admin))
     }
 
     /// Admins and operators may change containers (operators: of their teams).
     pub fn can_operate(&self) -> bool {
-        self.me.with(|m| m.as_ref().is_some_and(|m| m.role != wire::Role::Viewer))
+        self.me
+            .with(|m| m.as_ref().is_some_and(|m| m.role != wire::Role::Viewer))
     }
 
     /// Takes the answer of a login or setup.

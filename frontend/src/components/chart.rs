@@ -139,7 +139,10 @@ pub fn LineChart(
                     let first = s.points.first().map_or(0.0, |p| sx(p.0, d.from, span));
                     let last = s.points.last().map_or(0.0, |p| sx(p.0, d.from, span));
                     let base = sy(0.0, top);
-                    format!("M{first:.1},{base:.1} L{} L{last:.1},{base:.1} Z", pts.join(" L"))
+                    format!(
+                        "M{first:.1},{base:.1} L{} L{last:.1},{base:.1} Z",
+                        pts.join(" L")
+                    )
                 });
                 view! {
                     <g class=format!("series {}", s.class)>
@@ -188,9 +191,8 @@ pub fn LineChart(
     };
 
     // The x positions hover can snap to: the first series' points.
-    let snap_count = move || {
-        geometry.with(|(d, _, _)| d.series.first().map_or(0, |s| s.points.len()))
-    };
+    let snap_count =
+        move || geometry.with(|(d, _, _)| d.series.first().map_or(0, |s| s.points.len()));
     let on_move = move |ev: web_sys::MouseEvent| {
         let Some(target) = ev
             .current_target()
@@ -254,7 +256,11 @@ pub fn LineChart(
             .collect();
         let box_w = 170.0;
         let box_h = 20.0 + 16.0 * rows.len() as f64;
-        let bx = if px + box_w + 10.0 > W - PAD_R { px - box_w - 8.0 } else { px + 8.0 };
+        let bx = if px + box_w + 10.0 > W - PAD_R {
+            px - box_w - 8.0
+        } else {
+            px + 8.0
+        };
         let dots = d
             .series
             .iter()
@@ -296,7 +302,11 @@ pub fn LineChart(
     };
     let level_values = move || {
         geometry.with(|(d, _, _)| {
-            d.levels.iter().map(|l| l.value.to_string()).collect::<Vec<_>>().join(",")
+            d.levels
+                .iter()
+                .map(|l| l.value.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
         })
     };
     let legend = move || {
@@ -360,7 +370,11 @@ pub fn Sparkline(
             })
             .collect();
         let area = if pts.len() > 1 {
-            format!("M0,{SH} L{} L{:.1},{SH} Z", pts.join(" L"), (v.len() - 1) as f64 / n as f64 * SW)
+            format!(
+                "M0,{SH} L{} L{:.1},{SH} Z",
+                pts.join(" L"),
+                (v.len() - 1) as f64 / n as f64 * SW
+            )
         } else {
             String::new()
         };
@@ -385,7 +399,11 @@ pub fn Meter(
 ) -> impl IntoView {
     let pct = move |v: f64| {
         let t = total.get();
-        if t <= 0.0 { 0.0 } else { (v / t * 100.0).clamp(0.0, 100.0) }
+        if t <= 0.0 {
+            0.0
+        } else {
+            (v / t * 100.0).clamp(0.0, 100.0)
+        }
     };
     view! {
         <div class="meter" role="meter" aria-label=label aria-valuemin="0"

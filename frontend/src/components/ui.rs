@@ -22,6 +22,17 @@ pub fn Loading(#[prop(optional, into)] what: String) -> impl IntoView {
 #[component]
 pub fn ErrorBox(#[prop(into)] error: ApiFailure) -> impl IntoView {
     let code = error.error.code.clone();
+    // An API this daemon does not have yet (an older version): say so plainly.
+    if error.status == 404 && error.error.message.starts_with("no such endpoint") {
+        return view! {
+            <div class="notice" role="note" data-code="unavailable">
+                "Not available from this daemon: it has no "
+                <code>{error.error.message.trim_start_matches("no such endpoint: ").to_owned()}</code>
+                " API."
+            </div>
+        }
+        .into_any();
+    }
     view! {
         <div class="error-box" role="alert" data-code=code.clone()>
             <strong>{match error.status {
@@ -35,6 +46,7 @@ pub fn ErrorBox(#[prop(into)] error: ApiFailure) -> impl IntoView {
             <span>{error.error.message.clone()}</span>
         </div>
     }
+    .into_any()
 }
 
 /// Renders a polled resource: loading, error (with no data), or `ok(data)`; when a refresh
@@ -66,14 +78,16 @@ where
 
 /// "Updated 3s ago" for a polled resource, ticking with `now`.
 #[component]
-pub fn Freshness<T: Send + Sync + 'static>(
-    poll: Polled<T>,
-    now: RwSignal<f64>,
-) -> impl IntoView {
+pub fn Freshness<T: Send + Sync + 'static>(poll: Polled<T>, now: RwSignal<f64>) -> impl IntoView {
     let text = move || {
         let at = poll.updated.get();
         if at <= 0.0 {
-            return "loading…".to_owned();
+            return if poll.error.with(Option::is_some) {
+                "not updated"
+            } else {
+                "loading…"
+            }
+            .to_owned();
         }
         let secs = ((now.get() - at) / 1000.0).max(0.0).round();
         format!("updated {secs:.0}s ago")
@@ -147,7 +161,11 @@ pub fn Field(
         errors.with(|e| e.iter().find(|(f, _)| *f == n2).map(|(_, m)| m.clone()))
     });
     let has_error = move || error.with(Option::is_some);
-    let kind = if kind.is_empty() { "text".to_owned() } else { kind };
+    let kind = if kind.is_empty() {
+        "text".to_owned()
+    } else {
+        kind
+    };
     view! {
         <div class="field" class:invalid=has_error>
             <label for=id.clone()>{label}</label>
@@ -176,7 +194,13 @@ pub fn FormError(
         errors.with(|e| {
             e.iter()
                 .filter(|(f, _)| !known.contains(&f.as_str()))
-                .map(|(f, m)| if f.is_empty() { m.clone() } else { format!("{f}: {m}") })
+                .map(|(f, m)| {
+                    if f.is_empty() {
+                        m.clone()
+                    } else {
+                        format!("{f}: {m}")
+                    }
+                })
                 .collect::<Vec<_>>()
                 .join("; ")
         })

@@ -16,20 +16,32 @@ use crate::{
 };
 
 fn unit_money(v: f64) -> String {
-    if v != 0.0 && v.abs() < 0.01 { format!("{v:.4}") } else { format!("{v:.2}") }
+    if v != 0.0 && v.abs() < 0.01 {
+        format!("{v:.4}")
+    } else {
+        format!("{v:.2}")
+    }
 }
 
 /// `YYYY-MM` of the month before `m`.
 fn prev_month(m: &str) -> String {
     let (y, mo) = m.split_once('-').unwrap_or(("1970", "01"));
     let (y, mo): (i32, u32) = (y.parse().unwrap_or(1970), mo.parse().unwrap_or(1));
-    if mo == 1 { format!("{}-12", y - 1) } else { format!("{y}-{:02}", mo - 1) }
+    if mo == 1 {
+        format!("{}-12", y - 1)
+    } else {
+        format!("{y}-{:02}", mo - 1)
+    }
 }
 
 fn next_month(m: &str) -> String {
     let (y, mo) = m.split_once('-').unwrap_or(("1970", "01"));
     let (y, mo): (i32, u32) = (y.parse().unwrap_or(1970), mo.parse().unwrap_or(1));
-    if mo == 12 { format!("{}-01", y + 1) } else { format!("{y}-{:02}", mo + 1) }
+    if mo == 12 {
+        format!("{}-01", y + 1)
+    } else {
+        format!("{y}-{:02}", mo + 1)
+    }
 }
 
 #[component]
@@ -123,7 +135,11 @@ fn CostOverTime(month: String, teams: Vec<String>) -> impl IntoView {
             match api::get::<BillingReport>(&format!("/api/v1/billing?from={from}&to={to}")).await {
                 Ok(r) => {
                     for (i, t) in teams.iter().enumerate() {
-                        let v = r.teams.iter().find(|l| &l.team == t || &l.name == t).map_or(0.0, |l| l.cost.total);
+                        let v = r
+                            .teams
+                            .iter()
+                            .find(|l| &l.team == t || &l.name == t)
+                            .map_or(0.0, |l| l.cost.total);
                         per_team[i].push((day, v));
                     }
                 }
@@ -136,7 +152,17 @@ fn CostOverTime(month: String, teams: Vec<String>) -> impl IntoView {
         let classes = ["s1", "s2", "s3", "s4"];
         let end = start + 31.0 * 86_400_000.0;
         data.set(Some(ChartData {
-            series: teams.iter().zip(per_team).enumerate().map(|(i, (t, p))| Series { name: t.clone(), class: classes[i % 4], points: p, area: i == 0 }).collect(),
+            series: teams
+                .iter()
+                .zip(per_team)
+                .enumerate()
+                .map(|(i, (t, p))| Series {
+                    name: t.clone(),
+                    class: classes[i % 4],
+                    points: p,
+                    area: i == 0,
+                })
+                .collect(),
             from: start,
             to: end.min(today.max(start + 86_400_000.0)),
             ..Default::default()
@@ -225,11 +251,19 @@ fn Teams(admin: bool) -> impl IntoView {
     let description = RwSignal::new(String::new());
     let errors = RwSignal::new(Vec::<(String, String)>::new());
     let create = Action::new_local(move |_: &()| {
-        let body = wire::TeamCreate { name: name.get_untracked().trim().to_owned(), description: description.get_untracked() };
+        let body = wire::TeamCreate {
+            name: name.get_untracked().trim().to_owned(),
+            description: description.get_untracked(),
+        };
         async move { api::post::<_, wire::Team>("/api/v1/teams", &body).await }
     });
     Effect::new(move |_| match create.value().get() {
-        Some(Ok(_)) => { errors.set(vec![]); name.set(String::new()); description.set(String::new()); teams.refresh(); }
+        Some(Ok(_)) => {
+            errors.set(vec![]);
+            name.set(String::new());
+            description.set(String::new());
+            teams.refresh();
+        }
         Some(Err(e)) => errors.set(field_errors(&e)),
         None => {}
     });

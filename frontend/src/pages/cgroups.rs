@@ -16,7 +16,9 @@ use crate::{
 #[component]
 pub fn Cgroups() -> impl IntoView {
     let now = clock();
-    let tree = poll(10_000, || api::get::<wire::CgroupTree>("/api/v1/host/cgroups"));
+    let tree = poll(10_000, || {
+        api::get::<wire::CgroupTree>("/api/v1/host/cgroups")
+    });
     let selected = RwSignal::new(String::new());
     let filter = RwSignal::new(String::new());
     // Paths the user opened or closed (per hierarchy); the default opens the top two levels
@@ -74,15 +76,38 @@ fn Tree(
     let nodes = h.nodes.clone();
     let n = nodes.len();
     let has_children: Vec<bool> = (0..n)
-        .map(|i| nodes.get(i + 1).is_some_and(|next| next.depth > nodes[i].depth))
+        .map(|i| {
+            nodes
+                .get(i + 1)
+                .is_some_and(|next| next.depth > nodes[i].depth)
+        })
         .collect();
     // Ancestors of Corral's nodes open by default.
-    let corral_paths: Vec<String> = nodes.iter().filter(|c| c.corral).map(|c| c.path.clone()).collect();
+    let corral_paths: Vec<String> = nodes
+        .iter()
+        .filter(|c| c.corral)
+        .map(|c| c.path.clone())
+        .collect();
     let default_open = move |node: &wire::CgroupNode| {
-        node.depth < 1 || corral_paths.iter().any(|p| p.starts_with(&format!("{}/", node.path.trim_end_matches('/'))) && p != &node.path)
+        node.depth < 1
+            || corral_paths.iter().any(|p| {
+                p.starts_with(&format!("{}/", node.path.trim_end_matches('/'))) && p != &node.path
+            })
     };
-    let max_mem = nodes.iter().filter(|c| c.depth > 0).filter_map(|c| c.memory_current).max().unwrap_or(0).max(1) as f64;
-    let max_cpu = nodes.iter().filter(|c| c.depth > 0).filter_map(|c| c.cpu_usage_usec).max().unwrap_or(0).max(1) as f64;
+    let max_mem = nodes
+        .iter()
+        .filter(|c| c.depth > 0)
+        .filter_map(|c| c.memory_current)
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
+    let max_cpu = nodes
+        .iter()
+        .filter(|c| c.depth > 0)
+        .filter_map(|c| c.cpu_usage_usec)
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
     let key_of = {
         let name = h.name.clone();
         move |p: &str| format!("{name}:{p}")

@@ -3,7 +3,10 @@
 //! the re-limit form filled with the kernel's current values, logs with follow, and exec.
 
 use leptos::prelude::*;
-use leptos_router::{components::A, hooks::{use_navigate, use_params_map}};
+use leptos_router::{
+    components::A,
+    hooks::{use_navigate, use_params_map},
+};
 
 use crate::{
     api::{self, ApiFailure},
@@ -75,7 +78,12 @@ fn Detail(name: String) -> impl IntoView {
             async move { api::get::<Container>(&path).await }
         }
     });
-    let every = Memo::new(move |_| RANGES.iter().find(|r| r.0 == range.get()).map_or(5000, |r| r.2));
+    let every = Memo::new(move |_| {
+        RANGES
+            .iter()
+            .find(|r| r.0 == range.get())
+            .map_or(5000, |r| r.2)
+    });
     let history = poll(3000, {
         let path = path.clone();
         move || {
@@ -102,11 +110,16 @@ fn Detail(name: String) -> impl IntoView {
                     .filter(|r| {
                         r.result == "ok"
                             && (r.action.contains(&needle)
-                                || (r.action.contains("update") && r.target.as_deref().is_some_and(|t| t.ends_with(&name))))
+                                || (r.action.contains("update")
+                                    && r.target.as_deref().is_some_and(|t| t.ends_with(&name))))
                     })
                     .map(|r| Mark {
                         at: r.at_ms as f64,
-                        label: format!("limits changed by {} at {}", r.actor, format::datetime_ms(r.at_ms as f64)),
+                        label: format!(
+                            "limits changed by {} at {}",
+                            r.actor,
+                            format::datetime_ms(r.at_ms as f64)
+                        ),
                     })
                     .collect::<Vec<_>>())
             }
@@ -122,7 +135,10 @@ fn Detail(name: String) -> impl IntoView {
     });
     // After "remove", the container is gone: back to the list.
     Effect::new(move |_| {
-        if c.error.with(|e| e.as_ref().is_some_and(|e| e.status == 404)) && c.data.with(Option::is_some) {
+        if c.error
+            .with(|e| e.as_ref().is_some_and(|e| e.status == 404))
+            && c.data.with(Option::is_some)
+        {
             navigate("/containers", Default::default());
         }
     });
@@ -136,10 +152,20 @@ fn Detail(name: String) -> impl IntoView {
             let (from, to) = window();
             let h = history.data.get().unwrap_or_default();
             let Some(cur) = c.data.get() else {
-                return ChartData { from, to, ..Default::default() };
+                return ChartData {
+                    from,
+                    to,
+                    ..Default::default()
+                };
             };
             let (series, levels) = f(&h, &cur);
-            ChartData { series, levels, marks: marks.data.get().unwrap_or_default(), from, to }
+            ChartData {
+                series,
+                levels,
+                marks: marks.data.get().unwrap_or_default(),
+                from,
+                to,
+            }
         })
     };
     let step = |h: &History| (h.step_secs.max(1)) as f64;
@@ -147,24 +173,77 @@ fn Detail(name: String) -> impl IntoView {
         let s = h.step_secs.max(1) as f64;
         (
             vec![
-                Series { name: "used".into(), class: "s1", area: true, points: h.points.iter().map(|p| (p.ts as f64, p.cpu_cores)).collect() },
-                Series { name: "throttled".into(), class: "s2", area: false, points: h.points.iter().map(|p| (p.ts as f64, p.throttled_seconds / s)).collect() },
+                Series {
+                    name: "used".into(),
+                    class: "s1",
+                    area: true,
+                    points: h
+                        .points
+                        .iter()
+                        .map(|p| (p.ts as f64, p.cpu_cores))
+                        .collect(),
+                },
+                Series {
+                    name: "throttled".into(),
+                    class: "s2",
+                    area: false,
+                    points: h
+                        .points
+                        .iter()
+                        .map(|p| (p.ts as f64, p.throttled_seconds / s))
+                        .collect(),
+                },
             ],
-            c.limits.cpus.map(|q| vec![Level { name: "quota".into(), value: q, class: "limit" }]).unwrap_or_default(),
+            c.limits
+                .cpus
+                .map(|q| {
+                    vec![Level {
+                        name: "quota".into(),
+                        value: q,
+                        class: "limit",
+                    }]
+                })
+                .unwrap_or_default(),
         )
     });
     let mem = chart(|h, c| {
         let mut levels = Vec::new();
         if let Some(m) = c.limits.memory_max {
-            levels.push(Level { name: "max".into(), value: m as f64, class: "limit" });
+            levels.push(Level {
+                name: "max".into(),
+                value: m as f64,
+                class: "limit",
+            });
         }
         if let Some(m) = c.limits.memory_high {
-            levels.push(Level { name: "high".into(), value: m as f64, class: "soft" });
+            levels.push(Level {
+                name: "high".into(),
+                value: m as f64,
+                class: "soft",
+            });
         }
         (
             vec![
-                Series { name: "average".into(), class: "s3", area: true, points: h.points.iter().map(|p| (p.ts as f64, p.mem_avg_bytes as f64)).collect() },
-                Series { name: "peak".into(), class: "s4", area: false, points: h.points.iter().map(|p| (p.ts as f64, p.mem_peak_bytes as f64)).collect() },
+                Series {
+                    name: "average".into(),
+                    class: "s3",
+                    area: true,
+                    points: h
+                        .points
+                        .iter()
+                        .map(|p| (p.ts as f64, p.mem_avg_bytes as f64))
+                        .collect(),
+                },
+                Series {
+                    name: "peak".into(),
+                    class: "s4",
+                    area: false,
+                    points: h
+                        .points
+                        .iter()
+                        .map(|p| (p.ts as f64, p.mem_peak_bytes as f64))
+                        .collect(),
+                },
             ],
             levels,
         )
@@ -173,8 +252,26 @@ fn Detail(name: String) -> impl IntoView {
         let s = h.step_secs.max(1) as f64;
         (
             vec![
-                Series { name: "read".into(), class: "s1", area: true, points: h.points.iter().map(|p| (p.ts as f64, p.io_read_bytes as f64 / s)).collect() },
-                Series { name: "write".into(), class: "s2", area: true, points: h.points.iter().map(|p| (p.ts as f64, p.io_write_bytes as f64 / s)).collect() },
+                Series {
+                    name: "read".into(),
+                    class: "s1",
+                    area: true,
+                    points: h
+                        .points
+                        .iter()
+                        .map(|p| (p.ts as f64, p.io_read_bytes as f64 / s))
+                        .collect(),
+                },
+                Series {
+                    name: "write".into(),
+                    class: "s2",
+                    area: true,
+                    points: h
+                        .points
+                        .iter()
+                        .map(|p| (p.ts as f64, p.io_write_bytes as f64 / s))
+                        .collect(),
+                },
             ],
             vec![],
         )
@@ -182,8 +279,26 @@ fn Detail(name: String) -> impl IntoView {
     let _ = step;
     let pids = chart(|h, c| {
         (
-            vec![Series { name: "tasks".into(), class: "s4", area: true, points: h.points.iter().map(|p| (p.ts as f64, p.pids_peak as f64)).collect() }],
-            c.limits.pids_max.map(|m| vec![Level { name: "max".into(), value: m as f64, class: "limit" }]).unwrap_or_default(),
+            vec![Series {
+                name: "tasks".into(),
+                class: "s4",
+                area: true,
+                points: h
+                    .points
+                    .iter()
+                    .map(|p| (p.ts as f64, p.pids_peak as f64))
+                    .collect(),
+            }],
+            c.limits
+                .pids_max
+                .map(|m| {
+                    vec![Level {
+                        name: "max".into(),
+                        value: m as f64,
+                        class: "limit",
+                    }]
+                })
+                .unwrap_or_default(),
         )
     });
 
@@ -308,7 +423,14 @@ fn Logs(path: String) -> impl IntoView {
         async move {
             if !on {
                 // Paused: keep what is shown.
-                return Err(ApiFailure { status: 0, error: wire::ApiError { code: "paused".into(), message: "paused".into(), field: None } });
+                return Err(ApiFailure {
+                    status: 0,
+                    error: wire::ApiError {
+                        code: "paused".into(),
+                        message: "paused".into(),
+                        field: None,
+                    },
+                });
             }
             api::send_text("GET", &p, None).await
         }
@@ -347,7 +469,9 @@ fn Exec(path: String) -> impl IntoView {
     let cmd = RwSignal::new(String::new());
     let errors = RwSignal::new(Vec::<(String, String)>::new());
     let run = Action::new_local(move |words: &Vec<String>| {
-        let body = ExecRequest { command: words.clone() };
+        let body = ExecRequest {
+            command: words.clone(),
+        };
         let p = format!("{path}/exec");
         async move { api::post::<_, ExecResult>(&p, &body).await }
     });

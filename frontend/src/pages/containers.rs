@@ -11,7 +11,10 @@ use crate::{
     components::{
         chart::Sparkline,
         poll::{clock, poll},
-        ui::{ConfirmButton, ErrorBox, Field, FormError, Freshness, StatusBadge, field_errors, polled_view},
+        ui::{
+            ConfirmButton, ErrorBox, Field, FormError, Freshness, StatusBadge, field_errors,
+            polled_view,
+        },
     },
     format,
     session::use_session,
@@ -26,9 +29,9 @@ pub async fn act(name: &str, action: &str) -> Result<(), ApiFailure> {
     let path = format!("/api/v1/containers/{}", api::enc(name));
     match action {
         "remove" => api::delete(&format!("{path}?force=true")).await,
-        "start" | "freeze" | "thaw" => {
-            api::send_text("POST", &format!("{path}/{action}"), None).await.map(|_| ())
-        }
+        "start" | "freeze" | "thaw" => api::send_text("POST", &format!("{path}/{action}"), None)
+            .await
+            .map(|_| ()),
         _ => api::post::<_, serde_json::Value>(&format!("{path}/{action}"), &serde_json::json!({}))
             .await
             .map(|_| ()),
@@ -94,7 +97,9 @@ pub fn Actions(
 pub fn Containers() -> impl IntoView {
     let session = use_session();
     let now = clock();
-    let list = poll(3000, || api::get::<Vec<Container>>("/api/v1/containers?all=true"));
+    let list = poll(3000, || {
+        api::get::<Vec<Container>>("/api/v1/containers?all=true")
+    });
     let stats = poll(3000, || api::get::<LiveStats>("/api/v1/stats"));
     let op_error = RwSignal::new(None::<ApiFailure>);
     let search = RwSignal::new(String::new());
@@ -120,7 +125,11 @@ pub fn Containers() -> impl IntoView {
         stats.refresh();
     });
     let teams = move || {
-        let mut t: Vec<String> = list.data.with(|l| l.as_ref().map(|l| l.iter().map(|c| c.team.clone()).collect()).unwrap_or_default());
+        let mut t: Vec<String> = list.data.with(|l| {
+            l.as_ref()
+                .map(|l| l.iter().map(|c| c.team.clone()).collect())
+                .unwrap_or_default()
+        });
         t.sort();
         t.dedup();
         t
@@ -301,7 +310,10 @@ impl LimitFields {
             match t.parse::<u64>() {
                 Ok(v) => Some(v),
                 Err(_) => {
-                    errors.push((format!("limits.{field}"), format!("{t:?} is not a whole number")));
+                    errors.push((
+                        format!("limits.{field}"),
+                        format!("{t:?} is not a whole number"),
+                    ));
                     None
                 }
             }
@@ -310,19 +322,35 @@ impl LimitFields {
         let pids_max = num("pids_max", self.pids_max);
         let mut size = |field: &str, s: RwSignal<String>| -> Option<u64> {
             let t = text(s)?;
-            format::parse_size(&t).map_err(|e| errors.push((format!("limits.{field}"), e))).ok()
+            format::parse_size(&t)
+                .map_err(|e| errors.push((format!("limits.{field}"), e)))
+                .ok()
         };
         let memory_max = size("memory_max", self.memory_max);
         let memory_high = size("memory_high", self.memory_high);
         let cpus = text(self.cpus).and_then(|t| match t.parse::<f64>() {
             Ok(v) => Some(v),
             Err(_) => {
-                errors.push(("limits.cpus".into(), format!("{t:?} is not a number of CPUs, e.g. 0.5")));
+                errors.push((
+                    "limits.cpus".into(),
+                    format!("{t:?} is not a number of CPUs, e.g. 0.5"),
+                ));
                 None
             }
         });
-        let l = Limits { cpus, cpuset_cpus: text(self.cpuset_cpus), cpu_weight, memory_max, memory_high, pids_max };
-        if errors.is_empty() { Ok(l) } else { Err(errors) }
+        let l = Limits {
+            cpus,
+            cpuset_cpus: text(self.cpuset_cpus),
+            cpu_weight,
+            memory_max,
+            memory_high,
+            pids_max,
+        };
+        if errors.is_empty() {
+            Ok(l)
+        } else {
+            Err(errors)
+        }
     }
 }
 
@@ -342,8 +370,18 @@ pub fn LimitInputs(f: LimitFields, errors: RwSignal<Vec<(String, String)>>) -> i
 }
 
 const FORM_FIELDS: &[&str] = &[
-    "name", "team", "image", "rootfs", "command", "env", "limits.cpus", "limits.memory_max",
-    "limits.memory_high", "limits.pids_max", "limits.cpu_weight", "limits.cpuset_cpus",
+    "name",
+    "team",
+    "image",
+    "rootfs",
+    "command",
+    "env",
+    "limits.cpus",
+    "limits.memory_max",
+    "limits.memory_high",
+    "limits.pids_max",
+    "limits.cpu_weight",
+    "limits.cpuset_cpus",
 ];
 
 #[component]
@@ -352,7 +390,12 @@ pub fn NewContainer() -> impl IntoView {
     let session = use_session();
     let images = poll(0, || api::get::<Vec<Image>>("/api/v1/images"));
     let name = RwSignal::new(String::new());
-    let team = RwSignal::new(session.me.with_untracked(|m| m.as_ref().and_then(|m| m.teams.first().cloned())).unwrap_or_else(|| "default".into()));
+    let team = RwSignal::new(
+        session
+            .me
+            .with_untracked(|m| m.as_ref().and_then(|m| m.teams.first().cloned()))
+            .unwrap_or_else(|| "default".into()),
+    );
     let source = RwSignal::new("image".to_owned());
     let image = RwSignal::new(String::new());
     let rootfs = RwSignal::new(String::new());
@@ -368,7 +411,10 @@ pub fn NewContainer() -> impl IntoView {
         async move { api::post::<_, Container>("/api/v1/containers", &spec).await }
     });
     Effect::new(move |_| match create.value().get() {
-        Some(Ok(c)) => navigate(&format!("/containers/{}", api::enc(&c.name)), Default::default()),
+        Some(Ok(c)) => navigate(
+            &format!("/containers/{}", api::enc(&c.name)),
+            Default::default(),
+        ),
         Some(Err(e)) => errors.set(field_errors(&e)),
         None => {}
     });
@@ -393,7 +439,13 @@ pub fn NewContainer() -> impl IntoView {
             image: if from_image { opt(image) } else { None },
             rootfs: if from_image { None } else { opt(rootfs) },
             command: split_words(&command.get_untracked()),
-            env: env.get_untracked().lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect(),
+            env: env
+                .get_untracked()
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect(),
             limits: lim,
             network: Some(network.get_untracked()),
             restart: Some(restart.get_untracked()),
@@ -401,7 +453,8 @@ pub fn NewContainer() -> impl IntoView {
         };
         create.dispatch(spec);
     };
-    let env_error = move || errors.with(|e| e.iter().find(|(f, _)| f == "env").map(|(_, m)| m.clone()));
+    let env_error =
+        move || errors.with(|e| e.iter().find(|(f, _)| f == "env").map(|(_, m)| m.clone()));
     view! {
         <div class="crumbs"><A href="/containers">"Containers"</A>" / new"</div>
         <div class="page-head"><h1>"New container"</h1></div>
@@ -483,7 +536,10 @@ mod tests {
 
     #[test]
     fn words() {
-        assert_eq!(split_words(r#"sh -c "echo hi there" 'a b'"#), ["sh", "-c", "echo hi there", "a b"]);
+        assert_eq!(
+            split_words(r#"sh -c "echo hi there" 'a b'"#),
+            ["sh", "-c", "echo hi there", "a b"]
+        );
         assert_eq!(split_words(r#"x "" y"#), ["x", "", "y"]);
         assert!(split_words("   ").is_empty());
     }

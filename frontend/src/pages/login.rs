@@ -44,7 +44,10 @@ pub fn Login() -> impl IntoView {
     let errors = RwSignal::new(Vec::<(String, String)>::new());
     let setup = LocalResource::new(|| api::get::<wire::SetupStatus>("/api/v1/setup"));
     let submit = Action::new_local(move |_: &()| {
-        let body = wire::LoginRequest { name: name.get_untracked(), password: password.get_untracked() };
+        let body = wire::LoginRequest {
+            name: name.get_untracked(),
+            password: password.get_untracked(),
+        };
         async move { api::post::<_, wire::LoginResponse>("/api/v1/login", &body).await }
     });
     Effect::new(move |_| match submit.value().get() {
@@ -57,7 +60,11 @@ pub fn Login() -> impl IntoView {
         None => {}
     });
     let form_error = move || {
-        errors.with(|e| e.iter().find(|(f, _)| f.is_empty() || f == "credentials").map(|(_, m)| m.clone()))
+        errors.with(|e| {
+            e.iter()
+                .find(|(f, _)| f.is_empty() || f == "credentials")
+                .map(|(_, m)| m.clone())
+        })
     };
     view! {
         <AuthCard title="Sign in">

@@ -20,28 +20,62 @@ pub fn Overview() -> impl IntoView {
     let now = clock();
     let host = poll(0, || api::get::<wire::HostInfo>("/api/v1/host"));
     let health = poll(0, || api::get::<wire::Health>("/api/v1/health"));
-    let containers = poll(5000, || api::get::<Vec<Container>>("/api/v1/containers?all=true"));
+    let containers = poll(5000, || {
+        api::get::<Vec<Container>>("/api/v1/containers?all=true")
+    });
     let stats = poll(5000, || api::get::<LiveStats>("/api/v1/stats"));
 
     let cpu_used = Signal::derive(move || {
-        stats.data.with(|s| s.as_ref().map_or(0.0, |s| {
-            s.stats.iter().filter(|l| l.kind == "container").map(|l| l.cpu_cores).sum()
-        }))
+        stats.data.with(|s| {
+            s.as_ref().map_or(0.0, |s| {
+                s.stats
+                    .iter()
+                    .filter(|l| l.kind == "container")
+                    .fold(0.0, |a, l| a + l.cpu_cores)
+            })
+        })
     });
     let mem_used = Signal::derive(move || {
-        stats.data.with(|s| s.as_ref().map_or(0.0, |s| {
-            s.stats.iter().filter(|l| l.kind == "container").map(|l| l.mem_bytes as f64).sum()
-        }))
+        stats.data.with(|s| {
+            s.as_ref().map_or(0.0, |s| {
+                s.stats
+                    .iter()
+                    .filter(|l| l.kind == "container")
+                    .fold(0.0, |a, l| a + l.mem_bytes as f64)
+            })
+        })
     });
-    let running = move || containers.data.with(|c| c.as_ref().map(|c| {
-        c.iter().filter(|c| c.status == "running").cloned().collect::<Vec<_>>()
-    }).unwrap_or_default());
-    let cpu_alloc = Signal::derive(move || running().iter().filter_map(|c| c.limits.cpus).sum());
+    let running = move || {
+        containers.data.with(|c| {
+            c.as_ref()
+                .map(|c| {
+                    c.iter()
+                        .filter(|c| c.status == "running")
+                        .cloned()
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        })
+    };
+    let cpu_alloc = Signal::derive(move || {
+        running()
+            .iter()
+            .filter_map(|c| c.limits.cpus)
+            .fold(0.0, |a, b| a + b)
+    });
     let mem_alloc = Signal::derive(move || {
-        running().iter().filter_map(|c| c.limits.memory_max).map(|b| b as f64).sum()
+        running()
+            .iter()
+            .filter_map(|c| c.limits.memory_max)
+            .fold(0.0, |a, b| a + b as f64)
     });
     let count = move |status: &'static str| {
-        move || containers.data.with(|c| c.as_ref().map_or(0, |c| c.iter().filter(|c| c.status == status).count()))
+        move || {
+            containers.data.with(|c| {
+                c.as_ref()
+                    .map_or(0, |c| c.iter().filter(|c| c.status == status).count())
+            })
+        }
     };
     let containers_known = move || containers.data.with(Option::is_some);
 

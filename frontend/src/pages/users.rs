@@ -12,7 +12,11 @@ use crate::{
 };
 
 fn parse_teams(s: &str) -> Vec<String> {
-    s.split([',', ' ']).map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect()
+    s.split([',', ' '])
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 #[component]
@@ -54,18 +58,36 @@ pub fn Users() -> impl IntoView {
     let remove_user = move |n: String| {
         leptos::task::spawn_local(async move {
             match api::delete(&format!("/api/v1/users/{}", api::enc(&n))).await {
-                Ok(()) => { op_error.set(None); users.refresh(); }
+                Ok(()) => {
+                    op_error.set(None);
+                    users.refresh();
+                }
                 Err(e) => op_error.set(Some(e)),
             }
         });
     };
     let set_role = move |n: String, r: String| {
         leptos::task::spawn_local(async move {
-            let role = match r.as_str() { "admin" => wire::Role::Admin, "viewer" => wire::Role::Viewer, _ => wire::Role::Operator };
-            let body = wire::UserUpdate { role: Some(role), ..Default::default() };
-            match api::patch::<_, wire::User>(&format!("/api/v1/users/{}", api::enc(&n)), &body).await {
-                Ok(_) => { op_error.set(None); users.refresh(); }
-                Err(e) => { op_error.set(Some(e)); users.refresh(); }
+            let role = match r.as_str() {
+                "admin" => wire::Role::Admin,
+                "viewer" => wire::Role::Viewer,
+                _ => wire::Role::Operator,
+            };
+            let body = wire::UserUpdate {
+                role: Some(role),
+                ..Default::default()
+            };
+            match api::patch::<_, wire::User>(&format!("/api/v1/users/{}", api::enc(&n)), &body)
+                .await
+            {
+                Ok(_) => {
+                    op_error.set(None);
+                    users.refresh();
+                }
+                Err(e) => {
+                    op_error.set(Some(e));
+                    users.refresh();
+                }
             }
         });
     };
@@ -99,7 +121,10 @@ pub fn Users() -> impl IntoView {
     let revoke = move |id: i64| {
         leptos::task::spawn_local(async move {
             match api::delete(&format!("/api/v1/tokens/{id}")).await {
-                Ok(()) => { op_error.set(None); tokens.refresh(); }
+                Ok(()) => {
+                    op_error.set(None);
+                    tokens.refresh();
+                }
                 Err(e) => op_error.set(Some(e)),
             }
         });

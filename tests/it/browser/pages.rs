@@ -11,13 +11,19 @@ async fn setup_link_then_admin_pages() {
         return;
     };
     let base = daemon.url();
-    let token = daemon.setup_token().expect("the daemon printed a setup link");
+    let token = daemon
+        .setup_token()
+        .expect("the daemon printed a setup link");
 
     // First-run setup from the one-time link; the token never leaves the fragment.
     b.open(&base, &format!("/setup#{}", token.trim())).await;
     b.wait_for("[data-testid=create-admin]").await;
     let url = b.client.current_url().await.unwrap();
-    assert_eq!(url.fragment(), None, "the token is dropped from the address bar");
+    assert_eq!(
+        url.fragment(),
+        None,
+        "the token is dropped from the address bar"
+    );
     b.fill("#f-password", ADMIN_PASSWORD).await;
     b.fill("#f-repeat", "something else").await;
     b.click("[data-testid=create-admin]").await;
@@ -29,7 +35,12 @@ async fn setup_link_then_admin_pages() {
     // Overview: capacity, the cgroup mode and the capability matrix.
     b.wait_for("[data-testid=cap-cpu]").await;
     b.wait_text("[data-testid=whoami]", "admin").await;
-    let mode = b.wait_for("[data-testid=cgroup-mode]").await.text().await.unwrap();
+    let mode = b
+        .wait_for("[data-testid=cgroup-mode]")
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(
         ["cgroup v2", "cgroup v1", "cgroup hybrid"].contains(&mode.as_str()),
         "{mode}"
@@ -45,11 +56,14 @@ async fn setup_link_then_admin_pages() {
     // Collapsing the root hides its children.
     let rows_before = b
         .client
-        .find_all(fantoccini::Locator::Css("[data-testid=cgroup-tree] tbody tr"))
+        .find_all(fantoccini::Locator::Css(
+            "[data-testid=cgroup-tree] tbody tr",
+        ))
         .await
         .unwrap()
         .len();
-    b.click("[data-testid=cgroup-tree] tbody tr:first-child .twisty").await;
+    b.click("[data-testid=cgroup-tree] tbody tr:first-child .twisty")
+        .await;
     b.wait_js(
         "document.querySelectorAll('[data-testid=cgroup-tree] tbody tr').length",
         10,
@@ -60,12 +74,19 @@ async fn setup_link_then_admin_pages() {
 
     // Users & tokens: the admin is listed; creating a token shows its secret once.
     b.open(&base, "/users").await;
-    b.wait_for("[data-testid=users-table] tr[data-user=admin]").await;
+    b.wait_for("[data-testid=users-table] tr[data-user=admin]")
+        .await;
     b.fill(".inline-form #f-name", "browser-test").await;
     b.click(".inline-form button[type=submit]").await;
-    let secret = b.wait_for("[data-testid=token-secret]").await.text().await.unwrap();
+    let secret = b
+        .wait_for("[data-testid=token-secret]")
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(secret.len() > 20, "token secret shown: {secret}");
-    b.wait_text("[data-testid=tokens-table]", "browser-test").await;
+    b.wait_text("[data-testid=tokens-table]", "browser-test")
+        .await;
     b.screenshot("users").await;
 
     // Audit log: the setup and the token are recorded.
@@ -80,8 +101,10 @@ async fn setup_link_then_admin_pages() {
     b.screenshot("overview-phone").await;
     b.client.set_window_size(1280, 900).await.unwrap();
     b.click("[data-testid=theme]").await;
-    b.wait_js("document.documentElement.dataset.theme", 5, |v| v.is_string())
-        .await;
+    b.wait_js("document.documentElement.dataset.theme", 5, |v| {
+        v.is_string()
+    })
+    .await;
     b.wait_for("[data-testid=capabilities] tbody tr").await;
     b.screenshot("overview-dark").await;
 

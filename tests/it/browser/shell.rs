@@ -11,7 +11,11 @@ async fn dashboard_renders_in_chromium() {
     browser.client.goto(&daemon.url()).await.unwrap();
     browser.wait_for("[data-testid=sign-in]").await;
     let url = browser.client.current_url().await.unwrap();
-    assert_eq!(url.path(), "/login", "signed out, / leads to the sign-in page");
+    assert_eq!(
+        url.path(),
+        "/login",
+        "signed out, / leads to the sign-in page"
+    );
     let err = browser
         .client
         .find(fantoccini::Locator::Css("body"))
