@@ -7,9 +7,9 @@ use wasm_bindgen::JsCast;
 use crate::format;
 
 /// Drawing width and height of the line chart's viewBox (it scales to its box).
-const W: f64 = 640.0;
-const H: f64 = 200.0;
-const PAD_L: f64 = 52.0;
+const W: f64 = 480.0;
+const H: f64 = 190.0;
+const PAD_L: f64 = 66.0;
 const PAD_R: f64 = 12.0;
 const PAD_T: f64 = 10.0;
 const PAD_B: f64 = 24.0;

@@ -44,7 +44,7 @@ impl<T: Send + Sync + 'static> Polled<T> {
 /// gone; `fetch` is re-run when signals it reads change.
 pub fn poll<T, F, Fut>(every_ms: i32, fetch: F) -> Polled<T>
 where
-    T: Send + Sync + 'static,
+    T: PartialEq + Send + Sync + 'static,
     F: Fn() -> Fut + 'static,
     Fut: Future<Output = Result<T, ApiFailure>> + 'static,
 {
@@ -81,7 +81,11 @@ where
                     }
                     match r {
                         Ok(v) => {
-                            p.data.set(Some(v));
+                            // Unchanged data is not set again: views (and a half-done
+                            // "confirm?" in them) stay as they are.
+                            if p.data.with_untracked(|d| d.as_ref() != Some(&v)) {
+                                p.data.set(Some(v));
+                            }
                             p.error.set(None);
                             p.updated.set(api::now_ms());
                         }

@@ -55,7 +55,7 @@ pub fn Audit() -> impl IntoView {
                 return view! { <p class="empty-state">"No matching entries."</p> }.into_any();
             }
             view! {
-                <div class="table-wrap">
+                <div class="table-wrap card flush">
                     <table class="table" data-testid="audit-table">
                         <thead><tr><th>"When"</th><th>"Who"</th><th>"Action"</th><th>"Target"</th><th>"Result"</th><th>"Change"</th></tr></thead>
                         <tbody>

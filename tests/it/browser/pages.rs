@@ -94,6 +94,20 @@ async fn setup_link_then_admin_pages() {
     b.wait_text("[data-testid=audit-table]", "token").await;
     b.screenshot("audit").await;
 
+    // The other pages render (empty, or "not available" on a daemon without those APIs).
+    b.open(&base, "/containers").await;
+    b.wait_for(".page-head h1").await;
+    b.wait_for(".empty-state, [data-code], [data-testid=containers-table]")
+        .await;
+    b.screenshot("containers-empty").await;
+    b.open(&base, "/billing").await;
+    b.wait_for("[data-testid=rate-card] .field, [data-testid=rate-card] [data-code]")
+        .await;
+    b.screenshot("billing-empty").await;
+    b.open(&base, "/containers/new").await;
+    b.wait_for("[data-testid=new-form]").await;
+    b.screenshot("new-container").await;
+
     // Phone width and the dark theme.
     b.client.set_window_size(390, 844).await.unwrap();
     b.open(&base, "/").await;
