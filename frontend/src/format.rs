@@ -136,7 +136,7 @@ pub fn size_text(n: u64) -> String {
         ("M", 1 << 20),
         ("K", 1 << 10),
     ] {
-        if n >= m && n % m == 0 {
+        if n >= m && n.is_multiple_of(m) {
             return format!("{}{unit}", n / m);
         }
     }

@@ -39,6 +39,9 @@ fn range_ms(r: &str) -> f64 {
     }
 }
 
+/// Turns a container's history into the lines and limit levels of one chart.
+type ChartFn = fn(&History, &Container) -> (Vec<Series>, Vec<Level>);
+
 fn unit_cores(v: f64) -> String {
     format!("{} cores", format::cores(v))
 }
@@ -127,11 +130,9 @@ fn Detail(name: String) -> impl IntoView {
     });
     let op_error = RwSignal::new(None::<ApiFailure>);
     let on_done = Callback::new(move |r: Result<(), ApiFailure>| {
-        let removed = r.is_ok() && c.data.with_untracked(|c| c.is_none());
         op_error.set(r.err());
         c.refresh();
         history.refresh();
-        let _ = removed;
     });
     // After "remove", the container is gone: back to the list.
     Effect::new(move |_| {
@@ -147,7 +148,7 @@ fn Detail(name: String) -> impl IntoView {
         let to = now.get().max(history.updated.get());
         (to - range_ms(&range.get()), to)
     };
-    let chart = move |f: fn(&History, &Container) -> (Vec<Series>, Vec<Level>)| {
+    let chart = move |f: ChartFn| {
         Signal::derive(move || {
             let (from, to) = window();
             let h = history.data.get().unwrap_or_default();
@@ -168,7 +169,6 @@ fn Detail(name: String) -> impl IntoView {
             }
         })
     };
-    let step = |h: &History| (h.step_secs.max(1)) as f64;
     let cpu = chart(|h, c| {
         let s = h.step_secs.max(1) as f64;
         (
@@ -276,7 +276,6 @@ fn Detail(name: String) -> impl IntoView {
             vec![],
         )
     });
-    let _ = step;
     let pids = chart(|h, c| {
         (
             vec![Series {
@@ -302,7 +301,6 @@ fn Detail(name: String) -> impl IntoView {
         )
     });
 
-    let name2 = name.clone();
     let (p1, p2, p3) = (path.clone(), path.clone(), path.clone());
     view! {
         <div class="crumbs"><A href="/containers">"Containers"</A>" / " {name.clone()}</div>
@@ -356,7 +354,6 @@ fn Detail(name: String) -> impl IntoView {
                 <Relimit path=p3.clone() on_saved=Callback::new(move |_| { c.refresh(); history.refresh(); marks.refresh(); }) />
             </Show>
         </div>
-        <span class="hidden">{name2}</span>
     }
 }
 
@@ -438,10 +435,8 @@ fn Logs(path: String) -> impl IntoView {
     let pre = NodeRef::<leptos::html::Pre>::new();
     Effect::new(move |_| {
         logs.data.track();
-        if follow.get_untracked() {
-            if let Some(el) = pre.get() {
-                el.set_scroll_top(el.scroll_height());
-            }
+        if let Some(el) = pre.get().filter(|_| follow.get_untracked()) {
+            el.set_scroll_top(el.scroll_height());
         }
     });
     view! {

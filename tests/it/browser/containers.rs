@@ -16,13 +16,13 @@ fn busybox_rootfs() -> Option<TempDir> {
     let dir = TempDir::new("corral-it-rootfs");
     let root = dir.path();
     for d in ["bin", "etc", "tmp", "root", "proc", "sys", "dev"] {
-        fs::create_dir_all(root.join(d)).unwrap();
+        fs::create_dir_all(root.join(d)).expect("rootfs dir");
     }
-    fs::copy(bin, root.join("bin/busybox")).unwrap();
+    fs::copy(bin, root.join("bin/busybox")).expect("copy busybox");
     for applet in ["sh", "echo", "sleep", "cat", "ps", "true"] {
-        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).expect("applet link");
     }
-    fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").expect("passwd");
     Some(dir)
 }
 
@@ -56,7 +56,7 @@ async fn chart_attr(b: &Browser, chart: &str, attr: &str) -> String {
         .await
         .attr(attr)
         .await
-        .unwrap()
+        .expect("read attribute")
         .unwrap_or_default()
 }
 
