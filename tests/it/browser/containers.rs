@@ -126,6 +126,8 @@ async fn container_lifecycle_charts_and_bill() {
         |v| v.as_str() == Some("0.25"),
     )
     .await;
+    // The change is drawn on the charts as an annotation (who and when, from the audit log).
+    b.wait_for("[data-testid=chart-cpu] .mark").await;
     b.screenshot("container-relimited").await;
 
     // Freeze: the state says so and the CPU line drops to (almost) nothing.
