@@ -89,6 +89,73 @@ impl Client {
         decode(status, &body)
     }
 
+    /// `GET path`, handing each chunk of the answer to `on_chunk` as it arrives (log follow).
+    pub async fn stream(
+        &self,
+        path: &str,
+        mut on_chunk: impl FnMut(&[u8]),
+    ) -> Result<(), ClientError> {
+        let host_str = self.host.to_string();
+        let http_err = |source| ClientError::Http {
+            host: host_str.clone(),
+            source,
+        };
+        let authority = match &self.host {
+            Host::Unix(_) => "localhost".to_owned(),
+            Host::Tcp(a) => a.clone(),
+        };
+        let mut req = Request::builder()
+            .method(Method::GET)
+            .uri(path)
+            .header(HOST, authority)
+            .header("x-corral-client", "cli");
+        if let Some(token) = &self.token {
+            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let req = req
+            .body(Full::new(Bytes::new()))
+            .expect("request parts are valid");
+        let connect_err = |source| ClientError::Connect {
+            host: host_str.clone(),
+            source,
+        };
+        let response = match &self.host {
+            Host::Unix(p) => {
+                let stream = UnixStream::connect(p).await.map_err(connect_err)?;
+                send(TokioIo::new(stream), req).await.map_err(http_err)?
+            }
+            Host::Tcp(addr) => {
+                let stream = TcpStream::connect(addr).await.map_err(connect_err)?;
+                send(TokioIo::new(stream), req).await.map_err(http_err)?
+            }
+        };
+        let status = response.status();
+        let mut body = response.into_body();
+        if !status.is_success() {
+            let bytes = body.collect().await.map_err(http_err)?.to_bytes();
+            return Err(match serde_json::from_slice::<wire::ApiError>(&bytes) {
+                Ok(e) => ClientError::Api {
+                    status,
+                    code: e.code,
+                    message: e.message,
+                    field: e.field,
+                },
+                Err(_) => ClientError::Api {
+                    status,
+                    code: "http".into(),
+                    message: format!("daemon answered {status}"),
+                    field: None,
+                },
+            });
+        }
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.map_err(http_err)?.into_data() {
+                on_chunk(&data);
+            }
+        }
+        Ok(())
+    }
+
     /// Sends one request; returns the status and body. API errors become `ClientError::Api`.
     pub async fn request(
         &self,

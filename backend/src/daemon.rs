@@ -63,7 +63,11 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     let cgroups = std::sync::Arc::new(cgroups);
     tracing::info!(mode = %cgroups.mode(), subtree = cgroups.subtree(), "cgroups ready");
 
-    let state = AppState::new(config.clone(), store, cgroups.clone());
+    let mut state = AppState::new(config.clone(), store.clone(), cgroups.clone());
+    match crate::runtime::manager::start_manager(&config, store, cgroups.clone()).await {
+        Ok(containers) => state = state.with_containers(containers),
+        Err(e) => tracing::error!(error = %e, "container runtime unavailable"),
+    }
     let app = http::app(state.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
 

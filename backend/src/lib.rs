@@ -11,6 +11,8 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod http;
+pub mod image;
+pub mod runtime;
 pub mod store;
 
 /// The version every component reports.

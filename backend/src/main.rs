@@ -1,6 +1,10 @@
 use clap::Parser;
 
 fn main() -> anyhow::Result<()> {
+    // The container monitor and exec helper: single-threaded, before any runtime starts.
+    if let Some(code) = backend::runtime::shim::dispatch() {
+        std::process::exit(code);
+    }
     let cli = backend::cli::Cli::parse();
     init_tracing();
     let runtime = tokio::runtime::Builder::new_multi_thread()

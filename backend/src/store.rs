@@ -28,6 +28,7 @@ pub enum StoreError {
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_auth.sql"),
+    include_str!("../../migrations/0003_containers.sql"),
 ];
 
 /// A handle to the database, cheap to clone. Queries run on blocking threads (`spawn_blocking`).

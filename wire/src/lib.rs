@@ -3,6 +3,9 @@
 //! Architecture invariant: this crate depends on serde only, so it builds for
 //! `wasm32-unknown-unknown`. Domain types live in the backend and are converted at the HTTP edge.
 
+mod containers;
+pub use containers::*;
+
 use serde::{Deserialize, Serialize};
 
 mod auth;

@@ -99,13 +99,7 @@ fn test(root: &Path) -> Result<()> {
     // Without --workspace, cargo uses `default-members`: the host crates. The frontend is
     // checked for the target it is built for.
     step("clippy");
-    cargo(&[
-        "clippy",
-        "--all-targets",
-        "--",
-        "-D",
-        "warnings",
-    ])?;
+    cargo(&["clippy", "--all-targets", "--", "-D", "warnings"])?;
     cargo(&[
         "clippy",
         "-p",

@@ -5,6 +5,7 @@
 //! file holds the `Command` enum and the dispatch. The CLI is the one place besides `main.rs`
 //! where `anyhow` is used: it only prints errors.
 
+mod containers;
 mod users;
 
 use std::{net::SocketAddr, path::PathBuf};
@@ -50,6 +51,8 @@ pub enum Command {
     Token(users::TokenCmd),
     /// Show the audit log, newest first.
     Audit(users::AuditArgs),
+    #[command(flatten)]
+    Containers(containers::ContainerCommand),
 }
 
 #[derive(Debug, Args)]
@@ -99,6 +102,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Team(ref cmd) => users::team(&cli.client()?, cmd).await?,
         Command::Token(ref cmd) => users::token(&cli.client()?, cmd).await?,
         Command::Audit(ref args) => users::audit(&cli.client()?, args).await?,
+        Command::Containers(cmd) => {
+            let client = Client::new(Host::parse(&cli.host)?, cli.token.clone());
+            containers::run(&client, cmd).await?
+        }
     }
     Ok(())
 }

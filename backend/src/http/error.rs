@@ -13,6 +13,9 @@ pub enum AppError {
     /// The request named something that does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// The request conflicts with the current state (name taken, container not running...).
+    #[error("{0}")]
+    Conflict(String),
     /// A field of the request is invalid: the message names the allowed values.
     #[error("{message}")]
     Invalid { field: String, message: String },
@@ -54,6 +57,7 @@ impl AppError {
     fn plain_response(self) -> Response {
         let (status, code, field) = match &self {
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
+            AppError::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
             AppError::Invalid { field, .. } => (
                 StatusCode::BAD_REQUEST,
                 "invalid_value",

@@ -6,9 +6,11 @@
 mod assets;
 mod audit;
 mod auth;
+mod containers;
 mod error;
 mod health;
 mod host;
+mod images;
 mod openapi;
 mod tokens;
 mod users;
@@ -41,6 +43,7 @@ pub struct AppState {
 struct Inner {
     config: Config,
     store: Store,
+    containers: Option<crate::runtime::Manager>,
     cgroups: Arc<Cgroups>,
     auth: Auth,
 }
@@ -52,6 +55,7 @@ impl AppState {
                 auth: Auth::new(config.auth.clone()),
                 config,
                 store,
+                containers: None,
                 cgroups,
             }),
         }
@@ -63,6 +67,19 @@ impl AppState {
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// Adds the container manager (done once, before the state is shared).
+    pub fn with_containers(mut self, manager: crate::runtime::Manager) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.containers = Some(manager);
+        }
+        self
+    }
+
+    /// The container manager, when the daemon runs one.
+    pub fn containers(&self) -> Option<&crate::runtime::Manager> {
+        self.inner.containers.as_ref()
     }
 
     /// The cgroup engine, detected at daemon start with Corral's subtree created.
@@ -94,6 +111,8 @@ pub fn app(state: AppState) -> Router {
         .merge(health::router())
         .merge(documented)
         .merge(openapi::router(&doc))
+        .merge(containers::router())
+        .merge(images::router())
         .merge(host::router())
         .fallback(error::api_not_found);
     Router::new()

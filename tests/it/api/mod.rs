@@ -1,4 +1,5 @@
 mod assets;
 mod auth;
+mod containers;
 mod health;
 mod host;

@@ -2,4 +2,7 @@
 //! (`cargo xtask test` runs `it kernel:: --test-threads=1` there).
 
 mod cgroup;
+mod container;
+mod container_bench;
+mod container_image;
 mod vm_smoke;

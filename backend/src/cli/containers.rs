@@ -1,0 +1,560 @@
+//! The docker-like container commands: `run`, `ps`, `stop`, `kill`, `restart`, `rm`, `freeze`,
+//! `thaw`, `inspect`, `logs`, `exec`, `update`, `image import`, `images`, `rmi`.
+
+use std::io::Write;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use hyper::Method;
+
+use crate::client::Client;
+
+#[derive(Debug, Subcommand)]
+pub enum ContainerCommand {
+    /// Create and start a container; without -d, stream its output and exit with its code.
+    Run(Box<RunArgs>),
+    /// List running containers (-a: all).
+    Ps {
+        #[arg(short, long)]
+        all: bool,
+    },
+    /// Stop containers: SIGTERM, then SIGKILL after the timeout.
+    Stop {
+        #[arg(short, long)]
+        time: Option<u64>,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Send a signal (default KILL).
+    Kill {
+        #[arg(short, long)]
+        signal: Option<String>,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Stop and start again.
+    Restart {
+        #[arg(short, long)]
+        time: Option<u64>,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove containers (-f: kill a running one first).
+    Rm {
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Freeze every process of a container.
+    Freeze { name: String },
+    /// Thaw a frozen container.
+    Thaw { name: String },
+    /// Show a container as JSON.
+    Inspect { name: String },
+    /// Show a container's output (-f: follow).
+    Logs {
+        #[arg(short, long)]
+        follow: bool,
+        #[arg(short = 'n', long)]
+        tail: Option<usize>,
+        name: String,
+    },
+    /// Run a command inside a running container, with all its restrictions.
+    Exec {
+        #[arg(short = 'e', long = "env")]
+        env: Vec<String>,
+        name: String,
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// Change limits of a container live; unnamed limits stay as they are.
+    Update {
+        name: String,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// Manage images.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// List images.
+    Images,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Import a `docker save` tarball or an OCI image layout (directory or tar).
+    Import {
+        file: String,
+        #[arg(short, long)]
+        tag: Option<String>,
+    },
+    /// List images.
+    Ls,
+    /// Remove an image.
+    Rm { image: String },
+}
+
+#[derive(Debug, Args, Default)]
+pub struct LimitArgs {
+    /// CPUs, e.g. 0.5.
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// CPU list, e.g. 0-1,3.
+    #[arg(long)]
+    pub cpuset: Option<String>,
+    /// Relative CPU weight 1..10000.
+    #[arg(long)]
+    pub cpu_weight: Option<u64>,
+    /// Hard memory limit, e.g. 256M, 1.5G.
+    #[arg(short, long, value_parser = parse_size)]
+    pub memory: Option<u64>,
+    /// Memory throttling threshold.
+    #[arg(long, value_parser = parse_size)]
+    pub memory_high: Option<u64>,
+    /// Most processes.
+    #[arg(long)]
+    pub pids: Option<u64>,
+}
+
+impl LimitArgs {
+    fn to_wire(&self) -> wire::Limits {
+        wire::Limits {
+            cpus: self.cpus,
+            cpuset_cpus: self.cpuset.clone(),
+            cpu_weight: self.cpu_weight,
+            memory_max: self.memory,
+            memory_high: self.memory_high,
+            pids_max: self.pids,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Run in the background and print the container's name.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Remove the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long)]
+    pub team: Option<String>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// KEY=VALUE (repeatable).
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// SRC:DST[:ro] bind mount (repeatable).
+    #[arg(short = 'v', long = "volume")]
+    pub volumes: Vec<String>,
+    /// A tmpfs at this path (repeatable).
+    #[arg(long)]
+    pub tmpfs: Vec<String>,
+    /// uid[:gid].
+    #[arg(short, long)]
+    pub user: Option<String>,
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// none (own network namespace with loopback) or host.
+    #[arg(long)]
+    pub network: Option<String>,
+    /// no, on-failure[:N] or always.
+    #[arg(long)]
+    pub restart: Option<String>,
+    /// Use a host directory as the (read-only) root filesystem instead of an image.
+    #[arg(long)]
+    pub rootfs: Option<String>,
+    /// IMAGE then CMD ARGS..., or just CMD ARGS... with --rootfs.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub rest: Vec<String>,
+}
+
+/// Parses `1024`, `64k`, `256M`, `1.5G`, `1T` (binary units) into bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => {
+            let unit = t[i..].to_ascii_lowercase();
+            let m: u64 = match unit.trim_end_matches("ib").trim_end_matches('b') {
+                "" => 1,
+                "k" => 1 << 10,
+                "m" => 1 << 20,
+                "g" => 1 << 30,
+                "t" => 1 << 40,
+                _ => return Err(format!("unknown size unit in {s:?} (use k, M, G, T)")),
+            };
+            (&t[..i], m)
+        }
+        None => (t, 1),
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like 256M"))?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(format!("{s:?} is not a size like 256M"));
+    }
+    Ok((v * mult as f64) as u64)
+}
+
+async fn send<T: serde::de::DeserializeOwned>(
+    client: &Client,
+    method: Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> anyhow::Result<T> {
+    let json = body.map(|b| serde_json::to_vec(&b)).transpose()?;
+    let (_, bytes) = client.request(method, path, json).await?;
+    let bytes = if bytes.is_empty() {
+        &b"null"[..]
+    } else {
+        &bytes[..]
+    };
+    serde_json::from_slice(bytes).context("decode the daemon's answer")
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+pub async fn run(client: &Client, cmd: ContainerCommand) -> anyhow::Result<()> {
+    match cmd {
+        ContainerCommand::Run(args) => run_container(client, *args).await,
+        ContainerCommand::Ps { all } => {
+            let list: Vec<wire::Container> = send(
+                client,
+                Method::GET,
+                &format!("/api/v1/containers?all={all}"),
+                None,
+            )
+            .await?;
+            println!(
+                "{:<20} {:<12} {:<28} {:<14} {:<8} COMMAND",
+                "NAME", "ID", "IMAGE", "STATUS", "PID"
+            );
+            for c in list {
+                let status = match (c.status.as_str(), c.exit_code) {
+                    ("exited", Some(code)) => format!("exited ({code})"),
+                    (s, _) => s.to_owned(),
+                };
+                println!(
+                    "{:<20} {:<12} {:<28} {:<14} {:<8} {}",
+                    c.name,
+                    &c.id[..c.id.len().min(12)],
+                    c.image,
+                    status,
+                    c.pid.map(|p| p.to_string()).unwrap_or_default(),
+                    c.command.join(" ")
+                );
+            }
+            Ok(())
+        }
+        ContainerCommand::Stop { time, names } => {
+            for n in names {
+                let _: wire::Container = send(
+                    client,
+                    Method::POST,
+                    &format!("/api/v1/containers/{}/stop", enc(&n)),
+                    Some(serde_json::json!({ "timeout": time })),
+                )
+                .await?;
+                println!("{n}");
+            }
+            Ok(())
+        }
+        ContainerCommand::Kill { signal, names } => {
+            for n in names {
+                let _: wire::Container = send(
+                    client,
+                    Method::POST,
+                    &format!("/api/v1/containers/{}/kill", enc(&n)),
+                    Some(serde_json::json!({ "signal": signal })),
+                )
+                .await?;
+                println!("{n}");
+            }
+            Ok(())
+        }
+        ContainerCommand::Restart { time, names } => {
+            for n in names {
+                let _: wire::Container = send(
+                    client,
+                    Method::POST,
+                    &format!("/api/v1/containers/{}/restart", enc(&n)),
+                    Some(serde_json::json!({ "timeout": time })),
+                )
+                .await?;
+                println!("{n}");
+            }
+            Ok(())
+        }
+        ContainerCommand::Rm { force, names } => {
+            for n in names {
+                let _: serde_json::Value = send(
+                    client,
+                    Method::DELETE,
+                    &format!("/api/v1/containers/{}?force={force}", enc(&n)),
+                    None,
+                )
+                .await?;
+                println!("{n}");
+            }
+            Ok(())
+        }
+        ContainerCommand::Freeze { name } => {
+            let _: wire::Container = send(
+                client,
+                Method::POST,
+                &format!("/api/v1/containers/{}/freeze", enc(&name)),
+                None,
+            )
+            .await?;
+            println!("{name}");
+            Ok(())
+        }
+        ContainerCommand::Thaw { name } => {
+            let _: wire::Container = send(
+                client,
+                Method::POST,
+                &format!("/api/v1/containers/{}/thaw", enc(&name)),
+                None,
+            )
+            .await?;
+            println!("{name}");
+            Ok(())
+        }
+        ContainerCommand::Inspect { name } => {
+            let c: serde_json::Value = send(
+                client,
+                Method::GET,
+                &format!("/api/v1/containers/{}", enc(&name)),
+                None,
+            )
+            .await?;
+            println!("{}", serde_json::to_string_pretty(&c)?);
+            Ok(())
+        }
+        ContainerCommand::Logs { follow, tail, name } => {
+            let mut path = format!("/api/v1/containers/{}/logs?follow={follow}", enc(&name));
+            if let Some(t) = tail {
+                path.push_str(&format!("&tail={t}"));
+            }
+            let mut out = std::io::stdout();
+            client
+                .stream(&path, |chunk| {
+                    let _ = out.write_all(chunk);
+                    let _ = out.flush();
+                })
+                .await?;
+            Ok(())
+        }
+        ContainerCommand::Exec { env, name, command } => {
+            let r: wire::ExecResult = send(
+                client,
+                Method::POST,
+                &format!("/api/v1/containers/{}/exec", enc(&name)),
+                Some(serde_json::to_value(wire::ExecRequest {
+                    command,
+                    env,
+                    timeout: None,
+                })?),
+            )
+            .await?;
+            std::io::stdout().write_all(r.stdout.as_bytes())?;
+            std::io::stderr().write_all(r.stderr.as_bytes())?;
+            std::io::stdout().flush()?;
+            std::process::exit(r.exit_code);
+        }
+        ContainerCommand::Update { name, limits } => {
+            let c: wire::Container = send(
+                client,
+                Method::PATCH,
+                &format!("/api/v1/containers/{}/limits", enc(&name)),
+                Some(serde_json::to_value(limits.to_wire())?),
+            )
+            .await?;
+            println!("{}", serde_json::to_string(&c.limits)?);
+            Ok(())
+        }
+        ContainerCommand::Image(ImageCommand::Import { file, tag }) => {
+            let path =
+                std::fs::canonicalize(&file).with_context(|| format!("cannot find {file}"))?;
+            eprintln!("importing {} ...", path.display());
+            let img: wire::Image = send(
+                client,
+                Method::POST,
+                "/api/v1/images/import",
+                Some(serde_json::to_value(wire::ImportImage {
+                    path: path.display().to_string(),
+                    tag,
+                })?),
+            )
+            .await?;
+            println!("{} {}", img.id, img.tags.join(","));
+            Ok(())
+        }
+        ContainerCommand::Images | ContainerCommand::Image(ImageCommand::Ls) => {
+            let list: Vec<wire::Image> = send(client, Method::GET, "/api/v1/images", None).await?;
+            println!("{:<32} {:<20} {:>10} LAYERS", "TAG", "ID", "SIZE");
+            for i in list {
+                let id = i.id.trim_start_matches("sha256:");
+                println!(
+                    "{:<32} {:<20} {:>10} {}",
+                    i.tags.join(","),
+                    &id[..id.len().min(12)],
+                    format!("{:.1}M", i.size as f64 / (1 << 20) as f64),
+                    i.layers.len()
+                );
+            }
+            Ok(())
+        }
+        ContainerCommand::Image(ImageCommand::Rm { image }) => {
+            let _: serde_json::Value = send(
+                client,
+                Method::DELETE,
+                &format!("/api/v1/images/{}", enc(&image)),
+                None,
+            )
+            .await?;
+            println!("{image}");
+            Ok(())
+        }
+    }
+}
+
+fn parse_volume(v: &str) -> anyhow::Result<wire::Mount> {
+    let parts: Vec<&str> = v.split(':').collect();
+    let (src, dst, ro) = match parts.as_slice() {
+        [s, d] => (*s, *d, false),
+        [s, d, "ro"] => (*s, *d, true),
+        [s, d, "rw"] => (*s, *d, false),
+        _ => bail!("volume {v:?} must be SRC:DST[:ro]"),
+    };
+    let src = std::fs::canonicalize(src)
+        .with_context(|| format!("volume source {src} does not exist"))?;
+    Ok(wire::Mount {
+        kind: "bind".into(),
+        source: Some(src.display().to_string()),
+        destination: dst.to_owned(),
+        readonly: ro,
+    })
+}
+
+async fn run_container(client: &Client, a: RunArgs) -> anyhow::Result<()> {
+    let mut rest = a.rest.clone();
+    let image = if a.rootfs.is_none() {
+        if rest.is_empty() {
+            bail!("give an IMAGE or --rootfs DIR");
+        }
+        Some(rest.remove(0))
+    } else {
+        None
+    };
+    let rootfs = a
+        .rootfs
+        .as_deref()
+        .map(|r| std::fs::canonicalize(r).map(|p| p.display().to_string()))
+        .transpose()
+        .context("--rootfs directory does not exist")?;
+    let mut mounts = a
+        .volumes
+        .iter()
+        .map(|v| parse_volume(v))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for t in &a.tmpfs {
+        mounts.push(wire::Mount {
+            kind: "tmpfs".into(),
+            source: None,
+            destination: t.clone(),
+            readonly: false,
+        });
+    }
+    let req = wire::CreateContainer {
+        name: a.name.clone(),
+        team: a.team.clone(),
+        image,
+        rootfs,
+        command: rest,
+        env: a.env.clone(),
+        workdir: a.workdir.clone(),
+        hostname: a.hostname.clone(),
+        user: a.user.clone(),
+        limits: a.limits.to_wire(),
+        mounts,
+        network: a.network.clone(),
+        restart: a.restart.clone(),
+        stop_timeout: None,
+        // Detached: the daemon removes it on exit. Attached: we remove it after reading the code.
+        auto_remove: a.rm && a.detach,
+        start: true,
+        labels: Default::default(),
+    };
+    let c: wire::Container = send(
+        client,
+        Method::POST,
+        "/api/v1/containers",
+        Some(serde_json::to_value(&req)?),
+    )
+    .await?;
+    if a.detach {
+        println!("{}", c.name);
+        return Ok(());
+    }
+    let mut out = std::io::stdout();
+    client
+        .stream(
+            &format!("/api/v1/containers/{}/logs?follow=true", enc(&c.name)),
+            |chunk| {
+                let _ = out.write_all(chunk);
+                let _ = out.flush();
+            },
+        )
+        .await?;
+    let done: wire::Container = send(
+        client,
+        Method::GET,
+        &format!("/api/v1/containers/{}", enc(&c.name)),
+        None,
+    )
+    .await?;
+    let code = done.exit_code.unwrap_or(0);
+    if a.rm {
+        let _: serde_json::Value = send(
+            client,
+            Method::DELETE,
+            &format!("/api/v1/containers/{}?force=true", enc(&c.name)),
+            None,
+        )
+        .await?;
+    }
+    std::process::exit(code.clamp(0, 255));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1024").unwrap(), 1024);
+        assert_eq!(parse_size("64k").unwrap(), 64 << 10);
+        assert_eq!(parse_size("256M").unwrap(), 256 << 20);
+        assert_eq!(parse_size("1.5G").unwrap(), 3 << 29);
+        assert_eq!(parse_size("2GiB").unwrap(), 2 << 30);
+        assert!(parse_size("12X").is_err());
+        assert!(parse_size("-1M").is_err());
+    }
+}

@@ -1,0 +1,698 @@
+//! The image store: images imported from a `docker save` tarball or an OCI image layout
+//! (directory or tar) into a content-addressed store under `<state>/images`.
+//!
+//! - `layers/<hex>/`: one unpacked layer per uncompressed-tar digest (the config's diff_id),
+//!   shared by every image that has it. Whiteouts are converted to overlayfs's form (a 0/0
+//!   character device; `trusted.overlay.opaque=y` for opaque directories), so a container's
+//!   rootfs is an overlay of the layer directories.
+//! - the `images` table: id (`sha256:` of the config), tags, layers (bottom first), and the
+//!   runtime part of the config (env, entrypoint, cmd, workdir, user).
+//!
+//! Every blob is verified against its digest; entries with absolute paths, `..`, or a path
+//! through a symlink are refused; hard links must stay inside the layer.
+
+mod unpack;
+
+use std::{
+    fs,
+    io::{self, Read},
+    path::{Path, PathBuf},
+};
+
+use rusqlite::params;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::store::Store;
+pub use unpack::{UnpackError, unpack_layer};
+
+/// Errors of the image store.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("no such image: {0}")]
+    NotFound(String),
+    #[error("invalid image {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("digest mismatch in {path}: expected {expected}, got {actual}")]
+    Digest {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+    #[error("layer {path}: {source}")]
+    Unpack { path: PathBuf, source: UnpackError },
+    #[error("cannot {action} {path}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("image {0} is used by container {1}")]
+    InUse(String, String),
+    #[error("database query failed")]
+    Sql(#[from] rusqlite::Error),
+}
+
+fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ImageError {
+    let path = path.to_owned();
+    move |source| ImageError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+fn invalid(path: &Path, message: impl Into<String>) -> ImageError {
+    ImageError::Invalid {
+        path: path.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// What a container needs from an image.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct RuntimeConfig {
+    #[serde(default)]
+    pub env: Vec<String>,
+    #[serde(default)]
+    pub entrypoint: Vec<String>,
+    #[serde(default)]
+    pub cmd: Vec<String>,
+    #[serde(default)]
+    pub workdir: String,
+    #[serde(default)]
+    pub user: String,
+}
+
+/// An image resolved for a container.
+#[derive(Debug, Clone, Default)]
+pub struct ResolvedImage {
+    pub id: String,
+    /// Unpacked layer directories, topmost first (overlayfs lowerdir order).
+    pub layers: Vec<PathBuf>,
+    pub env: Vec<String>,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub workdir: String,
+    pub user: String,
+}
+
+/// A row of the images table: id, tags, diff_ids (bottom first), config, size, created_at.
+type ImageRow = (String, Vec<String>, Vec<String>, RuntimeConfig, u64, i64);
+
+/// The store, cheap to clone.
+#[derive(Clone)]
+pub struct ImageStore {
+    store: Store,
+    root: PathBuf,
+}
+
+/// A reader that hashes what passes through it.
+struct HashReader<R> {
+    inner: R,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<R: Read> HashReader<R> {
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
+    }
+    /// Reads what is left and returns `sha256:<hex>`.
+    fn finish(mut self) -> io::Result<(String, u64)> {
+        io::copy(&mut self, &mut io::sink())?;
+        Ok((
+            format!("sha256:{}", hex(&self.hasher.finalize())),
+            self.bytes,
+        ))
+    }
+}
+
+impl<R: Read> Read for HashReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn sha256_bytes(b: &[u8]) -> String {
+    format!("sha256:{}", hex(&Sha256::digest(b)))
+}
+
+/// `sha256:<64 hex>` → the hex part, refusing anything else (it becomes a path).
+fn digest_hex(d: &str) -> Option<&str> {
+    let h = d.strip_prefix("sha256:")?;
+    (h.len() == 64
+        && h.bytes()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()))
+    .then_some(h)
+}
+
+/// Opens a layer blob, undoing gzip or zstd (recognised by their magic bytes).
+fn decompressed<'a, R: io::BufRead + 'a>(mut r: R) -> io::Result<Box<dyn Read + 'a>> {
+    let head = r.fill_buf()?;
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Ok(Box::new(flate2::bufread::MultiGzDecoder::new(r)))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        let d = ruzstd::decoding::StreamingDecoder::new(r)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("zstd: {e}")))?;
+        Ok(Box::new(d))
+    } else {
+        Ok(Box::new(r))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct DockerManifestEntry {
+    #[serde(rename = "Config")]
+    config: String,
+    #[serde(rename = "RepoTags", default)]
+    repo_tags: Option<Vec<String>>,
+    #[serde(rename = "Layers")]
+    layers: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Descriptor {
+    #[serde(rename = "mediaType", default)]
+    media_type: String,
+    digest: String,
+    #[serde(default)]
+    annotations: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct OciIndex {
+    manifests: Vec<Descriptor>,
+}
+
+#[derive(Debug, Deserialize)]
+struct OciManifest {
+    config: Descriptor,
+    layers: Vec<Descriptor>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ImageConfigFile {
+    #[serde(default)]
+    config: Option<ContainerConfig>,
+    rootfs: RootFs,
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct ContainerConfig {
+    #[serde(rename = "Env", default)]
+    env: Option<Vec<String>>,
+    #[serde(rename = "Entrypoint", default)]
+    entrypoint: Option<Vec<String>>,
+    #[serde(rename = "Cmd", default)]
+    cmd: Option<Vec<String>>,
+    #[serde(rename = "WorkingDir", default)]
+    working_dir: Option<String>,
+    #[serde(rename = "User", default)]
+    user: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RootFs {
+    diff_ids: Vec<String>,
+}
+
+/// One layer to import: the file, the digest of its bytes when known (OCI blobs), and the
+/// digest the uncompressed tar must have.
+struct LayerSource {
+    path: PathBuf,
+    blob_digest: Option<String>,
+    diff_id: String,
+}
+
+/// A temporary directory removed on drop.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn random_hex() -> String {
+    let mut b = [0u8; 8];
+    if let Ok(mut f) = fs::File::open("/dev/urandom") {
+        let _ = f.read_exact(&mut b);
+    }
+    hex(&b)
+}
+
+/// Reads a file that must hash to `expected` (`sha256:<hex>`).
+fn read_verified(path: &Path, expected: &str) -> Result<Vec<u8>, ImageError> {
+    let data = fs::read(path).map_err(io_err("read", path))?;
+    let actual = sha256_bytes(&data);
+    if actual != expected {
+        return Err(ImageError::Digest {
+            path: path.to_owned(),
+            expected: expected.to_owned(),
+            actual,
+        });
+    }
+    Ok(data)
+}
+
+/// Joins a relative path from a manifest onto `base`, refusing absolute paths and `..`.
+fn inside(base: &Path, rel: &str) -> Result<PathBuf, ImageError> {
+    let p = Path::new(rel);
+    if p.is_absolute()
+        || p.components().any(|c| {
+            !matches!(
+                c,
+                std::path::Component::Normal(_) | std::path::Component::CurDir
+            )
+        })
+    {
+        return Err(invalid(base, format!("path {rel:?} leaves the image")));
+    }
+    Ok(base.join(p))
+}
+
+impl ImageStore {
+    pub fn new(store: Store, state_dir: &Path) -> Result<Self, ImageError> {
+        let root = state_dir.join("images");
+        for d in [root.join("layers"), root.join("tmp")] {
+            fs::create_dir_all(&d).map_err(io_err("create", &d))?;
+        }
+        Ok(Self { store, root })
+    }
+
+    fn layer_dir(&self, diff_id: &str) -> Option<PathBuf> {
+        digest_hex(diff_id).map(|h| self.root.join("layers").join(h))
+    }
+
+    /// Imports a `docker save` tarball or an OCI layout (directory or tar). `progress` hears
+    /// one line per step. Returns the imported images.
+    pub fn import(
+        &self,
+        path: &Path,
+        extra_tag: Option<&str>,
+        progress: &mut dyn FnMut(String),
+    ) -> Result<Vec<wire::Image>, ImageError> {
+        let meta = fs::metadata(path).map_err(io_err("open", path))?;
+        let _scratch;
+        let base = if meta.is_dir() {
+            path.to_owned()
+        } else {
+            let dir = self.root.join("tmp").join(random_hex());
+            fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+            _scratch = Scratch(dir.clone());
+            progress(format!("unpacking {}", path.display()));
+            let f = fs::File::open(path).map_err(io_err("open", path))?;
+            let r = decompressed(io::BufReader::new(f)).map_err(io_err("read", path))?;
+            unpack_layer(r, &dir, false).map_err(|source| ImageError::Unpack {
+                path: path.to_owned(),
+                source,
+            })?;
+            dir
+        };
+        let mut images = Vec::new();
+        if base.join("manifest.json").is_file() {
+            let mpath = base.join("manifest.json");
+            let data = fs::read(&mpath).map_err(io_err("read", &mpath))?;
+            let entries: Vec<DockerManifestEntry> = serde_json::from_slice(&data)
+                .map_err(|e| invalid(&mpath, format!("manifest.json: {e}")))?;
+            if entries.is_empty() {
+                return Err(invalid(&mpath, "manifest.json lists no image"));
+            }
+            for e in entries {
+                let cpath = inside(&base, &e.config)?;
+                let config = fs::read(&cpath).map_err(io_err("read", &cpath))?;
+                let id = sha256_bytes(&config);
+                // The config's file name is its digest (`<hex>.json` or `blobs/sha256/<hex>`).
+                let named = cpath
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .map(|n| n.trim_end_matches(".json").to_owned())
+                    .unwrap_or_default();
+                if named.len() == 64 && format!("sha256:{named}") != id {
+                    return Err(ImageError::Digest {
+                        path: cpath,
+                        expected: format!("sha256:{named}"),
+                        actual: id,
+                    });
+                }
+                let cfg: ImageConfigFile = serde_json::from_slice(&config)
+                    .map_err(|err| invalid(&cpath, format!("image config: {err}")))?;
+                if cfg.rootfs.diff_ids.len() != e.layers.len() {
+                    return Err(invalid(&cpath, "layer count differs from rootfs.diff_ids"));
+                }
+                let mut layers = Vec::new();
+                for (l, diff) in e.layers.iter().zip(&cfg.rootfs.diff_ids) {
+                    let lp = inside(&base, l)?;
+                    let blob_digest = l
+                        .strip_prefix("blobs/sha256/")
+                        .map(|h| format!("sha256:{h}"));
+                    layers.push(LayerSource {
+                        path: lp,
+                        blob_digest,
+                        diff_id: diff.clone(),
+                    });
+                }
+                let mut tags = e.repo_tags.unwrap_or_default();
+                tags.extend(extra_tag.map(str::to_owned));
+                images.push(self.store_image(&id, &cfg, layers, tags, progress)?);
+            }
+        } else if base.join("index.json").is_file() {
+            let ipath = base.join("index.json");
+            let data = fs::read(&ipath).map_err(io_err("read", &ipath))?;
+            let index: OciIndex = serde_json::from_slice(&data)
+                .map_err(|e| invalid(&ipath, format!("index.json: {e}")))?;
+            let blob = |d: &str| -> Result<PathBuf, ImageError> {
+                let h =
+                    digest_hex(d).ok_or_else(|| invalid(&ipath, format!("bad digest {d:?}")))?;
+                Ok(base.join("blobs/sha256").join(h))
+            };
+            let mut manifests: Vec<(Descriptor, Vec<String>)> = Vec::new();
+            for m in index.manifests {
+                let tag = m
+                    .annotations
+                    .get("io.containerd.image.name")
+                    .or_else(|| m.annotations.get("org.opencontainers.image.ref.name"))
+                    .cloned();
+                if m.media_type.contains("image.index") {
+                    let p = blob(&m.digest)?;
+                    let nested: OciIndex = serde_json::from_slice(&read_verified(&p, &m.digest)?)
+                        .map_err(|e| invalid(&p, format!("index: {e}")))?;
+                    for n in nested.manifests {
+                        manifests.push((n, tag.iter().cloned().collect()));
+                    }
+                } else {
+                    manifests.push((m, tag.into_iter().collect()));
+                }
+            }
+            if manifests.is_empty() {
+                return Err(invalid(&ipath, "index.json lists no manifest"));
+            }
+            for (m, mut tags) in manifests {
+                let p = blob(&m.digest)?;
+                let manifest: OciManifest = serde_json::from_slice(&read_verified(&p, &m.digest)?)
+                    .map_err(|e| invalid(&p, format!("manifest: {e}")))?;
+                let cp = blob(&manifest.config.digest)?;
+                let config = read_verified(&cp, &manifest.config.digest)?;
+                let cfg: ImageConfigFile = serde_json::from_slice(&config)
+                    .map_err(|e| invalid(&cp, format!("image config: {e}")))?;
+                if cfg.rootfs.diff_ids.len() != manifest.layers.len() {
+                    return Err(invalid(&cp, "layer count differs from rootfs.diff_ids"));
+                }
+                let mut layers = Vec::new();
+                for (l, diff) in manifest.layers.iter().zip(&cfg.rootfs.diff_ids) {
+                    layers.push(LayerSource {
+                        path: blob(&l.digest)?,
+                        blob_digest: Some(l.digest.clone()),
+                        diff_id: diff.clone(),
+                    });
+                }
+                tags.extend(extra_tag.map(str::to_owned));
+                images.push(self.store_image(
+                    &manifest.config.digest,
+                    &cfg,
+                    layers,
+                    tags,
+                    progress,
+                )?);
+            }
+        } else {
+            return Err(invalid(
+                path,
+                "neither a docker save tarball (manifest.json) nor an OCI layout (index.json)",
+            ));
+        }
+        Ok(images)
+    }
+
+    fn store_image(
+        &self,
+        id: &str,
+        cfg: &ImageConfigFile,
+        layers: Vec<LayerSource>,
+        tags: Vec<String>,
+        progress: &mut dyn FnMut(String),
+    ) -> Result<wire::Image, ImageError> {
+        let n = layers.len();
+        let mut size = 0u64;
+        let mut diff_ids = Vec::new();
+        for (i, l) in layers.into_iter().enumerate() {
+            progress(format!("layer {}/{n} {}", i + 1, l.diff_id));
+            size += self.import_layer(&l)?;
+            diff_ids.push(l.diff_id);
+        }
+        let c = cfg.config.as_ref();
+        let rc = RuntimeConfig {
+            env: c.and_then(|c| c.env.clone()).unwrap_or_default(),
+            entrypoint: c.and_then(|c| c.entrypoint.clone()).unwrap_or_default(),
+            cmd: c.and_then(|c| c.cmd.clone()).unwrap_or_default(),
+            workdir: c.and_then(|c| c.working_dir.clone()).unwrap_or_default(),
+            user: c.and_then(|c| c.user.clone()).unwrap_or_default(),
+        };
+        let tags: Vec<String> = tags
+            .into_iter()
+            .map(|t| {
+                if t.contains(':') {
+                    t
+                } else {
+                    format!("{t}:latest")
+                }
+            })
+            .collect();
+        let created_at = crate::runtime::state::now();
+        let conn = self.store.lock();
+        // A tag names one image: take it away from any other.
+        let mut stmt = conn.prepare("SELECT id, tags FROM images")?;
+        let others: Vec<(String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        drop(stmt);
+        for (oid, otags) in others {
+            if oid == id {
+                continue;
+            }
+            let list: Vec<String> = serde_json::from_str(&otags).unwrap_or_default();
+            let kept: Vec<&String> = list.iter().filter(|t| !tags.contains(t)).collect();
+            if kept.len() != list.len() {
+                conn.execute(
+                    "UPDATE images SET tags = ?2 WHERE id = ?1",
+                    params![oid, serde_json::to_string(&kept).unwrap_or_default()],
+                )?;
+            }
+        }
+        let existing: Option<String> = conn
+            .query_row("SELECT tags FROM images WHERE id = ?1", [id], |r| r.get(0))
+            .ok();
+        let mut all_tags: Vec<String> = existing
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        for t in &tags {
+            if !all_tags.contains(t) {
+                all_tags.push(t.clone());
+            }
+        }
+        conn.execute(
+            "INSERT INTO images (id, tags, layers, config, size, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(id) DO UPDATE SET tags = excluded.tags",
+            params![
+                id,
+                serde_json::to_string(&all_tags).unwrap_or_default(),
+                serde_json::to_string(&diff_ids).unwrap_or_default(),
+                serde_json::to_string(&rc).unwrap_or_default(),
+                size as i64,
+                created_at
+            ],
+        )?;
+        progress(format!("imported {id} {}", all_tags.join(",")));
+        Ok(wire::Image {
+            id: id.to_owned(),
+            tags: all_tags,
+            layers: diff_ids,
+            size,
+            created_at,
+        })
+    }
+
+    /// Unpacks one layer into `layers/<diff hex>` unless it is there already; verifies the
+    /// blob digest (when known) and the diff_id. Returns the uncompressed size.
+    fn import_layer(&self, l: &LayerSource) -> Result<u64, ImageError> {
+        let target = self
+            .layer_dir(&l.diff_id)
+            .ok_or_else(|| invalid(&l.path, format!("bad diff_id {:?}", l.diff_id)))?;
+        if let Some(d) = &l.blob_digest
+            && digest_hex(d).is_none()
+        {
+            return Err(invalid(&l.path, format!("bad digest {d:?}")));
+        }
+        let tmp = self
+            .root
+            .join("tmp")
+            .join(format!("layer-{}", random_hex()));
+        fs::create_dir_all(&tmp).map_err(io_err("create", &tmp))?;
+        let scratch = Scratch(tmp.clone());
+        let f = fs::File::open(&l.path).map_err(io_err("open", &l.path))?;
+        let mut raw = HashReader::new(f);
+        let (diff, size) = {
+            let r = decompressed(io::BufReader::new(&mut raw)).map_err(io_err("read", &l.path))?;
+            let mut plain = HashReader::new(r);
+            if !target.exists() {
+                unpack_layer(&mut plain, &tmp, true).map_err(|source| ImageError::Unpack {
+                    path: l.path.clone(),
+                    source,
+                })?;
+            }
+            plain.finish().map_err(io_err("read", &l.path))?
+        };
+        let (blob, _) = raw.finish().map_err(io_err("read", &l.path))?;
+        if diff != l.diff_id {
+            return Err(ImageError::Digest {
+                path: l.path.clone(),
+                expected: l.diff_id.clone(),
+                actual: diff,
+            });
+        }
+        if let Some(d) = &l.blob_digest
+            && &blob != d
+        {
+            return Err(ImageError::Digest {
+                path: l.path.clone(),
+                expected: d.clone(),
+                actual: blob,
+            });
+        }
+        if !target.exists() {
+            fs::rename(&tmp, &target).map_err(io_err("store layer", &target))?;
+        }
+        drop(scratch);
+        Ok(size)
+    }
+
+    fn rows(&self) -> Result<Vec<ImageRow>, ImageError> {
+        let conn = self.store.lock();
+        let mut stmt = conn.prepare(
+            "SELECT id, tags, layers, config, size, created_at FROM images ORDER BY created_at, id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let tags: String = r.get(1)?;
+            let layers: String = r.get(2)?;
+            let config: String = r.get(3)?;
+            Ok((
+                r.get::<_, String>(0)?,
+                serde_json::from_str(&tags).unwrap_or_default(),
+                serde_json::from_str(&layers).unwrap_or_default(),
+                serde_json::from_str(&config).unwrap_or_default(),
+                r.get::<_, i64>(4)? as u64,
+                r.get::<_, i64>(5)?,
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn list(&self) -> Result<Vec<wire::Image>, ImageError> {
+        Ok(self
+            .rows()?
+            .into_iter()
+            .map(|(id, tags, layers, _, size, created_at)| wire::Image {
+                id,
+                tags,
+                layers,
+                size,
+                created_at,
+            })
+            .collect())
+    }
+
+    /// The id `reference` names: `name:tag`, `name` (`:latest`), `sha256:<hex>` or a hex prefix
+    /// of at least 6 characters.
+    fn find(&self, reference: &str) -> Result<(String, Vec<String>, RuntimeConfig), ImageError> {
+        let rows = self.rows()?;
+        let with_tag = if reference.contains(':') && !reference.starts_with("sha256:") {
+            reference.to_owned()
+        } else {
+            format!("{reference}:latest")
+        };
+        let hexref = reference.strip_prefix("sha256:").unwrap_or(reference);
+        let mut hits = rows.into_iter().filter(|(id, tags, ..)| {
+            id == reference
+                || tags.iter().any(|t| *t == with_tag || t == reference)
+                || (hexref.len() >= 6
+                    && hexref.bytes().all(|c| c.is_ascii_hexdigit())
+                    && id.trim_start_matches("sha256:").starts_with(hexref))
+        });
+        match (hits.next(), hits.next()) {
+            (Some((id, _, layers, rc, ..)), None) => Ok((id, layers, rc)),
+            _ => Err(ImageError::NotFound(reference.to_owned())),
+        }
+    }
+
+    /// Finds an image for a container.
+    pub fn resolve(&self, reference: &str) -> Result<ResolvedImage, ImageError> {
+        let (id, layers, rc) = self.find(reference)?;
+        let mut dirs = Vec::new();
+        for l in layers.iter().rev() {
+            let d = self
+                .layer_dir(l)
+                .filter(|d| d.is_dir())
+                .ok_or_else(|| invalid(&self.root, format!("layer {l} of {id} is missing")))?;
+            dirs.push(d);
+        }
+        if dirs.is_empty() {
+            // overlayfs needs a lower layer: an image without layers is an empty directory.
+            let empty = self.root.join("empty");
+            fs::create_dir_all(&empty).map_err(io_err("create", &empty))?;
+            dirs.push(empty);
+        }
+        Ok(ResolvedImage {
+            id,
+            layers: dirs,
+            env: rc.env,
+            entrypoint: rc.entrypoint,
+            cmd: rc.cmd,
+            workdir: rc.workdir,
+            user: rc.user,
+        })
+    }
+
+    /// Removes an image and every layer no other image uses. `in_use` names a container that
+    /// still uses the image (by id), if any.
+    pub fn remove(
+        &self,
+        reference: &str,
+        in_use: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ImageError> {
+        let (id, _, _) = self.find(reference)?;
+        if let Some(c) = in_use(&id) {
+            return Err(ImageError::InUse(reference.to_owned(), c));
+        }
+        self.store
+            .lock()
+            .execute("DELETE FROM images WHERE id = ?1", [&id])?;
+        let keep: std::collections::BTreeSet<String> = self
+            .rows()?
+            .into_iter()
+            .flat_map(|r| r.2)
+            .filter_map(|d| digest_hex(&d).map(str::to_owned))
+            .collect();
+        let layers = self.root.join("layers");
+        if let Ok(rd) = fs::read_dir(&layers) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if !keep.contains(&name) {
+                    fs::remove_dir_all(e.path()).map_err(io_err("remove", &e.path()))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,635 @@
+//! The container side: what the cloned init does in its new namespaces before it becomes the
+//! user's command, and the hardening shared with `exec` ([`harden_and_exec`]).
+//!
+//! Runs only in a single-threaded child of the monitor (a fresh exec of the corral binary), never
+//! in the daemon. Paths inside the rootfs are resolved with `openat2(RESOLVE_IN_ROOT)` and
+//! mounts go onto `/proc/self/fd/N` of the opened target (CVE-2021-30465 class).
+#![allow(unsafe_code)]
+
+use std::{
+    convert::Infallible,
+    ffi::CString,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    path::Path,
+    str::FromStr,
+};
+
+use nix::{
+    errno::Errno,
+    fcntl::{OFlag, OpenHow, ResolveFlag, openat, openat2},
+    mount::{MntFlags, MsFlags, mount, umount2},
+    sched::{CloneFlags, unshare},
+    sys::stat::{Mode, SFlag, fstat, makedev, mkdirat, mknodat, umask},
+    unistd::{Gid, Uid, chdir, fchdir, pivot_root, setgroups, setresgid, setresuid, symlinkat},
+};
+use seccompiler::BpfProgram;
+
+use super::config::{ContainerDir, DEFAULT_PATH, MountConfig, ShimConfig};
+
+/// Docker's masked paths: files get /dev/null bound over them, directories a read-only tmpfs.
+pub const MASKED_PATHS: &[&str] = &[
+    "proc/acpi",
+    "proc/asound",
+    "proc/interrupts",
+    "proc/kcore",
+    "proc/keys",
+    "proc/latency_stats",
+    "proc/sched_debug",
+    "proc/scsi",
+    "proc/timer_list",
+    "proc/timer_stats",
+    "sys/devices/virtual/powercap",
+    "sys/firmware",
+];
+
+/// Docker's read-only paths.
+pub const READONLY_PATHS: &[&str] = &[
+    "proc/bus",
+    "proc/fs",
+    "proc/irq",
+    "proc/sys",
+    "proc/sysrq-trigger",
+];
+
+/// Device nodes of the container's /dev: (name, major, minor).
+const DEVICES: &[(&str, u64, u64)] = &[
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
+
+type SetupResult<T> = Result<T, String>;
+
+fn ctx(what: impl FnOnce() -> String) -> impl FnOnce(Errno) -> String {
+    move |e| format!("{}: {e}", what())
+}
+
+/// What `harden_and_exec` applies, in its order.
+pub struct Hardening<'a> {
+    pub caps: &'a [String],
+    pub uid: u32,
+    pub gid: u32,
+    pub cwd: &'a str,
+    pub args: &'a [String],
+    pub env: &'a [String],
+    pub seccomp: &'a [BpfProgram],
+}
+
+/// The init child's whole life: never returns. On any failure the message goes to `err` (the
+/// monitor reads it) and the child exits 127. A successful exec closes `err` (CLOEXEC).
+pub fn child_main(
+    cfg: &ShimConfig,
+    dir: &ContainerDir,
+    go: OwnedFd,
+    err: OwnedFd,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+) -> ! {
+    let r = child_setup(cfg, dir, go, stdout, stderr);
+    let msg = match r {
+        Err(m) => m,
+        Ok(never) => match never {},
+    };
+    let _ = nix::unistd::write(&err, msg.as_bytes());
+    // SAFETY: _exit ends this forked child without running the parent's atexit handlers.
+    unsafe { libc::_exit(127) }
+}
+
+fn child_setup(
+    cfg: &ShimConfig,
+    dir: &ContainerDir,
+    go: OwnedFd,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+) -> SetupResult<Infallible> {
+    let devnull = nix::fcntl::open("/dev/null", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(ctx(|| "open /dev/null".into()))?;
+    nix::unistd::dup2_stdin(&devnull).map_err(ctx(|| "dup2 stdin".into()))?;
+    nix::unistd::dup2_stdout(&stdout).map_err(ctx(|| "dup2 stdout".into()))?;
+    nix::unistd::dup2_stderr(&stderr).map_err(ctx(|| "dup2 stderr".into()))?;
+    drop((devnull, stdout, stderr));
+
+    // Wait until the monitor has put us into the container's cgroup.
+    let mut b = [0u8; 1];
+    match nix::unistd::read(&go, &mut b) {
+        Ok(1) => {}
+        _ => return Err("monitor went away before the start signal".into()),
+    }
+    drop(go);
+    // The cgroup namespace is rooted at the container's cgroup, so unshare after the attach.
+    unshare(CloneFlags::CLONE_NEWCGROUP).map_err(ctx(|| "unshare cgroup namespace".into()))?;
+    // A time namespace where the kernel has one: the exec below enters it.
+    if Path::new("/proc/self/ns/time").exists() {
+        unshare(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME))
+            .map_err(ctx(|| "unshare time namespace".into()))?;
+    }
+    umask(Mode::empty());
+    setup_rootfs(cfg, dir)?;
+    nix::unistd::sethostname(&cfg.hostname)
+        .map_err(ctx(|| format!("sethostname {}", cfg.hostname)))?;
+    if cfg.net_ns {
+        loopback_up()?;
+    }
+    umask(Mode::from_bits_truncate(0o022));
+    let seccomp = super::seccomp::default_programs().map_err(|e| e.to_string())?;
+    harden_and_exec(&Hardening {
+        caps: &cfg.caps,
+        uid: cfg.uid,
+        gid: cfg.gid,
+        cwd: &cfg.cwd,
+        args: &cfg.args,
+        env: &cfg.env,
+        seccomp: &seccomp,
+    })
+}
+
+/// Opens `rel` inside `root` as if `root` were `/`: symlinks cannot leave it.
+pub fn open_in_root(root: &OwnedFd, rel: &str, flags: OFlag) -> nix::Result<OwnedFd> {
+    let rel = rel.trim_start_matches('/');
+    let rel = if rel.is_empty() { "." } else { rel };
+    openat2(
+        root,
+        rel,
+        OpenHow::new()
+            .flags(flags | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS),
+    )
+}
+
+/// `mkdir -p rel` inside `root`, returning an O_PATH fd of the directory.
+fn mkdir_in_root(root: &OwnedFd, rel: &str) -> SetupResult<OwnedFd> {
+    let mut cur = open_in_root(root, ".", OFlag::O_PATH | OFlag::O_DIRECTORY)
+        .map_err(ctx(|| "open rootfs".into()))?;
+    let mut prefix = String::new();
+    for comp in rel.split('/').filter(|c| !c.is_empty() && *c != ".") {
+        if comp == ".." {
+            return Err(format!("path {rel} must not contain .."));
+        }
+        prefix.push('/');
+        prefix.push_str(comp);
+        match open_in_root(root, &prefix, OFlag::O_PATH | OFlag::O_DIRECTORY) {
+            Ok(fd) => cur = fd,
+            Err(Errno::ENOENT) => {
+                match mkdirat(&cur, comp, Mode::from_bits_truncate(0o755)) {
+                    Ok(()) | Err(Errno::EEXIST) => {}
+                    Err(e) => return Err(format!("mkdir {prefix} in rootfs: {e}")),
+                }
+                cur = open_in_root(root, &prefix, OFlag::O_PATH | OFlag::O_DIRECTORY)
+                    .map_err(ctx(|| format!("open {prefix} in rootfs")))?;
+            }
+            Err(e) => return Err(format!("open {prefix} in rootfs: {e}")),
+        }
+    }
+    Ok(cur)
+}
+
+/// Creates (if needed) an empty file at `rel` inside `root`, returning an O_PATH fd of it.
+fn touch_in_root(root: &OwnedFd, rel: &str) -> SetupResult<OwnedFd> {
+    if let Ok(fd) = open_in_root(root, rel, OFlag::O_PATH) {
+        return Ok(fd);
+    }
+    let (parent, name) = rel
+        .trim_end_matches('/')
+        .rsplit_once('/')
+        .unwrap_or(("", rel));
+    let dir = mkdir_in_root(root, parent)?;
+    let dir = open_in_root(&dir, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+        .map_err(ctx(|| format!("open {parent}")))?;
+    drop(
+        openat(
+            &dir,
+            name,
+            OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o644),
+        )
+        .map_err(ctx(|| format!("create {rel} in rootfs")))?,
+    );
+    open_in_root(root, rel, OFlag::O_PATH).map_err(ctx(|| format!("open {rel} in rootfs")))
+}
+
+fn fd_path(fd: &impl AsRawFd) -> String {
+    format!("/proc/self/fd/{}", fd.as_raw_fd())
+}
+
+fn mount_on(
+    source: Option<&str>,
+    target: &OwnedFd,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+    what: &str,
+) -> SetupResult<()> {
+    mount(source, fd_path(target).as_str(), fstype, flags, data)
+        .map_err(ctx(|| format!("mount {what}")))
+}
+
+fn setup_rootfs(cfg: &ShimConfig, dir: &ContainerDir) -> SetupResult<()> {
+    // Nothing we mount propagates back to the host.
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None::<&str>,
+    )
+    .map_err(ctx(|| "make / rslave".into()))?;
+
+    let merged = dir.merged();
+    let lower = cfg
+        .lower
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":");
+    let opts = format!(
+        "lowerdir={lower},upperdir={},workdir={}",
+        dir.upper().display(),
+        dir.work().display()
+    );
+    mount(
+        Some("overlay"),
+        &merged,
+        Some("overlay"),
+        MsFlags::MS_NODEV,
+        Some(opts.as_str()),
+    )
+    .map_err(ctx(|| {
+        format!("mount overlay on {} ({opts})", merged.display())
+    }))?;
+
+    let root = nix::fcntl::open(
+        &merged,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(ctx(|| format!("open {}", merged.display())))?;
+
+    // Refuse a rootfs whose /proc, /sys or /dev are symlinks.
+    for d in ["proc", "sys", "dev"] {
+        match nix::sys::stat::fstatat(&root, d, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR => {}
+            Ok(_) => return Err(format!("rootfs /{d} is not a directory")),
+            Err(Errno::ENOENT) => {
+                mkdirat(&root, d, Mode::from_bits_truncate(0o755))
+                    .map_err(ctx(|| format!("mkdir /{d}")))?;
+            }
+            Err(e) => return Err(format!("stat rootfs /{d}: {e}")),
+        }
+    }
+
+    let secure = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
+    // /proc of the new pid namespace.
+    let proc_ = mkdir_in_root(&root, "proc")?;
+    mount_on(Some("proc"), &proc_, Some("proc"), secure, None, "/proc")?;
+
+    // /dev: a tmpfs holding only what a container needs.
+    let dev = mkdir_in_root(&root, "dev")?;
+    mount_on(
+        Some("tmpfs"),
+        &dev,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        Some("mode=755,size=65536k"),
+        "/dev",
+    )?;
+    let devdir = open_in_root(&root, "dev", OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+        .map_err(ctx(|| "open /dev".into()))?;
+    for (name, major, minor) in DEVICES {
+        mknodat(
+            &devdir,
+            *name,
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o666),
+            makedev(*major, *minor),
+        )
+        .map_err(ctx(|| format!("mknod /dev/{name}")))?;
+    }
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+    ] {
+        symlinkat(target, &devdir, link).map_err(ctx(|| format!("symlink /dev/{link}")))?;
+    }
+    let pts = mkdir_in_root(&root, "dev/pts")?;
+    mount_on(
+        Some("devpts"),
+        &pts,
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+        "/dev/pts",
+    )?;
+    let shm = mkdir_in_root(&root, "dev/shm")?;
+    mount_on(
+        Some("shm"),
+        &shm,
+        Some("tmpfs"),
+        secure,
+        Some("mode=1777,size=65536k"),
+        "/dev/shm",
+    )?;
+
+    // /sys read-only, and the namespaced cgroup2 tree read-only on pure v2 hosts.
+    let sys = mkdir_in_root(&root, "sys")?;
+    mount_on(
+        Some("sysfs"),
+        &sys,
+        Some("sysfs"),
+        secure | MsFlags::MS_RDONLY,
+        None,
+        "/sys",
+    )?;
+    if cfg.cgroup2_mount
+        && let Ok(cg) = open_in_root(&root, "sys/fs/cgroup", OFlag::O_PATH | OFlag::O_DIRECTORY)
+    {
+        mount_on(
+            Some("cgroup2"),
+            &cg,
+            Some("cgroup2"),
+            secure | MsFlags::MS_RDONLY,
+            None,
+            "/sys/fs/cgroup",
+        )?;
+    }
+
+    for m in &cfg.mounts {
+        match m {
+            MountConfig::Bind {
+                source,
+                destination,
+                readonly,
+            } => {
+                let src = nix::fcntl::open(
+                    source.as_path(),
+                    OFlag::O_PATH | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(ctx(|| format!("open bind source {}", source.display())))?;
+                let is_dir = fstat(&src)
+                    .map(|st| {
+                        SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR
+                    })
+                    .map_err(ctx(|| format!("stat {}", source.display())))?;
+                let target = if is_dir {
+                    mkdir_in_root(&root, destination)?
+                } else {
+                    touch_in_root(&root, destination)?
+                };
+                mount(
+                    Some(fd_path(&src).as_str()),
+                    fd_path(&target).as_str(),
+                    None::<&str>,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None::<&str>,
+                )
+                .map_err(ctx(|| {
+                    format!("bind {} on {destination}", source.display())
+                }))?;
+                let mut flags =
+                    MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+                if *readonly {
+                    flags |= MsFlags::MS_RDONLY;
+                }
+                let top = open_in_root(&root, destination, OFlag::O_PATH)
+                    .map_err(ctx(|| format!("open {destination}")))?;
+                mount_on(
+                    None,
+                    &top,
+                    None,
+                    flags,
+                    None,
+                    &format!("remount {destination}"),
+                )?;
+            }
+            MountConfig::Tmpfs { destination } => {
+                let target = mkdir_in_root(&root, destination)?;
+                mount_on(
+                    Some("tmpfs"),
+                    &target,
+                    Some("tmpfs"),
+                    MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                    Some("mode=1777"),
+                    destination,
+                )?;
+            }
+        }
+    }
+
+    // Masks: /dev/null (ours, checked to be 1:3) over files, a read-only tmpfs over dirs.
+    let null =
+        open_in_root(&root, "dev/null", OFlag::O_PATH).map_err(ctx(|| "open /dev/null".into()))?;
+    let st = fstat(&null).map_err(ctx(|| "stat /dev/null".into()))?;
+    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFCHR
+        || st.st_rdev != makedev(1, 3)
+    {
+        return Err("container /dev/null is not the null device".into());
+    }
+    for path in MASKED_PATHS {
+        let target = match open_in_root(&root, path, OFlag::O_PATH | OFlag::O_NOFOLLOW) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => continue,
+            Err(e) => return Err(format!("open /{path}: {e}")),
+        };
+        let st = fstat(&target).map_err(ctx(|| format!("stat /{path}")))?;
+        if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR {
+            mount_on(
+                Some("tmpfs"),
+                &target,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY | secure,
+                Some("size=0"),
+                path,
+            )?;
+        } else {
+            mount(
+                Some(fd_path(&null).as_str()),
+                fd_path(&target).as_str(),
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(ctx(|| format!("mask /{path}")))?;
+        }
+    }
+    for path in READONLY_PATHS {
+        let target = match open_in_root(&root, path, OFlag::O_PATH | OFlag::O_NOFOLLOW) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => continue,
+            Err(e) => return Err(format!("open /{path}: {e}")),
+        };
+        mount(
+            Some(fd_path(&target).as_str()),
+            fd_path(&target).as_str(),
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(ctx(|| format!("bind /{path}")))?;
+        let top = open_in_root(&root, path, OFlag::O_PATH | OFlag::O_NOFOLLOW)
+            .map_err(ctx(|| format!("open /{path}")))?;
+        mount_on(
+            None,
+            &top,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | secure,
+            None,
+            &format!("remount /{path} read-only"),
+        )?;
+    }
+
+    // pivot_root into the rootfs and drop the old root entirely.
+    fchdir(&root).map_err(ctx(|| "chdir rootfs".into()))?;
+    pivot_root(".", ".").map_err(ctx(|| "pivot_root".into()))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(ctx(|| "detach old root".into()))?;
+    chdir("/").map_err(ctx(|| "chdir /".into()))?;
+    Ok(())
+}
+
+/// Brings `lo` up in the new network namespace.
+fn loopback_up() -> SetupResult<()> {
+    // SAFETY: socket(2) takes integers; the result is checked before use.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    let raw = Errno::result(raw).map_err(ctx(|| "socket for loopback".into()))?;
+    // SAFETY: `raw` is a new socket fd that nothing else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads into the ifreq we own; the fd is a live socket.
+    let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr) };
+    Errno::result(r).map_err(ctx(|| "get lo flags".into()))?;
+    // SAFETY: after SIOCGIFFLAGS the union holds ifru_flags.
+    unsafe {
+        ifr.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    }
+    // SAFETY: SIOCSIFFLAGS reads the ifreq we own.
+    let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &ifr) };
+    Errno::result(r).map_err(ctx(|| "set lo up".into()))?;
+    Ok(())
+}
+
+/// Finds `cmd` on the container's PATH (already inside the container's root).
+pub fn find_executable(cmd: &str, env: &[String]) -> SetupResult<String> {
+    if cmd.contains('/') {
+        return Ok(cmd.to_owned());
+    }
+    let path = env
+        .iter()
+        .find_map(|kv| kv.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH);
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let candidate = format!("{dir}/{cmd}");
+        if let Ok(meta) = std::fs::metadata(&candidate) {
+            use std::os::unix::fs::PermissionsExt;
+            if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+                return Ok(candidate);
+            }
+        }
+    }
+    Err(format!("executable file not found in $PATH: {cmd}"))
+}
+
+/// Drops to the configured user and capabilities, sets no_new_privs, closes every fd but stdio
+/// on exec, installs seccomp and execs. Order as runc: bounding set, user, capabilities, cwd,
+/// no_new_privs, seccomp last so the filter does not have to allow the setup.
+pub fn harden_and_exec(h: &Hardening<'_>) -> SetupResult<Infallible> {
+    let exe = find_executable(&h.args[0], h.env)?;
+    let cstr = |s: &str| CString::new(s).map_err(|_| format!("NUL byte in {s:?}"));
+    let exe_c = cstr(&exe)?;
+    let args = h
+        .args
+        .iter()
+        .map(|a| cstr(a))
+        .collect::<SetupResult<Vec<_>>>()?;
+    let env = h
+        .env
+        .iter()
+        .map(|a| cstr(a))
+        .collect::<SetupResult<Vec<_>>>()?;
+
+    let mut keep = caps::CapsHashSet::new();
+    for name in h.caps {
+        keep.insert(
+            caps::Capability::from_str(name).map_err(|e| format!("capability {name}: {e}"))?,
+        );
+    }
+    // Bounding set: drop every capability the kernel knows that we do not keep.
+    let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse::<u8>().ok())
+        .unwrap_or(40);
+    for n in 0..=last {
+        if keep.iter().any(|c| c.index() == n) {
+            continue;
+        }
+        // SAFETY: PR_CAPBSET_DROP takes a capability number and no pointers.
+        let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(n), 0, 0, 0) };
+        if r != 0 && Errno::last() != Errno::EINVAL {
+            return Err(format!(
+                "drop capability {n} from the bounding set: {}",
+                Errno::last()
+            ));
+        }
+    }
+    caps::clear(None, caps::CapSet::Ambient).map_err(|e| format!("clear ambient caps: {e}"))?;
+    setgroups(&[Gid::from_raw(h.gid)]).map_err(ctx(|| "setgroups".into()))?;
+    setresgid(
+        Gid::from_raw(h.gid),
+        Gid::from_raw(h.gid),
+        Gid::from_raw(h.gid),
+    )
+    .map_err(ctx(|| format!("setgid {}", h.gid)))?;
+    setresuid(
+        Uid::from_raw(h.uid),
+        Uid::from_raw(h.uid),
+        Uid::from_raw(h.uid),
+    )
+    .map_err(ctx(|| format!("setuid {}", h.uid)))?;
+    // Non-root: the kernel already cleared permitted and effective.
+    let keep_now = if h.uid == 0 {
+        keep
+    } else {
+        caps::CapsHashSet::new()
+    };
+    caps::set(None, caps::CapSet::Effective, &keep_now)
+        .map_err(|e| format!("set effective caps: {e}"))?;
+    caps::set(None, caps::CapSet::Permitted, &keep_now)
+        .map_err(|e| format!("set permitted caps: {e}"))?;
+    caps::clear(None, caps::CapSet::Inheritable)
+        .map_err(|e| format!("clear inheritable caps: {e}"))?;
+
+    chdir(h.cwd).map_err(ctx(|| format!("chdir {}", h.cwd)))?;
+    // CVE-2024-21626: the working directory must be inside the container's root.
+    let cwd = nix::unistd::getcwd().map_err(ctx(|| "getcwd".into()))?;
+    if !cwd.starts_with("/") {
+        return Err(format!(
+            "working directory {} is outside the container",
+            cwd.display()
+        ));
+    }
+
+    // SAFETY: PR_SET_NO_NEW_PRIVS takes integers only.
+    let r = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    Errno::result(r).map_err(ctx(|| "set no_new_privs".into()))?;
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only changes fd flags.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    Errno::result(r).map_err(ctx(|| "close_range".into()))?;
+    super::seccomp::install(h.seccomp).map_err(|e| e.to_string())?;
+    let e = nix::unistd::execve(&exe_c, &args, &env).unwrap_err();
+    Err(format!("exec {exe}: {e}"))
+}

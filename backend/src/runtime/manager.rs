@@ -1,0 +1,1256 @@
+//! The daemon side of containers: validation, the SQLite records, starting monitors, and
+//! reconciling records with what the monitors report (also after a daemon restart).
+//!
+//! Architecture invariant: nothing here forks, clones, unshares or setns. Monitors and exec
+//! helpers are separate, freshly exec'd processes (`corral __shim`, `corral __exec`).
+
+use std::{
+    collections::HashMap,
+    fs,
+    io::Read,
+    os::unix::{fs::DirBuilderExt, process::CommandExt},
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use rusqlite::{OptionalExtension, params};
+
+use super::{
+    RuntimeError,
+    cgroups::{CgroupDriver, CgroupFailure},
+    config::{
+        ContainerDir, DEFAULT_CAPS, DEFAULT_LOG_MAX, DEFAULT_PATH, MountConfig, RestartPolicy,
+        ShimConfig,
+    },
+    state::{ShimState, alive, now},
+};
+use crate::{image::ImageStore, store::Store};
+
+/// pids.max when the request sets none: a fork bomb stops here.
+pub const DEFAULT_PIDS_MAX: u64 = 2048;
+/// Seconds between SIGTERM and SIGKILL on stop.
+pub const DEFAULT_STOP_TIMEOUT: u64 = 10;
+
+/// One container's record.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub id: String,
+    pub name: String,
+    pub team: String,
+    pub spec: wire::CreateContainer,
+    pub status: String,
+    pub exit_code: Option<i32>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub shim_pid: Option<i32>,
+    pub shim_start: Option<u64>,
+    pub init_pid: Option<i32>,
+    pub init_start: Option<u64>,
+    pub restart_count: u32,
+}
+
+impl Record {
+    pub fn to_wire(&self) -> wire::Container {
+        let image = match (&self.spec.image, &self.spec.rootfs) {
+            (Some(i), _) => i.clone(),
+            (None, Some(r)) => format!("rootfs:{r}"),
+            _ => String::new(),
+        };
+        let live = self.status == "running" || self.status == "paused";
+        wire::Container {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            team: self.team.clone(),
+            image,
+            command: self.spec.command.clone(),
+            status: self.status.clone(),
+            exit_code: self.exit_code,
+            pid: if live { self.init_pid } else { None },
+            created_at: self.created_at,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            restart_count: self.restart_count,
+            limits: self.spec.limits.clone(),
+            spec: self.spec.clone(),
+        }
+    }
+}
+
+/// The container manager, cheap to clone.
+#[derive(Clone)]
+pub struct Manager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    dir: PathBuf,
+    images: ImageStore,
+    cgroups: Arc<dyn CgroupDriver>,
+    /// One lock per container name: lifecycle operations on one container never interleave.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, RuntimeError> + Send + 'static,
+) -> Result<T, RuntimeError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(RuntimeError::Start {
+            name: String::new(),
+            message: format!("blocking task failed: {e}"),
+        })
+    })
+}
+
+impl Manager {
+    /// `state_dir/containers` holds one directory per container.
+    pub fn new(
+        store: Store,
+        state_dir: &Path,
+        cgroups: Arc<dyn CgroupDriver>,
+    ) -> Result<Self, RuntimeError> {
+        let dir = state_dir.join("containers");
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(RuntimeError::io("create", &dir))?;
+        let images = ImageStore::new(store.clone(), state_dir)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                store,
+                dir,
+                images,
+                cgroups,
+                locks: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    pub fn images(&self) -> &ImageStore {
+        &self.inner.images
+    }
+
+    pub fn cgroups(&self) -> &Arc<dyn CgroupDriver> {
+        &self.inner.cgroups
+    }
+
+    fn container_dir(&self, id: &str) -> ContainerDir {
+        ContainerDir(self.inner.dir.join(id))
+    }
+
+    async fn lock(&self, name: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let m = {
+            let mut locks = self.inner.locks.lock().unwrap_or_else(|p| p.into_inner());
+            locks.entry(name.to_owned()).or_default().clone()
+        };
+        m.lock_owned().await
+    }
+
+    // ---- records ----
+
+    fn load(&self, name: &str) -> Result<Record, RuntimeError> {
+        let conn = self.inner.store.lock();
+        let r = conn
+            .query_row(
+                &format!("SELECT {COLS} FROM containers WHERE name = ?1 OR id = ?1"),
+                [name],
+                row_to_record,
+            )
+            .optional()?;
+        r.ok_or_else(|| RuntimeError::NotFound(name.to_owned()))
+    }
+
+    fn load_all(&self) -> Result<Vec<Record>, RuntimeError> {
+        let conn = self.inner.store.lock();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {COLS} FROM containers ORDER BY created_at, name"
+        ))?;
+        let rows = stmt.query_map([], row_to_record)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn save(&self, r: &Record) -> Result<(), RuntimeError> {
+        let spec = serde_json::to_string(&r.spec)
+            .map_err(|e| RuntimeError::invalid("spec", e.to_string()))?;
+        self.inner.store.lock().execute(
+            "UPDATE containers SET spec=?2, status=?3, exit_code=?4, started_at=?5, finished_at=?6,
+             shim_pid=?7, shim_start=?8, init_pid=?9, init_start=?10, restart_count=?11 WHERE id=?1",
+            params![
+                r.id,
+                spec,
+                r.status,
+                r.exit_code,
+                r.started_at,
+                r.finished_at,
+                r.shim_pid,
+                r.shim_start.map(|v| v as i64),
+                r.init_pid,
+                r.init_start.map(|v| v as i64),
+                r.restart_count
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Brings a record up to date with its monitor's state file and the process table.
+    fn refresh(&self, mut r: Record) -> Result<Record, RuntimeError> {
+        if r.status != "running" && r.status != "paused" {
+            return Ok(r);
+        }
+        let dir = self.container_dir(&r.id);
+        let st = ShimState::read(&dir.state());
+        let shim_alive = match (r.shim_pid, r.shim_start) {
+            (Some(p), Some(s)) => alive(p, s),
+            _ => false,
+        };
+        let before = (r.status.clone(), r.exit_code, r.init_pid, r.restart_count);
+        match st {
+            Some(st) if st.status == "running" && alive(st.init_pid, st.init_start) => {
+                r.init_pid = Some(st.init_pid);
+                r.init_start = Some(st.init_start);
+                r.restart_count = st.restart_count;
+                r.started_at = st.started_at;
+            }
+            Some(st) if st.status == "exited" && (st.done || !shim_alive) => {
+                r.status = "exited".into();
+                r.exit_code = st.exit_code;
+                r.finished_at = st.finished_at.or(Some(now()));
+                r.restart_count = st.restart_count;
+            }
+            Some(_) if shim_alive => {} // between restarts, or just starting
+            _ => {
+                // Running according to the record, but no monitor and no init: the host or the
+                // monitor died. Record an exit with an unknown code.
+                let init_alive = match (r.init_pid, r.init_start) {
+                    (Some(p), Some(s)) => alive(p, s),
+                    _ => false,
+                };
+                if !shim_alive && !init_alive {
+                    r.status = "exited".into();
+                    r.exit_code = r.exit_code.or(Some(-1));
+                    r.finished_at = Some(now());
+                }
+            }
+        }
+        if (r.status.clone(), r.exit_code, r.init_pid, r.restart_count) != before {
+            self.save(&r)?;
+        }
+        Ok(r)
+    }
+
+    // ---- public API (async; all blocking work on spawn_blocking) ----
+
+    pub async fn list(&self, all: bool) -> Result<Vec<wire::Container>, RuntimeError> {
+        let m = self.clone();
+        blocking(move || {
+            let mut out = Vec::new();
+            for r in m.load_all()? {
+                let r = m.refresh(r)?;
+                if all || r.status == "running" || r.status == "paused" {
+                    out.push(r.to_wire());
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub async fn get(&self, name: &str) -> Result<wire::Container, RuntimeError> {
+        let m = self.clone();
+        let name = name.to_owned();
+        blocking(move || Ok(m.refresh(m.load(&name)?)?.to_wire())).await
+    }
+
+    pub async fn create(
+        &self,
+        req: wire::CreateContainer,
+    ) -> Result<wire::Container, RuntimeError> {
+        let start = req.start;
+        let m = self.clone();
+        let r = blocking(move || m.create_blocking(req)).await?;
+        if start {
+            return self.start(&r.name).await;
+        }
+        Ok(r.to_wire())
+    }
+
+    fn create_blocking(&self, mut req: wire::CreateContainer) -> Result<Record, RuntimeError> {
+        let v = validate(&mut req, &self.inner.images)?;
+        let id = new_id();
+        let name = req
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("c-{}", &id[..12]));
+        req.name = Some(name.clone());
+        let team = req.team.clone().unwrap_or_else(|| "default".into());
+        req.team = Some(team.clone());
+        req.start = false;
+        let created_at = now();
+        {
+            let spec = serde_json::to_string(&req)
+                .map_err(|e| RuntimeError::invalid("spec", e.to_string()))?;
+            let conn = self.inner.store.lock();
+            let res = conn.execute(
+                "INSERT INTO containers (id, name, team, spec, status, created_at) VALUES (?1, ?2, ?3, ?4, 'created', ?5)",
+                params![id, name, team, spec, created_at],
+            );
+            match res {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    return Err(RuntimeError::NameInUse(name));
+                }
+                r => {
+                    r?;
+                }
+            }
+        }
+        let undo = |m: &Manager| {
+            let _ = m
+                .inner
+                .store
+                .lock()
+                .execute("DELETE FROM containers WHERE id = ?1", [&id]);
+            let _ = fs::remove_dir_all(m.container_dir(&id).path());
+        };
+        let dir = self.container_dir(&id);
+        let made = (|| -> Result<(), RuntimeError> {
+            for d in [dir.path().to_owned(), dir.upper(), dir.work(), dir.merged()] {
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(&d)
+                    .map_err(RuntimeError::io("create", &d))?;
+            }
+            // The merged root takes the upper dir's mode; both must be reachable by the
+            // container's own users.
+            for d in [dir.merged(), dir.upper()] {
+                fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                    .map_err(RuntimeError::io("chmod", &d))?;
+            }
+            self.inner
+                .cgroups
+                .create(&team, &name, &req.limits)
+                .map_err(cgroup_err)?;
+            let cfg = ShimConfig {
+                id: id.clone(),
+                name: name.clone(),
+                lower: v.lower,
+                args: v.args,
+                env: v.env,
+                cwd: v.cwd,
+                uid: v.uid,
+                gid: v.gid,
+                hostname: req
+                    .hostname
+                    .clone()
+                    .unwrap_or_else(|| name.chars().take(63).collect()),
+                mounts: v.mounts,
+                net_ns: v.net_ns,
+                cgroup_procs: self.inner.cgroups.procs_files(&team, &name),
+                cgroup2_mount: self.inner.cgroups.pure_v2(),
+                restart: v.restart,
+                log_max: DEFAULT_LOG_MAX,
+                caps: DEFAULT_CAPS.iter().map(|s| (*s).to_owned()).collect(),
+            };
+            let data = serde_json::to_vec_pretty(&cfg)
+                .map_err(|e| RuntimeError::invalid("spec", e.to_string()))?;
+            super::state::write_atomic(&dir.config(), &data)
+                .map_err(RuntimeError::io("write", dir.config()))?;
+            Ok(())
+        })();
+        if let Err(e) = made {
+            let _ = self.inner.cgroups.remove(&team, &name);
+            undo(self);
+            return Err(e);
+        }
+        self.load(&id)
+    }
+
+    pub async fn start(&self, name: &str) -> Result<wire::Container, RuntimeError> {
+        let _g = self.lock(name).await;
+        let m = self.clone();
+        let name = name.to_owned();
+        blocking(move || m.start_blocking(&name)).await
+    }
+
+    fn start_blocking(&self, name: &str) -> Result<wire::Container, RuntimeError> {
+        let mut r = self.refresh(self.load(name)?)?;
+        if r.status == "running" || r.status == "paused" {
+            return Err(conflict(&r, "already running"));
+        }
+        let dir = self.container_dir(&r.id);
+        let _ = fs::remove_file(dir.stop_marker());
+        let _ = fs::remove_file(dir.state());
+        let program = super::memfd::helper_program()
+            .map_err(RuntimeError::io("make a sealed copy of", "/proc/self/exe"))?;
+        let shim_log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.shim_log())
+            .map_err(RuntimeError::io("open", dir.shim_log()))?;
+        let mut child = std::process::Command::new(&program)
+            .arg0("corral")
+            .arg("__shim")
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(shim_log)
+            .env_clear()
+            .env("PATH", DEFAULT_PATH)
+            .spawn()
+            .map_err(RuntimeError::io("spawn monitor", &program))?;
+        let mut out = String::new();
+        if let Some(mut so) = child.stdout.take() {
+            let _ = so.read_to_string(&mut out);
+        }
+        let _ = child.wait();
+        let line = out.lines().next().unwrap_or("");
+        let mut parts = line.split_whitespace();
+        match parts.next() {
+            Some("ok") => {
+                let shim: i32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+                let init: i32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+                let st = ShimState::read(&dir.state()).unwrap_or_default();
+                r.status = "running".into();
+                r.exit_code = None;
+                r.finished_at = None;
+                r.started_at = Some(now());
+                r.shim_pid = Some(shim);
+                r.shim_start = Some(st.shim_start)
+                    .filter(|s| *s > 0)
+                    .or_else(|| super::state::proc_start_time(shim));
+                r.init_pid = Some(init);
+                r.init_start = Some(st.init_start)
+                    .filter(|s| *s > 0)
+                    .or_else(|| super::state::proc_start_time(init));
+                r.restart_count = 0;
+                self.save(&r)?;
+                Ok(self.refresh(r)?.to_wire())
+            }
+            _ => {
+                let message = line
+                    .strip_prefix("error ")
+                    .unwrap_or(line)
+                    .trim()
+                    .to_owned();
+                let message = if message.is_empty() {
+                    "the monitor exited without a report (see shim.log)".to_owned()
+                } else {
+                    message
+                };
+                r.status = "exited".into();
+                r.exit_code = Some(127);
+                r.finished_at = Some(now());
+                self.save(&r)?;
+                Err(RuntimeError::Start {
+                    name: r.name.clone(),
+                    message,
+                })
+            }
+        }
+    }
+
+    /// SIGTERM, then SIGKILL after `timeout` seconds; returns once the monitor recorded the exit.
+    pub async fn stop(
+        &self,
+        name: &str,
+        timeout: Option<u64>,
+    ) -> Result<wire::Container, RuntimeError> {
+        let _g = self.lock(name).await;
+        self.stop_locked(name, timeout).await
+    }
+
+    async fn stop_locked(
+        &self,
+        name: &str,
+        timeout: Option<u64>,
+    ) -> Result<wire::Container, RuntimeError> {
+        let m = self.clone();
+        let n = name.to_owned();
+        let r = blocking(move || m.refresh(m.load(&n)?)).await?;
+        if r.status != "running" && r.status != "paused" {
+            return Ok(r.to_wire());
+        }
+        let dir = self.container_dir(&r.id);
+        fs::write(dir.stop_marker(), b"").map_err(RuntimeError::io("write", dir.stop_marker()))?;
+        if r.status == "paused" {
+            let m = self.clone();
+            let (t, n) = (r.team.clone(), r.name.clone());
+            blocking(move || m.inner.cgroups.thaw(&t, &n).map_err(cgroup_err)).await?;
+        }
+        let timeout = timeout
+            .or(r.spec.stop_timeout)
+            .unwrap_or(DEFAULT_STOP_TIMEOUT);
+        self.signal_init(&r, Signal::SIGTERM);
+        if !self.wait_exit(&r, Duration::from_secs(timeout)).await {
+            self.signal_init(&r, Signal::SIGKILL);
+            let m = self.clone();
+            let (t, n) = (r.team.clone(), r.name.clone());
+            let _ = blocking(move || m.inner.cgroups.kill(&t, &n).map_err(cgroup_err)).await;
+            self.wait_exit(&r, Duration::from_secs(10)).await;
+        }
+        let m = self.clone();
+        let n = name.to_owned();
+        blocking(move || Ok(m.refresh(m.load(&n)?)?.to_wire())).await
+    }
+
+    /// Signals the container's init, unless its PID now belongs to another process.
+    fn signal_init(&self, r: &Record, sig: Signal) -> bool {
+        let dir = self.container_dir(&r.id);
+        let (pid, start) = match ShimState::read(&dir.state()) {
+            Some(st) if st.status == "running" => (st.init_pid, st.init_start),
+            _ => match (r.init_pid, r.init_start) {
+                (Some(p), Some(s)) => (p, s),
+                _ => return false,
+            },
+        };
+        alive(pid, start) && kill(Pid::from_raw(pid), sig).is_ok()
+    }
+
+    /// Waits until the monitor has recorded a final exit (or is gone).
+    async fn wait_exit(&self, r: &Record, timeout: Duration) -> bool {
+        let dir = self.container_dir(&r.id);
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = ShimState::read(&dir.state())
+                && st.status == "exited"
+                && st.done
+            {
+                return true;
+            }
+            let shim_alive = match (r.shim_pid, r.shim_start) {
+                (Some(p), Some(s)) => alive(p, s),
+                _ => false,
+            };
+            if !shim_alive {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn kill(
+        &self,
+        name: &str,
+        signal: Option<&str>,
+    ) -> Result<wire::Container, RuntimeError> {
+        let sig = parse_signal(signal.unwrap_or("KILL"))?;
+        let m = self.clone();
+        let n = name.to_owned();
+        let r = blocking(move || m.refresh(m.load(&n)?)).await?;
+        if r.status != "running" {
+            return Err(conflict(&r, "not running"));
+        }
+        self.signal_init(&r, sig);
+        if sig == Signal::SIGKILL {
+            self.wait_exit(&r, Duration::from_secs(5)).await;
+        }
+        self.get(name).await
+    }
+
+    pub async fn restart(
+        &self,
+        name: &str,
+        timeout: Option<u64>,
+    ) -> Result<wire::Container, RuntimeError> {
+        let _g = self.lock(name).await;
+        self.stop_locked(name, timeout).await?;
+        let m = self.clone();
+        let n = name.to_owned();
+        blocking(move || m.start_blocking(&n)).await
+    }
+
+    pub async fn freeze(&self, name: &str, freeze: bool) -> Result<wire::Container, RuntimeError> {
+        let _g = self.lock(name).await;
+        let m = self.clone();
+        let n = name.to_owned();
+        blocking(move || {
+            let mut r = m.refresh(m.load(&n)?)?;
+            let want = if freeze { "running" } else { "paused" };
+            if r.status != want {
+                return Err(conflict(
+                    &r,
+                    if freeze { "not running" } else { "not paused" },
+                ));
+            }
+            if freeze {
+                m.inner
+                    .cgroups
+                    .freeze(&r.team, &r.name)
+                    .map_err(cgroup_err)?;
+                r.status = "paused".into();
+            } else {
+                m.inner.cgroups.thaw(&r.team, &r.name).map_err(cgroup_err)?;
+                r.status = "running".into();
+            }
+            m.save(&r)?;
+            Ok(r.to_wire())
+        })
+        .await
+    }
+
+    /// Live re-limit: `patch` is merged into the current limits; a rejected change leaves the
+    /// old limits in force and the record unchanged.
+    pub async fn update(
+        &self,
+        name: &str,
+        patch: wire::Limits,
+    ) -> Result<wire::Container, RuntimeError> {
+        let _g = self.lock(name).await;
+        let m = self.clone();
+        let n = name.to_owned();
+        blocking(move || {
+            let mut r = m.refresh(m.load(&n)?)?;
+            let merged = merge_limits(&r.spec.limits, &patch);
+            validate_limits(&merged)?;
+            m.inner
+                .cgroups
+                .update(&r.team, &r.name, &merged)
+                .map_err(cgroup_err)?;
+            r.spec.limits = merged;
+            m.save(&r)?;
+            Ok(r.to_wire())
+        })
+        .await
+    }
+
+    /// Limits as the kernel reports them.
+    pub async fn kernel_limits(&self, name: &str) -> Result<wire::Limits, RuntimeError> {
+        let m = self.clone();
+        let n = name.to_owned();
+        blocking(move || {
+            let r = m.load(&n)?;
+            m.inner.cgroups.limits(&r.team, &r.name).map_err(cgroup_err)
+        })
+        .await
+    }
+
+    /// Removes the container: cgroup, directory (upper layer, logs, state) and record. A
+    /// running container needs `force` and is killed first.
+    pub async fn remove(&self, name: &str, force: bool) -> Result<(), RuntimeError> {
+        let _g = self.lock(name).await;
+        let m = self.clone();
+        let n = name.to_owned();
+        let r = blocking(move || m.refresh(m.load(&n)?)).await?;
+        if r.status == "running" || r.status == "paused" {
+            if !force {
+                return Err(conflict(&r, "running: stop it first or force the removal"));
+            }
+            self.stop_locked(name, Some(0)).await?;
+        }
+        let m = self.clone();
+        blocking(move || m.remove_blocking(&r)).await?;
+        self.inner
+            .locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+        Ok(())
+    }
+
+    fn remove_blocking(&self, r: &Record) -> Result<(), RuntimeError> {
+        let dir = self.container_dir(&r.id);
+        // The monitor, if it lingers, must be gone before its directory is.
+        if let (Some(p), Some(s)) = (r.shim_pid, r.shim_start) {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while alive(p, s) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if alive(p, s) {
+                let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+            }
+        }
+        self.inner
+            .cgroups
+            .remove(&r.team, &r.name)
+            .map_err(cgroup_err)?;
+        if dir.path().exists() {
+            fs::remove_dir_all(dir.path()).map_err(RuntimeError::io("remove", dir.path()))?;
+        }
+        self.inner
+            .store
+            .lock()
+            .execute("DELETE FROM containers WHERE id = ?1", [&r.id])?;
+        Ok(())
+    }
+
+    /// Runs a command to completion inside the running container, with all its restrictions.
+    pub async fn exec(
+        &self,
+        name: &str,
+        req: wire::ExecRequest,
+    ) -> Result<wire::ExecResult, RuntimeError> {
+        if req.command.is_empty() || req.command[0].is_empty() {
+            return Err(RuntimeError::invalid("command", "must not be empty"));
+        }
+        for e in &req.env {
+            check_env(e, "env")?;
+        }
+        let r = self.get(name).await?;
+        if r.status != "running" {
+            return Err(RuntimeError::Conflict {
+                name: r.name,
+                status: r.status,
+                message: "not running".into(),
+            });
+        }
+        let dir = self.container_dir(&r.id);
+        let program = super::memfd::helper_program()
+            .map_err(RuntimeError::io("make a sealed copy of", "/proc/self/exe"))?;
+        let mut cmd = tokio::process::Command::new(&program);
+        cmd.arg0("corral").arg("__exec").arg(dir.path());
+        for e in &req.env {
+            cmd.arg("-e").arg(e);
+        }
+        cmd.arg("--").args(&req.command);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env_clear()
+            .kill_on_drop(true);
+        let child = cmd
+            .spawn()
+            .map_err(RuntimeError::io("spawn exec helper", &program))?;
+        let timeout = Duration::from_secs(req.timeout.unwrap_or(60).clamp(1, 3600));
+        let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+            Ok(r) => r.map_err(RuntimeError::io("wait for exec helper", &program))?,
+            Err(_) => {
+                return Err(RuntimeError::Conflict {
+                    name: r.name,
+                    status: r.status,
+                    message: format!("exec did not finish within {}s", timeout.as_secs()),
+                });
+            }
+        };
+        let cap = |b: Vec<u8>| String::from_utf8_lossy(&b[..b.len().min(1 << 20)]).into_owned();
+        Ok(wire::ExecResult {
+            exit_code: out.status.code().unwrap_or(255),
+            stdout: cap(out.stdout),
+            stderr: cap(out.stderr),
+        })
+    }
+
+    /// The container's log files (rotated one first), and whether it still runs.
+    pub async fn log_source(&self, name: &str) -> Result<(Vec<PathBuf>, String), RuntimeError> {
+        let r = self.get(name).await?;
+        let dir = self.container_dir(&r.id);
+        Ok((vec![dir.log_rotated(), dir.log()], r.name))
+    }
+
+    /// Whether the container still runs (for log follow).
+    pub async fn is_running(&self, name: &str) -> bool {
+        matches!(self.get(name).await, Ok(c) if c.status == "running" || c.status == "paused")
+    }
+
+    /// Removes an image unless a container uses it.
+    pub async fn remove_image(&self, reference: &str) -> Result<(), RuntimeError> {
+        let m = self.clone();
+        let reference = reference.to_owned();
+        blocking(move || {
+            let resolved = m.inner.images.resolve(&reference)?;
+            let mut user = None;
+            for r in m.load_all()? {
+                if let Ok(cfg) = m.container_dir(&r.id).read_config()
+                    && cfg.lower == resolved.layers
+                {
+                    user = Some(r.name.clone());
+                    break;
+                }
+            }
+            m.inner
+                .images
+                .remove(&reference, |_| user.clone())
+                .map_err(RuntimeError::from)
+        })
+        .await
+    }
+
+    /// Reconciles every live record with its monitor, and removes exited auto-remove
+    /// containers. Called at start-up and then periodically.
+    pub async fn reconcile(&self) -> Result<(), RuntimeError> {
+        let m = self.clone();
+        let (remove, restart) = blocking(move || {
+            let (mut remove, mut restart) = (Vec::new(), Vec::new());
+            for r in m.load_all()? {
+                let was_live = r.status == "running" || r.status == "paused";
+                let r = m.refresh(r)?;
+                if r.status == "exited" && r.spec.auto_remove {
+                    remove.push(r.name.clone());
+                }
+                // Lost with its monitor (host crash, monitor killed): the monitor cannot apply
+                // the restart policy any more, so the daemon does.
+                let lost = was_live && r.status == "exited" && r.exit_code == Some(-1);
+                let policy = r
+                    .spec
+                    .restart
+                    .as_deref()
+                    .and_then(RestartPolicy::parse)
+                    .unwrap_or(RestartPolicy::No);
+                if lost
+                    && !m.container_dir(&r.id).stop_marker().exists()
+                    && policy.should_restart(-1, r.restart_count)
+                {
+                    restart.push(r.name.clone());
+                }
+            }
+            Ok((remove, restart))
+        })
+        .await?;
+        for name in remove {
+            if let Err(e) = self.remove(&name, false).await {
+                tracing::warn!(container = %name, error = %e, "auto-remove failed");
+            }
+        }
+        for name in restart {
+            tracing::info!(container = %name, "restarting a container lost with its monitor");
+            if let Err(e) = self.start(&name).await {
+                tracing::warn!(container = %name, error = %e, "restart after loss failed");
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the background reconciler.
+    pub fn spawn_reconciler(&self) {
+        let m = self.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = m.reconcile().await {
+                    tracing::warn!(error = %e, "reconcile failed");
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+    }
+}
+
+const COLS: &str = "id, name, team, spec, status, exit_code, created_at, started_at, finished_at, \
+                    shim_pid, shim_start, init_pid, init_start, restart_count";
+
+fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
+    let spec: String = row.get(3)?;
+    let spec = serde_json::from_str(&spec).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    Ok(Record {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        team: row.get(2)?,
+        spec,
+        status: row.get(4)?,
+        exit_code: row.get(5)?,
+        created_at: row.get(6)?,
+        started_at: row.get(7)?,
+        finished_at: row.get(8)?,
+        shim_pid: row.get(9)?,
+        shim_start: row.get::<_, Option<i64>>(10)?.map(|v| v as u64),
+        init_pid: row.get(11)?,
+        init_start: row.get::<_, Option<i64>>(12)?.map(|v| v as u64),
+        restart_count: row.get(13)?,
+    })
+}
+
+fn conflict(r: &Record, message: &str) -> RuntimeError {
+    RuntimeError::Conflict {
+        name: r.name.clone(),
+        status: r.status.clone(),
+        message: message.to_owned(),
+    }
+}
+
+fn cgroup_err(e: CgroupFailure) -> RuntimeError {
+    match e.field {
+        Some(f) => RuntimeError::Invalid {
+            field: format!("limits.{f}"),
+            message: e.message,
+        },
+        None => RuntimeError::Cgroup(e.message),
+    }
+}
+
+fn new_id() -> String {
+    let mut b = [0u8; 16];
+    if let Ok(mut f) = fs::File::open("/dev/urandom") {
+        let _ = f.read_exact(&mut b);
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Parses `TERM`, `SIGTERM` or `15`.
+pub fn parse_signal(s: &str) -> Result<Signal, RuntimeError> {
+    let bad = || RuntimeError::invalid("signal", format!("unknown signal {s:?}"));
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| bad());
+    }
+    let up = s.to_ascii_uppercase();
+    let full = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
+    full.parse::<Signal>().map_err(|_| bad())
+}
+
+/// Merges `patch` over `base`: fields absent in the patch keep their value.
+pub fn merge_limits(base: &wire::Limits, patch: &wire::Limits) -> wire::Limits {
+    wire::Limits {
+        cpus: patch.cpus.or(base.cpus),
+        cpuset_cpus: patch
+            .cpuset_cpus
+            .clone()
+            .or_else(|| base.cpuset_cpus.clone()),
+        cpu_weight: patch.cpu_weight.or(base.cpu_weight),
+        memory_max: patch.memory_max.or(base.memory_max),
+        memory_high: patch.memory_high.or(base.memory_high),
+        pids_max: patch.pids_max.or(base.pids_max),
+    }
+}
+
+/// The parts of a validated request the monitor needs.
+struct Validated {
+    lower: Vec<PathBuf>,
+    args: Vec<String>,
+    env: Vec<String>,
+    cwd: String,
+    uid: u32,
+    gid: u32,
+    mounts: Vec<MountConfig>,
+    net_ns: bool,
+    restart: RestartPolicy,
+}
+
+/// Names of containers and teams: 1-64 of `[A-Za-z0-9_.-]`, starting alphanumeric.
+pub fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
+fn check_env(e: &str, field: &str) -> Result<(), RuntimeError> {
+    match e.split_once('=') {
+        Some((k, _)) if !k.is_empty() && !k.contains('\0') && !e.contains('\0') => Ok(()),
+        _ => Err(RuntimeError::invalid(
+            field,
+            format!("{e:?} is not KEY=VALUE"),
+        )),
+    }
+}
+
+fn check_container_path(p: &str, field: &str) -> Result<(), RuntimeError> {
+    if !p.starts_with('/') || p.split('/').any(|c| c == "..") || p.contains('\0') {
+        return Err(RuntimeError::invalid(
+            field,
+            format!("{p:?} must be an absolute path without .."),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks limit values (ranges the kernel would reject are reported per field).
+pub fn validate_limits(l: &wire::Limits) -> Result<(), RuntimeError> {
+    if let Some(c) = l.cpus
+        && !(c.is_finite() && (0.01..=1024.0).contains(&c))
+    {
+        return Err(RuntimeError::invalid(
+            "limits.cpus",
+            format!("{c} must be between 0.01 and 1024"),
+        ));
+    }
+    if let Some(w) = l.cpu_weight
+        && !(1..=10000).contains(&w)
+    {
+        return Err(RuntimeError::invalid(
+            "limits.cpu_weight",
+            format!("{w} must be between 1 and 10000"),
+        ));
+    }
+    for (f, v) in [
+        ("limits.memory_max", l.memory_max),
+        ("limits.memory_high", l.memory_high),
+    ] {
+        if let Some(v) = v
+            && v < (1 << 20)
+        {
+            return Err(RuntimeError::invalid(
+                f,
+                format!("{v} bytes is below the 1 MiB minimum"),
+            ));
+        }
+    }
+    if let Some(p) = l.pids_max
+        && (!(1..=4_194_304).contains(&p))
+    {
+        return Err(RuntimeError::invalid(
+            "limits.pids_max",
+            format!("{p} must be between 1 and 4194304"),
+        ));
+    }
+    if let Some(c) = &l.cpuset_cpus {
+        let ok = !c.is_empty()
+            && c.split(',').all(|part| {
+                let mut it = part.splitn(2, '-');
+                let a = it.next().and_then(|x| x.parse::<u32>().ok());
+                match (a, it.next()) {
+                    (Some(_), None) => true,
+                    (Some(a), Some(b)) => b.parse::<u32>().is_ok_and(|b| b >= a),
+                    _ => false,
+                }
+            });
+        if !ok {
+            return Err(RuntimeError::invalid(
+                "limits.cpuset_cpus",
+                format!("{c:?} is not a CPU list like 0-2,4"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate(
+    req: &mut wire::CreateContainer,
+    images: &ImageStore,
+) -> Result<Validated, RuntimeError> {
+    if let Some(n) = &req.name
+        && !valid_name(n)
+    {
+        return Err(RuntimeError::invalid(
+            "name",
+            format!("{n:?} must be 1-64 of [A-Za-z0-9_.-], starting alphanumeric"),
+        ));
+    }
+    if let Some(t) = &req.team
+        && !valid_name(t)
+    {
+        return Err(RuntimeError::invalid(
+            "team",
+            format!("{t:?} must be 1-64 of [A-Za-z0-9_.-], starting alphanumeric"),
+        ));
+    }
+    let mut env: Vec<String> = Vec::new();
+    let mut args = req.command.clone();
+    let mut cwd = req.workdir.clone();
+    let mut user = req.user.clone();
+    let lower = match (&req.image, &req.rootfs) {
+        (Some(_), Some(_)) | (None, None) => {
+            return Err(RuntimeError::invalid(
+                "image",
+                "give exactly one of image and rootfs",
+            ));
+        }
+        (None, Some(r)) => {
+            let p = Path::new(r);
+            if !p.is_absolute() || r.contains([',', ':', '\0']) || r.split('/').any(|c| c == "..") {
+                return Err(RuntimeError::invalid(
+                    "rootfs",
+                    format!("{r:?} must be an absolute path without ',', ':' or .."),
+                ));
+            }
+            if !p.is_dir() {
+                return Err(RuntimeError::invalid(
+                    "rootfs",
+                    format!("{r} is not a directory"),
+                ));
+            }
+            vec![p.to_owned()]
+        }
+        (Some(i), None) => {
+            let img = images.resolve(i).map_err(|e| match e {
+                crate::image::ImageError::NotFound(_) => {
+                    RuntimeError::invalid("image", format!("no such image: {i}"))
+                }
+                other => RuntimeError::Image(other),
+            })?;
+            env.extend(img.env.iter().cloned());
+            if args.is_empty() {
+                args = img
+                    .entrypoint
+                    .iter()
+                    .chain(img.cmd.iter())
+                    .cloned()
+                    .collect();
+            } else if !img.entrypoint.is_empty() {
+                args = img.entrypoint.iter().chain(args.iter()).cloned().collect();
+            }
+            if cwd.is_none() && !img.workdir.is_empty() {
+                cwd = Some(img.workdir.clone());
+            }
+            if user.is_none() && !img.user.is_empty() {
+                user = Some(img.user.clone());
+            }
+            img.layers
+        }
+    };
+    if args.is_empty() || args[0].is_empty() {
+        return Err(RuntimeError::invalid(
+            "command",
+            "must not be empty (and the image has no default)",
+        ));
+    }
+    if args.iter().any(|a| a.contains('\0')) {
+        return Err(RuntimeError::invalid(
+            "command",
+            "must not contain NUL bytes",
+        ));
+    }
+    for e in &req.env {
+        check_env(e, "env")?;
+    }
+    for e in &req.env {
+        let key = e.split('=').next().unwrap_or("");
+        env.retain(|x| x.split('=').next() != Some(key));
+        env.push(e.clone());
+    }
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.insert(0, format!("PATH={DEFAULT_PATH}"));
+    }
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push("HOME=/root".into());
+    }
+    let cwd = cwd.unwrap_or_else(|| "/".into());
+    check_container_path(&cwd, "workdir")?;
+    if let Some(h) = &req.hostname {
+        let ok = !h.is_empty()
+            && h.len() <= 63
+            && h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+        if !ok {
+            return Err(RuntimeError::invalid(
+                "hostname",
+                format!("{h:?} must be 1-63 of [A-Za-z0-9.-]"),
+            ));
+        }
+    }
+    let (uid, gid) = match user.as_deref() {
+        None | Some("") => (0, 0),
+        Some(u) => {
+            let (a, b) = u.split_once(':').unwrap_or((u, u));
+            match (a.parse::<u32>(), b.parse::<u32>()) {
+                (Ok(a), Ok(b)) => (a, b),
+                _ => {
+                    return Err(RuntimeError::invalid(
+                        "user",
+                        format!("{u:?} must be numeric uid[:gid]"),
+                    ));
+                }
+            }
+        }
+    };
+    let mut mounts = Vec::new();
+    for (i, m) in req.mounts.iter().enumerate() {
+        let field = format!("mounts[{i}]");
+        check_container_path(&m.destination, &format!("{field}.destination"))?;
+        match m.kind.as_str() {
+            "bind" => {
+                let src = m.source.as_deref().ok_or_else(|| {
+                    RuntimeError::invalid(&format!("{field}.source"), "a bind mount needs a source")
+                })?;
+                if !Path::new(src).is_absolute() || !Path::new(src).exists() {
+                    return Err(RuntimeError::invalid(
+                        &format!("{field}.source"),
+                        format!("{src:?} must be an existing absolute path"),
+                    ));
+                }
+                mounts.push(MountConfig::Bind {
+                    source: PathBuf::from(src),
+                    destination: m.destination.clone(),
+                    readonly: m.readonly,
+                });
+            }
+            "tmpfs" => mounts.push(MountConfig::Tmpfs {
+                destination: m.destination.clone(),
+            }),
+            other => {
+                return Err(RuntimeError::invalid(
+                    &format!("{field}.type"),
+                    format!("{other:?} must be bind or tmpfs"),
+                ));
+            }
+        }
+    }
+    let net_ns = match req.network.as_deref() {
+        None | Some("none") => true,
+        Some("host") => false,
+        Some(other) => {
+            return Err(RuntimeError::invalid(
+                "network",
+                format!("{other:?} must be none or host"),
+            ));
+        }
+    };
+    let restart = match req.restart.as_deref() {
+        None => RestartPolicy::No,
+        Some(s) => RestartPolicy::parse(s).ok_or_else(|| {
+            RuntimeError::invalid(
+                "restart",
+                format!("{s:?} must be no, on-failure[:N] or always"),
+            )
+        })?,
+    };
+    if req.auto_remove && restart != RestartPolicy::No {
+        return Err(RuntimeError::invalid(
+            "restart",
+            "auto_remove and a restart policy exclude each other",
+        ));
+    }
+    if let Some(t) = req.stop_timeout
+        && t > 3600
+    {
+        return Err(RuntimeError::invalid(
+            "stop_timeout",
+            format!("{t} must be at most 3600 seconds"),
+        ));
+    }
+    for k in req.labels.keys() {
+        if k.is_empty() || k.len() > 128 {
+            return Err(RuntimeError::invalid(
+                "labels",
+                format!("label key {k:?} must be 1-128 characters"),
+            ));
+        }
+    }
+    if req.limits.pids_max.is_none() {
+        req.limits.pids_max = Some(DEFAULT_PIDS_MAX);
+    }
+    validate_limits(&req.limits)?;
+    Ok(Validated {
+        lower,
+        args,
+        env,
+        cwd,
+        uid,
+        gid,
+        mounts,
+        net_ns,
+        restart,
+    })
+}
+
+/// Builds the manager for the daemon, reconciles the records with the monitors that survived a
+/// daemon restart, and starts the periodic reconciler.
+pub async fn start_manager(
+    config: &crate::config::Config,
+    store: Store,
+    cgroups: Arc<crate::cgroup::Cgroups>,
+) -> Result<Manager, RuntimeError> {
+    let state_dir = config.state_dir.clone();
+    let m = blocking(move || {
+        let driver = super::cgroups::EngineCgroups::new(cgroups);
+        Manager::new(store, &state_dir, Arc::new(driver))
+    })
+    .await?;
+    m.reconcile().await?;
+    m.spawn_reconciler();
+    Ok(m)
+}

@@ -1,0 +1,530 @@
+//! The hidden subcommands: `corral __shim DIR` (the per-container monitor) and
+//! `corral __exec DIR [-e K=V]... -- CMD...` (a command inside a running container).
+//!
+//! Both run in a fresh, single-threaded exec of the corral binary (from a sealed memfd, see
+//! [`super::memfd`]), never under tokio, so they may fork, clone, unshare and setns.
+#![allow(unsafe_code)]
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io::Write,
+    os::fd::{AsFd, OwnedFd},
+    path::PathBuf,
+    time::Duration,
+};
+
+use nix::{
+    fcntl::OFlag,
+    poll::{PollFd, PollFlags, PollTimeout, poll},
+    sched::{CloneFlags, setns},
+    sys::{
+        signal::{Signal, kill},
+        wait::{WaitStatus, waitpid},
+    },
+    unistd::{ForkResult, Pid, fork, getpid, pipe2, setsid},
+};
+
+use super::{
+    config::{ContainerDir, ShimConfig},
+    init,
+    state::{ShimState, alive, now, proc_start_time},
+};
+
+/// If argv names a hidden subcommand, runs it and returns its exit code. Called by `main`
+/// before anything else (no tokio runtime, no threads).
+pub fn dispatch() -> Option<i32> {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("__shim") => Some(match args.get(2) {
+            Some(dir) => shim_main(ContainerDir(PathBuf::from(dir))),
+            None => 2,
+        }),
+        Some("__exec") => Some(exec_main(&args[2..])),
+        _ => None,
+    }
+}
+
+fn set_nondumpable() {
+    // SAFETY: PR_SET_DUMPABLE takes integers only.
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+}
+
+/// Closes every fd from 3 up, except `keep`.
+fn close_fds_except(keep: Option<i32>) {
+    let close = |lo: u32, hi: u32| {
+        if lo <= hi {
+            // SAFETY: close_range only closes descriptors; nothing in this single-threaded
+            // process uses the ones closed (`keep` and stdio stay).
+            unsafe {
+                libc::syscall(libc::SYS_close_range, lo, hi, 0u32);
+            }
+        }
+    };
+    match keep {
+        Some(k) if k >= 3 => {
+            close(3, k as u32 - 1);
+            close(k as u32 + 1, u32::MAX);
+        }
+        _ => close(3, u32::MAX),
+    }
+}
+
+/// Exit code of a waited child, Docker style (128 + signal).
+pub fn exit_code(status: WaitStatus) -> Option<i32> {
+    match status {
+        WaitStatus::Exited(_, code) => Some(code),
+        WaitStatus::Signaled(_, sig, _) => Some(128 + sig as i32),
+        _ => None,
+    }
+}
+
+fn shim_main(dir: ContainerDir) -> i32 {
+    if let Err(e) = super::memfd::ensure_sealed() {
+        println!("error cannot run from a sealed copy: {e}");
+        return 1;
+    }
+    set_nondumpable();
+    let cfg = match dir.read_config() {
+        Ok(c) => c,
+        Err(e) => {
+            println!("error {e}");
+            return 1;
+        }
+    };
+    // Detach: the parent returns at once (the daemon waits for it), the child leads a new
+    // session and is re-parented to init, so it outlives the daemon.
+    // SAFETY: this process is single-threaded (no runtime started), so fork is sound.
+    match unsafe { fork() } {
+        Ok(ForkResult::Parent { .. }) => return 0,
+        Ok(ForkResult::Child) => {}
+        Err(e) => {
+            println!("error fork monitor: {e}");
+            return 1;
+        }
+    }
+    let _ = setsid();
+    // stdout is the daemon's pipe: keep it (CLOEXEC) only until the first start is reported.
+    let mut report: Option<File> = nix::fcntl::fcntl(
+        std::io::stdout().as_fd(),
+        nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3),
+    )
+    .ok()
+    .map(|fd| {
+        // SAFETY: F_DUPFD_CLOEXEC returned a new fd that nothing else owns.
+        File::from(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+    });
+    // Nothing the daemon (or whoever started it) left open may stay open for the container's
+    // whole life: close every fd but stdio and the report pipe.
+    close_fds_except(report.as_ref().map(std::os::fd::AsRawFd::as_raw_fd));
+    if let Ok(null) = File::options().read(true).write(true).open("/dev/null") {
+        let _ = nix::unistd::dup2_stdout(&null);
+        let _ = nix::unistd::dup2_stdin(&null);
+    }
+    if let Ok(log) = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.shim_log())
+    {
+        let _ = nix::unistd::dup2_stderr(&log);
+    }
+    let me = getpid().as_raw();
+    let mut st = ShimState {
+        shim_pid: me,
+        shim_start: proc_start_time(me).unwrap_or(0),
+        status: "starting".into(),
+        ..Default::default()
+    };
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let child = match start_init(&cfg, &dir) {
+            Ok(c) => c,
+            Err(msg) => {
+                eprintln!("start failed: {msg}");
+                if let Some(mut r) = report.take() {
+                    let _ = writeln!(r, "error {}", msg.replace('\n', " "));
+                }
+                st.status = "exited".into();
+                st.exit_code = Some(127);
+                st.finished_at = Some(now());
+                st.init_pid = 0;
+                st.done = true;
+                let _ = st.write(&dir.state());
+                return 1;
+            }
+        };
+        st.init_pid = child.pid.as_raw();
+        st.init_start = proc_start_time(st.init_pid).unwrap_or(0);
+        st.status = "running".into();
+        st.exit_code = None;
+        st.started_at = Some(now());
+        st.finished_at = None;
+        // The state is durable before the daemon hears of the start.
+        if let Err(e) = st.write(&dir.state()) {
+            eprintln!("write state: {e}");
+        }
+        if let Some(mut r) = report.take() {
+            let _ = writeln!(r, "ok {} {}", me, st.init_pid);
+        }
+        pump_logs(&dir, cfg.log_max, child.stdout, child.stderr);
+        let code = loop {
+            match waitpid(child.pid, None) {
+                Ok(s) => {
+                    if let Some(c) = exit_code(s) {
+                        break c;
+                    }
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    eprintln!("waitpid: {e}");
+                    break 255;
+                }
+            }
+        };
+        st.status = "exited".into();
+        st.exit_code = Some(code);
+        st.finished_at = Some(now());
+        let restart =
+            !dir.stop_marker().exists() && cfg.restart.should_restart(code, st.restart_count);
+        st.done = !restart;
+        if let Err(e) = st.write(&dir.state()) {
+            eprintln!("write state: {e}");
+        }
+        if !restart {
+            return 0;
+        }
+        std::thread::sleep(backoff);
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+        if dir.stop_marker().exists() {
+            st.done = true;
+            let _ = st.write(&dir.state());
+            return 0;
+        }
+        st.restart_count += 1;
+    }
+}
+
+struct InitChild {
+    pid: Pid,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+}
+
+/// Clones the container init into new pid, mount, uts, ipc and (optionally) net namespaces,
+/// puts it into the container's cgroup, lets it run, and waits until it has exec'd the command
+/// (or reported why it could not).
+fn start_init(cfg: &ShimConfig, dir: &ContainerDir) -> Result<InitChild, String> {
+    let p = |what: &str| {
+        let what = what.to_owned();
+        move |e: nix::Error| format!("{what}: {e}")
+    };
+    let (go_rd, go_wr) = pipe2(OFlag::O_CLOEXEC).map_err(p("pipe"))?;
+    let (err_rd, err_wr) = pipe2(OFlag::O_CLOEXEC).map_err(p("pipe"))?;
+    let (out_rd, out_wr) = pipe2(OFlag::O_CLOEXEC).map_err(p("pipe"))?;
+    let (eout_rd, eout_wr) = pipe2(OFlag::O_CLOEXEC).map_err(p("pipe"))?;
+    let mut flags =
+        libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+    if cfg.net_ns {
+        flags |= libc::CLONE_NEWNET;
+    }
+    // SAFETY: a fork-like clone (no new stack, SIGCHLD on exit) from a single-threaded process;
+    // the child only runs `init::child_main`, which never returns.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if pid < 0 {
+        return Err(format!(
+            "clone container init: {}",
+            nix::errno::Errno::last()
+        ));
+    }
+    if pid == 0 {
+        drop((go_wr, err_rd, out_rd, eout_rd));
+        init::child_main(cfg, dir, go_rd, err_wr, out_wr, eout_wr);
+    }
+    let pid = Pid::from_raw(pid as i32);
+    drop((go_rd, err_wr, out_wr, eout_wr));
+    let fail = |msg: String| {
+        let _ = kill(pid, Signal::SIGKILL);
+        let _ = waitpid(pid, None);
+        msg
+    };
+    for procs in &cfg.cgroup_procs {
+        if let Err(e) = write_procs(procs, pid.as_raw()) {
+            return Err(fail(format!("attach to {}: {e}", procs.display())));
+        }
+    }
+    if let Err(e) = nix::unistd::write(&go_wr, b"g") {
+        return Err(fail(format!("start signal: {e}")));
+    }
+    drop(go_wr);
+    let mut msg = Vec::new();
+    let mut f = File::from(err_rd);
+    let _ = std::io::Read::read_to_end(&mut f, &mut msg);
+    if !msg.is_empty() {
+        let _ = waitpid(pid, None);
+        return Err(String::from_utf8_lossy(&msg).into_owned());
+    }
+    Ok(InitChild {
+        pid,
+        stdout: out_rd,
+        stderr: eout_rd,
+    })
+}
+
+/// Writes a PID into a `cgroup.procs` file, retrying EINVAL briefly as runc does.
+fn write_procs(path: &std::path::Path, pid: i32) -> std::io::Result<()> {
+    let mut last = None;
+    for _ in 0..5 {
+        match fs::write(path, pid.to_string()) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                last = Some(e);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("retry")))
+}
+
+/// A log file rotated to `.1` when it grows past `max` bytes.
+struct LogFile {
+    path: PathBuf,
+    rotated: PathBuf,
+    file: Option<File>,
+    size: u64,
+    max: u64,
+}
+
+impl LogFile {
+    fn open(dir: &ContainerDir, max: u64) -> Self {
+        let path = dir.log();
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .ok();
+        let size = file
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .map(|m| m.len())
+            .unwrap_or(0);
+        Self {
+            path,
+            rotated: dir.log_rotated(),
+            file,
+            size,
+            max: max.max(4096),
+        }
+    }
+
+    fn write(&mut self, buf: &[u8]) {
+        if self.size + buf.len() as u64 > self.max {
+            let _ = fs::rename(&self.path, &self.rotated);
+            self.file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+                .ok();
+            self.size = 0;
+        }
+        // A full disk must never block the container: drop what cannot be written.
+        if let Some(f) = self.file.as_mut()
+            && f.write_all(buf).is_ok()
+        {
+            self.size += buf.len() as u64;
+        }
+    }
+}
+
+/// Drains the container's stdout and stderr into the log until both are closed.
+fn pump_logs(dir: &ContainerDir, max: u64, stdout: OwnedFd, stderr: OwnedFd) {
+    let mut log = LogFile::open(dir, max);
+    let mut open = [Some(stdout), Some(stderr)];
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let live: Vec<usize> = (0..2).filter(|&i| open[i].is_some()).collect();
+        if live.is_empty() {
+            return;
+        }
+        let mut fds: Vec<PollFd<'_>> = live
+            .iter()
+            .filter_map(|&i| {
+                open[i]
+                    .as_ref()
+                    .map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
+            })
+            .collect();
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return,
+        }
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        drop(fds);
+        for (k, &i) in live.iter().enumerate() {
+            if !ready[k] {
+                continue;
+            }
+            let Some(fd) = open[i].as_ref() else { continue };
+            match nix::unistd::read(fd, &mut buf) {
+                Ok(0) => open[i] = None,
+                Ok(n) => log.write(&buf[..n]),
+                Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => {}
+                Err(_) => open[i] = None,
+            }
+        }
+    }
+}
+
+/// `corral __exec DIR [-e K=V]... -- CMD ARGS...`: runs CMD in the running container with all
+/// of its restrictions; stdio is inherited; exits with CMD's code (125 for our own failures).
+fn exec_main(args: &[String]) -> i32 {
+    match exec_inner(args) {
+        Ok(code) => code,
+        Err(msg) => {
+            eprintln!("corral exec: {msg}");
+            125
+        }
+    }
+}
+
+fn exec_inner(args: &[String]) -> Result<i32, String> {
+    super::memfd::ensure_sealed().map_err(|e| format!("cannot run from a sealed copy: {e}"))?;
+    set_nondumpable();
+    close_fds_except(None);
+    let (dir, rest) = args.split_first().ok_or("missing container dir")?;
+    let dir = ContainerDir(PathBuf::from(dir));
+    let mut extra_env = Vec::new();
+    let mut it = rest.iter();
+    let mut cmd = Vec::new();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-e" => extra_env.push(it.next().ok_or("-e needs K=V")?.clone()),
+            "--" => {
+                cmd = it.cloned().collect();
+                break;
+            }
+            other => return Err(format!("unexpected argument {other}")),
+        }
+    }
+    if cmd.is_empty() {
+        return Err("missing command".into());
+    }
+    let cfg = dir.read_config()?;
+    let st = ShimState::read(&dir.state()).ok_or("container has no state")?;
+    if st.status != "running" || !alive(st.init_pid, st.init_start) {
+        return Err("container is not running".into());
+    }
+    let pid = st.init_pid;
+    let mut kinds = vec![
+        ("ipc", CloneFlags::CLONE_NEWIPC),
+        ("uts", CloneFlags::CLONE_NEWUTS),
+    ];
+    if cfg.net_ns {
+        kinds.push(("net", CloneFlags::CLONE_NEWNET));
+    }
+    kinds.push(("pid", CloneFlags::CLONE_NEWPID));
+    kinds.push(("cgroup", CloneFlags::CLONE_NEWCGROUP));
+    if std::path::Path::new("/proc/self/ns/time").exists() {
+        kinds.push(("time", CloneFlags::from_bits_retain(libc::CLONE_NEWTIME)));
+    }
+    kinds.push(("mnt", CloneFlags::CLONE_NEWNS));
+    let mut fds = Vec::new();
+    for (name, flag) in &kinds {
+        let path = format!("/proc/{pid}/ns/{name}");
+        let f = File::open(&path).map_err(|e| format!("open {path}: {e}"))?;
+        fds.push((f, *flag, path));
+    }
+    // The process must not have been replaced while we opened its namespaces.
+    if !alive(st.init_pid, st.init_start) {
+        return Err("container exited".into());
+    }
+    let me = getpid().as_raw();
+    for procs in &cfg.cgroup_procs {
+        write_procs(procs, me).map_err(|e| format!("attach to {}: {e}", procs.display()))?;
+    }
+    for (f, flag, path) in &fds {
+        setns(f, *flag).map_err(|e| format!("setns {path}: {e}"))?;
+    }
+    drop(fds);
+    let mut env = cfg.env.clone();
+    for kv in extra_env {
+        let key = kv.split('=').next().unwrap_or("").to_owned();
+        env.retain(|e| e.split('=').next() != Some(key.as_str()));
+        env.push(kv);
+    }
+    let seccomp = super::seccomp::default_programs().map_err(|e| e.to_string())?;
+    // SAFETY: single-threaded process; the child only hardens itself and execs.
+    match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
+        ForkResult::Child => {
+            let r = init::harden_and_exec(&init::Hardening {
+                caps: &cfg.caps,
+                uid: cfg.uid,
+                gid: cfg.gid,
+                cwd: &cfg.cwd,
+                args: &cmd,
+                env: &env,
+                seccomp: &seccomp,
+            });
+            let Err(msg) = r;
+            eprintln!("corral exec: {msg}");
+            // SAFETY: leave the forked child without running the parent's exit handlers.
+            unsafe { libc::_exit(126) }
+        }
+        ForkResult::Parent { child } => loop {
+            match waitpid(child, None) {
+                Ok(s) => {
+                    if let Some(c) = exit_code(s) {
+                        return Ok(c);
+                    }
+                }
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(format!("waitpid: {e}")),
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logs_rotate_at_the_cap() {
+        let dir = std::env::temp_dir().join(format!("corral-log-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let cd = ContainerDir(dir.clone());
+        let mut log = LogFile::open(&cd, 4096);
+        for _ in 0..10 {
+            log.write(&[b'x'; 1000]);
+        }
+        let cur = fs::metadata(cd.log()).unwrap().len();
+        let old = fs::metadata(cd.log_rotated()).unwrap().len();
+        assert!(cur <= 4096 && old <= 4096, "{cur} {old}");
+        assert_eq!((cur + old) % 1000, 0);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn exit_codes_follow_docker() {
+        let p = Pid::from_raw(1);
+        assert_eq!(exit_code(WaitStatus::Exited(p, 3)), Some(3));
+        assert_eq!(
+            exit_code(WaitStatus::Signaled(p, Signal::SIGKILL, false)),
+            Some(137)
+        );
+    }
+}

@@ -1,0 +1,460 @@
+//! Image import on the real kernel: a `docker save` tarball and an OCI layout built here from
+//! busybox (gzip, zstd and plain layers, whiteouts, an opaque directory), run as containers
+//! through overlayfs; digests verified; path traversal refused; image removal.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use std::{fs, io::Write, path::Path, time::Duration};
+
+use backend::client::{Client, ClientError};
+use hyper::Method;
+use sha2::{Digest, Sha256};
+use tests::{Daemon, TempDir};
+
+fn sha(b: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(b))
+}
+
+fn busybox() -> std::path::PathBuf {
+    ["/bin/busybox", "/usr/bin/busybox"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.is_file())
+        .expect("busybox-static")
+}
+
+fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_size(size);
+    h.set_mtime(1_700_000_000);
+    h.set_uid(0);
+    h.set_gid(0);
+    h
+}
+
+/// Layer 1: busybox, a few applets, files the next layer deletes.
+fn layer1() -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for d in ["bin", "etc", "dir", "dir/keep", "tmp"] {
+        b.append_data(&mut header(tar::EntryType::Directory, 0o755, 0), d, &[][..])
+            .unwrap();
+    }
+    let bb = fs::read(busybox()).unwrap();
+    b.append_data(
+        &mut header(tar::EntryType::Regular, 0o755, bb.len() as u64),
+        "bin/busybox",
+        &bb[..],
+    )
+    .unwrap();
+    for a in ["sh", "cat", "ls", "echo", "test", "["] {
+        let mut h = header(tar::EntryType::Symlink, 0o777, 0);
+        b.append_link(&mut h, format!("bin/{a}"), "busybox")
+            .unwrap();
+    }
+    for (p, data) in [
+        ("etc/remove-me", &b"old"[..]),
+        ("dir/keep/a", b"a"),
+        ("etc/stay", b"stay"),
+    ] {
+        b.append_data(
+            &mut header(tar::EntryType::Regular, 0o644, data.len() as u64),
+            p,
+            data,
+        )
+        .unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+/// Layer 2: a whiteout, an opaque directory with new content, a new file.
+fn layer2() -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (p, data) in [
+        ("etc/.wh.remove-me", &b""[..]),
+        ("dir/.wh..wh..opq", b""),
+        ("dir/new", b"new"),
+        ("etc/layer2", b"two"),
+    ] {
+        b.append_data(
+            &mut header(tar::EntryType::Regular, 0o644, data.len() as u64),
+            p,
+            data,
+        )
+        .unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn zstd(data: &[u8]) -> Vec<u8> {
+    ruzstd::encoding::compress_to_vec(data, ruzstd::encoding::CompressionLevel::Fastest)
+}
+
+fn config(diff_ids: &[String], variant: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux", "comment": variant,
+        "config": {"Env": ["PATH=/bin", "GREETING=hello from the image"],
+                   "Cmd": ["sh", "-c", "echo $GREETING; cat /etc/stay /etc/layer2 /dir/new; test -e /etc/remove-me && echo WHITEOUT-BROKEN; test -e /dir/keep && echo OPAQUE-BROKEN; exit 0"],
+                   "WorkingDir": "/tmp"},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    }))
+    .unwrap()
+}
+
+fn add_file(b: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]) {
+    b.append_data(
+        &mut header(tar::EntryType::Regular, 0o644, data.len() as u64),
+        path,
+        data,
+    )
+    .unwrap();
+}
+
+/// A docker-save tarball: manifest.json, the config as `<hex>.json`, layers as blobs (one
+/// gzip, one zstd). `corrupt` flips the recorded diff_id of the second layer.
+fn docker_save(out: &Path, tag: &str, corrupt: bool) {
+    let (l1, l2) = (layer1(), layer2());
+    let mut diff_ids = vec![
+        format!("sha256:{}", sha(&l1)),
+        format!("sha256:{}", sha(&l2)),
+    ];
+    if corrupt {
+        diff_ids[1] = format!("sha256:{}", sha(b"something else"));
+    }
+    let (b1, b2) = (gzip(&l1), zstd(&l2));
+    let cfg = config(&diff_ids, "docker-save");
+    let manifest = serde_json::json!([{
+        "Config": format!("{}.json", sha(&cfg)),
+        "RepoTags": [tag],
+        "Layers": [format!("blobs/sha256/{}", sha(&b1)), format!("blobs/sha256/{}", sha(&b2))],
+    }]);
+    let mut b = tar::Builder::new(Vec::new());
+    add_file(
+        &mut b,
+        "manifest.json",
+        &serde_json::to_vec(&manifest).unwrap(),
+    );
+    add_file(&mut b, &format!("{}.json", sha(&cfg)), &cfg);
+    add_file(&mut b, &format!("blobs/sha256/{}", sha(&b1)), &b1);
+    add_file(&mut b, &format!("blobs/sha256/{}", sha(&b2)), &b2);
+    fs::write(out, b.into_inner().unwrap()).unwrap();
+}
+
+/// An OCI image layout directory (plain and gzip layers).
+fn oci_layout(dir: &Path, tag: &str) {
+    let (l1, l2) = (layer1(), layer2());
+    let diff_ids = vec![
+        format!("sha256:{}", sha(&l1)),
+        format!("sha256:{}", sha(&l2)),
+    ];
+    let (b1, b2) = (l1.clone(), gzip(&l2));
+    let cfg = config(&diff_ids, "oci");
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{}", sha(&cfg)), "size": cfg.len()},
+        "layers": [
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": format!("sha256:{}", sha(&b1)), "size": b1.len()},
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": format!("sha256:{}", sha(&b2)), "size": b2.len()},
+        ],
+    }))
+    .unwrap();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                       "digest": format!("sha256:{}", sha(&manifest)), "size": manifest.len(),
+                       "annotations": {"org.opencontainers.image.ref.name": tag}}],
+    });
+    let blobs = dir.join("blobs/sha256");
+    fs::create_dir_all(&blobs).unwrap();
+    for b in [&b1, &b2, &cfg, &manifest] {
+        fs::write(blobs.join(sha(b)), b).unwrap();
+    }
+    fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+}
+
+async fn call<T: serde::de::DeserializeOwned>(
+    c: &Client,
+    method: Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> Result<T, ClientError> {
+    let (_, bytes) = c
+        .request(method, path, body.map(|b| serde_json::to_vec(&b).unwrap()))
+        .await?;
+    let bytes = if bytes.is_empty() {
+        &b"null"[..]
+    } else {
+        &bytes[..]
+    };
+    Ok(serde_json::from_slice(bytes).unwrap())
+}
+
+async fn run_image(c: &Client, image: &str) -> (i32, String) {
+    let name = tests::unique("img");
+    let _: wire::Container = call(
+        c,
+        Method::POST,
+        "/api/v1/containers",
+        Some(serde_json::json!({"name": name, "image": image, "start": true})),
+    )
+    .await
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let ct = loop {
+        let ct: wire::Container = call(c, Method::GET, &format!("/api/v1/containers/{name}"), None)
+            .await
+            .unwrap();
+        if ct.status == "exited" {
+            break ct;
+        }
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let (_, out) = c
+        .request(
+            Method::GET,
+            &format!("/api/v1/containers/{name}/logs"),
+            None,
+        )
+        .await
+        .unwrap();
+    let _: serde_json::Value = call(
+        c,
+        Method::DELETE,
+        &format!("/api/v1/containers/{name}?force=true"),
+        None,
+    )
+    .await
+    .unwrap();
+    (
+        ct.exit_code.unwrap(),
+        String::from_utf8_lossy(&out).into_owned(),
+    )
+}
+
+fn remove_cgroup_root(root: &str) {
+    let text = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    for l in text.lines() {
+        if let Some((pre, post)) = l.split_once(" - ") {
+            let fstype = post.split_whitespace().next().unwrap_or("");
+            if fstype == "cgroup" || fstype == "cgroup2" {
+                let mp = pre.split_whitespace().nth(4).unwrap_or("");
+                let _ = fs::remove_dir(Path::new(mp).join(root));
+            }
+        }
+    }
+}
+
+struct CgroupCleanup(String);
+impl Drop for CgroupCleanup {
+    fn drop(&mut self) {
+        remove_cgroup_root(&self.0);
+    }
+}
+
+#[tokio::test]
+async fn docker_save_and_oci_layout_import_and_run() {
+    let daemon = Daemon::start();
+    let _cg = CgroupCleanup(daemon.cgroup_root.clone());
+    let c = daemon.unix_client();
+    let work = TempDir::new("corral-img");
+    let tarball = work.path().join("busy.tar");
+    docker_save(&tarball, "busy:save", false);
+    let img: wire::Image = call(
+        &c,
+        Method::POST,
+        "/api/v1/images/import",
+        Some(serde_json::json!({"path": tarball})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(img.tags, vec!["busy:save".to_owned()]);
+    assert_eq!(img.layers.len(), 2);
+    let (code, out) = run_image(&c, "busy:save").await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out, "hello from the image\nstaytwonew",
+        "image config, layers, whiteout and opaque dir:\n{out}"
+    );
+
+    let oci = work.path().join("oci");
+    oci_layout(&oci, "busy:oci");
+    let img2: wire::Image = call(
+        &c,
+        Method::POST,
+        "/api/v1/images/import",
+        Some(serde_json::json!({"path": oci})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(img2.tags, vec!["busy:oci".to_owned()]);
+    assert_eq!(
+        img2.layers, img.layers,
+        "same layers, stored once (content-addressed)"
+    );
+    let (code, out) = run_image(&c, "busy:oci").await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("hello from the image"), "{out}");
+
+    let list: Vec<wire::Image> = call(&c, Method::GET, "/api/v1/images", None).await.unwrap();
+    assert_eq!(list.len(), 2);
+
+    // In use: refused; once the container is gone, removed with its layers.
+    let _: wire::Container = call(&c, Method::POST, "/api/v1/containers",
+        Some(serde_json::json!({"name": "user1", "image": "busy:save", "command": ["sh", "-c", "sleep 100"], "start": true}))).await.unwrap();
+    let err = call::<serde_json::Value>(&c, Method::DELETE, "/api/v1/images/busy:save", None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ClientError::Api { status, .. } if status.as_u16() == 409),
+        "{err:?}"
+    );
+    let _: serde_json::Value = call(
+        &c,
+        Method::DELETE,
+        "/api/v1/containers/user1?force=true",
+        None,
+    )
+    .await
+    .unwrap();
+    let _: serde_json::Value = call(&c, Method::DELETE, "/api/v1/images/busy:save", None)
+        .await
+        .unwrap();
+    let _: serde_json::Value = call(&c, Method::DELETE, "/api/v1/images/busy:oci", None)
+        .await
+        .unwrap();
+    let layers = daemon.state.path().join("state/images/layers");
+    assert_eq!(
+        fs::read_dir(&layers).unwrap().count(),
+        0,
+        "layers garbage-collected"
+    );
+}
+
+#[tokio::test]
+async fn import_refuses_bad_digests_and_path_traversal() {
+    let daemon = Daemon::start();
+    let _cg = CgroupCleanup(daemon.cgroup_root.clone());
+    let c = daemon.unix_client();
+    let work = TempDir::new("corral-img");
+    let bad = work.path().join("bad.tar");
+    docker_save(&bad, "bad:digest", true);
+    let err = call::<wire::Image>(
+        &c,
+        Method::POST,
+        "/api/v1/images/import",
+        Some(serde_json::json!({"path": bad})),
+    )
+    .await
+    .unwrap_err();
+    match err {
+        ClientError::Api {
+            status,
+            message,
+            field,
+            ..
+        } => {
+            assert_eq!(status.as_u16(), 400);
+            assert_eq!(field.as_deref(), Some("path"));
+            assert!(message.contains("digest mismatch"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // A layer that climbs out with `..`.
+    let mut lb = tar::Builder::new(Vec::new());
+    let mut h = header(tar::EntryType::Regular, 0o644, 1);
+    h.as_old_mut().name[..12].copy_from_slice(b"../../escape");
+    h.set_cksum();
+    lb.append(&h, &b"x"[..]).unwrap();
+    let layer = lb.into_inner().unwrap();
+    let cfg = config(&[format!("sha256:{}", sha(&layer))], "evil");
+    let manifest = serde_json::json!([{"Config": format!("{}.json", sha(&cfg)), "RepoTags": ["evil:1"],
+        "Layers": ["l/layer.tar"]}]);
+    let mut b = tar::Builder::new(Vec::new());
+    add_file(
+        &mut b,
+        "manifest.json",
+        &serde_json::to_vec(&manifest).unwrap(),
+    );
+    add_file(&mut b, &format!("{}.json", sha(&cfg)), &cfg);
+    add_file(&mut b, "l/layer.tar", &layer);
+    let evil = work.path().join("evil.tar");
+    fs::write(&evil, b.into_inner().unwrap()).unwrap();
+    let err = call::<wire::Image>(
+        &c,
+        Method::POST,
+        "/api/v1/images/import",
+        Some(serde_json::json!({"path": evil})),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Api { status, message, .. } if status.as_u16() == 400 && message.contains("..")),
+        "{err:?}"
+    );
+    let list: Vec<wire::Image> = call(&c, Method::GET, "/api/v1/images", None).await.unwrap();
+    assert!(list.is_empty());
+    assert!(
+        !daemon.state.path().join("escape").exists()
+            && !daemon.state.path().join("state/escape").exists()
+    );
+}
+
+#[tokio::test]
+async fn cli_image_import_images_and_run() {
+    let daemon = Daemon::start();
+    let _cg = CgroupCleanup(daemon.cgroup_root.clone());
+    let work = TempDir::new("corral-img");
+    let tarball = work.path().join("busy.tar");
+    docker_save(&tarball, "busy:cli", false);
+    let host = format!("unix://{}", daemon.socket.display());
+    let corral = |args: &[&str]| {
+        std::process::Command::new(tests::corral_bin())
+            .arg("--host")
+            .arg(&host)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let imp = corral(&["image", "import", tarball.to_str().unwrap()]);
+    assert!(imp.status.success(), "{imp:?}");
+    assert!(String::from_utf8_lossy(&imp.stdout).contains("busy:cli"));
+    let list = corral(&["images"]);
+    assert!(
+        String::from_utf8_lossy(&list.stdout).contains("busy:cli"),
+        "{list:?}"
+    );
+    let run = corral(&["run", "--rm", "busy:cli"]);
+    assert_eq!(run.status.code(), Some(0), "{run:?}");
+    assert!(
+        String::from_utf8_lossy(&run.stdout).starts_with("hello from the image\n"),
+        "{run:?}"
+    );
+    let run = corral(&[
+        "run",
+        "--rm",
+        "-e",
+        "X=1",
+        "busy:cli",
+        "sh",
+        "-c",
+        "echo $X $GREETING; exit 4",
+    ]);
+    assert_eq!(run.status.code(), Some(4), "{run:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        "1 hello from the image\n"
+    );
+    let rm = corral(&["image", "rm", "busy:cli"]);
+    assert!(rm.status.success(), "{rm:?}");
+    let list = corral(&["images"]);
+    assert!(!String::from_utf8_lossy(&list.stdout).contains("busy:cli"));
+}
