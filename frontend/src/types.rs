@@ -1,103 +1,12 @@
-//! Wire types of APIs that are not in the `wire` crate on this branch yet (containers from the
-//! runtime branch, billing/history/stats from the metering branch). Field for field the same
-//! JSON; decoding tolerates extra fields so a newer daemon does not break the page.
-//! Once `wire::containers` and `wire::billing` are on main, these become `pub use` lines.
+//! The API types the pages use. Containers come from `wire`; billing, history and stats are
+//! mirrored here from the metering branch's `wire::billing` until it is merged (field for field
+//! the same JSON; decoding tolerates extra fields), then they become `pub use` lines too.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Resource limits; absent means unlimited (create) or unchanged (update).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Limits {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpus: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpuset_cpus: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpu_weight: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory_max: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory_high: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pids_max: Option<u64>,
-}
-
-/// `POST /api/v1/containers`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct CreateContainer {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub team: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rootfs: Option<String>,
-    #[serde(default)]
-    pub command: Vec<String>,
-    #[serde(default)]
-    pub env: Vec<String>,
-    #[serde(default)]
-    pub limits: Limits,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub network: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub restart: Option<String>,
-    #[serde(default)]
-    pub start: bool,
-}
-
-/// A container as the API shows it.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Container {
-    pub id: String,
-    pub name: String,
-    pub team: String,
-    pub image: String,
-    #[serde(default)]
-    pub command: Vec<String>,
-    /// `created`, `running`, `paused`, `exited`.
-    pub status: String,
-    #[serde(default)]
-    pub exit_code: Option<i32>,
-    #[serde(default)]
-    pub pid: Option<i32>,
-    pub created_at: i64,
-    #[serde(default)]
-    pub started_at: Option<i64>,
-    #[serde(default)]
-    pub finished_at: Option<i64>,
-    #[serde(default)]
-    pub restart_count: u32,
-    #[serde(default)]
-    pub limits: Limits,
-}
-
-/// `POST /api/v1/containers/{name}/exec`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct ExecRequest {
-    pub command: Vec<String>,
-}
-
-/// The answer of an exec.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct ExecResult {
-    pub exit_code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-/// An image in the store.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Image {
-    pub id: String,
-    #[serde(default)]
-    pub tags: Vec<String>,
-    #[serde(default)]
-    pub size: u64,
-}
+pub use wire::{Container, CreateContainer, ExecRequest, ExecResult, Image, Limits};
 
 /// One version of the rate card.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

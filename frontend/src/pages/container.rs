@@ -466,6 +466,7 @@ fn Exec(path: String) -> impl IntoView {
     let run = Action::new_local(move |words: &Vec<String>| {
         let body = ExecRequest {
             command: words.clone(),
+            ..Default::default()
         };
         let p = format!("{path}/exec");
         async move { api::post::<_, ExecResult>(&p, &body).await }

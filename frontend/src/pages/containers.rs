@@ -450,6 +450,7 @@ pub fn NewContainer() -> impl IntoView {
             network: Some(network.get_untracked()),
             restart: Some(restart.get_untracked()),
             start: start.get_untracked(),
+            ..Default::default()
         };
         create.dispatch(spec);
     };
