@@ -188,11 +188,16 @@ pub fn Containers() -> impl IntoView {
                                     let live2 = live.clone();
                                     let reserved = c.limits.cpus;
                                     let mem_max = c.limits.memory_max;
-                                    let since = match c.status.as_str() {
-                                        "running" | "paused" => c.started_at.map(|t| format!("up {}", format::duration(api::now_ms() / 1000.0 - t as f64))),
-                                        "exited" => Some(format!("exit {} · {}", c.exit_code.map_or("?".into(), |x| x.to_string()),
-                                            c.finished_at.map(|t| format::ago(t as f64 * 1000.0)).unwrap_or_default())),
-                                        _ => Some(format::ago(c.created_at as f64 * 1000.0)),
+                                    let (status, started, finished, exit, created) = (c.status.clone(), c.started_at, c.finished_at, c.exit_code, c.created_at);
+                                    // Ticks with the clock, so "up 5m" is never a stale number.
+                                    let since = move || {
+                                        let t = now.get() / 1000.0;
+                                        match status.as_str() {
+                                            "running" | "paused" => started.map(|s| format!("up {}", format::duration(t - s as f64))),
+                                            "exited" => Some(format!("exit {} · {}", exit.map_or("?".into(), |x| x.to_string()),
+                                                finished.map(|f| format!("{} ago", format::duration(t - f as f64))).unwrap_or_default())),
+                                            _ => Some(format!("created {} ago", format::duration(t - created as f64))),
+                                        }
                                     };
                                     view! {
                                         <tr data-name=name.clone() data-status=c.status.clone()>
