@@ -10,6 +10,8 @@ pub const DEFAULT_SOCKET: &str = "/run/corral/corral.sock";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/corral";
 /// Installed default for `--cgroup-root`: the subtree Corral owns in every hierarchy.
 pub const DEFAULT_CGROUP_ROOT: &str = "corral";
+/// Installed default for `--sample-interval`, seconds.
+pub const DEFAULT_SAMPLE_INTERVAL: &str = "5";
 
 /// Everything `corral serve` needs to know.
 #[derive(Debug, Clone)]
@@ -24,6 +26,10 @@ pub struct Config {
     pub cgroup_root: String,
     /// Host allowlist and session timeouts.
     pub auth: crate::auth::AuthConfig,
+    /// Time between metering samples (1 s to 1 h).
+    pub sample_interval: std::time::Duration,
+    /// How long each metering history tier is kept.
+    pub retention: crate::metering::store::Retention,
 }
 
 impl Config {

@@ -26,6 +26,8 @@ pub enum DaemonError {
     StateDir { path: PathBuf, source: io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Metering(#[from] crate::metering::MeteringError),
     #[error("cannot set up cgroups")]
     Cgroups(#[from] CgroupError),
     #[error("cannot listen on {addr}")]
@@ -63,7 +65,21 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     let cgroups = std::sync::Arc::new(cgroups);
     tracing::info!(mode = %cgroups.mode(), subtree = cgroups.subtree(), "cgroups ready");
 
-    let mut state = AppState::new(config.clone(), store.clone(), cgroups.clone());
+    let metering = {
+        let store = store.clone();
+        let config = crate::metering::MeteringConfig {
+            interval: config.sample_interval,
+            retention: config.retention,
+            ..Default::default()
+        };
+        tokio::task::spawn_blocking(move || crate::metering::Metering::new(store, config))
+            .await
+            .expect("metering open task does not panic")?
+    };
+    metering.set_cgroups(cgroups.clone());
+    let sampler = metering.start()?;
+    let mut state = AppState::new(config.clone(), store.clone(), cgroups.clone())
+        .with_metering(metering.clone());
     match crate::runtime::manager::start_manager(&config, store, cgroups.clone()).await {
         Ok(containers) => state = state.with_containers(containers),
         Err(e) => tracing::error!(error = %e, "container runtime unavailable"),
@@ -102,6 +118,8 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     if let Some(path) = &config.socket {
         let _ = fs::remove_file(path);
     }
+    metering.stop();
+    let _ = tokio::task::spawn_blocking(move || sampler.join()).await;
     // Leave the subtree if containers still live in it; they outlive the daemon.
     if let Ok(Err(e)) = tokio::task::spawn_blocking(move || cgroups.remove_subtree_if_empty()).await
     {

@@ -12,6 +12,7 @@ pub mod config;
 pub mod daemon;
 pub mod http;
 pub mod image;
+pub mod metering;
 pub mod runtime;
 pub mod store;
 

@@ -25,10 +25,11 @@ pub enum StoreError {
 }
 
 /// The migrations, in order. A migration, once released, is never edited: add a new file.
-const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_auth.sql"),
     include_str!("../../migrations/0003_containers.sql"),
+    include_str!("../../migrations/0004_metering.sql"),
 ];
 
 /// A handle to the database, cheap to clone. Queries run on blocking threads (`spawn_blocking`).

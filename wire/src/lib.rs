@@ -5,6 +5,7 @@
 
 mod containers;
 pub use containers::*;
+pub mod billing;
 
 use serde::{Deserialize, Serialize};
 

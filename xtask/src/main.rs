@@ -114,7 +114,18 @@ fn test(root: &Path) -> Result<()> {
     step("unit and integration tests (api, kernel, browser)");
     cargo(&["build", "-p", "backend", "--bin", "corral"])?;
     // Browser tests must not be skipped in CI: fail if Chromium or the dashboard is missing.
-    cargo_env(&["test"], &[("CORRAL_REQUIRE_BROWSER", "1")])?;
+    let tools = metrics_tools(root)?;
+    cargo_env(
+        &["test"],
+        &[
+            ("CORRAL_REQUIRE_BROWSER", "1"),
+            (
+                "PROMTOOL",
+                tools.promtool.to_str().context("promtool path")?,
+            ),
+            ("PYTHONPATH", tools.pylib.to_str().context("pylib path")?),
+        ],
+    )?;
 
     step("schemathesis against the OpenAPI document");
     let corral = target_dir(root).join("debug/corral");
@@ -179,6 +190,85 @@ fn ensure_root(why: &str) -> Result<()> {
         bail!("run this as root: {why}");
     }
     Ok(())
+}
+
+/// The checkers the /metrics tests run: Prometheus' `promtool` and the Python
+/// `prometheus_client` OpenMetrics parser.
+struct MetricsTools {
+    promtool: PathBuf,
+    pylib: PathBuf,
+}
+
+/// Finds or fetches the metrics checkers into `target/tools`. `promtool` comes out of Debian's
+/// `prometheus` package unpacked (installing it would start a Prometheus server); the parser is
+/// pip-installed into a private directory put on `PYTHONPATH`.
+fn metrics_tools(root: &Path) -> Result<MetricsTools> {
+    let tools = target_dir(root).join("tools");
+    std::fs::create_dir_all(&tools)?;
+    let unpacked = tools.join("prometheus/usr/bin/promtool");
+    let promtool = if on_path("promtool") {
+        PathBuf::from("promtool")
+    } else {
+        if !unpacked.is_file() {
+            println!(
+                "==> fetching promtool (Debian package prometheus, unpacked into target/tools)"
+            );
+            let ok = Command::new("apt-get")
+                .arg("update")
+                .arg("-qq")
+                .status()?
+                .success();
+            if !ok {
+                bail!("apt-get update failed");
+            }
+            let ok = Command::new("apt-get")
+                .args(["download", "prometheus"])
+                .current_dir(&tools)
+                .status()?
+                .success();
+            if !ok {
+                bail!("apt-get download prometheus failed");
+            }
+            let deb = std::fs::read_dir(&tools)?
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|x| x == "deb"))
+                .context("apt-get download wrote no .deb")?;
+            let ok = Command::new("dpkg-deb")
+                .arg("-x")
+                .arg(&deb)
+                .arg(tools.join("prometheus"))
+                .status()?
+                .success();
+            std::fs::remove_file(&deb)?;
+            if !ok {
+                bail!("dpkg-deb -x {} failed", deb.display());
+            }
+        }
+        unpacked
+    };
+    let pylib = tools.join("pylib");
+    if !pylib.join("prometheus_client").is_dir() {
+        println!("==> pip install prometheus-client into target/tools/pylib");
+        let ok = Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--target",
+            ])
+            .arg(&pylib)
+            .arg("prometheus-client")
+            .status()
+            .context("run python3 -m pip")?
+            .success();
+        if !ok {
+            bail!("pip install prometheus-client failed");
+        }
+    }
+    Ok(MetricsTools { promtool, pylib })
 }
 
 /// Installs Debian packages whose command is missing: `(command, package)` pairs.

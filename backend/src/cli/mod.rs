@@ -5,6 +5,7 @@
 //! file holds the `Command` enum and the dispatch. The CLI is the one place besides `main.rs`
 //! where `anyhow` is used: it only prints errors.
 
+mod billing;
 mod containers;
 mod users;
 
@@ -38,6 +39,10 @@ pub enum Command {
     Serve(ServeArgs),
     /// Show the client's and the daemon's versions.
     Version,
+    /// Usage and cost per container, team and label over a period.
+    Bill(billing::BillArgs),
+    /// Live CPU, memory, IO and pids of every container (like `docker stats`).
+    Stats(billing::StatsArgs),
     /// Show the host's cgroup mode and what Corral can limit on it.
     Info,
     /// Manage user accounts.
@@ -71,6 +76,18 @@ pub struct ServeArgs {
     pub cgroup_root: String,
     #[command(flatten)]
     pub auth: crate::auth::AuthConfig,
+    /// Seconds between metering samples of every container and team (1 to 3600).
+    #[arg(long, default_value = config::DEFAULT_SAMPLE_INTERVAL, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub sample_interval: u64,
+    /// Days raw metering samples are kept.
+    #[arg(long, default_value = "7", value_parser = clap::value_parser!(u64).range(1..=3650))]
+    pub keep_raw_days: u64,
+    /// Days 1-minute rollups are kept.
+    #[arg(long, default_value = "90", value_parser = clap::value_parser!(u64).range(1..=3650))]
+    pub keep_1m_days: u64,
+    /// Days 1-hour rollups are kept (the usage ledger is kept forever).
+    #[arg(long, default_value = "731", value_parser = clap::value_parser!(u64).range(1..=36500))]
+    pub keep_1h_days: u64,
 }
 
 impl ServeArgs {
@@ -81,6 +98,12 @@ impl ServeArgs {
             state_dir: self.state_dir,
             cgroup_root: self.cgroup_root,
             auth: self.auth,
+            sample_interval: std::time::Duration::from_secs(self.sample_interval),
+            retention: crate::metering::store::Retention::days(
+                self.keep_raw_days,
+                self.keep_1m_days,
+                self.keep_1h_days,
+            ),
         }
     }
 }
@@ -97,6 +120,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => crate::daemon::serve(args.into_config()).await?,
         Command::Version => version(&cli.client()?).await?,
+        Command::Bill(ref args) => billing::bill(&cli.client()?, args).await?,
+        Command::Stats(ref args) => billing::stats(&cli.client()?, args).await?,
         Command::Info => info::info(&cli.client()?).await?,
         Command::User(ref cmd) => users::user(&cli.client()?, cmd).await?,
         Command::Team(ref cmd) => users::team(&cli.client()?, cmd).await?,

@@ -6,11 +6,14 @@
 mod assets;
 mod audit;
 mod auth;
+mod billing;
 mod containers;
 mod error;
 mod health;
+mod history;
 mod host;
 mod images;
+mod metrics;
 mod openapi;
 mod tokens;
 mod users;
@@ -44,6 +47,7 @@ struct Inner {
     config: Config,
     store: Store,
     containers: Option<crate::runtime::Manager>,
+    metering: Option<crate::metering::Metering>,
     cgroups: Arc<Cgroups>,
     auth: Auth,
 }
@@ -56,6 +60,7 @@ impl AppState {
                 config,
                 store,
                 containers: None,
+                metering: None,
                 cgroups,
             }),
         }
@@ -77,9 +82,22 @@ impl AppState {
         self
     }
 
+    /// Adds the metering registry (done once, before the state is shared).
+    pub fn with_metering(mut self, metering: crate::metering::Metering) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.metering = Some(metering);
+        }
+        self
+    }
+
     /// The container manager, when the daemon runs one.
     pub fn containers(&self) -> Option<&crate::runtime::Manager> {
         self.inner.containers.as_ref()
+    }
+
+    /// The metering registry, when the daemon runs the sampler.
+    pub fn metering(&self) -> Option<&crate::metering::Metering> {
+        self.inner.metering.as_ref()
     }
 
     /// The cgroup engine, detected at daemon start with Corral's subtree created.
@@ -113,10 +131,13 @@ pub fn app(state: AppState) -> Router {
         .merge(openapi::router(&doc))
         .merge(containers::router())
         .merge(images::router())
+        .merge(billing::router())
+        .merge(history::router())
         .merge(host::router())
         .fallback(error::api_not_found);
     Router::new()
         .nest("/api/v1", api)
+        .merge(metrics::router())
         .fallback(assets::serve)
         // Host allowlist, credentials, CSRF and audit for every route (see `auth`).
         .layer(axum::middleware::from_fn_with_state(

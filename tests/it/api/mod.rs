@@ -1,5 +1,6 @@
 mod assets;
 mod auth;
+mod billing;
 mod containers;
 mod health;
 mod host;

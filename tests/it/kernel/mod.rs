@@ -5,4 +5,5 @@ mod cgroup;
 mod container;
 mod container_bench;
 mod container_image;
+mod metering;
 mod vm_smoke;

@@ -1,0 +1,409 @@
+//! Metering benchmarks (print tables; no timed assertions):
+//!
+//! 1. the sampler's cost per group against the raw kept-open read floor, on the real cgroup
+//!    filesystem (root; groups in a unique subtree, removed at the end);
+//! 2. billing queries over one year × 1000 containers of generated ledger.
+//!
+//! `cargo bench -p backend --bench metering` (release; root, real cgroups). Sizes: `CORRAL_BENCH_GROUPS` (1000),
+//! `CORRAL_BENCH_CONTAINERS` (1000), `CORRAL_BENCH_DAYS` (365); `CORRAL_BENCH_ONLY=sampler|billing`.
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
+
+use backend::{
+    cgroup::{Cgroups, Group, GroupPath},
+    metering::{
+        Metering, MeteringConfig,
+        billing::{self, Filter},
+        calendar::parse_time,
+        store::rebuild_coarse_ledgers,
+    },
+    store::Store,
+};
+
+/// A name unique to this process and call.
+fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A temporary directory removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(prefix: &str) -> Self {
+        let p = std::env::temp_dir().join(unique(prefix));
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// CPU time this thread has used (user + system): unlike wall time, not inflated when other
+/// processes compete for the cores.
+fn thread_cpu() -> Duration {
+    match nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_THREAD) {
+        Ok(u) => {
+            let t = |tv: nix::sys::time::TimeVal| {
+                Duration::from_secs(tv.tv_sec() as u64) + Duration::from_micros(tv.tv_usec() as u64)
+            };
+            t(u.user_time()) + t(u.system_time())
+        }
+        Err(_) => Duration::ZERO,
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+struct Subtree(Cgroups);
+
+impl Drop for Subtree {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.remove_subtree() {
+            eprintln!("cleanup of {} failed: {e}", self.0.subtree());
+        }
+    }
+}
+
+fn sampler_bench() {
+    let n = env_usize("CORRAL_BENCH_GROUPS", 1000);
+    let rounds = 15;
+    let t = Subtree(Cgroups::host(&unique("corral-bench")).expect("subtree"));
+    let t0 = Instant::now();
+    let groups: Vec<Group> = (0..n)
+        .map(|i| {
+            t.0.create(
+                &GroupPath::new([format!("team-{}", i % 10), format!("c{i}")]).expect("path"),
+            )
+            .expect("create group")
+        })
+        .collect();
+    println!(
+        "\n## Sampler cost per group ({n} groups, {:?} host, created in {:.1} s)\n",
+        t.0.mode(),
+        t0.elapsed().as_secs_f64()
+    );
+
+    // Floor: the engine's kept-open readers alone (pread + parse), nothing else.
+    let mut readers: Vec<_> = groups.iter().map(Group::stats_reader).collect();
+    let files: usize = readers.iter().map(|r| r.open_files()).sum();
+    let mut floor = Vec::new();
+    for _ in 0..rounds {
+        let s = Instant::now();
+        for r in &mut readers {
+            std::hint::black_box(r.sample());
+        }
+        floor.push(s.elapsed());
+    }
+    let floor = median(floor);
+    drop(readers);
+    // For reference: open/read/close of every file each time.
+    let mut reopen = Vec::new();
+    for _ in 0..3 {
+        let s = Instant::now();
+        for g in &groups {
+            std::hint::black_box(g.stats());
+        }
+        reopen.push(s.elapsed());
+    }
+    let reopen = median(reopen);
+
+    let dir = TempDir::new("corral-bench");
+    let store = Store::open(&dir.path().join("corral.db")).expect("store");
+    let m = Metering::new(
+        store,
+        MeteringConfig {
+            interval: Duration::from_secs(1),
+            ledger_flush: Duration::from_secs(3600),
+            ..MeteringConfig::default()
+        },
+    )
+    .expect("metering");
+    let labels = BTreeMap::from([("env".to_owned(), "bench".to_owned())]);
+    let s = Instant::now();
+    for (i, g) in groups.iter().enumerate() {
+        m.register(
+            g.clone(),
+            &format!("id{i}"),
+            &format!("c{i}"),
+            &format!("team-{}", i % 10),
+            &labels,
+        );
+    }
+    let register = s.elapsed();
+    let mut read = Vec::new();
+    let mut account = Vec::new();
+    let mut commit = Vec::new();
+    for _ in 0..rounds {
+        let st = m.tick();
+        read.push(st.read);
+        account.push(st.account);
+        commit.push(st.commit);
+    }
+    let (read, account, commit) = (median(read), median(account), median(commit));
+    let s = Instant::now();
+    m.flush();
+    let flush = s.elapsed();
+
+    let per = |d: Duration| us(d) / n as f64;
+    let ratio = |d: Duration| us(d) / us(floor);
+    println!("| per group | µs | × floor |");
+    println!("|---|---:|---:|");
+    println!(
+        "| floor: kept-open pread + parse ({:.1} files/group) | {:.2} | 1.00 |",
+        files as f64 / n as f64,
+        per(floor)
+    );
+    println!(
+        "| open/read/close every file (`Group::stats`) | {:.2} | {:.2} |",
+        per(reopen),
+        ratio(reopen)
+    );
+    println!("| sampler: read | {:.2} | {:.2} |", per(read), ratio(read));
+    println!(
+        "| sampler: read + accounting (deltas, ledger batch, live view) | {:.2} | {:.2} |",
+        per(read + account),
+        ratio(read + account)
+    );
+    println!(
+        "| sampler: SQLite commit of the raw samples (per tick) | {:.2} | {:.2} |",
+        per(commit),
+        ratio(commit)
+    );
+    println!(
+        "| sampler: whole tick | {:.2} | {:.2} |",
+        per(read + account + commit),
+        ratio(read + account + commit)
+    );
+    println!(
+        "| ledger + checkpoint flush (every 30 s; one hour of ledger rows) | {:.2} | {:.2} |",
+        per(flush),
+        ratio(flush)
+    );
+    println!(
+        "| registration (first reading + commit) | {:.2} | |",
+        per(register)
+    );
+    let tick = read + account + commit;
+    println!(
+        "\n{n} groups at 1 s: a tick takes {:.1} ms = {:.2} % of one core (+ {:.2} % for the 30 s flush).",
+        ms(tick),
+        ms(tick) / 10.0,
+        ms(flush) / 30.0 / 10.0
+    );
+    for i in 0..n {
+        m.unregister_with_final_reading(&format!("id{i}"));
+    }
+}
+
+fn billing_bench() {
+    let containers = env_usize("CORRAL_BENCH_CONTAINERS", 1000);
+    let days = env_usize("CORRAL_BENCH_DAYS", 365);
+    let hours = days * 24;
+    let dir = TempDir::new("corral-bench-ledger");
+    // `CORRAL_BENCH_DB=/path`: keep the generated ledger there and reuse it on the next run.
+    let keep = std::env::var_os("CORRAL_BENCH_DB").map(std::path::PathBuf::from);
+    let path = keep.clone().unwrap_or_else(|| dir.path().join("corral.db"));
+    let reuse = keep.is_some() && path.exists();
+    if !reuse {
+        drop(Store::open(&path).expect("schema"));
+    }
+    let conn = rusqlite::Connection::open(&path).expect("open");
+    conn.execute_batch("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;")
+        .expect("pragmas");
+    let start = parse_time("2026-01-01").expect("date");
+    let s = Instant::now();
+    if !reuse {
+        // One row per container-hour, as the sampler writes them: ~1 core, ~0.5 GiB, some IO.
+        conn.execute(
+        "WITH RECURSIVE h(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM h WHERE n < ?2 - 1),
+              c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c WHERE i < ?3 - 1)
+         INSERT INTO usage_ledger (period, container_id, team, labels, name, duration_ms,
+           cpu_usec, throttled_usec, cpu_reserved_core_usec, mem_byte_s, mem_reserved_byte_s,
+           io_rbytes, io_wbytes, io_rios, io_wios, oom_kills, mem_peak, pids_peak)
+         SELECT ?1 + n * 3600, printf('id%05d', i), printf('team-%02d', i % 10),
+           CASE i % 3 WHEN 0 THEN '{\"env\":\"prod\"}' WHEN 1 THEN '{\"env\":\"dev\"}' ELSE '{}' END,
+           printf('svc-%05d', i), 3600000,
+           abs(random() % 3600000000), abs(random() % 100000000), 3600000000,
+           abs(random() % 1932735283200), 3865470566400,
+           abs(random() % 1073741824), abs(random() % 1073741824), abs(random() % 100000),
+           abs(random() % 100000), 0, abs(random() % 2147483648), abs(random() % 100)
+         FROM h, c",
+        rusqlite::params![start, hours as i64, containers as i64],
+    )
+    .expect("generate");
+    }
+    let gen_hours = s.elapsed();
+    let s = Instant::now();
+    if !reuse {
+        rebuild_coarse_ledgers(&conn).expect("rollup");
+        conn.execute_batch("ANALYZE").expect("analyze");
+    }
+    let gen_coarse = s.elapsed();
+    let size = std::fs::metadata(&path).map_or(0, |m| m.len());
+    // A rate change mid-year, so a year splits into two priced segments.
+    for (from, cpu) in [
+        (start, 40_000),
+        (parse_time("2026-07-01").expect("date"), 45_000),
+    ] {
+        conn.execute(
+            "INSERT OR REPLACE INTO rate_card VALUES (?1, 'EUR', ?2, 10000, 5000, 1000, 20000, 0)",
+            rusqlite::params![from, cpu],
+        )
+        .expect("rate");
+    }
+    println!(
+        "\n## Billing queries over {days} days × {containers} containers ({} hourly ledger rows, {:.0} MiB; generated in {:.0} s + day/month tables {:.0} s)\n",
+        hours * containers,
+        size as f64 / (1 << 20) as f64,
+        gen_hours.as_secs_f64(),
+        gen_coarse.as_secs_f64()
+    );
+    let end = start + hours as i64 * 3600;
+    let team = |t: &str| Filter {
+        team: Some(t.to_owned()),
+        ..Filter::default()
+    };
+    let cases: Vec<(&str, i64, i64, Filter)> = vec![
+        (
+            "whole year, every container/team/label",
+            start,
+            end,
+            Filter::default(),
+        ),
+        ("whole year, one team", start, end, team("team-03")),
+        (
+            "whole year, one container",
+            start,
+            end,
+            Filter {
+                container: Some("svc-00042".into()),
+                ..Filter::default()
+            },
+        ),
+        (
+            "whole year, label env=prod",
+            start,
+            end,
+            Filter {
+                label: Some(("env".into(), "prod".into())),
+                ..Filter::default()
+            },
+        ),
+        (
+            "odd range 03-14T05:00 .. 09-20T17:00, one team",
+            parse_time("2026-03-14T05:00Z").expect("t"),
+            parse_time("2026-09-20T17:00Z").expect("t"),
+            team("team-07"),
+        ),
+        (
+            "odd range 03-14T05:00 .. 09-20T17:00, all",
+            parse_time("2026-03-14T05:00Z").expect("t"),
+            parse_time("2026-09-20T17:00Z").expect("t"),
+            Filter::default(),
+        ),
+        (
+            "one month, one team",
+            parse_time("2026-05-01").expect("t"),
+            parse_time("2026-06-01").expect("t"),
+            team("team-01"),
+        ),
+    ];
+    println!("| query | median wall ms | median CPU ms | rows out | total cost |");
+    println!("|---|---:|---:|---:|---:|");
+    for (name, from, to, filter) in &cases {
+        let mut times = Vec::new();
+        let mut cpu = Vec::new();
+        let mut rows = 0;
+        let mut cost = 0;
+        for _ in 0..7 {
+            let (s, c) = (Instant::now(), thread_cpu());
+            let r = billing::report(&conn, *from, *to, filter).expect("report");
+            times.push(s.elapsed());
+            cpu.push(thread_cpu().saturating_sub(c));
+            rows = r.containers.len();
+            cost = r.total.cost.total;
+        }
+        println!(
+            "| {name} | {:.1} | {:.1} | {rows} | {} |",
+            ms(median(times)),
+            ms(median(cpu)),
+            billing::money(cost)
+        );
+    }
+    let mut times = Vec::new();
+    let mut cpu = Vec::new();
+    for _ in 0..5 {
+        let (s, c) = (Instant::now(), thread_cpu());
+        std::hint::black_box(
+            billing::statement(&conn, "team-04", parse_time("2026-08-01").expect("t"))
+                .expect("statement"),
+        );
+        times.push(s.elapsed());
+        cpu.push(thread_cpu().saturating_sub(c));
+    }
+    println!(
+        "| monthly statement of one team (with host reconciliation) | {:.1} | {:.1} | | |",
+        ms(median(times)),
+        ms(median(cpu))
+    );
+    // The same year read from the hourly rows only, for comparison (what the day/month
+    // tables save).
+    let s = Instant::now();
+    let n: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM (SELECT container_id, sum(cpu_usec) FROM usage_ledger
+             WHERE period >= ?1 AND period < ?2 GROUP BY container_id, team, labels)",
+            rusqlite::params![start, end],
+            |r| r.get(0),
+        )
+        .expect("hourly scan");
+    println!(
+        "| (reference) whole year summed from hourly rows, unpriced | {:.1} | | {n} | |",
+        ms(s.elapsed())
+    );
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else is accepted.
+    let only = std::env::var("CORRAL_BENCH_ONLY").unwrap_or_default();
+    if only.is_empty() || only == "sampler" {
+        sampler_bench();
+    }
+    if only.is_empty() || only == "billing" {
+        billing_bench();
+    }
+}

@@ -1,0 +1,342 @@
+//! Billing and the live view:
+//! - `GET /api/v1/billing?team=&container=&label=k=v&from=&to=`: priced totals per container,
+//!   team and label (default: this month so far);
+//! - `GET /api/v1/billing/statements/{team}/{month}[?format=csv]`: a team's monthly statement,
+//!   reconciled with the host's CPU time;
+//! - `GET|PUT /api/v1/billing/rates`: the versioned rate card;
+//! - `GET /api/v1/stats`: the latest sample of every container and team.
+
+use std::collections::HashMap;
+
+use axum::{
+    Json, Router,
+    extract::{Path, Query, State},
+    http::header,
+    response::{IntoResponse, Response},
+    routing::get,
+};
+
+use super::{AppError, AppState};
+use crate::metering::{
+    MeteringError, SubjectKind,
+    billing::{self, Filter, Line, RateCard, Report, Statement},
+    calendar,
+    sampler::wall_ms,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/billing", get(billing_get))
+        .route(
+            "/billing/rates",
+            get(billing_rates_get).put(billing_rates_put),
+        )
+        .route(
+            "/billing/statements/{team}/{month}",
+            get(billing_statement_get),
+        )
+        .route("/stats", get(stats_get))
+}
+
+impl From<MeteringError> for AppError {
+    fn from(e: MeteringError) -> Self {
+        match e {
+            MeteringError::Invalid { field, .. } => AppError::Invalid {
+                field: field.to_owned(),
+                message: e.to_string(),
+            },
+            MeteringError::NotFound(_) => AppError::NotFound(e.to_string()),
+            other => AppError::internal("metering", other),
+        }
+    }
+}
+
+/// Runs a store closure on a blocking thread.
+pub(super) async fn blocking<T, F>(state: &AppState, f: F) -> Result<T, AppError>
+where
+    T: Send + 'static,
+    F: FnOnce(&rusqlite::Connection) -> Result<T, MeteringError> + Send + 'static,
+{
+    let store = state.store().clone();
+    tokio::task::spawn_blocking(move || f(&store.lock()))
+        .await
+        .map_err(|e| AppError::internal("metering task", e))?
+        .map_err(AppError::from)
+}
+
+fn invalid(field: &str, message: String) -> AppError {
+    AppError::Invalid {
+        field: field.to_owned(),
+        message,
+    }
+}
+
+/// Parses a `from`/`to` query value.
+pub(super) fn parse_time_param(field: &str, v: &str) -> Result<i64, AppError> {
+    calendar::parse_time(v).ok_or_else(|| {
+        invalid(
+            field,
+            format!("invalid {field} {v:?}: allowed is YYYY-MM-DD, YYYY-MM, YYYY-MM-DDTHH:MM[:SS]Z or Unix seconds"),
+        )
+    })
+}
+
+async fn billing_get(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<wire::billing::BillingReport>, AppError> {
+    for k in q.keys() {
+        if !["team", "container", "label", "from", "to"].contains(&k.as_str()) {
+            return Err(invalid(
+                k,
+                format!("unknown parameter {k:?}: allowed are team, container, label, from, to"),
+            ));
+        }
+    }
+    let now = wall_ms() / 1000;
+    let from = match q.get("from") {
+        Some(v) => parse_time_param("from", v)?,
+        None => calendar::month_start(now),
+    };
+    let to = match q.get("to") {
+        Some(v) => parse_time_param("to", v)?,
+        None => calendar::hour_ceil(now),
+    };
+    if to <= from {
+        return Err(invalid(
+            "to",
+            format!(
+                "invalid to {}: must be after from",
+                calendar::format_time(to)
+            ),
+        ));
+    }
+    let label = match q.get("label") {
+        Some(kv) => Some(
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .ok_or_else(|| {
+                    invalid(
+                        "label",
+                        format!("invalid label {kv:?}: allowed is key=value"),
+                    )
+                })?,
+        ),
+        None => None,
+    };
+    let filter = Filter {
+        team: q.get("team").cloned(),
+        container: q.get("container").cloned(),
+        label,
+    };
+    let report = blocking(&state, move |c| billing::report(c, from, to, &filter)).await?;
+    Ok(Json(report_to_wire(&report)))
+}
+
+async fn billing_statement_get(
+    State(state): State<AppState>,
+    Path((team, month)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, AppError> {
+    let t = calendar::parse_time(&month)
+        .filter(|_| month.len() == 7)
+        .ok_or_else(|| {
+            invalid(
+                "month",
+                format!("invalid month {month:?}: allowed is YYYY-MM"),
+            )
+        })?;
+    let csv = match q.get("format").map(String::as_str) {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => {
+            return Err(invalid(
+                "format",
+                format!("invalid format {other:?}: allowed is json or csv"),
+            ));
+        }
+    };
+    let s = blocking(&state, move |c| billing::statement(c, &team, t)).await?;
+    if csv {
+        let filename = format!("attachment; filename=\"corral-{}-{}.csv\"", s.team, s.month);
+        Ok((
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+                (header::CONTENT_DISPOSITION, filename),
+            ],
+            billing::statement_csv(&s),
+        )
+            .into_response())
+    } else {
+        Ok(Json(statement_to_wire(&s)).into_response())
+    }
+}
+
+async fn billing_rates_get(
+    State(state): State<AppState>,
+) -> Result<Json<wire::billing::RateCards>, AppError> {
+    let now = wall_ms() / 1000;
+    let cards = blocking(&state, billing::rate_cards).await?;
+    let current = cards
+        .iter()
+        .rev()
+        .find(|c| c.effective_from <= now)
+        .cloned()
+        .unwrap_or_else(RateCard::zero);
+    Ok(Json(wire::billing::RateCards {
+        current: card_to_wire(&current),
+        versions: cards.iter().map(card_to_wire).collect(),
+    }))
+}
+
+async fn billing_rates_put(
+    State(state): State<AppState>,
+    Json(body): Json<wire::billing::RateCard>,
+) -> Result<Json<wire::billing::RateCard>, AppError> {
+    let now = wall_ms() / 1000;
+    let effective_from = match &body.effective_from {
+        Some(v) => parse_time_param("effective_from", v)?,
+        None => now,
+    };
+    let price = |field: &str, v: f64| -> Result<i64, AppError> {
+        if !v.is_finite() || !(0.0..=1e6).contains(&v) {
+            return Err(invalid(
+                field,
+                format!("invalid {field} {v}: allowed is 0 to 1000000"),
+            ));
+        }
+        Ok((v * 1e6).round() as i64)
+    };
+    let card = RateCard {
+        effective_from,
+        currency: body.currency.clone(),
+        cpu_core_hour_used: price("cpu_core_hour_used", body.cpu_core_hour_used)?,
+        cpu_core_hour_reserved: price("cpu_core_hour_reserved", body.cpu_core_hour_reserved)?,
+        mem_gib_hour_used: price("mem_gib_hour_used", body.mem_gib_hour_used)?,
+        mem_gib_hour_reserved: price("mem_gib_hour_reserved", body.mem_gib_hour_reserved)?,
+        io_gib: price("io_gib", body.io_gib)?,
+    };
+    let saved = blocking(&state, move |c| billing::put_rate_card(c, &card, now)).await?;
+    Ok(Json(card_to_wire(&saved)))
+}
+
+async fn stats_get(State(state): State<AppState>) -> Json<wire::billing::LiveStats> {
+    let Some(m) = state.metering() else {
+        return Json(wire::billing::LiveStats::default());
+    };
+    let stats = m
+        .live()
+        .into_iter()
+        .map(|l| {
+            let c = &l.reading.counters;
+            let (kind, name, id, team) = match &l.kind {
+                SubjectKind::Container(o) => (
+                    "container",
+                    o.name.clone(),
+                    o.container_id.clone(),
+                    o.team.clone(),
+                ),
+                SubjectKind::Team(t) => ("team", t.clone(), String::new(), t.clone()),
+            };
+            wire::billing::LiveStat {
+                kind: kind.into(),
+                name,
+                container_id: id,
+                team,
+                cpu_cores: l.rates.cpu_cores,
+                cpus_reserved: l.cpus_reserved,
+                cpu_seconds_total: c.cpu_usec as f64 / 1e6,
+                mem_bytes: c.memory_current,
+                mem_limit_bytes: l.memory_max,
+                io_read_bytes_per_sec: l.rates.io_read_bytes_per_sec,
+                io_write_bytes_per_sec: l.rates.io_write_bytes_per_sec,
+                io_read_bytes_total: c.io_rbytes,
+                io_write_bytes_total: c.io_wbytes,
+                pids: c.pids_current,
+                oom_kills: c.oom_kills,
+                ts: l.reading.wall_ms,
+            }
+        })
+        .collect();
+    Json(wire::billing::LiveStats {
+        interval_secs: m.config().interval.as_secs_f64(),
+        stats,
+    })
+}
+
+fn money(micros: i64) -> f64 {
+    micros as f64 / 1e6
+}
+
+fn card_to_wire(c: &RateCard) -> wire::billing::RateCard {
+    wire::billing::RateCard {
+        effective_from: (c.effective_from != i64::MIN)
+            .then(|| calendar::format_time(c.effective_from)),
+        currency: c.currency.clone(),
+        cpu_core_hour_used: money(c.cpu_core_hour_used),
+        cpu_core_hour_reserved: money(c.cpu_core_hour_reserved),
+        mem_gib_hour_used: money(c.mem_gib_hour_used),
+        mem_gib_hour_reserved: money(c.mem_gib_hour_reserved),
+        io_gib: money(c.io_gib),
+    }
+}
+
+fn line_to_wire(l: &Line) -> wire::billing::BillingLine {
+    let q = &l.usage;
+    let gib_h = (1u64 << 30) as f64 * 3600.0;
+    wire::billing::BillingLine {
+        container_id: l.container_id.clone(),
+        name: l.name.clone(),
+        team: l.team.clone(),
+        labels: l.labels.clone(),
+        usage: wire::billing::Usage {
+            cpu_seconds: q.cpu_usec as f64 / 1e6,
+            cpu_core_hours: q.cpu_usec as f64 / 3.6e9,
+            throttled_seconds: q.throttled_usec as f64 / 1e6,
+            cpu_reserved_core_hours: q.cpu_reserved_core_usec as f64 / 3.6e9,
+            mem_gib_hours: q.mem_byte_s as f64 / gib_h,
+            mem_reserved_gib_hours: q.mem_reserved_byte_s as f64 / gib_h,
+            io_read_bytes: q.io_rbytes.max(0) as u64,
+            io_write_bytes: q.io_wbytes.max(0) as u64,
+            io_read_ops: q.io_rios.max(0) as u64,
+            io_write_ops: q.io_wios.max(0) as u64,
+            oom_kills: q.oom_kills.max(0) as u64,
+            mem_peak_bytes: q.mem_peak.max(0) as u64,
+            pids_peak: q.pids_peak.max(0) as u64,
+        },
+        cost: wire::billing::Cost {
+            cpu_used: money(l.cost.cpu_used),
+            cpu_reserved: money(l.cost.cpu_reserved),
+            mem_used: money(l.cost.mem_used),
+            mem_reserved: money(l.cost.mem_reserved),
+            io: money(l.cost.io),
+            total: money(l.cost.total),
+        },
+    }
+}
+
+fn report_to_wire(r: &Report) -> wire::billing::BillingReport {
+    wire::billing::BillingReport {
+        from: calendar::format_time(r.from),
+        to: calendar::format_time(r.to),
+        currency: r.currency.clone(),
+        containers: r.containers.iter().map(line_to_wire).collect(),
+        teams: r.teams.iter().map(line_to_wire).collect(),
+        labels: r.labels.iter().map(line_to_wire).collect(),
+        total: line_to_wire(&r.total),
+    }
+}
+
+fn statement_to_wire(s: &Statement) -> wire::billing::Statement {
+    wire::billing::Statement {
+        team: s.team.clone(),
+        month: s.month.clone(),
+        report: report_to_wire(&s.report),
+        host: wire::billing::Reconciliation {
+            host_cpu_seconds: s.host.host_cpu_usec as f64 / 1e6,
+            containers_cpu_seconds: s.host.containers_cpu_usec as f64 / 1e6,
+            idle_cpu_seconds: s.host.idle_cpu_usec as f64 / 1e6,
+            reconciled: s.host.reconciled,
+        },
+    }
+}

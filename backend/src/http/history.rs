@@ -1,0 +1,182 @@
+//! `GET /api/v1/containers/{name}/history?range=1h&step=1m` (also `from`/`to` instead of
+//! `range`): a container's usage over time, read from the finest history tier that still holds
+//! the range (raw 7 days, 1-minute rollups 90 days, 1-hour rollups 2 years by default).
+
+use std::collections::HashMap;
+
+use axum::{
+    Json, Router,
+    extract::{Path, Query, State},
+    routing::get,
+};
+use rusqlite::OptionalExtension;
+
+use super::{
+    AppError, AppState,
+    billing::{blocking, parse_time_param},
+};
+use crate::metering::{
+    sampler::{container_subject, wall_ms},
+    store::{self, Retention},
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/containers/{name}/history", get(history_get))
+}
+
+/// Parses `90`, `30s`, `5m`, `2h`, `7d` into seconds.
+pub fn parse_duration(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last()? {
+        (i, 's') => (&s[..i], 1),
+        (i, 'm') => (&s[..i], 60),
+        (i, 'h') => (&s[..i], 3600),
+        (i, 'd') => (&s[..i], 86_400),
+        (i, 'w') => (&s[..i], 7 * 86_400),
+        _ => (s, 1),
+    };
+    let n: i64 = num.parse().ok()?;
+    (n > 0).then(|| n.checked_mul(mult)).flatten()
+}
+
+fn invalid(field: &str, message: String) -> AppError {
+    AppError::Invalid {
+        field: field.to_owned(),
+        message,
+    }
+}
+
+async fn history_get(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<wire::billing::History>, AppError> {
+    for k in q.keys() {
+        if !["range", "step", "from", "to"].contains(&k.as_str()) {
+            return Err(invalid(
+                k,
+                format!("unknown parameter {k:?}: allowed are range, step, from, to"),
+            ));
+        }
+    }
+    let now_ms = wall_ms();
+    let dur = |field: &str| -> Result<Option<i64>, AppError> {
+        q.get(field)
+            .map(|v| {
+                parse_duration(v).ok_or_else(|| {
+                    invalid(
+                        field,
+                        format!(
+                            "invalid {field} {v:?}: allowed is a duration such as 30s, 5m, 2h, 7d"
+                        ),
+                    )
+                })
+            })
+            .transpose()
+    };
+    let to_ms = match q.get("to") {
+        Some(v) => parse_time_param("to", v)? * 1000,
+        None => now_ms,
+    };
+    let from_ms = match (q.get("from"), dur("range")?) {
+        (Some(v), _) => parse_time_param("from", v)? * 1000,
+        (None, Some(r)) => to_ms - r * 1000,
+        (None, None) => to_ms - 3_600_000,
+    };
+    if from_ms >= to_ms {
+        return Err(invalid(
+            "from",
+            "invalid range: from must be before to".into(),
+        ));
+    }
+    let interval = state
+        .metering()
+        .map_or(5, |m| m.config().interval.as_secs().max(1) as i64);
+    let step_s = match dur("step")? {
+        Some(s) => s,
+        // About 120 points, never finer than the sampling.
+        None => ((to_ms - from_ms) / 1000 / 120).max(interval),
+    };
+    if (to_ms - from_ms) / 1000 / step_s > 10_000 {
+        return Err(invalid(
+            "step",
+            format!("invalid step {step_s}s: at most 10000 points per query"),
+        ));
+    }
+    let keep = state
+        .metering()
+        .map_or_else(Retention::default, |m| m.config().retention);
+    let registered = state.metering().and_then(|m| m.container_id(&name));
+    let lookup = name.clone();
+    let (points, table) = blocking(&state, move |c| {
+        let id = match registered {
+            Some(id) => Some(id),
+            None => c
+                .query_row(
+                    "SELECT container_id FROM usage_ledger_month WHERE name = ?1 OR container_id = ?1
+                     ORDER BY period DESC LIMIT 1",
+                    [&lookup],
+                    |r| r.get::<_, String>(0),
+                )
+                .optional()?,
+        };
+        let Some(id) = id else {
+            return Err(crate::metering::MeteringError::NotFound(lookup));
+        };
+        let table = store::pick_tier(now_ms, from_ms, step_s * 1000, &keep);
+        let pts = store::history(
+            c,
+            table,
+            &container_subject(&id),
+            from_ms,
+            to_ms,
+            step_s * 1000,
+        )?;
+        Ok((pts, table))
+    })
+    .await?;
+    let points = points
+        .iter()
+        .map(|p| wire::billing::HistoryPoint {
+            ts: p.ts_ms,
+            cpu_cores: if p.covered_ms > 0 {
+                p.cpu_usec as f64 / 1000.0 / p.covered_ms as f64
+            } else {
+                0.0
+            },
+            cpu_seconds: p.cpu_usec as f64 / 1e6,
+            throttled_seconds: p.throttled_usec as f64 / 1e6,
+            mem_avg_bytes: p.mem_avg.max(0) as u64,
+            mem_peak_bytes: p.mem_peak.max(0) as u64,
+            io_read_bytes: p.io_rbytes.max(0) as u64,
+            io_write_bytes: p.io_wbytes.max(0) as u64,
+            pids_peak: p.pids_peak.max(0) as u64,
+        })
+        .collect();
+    Ok(Json(wire::billing::History {
+        name,
+        tier: match table {
+            "meter_sample" => "raw",
+            "meter_rollup_1m" => "1m",
+            _ => "1h",
+        }
+        .into(),
+        step_secs: step_s as u64,
+        points,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90"), Some(90));
+        assert_eq!(parse_duration("5m"), Some(300));
+        assert_eq!(parse_duration("7d"), Some(604_800));
+        assert_eq!(parse_duration("0s"), None);
+        assert_eq!(parse_duration("-1h"), None);
+        assert_eq!(parse_duration("h"), None);
+    }
+}

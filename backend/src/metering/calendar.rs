@@ -1,0 +1,235 @@
+//! UTC calendar arithmetic for ledger periods (hours, days, months) and the date formats the
+//! API and CLI accept. Pure functions; Howard Hinnant's civil-from-days algorithms.
+
+/// Seconds per day.
+pub const DAY: i64 = 86_400;
+/// Seconds per hour.
+pub const HOUR: i64 = 3_600;
+
+/// Days since 1970-01-01 of the civil date `y-m-d` (proleptic Gregorian).
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The civil date of day `z` since 1970-01-01.
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+pub fn hour_start(t: i64) -> i64 {
+    t.div_euclid(HOUR) * HOUR
+}
+
+pub fn hour_ceil(t: i64) -> i64 {
+    hour_start(t + HOUR - 1)
+}
+
+pub fn day_start(t: i64) -> i64 {
+    t.div_euclid(DAY) * DAY
+}
+
+/// Start of the month holding `t`.
+pub fn month_start(t: i64) -> i64 {
+    let (y, m, _) = civil_from_days(t.div_euclid(DAY));
+    days_from_civil(y, m, 1) * DAY
+}
+
+/// Start of the month after the one holding `t`.
+pub fn next_month(t: i64) -> i64 {
+    let (y, m, _) = civil_from_days(t.div_euclid(DAY));
+    let (y, m) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+    days_from_civil(y, m, 1) * DAY
+}
+
+/// A ledger table grain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grain {
+    Hour,
+    Day,
+    Month,
+}
+
+/// Splits the hour-aligned range `[from, to)` into whole months, whole days and the hours left
+/// at the edges, so a query reads as few rows as possible. The pieces cover the range exactly
+/// once.
+pub fn decompose(from: i64, to: i64) -> Vec<(Grain, i64, i64)> {
+    let mut out = Vec::new();
+    if from >= to {
+        return out;
+    }
+    let m0 = if month_start(from) == from {
+        from
+    } else {
+        next_month(from)
+    };
+    let m1 = month_start(to);
+    if m0 < m1 {
+        days(from, m0, &mut out);
+        out.push((Grain::Month, m0, m1));
+        days(m1, to, &mut out);
+    } else {
+        days(from, to, &mut out);
+    }
+    out
+}
+
+fn days(from: i64, to: i64, out: &mut Vec<(Grain, i64, i64)>) {
+    if from >= to {
+        return;
+    }
+    let d0 = day_start(from + DAY - 1);
+    let d1 = day_start(to);
+    if d0 < d1 {
+        if from < d0 {
+            out.push((Grain::Hour, from, d0));
+        }
+        out.push((Grain::Day, d0, d1));
+        if d1 < to {
+            out.push((Grain::Hour, d1, to));
+        }
+    } else {
+        out.push((Grain::Hour, from, to));
+    }
+}
+
+/// Parses `YYYY-MM-DD`, `YYYY-MM` (the month's first day), `YYYY-MM-DDTHH:MM[:SS]Z` (UTC) or
+/// plain Unix seconds. Returns Unix seconds.
+pub fn parse_time(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && s.len() > 7 {
+        return s.parse().ok();
+    }
+    let (date, time) = match s.split_once('T') {
+        Some((d, t)) => (d, Some(t.strip_suffix('Z')?)),
+        None => (s, None),
+    };
+    let mut it = date.split('-');
+    let y: i64 = it.next()?.parse().ok()?;
+    let m: u32 = it.next()?.parse().ok()?;
+    let d: u32 = match it.next() {
+        Some(d) => d.parse().ok()?,
+        None => 1,
+    };
+    if it.next().is_some() || !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
+        return None;
+    }
+    let mut secs = days_from_civil(y, m, d) * DAY;
+    if let Some(t) = time {
+        let mut it = t.split(':');
+        let h: i64 = it.next()?.parse().ok()?;
+        let mi: i64 = it.next()?.parse().ok()?;
+        let se: i64 = it.next().map_or(Some(0), |x| x.parse().ok())?;
+        if it.next().is_some() || h > 23 || mi > 59 || se > 59 {
+            return None;
+        }
+        secs += h * HOUR + mi * 60 + se;
+    }
+    Some(secs)
+}
+
+fn days_in_month(y: i64, m: u32) -> u32 {
+    let start = days_from_civil(y, m, 1);
+    let next = if m == 12 {
+        days_from_civil(y + 1, 1, 1)
+    } else {
+        days_from_civil(y, m + 1, 1)
+    };
+    (next - start) as u32
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn format_time(t: i64) -> String {
+    let (y, m, d) = civil_from_days(t.div_euclid(DAY));
+    let s = t.rem_euclid(DAY);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        s / HOUR,
+        s % HOUR / 60,
+        s % 60
+    )
+}
+
+/// `YYYY-MM` of the month holding `t`.
+pub fn format_month(t: i64) -> String {
+    let (y, m, _) = civil_from_days(t.div_euclid(DAY));
+    format!("{y:04}-{m:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_round_trip() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        for z in (-800_000..800_000).step_by(997) {
+            let (y, m, d) = civil_from_days(z);
+            assert_eq!(days_from_civil(y, m, d), z);
+        }
+        assert_eq!(
+            format_time(parse_time("2024-02-29T23:59:59Z").unwrap()),
+            "2024-02-29T23:59:59Z"
+        );
+        assert!(parse_time("2023-02-29").is_none());
+        assert!(parse_time("2023-13-01").is_none());
+        assert_eq!(parse_time("2026-11"), parse_time("2026-11-01"));
+        assert_eq!(parse_time("1700000000"), Some(1_700_000_000));
+    }
+
+    #[test]
+    fn months() {
+        let t = parse_time("2026-12-15T10:00Z").unwrap();
+        assert_eq!(format_time(month_start(t)), "2026-12-01T00:00:00Z");
+        assert_eq!(format_time(next_month(t)), "2027-01-01T00:00:00Z");
+        assert_eq!(format_month(t), "2026-12");
+    }
+
+    #[test]
+    fn decompose_covers_exactly_once() {
+        let cases = [
+            ("2026-01-01", "2027-01-01"),
+            ("2026-01-15T05:00Z", "2026-03-02T07:00Z"),
+            ("2026-01-15T05:00Z", "2026-01-15T09:00Z"),
+            ("2026-01-15T05:00Z", "2026-01-17T00:00Z"),
+            ("2026-01-31T23:00Z", "2026-02-01T01:00Z"),
+            ("2026-02-01", "2026-03-01"),
+        ];
+        for (a, b) in cases {
+            let (from, to) = (parse_time(a).unwrap(), parse_time(b).unwrap());
+            let pieces = decompose(from, to);
+            let mut cursor = from;
+            for (grain, lo, hi) in &pieces {
+                assert_eq!(*lo, cursor, "{a}..{b}: contiguous");
+                assert!(lo < hi);
+                match grain {
+                    Grain::Month => assert!(month_start(*lo) == *lo && month_start(*hi) == *hi),
+                    Grain::Day => assert!(lo % DAY == 0 && hi % DAY == 0),
+                    Grain::Hour => assert!(hi - lo < 31 * DAY),
+                }
+                cursor = *hi;
+            }
+            assert_eq!(cursor, to, "{a}..{b}: complete");
+        }
+        let year = decompose(
+            parse_time("2026-01-01").unwrap(),
+            parse_time("2027-01-01").unwrap(),
+        );
+        assert_eq!(year, vec![(Grain::Month, year[0].1, year[0].2)]);
+    }
+}

@@ -1,0 +1,762 @@
+//! The registry of metered groups and the sampler thread.
+//!
+//! The runtime calls [`Metering::register`] when a container's cgroup exists and
+//! [`Metering::unregister_with_final_reading`] after its processes exited and BEFORE it removes
+//! the cgroup, so the last microseconds are billed (a 50 ms container is billed exactly its
+//! final `cpu.stat`). Teams are registered with [`Metering::register_team`].
+//!
+//! Every tick (default 5 s, `--sample-interval`) the sampler thread reads every group through
+//! its kept-open [`StatsReader`], turns readings into deltas against the last checkpoint, and
+//! commits samples, ledger rows and new checkpoints in ONE transaction. If the commit fails
+//! (SQLITE_FULL, I/O error), the batch stays in memory — ledger sums merged, raw samples capped —
+//! and is written with the next successful commit; containers are never touched. The thread is
+//! a plain OS thread: it never blocks the async runtime.
+
+use std::{
+    collections::BTreeMap,
+    os::unix::fs::MetadataExt,
+    path::Path,
+    sync::{Arc, Condvar, Mutex, MutexGuard, RwLock},
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use crate::{
+    cgroup::{Cgroups, Group, Limits, Max, Stats, StatsReader, units::parse_id_list},
+    store::Store,
+};
+
+use super::{
+    MeteringError,
+    account::{Counters, Rates, Reading, Reserved, Usage, rates, usage_between},
+    store::{self, Batch, LedgerOwner, Retention, Sample},
+};
+
+/// Metering settings (`corral serve` flags).
+#[derive(Debug, Clone)]
+pub struct MeteringConfig {
+    /// Time between samples: 1 s to 1 h, default 5 s.
+    pub interval: Duration,
+    /// History retention per tier.
+    pub retention: Retention,
+    /// Raw samples kept in memory while the database cannot be written.
+    pub max_buffered_samples: usize,
+    /// How often reservations (cpu.max, cpuset, memory.max) are re-read, in ticks.
+    pub limits_every: u32,
+    /// How often the ledger and the checkpoints are written (raw samples go every tick). A
+    /// crash loses nothing: the next reading is compared with the last written checkpoint.
+    pub ledger_flush: Duration,
+}
+
+impl Default for MeteringConfig {
+    fn default() -> Self {
+        MeteringConfig {
+            interval: Duration::from_secs(5),
+            retention: Retention::default(),
+            max_buffered_samples: 200_000,
+            limits_every: 12,
+            ledger_flush: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Shortest and longest sample interval accepted.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
+pub const MAX_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// What a metered subject is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubjectKind {
+    Container(LedgerOwner),
+    Team(String),
+}
+
+/// The latest view of one subject, for `corral stats` and `/metrics`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveStat {
+    pub subject: String,
+    pub kind: SubjectKind,
+    pub reading: Reading,
+    pub rates: Rates,
+    pub memory_max: Option<u64>,
+    pub cpus_reserved: f64,
+}
+
+struct Entry {
+    kind: SubjectKind,
+    group: Group,
+    reader: StatsReader,
+    generation: u64,
+    reserved: Reserved,
+    memory_max: Option<u64>,
+    /// The next sample goes to history without usage: the daemon restarted and its usage since
+    /// the checkpoint may already be in the raw samples (the ledger still gets all of it).
+    resumed: bool,
+}
+
+struct Registry {
+    entries: BTreeMap<String, Entry>,
+    /// Last reading accounted per subject. Persisted (with the ledger rows up to it) at every
+    /// flush; loaded at start-up.
+    checkpoints: BTreeMap<String, Reading>,
+    /// Ledger usage since the last flush.
+    unflushed: Batch,
+    /// Subjects whose checkpoint must be deleted at the next flush.
+    removed: Vec<String>,
+    /// What could not be written yet (disk full): written before anything newer.
+    pending: Batch,
+    /// `None` until the first flush, which the first commit does: from then on a crash always
+    /// finds a checkpoint for the host and every group.
+    last_flush: Option<Instant>,
+    ticks: u64,
+    failures: u64,
+}
+
+struct Shared {
+    store: Store,
+    /// The engine, when the daemon has one: lets `register` meter a container's team group too.
+    cgroups: std::sync::OnceLock<Arc<Cgroups>>,
+    config: MeteringConfig,
+    boot_id: String,
+    host_cpus: u64,
+    registry: Mutex<Registry>,
+    live: RwLock<BTreeMap<String, LiveStat>>,
+    stop: Mutex<bool>,
+    wake: Condvar,
+}
+
+/// The metering handle: registry, live view, sampler control. Cheap to clone.
+#[derive(Clone)]
+pub struct Metering {
+    shared: Arc<Shared>,
+}
+
+/// Where one tick's time went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TickStats {
+    pub groups: usize,
+    /// Reading the kernel's files (kept-open `pread` + parse).
+    pub read: Duration,
+    /// Everything else of the sampling pass: deltas, batch, live view.
+    pub account: Duration,
+    /// Writing to SQLite (samples; ledger and checkpoints when flushed).
+    pub commit: Duration,
+    pub flushed: bool,
+}
+
+/// Subject key of a container.
+pub fn container_subject(container_id: &str) -> String {
+    format!("c:{container_id}")
+}
+
+/// Subject key of a team.
+pub fn team_subject(team: &str) -> String {
+    format!("t:{team}")
+}
+
+/// Subject key of the host.
+pub const HOST_SUBJECT: &str = "host";
+
+impl Metering {
+    /// Loads the persisted checkpoints. Does not start the thread (see [`Metering::start`]).
+    pub fn new(store: Store, config: MeteringConfig) -> Result<Metering, MeteringError> {
+        let checkpoints = store::load_checkpoints(&store.lock())?;
+        Ok(Metering {
+            shared: Arc::new(Shared {
+                store,
+                cgroups: std::sync::OnceLock::new(),
+                config,
+                boot_id: boot_id(),
+                host_cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
+                registry: Mutex::new(Registry {
+                    entries: BTreeMap::new(),
+                    checkpoints,
+                    unflushed: Batch::default(),
+                    removed: Vec::new(),
+                    pending: Batch::default(),
+                    last_flush: None,
+                    ticks: 0,
+                    failures: 0,
+                }),
+                live: RwLock::new(BTreeMap::new()),
+                stop: Mutex::new(false),
+                wake: Condvar::new(),
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &MeteringConfig {
+        &self.shared.config
+    }
+
+    /// Gives metering the cgroup engine: from then on, registering a container also meters its
+    /// team's group (the parent of the container's group), and the team stops being metered
+    /// with its last container.
+    pub fn set_cgroups(&self, cgroups: Arc<Cgroups>) {
+        let _ = self.shared.cgroups.set(cgroups);
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.shared
+            .registry
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts metering a container's group. `labels` are denormalized into its ledger rows.
+    /// Takes a first reading right away, so usage since the group was created counts (or, after
+    /// a daemon restart, usage since the persisted checkpoint).
+    pub fn register(
+        &self,
+        group: Group,
+        container_id: &str,
+        name: &str,
+        team: &str,
+        labels: &BTreeMap<String, String>,
+    ) {
+        let owner = LedgerOwner {
+            container_id: container_id.to_owned(),
+            name: name.to_owned(),
+            team: team.to_owned(),
+            labels: serde_json::to_string(labels).unwrap_or_else(|_| "{}".into()),
+        };
+        let team_group = self.shared.cgroups.get().and_then(|cg| {
+            let parent = group.path().parent()?;
+            let known = self.registry().entries.contains_key(&team_subject(team));
+            (!known && !parent.parts().is_empty())
+                .then(|| cg.open(&parent).ok())
+                .flatten()
+        });
+        self.insert(
+            container_subject(container_id),
+            SubjectKind::Container(owner),
+            group,
+        );
+        if let Some(tg) = team_group {
+            self.register_team(tg, team);
+        }
+    }
+
+    /// Starts metering a team's group (history and `/metrics`; teams are billed through their
+    /// containers).
+    pub fn register_team(&self, group: Group, team: &str) {
+        self.insert(
+            team_subject(team),
+            SubjectKind::Team(team.to_owned()),
+            group,
+        );
+    }
+
+    fn insert(&self, subject: String, kind: SubjectKind, group: Group) {
+        let mut reg = self.registry();
+        let (reserved, memory_max) = reserved_of(&group.limits(), self.shared.host_cpus);
+        let entry = Entry {
+            kind,
+            reader: group.stats_reader(),
+            generation: generation(&group),
+            group,
+            reserved,
+            memory_max,
+            resumed: reg.checkpoints.contains_key(&subject),
+        };
+        reg.removed.retain(|s| *s != subject);
+        reg.entries.insert(subject.clone(), entry);
+        let mut samples = Vec::new();
+        let mut stats = TickStats::default();
+        let live = self.sample_one(&mut reg, &subject, &mut samples, wall_ms(), &mut stats);
+        self.publish(live);
+        self.commit(&mut reg, samples, false);
+    }
+
+    /// Re-reads a container's reservations now (call after `update` changed its limits).
+    pub fn refresh_limits(&self, container_id: &str) {
+        let mut reg = self.registry();
+        if let Some(e) = reg.entries.get_mut(&container_subject(container_id)) {
+            (e.reserved, e.memory_max) = reserved_of(&e.group.limits(), self.shared.host_cpus);
+        }
+    }
+
+    /// Takes the final reading of a container (its processes have exited; its cgroup still
+    /// exists), commits it with all unflushed ledger rows, and stops metering it. Returns the
+    /// container's final cumulative counters, or `None` if it was not registered.
+    pub fn unregister_with_final_reading(&self, container_id: &str) -> Option<Counters> {
+        let subject = container_subject(container_id);
+        let mut reg = self.registry();
+        if !reg.entries.contains_key(&subject) {
+            return None;
+        }
+        let mut samples = Vec::new();
+        let mut stats = TickStats::default();
+        let live = self.sample_one(&mut reg, &subject, &mut samples, wall_ms(), &mut stats);
+        reg.entries.remove(&subject);
+        reg.checkpoints.remove(&subject);
+        reg.removed.push(subject.clone());
+        self.commit(&mut reg, samples, true);
+        self.live_mut().remove(&subject);
+        // The team's group goes with its last container (when metering opened it itself).
+        if self.shared.cgroups.get().is_some()
+            && let Some(team) = live.as_ref().and_then(|l| match &l.kind {
+                SubjectKind::Container(o) => Some(o.team.clone()),
+                SubjectKind::Team(_) => None,
+            })
+            && !reg
+                .entries
+                .values()
+                .any(|e| matches!(&e.kind, SubjectKind::Container(o) if o.team == team))
+        {
+            drop(reg);
+            self.unregister_team(&team);
+        }
+        live.map(|l| l.reading.counters)
+    }
+
+    /// Stops metering a team's group.
+    pub fn unregister_team(&self, team: &str) {
+        let subject = team_subject(team);
+        let mut reg = self.registry();
+        reg.entries.remove(&subject);
+        reg.checkpoints.remove(&subject);
+        reg.removed.push(subject.clone());
+        self.live_mut().remove(&subject);
+    }
+
+    fn live_mut(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, LiveStat>> {
+        self.shared.live.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn publish(&self, live: impl IntoIterator<Item = LiveStat>) {
+        let mut map = self.live_mut();
+        for l in live {
+            match map.get_mut(&l.subject) {
+                Some(slot) => *slot = l,
+                None => {
+                    map.insert(l.subject.clone(), l);
+                }
+            }
+        }
+    }
+
+    /// The latest reading and rates of every metered subject.
+    pub fn live(&self) -> Vec<LiveStat> {
+        self.shared
+            .live
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Container id of a registered container with this name or id.
+    pub fn container_id(&self, name_or_id: &str) -> Option<String> {
+        let reg = self.registry();
+        reg.entries.values().find_map(|e| match &e.kind {
+            SubjectKind::Container(o) if o.name == name_or_id || o.container_id == name_or_id => {
+                Some(o.container_id.clone())
+            }
+            _ => None,
+        })
+    }
+
+    /// Number of commits that failed so far, and raw samples buffered in memory now.
+    pub fn backlog(&self) -> (u64, usize) {
+        let reg = self.registry();
+        (reg.failures, reg.pending.samples.len())
+    }
+
+    /// Reads one subject, books its delta (ledger usage into `unflushed`, a history sample into
+    /// `samples`), advances its in-memory checkpoint. Returns its live view.
+    fn sample_one(
+        &self,
+        reg: &mut Registry,
+        subject: &str,
+        samples: &mut Vec<Sample>,
+        wall: i64,
+        stats: &mut TickStats,
+    ) -> Option<LiveStat> {
+        let Registry {
+            entries,
+            checkpoints,
+            unflushed,
+            ..
+        } = reg;
+        let e = entries.get_mut(subject)?;
+        let t0 = Instant::now();
+        let raw = e.reader.sample();
+        stats.read += t0.elapsed();
+        stats.groups += 1;
+        let reading = Reading {
+            boot_id: self.shared.boot_id.clone(),
+            mono_ns: mono_ns(),
+            wall_ms: wall,
+            generation: e.generation,
+            counters: counters_of(&raw),
+            reserved: e.reserved,
+        };
+        let prev = checkpoints.get(subject);
+        let usage = usage_between(prev, &reading);
+        let r = prev.map(|p| rates(p, &reading)).unwrap_or_default();
+        let history = if std::mem::take(&mut e.resumed) {
+            Usage {
+                memory_peak: usage.memory_peak,
+                pids_peak: usage.pids_peak,
+                ..Usage::default()
+            }
+        } else {
+            usage
+        };
+        samples.push(Sample {
+            subject: subject.to_owned(),
+            ts_ms: wall,
+            usage: history,
+            mem_bytes: reading.counters.memory_current,
+            pids: reading.counters.pids_current,
+        });
+        if let SubjectKind::Container(owner) = &e.kind {
+            unflushed.add_ledger(owner, wall, &usage);
+        }
+        let live = LiveStat {
+            subject: subject.to_owned(),
+            kind: e.kind.clone(),
+            reading: reading.clone(),
+            rates: r,
+            memory_max: e.memory_max,
+            cpus_reserved: e.reserved.millicores as f64 / 1000.0,
+        };
+        match checkpoints.get_mut(subject) {
+            Some(slot) => *slot = reading,
+            None => {
+                checkpoints.insert(subject.to_owned(), reading);
+            }
+        }
+        Some(live)
+    }
+
+    /// The host's busy CPU since the last host reading (only deltas between our own readings:
+    /// the host's counters run since boot).
+    fn sample_host(&self, reg: &mut Registry, wall: i64) {
+        let Some(busy) = host_busy_usec(Path::new("/proc/stat")) else {
+            return;
+        };
+        let reading = Reading {
+            boot_id: self.shared.boot_id.clone(),
+            mono_ns: mono_ns(),
+            wall_ms: wall,
+            generation: 0,
+            counters: Counters {
+                cpu_usec: busy,
+                ..Counters::default()
+            },
+            reserved: Reserved::default(),
+        };
+        if let Some(prev) = reg.checkpoints.get(HOST_SUBJECT)
+            && super::account::comparable(prev, &reading)
+        {
+            let usage = usage_between(Some(prev), &reading);
+            if usage.duration_ns > 0 {
+                reg.unflushed.add_host(wall, &usage);
+            }
+        }
+        reg.checkpoints.insert(HOST_SUBJECT.to_owned(), reading);
+    }
+
+    /// Writes `samples` after whatever is pending and, when `flush` (or the flush interval has
+    /// passed), the unflushed ledger with every checkpoint — one transaction. On failure
+    /// everything stays pending (samples capped, ledger sums merged) for the next commit.
+    fn commit(&self, reg: &mut Registry, samples: Vec<Sample>, flush: bool) -> bool {
+        let flush = flush
+            || reg
+                .last_flush
+                .is_none_or(|t| t.elapsed() >= self.shared.config.ledger_flush);
+        let mut batch = Batch {
+            samples,
+            ..Batch::default()
+        };
+        if flush {
+            let ledger = std::mem::take(&mut reg.unflushed);
+            batch.ledger = ledger.ledger;
+            batch.host = ledger.host;
+            batch.checkpoints = reg
+                .checkpoints
+                .iter()
+                .map(|(s, r)| (s.clone(), Some(r.clone())))
+                .collect();
+            for s in reg.removed.drain(..) {
+                batch.checkpoints.insert(s, None);
+            }
+            reg.last_flush = Some(Instant::now());
+        }
+        let mut all = std::mem::take(&mut reg.pending);
+        all.merge(batch, self.shared.config.max_buffered_samples);
+        if all.is_empty() {
+            return flush;
+        }
+        match store::commit(&mut self.shared.store.lock(), &all) {
+            Ok(()) => {
+                if all.dropped_samples > 0 {
+                    tracing::warn!(
+                        dropped = all.dropped_samples,
+                        "history samples were dropped while the database could not be written; the ledger is complete"
+                    );
+                }
+            }
+            Err(e) => {
+                reg.failures += 1;
+                if reg.failures.is_power_of_two() {
+                    tracing::warn!(error = %e, buffered = all.samples.len(), failures = reg.failures, "cannot write metering data; keeping it in memory");
+                }
+                reg.pending = all;
+            }
+        }
+        flush
+    }
+
+    /// One sampler tick: every registered group, the host, one commit.
+    pub fn tick(&self) -> TickStats {
+        let mut reg = self.registry();
+        reg.ticks += 1;
+        let refresh = reg
+            .ticks
+            .is_multiple_of(u64::from(self.shared.config.limits_every.max(1)));
+        let wall = wall_ms();
+        let mut stats = TickStats::default();
+        let t0 = Instant::now();
+        let subjects: Vec<String> = reg.entries.keys().cloned().collect();
+        let mut samples = Vec::with_capacity(subjects.len());
+        let mut live = Vec::with_capacity(subjects.len());
+        for s in subjects {
+            if refresh && let Some(e) = reg.entries.get_mut(&s) {
+                (e.reserved, e.memory_max) = reserved_of(&e.group.limits(), self.shared.host_cpus);
+            }
+            live.extend(self.sample_one(&mut reg, &s, &mut samples, wall, &mut stats));
+        }
+        self.sample_host(&mut reg, wall);
+        self.publish(live);
+        stats.account = t0.elapsed().saturating_sub(stats.read);
+        let t1 = Instant::now();
+        stats.flushed = self.commit(&mut reg, samples, false);
+        stats.commit = t1.elapsed();
+        stats
+    }
+
+    /// Writes the unflushed ledger and checkpoints now (shutdown, tests).
+    pub fn flush(&self) {
+        let mut reg = self.registry();
+        self.commit(&mut reg, Vec::new(), true);
+    }
+
+    /// Rollups and retention (run by the sampler thread once a minute).
+    pub fn maintain(&self) -> Result<(), MeteringError> {
+        let now = wall_ms();
+        let mut conn = self.shared.store.lock();
+        store::rollup(&mut conn, now)?;
+        store::apply_retention(&conn, now, &self.shared.config.retention)?;
+        Ok(())
+    }
+
+    /// Starts the sampler thread. It stops when [`Metering::stop`] is called.
+    pub fn start(&self) -> Result<JoinHandle<()>, MeteringError> {
+        let me = self.clone();
+        std::thread::Builder::new()
+            .name("corral-sampler".into())
+            .spawn(move || me.run())
+            .map_err(MeteringError::Spawn)
+    }
+
+    fn run(&self) {
+        let interval = self
+            .shared
+            .config
+            .interval
+            .clamp(MIN_INTERVAL, MAX_INTERVAL);
+        let mut last_maintain = Instant::now();
+        let mut next = Instant::now();
+        loop {
+            self.tick();
+            if last_maintain.elapsed() >= Duration::from_secs(60) {
+                last_maintain = Instant::now();
+                if let Err(e) = self.maintain() {
+                    tracing::warn!(error = %e, "metering rollup failed");
+                }
+            }
+            next += interval;
+            let now = Instant::now();
+            if next < now {
+                next = now + interval;
+            }
+            let stop = self.shared.stop.lock().unwrap_or_else(|p| p.into_inner());
+            let (stop, _) = self
+                .shared
+                .wake
+                .wait_timeout_while(stop, next - now, |s| !*s)
+                .unwrap_or_else(|p| p.into_inner());
+            if *stop {
+                break;
+            }
+        }
+        // A last tick and flush so a clean shutdown leaves the ledger up to date.
+        self.tick();
+        self.flush();
+    }
+
+    /// Asks the sampler thread to take a last sample, flush and stop.
+    pub fn stop(&self) {
+        *self.shared.stop.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.shared.wake.notify_all();
+    }
+}
+
+/// The cumulative counters of one stats sample.
+pub fn counters_of(s: &Stats) -> Counters {
+    let io = |f: fn(&crate::cgroup::IoDeviceStats) -> Option<u64>| -> u64 {
+        s.io.iter().filter_map(f).sum()
+    };
+    Counters {
+        cpu_usec: s.cpu_usage_usec.unwrap_or(0),
+        throttled_usec: s.cpu_throttled_usec.unwrap_or(0),
+        io_rbytes: io(|d| d.rbytes),
+        io_wbytes: io(|d| d.wbytes),
+        io_rios: io(|d| d.rios),
+        io_wios: io(|d| d.wios),
+        oom_kills: s.memory_events.oom_kill.unwrap_or(0),
+        memory_current: s.memory_current.unwrap_or(0),
+        memory_peak: s.memory_peak.unwrap_or(0),
+        pids_current: s.pids_current.unwrap_or(0),
+        pids_peak: s.pids_peak.unwrap_or(0),
+    }
+}
+
+/// Reservations from limits read back from the kernel. A cpuset that spans every CPU of the
+/// host reserves nothing (it is the default, not a reservation).
+pub fn reserved_of(l: &Limits, host_cpus: u64) -> (Reserved, Option<u64>) {
+    let (quota, period) = match l.cpu_max {
+        Some(m) => (
+            match m.quota {
+                Max::Limit(q) => Some(q),
+                Max::Unlimited => None,
+            },
+            m.period,
+        ),
+        None => (None, 0),
+    };
+    let cpuset = l
+        .cpuset_cpus
+        .as_deref()
+        .and_then(parse_id_list)
+        .map(|s| s.len() as u64)
+        .filter(|n| *n > 0 && *n < host_cpus);
+    let memory_max = match l.memory_max {
+        Some(Max::Limit(b)) if b < crate::cgroup::units::V1_UNLIMITED_FLOOR => Some(b),
+        _ => None,
+    };
+    (
+        Reserved {
+            millicores: Reserved::millicores_from(quota, period, cpuset),
+            memory_bytes: memory_max.unwrap_or(0),
+        },
+        memory_max,
+    )
+}
+
+/// The group's incarnation: the inode of its first directory (a recreated group gets a new one).
+fn generation(g: &Group) -> u64 {
+    g.dirs()
+        .next()
+        .and_then(|d| std::fs::metadata(d).ok())
+        .map_or(0, |m| m.ino())
+}
+
+/// `CLOCK_MONOTONIC` in ns.
+pub fn mono_ns() -> u64 {
+    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC) {
+        Ok(ts) => (ts.tv_sec() as u64) * 1_000_000_000 + ts.tv_nsec() as u64,
+        Err(_) => 0,
+    }
+}
+
+/// Wall clock, Unix ms.
+pub fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// This boot's id; a different one means every counter restarted.
+pub fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// The host's busy CPU time in µs from the `cpu` line of `/proc/stat`: user + nice + system +
+/// irq + softirq + steal (guest time is already inside user). Values are in USER_HZ, which is
+/// 100 on every Linux architecture Corral supports.
+pub fn host_busy_usec(proc_stat: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(proc_stat).ok()?;
+    parse_proc_stat_busy(&text)
+}
+
+/// Parses the busy time out of `/proc/stat` text.
+pub fn parse_proc_stat_busy(text: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    let get = |i: usize| v.get(i).copied().unwrap_or(0);
+    // user nice system idle iowait irq softirq steal
+    let busy = get(0) + get(1) + get(2) + get(5) + get(6) + get(7);
+    Some(busy * 10_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_stat() {
+        let t = "cpu  100 5 50 9000 7 1 2 3 10 0\ncpu0 1 2 3 4 5 6 7 8 9 0\n";
+        assert_eq!(
+            parse_proc_stat_busy(t),
+            Some((100 + 5 + 50 + 1 + 2 + 3) * 10_000)
+        );
+        assert!(parse_proc_stat_busy("intr 1 2\n").is_none());
+        assert!(host_busy_usec(Path::new("/proc/stat")).unwrap() > 0);
+    }
+
+    #[test]
+    fn reservations_from_limits() {
+        use crate::cgroup::CpuMax;
+        let l = Limits {
+            cpu_max: Some(CpuMax {
+                quota: Max::Limit(50_000),
+                period: 100_000,
+            }),
+            cpuset_cpus: Some("0-7".into()),
+            memory_max: Some(Max::Limit(1 << 30)),
+            ..Limits::default()
+        };
+        let (r, m) = reserved_of(&l, 8);
+        assert_eq!(r.millicores, 500);
+        assert_eq!(r.memory_bytes, 1 << 30);
+        assert_eq!(m, Some(1 << 30));
+        let l = Limits {
+            cpuset_cpus: Some("0-1".into()),
+            memory_max: Some(Max::Unlimited),
+            ..Limits::default()
+        };
+        let (r, m) = reserved_of(&l, 8);
+        assert_eq!((r.millicores, r.memory_bytes, m), (2000, 0, None));
+        // The whole host is not a reservation.
+        let l = Limits {
+            cpuset_cpus: Some("0-7".into()),
+            ..Limits::default()
+        };
+        assert_eq!(reserved_of(&l, 8).0.millicores, 0);
+    }
+}

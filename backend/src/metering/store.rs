@@ -1,0 +1,808 @@
+//! Metering's tables (migrations/0004_metering.sql): the batch the sampler commits in one
+//! transaction (samples, ledger rows and the counter checkpoints that produced them), the rollup
+//! and retention jobs, and history queries.
+//!
+//! Architecture invariant: ledger rows and the checkpoint they advance from are written in the
+//! same transaction, so a crash between any two statements neither loses nor repeats usage:
+//! after a restart the next delta starts at exactly the checkpoint that was committed.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use super::{
+    MeteringError,
+    account::{Reading, Usage, split_by_hour},
+    calendar,
+};
+
+/// Who a ledger row is for: denormalized into every row so bills survive renames and removal.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LedgerOwner {
+    pub container_id: String,
+    pub name: String,
+    pub team: String,
+    /// Canonical JSON object of the labels (sorted keys).
+    pub labels: String,
+}
+
+/// One raw sample: the usage of the interval that ended at `ts_ms`, plus gauges at `ts_ms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sample {
+    pub subject: String,
+    pub ts_ms: i64,
+    pub usage: Usage,
+    pub mem_bytes: u64,
+    pub pids: u64,
+}
+
+/// Everything one sampler tick (or several, merged while the disk was full) writes.
+#[derive(Debug, Default, Clone)]
+pub struct Batch {
+    pub samples: Vec<Sample>,
+    /// Ledger usage per owner and hour, already merged.
+    pub ledger: BTreeMap<LedgerOwner, BTreeMap<i64, Usage>>,
+    /// Host busy CPU per hour: (duration ns, cpu µs).
+    pub host: BTreeMap<i64, (u64, u64)>,
+    /// New checkpoint per subject; `None` deletes it (the group is gone).
+    pub checkpoints: BTreeMap<String, Option<Reading>>,
+    /// Samples dropped because the buffer was full (history only; the ledger keeps everything).
+    pub dropped_samples: u64,
+}
+
+impl Batch {
+    /// Adds `usage`, which ended at `end_wall_ms`, to the ledger, split over the hours it covers.
+    pub fn add_ledger(&mut self, owner: &LedgerOwner, end_wall_ms: i64, usage: &Usage) {
+        if usage.is_zero() {
+            return;
+        }
+        let hours = match self.ledger.get_mut(owner) {
+            Some(h) => h,
+            None => self.ledger.entry(owner.clone()).or_default(),
+        };
+        for (hour, part) in split_by_hour(end_wall_ms, usage) {
+            hours.entry(hour).or_default().add(&part);
+        }
+    }
+
+    /// Adds host busy CPU for an interval that ended at `end_wall_ms`.
+    pub fn add_host(&mut self, end_wall_ms: i64, usage: &Usage) {
+        for (hour, part) in split_by_hour(end_wall_ms, usage) {
+            let e = self.host.entry(hour).or_default();
+            e.0 += part.duration_ns;
+            e.1 += part.cpu_usec;
+        }
+    }
+
+    /// Appends `later` (a newer batch): ledger sums add, newer checkpoints win, samples append
+    /// and the oldest beyond `max_samples` are dropped.
+    pub fn merge(&mut self, later: Batch, max_samples: usize) {
+        self.samples.extend(later.samples);
+        if self.samples.len() > max_samples {
+            let excess = self.samples.len() - max_samples;
+            self.samples.drain(..excess);
+            self.dropped_samples += excess as u64;
+        }
+        for (owner, hours) in later.ledger {
+            let mine = self.ledger.entry(owner).or_default();
+            for (h, u) in hours {
+                mine.entry(h).or_default().add(&u);
+            }
+        }
+        for (h, (d, c)) in later.host {
+            let e = self.host.entry(h).or_default();
+            e.0 += d;
+            e.1 += c;
+        }
+        self.checkpoints.extend(later.checkpoints);
+        self.dropped_samples += later.dropped_samples;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+            && self.ledger.is_empty()
+            && self.host.is_empty()
+            && self.checkpoints.is_empty()
+    }
+}
+
+fn i(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+const LEDGER_TABLES: [(&str, calendar::Grain); 3] = [
+    ("usage_ledger", calendar::Grain::Hour),
+    ("usage_ledger_day", calendar::Grain::Day),
+    ("usage_ledger_month", calendar::Grain::Month),
+];
+
+fn period_of(grain: calendar::Grain, hour: i64) -> i64 {
+    match grain {
+        calendar::Grain::Hour => hour,
+        calendar::Grain::Day => calendar::day_start(hour),
+        calendar::Grain::Month => calendar::month_start(hour),
+    }
+}
+
+/// Commits `batch` in one transaction.
+pub fn commit(conn: &mut Connection, batch: &Batch) -> Result<(), MeteringError> {
+    let tx = conn.transaction()?;
+    write_batch(&tx, batch)?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn write_batch(tx: &Transaction<'_>, batch: &Batch) -> Result<(), MeteringError> {
+    {
+        let mut st = tx.prepare_cached(
+            "INSERT INTO meter_sample (subject, ts_ms, dt_ms, cpu_usec, throttled_usec, io_rbytes,
+             io_wbytes, io_rios, io_wios, mem_byte_s, mem_bytes, mem_peak, pids, pids_peak)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        )?;
+        for s in &batch.samples {
+            let u = &s.usage;
+            st.execute(params![
+                s.subject,
+                s.ts_ms,
+                i(u.duration_ns / 1_000_000),
+                i(u.cpu_usec),
+                i(u.throttled_usec),
+                i(u.io_rbytes),
+                i(u.io_wbytes),
+                i(u.io_rios),
+                i(u.io_wios),
+                i(u.memory_byte_seconds),
+                i(s.mem_bytes),
+                i(u.memory_peak),
+                i(s.pids),
+                i(u.pids_peak),
+            ])?;
+        }
+    }
+    for (table, grain) in LEDGER_TABLES {
+        let sql = format!(
+            "INSERT INTO {table} (period, container_id, team, labels, name, duration_ms, cpu_usec,
+               throttled_usec, cpu_reserved_core_usec, mem_byte_s, mem_reserved_byte_s, io_rbytes,
+               io_wbytes, io_rios, io_wios, oom_kills, mem_peak, pids_peak)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+             ON CONFLICT (period, container_id, team, labels) DO UPDATE SET
+               name = excluded.name,
+               duration_ms = duration_ms + excluded.duration_ms,
+               cpu_usec = cpu_usec + excluded.cpu_usec,
+               throttled_usec = throttled_usec + excluded.throttled_usec,
+               cpu_reserved_core_usec = cpu_reserved_core_usec + excluded.cpu_reserved_core_usec,
+               mem_byte_s = mem_byte_s + excluded.mem_byte_s,
+               mem_reserved_byte_s = mem_reserved_byte_s + excluded.mem_reserved_byte_s,
+               io_rbytes = io_rbytes + excluded.io_rbytes,
+               io_wbytes = io_wbytes + excluded.io_wbytes,
+               io_rios = io_rios + excluded.io_rios,
+               io_wios = io_wios + excluded.io_wios,
+               oom_kills = oom_kills + excluded.oom_kills,
+               mem_peak = max(mem_peak, excluded.mem_peak),
+               pids_peak = max(pids_peak, excluded.pids_peak)"
+        );
+        let mut st = tx.prepare_cached(&sql)?;
+        for (o, hour, u) in batch
+            .ledger
+            .iter()
+            .flat_map(|(o, hours)| hours.iter().map(move |(h, u)| (o, h, u)))
+        {
+            st.execute(params![
+                period_of(grain, *hour),
+                o.container_id,
+                o.team,
+                o.labels,
+                o.name,
+                i(u.duration_ns / 1_000_000),
+                i(u.cpu_usec),
+                i(u.throttled_usec),
+                i(u.cpu_reserved_core_usec),
+                i(u.memory_byte_seconds),
+                i(u.memory_reserved_byte_seconds),
+                i(u.io_rbytes),
+                i(u.io_wbytes),
+                i(u.io_rios),
+                i(u.io_wios),
+                i(u.oom_kills),
+                i(u.memory_peak),
+                i(u.pids_peak),
+            ])?;
+        }
+    }
+    {
+        let mut st = tx.prepare_cached(
+            "INSERT INTO host_ledger (period, duration_ms, cpu_usec) VALUES (?1, ?2, ?3)
+             ON CONFLICT (period) DO UPDATE SET duration_ms = duration_ms + excluded.duration_ms,
+               cpu_usec = cpu_usec + excluded.cpu_usec",
+        )?;
+        for (hour, (dur_ns, cpu)) in &batch.host {
+            st.execute(params![hour, i(dur_ns / 1_000_000), i(*cpu)])?;
+        }
+    }
+    {
+        let mut put = tx.prepare_cached(
+            "INSERT INTO meter_checkpoint (subject, reading) VALUES (?1, ?2)
+             ON CONFLICT (subject) DO UPDATE SET reading = excluded.reading",
+        )?;
+        let mut del = tx.prepare_cached("DELETE FROM meter_checkpoint WHERE subject = ?1")?;
+        for (subject, reading) in &batch.checkpoints {
+            match reading {
+                Some(r) => {
+                    let json = serde_json::to_string(r).map_err(MeteringError::Json)?;
+                    put.execute(params![subject, json])?;
+                }
+                None => {
+                    del.execute(params![subject])?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+const LEDGER_SUMS: &str = "max(name), sum(duration_ms), sum(cpu_usec), sum(throttled_usec),
+    sum(cpu_reserved_core_usec), sum(mem_byte_s), sum(mem_reserved_byte_s), sum(io_rbytes),
+    sum(io_wbytes), sum(io_rios), sum(io_wios), sum(oom_kills), max(mem_peak), max(pids_peak)";
+
+/// Recomputes the day and month ledger tables from the hourly one (repair after a bulk import,
+/// benchmarks). The live path keeps them in step by itself.
+pub fn rebuild_coarse_ledgers(conn: &Connection) -> Result<(), MeteringError> {
+    conn.execute_batch(&format!(
+        "DELETE FROM usage_ledger_day;
+         INSERT INTO usage_ledger_day SELECT (period / 86400) * 86400 AS p, container_id, team,
+           labels, {LEDGER_SUMS} FROM usage_ledger GROUP BY p, container_id, team, labels;
+         DELETE FROM usage_ledger_month;
+         INSERT INTO usage_ledger_month SELECT
+           CAST(strftime('%s', period, 'unixepoch', 'start of month') AS INTEGER) AS p,
+           container_id, team, labels, {LEDGER_SUMS}
+           FROM usage_ledger_day GROUP BY p, container_id, team, labels;"
+    ))?;
+    Ok(())
+}
+
+/// Every persisted checkpoint (the last reading accounted per subject).
+pub fn load_checkpoints(conn: &Connection) -> Result<BTreeMap<String, Reading>, MeteringError> {
+    let mut st = conn.prepare("SELECT subject, reading FROM meter_checkpoint")?;
+    let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let (subject, json) = row?;
+        // An unreadable checkpoint is treated as absent: the next reading counts in full.
+        if let Ok(r) = serde_json::from_str(&json) {
+            out.insert(subject, r);
+        }
+    }
+    Ok(out)
+}
+
+/// How long each history tier is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub raw_ms: i64,
+    pub minute_ms: i64,
+    pub hour_ms: i64,
+}
+
+impl Retention {
+    /// Retention in whole days per tier.
+    pub fn days(raw: u64, minute: u64, hour: u64) -> Retention {
+        let ms = |d: u64| {
+            i64::try_from(d)
+                .unwrap_or(36_500)
+                .saturating_mul(86_400_000)
+        };
+        Retention {
+            raw_ms: ms(raw),
+            minute_ms: ms(minute),
+            hour_ms: ms(hour),
+        }
+    }
+}
+
+impl Default for Retention {
+    /// Raw samples 7 days, 1-minute rollups 90 days, 1-hour rollups 2 years.
+    fn default() -> Self {
+        const DAY_MS: i64 = 86_400_000;
+        Retention {
+            raw_ms: 7 * DAY_MS,
+            minute_ms: 90 * DAY_MS,
+            hour_ms: 731 * DAY_MS,
+        }
+    }
+}
+
+const ROLLUP_COLS: &str = "dt_ms, samples, cpu_usec, throttled_usec, io_rbytes, io_wbytes, io_rios, io_wios, mem_byte_s, mem_peak, pids_peak";
+
+/// Rolls raw samples up into complete minutes and minutes into complete hours, up to `now_ms`.
+/// Idempotent: each run recomputes every bucket since the last watermark (minus one bucket, for
+/// samples that arrived late) with `INSERT OR REPLACE` from the finer tier.
+pub fn rollup(conn: &mut Connection, now_ms: i64) -> Result<(), MeteringError> {
+    let tx = conn.transaction()?;
+    rollup_tier(
+        &tx,
+        "1m",
+        "meter_sample",
+        "meter_rollup_1m",
+        60_000,
+        now_ms,
+        true,
+    )?;
+    rollup_tier(
+        &tx,
+        "1h",
+        "meter_rollup_1m",
+        "meter_rollup_1h",
+        3_600_000,
+        now_ms,
+        false,
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn rollup_tier(
+    tx: &Transaction<'_>,
+    tier: &str,
+    from_table: &str,
+    to_table: &str,
+    bucket_ms: i64,
+    now_ms: i64,
+    from_raw: bool,
+) -> Result<(), MeteringError> {
+    let mark: Option<i64> = tx
+        .query_row(
+            "SELECT ts_ms FROM meter_watermark WHERE tier = ?1",
+            [tier],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let end = now_ms.div_euclid(bucket_ms) * bucket_ms;
+    let start = match mark {
+        Some(m) => m - bucket_ms,
+        None => {
+            let first: Option<i64> =
+                tx.query_row(&format!("SELECT min(ts_ms) FROM {from_table}"), [], |r| {
+                    r.get(0)
+                })?;
+            match first {
+                Some(f) => f.div_euclid(bucket_ms) * bucket_ms,
+                None => end,
+            }
+        }
+    };
+    if start < end {
+        // A raw sample at ts_ms covers (ts_ms - dt_ms, ts_ms]: it belongs to the bucket of its
+        // last millisecond, so a sample exactly on a boundary closes the earlier bucket.
+        let (bucket_expr, samples_expr) = if from_raw {
+            (
+                format!("((ts_ms - 1) / {bucket_ms}) * {bucket_ms}"),
+                "count(*)",
+            )
+        } else {
+            (
+                format!("(ts_ms / {bucket_ms}) * {bucket_ms}"),
+                "sum(samples)",
+            )
+        };
+        let (lo, hi) = if from_raw {
+            (start + 1, end + 1)
+        } else {
+            (start, end)
+        };
+        tx.execute(
+            &format!(
+                "INSERT OR REPLACE INTO {to_table} (subject, ts_ms, {ROLLUP_COLS})
+                 SELECT subject, {bucket_expr}, sum(dt_ms), {samples_expr}, sum(cpu_usec),
+                   sum(throttled_usec), sum(io_rbytes), sum(io_wbytes), sum(io_rios), sum(io_wios),
+                   sum(mem_byte_s), max(mem_peak), max(pids_peak)
+                 FROM {from_table} WHERE ts_ms >= ?1 AND ts_ms < ?2
+                 GROUP BY subject, {bucket_expr}"
+            ),
+            params![lo, hi],
+        )?;
+    }
+    tx.execute(
+        "INSERT INTO meter_watermark (tier, ts_ms) VALUES (?1, ?2)
+         ON CONFLICT (tier) DO UPDATE SET ts_ms = max(ts_ms, excluded.ts_ms)",
+        params![tier, end],
+    )?;
+    Ok(())
+}
+
+/// Deletes samples and rollups older than their retention. The ledger is never touched.
+/// Returns the number of rows deleted per tier (raw, 1m, 1h).
+pub fn apply_retention(
+    conn: &Connection,
+    now_ms: i64,
+    keep: &Retention,
+) -> Result<(usize, usize, usize), MeteringError> {
+    let raw = conn.execute(
+        "DELETE FROM meter_sample WHERE ts_ms < ?1",
+        [now_ms - keep.raw_ms],
+    )?;
+    let m = conn.execute(
+        "DELETE FROM meter_rollup_1m WHERE ts_ms < ?1",
+        [now_ms - keep.minute_ms],
+    )?;
+    let h = conn.execute(
+        "DELETE FROM meter_rollup_1h WHERE ts_ms < ?1",
+        [now_ms - keep.hour_ms],
+    )?;
+    Ok((raw, m, h))
+}
+
+/// One point of a history series: usage within `[ts_ms, ts_ms + step)`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct HistoryPoint {
+    pub ts_ms: i64,
+    /// Time covered by samples, ms.
+    pub covered_ms: i64,
+    pub cpu_usec: i64,
+    pub throttled_usec: i64,
+    pub io_rbytes: i64,
+    pub io_wbytes: i64,
+    /// Average memory over the covered time, bytes.
+    pub mem_avg: i64,
+    pub mem_peak: i64,
+    pub pids_peak: i64,
+}
+
+/// The tier a history query reads: the finest one that still holds `from_ms` and is not finer
+/// than `step_ms` needs.
+pub fn pick_tier(now_ms: i64, from_ms: i64, step_ms: i64, keep: &Retention) -> &'static str {
+    if step_ms < 60_000 && from_ms >= now_ms - keep.raw_ms {
+        "meter_sample"
+    } else if step_ms < 3_600_000 && from_ms >= now_ms - keep.minute_ms {
+        "meter_rollup_1m"
+    } else {
+        "meter_rollup_1h"
+    }
+}
+
+/// The history of `subject` over `[from_ms, to_ms)` in buckets of `step_ms`.
+pub fn history(
+    conn: &Connection,
+    table: &str,
+    subject: &str,
+    from_ms: i64,
+    to_ms: i64,
+    step_ms: i64,
+) -> Result<Vec<HistoryPoint>, MeteringError> {
+    let step = step_ms.max(1);
+    let bucket = if table == "meter_sample" {
+        format!("((ts_ms - 1) / {step}) * {step}")
+    } else {
+        format!("(ts_ms / {step}) * {step}")
+    };
+    let mut st = conn.prepare(&format!(
+        "SELECT {bucket} AS b, sum(dt_ms), sum(cpu_usec), sum(throttled_usec), sum(io_rbytes),
+           sum(io_wbytes), sum(mem_byte_s), max(mem_peak), max(pids_peak)
+         FROM {table} WHERE subject = ?1 AND ts_ms >= ?2 AND ts_ms < ?3
+         GROUP BY b ORDER BY b"
+    ))?;
+    let rows = st.query_map(params![subject, from_ms, to_ms], |r| {
+        let covered: i64 = r.get(1)?;
+        let mem_byte_s: i64 = r.get(6)?;
+        Ok(HistoryPoint {
+            ts_ms: r.get(0)?,
+            covered_ms: covered,
+            cpu_usec: r.get(2)?,
+            throttled_usec: r.get(3)?,
+            io_rbytes: r.get(4)?,
+            io_wbytes: r.get(5)?,
+            mem_avg: if covered > 0 {
+                (i128::from(mem_byte_s) * 1000 / i128::from(covered)) as i64
+            } else {
+                0
+            },
+            mem_peak: r.get(7)?,
+            pids_peak: r.get(8)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::metering::account::{Counters, Reserved};
+
+    pub(crate) fn db() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let migrations = rusqlite_migration::Migrations::new(
+            crate::store::MIGRATIONS
+                .iter()
+                .map(|s| rusqlite_migration::M::up(s))
+                .collect(),
+        );
+        migrations.to_latest(&mut conn).unwrap();
+        conn
+    }
+
+    fn usage(dt_s: u64, cpu: u64, mem_bytes_avg: u64, peak: u64) -> Usage {
+        Usage {
+            duration_ns: dt_s * 1_000_000_000,
+            cpu_usec: cpu,
+            memory_byte_seconds: mem_bytes_avg * dt_s,
+            memory_peak: peak,
+            io_rbytes: cpu / 10,
+            ..Usage::default()
+        }
+    }
+
+    fn sum(conn: &Connection, table: &str, col: &str) -> i64 {
+        conn.query_row(
+            &format!("SELECT coalesce(sum({col}), 0) FROM {table}"),
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+
+    /// Generated data: 3 subjects sampled every 5 s for 3 hours, with pseudo-random usage.
+    /// Every tier must carry the same sums and maxima, and bucket starts must align.
+    #[test]
+    fn tiers_roll_up_exactly_over_generated_data() {
+        let mut conn = db();
+        let t0 = 1_800_000_000_000i64; // a whole hour in ms
+        let mut batch = Batch::default();
+        let mut seed = 42u64;
+        let mut max_peak = 0;
+        for step in 1..=(3 * 720) {
+            for s in ["c:a", "c:b", "t:team"] {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let cpu = seed >> 44;
+                let mem = (seed >> 20) & 0xfff_ffff;
+                let peak = mem + (seed & 0xffff);
+                max_peak = max_peak.max(peak);
+                batch.samples.push(Sample {
+                    subject: s.into(),
+                    ts_ms: t0 + step * 5_000,
+                    usage: usage(5, cpu, mem, peak),
+                    mem_bytes: mem,
+                    pids: 1,
+                });
+            }
+        }
+        commit(&mut conn, &batch).unwrap();
+        // Roll up in several runs, as the job would, then once more (idempotent).
+        for m in (1..=200).step_by(7) {
+            rollup(&mut conn, t0 + m * 60_000).unwrap();
+        }
+        rollup(&mut conn, t0 + 4 * 3_600_000).unwrap();
+        rollup(&mut conn, t0 + 4 * 3_600_000).unwrap();
+        for col in ["cpu_usec", "io_rbytes", "mem_byte_s", "dt_ms"] {
+            let raw = sum(&conn, "meter_sample", col);
+            assert_eq!(raw, sum(&conn, "meter_rollup_1m", col), "{col} raw → 1m");
+            assert_eq!(raw, sum(&conn, "meter_rollup_1m", col), "{col} 1m → 1h");
+            assert_eq!(raw, sum(&conn, "meter_rollup_1h", col), "{col} raw → 1h");
+        }
+        assert_eq!(sum(&conn, "meter_rollup_1h", "samples"), 3 * 3 * 720);
+        let n1m: i64 = conn
+            .query_row("SELECT count(*) FROM meter_rollup_1m", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n1m, 3 * 180, "one row per subject-minute");
+        let n1h: i64 = conn
+            .query_row("SELECT count(*) FROM meter_rollup_1h", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n1h, 3 * 3);
+        let peak: i64 = conn
+            .query_row("SELECT max(mem_peak) FROM meter_rollup_1h", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(peak as u64, max_peak);
+        // Each 1m bucket holds exactly 12 samples of 5 s.
+        let bad: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM meter_rollup_1m WHERE samples != 12 OR dt_ms != 60000 OR ts_ms % 60000 != 0",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(bad, 0);
+        // History reads the same totals from every tier.
+        let now = t0 + 4 * 3_600_000;
+        let keep = Retention::default();
+        for (table, step) in [
+            ("meter_sample", 5_000),
+            ("meter_rollup_1m", 60_000),
+            ("meter_rollup_1h", 3_600_000),
+        ] {
+            let pts = history(&conn, table, "c:a", t0, now, step).unwrap();
+            let cpu: i64 = pts.iter().map(|p| p.cpu_usec).sum();
+            let want: i64 = conn
+                .query_row(
+                    "SELECT sum(cpu_usec) FROM meter_sample WHERE subject = 'c:a'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(cpu, want, "{table}");
+        }
+        assert_eq!(
+            pick_tier(now, now - 3_600_000, 5_000, &keep),
+            "meter_sample"
+        );
+        assert_eq!(
+            pick_tier(now, now - 3_600_000, 60_000, &keep),
+            "meter_rollup_1m"
+        );
+        assert_eq!(
+            pick_tier(now, now - 30 * 86_400_000, 10_000, &keep),
+            "meter_rollup_1m"
+        );
+        assert_eq!(
+            pick_tier(now, now - 100 * 86_400_000, 60_000, &keep),
+            "meter_rollup_1h"
+        );
+
+        // Retention: raw older than 1 h goes, rollups stay, the ledger is untouched.
+        let owner = LedgerOwner {
+            container_id: "a".into(),
+            name: "web".into(),
+            team: "t".into(),
+            labels: "{}".into(),
+        };
+        let mut b = Batch::default();
+        b.add_ledger(&owner, t0, &usage(5, 77, 0, 0));
+        commit(&mut conn, &b).unwrap();
+        let keep = Retention {
+            raw_ms: 3_600_000,
+            ..Retention::default()
+        };
+        let (raw, m, h) = apply_retention(&conn, now, &keep).unwrap();
+        assert!(raw > 0 && m == 0 && h == 0);
+        let left: i64 = conn
+            .query_row("SELECT min(ts_ms) FROM meter_sample", [], |r| r.get(0))
+            .unwrap();
+        assert!(left >= now - 3_600_000);
+        let far = now + 10 * 366 * 86_400_000;
+        apply_retention(&conn, far, &Retention::default()).unwrap();
+        assert_eq!(sum(&conn, "meter_rollup_1h", "samples"), 0);
+        assert_eq!(sum(&conn, "usage_ledger", "cpu_usec"), 77);
+    }
+
+    #[test]
+    fn ledger_tiers_and_checkpoint_commit_together() {
+        let mut conn = db();
+        let owner = LedgerOwner {
+            container_id: "id1".into(),
+            name: "web".into(),
+            team: "a".into(),
+            labels: r#"{"env":"prod"}"#.into(),
+        };
+        let reading = Reading {
+            boot_id: "b".into(),
+            mono_ns: 5,
+            wall_ms: 1,
+            generation: 9,
+            counters: Counters {
+                cpu_usec: 123,
+                ..Counters::default()
+            },
+            reserved: Reserved::default(),
+        };
+        let mut b = Batch::default();
+        // 2 hours of 1 core crossing midnight at the end of January.
+        let end = calendar::parse_time("2026-02-01T01:00Z").unwrap() * 1000;
+        b.add_ledger(
+            &owner,
+            end,
+            &Usage {
+                duration_ns: 7_200 * 1_000_000_000,
+                cpu_usec: 7_200_000_000,
+                ..Usage::default()
+            },
+        );
+        b.checkpoints.insert("c:id1".into(), Some(reading.clone()));
+        commit(&mut conn, &b).unwrap();
+        for t in ["usage_ledger", "usage_ledger_day", "usage_ledger_month"] {
+            assert_eq!(sum(&conn, t, "cpu_usec"), 7_200_000_000, "{t}");
+        }
+        let months: i64 = conn
+            .query_row("SELECT count(*) FROM usage_ledger_month", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(months, 2, "January and February rows");
+        assert_eq!(load_checkpoints(&conn).unwrap()["c:id1"], reading);
+        // A failing batch (a sample with an impossible subject type is not possible, so make
+        // the table vanish) leaves neither ledger rows nor the checkpoint behind.
+        conn.execute_batch("DROP TABLE host_ledger").unwrap();
+        let mut b2 = b.clone();
+        b2.add_host(end, &Usage::default());
+        b2.host.insert(0, (1, 1));
+        let mut r2 = reading.clone();
+        r2.mono_ns = 99;
+        b2.checkpoints.insert("c:id1".into(), Some(r2));
+        assert!(commit(&mut conn, &b2).is_err());
+        assert_eq!(sum(&conn, "usage_ledger", "cpu_usec"), 7_200_000_000);
+        assert_eq!(load_checkpoints(&conn).unwrap()["c:id1"].mono_ns, 5);
+    }
+
+    #[test]
+    fn rebuilt_coarse_ledgers_equal_the_incremental_ones() {
+        let mut conn = db();
+        let t0 = calendar::parse_time("2026-01-30T20:00Z").unwrap();
+        let mut b = Batch::default();
+        for h in 0..(24 * 5) {
+            for (id, team) in [("a", "x"), ("b", "y")] {
+                let owner = LedgerOwner {
+                    container_id: id.into(),
+                    name: id.into(),
+                    team: team.into(),
+                    labels: "{}".into(),
+                };
+                b.add_ledger(
+                    &owner,
+                    (t0 + h * 1800 + 1800) * 1000,
+                    &usage(1800, 1000 + h as u64, 10, h as u64),
+                );
+            }
+        }
+        commit(&mut conn, &b).unwrap();
+        let dump = |c: &Connection, t: &str| -> Vec<(i64, String, i64, i64, i64)> {
+            let mut st = c
+                .prepare(&format!(
+                    "SELECT period, container_id, cpu_usec, mem_byte_s, mem_peak FROM {t} ORDER BY 1, 2"
+                ))
+                .unwrap();
+            st.query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+        };
+        let (day, month) = (
+            dump(&conn, "usage_ledger_day"),
+            dump(&conn, "usage_ledger_month"),
+        );
+        assert_eq!(month.len(), 4, "January and February for two containers");
+        rebuild_coarse_ledgers(&conn).unwrap();
+        assert_eq!(dump(&conn, "usage_ledger_day"), day);
+        assert_eq!(dump(&conn, "usage_ledger_month"), month);
+    }
+
+    #[test]
+    fn merged_batches_keep_every_ledger_unit_and_bound_samples() {
+        let owner = LedgerOwner {
+            container_id: "x".into(),
+            name: "x".into(),
+            team: "t".into(),
+            labels: "{}".into(),
+        };
+        let mut acc = Batch::default();
+        for k in 0..100 {
+            let mut b = Batch::default();
+            b.samples.push(Sample {
+                subject: "c:x".into(),
+                ts_ms: k,
+                usage: Usage::default(),
+                mem_bytes: 0,
+                pids: 0,
+            });
+            b.add_ledger(
+                &owner,
+                1000 + k,
+                &Usage {
+                    cpu_usec: 10,
+                    ..Usage::default()
+                },
+            );
+            acc.merge(b, 30);
+        }
+        assert_eq!(acc.samples.len(), 30);
+        assert_eq!(acc.dropped_samples, 70);
+        assert_eq!(acc.samples[0].ts_ms, 70, "the oldest samples are dropped");
+        assert_eq!(
+            acc.ledger
+                .values()
+                .flat_map(|h| h.values())
+                .map(|u| u.cpu_usec)
+                .sum::<u64>(),
+            1000
+        );
+    }
+}

@@ -1,0 +1,473 @@
+//! Billing, rates, statements, history and `/metrics` through real HTTP.
+//!
+//! `/metrics` is checked with `promtool check metrics` (classic text format; `$PROMTOOL` or
+//! `promtool` on PATH) and, in OpenMetrics form, with the `prometheus_client` Python package's
+//! strict OpenMetrics parser (`$CORRAL_OM_PYTHON` or `python3`). Set `CORRAL_SKIP_PROMTOOL=1`
+//! to skip those two checks on a machine without them.
+
+use std::{
+    collections::BTreeMap,
+    io::{Read, Write},
+    net::TcpStream,
+    path::PathBuf,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use backend::{
+    cgroup::{Cgroups, GroupPath},
+    client::ClientError,
+    config::Config,
+    http::{AppState, app},
+    metering::{Metering, MeteringConfig},
+    store::Store,
+};
+use tests::{Daemon, TempDir};
+
+/// `GET path` over a raw HTTP/1.0 connection with the given `Accept`; returns (head, body).
+/// Where `raw_get` asks: root over a unix socket (admin), or TCP with a bearer token.
+enum At {
+    Unix(std::path::PathBuf),
+    Tcp(u16, String),
+}
+
+fn raw_get(at: &At, path: &str, accept: &str) -> (String, String) {
+    let (mut s, host, auth): (Box<dyn ReadWrite>, String, String) = match at {
+        At::Unix(p) => {
+            let s = std::os::unix::net::UnixStream::connect(p).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+            (Box::new(s), "localhost".into(), String::new())
+        }
+        At::Tcp(port, token) => {
+            let s = TcpStream::connect(("127.0.0.1", *port)).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+            (
+                Box::new(s),
+                format!("127.0.0.1:{port}"),
+                format!("Authorization: Bearer {token}\r\n"),
+            )
+        }
+    };
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: {host}\r\nAccept: {accept}\r\n{auth}x-corral-client: test\r\n\r\n"
+    )
+    .expect("send");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    let (head, body) = out.split_once("\r\n\r\n").expect("http response");
+    (head.to_owned(), body.to_owned())
+}
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+fn skip_external() -> bool {
+    std::env::var_os("CORRAL_SKIP_PROMTOOL").is_some()
+}
+
+fn promtool_check(text: &str) {
+    if skip_external() {
+        return;
+    }
+    let bin = std::env::var_os("PROMTOOL").map_or_else(|| PathBuf::from("promtool"), PathBuf::from);
+    let mut child = Command::new(&bin)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {} ({e}): install Debian's `prometheus` package (or set PROMTOOL, or CORRAL_SKIP_PROMTOOL=1)",
+                bin.display()
+            )
+        });
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool rejected /metrics:\n{}{}\n---\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn openmetrics_check(text: &str) {
+    if skip_external() {
+        return;
+    }
+    let py = std::env::var_os("CORRAL_OM_PYTHON")
+        .map_or_else(|| PathBuf::from("python3"), PathBuf::from);
+    let script = "import sys\nfrom prometheus_client.openmetrics.parser import text_string_to_metric_families as p\nn = sum(len(f.samples) for f in p(sys.stdin.read()))\nprint(n)\n";
+    let mut child = Command::new(&py)
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {} ({e})", py.display()));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("python");
+    assert!(
+        out.status.success(),
+        "the OpenMetrics parser rejected /metrics (needs `pip install prometheus-client`; set CORRAL_OM_PYTHON to its python):\n{}\n---\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A subtree of our own, removed on drop.
+struct Subtree(Cgroups);
+
+impl Drop for Subtree {
+    fn drop(&mut self) {
+        let _ = self.0.remove_subtree();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_of_metered_groups_pass_promtool_and_the_openmetrics_parser() {
+    let t = Subtree(Cgroups::host(&tests::unique("corral-it")).expect("subtree"));
+    let team =
+        t.0.create(&GroupPath::parse("team-x").expect("path"))
+            .expect("team");
+    let g =
+        t.0.create(&GroupPath::parse("team-x/web").expect("path"))
+            .expect("group");
+    let dir = TempDir::new("corral-metrics");
+    let store = Store::open(&dir.path().join("corral.db")).expect("store");
+    let m = Metering::new(
+        store.clone(),
+        MeteringConfig {
+            interval: Duration::from_secs(3600),
+            ..MeteringConfig::default()
+        },
+    )
+    .expect("metering");
+    m.register_team(team, "team-x");
+    // A name that needs escaping in a label value.
+    m.register(g, "id-web", "web\"1", "team-x", &BTreeMap::new());
+    m.tick();
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        socket: None,
+        state_dir: dir.path().to_owned(),
+        cgroup_root: t.0.subtree().to_owned(),
+        sample_interval: Duration::from_secs(5),
+        retention: Default::default(),
+        auth: Default::default(),
+    };
+    let engine = std::sync::Arc::new(Cgroups::host(t.0.subtree()).expect("engine"));
+    let state = AppState::new(config, store, engine).with_metering(m.clone());
+    // Root over a unix socket is admin: no account needed for an in-process router.
+    let sock = dir.path().join("api.sock");
+    let listener = tokio::net::UnixListener::bind(&sock).expect("bind");
+    let server = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app(state).into_make_service_with_connect_info::<backend::auth::UnixPeer>(),
+        )
+        .await
+    });
+    let at = std::sync::Arc::new(At::Unix(sock));
+
+    let (head, classic) = tokio::task::spawn_blocking({
+        let at = at.clone();
+        move || raw_get(&at, "/metrics", "text/plain")
+    })
+    .await
+    .expect("get");
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    assert!(
+        classic.contains("corral_container_cpu_seconds_total{name=\"web\\\"1\",team=\"team-x\"} "),
+        "{classic}"
+    );
+    assert!(classic.contains("corral_team_memory_bytes{team=\"team-x\"} "));
+    promtool_check(&classic);
+
+    let (head, om) = tokio::task::spawn_blocking({
+        let at = at.clone();
+        move || {
+            raw_get(
+                &at,
+                "/metrics",
+                "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+            )
+        }
+    })
+    .await
+    .expect("get");
+    assert!(head.contains("application/openmetrics-text"), "{head}");
+    assert!(om.ends_with("# EOF\n"));
+    openmetrics_check(&om);
+
+    // History of the same group, from the raw tier, and the live view.
+    m.tick();
+    let (head, body) = tokio::task::spawn_blocking({
+        let at = at.clone();
+        move || {
+            raw_get(
+                &at,
+                "/api/v1/containers/id-web/history?range=10m&step=1s",
+                "application/json",
+            )
+        }
+    })
+    .await
+    .expect("get");
+    assert!(head.starts_with("HTTP/1.0 200"), "{head}\n{body}");
+    let h: wire::billing::History = serde_json::from_str(&body).expect("history json");
+    assert_eq!(h.tier, "raw");
+    assert_eq!(h.step_secs, 1);
+    assert!(!h.points.is_empty(), "{h:?}");
+    assert!(h.points.iter().all(|p| p.pids_peak == 0));
+    let (_, body) = tokio::task::spawn_blocking({
+        let at = at.clone();
+        move || raw_get(&at, "/api/v1/stats", "application/json")
+    })
+    .await
+    .expect("get");
+    let live: wire::billing::LiveStats = serde_json::from_str(&body).expect("stats json");
+    assert!(
+        live.stats
+            .iter()
+            .any(|l| l.kind == "container" && l.name == "web\"1")
+    );
+    assert!(
+        live.stats
+            .iter()
+            .any(|l| l.kind == "team" && l.team == "team-x")
+    );
+    server.abort();
+    m.unregister_with_final_reading("id-web");
+}
+
+#[tokio::test]
+async fn daemon_metrics_pass_promtool() {
+    let daemon = Daemon::start();
+    let at = At::Tcp(daemon.port, daemon.admin_token());
+    let (_, text) = tokio::task::spawn_blocking(move || raw_get(&at, "/metrics", "*/*"))
+        .await
+        .expect("get");
+    assert!(
+        text.contains("corral_metering_failed_commits_total 0"),
+        "{text}"
+    );
+    promtool_check(&text);
+}
+
+fn api_status(e: ClientError) -> (u16, String, Option<String>) {
+    match e {
+        ClientError::Api {
+            status,
+            code,
+            field,
+            ..
+        } => (status.as_u16(), code, field),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn rate_card_billing_and_statements_over_http() {
+    let daemon = Daemon::start();
+    let c = daemon.unix_client();
+    let put = |body: serde_json::Value| {
+        let c = c.clone();
+        async move {
+            c.request(
+                hyper::Method::PUT,
+                "/api/v1/billing/rates",
+                Some(serde_json::to_vec(&body).expect("json")),
+            )
+            .await
+        }
+    };
+    // A rate that would re-price the past is refused, naming the field.
+    let e = put(serde_json::json!({
+        "effective_from": "2020-01-01", "currency": "EUR", "cpu_core_hour_used": 0.04,
+        "cpu_core_hour_reserved": 0.01, "mem_gib_hour_used": 0.005,
+        "mem_gib_hour_reserved": 0.001, "io_gib": 0.02
+    }))
+    .await
+    .unwrap_err();
+    assert_eq!(
+        api_status(e),
+        (400, "invalid_value".into(), Some("effective_from".into()))
+    );
+    let e = put(serde_json::json!({
+        "currency": "euro", "cpu_core_hour_used": 0.04, "cpu_core_hour_reserved": 0.01,
+        "mem_gib_hour_used": 0.005, "mem_gib_hour_reserved": 0.001, "io_gib": 0.02
+    }))
+    .await
+    .unwrap_err();
+    assert_eq!(api_status(e).2.as_deref(), Some("currency"));
+    let e = put(serde_json::json!({ "currency": "EUR", "nope": 1 }))
+        .await
+        .unwrap_err();
+    assert!(api_status(e).0 >= 400);
+    // The next hour by default.
+    let (_, body) = put(serde_json::json!({
+        "currency": "EUR", "cpu_core_hour_used": 0.04, "cpu_core_hour_reserved": 0.01,
+        "mem_gib_hour_used": 0.005, "mem_gib_hour_reserved": 0.001, "io_gib": 0.02
+    }))
+    .await
+    .expect("put rates");
+    let saved: wire::billing::RateCard = serde_json::from_slice(&body).expect("rate card");
+    assert!(
+        saved
+            .effective_from
+            .as_deref()
+            .is_some_and(|s| s.ends_with(":00:00Z"))
+    );
+    let cards: wire::billing::RateCards = c.get("/api/v1/billing/rates").await.expect("rates");
+    assert_eq!(cards.versions.last(), Some(&saved));
+    assert_eq!(
+        cards.current.currency, "USD",
+        "the new version is not in force yet"
+    );
+
+    let r: wire::billing::BillingReport = c
+        .get("/api/v1/billing?team=red&from=2026-01-01&to=2026-02-01")
+        .await
+        .expect("report");
+    assert_eq!(r.from, "2026-01-01T00:00:00Z");
+    assert!(r.containers.is_empty());
+    let e = c
+        .get::<serde_json::Value>("/api/v1/billing?from=yesterday")
+        .await
+        .unwrap_err();
+    assert_eq!(api_status(e).2.as_deref(), Some("from"));
+    let e = c
+        .get::<serde_json::Value>("/api/v1/billing?colour=red")
+        .await
+        .unwrap_err();
+    assert_eq!(api_status(e).2.as_deref(), Some("colour"));
+
+    // The host is metered from the first tick: a statement of this month has host CPU and
+    // reconciles (no containers: everything is idle).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let month =
+        backend::metering::calendar::format_month(backend::metering::sampler::wall_ms() / 1000);
+    let s: wire::billing::Statement = c
+        .get(&format!("/api/v1/billing/statements/red/{month}"))
+        .await
+        .expect("statement");
+    assert_eq!(s.month, month);
+    assert_eq!(
+        s.host.containers_cpu_seconds + s.host.idle_cpu_seconds,
+        s.host.host_cpu_seconds
+    );
+    let (_, csv) = c
+        .request(
+            hyper::Method::GET,
+            &format!("/api/v1/billing/statements/red/{month}?format=csv"),
+            None,
+        )
+        .await
+        .expect("csv");
+    let csv = String::from_utf8(csv.to_vec()).expect("utf8");
+    assert!(csv.starts_with("kind,container_id,name,team,labels,cpu_core_hours"));
+    assert!(csv.contains("team_total,,,red,"));
+    let e = c
+        .get::<serde_json::Value>("/api/v1/billing/statements/red/2026-13")
+        .await
+        .unwrap_err();
+    assert_eq!(api_status(e).2.as_deref(), Some("month"));
+
+    let e = c
+        .get::<serde_json::Value>("/api/v1/containers/ghost/history?range=1h")
+        .await
+        .unwrap_err();
+    assert_eq!(api_status(e).0, 404);
+    let e = c
+        .get::<serde_json::Value>("/api/v1/containers/ghost/history?range=soon")
+        .await
+        .unwrap_err();
+    assert_eq!(api_status(e).2.as_deref(), Some("range"));
+
+    let live: wire::billing::LiveStats = c.get("/api/v1/stats").await.expect("stats");
+    assert!(live.stats.is_empty());
+}
+
+#[test]
+fn cli_bill_and_stats_talk_to_the_daemon() {
+    let daemon = Daemon::start();
+    let host = format!("unix://{}", daemon.socket.display());
+    let run = |args: &[&str]| {
+        let out = Command::new(tests::corral_bin())
+            .arg("--host")
+            .arg(&host)
+            .args(args)
+            .output()
+            .expect("run corral");
+        assert!(
+            out.status.success(),
+            "corral {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(run(&["bill"]).contains("TOTAL"));
+    assert!(run(&["bill", "--team", "red", "--from", "2026-01-01", "--csv"]).starts_with("kind,"));
+    assert!(
+        run(&["bill", "--team", "red", "--statement", "2026-11", "--csv"])
+            .contains("host_cpu_seconds")
+    );
+    assert!(run(&["stats", "--no-stream"]).starts_with("NAME"));
+}
+
+/// Busy CPU of the host now, µs (`/proc/stat`).
+fn host_busy() -> i64 {
+    backend::metering::sampler::host_busy_usec(std::path::Path::new("/proc/stat"))
+        .expect("/proc/stat") as i64
+}
+
+#[test]
+fn kill_9_and_restart_neither_loses_nor_doubles_host_cpu() {
+    let before = host_busy();
+    let mut d = Daemon::start();
+    std::thread::sleep(Duration::from_millis(5_500));
+    d.kill9();
+    // Busy time while no daemon runs must still be booked, once.
+    std::thread::sleep(Duration::from_millis(1_500));
+    d.restart();
+    std::thread::sleep(Duration::from_millis(1_000));
+    assert!(d.stop().success(), "clean stop: {}", d.log());
+    let after = host_busy();
+    let conn = rusqlite::Connection::open(d.state.path().join("state/corral.db")).expect("db");
+    let booked: i64 = conn
+        .query_row(
+            "SELECT coalesce(sum(cpu_usec), 0) FROM host_ledger",
+            [],
+            |r| r.get(0),
+        )
+        .expect("host ledger");
+    let measured = after - before;
+    println!(
+        "host busy measured {:.2} s, booked across kill -9 {:.2} s",
+        measured as f64 / 1e6,
+        booked as f64 / 1e6
+    );
+    // Never more than what happened (plus one jiffy per CPU of rounding) ...
+    assert!(
+        booked <= measured + 20_000,
+        "doubled: {booked} > {measured}"
+    );
+    // ... and the outage is in it: only the daemon's own start-up before its first reading is
+    // missing.
+    assert!(
+        booked as f64 >= 0.9 * measured as f64,
+        "lost: booked {booked} of {measured}"
+    );
+}
