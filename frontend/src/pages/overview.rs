@@ -130,6 +130,10 @@ pub fn Overview() -> impl IntoView {
                     lines.sort_by(|a, b| b.cpu_cores.total_cmp(&a.cpu_cores).then(b.mem_bytes.cmp(&a.mem_bytes)));
                     lines.truncate(5);
                     if lines.is_empty() {
+                        let running = list.as_ref().map_or(0, |l| l.iter().filter(|c| c.status == "running").count());
+                        if running > 0 {
+                            return view! { <p class="empty-state">{format!("{running} running, but the meter has no samples of them yet.")}</p> }.into_any();
+                        }
                         return view! { <p class="empty-state">"No container is running. " <A href="/containers/new">"Start one"</A></p> }.into_any();
                     }
                     let status_of = move |name: &str| list.as_ref().and_then(|l| l.iter().find(|c| c.name == name).map(|c| c.status.clone())).unwrap_or_default();
