@@ -104,7 +104,7 @@ pub fn Billing() -> impl IntoView {
                         </div>
                     }.into_any() }}
                 </section>
-                <CostOverTime month=m.clone() teams=r.teams.iter().map(|t| if t.team.is_empty() { t.name.clone() } else { t.team.clone() }).collect() />
+                {(!r.teams.is_empty()).then(|| view! { <CostOverTime month=m.clone() teams=r.teams.iter().map(|t| if t.team.is_empty() { t.name.clone() } else { t.team.clone() }).collect() /> })}
             }
         })}
         <div class="grid-2">
@@ -230,7 +230,7 @@ fn RateCardEditor(admin: bool) -> impl IntoView {
                             </div>
                         </fieldset>
                         <FormError errors=errors known=&["currency", "cpu_core_hour_used", "cpu_core_hour_reserved", "mem_gib_hour_used", "mem_gib_hour_reserved", "io_gib"] />
-                        <p class="muted small">{format!("{versions} version(s); a change prices usage from now on, never the past.")}</p>
+                        <p class="muted small">{format!("{versions} version(s); a change prices usage from the next full hour on, never the past.")}</p>
                         {admin.then(|| view! {
                             <div class="btn-row">
                                 <button class="btn primary" type="submit" data-testid="save-rates" disabled=move || save.pending().get()>"Save rate card"</button>
