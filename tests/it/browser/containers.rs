@@ -219,13 +219,13 @@ async fn bill_and_csv(b: &Browser, base: &str) {
             |v| v.as_f64().is_some_and(|c| c > 0.0),
         )
         .await;
-    assert!(usage.as_f64().unwrap() > 0.0);
+    assert!(usage.as_f64().is_some_and(|u| u > 0.0), "{usage}");
     let href = b
         .wait_for("[data-testid=csv]")
         .await
         .attr("href")
         .await
-        .unwrap()
+        .expect("read href")
         .expect("csv link");
     assert!(href.starts_with("/api/v1/billing/statements/"), "{href}");
     let csv = b
@@ -235,7 +235,7 @@ async fn bill_and_csv(b: &Browser, base: &str) {
             vec![serde_json::json!(href)],
         )
         .await
-        .unwrap();
+        .expect("fetch the csv");
     assert_eq!(csv[0], 200, "{csv}");
     assert!(
         csv[1].as_str().unwrap_or("").starts_with("text/csv"),
