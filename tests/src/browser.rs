@@ -6,6 +6,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use std::os::unix::process::CommandExt;
+
 use fantoccini::{Client, ClientBuilder, Locator, elements::Element};
 
 use crate::{TempDir, free_port};
@@ -50,7 +52,9 @@ impl Browser {
             return None;
         };
         let port = free_port();
+        // Its own process group, so Chromium (started by chromedriver) can be ended with it.
         let driver = Command::new(driver_bin)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -201,16 +205,46 @@ impl Browser {
     }
 
     /// Ends the session and chromedriver.
-    pub async fn close(mut self) {
+    pub async fn close(self) {
         let _ = self.client.clone().close().await;
-        let _ = self.driver.kill();
+        // Drop ends chromedriver and whatever Chromium processes are left.
+    }
+
+    /// Ends chromedriver's process group and any Chromium process using this test's profile
+    /// (Chromium may leave the group); both were started by this test.
+    fn end_processes(&mut self) {
+        let pgid = nix::unistd::Pid::from_raw(-(self.driver.id() as i32));
+        let _ = nix::sys::signal::kill(pgid, nix::sys::signal::Signal::SIGKILL);
         let _ = self.driver.wait();
+        let marker = format!("--user-data-dir={}", self._profile.path().display());
+        for _ in 0..20 {
+            let mut found = false;
+            for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+                let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                    continue;
+                };
+                let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+                if String::from_utf8_lossy(&cmdline)
+                    .split('\0')
+                    .any(|a| a == marker)
+                {
+                    found = true;
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+            if !found {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        self.end_processes();
     }
 }

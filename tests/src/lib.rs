@@ -318,6 +318,76 @@ impl Drop for Daemon {
         if self.child.is_some() {
             self.stop();
         }
+        // Containers outlive the daemon by design; a test that panicked before removing its
+        // containers must not leave them running. Everything in this daemon's own cgroup
+        // subtree was started by this test.
+        remove_cgroup_subtree(&self.cgroup_root);
+    }
+}
+
+/// The hierarchies a test's cgroup subtree may live in (v1 controllers, the unified tree).
+fn cgroup_hierarchies() -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return Vec::new();
+    };
+    let mut dirs: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    // A pure v2 host: the mount point itself is the hierarchy.
+    dirs.push(PathBuf::from("/sys/fs/cgroup"));
+    dirs
+}
+
+/// Kills every process in `name`'s subtree, in every hierarchy, and removes the directories.
+/// Only ever called with a test's unique subtree name (`corral-it-PID-N`).
+pub fn remove_cgroup_subtree(name: &str) {
+    assert!(
+        name.starts_with("corral-it-"),
+        "refusing to clean {name}: not a test subtree"
+    );
+    for _ in 0..50 {
+        let mut pids = Vec::new();
+        let mut dirs = Vec::new();
+        for h in cgroup_hierarchies() {
+            let root = h.join(name);
+            if root.is_dir() {
+                collect_cgroup(&root, &mut pids, &mut dirs);
+                // Frozen tasks (v1 freezer, cgroup.freeze) must be thawed to die.
+                let _ = std::fs::write(root.join("freezer.state"), "THAWED");
+                let _ = std::fs::write(root.join("cgroup.freeze"), "0");
+            }
+        }
+        if dirs.is_empty() {
+            return;
+        }
+        for pid in &pids {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        // Deepest first.
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        for d in &dirs {
+            let _ = std::fs::remove_dir(d);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn collect_cgroup(dir: &Path, pids: &mut Vec<i32>, dirs: &mut Vec<PathBuf>) {
+    dirs.push(dir.to_owned());
+    if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+        pids.extend(procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+    }
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                collect_cgroup(&e.path(), pids, dirs);
+            }
+        }
     }
 }
 
