@@ -2,11 +2,16 @@
 //! instantiated the module.
 //!
 //! Architecture invariant: the frontend never depends on the backend; it speaks `wire` types over
-//! root-relative URLs (no host or port anywhere), so any `ssh -L` port works.
+//! root-relative URLs (no host or port anywhere), so any `ssh -L` port works. Only `api.rs` does
+//! HTTP.
 
 mod api;
 mod app;
+mod components;
+mod format;
 mod pages;
+mod session;
+mod types;
 
 use wasm_bindgen::prelude::wasm_bindgen;
 
@@ -15,4 +20,8 @@ use wasm_bindgen::prelude::wasm_bindgen;
 pub fn start() {
     console_error_panic_hook::set_once();
     leptos::mount::mount_to_body(app::App);
+    // For the time-to-first-render benchmark: the app's first elements exist now.
+    if let Some(p) = web_sys::window().and_then(|w| w.performance()) {
+        let _ = p.mark("corral-first-render");
+    }
 }

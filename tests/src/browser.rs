@@ -117,6 +117,85 @@ impl Browser {
             .unwrap_or_else(|e| panic!("element {css} never appeared: {e}"))
     }
 
+    /// Like [`Browser::wait_for`], then waits until the element's text contains `text`.
+    pub async fn wait_text(&self, css: &str, text: &str) -> Element {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let el = self.wait_for(css).await;
+            let now = el.text().await.unwrap_or_default();
+            if now.contains(text) {
+                return el;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{css} never showed {text:?} (last: {now:?})"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Waits (up to `secs`) until `check` holds for the value of a JS expression.
+    pub async fn wait_js(
+        &self,
+        expr: &str,
+        secs: u64,
+        check: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let v = self
+                .client
+                .execute(&format!("return {expr};"), vec![])
+                .await
+                .unwrap_or(serde_json::Value::Null);
+            if check(&v) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{expr} never satisfied the check (last: {v})"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Types into the input matching `css` (after clearing it).
+    pub async fn fill(&self, css: &str, text: &str) {
+        let el = self.wait_for(css).await;
+        el.clear().await.expect("clear input");
+        el.send_keys(text).await.expect("type into input");
+    }
+
+    /// Clicks the element matching `css`.
+    pub async fn click(&self, css: &str) {
+        self.wait_for(css)
+            .await
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("click {css}: {e}"));
+    }
+
+    /// Opens `base` + `path` (a root-relative URL, as the app uses).
+    pub async fn open(&self, base: &str, path: &str) {
+        self.client
+            .goto(&format!("{base}{path}"))
+            .await
+            .unwrap_or_else(|e| panic!("open {path}: {e}"));
+    }
+
+    /// Milliseconds from navigation start to the app's first render (the `corral-first-render`
+    /// performance mark the app sets right after mounting).
+    pub async fn first_render_ms(&self) -> f64 {
+        let v = self
+            .wait_js(
+                "(performance.getEntriesByName('corral-first-render')[0] || {}).startTime",
+                20,
+                |v| v.is_number(),
+            )
+            .await;
+        v.as_f64().unwrap_or(f64::NAN)
+    }
+
     /// Saves a PNG screenshot under the artifacts dir; returns its path.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
         let png = self.client.screenshot().await.expect("screenshot");

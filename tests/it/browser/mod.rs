@@ -1,1 +1,3 @@
+mod containers;
+mod pages;
 mod shell;

@@ -1,0 +1,5 @@
+//! Reusable pieces: charts, polling, and the small UI parts every page shares.
+
+pub mod chart;
+pub mod poll;
+pub mod ui;

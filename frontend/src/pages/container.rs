@@ -1,0 +1,506 @@
+//! One container: state and actions, charts of its history (CPU with the quota line and
+//! throttling, memory with max/high, IO, pids) over a chosen range with limit changes marked,
+//! the re-limit form filled with the kernel's current values, logs with follow, and exec.
+
+use leptos::prelude::*;
+use leptos_router::{
+    components::A,
+    hooks::{use_navigate, use_params_map},
+};
+
+use crate::{
+    api::{self, ApiFailure},
+    components::{
+        chart::{ChartData, Level, LineChart, Mark, Series},
+        poll::{clock, poll},
+        ui::{ErrorBox, Field, FormError, Freshness, StatusBadge, field_errors, polled_view},
+    },
+    format,
+    pages::containers::{Actions, LimitFields, LimitInputs, split_words},
+    session::use_session,
+    types::{Container, ExecRequest, ExecResult, History, Limits},
+};
+
+const RANGES: [(&str, &str, i32); 5] = [
+    ("15m", "15 min", 3000),
+    ("1h", "1 h", 5000),
+    ("24h", "24 h", 60_000),
+    ("7d", "7 d", 300_000),
+    ("30d", "30 d", 600_000),
+];
+
+fn range_ms(r: &str) -> f64 {
+    match r {
+        "15m" => 900_000.0,
+        "1h" => 3_600_000.0,
+        "24h" => 86_400_000.0,
+        "7d" => 7.0 * 86_400_000.0,
+        _ => 30.0 * 86_400_000.0,
+    }
+}
+
+/// Turns a container's history into the lines and limit levels of one chart.
+type ChartFn = fn(&History, &Container) -> (Vec<Series>, Vec<Level>);
+
+fn unit_cores(v: f64) -> String {
+    format!("{} cores", format::cores(v))
+}
+fn unit_bytes(v: f64) -> String {
+    format::bytes(v)
+}
+fn unit_rate(v: f64) -> String {
+    format!("{}/s", format::bytes(v))
+}
+fn unit_count(v: f64) -> String {
+    format!("{v:.0}")
+}
+
+#[component]
+pub fn ContainerDetail() -> impl IntoView {
+    let params = use_params_map();
+    let name = Memo::new(move |_| params.with(|p| p.get("name").unwrap_or_default()));
+    view! {
+        {move || {
+            let n = name.get();
+            view! { <Detail name=n /> }
+        }}
+    }
+}
+
+#[component]
+fn Detail(name: String) -> impl IntoView {
+    let session = use_session();
+    let navigate = use_navigate();
+    let now = clock();
+    let path = format!("/api/v1/containers/{}", api::enc(&name));
+    let range = RwSignal::new("15m".to_owned());
+    let c = poll(3000, {
+        let path = path.clone();
+        move || {
+            let path = path.clone();
+            async move { api::get::<Container>(&path).await }
+        }
+    });
+    let every = Memo::new(move |_| {
+        RANGES
+            .iter()
+            .find(|r| r.0 == range.get())
+            .map_or(5000, |r| r.2)
+    });
+    let history = poll(3000, {
+        let path = path.clone();
+        move || {
+            let q = format!("{path}/history?range={}", range.get());
+            // Reading `every` ties the refresh to the range (longer ranges change slowly).
+            let _ = every.get();
+            async move { api::get::<History>(&q).await }
+        }
+    });
+    // Limit changes, for annotations (the audit log is admin-only; others see none).
+    let marks = poll(30_000, {
+        let name = name.clone();
+        move || {
+            let name = name.clone();
+            let admin = session.is_admin();
+            async move {
+                if !admin {
+                    return Ok(Vec::new());
+                }
+                let rows = api::get::<Vec<wire::AuditEntry>>("/api/v1/audit?limit=500").await?;
+                let needle = format!("/containers/{name}/limits");
+                Ok(rows
+                    .into_iter()
+                    .filter(|r| {
+                        r.result == "ok"
+                            && (r.action.contains(&needle)
+                                || (r.action.contains("update")
+                                    && r.target.as_deref().is_some_and(|t| t.ends_with(&name))))
+                    })
+                    .map(|r| Mark {
+                        at: r.at_ms as f64,
+                        label: format!(
+                            "limits changed by {} at {}",
+                            r.actor,
+                            format::datetime_ms(r.at_ms as f64)
+                        ),
+                    })
+                    .collect::<Vec<_>>())
+            }
+        }
+    });
+    let op_error = RwSignal::new(None::<ApiFailure>);
+    let on_done = Callback::new(move |r: Result<(), ApiFailure>| {
+        op_error.set(r.err());
+        c.refresh();
+        history.refresh();
+    });
+    // After "remove", the container is gone: back to the list.
+    Effect::new(move |_| {
+        if c.error
+            .with(|e| e.as_ref().is_some_and(|e| e.status == 404))
+            && c.data.with(Option::is_some)
+        {
+            navigate("/containers", Default::default());
+        }
+    });
+
+    let window = move || {
+        let to = now.get().max(history.updated.get());
+        (to - range_ms(&range.get()), to)
+    };
+    let chart = move |f: ChartFn| {
+        Signal::derive(move || {
+            let (from, to) = window();
+            let h = history.data.get().unwrap_or_default();
+            let Some(cur) = c.data.get() else {
+                return ChartData {
+                    from,
+                    to,
+                    ..Default::default()
+                };
+            };
+            let (series, levels) = f(&h, &cur);
+            ChartData {
+                series,
+                levels,
+                marks: marks.data.get().unwrap_or_default(),
+                from,
+                to,
+            }
+        })
+    };
+    let cpu = chart(|h, c| {
+        let s = h.step_secs.max(1) as f64;
+        (
+            vec![
+                Series {
+                    name: "used".into(),
+                    class: "s1",
+                    area: true,
+                    points: h
+                        .points
+                        .iter()
+                        .map(|p| (p.ts as f64, p.cpu_cores))
+                        .collect(),
+                },
+                Series {
+                    name: "throttled".into(),
+                    class: "s2",
+                    area: false,
+                    points: h
+                        .points
+                        .iter()
+                        .map(|p| (p.ts as f64, p.throttled_seconds / s))
+                        .collect(),
+                },
+            ],
+            c.limits
+                .cpus
+                .map(|q| {
+                    vec![Level {
+                        name: "quota".into(),
+                        value: q,
+                        class: "limit",
+                    }]
+                })
+                .unwrap_or_default(),
+        )
+    });
+    let mem = chart(|h, c| {
+        let mut levels = Vec::new();
+        if let Some(m) = c.limits.memory_max {
+            levels.push(Level {
+                name: "max".into(),
+                value: m as f64,
+                class: "limit",
+            });
+        }
+        if let Some(m) = c.limits.memory_high {
+            levels.push(Level {
+                name: "high".into(),
+                value: m as f64,
+                class: "soft",
+            });
+        }
+        (
+            vec![
+                Series {
+                    name: "average".into(),
+                    class: "s3",
+                    area: true,
+                    points: h
+                        .points
+                        .iter()
+                        .map(|p| (p.ts as f64, p.mem_avg_bytes as f64))
+                        .collect(),
+                },
+                Series {
+                    name: "peak".into(),
+                    class: "s4",
+                    area: false,
+                    points: h
+                        .points
+                        .iter()
+                        .map(|p| (p.ts as f64, p.mem_peak_bytes as f64))
+                        .collect(),
+                },
+            ],
+            levels,
+        )
+    });
+    let io = chart(move |h, _| {
+        let s = h.step_secs.max(1) as f64;
+        (
+            vec![
+                Series {
+                    name: "read".into(),
+                    class: "s1",
+                    area: true,
+                    points: h
+                        .points
+                        .iter()
+                        .map(|p| (p.ts as f64, p.io_read_bytes as f64 / s))
+                        .collect(),
+                },
+                Series {
+                    name: "write".into(),
+                    class: "s2",
+                    area: true,
+                    points: h
+                        .points
+                        .iter()
+                        .map(|p| (p.ts as f64, p.io_write_bytes as f64 / s))
+                        .collect(),
+                },
+            ],
+            vec![],
+        )
+    });
+    let pids = chart(|h, c| {
+        (
+            vec![Series {
+                name: "tasks".into(),
+                class: "s4",
+                area: true,
+                points: h
+                    .points
+                    .iter()
+                    .map(|p| (p.ts as f64, p.pids_peak as f64))
+                    .collect(),
+            }],
+            c.limits
+                .pids_max
+                .map(|m| {
+                    vec![Level {
+                        name: "max".into(),
+                        value: m as f64,
+                        class: "limit",
+                    }]
+                })
+                .unwrap_or_default(),
+        )
+    });
+
+    let (p1, p2, p3) = (path.clone(), path.clone(), path.clone());
+    view! {
+        <div class="crumbs"><A href="/containers">"Containers"</A>" / " {name.clone()}</div>
+        {polled_view(c, "the container", move |k: Container| { let st = k.status.clone(); view! {
+            <div class="page-head">
+                <h1 data-testid="container-name">{k.name.clone()}</h1>
+                <StatusBadge status=k.status.clone() />
+                <Freshness poll=c now=now />
+                <Show when=move || session.can_operate()>
+                    <Actions name=k.name.clone() status=st.clone() on_done=on_done />
+                </Show>
+            </div>
+            <dl class="facts card">
+                <div><dt>"Team"</dt><dd>{k.team.clone()}</dd></div>
+                <div><dt>"Image"</dt><dd class="mono">{k.image.clone()}</dd></div>
+                <div><dt>"Command"</dt><dd class="mono">{k.command.join(" ")}</dd></div>
+                <div><dt>"PID"</dt><dd>{k.pid.map(|p| p.to_string()).unwrap_or_else(|| "–".into())}</dd></div>
+                <div><dt>"Started"</dt><dd>{k.started_at.map(format::datetime).unwrap_or_else(|| "never".into())}</dd></div>
+                <div><dt>"Exit"</dt><dd>{match (k.status.as_str(), k.exit_code) { ("exited", Some(x)) => format!("code {x}"), _ => "–".into() }}</dd></div>
+                <div><dt>"Restarts"</dt><dd>{k.restart_count}</dd></div>
+                <div><dt>"ID"</dt><dd class="mono" title=k.id.clone()>{k.id.chars().take(12).collect::<String>()}</dd></div>
+            </dl>
+        }})}
+        {move || op_error.get().map(|e| view! { <ErrorBox error=e /> })}
+        <div class="toolbar">
+            <div class="tabs" role="tablist" aria-label="Range">
+                {RANGES.iter().map(|(r, label, _)| view! {
+                    <button role="tab" class="tab" data-range=*r aria-selected=move || (range.get() == *r).to_string()
+                        on:click=move |_| range.set((*r).to_owned())>{*label}</button>
+                }).collect_view()}
+            </div>
+            <Freshness poll=history now=now />
+            {move || history.data.get().map(|h| view! { <span class="muted small">{format!("{} points, {}s step, {} tier", h.points.len(), h.step_secs, h.tier)}</span> })}
+        </div>
+        {move || history.error.get().filter(|_| history.data.with(Option::is_none)).map(|e| view! { <ErrorBox error=e /> })}
+        <div class="charts">
+            <div class="card"><LineChart data=cpu unit=unit_cores label="CPU" testid="chart-cpu" min_max=0.1 /></div>
+            <div class="card"><LineChart data=mem unit=unit_bytes label="Memory" testid="chart-mem" min_max=1_048_576.0 /></div>
+            <div class="card"><LineChart data=io unit=unit_rate label="IO" testid="chart-io" min_max=1024.0 /></div>
+            <div class="card"><LineChart data=pids unit=unit_count label="Tasks" testid="chart-pids" min_max=4.0 /></div>
+        </div>
+        <p class="muted small">"Pressure (PSI) is not recorded in the history yet; the host's PSI support is on the overview."</p>
+        <div class="grid-main-side">
+            <div>
+                <Logs path=p1 />
+                <Show when=move || session.can_operate()>
+                    <Exec path=p2.clone() />
+                </Show>
+            </div>
+            <Show when=move || session.can_operate()>
+                <Relimit path=p3.clone() on_saved=Callback::new(move |_| { c.refresh(); history.refresh(); marks.refresh(); }) />
+            </Show>
+        </div>
+    }
+}
+
+/// The re-limit form, filled with the kernel's current values.
+#[component]
+fn Relimit(path: String, on_saved: Callback<()>) -> impl IntoView {
+    let current = poll(0, {
+        let path = path.clone();
+        move || {
+            let p = format!("{path}/limits");
+            async move { api::get::<Limits>(&p).await }
+        }
+    });
+    let errors = RwSignal::new(Vec::<(String, String)>::new());
+    let saved = RwSignal::new(false);
+    view! {
+        <section class="card" data-testid="relimit">
+            <h2>"Limits"</h2>
+            {polled_view(current, "the current limits", move |l: Limits| {
+                let f = LimitFields::new(&l);
+                let path = path.clone();
+                let save = Action::new_local(move |body: &Limits| {
+                    let body = body.clone();
+                    let p = format!("{path}/limits");
+                    async move { api::patch::<_, serde_json::Value>(&p, &body).await }
+                });
+                Effect::new(move |_| match save.value().get() {
+                    Some(Ok(_)) => { errors.set(vec![]); saved.set(true); on_saved.run(()); }
+                    Some(Err(e)) => { saved.set(false); errors.set(field_errors(&e)); }
+                    None => {}
+                });
+                view! {
+                    <form on:submit=move |ev| {
+                        ev.prevent_default();
+                        saved.set(false);
+                        match f.parse() {
+                            Ok(l) => { errors.set(vec![]); save.dispatch(l); }
+                            Err(e) => errors.set(e),
+                        }
+                    }>
+                        <p class="muted">"Filled with what the kernel enforces now. Empty fields stay as they are."</p>
+                        <LimitInputs f=f errors=errors />
+                        <FormError errors=errors known=&["limits.cpus", "limits.memory_max", "limits.memory_high", "limits.pids_max", "limits.cpu_weight", "limits.cpuset_cpus"] />
+                        <div class="btn-row">
+                            <button class="btn primary" type="submit" data-testid="apply-limits" disabled=move || save.pending().get()>
+                                {move || if save.pending().get() { "Applying…" } else { "Apply limits" }}
+                            </button>
+                            <Show when=move || saved.get()><span class="yes" role="status" data-testid="limits-saved">"Applied"</span></Show>
+                        </div>
+                    </form>
+                }
+            })}
+        </section>
+    }
+}
+
+/// The container's output; "follow" re-reads the tail every two seconds.
+#[component]
+fn Logs(path: String) -> impl IntoView {
+    let follow = RwSignal::new(true);
+    let logs = poll(2000, move || {
+        let p = format!("{path}/logs?tail=500");
+        let on = follow.get();
+        async move {
+            if !on {
+                // Paused: keep what is shown.
+                return Err(ApiFailure {
+                    status: 0,
+                    error: wire::ApiError {
+                        code: "paused".into(),
+                        message: "paused".into(),
+                        field: None,
+                    },
+                });
+            }
+            api::send_text("GET", &p, None).await
+        }
+    });
+    let pre = NodeRef::<leptos::html::Pre>::new();
+    Effect::new(move |_| {
+        logs.data.track();
+        if let Some(el) = pre.get().filter(|_| follow.get_untracked()) {
+            el.set_scroll_top(el.scroll_height());
+        }
+    });
+    view! {
+        <section class="card">
+            <div class="card-head">
+                <h2>"Logs"</h2>
+                <label class="check"><input type="checkbox" data-testid="follow" prop:checked=move || follow.get()
+                    on:change=move |ev| follow.set(event_target_checked(&ev)) />" Follow"</label>
+            </div>
+            {move || logs.error.get().filter(|e| e.error.code != "paused").map(|e| view! { <ErrorBox error=e /> })}
+            <pre class="log" node_ref=pre data-testid="logs" tabindex="0" aria-label="Container output">
+                {move || match logs.data.get() {
+                    None => "…".to_owned(),
+                    Some(t) if t.is_empty() => "(no output yet)".to_owned(),
+                    Some(t) => t,
+                }}
+            </pre>
+        </section>
+    }
+}
+
+/// Runs a command inside the container (with all its restrictions) and shows the result.
+#[component]
+fn Exec(path: String) -> impl IntoView {
+    let cmd = RwSignal::new(String::new());
+    let errors = RwSignal::new(Vec::<(String, String)>::new());
+    let run = Action::new_local(move |words: &Vec<String>| {
+        let body = ExecRequest {
+            command: words.clone(),
+            ..Default::default()
+        };
+        let p = format!("{path}/exec");
+        async move { api::post::<_, ExecResult>(&p, &body).await }
+    });
+    Effect::new(move |_| {
+        if let Some(Err(e)) = run.value().get() {
+            errors.set(field_errors(&e));
+        }
+    });
+    view! {
+        <section class="card">
+            <h2>"Exec"</h2>
+            <form class="inline-form" on:submit=move |ev| {
+                ev.prevent_default();
+                errors.set(vec![]);
+                let words = split_words(&cmd.get_untracked());
+                if words.is_empty() {
+                    errors.set(vec![("command".into(), "type a command".into())]);
+                    return;
+                }
+                run.dispatch(words);
+            }>
+                <Field label="Command" name="command" value=cmd errors=errors placeholder="ps aux" />
+                <button class="btn primary" type="submit" data-testid="exec" disabled=move || run.pending().get()>
+                    {move || if run.pending().get() { "Running…" } else { "Run" }}
+                </button>
+            </form>
+            <FormError errors=errors known=&["command"] />
+            {move || run.value().get().and_then(|r| r.ok()).map(|r| view! {
+                <div data-testid="exec-result">
+                    <span class=if r.exit_code == 0 { "badge ok" } else { "badge bad" }>{format!("exit {}", r.exit_code)}</span>
+                    <pre class="log short">{r.stdout}<span class="err">{r.stderr}</span></pre>
+                </div>
+            })}
+        </section>
+    }
+}

@@ -1,0 +1,552 @@
+//! Containers: the live table (state, team, CPU, a memory sparkline, actions) and the
+//! "new container" form with the server's validation errors beside each field.
+
+use std::collections::HashMap;
+
+use leptos::{either::Either, prelude::*};
+use leptos_router::{components::A, hooks::use_navigate};
+
+use crate::{
+    api::{self, ApiFailure},
+    components::{
+        chart::Sparkline,
+        poll::{clock, poll},
+        ui::{
+            ConfirmButton, ErrorBox, Field, FormError, Freshness, StatusBadge, field_errors,
+            polled_view,
+        },
+    },
+    format,
+    session::use_session,
+    types::{Container, CreateContainer, Image, Limits, LiveStats},
+};
+
+/// How many memory samples a row's sparkline keeps.
+const SPARK: usize = 40;
+
+/// Runs a lifecycle action (`start`, `stop`, …) on a container.
+pub async fn act(name: &str, action: &str) -> Result<(), ApiFailure> {
+    let path = format!("/api/v1/containers/{}", api::enc(name));
+    match action {
+        "remove" => api::delete(&format!("{path}?force=true")).await,
+        "start" | "freeze" | "thaw" => api::send_text("POST", &format!("{path}/{action}"), None)
+            .await
+            .map(|_| ()),
+        _ => api::post::<_, serde_json::Value>(&format!("{path}/{action}"), &serde_json::json!({}))
+            .await
+            .map(|_| ()),
+    }
+}
+
+/// The buttons that make sense for a container's state.
+#[component]
+pub fn Actions(
+    #[prop(into)] name: String,
+    #[prop(into)] status: String,
+    on_done: Callback<Result<(), ApiFailure>>,
+) -> impl IntoView {
+    let busy = RwSignal::new(false);
+    let run = {
+        let name = name.clone();
+        move |action: &'static str| {
+            let name = name.clone();
+            busy.set(true);
+            leptos::task::spawn_local(async move {
+                let r = act(&name, action).await;
+                busy.set(false);
+                on_done.run(r);
+            });
+        }
+    };
+    let run2 = run.clone();
+    let btn = move |action: &'static str, label: &'static str| {
+        let run = run.clone();
+        view! {
+            <button class="btn small" data-action=action disabled=move || busy.get()
+                on:click=move |_| run(action)>{label}</button>
+        }
+    };
+    let running = status == "running";
+    let paused = status == "paused";
+    let stopped = !running && !paused;
+    view! {
+        <span class="btn-row" role="group" aria-label=format!("Actions for {name}")>
+            {stopped.then(|| btn("start", "Start"))}
+            {running.then(|| btn("freeze", "Freeze"))}
+            {paused.then(|| btn("thaw", "Thaw"))}
+            {(running || paused).then(|| btn("restart", "Restart"))}
+            {(running || paused).then(|| {
+                let run = run2.clone();
+                view! {
+                    <ConfirmButton label="Stop" confirm=format!("Stop {name}?") disabled=busy
+                        on_confirm=Callback::new(move |_| run("stop")) testid="stop" />
+                }
+            })}
+            {
+                let run = run2.clone();
+                view! {
+                    <ConfirmButton label="Remove" confirm=format!("Remove {name} and its logs?") disabled=busy
+                        on_confirm=Callback::new(move |_| run("remove")) testid="remove" />
+                }
+            }
+        </span>
+    }
+}
+
+#[component]
+pub fn Containers() -> impl IntoView {
+    let session = use_session();
+    let now = clock();
+    let list = poll(3000, || {
+        api::get::<Vec<Container>>("/api/v1/containers?all=true")
+    });
+    let stats = poll(3000, || api::get::<LiveStats>("/api/v1/stats"));
+    let op_error = RwSignal::new(None::<ApiFailure>);
+    let search = RwSignal::new(String::new());
+    let team = RwSignal::new(String::new());
+    let show_exited = RwSignal::new(true);
+    // Memory samples per container, from the live stats, for the sparklines.
+    let mem_hist = RwSignal::new(HashMap::<String, Vec<f64>>::new());
+    Effect::new(move |_| {
+        let Some(s) = stats.data.get() else { return };
+        mem_hist.update(|h| {
+            for l in s.stats.iter().filter(|l| l.kind == "container") {
+                let v = h.entry(l.name.clone()).or_default();
+                v.push(l.mem_bytes as f64);
+                if v.len() > SPARK {
+                    v.remove(0);
+                }
+            }
+        });
+    });
+    let on_done = Callback::new(move |r: Result<(), ApiFailure>| {
+        op_error.set(r.err());
+        list.refresh();
+        stats.refresh();
+    });
+    let teams = move || {
+        let mut t: Vec<String> = list.data.with(|l| {
+            l.as_ref()
+                .map(|l| l.iter().map(|c| c.team.clone()).collect())
+                .unwrap_or_default()
+        });
+        t.sort();
+        t.dedup();
+        t
+    };
+
+    view! {
+        <div class="page-head">
+            <h1>"Containers"</h1>
+            <Freshness poll=list now=now />
+            <Show when=move || session.can_operate()>
+                <A href="/containers/new" attr:class="btn primary" attr:data-testid="new-container">"+ New container"</A>
+            </Show>
+        </div>
+        <div class="toolbar">
+            <input class="search" type="search" placeholder="Search name or image" aria-label="Search containers"
+                prop:value=move || search.get() on:input=move |ev| search.set(event_target_value(&ev)) />
+            <select aria-label="Team" on:change=move |ev| team.set(event_target_value(&ev))>
+                <option value="">"All teams"</option>
+                {move || teams().into_iter().map(|t| view! { <option value=t.clone()>{t.clone()}</option> }).collect_view()}
+            </select>
+            <label class="check"><input type="checkbox" prop:checked=move || show_exited.get()
+                on:change=move |ev| show_exited.set(event_target_checked(&ev)) />" Show exited"</label>
+        </div>
+        {move || op_error.get().map(|e| view! { <ErrorBox error=e /> })}
+        <section class="card flush">
+            {polled_view(list, "containers", move |all: Vec<Container>| {
+                let q = search.get().to_lowercase();
+                let t = team.get();
+                let exited = show_exited.get();
+                let rows: Vec<Container> = all.into_iter().filter(|c| {
+                    (q.is_empty() || c.name.to_lowercase().contains(&q) || c.image.to_lowercase().contains(&q))
+                        && (t.is_empty() || c.team == t)
+                        && (exited || c.status != "exited")
+                }).collect();
+                if rows.is_empty() {
+                    return view! {
+                        <p class="empty-state">"No containers here yet. "
+                            <A href="/containers/new">"Start one"</A>" from an image or a root filesystem."</p>
+                    }.into_any();
+                }
+                view! {
+                    <div class="table-wrap">
+                        <table class="table" data-testid="containers-table">
+                            <thead><tr>
+                                <th>"Name"</th><th>"State"</th><th>"Team"</th><th class="hide-sm">"Image"</th>
+                                <th class="num">"CPU"</th><th class="num">"Memory"</th><th class="hide-sm">"Since"</th><th></th>
+                            </tr></thead>
+                            <tbody>
+                                {rows.into_iter().map(|c| {
+                                    let name = c.name.clone();
+                                    let (label, href) = (name.clone(), format!("/containers/{}", api::enc(&name)));
+                                    let (st1, st2, n4) = (c.status.clone(), c.status.clone(), c.name.clone());
+                                    let n2 = name.clone();
+                                    let n3 = name.clone();
+                                    let live = move || stats.data.with(|s| s.as_ref().and_then(|s| s.stats.iter().find(|l| l.kind == "container" && l.name == n2).cloned()));
+                                    let live2 = live.clone();
+                                    let reserved = c.limits.cpus;
+                                    let mem_max = c.limits.memory_max;
+                                    let (status, started, finished, exit, created) = (c.status.clone(), c.started_at, c.finished_at, c.exit_code, c.created_at);
+                                    // Ticks with the clock, so "up 5m" is never a stale number.
+                                    let since = move || {
+                                        let t = now.get() / 1000.0;
+                                        match status.as_str() {
+                                            "running" | "paused" => started.map(|s| format!("up {}", format::duration(t - s as f64))),
+                                            "exited" => Some(format!("exit {} · {}", exit.map_or("?".into(), |x| x.to_string()),
+                                                finished.map(|f| format!("{} ago", format::duration(t - f as f64))).unwrap_or_default())),
+                                            _ => Some(format!("created {} ago", format::duration(t - created as f64))),
+                                        }
+                                    };
+                                    view! {
+                                        <tr data-name=name.clone() data-status=c.status.clone()>
+                                            <td><A href=href><b>{label}</b></A></td>
+                                            <td><StatusBadge status=st1 /></td>
+                                            <td>{c.team.clone()}</td>
+                                            <td class="hide-sm mono">{c.image.clone()}</td>
+                                            <td class="num">
+                                                {move || live().map(|l| {
+                                                    let cap = reserved.unwrap_or(1.0).max(0.01);
+                                                    let pct = (l.cpu_cores / cap * 100.0).clamp(0.0, 100.0);
+                                                    Either::Left(view! {
+                                                        <span class="cpu-cell" title=format!("{} of {} cores", format::cores(l.cpu_cores), reserved.map_or("unlimited".into(), format::cores))>
+                                                            <span data-testid="cpu">{format!("{:.0}%", l.cpu_cores * 100.0)}</span>
+                                                            <span class="bar"><i style=format!("width:{pct:.0}%")></i></span>
+                                                        </span>
+                                                    })
+                                                }).unwrap_or_else(|| Either::Right(view! { <span class="cpu-cell muted">"–"</span> }))}
+                                            </td>
+                                            <td class="num">
+                                                <span class="cpu-cell">
+                                                    <Sparkline values=Signal::derive(move || mem_hist.with(|h| h.get(&n3).cloned().unwrap_or_default()))
+                                                        max=mem_max.map(|m| m as f64).unwrap_or(0.0) title="memory" />
+                                                    {move || live2().map(|l| format::bytes_u(l.mem_bytes)).unwrap_or_else(|| "–".into())}
+                                                </span>
+                                            </td>
+                                            <td class="hide-sm muted nowrap">{since}</td>
+                                            <td class="actions">
+                                                <Show when=move || session.can_operate()>
+                                                    <Actions name=n4.clone() status=st2.clone() on_done=on_done />
+                                                </Show>
+                                            </td>
+                                        </tr>
+                                    }
+                                }).collect_view()}
+                            </tbody>
+                        </table>
+                    </div>
+                }.into_any()
+            })}
+        </section>
+    }
+}
+
+/// Splits a command line into words: whitespace separates, quotes group, `\` escapes.
+pub fn split_words(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    let mut any = false;
+    let mut chars = s.chars();
+    while let Some(ch) = chars.next() {
+        match (quote, ch) {
+            (Some(q), c) if c == q => quote = None,
+            (None, '"' | '\'') => {
+                quote = Some(ch);
+                any = true;
+            }
+            (_, '\\') => {
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                    any = true;
+                }
+            }
+            (None, c) if c.is_whitespace() => {
+                if any {
+                    out.push(std::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            (_, c) => {
+                cur.push(c);
+                any = true;
+            }
+        }
+    }
+    if any {
+        out.push(cur);
+    }
+    out
+}
+
+/// The limit fields of a form, as text.
+#[derive(Clone, Copy)]
+pub struct LimitFields {
+    pub cpus: RwSignal<String>,
+    pub cpu_weight: RwSignal<String>,
+    pub cpuset_cpus: RwSignal<String>,
+    pub memory_max: RwSignal<String>,
+    pub memory_high: RwSignal<String>,
+    pub pids_max: RwSignal<String>,
+}
+
+impl LimitFields {
+    pub fn new(l: &Limits) -> Self {
+        LimitFields {
+            cpus: RwSignal::new(l.cpus.map(|c| c.to_string()).unwrap_or_default()),
+            cpu_weight: RwSignal::new(l.cpu_weight.map(|c| c.to_string()).unwrap_or_default()),
+            cpuset_cpus: RwSignal::new(l.cpuset_cpus.clone().unwrap_or_default()),
+            memory_max: RwSignal::new(l.memory_max.map(format::size_text).unwrap_or_default()),
+            memory_high: RwSignal::new(l.memory_high.map(format::size_text).unwrap_or_default()),
+            pids_max: RwSignal::new(l.pids_max.map(|c| c.to_string()).unwrap_or_default()),
+        }
+    }
+
+    /// Parses the fields; errors name the request field, like the server's.
+    pub fn parse(&self) -> Result<Limits, Vec<(String, String)>> {
+        let mut errors = Vec::new();
+        let text = |s: RwSignal<String>| {
+            let t = s.get_untracked().trim().to_owned();
+            (!t.is_empty()).then_some(t)
+        };
+        let mut num = |field: &str, s: RwSignal<String>| -> Option<u64> {
+            let t = text(s)?;
+            match t.parse::<u64>() {
+                Ok(v) => Some(v),
+                Err(_) => {
+                    errors.push((
+                        format!("limits.{field}"),
+                        format!("{t:?} is not a whole number"),
+                    ));
+                    None
+                }
+            }
+        };
+        let cpu_weight = num("cpu_weight", self.cpu_weight);
+        let pids_max = num("pids_max", self.pids_max);
+        let mut size = |field: &str, s: RwSignal<String>| -> Option<u64> {
+            let t = text(s)?;
+            format::parse_size(&t)
+                .map_err(|e| errors.push((format!("limits.{field}"), e)))
+                .ok()
+        };
+        let memory_max = size("memory_max", self.memory_max);
+        let memory_high = size("memory_high", self.memory_high);
+        let cpus = text(self.cpus).and_then(|t| match t.parse::<f64>() {
+            Ok(v) => Some(v),
+            Err(_) => {
+                errors.push((
+                    "limits.cpus".into(),
+                    format!("{t:?} is not a number of CPUs, e.g. 0.5"),
+                ));
+                None
+            }
+        });
+        let l = Limits {
+            cpus,
+            cpuset_cpus: text(self.cpuset_cpus),
+            cpu_weight,
+            memory_max,
+            memory_high,
+            pids_max,
+        };
+        if errors.is_empty() {
+            Ok(l)
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// The limit inputs, shared by the new-container and re-limit forms.
+#[component]
+pub fn LimitInputs(f: LimitFields, errors: RwSignal<Vec<(String, String)>>) -> impl IntoView {
+    view! {
+        <div class="form-grid">
+            <Field label="CPUs" name="limits.cpus" value=f.cpus errors=errors placeholder="unlimited" hint="Cores of CPU time, e.g. 0.5" />
+            <Field label="Memory max" name="limits.memory_max" value=f.memory_max errors=errors placeholder="unlimited" hint="Hard limit, e.g. 512M, 1.5G" />
+            <Field label="Memory high" name="limits.memory_high" value=f.memory_high errors=errors placeholder="none" hint="Throttle above this" />
+            <Field label="Processes max" name="limits.pids_max" value=f.pids_max errors=errors placeholder="default" />
+            <Field label="CPU weight" name="limits.cpu_weight" value=f.cpu_weight errors=errors placeholder="100" hint="1 to 10000" />
+            <Field label="CPU set" name="limits.cpuset_cpus" value=f.cpuset_cpus errors=errors placeholder="all" hint="e.g. 0-1,3" />
+        </div>
+    }
+}
+
+const FORM_FIELDS: &[&str] = &[
+    "name",
+    "team",
+    "image",
+    "rootfs",
+    "command",
+    "env",
+    "limits.cpus",
+    "limits.memory_max",
+    "limits.memory_high",
+    "limits.pids_max",
+    "limits.cpu_weight",
+    "limits.cpuset_cpus",
+];
+
+#[component]
+pub fn NewContainer() -> impl IntoView {
+    let navigate = use_navigate();
+    let session = use_session();
+    let images = poll(0, || api::get::<Vec<Image>>("/api/v1/images"));
+    let name = RwSignal::new(String::new());
+    let team = RwSignal::new(
+        session
+            .me
+            .with_untracked(|m| m.as_ref().and_then(|m| m.teams.first().cloned()))
+            .unwrap_or_else(|| "default".into()),
+    );
+    let source = RwSignal::new("image".to_owned());
+    let image = RwSignal::new(String::new());
+    let rootfs = RwSignal::new(String::new());
+    let command = RwSignal::new(String::new());
+    let env = RwSignal::new(String::new());
+    let network = RwSignal::new("none".to_owned());
+    let restart = RwSignal::new("no".to_owned());
+    let start = RwSignal::new(true);
+    let limits = LimitFields::new(&Limits::default());
+    let errors = RwSignal::new(Vec::<(String, String)>::new());
+    let create = Action::new_local(move |spec: &CreateContainer| {
+        let spec = spec.clone();
+        async move { api::post::<_, Container>("/api/v1/containers", &spec).await }
+    });
+    Effect::new(move |_| match create.value().get() {
+        Some(Ok(c)) => navigate(
+            &format!("/containers/{}", api::enc(&c.name)),
+            Default::default(),
+        ),
+        Some(Err(e)) => errors.set(field_errors(&e)),
+        None => {}
+    });
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let lim = match limits.parse() {
+            Ok(l) => l,
+            Err(e) => {
+                errors.set(e);
+                return;
+            }
+        };
+        errors.set(vec![]);
+        let opt = |s: RwSignal<String>| {
+            let t = s.get_untracked().trim().to_owned();
+            (!t.is_empty()).then_some(t)
+        };
+        let from_image = source.get_untracked() == "image";
+        let spec = CreateContainer {
+            name: opt(name),
+            team: opt(team),
+            image: if from_image { opt(image) } else { None },
+            rootfs: if from_image { None } else { opt(rootfs) },
+            command: split_words(&command.get_untracked()),
+            env: env
+                .get_untracked()
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            limits: lim,
+            network: Some(network.get_untracked()),
+            restart: Some(restart.get_untracked()),
+            start: start.get_untracked(),
+            ..Default::default()
+        };
+        create.dispatch(spec);
+    };
+    let env_error =
+        move || errors.with(|e| e.iter().find(|(f, _)| f == "env").map(|(_, m)| m.clone()));
+    view! {
+        <div class="crumbs"><A href="/containers">"Containers"</A>" / new"</div>
+        <div class="page-head"><h1>"New container"</h1></div>
+        <form class="card" on:submit=submit data-testid="new-form" novalidate=true>
+            <fieldset>
+                <legend>"What to run"</legend>
+                <div class="form-grid">
+                    <Field label="Name" name="name" value=name errors=errors placeholder="generated when empty" />
+                    <Field label="Team" name="team" value=team errors=errors hint="The cgroup level it is billed to" />
+                </div>
+                <div class="tabs" role="radiogroup" aria-label="Source">
+                    <button type="button" class="tab" role="radio" aria-selected=move || (source.get() == "image").to_string()
+                        on:click=move |_| source.set("image".into())>"Image"</button>
+                    <button type="button" class="tab" role="radio" aria-selected=move || (source.get() == "rootfs").to_string()
+                        data-testid="source-rootfs" on:click=move |_| source.set("rootfs".into())>"Root filesystem"</button>
+                </div>
+                <div class="spacer"></div>
+                <Show when=move || source.get() == "image" fallback=move || view! {
+                    <Field label="Root filesystem" name="rootfs" value=rootfs errors=errors placeholder="/srv/rootfs/alpine"
+                        hint="An absolute directory on the host, used read-only" />
+                }>
+                    <Field label="Image" name="image" value=image errors=errors placeholder="alpine:3.20" />
+                    {move || images.data.get().filter(|l| !l.is_empty()).map(|l| view! {
+                        <div class="chips pick">{l.into_iter().flat_map(|i| i.tags).map(|t| {
+                            let t2 = t.clone();
+                            view! { <button type="button" class="chip" on:click=move |_| image.set(t2.clone())>{t}</button> }
+                        }).collect_view()}</div>
+                    })}
+                </Show>
+                <Field label="Command" name="command" value=command errors=errors placeholder="the image's default"
+                    hint="Words split like a shell: sh -c \"echo hi\"" />
+                <div class="field" class:invalid=move || env_error().is_some()>
+                    <label for="f-env">"Environment"</label>
+                    <textarea id="f-env" rows="3" placeholder="KEY=value, one per line"
+                        prop:value=move || env.get() on:input=move |ev| env.set(event_target_value(&ev))></textarea>
+                    <small class="field-error" data-field="env" role="alert">{env_error}</small>
+                </div>
+            </fieldset>
+            <fieldset>
+                <legend>"Limits"</legend>
+                <LimitInputs f=limits errors=errors />
+            </fieldset>
+            <fieldset>
+                <legend>"Options"</legend>
+                <div class="form-grid">
+                    <div class="field">
+                        <label for="f-network">"Network"</label>
+                        <select id="f-network" on:change=move |ev| network.set(event_target_value(&ev))>
+                            <option value="none" selected=true>"none — own namespace, loopback only"</option>
+                            <option value="host">"host — share the host's network"</option>
+                        </select>
+                    </div>
+                    <div class="field">
+                        <label for="f-restart">"Restart"</label>
+                        <select id="f-restart" on:change=move |ev| restart.set(event_target_value(&ev))>
+                            <option value="no" selected=true>"never"</option>
+                            <option value="on-failure">"on failure"</option>
+                            <option value="always">"always"</option>
+                        </select>
+                    </div>
+                </div>
+                <label class="check"><input type="checkbox" prop:checked=move || start.get()
+                    on:change=move |ev| start.set(event_target_checked(&ev)) />" Start it now"</label>
+            </fieldset>
+            <FormError errors=errors known=FORM_FIELDS />
+            <div class="btn-row">
+                <button class="btn primary" type="submit" data-testid="create" disabled=move || create.pending().get()>
+                    {move || if create.pending().get() { "Creating…" } else { "Create container" }}
+                </button>
+                <A href="/containers" attr:class="btn ghost">"Cancel"</A>
+            </div>
+        </form>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_words;
+
+    #[test]
+    fn words() {
+        assert_eq!(
+            split_words(r#"sh -c "echo hi there" 'a b'"#),
+            ["sh", "-c", "echo hi there", "a b"]
+        );
+        assert_eq!(split_words(r#"x "" y"#), ["x", "", "y"]);
+        assert!(split_words("   ").is_empty());
+    }
+}

@@ -1,0 +1,249 @@
+//! A container's life in the dashboard, in Chromium against a real daemon and the real kernel:
+//! start it from the form (the server's validation error shown beside the field), watch its CPU
+//! chart move, re-limit it and see the new quota line, freeze it and see the CPU flatten, see
+//! the team's usage on the bill and download the CSV statement.
+
+use std::{fs, path::Path};
+
+use tests::{ADMIN, ADMIN_PASSWORD, Daemon, TempDir, browser::Browser};
+
+/// A busybox root filesystem (busybox-static from the host).
+fn busybox_rootfs() -> Option<TempDir> {
+    let bin = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.is_file())?;
+    let dir = TempDir::new("corral-it-rootfs");
+    let root = dir.path();
+    for d in ["bin", "etc", "tmp", "root", "proc", "sys", "dev"] {
+        fs::create_dir_all(root.join(d)).expect("rootfs dir");
+    }
+    fs::copy(bin, root.join("bin/busybox")).expect("copy busybox");
+    for applet in ["sh", "echo", "sleep", "cat", "ps", "true"] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).expect("applet link");
+    }
+    fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").expect("passwd");
+    Some(dir)
+}
+
+/// A daemon with containers; with metering (1 s samples) when this build has it (the second
+/// value), else the history/bill parts of the test are skipped.
+fn daemon_with_containers() -> Option<(Daemon, bool)> {
+    let help = std::process::Command::new(tests::corral_bin())
+        .args(["serve", "--help"])
+        .output()
+        .ok()?;
+    let metering = String::from_utf8_lossy(&help.stdout).contains("--sample-interval");
+    if !metering {
+        eprintln!("this daemon has no metering: history and billing checks are skipped");
+    }
+    let daemon = if metering {
+        Daemon::start_with(&["--sample-interval", "1"])
+    } else {
+        Daemon::start()
+    };
+    let token = daemon.admin_token();
+    let r = daemon.http(
+        "GET",
+        "/api/v1/containers",
+        &[("authorization", &format!("Bearer {token}"))],
+        None,
+    );
+    if r.status == 404 {
+        eprintln!("skipping: this daemon has no containers API");
+        return None;
+    }
+    Some((daemon, metering))
+}
+
+async fn chart_attr(b: &Browser, chart: &str, attr: &str) -> String {
+    b.wait_for(&format!("[data-testid={chart}]"))
+        .await
+        .attr(attr)
+        .await
+        .expect("read attribute")
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn container_lifecycle_charts_and_bill() {
+    let Some((daemon, metering)) = daemon_with_containers() else {
+        return;
+    };
+    let Some(rootfs) = busybox_rootfs() else {
+        eprintln!("skipping: busybox-static is not installed");
+        return;
+    };
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let base = daemon.url();
+    let name = tests::unique("burner").replace('_', "-");
+
+    b.open(&base, "/login").await;
+    b.fill("#f-name", ADMIN).await;
+    b.fill("#f-password", ADMIN_PASSWORD).await;
+    b.click("[data-testid=sign-in]").await;
+    b.wait_for("[data-testid=cap-cpu]").await;
+
+    // The form: a client-side check, then the server's error beside its field.
+    b.open(&base, "/containers/new").await;
+    b.wait_for("[data-testid=new-form]").await;
+    b.fill("#f-name", &name).await;
+    b.click("[data-testid=source-rootfs]").await;
+    b.fill("#f-rootfs", &rootfs.path().display().to_string())
+        .await;
+    b.fill("#f-command", "sh -c \"echo started; while :; do :; done\"")
+        .await;
+    b.fill("#f-limits-memory_max", "lots").await;
+    b.click("[data-testid=create]").await;
+    b.wait_text("[data-field='limits.memory_max']", "not a size")
+        .await;
+    b.fill("#f-limits-memory_max", "64M").await;
+    b.fill("#f-limits-cpus", "-1").await;
+    b.click("[data-testid=create]").await;
+    let err = b.wait_for("[data-field='limits.cpus']:not(:empty)").await;
+    let msg = err.text().await.unwrap();
+    assert!(!msg.is_empty(), "the server's message is shown beside CPUs");
+    b.screenshot("new-container-errors").await;
+    b.fill("#f-limits-cpus", "0.5").await;
+    b.click("[data-testid=create]").await;
+
+    // The detail page: the CPU chart moves up to the 0.5 quota line.
+    b.wait_text("[data-testid=container-name]", &name).await;
+    b.wait_for(".page-head [data-status=running]").await;
+    let metering = metering && metered(&b, &name).await;
+    if metering {
+        b.wait_js(
+            "+document.querySelector('[data-testid=chart-cpu]').dataset.last",
+            60,
+            |v| v.as_f64().is_some_and(|c| c > 0.2),
+        )
+        .await;
+    }
+    assert_eq!(chart_attr(&b, "chart-cpu", "data-levels").await, "0.5");
+    b.wait_text("[data-testid=logs]", "started").await;
+    b.screenshot("container").await;
+
+    // Re-limit: the form holds the kernel's values; the new quota line is drawn.
+    b.fill("#f-limits-cpus", "0.25").await;
+    b.click("[data-testid=apply-limits]").await;
+    b.wait_for("[data-testid=limits-saved]").await;
+    b.wait_js(
+        "document.querySelector('[data-testid=chart-cpu]').dataset.levels",
+        20,
+        |v| v.as_str() == Some("0.25"),
+    )
+    .await;
+    // The change is drawn on the charts as an annotation (who and when, from the audit log).
+    b.wait_for("[data-testid=chart-cpu] .mark").await;
+    b.screenshot("container-relimited").await;
+
+    // Freeze: the state says so and the CPU line drops to (almost) nothing.
+    b.click("[data-action=freeze]").await;
+    b.wait_for(".page-head [data-status=paused]").await;
+    if metering {
+        b.wait_js(
+            "+document.querySelector('[data-testid=chart-cpu]').dataset.last",
+            60,
+            |v| v.as_f64().is_some_and(|c| c < 0.05),
+        )
+        .await;
+    }
+    b.screenshot("container-frozen").await;
+
+    // The list shows it frozen.
+    b.open(&base, "/containers").await;
+    b.wait_for(&format!(
+        "[data-testid=containers-table] tr[data-name='{name}'][data-status=paused]"
+    ))
+    .await;
+    b.screenshot("containers").await;
+
+    // Exec runs inside the container and shows its output.
+    b.open(&base, &format!("/containers/{name}")).await;
+    b.click("[data-action=thaw]").await;
+    b.wait_for(".page-head [data-status=running]").await;
+    b.fill("#f-command", "echo hello from inside").await;
+    b.click("[data-testid=exec]").await;
+    b.wait_text("[data-testid=exec-result]", "hello from inside")
+        .await;
+    b.screenshot("container-exec").await;
+
+    // The bill: the team used CPU this month; the statement downloads as CSV.
+    if metering {
+        bill_and_csv(&b, &base).await;
+    }
+
+    // Clean up through the UI: remove (confirmed).
+    b.click(".page-head [data-testid=remove]").await;
+    b.click(".page-head [data-testid=confirm-yes]").await;
+    b.wait_for("[data-testid=containers-table], .empty-state")
+        .await;
+    b.close().await;
+    drop(rootfs);
+}
+
+/// Whether the daemon's metering sees the container (its history answers) within 20 s.
+async fn metered(b: &Browser, name: &str) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let status = b
+            .client
+            .execute_async(
+                "const [n, done] = arguments; fetch('/api/v1/containers/' + n + '/history?range=15m').then(r => done(r.status))",
+                vec![serde_json::json!(name)],
+            )
+            .await
+            .expect("fetch history");
+        if status == 200 {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            eprintln!(
+                "metering does not see containers (history answers {status}): \
+                 CPU chart, freeze flattening and bill checks are skipped"
+            );
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+async fn bill_and_csv(b: &Browser, base: &str) {
+    b.open(base, "/billing").await;
+    let usage = b
+        .wait_js(
+            "[...document.querySelectorAll('[data-testid=teams-bill] tbody tr td:nth-child(2)')].map(td => +td.textContent).reduce((a, b) => a + b, 0)",
+            90,
+            |v| v.as_f64().is_some_and(|c| c > 0.0),
+        )
+        .await;
+    assert!(usage.as_f64().is_some_and(|u| u > 0.0), "{usage}");
+    let href = b
+        .wait_for("[data-testid=csv]")
+        .await
+        .attr("href")
+        .await
+        .expect("read href")
+        .expect("csv link");
+    assert!(href.starts_with("/api/v1/billing/statements/"), "{href}");
+    let csv = b
+        .client
+        .execute_async(
+            "const [href, done] = arguments; fetch(href).then(r => r.text().then(t => done([r.status, r.headers.get('content-type'), t])));",
+            vec![serde_json::json!(href)],
+        )
+        .await
+        .expect("fetch the csv");
+    assert_eq!(csv[0], 200, "{csv}");
+    assert!(
+        csv[1].as_str().unwrap_or("").starts_with("text/csv"),
+        "{csv}"
+    );
+    assert!(csv[2].as_str().unwrap_or("").lines().count() > 1, "{csv}");
+    b.screenshot("billing").await;
+
+    b.client.back().await.expect("back to the container");
+    b.wait_for(".page-head [data-status=running]").await;
+}
