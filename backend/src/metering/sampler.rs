@@ -269,7 +269,8 @@ impl Metering {
         let mut stats = TickStats::default();
         let live = self.sample_one(&mut reg, &subject, &mut samples, wall_ms(), &mut stats);
         self.publish(live);
-        self.commit(&mut reg, samples, false);
+        // Durable at once: a crash right after never loses the registration's baseline.
+        self.commit(&mut reg, samples, true);
     }
 
     /// Re-reads a container's reservations now (call after `update` changed its limits).
@@ -360,6 +361,21 @@ impl Metering {
             }
             _ => None,
         })
+    }
+
+    /// Whether the container is being metered now.
+    pub fn is_registered(&self, container_id: &str) -> bool {
+        self.registry()
+            .entries
+            .contains_key(&container_subject(container_id))
+    }
+
+    /// Whether the container has a checkpoint (persisted or in memory) that its final reading
+    /// has not consumed yet: usage after it is still unbilled.
+    pub fn has_checkpoint(&self, container_id: &str) -> bool {
+        self.registry()
+            .checkpoints
+            .contains_key(&container_subject(container_id))
     }
 
     /// Number of commits that failed so far, and raw samples buffered in memory now.

@@ -92,6 +92,8 @@ struct Inner {
     dir: PathBuf,
     images: ImageStore,
     cgroups: Arc<dyn CgroupDriver>,
+    /// Metering: containers are registered while their cgroup exists and runs processes.
+    metering: Option<crate::metering::Metering>,
     /// One lock per container name: lifecycle operations on one container never interleave.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -113,6 +115,7 @@ impl Manager {
         store: Store,
         state_dir: &Path,
         cgroups: Arc<dyn CgroupDriver>,
+        metering: Option<crate::metering::Metering>,
     ) -> Result<Self, RuntimeError> {
         let dir = state_dir.join("containers");
         fs::DirBuilder::new()
@@ -127,6 +130,7 @@ impl Manager {
                 dir,
                 images,
                 cgroups,
+                metering,
                 locks: Mutex::new(HashMap::new()),
             }),
         })
@@ -150,6 +154,56 @@ impl Manager {
             locks.entry(name.to_owned()).or_default().clone()
         };
         m.lock_owned().await
+    }
+
+    // ---- metering hooks (called on blocking threads) ----
+
+    /// Starts metering the container's group (it must exist; its processes need not run yet).
+    fn meter_register(&self, r: &Record) {
+        let Some(m) = &self.inner.metering else {
+            return;
+        };
+        match self.inner.cgroups.engine_group(&r.team, &r.name) {
+            Some(g) => m.register(g, &r.id, &r.name, &r.team, &r.spec.labels),
+            None => tracing::warn!(container = %r.name, "no cgroup to meter"),
+        }
+    }
+
+    /// Takes the final reading of an exited container, before its cgroup goes. `unseen`: the
+    /// exit was just observed, so usage never billed counts in full even without a checkpoint
+    /// (otherwise only a checkpoint the final reading has not consumed yet proves there is
+    /// unbilled usage: a container is finalized exactly once).
+    fn meter_final(&self, r: &Record, unseen: bool) {
+        let Some(m) = &self.inner.metering else {
+            return;
+        };
+        if !m.is_registered(&r.id) {
+            if !unseen && !m.has_checkpoint(&r.id) {
+                return;
+            }
+            let Some(g) = self.inner.cgroups.engine_group(&r.team, &r.name) else {
+                return;
+            };
+            m.register(g, &r.id, &r.name, &r.team, &r.spec.labels);
+        }
+        m.unregister_with_final_reading(&r.id);
+    }
+
+    /// At daemon start: meters every live container again (billing continues from the saved
+    /// checkpoint), and finishes the bill of containers that exited while a final reading was
+    /// still owed.
+    fn meter_resume(&self) -> Result<(), RuntimeError> {
+        if self.inner.metering.is_none() {
+            return Ok(());
+        }
+        for r in self.load_all()? {
+            if r.status == "running" || r.status == "paused" {
+                self.meter_register(&r);
+            } else if r.status == "exited" {
+                self.meter_final(&r, false);
+            }
+        }
+        Ok(())
     }
 
     // ---- records ----
@@ -239,7 +293,20 @@ impl Manager {
             }
         }
         if (r.status.clone(), r.exit_code, r.init_pid, r.restart_count) != before {
+            // Refreshes race (API reads, the reconciler): only the one that moves the stored
+            // record from live to exited takes the final reading.
+            let owns_exit = r.status == "exited"
+                && self.inner.store.lock().execute(
+                    "UPDATE containers SET status = 'exited'
+                     WHERE id = ?1 AND status IN ('running', 'paused')",
+                    [&r.id],
+                )? == 1;
             self.save(&r)?;
+            // The exit is recorded first: a crash between the two leaves a checkpoint that the
+            // next start finalizes, never a second full count.
+            if owns_exit {
+                self.meter_final(&r, true);
+            }
         }
         Ok(r)
     }
@@ -388,6 +455,20 @@ impl Manager {
         let dir = self.container_dir(&r.id);
         let _ = fs::remove_file(dir.stop_marker());
         let _ = fs::remove_file(dir.state());
+        if r.status != "created" {
+            // A run starts in a fresh cgroup: its counters start at zero (the last run was
+            // billed in full by its final reading), and no state of the last run leaks in.
+            self.meter_final(&r, false);
+            self.inner
+                .cgroups
+                .remove(&r.team, &r.name)
+                .map_err(cgroup_err)?;
+            self.inner
+                .cgroups
+                .create(&r.team, &r.name, &r.spec.limits)
+                .map_err(cgroup_err)?;
+        }
+        self.meter_register(&r);
         let program = super::memfd::helper_program()
             .map_err(RuntimeError::io("make a sealed copy of", "/proc/self/exe"))?;
         let shim_log = fs::OpenOptions::new()
@@ -449,6 +530,7 @@ impl Manager {
                 r.exit_code = Some(127);
                 r.finished_at = Some(now());
                 self.save(&r)?;
+                self.meter_final(&r, true);
                 Err(RuntimeError::Start {
                     name: r.name.clone(),
                     message,
@@ -619,6 +701,9 @@ impl Manager {
                 .map_err(cgroup_err)?;
             r.spec.limits = merged;
             m.save(&r)?;
+            if let Some(meter) = &m.inner.metering {
+                meter.refresh_limits(&r.id);
+            }
             Ok(r.to_wire())
         })
         .await
@@ -670,6 +755,8 @@ impl Manager {
                 let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
             }
         }
+        // The last reading before the counters disappear with the cgroup.
+        self.meter_final(r, false);
         self.inner
             .cgroups
             .remove(&r.team, &r.name)
@@ -1243,11 +1330,14 @@ pub async fn start_manager(
     config: &crate::config::Config,
     store: Store,
     cgroups: Arc<crate::cgroup::Cgroups>,
+    metering: Option<crate::metering::Metering>,
 ) -> Result<Manager, RuntimeError> {
     let state_dir = config.state_dir.clone();
     let m = blocking(move || {
         let driver = super::cgroups::EngineCgroups::new(cgroups);
-        Manager::new(store, &state_dir, Arc::new(driver))
+        let m = Manager::new(store, &state_dir, Arc::new(driver), metering)?;
+        m.meter_resume()?;
+        Ok(m)
     })
     .await?;
     m.reconcile().await?;
