@@ -94,6 +94,8 @@ struct Inner {
     cgroups: Arc<dyn CgroupDriver>,
     /// Metering: containers are registered while their cgroup exists and runs processes.
     metering: Option<crate::metering::Metering>,
+    /// Serializes the live → exited transition (and so the final reading).
+    exit_lock: Mutex<()>,
     /// One lock per container name: lifecycle operations on one container never interleave.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -131,6 +133,7 @@ impl Manager {
                 images,
                 cgroups,
                 metering,
+                exit_lock: Mutex::new(()),
                 locks: Mutex::new(HashMap::new()),
             }),
         })
@@ -169,16 +172,15 @@ impl Manager {
         }
     }
 
-    /// Takes the final reading of an exited container, before its cgroup goes. `unseen`: the
-    /// exit was just observed, so usage never billed counts in full even without a checkpoint
-    /// (otherwise only a checkpoint the final reading has not consumed yet proves there is
-    /// unbilled usage: a container is finalized exactly once).
-    fn meter_final(&self, r: &Record, unseen: bool) {
+    /// Takes the final reading of an exited container, before its cgroup goes. A container
+    /// that is not metered now is finished only if it still has a checkpoint (registration
+    /// writes one at once, the final reading consumes it): each run is billed exactly once.
+    fn meter_final(&self, r: &Record) {
         let Some(m) = &self.inner.metering else {
             return;
         };
         if !m.is_registered(&r.id) {
-            if !unseen && !m.has_checkpoint(&r.id) {
+            if !m.has_checkpoint(&r.id) {
                 return;
             }
             let Some(g) = self.inner.cgroups.engine_group(&r.team, &r.name) else {
@@ -189,9 +191,9 @@ impl Manager {
         m.unregister_with_final_reading(&r.id);
     }
 
-    /// At daemon start: meters every live container again (billing continues from the saved
-    /// checkpoint), and finishes the bill of containers that exited while a final reading was
-    /// still owed.
+    /// At daemon start, after the first reconcile (which finished the bill of containers that
+    /// exited while the daemon was down): meters every live container again; billing continues
+    /// from its saved checkpoint.
     fn meter_resume(&self) -> Result<(), RuntimeError> {
         if self.inner.metering.is_none() {
             return Ok(());
@@ -200,7 +202,7 @@ impl Manager {
             if r.status == "running" || r.status == "paused" {
                 self.meter_register(&r);
             } else if r.status == "exited" {
-                self.meter_final(&r, false);
+                self.meter_final(&r);
             }
         }
         Ok(())
@@ -293,19 +295,31 @@ impl Manager {
             }
         }
         if (r.status.clone(), r.exit_code, r.init_pid, r.restart_count) != before {
-            // Refreshes race (API reads, the reconciler): only the one that moves the stored
-            // record from live to exited takes the final reading.
-            let owns_exit = r.status == "exited"
-                && self.inner.store.lock().execute(
-                    "UPDATE containers SET status = 'exited'
-                     WHERE id = ?1 AND status IN ('running', 'paused')",
-                    [&r.id],
-                )? == 1;
-            self.save(&r)?;
-            // The exit is recorded first: a crash between the two leaves a checkpoint that the
-            // next start finalizes, never a second full count.
-            if owns_exit {
-                self.meter_final(&r, true);
+            if r.status == "exited" {
+                // Refreshes race (API reads, the reconciler): under one lock, only the one
+                // that still finds the stored record live takes the final reading, and it does
+                // so before the exit becomes visible, so whoever sees "exited" sees the final
+                // bill. (A crash between the two is harmless: the final reading consumed the
+                // checkpoint, and without one there is nothing left to bill.)
+                let _g = self
+                    .inner
+                    .exit_lock
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                let stored: Option<String> = self
+                    .inner
+                    .store
+                    .lock()
+                    .query_row("SELECT status FROM containers WHERE id = ?1", [&r.id], |row| {
+                        row.get(0)
+                    })
+                    .optional()?;
+                if matches!(stored.as_deref(), Some("running" | "paused")) {
+                    self.meter_final(&r);
+                }
+                self.save(&r)?;
+            } else {
+                self.save(&r)?;
             }
         }
         Ok(r)
@@ -458,7 +472,7 @@ impl Manager {
         if r.status != "created" {
             // A run starts in a fresh cgroup: its counters start at zero (the last run was
             // billed in full by its final reading), and no state of the last run leaks in.
-            self.meter_final(&r, false);
+            self.meter_final(&r);
             self.inner
                 .cgroups
                 .remove(&r.team, &r.name)
@@ -530,7 +544,7 @@ impl Manager {
                 r.exit_code = Some(127);
                 r.finished_at = Some(now());
                 self.save(&r)?;
-                self.meter_final(&r, true);
+                self.meter_final(&r);
                 Err(RuntimeError::Start {
                     name: r.name.clone(),
                     message,
@@ -756,7 +770,7 @@ impl Manager {
             }
         }
         // The last reading before the counters disappear with the cgroup.
-        self.meter_final(r, false);
+        self.meter_final(r);
         self.inner
             .cgroups
             .remove(&r.team, &r.name)
@@ -1335,12 +1349,12 @@ pub async fn start_manager(
     let state_dir = config.state_dir.clone();
     let m = blocking(move || {
         let driver = super::cgroups::EngineCgroups::new(cgroups);
-        let m = Manager::new(store, &state_dir, Arc::new(driver), metering)?;
-        m.meter_resume()?;
-        Ok(m)
+        Manager::new(store, &state_dir, Arc::new(driver), metering)
     })
     .await?;
     m.reconcile().await?;
+    let r = m.clone();
+    blocking(move || r.meter_resume()).await?;
     m.spawn_reconciler();
     Ok(m)
 }
