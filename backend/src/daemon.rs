@@ -80,8 +80,14 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     let sampler = metering.start()?;
     let mut state = AppState::new(config.clone(), store.clone(), cgroups.clone())
         .with_metering(metering.clone());
-    match crate::runtime::manager::start_manager(&config, store, cgroups.clone(), Some(metering.clone()))
-        .await {
+    match crate::runtime::manager::start_manager(
+        &config,
+        store,
+        cgroups.clone(),
+        Some(metering.clone()),
+    )
+    .await
+    {
         Ok(containers) => state = state.with_containers(containers),
         Err(e) => tracing::error!(error = %e, "container runtime unavailable"),
     }

@@ -310,9 +310,11 @@ impl Manager {
                     .inner
                     .store
                     .lock()
-                    .query_row("SELECT status FROM containers WHERE id = ?1", [&r.id], |row| {
-                        row.get(0)
-                    })
+                    .query_row(
+                        "SELECT status FROM containers WHERE id = ?1",
+                        [&r.id],
+                        |row| row.get(0),
+                    )
                     .optional()?;
                 if matches!(stored.as_deref(), Some("running" | "paused")) {
                     self.meter_final(&r);

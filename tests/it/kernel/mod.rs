@@ -6,4 +6,5 @@ mod container;
 mod container_bench;
 mod container_image;
 mod metering;
+mod metering_containers;
 mod vm_smoke;
