@@ -123,6 +123,8 @@ pub fn app(state: AppState) -> Router {
         .merge(users::router())
         .merge(tokens::router())
         .merge(audit::router())
+        .merge(billing::router())
+        .merge(history::router())
         .split_for_parts();
     let doc = openapi::document(paths);
     let api = Router::new()
@@ -131,8 +133,6 @@ pub fn app(state: AppState) -> Router {
         .merge(openapi::router(&doc))
         .merge(containers::router())
         .merge(images::router())
-        .merge(billing::router())
-        .merge(history::router())
         .merge(host::router())
         .fallback(error::api_not_found);
     Router::new()

@@ -378,6 +378,17 @@ impl Metering {
             .contains_key(&container_subject(container_id))
     }
 
+    /// Id and team of a registered container with this name or id.
+    pub fn container_owner(&self, name_or_id: &str) -> Option<(String, String)> {
+        let reg = self.registry();
+        reg.entries.values().find_map(|e| match &e.kind {
+            SubjectKind::Container(o) if o.name == name_or_id || o.container_id == name_or_id => {
+                Some((o.container_id.clone(), o.team.clone()))
+            }
+            _ => None,
+        })
+    }
+
     /// Number of commits that failed so far, and raw samples buffered in memory now.
     pub fn backlog(&self) -> (u64, usize) {
         let reg = self.registry();
