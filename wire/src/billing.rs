@@ -17,18 +17,30 @@ pub struct RateCard {
     /// When this version starts pricing ledger hours (an hour boundary, UTC). In a PUT it may be
     /// omitted (the next hour) and must not be in the past.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            pattern = r"^([0-9]{8,11}|[1-9][0-9]{3}-(0[1-9]|1[0-2])(-(0[1-9]|1[0-9]|2[0-8])(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?Z)?)?)$"
+        )
+    )]
     pub effective_from: Option<String>,
     /// ISO 4217 code, e.g. `USD`.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Z]{3}$"))]
     pub currency: String,
     /// Per CPU-core-hour used.
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1000000))]
     pub cpu_core_hour_used: f64,
     /// Per CPU-core-hour reserved (cpu.max quota/period, or cpuset size).
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1000000))]
     pub cpu_core_hour_reserved: f64,
     /// Per GiB-hour of memory used (∫ memory.current dt).
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1000000))]
     pub mem_gib_hour_used: f64,
     /// Per GiB-hour of memory reserved (memory.max × time).
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1000000))]
     pub mem_gib_hour_reserved: f64,
     /// Per GiB read or written.
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1000000))]
     pub io_gib: f64,
 }
 

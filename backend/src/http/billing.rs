@@ -39,6 +39,55 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(stats_get))
 }
 
+/// Query of `GET /billing` (documentation; the handler reads a map to name unknown keys).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct BillingParams {
+    /// Only this team (one of yours unless admin).
+    #[param(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+    team: Option<String>,
+    /// Only this container (id or name).
+    #[param(min_length = 1)]
+    container: Option<String>,
+    /// Only containers with this label, `key=value`.
+    #[param(pattern = r"^[^=]+=.*$")]
+    label: Option<String>,
+    /// Start: YYYY-MM-DD, YYYY-MM, YYYY-MM-DDTHH:MM[:SS]Z or Unix seconds (default: this month).
+    #[param(
+        pattern = r"^([0-9]{8,11}|[1-9][0-9]{3}-(0[1-9]|1[0-2])(-(0[1-9]|1[0-9]|2[0-8])(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?Z)?)?)$"
+    )]
+    from: Option<String>,
+    /// End (exclusive), same formats, after `from` (default: now, rounded up to the hour).
+    #[param(
+        pattern = r"^([0-9]{8,11}|[1-9][0-9]{3}-(0[1-9]|1[0-2])(-(0[1-9]|1[0-9]|2[0-8])(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?Z)?)?)$"
+    )]
+    to: Option<String>,
+}
+
+/// Path of a statement (documentation).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct StatementPath {
+    /// The team (one of yours unless admin).
+    #[param(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+    team: String,
+    /// The month, YYYY-MM.
+    #[param(pattern = r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])$")]
+    month: String,
+}
+
+/// Query of a statement (documentation).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct StatementQuery {
+    /// `json` (default) or `csv`.
+    #[param(pattern = r"^(json|csv)$")]
+    format: Option<String>,
+}
+
 /// The teams a report is limited to: `None` for all (admins), else the caller's teams.
 pub(super) fn visible_teams(actor: &Actor) -> Option<Vec<String>> {
     match actor.team_scope() {
@@ -92,13 +141,7 @@ pub(super) fn parse_time_param(field: &str, v: &str) -> Result<i64, AppError> {
 
 /// Priced totals per container, team and label over a period (default: this month so far).
 #[utoipa::path(get, path = "/billing", tag = "billing",
-    params(
-        ("team" = Option<String>, Query, description = "Only this team (one of yours unless admin)"),
-        ("container" = Option<String>, Query, description = "Only this container (id or name)"),
-        ("label" = Option<String>, Query, description = "Only containers with this label, key=value"),
-        ("from" = Option<String>, Query, description = "Start: YYYY-MM-DD, YYYY-MM, YYYY-MM-DDTHH:MM[:SS]Z or Unix seconds"),
-        ("to" = Option<String>, Query, description = "End (exclusive), same formats"),
-    ),
+    params(BillingParams),
     responses(
         (status = 200, description = "The report (rounded out to whole hours)", body = wire::billing::BillingReport),
         (status = 400, description = "Invalid parameter", body = wire::ApiError),
@@ -150,6 +193,14 @@ async fn billing_get(
         None => None,
     };
     if let Some(team) = q.get("team") {
+        if !crate::runtime::manager::valid_name(team) {
+            return Err(invalid(
+                "team",
+                format!(
+                    "invalid team {team:?}: allowed is 1-64 of [A-Za-z0-9_.-], starting alphanumeric"
+                ),
+            ));
+        }
         actor.can_see_team(team)?;
     }
     let filter = Filter {
@@ -164,11 +215,7 @@ async fn billing_get(
 
 /// A team's monthly statement (JSON, or CSV with `format=csv`), reconciled with the host's CPU.
 #[utoipa::path(get, path = "/billing/statements/{team}/{month}", tag = "billing",
-    params(
-        ("team" = String, Path, description = "The team (one of yours unless admin)"),
-        ("month" = String, Path, description = "YYYY-MM"),
-        ("format" = Option<String>, Query, description = "json (default) or csv"),
-    ),
+    params(StatementPath, StatementQuery),
     responses(
         (status = 200, description = "The statement", content(
             (wire::billing::Statement = "application/json"),
@@ -184,6 +231,14 @@ async fn billing_statement_get(
     ApiPath((team, month)): ApiPath<(String, String)>,
     ApiQuery(q): ApiQuery<HashMap<String, String>>,
 ) -> Result<Response, AppError> {
+    if !crate::runtime::manager::valid_name(&team) {
+        return Err(invalid(
+            "team",
+            format!(
+                "invalid team {team:?}: allowed is 1-64 of [A-Za-z0-9_.-], starting alphanumeric"
+            ),
+        ));
+    }
     actor.can_see_team(&team)?;
     for k in q.keys() {
         if k != "format" {

@@ -23,6 +23,39 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(history_get))
 }
 
+/// Path of a history request (documentation).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct HistoryPath {
+    /// Container name or id (also of a removed container).
+    #[param(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+    name: String,
+}
+
+/// Query of a history request (documentation; the handler reads a map to name unknown keys).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct HistoryQuery {
+    /// How far back from `to`: 30s, 5m, 2h, 7d (default 1h).
+    #[param(pattern = r"^[1-9][0-9]{0,4}[smhdw]?$")]
+    range: Option<String>,
+    /// Point spacing (default: about 120 points; at most 10000 points).
+    #[param(pattern = r"^[1-9][0-9]{0,4}[smhdw]?$")]
+    step: Option<String>,
+    /// Start instead of `range`: YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS]Z or Unix seconds.
+    #[param(
+        pattern = r"^([0-9]{8,11}|[1-9][0-9]{3}-(0[1-9]|1[0-2])(-(0[1-9]|1[0-9]|2[0-8])(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?Z)?)?)$"
+    )]
+    from: Option<String>,
+    /// End (default now).
+    #[param(
+        pattern = r"^([0-9]{8,11}|[1-9][0-9]{3}-(0[1-9]|1[0-2])(-(0[1-9]|1[0-9]|2[0-8])(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?Z)?)?)$"
+    )]
+    to: Option<String>,
+}
+
 /// Parses `90`, `30s`, `5m`, `2h`, `7d` into seconds.
 pub fn parse_duration(s: &str) -> Option<i64> {
     let s = s.trim();
@@ -47,13 +80,7 @@ fn invalid(field: &str, message: String) -> AppError {
 
 /// A container's usage over time, from the finest history tier that still holds the range.
 #[utoipa::path(get, path = "/containers/{name}/history", tag = "billing",
-    params(
-        ("name" = String, Path, description = "Container name or id (also of a removed one)"),
-        ("range" = Option<String>, Query, description = "How far back from `to`: 30s, 5m, 2h, 7d (default 1h)"),
-        ("step" = Option<String>, Query, description = "Point spacing (default: about 120 points)"),
-        ("from" = Option<String>, Query, description = "Start instead of range: YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS]Z or Unix seconds"),
-        ("to" = Option<String>, Query, description = "End (default now)"),
-    ),
+    params(HistoryPath, HistoryQuery),
     responses(
         (status = 200, description = "History points", body = wire::billing::History),
         (status = 400, description = "Invalid parameter", body = wire::ApiError),
