@@ -91,6 +91,7 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
         store,
         cgroups.clone(),
         state.network().clone(),
+        Some(metering.clone()),
     )
     .await
     {

@@ -11,28 +11,42 @@ use serde::{Deserialize, Serialize};
 
 /// One version of the rate card: prices per unit, in `currency`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RateCard {
     /// When this version starts pricing ledger hours (an hour boundary, UTC). In a PUT it may be
     /// omitted (the next hour) and must not be in the past.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            pattern = r"^([0-9]{8,11}|[1-9][0-9]{3}-(0[1-9]|1[0-2])(-(0[1-9]|1[0-9]|2[0-8])(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?Z)?)?)$"
+        )
+    )]
     pub effective_from: Option<String>,
     /// ISO 4217 code, e.g. `USD`.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Z]{3}$"))]
     pub currency: String,
     /// Per CPU-core-hour used.
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1000000))]
     pub cpu_core_hour_used: f64,
     /// Per CPU-core-hour reserved (cpu.max quota/period, or cpuset size).
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1000000))]
     pub cpu_core_hour_reserved: f64,
     /// Per GiB-hour of memory used (∫ memory.current dt).
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1000000))]
     pub mem_gib_hour_used: f64,
     /// Per GiB-hour of memory reserved (memory.max × time).
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1000000))]
     pub mem_gib_hour_reserved: f64,
     /// Per GiB read or written.
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1000000))]
     pub io_gib: f64,
 }
 
 /// `GET /api/v1/billing/rates`: every version, oldest first; `current` is in force now.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RateCards {
     pub current: RateCard,
@@ -41,6 +55,7 @@ pub struct RateCards {
 
 /// Metered quantities over a period.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Usage {
     pub cpu_seconds: f64,
@@ -60,6 +75,7 @@ pub struct Usage {
 
 /// Cost per priced quantity, in the report's currency.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Cost {
     pub cpu_used: f64,
@@ -73,6 +89,7 @@ pub struct Cost {
 /// A line of a report: a container (with the team and labels it had), a team, a label
 /// (`name` is `key=value`) or the total.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BillingLine {
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -89,6 +106,7 @@ pub struct BillingLine {
 
 /// `GET /api/v1/billing?team=&container=&label=k=v&from=&to=`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BillingReport {
     pub from: String,
@@ -102,6 +120,7 @@ pub struct BillingReport {
 
 /// The host's CPU time against the containers' over a statement's month.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Reconciliation {
     /// Busy CPU time of the whole host (`/proc/stat`).
@@ -116,6 +135,7 @@ pub struct Reconciliation {
 
 /// `GET /api/v1/billing/statements/{team}/{month}` (`?format=csv` for CSV).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Statement {
     pub team: String,
@@ -127,6 +147,7 @@ pub struct Statement {
 
 /// One point of a container's history: usage within `[ts, ts + step)`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HistoryPoint {
     /// Bucket start, Unix ms.
@@ -144,6 +165,7 @@ pub struct HistoryPoint {
 
 /// `GET /api/v1/containers/{name}/history?range=1h&step=1m`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct History {
     pub name: String,
@@ -155,6 +177,7 @@ pub struct History {
 
 /// One line of `corral stats` / `GET /api/v1/stats`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LiveStat {
     /// `container` or `team`.
@@ -184,6 +207,7 @@ pub struct LiveStat {
 
 /// `GET /api/v1/stats`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LiveStats {
     /// Seconds between samples.

@@ -9,14 +9,16 @@
 use std::collections::HashMap;
 
 use axum::{
-    Json, Router,
-    extract::{Path, Query, State},
+    Json,
+    extract::State,
     http::header,
     response::{IntoResponse, Response},
-    routing::get,
 };
+use serde_json::json;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{AppError, AppState};
+use crate::auth::{Actor, ApiJson, ApiPath, ApiQuery, TeamScope, audit};
 use crate::metering::{
     MeteringError, SubjectKind,
     billing::{self, Filter, Line, RateCard, Report, Statement},
@@ -24,18 +26,74 @@ use crate::metering::{
     sampler::wall_ms,
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/billing", get(billing_get))
-        .route(
-            "/billing/rates",
-            get(billing_rates_get).put(billing_rates_put),
-        )
-        .route(
-            "/billing/statements/{team}/{month}",
-            get(billing_statement_get),
-        )
-        .route("/stats", get(stats_get))
+/// Billing, statements, rates and the live view (all in the OpenAPI document).
+///
+/// Who sees what: admins every team; operators and viewers only their teams (a `team` outside
+/// them is 403, no `team` means all of theirs). The rate card is readable by everyone signed
+/// in and changed by admins only (audited with before/after).
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(billing_get))
+        .routes(routes!(billing_rates_get, billing_rates_put))
+        .routes(routes!(billing_statement_get))
+        .routes(routes!(stats_get))
+}
+
+/// Query of `GET /billing` (documentation; the handler reads a map to name unknown keys).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct BillingParams {
+    /// Only this team (one of yours unless admin).
+    #[param(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+    team: Option<String>,
+    /// Only this container (id or name).
+    #[param(min_length = 1)]
+    container: Option<String>,
+    /// Only containers with this label, `key=value`.
+    #[param(pattern = r"^[^=]+=.*$")]
+    label: Option<String>,
+    /// Start: YYYY-MM-DD, YYYY-MM, YYYY-MM-DDTHH:MM[:SS]Z or Unix seconds (default: this month).
+    #[param(
+        pattern = r"^([0-9]{8,11}|[1-9][0-9]{3}-(0[1-9]|1[0-2])(-(0[1-9]|1[0-9]|2[0-8])(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?Z)?)?)$"
+    )]
+    from: Option<String>,
+    /// End (exclusive), same formats, after `from` (default: now, rounded up to the hour).
+    #[param(
+        pattern = r"^([0-9]{8,11}|[1-9][0-9]{3}-(0[1-9]|1[0-2])(-(0[1-9]|1[0-9]|2[0-8])(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?Z)?)?)$"
+    )]
+    to: Option<String>,
+}
+
+/// Path of a statement (documentation).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct StatementPath {
+    /// The team (one of yours unless admin).
+    #[param(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+    team: String,
+    /// The month, YYYY-MM.
+    #[param(pattern = r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])$")]
+    month: String,
+}
+
+/// Query of a statement (documentation).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct StatementQuery {
+    /// `json` (default) or `csv`.
+    #[param(pattern = r"^(json|csv)$")]
+    format: Option<String>,
+}
+
+/// The teams a report is limited to: `None` for all (admins), else the caller's teams.
+pub(super) fn visible_teams(actor: &Actor) -> Option<Vec<String>> {
+    match actor.team_scope() {
+        TeamScope::All => None,
+        TeamScope::Only(teams) => Some(teams.to_vec()),
+    }
 }
 
 impl From<MeteringError> for AppError {
@@ -81,9 +139,19 @@ pub(super) fn parse_time_param(field: &str, v: &str) -> Result<i64, AppError> {
     })
 }
 
+/// Priced totals per container, team and label over a period (default: this month so far).
+#[utoipa::path(get, path = "/billing", tag = "billing",
+    params(BillingParams),
+    responses(
+        (status = 200, description = "The report (rounded out to whole hours)", body = wire::billing::BillingReport),
+        (status = 400, description = "Invalid parameter", body = wire::ApiError),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "A team outside yours; foreign Host", body = wire::ApiError),
+    ))]
 async fn billing_get(
     State(state): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
+    actor: Actor,
+    ApiQuery(q): ApiQuery<HashMap<String, String>>,
 ) -> Result<Json<wire::billing::BillingReport>, AppError> {
     for k in q.keys() {
         if !["team", "container", "label", "from", "to"].contains(&k.as_str()) {
@@ -124,8 +192,20 @@ async fn billing_get(
         ),
         None => None,
     };
+    if let Some(team) = q.get("team") {
+        if !crate::runtime::manager::valid_name(team) {
+            return Err(invalid(
+                "team",
+                format!(
+                    "invalid team {team:?}: allowed is 1-64 of [A-Za-z0-9_.-], starting alphanumeric"
+                ),
+            ));
+        }
+        actor.can_see_team(team)?;
+    }
     let filter = Filter {
         team: q.get("team").cloned(),
+        teams: visible_teams(&actor),
         container: q.get("container").cloned(),
         label,
     };
@@ -133,11 +213,41 @@ async fn billing_get(
     Ok(Json(report_to_wire(&report)))
 }
 
+/// A team's monthly statement (JSON, or CSV with `format=csv`), reconciled with the host's CPU.
+#[utoipa::path(get, path = "/billing/statements/{team}/{month}", tag = "billing",
+    params(StatementPath, StatementQuery),
+    responses(
+        (status = 200, description = "The statement", content(
+            (wire::billing::Statement = "application/json"),
+            (String = "text/csv"),
+        )),
+        (status = 400, description = "Invalid parameter", body = wire::ApiError),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "A team outside yours; foreign Host", body = wire::ApiError),
+    ))]
 async fn billing_statement_get(
     State(state): State<AppState>,
-    Path((team, month)): Path<(String, String)>,
-    Query(q): Query<HashMap<String, String>>,
+    actor: Actor,
+    ApiPath((team, month)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<HashMap<String, String>>,
 ) -> Result<Response, AppError> {
+    if !crate::runtime::manager::valid_name(&team) {
+        return Err(invalid(
+            "team",
+            format!(
+                "invalid team {team:?}: allowed is 1-64 of [A-Za-z0-9_.-], starting alphanumeric"
+            ),
+        ));
+    }
+    actor.can_see_team(&team)?;
+    for k in q.keys() {
+        if k != "format" {
+            return Err(invalid(
+                k,
+                format!("unknown parameter {k:?}: allowed is format"),
+            ));
+        }
+    }
     let t = calendar::parse_time(&month)
         .filter(|_| month.len() == 7)
         .ok_or_else(|| {
@@ -172,27 +282,50 @@ async fn billing_statement_get(
     }
 }
 
+/// The rate card in force now and every version (readable by everyone signed in).
+#[utoipa::path(get, path = "/billing/rates", tag = "billing",
+    responses(
+        (status = 200, description = "Current rates and all versions", body = wire::billing::RateCards),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "Foreign Host", body = wire::ApiError),
+    ))]
 async fn billing_rates_get(
     State(state): State<AppState>,
+    _actor: Actor,
 ) -> Result<Json<wire::billing::RateCards>, AppError> {
+    Ok(Json(current_cards(&state).await?))
+}
+
+async fn current_cards(state: &AppState) -> Result<wire::billing::RateCards, AppError> {
     let now = wall_ms() / 1000;
-    let cards = blocking(&state, billing::rate_cards).await?;
+    let cards = blocking(state, billing::rate_cards).await?;
     let current = cards
         .iter()
         .rev()
         .find(|c| c.effective_from <= now)
         .cloned()
         .unwrap_or_else(RateCard::zero);
-    Ok(Json(wire::billing::RateCards {
+    Ok(wire::billing::RateCards {
         current: card_to_wire(&current),
         versions: cards.iter().map(card_to_wire).collect(),
-    }))
+    })
 }
 
+/// A new rate version from `effective_from` (default now; past bills keep their rates). Admin.
+#[utoipa::path(put, path = "/billing/rates", tag = "billing",
+    request_body = wire::billing::RateCard,
+    responses(
+        (status = 200, description = "The saved version", body = wire::billing::RateCard),
+        (status = 400, description = "Invalid field", body = wire::ApiError),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "Not an admin; foreign Host/Origin, missing CSRF header", body = wire::ApiError),
+    ))]
 async fn billing_rates_put(
     State(state): State<AppState>,
-    Json(body): Json<wire::billing::RateCard>,
+    actor: Actor,
+    ApiJson(body): ApiJson<wire::billing::RateCard>,
 ) -> Result<Json<wire::billing::RateCard>, AppError> {
+    actor.require_admin()?;
     let now = wall_ms() / 1000;
     let effective_from = match &body.effective_from {
         Some(v) => parse_time_param("effective_from", v)?,
@@ -216,17 +349,39 @@ async fn billing_rates_put(
         mem_gib_hour_reserved: price("mem_gib_hour_reserved", body.mem_gib_hour_reserved)?,
         io_gib: price("io_gib", body.io_gib)?,
     };
+    let before = current_cards(&state).await?.current;
     let saved = blocking(&state, move |c| billing::put_rate_card(c, &card, now)).await?;
-    Ok(Json(card_to_wire(&saved)))
+    let saved = card_to_wire(&saved);
+    audit::record(
+        state.store(),
+        audit::Event::new(&actor, "billing.rates.put")
+            .target(saved.effective_from.clone().unwrap_or_default())
+            .before(json!(before))
+            .after(json!(saved)),
+    )
+    .await;
+    Ok(Json(saved))
 }
 
-async fn stats_get(State(state): State<AppState>) -> Json<wire::billing::LiveStats> {
+/// The latest sample of every container and team you may see.
+#[utoipa::path(get, path = "/stats", tag = "billing",
+    responses(
+        (status = 200, description = "Live usage", body = wire::billing::LiveStats),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "Foreign Host", body = wire::ApiError),
+    ))]
+async fn stats_get(State(state): State<AppState>, actor: Actor) -> Json<wire::billing::LiveStats> {
     let Some(m) = state.metering() else {
         return Json(wire::billing::LiveStats::default());
     };
+    let scope = actor.team_scope();
     let stats = m
         .live()
         .into_iter()
+        .filter(|l| match &l.kind {
+            SubjectKind::Container(o) => scope.contains(&o.team),
+            SubjectKind::Team(t) => scope.contains(t),
+        })
         .map(|l| {
             let c = &l.reading.counters;
             let (kind, name, id, team) = match &l.kind {

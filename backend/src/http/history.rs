@@ -4,24 +4,56 @@
 
 use std::collections::HashMap;
 
-use axum::{
-    Json, Router,
-    extract::{Path, Query, State},
-    routing::get,
-};
+use axum::{Json, extract::State};
 use rusqlite::OptionalExtension;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     AppError, AppState,
     billing::{blocking, parse_time_param},
 };
+use crate::auth::{Actor, ApiPath, ApiQuery};
 use crate::metering::{
     sampler::{container_subject, wall_ms},
     store::{self, Retention},
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/containers/{name}/history", get(history_get))
+/// In the OpenAPI document; readable by whoever may see the container's team.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(history_get))
+}
+
+/// Path of a history request (documentation).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct HistoryPath {
+    /// Container name or id (also of a removed container).
+    #[param(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+    name: String,
+}
+
+/// Query of a history request (documentation; the handler reads a map to name unknown keys).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct HistoryQuery {
+    /// How far back from `to`: 30s, 5m, 2h, 7d (default 1h).
+    #[param(pattern = r"^[1-9][0-9]{0,4}[smhdw]?$")]
+    range: Option<String>,
+    /// Point spacing (default: about 120 points; at most 10000 points).
+    #[param(pattern = r"^[1-9][0-9]{0,4}[smhdw]?$")]
+    step: Option<String>,
+    /// Start instead of `range`: YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS]Z or Unix seconds.
+    #[param(
+        pattern = r"^([0-9]{8,11}|[1-9][0-9]{3}-(0[1-9]|1[0-2])(-(0[1-9]|1[0-9]|2[0-8])(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?Z)?)?)$"
+    )]
+    from: Option<String>,
+    /// End (default now).
+    #[param(
+        pattern = r"^([0-9]{8,11}|[1-9][0-9]{3}-(0[1-9]|1[0-2])(-(0[1-9]|1[0-9]|2[0-8])(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?Z)?)?)$"
+    )]
+    to: Option<String>,
 }
 
 /// Parses `90`, `30s`, `5m`, `2h`, `7d` into seconds.
@@ -46,10 +78,21 @@ fn invalid(field: &str, message: String) -> AppError {
     }
 }
 
+/// A container's usage over time, from the finest history tier that still holds the range.
+#[utoipa::path(get, path = "/containers/{name}/history", tag = "billing",
+    params(HistoryPath, HistoryQuery),
+    responses(
+        (status = 200, description = "History points", body = wire::billing::History),
+        (status = 400, description = "Invalid parameter", body = wire::ApiError),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "The container's team is not yours; foreign Host", body = wire::ApiError),
+        (status = 404, description = "No metered container with this name or id", body = wire::ApiError),
+    ))]
 async fn history_get(
     State(state): State<AppState>,
-    Path(name): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    actor: Actor,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(q): ApiQuery<HashMap<String, String>>,
 ) -> Result<Json<wire::billing::History>, AppError> {
     for k in q.keys() {
         if !["range", "step", "from", "to"].contains(&k.as_str()) {
@@ -106,23 +149,25 @@ async fn history_get(
     let keep = state
         .metering()
         .map_or_else(Retention::default, |m| m.config().retention);
-    let registered = state.metering().and_then(|m| m.container_id(&name));
+    let registered = state.metering().and_then(|m| m.container_owner(&name));
     let lookup = name.clone();
-    let (points, table) = blocking(&state, move |c| {
-        let id = match registered {
-            Some(id) => Some(id),
+    let (id, team) = blocking(&state, move |c| {
+        let owner = match registered {
+            Some(o) => Some(o),
             None => c
                 .query_row(
-                    "SELECT container_id FROM usage_ledger_month WHERE name = ?1 OR container_id = ?1
-                     ORDER BY period DESC LIMIT 1",
+                    "SELECT container_id, team FROM usage_ledger_month
+                     WHERE name = ?1 OR container_id = ?1 ORDER BY period DESC LIMIT 1",
                     [&lookup],
-                    |r| r.get::<_, String>(0),
+                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
                 )
                 .optional()?,
         };
-        let Some(id) = id else {
-            return Err(crate::metering::MeteringError::NotFound(lookup));
-        };
+        owner.ok_or(crate::metering::MeteringError::NotFound(lookup))
+    })
+    .await?;
+    actor.can_see_team(&team)?;
+    let (points, table) = blocking(&state, move |c| {
         let table = store::pick_tier(now_ms, from_ms, step_s * 1000, &keep);
         let pts = store::history(
             c,

@@ -6,6 +6,13 @@
 //! `Accept` asks for `application/openmetrics-text` (Prometheus does), otherwise the classic
 //! text format 0.0.4 (what `promtool check metrics` and `curl` read), where a counter's family
 //! is named with its `_total` suffix.
+//!
+//! Access: admins only (the series name every team's containers). Over TCP, Prometheus scrapes
+//! with an API token of an admin, e.g. a token created with `corral token create --user ADMIN`
+//! (or `POST /api/v1/tokens`), set in `scrape_configs` as
+//! `authorization: { type: Bearer, credentials_file: /etc/prometheus/corral.token }`; root on the
+//! unix socket is admin too. Without credentials the answer is 401, with a non-admin's 403
+//! (JSON bodies like every API error).
 
 use std::fmt::Write;
 
@@ -18,6 +25,7 @@ use axum::{
 };
 
 use super::AppState;
+use crate::auth::{Actor, AuthError};
 use crate::metering::{LiveStat, SubjectKind};
 
 pub fn router() -> Router<AppState> {
@@ -29,17 +37,22 @@ pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; char
 /// The classic Prometheus text format.
 pub const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-async fn metrics_get(State(state): State<AppState>, headers: HeaderMap) -> impl IntoResponse {
+async fn metrics_get(
+    State(state): State<AppState>,
+    actor: Actor,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, AuthError> {
+    actor.require_admin()?;
     let live = state.metering().map(|m| m.live()).unwrap_or_default();
     let backlog = state.metering().map(|m| m.backlog());
     let om = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/openmetrics-text"));
-    (
+    Ok((
         [(header::CONTENT_TYPE, if om { OPENMETRICS } else { TEXT })],
         render(&live, backlog, om),
-    )
+    ))
 }
 
 /// A family: name (without `_total`), type, unit (or ""), help, and its value per subject.

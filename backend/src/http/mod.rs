@@ -133,14 +133,14 @@ pub fn app(state: AppState) -> Router {
         .merge(audit::router())
         .merge(containers::router())
         .merge(images::router())
+        .merge(billing::router())
+        .merge(history::router())
         .split_for_parts();
     let doc = openapi::document(paths);
     let api = Router::new()
         .merge(health::router())
         .merge(documented)
         .merge(openapi::router(&doc))
-        .merge(billing::router())
-        .merge(history::router())
         .merge(host::router())
         .merge(networks::router())
         .fallback(error::api_not_found);

@@ -262,6 +262,8 @@ pub struct Line {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
     pub team: Option<String>,
+    /// Only these teams (the teams a non-admin caller may see); `None`: every team.
+    pub teams: Option<Vec<String>>,
     /// Container id or name.
     pub container: Option<String>,
     /// `key=value`: only containers carrying that label.
@@ -322,6 +324,18 @@ pub fn report(
             if let Some(team) = &filter.team {
                 args.push(team.clone().into());
                 sql.push_str(&format!(" AND team = ?{}", args.len()));
+            }
+            if let Some(teams) = &filter.teams {
+                let mut marks = Vec::with_capacity(teams.len());
+                for t in teams {
+                    args.push(t.clone().into());
+                    marks.push(format!("?{}", args.len()));
+                }
+                if marks.is_empty() {
+                    sql.push_str(" AND 0");
+                } else {
+                    sql.push_str(&format!(" AND team IN ({})", marks.join(", ")));
+                }
             }
             if let Some(c) = &filter.container {
                 args.push(c.clone().into());

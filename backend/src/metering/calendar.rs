@@ -112,7 +112,8 @@ fn days(from: i64, to: i64, out: &mut Vec<(Grain, i64, i64)>) {
 pub fn parse_time(s: &str) -> Option<i64> {
     let s = s.trim();
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && s.len() > 7 {
-        return s.parse().ok();
+        // Up to the end of year 9999: date arithmetic on the result never overflows.
+        return s.parse().ok().filter(|v: &i64| *v <= 253_402_300_799);
     }
     let (date, time) = match s.split_once('T') {
         Some((d, t)) => (d, Some(t.strip_suffix('Z')?)),
@@ -120,6 +121,9 @@ pub fn parse_time(s: &str) -> Option<i64> {
     };
     let mut it = date.split('-');
     let y: i64 = it.next()?.parse().ok()?;
+    if !(1..=9999).contains(&y) {
+        return None;
+    }
     let m: u32 = it.next()?.parse().ok()?;
     let d: u32 = match it.next() {
         Some(d) => d.parse().ok()?,

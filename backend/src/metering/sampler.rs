@@ -269,7 +269,8 @@ impl Metering {
         let mut stats = TickStats::default();
         let live = self.sample_one(&mut reg, &subject, &mut samples, wall_ms(), &mut stats);
         self.publish(live);
-        self.commit(&mut reg, samples, false);
+        // Durable at once: a crash right after never loses the registration's baseline.
+        self.commit(&mut reg, samples, true);
     }
 
     /// Re-reads a container's reservations now (call after `update` changed its limits).
@@ -357,6 +358,32 @@ impl Metering {
         reg.entries.values().find_map(|e| match &e.kind {
             SubjectKind::Container(o) if o.name == name_or_id || o.container_id == name_or_id => {
                 Some(o.container_id.clone())
+            }
+            _ => None,
+        })
+    }
+
+    /// Whether the container is being metered now.
+    pub fn is_registered(&self, container_id: &str) -> bool {
+        self.registry()
+            .entries
+            .contains_key(&container_subject(container_id))
+    }
+
+    /// Whether the container has a checkpoint (persisted or in memory) that its final reading
+    /// has not consumed yet: usage after it is still unbilled.
+    pub fn has_checkpoint(&self, container_id: &str) -> bool {
+        self.registry()
+            .checkpoints
+            .contains_key(&container_subject(container_id))
+    }
+
+    /// Id and team of a registered container with this name or id.
+    pub fn container_owner(&self, name_or_id: &str) -> Option<(String, String)> {
+        let reg = self.registry();
+        reg.entries.values().find_map(|e| match &e.kind {
+            SubjectKind::Container(o) if o.name == name_or_id || o.container_id == name_or_id => {
+                Some((o.container_id.clone(), o.team.clone()))
             }
             _ => None,
         })

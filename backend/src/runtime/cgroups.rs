@@ -25,6 +25,11 @@ pub trait CgroupDriver: Send + Sync + 'static {
     fn remove(&self, team: &str, name: &str) -> Result<(), CgroupFailure>;
     /// Whether any of the container's cgroup directories exist.
     fn exists(&self, team: &str, name: &str) -> bool;
+    /// The engine's handle on the container's group (for metering), if the driver is backed
+    /// by the engine and the group exists.
+    fn engine_group(&self, _team: &str, _name: &str) -> Option<crate::cgroup::Group> {
+        None
+    }
 }
 
 /// A cgroup operation that failed: `field` names the limit when the kernel or the validation
@@ -205,5 +210,9 @@ impl CgroupDriver for EngineCgroups {
 
     fn exists(&self, team: &str, name: &str) -> bool {
         self.group(team, name).is_ok()
+    }
+
+    fn engine_group(&self, team: &str, name: &str) -> Option<crate::cgroup::Group> {
+        self.group(team, name).ok()
     }
 }

@@ -92,6 +92,10 @@ struct Inner {
     dir: PathBuf,
     images: ImageStore,
     cgroups: Arc<dyn CgroupDriver>,
+    /// Metering: containers are registered while their cgroup exists and runs processes.
+    metering: Option<crate::metering::Metering>,
+    /// Serializes the live → exited transition (and so the final reading).
+    exit_lock: Mutex<()>,
     /// One lock per container name: lifecycle operations on one container never interleave.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Bridge networking; `None` in tests that do not need it.
@@ -115,6 +119,7 @@ impl Manager {
         store: Store,
         state_dir: &Path,
         cgroups: Arc<dyn CgroupDriver>,
+        metering: Option<crate::metering::Metering>,
     ) -> Result<Self, RuntimeError> {
         let dir = state_dir.join("containers");
         fs::DirBuilder::new()
@@ -129,6 +134,8 @@ impl Manager {
                 dir,
                 images,
                 cgroups,
+                metering,
+                exit_lock: Mutex::new(()),
                 locks: Mutex::new(HashMap::new()),
                 network: None,
             }),
@@ -165,6 +172,55 @@ impl Manager {
             locks.entry(name.to_owned()).or_default().clone()
         };
         m.lock_owned().await
+    }
+
+    // ---- metering hooks (called on blocking threads) ----
+
+    /// Starts metering the container's group (it must exist; its processes need not run yet).
+    fn meter_register(&self, r: &Record) {
+        let Some(m) = &self.inner.metering else {
+            return;
+        };
+        match self.inner.cgroups.engine_group(&r.team, &r.name) {
+            Some(g) => m.register(g, &r.id, &r.name, &r.team, &r.spec.labels),
+            None => tracing::warn!(container = %r.name, "no cgroup to meter"),
+        }
+    }
+
+    /// Takes the final reading of an exited container, before its cgroup goes. A container
+    /// that is not metered now is finished only if it still has a checkpoint (registration
+    /// writes one at once, the final reading consumes it): each run is billed exactly once.
+    fn meter_final(&self, r: &Record) {
+        let Some(m) = &self.inner.metering else {
+            return;
+        };
+        if !m.is_registered(&r.id) {
+            if !m.has_checkpoint(&r.id) {
+                return;
+            }
+            let Some(g) = self.inner.cgroups.engine_group(&r.team, &r.name) else {
+                return;
+            };
+            m.register(g, &r.id, &r.name, &r.team, &r.spec.labels);
+        }
+        m.unregister_with_final_reading(&r.id);
+    }
+
+    /// At daemon start, after the first reconcile (which finished the bill of containers that
+    /// exited while the daemon was down): meters every live container again; billing continues
+    /// from its saved checkpoint.
+    fn meter_resume(&self) -> Result<(), RuntimeError> {
+        if self.inner.metering.is_none() {
+            return Ok(());
+        }
+        for r in self.load_all()? {
+            if r.status == "running" || r.status == "paused" {
+                self.meter_register(&r);
+            } else if r.status == "exited" {
+                self.meter_final(&r);
+            }
+        }
+        Ok(())
     }
 
     // ---- records ----
@@ -254,7 +310,34 @@ impl Manager {
             }
         }
         if (r.status.clone(), r.exit_code, r.init_pid, r.restart_count) != before {
-            self.save(&r)?;
+            if r.status == "exited" {
+                // Refreshes race (API reads, the reconciler): under one lock, only the one
+                // that still finds the stored record live takes the final reading, and it does
+                // so before the exit becomes visible, so whoever sees "exited" sees the final
+                // bill. (A crash between the two is harmless: the final reading consumed the
+                // checkpoint, and without one there is nothing left to bill.)
+                let _g = self
+                    .inner
+                    .exit_lock
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                let stored: Option<String> = self
+                    .inner
+                    .store
+                    .lock()
+                    .query_row(
+                        "SELECT status FROM containers WHERE id = ?1",
+                        [&r.id],
+                        |row| row.get(0),
+                    )
+                    .optional()?;
+                if matches!(stored.as_deref(), Some("running" | "paused")) {
+                    self.meter_final(&r);
+                }
+                self.save(&r)?;
+            } else {
+                self.save(&r)?;
+            }
         }
         Ok(r)
     }
@@ -490,6 +573,20 @@ impl Manager {
         let dir = self.container_dir(&r.id);
         let _ = fs::remove_file(dir.stop_marker());
         let _ = fs::remove_file(dir.state());
+        if r.status != "created" {
+            // A run starts in a fresh cgroup: its counters start at zero (the last run was
+            // billed in full by its final reading), and no state of the last run leaks in.
+            self.meter_final(&r);
+            self.inner
+                .cgroups
+                .remove(&r.team, &r.name)
+                .map_err(cgroup_err)?;
+            self.inner
+                .cgroups
+                .create(&r.team, &r.name, &r.spec.limits)
+                .map_err(cgroup_err)?;
+        }
+        self.meter_register(&r);
         let program = super::memfd::helper_program()
             .map_err(RuntimeError::io("make a sealed copy of", "/proc/self/exe"))?;
         let shim_log = fs::OpenOptions::new()
@@ -551,6 +648,7 @@ impl Manager {
                 r.exit_code = Some(127);
                 r.finished_at = Some(now());
                 self.save(&r)?;
+                self.meter_final(&r);
                 Err(RuntimeError::Start {
                     name: r.name.clone(),
                     message,
@@ -721,6 +819,9 @@ impl Manager {
                 .map_err(cgroup_err)?;
             r.spec.limits = merged;
             m.save(&r)?;
+            if let Some(meter) = &m.inner.metering {
+                meter.refresh_limits(&r.id);
+            }
             Ok(r.to_wire())
         })
         .await
@@ -778,6 +879,8 @@ impl Manager {
                 let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
             }
         }
+        // The last reading before the counters disappear with the cgroup.
+        self.meter_final(r);
         self.inner
             .cgroups
             .remove(&r.team, &r.name)
@@ -1420,14 +1523,17 @@ pub async fn start_manager(
     store: Store,
     cgroups: Arc<crate::cgroup::Cgroups>,
     network: crate::network::Network,
+    metering: Option<crate::metering::Metering>,
 ) -> Result<Manager, RuntimeError> {
     let state_dir = config.state_dir.clone();
     let m = blocking(move || {
         let driver = super::cgroups::EngineCgroups::new(cgroups);
-        Manager::new(store, &state_dir, Arc::new(driver)).map(|m| m.with_network(network))
+        Manager::new(store, &state_dir, Arc::new(driver), metering).map(|m| m.with_network(network))
     })
     .await?;
     m.reconcile().await?;
+    let r = m.clone();
+    blocking(move || r.meter_resume()).await?;
     m.spawn_reconciler();
     Ok(m)
 }

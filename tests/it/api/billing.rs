@@ -472,3 +472,169 @@ fn kill_9_and_restart_neither_loses_nor_doubles_host_cpu() {
         "lost: booked {booked} of {measured}"
     );
 }
+
+/// One request over TCP with a bearer token (or none).
+fn as_user(
+    d: &Daemon,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> tests::RawResponse {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("content-type", "application/json")];
+    if let Some(a) = &auth {
+        headers.push(("authorization", a));
+    }
+    let body = body.map(|b| b.to_string());
+    d.http(method, path, &headers, body.as_deref())
+}
+
+#[test]
+fn an_operator_of_team_a_cannot_read_team_bs_bill() {
+    let d = Daemon::start();
+    let admin = d.admin_token();
+    for t in ["team-a", "team-b"] {
+        let r = as_user(
+            &d,
+            Some(&admin),
+            "POST",
+            "/api/v1/teams",
+            Some(serde_json::json!({"name": t})),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let r = as_user(
+        &d,
+        Some(&admin),
+        "POST",
+        "/api/v1/users",
+        Some(
+            serde_json::json!({"name": "op-a", "role": "operator", "teams": ["team-a"],
+            "password": "operator a password"}),
+        ),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let op = d.token_for("op-a");
+
+    // Ledger rows of one container per team, written like the sampler writes them.
+    let store = Store::open(&d.state.path().join("state/corral.db")).expect("store");
+    let now_ms = backend::metering::sampler::wall_ms();
+    let mut batch = backend::metering::store::Batch::default();
+    for (id, team, cpu) in [("id-a", "team-a", 3_000_000), ("id-b", "team-b", 5_000_000)] {
+        let owner = backend::metering::store::LedgerOwner {
+            container_id: id.into(),
+            name: format!("web-{team}"),
+            team: team.into(),
+            labels: "{}".into(),
+        };
+        let usage = backend::metering::Usage {
+            duration_ns: 1_000_000_000,
+            cpu_usec: cpu,
+            ..Default::default()
+        };
+        batch.add_ledger(&owner, now_ms, &usage);
+    }
+    backend::metering::store::commit(&mut store.lock(), &batch).expect("seed ledger");
+    let now = now_ms / 1000;
+    let range = format!("from={}&to={}", now - 86_400, now + 7_200);
+    let month = backend::metering::calendar::format_month(now);
+
+    // Team B's bill, statement and the unfiltered totals are refused or limited to team A.
+    let r = as_user(
+        &d,
+        Some(&op),
+        "GET",
+        &format!("/api/v1/billing?team=team-b&{range}"),
+        None,
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = as_user(
+        &d,
+        Some(&op),
+        "GET",
+        &format!("/api/v1/billing/statements/team-b/{month}"),
+        None,
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = as_user(
+        &d,
+        Some(&op),
+        "GET",
+        &format!("/api/v1/billing?{range}"),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mine: wire::billing::BillingReport = serde_json::from_str(&r.body).expect("report");
+    let teams: Vec<&str> = mine.teams.iter().map(|l| l.team.as_str()).collect();
+    assert_eq!(teams, ["team-a"]);
+    assert_eq!(mine.containers.len(), 1);
+    assert_eq!(mine.total.usage.cpu_seconds, 3.0, "only team A's usage");
+    // A container of team B named explicitly yields nothing either.
+    let r = as_user(
+        &d,
+        Some(&op),
+        "GET",
+        &format!("/api/v1/billing?container=id-b&{range}"),
+        None,
+    );
+    let other: wire::billing::BillingReport = serde_json::from_str(&r.body).expect("report");
+    assert!(other.containers.is_empty(), "{other:?}");
+    let r = as_user(
+        &d,
+        Some(&op),
+        "GET",
+        &format!("/api/v1/billing/statements/team-a/{month}"),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    // The admin sees both.
+    let r = as_user(
+        &d,
+        Some(&admin),
+        "GET",
+        &format!("/api/v1/billing?{range}"),
+        None,
+    );
+    let all: wire::billing::BillingReport = serde_json::from_str(&r.body).expect("report");
+    assert_eq!(all.total.usage.cpu_seconds, 8.0);
+
+    // Rates: everyone reads, only admins write (audited with before/after).
+    assert_eq!(
+        as_user(&d, Some(&op), "GET", "/api/v1/billing/rates", None).status,
+        200
+    );
+    let card = serde_json::json!({"currency": "EUR", "cpu_core_hour_used": 0.04,
+        "cpu_core_hour_reserved": 0.01, "mem_gib_hour_used": 0.005,
+        "mem_gib_hour_reserved": 0.001, "io_gib": 0.02});
+    let r = as_user(
+        &d,
+        Some(&op),
+        "PUT",
+        "/api/v1/billing/rates",
+        Some(card.clone()),
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = as_user(&d, Some(&admin), "PUT", "/api/v1/billing/rates", Some(card));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = as_user(&d, Some(&admin), "GET", "/api/v1/audit", None);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&r.body).expect("audit");
+    let row = rows
+        .iter()
+        .find(|e| e["action"] == "billing.rates.put")
+        .unwrap_or_else(|| panic!("audited: {rows:?}"));
+    // The audit log keeps before/after as JSON text.
+    let json_of = |v: &serde_json::Value| -> serde_json::Value {
+        serde_json::from_str(v.as_str().unwrap_or("null")).expect("json text")
+    };
+    assert_eq!(json_of(&row["after"])["currency"], "EUR", "{row}");
+    assert!(json_of(&row["before"]).is_object(), "{row}");
+
+    // /metrics: admins only.
+    assert_eq!(as_user(&d, None, "GET", "/metrics", None).status, 401);
+    assert_eq!(as_user(&d, Some(&op), "GET", "/metrics", None).status, 403);
+    assert_eq!(
+        as_user(&d, Some(&admin), "GET", "/metrics", None).status,
+        200
+    );
+}

@@ -6,6 +6,7 @@ mod container;
 mod container_bench;
 mod container_image;
 mod metering;
+mod metering_containers;
 mod network;
 mod network_bench;
 mod network_container;
