@@ -55,12 +55,12 @@ struct BillingParams {
     label: Option<String>,
     /// Start: YYYY-MM-DD, YYYY-MM, YYYY-MM-DDTHH:MM[:SS]Z or Unix seconds (default: this month).
     #[param(
-        pattern = r"^([0-9]{8,11}|[1-9][0-9]{3}-(0[1-9]|1[0-2])(-(0[1-9]|1[0-9]|2[0-8])(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?Z)?)?)$"
+        pattern = r"^([0-9]{8,11}|[1-9][0-9]{3}-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01])(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?Z)?)?)$"
     )]
     from: Option<String>,
     /// End (exclusive), same formats, after `from` (default: now, rounded up to the hour).
     #[param(
-        pattern = r"^([0-9]{8,11}|[1-9][0-9]{3}-(0[1-9]|1[0-2])(-(0[1-9]|1[0-9]|2[0-8])(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?Z)?)?)$"
+        pattern = r"^([0-9]{8,11}|[1-9][0-9]{3}-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01])(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?Z)?)?)$"
     )]
     to: Option<String>,
 }
@@ -202,6 +202,12 @@ async fn billing_get(
             ));
         }
         actor.can_see_team(team)?;
+    }
+    if q.get("container").is_some_and(String::is_empty) {
+        return Err(invalid(
+            "container",
+            "invalid container \"\": give a container id or name, or leave the parameter out".to_owned(),
+        ));
     }
     let filter = Filter {
         team: q.get("team").cloned(),
