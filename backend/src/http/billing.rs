@@ -206,7 +206,8 @@ async fn billing_get(
     if q.get("container").is_some_and(String::is_empty) {
         return Err(invalid(
             "container",
-            "invalid container \"\": give a container id or name, or leave the parameter out".to_owned(),
+            "invalid container \"\": give a container id or name, or leave the parameter out"
+                .to_owned(),
         ));
     }
     let filter = Filter {
