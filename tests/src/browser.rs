@@ -167,12 +167,20 @@ impl Browser {
     }
 
     /// Clicks the element matching `css`.
+    /// The app re-renders polled data, so an element found a moment ago may be replaced before
+    /// the click lands ("stale element"): find it again and retry, a few times.
     pub async fn click(&self, css: &str) {
-        self.wait_for(css)
-            .await
-            .click()
-            .await
-            .unwrap_or_else(|e| panic!("click {css}: {e}"));
+        let mut tries = 0;
+        loop {
+            match self.wait_for(css).await.click().await {
+                Ok(_) => return,
+                Err(e) if tries < 10 && e.to_string().contains("stale element") => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("click {css}: {e}"),
+            }
+        }
     }
 
     /// Opens `base` + `path` (a root-relative URL, as the app uses).
