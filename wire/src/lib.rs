@@ -6,6 +6,7 @@
 mod containers;
 pub use containers::*;
 pub mod billing;
+pub mod events;
 
 use serde::{Deserialize, Serialize};
 
