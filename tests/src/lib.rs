@@ -2,6 +2,8 @@
 //! directory, socket and cgroup subtree, stopped and cleaned up on drop.
 
 pub mod browser;
+pub mod containers;
+pub mod rootfs;
 
 use std::{
     net::TcpListener,

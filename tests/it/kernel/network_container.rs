@@ -14,12 +14,9 @@ use std::{
 
 use backend::{client::Client, network::nat};
 use hyper::Method;
-use tests::Daemon;
+use tests::{Daemon, containers::Reaper, rootfs::Rootfs};
 
-use super::{
-    container::{Reaper, Rootfs},
-    network::http_get,
-};
+use super::network::http_get;
 
 static N: AtomicU32 = AtomicU32::new(0);
 
