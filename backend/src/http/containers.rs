@@ -829,25 +829,7 @@ async fn containers_events(
     // A removed container's name may be reused: only rows since this one was created.
     let since_ms = c.created_at.saturating_mul(1000);
     let rows = db::run(state.store(), move |conn| {
-        let mut stmt = conn.prepare(
-            "SELECT id, at_ms, actor, via, action, target, before, after, result, detail \
-             FROM audit_log WHERE target = ?1 AND at_ms >= ?2 ORDER BY id LIMIT 10000",
-        )?;
-        let rows = stmt.query_map(rusqlite::params![t, since_ms], |r| {
-            Ok(wire::AuditEntry {
-                id: r.get(0)?,
-                at_ms: r.get(1)?,
-                actor: r.get(2)?,
-                via: r.get(3)?,
-                action: r.get(4)?,
-                target: r.get(5)?,
-                before: r.get(6)?,
-                after: r.get(7)?,
-                result: r.get(8)?,
-                detail: r.get(9)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        audit::for_target(conn, &t, since_ms)
     })
     .await?;
     Ok(Json(rows))

@@ -32,6 +32,7 @@ use tower_http::{
 };
 
 pub use error::AppError;
+pub(crate) use error::error_response;
 
 use crate::{auth::Auth, cgroup::Cgroups, config::Config, store::Store};
 
