@@ -196,4 +196,12 @@ pub mod formats {
         pattern = r"^([0-9]{8,11}|[1-9][0-9]{3}-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01])(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?Z)?)?)$"
     )]
     pub struct Time(pub String);
+
+    /// Free text: at most 1000 characters, no control characters but newline.
+    #[derive(utoipa::ToSchema)]
+    #[schema(
+        max_length = 1000,
+        pattern = r"^[^\u0000-\u0009\u000b-\u001f\u007f-\u009f]*$"
+    )]
+    pub struct Description(pub String);
 }
