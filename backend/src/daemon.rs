@@ -126,6 +126,8 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     let signals = async {
         shutdown.wait().await;
         tracing::info!("shutting down");
+        // Open event streams end, or the graceful shutdown would wait for them forever.
+        state.events().close();
         let _ = stop_tx.send(true);
     };
     let (tcp_result, unix_result, ()) = tokio::join!(tcp_server, unix_server, signals);

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod events;
 pub mod http;
 pub mod image;
 pub mod metering;
