@@ -7,3 +7,4 @@ mod events;
 mod health;
 mod host;
 mod network;
+mod tls;
