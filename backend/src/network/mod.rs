@@ -136,6 +136,51 @@ impl FromStr for NetworkMode {
     }
 }
 
+impl NetworkMode {
+    /// The mode of a container spec: as given, else `bridge` when ports are published, else
+    /// `none` (an invalid value, refused at create, reads as the same default).
+    pub fn of_spec(network: Option<&str>, publishes_ports: bool) -> Self {
+        match network.map(str::parse::<Self>) {
+            Some(Ok(m)) => m,
+            _ if publishes_ports => Self::Bridge,
+            _ => Self::None,
+        }
+    }
+}
+
+/// One container's network for the API; `ep` is its recorded endpoint (none for `host`, or
+/// before its first start).
+fn describe_one(
+    mode: NetworkMode,
+    ep: Option<&ipam::Endpoint>,
+    subnet: Option<Subnet>,
+) -> wire::ContainerNetwork {
+    let address = ep.and_then(|e| e.address);
+    let on_bridge = address.is_some();
+    wire::ContainerNetwork {
+        mode: mode.to_string(),
+        bridge: ep.and_then(|e| e.bridge.clone()),
+        ip_address: address.map(|a| a.to_string()),
+        ip_prefix_len: subnet.filter(|_| on_bridge).map(|s| s.prefix()),
+        gateway: subnet
+            .filter(|_| on_bridge)
+            .map(|s| s.gateway().to_string()),
+        ports: ep
+            .map(|e| {
+                e.ports
+                    .iter()
+                    .map(|p| wire::PublishedPort {
+                        host_ip: p.host_ip.to_string(),
+                        host_port: p.host_port,
+                        container_port: p.container_port,
+                        proto: p.proto.to_string(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
 impl fmt::Display for NetworkMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -486,6 +531,31 @@ impl Network {
     pub async fn endpoints(&self) -> Result<Vec<ipam::Endpoint>, NetworkError> {
         let store = self.store.clone();
         blocking(move || ipam::list(&store, None)).await
+    }
+
+    /// Fills in `network` (mode, address, gateway, published ports) of containers as the API
+    /// shows them, from the recorded endpoints (one query for the whole list).
+    pub async fn describe(&self, list: &mut [wire::Container]) -> Result<(), NetworkError> {
+        let needs_endpoints = list.iter().any(|c| {
+            NetworkMode::of_spec(c.spec.network.as_deref(), !c.spec.ports.is_empty())
+                != NetworkMode::Host
+        });
+        let (subnet, eps) = if needs_endpoints {
+            let eps: HashMap<String, ipam::Endpoint> = self
+                .endpoints()
+                .await?
+                .into_iter()
+                .map(|e| (e.owner.clone(), e))
+                .collect();
+            (self.status().await?.0, eps)
+        } else {
+            (None, HashMap::new())
+        };
+        for c in list {
+            let mode = NetworkMode::of_spec(c.spec.network.as_deref(), !c.spec.ports.is_empty());
+            c.network = Some(describe_one(mode, eps.get(&c.id), subnet));
+        }
+        Ok(())
     }
 
     /// At daemon start: bridged containers that survived get their bridge, NAT and published

@@ -134,6 +134,58 @@ impl Drop for NetGuard {
     }
 }
 
+/// `GET /api/v1/containers/{name}` and the list carry mode, address, gateway and ports, and
+/// the CLI prints them as docker does; the address is the one `eth0` has inside.
+async fn check_shown_network(daemon: &Daemon, c: &Client, name: &str, port: u16) {
+    let ct = call(c, Method::GET, &format!("/api/v1/containers/{name}"), None).await;
+    let net = &ct["network"];
+    assert_eq!(net["mode"], "bridge", "{ct}");
+    let ip = net["ip_address"].as_str().unwrap_or_default().to_owned();
+    assert!(ip.starts_with("10.214."), "{ct}");
+    assert_eq!(net["ip_prefix_len"], 24, "{ct}");
+    let gw = net["gateway"].as_str().unwrap_or_default();
+    assert!(gw.starts_with("10.214.") && gw.ends_with(".1"), "{ct}");
+    assert_eq!(
+        net["ports"],
+        serde_json::json!([{"host_ip": "127.0.0.1", "host_port": port,
+            "container_port": 80, "proto": "tcp"}]),
+        "{ct}"
+    );
+    let (_, inside) = exec(c, name, &["ip", "-4", "addr", "show", "eth0"]).await;
+    assert!(inside.contains(&format!("inet {ip}/24")), "{inside}");
+    let list = call(c, Method::GET, "/api/v1/containers", None).await;
+    let mine = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == name)
+        .unwrap();
+    assert_eq!(mine["network"], *net);
+
+    let host = format!("unix://{}", daemon.socket.display());
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(tests::corral_bin())
+            .args(["--host", &host])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let ps = cli(&["ps"]);
+    let row = ps.lines().find(|l| l.starts_with(name)).unwrap_or_default();
+    assert!(
+        ps.lines().next().unwrap_or_default().contains("PORTS")
+            && row.contains(&format!("127.0.0.1:{port}->80/tcp")),
+        "{ps}"
+    );
+    let inspect = cli(&["inspect", name]);
+    assert!(
+        inspect.contains(&format!("\"ip_address\": \"{ip}\"")),
+        "{inspect}"
+    );
+}
+
 fn link_exists(name: &str) -> bool {
     std::path::Path::new("/sys/class/net").join(name).exists()
 }
@@ -166,6 +218,9 @@ async fn httpd_in_a_container_answers_on_the_published_port_and_rm_leaves_nothin
         resp.contains(" 200 ") && resp.contains("hello from a container"),
         "{resp}"
     );
+
+    // The API, `corral ps` and `corral inspect` show the address and the published port.
+    check_shown_network(&daemon, &c, &name, port).await;
 
     // Inside: eth0 with an address of the subnet, a default route, our hosts and resolv.conf.
     let (code, routes) = exec(&c, &name, &["ip", "route"]).await;
