@@ -12,8 +12,12 @@ pub struct NetworkInfo {
     /// The bridge's subnet, once chosen (configured with `--subnet`, or the first free /24 of
     /// 10.88.0.0/16 when the first bridged container starts).
     pub subnet: Option<String>,
-    /// Whether outbound NAT (`table ip corral`) is installed.
+    /// Whether outbound NAT (`table ip corral`, or iptables chains `corral-nat`/`corral-fwd`) is
+    /// installed.
     pub nat: bool,
+    /// How: `nftables`, `iptables (nf_tables)` or `iptables (legacy)`, while installed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nat_backend: Option<String>,
     /// Containers with a network namespace of their own (admins only; empty for others).
     pub endpoints: Vec<NetworkEndpoint>,
 }

@@ -18,13 +18,18 @@ use tests::Daemon;
 
 use super::{
     container::{Reaper, Rootfs},
-    network::http_get,
+    network::{all_nat_rules, http_get},
 };
 
 static N: AtomicU32 = AtomicU32::new(0);
 
 /// A daemon on a network of its own; returns (daemon, bridge, nft table).
 fn daemon() -> (Daemon, String, String) {
+    daemon_with(&[])
+}
+
+/// [`daemon`] with more `corral serve` flags.
+fn daemon_with(extra: &[&str]) -> (Daemon, String, String) {
     let n = N.fetch_add(1, Ordering::Relaxed);
     let pid = std::process::id();
     let bridge = format!(
@@ -33,7 +38,7 @@ fn daemon() -> (Daemon, String, String) {
     );
     let table = format!("corral_it_{pid}_c{n}");
     let subnet = format!("10.214.{}.0/24", (pid % 16) * 16 + n % 16);
-    let d = Daemon::start_with(&[
+    let mut args = vec![
         "--bridge",
         &bridge,
         "--subnet",
@@ -42,7 +47,9 @@ fn daemon() -> (Daemon, String, String) {
         "vc-it",
         "--nft-table",
         &table,
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let d = Daemon::start_with(&args);
     (d, bridge, table)
 }
 
@@ -234,7 +241,7 @@ async fn httpd_in_a_container_answers_on_the_published_port_and_rm_leaves_nothin
     let (_, resolv) = exec(&c, &name, &["cat", "/etc/resolv.conf"]).await;
     assert!(!resolv.contains("nameserver 127."), "{resolv}");
     assert!(link_exists(&bridge));
-    if nat::nft_binary().is_some() {
+    if nat::available() {
         assert!(
             nat::exists(&table),
             "NAT table while a bridged container runs"
@@ -349,7 +356,7 @@ async fn two_bridged_containers_reach_each_other_and_daemon_stop_removes_nat() {
     );
 
     // Daemon stop: NAT rules go, running containers keep their links.
-    assert!(nat::nft_binary().is_none() || nat::exists(&table));
+    assert!(!nat::available() || nat::exists(&table));
     daemon.stop();
     assert!(
         !nat::exists(&table),
@@ -360,7 +367,7 @@ async fn two_bridged_containers_reach_each_other_and_daemon_stop_removes_nat() {
     let c = daemon.unix_client();
     // The daemon accepts connections once bound; restoring may still be under way.
     let restored = (0..100).any(|_| {
-        nat::nft_binary().is_none() || nat::exists(&table) || {
+        !nat::available() || nat::exists(&table) || {
             std::thread::sleep(Duration::from_millis(50));
             false
         }
@@ -382,4 +389,69 @@ async fn two_bridged_containers_reach_each_other_and_daemon_stop_removes_nat() {
     }
     assert!(!link_exists(&bridge));
     assert!(!nat::exists(&table));
+}
+
+/// Where the host has iptables, `--nat iptables-nft` / `--nat iptables-legacy` install our
+/// chains (the API names the backend), a bridged container reaches the host through them, and
+/// daemon stop leaves nothing of ours in `nft list ruleset` or either `iptables -S`.
+#[tokio::test(flavor = "multi_thread")]
+async fn iptables_nat_backends_install_and_leave_nothing_after_stop() {
+    let variants = [
+        ("iptables-nft", nat::NatChoice::IptablesNft, "nf_tables"),
+        ("iptables-legacy", nat::NatChoice::IptablesLegacy, "legacy"),
+    ];
+    for (flag, choice, variant) in variants {
+        if nat::Backend::detect(choice).is_none() {
+            eprintln!("{flag} not usable here: not tested");
+            continue;
+        }
+        let (mut daemon, bridge, table) = daemon_with(&["--nat", flag]);
+        let _net = NetGuard::new(&daemon, &bridge, &table);
+        let _reaper = Reaper::new(&daemon);
+        let c = daemon.unix_client();
+        let rootfs = Rootfs::new();
+        let name = tests::unique("ipt");
+        let ct = call(
+            &c,
+            Method::POST,
+            "/api/v1/containers",
+            Some(serde_json::json!({"name": name, "rootfs": rootfs.path(),
+                "command": ["/bin/sleep", "1000"], "network": "bridge", "start": true})),
+        )
+        .await;
+        assert_eq!(ct["status"], "running", "{ct}");
+        let info = call(&c, Method::GET, "/api/v1/network", None).await;
+        assert_eq!(info["nat"], true, "{info}");
+        assert_eq!(
+            info["nat_backend"],
+            format!("iptables ({variant})"),
+            "{info}"
+        );
+        let rules = all_nat_rules();
+        assert!(
+            rules.contains(&format!("-A POSTROUTING -j {table}-nat"))
+                && rules.contains(&format!("-A {table}-nat -s 10.214."))
+                && rules.contains(&format!("-A {table}-fwd -i {bridge} -j ACCEPT")),
+            "{flag}: {rules}"
+        );
+
+        daemon.stop();
+        let rules = all_nat_rules();
+        assert!(
+            !rules.contains(&format!("{table}-")) && !rules.contains(&format!("{table} ")),
+            "{flag}: rules left after the daemon stopped: {rules}"
+        );
+        assert!(!nat::exists(&table));
+        daemon.restart();
+        let c = daemon.unix_client();
+        call(
+            &c,
+            Method::DELETE,
+            &format!("/api/v1/containers/{name}?force=true"),
+            None,
+        )
+        .await;
+        assert!(!link_exists(&bridge));
+        assert!(!nat::exists(&table), "{flag}: rules left after rm");
+    }
 }
