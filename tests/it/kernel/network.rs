@@ -662,6 +662,12 @@ fn outbound_nat_masquerades_with_each_backend() {
         tested.push(backend.to_string());
     }
     eprintln!("NAT tested with: {tested:?}");
+    // Where nft is installed (the VM carries it), nftables must work: a missing nf_tables
+    // module fails here instead of skipping.
+    assert!(
+        nat::nft_binary().is_none() || tested.iter().any(|t| t == "nftables"),
+        "nft is installed but nftables NAT was not usable: {tested:?}"
+    );
     assert!(
         !tested.is_empty() || !nat::available(),
         "no NAT backend tested"
