@@ -263,6 +263,7 @@ async fn containers_list(
     let mut list = manager(&state)?.list(q.all).await?;
     let scope = actor.team_scope();
     list.retain(|c| scope.contains(&c.team));
+    describe_network(&state, &mut list).await?;
     Ok(Json(list))
 }
 
@@ -349,7 +350,19 @@ async fn containers_get(
     actor: Actor,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<wire::Container>, AppError> {
-    Ok(Json(visible(&state, &actor, &name).await?))
+    let mut c = [visible(&state, &actor, &name).await?];
+    describe_network(&state, &mut c).await?;
+    let [c] = c;
+    Ok(Json(c))
+}
+
+/// Mode, addresses and published ports of containers, from the network module.
+async fn describe_network(state: &AppState, list: &mut [wire::Container]) -> Result<(), AppError> {
+    state
+        .network()
+        .describe(list)
+        .await
+        .map_err(|e| AppError::internal("reading the containers' network", e))
 }
 
 /// Query of a removal.
