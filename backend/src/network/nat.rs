@@ -192,7 +192,14 @@ impl Backend {
     pub fn remove(&self, table: &str) -> Result<(), NetworkError> {
         match self {
             // `table X {}` then `delete table X` in one transaction: no error when absent.
-            Backend::Nft(bin) => run(bin, &["-f", "-"], Some(&delete_tables(table))).map(drop),
+            // Both families; a kernel without IPv6 tables refuses `ip6`: then `ip` alone.
+            Backend::Nft(bin) => run(
+                bin,
+                &["-f", "-"],
+                Some(&delete_tables(table, &["ip", "ip6"])),
+            )
+            .or_else(|_| run(bin, &["-f", "-"], Some(&delete_tables(table, &["ip"]))))
+            .map(drop),
             Backend::Iptables { bin, .. } => {
                 ipt_remove(bin, table)?;
                 ip6tables(bin).map_or(Ok(()), |b| ipt_remove(&b, table))
@@ -250,13 +257,13 @@ pub fn exists(table: &str) -> bool {
     present().iter().any(|b| b.exists(table))
 }
 
-/// Deletes our `ip` and `ip6` tables in one transaction, with no error when absent (each is
+/// Deletes our tables of `families` in one transaction, with no error when absent (each is
 /// declared empty first).
-fn delete_tables(table: &str) -> String {
-    format!(
-        "table ip {table} {{}}\ndelete table ip {table}\n\
-         table ip6 {table} {{}}\ndelete table ip6 {table}\n"
-    )
+fn delete_tables(table: &str, families: &[&str]) -> String {
+    families
+        .iter()
+        .map(|f| format!("table {f} {table} {{}}\ndelete table {f} {table}\n"))
+        .collect()
 }
 
 /// One family's table: masquerade what leaves the subnet through any other interface, and let
@@ -280,7 +287,12 @@ fn family_table(family: &str, table: &str, bridge: &str, subnet: &str) -> String
 /// The nftables ruleset, replacing ours atomically: `table ip` for `subnet`, and `table ip6`
 /// for `subnet6` when given.
 pub fn ruleset(table: &str, bridge: &str, subnet: Subnet, subnet6: Option<Subnet6>) -> String {
-    let mut r = delete_tables(table);
+    let families: &[&str] = if subnet6.is_some() {
+        &["ip", "ip6"]
+    } else {
+        &["ip"]
+    };
+    let mut r = delete_tables(table, families);
     r.push_str(&family_table("ip", table, bridge, &subnet.to_string()));
     if let Some(net6) = subnet6 {
         r.push_str(&family_table("ip6", table, bridge, &net6.to_string()));
