@@ -222,8 +222,8 @@ impl Backend {
     }
 }
 
-/// The backends whose kernel side is already there (so probing them loads no module): nft and
-/// iptables-nft when nf_tables answers, iptables-legacy when the legacy `nat` table exists.
+/// The backends that can hold rules of ours: nft and iptables-nft when nf_tables answers,
+/// iptables-legacy only when the legacy `nat` table exists (so probing loads no legacy module).
 fn present() -> Vec<Backend> {
     let mut out = Vec::new();
     if let Some(b) = Backend::detect(NatChoice::Nft) {
