@@ -1,14 +1,16 @@
 //! `/etc/hosts` and `/etc/resolv.conf` for inside a container.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// The hosts file: loopback names, and the container's own name on its address (its bridge
-/// address, or 127.0.1.1 without one, as Debian does).
-pub fn hosts(hostname: &str, ip: Option<Ipv4Addr>) -> String {
+/// address, or 127.0.1.1 without one, as Debian does); its IPv6 address too when it has one
+/// (before the IPv4 line, which stays last).
+pub fn hosts(hostname: &str, ip: Option<Ipv4Addr>, ip6: Option<Ipv6Addr>) -> String {
     let own = ip.unwrap_or(Ipv4Addr::new(127, 0, 1, 1));
+    let own6 = ip6.map_or_else(String::new, |a| format!("{a}\t{hostname}\n"));
     format!(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
-         ff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n{own}\t{hostname}\n"
+         ff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n{own6}{own}\t{hostname}\n"
     )
 }
 
@@ -63,8 +65,14 @@ mod tests {
 
     #[test]
     fn hosts_names_the_container() {
-        let h = hosts("web", Some(Ipv4Addr::new(10, 88, 0, 2)));
+        let h = hosts("web", Some(Ipv4Addr::new(10, 88, 0, 2)), None);
         assert!(h.contains("127.0.0.1\tlocalhost\n") && h.contains("10.88.0.2\tweb\n"));
-        assert!(hosts("web", None).contains("127.0.1.1\tweb\n"));
+        assert!(hosts("web", None, None).contains("127.0.1.1\tweb\n"));
+        let h6 = hosts(
+            "web",
+            Some(Ipv4Addr::new(10, 88, 0, 2)),
+            Some("fd42::a58:2".parse().unwrap()),
+        );
+        assert!(h6.ends_with("fd42::a58:2\tweb\n10.88.0.2\tweb\n"), "{h6}");
     }
 }

@@ -1,6 +1,10 @@
 //! Links, addresses and routes through rtnetlink (no `ip` binary).
 
-use std::{fs::File, net::Ipv4Addr, os::fd::AsRawFd};
+use std::{
+    fs::File,
+    net::{Ipv4Addr, Ipv6Addr},
+    os::fd::AsRawFd,
+};
 
 use futures::TryStreamExt;
 use rtnetlink::{
@@ -12,7 +16,10 @@ use rtnetlink::{
     },
 };
 
-use super::{NetworkError, subnet::Subnet};
+use super::{
+    NetworkError,
+    subnet::{Subnet, Subnet6},
+};
 
 /// Name the container's interface gets.
 pub const CONTAINER_IF: &str = "eth0";
@@ -129,6 +136,16 @@ pub async fn routes(h: &Handle) -> Result<Vec<Route>, NetworkError> {
 /// Creates the bridge `name` with `gateway/prefix` unless it exists, and brings it up.
 /// Returns its index.
 pub async fn ensure_bridge(h: &Handle, name: &str, subnet: Subnet) -> Result<u32, NetworkError> {
+    ensure_bridge6(h, name, subnet, None).await
+}
+
+/// [`ensure_bridge`], with `subnet6`'s gateway address on the bridge too.
+pub async fn ensure_bridge6(
+    h: &Handle,
+    name: &str,
+    subnet: Subnet,
+    subnet6: Option<Subnet6>,
+) -> Result<u32, NetworkError> {
     let idx = match index(h, name).await? {
         Some(i) => i,
         None => {
@@ -156,12 +173,64 @@ pub async fn ensure_bridge(h: &Handle, name: &str, subnet: Subnet) -> Result<u32
             Err(e) => return Err(nl(format!("add {gw}/{} to {name}", subnet.prefix()))(e)),
         }
     }
+    if let Some(net6) = subnet6 {
+        add_ipv6(h, idx, net6.gateway(), name).await?;
+    }
     h.link()
         .set(LinkUnspec::new_with_index(idx).up().build())
         .execute()
         .await
         .map_err(nl(format!("bring {name} up")))?;
     Ok(idx)
+}
+
+/// Adds `ip/64` to the link `idx` without duplicate address detection (the address is ours
+/// alone on this link, and DAD would leave it unusable for a second); an existing one is fine.
+pub async fn add_ipv6(h: &Handle, idx: u32, ip: Ipv6Addr, what: &str) -> Result<(), NetworkError> {
+    use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags};
+    let mut req = h.address().add(idx, ip.into(), 64);
+    let m = req.message_mut();
+    m.header.flags = AddressHeaderFlags::Nodad;
+    m.attributes
+        .push(AddressAttribute::Flags(AddressFlags::Nodad));
+    match req.execute().await {
+        Ok(()) => Ok(()),
+        Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
+        Err(e) => Err(nl(format!("add {ip}/64 to {what}"))(e)),
+    }
+}
+
+/// The IPv6 default route inside a container: `::/0 via gw dev eth0`.
+async fn add_ipv6_default(h: &Handle, eth: u32, gw: Ipv6Addr) -> Result<(), NetworkError> {
+    match h
+        .route()
+        .add(
+            RouteMessageBuilder::<Ipv6Addr>::new()
+                .gateway(gw)
+                .output_interface(eth)
+                .build(),
+        )
+        .execute()
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
+        Err(e) => Err(nl(format!("default route via {gw}"))(e)),
+    }
+}
+
+/// Inside a container's namespace: `eth0` gets `ip/64` and a default route via `gw` (for a
+/// container attached before IPv6 was configured, at daemon start, as well as at attach).
+pub async fn configure_inside_v6(
+    h: Handle,
+    ip: Ipv6Addr,
+    gw: Ipv6Addr,
+) -> Result<(), NetworkError> {
+    let eth = index(&h, CONTAINER_IF)
+        .await?
+        .ok_or_else(|| NetworkError::LinkMissing(CONTAINER_IF.into()))?;
+    add_ipv6(&h, eth, ip, CONTAINER_IF).await?;
+    add_ipv6_default(&h, eth, gw).await
 }
 
 /// Creates a veth pair: `host_name` on the host, attached to `bridge` and up; its peer is born
@@ -193,6 +262,7 @@ pub async fn create_veth(
 pub async fn configure_inside(
     h: Handle,
     addr: Option<(Ipv4Addr, u8, Ipv4Addr)>,
+    addr6: Option<(Ipv6Addr, Ipv6Addr)>,
 ) -> Result<(), NetworkError> {
     let lo = index(&h, "lo")
         .await?
@@ -227,7 +297,12 @@ pub async fn configure_inside(
         )
         .execute()
         .await
-        .map_err(nl(format!("default route via {gw}")))
+        .map_err(nl(format!("default route via {gw}")))?;
+    if let Some((ip6, gw6)) = addr6 {
+        add_ipv6(&h, eth, ip6, CONTAINER_IF).await?;
+        add_ipv6_default(&h, eth, gw6).await?;
+    }
+    Ok(())
 }
 
 /// The names of all links (tests and the leak check use it).

@@ -26,7 +26,7 @@ pub mod subnet;
 use std::{
     collections::HashMap,
     fmt,
-    net::{IpAddr, Ipv4Addr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     path::PathBuf,
     str::FromStr,
     sync::Arc,
@@ -36,7 +36,7 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 
 pub use ports::{PortSpec, Proto};
-pub use subnet::Subnet;
+pub use subnet::{Subnet, Subnet6};
 
 use crate::store::Store;
 
@@ -156,6 +156,7 @@ fn describe_one(
     mode: NetworkMode,
     ep: Option<&ipam::Endpoint>,
     subnet: Option<Subnet>,
+    subnet6: Option<Subnet6>,
 ) -> wire::ContainerNetwork {
     let address = ep.and_then(|e| e.address);
     let on_bridge = address.is_some();
@@ -167,6 +168,13 @@ fn describe_one(
         gateway: subnet
             .filter(|_| on_bridge)
             .map(|s| s.gateway().to_string()),
+        ipv6_address: subnet6
+            .zip(address)
+            .map(|(n, a)| n.address_for(a).to_string()),
+        ipv6_prefix_len: subnet6.filter(|_| on_bridge).map(|n| n.prefix()),
+        ipv6_gateway: subnet6
+            .filter(|_| on_bridge)
+            .map(|n| n.gateway().to_string()),
         ports: ep
             .map(|e| {
                 e.ports
@@ -200,6 +208,8 @@ pub struct NetworkConfig {
     pub bridge: String,
     /// Fixed subnet; `None` picks the first /24 of 10.88.0.0/16 that no host route overlaps.
     pub subnet: Option<Subnet>,
+    /// IPv6 on the bridge: a /64 (a ULA); `None` leaves containers IPv4-only.
+    pub subnet6: Option<Subnet6>,
     /// Where namespace files live (`ip netns` reads /run/netns).
     pub netns_dir: PathBuf,
     /// Prefix of namespace file names (`corral-<container>`).
@@ -220,6 +230,7 @@ impl Default for NetworkConfig {
         Self {
             bridge: "corral0".into(),
             subnet: None,
+            subnet6: None,
             netns_dir: PathBuf::from("/run/netns"),
             netns_prefix: "corral-".into(),
             veth_prefix: "vc-".into(),
@@ -240,6 +251,10 @@ pub struct NetworkArgs {
     /// route of the host overlaps).
     #[arg(long, env = "CORRAL_SUBNET")]
     pub subnet: Option<Subnet>,
+    /// IPv6 for bridged containers: a /64 such as fd42:c0a1:2::/64 (the bridge gets ::1, each
+    /// container prefix::<its IPv4 address>, masqueraded like IPv4). Off when absent.
+    #[arg(long, env = "CORRAL_SUBNET6")]
+    pub subnet6: Option<Subnet6>,
     /// Prefix of host-side veth names (tests use their own, for the leak check).
     #[arg(long, default_value = "vc-", hide = true)]
     pub veth_prefix: String,
@@ -257,6 +272,7 @@ impl Default for NetworkArgs {
         Self {
             bridge: "corral0".into(),
             subnet: None,
+            subnet6: None,
             veth_prefix: "vc-".into(),
             nft_table: "corral".into(),
             nat: nat::NatChoice::Auto,
@@ -269,6 +285,7 @@ impl NetworkArgs {
         NetworkConfig {
             bridge: self.bridge.clone(),
             subnet: self.subnet,
+            subnet6: self.subnet6,
             veth_prefix: self.veth_prefix.clone(),
             nft_table: self.nft_table.clone(),
             nat: self.nat,
@@ -303,6 +320,9 @@ pub struct Attachment {
     pub address: Option<Ipv4Addr>,
     pub gateway: Option<Ipv4Addr>,
     pub subnet: Option<Subnet>,
+    /// IPv6 address and gateway, with `--subnet6`.
+    pub address6: Option<Ipv6Addr>,
+    pub gateway6: Option<Ipv6Addr>,
     pub ports: Vec<PortSpec>,
     /// Content for the container's /etc/hosts.
     pub hosts: String,
@@ -316,6 +336,8 @@ struct State {
     subnet: Option<Subnet>,
     /// Whether we turned ip_forward on (so we turn it off again).
     forward_enabled_by_us: bool,
+    /// The same for IPv6 forwarding.
+    forward6_enabled_by_us: bool,
     /// The NAT implementation our rules are installed with.
     nat: Option<nat::Backend>,
     proxies: HashMap<String, ports::Proxies>,
@@ -407,8 +429,10 @@ impl Network {
                 address: None,
                 gateway: None,
                 subnet: None,
+                address6: None,
+                gateway6: None,
                 ports: Vec::new(),
-                hosts: files::hosts(hostname, None),
+                hosts: files::hosts(hostname, None, None),
                 resolv_conf: files::resolv_conf(&host_resolv, true),
             });
         }
@@ -450,10 +474,17 @@ impl Network {
             address,
             gateway: subnet.map(|s| s.gateway()),
             subnet,
+            address6: self.address6(address),
+            gateway6: address.and(self.cfg.subnet6).map(|n| n.gateway()),
             ports: ports.to_vec(),
-            hosts: files::hosts(hostname, address),
+            hosts: files::hosts(hostname, address, self.address6(address)),
             resolv_conf: files::resolv_conf(&host_resolv, false),
         })
+    }
+
+    /// The IPv6 address that goes with a bridge address (with `--subnet6`).
+    fn address6(&self, v4: Option<Ipv4Addr>) -> Option<Ipv6Addr> {
+        Some(self.cfg.subnet6?.address_for(v4?))
     }
 
     /// Namespace, veth, addresses, NAT and proxies for an endpoint already recorded.
@@ -480,7 +511,13 @@ impl Network {
             }
             _ => None,
         };
-        netns::run_in(ep.netns.clone(), move |h| link::configure_inside(h, inside)).await?;
+        let inside6 = self
+            .address6(address)
+            .zip(self.cfg.subnet6.map(|n| n.gateway()));
+        netns::run_in(ep.netns.clone(), move |h| {
+            link::configure_inside(h, inside, inside6)
+        })
+        .await?;
         if let (Some(net), Some(ip)) = (subnet, address) {
             self.ensure_nat(st, net).await;
             if !ep.ports.is_empty() {
@@ -576,7 +613,7 @@ impl Network {
         };
         for c in list {
             let mode = NetworkMode::of_spec(c.spec.network.as_deref(), !c.spec.ports.is_empty());
-            c.network = Some(describe_one(mode, eps.get(&c.id), subnet));
+            c.network = Some(describe_one(mode, eps.get(&c.id), subnet, self.cfg.subnet6));
         }
         Ok(())
     }
@@ -605,6 +642,17 @@ impl Network {
             if let (Some(ip), Some(_)) = (ep.address, &ep.bridge) {
                 let net = self.ensure_bridge(&mut st).await?;
                 self.ensure_nat(&mut st, net).await;
+                // A container attached before `--subnet6` was set gets its IPv6 now.
+                if let (Some(ip6), Some(net6)) = (self.address6(Some(ip)), self.cfg.subnet6) {
+                    let gw6 = net6.gateway();
+                    let done = netns::run_in(ep.netns.clone(), move |h| {
+                        link::configure_inside_v6(h, ip6, gw6)
+                    })
+                    .await;
+                    if let Err(e) = done {
+                        tracing::warn!(owner = ep.owner, error = %e, "cannot configure IPv6");
+                    }
+                }
                 if !ep.ports.is_empty() && !st.proxies.contains_key(&ep.owner) {
                     match ports::publish(&ep.ports, IpAddr::V4(ip)).await {
                         Ok(p) => {
@@ -625,7 +673,7 @@ impl Network {
     pub async fn shutdown(&self) {
         let mut st = self.state.lock().await;
         st.proxies.clear();
-        if st.nat.is_some() || st.forward_enabled_by_us {
+        if st.nat.is_some() || st.forward_enabled_by_us || st.forward6_enabled_by_us {
             self.remove_nat(&mut st).await;
         }
         if st.subnet.is_some() {
@@ -647,6 +695,10 @@ impl Network {
             nat::disable_forwarding();
             st.forward_enabled_by_us = false;
         }
+        if st.forward6_enabled_by_us {
+            nat::disable_forwarding6();
+            st.forward6_enabled_by_us = false;
+        }
     }
 
     async fn ensure_nat(&self, st: &mut State, net: Subnet) {
@@ -657,14 +709,21 @@ impl Network {
             Ok(was) => st.forward_enabled_by_us |= !was,
             Err(e) => tracing::warn!(error = %e, "cannot enable ip_forward"),
         }
-        let (table, bridge, choice) = (
+        if self.cfg.subnet6.is_some() {
+            match nat::enable_forwarding6() {
+                Ok(was) => st.forward6_enabled_by_us |= !was,
+                Err(e) => tracing::warn!(error = %e, "cannot enable IPv6 forwarding"),
+            }
+        }
+        let (table, bridge, choice, net6) = (
             self.cfg.nft_table.clone(),
             self.cfg.bridge.clone(),
             self.cfg.nat,
+            self.cfg.subnet6,
         );
         let installed = blocking(move || {
             let backend = nat::Backend::detect(choice).ok_or(NetworkError::NatMissing)?;
-            backend.install(&table, &bridge, net)?;
+            backend.install(&table, &bridge, net, net6)?;
             Ok(backend)
         });
         match installed.await {
@@ -715,7 +774,7 @@ impl Network {
                 chosen
             }
         };
-        link::ensure_bridge(&h, &name, subnet).await?;
+        link::ensure_bridge6(&h, &name, subnet, self.cfg.subnet6).await?;
         st.subnet = Some(subnet);
         Ok(subnet)
     }

@@ -18,7 +18,10 @@ use std::{
     process::Stdio,
 };
 
-use super::{NetworkError, subnet::Subnet};
+use super::{
+    NetworkError,
+    subnet::{Subnet, Subnet6},
+};
 
 /// Where binaries are looked up (first hit wins).
 const SBIN: &[&str] = &["/usr/sbin", "/sbin", "/usr/bin", "/bin"];
@@ -138,23 +141,47 @@ impl Backend {
         }
     }
 
-    /// Installs (or replaces) our rules. Blocking: call from `spawn_blocking`.
-    pub fn install(&self, table: &str, bridge: &str, subnet: Subnet) -> Result<(), NetworkError> {
+    /// Installs (or replaces) our rules, for IPv6 too with `subnet6`. Blocking: call from
+    /// `spawn_blocking`.
+    pub fn install(
+        &self,
+        table: &str,
+        bridge: &str,
+        subnet: Subnet,
+        subnet6: Option<Subnet6>,
+    ) -> Result<(), NetworkError> {
         match self {
-            Backend::Nft(bin) => {
-                run(bin, &["-f", "-"], Some(&ruleset(table, bridge, subnet))).map(drop)
-            }
+            Backend::Nft(bin) => run(
+                bin,
+                &["-f", "-"],
+                Some(&ruleset(table, bridge, subnet, subnet6)),
+            )
+            .map(drop),
             Backend::Iptables { bin, .. } => {
                 let (nat, fwd) = chains(table)?;
-                ipt_remove(bin, table)?;
-                let made = ipt_rules(&nat, &fwd, bridge, subnet)
-                    .iter()
-                    .try_for_each(|rule| {
-                        let args: Vec<&str> = rule.iter().map(String::as_str).collect();
-                        run(bin, &args, None).map(drop)
-                    });
+                self.remove(table)?;
+                let mut rules: Vec<(PathBuf, Vec<String>)> =
+                    ipt_rules(&nat, &fwd, bridge, &subnet.to_string())
+                        .into_iter()
+                        .map(|r| (bin.clone(), r))
+                        .collect();
+                if let Some(net6) = subnet6 {
+                    let bin6 = ip6tables(bin).ok_or_else(|| NetworkError::Nat {
+                        args: format!("{} for {net6}", bin.display()),
+                        message: "no ip6tables next to it".into(),
+                    })?;
+                    rules.extend(
+                        ipt_rules(&nat, &fwd, bridge, &net6.to_string())
+                            .into_iter()
+                            .map(|r| (bin6.clone(), r)),
+                    );
+                }
+                let made = rules.iter().try_for_each(|(bin, rule)| {
+                    let args: Vec<&str> = rule.iter().map(String::as_str).collect();
+                    run(bin, &args, None).map(drop)
+                });
                 if made.is_err() {
-                    let _ = ipt_remove(bin, table);
+                    let _ = self.remove(table);
                 }
                 made
             }
@@ -165,29 +192,38 @@ impl Backend {
     pub fn remove(&self, table: &str) -> Result<(), NetworkError> {
         match self {
             // `table X {}` then `delete table X` in one transaction: no error when absent.
+            // Both families; a kernel without IPv6 tables refuses `ip6`: then `ip` alone.
             Backend::Nft(bin) => run(
                 bin,
                 &["-f", "-"],
-                Some(&format!("table ip {table} {{}}\ndelete table ip {table}\n")),
+                Some(&delete_tables(table, &["ip", "ip6"])),
             )
+            .or_else(|_| run(bin, &["-f", "-"], Some(&delete_tables(table, &["ip"]))))
             .map(drop),
-            Backend::Iptables { bin, .. } => ipt_remove(bin, table),
+            Backend::Iptables { bin, .. } => {
+                ipt_remove(bin, table)?;
+                ip6tables(bin).map_or(Ok(()), |b| ipt_remove(&b, table))
+            }
         }
     }
 
     /// Whether any of our rules exist. Blocking.
     pub fn exists(&self, table: &str) -> bool {
         match self {
-            Backend::Nft(bin) => run(bin, &["list", "table", "ip", table], None).is_ok(),
+            Backend::Nft(bin) => ["ip", "ip6"]
+                .iter()
+                .any(|family| run(bin, &["list", "table", family, table], None).is_ok()),
             Backend::Iptables { bin, .. } => chains(table).is_ok_and(|(nat, fwd)| {
-                ipt_chain_exists(bin, "nat", &nat) || ipt_chain_exists(bin, "filter", &fwd)
+                std::iter::once(bin.clone()).chain(ip6tables(bin)).any(|b| {
+                    ipt_chain_exists(&b, "nat", &nat) || ipt_chain_exists(&b, "filter", &fwd)
+                })
             }),
         }
     }
 }
 
-/// The backends whose kernel side is already there (so probing them loads no module): nft and
-/// iptables-nft when nf_tables answers, iptables-legacy when the legacy `nat` table exists.
+/// The backends that can hold rules of ours: nft and iptables-nft when nf_tables answers,
+/// iptables-legacy only when the legacy `nat` table exists (so probing loads no legacy module).
 fn present() -> Vec<Backend> {
     let mut out = Vec::new();
     if let Some(b) = Backend::detect(NatChoice::Nft) {
@@ -221,16 +257,23 @@ pub fn exists(table: &str) -> bool {
     present().iter().any(|b| b.exists(table))
 }
 
-/// The nftables ruleset: masquerade what leaves the subnet through any other interface, and
-/// let the bridge's traffic through our forward hook.
-pub fn ruleset(table: &str, bridge: &str, subnet: Subnet) -> String {
+/// Deletes our tables of `families` in one transaction, with no error when absent (each is
+/// declared empty first).
+fn delete_tables(table: &str, families: &[&str]) -> String {
+    families
+        .iter()
+        .map(|f| format!("table {f} {table} {{}}\ndelete table {f} {table}\n"))
+        .collect()
+}
+
+/// One family's table: masquerade what leaves the subnet through any other interface, and let
+/// the bridge's traffic through our forward hook.
+fn family_table(family: &str, table: &str, bridge: &str, subnet: &str) -> String {
     format!(
-        "table ip {table} {{}}\n\
-         delete table ip {table}\n\
-         table ip {table} {{\n\
+        "table {family} {table} {{\n\
          \tchain postrouting {{\n\
          \t\ttype nat hook postrouting priority srcnat; policy accept;\n\
-         \t\tip saddr {subnet} oifname != \"{bridge}\" masquerade\n\
+         \t\t{family} saddr {subnet} oifname != \"{bridge}\" masquerade\n\
          \t}}\n\
          \tchain forward {{\n\
          \t\ttype filter hook forward priority filter; policy accept;\n\
@@ -239,6 +282,28 @@ pub fn ruleset(table: &str, bridge: &str, subnet: Subnet) -> String {
          \t}}\n\
          }}\n"
     )
+}
+
+/// The nftables ruleset, replacing ours atomically: `table ip` for `subnet`, and `table ip6`
+/// for `subnet6` when given.
+pub fn ruleset(table: &str, bridge: &str, subnet: Subnet, subnet6: Option<Subnet6>) -> String {
+    let families: &[&str] = if subnet6.is_some() {
+        &["ip", "ip6"]
+    } else {
+        &["ip"]
+    };
+    let mut r = delete_tables(table, families);
+    r.push_str(&family_table("ip", table, bridge, &subnet.to_string()));
+    if let Some(net6) = subnet6 {
+        r.push_str(&family_table("ip6", table, bridge, &net6.to_string()));
+    }
+    r
+}
+
+/// The ip6tables binary of the same variant as `bin` (`iptables-legacy` → `ip6tables-legacy`).
+fn ip6tables(bin: &Path) -> Option<PathBuf> {
+    let name = bin.file_name()?.to_str()?.strip_prefix("iptables")?;
+    Some(bin.with_file_name(format!("ip6tables{name}"))).filter(|p| p.exists())
 }
 
 /// Our iptables chain names for `table`: `<table>-nat` and `<table>-fwd`.
@@ -254,8 +319,8 @@ pub fn chains(table: &str) -> Result<(String, String), NetworkError> {
 }
 
 /// The iptables commands (arguments) that install the same rules as [`ruleset`].
-pub fn ipt_rules(nat: &str, fwd: &str, bridge: &str, subnet: Subnet) -> Vec<Vec<String>> {
-    let s = subnet.to_string();
+pub fn ipt_rules(nat: &str, fwd: &str, bridge: &str, subnet: &str) -> Vec<Vec<String>> {
+    let s = subnet;
     let rules: [&[&str]; 7] = [
         &["-t", "nat", "-N", nat],
         &[
@@ -264,7 +329,7 @@ pub fn ipt_rules(nat: &str, fwd: &str, bridge: &str, subnet: Subnet) -> Vec<Vec<
             "-A",
             nat,
             "-s",
-            &s,
+            s,
             "!",
             "-o",
             bridge,
@@ -340,13 +405,39 @@ pub fn disable_forwarding() {
     let _ = std::fs::write(IP_FORWARD, "0");
 }
 
+const IP6_FORWARD: &str = "/proc/sys/net/ipv6/conf/all/forwarding";
+
+/// Turns on IPv6 forwarding (only with `--subnet6`); returns the previous value.
+pub fn enable_forwarding6() -> Result<bool, NetworkError> {
+    let io = |source| NetworkError::Io {
+        path: IP6_FORWARD.into(),
+        source,
+    };
+    let was = std::fs::read_to_string(IP6_FORWARD).map_err(io)?.trim() == "1";
+    if !was {
+        std::fs::write(IP6_FORWARD, "1").map_err(io)?;
+    }
+    Ok(was)
+}
+
+/// Restores IPv6 forwarding to off (only called when we turned it on).
+pub fn disable_forwarding6() {
+    let _ = std::fs::write(IP6_FORWARD, "0");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn ruleset_touches_only_our_table() {
-        let r = ruleset("corral", "corral0", "10.88.0.0/24".parse().unwrap());
+        let r = ruleset(
+            "corral",
+            "corral0",
+            "10.88.0.0/24".parse().unwrap(),
+            Some("fd42::/64".parse().unwrap()),
+        );
+        assert!(r.contains("ip6 saddr fd42::/64 oifname != \"corral0\" masquerade"));
         assert!(r.starts_with("table ip corral {}\ndelete table ip corral\n"));
         assert!(r.contains("ip saddr 10.88.0.0/24 oifname != \"corral0\" masquerade"));
         for line in r
@@ -361,7 +452,7 @@ mod tests {
     fn iptables_rules_only_jump_to_our_chains() {
         let (nat, fwd) = chains("corral").unwrap();
         assert_eq!((nat.as_str(), fwd.as_str()), ("corral-nat", "corral-fwd"));
-        let rules = ipt_rules(&nat, &fwd, "corral0", "10.88.0.0/24".parse().unwrap());
+        let rules = ipt_rules(&nat, &fwd, "corral0", "10.88.0.0/24");
         let text: Vec<String> = rules.iter().map(|r| r.join(" ")).collect();
         assert!(text.contains(
             &"-w -t nat -A corral-nat -s 10.88.0.0/24 ! -o corral0 -j MASQUERADE".to_owned()

@@ -1,6 +1,11 @@
-//! IPv4 subnets: parsing, containment, overlap, and the default-subnet choice.
+//! IPv4 subnets: parsing, containment, overlap, and the default-subnet choice; the bridge's
+//! optional IPv6 /64.
 
-use std::{fmt, net::Ipv4Addr, str::FromStr};
+use std::{
+    fmt,
+    net::{Ipv4Addr, Ipv6Addr},
+    str::FromStr,
+};
 
 use super::NetworkError;
 
@@ -113,9 +118,84 @@ impl FromStr for Subnet {
     }
 }
 
+/// The bridge's IPv6 network: a /64, normally a ULA (`fd00::/8`) since it is masqueraded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Subnet6(Ipv6Addr);
+
+impl Subnet6 {
+    pub fn prefix(&self) -> u8 {
+        64
+    }
+
+    /// `prefix::1`: the bridge's address and the containers' gateway.
+    pub fn gateway(&self) -> Ipv6Addr {
+        Ipv6Addr::from(u128::from(self.0) | 1)
+    }
+
+    /// A container's IPv6 address: the prefix with its IPv4 address as the last 32 bits
+    /// (`fd..::a58:5` for 10.88.0.5): unique as the IPv4 one is, and never the gateway.
+    pub fn address_for(&self, v4: Ipv4Addr) -> Ipv6Addr {
+        Ipv6Addr::from(u128::from(self.0) | u128::from(u32::from(v4)))
+    }
+}
+
+impl fmt::Display for Subnet6 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/64", self.0)
+    }
+}
+
+impl FromStr for Subnet6 {
+    type Err = NetworkError;
+
+    /// `PREFIX::/64` with the host bits zero, e.g. `fd42:c0a1:2::/64`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let invalid = |reason: &str| NetworkError::InvalidSubnet {
+            value: s.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let (addr, prefix) = s
+            .split_once('/')
+            .ok_or_else(|| invalid("must be an IPv6 /64 like fd42:c0a1:2::/64"))?;
+        let addr: Ipv6Addr = addr
+            .parse()
+            .map_err(|_| invalid("the address must be IPv6 like fd42:c0a1:2::"))?;
+        if prefix != "64" {
+            return Err(invalid("the prefix length must be 64"));
+        }
+        if u128::from(addr) & u128::from(u64::MAX) != 0 {
+            return Err(invalid("the last 64 bits must be zero"));
+        }
+        if addr.is_loopback() || addr.is_multicast() || addr.is_unspecified() {
+            return Err(invalid("must be a unicast network (a ULA like fd00::/8)"));
+        }
+        Ok(Subnet6(addr))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_subnets() {
+        let n: Subnet6 = "fd42:c0a1:2::/64".parse().unwrap();
+        assert_eq!(n.to_string(), "fd42:c0a1:2::/64");
+        assert_eq!(n.gateway().to_string(), "fd42:c0a1:2::1");
+        assert_eq!(
+            n.address_for(Ipv4Addr::new(10, 88, 0, 5)).to_string(),
+            "fd42:c0a1:2::a58:5"
+        );
+        for bad in [
+            "fd42::/48",
+            "fd42::1/64",
+            "10.0.0.0/64",
+            "fd42::",
+            "ff02::/64",
+        ] {
+            assert!(bad.parse::<Subnet6>().is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn parses_and_rejects() {

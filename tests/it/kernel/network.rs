@@ -48,15 +48,15 @@ impl Fixture {
     /// `fixed`: a test subnet in 10.213.0.0/16 picked by pid and counter (no host route there);
     /// otherwise the module's default choice.
     pub fn with_subnet(fixed: bool) -> Self {
-        Self::build(fixed, nat::NatChoice::Auto)
+        Self::build(fixed, nat::NatChoice::Auto, false)
     }
 
-    /// A fixed test subnet, NAT through `nat`.
+    /// A fixed test subnet and an IPv6 /64 (`fd42:PID:N::/64`), NAT through `nat`.
     pub fn with_nat(nat: nat::NatChoice) -> Self {
-        Self::build(true, nat)
+        Self::build(true, nat, true)
     }
 
-    fn build(fixed: bool, nat: nat::NatChoice) -> Self {
+    fn build(fixed: bool, nat: nat::NatChoice, v6: bool) -> Self {
         let n = N.fetch_add(1, Ordering::Relaxed);
         let pid = std::process::id();
         let tag = (pid.wrapping_mul(16).wrapping_add(n)) & 0xfffff;
@@ -74,6 +74,11 @@ impl Fixture {
             veth_prefix: "vc-it".into(),
             nft_table: format!("corral_it_{pid}_{n}"),
             nat,
+            subnet6: v6.then(|| {
+                format!("fd42:{:x}:{n:x}::/64", pid & 0xffff)
+                    .parse()
+                    .expect("subnet6")
+            }),
             host_resolv: PathBuf::from("/etc/resolv.conf"),
         };
         let dir = tests::TempDir::new("corral-it-net");
@@ -570,7 +575,10 @@ pub fn all_nat_rules() -> String {
     if nat::nft_binary().is_some() {
         run("nft", &["list", "ruleset"]);
     }
-    for bin in ["iptables-nft", "iptables-legacy"] {
+    for (bin, bin6) in [
+        ("iptables-nft", "ip6tables-nft"),
+        ("iptables-legacy", "ip6tables-legacy"),
+    ] {
         if nat::Backend::detect(match bin {
             "iptables-nft" => nat::NatChoice::IptablesNft,
             _ => nat::NatChoice::IptablesLegacy,
@@ -579,6 +587,7 @@ pub fn all_nat_rules() -> String {
         {
             for t in ["nat", "filter"] {
                 run(bin, &["-w", "-t", t, "-S"]);
+                run(bin6, &["-w", "-t", t, "-S"]);
             }
         }
     }
@@ -587,8 +596,9 @@ pub fn all_nat_rules() -> String {
 
 /// Outbound NAT really rewrites the source: a container on bridge A connects to one on bridge
 /// B (routed through the host, so through POSTROUTING) and B sees bridge B's address, not the
-/// container's — with nftables and with both iptables variants, whichever the host has. The
-/// rules are in our own table/chains only, and gone after the last detach.
+/// container's — over IPv4 and IPv6 (`--subnet6`), with nftables and with both iptables
+/// variants, whichever the host has. The rules are in our own table/chains only, and gone
+/// after the last detach.
 #[test]
 fn outbound_nat_masquerades_with_each_backend() {
     let choices = [
@@ -647,6 +657,36 @@ fn outbound_nat_masquerades_with_each_backend() {
             peer.ip(),
             std::net::IpAddr::V4(gw_b),
             "{backend}: o1 saw {peer}, c1 is {c_ip}: not masqueraded"
+        );
+
+        // IPv6: addresses prefix::<IPv4>, a default route via the bridge's ::1, masquerade.
+        let (c6, o6) = (
+            inner.address6.expect("IPv6 address"),
+            outer.address6.expect("IPv6 address"),
+        );
+        let net6 = a.cfg.subnet6.expect("subnet6");
+        assert_eq!(c6, net6.address_for(c_ip));
+        assert_eq!(inner.gateway6, Some(net6.gateway()));
+        assert!(
+            inner.hosts.contains(&format!("{c6}\tc1\n")),
+            "{}",
+            inner.hosts
+        );
+        let listener6 = b
+            .inside(outer.netns.as_ref().expect("netns"), || {
+                std::net::TcpListener::bind((std::net::Ipv6Addr::UNSPECIFIED, 9001))
+            })
+            .expect("listen on [::]:9001 in o1");
+        let conn6 = a.inside(inner.netns.as_ref().expect("netns"), move || {
+            TcpStream::connect_timeout(&(o6, 9001).into(), Duration::from_secs(5))
+        });
+        let _conn6 = conn6.unwrap_or_else(|e| panic!("{backend}: c1 -> [{o6}]:9001: {e}"));
+        let (_, peer6) = listener6.accept().expect("accept");
+        let gw6_b = b.cfg.subnet6.expect("subnet6").gateway();
+        assert_eq!(
+            peer6.ip(),
+            std::net::IpAddr::V6(gw6_b),
+            "{backend}: o1 saw {peer6}, c1 is {c6}: not masqueraded"
         );
 
         a.detach("c1");

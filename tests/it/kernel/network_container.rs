@@ -35,6 +35,7 @@ fn daemon_with(extra: &[&str]) -> (Daemon, String, String) {
     );
     let table = format!("corral_it_{pid}_c{n}");
     let subnet = format!("10.214.{}.0/24", (pid % 16) * 16 + n % 16);
+    let subnet6 = format!("fd42:{:x}:c{n:x}::/64", pid & 0xffff);
     let mut args = vec![
         "--bridge",
         &bridge,
@@ -44,6 +45,8 @@ fn daemon_with(extra: &[&str]) -> (Daemon, String, String) {
         "vc-it",
         "--nft-table",
         &table,
+        "--subnet6",
+        &subnet6,
     ];
     args.extend_from_slice(extra);
     let d = Daemon::start_with(&args);
@@ -157,6 +160,16 @@ async fn check_shown_network(daemon: &Daemon, c: &Client, name: &str, port: u16)
     );
     let (_, inside) = exec(c, name, &["ip", "-4", "addr", "show", "eth0"]).await;
     assert!(inside.contains(&format!("inet {ip}/24")), "{inside}");
+    // IPv6 (the daemon runs with --subnet6): address, prefix, gateway, default route.
+    let ip6 = net["ipv6_address"].as_str().unwrap_or_default().to_owned();
+    assert!(ip6.starts_with("fd42:"), "{ct}");
+    assert_eq!(net["ipv6_prefix_len"], 64, "{ct}");
+    let gw6 = net["ipv6_gateway"].as_str().unwrap_or_default().to_owned();
+    assert!(gw6.starts_with("fd42:") && gw6.ends_with("::1"), "{ct}");
+    let (_, inside6) = exec(c, name, &["ip", "-6", "addr", "show", "eth0"]).await;
+    assert!(inside6.contains(&format!("inet6 {ip6}/64")), "{inside6}");
+    let (_, routes6) = exec(c, name, &["ip", "-6", "route"]).await;
+    assert!(routes6.contains(&format!("default via {gw6}")), "{routes6}");
     let list = call(c, Method::GET, "/api/v1/containers", None).await;
     let mine = list
         .as_array()
@@ -350,6 +363,21 @@ async fn two_bridged_containers_reach_each_other_and_daemon_stop_removes_nat() {
     assert!(
         out.contains("served by a"),
         "b could not fetch {url}: {out}"
+    );
+    // And over IPv6 (a's IPv6 line precedes its IPv4 one in its hosts file).
+    let a_ip6 = hosts
+        .lines()
+        .rev()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    assert!(a_ip6.starts_with("fd42:"), "{hosts}");
+    let url6 = format!("http://[{a_ip6}]:8080/index.html");
+    let (code, out6) = exec(&c, &b, &["wget", "-q", "-O", "-", &url6]).await;
+    assert!(
+        code == 0 && out6.contains("served by a"),
+        "b could not fetch {url6}: {out6}"
     );
 
     // Daemon stop: NAT rules go, running containers keep their links.
