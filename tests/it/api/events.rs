@@ -36,6 +36,8 @@ struct Stream {
     ended: bool,
     /// Every message received so far, in order.
     seen: Vec<Msg>,
+    /// Comments (keep-alives) received so far.
+    comments: usize,
 }
 
 /// Opens the stream with `headers`; `Err` holds the status and body of a refusal.
@@ -77,6 +79,7 @@ fn open(d: &Daemon, headers: &[(&str, &str)]) -> Result<Stream, (u16, String)> {
             body: rest,
             ended: false,
             seen: Vec::new(),
+            comments: 0,
         };
         let until = Instant::now() + Duration::from_secs(2);
         while Instant::now() < until && serde_json::from_slice::<Value>(&s.body).is_err() {
@@ -104,6 +107,7 @@ fn open(d: &Daemon, headers: &[(&str, &str)]) -> Result<Stream, (u16, String)> {
         body: Vec::new(),
         ended: false,
         seen: Vec::new(),
+        comments: 0,
     })
 }
 
@@ -144,7 +148,8 @@ impl Stream {
                 }
             }
             if event.is_empty() && data.is_empty() {
-                continue; // a comment
+                self.comments += block.lines().filter(|l| l.starts_with(':')).count();
+                continue;
             }
             let data: Value = serde_json::from_str(&data).unwrap();
             assert_eq!(
@@ -558,4 +563,25 @@ fn lifecycle_and_stats_stream_resume_and_stay_within_the_callers_teams() {
     call(&d, &admin, "DELETE", &format!("/api/v1/tokens/{id}"), None);
     b.drain(Duration::from_secs(12));
     assert!(b.ended, "the stream of a revoked token ends");
+}
+
+#[test]
+fn a_stream_outlives_the_request_timeout_with_keep_alives_and_ends_at_shutdown() {
+    let mut d = Daemon::start();
+    let mut s = open(&d, &[("authorization", &bearer(&d.admin_token()))]).unwrap();
+    assert_eq!(s.next(Duration::from_secs(5)).unwrap().event, "stats");
+    // Longer than the 30 s request timeout every other route has.
+    s.drain(Duration::from_secs(35));
+    assert!(!s.ended, "the stream is still open after 35 s");
+    assert!(
+        s.comments >= 2,
+        "a keep-alive comment every 15 s, got {}",
+        s.comments
+    );
+    // SIGTERM: the daemon ends open streams and exits cleanly (it is SIGKILLed after 15 s
+    // otherwise, which is not a success).
+    let status = d.stop();
+    assert!(status.success(), "clean exit with a stream open: {status}");
+    s.drain(Duration::from_secs(2));
+    assert!(s.ended, "the stream ended with the daemon");
 }
