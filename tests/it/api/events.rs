@@ -7,12 +7,11 @@
 use std::{
     io::{Read, Write},
     net::TcpStream,
-    path::Path,
     time::{Duration, Instant},
 };
 
 use serde_json::{Value, json};
-use tests::{Daemon, TempDir};
+use tests::{Daemon, containers::Reaper, rootfs::Rootfs};
 
 /// One SSE message.
 #[derive(Debug, Clone)]
@@ -259,37 +258,6 @@ fn call(d: &Daemon, token: &str, method: &str, path: &str, body: Option<Value>) 
     }
 }
 
-/// A rootfs of busybox with `sh` and `sleep` (an admin may run a host directory).
-fn rootfs(dir: &Path) {
-    let bb = ["/bin/busybox", "/usr/bin/busybox"]
-        .iter()
-        .map(Path::new)
-        .find(|p| p.is_file())
-        .expect("busybox-static");
-    std::fs::create_dir_all(dir.join("bin")).unwrap();
-    std::fs::copy(bb, dir.join("bin/busybox")).unwrap();
-    for a in ["sh", "sleep"] {
-        std::os::unix::fs::symlink("busybox", dir.join("bin").join(a)).unwrap();
-    }
-}
-
-/// Force-removes the named containers over the unix socket, even after a panic. Declared after
-/// the `Daemon`, so it runs first.
-struct Remove<'a>(&'a Daemon, Vec<&'static str>);
-
-impl Drop for Remove<'_> {
-    fn drop(&mut self) {
-        for name in &self.1 {
-            let _ = self.0.unix_http(
-                "DELETE",
-                &format!("/api/v1/containers/{name}?force=true"),
-                &[("x-corral-client", "test")],
-                None,
-            );
-        }
-    }
-}
-
 #[test]
 fn events_need_credentials_a_known_host_and_the_same_origin() {
     let d = Daemon::start();
@@ -344,7 +312,7 @@ fn events_need_credentials_a_known_host_and_the_same_origin() {
 #[test]
 fn lifecycle_and_stats_stream_resume_and_stay_within_the_callers_teams() {
     let d = Daemon::start_with(&["--sample-interval", "1"]);
-    let _remove = Remove(&d, vec!["ev-a", "ev-b"]);
+    let _reaper = Reaper::new(&d);
     let admin = d.admin_token();
     for t in ["team-a", "team-b"] {
         call(
@@ -364,9 +332,8 @@ fn lifecycle_and_stats_stream_resume_and_stay_within_the_callers_teams() {
         call(&d, &admin, "POST", "/api/v1/users", Some(body));
     }
     let (view_a, op_b) = (d.token_for("view-a"), d.token_for("op-b"));
-    let dir = TempDir::new("corral-it-events");
-    rootfs(dir.path());
-    let root = dir.path().display().to_string();
+    let rootfs = Rootfs::new();
+    let root = rootfs.path().display().to_string();
 
     let mut all = open(&d, &[("authorization", &bearer(&admin))]).unwrap();
     let mut a = open(&d, &[("authorization", &bearer(&view_a))]).unwrap();
