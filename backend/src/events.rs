@@ -431,6 +431,114 @@ mod tests {
         assert_eq!(names(&hub.since(b)).len(), RING);
     }
 
+    fn record(status: &str, restart_count: u32, finished_at: Option<i64>) -> Record {
+        Record {
+            id: "id1".into(),
+            name: "web".into(),
+            team: "t".into(),
+            spec: wire::CreateContainer::default(),
+            status: status.into(),
+            exit_code: (status == "exited").then_some(3),
+            created_at: 0,
+            started_at: None,
+            finished_at,
+            shim_pid: None,
+            shim_start: None,
+            init_pid: None,
+            init_start: None,
+            restart_count,
+        }
+    }
+
+    #[test]
+    fn a_save_publishes_what_changed() {
+        let dir = std::env::temp_dir().join(format!("corral-events-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_default();
+        let marker = dir.join("stop");
+        let hub = Events::starting_at(0);
+        let spec = "{}".to_owned();
+        let before = |status: &str, restarts: u32, finished: Option<i64>| Before {
+            status: status.into(),
+            restart_count: restarts,
+            finished_at: finished,
+            spec: spec.clone(),
+        };
+        let mut actions = Vec::new();
+        let mut check = |b: Before, after: Record, spec: &str| {
+            let head = hub.head();
+            run_as(Some("alice".into()), || {
+                hub.saved(&b, &after, spec, &marker)
+            });
+            actions.push(match hub.since(head) {
+                Since::Replay { events, .. } => events
+                    .iter()
+                    .map(|(_, e)| {
+                        format!("{} {} {:?} {:?}", e.action, e.status, e.exit_code, e.actor)
+                    })
+                    .collect::<Vec<_>>()
+                    .join(","),
+                Since::Reset { .. } => "reset".into(),
+            });
+        };
+        check(
+            before("created", 0, None),
+            record("running", 0, None),
+            &spec,
+        );
+        check(before("running", 0, None), record("paused", 0, None), &spec);
+        check(before("paused", 0, None), record("running", 0, None), &spec);
+        check(
+            before("running", 0, None),
+            record("running", 0, None),
+            "{\"x\":1}",
+        );
+        check(
+            before("running", 0, None),
+            record("running", 1, None),
+            &spec,
+        );
+        check(
+            before("running", 0, None),
+            record("running", 0, None),
+            &spec,
+        );
+        check(
+            before("running", 1, None),
+            record("exited", 1, Some(5)),
+            &spec,
+        );
+        std::fs::write(&marker, "bob").unwrap_or_default();
+        check(
+            before("running", 0, None),
+            record("exited", 0, Some(6)),
+            &spec,
+        );
+        // A failed start of an exited container: a new exit.
+        std::fs::remove_file(&marker).unwrap_or_default();
+        check(
+            before("exited", 0, Some(6)),
+            record("exited", 0, Some(7)),
+            &spec,
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(
+            actions,
+            [
+                "started running None Some(\"alice\")",
+                "paused paused None Some(\"alice\")",
+                "unpaused running None Some(\"alice\")",
+                "updated running None Some(\"alice\")",
+                // The monitor's restart policy, and an exit nobody asked for: no actor.
+                "restarted running None None",
+                "",
+                "died exited Some(3) None",
+                // A stop names who asked for it, whoever noticed the exit.
+                "stopped exited Some(3) Some(\"bob\")",
+                "died exited Some(3) None",
+            ]
+        );
+    }
+
     #[test]
     fn the_actor_follows_the_job_onto_its_thread() {
         assert_eq!(current_actor(), None);

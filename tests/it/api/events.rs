@@ -7,12 +7,11 @@
 use std::{
     io::{Read, Write},
     net::TcpStream,
-    path::Path,
     time::{Duration, Instant},
 };
 
 use serde_json::{Value, json};
-use tests::{Daemon, TempDir};
+use tests::{Daemon, containers::Reaper, rootfs::Rootfs};
 
 /// One SSE message.
 #[derive(Debug, Clone)]
@@ -36,6 +35,8 @@ struct Stream {
     ended: bool,
     /// Every message received so far, in order.
     seen: Vec<Msg>,
+    /// Comments (keep-alives) received so far.
+    comments: usize,
 }
 
 /// Opens the stream with `headers`; `Err` holds the status and body of a refusal.
@@ -77,6 +78,7 @@ fn open(d: &Daemon, headers: &[(&str, &str)]) -> Result<Stream, (u16, String)> {
             body: rest,
             ended: false,
             seen: Vec::new(),
+            comments: 0,
         };
         let until = Instant::now() + Duration::from_secs(2);
         while Instant::now() < until && serde_json::from_slice::<Value>(&s.body).is_err() {
@@ -104,6 +106,7 @@ fn open(d: &Daemon, headers: &[(&str, &str)]) -> Result<Stream, (u16, String)> {
         body: Vec::new(),
         ended: false,
         seen: Vec::new(),
+        comments: 0,
     })
 }
 
@@ -144,7 +147,8 @@ impl Stream {
                 }
             }
             if event.is_empty() && data.is_empty() {
-                continue; // a comment
+                self.comments += block.lines().filter(|l| l.starts_with(':')).count();
+                continue;
             }
             let data: Value = serde_json::from_str(&data).unwrap();
             assert_eq!(
@@ -254,37 +258,6 @@ fn call(d: &Daemon, token: &str, method: &str, path: &str, body: Option<Value>) 
     }
 }
 
-/// A rootfs of busybox with `sh` and `sleep` (an admin may run a host directory).
-fn rootfs(dir: &Path) {
-    let bb = ["/bin/busybox", "/usr/bin/busybox"]
-        .iter()
-        .map(Path::new)
-        .find(|p| p.is_file())
-        .expect("busybox-static");
-    std::fs::create_dir_all(dir.join("bin")).unwrap();
-    std::fs::copy(bb, dir.join("bin/busybox")).unwrap();
-    for a in ["sh", "sleep"] {
-        std::os::unix::fs::symlink("busybox", dir.join("bin").join(a)).unwrap();
-    }
-}
-
-/// Force-removes the named containers over the unix socket, even after a panic. Declared after
-/// the `Daemon`, so it runs first.
-struct Remove<'a>(&'a Daemon, Vec<&'static str>);
-
-impl Drop for Remove<'_> {
-    fn drop(&mut self) {
-        for name in &self.1 {
-            let _ = self.0.unix_http(
-                "DELETE",
-                &format!("/api/v1/containers/{name}?force=true"),
-                &[("x-corral-client", "test")],
-                None,
-            );
-        }
-    }
-}
-
 #[test]
 fn events_need_credentials_a_known_host_and_the_same_origin() {
     let d = Daemon::start();
@@ -339,7 +312,7 @@ fn events_need_credentials_a_known_host_and_the_same_origin() {
 #[test]
 fn lifecycle_and_stats_stream_resume_and_stay_within_the_callers_teams() {
     let d = Daemon::start_with(&["--sample-interval", "1"]);
-    let _remove = Remove(&d, vec!["ev-a", "ev-b"]);
+    let _reaper = Reaper::new(&d);
     let admin = d.admin_token();
     for t in ["team-a", "team-b"] {
         call(
@@ -359,9 +332,8 @@ fn lifecycle_and_stats_stream_resume_and_stay_within_the_callers_teams() {
         call(&d, &admin, "POST", "/api/v1/users", Some(body));
     }
     let (view_a, op_b) = (d.token_for("view-a"), d.token_for("op-b"));
-    let dir = TempDir::new("corral-it-events");
-    rootfs(dir.path());
-    let root = dir.path().display().to_string();
+    let rootfs = Rootfs::new();
+    let root = rootfs.path().display().to_string();
 
     let mut all = open(&d, &[("authorization", &bearer(&admin))]).unwrap();
     let mut a = open(&d, &[("authorization", &bearer(&view_a))]).unwrap();
@@ -558,4 +530,25 @@ fn lifecycle_and_stats_stream_resume_and_stay_within_the_callers_teams() {
     call(&d, &admin, "DELETE", &format!("/api/v1/tokens/{id}"), None);
     b.drain(Duration::from_secs(12));
     assert!(b.ended, "the stream of a revoked token ends");
+}
+
+#[test]
+fn a_stream_outlives_the_request_timeout_with_keep_alives_and_ends_at_shutdown() {
+    let mut d = Daemon::start();
+    let mut s = open(&d, &[("authorization", &bearer(&d.admin_token()))]).unwrap();
+    assert_eq!(s.next(Duration::from_secs(5)).unwrap().event, "stats");
+    // Longer than the 30 s request timeout every other route has.
+    s.drain(Duration::from_secs(35));
+    assert!(!s.ended, "the stream is still open after 35 s");
+    assert!(
+        s.comments >= 2,
+        "a keep-alive comment every 15 s, got {}",
+        s.comments
+    );
+    // SIGTERM: the daemon ends open streams and exits cleanly (it is SIGKILLed after 15 s
+    // otherwise, which is not a success).
+    let status = d.stop();
+    assert!(status.success(), "clean exit with a stream open: {status}");
+    s.drain(Duration::from_secs(2));
+    assert!(s.ended, "the stream ended with the daemon");
 }
