@@ -532,16 +532,25 @@ impl Metering {
     /// The host's busy CPU since the last host reading (only deltas between our own readings:
     /// the host's counters run since boot).
     fn sample_host(&self, reg: &mut Registry, wall: i64) {
-        let Some(busy) = host_busy_usec(Path::new("/proc/stat")) else {
+        let Some(HostBusy { usec, cpus }) = host_busy(Path::new("/proc/stat")) else {
             return;
         };
+        // The online CPU count is the host reading's generation: a CPU going on- or offline
+        // changes what "busy since boot" means, so no delta is taken across it.
+        let prev = reg
+            .checkpoints
+            .get(HOST_SUBJECT)
+            .filter(|p| p.boot_id == self.shared.boot_id && p.generation == cpus);
+        // Idle time is truncated to 10 ms when the kernel prints it: a fully idle interval can
+        // read a few ms below the last one. Never a reset: hold the counter until it passes.
+        let usec = prev.map_or(usec, |p| usec.max(p.counters.cpu_usec));
         let reading = Reading {
             boot_id: self.shared.boot_id.clone(),
             mono_ns: mono_ns(),
             wall_ms: wall,
-            generation: 0,
+            generation: cpus,
             counters: Counters {
-                cpu_usec: busy,
+                cpu_usec: usec,
                 ..Counters::default()
             },
             reserved: Reserved::default(),
@@ -813,26 +822,58 @@ pub fn boot_id() -> String {
         .unwrap_or_default()
 }
 
-/// The host's busy CPU time in µs from the `cpu` line of `/proc/stat`: user + nice + system +
-/// irq + softirq + steal (guest time is already inside user). Values are in USER_HZ, which is
-/// 100 on every Linux architecture Corral supports.
-pub fn host_busy_usec(proc_stat: &Path) -> Option<u64> {
-    let text = std::fs::read_to_string(proc_stat).ok()?;
-    parse_proc_stat_busy(&text)
+/// The host's busy CPU time since boot and the CPUs it was counted over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostBusy {
+    pub usec: u64,
+    /// Online CPUs (the `cpuN` lines of `/proc/stat`).
+    pub cpus: u64,
 }
 
-/// Parses the busy time out of `/proc/stat` text.
-pub fn parse_proc_stat_busy(text: &str) -> Option<u64> {
+/// The host's busy CPU time since boot, µs: `CLOCK_BOOTTIME` × online CPUs − (idle + iowait).
+///
+/// Not the sum of the user/system/irq columns: those (and the root cgroup's `cpu.stat`
+/// `usage_usec`, which the kernel sums from the same per-tick counters) are sampled by the
+/// timer tick and lose the time of late or missed ticks — in a loaded VM far more than 1 %,
+/// while a cgroup's own usage is exact scheduler time. Idle and iowait, on a tickless kernel
+/// (every distribution kernel), are measured from the kernel's idle entry and exit timestamps,
+/// so "everything that was not idle" is exact to the 10 ms the kernel prints them in.
+pub fn host_busy(proc_stat: &Path) -> Option<HostBusy> {
+    let text = std::fs::read_to_string(proc_stat).ok()?;
+    let (idle_ticks, cpus) = parse_proc_stat_idle(&text)?;
+    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).ok()?;
+    let boot_usec = (ts.tv_sec() as u64) * 1_000_000 + ts.tv_nsec() as u64 / 1000;
+    let usec = (boot_usec * cpus).saturating_sub(idle_ticks * USEC_PER_USER_HZ_TICK);
+    Some(HostBusy { usec, cpus })
+}
+
+/// [`host_busy`]'s µs alone.
+pub fn host_busy_usec(proc_stat: &Path) -> Option<u64> {
+    host_busy(proc_stat).map(|b| b.usec)
+}
+
+/// `/proc/stat` counts in USER_HZ, which is 100 on every Linux architecture Corral supports.
+const USEC_PER_USER_HZ_TICK: u64 = 10_000;
+
+/// Idle + iowait of the `cpu` line of `/proc/stat` (in USER_HZ ticks) and the number of online
+/// CPUs (`cpuN` lines).
+pub fn parse_proc_stat_idle(text: &str) -> Option<(u64, u64)> {
     let line = text.lines().find(|l| l.starts_with("cpu "))?;
     let v: Vec<u64> = line
         .split_whitespace()
         .skip(1)
         .map(|x| x.parse().ok())
         .collect::<Option<_>>()?;
-    let get = |i: usize| v.get(i).copied().unwrap_or(0);
     // user nice system idle iowait irq softirq steal
-    let busy = get(0) + get(1) + get(2) + get(5) + get(6) + get(7);
-    Some(busy * 10_000)
+    let idle = v.get(3).copied()? + v.get(4).copied().unwrap_or(0);
+    let cpus = text
+        .lines()
+        .filter(|l| {
+            l.strip_prefix("cpu")
+                .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()))
+        })
+        .count() as u64;
+    (cpus > 0).then_some((idle, cpus))
 }
 
 #[cfg(test)]
@@ -841,13 +882,17 @@ mod tests {
 
     #[test]
     fn proc_stat() {
-        let t = "cpu  100 5 50 9000 7 1 2 3 10 0\ncpu0 1 2 3 4 5 6 7 8 9 0\n";
-        assert_eq!(
-            parse_proc_stat_busy(t),
-            Some((100 + 5 + 50 + 1 + 2 + 3) * 10_000)
-        );
-        assert!(parse_proc_stat_busy("intr 1 2\n").is_none());
-        assert!(host_busy_usec(Path::new("/proc/stat")).unwrap() > 0);
+        let t = "cpu  100 5 50 9000 7 1 2 3 10 0\ncpu0 1 2 3 4 5 6 7 8 9 0\ncpu1 1 2 3 4 5 6 7 8 9 0\nintr 5\n";
+        assert_eq!(parse_proc_stat_idle(t), Some((9000 + 7, 2)));
+        assert!(parse_proc_stat_idle("intr 1 2\n").is_none());
+        let t = std::time::Instant::now();
+        let a = host_busy(Path::new("/proc/stat")).unwrap();
+        assert!(a.usec > 0 && a.cpus >= 1);
+        // Busy never exceeds the wall time of every CPU (+ the 10 ms the kernel prints in).
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let b = host_busy(Path::new("/proc/stat")).unwrap();
+        let wall = t.elapsed().as_micros() as u64;
+        assert!(b.usec.saturating_sub(a.usec) <= wall * b.cpus + 10_000);
     }
 
     #[test]

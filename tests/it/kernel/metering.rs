@@ -203,12 +203,15 @@ fn half_a_cpu_for_four_seconds_is_billed_two_cpu_seconds() {
         h.containers_cpu_usec as f64 / 1e6,
         h.idle_cpu_usec as f64 / 1e6
     );
-    // Inside the qemu TCG VM the guest's /proc/stat is sampled by an emulated timer that loses
-    // ticks, while cgroup usage is exact: there the host total can read below the container's.
-    // The 1 % reconciliation is a property of real hosts, checked here on this machine.
-    if std::env::var_os("CORRAL_IN_VM").is_none() {
-        assert!(h.reconciled, "{h:?}");
-    }
+    // Everywhere, also in the qemu TCG VM whose timer ticks arrive late: the host total is
+    // "not idle" from the kernel's idle timestamps, exact like the container's own usage.
+    assert!(h.reconciled, "{h:?}");
+    assert!(
+        h.containers_cpu_usec <= h.host_cpu_usec + h.host_cpu_usec / 100,
+        "containers {} µs within 1 % of the host's {} µs",
+        h.containers_cpu_usec,
+        h.host_cpu_usec
+    );
     assert_eq!(h.containers_cpu_usec + h.idle_cpu_usec, h.host_cpu_usec);
 }
 
