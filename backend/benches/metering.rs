@@ -410,6 +410,24 @@ fn billing_bench() {
             parse_time("2026-06-01").expect("t"),
             team("team-01"),
         ),
+        (
+            "day-aligned range 03-15 .. 09-20, all",
+            parse_time("2026-03-15").expect("t"),
+            parse_time("2026-09-20").expect("t"),
+            Filter::default(),
+        ),
+        (
+            "odd range inside one day 10-07T03:00 .. 10-07T22:00, all",
+            parse_time("2026-10-07T03:00Z").expect("t"),
+            parse_time("2026-10-07T22:00Z").expect("t"),
+            Filter::default(),
+        ),
+        (
+            "worst edges 01-31T01:00 .. 12-30T23:00, all",
+            parse_time("2026-01-31T01:00Z").expect("t"),
+            parse_time("2026-12-30T23:00Z").expect("t"),
+            Filter::default(),
+        ),
     ];
     println!("| query | median wall ms | median CPU ms | rows out | total cost |");
     println!("|---|---:|---:|---:|---:|");
@@ -451,6 +469,62 @@ fn billing_bench() {
     );
     // The same year read from the hourly rows only, for comparison (what the day/month
     // tables save).
+    // The previous plan, for comparison: one `GROUP BY container_id, team, labels` per piece
+    // (SQLite sorts every row of the piece), unpriced.
+    let (from, to) = (
+        parse_time("2026-03-14T05:00Z").expect("t"),
+        parse_time("2026-09-20T17:00Z").expect("t"),
+    );
+    let mut cpu = Vec::new();
+    let mut piece_ranges = Vec::new();
+    for _ in 0..5 {
+        let c = thread_cpu();
+        piece_ranges.clear();
+        for (lo, hi) in [
+            (from, parse_time("2026-07-01").expect("t")),
+            (parse_time("2026-07-01").expect("t"), to),
+        ] {
+            for (grain, a, b) in backend::metering::calendar::decompose(lo, hi) {
+                let table = match grain {
+                    backend::metering::calendar::Grain::Hour => "usage_ledger",
+                    backend::metering::calendar::Grain::Day => "usage_ledger_day",
+                    backend::metering::calendar::Grain::Month => "usage_ledger_month",
+                };
+                let n: i64 = conn
+                    .query_row(
+                        &format!(
+                            "SELECT count(*) FROM (SELECT container_id, team, labels, max(name),
+                               sum(cpu_usec), sum(throttled_usec), sum(cpu_reserved_core_usec),
+                               sum(mem_byte_s), sum(mem_reserved_byte_s), sum(io_rbytes),
+                               sum(io_wbytes), sum(io_rios), sum(io_wios), sum(oom_kills),
+                               max(mem_peak), max(pids_peak) FROM {table}
+                             WHERE period >= ?1 AND period < ?2 GROUP BY container_id, team, labels)"
+                        ),
+                        rusqlite::params![a, b],
+                        |r| r.get(0),
+                    )
+                    .expect("grouped piece");
+                std::hint::black_box(n);
+                piece_ranges.push((table, a, b));
+            }
+        }
+        cpu.push(thread_cpu().saturating_sub(c));
+    }
+    let rows_in: i64 = piece_ranges
+        .iter()
+        .map(|(table, a, b)| -> i64 {
+            conn.query_row(
+                &format!("SELECT count(*) FROM {table} WHERE period >= ?1 AND period < ?2"),
+                rusqlite::params![a, b],
+                |r| r.get(0),
+            )
+            .expect("rows")
+        })
+        .sum();
+    println!(
+        "| (previous plan) odd range 03-14T05:00 .. 09-20T17:00, all: SQL GROUP BY per piece, unpriced ({rows_in} ledger rows) | | {:.1} | | |",
+        ms(median(cpu))
+    );
     let s = Instant::now();
     let n: i64 = conn
         .query_row(
