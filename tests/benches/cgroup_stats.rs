@@ -1,9 +1,16 @@
 //! µs per cgroup per stats sample over 1000 groups: opening every stat file each time
 //! (`Group::stats`) versus keeping the files open and re-reading them with `pread`
-//! (`StatsReader`). Creates its own subtree and removes it. Run as root:
-//! `cargo bench -p tests --bench cgroup_stats`.
+//! (`StatsReader`), and the metering hot path (`UsageReader`: only the billing files) against
+//! its raw floor (the same files, `pread` without parsing). CPU time of this thread
+//! (getrusage), so other load on a shared machine does not inflate it. Creates its own subtree
+//! and removes it. Run as root: `cargo bench -p tests --bench cgroup_stats`.
 
-use std::{fs::File, io::Read, path::PathBuf, time::Instant};
+use std::{
+    fs::File,
+    io::Read,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use backend::cgroup::{CgroupMode, Cgroups, GroupPath};
 
@@ -34,27 +41,54 @@ fn main() -> anyhow::Result<()> {
     for g in &groups {
         std::hint::black_box(g.stats());
     }
-    let t = Instant::now();
+    let t = thread_cpu();
     for _ in 0..ROUNDS {
         for g in &groups {
             std::hint::black_box(g.stats());
         }
     }
-    let open_each = t.elapsed().as_secs_f64() * 1e6 / (ROUNDS * GROUPS) as f64;
+    let open_each = per_sample(thread_cpu() - t);
 
     let mut readers: Vec<_> = groups.iter().map(|g| g.stats_reader()).collect();
     let files = readers.first().map(|r| r.open_files()).unwrap_or(0);
     for r in &mut readers {
         std::hint::black_box(r.sample());
     }
-    let t = Instant::now();
+    let t = thread_cpu();
     for _ in 0..ROUNDS {
         for r in &mut readers {
             std::hint::black_box(r.sample());
         }
     }
-    let kept_open = t.elapsed().as_secs_f64() * 1e6 / (ROUNDS * GROUPS) as f64;
+    let kept_open = per_sample(thread_cpu() - t);
     drop(readers);
+
+    // The metering hot path: only the files billing needs.
+    let mut usage: Vec<_> = groups.iter().map(|g| g.usage_reader()).collect();
+    let (fast, slow) = usage.first().map(|r| r.open_files()).unwrap_or_default();
+    let mut sample = backend::cgroup::UsageSample::default();
+    for r in &mut usage {
+        r.read_all(&mut sample);
+    }
+    let time =
+        |usage: &mut Vec<backend::cgroup::UsageReader>,
+         f: fn(&mut backend::cgroup::UsageReader, &mut backend::cgroup::UsageSample)| {
+            let mut s = backend::cgroup::UsageSample::default();
+            let t = thread_cpu();
+            for _ in 0..ROUNDS {
+                for r in usage.iter_mut() {
+                    f(r, &mut s);
+                }
+            }
+            std::hint::black_box(s);
+            per_sample(thread_cpu() - t)
+        };
+    let usage_raw = time(&mut usage, |r, _| {
+        std::hint::black_box(r.read_raw());
+    });
+    let usage_fast = time(&mut usage, |r, s| r.read_fast(s));
+    let usage_all = time(&mut usage, |r, s| r.read_all(s));
+    drop(usage);
 
     // The 4 files a usage sampler needs most (CPU usage, memory usage, memory.stat, pids),
     // read raw, to compare with the numbers in STACK.md.
@@ -79,7 +113,7 @@ fn main() -> anyhow::Result<()> {
         .collect();
     let core_files = core.first().map(Vec::len).unwrap_or(0);
     let mut buf = vec![0u8; 16 * 1024];
-    let t = Instant::now();
+    let t = thread_cpu();
     for _ in 0..ROUNDS {
         for paths in &core {
             for p in paths {
@@ -89,12 +123,12 @@ fn main() -> anyhow::Result<()> {
             }
         }
     }
-    let core_open = t.elapsed().as_secs_f64() * 1e6 / (ROUNDS * GROUPS) as f64;
+    let core_open = per_sample(thread_cpu() - t);
     let files_open: Vec<Vec<File>> = core
         .iter()
         .map(|ps| ps.iter().filter_map(|p| File::open(p).ok()).collect())
         .collect();
-    let t = Instant::now();
+    let t = thread_cpu();
     for _ in 0..ROUNDS {
         for fs in &files_open {
             for f in fs {
@@ -103,19 +137,41 @@ fn main() -> anyhow::Result<()> {
             }
         }
     }
-    let core_kept = t.elapsed().as_secs_f64() * 1e6 / (ROUNDS * GROUPS) as f64;
+    let core_kept = per_sample(thread_cpu() - t);
     drop(files_open);
 
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "cgroup stats, {} host, {GROUPS} groups, {ROUNDS} samples each, {files} files per group",
-        cg.0.mode()
+        "cgroup stats, {} host, {GROUPS} groups, {ROUNDS} samples each, CPU time; load average {}",
+        cg.0.mode(),
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
-    println!("| method                                  | files | µs per cgroup per sample |");
-    println!("|-----------------------------------------|-------|--------------------------|");
-    println!("| Group::stats (open/read/close each)     | {files:>5} | {open_each:>24.1} |");
-    println!("| StatsReader (kept open, pread + parse)  | {files:>5} | {kept_open:>24.1} |");
-    println!("| core files, open/read/close each        | {core_files:>5} | {core_open:>24.1} |");
-    println!("| core files, kept open, pread            | {core_files:>5} | {core_kept:>24.1} |");
+    println!(
+        "| method                                        | files | CPU µs per cgroup per sample | × floor |"
+    );
+    println!(
+        "|-----------------------------------------------|-------|------------------------------|---------|"
+    );
+    let row = |name: &str, files: usize, v: f64| {
+        println!(
+            "| {name:<45} | {files:>5} | {v:>28.2} | {:>7.2} |",
+            v / usage_raw
+        );
+    };
+    row("Group::stats (open/read/close each)", files, open_each);
+    row("StatsReader (kept open, pread + parse)", files, kept_open);
+    row("core files, open/read/close each", core_files, core_open);
+    row("core files, kept open, pread", core_files, core_kept);
+    row("floor: UsageReader files, raw pread", fast, usage_raw);
+    row("UsageReader::read_fast (every tick)", fast, usage_fast);
+    row(
+        "UsageReader::read_all (+ peaks, OOM)",
+        fast + slow,
+        usage_all,
+    );
     println!("(core files: {})", names.join(", "));
     println!(
         "(creating the {GROUPS} groups took {:.0} ms; speed-up {:.1}x)",
@@ -130,6 +186,25 @@ fn main() -> anyhow::Result<()> {
         t.elapsed().as_secs_f64() * 1e3
     );
     Ok(())
+}
+
+/// This thread's CPU time (user + system).
+fn thread_cpu() -> Duration {
+    use nix::sys::resource::{UsageWho, getrusage};
+    match getrusage(UsageWho::RUSAGE_THREAD) {
+        Ok(u) => {
+            let t = |tv: nix::sys::time::TimeVal| {
+                Duration::from_secs(tv.tv_sec() as u64) + Duration::from_micros(tv.tv_usec() as u64)
+            };
+            t(u.user_time()) + t(u.system_time())
+        }
+        Err(_) => Duration::ZERO,
+    }
+}
+
+/// µs per cgroup per sample.
+fn per_sample(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6 / (ROUNDS * GROUPS) as f64
 }
 
 /// Kept-open readers hold ~15 files per group: raise the soft fd limit to the hard one.

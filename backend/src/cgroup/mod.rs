@@ -29,6 +29,7 @@ mod memory;
 mod pids;
 mod stats;
 pub mod units;
+mod usage;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -42,6 +43,7 @@ pub use detect::{CgroupMode, Layout};
 pub use limits::{IoMax, Limits, LimitsUpdate};
 pub use stats::{IoDeviceStats, MemoryEvents, Pressure, PsiLine, Stats, StatsReader};
 pub use units::{CpuMax, Device, Max, parse_cpus, parse_device, parse_size};
+pub use usage::{UsageReader, UsageSample};
 
 /// The host's cgroup filesystem root: the one place this literal appears.
 const HOST_CGROUP_FS: &str = "/sys/fs/cgroup";

@@ -44,6 +44,21 @@ pub struct Counters {
     pub pids_peak: u64,
 }
 
+impl Counters {
+    /// The cumulative counters, in the order of [`Usage::counters_mut`].
+    fn cumulative(&self) -> [u64; 7] {
+        [
+            self.cpu_usec,
+            self.throttled_usec,
+            self.io_rbytes,
+            self.io_wbytes,
+            self.io_rios,
+            self.io_wios,
+            self.oom_kills,
+        ]
+    }
+}
+
 /// What a group has reserved at one instant.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reserved {
@@ -113,19 +128,55 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// The deltas of the cumulative counters, in the order of [`Counters::cumulative`].
+    fn counters_mut(&mut self) -> [&mut u64; 7] {
+        [
+            &mut self.cpu_usec,
+            &mut self.throttled_usec,
+            &mut self.io_rbytes,
+            &mut self.io_wbytes,
+            &mut self.io_rios,
+            &mut self.io_wios,
+            &mut self.oom_kills,
+        ]
+    }
+
+    /// Every additive quantity (all but the peaks): the one list that adding, subtracting and
+    /// splitting go through.
+    fn additive_mut(&mut self) -> [&mut u64; 11] {
+        [
+            &mut self.duration_ns,
+            &mut self.cpu_usec,
+            &mut self.throttled_usec,
+            &mut self.io_rbytes,
+            &mut self.io_wbytes,
+            &mut self.io_rios,
+            &mut self.io_wios,
+            &mut self.oom_kills,
+            &mut self.memory_byte_seconds,
+            &mut self.cpu_reserved_core_usec,
+            &mut self.memory_reserved_byte_seconds,
+        ]
+    }
+
+    /// The additive quantities, in the order of [`Usage::additive_mut`].
+    fn additive(&self) -> [u64; 11] {
+        let mut c = *self;
+        c.additive_mut().map(|v| *v)
+    }
+
+    /// `self` with every additive quantity replaced by `f(quantity, other's quantity)`; peaks
+    /// unchanged.
+    fn zip_additive(mut self, other: &Usage, f: impl Fn(u64, u64) -> u64) -> Usage {
+        for (v, o) in self.additive_mut().into_iter().zip(other.additive()) {
+            *v = f(*v, o);
+        }
+        self
+    }
+
     /// Adds `o` to `self`: sums for counters and integrals, maximum for peaks.
     pub fn add(&mut self, o: &Usage) {
-        self.duration_ns += o.duration_ns;
-        self.cpu_usec += o.cpu_usec;
-        self.throttled_usec += o.throttled_usec;
-        self.io_rbytes += o.io_rbytes;
-        self.io_wbytes += o.io_wbytes;
-        self.io_rios += o.io_rios;
-        self.io_wios += o.io_wios;
-        self.oom_kills += o.oom_kills;
-        self.memory_byte_seconds += o.memory_byte_seconds;
-        self.cpu_reserved_core_usec += o.cpu_reserved_core_usec;
-        self.memory_reserved_byte_seconds += o.memory_reserved_byte_seconds;
+        *self = self.zip_additive(o, |a, b| a + b);
         self.memory_peak = self.memory_peak.max(o.memory_peak);
         self.pids_peak = self.pids_peak.max(o.pids_peak);
     }
@@ -153,21 +204,13 @@ pub fn counter_delta(prev: u64, cur: u64) -> u64 {
 pub fn usage_between(prev: Option<&Reading>, cur: &Reading) -> Usage {
     let c = &cur.counters;
     let Some(prev) = prev.filter(|p| comparable(p, cur)) else {
-        return Usage {
-            duration_ns: 0,
-            cpu_usec: c.cpu_usec,
-            throttled_usec: c.throttled_usec,
-            io_rbytes: c.io_rbytes,
-            io_wbytes: c.io_wbytes,
-            io_rios: c.io_rios,
-            io_wios: c.io_wios,
-            oom_kills: c.oom_kills,
-            memory_byte_seconds: 0,
-            cpu_reserved_core_usec: 0,
-            memory_reserved_byte_seconds: 0,
+        let mut u = Usage {
             memory_peak: c.memory_current.max(c.memory_peak),
             pids_peak: c.pids_current.max(c.pids_peak),
+            ..Usage::default()
         };
+        book_counters(&mut u, &Counters::default(), c);
+        return u;
     };
     let p = &prev.counters;
     let dt = cur.mono_ns - prev.mono_ns;
@@ -189,20 +232,25 @@ pub fn usage_between(prev: Option<&Reading>, cur: &Reading) -> Usage {
     if c.pids_peak > p.pids_peak {
         pids_peak = pids_peak.max(c.pids_peak);
     }
-    Usage {
+    let mut u = Usage {
         duration_ns: dt,
-        cpu_usec: counter_delta(p.cpu_usec, c.cpu_usec),
-        throttled_usec: counter_delta(p.throttled_usec, c.throttled_usec),
-        io_rbytes: counter_delta(p.io_rbytes, c.io_rbytes),
-        io_wbytes: counter_delta(p.io_wbytes, c.io_wbytes),
-        io_rios: counter_delta(p.io_rios, c.io_rios),
-        io_wios: counter_delta(p.io_wios, c.io_wios),
-        oom_kills: counter_delta(p.oom_kills, c.oom_kills),
         memory_byte_seconds,
         cpu_reserved_core_usec,
         memory_reserved_byte_seconds,
         memory_peak,
         pids_peak,
+        ..Usage::default()
+    };
+    book_counters(&mut u, p, c);
+    u
+}
+
+/// Every cumulative counter's [`counter_delta`] from `prev` to `cur`, into `u` (from zero
+/// counters: each counts in full).
+fn book_counters(u: &mut Usage, prev: &Counters, cur: &Counters) {
+    let pairs = prev.cumulative().into_iter().zip(cur.cumulative());
+    for (slot, (p, c)) in u.counters_mut().into_iter().zip(pairs) {
+        *slot = counter_delta(p, c);
     }
 }
 
@@ -248,44 +296,19 @@ pub fn split_by_hour(end_wall_ms: i64, usage: &Usage) -> Vec<(i64, Usage)> {
         }
         let w = u128::try_from(hi - lo).unwrap_or(0);
         let total = u128::try_from(dur_ms).unwrap_or(1).max(1);
-        let f = |v: u64| sat64(u128::from(v) * w / total);
-        let part = Usage {
-            duration_ns: f(usage.duration_ns),
-            cpu_usec: f(usage.cpu_usec),
-            throttled_usec: f(usage.throttled_usec),
-            io_rbytes: f(usage.io_rbytes),
-            io_wbytes: f(usage.io_wbytes),
-            io_rios: f(usage.io_rios),
-            io_wios: f(usage.io_wios),
-            oom_kills: f(usage.oom_kills),
-            memory_byte_seconds: f(usage.memory_byte_seconds),
-            cpu_reserved_core_usec: f(usage.cpu_reserved_core_usec),
-            memory_reserved_byte_seconds: f(usage.memory_reserved_byte_seconds),
-            memory_peak: usage.memory_peak,
-            pids_peak: usage.pids_peak,
-        };
+        let part = usage.zip_additive(usage, |v, _| sat64(u128::from(v) * w / total));
         taken.add(&part);
         parts.push((h * HOUR_SECS, part));
     }
     parts
 }
 
+/// `a − b` for every additive quantity (`b` is a part of `a`); peaks 0.
 fn sub_additive(a: &Usage, b: &Usage) -> Usage {
     Usage {
-        duration_ns: a.duration_ns - b.duration_ns,
-        cpu_usec: a.cpu_usec - b.cpu_usec,
-        throttled_usec: a.throttled_usec - b.throttled_usec,
-        io_rbytes: a.io_rbytes - b.io_rbytes,
-        io_wbytes: a.io_wbytes - b.io_wbytes,
-        io_rios: a.io_rios - b.io_rios,
-        io_wios: a.io_wios - b.io_wios,
-        oom_kills: a.oom_kills - b.oom_kills,
-        memory_byte_seconds: a.memory_byte_seconds - b.memory_byte_seconds,
-        cpu_reserved_core_usec: a.cpu_reserved_core_usec - b.cpu_reserved_core_usec,
-        memory_reserved_byte_seconds: a.memory_reserved_byte_seconds
-            - b.memory_reserved_byte_seconds,
         memory_peak: 0,
         pids_peak: 0,
+        ..a.zip_additive(b, |x, y| x - y)
     }
 }
 

@@ -6,7 +6,9 @@
 //! final `cpu.stat`). Teams are registered with [`Metering::register_team`].
 //!
 //! Every tick (default 5 s, `--sample-interval`) the sampler thread reads every group through
-//! its kept-open [`StatsReader`], turns readings into deltas against the last checkpoint, and
+//! its kept-open [`UsageReader`] — only the files billing needs; the cumulative peaks, OOM kills
+//! and v1 throttling at most every [`MeteringConfig::full_read`] and always at registration and
+//! at the final reading —, turns readings into deltas against the last checkpoint, and
 //! commits samples, ledger rows and new checkpoints in ONE transaction. If the commit fails
 //! (SQLITE_FULL, I/O error), the batch stays in memory — ledger sums merged, raw samples capped —
 //! and is written with the next successful commit; containers are never touched. The thread is
@@ -22,7 +24,7 @@ use std::{
 };
 
 use crate::{
-    cgroup::{Cgroups, Group, Limits, Max, Stats, StatsReader, units::parse_id_list},
+    cgroup::{Cgroups, Group, Limits, Max, UsageReader, UsageSample, units::parse_id_list},
     store::Store,
 };
 
@@ -41,8 +43,13 @@ pub struct MeteringConfig {
     pub retention: Retention,
     /// Raw samples kept in memory while the database cannot be written.
     pub max_buffered_samples: usize,
-    /// How often reservations (cpu.max, cpuset, memory.max) are re-read, in ticks.
-    pub limits_every: u32,
+    /// How often reservations (cpu.max, cpuset, memory.max) are re-read as a safety net (the
+    /// runtime calls [`Metering::refresh_limits`] after every change it makes).
+    pub limits_every: Duration,
+    /// How often the files that only hold cumulative maxima and rare counters (memory and pids
+    /// peaks, OOM kills, v1 throttling) are read when the interval is shorter. Cumulative, so
+    /// nothing is lost in between; registration and the final reading always read them.
+    pub full_read: Duration,
     /// How often the ledger and the checkpoints are written (raw samples go every tick). A
     /// crash loses nothing: the next reading is compared with the last written checkpoint.
     pub ledger_flush: Duration,
@@ -54,7 +61,8 @@ impl Default for MeteringConfig {
             interval: Duration::from_secs(5),
             retention: Retention::default(),
             max_buffered_samples: 200_000,
-            limits_every: 12,
+            limits_every: Duration::from_secs(60),
+            full_read: Duration::from_secs(5),
             ledger_flush: Duration::from_secs(30),
         }
     }
@@ -85,7 +93,12 @@ pub struct LiveStat {
 struct Entry {
     kind: SubjectKind,
     group: Group,
-    reader: StatsReader,
+    reader: UsageReader,
+    /// The last values read (files not re-read this tick keep them).
+    last: UsageSample,
+    /// Ticks since the last full read and the last reservation refresh.
+    since_full: u32,
+    since_limits: u32,
     generation: u64,
     reserved: Reserved,
     memory_max: Option<u64>,
@@ -254,9 +267,14 @@ impl Metering {
     fn insert(&self, subject: String, kind: SubjectKind, group: Group) {
         let mut reg = self.registry();
         let (reserved, memory_max) = reserved_of(&group.limits(), self.shared.host_cpus);
+        // Staggered, so full reads spread over the ticks instead of all landing on one.
+        let full_every = self.ticks_per(self.shared.config.full_read);
         let entry = Entry {
             kind,
-            reader: group.stats_reader(),
+            reader: group.usage_reader(),
+            last: UsageSample::default(),
+            since_full: (reg.entries.len() as u32) % full_every,
+            since_limits: 0,
             generation: generation(&group),
             group,
             reserved,
@@ -267,7 +285,7 @@ impl Metering {
         reg.entries.insert(subject.clone(), entry);
         let mut samples = Vec::new();
         let mut stats = TickStats::default();
-        let live = self.sample_one(&mut reg, &subject, &mut samples, wall_ms(), &mut stats);
+        let live = self.sample_subject(&mut reg, &subject, &mut samples, wall_ms(), &mut stats);
         self.publish(live);
         // Durable at once: a crash right after never loses the registration's baseline.
         self.commit(&mut reg, samples, true);
@@ -292,7 +310,7 @@ impl Metering {
         }
         let mut samples = Vec::new();
         let mut stats = TickStats::default();
-        let live = self.sample_one(&mut reg, &subject, &mut samples, wall_ms(), &mut stats);
+        let live = self.sample_subject(&mut reg, &subject, &mut samples, wall_ms(), &mut stats);
         reg.entries.remove(&subject);
         reg.checkpoints.remove(&subject);
         reg.removed.push(subject.clone());
@@ -395,9 +413,14 @@ impl Metering {
         (reg.failures, reg.pending.samples.len())
     }
 
-    /// Reads one subject, books its delta (ledger usage into `unflushed`, a history sample into
-    /// `samples`), advances its in-memory checkpoint. Returns its live view.
-    fn sample_one(
+    /// Ticks of the configured interval in `d` (at least 1).
+    fn ticks_per(&self, d: Duration) -> u32 {
+        let every = d.as_nanos() / self.shared.config.interval.as_nanos().max(1);
+        u32::try_from(every).unwrap_or(u32::MAX).max(1)
+    }
+
+    /// Reads one subject in full (registration, final reading) and books it.
+    fn sample_subject(
         &self,
         reg: &mut Registry,
         subject: &str,
@@ -412,19 +435,51 @@ impl Metering {
             ..
         } = reg;
         let e = entries.get_mut(subject)?;
+        self.sample_one(
+            e,
+            subject,
+            true,
+            Books {
+                checkpoints,
+                unflushed,
+                samples,
+                stats,
+            },
+            wall,
+            None,
+        )
+    }
+
+    /// Reads one entry (every file when `full`, else the every-tick ones), books its delta
+    /// (ledger usage into `unflushed`, a history sample into `samples`), advances its in-memory
+    /// checkpoint and updates its live view `live` in place — or returns a new one.
+    fn sample_one(
+        &self,
+        e: &mut Entry,
+        subject: &str,
+        full: bool,
+        b: Books<'_>,
+        wall: i64,
+        live: Option<&mut LiveStat>,
+    ) -> Option<LiveStat> {
         let t0 = Instant::now();
-        let raw = e.reader.sample();
-        stats.read += t0.elapsed();
-        stats.groups += 1;
+        if full {
+            e.reader.read_all(&mut e.last);
+        } else {
+            e.reader.read_fast(&mut e.last);
+        }
+        b.stats.read += t0.elapsed();
+        b.stats.groups += 1;
+        let counters = counters_from(&e.last);
         let reading = Reading {
             boot_id: self.shared.boot_id.clone(),
             mono_ns: mono_ns(),
             wall_ms: wall,
             generation: e.generation,
-            counters: counters_of(&raw),
+            counters,
             reserved: e.reserved,
         };
-        let prev = checkpoints.get(subject);
+        let prev = b.checkpoints.get(subject);
         let usage = usage_between(prev, &reading);
         let r = prev.map(|p| rates(p, &reading)).unwrap_or_default();
         let history = if std::mem::take(&mut e.resumed) {
@@ -436,46 +491,66 @@ impl Metering {
         } else {
             usage
         };
-        samples.push(Sample {
+        b.samples.push(Sample {
             subject: subject.to_owned(),
             ts_ms: wall,
             usage: history,
-            mem_bytes: reading.counters.memory_current,
-            pids: reading.counters.pids_current,
+            mem_bytes: counters.memory_current,
+            pids: counters.pids_current,
         });
         if let SubjectKind::Container(owner) = &e.kind {
-            unflushed.add_ledger(owner, wall, &usage);
+            b.unflushed.add_ledger(owner, wall, &usage);
         }
-        let live = LiveStat {
-            subject: subject.to_owned(),
-            kind: e.kind.clone(),
-            reading: reading.clone(),
-            rates: r,
-            memory_max: e.memory_max,
-            cpus_reserved: e.reserved.millicores as f64 / 1000.0,
+        let cpus_reserved = e.reserved.millicores as f64 / 1000.0;
+        let new_live = match live {
+            // Update in place: no clone of the subject and its owner per tick.
+            Some(l) => {
+                l.reading.clone_from(&reading);
+                l.rates = r;
+                l.memory_max = e.memory_max;
+                l.cpus_reserved = cpus_reserved;
+                None
+            }
+            None => Some(LiveStat {
+                subject: subject.to_owned(),
+                kind: e.kind.clone(),
+                reading: reading.clone(),
+                rates: r,
+                memory_max: e.memory_max,
+                cpus_reserved,
+            }),
         };
-        match checkpoints.get_mut(subject) {
+        match b.checkpoints.get_mut(subject) {
             Some(slot) => *slot = reading,
             None => {
-                checkpoints.insert(subject.to_owned(), reading);
+                b.checkpoints.insert(subject.to_owned(), reading);
             }
         }
-        Some(live)
+        new_live
     }
 
     /// The host's busy CPU since the last host reading (only deltas between our own readings:
     /// the host's counters run since boot).
     fn sample_host(&self, reg: &mut Registry, wall: i64) {
-        let Some(busy) = host_busy_usec(Path::new("/proc/stat")) else {
+        let Some(HostBusy { usec, cpus }) = host_busy(Path::new("/proc/stat")) else {
             return;
         };
+        // The online CPU count is the host reading's generation: a CPU going on- or offline
+        // changes what "busy since boot" means, so no delta is taken across it.
+        let prev = reg
+            .checkpoints
+            .get(HOST_SUBJECT)
+            .filter(|p| p.boot_id == self.shared.boot_id && p.generation == cpus);
+        // Idle time is truncated to 10 ms when the kernel prints it: a fully idle interval can
+        // read a few ms below the last one. Never a reset: hold the counter until it passes.
+        let usec = prev.map_or(usec, |p| usec.max(p.counters.cpu_usec));
         let reading = Reading {
             boot_id: self.shared.boot_id.clone(),
             mono_ns: mono_ns(),
             wall_ms: wall,
-            generation: 0,
+            generation: cpus,
             counters: Counters {
-                cpu_usec: busy,
+                cpu_usec: usec,
                 ..Counters::default()
             },
             reserved: Reserved::default(),
@@ -544,28 +619,51 @@ impl Metering {
 
     /// One sampler tick: every registered group, the host, one commit.
     pub fn tick(&self) -> TickStats {
-        let mut reg = self.registry();
+        let full_every = self.ticks_per(self.shared.config.full_read);
+        let limits_every = self.ticks_per(self.shared.config.limits_every);
+        let mut guard = self.registry();
+        let reg = &mut *guard;
         reg.ticks += 1;
-        let refresh = reg
-            .ticks
-            .is_multiple_of(u64::from(self.shared.config.limits_every.max(1)));
         let wall = wall_ms();
         let mut stats = TickStats::default();
         let t0 = Instant::now();
-        let subjects: Vec<String> = reg.entries.keys().cloned().collect();
-        let mut samples = Vec::with_capacity(subjects.len());
-        let mut live = Vec::with_capacity(subjects.len());
-        for s in subjects {
-            if refresh && let Some(e) = reg.entries.get_mut(&s) {
-                (e.reserved, e.memory_max) = reserved_of(&e.group.limits(), self.shared.host_cpus);
+        let mut samples = Vec::with_capacity(reg.entries.len());
+        {
+            let mut live = self.live_mut();
+            let Registry {
+                entries,
+                checkpoints,
+                unflushed,
+                ..
+            } = reg;
+            for (subject, e) in entries.iter_mut() {
+                e.since_limits += 1;
+                if e.since_limits >= limits_every {
+                    e.since_limits = 0;
+                    (e.reserved, e.memory_max) =
+                        reserved_of(&e.group.limits(), self.shared.host_cpus);
+                }
+                e.since_full += 1;
+                let full = e.since_full >= full_every;
+                if full {
+                    e.since_full = 0;
+                }
+                let books = Books {
+                    checkpoints,
+                    unflushed,
+                    samples: &mut samples,
+                    stats: &mut stats,
+                };
+                let new = self.sample_one(e, subject, full, books, wall, live.get_mut(subject));
+                if let Some(l) = new {
+                    live.insert(l.subject.clone(), l);
+                }
             }
-            live.extend(self.sample_one(&mut reg, &s, &mut samples, wall, &mut stats));
         }
-        self.sample_host(&mut reg, wall);
-        self.publish(live);
+        self.sample_host(reg, wall);
         stats.account = t0.elapsed().saturating_sub(stats.read);
         let t1 = Instant::now();
-        stats.flushed = self.commit(&mut reg, samples, false);
+        stats.flushed = self.commit(reg, samples, false);
         stats.commit = t1.elapsed();
         stats
     }
@@ -637,23 +735,28 @@ impl Metering {
     }
 }
 
-/// The cumulative counters of one stats sample.
-pub fn counters_of(s: &Stats) -> Counters {
-    let io = |f: fn(&crate::cgroup::IoDeviceStats) -> Option<u64>| -> u64 {
-        s.io.iter().filter_map(f).sum()
-    };
+/// Where `sample_one` books a reading.
+struct Books<'a> {
+    checkpoints: &'a mut BTreeMap<String, Reading>,
+    unflushed: &'a mut Batch,
+    samples: &'a mut Vec<Sample>,
+    stats: &'a mut TickStats,
+}
+
+/// The cumulative counters of one usage sample.
+pub fn counters_from(s: &UsageSample) -> Counters {
     Counters {
-        cpu_usec: s.cpu_usage_usec.unwrap_or(0),
-        throttled_usec: s.cpu_throttled_usec.unwrap_or(0),
-        io_rbytes: io(|d| d.rbytes),
-        io_wbytes: io(|d| d.wbytes),
-        io_rios: io(|d| d.rios),
-        io_wios: io(|d| d.wios),
-        oom_kills: s.memory_events.oom_kill.unwrap_or(0),
-        memory_current: s.memory_current.unwrap_or(0),
-        memory_peak: s.memory_peak.unwrap_or(0),
-        pids_current: s.pids_current.unwrap_or(0),
-        pids_peak: s.pids_peak.unwrap_or(0),
+        cpu_usec: s.cpu_usec,
+        throttled_usec: s.throttled_usec,
+        io_rbytes: s.io_rbytes,
+        io_wbytes: s.io_wbytes,
+        io_rios: s.io_rios,
+        io_wios: s.io_wios,
+        oom_kills: s.oom_kills,
+        memory_current: s.memory_current,
+        memory_peak: s.memory_peak,
+        pids_current: s.pids_current,
+        pids_peak: s.pids_peak,
     }
 }
 
@@ -719,26 +822,58 @@ pub fn boot_id() -> String {
         .unwrap_or_default()
 }
 
-/// The host's busy CPU time in µs from the `cpu` line of `/proc/stat`: user + nice + system +
-/// irq + softirq + steal (guest time is already inside user). Values are in USER_HZ, which is
-/// 100 on every Linux architecture Corral supports.
-pub fn host_busy_usec(proc_stat: &Path) -> Option<u64> {
-    let text = std::fs::read_to_string(proc_stat).ok()?;
-    parse_proc_stat_busy(&text)
+/// The host's busy CPU time since boot and the CPUs it was counted over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostBusy {
+    pub usec: u64,
+    /// Online CPUs (the `cpuN` lines of `/proc/stat`).
+    pub cpus: u64,
 }
 
-/// Parses the busy time out of `/proc/stat` text.
-pub fn parse_proc_stat_busy(text: &str) -> Option<u64> {
+/// The host's busy CPU time since boot, µs: `CLOCK_BOOTTIME` × online CPUs − (idle + iowait).
+///
+/// Not the sum of the user/system/irq columns: those (and the root cgroup's `cpu.stat`
+/// `usage_usec`, which the kernel sums from the same per-tick counters) are sampled by the
+/// timer tick and lose the time of late or missed ticks — in a loaded VM far more than 1 %,
+/// while a cgroup's own usage is exact scheduler time. Idle and iowait, on a tickless kernel
+/// (every distribution kernel), are measured from the kernel's idle entry and exit timestamps,
+/// so "everything that was not idle" is exact to the 10 ms the kernel prints them in.
+pub fn host_busy(proc_stat: &Path) -> Option<HostBusy> {
+    let text = std::fs::read_to_string(proc_stat).ok()?;
+    let (idle_ticks, cpus) = parse_proc_stat_idle(&text)?;
+    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).ok()?;
+    let boot_usec = (ts.tv_sec() as u64) * 1_000_000 + ts.tv_nsec() as u64 / 1000;
+    let usec = (boot_usec * cpus).saturating_sub(idle_ticks * USEC_PER_USER_HZ_TICK);
+    Some(HostBusy { usec, cpus })
+}
+
+/// [`host_busy`]'s µs alone.
+pub fn host_busy_usec(proc_stat: &Path) -> Option<u64> {
+    host_busy(proc_stat).map(|b| b.usec)
+}
+
+/// `/proc/stat` counts in USER_HZ, which is 100 on every Linux architecture Corral supports.
+const USEC_PER_USER_HZ_TICK: u64 = 10_000;
+
+/// Idle + iowait of the `cpu` line of `/proc/stat` (in USER_HZ ticks) and the number of online
+/// CPUs (`cpuN` lines).
+pub fn parse_proc_stat_idle(text: &str) -> Option<(u64, u64)> {
     let line = text.lines().find(|l| l.starts_with("cpu "))?;
     let v: Vec<u64> = line
         .split_whitespace()
         .skip(1)
         .map(|x| x.parse().ok())
         .collect::<Option<_>>()?;
-    let get = |i: usize| v.get(i).copied().unwrap_or(0);
     // user nice system idle iowait irq softirq steal
-    let busy = get(0) + get(1) + get(2) + get(5) + get(6) + get(7);
-    Some(busy * 10_000)
+    let idle = v.get(3).copied()? + v.get(4).copied().unwrap_or(0);
+    let cpus = text
+        .lines()
+        .filter(|l| {
+            l.strip_prefix("cpu")
+                .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()))
+        })
+        .count() as u64;
+    (cpus > 0).then_some((idle, cpus))
 }
 
 #[cfg(test)]
@@ -747,13 +882,17 @@ mod tests {
 
     #[test]
     fn proc_stat() {
-        let t = "cpu  100 5 50 9000 7 1 2 3 10 0\ncpu0 1 2 3 4 5 6 7 8 9 0\n";
-        assert_eq!(
-            parse_proc_stat_busy(t),
-            Some((100 + 5 + 50 + 1 + 2 + 3) * 10_000)
-        );
-        assert!(parse_proc_stat_busy("intr 1 2\n").is_none());
-        assert!(host_busy_usec(Path::new("/proc/stat")).unwrap() > 0);
+        let t = "cpu  100 5 50 9000 7 1 2 3 10 0\ncpu0 1 2 3 4 5 6 7 8 9 0\ncpu1 1 2 3 4 5 6 7 8 9 0\nintr 5\n";
+        assert_eq!(parse_proc_stat_idle(t), Some((9000 + 7, 2)));
+        assert!(parse_proc_stat_idle("intr 1 2\n").is_none());
+        let t = std::time::Instant::now();
+        let a = host_busy(Path::new("/proc/stat")).unwrap();
+        assert!(a.usec > 0 && a.cpus >= 1);
+        // Busy never exceeds the wall time of every CPU (+ the 10 ms the kernel prints in).
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let b = host_busy(Path::new("/proc/stat")).unwrap();
+        let wall = t.elapsed().as_micros() as u64;
+        assert!(b.usec.saturating_sub(a.usec) <= wall * b.cpus + 10_000);
     }
 
     #[test]

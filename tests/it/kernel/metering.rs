@@ -203,12 +203,15 @@ fn half_a_cpu_for_four_seconds_is_billed_two_cpu_seconds() {
         h.containers_cpu_usec as f64 / 1e6,
         h.idle_cpu_usec as f64 / 1e6
     );
-    // Inside the qemu TCG VM the guest's /proc/stat is sampled by an emulated timer that loses
-    // ticks, while cgroup usage is exact: there the host total can read below the container's.
-    // The 1 % reconciliation is a property of real hosts, checked here on this machine.
-    if std::env::var_os("CORRAL_IN_VM").is_none() {
-        assert!(h.reconciled, "{h:?}");
-    }
+    // Everywhere, also in the qemu TCG VM whose timer ticks arrive late: the host total is
+    // "not idle" from the kernel's idle timestamps, exact like the container's own usage.
+    assert!(h.reconciled, "{h:?}");
+    assert!(
+        h.containers_cpu_usec <= h.host_cpu_usec + h.host_cpu_usec / 100,
+        "containers {} µs within 1 % of the host's {} µs",
+        h.containers_cpu_usec,
+        h.host_cpu_usec
+    );
     assert_eq!(h.containers_cpu_usec + h.idle_cpu_usec, h.host_cpu_usec);
 }
 
@@ -383,4 +386,46 @@ fn a_team_is_metered_with_its_containers_and_holds_their_usage() {
     );
     m.unregister_with_final_reading("id-b");
     assert!(m.live().is_empty(), "the team went with its last container");
+}
+
+#[test]
+fn the_narrow_usage_reader_agrees_with_the_full_stats() {
+    let t = Subtree::new();
+    let g = t.group("team-m/narrow");
+    let mut r = g.usage_reader();
+    let (fast, slow) = r.open_files();
+    assert!(fast >= 3, "cpu, memory, pids at least: {fast}");
+    let mut p = Proc::start_in(&g, spin());
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = p.0.kill();
+    p.wait(Duration::from_secs(5));
+    // The process is gone: the cumulative counters no longer move.
+    let mut u = backend::cgroup::UsageSample::default();
+    r.read_fast(&mut u);
+    assert!(u.cpu_usec > 0);
+    assert_eq!(u.pids_peak, 0, "peaks are not read every tick");
+    r.read_all(&mut u);
+    let s = g.stats();
+    let sum = |f: fn(&backend::cgroup::IoDeviceStats) -> Option<u64>| -> u64 {
+        s.io.iter().filter_map(f).sum()
+    };
+    println!("narrow reader: {fast} + {slow} files, {u:?}");
+    assert_eq!(Some(u.cpu_usec), s.cpu_usage_usec);
+    assert_eq!(u.throttled_usec, s.cpu_throttled_usec.unwrap_or(0));
+    assert_eq!(u.memory_peak, s.memory_peak.unwrap_or(0));
+    assert_eq!(u.oom_kills, s.memory_events.oom_kill.unwrap_or(0));
+    assert_eq!(u.pids_peak, s.pids_peak.unwrap_or(0));
+    assert_eq!(u.pids_current, 0);
+    assert_eq!(
+        (u.io_rbytes, u.io_wbytes, u.io_rios, u.io_wios),
+        (
+            sum(|d| d.rbytes),
+            sum(|d| d.wbytes),
+            sum(|d| d.rios),
+            sum(|d| d.wios)
+        )
+    );
+    if s.pids_peak.is_some() {
+        assert!(u.pids_peak >= 1, "the spinner was counted");
+    }
 }

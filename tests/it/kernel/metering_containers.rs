@@ -112,8 +112,14 @@ async fn container_under_half_a_cpu_for_four_seconds_is_billed_two_cpu_seconds()
     let (name, team) = (tests::unique("burn"), "meter-a");
     // A control: the same container without the burn. Its bill is the container's own start-up
     // (namespaces, mounts, exec — about 50 ms of CPU here, but some 300 ms under TCG in the VM).
-    let control = tests::unique("control");
-    for (n, script) in [(&control, "read u _ < /proc/uptime"), (&name, BURN_4S)] {
+    // Two of them, the cheaper counts: the first start also pays cold caches (a loaded VM has
+    // measured 0.8 s for it), which the burning container, started warm, does not.
+    let controls = [tests::unique("control"), tests::unique("control")];
+    for (n, script) in [
+        (&controls[0], "read u _ < /proc/uptime"),
+        (&controls[1], "read u _ < /proc/uptime"),
+        (&name, BURN_4S),
+    ] {
         call(
             &c,
             Method::POST,
@@ -136,16 +142,20 @@ async fn container_under_half_a_cpu_for_four_seconds_is_billed_two_cpu_seconds()
             })
             .unwrap();
     }
-    call(
-        &c,
-        Method::POST,
-        &format!("/api/v1/containers/{control}/start"),
-        None,
-    )
-    .await;
-    wait_exited(&c, &control, Duration::from_secs(30)).await;
-    let start_up = billed_usec(&c, &control).await;
-    assert_eq!(start_up, kernel_usec(&engine, team, &control));
+    let mut start_up = u64::MAX;
+    for control in &controls {
+        call(
+            &c,
+            Method::POST,
+            &format!("/api/v1/containers/{control}/start"),
+            None,
+        )
+        .await;
+        wait_exited(&c, control, Duration::from_secs(30)).await;
+        let bill = billed_usec(&c, control).await;
+        assert_eq!(bill, kernel_usec(&engine, team, control));
+        start_up = start_up.min(bill);
+    }
     let started = Instant::now();
     call(
         &c,
@@ -175,7 +185,9 @@ async fn container_under_half_a_cpu_for_four_seconds_is_billed_two_cpu_seconds()
         "2.0 ± 0.2 CPU-seconds for the burn, billed {billed} µs - start-up {start_up} µs"
     );
     remove(&c, &name).await;
-    remove(&c, &control).await;
+    for control in &controls {
+        remove(&c, control).await;
+    }
 }
 
 #[tokio::test]
