@@ -223,6 +223,129 @@ impl Manager {
         Ok(())
     }
 
+    // ---- crash recovery ----
+
+    /// Fault injection for the crash tests: when `<state>/containers/.crash-at` holds `point`,
+    /// the file is removed and the daemon SIGKILLs itself there, as a crash would. The file
+    /// lives in the root-only state directory; nothing else writes it.
+    fn fault(&self, point: &str) {
+        let marker = self.inner.dir.join(CRASH_AT);
+        match fs::read_to_string(&marker) {
+            Ok(s) if s.trim() == point => {
+                let _ = fs::remove_file(&marker);
+                tracing::warn!(point, "fault injection: killing the daemon");
+                let _ = kill(nix::unistd::getpid(), Signal::SIGKILL);
+            }
+            _ => {}
+        }
+    }
+
+    /// At daemon start, before the first reconcile: finishes what a crash interrupted.
+    /// - A `creating` record is a create that never completed: its network (namespace, veth,
+    ///   address), cgroup, any mount under its directory, its directory (upper/work layers,
+    ///   config) and the record go, in that order. No monitor was ever started for it.
+    /// - A `created`/`exited` record whose monitor runs a live init is a start that the crash
+    ///   cut off before the record said `running`: the container is adopted.
+    /// - A directory under `containers/` without a record and without a live monitor is
+    ///   removed.
+    ///
+    /// Nothing of another container is touched: every resource is found by the id or the
+    /// (unique) name of the swept record.
+    pub async fn sweep(&self) -> Result<(), RuntimeError> {
+        let m = self.clone();
+        let records = blocking(move || m.load_all()).await?;
+        for r in &records {
+            if r.status != "creating" {
+                continue;
+            }
+            tracing::warn!(container = %r.name, id = %r.id, "removing a create interrupted by a crash");
+            if let Some(n) = &self.inner.network
+                && let Err(e) = n.detach(&r.id).await
+            {
+                tracing::warn!(container = %r.name, error = %e, "cannot release the network");
+            }
+            let m = self.clone();
+            let r = r.clone();
+            blocking(move || m.sweep_creating(&r)).await?;
+        }
+        let m = self.clone();
+        blocking(move || {
+            for r in &records {
+                if r.status == "created" || r.status == "exited" {
+                    m.adopt(r)?;
+                }
+            }
+            m.sweep_orphan_dirs(&records);
+            Ok(())
+        })
+        .await
+    }
+
+    fn sweep_creating(&self, r: &Record) -> Result<(), RuntimeError> {
+        self.inner
+            .cgroups
+            .remove(&r.team, &r.name)
+            .map_err(cgroup_err)?;
+        let dir = self.container_dir(&r.id);
+        unmount_under(dir.path());
+        if dir.path().exists() {
+            fs::remove_dir_all(dir.path()).map_err(RuntimeError::io("remove", dir.path()))?;
+        }
+        self.inner.store.lock().execute(
+            "DELETE FROM containers WHERE id = ?1 AND status = 'creating'",
+            [&r.id],
+        )?;
+        Ok(())
+    }
+
+    /// A record that is not live although its monitor reports a live init: adopt it.
+    fn adopt(&self, r: &Record) -> Result<(), RuntimeError> {
+        let Some(st) = ShimState::read(&self.container_dir(&r.id).state()) else {
+            return Ok(());
+        };
+        if st.status != "running"
+            || !alive(st.shim_pid, st.shim_start)
+            || !alive(st.init_pid, st.init_start)
+        {
+            return Ok(());
+        }
+        tracing::warn!(container = %r.name, "adopting a container whose start a crash cut off");
+        let mut r = r.clone();
+        r.status = "running".into();
+        r.exit_code = None;
+        r.finished_at = None;
+        r.started_at = st.started_at.or(Some(now()));
+        r.shim_pid = Some(st.shim_pid);
+        r.shim_start = Some(st.shim_start);
+        r.init_pid = Some(st.init_pid);
+        r.init_start = Some(st.init_start);
+        r.restart_count = st.restart_count;
+        self.save(&r)
+    }
+
+    fn sweep_orphan_dirs(&self, records: &[Record]) {
+        let Ok(rd) = fs::read_dir(&self.inner.dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let is_id = name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit());
+            if !is_id || !e.path().is_dir() || records.iter().any(|r| r.id == name) {
+                continue;
+            }
+            if let Some(st) = ShimState::read(&e.path().join("state.json"))
+                && alive(st.shim_pid, st.shim_start)
+            {
+                continue;
+            }
+            tracing::warn!(dir = %e.path().display(), "removing a container directory without a record");
+            unmount_under(&e.path());
+            if let Err(err) = fs::remove_dir_all(e.path()) {
+                tracing::warn!(dir = %e.path().display(), error = %err, "cannot remove");
+            }
+        }
+    }
+
     // ---- records ----
 
     fn load(&self, name: &str) -> Result<Record, RuntimeError> {
@@ -375,16 +498,29 @@ impl Manager {
     ) -> Result<wire::Container, RuntimeError> {
         let start = req.start;
         let m = self.clone();
-        let r = blocking(move || m.create_blocking(req, allow_privileged)).await?;
+        let mut r = blocking(move || m.create_blocking(req, allow_privileged)).await?;
         if let Err(e) = self.attach_network(&r).await {
-            let m = self.clone();
-            let r2 = r.clone();
-            let _ = blocking(move || m.remove_blocking(&r2)).await;
             if let Some(n) = &self.inner.network {
                 let _ = n.detach(&r.id).await;
             }
+            let m = self.clone();
+            let r2 = r.clone();
+            let _ = blocking(move || m.remove_blocking(&r2)).await;
             return Err(e);
         }
+        self.fault("create:network");
+        // Every resource exists: only now is the container complete (see `sweep`).
+        let m = self.clone();
+        let id = r.id.clone();
+        blocking(move || {
+            m.inner.store.lock().execute(
+                "UPDATE containers SET status = 'created' WHERE id = ?1 AND status = 'creating'",
+                [&id],
+            )?;
+            Ok(())
+        })
+        .await?;
+        r.status = "created".into();
         if start {
             return self.start(&r.name).await;
         }
@@ -449,7 +585,7 @@ impl Manager {
                 .map_err(|e| RuntimeError::invalid("spec", e.to_string()))?;
             let conn = self.inner.store.lock();
             let res = conn.execute(
-                "INSERT INTO containers (id, name, team, spec, status, created_at) VALUES (?1, ?2, ?3, ?4, 'created', ?5)",
+                "INSERT INTO containers (id, name, team, spec, status, created_at) VALUES (?1, ?2, ?3, ?4, 'creating', ?5)",
                 params![id, name, team, spec, created_at],
             );
             match res {
@@ -463,13 +599,16 @@ impl Manager {
                 }
             }
         }
+        self.fault("create:record");
+        // Resources first, the record last: a crash in between leaves a 'creating' record
+        // that the next start sweeps, never resources without a record.
         let undo = |m: &Manager| {
+            let _ = fs::remove_dir_all(m.container_dir(&id).path());
             let _ = m
                 .inner
                 .store
                 .lock()
                 .execute("DELETE FROM containers WHERE id = ?1", [&id]);
-            let _ = fs::remove_dir_all(m.container_dir(&id).path());
         };
         let dir = self.container_dir(&id);
         let made = (|| -> Result<(), RuntimeError> {
@@ -486,10 +625,12 @@ impl Manager {
                 fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o755))
                     .map_err(RuntimeError::io("chmod", &d))?;
             }
+            self.fault("create:dirs");
             self.inner
                 .cgroups
                 .create(&team, &name, &req.limits)
                 .map_err(cgroup_err)?;
+            self.fault("create:cgroup");
             let cfg = ShimConfig {
                 id: id.clone(),
                 name: name.clone(),
@@ -535,6 +676,7 @@ impl Manager {
                 .map_err(|e| RuntimeError::invalid("spec", e.to_string()))?;
             super::state::write_atomic(&dir.config(), &data)
                 .map_err(RuntimeError::io("write", dir.config()))?;
+            self.fault("create:config");
             Ok(())
         })();
         if let Err(e) = made {
@@ -569,6 +711,9 @@ impl Manager {
         let mut r = self.refresh(self.load(name)?)?;
         if r.status == "running" || r.status == "paused" {
             return Err(conflict(&r, "already running"));
+        }
+        if r.status == "creating" {
+            return Err(conflict(&r, "still being created"));
         }
         let dir = self.container_dir(&r.id);
         let _ = fs::remove_file(dir.stop_marker());
@@ -614,6 +759,7 @@ impl Manager {
         let mut parts = line.split_whitespace();
         match parts.next() {
             Some("ok") => {
+                self.fault("start:monitor");
                 let shim: i32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
                 let init: i32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
                 let st = ShimState::read(&dir.state()).unwrap_or_default();
@@ -845,6 +991,9 @@ impl Manager {
         let m = self.clone();
         let n = name.to_owned();
         let r = blocking(move || m.refresh(m.load(&n)?)).await?;
+        if r.status == "creating" {
+            return Err(conflict(&r, "still being created"));
+        }
         if r.status == "running" || r.status == "paused" {
             if !force {
                 return Err(conflict(&r, "running: stop it first or force the removal"));
@@ -1043,6 +1192,49 @@ impl Manager {
             }
         });
     }
+}
+
+/// The fault-injection marker under `<state>/containers` (see `Manager::fault`).
+pub const CRASH_AT: &str = ".crash-at";
+
+/// Detaches every mount at or below `dir` (deepest first), as listed in /proc/self/mountinfo.
+fn unmount_under(dir: &Path) {
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let mut points: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4))
+        .map(unescape_mountinfo)
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for p in points {
+        if let Err(e) = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH) {
+            tracing::warn!(mount = %p.display(), error = %e, "cannot unmount");
+        }
+    }
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(s: &str) -> PathBuf {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && let Some(oct) = b.get(i + 1..i + 4)
+            && let Ok(oct) = std::str::from_utf8(oct)
+            && let Ok(v) = u8::from_str_radix(oct, 8)
+        {
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(out))
 }
 
 const COLS: &str = "id, name, team, spec, status, exit_code, created_at, started_at, finished_at, \
@@ -1531,6 +1723,7 @@ pub async fn start_manager(
         Manager::new(store, &state_dir, Arc::new(driver), metering).map(|m| m.with_network(network))
     })
     .await?;
+    m.sweep().await?;
     m.reconcile().await?;
     let r = m.clone();
     blocking(move || r.meter_resume()).await?;

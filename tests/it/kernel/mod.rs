@@ -4,6 +4,7 @@
 mod cgroup;
 mod container;
 mod container_bench;
+mod container_crash;
 mod container_image;
 mod metering;
 mod metering_containers;
