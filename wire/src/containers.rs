@@ -200,6 +200,15 @@ pub struct CreateContainer {
     pub start: bool,
     #[serde(default)]
     pub labels: std::collections::BTreeMap<String, String>,
+    /// A user namespace: container root is mapped to an unprivileged host range. `auto` picks a
+    /// free range of 65536 ids; `HOST_UID[:SIZE]` (admins) names one (size default 65536).
+    /// Stored as the resolved `HOST_UID:SIZE`; no two containers' ranges overlap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^(auto|[0-9]{1,10}(:[0-9]{1,10})?)$")
+    )]
+    pub userns: Option<String>,
 }
 
 /// A container as the API shows it.

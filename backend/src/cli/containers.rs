@@ -169,6 +169,10 @@ pub struct RunArgs {
     /// no, on-failure[:N] or always.
     #[arg(long)]
     pub restart: Option<String>,
+    /// A user namespace: container root mapped to an unprivileged host range. `auto` picks a
+    /// free range of 65536 ids; HOST_UID[:SIZE] names one (admins).
+    #[arg(long, value_name = "auto|HOST_UID[:SIZE]")]
+    pub userns: Option<String>,
     /// Use a host directory as the (read-only) root filesystem instead of an image.
     #[arg(long)]
     pub rootfs: Option<String>,
@@ -523,6 +527,7 @@ async fn run_container(client: &Client, a: RunArgs) -> anyhow::Result<()> {
         auto_remove: a.rm && a.detach,
         start: true,
         labels: Default::default(),
+        userns: a.userns.clone(),
     };
     let c: wire::Container = send(
         client,

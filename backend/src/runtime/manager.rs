@@ -23,8 +23,8 @@ use super::{
     RuntimeError,
     cgroups::{CgroupDriver, CgroupFailure},
     config::{
-        ContainerDir, DEFAULT_CAPS, DEFAULT_LOG_MAX, DEFAULT_PATH, MountConfig, RestartPolicy,
-        ShimConfig,
+        ContainerDir, DEFAULT_CAPS, DEFAULT_LOG_MAX, DEFAULT_PATH, IdRange, MountConfig,
+        RestartPolicy, ShimConfig,
     },
     state::{ShimState, alive, now},
 };
@@ -96,6 +96,8 @@ struct Inner {
     metering: Option<crate::metering::Metering>,
     /// Serializes the live → exited transition (and so the final reading).
     exit_lock: Mutex<()>,
+    /// Held from choosing a user-namespace range to recording it: ranges never overlap.
+    userns_lock: Mutex<()>,
     /// One lock per container name: lifecycle operations on one container never interleave.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Bridge networking; `None` in tests that do not need it.
@@ -136,6 +138,7 @@ impl Manager {
                 cgroups,
                 metering,
                 exit_lock: Mutex::new(()),
+                userns_lock: Mutex::new(()),
                 locks: Mutex::new(HashMap::new()),
                 network: None,
             }),
@@ -580,6 +583,16 @@ impl Manager {
         req.team = Some(team.clone());
         req.start = false;
         let created_at = now();
+        let userns_guard = self
+            .inner
+            .userns_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let userns = match v.userns {
+            None => None,
+            Some(want) => Some(self.userns_range(want)?),
+        };
+        req.userns = userns.map(|r| format!("{}:{}", r.host, r.size));
         {
             let spec = serde_json::to_string(&req)
                 .map_err(|e| RuntimeError::invalid("spec", e.to_string()))?;
@@ -599,6 +612,7 @@ impl Manager {
                 }
             }
         }
+        drop(userns_guard);
         self.fault("create:record");
         // Resources first, the record last: a crash in between leaves a 'creating' record
         // that the next start sweeps, never resources without a record.
@@ -625,6 +639,12 @@ impl Manager {
                 fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o755))
                     .map_err(RuntimeError::io("chmod", &d))?;
             }
+            if let Some(r) = userns {
+                // Container root owns its (empty) upper layer: what it creates lands there
+                // as host ids of its range.
+                std::os::unix::fs::chown(dir.upper(), Some(r.host), Some(r.host))
+                    .map_err(RuntimeError::io("chown", dir.upper()))?;
+            }
             self.fault("create:dirs");
             self.inner
                 .cgroups
@@ -650,6 +670,10 @@ impl Manager {
                         for f in ["hosts", "resolv.conf"] {
                             let p = dir.path().join(f);
                             fs::write(&p, "").map_err(RuntimeError::io("write", &p))?;
+                            if let Some(r) = userns {
+                                std::os::unix::fs::chown(&p, Some(r.host), Some(r.host))
+                                    .map_err(RuntimeError::io("chown", &p))?;
+                            }
                             mounts.push(MountConfig::Bind {
                                 source: p,
                                 destination: format!("/etc/{f}"),
@@ -671,6 +695,7 @@ impl Manager {
                 restart: v.restart,
                 log_max: DEFAULT_LOG_MAX,
                 caps: DEFAULT_CAPS.iter().map(|s| (*s).to_owned()).collect(),
+                userns,
             };
             let data = serde_json::to_vec_pretty(&cfg)
                 .map_err(|e| RuntimeError::invalid("spec", e.to_string()))?;
@@ -685,6 +710,37 @@ impl Manager {
             return Err(e);
         }
         self.load(&id)
+    }
+
+    /// The host range of a new user namespace: `auto` takes the first free one; a given range
+    /// must overlap no other container's. Called under `userns_lock`.
+    fn userns_range(&self, want: UsernsRequest) -> Result<IdRange, RuntimeError> {
+        let taken: Vec<(String, IdRange)> = self
+            .load_all()?
+            .into_iter()
+            .filter_map(|r| {
+                let range = r.spec.userns.as_deref().and_then(IdRange::parse)?;
+                Some((r.name, range))
+            })
+            .collect();
+        match want {
+            UsernsRequest::Auto => {
+                let ranges: Vec<IdRange> = taken.iter().map(|(_, r)| *r).collect();
+                IdRange::pick(&ranges).ok_or_else(|| {
+                    RuntimeError::invalid("userns", "no free user-namespace range is left")
+                })
+            }
+            UsernsRequest::Fixed(r) => match taken.iter().find(|(_, t)| t.overlaps(r)) {
+                Some((name, t)) => Err(RuntimeError::invalid(
+                    "userns",
+                    format!(
+                        "{}:{} overlaps the range {}:{} of container {name}",
+                        r.host, r.size, t.host, t.size
+                    ),
+                )),
+                None => Ok(r),
+            },
+        }
     }
 
     pub async fn start(&self, name: &str) -> Result<wire::Container, RuntimeError> {
@@ -1319,8 +1375,16 @@ pub fn merge_limits(base: &wire::Limits, patch: &wire::Limits) -> wire::Limits {
     }
 }
 
+/// What a request asks of the user namespace.
+#[derive(Debug, Clone, Copy)]
+enum UsernsRequest {
+    Auto,
+    Fixed(IdRange),
+}
+
 /// The parts of a validated request the monitor needs.
 struct Validated {
+    userns: Option<UsernsRequest>,
     lower: Vec<PathBuf>,
     args: Vec<String>,
     env: Vec<String>,
@@ -1357,6 +1421,12 @@ impl Validated {
             out.push((
                 "network".to_owned(),
                 "the host network needs admin".to_owned(),
+            ));
+        }
+        if let Some(UsernsRequest::Fixed(_)) = self.userns {
+            out.push((
+                "userns".to_owned(),
+                "choosing the host range needs admin: use auto".to_owned(),
             ));
         }
         out
@@ -1659,11 +1729,30 @@ fn validate(
             ));
         }
     }
+    let userns = match req.userns.as_deref() {
+        None => None,
+        Some("auto") => Some(UsernsRequest::Auto),
+        Some(s) => Some(UsernsRequest::Fixed(IdRange::parse(s).ok_or_else(
+            || {
+                RuntimeError::invalid(
+                    "userns",
+                    format!("{s:?} must be auto or HOST_UID[:SIZE] (HOST_UID > 0, within 32 bits)"),
+                )
+            },
+        )?)),
+    };
+    if userns.is_some() && !Path::new("/proc/self/ns/user").exists() {
+        return Err(RuntimeError::invalid(
+            "userns",
+            "this kernel has no user namespaces",
+        ));
+    }
     if req.limits.pids_max.is_none() {
         req.limits.pids_max = Some(DEFAULT_PIDS_MAX);
     }
     validate_limits(&req.limits)?;
     Ok(Validated {
+        userns,
         lower,
         args,
         env,
