@@ -221,6 +221,7 @@ pub struct Container {
     /// The image reference or `rootfs:<dir>`.
     pub image: String,
     pub command: Vec<String>,
+    /// `creating` (only while a create runs, or until a daemon restart sweeps an interrupted one),
     /// `created`, `running`, `paused`, `exited`.
     pub status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
