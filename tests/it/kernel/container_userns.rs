@@ -118,9 +118,15 @@ async fn user_namespace_maps_root_to_a_host_range() {
         Err(ClientError::Api { message, .. })
             if idmap_unsupported_here(&message, rootfs.path()).is_some() =>
         {
-            eprintln!(
-                "SKIPPED user_namespace_maps_root_to_a_host_range: {}",
-                idmap_unsupported_here(&message, rootfs.path()).unwrap()
+            // Straight to stderr (not eprintln!, which the harness captures), so the VM's log
+            // shows why.
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                format!(
+                    "SKIPPED user_namespace_maps_root_to_a_host_range: {}\n",
+                    idmap_unsupported_here(&message, rootfs.path()).unwrap()
+                )
+                .as_bytes(),
             );
             return;
         }
