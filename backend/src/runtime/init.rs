@@ -251,11 +251,12 @@ const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
 /// Mounts `source` on `target` idmapped through the user namespace `userns` (a detached
 /// clone, `mount_setattr(MOUNT_ATTR_IDMAP)`, then `move_mount`): files owned by host id N
 /// show as host id `range.host + N`, i.e. as N inside the container.
-fn idmapped_bind(source: &Path, target: &Path, userns: &OwnedFd) -> SetupResult<()> {
+fn idmapped_bind(source: &Path, target: &Path, userns: &OwnedFd) -> Result<(), (Errno, String)> {
     let c = |p: &Path| {
         CString::new(p.as_os_str().as_encoded_bytes())
-            .map_err(|_| format!("NUL byte in {}", p.display()))
+            .map_err(|_| (Errno::EINVAL, format!("NUL byte in {}", p.display())))
     };
+    let ctx = |what: String| move |e: Errno| (e, format!("{what}: {e}"));
     let (src, dst) = (c(source)?, c(target)?);
     // SAFETY: open_tree reads a NUL-terminated path; the result is checked before use.
     let fd = unsafe {
@@ -266,7 +267,7 @@ fn idmapped_bind(source: &Path, target: &Path, userns: &OwnedFd) -> SetupResult<
             OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | AT_RECURSIVE,
         )
     };
-    let fd = Errno::result(fd).map_err(ctx(|| format!("open_tree {}", source.display())))?;
+    let fd = Errno::result(fd).map_err(ctx(format!("open_tree {}", source.display())))?;
     // SAFETY: open_tree returned a new fd that nothing else owns.
     let tree = unsafe { OwnedFd::from_raw_fd(fd as i32) };
     let attr = MountAttr {
@@ -287,10 +288,13 @@ fn idmapped_bind(source: &Path, target: &Path, userns: &OwnedFd) -> SetupResult<
         )
     };
     Errno::result(r).map_err(|e| {
-        format!(
-            "idmap {} for the user namespace: {e} (idmapped mounts need kernel 5.12+ and a \
-             filesystem that supports them; overlayfs on idmapped layers needs 5.19+)",
-            source.display()
+        (
+            e,
+            format!(
+                "idmap {} for the user namespace: {e} (idmapped mounts need kernel 5.12+ and a \
+                 filesystem that supports them; overlayfs on idmapped layers needs 5.19+)",
+                source.display()
+            ),
         )
     })?;
     // SAFETY: move_mount reads the two NUL-terminated paths; the fd is the detached tree.
@@ -304,7 +308,84 @@ fn idmapped_bind(source: &Path, target: &Path, userns: &OwnedFd) -> SetupResult<
             MOVE_MOUNT_F_EMPTY_PATH,
         )
     };
-    Errno::result(r).map_err(ctx(|| format!("move_mount onto {}", target.display())))?;
+    Errno::result(r).map_err(ctx(format!("move_mount onto {}", target.display())))?;
+    Ok(())
+}
+
+/// Copies the layer `src` to `dst` with every owner shifted by `host` (id N becomes
+/// `host + N`), keeping modes, symlinks, overlay whiteouts (0/0 devices) and opaque markers.
+/// Hard links become separate files. Used where the layer cannot be idmapped.
+fn shifted_copy(src: &Path, dst: &Path, host: u32) -> Result<(), String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let e = |what: &str, p: &Path| {
+        let what = what.to_owned();
+        let p = p.to_owned();
+        move |err: std::io::Error| format!("{what} {}: {err}", p.display())
+    };
+    let shift = |id: u32| host.saturating_add(id);
+    let meta = std::fs::symlink_metadata(src).map_err(e("stat", src))?;
+    let ft = meta.file_type();
+    if ft.is_dir() {
+        std::fs::create_dir(dst).map_err(e("mkdir", dst))?;
+        for entry in std::fs::read_dir(src).map_err(e("read", src))? {
+            let entry = entry.map_err(e("read", src))?;
+            shifted_copy(&entry.path(), &dst.join(entry.file_name()), host)?;
+        }
+        copy_opaque(src, dst)?;
+    } else if ft.is_symlink() {
+        let t = std::fs::read_link(src).map_err(e("readlink", src))?;
+        std::os::unix::fs::symlink(&t, dst).map_err(e("symlink", dst))?;
+    } else if ft.is_file() {
+        std::fs::copy(src, dst).map_err(e("copy", src))?;
+    } else {
+        // Devices (whiteouts), fifos, sockets: the same node.
+        let kind = SFlag::from_bits_truncate(meta.mode()) & SFlag::S_IFMT;
+        nix::sys::stat::mknod(
+            dst,
+            kind,
+            Mode::from_bits_truncate(meta.mode()),
+            meta.rdev(),
+        )
+        .map_err(|err| format!("mknod {}: {err}", dst.display()))?;
+    }
+    std::os::unix::fs::lchown(dst, Some(shift(meta.uid())), Some(shift(meta.gid())))
+        .map_err(e("chown", dst))?;
+    if !ft.is_symlink() {
+        // After chown, which clears set-id bits.
+        std::fs::set_permissions(dst, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
+            .map_err(e("chmod", dst))?;
+    }
+    Ok(())
+}
+
+/// Carries overlayfs's opaque-directory marker over to a copy.
+fn copy_opaque(src: &Path, dst: &Path) -> Result<(), String> {
+    let c = |p: &Path| CString::new(p.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string());
+    let (s, d) = (c(src)?, c(dst)?);
+    let name = c"trusted.overlay.opaque";
+    let mut buf = [0u8; 8];
+    // SAFETY: lgetxattr writes at most buf.len() bytes into buf; the paths are NUL-terminated.
+    let n = unsafe {
+        libc::lgetxattr(
+            s.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n > 0 {
+        // SAFETY: lsetxattr reads n bytes of buf; the paths are NUL-terminated.
+        let r = unsafe {
+            libc::lsetxattr(
+                d.as_ptr(),
+                name.as_ptr(),
+                buf.as_ptr().cast(),
+                n as usize,
+                0,
+            )
+        };
+        Errno::result(r).map_err(|err| format!("mark {} opaque: {err}", dst.display()))?;
+    }
     Ok(())
 }
 
@@ -340,8 +421,25 @@ fn setup_rootfs(cfg: &ShimConfig, dir: &ContainerDir, userns: Option<&OwnedFd>) 
             let target = dir.path().join("idmap").join(i.to_string());
             std::fs::create_dir_all(&target)
                 .map_err(|e| format!("mkdir {}: {e}", target.display()))?;
-            idmapped_bind(l, &target, ns)?;
-            lowers[i] = target;
+            match idmapped_bind(l, &target, ns) {
+                Ok(()) => lowers[i] = target,
+                // The layer's filesystem cannot be idmapped (tmpfs before 6.3, ...): fall back
+                // to a copy owned by the range, as Docker's userns-remap keeps its layers.
+                Err((Errno::EINVAL, why)) => {
+                    let range = cfg.userns.ok_or("user namespace without a range")?;
+                    let copy = dir.path().join("shifted").join(i.to_string());
+                    let done = dir.path().join("shifted").join(format!("{i}.done"));
+                    if !done.exists() {
+                        let _ = std::fs::remove_dir_all(&copy);
+                        shifted_copy(l, &copy, range.host)
+                            .map_err(|e| format!("{why}; and a shifted copy failed: {e}"))?;
+                        std::fs::write(&done, b"")
+                            .map_err(|e| format!("write {}: {e}", done.display()))?;
+                    }
+                    lowers[i] = copy;
+                }
+                Err((_, why)) => return Err(why),
+            }
         }
         if cfg.net_ns {
             userns_net_sysctls()?;
