@@ -431,6 +431,9 @@ fn setup_rootfs(cfg: &ShimConfig, dir: &ContainerDir, userns: Option<&OwnedFd>) 
                     let done = dir.path().join("shifted").join(format!("{i}.done"));
                     if !done.exists() {
                         let _ = std::fs::remove_dir_all(&copy);
+                        let parent = dir.path().join("shifted");
+                        std::fs::create_dir_all(&parent)
+                            .map_err(|e| format!("mkdir {}: {e}", parent.display()))?;
                         shifted_copy(l, &copy, range.host)
                             .map_err(|e| format!("{why}; and a shifted copy failed: {e}"))?;
                         std::fs::write(&done, b"")
