@@ -12,6 +12,9 @@ use hyper::{
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpStream, UnixStream};
 
+/// Hears each line of a streamed answer.
+pub type LineSink<'a> = dyn FnMut(&[u8]) + Send + 'a;
+
 /// Errors talking to the daemon.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -150,6 +153,31 @@ impl Client {
         path: &str,
         json: Option<Vec<u8>>,
     ) -> Result<(StatusCode, Bytes), ClientError> {
+        self.request_with(method, path, json, "application/json", None)
+            .await
+    }
+
+    /// Like [`Client::request`] with `Accept: application/x-ndjson`: `on_line` hears each line
+    /// of a successful answer as it arrives (progress streams); the lines are also returned.
+    pub async fn request_lines(
+        &self,
+        method: Method,
+        path: &str,
+        json: Option<Vec<u8>>,
+        on_line: &mut LineSink<'_>,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
+        self.request_with(method, path, json, "application/x-ndjson", Some(on_line))
+            .await
+    }
+
+    async fn request_with(
+        &self,
+        method: Method,
+        path: &str,
+        json: Option<Vec<u8>>,
+        accept: &str,
+        mut on_line: Option<&mut LineSink<'_>>,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
         let host_str = self.host.to_string();
         let connect_err = |source| ClientError::Connect {
             host: host_str.clone(),
@@ -167,7 +195,7 @@ impl Client {
             .method(method)
             .uri(path)
             .header(HOST, authority)
-            .header(ACCEPT, "application/json")
+            .header(ACCEPT, accept)
             // Marks a non-browser client for the CSRF check.
             .header("x-corral-client", "cli");
         if let Some(token) = &self.token {
@@ -191,12 +219,32 @@ impl Client {
             }
         };
         let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(http_err)?
-            .to_bytes();
+        let body = match on_line.as_mut() {
+            Some(on_line) if status.is_success() => {
+                let mut body = response.into_body();
+                let mut all = Vec::new();
+                let mut start = 0;
+                while let Some(frame) = body.frame().await {
+                    if let Ok(data) = frame.map_err(http_err)?.into_data() {
+                        all.extend_from_slice(&data);
+                        while let Some(nl) = all[start..].iter().position(|b| *b == b'\n') {
+                            on_line(&all[start..start + nl]);
+                            start += nl + 1;
+                        }
+                    }
+                }
+                if start < all.len() {
+                    on_line(&all[start..]);
+                }
+                Bytes::from(all)
+            }
+            _ => response
+                .into_body()
+                .collect()
+                .await
+                .map_err(http_err)?
+                .to_bytes(),
+        };
         if !status.is_success() {
             return Err(api_error(status, &body));
         }

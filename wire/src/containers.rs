@@ -200,6 +200,15 @@ pub struct CreateContainer {
     pub start: bool,
     #[serde(default)]
     pub labels: std::collections::BTreeMap<String, String>,
+    /// A user namespace: container root is mapped to an unprivileged host range. `auto` picks a
+    /// free range of 65536 ids; `HOST_UID[:SIZE]` (admins) names one (size default 65536).
+    /// Stored as the resolved `HOST_UID:SIZE`; no two containers' ranges overlap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^(auto|[0-9]{1,10}(:[0-9]{1,10})?)$")
+    )]
+    pub userns: Option<String>,
 }
 
 /// A container as the API shows it.
@@ -212,6 +221,7 @@ pub struct Container {
     /// The image reference or `rootfs:<dir>`.
     pub image: String,
     pub command: Vec<String>,
+    /// `creating` (only while a create runs, or until a daemon restart sweeps an interrupted one),
     /// `created`, `running`, `paused`, `exited`.
     pub status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -296,6 +306,56 @@ pub struct ImportImage {
     #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9._/:@-]{1,255}$"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
+}
+
+/// Media type of the streamed import: one [`ImportProgress`] JSON object per line.
+pub const NDJSON: &str = "application/x-ndjson";
+
+/// One line of `POST /api/v1/images/import` when the request's `Accept` asks for
+/// `application/x-ndjson` (as `docker load` streams its progress). The last line has `status`
+/// `done` (with `image`) or `error` (with `error`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportProgress {
+    /// `unpack` (reading the tarball), `layer` (reading and unpacking one layer), `imported`
+    /// (one image of the file stored), `done` or `error`.
+    pub status: String,
+    /// Bytes read so far of the file (`unpack`) or of the layer's blob (`layer`).
+    #[serde(default)]
+    pub current: u64,
+    /// Size in bytes of the file or of the layer's blob.
+    #[serde(default)]
+    pub total: u64,
+    /// 1-based number of the layer (`layer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer: Option<u32>,
+    /// How many layers the image has (`layer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers: Option<u32>,
+    /// The layer's diff_id (`layer`) or the image's id (`imported`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The first imported image (`done`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<Image>,
+    /// Why the import failed (`error`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<crate::ApiError>,
+}
+
+impl ImportProgress {
+    pub fn new(status: &str) -> Self {
+        Self {
+            status: status.to_owned(),
+            current: 0,
+            total: 0,
+            layer: None,
+            layers: None,
+            id: None,
+            image: None,
+            error: None,
+        }
+    }
 }
 
 /// An image in the store.

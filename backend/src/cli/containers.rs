@@ -169,6 +169,10 @@ pub struct RunArgs {
     /// no, on-failure[:N] or always.
     #[arg(long)]
     pub restart: Option<String>,
+    /// A user namespace: container root mapped to an unprivileged host range. `auto` picks a
+    /// free range of 65536 ids; HOST_UID[:SIZE] names one (admins).
+    #[arg(long, value_name = "auto|HOST_UID[:SIZE]")]
+    pub userns: Option<String>,
     /// Use a host directory as the (read-only) root filesystem instead of an image.
     #[arg(long)]
     pub rootfs: Option<String>,
@@ -401,18 +405,36 @@ pub async fn run(client: &Client, cmd: ContainerCommand) -> anyhow::Result<()> {
         ContainerCommand::Image(ImageCommand::Import { file, tag }) => {
             let path =
                 std::fs::canonicalize(&file).with_context(|| format!("cannot find {file}"))?;
-            eprintln!("importing {} ...", path.display());
-            let img: wire::Image = send(
-                client,
-                Method::POST,
-                "/api/v1/images/import",
-                Some(serde_json::to_value(wire::ImportImage {
-                    path: path.display().to_string(),
-                    tag,
-                })?),
-            )
-            .await?;
-            println!("{} {}", img.id, img.tags.join(","));
+            let body = serde_json::to_vec(&wire::ImportImage {
+                path: path.display().to_string(),
+                tag,
+            })?;
+            let mut bar = ProgressBar::new(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+            let (mut done, mut failed) = (None, None);
+            client
+                .request_lines(
+                    Method::POST,
+                    "/api/v1/images/import",
+                    Some(body),
+                    &mut |line| match serde_json::from_slice::<wire::ImportProgress>(line) {
+                        Ok(ev) if ev.status == "done" => done = ev.image,
+                        Ok(ev) if ev.status == "error" => failed = ev.error,
+                        Ok(ev) => bar.show(&ev),
+                        Err(_) => {}
+                    },
+                )
+                .await?;
+            bar.finish();
+            if let Some(e) = failed {
+                bail!("{}", e.message);
+            }
+            let img = done.context("the daemon ended the import without a result")?;
+            if img.tags.is_empty() {
+                println!("Loaded image ID: {}", img.id);
+            }
+            for t in &img.tags {
+                println!("Loaded image: {t}");
+            }
             Ok(())
         }
         ContainerCommand::Images | ContainerCommand::Image(ImageCommand::Ls) => {
@@ -511,6 +533,7 @@ async fn run_container(client: &Client, a: RunArgs) -> anyhow::Result<()> {
         auto_remove: a.rm && a.detach,
         start: true,
         labels: Default::default(),
+        userns: a.userns.clone(),
     };
     let c: wire::Container = send(
         client,
@@ -551,6 +574,93 @@ async fn run_container(client: &Client, a: RunArgs) -> anyhow::Result<()> {
         .await?;
     }
     std::process::exit(code.clamp(0, 255));
+}
+
+/// `docker load`-style progress on stderr: a redrawn bar on a terminal, one line per finished
+/// step otherwise.
+struct ProgressBar {
+    tty: bool,
+    /// The step on screen (status, layer) and whether its line is still open.
+    current: Option<(String, Option<u32>)>,
+    open: bool,
+}
+
+impl ProgressBar {
+    fn new(tty: bool) -> Self {
+        Self {
+            tty,
+            current: None,
+            open: false,
+        }
+    }
+
+    fn show(&mut self, ev: &wire::ImportProgress) {
+        let key = (ev.status.clone(), ev.layer);
+        let label = match (ev.status.as_str(), ev.layer, ev.layers) {
+            ("unpack", ..) => "Reading file".to_owned(),
+            ("layer", Some(i), Some(n)) => {
+                let id = ev.id.as_deref().unwrap_or("").trim_start_matches("sha256:");
+                format!("Loading layer {i}/{n} {}", &id[..id.len().min(12)])
+            }
+            _ => return,
+        };
+        let finished = ev.total > 0 && ev.current >= ev.total;
+        if self.current.as_ref() == Some(&key) && !self.open {
+            return; // this step was already shown as finished
+        }
+        if self.current.as_ref() != Some(&key) {
+            self.finish();
+            self.current = Some(key);
+        }
+        let width = 40usize;
+        let filled = if ev.total == 0 {
+            0
+        } else {
+            (ev.current.min(ev.total) as u128 * width as u128 / ev.total as u128) as usize
+        };
+        let bar = if filled >= width {
+            "=".repeat(width)
+        } else {
+            format!("{}>{}", "=".repeat(filled), " ".repeat(width - filled - 1))
+        };
+        let text = format!("{label} [{bar}] {}/{}", human(ev.current), human(ev.total));
+        if self.tty {
+            eprint!("\r\x1b[K{text}");
+            self.open = !finished;
+            if finished {
+                eprintln!();
+            }
+        } else {
+            self.open = !finished;
+            if finished {
+                eprintln!("{text}");
+            }
+        }
+    }
+
+    /// Ends an open line.
+    fn finish(&mut self) {
+        if self.open && self.tty {
+            eprintln!();
+        }
+        self.open = false;
+    }
+}
+
+/// Bytes as `docker load` prints them (decimal units).
+fn human(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u + 1 < UNITS.len() {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b}B")
+    } else {
+        format!("{v:.1}{}", UNITS[u])
+    }
 }
 
 #[cfg(test)]

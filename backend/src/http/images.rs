@@ -3,14 +3,27 @@
 //! Everyone signed in lists images (operators create containers from them); import (which
 //! reads a file of the daemon's host) and remove are admin only. Both are audited with target
 //! `image:REF`.
+//!
+//! Import answers `201` with the image, or — when `Accept` asks for `application/x-ndjson`, as
+//! `corral image import` does — `200` with a stream of `wire::ImportProgress` lines (bytes read
+//! of the file and of each layer, then `done` or `error`), the way `docker load` streams its
+//! progress. A stream is not cut by the request timeout, so long imports finish.
 
-use axum::{Json, extract::State, http::StatusCode};
+use std::time::{Duration, Instant};
+
+use axum::{
+    Json,
+    body::Body,
+    extract::State,
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+};
 use serde_json::json;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{AppError, AppState, containers::manager, containers::outcome};
 use crate::auth::{Actor, ApiJson, ApiPath, audit};
-use crate::image::ImageError;
+use crate::image::{ImageError, ImageStore, Progress};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -57,6 +70,8 @@ async fn images_list(
 #[utoipa::path(post, path = "/images/import", tag = "images",
     request_body = wire::ImportImage,
     responses(
+        (status = 200, description = "With `Accept: application/x-ndjson`: progress, one JSON object per line; the last one is `done` or `error`",
+            body = wire::ImportProgress, content_type = "application/x-ndjson"),
         (status = 201, description = "Imported", body = wire::Image),
         (status = 400, description = "Invalid path, tag or image file", body = wire::ApiError),
         (status = 401, description = "No credentials", body = wire::ApiError),
@@ -66,9 +81,28 @@ async fn images_list(
 async fn images_import(
     State(state): State<AppState>,
     actor: Actor,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<wire::ImportImage>,
-) -> Result<(StatusCode, Json<wire::Image>), AppError> {
+) -> Result<Response, AppError> {
+    let streamed = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains(wire::NDJSON));
     let ev = audit::Event::new(&actor, "image.import").target(format!("image:{}", req.path));
+    if streamed {
+        match check(&state, &actor, &req) {
+            Ok(images) => return Ok(import_streamed(state, actor, req, images).await),
+            Err(e) => {
+                let ev = ev
+                    .after(json!({"tag": req.tag}))
+                    .result(outcome(&e))
+                    .detail(e.to_string());
+                audit::record(state.store(), ev).await;
+                return Err(e);
+            }
+        }
+    }
     let r = import(&state, &actor, &req).await;
     let ev = match &r {
         Ok(img) => ev.after(json!({"image": img, "tag": req.tag})),
@@ -78,7 +112,169 @@ async fn images_import(
             .detail(e.to_string()),
     };
     audit::record(state.store(), ev).await;
-    Ok((StatusCode::CREATED, Json(r?)))
+    Ok((StatusCode::CREATED, Json(r?)).into_response())
+}
+
+/// Streams the import's progress as `application/x-ndjson`. The import runs to its end even
+/// when the client goes away; its outcome is audited then.
+async fn import_streamed(
+    state: AppState,
+    actor: Actor,
+    req: wire::ImportImage,
+    images: ImageStore,
+) -> Response {
+    let target = format!("image:{}", req.path);
+    // The outcome is known only after the response has begun: the start is audited now (the
+    // guard would otherwise log a generic row), the outcome when the import ends.
+    audit::record(
+        state.store(),
+        audit::Event::new(&actor, "image.import.start")
+            .target(target.clone())
+            .after(json!({"tag": req.tag})),
+    )
+    .await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<wire::ImportProgress>(64);
+    tokio::spawn(async move {
+        let path = std::path::PathBuf::from(&req.path);
+        let tag = req.tag.clone();
+        let progress_tx = tx.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            let mut throttle = Throttle::default();
+            images.import(&path, tag.as_deref(), &mut |p| {
+                if let Some(ev) = throttle.event(p) {
+                    // A client that went away stops hearing progress; the import goes on.
+                    let _ = progress_tx.blocking_send(ev);
+                }
+            })
+        })
+        .await
+        .map_err(|e| AppError::internal("import image", e))
+        .and_then(|r| r.map_err(AppError::from))
+        .and_then(|imported| {
+            imported
+                .into_iter()
+                .next()
+                .ok_or_else(|| AppError::NotFound("the file holds no image".into()))
+        });
+        let ev = audit::Event::new(&actor, "image.import").target(target);
+        let (ev, last) = match r {
+            Ok(img) => (
+                ev.after(json!({"image": img, "tag": req.tag})),
+                wire::ImportProgress {
+                    image: Some(img),
+                    ..wire::ImportProgress::new("done")
+                },
+            ),
+            Err(e) => (
+                ev.after(json!({"tag": req.tag}))
+                    .result(outcome(&e))
+                    .detail(e.to_string()),
+                wire::ImportProgress {
+                    error: Some(api_error(e)),
+                    ..wire::ImportProgress::new("error")
+                },
+            ),
+        };
+        audit::record(state.store(), ev).await;
+        let _ = tx.send(last).await;
+    });
+    let lines = futures::stream::unfold(rx, |mut rx| async move {
+        let ev = rx.recv().await?;
+        let mut line = serde_json::to_vec(&ev).unwrap_or_default();
+        line.push(b'\n');
+        Some((Ok::<_, std::convert::Infallible>(line), rx))
+    });
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, wire::NDJSON),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        Body::from_stream(lines),
+    )
+        .into_response()
+}
+
+/// Turns the store's progress into events: every step change and finished file, and otherwise
+/// one when 100 ms have passed or another 5 % of the file was read.
+#[derive(Default)]
+struct Throttle {
+    last: Option<(String, Option<u32>, u64, Instant)>,
+}
+
+impl Throttle {
+    fn event(&mut self, p: Progress) -> Option<wire::ImportProgress> {
+        let ev = match p {
+            Progress::Unpack { current, total } => wire::ImportProgress {
+                current,
+                total,
+                ..wire::ImportProgress::new("unpack")
+            },
+            Progress::Layer {
+                index,
+                count,
+                id,
+                current,
+                total,
+            } => wire::ImportProgress {
+                current,
+                total,
+                layer: Some(index),
+                layers: Some(count),
+                id: Some(id),
+                ..wire::ImportProgress::new("layer")
+            },
+            Progress::Imported { id, .. } => wire::ImportProgress {
+                id: Some(id),
+                ..wire::ImportProgress::new("imported")
+            },
+        };
+        let now = Instant::now();
+        let due = match &self.last {
+            Some((status, layer, current, at)) => {
+                *status != ev.status
+                    || *layer != ev.layer
+                    || ev.current >= ev.total
+                    || ev.current.saturating_sub(*current) >= ev.total / 20
+                    || now.duration_since(*at) >= Duration::from_millis(100)
+            }
+            None => true,
+        };
+        if due {
+            self.last = Some((ev.status.clone(), ev.layer, ev.current, now));
+            Some(ev)
+        } else {
+            None
+        }
+    }
+}
+
+/// The body an error would have had as a response (5xx logged and hidden, as `AppError` does).
+fn api_error(e: AppError) -> wire::ApiError {
+    let (code, field) = match &e {
+        AppError::NotFound(_) => ("not_found", None),
+        AppError::Conflict(_) => ("conflict", None),
+        AppError::Invalid { field, .. } => ("invalid_value", Some(field.clone())),
+        AppError::Internal { .. } | AppError::Auth(_) => ("internal", None),
+    };
+    let message = if code == "internal" {
+        let mut chain = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            chain.push_str(": ");
+            chain.push_str(&s.to_string());
+            source = s.source();
+        }
+        tracing::error!(error = %chain, "image import failed");
+        "internal error".to_owned()
+    } else {
+        e.to_string()
+    };
+    wire::ApiError {
+        code: code.into(),
+        message,
+        field,
+    }
 }
 
 async fn import(
@@ -86,6 +282,24 @@ async fn import(
     actor: &Actor,
     req: &wire::ImportImage,
 ) -> Result<wire::Image, AppError> {
+    let images = check(state, actor, req)?;
+    let path = std::path::PathBuf::from(&req.path);
+    let tag = req.tag.clone();
+    let imported = tokio::task::spawn_blocking(move || {
+        images.import(&path, tag.as_deref(), &mut |p| {
+            tracing::debug!(image = %path.display(), "import: {p:?}");
+        })
+    })
+    .await
+    .map_err(|e| AppError::internal("import image", e))??;
+    imported
+        .into_iter()
+        .next()
+        .ok_or_else(|| AppError::NotFound("the file holds no image".into()))
+}
+
+/// Admin, an absolute path to something that exists, a well-formed tag.
+fn check(state: &AppState, actor: &Actor, req: &wire::ImportImage) -> Result<ImageStore, AppError> {
     actor.require_admin()?;
     let path = std::path::PathBuf::from(&req.path);
     if !path.is_absolute() {
@@ -109,19 +323,13 @@ async fn import(
             });
         }
     }
-    let images = manager(state)?.images().clone();
-    let tag = req.tag.clone();
-    let imported = tokio::task::spawn_blocking(move || {
-        images.import(&path, tag.as_deref(), &mut |line| {
-            tracing::info!(image = %path.display(), "import: {line}");
-        })
-    })
-    .await
-    .map_err(|e| AppError::internal("import image", e))??;
-    imported
-        .into_iter()
-        .next()
-        .ok_or_else(|| AppError::NotFound("the file holds no image".into()))
+    if !path.exists() {
+        return Err(AppError::Invalid {
+            field: "path".into(),
+            message: format!("no such file or directory: {}", req.path),
+        });
+    }
+    Ok(manager(state)?.images().clone())
 }
 
 /// Remove an image no container uses (admin).

@@ -97,6 +97,62 @@ pub struct ResolvedImage {
     pub user: String,
 }
 
+/// How far an import is, as [`ImageStore::import`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// The outer tarball is being unpacked: `current` of `total` bytes of the file read.
+    Unpack { current: u64, total: u64 },
+    /// Layer `index` (1-based) of `count`, digest `id`: `current` of `total` bytes of its blob
+    /// read. A layer already in the store is still read once (its digest is verified).
+    Layer {
+        index: u32,
+        count: u32,
+        id: String,
+        current: u64,
+        total: u64,
+    },
+    /// An image is stored.
+    Imported { id: String, tags: Vec<String> },
+}
+
+/// Bytes between two progress reports while a file is read.
+const PROGRESS_STEP: u64 = 256 << 10;
+
+/// A reader that reports how many bytes passed through it, every [`PROGRESS_STEP`] and at EOF.
+struct Counting<'a, R> {
+    inner: R,
+    bytes: u64,
+    reported: u64,
+    eof: bool,
+    tick: &'a mut dyn FnMut(u64),
+}
+
+impl<'a, R> Counting<'a, R> {
+    fn new(inner: R, tick: &'a mut dyn FnMut(u64)) -> Self {
+        tick(0);
+        Self {
+            inner,
+            bytes: 0,
+            reported: 0,
+            eof: false,
+            tick,
+        }
+    }
+}
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes += n as u64;
+        if (n == 0 && !self.eof) || self.bytes - self.reported >= PROGRESS_STEP {
+            self.eof = n == 0;
+            self.reported = self.bytes;
+            (self.tick)(self.bytes);
+        }
+        Ok(n)
+    }
+}
+
 /// A row of the images table: id, tags, diff_ids (bottom first), config, size, created_at.
 type ImageRow = (String, Vec<String>, Vec<String>, RuntimeConfig, u64, i64);
 
@@ -297,12 +353,12 @@ impl ImageStore {
     }
 
     /// Imports a `docker save` tarball or an OCI layout (directory or tar). `progress` hears
-    /// one line per step. Returns the imported images.
+    /// how many bytes of the file, then of each layer, were read. Returns the imported images.
     pub fn import(
         &self,
         path: &Path,
         extra_tag: Option<&str>,
-        progress: &mut dyn FnMut(String),
+        progress: &mut dyn FnMut(Progress),
     ) -> Result<Vec<wire::Image>, ImageError> {
         let meta = fs::metadata(path).map_err(io_err("open", path))?;
         let _scratch;
@@ -312,13 +368,17 @@ impl ImageStore {
             let dir = self.root.join("tmp").join(random_hex());
             fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
             _scratch = Scratch(dir.clone());
-            progress(format!("unpacking {}", path.display()));
             let f = fs::File::open(path).map_err(io_err("open", path))?;
-            let r = decompressed(io::BufReader::new(f)).map_err(io_err("read", path))?;
+            let total = meta.len();
+            let mut tick = |current| progress(Progress::Unpack { current, total });
+            let mut counted = Counting::new(f, &mut tick);
+            let r = decompressed(io::BufReader::new(&mut counted)).map_err(io_err("read", path))?;
             unpack_layer(r, &dir, false).map_err(|source| ImageError::Unpack {
                 path: path.to_owned(),
                 source,
             })?;
+            // The tar reader stops at the end-of-archive marker: the rest is padding.
+            io::copy(&mut counted, &mut io::sink()).map_err(io_err("read", path))?;
             dir
         };
         let mut images = Vec::new();
@@ -442,14 +502,25 @@ impl ImageStore {
         cfg: &ImageConfigFile,
         layers: Vec<LayerSource>,
         tags: Vec<String>,
-        progress: &mut dyn FnMut(String),
+        progress: &mut dyn FnMut(Progress),
     ) -> Result<wire::Image, ImageError> {
-        let n = layers.len();
+        let count = u32::try_from(layers.len()).unwrap_or(u32::MAX);
         let mut size = 0u64;
         let mut diff_ids = Vec::new();
         for (i, l) in layers.into_iter().enumerate() {
-            progress(format!("layer {}/{n} {}", i + 1, l.diff_id));
-            size += self.import_layer(&l)?;
+            let total = fs::metadata(&l.path).map(|m| m.len()).unwrap_or(0);
+            let index = u32::try_from(i + 1).unwrap_or(u32::MAX);
+            let id = l.diff_id.clone();
+            let mut tick = |current| {
+                progress(Progress::Layer {
+                    index,
+                    count,
+                    id: id.clone(),
+                    current,
+                    total,
+                })
+            };
+            size += self.import_layer(&l, &mut tick)?;
             diff_ids.push(l.diff_id);
         }
         let c = cfg.config.as_ref();
@@ -514,7 +585,10 @@ impl ImageStore {
                 created_at
             ],
         )?;
-        progress(format!("imported {id} {}", all_tags.join(",")));
+        progress(Progress::Imported {
+            id: id.to_owned(),
+            tags: all_tags.clone(),
+        });
         Ok(wire::Image {
             id: id.to_owned(),
             tags: all_tags,
@@ -526,7 +600,7 @@ impl ImageStore {
 
     /// Unpacks one layer into `layers/<diff hex>` unless it is there already; verifies the
     /// blob digest (when known) and the diff_id. Returns the uncompressed size.
-    fn import_layer(&self, l: &LayerSource) -> Result<u64, ImageError> {
+    fn import_layer(&self, l: &LayerSource, tick: &mut dyn FnMut(u64)) -> Result<u64, ImageError> {
         let target = self
             .layer_dir(&l.diff_id)
             .ok_or_else(|| invalid(&l.path, format!("bad diff_id {:?}", l.diff_id)))?;
@@ -542,7 +616,7 @@ impl ImageStore {
         fs::create_dir_all(&tmp).map_err(io_err("create", &tmp))?;
         let scratch = Scratch(tmp.clone());
         let f = fs::File::open(&l.path).map_err(io_err("open", &l.path))?;
-        let mut raw = HashReader::new(f);
+        let mut raw = HashReader::new(Counting::new(f, tick));
         let (diff, size) = {
             let r = decompressed(io::BufReader::new(&mut raw)).map_err(io_err("read", &l.path))?;
             let mut plain = HashReader::new(r);

@@ -108,6 +108,82 @@ pub struct ShimConfig {
     pub log_max: u64,
     /// Capability names kept in bounding/permitted/effective.
     pub caps: Vec<String>,
+    /// A user namespace mapping container ids 0..size to host ids host..host+size.
+    #[serde(default)]
+    pub userns: Option<IdRange>,
+}
+
+/// A host id range a user namespace maps container ids `0..size` onto.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdRange {
+    pub host: u32,
+    pub size: u32,
+}
+
+impl IdRange {
+    /// Size of a range when none is given (and of `auto` ranges): every 16-bit id.
+    pub const DEFAULT_SIZE: u32 = 65536;
+    /// Where `auto` ranges are taken from: far above login users and the usual /etc/subuid
+    /// ranges (100000+), below systemd-nspawn's pick range (0x70000000+).
+    pub const AUTO_START: u32 = 1_000_000_000;
+    pub const AUTO_END: u32 = 1_800_000_000;
+
+    /// Parses `HOST[:SIZE]` (the stored form is always `HOST:SIZE`).
+    pub fn parse(s: &str) -> Option<Self> {
+        let (h, n) = match s.split_once(':') {
+            Some((h, n)) => (h, Some(n)),
+            None => (s, None),
+        };
+        let host: u32 = h.parse().ok()?;
+        let size: u32 = match n {
+            Some(n) => n.parse().ok()?,
+            None => Self::DEFAULT_SIZE,
+        };
+        (host > 0 && size > 0 && u64::from(host) + u64::from(size) <= u64::from(u32::MAX))
+            .then_some(Self { host, size })
+    }
+
+    pub fn end(self) -> u64 {
+        u64::from(self.host) + u64::from(self.size)
+    }
+
+    pub fn overlaps(self, other: Self) -> bool {
+        u64::from(self.host) < other.end() && u64::from(other.host) < self.end()
+    }
+
+    /// The first `auto` range of [`Self::DEFAULT_SIZE`] that overlaps none of `taken`.
+    pub fn pick(taken: &[IdRange]) -> Option<Self> {
+        let mut host = Self::AUTO_START;
+        while u64::from(host) + u64::from(Self::DEFAULT_SIZE) <= u64::from(Self::AUTO_END) {
+            let r = Self {
+                host,
+                size: Self::DEFAULT_SIZE,
+            };
+            match taken
+                .iter()
+                .filter(|t| t.overlaps(r))
+                .map(|t| t.end())
+                .max()
+            {
+                None => return Some(r),
+                // Jump past the blocking range, rounded up to a whole block.
+                Some(end) => {
+                    let blocks =
+                        (end - u64::from(Self::AUTO_START)).div_ceil(u64::from(Self::DEFAULT_SIZE));
+                    host = u32::try_from(
+                        u64::from(Self::AUTO_START) + blocks * u64::from(Self::DEFAULT_SIZE),
+                    )
+                    .ok()?;
+                }
+            }
+        }
+        None
+    }
+
+    /// The `uid_map`/`gid_map` line.
+    pub fn map_line(self) -> String {
+        format!("0 {} {}\n", self.host, self.size)
+    }
 }
 
 /// Files of one container's directory.
@@ -157,6 +233,34 @@ impl ContainerDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn id_ranges() {
+        assert_eq!(
+            IdRange::parse("100000"),
+            Some(IdRange {
+                host: 100000,
+                size: 65536
+            })
+        );
+        assert_eq!(IdRange::parse("5:10").map(|r| r.end()), Some(15));
+        for bad in ["0", "0:5", "1:0", "x", "4294967295:2", "-1"] {
+            assert_eq!(IdRange::parse(bad), None, "{bad}");
+        }
+        let a = IdRange { host: 10, size: 10 };
+        assert!(a.overlaps(IdRange { host: 19, size: 1 }));
+        assert!(!a.overlaps(IdRange { host: 20, size: 5 }));
+        assert!(!a.overlaps(IdRange { host: 5, size: 5 }));
+        let first = IdRange::pick(&[]).unwrap();
+        assert_eq!(first.host, IdRange::AUTO_START);
+        let odd = IdRange {
+            host: IdRange::AUTO_START + 65536 + 7,
+            size: 3,
+        };
+        let second = IdRange::pick(&[first, odd]).unwrap();
+        assert_eq!(second.host, IdRange::AUTO_START + 2 * 65536);
+        assert!(!second.overlaps(first) && !second.overlaps(odd));
+    }
 
     #[test]
     fn restart_policies() {

@@ -87,8 +87,9 @@ pub fn child_main(
     err: OwnedFd,
     stdout: OwnedFd,
     stderr: OwnedFd,
+    userns: Option<OwnedFd>,
 ) -> ! {
-    let r = child_setup(cfg, dir, go, stdout, stderr);
+    let r = child_setup(cfg, dir, go, stdout, stderr, userns);
     let msg = match r {
         Err(m) => m,
         Ok(never) => match never {},
@@ -104,6 +105,7 @@ fn child_setup(
     go: OwnedFd,
     stdout: OwnedFd,
     stderr: OwnedFd,
+    userns: Option<OwnedFd>,
 ) -> SetupResult<Infallible> {
     let devnull = nix::fcntl::open("/dev/null", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(ctx(|| "open /dev/null".into()))?;
@@ -127,11 +129,17 @@ fn child_setup(
             .map_err(ctx(|| "unshare time namespace".into()))?;
     }
     umask(Mode::empty());
-    setup_rootfs(cfg, dir)?;
+    setup_rootfs(cfg, dir, userns.as_ref())?;
     nix::unistd::sethostname(&cfg.hostname)
         .map_err(ctx(|| format!("sethostname {}", cfg.hostname)))?;
     if cfg.net_ns {
         loopback_up()?;
+    }
+    if let Some(ns) = userns {
+        // Everything that needs real root is done: enter the user namespace. The other
+        // namespaces stay owned by the initial one (so its root cannot reconfigure them).
+        nix::sched::setns(&ns, CloneFlags::CLONE_NEWUSER)
+            .map_err(ctx(|| "enter the user namespace".into()))?;
     }
     umask(Mode::from_bits_truncate(0o022));
     let seccomp = super::seccomp::default_programs().map_err(|e| e.to_string())?;
@@ -226,7 +234,175 @@ fn mount_on(
         .map_err(ctx(|| format!("mount {what}")))
 }
 
-fn setup_rootfs(cfg: &ShimConfig, dir: &ContainerDir) -> SetupResult<()> {
+/// `mount_attr` of mount_setattr(2).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+
+/// Mounts `source` on `target` idmapped through the user namespace `userns` (a detached
+/// clone, `mount_setattr(MOUNT_ATTR_IDMAP)`, then `move_mount`): files owned by host id N
+/// show as host id `range.host + N`, i.e. as N inside the container.
+fn idmapped_bind(source: &Path, target: &Path, userns: &OwnedFd) -> Result<(), (Errno, String)> {
+    let c = |p: &Path| {
+        CString::new(p.as_os_str().as_encoded_bytes())
+            .map_err(|_| (Errno::EINVAL, format!("NUL byte in {}", p.display())))
+    };
+    let ctx = |what: String| move |e: Errno| (e, format!("{what}: {e}"));
+    let (src, dst) = (c(source)?, c(target)?);
+    // SAFETY: open_tree reads a NUL-terminated path; the result is checked before use.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            src.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | AT_RECURSIVE,
+        )
+    };
+    let fd = Errno::result(fd).map_err(ctx(format!("open_tree {}", source.display())))?;
+    // SAFETY: open_tree returned a new fd that nothing else owns.
+    let tree = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
+    // SAFETY: mount_setattr reads `attr` (of the size passed) and the empty path.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    Errno::result(r).map_err(|e| {
+        (
+            e,
+            format!(
+                "idmap {} for the user namespace: {e} (idmapped mounts need kernel 5.12+ and a \
+                 filesystem that supports them; overlayfs on idmapped layers needs 5.19+)",
+                source.display()
+            ),
+        )
+    })?;
+    // SAFETY: move_mount reads the two NUL-terminated paths; the fd is the detached tree.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            dst.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    Errno::result(r).map_err(ctx(format!("move_mount onto {}", target.display())))?;
+    Ok(())
+}
+
+/// Copies the layer `src` to `dst` with every owner shifted by `host` (id N becomes
+/// `host + N`), keeping modes, symlinks, overlay whiteouts (0/0 devices) and opaque markers.
+/// Hard links become separate files. Used where the layer cannot be idmapped.
+fn shifted_copy(src: &Path, dst: &Path, host: u32) -> Result<(), String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let e = |what: &str, p: &Path| {
+        let what = what.to_owned();
+        let p = p.to_owned();
+        move |err: std::io::Error| format!("{what} {}: {err}", p.display())
+    };
+    let shift = |id: u32| host.saturating_add(id);
+    let meta = std::fs::symlink_metadata(src).map_err(e("stat", src))?;
+    let ft = meta.file_type();
+    if ft.is_dir() {
+        std::fs::create_dir(dst).map_err(e("mkdir", dst))?;
+        for entry in std::fs::read_dir(src).map_err(e("read", src))? {
+            let entry = entry.map_err(e("read", src))?;
+            shifted_copy(&entry.path(), &dst.join(entry.file_name()), host)?;
+        }
+        copy_opaque(src, dst)?;
+    } else if ft.is_symlink() {
+        let t = std::fs::read_link(src).map_err(e("readlink", src))?;
+        std::os::unix::fs::symlink(&t, dst).map_err(e("symlink", dst))?;
+    } else if ft.is_file() {
+        std::fs::copy(src, dst).map_err(e("copy", src))?;
+    } else {
+        // Devices (whiteouts), fifos, sockets: the same node.
+        let kind = SFlag::from_bits_truncate(meta.mode()) & SFlag::S_IFMT;
+        nix::sys::stat::mknod(
+            dst,
+            kind,
+            Mode::from_bits_truncate(meta.mode()),
+            meta.rdev(),
+        )
+        .map_err(|err| format!("mknod {}: {err}", dst.display()))?;
+    }
+    std::os::unix::fs::lchown(dst, Some(shift(meta.uid())), Some(shift(meta.gid())))
+        .map_err(e("chown", dst))?;
+    if !ft.is_symlink() {
+        // After chown, which clears set-id bits.
+        std::fs::set_permissions(dst, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
+            .map_err(e("chmod", dst))?;
+    }
+    Ok(())
+}
+
+/// Carries overlayfs's opaque-directory marker over to a copy.
+fn copy_opaque(src: &Path, dst: &Path) -> Result<(), String> {
+    let c = |p: &Path| CString::new(p.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string());
+    let (s, d) = (c(src)?, c(dst)?);
+    let name = c"trusted.overlay.opaque";
+    let mut buf = [0u8; 8];
+    // SAFETY: lgetxattr writes at most buf.len() bytes into buf; the paths are NUL-terminated.
+    let n = unsafe {
+        libc::lgetxattr(
+            s.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n > 0 {
+        // SAFETY: lsetxattr reads n bytes of buf; the paths are NUL-terminated.
+        let r = unsafe {
+            libc::lsetxattr(
+                d.as_ptr(),
+                name.as_ptr(),
+                buf.as_ptr().cast(),
+                n as usize,
+                0,
+            )
+        };
+        Errno::result(r).map_err(|err| format!("mark {} opaque: {err}", dst.display()))?;
+    }
+    Ok(())
+}
+
+/// With a user namespace, the container's network namespace still belongs to the initial
+/// one, where container root holds no capability: let every user bind low ports and open ICMP
+/// sockets in it (per-namespace sysctls, as rootless Podman sets them).
+fn userns_net_sysctls() -> SetupResult<()> {
+    for (file, value) in [
+        ("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0"),
+        ("/proc/sys/net/ipv4/ping_group_range", "0 2147483647"),
+    ] {
+        std::fs::write(file, value).map_err(|e| format!("write {file}: {e}"))?;
+    }
+    Ok(())
+}
+
+fn setup_rootfs(cfg: &ShimConfig, dir: &ContainerDir, userns: Option<&OwnedFd>) -> SetupResult<()> {
     // Nothing we mount propagates back to the host.
     mount(
         None::<&str>,
@@ -238,8 +414,41 @@ fn setup_rootfs(cfg: &ShimConfig, dir: &ContainerDir) -> SetupResult<()> {
     .map_err(ctx(|| "make / rslave".into()))?;
 
     let merged = dir.merged();
-    let lower = cfg
-        .lower
+    let mut lowers = cfg.lower.clone();
+    if let Some(ns) = userns {
+        // Each layer idmapped onto a directory of our own (in this mount namespace only).
+        for (i, l) in cfg.lower.iter().enumerate() {
+            let target = dir.path().join("idmap").join(i.to_string());
+            std::fs::create_dir_all(&target)
+                .map_err(|e| format!("mkdir {}: {e}", target.display()))?;
+            match idmapped_bind(l, &target, ns) {
+                Ok(()) => lowers[i] = target,
+                // The layer's filesystem cannot be idmapped (tmpfs before 6.3, ...): fall back
+                // to a copy owned by the range, as Docker's userns-remap keeps its layers.
+                Err((Errno::EINVAL, why)) => {
+                    let range = cfg.userns.ok_or("user namespace without a range")?;
+                    let copy = dir.path().join("shifted").join(i.to_string());
+                    let done = dir.path().join("shifted").join(format!("{i}.done"));
+                    if !done.exists() {
+                        let _ = std::fs::remove_dir_all(&copy);
+                        let parent = dir.path().join("shifted");
+                        std::fs::create_dir_all(&parent)
+                            .map_err(|e| format!("mkdir {}: {e}", parent.display()))?;
+                        shifted_copy(l, &copy, range.host)
+                            .map_err(|e| format!("{why}; and a shifted copy failed: {e}"))?;
+                        std::fs::write(&done, b"")
+                            .map_err(|e| format!("write {}: {e}", done.display()))?;
+                    }
+                    lowers[i] = copy;
+                }
+                Err((_, why)) => return Err(why),
+            }
+        }
+        if cfg.net_ns {
+            userns_net_sysctls()?;
+        }
+    }
+    let lower = lowers
         .iter()
         .map(|p| p.display().to_string())
         .collect::<Vec<_>>()
@@ -281,6 +490,14 @@ fn setup_rootfs(cfg: &ShimConfig, dir: &ContainerDir) -> SetupResult<()> {
     }
 
     let secure = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
+    // With a user namespace, our tmpfs mounts belong to container root (host id range.host).
+    let (owner, tty_gid) = match cfg.userns {
+        Some(r) => (
+            format!(",uid={0},gid={0}", r.host),
+            r.host.saturating_add(5),
+        ),
+        None => (String::new(), 5),
+    };
     // /proc of the new pid namespace.
     let proc_ = mkdir_in_root(&root, "proc")?;
     mount_on(Some("proc"), &proc_, Some("proc"), secure, None, "/proc")?;
@@ -292,7 +509,7 @@ fn setup_rootfs(cfg: &ShimConfig, dir: &ContainerDir) -> SetupResult<()> {
         &dev,
         Some("tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
-        Some("mode=755,size=65536k"),
+        Some(format!("mode=755,size=65536k{owner}").as_str()),
         "/dev",
     )?;
     let devdir = open_in_root(&root, "dev", OFlag::O_RDONLY | OFlag::O_DIRECTORY)
@@ -322,7 +539,7 @@ fn setup_rootfs(cfg: &ShimConfig, dir: &ContainerDir) -> SetupResult<()> {
         &pts,
         Some("devpts"),
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+        Some(format!("newinstance,ptmxmode=0666,mode=0620,gid={tty_gid}").as_str()),
         "/dev/pts",
     )?;
     let shm = mkdir_in_root(&root, "dev/shm")?;
@@ -331,7 +548,7 @@ fn setup_rootfs(cfg: &ShimConfig, dir: &ContainerDir) -> SetupResult<()> {
         &shm,
         Some("tmpfs"),
         secure,
-        Some("mode=1777,size=65536k"),
+        Some(format!("mode=1777,size=65536k{owner}").as_str()),
         "/dev/shm",
     )?;
 
@@ -414,7 +631,7 @@ fn setup_rootfs(cfg: &ShimConfig, dir: &ContainerDir) -> SetupResult<()> {
                     &target,
                     Some("tmpfs"),
                     MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-                    Some("mode=1777"),
+                    Some(format!("mode=1777{owner}").as_str()),
                     destination,
                 )?;
             }

@@ -23,8 +23,8 @@ use super::{
     RuntimeError,
     cgroups::{CgroupDriver, CgroupFailure},
     config::{
-        ContainerDir, DEFAULT_CAPS, DEFAULT_LOG_MAX, DEFAULT_PATH, MountConfig, RestartPolicy,
-        ShimConfig,
+        ContainerDir, DEFAULT_CAPS, DEFAULT_LOG_MAX, DEFAULT_PATH, IdRange, MountConfig,
+        RestartPolicy, ShimConfig,
     },
     state::{ShimState, alive, now},
 };
@@ -97,6 +97,8 @@ struct Inner {
     metering: Option<crate::metering::Metering>,
     /// Serializes the live → exited transition (and so the final reading).
     exit_lock: Mutex<()>,
+    /// Held from choosing a user-namespace range to recording it: ranges never overlap.
+    userns_lock: Mutex<()>,
     /// One lock per container name: lifecycle operations on one container never interleave.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Bridge networking; `None` in tests that do not need it.
@@ -142,6 +144,7 @@ impl Manager {
                 cgroups,
                 metering,
                 exit_lock: Mutex::new(()),
+                userns_lock: Mutex::new(()),
                 locks: Mutex::new(HashMap::new()),
                 network: None,
                 events: std::sync::OnceLock::new(),
@@ -240,6 +243,129 @@ impl Manager {
             }
         }
         Ok(())
+    }
+
+    // ---- crash recovery ----
+
+    /// Fault injection for the crash tests: when `<state>/containers/.crash-at` holds `point`,
+    /// the file is removed and the daemon SIGKILLs itself there, as a crash would. The file
+    /// lives in the root-only state directory; nothing else writes it.
+    fn fault(&self, point: &str) {
+        let marker = self.inner.dir.join(CRASH_AT);
+        match fs::read_to_string(&marker) {
+            Ok(s) if s.trim() == point => {
+                let _ = fs::remove_file(&marker);
+                tracing::warn!(point, "fault injection: killing the daemon");
+                let _ = kill(nix::unistd::getpid(), Signal::SIGKILL);
+            }
+            _ => {}
+        }
+    }
+
+    /// At daemon start, before the first reconcile: finishes what a crash interrupted.
+    /// - A `creating` record is a create that never completed: its network (namespace, veth,
+    ///   address), cgroup, any mount under its directory, its directory (upper/work layers,
+    ///   config) and the record go, in that order. No monitor was ever started for it.
+    /// - A `created`/`exited` record whose monitor runs a live init is a start that the crash
+    ///   cut off before the record said `running`: the container is adopted.
+    /// - A directory under `containers/` without a record and without a live monitor is
+    ///   removed.
+    ///
+    /// Nothing of another container is touched: every resource is found by the id or the
+    /// (unique) name of the swept record.
+    pub async fn sweep(&self) -> Result<(), RuntimeError> {
+        let m = self.clone();
+        let records = blocking(move || m.load_all()).await?;
+        for r in &records {
+            if r.status != "creating" {
+                continue;
+            }
+            tracing::warn!(container = %r.name, id = %r.id, "removing a create interrupted by a crash");
+            if let Some(n) = &self.inner.network
+                && let Err(e) = n.detach(&r.id).await
+            {
+                tracing::warn!(container = %r.name, error = %e, "cannot release the network");
+            }
+            let m = self.clone();
+            let r = r.clone();
+            blocking(move || m.sweep_creating(&r)).await?;
+        }
+        let m = self.clone();
+        blocking(move || {
+            for r in &records {
+                if r.status == "created" || r.status == "exited" {
+                    m.adopt(r)?;
+                }
+            }
+            m.sweep_orphan_dirs(&records);
+            Ok(())
+        })
+        .await
+    }
+
+    fn sweep_creating(&self, r: &Record) -> Result<(), RuntimeError> {
+        self.inner
+            .cgroups
+            .remove(&r.team, &r.name)
+            .map_err(cgroup_err)?;
+        let dir = self.container_dir(&r.id);
+        unmount_under(dir.path());
+        if dir.path().exists() {
+            fs::remove_dir_all(dir.path()).map_err(RuntimeError::io("remove", dir.path()))?;
+        }
+        self.inner.store.lock().execute(
+            "DELETE FROM containers WHERE id = ?1 AND status = 'creating'",
+            [&r.id],
+        )?;
+        Ok(())
+    }
+
+    /// A record that is not live although its monitor reports a live init: adopt it.
+    fn adopt(&self, r: &Record) -> Result<(), RuntimeError> {
+        let Some(st) = ShimState::read(&self.container_dir(&r.id).state()) else {
+            return Ok(());
+        };
+        if st.status != "running"
+            || !alive(st.shim_pid, st.shim_start)
+            || !alive(st.init_pid, st.init_start)
+        {
+            return Ok(());
+        }
+        tracing::warn!(container = %r.name, "adopting a container whose start a crash cut off");
+        let mut r = r.clone();
+        r.status = "running".into();
+        r.exit_code = None;
+        r.finished_at = None;
+        r.started_at = st.started_at.or(Some(now()));
+        r.shim_pid = Some(st.shim_pid);
+        r.shim_start = Some(st.shim_start);
+        r.init_pid = Some(st.init_pid);
+        r.init_start = Some(st.init_start);
+        r.restart_count = st.restart_count;
+        self.save(&r)
+    }
+
+    fn sweep_orphan_dirs(&self, records: &[Record]) {
+        let Ok(rd) = fs::read_dir(&self.inner.dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let is_id = name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit());
+            if !is_id || !e.path().is_dir() || records.iter().any(|r| r.id == name) {
+                continue;
+            }
+            if let Some(st) = ShimState::read(&e.path().join("state.json"))
+                && alive(st.shim_pid, st.shim_start)
+            {
+                continue;
+            }
+            tracing::warn!(dir = %e.path().display(), "removing a container directory without a record");
+            unmount_under(&e.path());
+            if let Err(err) = fs::remove_dir_all(e.path()) {
+                tracing::warn!(dir = %e.path().display(), error = %err, "cannot remove");
+            }
+        }
     }
 
     // ---- records ----
@@ -409,16 +535,29 @@ impl Manager {
     ) -> Result<wire::Container, RuntimeError> {
         let start = req.start;
         let m = self.clone();
-        let r = blocking(move || m.create_blocking(req, allow_privileged)).await?;
+        let mut r = blocking(move || m.create_blocking(req, allow_privileged)).await?;
         if let Err(e) = self.attach_network(&r).await {
-            let m = self.clone();
-            let r2 = r.clone();
-            let _ = blocking(move || m.remove_blocking(&r2)).await;
             if let Some(n) = &self.inner.network {
                 let _ = n.detach(&r.id).await;
             }
+            let m = self.clone();
+            let r2 = r.clone();
+            let _ = blocking(move || m.remove_blocking(&r2)).await;
             return Err(e);
         }
+        self.fault("create:network");
+        // Every resource exists: only now is the container complete (see `sweep`).
+        let m = self.clone();
+        let id = r.id.clone();
+        blocking(move || {
+            m.inner.store.lock().execute(
+                "UPDATE containers SET status = 'created' WHERE id = ?1 AND status = 'creating'",
+                [&id],
+            )?;
+            Ok(())
+        })
+        .await?;
+        r.status = "created".into();
         if start {
             return self.start(&r.name).await;
         }
@@ -478,12 +617,22 @@ impl Manager {
         req.team = Some(team.clone());
         req.start = false;
         let created_at = now();
+        let userns_guard = self
+            .inner
+            .userns_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let userns = match v.userns {
+            None => None,
+            Some(want) => Some(self.userns_range(want)?),
+        };
+        req.userns = userns.map(|r| format!("{}:{}", r.host, r.size));
         {
             let spec = serde_json::to_string(&req)
                 .map_err(|e| RuntimeError::invalid("spec", e.to_string()))?;
             let conn = self.inner.store.lock();
             let res = conn.execute(
-                "INSERT INTO containers (id, name, team, spec, status, created_at) VALUES (?1, ?2, ?3, ?4, 'created', ?5)",
+                "INSERT INTO containers (id, name, team, spec, status, created_at) VALUES (?1, ?2, ?3, ?4, 'creating', ?5)",
                 params![id, name, team, spec, created_at],
             );
             match res {
@@ -497,13 +646,17 @@ impl Manager {
                 }
             }
         }
+        drop(userns_guard);
+        self.fault("create:record");
+        // Resources first, the record last: a crash in between leaves a 'creating' record
+        // that the next start sweeps, never resources without a record.
         let undo = |m: &Manager| {
+            let _ = fs::remove_dir_all(m.container_dir(&id).path());
             let _ = m
                 .inner
                 .store
                 .lock()
                 .execute("DELETE FROM containers WHERE id = ?1", [&id]);
-            let _ = fs::remove_dir_all(m.container_dir(&id).path());
         };
         let dir = self.container_dir(&id);
         let made = (|| -> Result<(), RuntimeError> {
@@ -520,10 +673,18 @@ impl Manager {
                 fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o755))
                     .map_err(RuntimeError::io("chmod", &d))?;
             }
+            if let Some(r) = userns {
+                // Container root owns its (empty) upper layer: what it creates lands there
+                // as host ids of its range.
+                std::os::unix::fs::chown(dir.upper(), Some(r.host), Some(r.host))
+                    .map_err(RuntimeError::io("chown", dir.upper()))?;
+            }
+            self.fault("create:dirs");
             self.inner
                 .cgroups
                 .create(&team, &name, &req.limits)
                 .map_err(cgroup_err)?;
+            self.fault("create:cgroup");
             let cfg = ShimConfig {
                 id: id.clone(),
                 name: name.clone(),
@@ -543,6 +704,10 @@ impl Manager {
                         for f in ["hosts", "resolv.conf"] {
                             let p = dir.path().join(f);
                             fs::write(&p, "").map_err(RuntimeError::io("write", &p))?;
+                            if let Some(r) = userns {
+                                std::os::unix::fs::chown(&p, Some(r.host), Some(r.host))
+                                    .map_err(RuntimeError::io("chown", &p))?;
+                            }
                             mounts.push(MountConfig::Bind {
                                 source: p,
                                 destination: format!("/etc/{f}"),
@@ -564,11 +729,13 @@ impl Manager {
                 restart: v.restart,
                 log_max: DEFAULT_LOG_MAX,
                 caps: DEFAULT_CAPS.iter().map(|s| (*s).to_owned()).collect(),
+                userns,
             };
             let data = serde_json::to_vec_pretty(&cfg)
                 .map_err(|e| RuntimeError::invalid("spec", e.to_string()))?;
             super::state::write_atomic(&dir.config(), &data)
                 .map_err(RuntimeError::io("write", dir.config()))?;
+            self.fault("create:config");
             Ok(())
         })();
         if let Err(e) = made {
@@ -579,6 +746,37 @@ impl Manager {
         let r = self.load(&id)?;
         self.emit(&r, "created");
         Ok(r)
+    }
+
+    /// The host range of a new user namespace: `auto` takes the first free one; a given range
+    /// must overlap no other container's. Called under `userns_lock`.
+    fn userns_range(&self, want: UsernsRequest) -> Result<IdRange, RuntimeError> {
+        let taken: Vec<(String, IdRange)> = self
+            .load_all()?
+            .into_iter()
+            .filter_map(|r| {
+                let range = r.spec.userns.as_deref().and_then(IdRange::parse)?;
+                Some((r.name, range))
+            })
+            .collect();
+        match want {
+            UsernsRequest::Auto => {
+                let ranges: Vec<IdRange> = taken.iter().map(|(_, r)| *r).collect();
+                IdRange::pick(&ranges).ok_or_else(|| {
+                    RuntimeError::invalid("userns", "no free user-namespace range is left")
+                })
+            }
+            UsernsRequest::Fixed(r) => match taken.iter().find(|(_, t)| t.overlaps(r)) {
+                Some((name, t)) => Err(RuntimeError::invalid(
+                    "userns",
+                    format!(
+                        "{}:{} overlaps the range {}:{} of container {name}",
+                        r.host, r.size, t.host, t.size
+                    ),
+                )),
+                None => Ok(r),
+            },
+        }
     }
 
     pub async fn start(&self, name: &str) -> Result<wire::Container, RuntimeError> {
@@ -605,6 +803,9 @@ impl Manager {
         let mut r = self.refresh(self.load(name)?)?;
         if r.status == "running" || r.status == "paused" {
             return Err(conflict(&r, "already running"));
+        }
+        if r.status == "creating" {
+            return Err(conflict(&r, "still being created"));
         }
         let dir = self.container_dir(&r.id);
         let _ = fs::remove_file(dir.stop_marker());
@@ -650,6 +851,7 @@ impl Manager {
         let mut parts = line.split_whitespace();
         match parts.next() {
             Some("ok") => {
+                self.fault("start:monitor");
                 let shim: i32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
                 let init: i32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
                 let st = ShimState::read(&dir.state()).unwrap_or_default();
@@ -897,6 +1099,9 @@ impl Manager {
         let m = self.clone();
         let n = name.to_owned();
         let r = blocking(move || m.refresh(m.load(&n)?)).await?;
+        if r.status == "creating" {
+            return Err(conflict(&r, "still being created"));
+        }
         if r.status == "running" || r.status == "paused" {
             if !force {
                 return Err(conflict(&r, "running: stop it first or force the removal"));
@@ -1098,6 +1303,49 @@ impl Manager {
     }
 }
 
+/// The fault-injection marker under `<state>/containers` (see `Manager::fault`).
+pub const CRASH_AT: &str = ".crash-at";
+
+/// Detaches every mount at or below `dir` (deepest first), as listed in /proc/self/mountinfo.
+fn unmount_under(dir: &Path) {
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let mut points: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4))
+        .map(unescape_mountinfo)
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for p in points {
+        if let Err(e) = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH) {
+            tracing::warn!(mount = %p.display(), error = %e, "cannot unmount");
+        }
+    }
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(s: &str) -> PathBuf {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && let Some(oct) = b.get(i + 1..i + 4)
+            && let Ok(oct) = std::str::from_utf8(oct)
+            && let Ok(v) = u8::from_str_radix(oct, 8)
+        {
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(out))
+}
+
 const COLS: &str = "id, name, team, spec, status, exit_code, created_at, started_at, finished_at, \
                     shim_pid, shim_start, init_pid, init_start, restart_count";
 
@@ -1180,8 +1428,16 @@ pub fn merge_limits(base: &wire::Limits, patch: &wire::Limits) -> wire::Limits {
     }
 }
 
+/// What a request asks of the user namespace.
+#[derive(Debug, Clone, Copy)]
+enum UsernsRequest {
+    Auto,
+    Fixed(IdRange),
+}
+
 /// The parts of a validated request the monitor needs.
 struct Validated {
+    userns: Option<UsernsRequest>,
     lower: Vec<PathBuf>,
     args: Vec<String>,
     env: Vec<String>,
@@ -1218,6 +1474,12 @@ impl Validated {
             out.push((
                 "network".to_owned(),
                 "the host network needs admin".to_owned(),
+            ));
+        }
+        if let Some(UsernsRequest::Fixed(_)) = self.userns {
+            out.push((
+                "userns".to_owned(),
+                "choosing the host range needs admin: use auto".to_owned(),
             ));
         }
         out
@@ -1520,11 +1782,30 @@ fn validate(
             ));
         }
     }
+    let userns = match req.userns.as_deref() {
+        None => None,
+        Some("auto") => Some(UsernsRequest::Auto),
+        Some(s) => Some(UsernsRequest::Fixed(IdRange::parse(s).ok_or_else(
+            || {
+                RuntimeError::invalid(
+                    "userns",
+                    format!("{s:?} must be auto or HOST_UID[:SIZE] (HOST_UID > 0, within 32 bits)"),
+                )
+            },
+        )?)),
+    };
+    if userns.is_some() && !Path::new("/proc/self/ns/user").exists() {
+        return Err(RuntimeError::invalid(
+            "userns",
+            "this kernel has no user namespaces",
+        ));
+    }
     if req.limits.pids_max.is_none() {
         req.limits.pids_max = Some(DEFAULT_PIDS_MAX);
     }
     validate_limits(&req.limits)?;
     Ok(Validated {
+        userns,
         lower,
         args,
         env,
@@ -1584,6 +1865,7 @@ pub async fn start_manager(
         Manager::new(store, &state_dir, Arc::new(driver), metering).map(|m| m.with_network(network))
     })
     .await?;
+    m.sweep().await?;
     m.reconcile().await?;
     let r = m.clone();
     blocking(move || r.meter_resume()).await?;

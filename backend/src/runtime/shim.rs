@@ -223,6 +223,12 @@ fn start_init(cfg: &ShimConfig, dir: &ContainerDir) -> Result<InitChild, String>
     let (err_rd, err_wr) = pipe2(OFlag::O_CLOEXEC).map_err(p("pipe"))?;
     let (out_rd, out_wr) = pipe2(OFlag::O_CLOEXEC).map_err(p("pipe"))?;
     let (eout_rd, eout_wr) = pipe2(OFlag::O_CLOEXEC).map_err(p("pipe"))?;
+    // The user namespace is made (and its maps written) before the init exists: the init
+    // idmaps the image layers with it while it is still real root, and enters it last.
+    let userns = match cfg.userns {
+        Some(r) => Some(make_userns(r)?),
+        None => None,
+    };
     let mut flags =
         libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
     if let Some(ns) = &cfg.netns {
@@ -252,10 +258,10 @@ fn start_init(cfg: &ShimConfig, dir: &ContainerDir) -> Result<InitChild, String>
     }
     if pid == 0 {
         drop((go_wr, err_rd, out_rd, eout_rd));
-        init::child_main(cfg, dir, go_rd, err_wr, out_wr, eout_wr);
+        init::child_main(cfg, dir, go_rd, err_wr, out_wr, eout_wr, userns);
     }
     let pid = Pid::from_raw(pid as i32);
-    drop((go_rd, err_wr, out_wr, eout_wr));
+    drop((go_rd, err_wr, out_wr, eout_wr, userns));
     let fail = |msg: String| {
         let _ = kill(pid, Signal::SIGKILL);
         let _ = waitpid(pid, None);
@@ -282,6 +288,51 @@ fn start_init(cfg: &ShimConfig, dir: &ContainerDir) -> Result<InitChild, String>
         stdout: out_rd,
         stderr: eout_rd,
     })
+}
+
+/// A new user namespace mapping container ids `0..size` to `host..host+size`, held by an fd.
+/// A forked helper unshares it and waits; this process (real root in the parent namespace)
+/// writes the helper's uid_map and gid_map, opens the namespace, and lets the helper exit.
+fn make_userns(r: super::config::IdRange) -> Result<OwnedFd, String> {
+    let p = |what: &'static str| move |e: nix::Error| format!("{what}: {e}");
+    let (ready_rd, ready_wr) = pipe2(OFlag::O_CLOEXEC).map_err(p("pipe"))?;
+    let (hold_rd, hold_wr) = pipe2(OFlag::O_CLOEXEC).map_err(p("pipe"))?;
+    // SAFETY: the monitor is single-threaded; the child only unshares, writes a byte, waits
+    // for the parent to close the pipe and _exits.
+    match unsafe { fork() }.map_err(p("fork user-namespace helper"))? {
+        ForkResult::Child => {
+            drop((ready_rd, hold_wr));
+            let ok = nix::sched::unshare(CloneFlags::CLONE_NEWUSER).is_ok();
+            let _ = nix::unistd::write(&ready_wr, if ok { b"u" } else { b"e" });
+            let mut b = [0u8; 1];
+            let _ = nix::unistd::read(&hold_rd, &mut b);
+            // SAFETY: leave the forked child without running the parent's exit handlers.
+            unsafe { libc::_exit(0) }
+        }
+        ForkResult::Parent { child } => {
+            drop((ready_wr, hold_rd));
+            let done = |msg: String| {
+                let _ = kill(child, Signal::SIGKILL);
+                let _ = waitpid(child, None);
+                msg
+            };
+            let mut b = [0u8; 1];
+            if !matches!(nix::unistd::read(&ready_rd, &mut b), Ok(1)) || b[0] != b'u' {
+                return Err(done("unshare user namespace failed".into()));
+            }
+            for map in ["uid_map", "gid_map"] {
+                let path = format!("/proc/{child}/{map}");
+                if let Err(e) = fs::write(&path, r.map_line()) {
+                    return Err(done(format!("write {path} ({}): {e}", r.map_line().trim())));
+                }
+            }
+            let path = format!("/proc/{child}/ns/user");
+            let ns = File::open(&path).map_err(|e| done(format!("open {path}: {e}")))?;
+            drop(hold_wr);
+            let _ = waitpid(child, None);
+            Ok(OwnedFd::from(ns))
+        }
+    }
 }
 
 /// Writes a PID into a `cgroup.procs` file, retrying EINVAL briefly as runc does.
@@ -446,6 +497,10 @@ fn exec_inner(args: &[String]) -> Result<i32, String> {
         kinds.push(("time", CloneFlags::from_bits_retain(libc::CLONE_NEWTIME)));
     }
     kinds.push(("mnt", CloneFlags::CLONE_NEWNS));
+    // Last: the other namespaces belong to the initial user namespace, joined as real root.
+    if cfg.userns.is_some() {
+        kinds.push(("user", CloneFlags::CLONE_NEWUSER));
+    }
     let mut fds = Vec::new();
     for (name, flag) in &kinds {
         let path = format!("/proc/{pid}/ns/{name}");

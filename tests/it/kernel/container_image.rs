@@ -319,7 +319,20 @@ async fn cli_image_import_images_and_run() {
     };
     let imp = corral(&["image", "import", tarball.to_str().unwrap()]);
     assert!(imp.status.success(), "{imp:?}");
-    assert!(String::from_utf8_lossy(&imp.stdout).contains("busy:cli"));
+    assert_eq!(
+        String::from_utf8_lossy(&imp.stdout),
+        "Loaded image: busy:cli\n"
+    );
+    // Not a terminal: one line per finished step, as `docker load` prints them.
+    let progress = String::from_utf8_lossy(&imp.stderr);
+    let size = fs::metadata(&tarball).unwrap().len();
+    assert!(
+        progress.contains("Reading file [========================================]")
+            && progress.contains("Loading layer 1/2 ")
+            && progress.contains("Loading layer 2/2 "),
+        "{progress}"
+    );
+    assert!(size > 500_000, "big enough to report progress: {size}");
     let list = corral(&["images"]);
     assert!(
         String::from_utf8_lossy(&list.stdout).contains("busy:cli"),
@@ -350,4 +363,87 @@ async fn cli_image_import_images_and_run() {
     assert!(rm.status.success(), "{rm:?}");
     let list = corral(&["images"]);
     assert!(!String::from_utf8_lossy(&list.stdout).contains("busy:cli"));
+}
+
+/// `Accept: application/x-ndjson`: the import streams bytes read of the file and of each layer,
+/// then `done` with the image (or `error` with the reason).
+#[tokio::test]
+async fn import_streams_progress() {
+    let daemon = Daemon::start();
+    let _cg = CgroupCleanup(daemon.cgroup_root.clone());
+    let c = daemon.unix_client();
+    let work = TempDir::new("corral-img");
+    let tarball = work.path().join("busy.tar");
+    docker_save(&tarball, "busy:progress", false);
+    let size = fs::metadata(&tarball).unwrap().len();
+    let body = serde_json::to_vec(&serde_json::json!({"path": tarball})).unwrap();
+    let mut events = Vec::new();
+    let (status, _) = c
+        .request_lines(
+            Method::POST,
+            "/api/v1/images/import",
+            Some(body),
+            &mut |l| events.push(serde_json::from_slice::<wire::ImportProgress>(l).unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status.as_u16(), 200);
+    let unpack: Vec<&wire::ImportProgress> =
+        events.iter().filter(|e| e.status == "unpack").collect();
+    assert!(
+        unpack.len() >= 3,
+        "several reports while reading: {events:?}"
+    );
+    assert!(unpack.windows(2).all(|w| w[0].current <= w[1].current));
+    assert!(unpack.iter().all(|e| e.total == size));
+    assert_eq!(unpack.last().unwrap().current, size, "the whole file read");
+    for i in [1, 2] {
+        let l: Vec<&wire::ImportProgress> = events
+            .iter()
+            .filter(|e| e.status == "layer" && e.layer == Some(i))
+            .collect();
+        let last = l.last().unwrap_or_else(|| panic!("layer {i}: {events:?}"));
+        assert_eq!(last.layers, Some(2));
+        assert!(last.total > 0 && last.current == last.total, "{last:?}");
+        assert!(last.id.as_deref().unwrap().starts_with("sha256:"));
+    }
+    let done = events.last().unwrap();
+    assert_eq!(done.status, "done", "{events:?}");
+    assert_eq!(
+        done.image.as_ref().unwrap().tags,
+        vec!["busy:progress".to_owned()]
+    );
+
+    // A bad layer: the stream ends with the reason.
+    let bad = work.path().join("bad.tar");
+    docker_save(&bad, "busy:bad", true);
+    let body = serde_json::to_vec(&serde_json::json!({"path": bad})).unwrap();
+    let mut events = Vec::new();
+    c.request_lines(
+        Method::POST,
+        "/api/v1/images/import",
+        Some(body),
+        &mut |l| events.push(serde_json::from_slice::<wire::ImportProgress>(l).unwrap()),
+    )
+    .await
+    .unwrap();
+    let last = events.last().unwrap();
+    assert_eq!(last.status, "error", "{events:?}");
+    let err = last.error.as_ref().unwrap();
+    assert!(err.message.contains("digest"), "{err:?}");
+    // Errors found before the stream begins answer as usual.
+    let body = serde_json::to_vec(&serde_json::json!({"path": "/nonexistent/x.tar"})).unwrap();
+    let err = c
+        .request_lines(
+            Method::POST,
+            "/api/v1/images/import",
+            Some(body),
+            &mut |_| {},
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Api { status, .. } if status.as_u16() == 400),
+        "{err:?}"
+    );
 }

@@ -4,7 +4,9 @@
 mod cgroup;
 mod container;
 mod container_bench;
+mod container_crash;
 mod container_image;
+mod container_userns;
 mod metering;
 mod metering_containers;
 mod network;
