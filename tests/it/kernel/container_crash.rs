@@ -16,7 +16,7 @@ use backend::{client::Client, network::nat};
 use hyper::Method;
 use tests::Daemon;
 
-use super::container::{Reaper, Rootfs};
+use tests::{containers::Reaper, rootfs::Rootfs};
 
 /// A daemon on a bridge, subnet and nft table of its own; returns (daemon, bridge, table).
 fn daemon() -> (Daemon, String, String) {

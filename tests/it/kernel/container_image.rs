@@ -370,7 +370,7 @@ async fn cli_image_import_images_and_run() {
 #[tokio::test]
 async fn import_streams_progress() {
     let daemon = Daemon::start();
-    let _cg = CgroupCleanup(daemon.cgroup_root.clone());
+    let _reaper = Reaper::new(&daemon);
     let c = daemon.unix_client();
     let work = TempDir::new("corral-img");
     let tarball = work.path().join("busy.tar");

@@ -11,7 +11,7 @@ use backend::client::{Client, ClientError};
 use hyper::Method;
 use tests::Daemon;
 
-use super::container::{Reaper, Rootfs};
+use tests::{containers::Reaper, rootfs::Rootfs};
 
 async fn call(
     c: &Client,
