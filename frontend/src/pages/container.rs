@@ -12,8 +12,12 @@ use crate::{
     api::{self, ApiFailure},
     components::{
         chart::{ChartData, Level, LineChart, Mark, Series},
+        events::{Link, LiveBadge, POLL_MS, live_stats, live_stream},
         poll::{clock, poll},
-        ui::{ErrorBox, Field, FormError, Freshness, StatusBadge, field_errors, polled_view},
+        ui::{
+            ErrorBox, Field, FormError, Freshness, StatusBadge, field_errors, polled_live,
+            polled_view,
+        },
     },
     format,
     pages::containers::{Actions, LimitFields, LimitInputs, split_words},
@@ -74,7 +78,17 @@ fn Detail(name: String) -> impl IntoView {
     let now = clock();
     let path = format!("/api/v1/containers/{}", api::enc(&name));
     let range = RwSignal::new("15m".to_owned());
-    let c = poll(3000, {
+    let stream = live_stream();
+    let live = live_stats(stream, now);
+    // Lifecycle events refresh the container at once; the poll is slower while they flow.
+    let c_every = Signal::derive(move || {
+        if stream.link.get() == Link::Live {
+            15_000
+        } else {
+            POLL_MS
+        }
+    });
+    let c = poll(c_every, {
         let path = path.clone();
         move || {
             let path = path.clone();
@@ -127,6 +141,30 @@ fn Detail(name: String) -> impl IntoView {
                     .collect::<Vec<_>>())
             }
         }
+    });
+    {
+        let name = name.clone();
+        Effect::new(move |_| {
+            if stream
+                .lifecycle
+                .with(|e| e.as_ref().is_some_and(|e| e.name == name))
+            {
+                history.refresh();
+            }
+        });
+    }
+    // Any lifecycle event or a reset (events were missed): refetch the container.
+    stream.on_change(move || c.refresh());
+    let n_live = name.clone();
+    let stat = Memo::new(move |_| {
+        live.stats.with(|s| {
+            s.as_ref().and_then(|s| {
+                s.stats
+                    .iter()
+                    .find(|l| l.kind == "container" && l.name == n_live)
+                    .cloned()
+            })
+        })
     });
     let op_error = RwSignal::new(None::<ApiFailure>);
     let on_done = Callback::new(move |r: Result<(), ApiFailure>| {
@@ -304,24 +342,36 @@ fn Detail(name: String) -> impl IntoView {
     let (p1, p2, p3) = (path.clone(), path.clone(), path.clone());
     view! {
         <div class="crumbs"><A href="/containers">"Containers"</A>" / " {name.clone()}</div>
-        {polled_view(c, "the container", move |k: Container| { let st = k.status.clone(); view! {
+        {polled_live(c, "the container", move || {
+            let k = move |f: fn(&Container) -> String| move || c.data.with(|k| k.as_ref().map(f).unwrap_or_default());
+            let status = Memo::new(move |_| c.data.with(|k| k.as_ref().map(|k| k.status.clone())).unwrap_or_default());
+            let id = k(|k| k.id.clone());
+            view! {
             <div class="page-head">
-                <h1 data-testid="container-name">{k.name.clone()}</h1>
-                <StatusBadge status=k.status.clone() />
+                <h1 data-testid="container-name">{k(|k| k.name.clone())}</h1>
+                <StatusBadge status=status />
                 <Freshness poll=c now=now />
+                <LiveBadge stream=stream view_=live now=now />
                 <Show when=move || session.can_operate()>
-                    <Actions name=k.name.clone() status=st.clone() on_done=on_done />
+                    {move || view! { <Actions name=c.data.with_untracked(|k| k.as_ref().map(|k| k.name.clone()).unwrap_or_default()) status=status.get() on_done=on_done /> }}
                 </Show>
             </div>
             <dl class="facts card">
-                <div><dt>"Team"</dt><dd>{k.team.clone()}</dd></div>
-                <div><dt>"Image"</dt><dd class="mono">{k.image.clone()}</dd></div>
-                <div><dt>"Command"</dt><dd class="mono">{k.command.join(" ")}</dd></div>
-                <div><dt>"PID"</dt><dd>{k.pid.map(|p| p.to_string()).unwrap_or_else(|| "–".into())}</dd></div>
-                <div><dt>"Started"</dt><dd>{k.started_at.map(format::datetime).unwrap_or_else(|| "never".into())}</dd></div>
-                <div><dt>"Exit"</dt><dd>{match (k.status.as_str(), k.exit_code) { ("exited", Some(x)) => format!("code {x}"), _ => "–".into() }}</dd></div>
-                <div><dt>"Restarts"</dt><dd>{k.restart_count}</dd></div>
-                <div><dt>"ID"</dt><dd class="mono" title=k.id.clone()>{k.id.chars().take(12).collect::<String>()}</dd></div>
+                <div><dt>"Team"</dt><dd>{k(|k| k.team.clone())}</dd></div>
+                <div><dt>"Image"</dt><dd class="mono">{k(|k| k.image.clone())}</dd></div>
+                <div><dt>"Command"</dt><dd class="mono">{k(|k| k.command.join(" "))}</dd></div>
+                <div><dt>"PID"</dt><dd>{k(|k| k.pid.map(|p| p.to_string()).unwrap_or_else(|| "–".into()))}</dd></div>
+                <div><dt>"Started"</dt><dd>{k(|k| k.started_at.map(format::datetime).unwrap_or_else(|| "never".into()))}</dd></div>
+                <div><dt>"Exit"</dt><dd>{k(|k| match (k.status.as_str(), k.exit_code) { ("exited", Some(x)) => format!("code {x}"), _ => "–".into() })}</dd></div>
+                <div><dt>"Restarts"</dt><dd>{k(|k| k.restart_count.to_string())}</dd></div>
+                <div><dt>"ID"</dt><dd class="mono" title=id>{move || id().chars().take(12).collect::<String>()}</dd></div>
+            </dl>
+            <dl class="facts card live-now" data-testid="live-now">
+                <div><dt>"CPU now"</dt><dd data-testid="live-cpu">{move || stat.get().map(|l| format!("{:.0}%", l.cpu_cores * 100.0)).unwrap_or_else(|| "–".into())}</dd></div>
+                <div><dt>"Memory now"</dt><dd>{move || stat.get().map(|l| format::bytes_u(l.mem_bytes)).unwrap_or_else(|| "–".into())}</dd></div>
+                <div><dt>"IO now"</dt><dd>{move || stat.get().map(|l| format!("{}/s", format::bytes(l.io_read_bytes_per_sec + l.io_write_bytes_per_sec))).unwrap_or_else(|| "–".into())}</dd></div>
+                <div><dt>"Tasks"</dt><dd>{move || stat.get().map(|l| l.pids.to_string()).unwrap_or_else(|| "–".into())}</dd></div>
+                <div><dt>"OOM kills"</dt><dd>{move || stat.get().map(|l| l.oom_kills.to_string()).unwrap_or_else(|| "–".into())}</dd></div>
             </dl>
         }})}
         {move || op_error.get().map(|e| view! { <ErrorBox error=e /> })}
@@ -342,7 +392,7 @@ fn Detail(name: String) -> impl IntoView {
             <div class="card"><LineChart data=io unit=unit_rate label="IO" testid="chart-io" min_max=1024.0 /></div>
             <div class="card"><LineChart data=pids unit=unit_count label="Tasks" testid="chart-pids" min_max=4.0 /></div>
         </div>
-        <p class="muted small">"Pressure (PSI) is not recorded in the history yet; the host's PSI support is on the overview."</p>
+        <p class="muted small" data-testid="psi-note">"Pressure (PSI): the daemon neither records per-container pressure in the history nor serves it live yet, so there is no pressure chart; the host's PSI support is on the overview."</p>
         <div class="grid-main-side">
             <div>
                 <Logs path=p1 />

@@ -81,13 +81,34 @@ async fn container_lifecycle_charts_and_bill() {
     let msg = err.text().await.unwrap();
     assert!(!msg.is_empty(), "the server's message is shown beside CPUs");
     b.screenshot("new-container-errors").await;
+    // A bad published port: the server names the entry, shown beside the ports field.
     b.fill("#f-limits-cpus", "0.5").await;
+    b.fill("#f-ports", "8080:80, 99999:80").await;
+    b.click("[data-testid=create]").await;
+    b.wait_text("[data-field=ports]", "port 2:").await;
+    b.screenshot("new-container-port-error").await;
+    b.fill("#f-ports", "").await;
     b.click("[data-testid=create]").await;
 
     // The detail page: the CPU chart moves up to the 0.5 quota line.
     b.wait_text("[data-testid=container-name]", &name).await;
     b.wait_for(".page-head [data-status=running]").await;
     wait_metered(&b, &daemon, &name).await;
+    // Live numbers come over the event stream when the daemon has it, else by polling (and
+    // the page says which).
+    let want = live_state(&b).await;
+    b.wait_js(
+        "document.querySelector('.page-head [data-testid=live-state]').dataset.state",
+        30,
+        |v| v.as_str() == Some(want),
+    )
+    .await;
+    b.wait_js(
+        "parseFloat(document.querySelector('[data-testid=live-cpu]').textContent)",
+        30,
+        |v| v.as_f64().is_some_and(|c| c > 20.0),
+    )
+    .await;
     b.wait_js(
         "+document.querySelector('[data-testid=chart-cpu]').dataset.last",
         60,
@@ -176,6 +197,21 @@ async fn wait_metered(b: &Browser, daemon: &Daemon, name: &str) {
         );
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
+}
+
+/// The state the live badge must reach: `live` when the daemon serves the event stream, else
+/// `polling` (an older daemon answers 404).
+async fn live_state(b: &Browser) -> &'static str {
+    let status = b
+        .client
+        .execute_async(
+            "const [done] = arguments; const c = new AbortController(); \
+             fetch('/api/v1/events', {signal: c.signal}).then(r => { done(r.status); c.abort(); })",
+            vec![],
+        )
+        .await
+        .expect("probe the event stream");
+    if status == 200 { "live" } else { "polling" }
 }
 
 async fn bill_and_csv(b: &Browser, base: &str) {
