@@ -32,11 +32,121 @@ pub struct Config {
     pub retention: crate::metering::store::Retention,
     /// Bridge name and subnet.
     pub network: crate::network::NetworkArgs,
+    /// HTTPS on the TCP listener; required off loopback.
+    pub tls: TlsArgs,
+}
+
+/// The `corral serve` flags for HTTPS on the TCP listener.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TlsArgs {
+    /// PEM certificate (chain) to serve HTTPS on --listen; needs --tls-key. Required when
+    /// --listen is not a loopback address.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on a --listen address that is not loopback. Anyone on that network can
+    /// then read passwords, session cookies and API tokens: use TLS or `ssh -L` instead.
+    #[arg(long)]
+    pub insecure_http: bool,
+}
+
+impl TlsArgs {
+    /// The certificate and key, when HTTPS is configured.
+    pub fn files(&self) -> Option<(&std::path::Path, &std::path::Path)> {
+        Some((self.tls_cert.as_deref()?, self.tls_key.as_deref()?))
+    }
+}
+
+/// A configuration `corral serve` refuses.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "--listen {addr} is not a loopback address: give --tls-cert and --tls-key (PEM) to serve \
+         HTTPS there, or --insecure-http to serve plain HTTP anyway"
+    )]
+    PlainHttpOffLoopback { addr: SocketAddr },
 }
 
 impl Config {
     /// The path of the SQLite database inside the state directory.
     pub fn db_path(&self) -> PathBuf {
         self.state_dir.join("corral.db")
+    }
+
+    /// Off loopback the TCP listener speaks TLS, unless `--insecure-http` says otherwise.
+    pub fn check_listen(&self) -> Result<(), ConfigError> {
+        if self.listen.ip().is_loopback() || self.tls.files().is_some() || self.tls.insecure_http {
+            return Ok(());
+        }
+        Err(ConfigError::PlainHttpOffLoopback { addr: self.listen })
+    }
+
+    /// Host header names the listen address itself adds to the allowlist: its IP with its
+    /// port, when it is a specific address other than 127.0.0.1 and ::1 (always allowed).
+    pub fn listen_host(&self, local: SocketAddr) -> Option<String> {
+        let ip = local.ip();
+        if ip.is_unspecified()
+            || ip == std::net::Ipv4Addr::LOCALHOST
+            || ip == std::net::Ipv6Addr::LOCALHOST
+        {
+            return None;
+        }
+        Some(local.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(listen: &str, tls: TlsArgs) -> Config {
+        Config {
+            listen: listen.parse().expect("addr"),
+            socket: None,
+            state_dir: PathBuf::from("/nonexistent"),
+            cgroup_root: "x".into(),
+            auth: Default::default(),
+            sample_interval: std::time::Duration::from_secs(5),
+            retention: Default::default(),
+            network: Default::default(),
+            tls,
+        }
+    }
+
+    #[test]
+    fn plain_http_only_on_loopback_unless_asked() {
+        let files = TlsArgs {
+            tls_cert: Some("c.pem".into()),
+            tls_key: Some("k.pem".into()),
+            insecure_http: false,
+        };
+        let insecure = TlsArgs {
+            insecure_http: true,
+            ..Default::default()
+        };
+        for ok in ["127.0.0.1:7700", "127.0.0.2:1", "[::1]:7700"] {
+            assert!(
+                config(ok, TlsArgs::default()).check_listen().is_ok(),
+                "{ok}"
+            );
+        }
+        for off in ["0.0.0.0:7700", "192.168.1.5:7700", "[::]:7700"] {
+            let e = config(off, TlsArgs::default()).check_listen();
+            let msg = e.err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(
+                msg.contains("--tls-cert") && msg.contains("--insecure-http"),
+                "{msg}"
+            );
+            assert!(config(off, files.clone()).check_listen().is_ok());
+            assert!(config(off, insecure.clone()).check_listen().is_ok());
+        }
+        let c = config("127.0.0.1:7700", TlsArgs::default());
+        let at = |s: &str| c.listen_host(s.parse().expect("addr"));
+        assert_eq!(at("127.0.0.1:7700"), None);
+        assert_eq!(at("0.0.0.0:7700"), None);
+        assert_eq!(at("127.0.0.2:8443").as_deref(), Some("127.0.0.2:8443"));
+        assert_eq!(at("[fd00::1]:8443").as_deref(), Some("[fd00::1]:8443"));
     }
 }

@@ -36,10 +36,23 @@ pub enum DaemonError {
     SocketInUse { path: PathBuf },
     #[error("server failed")]
     Serve(#[source] io::Error),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Runs the daemon until a shutdown signal arrives.
-pub async fn serve(config: Config) -> Result<(), DaemonError> {
+pub async fn serve(mut config: Config) -> Result<(), DaemonError> {
+    // Plain HTTP off loopback is refused before anything is created.
+    config.check_listen()?;
+    let tls = match config.tls.files() {
+        Some((cert, key)) => Some(crate::tls::acceptor(cert, key)?),
+        None => None,
+    };
+    if tls.is_none() && !config.listen.ip().is_loopback() {
+        tracing::warn!(listen = %config.listen, "--insecure-http: serving plain HTTP off loopback; passwords, cookies and tokens cross the network in clear text");
+    }
     // Handlers first: a SIGTERM that arrives while we start must shut down cleanly, not kill.
     let shutdown = Shutdown::install().map_err(DaemonError::Serve)?;
     create_private_dir(&config.state_dir)?;
@@ -54,6 +67,13 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
             addr: config.listen.to_string(),
             source,
         })?;
+    let local = tcp.local_addr().map_err(DaemonError::Serve)?;
+    // Browsers then send the listen address as Host (the allowlist's DNS-rebinding defence),
+    // and session cookies are marked Secure over HTTPS.
+    if let Some(host) = config.listen_host(local) {
+        config.auth.allowed_hosts.push(host);
+    }
+    config.auth.tls = tls.is_some();
     let unix = match &config.socket {
         Some(path) => Some(bind_socket(path)?),
         None => None,
@@ -101,14 +121,32 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     let app = http::app(state.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    let local = tcp.local_addr().map_err(DaemonError::Serve)?;
-    tracing::info!(listen = %local, socket = ?config.socket, state_dir = %config.state_dir.display(), "corral daemon ready");
-    println!("Corral {} is listening on http://{local}/", crate::VERSION);
+    tracing::info!(listen = %local, tls = tls.is_some(), socket = ?config.socket, state_dir = %config.state_dir.display(), "corral daemon ready");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!(
+        "Corral {} is listening on {scheme}://{local}/",
+        crate::VERSION
+    );
     if let Err(e) = crate::auth::start(&state, local).await {
         tracing::error!(error = %e, "cannot open the first-run setup");
     }
 
-    let tcp_server = axum::serve(tcp, app.clone()).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let (tcp_app, tcp_stop) = (app.clone(), stopped(stop_rx.clone()));
+    let tcp_server = async move {
+        match tls {
+            Some(acceptor) => {
+                let listener = crate::tls::TlsListener::new(tcp, acceptor)?;
+                axum::serve(listener, tcp_app)
+                    .with_graceful_shutdown(tcp_stop)
+                    .await
+            }
+            None => {
+                axum::serve(tcp, tcp_app)
+                    .with_graceful_shutdown(tcp_stop)
+                    .await
+            }
+        }
+    };
     let unix_server = async {
         match unix {
             Some(listener) => {
@@ -126,6 +164,8 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     let signals = async {
         shutdown.wait().await;
         tracing::info!("shutting down");
+        // Open event streams end, or the graceful shutdown would wait for them forever.
+        state.events().close();
         let _ = stop_tx.send(true);
     };
     let (tcp_result, unix_result, ()) = tokio::join!(tcp_server, unix_server, signals);

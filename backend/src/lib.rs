@@ -10,12 +10,14 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod events;
 pub mod http;
 pub mod image;
 pub mod metering;
 pub mod network;
 pub mod runtime;
 pub mod store;
+pub mod tls;
 
 /// The version every component reports.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -30,7 +30,8 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
             return harden(e.into_response(), &path);
         }
     };
-    let resp = harden(next.run(req).await, &path);
+    let name = actor.as_ref().map(|a| a.name.clone());
+    let resp = harden(crate::events::with_actor(name, next.run(req)).await, &path);
     if let Some(actor) = actor
         && !is_safe(&method)
         && !actor.was_audited()
@@ -84,6 +85,9 @@ async fn admit(state: &AppState, req: &mut Request) -> Result<Option<Actor>, Aut
     }
     if !is_safe(req.method()) {
         check_csrf(req.headers(), &host, actor.as_ref(), public)?;
+    } else if req.uri().path() == crate::http::EVENTS_PATH {
+        // A cross-origin page cannot read the stream (no CORS), but refuse it outright.
+        check_origin(req.headers(), &host)?;
     }
     if let Some(a) = &actor {
         req.extensions_mut().insert(a.clone());
@@ -279,6 +283,55 @@ async fn session_actor(state: &AppState, sid: String) -> Result<Option<Actor>, A
     .await
 }
 
+/// Re-checks the credentials of a long-lived request (the event stream) without renewing
+/// them: `None` once the session ended (logout, idle or absolute timeout) or the token was
+/// revoked or expired or its user removed; otherwise the actor with its role and teams as
+/// they are now.
+pub(crate) async fn recheck(state: &AppState, actor: &Actor) -> Result<Option<Actor>, AuthError> {
+    let idle = i64::try_from(state.auth().session_idle().as_secs()).unwrap_or(i64::MAX);
+    let max = i64::try_from(state.auth().session_max().as_secs()).unwrap_or(i64::MAX);
+    let via = actor.via.clone();
+    if let Via::Unix { .. } = via {
+        return Ok(Some(actor.clone()));
+    }
+    db::run(state.store(), move |conn| {
+        let now = now_secs();
+        let user_id = match &via {
+            Via::Session { id_hash, .. } => match db::session(conn, id_hash)? {
+                Some(s)
+                    if now.saturating_sub(s.last_seen) < idle
+                        && now.saturating_sub(s.created_at) < max =>
+                {
+                    s.user_id
+                }
+                _ => return Ok(None),
+            },
+            Via::Token { id } => {
+                let live: Option<i64> = conn
+                    .query_row(
+                        "SELECT user_id FROM api_tokens WHERE id = ?1 AND revoked_at IS NULL
+                         AND (expires_at IS NULL OR expires_at > ?2)",
+                        rusqlite::params![id, now],
+                        |r| r.get(0),
+                    )
+                    .map(Some)
+                    .or_else(|e| match e {
+                        rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                        e => Err(e),
+                    })?;
+                match live {
+                    Some(u) => u,
+                    None => return Ok(None),
+                }
+            }
+            Via::Unix { .. } => return Ok(None),
+        };
+        Ok(db::user_by_id(conn, user_id)?
+            .map(|u| Actor::new(Some(u.id), u.name, u.role, u.teams, via)))
+    })
+    .await
+}
+
 /// CSRF defence of a state-changing request: same-origin `Origin`/`Sec-Fetch-Site` when present,
 /// and a custom header a cross-site page cannot send without a CORS preflight we never grant.
 fn check_csrf(
@@ -287,26 +340,7 @@ fn check_csrf(
     actor: Option<&Actor>,
     public: bool,
 ) -> Result<(), AuthError> {
-    for origin in headers.get_all(header::ORIGIN) {
-        let o = origin.to_str().unwrap_or("<not ascii>");
-        let same = o
-            .strip_prefix("http://")
-            .or_else(|| o.strip_prefix("https://"))
-            .is_some_and(|rest| rest.eq_ignore_ascii_case(host));
-        if !same {
-            return Err(AuthError::Csrf(format!(
-                "cross-origin request refused: origin {o:?} is not this server ({host})"
-            )));
-        }
-    }
-    for site in headers.get_all("sec-fetch-site") {
-        let s = site.to_str().unwrap_or("<not ascii>");
-        if !(s.eq_ignore_ascii_case("same-origin") || s.eq_ignore_ascii_case("none")) {
-            return Err(AuthError::Csrf(format!(
-                "cross-site request refused (sec-fetch-site: {s})"
-            )));
-        }
-    }
+    check_origin(headers, host)?;
     let via = if public { None } else { actor.map(|a| &a.via) };
     match via {
         Some(Via::Token { .. }) => Ok(()),
@@ -335,6 +369,32 @@ fn check_csrf(
             }
         }
     }
+}
+
+/// Same-origin check: an `Origin` naming this server (or none) and a same-origin or
+/// user-initiated `Sec-Fetch-Site` (or none).
+fn check_origin(headers: &HeaderMap, host: &str) -> Result<(), AuthError> {
+    for origin in headers.get_all(header::ORIGIN) {
+        let o = origin.to_str().unwrap_or("<not ascii>");
+        let same = o
+            .strip_prefix("http://")
+            .or_else(|| o.strip_prefix("https://"))
+            .is_some_and(|rest| rest.eq_ignore_ascii_case(host));
+        if !same {
+            return Err(AuthError::Csrf(format!(
+                "cross-origin request refused: origin {o:?} is not this server ({host})"
+            )));
+        }
+    }
+    for site in headers.get_all("sec-fetch-site") {
+        let s = site.to_str().unwrap_or("<not ascii>");
+        if !(s.eq_ignore_ascii_case("same-origin") || s.eq_ignore_ascii_case("none")) {
+            return Err(AuthError::Csrf(format!(
+                "cross-site request refused (sec-fetch-site: {s})"
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

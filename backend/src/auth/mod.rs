@@ -13,8 +13,9 @@
 //!    `Sec-Fetch-Site` when present, and a custom header — `X-Corral-CSRF` equal to the session's
 //!    token for cookie sessions, `X-Corral-CSRF` or `X-Corral-Client` (any value) for root over the
 //!    unix socket and for anonymous login/setup; bearer tokens are exempt (browsers cannot attach
-//!    them cross-site);
-//! 5. puts the [`Actor`] into the request extensions, runs the handler, and, for a state-changing
+//!    them cross-site); `GET /api/v1/events` gets the same-origin part of that check too;
+//! 5. puts the [`Actor`] into the request extensions, runs the handler (inside
+//!    `events::with_actor`, so lifecycle events name who asked), and, for a state-changing
 //!    request whose handler did not call [`audit::record`], writes a generic audit row
 //!    (`http POST /api/v1/...`, with the status) so no state change goes unrecorded.
 //!

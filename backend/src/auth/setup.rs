@@ -35,7 +35,12 @@ pub async fn start(state: &AppState, local: SocketAddr) -> Result<(), AuthError>
     } else {
         local
     };
-    let link = format!("http://{host}/setup#{token}");
+    let scheme = if state.auth().config().tls {
+        "https"
+    } else {
+        "http"
+    };
+    let link = format!("{scheme}://{host}/setup#{token}");
     *state
         .auth()
         .inner

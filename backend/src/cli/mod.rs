@@ -90,6 +90,8 @@ pub struct ServeArgs {
     pub keep_1h_days: u64,
     #[command(flatten)]
     pub network: crate::network::NetworkArgs,
+    #[command(flatten)]
+    pub tls: config::TlsArgs,
 }
 
 impl ServeArgs {
@@ -107,6 +109,7 @@ impl ServeArgs {
                 self.keep_1h_days,
             ),
             network: self.network,
+            tls: self.tls,
         }
     }
 }

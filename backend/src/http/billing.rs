@@ -389,36 +389,7 @@ async fn stats_get(State(state): State<AppState>, actor: Actor) -> Json<wire::bi
             SubjectKind::Container(o) => scope.contains(&o.team),
             SubjectKind::Team(t) => scope.contains(t),
         })
-        .map(|l| {
-            let c = &l.reading.counters;
-            let (kind, name, id, team) = match &l.kind {
-                SubjectKind::Container(o) => (
-                    "container",
-                    o.name.clone(),
-                    o.container_id.clone(),
-                    o.team.clone(),
-                ),
-                SubjectKind::Team(t) => ("team", t.clone(), String::new(), t.clone()),
-            };
-            wire::billing::LiveStat {
-                kind: kind.into(),
-                name,
-                container_id: id,
-                team,
-                cpu_cores: l.rates.cpu_cores,
-                cpus_reserved: l.cpus_reserved,
-                cpu_seconds_total: c.cpu_usec as f64 / 1e6,
-                mem_bytes: c.memory_current,
-                mem_limit_bytes: l.memory_max,
-                io_read_bytes_per_sec: l.rates.io_read_bytes_per_sec,
-                io_write_bytes_per_sec: l.rates.io_write_bytes_per_sec,
-                io_read_bytes_total: c.io_rbytes,
-                io_write_bytes_total: c.io_wbytes,
-                pids: c.pids_current,
-                oom_kills: c.oom_kills,
-                ts: l.reading.wall_ms,
-            }
-        })
+        .map(|l| crate::events::wire_stat(&l))
         .collect();
     Json(wire::billing::LiveStats {
         interval_secs: m.config().interval.as_secs_f64(),

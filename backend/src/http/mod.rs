@@ -9,6 +9,7 @@ mod auth;
 mod billing;
 mod containers;
 mod error;
+mod events;
 mod health;
 mod history;
 mod host;
@@ -28,10 +29,11 @@ use axum::{
 };
 use tower_http::{
     catch_panic::CatchPanicLayer, compression::CompressionLayer, limit::RequestBodyLimitLayer,
-    set_header::SetResponseHeaderLayer, timeout::TimeoutLayer, trace::TraceLayer,
+    set_header::SetResponseHeaderLayer, trace::TraceLayer,
 };
 
 pub use error::AppError;
+pub use events::PATH as EVENTS_PATH;
 
 use crate::{auth::Auth, cgroup::Cgroups, config::Config, store::Store};
 
@@ -52,6 +54,7 @@ struct Inner {
     cgroups: Arc<Cgroups>,
     auth: Auth,
     network: crate::network::Network,
+    events: crate::events::Events,
 }
 
 impl AppState {
@@ -65,6 +68,7 @@ impl AppState {
                 containers: None,
                 metering: None,
                 cgroups,
+                events: crate::events::Events::new(),
             }),
         }
     }
@@ -79,6 +83,7 @@ impl AppState {
 
     /// Adds the container manager (done once, before the state is shared).
     pub fn with_containers(mut self, manager: crate::runtime::Manager) -> Self {
+        manager.set_events(self.inner.events.clone());
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.containers = Some(manager);
         }
@@ -112,6 +117,11 @@ impl AppState {
         &self.inner.auth
     }
 
+    /// The hub of `GET /api/v1/events`: lifecycle events and live stats.
+    pub fn events(&self) -> &crate::events::Events {
+        &self.inner.events
+    }
+
     /// Container networking: bridge, addresses, NAT, published ports.
     pub fn network(&self) -> &crate::network::Network {
         &self.inner.network
@@ -135,6 +145,7 @@ pub fn app(state: AppState) -> Router {
         .merge(images::router())
         .merge(billing::router())
         .merge(history::router())
+        .merge(events::router())
         .split_for_parts();
     let doc = openapi::document(paths);
     let api = Router::new()
@@ -153,10 +164,7 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             crate::auth::middleware::guard,
         ))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(30),
-        ))
+        .layer(axum::middleware::from_fn(request_timeout))
         .layer(RequestBodyLimitLayer::new(MAX_BODY))
         .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http())
@@ -174,4 +182,23 @@ pub fn app(state: AppState) -> Router {
             HeaderValue::from_static("no-referrer"),
         ))
         .with_state(state)
+}
+
+/// Longest time a request may take to be answered (the event stream is exempt: it is meant
+/// to stay open).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The request timeout of every route but [`EVENTS_PATH`]: 408 when the answer takes longer.
+async fn request_timeout(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if req.uri().path() == EVENTS_PATH {
+        return next.run(req).await;
+    }
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => axum::http::StatusCode::REQUEST_TIMEOUT.into_response(),
+    }
 }

@@ -39,6 +39,7 @@ pub const PREFIX: &str = "/api/v1";
         (name = "audit", description = "The append-only audit log"),
         (name = "containers", description = "Containers of the caller's teams"),
         (name = "images", description = "Imported images (import and remove: admin)"),
+        (name = "events", description = "Live stats and lifecycle events (Server-Sent Events)"),
         (name = "meta", description = "Health and this document"),
     )
 )]

@@ -100,17 +100,22 @@ struct Inner {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Bridge networking; `None` in tests that do not need it.
     network: Option<crate::network::Network>,
+    /// Lifecycle events for `GET /api/v1/events` (set by `AppState::with_containers`).
+    events: std::sync::OnceLock<crate::events::Events>,
 }
 
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, RuntimeError> + Send + 'static,
 ) -> Result<T, RuntimeError> {
-    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
-        Err(RuntimeError::Start {
-            name: String::new(),
-            message: format!("blocking task failed: {e}"),
+    let actor = crate::events::current_actor();
+    tokio::task::spawn_blocking(move || crate::events::run_as(actor, f))
+        .await
+        .unwrap_or_else(|e| {
+            Err(RuntimeError::Start {
+                name: String::new(),
+                message: format!("blocking task failed: {e}"),
+            })
         })
-    })
 }
 
 impl Manager {
@@ -138,6 +143,7 @@ impl Manager {
                 exit_lock: Mutex::new(()),
                 locks: Mutex::new(HashMap::new()),
                 network: None,
+                events: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -152,6 +158,18 @@ impl Manager {
 
     pub fn network(&self) -> Option<&crate::network::Network> {
         self.inner.network.as_ref()
+    }
+
+    /// Publishes lifecycle events to `events` from now on.
+    pub fn set_events(&self, events: crate::events::Events) {
+        let _ = self.inner.events.set(events);
+    }
+
+    /// Publishes `action` (created, removed, killed, restarted) for `r`.
+    fn emit(&self, r: &Record, action: &str) {
+        if let Some(ev) = self.inner.events.get() {
+            ev.container(r, action, crate::events::current_actor());
+        }
     }
 
     pub fn images(&self) -> &ImageStore {
@@ -249,7 +267,18 @@ impl Manager {
     fn save(&self, r: &Record) -> Result<(), RuntimeError> {
         let spec = serde_json::to_string(&r.spec)
             .map_err(|e| RuntimeError::invalid("spec", e.to_string()))?;
-        self.inner.store.lock().execute(
+        let conn = self.inner.store.lock();
+        let before = match self.inner.events.get() {
+            Some(_) => conn
+                .query_row(
+                    crate::events::Before::SQL,
+                    [&r.id],
+                    crate::events::Before::from_row,
+                )
+                .optional()?,
+            None => None,
+        };
+        conn.execute(
             "UPDATE containers SET spec=?2, status=?3, exit_code=?4, started_at=?5, finished_at=?6,
              shim_pid=?7, shim_start=?8, init_pid=?9, init_start=?10, restart_count=?11 WHERE id=?1",
             params![
@@ -266,6 +295,10 @@ impl Manager {
                 r.restart_count
             ],
         )?;
+        drop(conn);
+        if let (Some(ev), Some(b)) = (self.inner.events.get(), before) {
+            ev.saved(&b, r, &spec, &self.container_dir(&r.id).stop_marker());
+        }
         Ok(())
     }
 
@@ -542,7 +575,9 @@ impl Manager {
             undo(self);
             return Err(e);
         }
-        self.load(&id)
+        let r = self.load(&id)?;
+        self.emit(&r, "created");
+        Ok(r)
     }
 
     pub async fn start(&self, name: &str) -> Result<wire::Container, RuntimeError> {
@@ -679,7 +714,9 @@ impl Manager {
             return Ok(r.to_wire());
         }
         let dir = self.container_dir(&r.id);
-        fs::write(dir.stop_marker(), b"").map_err(RuntimeError::io("write", dir.stop_marker()))?;
+        // Holds who asked, for the exit's lifecycle event.
+        let who = crate::events::current_actor().unwrap_or_default();
+        fs::write(dir.stop_marker(), who).map_err(RuntimeError::io("write", dir.stop_marker()))?;
         if r.status == "paused" {
             let m = self.clone();
             let (t, n) = (r.team.clone(), r.name.clone());
@@ -752,6 +789,7 @@ impl Manager {
             return Err(conflict(&r, "not running"));
         }
         self.signal_init(&r, sig);
+        self.emit(&r, "killed");
         if sig == Signal::SIGKILL {
             self.wait_exit(&r, Duration::from_secs(5)).await;
         }
@@ -767,7 +805,20 @@ impl Manager {
         self.stop_locked(name, timeout).await?;
         let m = self.clone();
         let n = name.to_owned();
-        blocking(move || m.start_blocking(&n)).await
+        let c = blocking(move || m.start_blocking(&n)).await?;
+        if let Some(ev) = self.inner.events.get() {
+            let actor = crate::events::current_actor();
+            ev.publish(wire::events::ContainerEvent {
+                name: c.name.clone(),
+                team: c.team.clone(),
+                action: "restarted".into(),
+                status: c.status.clone(),
+                exit_code: None,
+                actor,
+                ts: crate::metering::sampler::wall_ms(),
+            });
+        }
+        Ok(c)
     }
 
     pub async fn freeze(&self, name: &str, freeze: bool) -> Result<wire::Container, RuntimeError> {
@@ -892,6 +943,7 @@ impl Manager {
             .store
             .lock()
             .execute("DELETE FROM containers WHERE id = ?1", [&r.id])?;
+        self.emit(r, "removed");
         Ok(())
     }
 

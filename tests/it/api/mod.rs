@@ -3,6 +3,8 @@ mod auth;
 mod billing;
 mod containers;
 mod containers_auth;
+mod events;
 mod health;
 mod host;
 mod network;
+mod tls;
