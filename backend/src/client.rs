@@ -133,20 +133,7 @@ impl Client {
         let mut body = response.into_body();
         if !status.is_success() {
             let bytes = body.collect().await.map_err(http_err)?.to_bytes();
-            return Err(match serde_json::from_slice::<wire::ApiError>(&bytes) {
-                Ok(e) => ClientError::Api {
-                    status,
-                    code: e.code,
-                    message: e.message,
-                    field: e.field,
-                },
-                Err(_) => ClientError::Api {
-                    status,
-                    code: "http".into(),
-                    message: format!("daemon answered {status}"),
-                    field: None,
-                },
-            });
+            return Err(api_error(status, &bytes));
         }
         while let Some(frame) = body.frame().await {
             if let Ok(data) = frame.map_err(http_err)?.into_data() {
@@ -211,20 +198,7 @@ impl Client {
             .map_err(http_err)?
             .to_bytes();
         if !status.is_success() {
-            return Err(match serde_json::from_slice::<wire::ApiError>(&body) {
-                Ok(e) => ClientError::Api {
-                    status,
-                    code: e.code,
-                    message: e.message,
-                    field: e.field,
-                },
-                Err(_) => ClientError::Api {
-                    status,
-                    code: "http".into(),
-                    message: format!("daemon answered {status}"),
-                    field: None,
-                },
-            });
+            return Err(api_error(status, &body));
         }
         Ok((status, body))
     }
@@ -249,6 +223,25 @@ fn decode<T: serde::de::DeserializeOwned>(
     body: &[u8],
 ) -> Result<T, ClientError> {
     serde_json::from_slice(body).map_err(|source| ClientError::Decode { status, source })
+}
+
+/// The daemon's JSON error body as a [`ClientError::Api`] (or a generic one when the body is
+/// not JSON).
+fn api_error(status: hyper::StatusCode, body: &[u8]) -> ClientError {
+    match serde_json::from_slice::<wire::ApiError>(body) {
+        Ok(e) => ClientError::Api {
+            status,
+            code: e.code,
+            message: e.message,
+            field: e.field,
+        },
+        Err(_) => ClientError::Api {
+            status,
+            code: "http".into(),
+            message: format!("daemon answered {status}"),
+            field: None,
+        },
+    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 //! directory, socket and cgroup subtree, stopped and cleaned up on drop.
 
 pub mod browser;
+pub mod containers;
+pub mod rootfs;
 
 use std::{
     net::TcpListener,
@@ -264,15 +266,7 @@ impl Daemon {
         headers: &[(&str, &str)],
         body: Option<&str>,
     ) -> RawResponse {
-        let stream = std::os::unix::net::UnixStream::connect(&self.socket).expect("connect socket");
-        raw_request(
-            stream,
-            "localhost",
-            method,
-            path,
-            headers,
-            body.map(str::as_bytes),
-        )
+        unix_http(&self.socket, method, path, headers, body)
     }
 
     /// PID of the running daemon.
@@ -445,6 +439,25 @@ impl RawResponse {
             .map(|v| v.split(';').next().unwrap_or_default().to_owned())
             .next()
     }
+}
+
+/// One raw HTTP/1.1 request over the unix socket at `socket` (as this process's uid).
+pub fn unix_http(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> RawResponse {
+    let stream = std::os::unix::net::UnixStream::connect(socket).expect("connect socket");
+    raw_request(
+        stream,
+        "localhost",
+        method,
+        path,
+        headers,
+        body.map(str::as_bytes),
+    )
 }
 
 fn raw_request<S: std::io::Read + std::io::Write>(

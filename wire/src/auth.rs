@@ -171,13 +171,7 @@ pub struct TeamCreate {
     pub name: String,
     /// At most 1000 characters, no control characters but newline.
     #[serde(default)]
-    #[cfg_attr(
-        feature = "openapi",
-        schema(
-            max_length = 1000,
-            pattern = r"^[^\u0000-\u0009\u000b-\u001f\u007f-\u009f]*$"
-        )
-    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::formats::Description))]
     pub description: String,
 }
 
@@ -187,13 +181,7 @@ pub struct TeamCreate {
 #[serde(deny_unknown_fields)]
 pub struct TeamUpdate {
     /// At most 1000 characters, no control characters but newline.
-    #[cfg_attr(
-        feature = "openapi",
-        schema(
-            max_length = 1000,
-            pattern = r"^[^\u0000-\u0009\u000b-\u001f\u007f-\u009f]*$"
-        )
-    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::formats::Description))]
     pub description: String,
 }
 

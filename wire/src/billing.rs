@@ -17,12 +17,7 @@ pub struct RateCard {
     /// When this version starts pricing ledger hours (an hour boundary, UTC). In a PUT it may be
     /// omitted (the next hour) and must not be in the past.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(
-        feature = "openapi",
-        schema(
-            pattern = r"^([0-9]{8,11}|[1-9][0-9]{3}-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01])(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?Z)?)?)$"
-        )
-    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::formats::Time>))]
     pub effective_from: Option<String>,
     /// ISO 4217 code, e.g. `USD`.
     #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Z]{3}$"))]

@@ -228,6 +228,9 @@ pub struct Container {
     pub restart_count: u32,
     pub limits: Limits,
     pub spec: CreateContainer,
+    /// Network mode, addresses and published ports (absent from servers that predate it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<crate::ContainerNetwork>,
 }
 
 /// `POST /api/v1/containers/{name}/stop`.

@@ -180,3 +180,28 @@ mod tests {
         assert!(r.is_err());
     }
 }
+
+/// Schema-only types that document a string format once, for the OpenAPI document
+/// (`#[param(value_type = wire::formats::Time)]`).
+#[cfg(feature = "openapi")]
+pub mod formats {
+    /// A container or team name: a letter or digit, then up to 63 letters, digits, `_`, `.`, `-`.
+    #[derive(utoipa::ToSchema)]
+    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+    pub struct Name(pub String);
+
+    /// A point in time, UTC: YYYY-MM, YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS]Z or Unix seconds.
+    #[derive(utoipa::ToSchema)]
+    #[schema(
+        pattern = r"^([0-9]{8,11}|[1-9][0-9]{3}-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01])(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?Z)?)?)$"
+    )]
+    pub struct Time(pub String);
+
+    /// Free text: at most 1000 characters, no control characters but newline.
+    #[derive(utoipa::ToSchema)]
+    #[schema(
+        max_length = 1000,
+        pattern = r"^[^\u0000-\u0009\u000b-\u001f\u007f-\u009f]*$"
+    )]
+    pub struct Description(pub String);
+}

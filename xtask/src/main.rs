@@ -92,6 +92,7 @@ fn test(root: &Path) -> Result<()> {
         ("chromedriver", "chromium-driver"),
         ("busybox", "busybox-static"),
         ("nft", "nftables"),
+        ("iptables", "iptables"),
     ])?;
     ui::build(root)?;
 

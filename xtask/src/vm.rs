@@ -675,6 +675,12 @@ fn build_initramfs(opts: &VmOptions, kver: &str, nonce: &str, dest: &Path) -> Re
         }
     }
 
+    // nft (and its libraries), so the network tests install and check NAT in the VM too.
+    match which("nft") {
+        Some(nft) => carry_binary(&mut cpio, &nft, "/usr/sbin/nft")?,
+        None => eprintln!("vm: nft not found (apt install nftables): NAT is not tested in the VM"),
+    }
+
     // The binaries, under /usr/local/bin and (as links) at their host paths, so a path compiled
     // in with env!("CARGO_BIN_EXE_..") resolves too.
     let mut env: Vec<(String, String)> = vec![

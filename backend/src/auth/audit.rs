@@ -166,19 +166,40 @@ pub fn list(conn: &Connection, q: &Query) -> Result<Vec<wire::AuditEntry>, AuthE
          WHERE (?1 IS NULL OR id < ?1) AND (?2 IS NULL OR actor = ?2) AND (?3 IS NULL OR action = ?3) \
          ORDER BY id DESC LIMIT ?4",
     )?;
-    let rows = stmt.query_map(params![q.before_id, q.actor, q.action, q.limit], |r| {
-        Ok(wire::AuditEntry {
-            id: r.get(0)?,
-            at_ms: r.get(1)?,
-            actor: r.get(2)?,
-            via: r.get(3)?,
-            action: r.get(4)?,
-            target: r.get(5)?,
-            before: r.get(6)?,
-            after: r.get(7)?,
-            result: r.get(8)?,
-            detail: r.get(9)?,
-        })
-    })?;
+    let rows = stmt.query_map(
+        params![q.before_id, q.actor, q.action, q.limit],
+        entry_from_row,
+    )?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The rows about `target` since `since_ms`, oldest first (a container's timeline).
+pub fn for_target(
+    conn: &Connection,
+    target: &str,
+    since_ms: i64,
+) -> Result<Vec<wire::AuditEntry>, AuthError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, at_ms, actor, via, action, target, before, after, result, detail \
+         FROM audit_log WHERE target = ?1 AND at_ms >= ?2 ORDER BY id LIMIT 10000",
+    )?;
+    let rows = stmt.query_map(params![target, since_ms], entry_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// One row of the `SELECT id, at_ms, actor, via, action, target, before, after, result,
+/// detail` the readers share.
+fn entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<wire::AuditEntry> {
+    Ok(wire::AuditEntry {
+        id: r.get(0)?,
+        at_ms: r.get(1)?,
+        actor: r.get(2)?,
+        via: r.get(3)?,
+        action: r.get(4)?,
+        target: r.get(5)?,
+        before: r.get(6)?,
+        after: r.get(7)?,
+        result: r.get(8)?,
+        detail: r.get(9)?,
+    })
 }

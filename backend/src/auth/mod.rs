@@ -83,7 +83,6 @@ use std::sync::{
 use std::time::Duration;
 
 use axum::{
-    Json,
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -189,32 +188,11 @@ impl AuthError {
 impl IntoResponse for AuthError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_code();
-        let message = if status.is_server_error() {
-            let mut chain = self.to_string();
-            let mut source = std::error::Error::source(&self);
-            while let Some(s) = source {
-                chain.push_str(": ");
-                chain.push_str(&s.to_string());
-                source = s.source();
-            }
-            tracing::error!(error = %chain, "request failed");
-            "internal error".to_owned()
-        } else {
-            self.to_string()
-        };
         let field = match &self {
             AuthError::Invalid { field, .. } => Some(field.clone()),
             _ => None,
         };
-        let mut resp = (
-            status,
-            Json(wire::ApiError {
-                code: code.to_owned(),
-                message,
-                field,
-            }),
-        )
-            .into_response();
+        let mut resp = crate::http::error_response(status, code, field, &self);
         match self {
             AuthError::Throttled { retry_after } => {
                 resp.headers_mut()

@@ -245,21 +245,27 @@ pub async fn run(client: &Client, cmd: ContainerCommand) -> anyhow::Result<()> {
             )
             .await?;
             println!(
-                "{:<20} {:<12} {:<28} {:<14} {:<8} COMMAND",
-                "NAME", "ID", "IMAGE", "STATUS", "PID"
+                "{:<20} {:<12} {:<28} {:<14} {:<8} {:<24} COMMAND",
+                "NAME", "ID", "IMAGE", "STATUS", "PID", "PORTS"
             );
             for c in list {
                 let status = match (c.status.as_str(), c.exit_code) {
                     ("exited", Some(code)) => format!("exited ({code})"),
                     (s, _) => s.to_owned(),
                 };
+                // As `docker ps`: `127.0.0.1:8080->80/tcp, ...`.
+                let ports = c.network.as_ref().map_or_else(String::new, |n| {
+                    let p: Vec<String> = n.ports.iter().map(ToString::to_string).collect();
+                    p.join(", ")
+                });
                 println!(
-                    "{:<20} {:<12} {:<28} {:<14} {:<8} {}",
+                    "{:<20} {:<12} {:<28} {:<14} {:<8} {:<24} {}",
                     c.name,
                     &c.id[..c.id.len().min(12)],
                     c.image,
                     status,
                     c.pid.map(|p| p.to_string()).unwrap_or_default(),
+                    ports,
                     c.command.join(" ")
                 );
             }

@@ -45,7 +45,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[allow(dead_code)]
 struct BillingParams {
     /// Only this team (one of yours unless admin).
-    #[param(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+    #[param(value_type = Option<wire::formats::Name>)]
     team: Option<String>,
     /// Only this container (id or name).
     #[param(min_length = 1)]
@@ -54,14 +54,10 @@ struct BillingParams {
     #[param(pattern = r"^[^=]+=.*$")]
     label: Option<String>,
     /// Start: YYYY-MM-DD, YYYY-MM, YYYY-MM-DDTHH:MM[:SS]Z or Unix seconds (default: this month).
-    #[param(
-        pattern = r"^([0-9]{8,11}|[1-9][0-9]{3}-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01])(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?Z)?)?)$"
-    )]
+    #[param(value_type = Option<wire::formats::Time>)]
     from: Option<String>,
     /// End (exclusive), same formats, after `from` (default: now, rounded up to the hour).
-    #[param(
-        pattern = r"^([0-9]{8,11}|[1-9][0-9]{3}-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01])(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?Z)?)?)$"
-    )]
+    #[param(value_type = Option<wire::formats::Time>)]
     to: Option<String>,
 }
 
@@ -71,7 +67,7 @@ struct BillingParams {
 #[allow(dead_code)]
 struct StatementPath {
     /// The team (one of yours unless admin).
-    #[param(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+    #[param(value_type = wire::formats::Name)]
     team: String,
     /// The month, YYYY-MM.
     #[param(pattern = r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])$")]

@@ -263,6 +263,7 @@ async fn containers_list(
     let mut list = manager(&state)?.list(q.all).await?;
     let scope = actor.team_scope();
     list.retain(|c| scope.contains(&c.team));
+    describe_network(&state, &mut list).await?;
     Ok(Json(list))
 }
 
@@ -349,7 +350,19 @@ async fn containers_get(
     actor: Actor,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<wire::Container>, AppError> {
-    Ok(Json(visible(&state, &actor, &name).await?))
+    let mut c = [visible(&state, &actor, &name).await?];
+    describe_network(&state, &mut c).await?;
+    let [c] = c;
+    Ok(Json(c))
+}
+
+/// Mode, addresses and published ports of containers, from the network module.
+async fn describe_network(state: &AppState, list: &mut [wire::Container]) -> Result<(), AppError> {
+    state
+        .network()
+        .describe(list)
+        .await
+        .map_err(|e| AppError::internal("reading the containers' network", e))
 }
 
 /// Query of a removal.
@@ -829,25 +842,7 @@ async fn containers_events(
     // A removed container's name may be reused: only rows since this one was created.
     let since_ms = c.created_at.saturating_mul(1000);
     let rows = db::run(state.store(), move |conn| {
-        let mut stmt = conn.prepare(
-            "SELECT id, at_ms, actor, via, action, target, before, after, result, detail \
-             FROM audit_log WHERE target = ?1 AND at_ms >= ?2 ORDER BY id LIMIT 10000",
-        )?;
-        let rows = stmt.query_map(rusqlite::params![t, since_ms], |r| {
-            Ok(wire::AuditEntry {
-                id: r.get(0)?,
-                at_ms: r.get(1)?,
-                actor: r.get(2)?,
-                via: r.get(3)?,
-                action: r.get(4)?,
-                target: r.get(5)?,
-                before: r.get(6)?,
-                after: r.get(7)?,
-                result: r.get(8)?,
-                detail: r.get(9)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        audit::for_target(conn, &t, since_ms)
     })
     .await?;
     Ok(Json(rows))

@@ -67,29 +67,40 @@ impl AppError {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal", None)
             }
         };
-        let message = if status.is_server_error() {
-            let mut chain = self.to_string();
-            let mut source = std::error::Error::source(&self);
-            while let Some(s) = source {
-                chain.push_str(": ");
-                chain.push_str(&s.to_string());
-                source = s.source();
-            }
-            tracing::error!(error = %chain, "request failed");
-            "internal error".to_owned()
-        } else {
-            self.to_string()
-        };
-        (
-            status,
-            Json(wire::ApiError {
-                code: code.to_owned(),
-                message,
-                field,
-            }),
-        )
-            .into_response()
+        error_response(status, code, field, &self)
     }
+}
+
+/// The JSON error body for `err`. A 5xx is logged with its whole source chain and the client
+/// only sees "internal error".
+pub(crate) fn error_response(
+    status: StatusCode,
+    code: &str,
+    field: Option<String>,
+    err: &(dyn std::error::Error + 'static),
+) -> Response {
+    let message = if status.is_server_error() {
+        let mut chain = err.to_string();
+        let mut source = err.source();
+        while let Some(s) = source {
+            chain.push_str(": ");
+            chain.push_str(&s.to_string());
+            source = s.source();
+        }
+        tracing::error!(error = %chain, "request failed");
+        "internal error".to_owned()
+    } else {
+        err.to_string()
+    };
+    (
+        status,
+        Json(wire::ApiError {
+            code: code.to_owned(),
+            message,
+            field,
+        }),
+    )
+        .into_response()
 }
 
 /// Unknown paths under `/api/v1` answer JSON, never the dashboard.

@@ -29,7 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[allow(dead_code)]
 struct HistoryPath {
     /// Container name or id (also of a removed container).
-    #[param(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+    #[param(value_type = wire::formats::Name)]
     name: String,
 }
 
@@ -45,14 +45,10 @@ struct HistoryQuery {
     #[param(pattern = r"^[1-9][0-9]{0,4}[smhdw]?$")]
     step: Option<String>,
     /// Start instead of `range`: YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS]Z or Unix seconds.
-    #[param(
-        pattern = r"^([0-9]{8,11}|[1-9][0-9]{3}-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01])(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?Z)?)?)$"
-    )]
+    #[param(value_type = Option<wire::formats::Time>)]
     from: Option<String>,
     /// End (default now).
-    #[param(
-        pattern = r"^([0-9]{8,11}|[1-9][0-9]{3}-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01])(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?Z)?)?)$"
-    )]
+    #[param(value_type = Option<wire::formats::Time>)]
     to: Option<String>,
 }
 

@@ -38,6 +38,7 @@ async fn networks_get(
         bridge: net.config().bridge.clone(),
         subnet: subnet.map(|s| s.to_string()),
         nat,
+        nat_backend: net.nat_backend().await,
         endpoints,
     }))
 }

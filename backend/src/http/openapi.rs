@@ -29,6 +29,11 @@ pub const PREFIX: &str = "/api/v1";
                        session's csrf_token as X-Corral-CSRF."
     ),
     paths(super::health::health_get, openapi_get),
+    components(schemas(
+        wire::formats::Name,
+        wire::formats::Time,
+        wire::formats::Description
+    )),
     modifiers(&Security),
     security(("bearer" = []), ("session" = [])),
     tags(

@@ -100,10 +100,12 @@ pub enum NetworkError {
     InvalidOwner(String),
     #[error("{0} already has a network")]
     AlreadyAttached(String),
-    #[error("nft is not installed (apt package nftables); outbound NAT is unavailable")]
-    NftMissing,
-    #[error("nft {args} failed: {message}")]
-    Nft { args: String, message: String },
+    #[error(
+        "neither nft (apt package nftables) nor iptables is usable; outbound NAT is unavailable"
+    )]
+    NatMissing,
+    #[error("{args} failed: {message}")]
+    Nat { args: String, message: String },
     #[error("network state query failed")]
     Store(#[from] rusqlite::Error),
     #[error("a network worker thread died")]
@@ -136,6 +138,51 @@ impl FromStr for NetworkMode {
     }
 }
 
+impl NetworkMode {
+    /// The mode of a container spec: as given, else `bridge` when ports are published, else
+    /// `none` (an invalid value, refused at create, reads as the same default).
+    pub fn of_spec(network: Option<&str>, publishes_ports: bool) -> Self {
+        match network.map(str::parse::<Self>) {
+            Some(Ok(m)) => m,
+            _ if publishes_ports => Self::Bridge,
+            _ => Self::None,
+        }
+    }
+}
+
+/// One container's network for the API; `ep` is its recorded endpoint (none for `host`, or
+/// before its first start).
+fn describe_one(
+    mode: NetworkMode,
+    ep: Option<&ipam::Endpoint>,
+    subnet: Option<Subnet>,
+) -> wire::ContainerNetwork {
+    let address = ep.and_then(|e| e.address);
+    let on_bridge = address.is_some();
+    wire::ContainerNetwork {
+        mode: mode.to_string(),
+        bridge: ep.and_then(|e| e.bridge.clone()),
+        ip_address: address.map(|a| a.to_string()),
+        ip_prefix_len: subnet.filter(|_| on_bridge).map(|s| s.prefix()),
+        gateway: subnet
+            .filter(|_| on_bridge)
+            .map(|s| s.gateway().to_string()),
+        ports: ep
+            .map(|e| {
+                e.ports
+                    .iter()
+                    .map(|p| wire::PublishedPort {
+                        host_ip: p.host_ip.to_string(),
+                        host_port: p.host_port,
+                        container_port: p.container_port,
+                        proto: p.proto.to_string(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
 impl fmt::Display for NetworkMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -159,8 +206,11 @@ pub struct NetworkConfig {
     pub netns_prefix: String,
     /// Prefix of host-side veth names (`vc-` + 8 hex digits, ≤ 15 bytes in all).
     pub veth_prefix: String,
-    /// Our nftables table (`table ip corral`).
+    /// Our nftables table (`table ip corral`); with iptables, the prefix of our chains
+    /// (`corral-nat`, `corral-fwd`).
     pub nft_table: String,
+    /// nftables or iptables for outbound NAT.
+    pub nat: nat::NatChoice,
     /// The host resolv.conf the containers' one is made from.
     pub host_resolv: PathBuf,
 }
@@ -174,6 +224,7 @@ impl Default for NetworkConfig {
             netns_prefix: "corral-".into(),
             veth_prefix: "vc-".into(),
             nft_table: "corral".into(),
+            nat: nat::NatChoice::Auto,
             host_resolv: PathBuf::from("/etc/resolv.conf"),
         }
     }
@@ -195,6 +246,10 @@ pub struct NetworkArgs {
     /// Name of our nftables table (`table ip NAME`).
     #[arg(long, default_value = "corral", hide = true)]
     pub nft_table: String,
+    /// Outbound NAT with nftables or iptables (`auto`: nftables when `nft` works, else the
+    /// host's iptables).
+    #[arg(long, value_enum, default_value = "auto", env = "CORRAL_NAT")]
+    pub nat: nat::NatChoice,
 }
 
 impl Default for NetworkArgs {
@@ -204,6 +259,7 @@ impl Default for NetworkArgs {
             subnet: None,
             veth_prefix: "vc-".into(),
             nft_table: "corral".into(),
+            nat: nat::NatChoice::Auto,
         }
     }
 }
@@ -215,6 +271,7 @@ impl NetworkArgs {
             subnet: self.subnet,
             veth_prefix: self.veth_prefix.clone(),
             nft_table: self.nft_table.clone(),
+            nat: self.nat,
             ..NetworkConfig::default()
         }
     }
@@ -259,7 +316,8 @@ struct State {
     subnet: Option<Subnet>,
     /// Whether we turned ip_forward on (so we turn it off again).
     forward_enabled_by_us: bool,
-    nat_installed: bool,
+    /// The NAT implementation our rules are installed with.
+    nat: Option<nat::Backend>,
     proxies: HashMap<String, ports::Proxies>,
 }
 
@@ -479,13 +537,48 @@ impl Network {
                 blocking(move || ipam::stored_subnet(&store, &b)).await?
             }
         };
-        Ok((subnet.or(self.cfg.subnet), st.nat_installed))
+        Ok((subnet.or(self.cfg.subnet), st.nat.is_some()))
+    }
+
+    /// The NAT implementation in use (`nftables`, `iptables (legacy)`...), while installed.
+    pub async fn nat_backend(&self) -> Option<String> {
+        self.state
+            .lock()
+            .await
+            .nat
+            .as_ref()
+            .map(ToString::to_string)
     }
 
     /// Every recorded endpoint.
     pub async fn endpoints(&self) -> Result<Vec<ipam::Endpoint>, NetworkError> {
         let store = self.store.clone();
         blocking(move || ipam::list(&store, None)).await
+    }
+
+    /// Fills in `network` (mode, address, gateway, published ports) of containers as the API
+    /// shows them, from the recorded endpoints (one query for the whole list).
+    pub async fn describe(&self, list: &mut [wire::Container]) -> Result<(), NetworkError> {
+        let needs_endpoints = list.iter().any(|c| {
+            NetworkMode::of_spec(c.spec.network.as_deref(), !c.spec.ports.is_empty())
+                != NetworkMode::Host
+        });
+        let (subnet, eps) = if needs_endpoints {
+            let eps: HashMap<String, ipam::Endpoint> = self
+                .endpoints()
+                .await?
+                .into_iter()
+                .map(|e| (e.owner.clone(), e))
+                .collect();
+            (self.status().await?.0, eps)
+        } else {
+            (None, HashMap::new())
+        };
+        for c in list {
+            let mode = NetworkMode::of_spec(c.spec.network.as_deref(), !c.spec.ports.is_empty());
+            c.network = Some(describe_one(mode, eps.get(&c.id), subnet));
+        }
+        Ok(())
     }
 
     /// At daemon start: bridged containers that survived get their bridge, NAT and published
@@ -532,7 +625,7 @@ impl Network {
     pub async fn shutdown(&self) {
         let mut st = self.state.lock().await;
         st.proxies.clear();
-        if st.nat_installed || st.forward_enabled_by_us {
+        if st.nat.is_some() || st.forward_enabled_by_us {
             self.remove_nat(&mut st).await;
         }
         if st.subnet.is_some() {
@@ -541,11 +634,15 @@ impl Network {
     }
 
     async fn remove_nat(&self, st: &mut State) {
-        let table = self.cfg.nft_table.clone();
-        if let Err(e) = blocking(move || nat::remove(&table)).await {
-            tracing::warn!(error = %e, "cannot remove the NAT table");
+        let (table, used) = (self.cfg.nft_table.clone(), st.nat.take());
+        // The backend in use, then any other that has rules of ours (an earlier daemon's).
+        let removed = blocking(move || {
+            used.map_or(Ok(()), |b| b.remove(&table))
+                .and_then(|()| nat::remove(&table))
+        });
+        if let Err(e) = removed.await {
+            tracing::warn!(error = %e, "cannot remove the NAT rules");
         }
-        st.nat_installed = false;
         if st.forward_enabled_by_us {
             nat::disable_forwarding();
             st.forward_enabled_by_us = false;
@@ -553,16 +650,28 @@ impl Network {
     }
 
     async fn ensure_nat(&self, st: &mut State, net: Subnet) {
-        if st.nat_installed {
+        if st.nat.is_some() {
             return;
         }
         match nat::enable_forwarding() {
             Ok(was) => st.forward_enabled_by_us |= !was,
             Err(e) => tracing::warn!(error = %e, "cannot enable ip_forward"),
         }
-        let (table, bridge) = (self.cfg.nft_table.clone(), self.cfg.bridge.clone());
-        match blocking(move || nat::install(&table, &bridge, net)).await {
-            Ok(()) => st.nat_installed = true,
+        let (table, bridge, choice) = (
+            self.cfg.nft_table.clone(),
+            self.cfg.bridge.clone(),
+            self.cfg.nat,
+        );
+        let installed = blocking(move || {
+            let backend = nat::Backend::detect(choice).ok_or(NetworkError::NatMissing)?;
+            backend.install(&table, &bridge, net)?;
+            Ok(backend)
+        });
+        match installed.await {
+            Ok(b) => {
+                tracing::info!(backend = %b, "outbound NAT installed");
+                st.nat = Some(b);
+            }
             // Containers still reach each other and published ports still work without NAT.
             Err(e) => tracing::warn!(error = %e, "outbound NAT not installed"),
         }

@@ -1,27 +1,228 @@
-//! Outbound NAT with nftables, in a table of our own (`table ip corral` by default). Nothing
-//! else is ever touched: the ruleset is replaced atomically with `nft -f -` (create-if-missing,
-//! delete, re-add in one transaction) and removed with `delete table`.
+//! Outbound NAT, with nftables where the host has it and iptables where that is what it has.
 //!
-//! The `nft` binary is the interface here (the nf_tables netlink protocol has no maintained
-//! Rust crate); only this file runs it.
+//! - nftables: a table of our own (`table ip corral` by default), replaced atomically with
+//!   `nft -f -` (create-if-missing, delete, re-add in one transaction) and removed with
+//!   `delete table`.
+//! - iptables (`iptables-nft` or `iptables-legacy`): two chains of our own, `<table>-nat` in the
+//!   `nat` table and `<table>-fwd` in `filter`, each reached by one jump rule at the top of
+//!   `POSTROUTING` / `FORWARD`. Removal deletes exactly those jump rules and chains.
+//!
+//! Nothing else is ever touched. The binaries are the interface here (the nf_tables netlink
+//! protocol has no maintained Rust crate); only this file runs them. Port publishing needs no
+//! rule: it is a userland proxy (see `ports.rs`).
 
-use std::{io::Write, path::PathBuf, process::Stdio};
+use std::{
+    fmt,
+    io::Write,
+    path::{Path, PathBuf},
+    process::Stdio,
+};
 
 use super::{NetworkError, subnet::Subnet};
 
-/// Where the nft binary is looked up (first hit wins); `$CORRAL_NFT` overrides.
-const NFT_PATHS: &[&str] = &["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft", "/bin/nft"];
+/// Where binaries are looked up (first hit wins).
+const SBIN: &[&str] = &["/usr/sbin", "/sbin", "/usr/bin", "/bin"];
 
-/// The nft binary, if the host has one.
+/// The longest iptables chain name (`XT_EXTENSION_MAXNAMELEN` - 1).
+const CHAIN_MAX: usize = 28;
+
+fn find(name: &str) -> Option<PathBuf> {
+    SBIN.iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.exists())
+}
+
+/// The nft binary, if the host has one; `$CORRAL_NFT` overrides.
 pub fn nft_binary() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("CORRAL_NFT") {
         return Some(PathBuf::from(p));
     }
-    NFT_PATHS.iter().map(PathBuf::from).find(|p| p.exists())
+    find("nft")
 }
 
-/// The ruleset: masquerade what leaves the subnet through any other interface, and let the
-/// bridge's traffic through our forward hook.
+/// Which NAT implementation to use (`corral serve --nat`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum NatChoice {
+    /// nftables when `nft` is installed and the kernel answers it, else iptables.
+    #[default]
+    Auto,
+    Nft,
+    /// The host's `iptables` (whichever variant it points to).
+    Iptables,
+    IptablesNft,
+    IptablesLegacy,
+}
+
+/// A usable NAT implementation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    Nft(PathBuf),
+    /// An iptables binary and its variant as `iptables -V` names it (`nf_tables`, `legacy`).
+    Iptables {
+        bin: PathBuf,
+        variant: String,
+    },
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Backend::Nft(_) => f.write_str("nftables"),
+            Backend::Iptables { variant, .. } => write!(f, "iptables ({variant})"),
+        }
+    }
+}
+
+/// Runs `bin args`, feeding `stdin`; stdout on success, the trimmed stderr as the error.
+fn run(bin: &Path, args: &[&str], stdin: Option<&str>) -> Result<String, NetworkError> {
+    let io = |source| NetworkError::Io {
+        path: bin.to_owned(),
+        source,
+    };
+    let mut child = std::process::Command::new(bin)
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(io)?;
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes()).map_err(io)?;
+    }
+    let out = child.wait_with_output().map_err(io)?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(NetworkError::Nat {
+            args: format!("{} {}", bin.display(), args.join(" ")),
+            message: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        })
+    }
+}
+
+/// An iptables binary that answers on the `nat` table, with its variant.
+fn iptables(name: &str) -> Option<Backend> {
+    let bin = find(name)?;
+    let version = run(&bin, &["-V"], None).ok()?;
+    let variant = version
+        .split_once('(')
+        .and_then(|(_, v)| v.split_once(')'))
+        .map_or("unknown", |(v, _)| v)
+        .to_owned();
+    run(&bin, &["-w", "-t", "nat", "-S", "POSTROUTING"], None).ok()?;
+    Some(Backend::Iptables { bin, variant })
+}
+
+impl Backend {
+    /// The implementation `choice` asks for, if the host has it and the kernel answers it.
+    /// Blocking (runs the binaries once).
+    pub fn detect(choice: NatChoice) -> Option<Backend> {
+        let nft = || {
+            let bin = nft_binary()?;
+            run(&bin, &["list", "tables"], None).ok()?;
+            Some(Backend::Nft(bin))
+        };
+        match choice {
+            NatChoice::Auto => nft()
+                .or_else(|| iptables("iptables"))
+                .or_else(|| iptables("iptables-nft"))
+                .or_else(|| iptables("iptables-legacy")),
+            NatChoice::Nft => nft(),
+            NatChoice::Iptables => iptables("iptables"),
+            NatChoice::IptablesNft => iptables("iptables-nft"),
+            NatChoice::IptablesLegacy => iptables("iptables-legacy"),
+        }
+    }
+
+    /// Installs (or replaces) our rules. Blocking: call from `spawn_blocking`.
+    pub fn install(&self, table: &str, bridge: &str, subnet: Subnet) -> Result<(), NetworkError> {
+        match self {
+            Backend::Nft(bin) => {
+                run(bin, &["-f", "-"], Some(&ruleset(table, bridge, subnet))).map(drop)
+            }
+            Backend::Iptables { bin, .. } => {
+                let (nat, fwd) = chains(table)?;
+                ipt_remove(bin, table)?;
+                let made = ipt_rules(&nat, &fwd, bridge, subnet)
+                    .iter()
+                    .try_for_each(|rule| {
+                        let args: Vec<&str> = rule.iter().map(String::as_str).collect();
+                        run(bin, &args, None).map(drop)
+                    });
+                if made.is_err() {
+                    let _ = ipt_remove(bin, table);
+                }
+                made
+            }
+        }
+    }
+
+    /// Removes our rules if they exist. Blocking.
+    pub fn remove(&self, table: &str) -> Result<(), NetworkError> {
+        match self {
+            // `table X {}` then `delete table X` in one transaction: no error when absent.
+            Backend::Nft(bin) => run(
+                bin,
+                &["-f", "-"],
+                Some(&format!("table ip {table} {{}}\ndelete table ip {table}\n")),
+            )
+            .map(drop),
+            Backend::Iptables { bin, .. } => ipt_remove(bin, table),
+        }
+    }
+
+    /// Whether any of our rules exist. Blocking.
+    pub fn exists(&self, table: &str) -> bool {
+        match self {
+            Backend::Nft(bin) => run(bin, &["list", "table", "ip", table], None).is_ok(),
+            Backend::Iptables { bin, .. } => chains(table).is_ok_and(|(nat, fwd)| {
+                ipt_chain_exists(bin, "nat", &nat) || ipt_chain_exists(bin, "filter", &fwd)
+            }),
+        }
+    }
+}
+
+/// The backends whose kernel side is already there (so probing them loads no module): nft and
+/// iptables-nft when nf_tables answers, iptables-legacy when the legacy `nat` table exists.
+fn present() -> Vec<Backend> {
+    let mut out = Vec::new();
+    if let Some(b) = Backend::detect(NatChoice::Nft) {
+        out.push(b);
+        out.extend(Backend::detect(NatChoice::IptablesNft));
+    }
+    let legacy_nat = std::fs::read_to_string("/proc/net/ip_tables_names")
+        .is_ok_and(|s| s.lines().any(|l| l == "nat"));
+    if legacy_nat {
+        out.extend(Backend::detect(NatChoice::IptablesLegacy));
+    }
+    out
+}
+
+/// Whether NAT can be installed on this host at all (any backend).
+pub fn available() -> bool {
+    Backend::detect(NatChoice::Auto).is_some()
+}
+
+/// Removes our rules from every backend present (a daemon restarted with another `--nat` leaves
+/// nothing behind either). Blocking.
+pub fn remove(table: &str) -> Result<(), NetworkError> {
+    present()
+        .iter()
+        .filter(|b| b.exists(table))
+        .try_for_each(|b| b.remove(table))
+}
+
+/// Whether our rules exist in any backend. Blocking.
+pub fn exists(table: &str) -> bool {
+    present().iter().any(|b| b.exists(table))
+}
+
+/// The nftables ruleset: masquerade what leaves the subnet through any other interface, and
+/// let the bridge's traffic through our forward hook.
 pub fn ruleset(table: &str, bridge: &str, subnet: Subnet) -> String {
     format!(
         "table ip {table} {{}}\n\
@@ -40,65 +241,83 @@ pub fn ruleset(table: &str, bridge: &str, subnet: Subnet) -> String {
     )
 }
 
-fn run(args: &[&str], stdin: Option<&str>) -> Result<(), NetworkError> {
-    let nft = nft_binary().ok_or(NetworkError::NftMissing)?;
-    let mut child = std::process::Command::new(&nft)
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
+/// Our iptables chain names for `table`: `<table>-nat` and `<table>-fwd`.
+pub fn chains(table: &str) -> Result<(String, String), NetworkError> {
+    let (nat, fwd) = (format!("{table}-nat"), format!("{table}-fwd"));
+    if nat.len() > CHAIN_MAX {
+        return Err(NetworkError::Nat {
+            args: format!("iptables -N {nat}"),
+            message: format!("chain name longer than {CHAIN_MAX} characters"),
+        });
+    }
+    Ok((nat, fwd))
+}
+
+/// The iptables commands (arguments) that install the same rules as [`ruleset`].
+pub fn ipt_rules(nat: &str, fwd: &str, bridge: &str, subnet: Subnet) -> Vec<Vec<String>> {
+    let s = subnet.to_string();
+    let rules: [&[&str]; 7] = [
+        &["-t", "nat", "-N", nat],
+        &[
+            "-t",
+            "nat",
+            "-A",
+            nat,
+            "-s",
+            &s,
+            "!",
+            "-o",
+            bridge,
+            "-j",
+            "MASQUERADE",
+        ],
+        &["-t", "nat", "-I", "POSTROUTING", "1", "-j", nat],
+        &["-t", "filter", "-N", fwd],
+        &["-t", "filter", "-A", fwd, "-i", bridge, "-j", "ACCEPT"],
+        &[
+            "-t",
+            "filter",
+            "-A",
+            fwd,
+            "-o",
+            bridge,
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "ESTABLISHED,RELATED",
+            "-j",
+            "ACCEPT",
+        ],
+        &["-t", "filter", "-I", "FORWARD", "1", "-j", fwd],
+    ];
+    rules
+        .iter()
+        .map(|r| {
+            std::iter::once("-w")
+                .chain(r.iter().copied())
+                .map(str::to_owned)
+                .collect()
         })
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| NetworkError::Io {
-            path: nft.clone(),
-            source,
-        })?;
-    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(text.as_bytes())
-            .map_err(|source| NetworkError::Io {
-                path: nft.clone(),
-                source,
-            })?;
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|source| NetworkError::Io {
-            path: nft.clone(),
-            source,
-        })?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(NetworkError::Nft {
-            args: args.join(" "),
-            message: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        })
-    }
+        .collect()
 }
 
-/// Installs (or replaces) our table. Blocking: call from `spawn_blocking`.
-pub fn install(table: &str, bridge: &str, subnet: Subnet) -> Result<(), NetworkError> {
-    run(&["-f", "-"], Some(&ruleset(table, bridge, subnet)))
+fn ipt_chain_exists(bin: &Path, table: &str, chain: &str) -> bool {
+    run(bin, &["-w", "-t", table, "-S", chain], None).is_ok()
 }
 
-/// Removes our table if it exists. Blocking.
-pub fn remove(table: &str) -> Result<(), NetworkError> {
-    if nft_binary().is_none() {
-        return Ok(());
+/// Deletes our jump rules and chains (absent ones are fine).
+fn ipt_remove(bin: &Path, table: &str) -> Result<(), NetworkError> {
+    let (nat, fwd) = chains(table)?;
+    for (t, hook, chain) in [("nat", "POSTROUTING", &nat), ("filter", "FORWARD", &fwd)] {
+        if !ipt_chain_exists(bin, t, chain) {
+            continue;
+        }
+        // Every jump to our chain (a crash between two installs could leave two).
+        while run(bin, &["-w", "-t", t, "-D", hook, "-j", chain], None).is_ok() {}
+        run(bin, &["-w", "-t", t, "-F", chain], None)?;
+        run(bin, &["-w", "-t", t, "-X", chain], None)?;
     }
-    // `table X {}` then `delete table X` in one transaction: no error when it is absent.
-    run(
-        &["-f", "-"],
-        Some(&format!("table ip {table} {{}}\ndelete table ip {table}\n")),
-    )
-}
-
-/// Whether our table exists. Blocking.
-pub fn exists(table: &str) -> bool {
-    nft_binary().is_some() && run(&["list", "table", "ip", table], None).is_ok()
+    Ok(())
 }
 
 const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
@@ -136,5 +355,28 @@ mod tests {
         {
             assert!(line.contains(" corral"), "{line}");
         }
+    }
+
+    #[test]
+    fn iptables_rules_only_jump_to_our_chains() {
+        let (nat, fwd) = chains("corral").unwrap();
+        assert_eq!((nat.as_str(), fwd.as_str()), ("corral-nat", "corral-fwd"));
+        let rules = ipt_rules(&nat, &fwd, "corral0", "10.88.0.0/24".parse().unwrap());
+        let text: Vec<String> = rules.iter().map(|r| r.join(" ")).collect();
+        assert!(text.contains(
+            &"-w -t nat -A corral-nat -s 10.88.0.0/24 ! -o corral0 -j MASQUERADE".to_owned()
+        ));
+        // The only rules in the host's chains are the jumps to ours.
+        for t in &text {
+            if t.contains("POSTROUTING") || t.contains("FORWARD") {
+                assert!(
+                    t.ends_with("-j corral-nat") || t.ends_with("-j corral-fwd"),
+                    "{t}"
+                );
+            } else {
+                assert!(t.contains(" corral-"), "{t}");
+            }
+        }
+        assert!(chains("corral_it_4294967295_c1234").is_err());
     }
 }

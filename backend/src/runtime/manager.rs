@@ -77,6 +77,7 @@ impl Record {
             restart_count: self.restart_count,
             limits: self.spec.limits.clone(),
             spec: self.spec.clone(),
+            network: None,
         }
     }
 }

@@ -7,8 +7,7 @@
 
 use std::{
     collections::BTreeMap,
-    io::{Read, Write},
-    net::TcpStream,
+    io::Write,
     path::PathBuf,
     process::{Command, Stdio},
     time::Duration,
@@ -22,45 +21,21 @@ use backend::{
     metering::{Metering, MeteringConfig},
     store::Store,
 };
-use tests::{Daemon, TempDir};
+use tests::{Daemon, RawResponse, TempDir};
 
-/// `GET path` over a raw HTTP/1.0 connection with the given `Accept`; returns (head, body).
-/// Where `raw_get` asks: root over a unix socket (admin), or TCP with a bearer token.
-enum At {
-    Unix(std::path::PathBuf),
-    Tcp(u16, String),
+/// `GET path` over the in-process router's unix socket (root there is admin).
+async fn get_unix(
+    sock: &std::sync::Arc<PathBuf>,
+    path: &'static str,
+    accept: &'static str,
+) -> RawResponse {
+    let sock = sock.clone();
+    tokio::task::spawn_blocking(move || {
+        tests::unix_http(&sock, "GET", path, &[("accept", accept)], None)
+    })
+    .await
+    .expect("get")
 }
-
-fn raw_get(at: &At, path: &str, accept: &str) -> (String, String) {
-    let (mut s, host, auth): (Box<dyn ReadWrite>, String, String) = match at {
-        At::Unix(p) => {
-            let s = std::os::unix::net::UnixStream::connect(p).expect("connect");
-            s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-            (Box::new(s), "localhost".into(), String::new())
-        }
-        At::Tcp(port, token) => {
-            let s = TcpStream::connect(("127.0.0.1", *port)).expect("connect");
-            s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-            (
-                Box::new(s),
-                format!("127.0.0.1:{port}"),
-                format!("Authorization: Bearer {token}\r\n"),
-            )
-        }
-    };
-    write!(
-        s,
-        "GET {path} HTTP/1.0\r\nHost: {host}\r\nAccept: {accept}\r\n{auth}x-corral-client: test\r\n\r\n"
-    )
-    .expect("send");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("read");
-    let (head, body) = out.split_once("\r\n\r\n").expect("http response");
-    (head.to_owned(), body.to_owned())
-}
-
-trait ReadWrite: Read + Write {}
-impl<T: Read + Write> ReadWrite for T {}
 
 fn skip_external() -> bool {
     std::env::var_os("CORRAL_SKIP_PROMTOOL").is_some()
@@ -181,15 +156,15 @@ async fn metrics_of_metered_groups_pass_promtool_and_the_openmetrics_parser() {
         )
         .await
     });
-    let at = std::sync::Arc::new(At::Unix(sock));
+    let sock = std::sync::Arc::new(sock);
 
-    let (head, classic) = tokio::task::spawn_blocking({
-        let at = at.clone();
-        move || raw_get(&at, "/metrics", "text/plain")
-    })
-    .await
-    .expect("get");
-    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    let r = get_unix(&sock, "/metrics", "text/plain").await;
+    let classic = r.body.clone();
+    assert_eq!(
+        r.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8"),
+        "{r:?}"
+    );
     assert!(
         classic.contains("corral_container_cpu_seconds_total{name=\"web\\\"1\",team=\"team-x\"} "),
         "{classic}"
@@ -197,49 +172,37 @@ async fn metrics_of_metered_groups_pass_promtool_and_the_openmetrics_parser() {
     assert!(classic.contains("corral_team_memory_bytes{team=\"team-x\"} "));
     promtool_check(&classic);
 
-    let (head, om) = tokio::task::spawn_blocking({
-        let at = at.clone();
-        move || {
-            raw_get(
-                &at,
-                "/metrics",
-                "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
-            )
-        }
-    })
-    .await
-    .expect("get");
-    assert!(head.contains("application/openmetrics-text"), "{head}");
+    let r = get_unix(
+        &sock,
+        "/metrics",
+        "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+    )
+    .await;
+    let om = r.body.clone();
+    assert!(
+        r.header("content-type")
+            .is_some_and(|t| t.starts_with("application/openmetrics-text")),
+        "{r:?}"
+    );
     assert!(om.ends_with("# EOF\n"));
     openmetrics_check(&om);
 
     // History of the same group, from the raw tier, and the live view.
     m.tick();
-    let (head, body) = tokio::task::spawn_blocking({
-        let at = at.clone();
-        move || {
-            raw_get(
-                &at,
-                "/api/v1/containers/id-web/history?range=10m&step=1s",
-                "application/json",
-            )
-        }
-    })
-    .await
-    .expect("get");
-    assert!(head.starts_with("HTTP/1.0 200"), "{head}\n{body}");
-    let h: wire::billing::History = serde_json::from_str(&body).expect("history json");
+    let r = get_unix(
+        &sock,
+        "/api/v1/containers/id-web/history?range=10m&step=1s",
+        "application/json",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let h: wire::billing::History = serde_json::from_str(&r.body).expect("history json");
     assert_eq!(h.tier, "raw");
     assert_eq!(h.step_secs, 1);
     assert!(!h.points.is_empty(), "{h:?}");
     assert!(h.points.iter().all(|p| p.pids_peak == 0));
-    let (_, body) = tokio::task::spawn_blocking({
-        let at = at.clone();
-        move || raw_get(&at, "/api/v1/stats", "application/json")
-    })
-    .await
-    .expect("get");
-    let live: wire::billing::LiveStats = serde_json::from_str(&body).expect("stats json");
+    let r = get_unix(&sock, "/api/v1/stats", "application/json").await;
+    let live: wire::billing::LiveStats = serde_json::from_str(&r.body).expect("stats json");
     assert!(
         live.stats
             .iter()
@@ -257,10 +220,15 @@ async fn metrics_of_metered_groups_pass_promtool_and_the_openmetrics_parser() {
 #[tokio::test]
 async fn daemon_metrics_pass_promtool() {
     let daemon = Daemon::start();
-    let at = At::Tcp(daemon.port, daemon.admin_token());
-    let (_, text) = tokio::task::spawn_blocking(move || raw_get(&at, "/metrics", "*/*"))
-        .await
-        .expect("get");
+    let auth = format!("Bearer {}", daemon.admin_token());
+    let text = daemon
+        .http(
+            "GET",
+            "/metrics",
+            &[("authorization", &auth), ("accept", "*/*")],
+            None,
+        )
+        .body;
     assert!(
         text.contains("corral_metering_failed_commits_total 0"),
         "{text}"

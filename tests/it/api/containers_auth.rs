@@ -5,161 +5,8 @@
 //! container's timeline shows a limit change.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-use std::{
-    fs,
-    path::{Path, PathBuf},
-    time::Duration,
-};
-
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-use tests::{Daemon, RawResponse, TempDir};
-
-fn sha(b: &[u8]) -> String {
-    format!("{:x}", Sha256::digest(b))
-}
-
-fn busybox() -> PathBuf {
-    ["/bin/busybox", "/usr/bin/busybox"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-        .expect("busybox-static")
-}
-
-fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
-    let mut h = tar::Header::new_gnu();
-    h.set_entry_type(kind);
-    h.set_mode(mode);
-    h.set_size(size);
-    h.set_mtime(1_700_000_000);
-    h.set_uid(0);
-    h.set_gid(0);
-    h
-}
-
-fn add(b: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]) {
-    b.append_data(
-        &mut header(tar::EntryType::Regular, 0o644, data.len() as u64),
-        path,
-        data,
-    )
-    .unwrap();
-}
-
-/// A `docker save` tarball of one layer: busybox and a few applets; default command sleeps.
-fn docker_save(out: &Path, tag: &str) {
-    let mut b = tar::Builder::new(Vec::new());
-    for d in ["bin", "tmp"] {
-        b.append_data(&mut header(tar::EntryType::Directory, 0o755, 0), d, &[][..])
-            .unwrap();
-    }
-    let bb = fs::read(busybox()).unwrap();
-    b.append_data(
-        &mut header(tar::EntryType::Regular, 0o755, bb.len() as u64),
-        "bin/busybox",
-        &bb[..],
-    )
-    .unwrap();
-    for a in ["sh", "sleep", "echo", "cat"] {
-        let mut h = header(tar::EntryType::Symlink, 0o777, 0);
-        b.append_link(&mut h, format!("bin/{a}"), "busybox")
-            .unwrap();
-    }
-    let layer = b.into_inner().unwrap();
-    let cfg = serde_json::to_vec(&json!({
-        "architecture": "amd64", "os": "linux",
-        "config": {"Env": ["PATH=/bin"], "Cmd": ["sh", "-c", "echo up; exec sleep 1000"]},
-        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{}", sha(&layer))]},
-    }))
-    .unwrap();
-    let manifest = json!([{
-        "Config": format!("{}.json", sha(&cfg)),
-        "RepoTags": [tag],
-        "Layers": [format!("blobs/sha256/{}", sha(&layer))],
-    }]);
-    let mut t = tar::Builder::new(Vec::new());
-    add(
-        &mut t,
-        "manifest.json",
-        &serde_json::to_vec(&manifest).unwrap(),
-    );
-    add(&mut t, &format!("{}.json", sha(&cfg)), &cfg);
-    add(&mut t, &format!("blobs/sha256/{}", sha(&layer)), &layer);
-    fs::write(out, t.into_inner().unwrap()).unwrap();
-}
-
-fn start_time(pid: i32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
-}
-
-fn cgroup_mounts() -> Vec<PathBuf> {
-    let text = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    text.lines()
-        .filter_map(|l| {
-            let (pre, post) = l.split_once(" - ")?;
-            let fstype = post.split_whitespace().next()?;
-            let mp = pre.split_whitespace().nth(4)?;
-            (fstype == "cgroup" || fstype == "cgroup2").then(|| PathBuf::from(mp))
-        })
-        .collect()
-}
-
-fn remove_tree(dir: &Path) {
-    if let Ok(rd) = fs::read_dir(dir) {
-        for e in rd.flatten() {
-            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                remove_tree(&e.path());
-            }
-        }
-    }
-    for _ in 0..50 {
-        match fs::remove_dir(dir) {
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
-            _ => break,
-        }
-    }
-}
-
-/// Kills the monitors and inits this test's daemon started (checked by start time) and removes
-/// its cgroup subtree, even after a panic. Declared after the `Daemon`, so it drops first.
-struct Reaper {
-    state_dir: PathBuf,
-    cgroup_root: String,
-}
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        if let Ok(rd) = fs::read_dir(self.state_dir.join("containers")) {
-            for e in rd.flatten() {
-                let Ok(text) = fs::read_to_string(e.path().join("state.json")) else {
-                    continue;
-                };
-                let Ok(v) = serde_json::from_str::<Value>(&text) else {
-                    continue;
-                };
-                for (p, s) in [("shim_pid", "shim_start"), ("init_pid", "init_start")] {
-                    let pid = v[p].as_i64().unwrap_or(0) as i32;
-                    let start = v[s].as_u64().unwrap_or(0);
-                    if pid > 0 && start_time(pid) == Some(start) {
-                        let _ = nix::sys::signal::kill(
-                            nix::unistd::Pid::from_raw(pid),
-                            nix::sys::signal::Signal::SIGKILL,
-                        );
-                    }
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        for m in cgroup_mounts() {
-            remove_tree(&m.join(&self.cgroup_root));
-        }
-    }
-}
+use tests::{Daemon, RawResponse, TempDir, containers::Reaper, rootfs::docker_save};
 
 /// One request as `token` (bearer tokens need no CSRF header).
 fn call(d: &Daemon, token: &str, method: &str, path: &str, body: Option<Value>) -> RawResponse {
@@ -201,10 +48,7 @@ fn parse(v: &Value) -> Value {
 #[tokio::test]
 async fn teams_scope_containers_and_every_change_is_audited() {
     let d = Daemon::start();
-    let _reaper = Reaper {
-        state_dir: d.state.path().join("state"),
-        cgroup_root: d.cgroup_root.clone(),
-    };
+    let _reaper = Reaper::new(&d);
     let admin = d.admin_token();
     for t in ["team-a", "team-b"] {
         expect(
@@ -241,7 +85,7 @@ async fn teams_scope_containers_and_every_change_is_audited() {
     // Images: import is admin only; everyone lists.
     let dir = TempDir::new("corral-it-img");
     let tarball = dir.path().join("bb.tar");
-    docker_save(&tarball, "bb:1");
+    docker_save(&tarball, "bb:1", &["sh", "-c", "echo up; exec sleep 1000"]);
     let import = json!({"path": tarball, "tag": "bb:test"});
     let r = call(
         &d,
@@ -647,10 +491,7 @@ type HostileCase = (
 #[tokio::test]
 async fn hostile_container_requests_get_4xx() {
     let d = Daemon::start();
-    let _reaper = Reaper {
-        state_dir: d.state.path().join("state"),
-        cgroup_root: d.cgroup_root.clone(),
-    };
+    let _reaper = Reaper::new(&d);
     let admin = d.admin_token();
     expect(
         &call(

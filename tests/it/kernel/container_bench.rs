@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use hyper::Method;
 use tests::Daemon;
 
-use super::container::Rootfs;
+use tests::rootfs::Rootfs;
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -29,7 +29,7 @@ async fn container_start_latency() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(30);
     let daemon = Daemon::start();
-    let _reaper = super::container::Reaper::new(&daemon);
+    let _reaper = tests::containers::Reaper::new(&daemon);
     let c = daemon.unix_client();
     let rootfs = Rootfs::new();
     let (mut started, mut exited, mut removed) = (Vec::new(), Vec::new(), Vec::new());

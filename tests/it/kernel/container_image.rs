@@ -7,31 +7,11 @@ use std::{fs, io::Write, path::Path, time::Duration};
 
 use backend::client::{Client, ClientError};
 use hyper::Method;
-use sha2::{Digest, Sha256};
-use tests::{Daemon, TempDir};
-
-fn sha(b: &[u8]) -> String {
-    format!("{:x}", Sha256::digest(b))
-}
-
-fn busybox() -> std::path::PathBuf {
-    ["/bin/busybox", "/usr/bin/busybox"]
-        .iter()
-        .map(std::path::PathBuf::from)
-        .find(|p| p.is_file())
-        .expect("busybox-static")
-}
-
-fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
-    let mut h = tar::Header::new_gnu();
-    h.set_entry_type(kind);
-    h.set_mode(mode);
-    h.set_size(size);
-    h.set_mtime(1_700_000_000);
-    h.set_uid(0);
-    h.set_gid(0);
-    h
-}
+use tests::{
+    Daemon, TempDir,
+    containers::{Reaper, call, create, logs, remove, wait_exited},
+    rootfs::{add_busybox, add_file, header, sha},
+};
 
 /// Layer 1: busybox, a few applets, files the next layer deletes.
 fn layer1() -> Vec<u8> {
@@ -40,18 +20,7 @@ fn layer1() -> Vec<u8> {
         b.append_data(&mut header(tar::EntryType::Directory, 0o755, 0), d, &[][..])
             .unwrap();
     }
-    let bb = fs::read(busybox()).unwrap();
-    b.append_data(
-        &mut header(tar::EntryType::Regular, 0o755, bb.len() as u64),
-        "bin/busybox",
-        &bb[..],
-    )
-    .unwrap();
-    for a in ["sh", "cat", "ls", "echo", "test", "["] {
-        let mut h = header(tar::EntryType::Symlink, 0o777, 0);
-        b.append_link(&mut h, format!("bin/{a}"), "busybox")
-            .unwrap();
-    }
+    add_busybox(&mut b, &["sh", "cat", "ls", "echo", "test", "["]);
     for (p, data) in [
         ("etc/remove-me", &b"old"[..]),
         ("dir/keep/a", b"a"),
@@ -105,15 +74,6 @@ fn config(diff_ids: &[String], variant: &str) -> Vec<u8> {
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
     }))
     .unwrap()
-}
-
-fn add_file(b: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]) {
-    b.append_data(
-        &mut header(tar::EntryType::Regular, 0o644, data.len() as u64),
-        path,
-        data,
-    )
-    .unwrap();
 }
 
 /// A docker-save tarball: manifest.json, the config as `<hex>.json`, layers as blobs (one
@@ -180,90 +140,23 @@ fn oci_layout(dir: &Path, tag: &str) {
     fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
 }
 
-async fn call<T: serde::de::DeserializeOwned>(
-    c: &Client,
-    method: Method,
-    path: &str,
-    body: Option<serde_json::Value>,
-) -> Result<T, ClientError> {
-    let (_, bytes) = c
-        .request(method, path, body.map(|b| serde_json::to_vec(&b).unwrap()))
-        .await?;
-    let bytes = if bytes.is_empty() {
-        &b"null"[..]
-    } else {
-        &bytes[..]
-    };
-    Ok(serde_json::from_slice(bytes).unwrap())
-}
-
 async fn run_image(c: &Client, image: &str) -> (i32, String) {
     let name = tests::unique("img");
-    let _: wire::Container = call(
+    create(
         c,
-        Method::POST,
-        "/api/v1/containers",
-        Some(serde_json::json!({"name": name, "image": image, "start": true})),
+        serde_json::json!({"name": name, "image": image, "start": true}),
     )
-    .await
-    .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let ct = loop {
-        let ct: wire::Container = call(c, Method::GET, &format!("/api/v1/containers/{name}"), None)
-            .await
-            .unwrap();
-        if ct.status == "exited" {
-            break ct;
-        }
-        assert!(std::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let (_, out) = c
-        .request(
-            Method::GET,
-            &format!("/api/v1/containers/{name}/logs"),
-            None,
-        )
-        .await
-        .unwrap();
-    let _: serde_json::Value = call(
-        c,
-        Method::DELETE,
-        &format!("/api/v1/containers/{name}?force=true"),
-        None,
-    )
-    .await
-    .unwrap();
-    (
-        ct.exit_code.unwrap(),
-        String::from_utf8_lossy(&out).into_owned(),
-    )
-}
-
-fn remove_cgroup_root(root: &str) {
-    let text = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    for l in text.lines() {
-        if let Some((pre, post)) = l.split_once(" - ") {
-            let fstype = post.split_whitespace().next().unwrap_or("");
-            if fstype == "cgroup" || fstype == "cgroup2" {
-                let mp = pre.split_whitespace().nth(4).unwrap_or("");
-                let _ = fs::remove_dir(Path::new(mp).join(root));
-            }
-        }
-    }
-}
-
-struct CgroupCleanup(String);
-impl Drop for CgroupCleanup {
-    fn drop(&mut self) {
-        remove_cgroup_root(&self.0);
-    }
+    .await;
+    let ct = wait_exited(c, &name, Duration::from_secs(20)).await;
+    let out = logs(c, &name).await;
+    remove(c, &name).await;
+    (ct.exit_code.unwrap(), out)
 }
 
 #[tokio::test]
 async fn docker_save_and_oci_layout_import_and_run() {
     let daemon = Daemon::start();
-    let _cg = CgroupCleanup(daemon.cgroup_root.clone());
+    let _reaper = Reaper::new(&daemon);
     let c = daemon.unix_client();
     let work = TempDir::new("corral-img");
     let tarball = work.path().join("busy.tar");
@@ -342,7 +235,7 @@ async fn docker_save_and_oci_layout_import_and_run() {
 #[tokio::test]
 async fn import_refuses_bad_digests_and_path_traversal() {
     let daemon = Daemon::start();
-    let _cg = CgroupCleanup(daemon.cgroup_root.clone());
+    let _reaper = Reaper::new(&daemon);
     let c = daemon.unix_client();
     let work = TempDir::new("corral-img");
     let bad = work.path().join("bad.tar");
@@ -411,7 +304,7 @@ async fn import_refuses_bad_digests_and_path_traversal() {
 #[tokio::test]
 async fn cli_image_import_images_and_run() {
     let daemon = Daemon::start();
-    let _cg = CgroupCleanup(daemon.cgroup_root.clone());
+    let _reaper = Reaper::new(&daemon);
     let work = TempDir::new("corral-img");
     let tarball = work.path().join("busy.tar");
     docker_save(&tarball, "busy:cli", false);

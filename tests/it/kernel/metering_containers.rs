@@ -13,9 +13,7 @@ use backend::{
     client::Client,
 };
 use hyper::Method;
-use tests::Daemon;
-
-use super::container::{Reaper, Rootfs};
+use tests::{Daemon, containers::Reaper, rootfs::Rootfs};
 
 async fn call(c: &Client, method: Method, path: &str, body: Option<serde_json::Value>) -> Vec<u8> {
     let (_, bytes) = c

@@ -14,17 +14,19 @@ use std::{
 
 use backend::{client::Client, network::nat};
 use hyper::Method;
-use tests::Daemon;
+use tests::{Daemon, containers::Reaper, rootfs::Rootfs};
 
-use super::{
-    container::{Reaper, Rootfs},
-    network::http_get,
-};
+use super::network::{all_nat_rules, http_get};
 
 static N: AtomicU32 = AtomicU32::new(0);
 
 /// A daemon on a network of its own; returns (daemon, bridge, nft table).
 fn daemon() -> (Daemon, String, String) {
+    daemon_with(&[])
+}
+
+/// [`daemon`] with more `corral serve` flags.
+fn daemon_with(extra: &[&str]) -> (Daemon, String, String) {
     let n = N.fetch_add(1, Ordering::Relaxed);
     let pid = std::process::id();
     let bridge = format!(
@@ -33,7 +35,7 @@ fn daemon() -> (Daemon, String, String) {
     );
     let table = format!("corral_it_{pid}_c{n}");
     let subnet = format!("10.214.{}.0/24", (pid % 16) * 16 + n % 16);
-    let d = Daemon::start_with(&[
+    let mut args = vec![
         "--bridge",
         &bridge,
         "--subnet",
@@ -42,7 +44,9 @@ fn daemon() -> (Daemon, String, String) {
         "vc-it",
         "--nft-table",
         &table,
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let d = Daemon::start_with(&args);
     (d, bridge, table)
 }
 
@@ -134,6 +138,58 @@ impl Drop for NetGuard {
     }
 }
 
+/// `GET /api/v1/containers/{name}` and the list carry mode, address, gateway and ports, and
+/// the CLI prints them as docker does; the address is the one `eth0` has inside.
+async fn check_shown_network(daemon: &Daemon, c: &Client, name: &str, port: u16) {
+    let ct = call(c, Method::GET, &format!("/api/v1/containers/{name}"), None).await;
+    let net = &ct["network"];
+    assert_eq!(net["mode"], "bridge", "{ct}");
+    let ip = net["ip_address"].as_str().unwrap_or_default().to_owned();
+    assert!(ip.starts_with("10.214."), "{ct}");
+    assert_eq!(net["ip_prefix_len"], 24, "{ct}");
+    let gw = net["gateway"].as_str().unwrap_or_default();
+    assert!(gw.starts_with("10.214.") && gw.ends_with(".1"), "{ct}");
+    assert_eq!(
+        net["ports"],
+        serde_json::json!([{"host_ip": "127.0.0.1", "host_port": port,
+            "container_port": 80, "proto": "tcp"}]),
+        "{ct}"
+    );
+    let (_, inside) = exec(c, name, &["ip", "-4", "addr", "show", "eth0"]).await;
+    assert!(inside.contains(&format!("inet {ip}/24")), "{inside}");
+    let list = call(c, Method::GET, "/api/v1/containers", None).await;
+    let mine = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == name)
+        .unwrap();
+    assert_eq!(mine["network"], *net);
+
+    let host = format!("unix://{}", daemon.socket.display());
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(tests::corral_bin())
+            .args(["--host", &host])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let ps = cli(&["ps"]);
+    let row = ps.lines().find(|l| l.starts_with(name)).unwrap_or_default();
+    assert!(
+        ps.lines().next().unwrap_or_default().contains("PORTS")
+            && row.contains(&format!("127.0.0.1:{port}->80/tcp")),
+        "{ps}"
+    );
+    let inspect = cli(&["inspect", name]);
+    assert!(
+        inspect.contains(&format!("\"ip_address\": \"{ip}\"")),
+        "{inspect}"
+    );
+}
+
 fn link_exists(name: &str) -> bool {
     std::path::Path::new("/sys/class/net").join(name).exists()
 }
@@ -167,6 +223,9 @@ async fn httpd_in_a_container_answers_on_the_published_port_and_rm_leaves_nothin
         "{resp}"
     );
 
+    // The API, `corral ps` and `corral inspect` show the address and the published port.
+    check_shown_network(&daemon, &c, &name, port).await;
+
     // Inside: eth0 with an address of the subnet, a default route, our hosts and resolv.conf.
     let (code, routes) = exec(&c, &name, &["ip", "route"]).await;
     assert_eq!(code, 0, "{routes}");
@@ -179,7 +238,7 @@ async fn httpd_in_a_container_answers_on_the_published_port_and_rm_leaves_nothin
     let (_, resolv) = exec(&c, &name, &["cat", "/etc/resolv.conf"]).await;
     assert!(!resolv.contains("nameserver 127."), "{resolv}");
     assert!(link_exists(&bridge));
-    if nat::nft_binary().is_some() {
+    if nat::available() {
         assert!(
             nat::exists(&table),
             "NAT table while a bridged container runs"
@@ -294,7 +353,7 @@ async fn two_bridged_containers_reach_each_other_and_daemon_stop_removes_nat() {
     );
 
     // Daemon stop: NAT rules go, running containers keep their links.
-    assert!(nat::nft_binary().is_none() || nat::exists(&table));
+    assert!(!nat::available() || nat::exists(&table));
     daemon.stop();
     assert!(
         !nat::exists(&table),
@@ -305,7 +364,7 @@ async fn two_bridged_containers_reach_each_other_and_daemon_stop_removes_nat() {
     let c = daemon.unix_client();
     // The daemon accepts connections once bound; restoring may still be under way.
     let restored = (0..100).any(|_| {
-        nat::nft_binary().is_none() || nat::exists(&table) || {
+        !nat::available() || nat::exists(&table) || {
             std::thread::sleep(Duration::from_millis(50));
             false
         }
@@ -327,4 +386,69 @@ async fn two_bridged_containers_reach_each_other_and_daemon_stop_removes_nat() {
     }
     assert!(!link_exists(&bridge));
     assert!(!nat::exists(&table));
+}
+
+/// Where the host has iptables, `--nat iptables-nft` / `--nat iptables-legacy` install our
+/// chains (the API names the backend), a bridged container reaches the host through them, and
+/// daemon stop leaves nothing of ours in `nft list ruleset` or either `iptables -S`.
+#[tokio::test(flavor = "multi_thread")]
+async fn iptables_nat_backends_install_and_leave_nothing_after_stop() {
+    let variants = [
+        ("iptables-nft", nat::NatChoice::IptablesNft, "nf_tables"),
+        ("iptables-legacy", nat::NatChoice::IptablesLegacy, "legacy"),
+    ];
+    for (flag, choice, variant) in variants {
+        if nat::Backend::detect(choice).is_none() {
+            eprintln!("{flag} not usable here: not tested");
+            continue;
+        }
+        let (mut daemon, bridge, table) = daemon_with(&["--nat", flag]);
+        let _net = NetGuard::new(&daemon, &bridge, &table);
+        let _reaper = Reaper::new(&daemon);
+        let c = daemon.unix_client();
+        let rootfs = Rootfs::new();
+        let name = tests::unique("ipt");
+        let ct = call(
+            &c,
+            Method::POST,
+            "/api/v1/containers",
+            Some(serde_json::json!({"name": name, "rootfs": rootfs.path(),
+                "command": ["/bin/sleep", "1000"], "network": "bridge", "start": true})),
+        )
+        .await;
+        assert_eq!(ct["status"], "running", "{ct}");
+        let info = call(&c, Method::GET, "/api/v1/network", None).await;
+        assert_eq!(info["nat"], true, "{info}");
+        assert_eq!(
+            info["nat_backend"],
+            format!("iptables ({variant})"),
+            "{info}"
+        );
+        let rules = all_nat_rules();
+        assert!(
+            rules.contains(&format!("-A POSTROUTING -j {table}-nat"))
+                && rules.contains(&format!("-A {table}-nat -s 10.214."))
+                && rules.contains(&format!("-A {table}-fwd -i {bridge} -j ACCEPT")),
+            "{flag}: {rules}"
+        );
+
+        daemon.stop();
+        let rules = all_nat_rules();
+        assert!(
+            !rules.contains(&format!("{table}-")) && !rules.contains(&format!("{table} ")),
+            "{flag}: rules left after the daemon stopped: {rules}"
+        );
+        assert!(!nat::exists(&table));
+        daemon.restart();
+        let c = daemon.unix_client();
+        call(
+            &c,
+            Method::DELETE,
+            &format!("/api/v1/containers/{name}?force=true"),
+            None,
+        )
+        .await;
+        assert!(!link_exists(&bridge));
+        assert!(!nat::exists(&table), "{flag}: rules left after rm");
+    }
 }

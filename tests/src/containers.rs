@@ -1,0 +1,156 @@
+//! Container helpers over the daemon's API (`backend::client::Client`), and the [`Reaper`] that
+//! kills what a failed test left running.
+
+use std::{
+    fs,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use backend::client::{Client, ClientError};
+use hyper::Method;
+
+use crate::Daemon;
+
+/// One request; the answer parsed as `T` (an empty body parses as JSON `null`).
+pub async fn call<T: serde::de::DeserializeOwned>(
+    c: &Client,
+    method: Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> Result<T, ClientError> {
+    let body = body.map(|b| serde_json::to_vec(&b).expect("json body"));
+    let (_, bytes) = c.request(method, path, body).await?;
+    let bytes = if bytes.is_empty() {
+        &b"null"[..]
+    } else {
+        &bytes[..]
+    };
+    Ok(serde_json::from_slice(bytes)
+        .unwrap_or_else(|e| panic!("{path}: not the expected JSON ({e}): {bytes:?}")))
+}
+
+pub async fn create(c: &Client, spec: serde_json::Value) -> wire::Container {
+    call(c, Method::POST, "/api/v1/containers", Some(spec))
+        .await
+        .expect("create container")
+}
+
+pub async fn get(c: &Client, name: &str) -> wire::Container {
+    call(c, Method::GET, &format!("/api/v1/containers/{name}"), None)
+        .await
+        .expect("get container")
+}
+
+pub async fn logs(c: &Client, name: &str) -> String {
+    let (_, b) = c
+        .request(
+            Method::GET,
+            &format!("/api/v1/containers/{name}/logs"),
+            None,
+        )
+        .await
+        .expect("logs");
+    String::from_utf8_lossy(&b).into_owned()
+}
+
+/// Polls until the container has exited.
+pub async fn wait_exited(c: &Client, name: &str, timeout: Duration) -> wire::Container {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let ct = get(c, name).await;
+        if ct.status == "exited" {
+            return ct;
+        }
+        assert!(Instant::now() < deadline, "{name} did not exit: {ct:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `rm -f`.
+pub async fn remove(c: &Client, name: &str) {
+    let _: serde_json::Value = call(
+        c,
+        Method::DELETE,
+        &format!("/api/v1/containers/{name}?force=true"),
+        None,
+    )
+    .await
+    .expect("remove container");
+}
+
+pub async fn exec(c: &Client, name: &str, cmd: &[&str]) -> wire::ExecResult {
+    call(
+        c,
+        Method::POST,
+        &format!("/api/v1/containers/{name}/exec"),
+        Some(serde_json::json!({ "command": cmd })),
+    )
+    .await
+    .expect("exec")
+}
+
+/// The start time (clock ticks after boot) of `pid`, to tell it from a reused PID.
+pub fn start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Mount points of cgroup filesystems (v1 and v2).
+pub fn cgroup_mounts() -> Vec<PathBuf> {
+    let text = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            let fstype = post.split_whitespace().next()?;
+            let mp = pre.split_whitespace().nth(4)?;
+            (fstype == "cgroup" || fstype == "cgroup2").then(|| PathBuf::from(mp))
+        })
+        .collect()
+}
+
+/// Kills whatever containers a test leaves running (the monitors and inits its daemon started,
+/// checked by start time — monitors live outside the container's cgroup) and removes the
+/// daemon's cgroup subtree, even when the test panicked. Declare it after the `Daemon` so it
+/// runs first.
+pub struct Reaper {
+    state_dir: PathBuf,
+    cgroup_root: String,
+}
+
+impl Reaper {
+    pub fn new(d: &Daemon) -> Self {
+        Reaper {
+            state_dir: d.state.path().join("state"),
+            cgroup_root: d.cgroup_root.clone(),
+        }
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if let Ok(rd) = fs::read_dir(self.state_dir.join("containers")) {
+            for e in rd.flatten() {
+                let Ok(text) = fs::read_to_string(e.path().join("state.json")) else {
+                    continue;
+                };
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+                    continue;
+                };
+                for (p, s) in [("shim_pid", "shim_start"), ("init_pid", "init_start")] {
+                    let pid = v[p].as_i64().unwrap_or(0) as i32;
+                    let start = v[s].as_u64().unwrap_or(0);
+                    if pid > 0 && start_time(pid) == Some(start) {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        crate::remove_cgroup_subtree(&self.cgroup_root);
+    }
+}
