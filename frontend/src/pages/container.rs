@@ -363,6 +363,15 @@ fn Detail(name: String) -> impl IntoView {
                 <div><dt>"PID"</dt><dd>{k(|k| k.pid.map(|p| p.to_string()).unwrap_or_else(|| "–".into()))}</dd></div>
                 <div><dt>"Started"</dt><dd>{k(|k| k.started_at.map(format::datetime).unwrap_or_else(|| "never".into()))}</dd></div>
                 <div><dt>"Exit"</dt><dd>{k(|k| match (k.status.as_str(), k.exit_code) { ("exited", Some(x)) => format!("code {x}"), _ => "–".into() })}</dd></div>
+                <div><dt>"Network"</dt><dd class="mono" data-testid="network">{k(|k| match &k.network {
+                    None => "–".into(),
+                    Some(n) => {
+                        let mut t = n.mode.clone();
+                        if let Some(ip) = &n.ip_address { t = format!("{t} {ip}"); }
+                        for p in &n.ports { t = format!("{t} · {p}"); }
+                        t
+                    }
+                })}</dd></div>
                 <div><dt>"Restarts"</dt><dd>{k(|k| k.restart_count.to_string())}</dd></div>
                 <div><dt>"ID"</dt><dd class="mono" title=id>{move || id().chars().take(12).collect::<String>()}</dd></div>
             </dl>

@@ -97,6 +97,7 @@ async fn container_lifecycle_charts_and_bill() {
     // Live numbers come over the event stream when the daemon has it, else by polling (and
     // the page says which).
     let want = live_state(&b).await;
+    eprintln!("live numbers: {want}");
     b.wait_js(
         "document.querySelector('.page-head [data-testid=live-state]').dataset.state",
         30,
