@@ -80,6 +80,8 @@ pub struct LiveStat {
     pub rates: Rates,
     pub memory_max: Option<u64>,
     pub cpus_reserved: f64,
+    /// PSI `some avg10` of cpu, memory and io at this reading (live only, never stored).
+    pub pressure: [Option<f64>; 3],
 }
 
 struct Entry {
@@ -453,6 +455,8 @@ impl Metering {
             rates: r,
             memory_max: e.memory_max,
             cpus_reserved: e.reserved.millicores as f64 / 1000.0,
+            pressure: [&raw.cpu_pressure, &raw.memory_pressure, &raw.io_pressure]
+                .map(|p| p.as_ref().and_then(|p| p.some).map(|l| l.avg10)),
         };
         match checkpoints.get_mut(subject) {
             Some(slot) => *slot = reading,

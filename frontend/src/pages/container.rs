@@ -33,6 +33,10 @@ const RANGES: [(&str, &str, i32); 5] = [
     ("30d", "30 d", 600_000),
 ];
 
+/// Live pressure samples kept, and the span the pressure chart shows.
+const PSI_KEEP: usize = 600;
+const PSI_WINDOW_MS: f64 = 600_000.0;
+
 fn range_ms(r: &str) -> f64 {
     match r {
         "15m" => 900_000.0,
@@ -54,6 +58,9 @@ fn unit_bytes(v: f64) -> String {
 }
 fn unit_rate(v: f64) -> String {
     format!("{}/s", format::bytes(v))
+}
+fn unit_pct(v: f64) -> String {
+    format!("{v:.1} %")
 }
 fn unit_count(v: f64) -> String {
     format!("{v:.0}")
@@ -165,6 +172,44 @@ fn Detail(name: String) -> impl IntoView {
                     .cloned()
             })
         })
+    });
+    // Pressure (PSI some avg10) is live only (the history does not record it): the samples
+    // seen since the page opened, newest last.
+    let psi = RwSignal::new(Vec::<(f64, [Option<f64>; 3])>::new());
+    Effect::new(move |_| {
+        let Some(l) = stat.get() else { return };
+        psi.update(|v| {
+            if v.last().is_none_or(|p| p.0 < l.ts as f64) {
+                v.push((
+                    l.ts as f64,
+                    [l.cpu_pressure, l.memory_pressure, l.io_pressure],
+                ));
+                if v.len() > PSI_KEEP {
+                    v.remove(0);
+                }
+            }
+        });
+    });
+    let has_psi =
+        Memo::new(move |_| psi.with(|v| v.iter().any(|p| p.1.iter().any(Option::is_some))));
+    let psi_chart = Signal::derive(move || {
+        let to = now.get().max(live.updated.get());
+        let series = [("cpu", "s1"), ("memory", "s3"), ("io", "s2")]
+            .into_iter()
+            .enumerate()
+            .map(|(i, (name, class))| Series {
+                name: name.into(),
+                class,
+                area: false,
+                points: psi.with(|v| v.iter().filter_map(|p| p.1[i].map(|y| (p.0, y))).collect()),
+            })
+            .collect();
+        ChartData {
+            series,
+            from: to - PSI_WINDOW_MS,
+            to,
+            ..Default::default()
+        }
     });
     let op_error = RwSignal::new(None::<ApiFailure>);
     let on_done = Callback::new(move |r: Result<(), ApiFailure>| {
@@ -401,7 +446,18 @@ fn Detail(name: String) -> impl IntoView {
             <div class="card"><LineChart data=io unit=unit_rate label="IO" testid="chart-io" min_max=1024.0 /></div>
             <div class="card"><LineChart data=pids unit=unit_count label="Tasks" testid="chart-pids" min_max=4.0 /></div>
         </div>
-        <p class="muted small" data-testid="psi-note">"Pressure (PSI): the daemon neither records per-container pressure in the history nor serves it live yet, so there is no pressure chart; the host's PSI support is on the overview."</p>
+        <div class="card">
+            <Show when=move || has_psi.get() fallback=move || view! {
+                <p class="muted small" data-testid="psi-note">{move || if stat.with(Option::is_some) {
+                    "Pressure (PSI): this host reports no pressure for the container's cgroup."
+                } else {
+                    "Pressure (PSI): waiting for a live sample…"
+                }}</p>
+            }>
+                <LineChart data=psi_chart unit=unit_pct label="Pressure (some avg10, live)" testid="chart-psi" min_max=1.0 />
+            </Show>
+            <p class="muted small">"Pressure is live only: the share of the last 10 s in which some task of the container waited for CPU, memory or IO, sampled since this page opened (the history does not record it)."</p>
+        </div>
         <div class="grid-main-side">
             <div>
                 <Logs path=p1 />

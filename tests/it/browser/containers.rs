@@ -98,6 +98,20 @@ async fn container_lifecycle_charts_and_bill() {
     // the page says which).
     let want = live_state(&b).await;
     eprintln!("live numbers: {want}");
+    // Pressure is drawn live where the host reports it per cgroup.
+    let psi = b
+        .client
+        .execute_async(
+            "const [done] = arguments; fetch('/api/v1/host').then(r => r.json()).then(h => done(h.psi))",
+            vec![],
+        )
+        .await
+        .expect("read host facts");
+    if psi == true {
+        b.wait_for("[data-testid=chart-psi]").await;
+    } else {
+        b.wait_for("[data-testid=psi-note]").await;
+    }
     b.wait_js(
         "document.querySelector('.page-head [data-testid=live-state]').dataset.state",
         30,
