@@ -343,6 +343,9 @@ pub fn wire_stat(l: &LiveStat) -> WireStat {
         io_write_bytes_total: c.io_wbytes,
         pids: c.pids_current,
         oom_kills: c.oom_kills,
+        cpu_pressure: l.pressure[0],
+        memory_pressure: l.pressure[1],
+        io_pressure: l.pressure[2],
         ts: l.reading.wall_ms,
     }
 }

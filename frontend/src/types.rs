@@ -3,3 +3,5 @@
 pub use wire::{Container, CreateContainer, ExecRequest, ExecResult, Image, Limits};
 
 pub use wire::billing::{BillingReport, History, LiveStats, RateCard, RateCards};
+
+pub use wire::events::{ContainerEvent, Event};

@@ -1,9 +1,9 @@
 //! A headless Debian Chromium driven over WebDriver (chromedriver), for the browser tests.
 
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use std::os::unix::process::CommandExt;
@@ -27,6 +27,54 @@ pub fn artifacts_dir() -> PathBuf {
     dir
 }
 
+/// Newest modification time of the files under `dir` (recursively).
+fn newest(dir: &Path) -> Option<SystemTime> {
+    let mut best = None;
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let t = if e.file_type().ok()?.is_dir() {
+            newest(&e.path())
+        } else {
+            e.metadata().and_then(|m| m.modified()).ok()
+        };
+        best = best.max(t);
+    }
+    best
+}
+
+/// Fails when the `corral` binary the tests start is older than the code or the dashboard it
+/// should contain: `cargo test -p tests` does not rebuild another package's binary, and a stale
+/// daemon makes the browser tests check yesterday's UI and API (`cargo build -p backend` after
+/// `cargo xtask ui`; `cargo xtask test` does both). Skipped when `CORRAL_BIN` names the binary.
+fn assert_fresh_daemon() {
+    if std::env::var_os("CORRAL_BIN").is_some() {
+        return;
+    }
+    let bin = crate::corral_bin();
+    let Ok(built) = std::fs::metadata(&bin).and_then(|m| m.modified()) else {
+        return;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let ui = std::env::var_os("CORRAL_UI_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/ui"));
+    for dir in [
+        root.join("backend/src"),
+        root.join("wire/src"),
+        root.join("migrations"),
+        ui,
+    ] {
+        if let Some(t) = newest(&dir)
+            && t > built
+        {
+            panic!(
+                "{} is older than {}: run `cargo build -p backend` first",
+                bin.display(),
+                dir.display()
+            );
+        }
+    }
+}
+
 /// Chromium + chromedriver, both ended on drop.
 pub struct Browser {
     pub client: Client,
@@ -38,6 +86,7 @@ impl Browser {
     /// Starts chromedriver and a headless Chromium session. Returns `None` (the test is skipped)
     /// when chromedriver is missing, unless `CORRAL_REQUIRE_BROWSER=1` (set by `cargo xtask test`).
     pub async fn start() -> Option<Browser> {
+        assert_fresh_daemon();
         let driver_bin = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
             .into_iter()
             .map(PathBuf::from)
@@ -166,21 +215,14 @@ impl Browser {
         el.send_keys(text).await.expect("type into input");
     }
 
-    /// Clicks the element matching `css`.
-    /// The app re-renders polled data, so an element found a moment ago may be replaced before
-    /// the click lands ("stale element"): find it again and retry, a few times.
+    /// Clicks the element matching `css`. (Polled data updates rows and cells in place, so an
+    /// element found stays the element clicked.)
     pub async fn click(&self, css: &str) {
-        let mut tries = 0;
-        loop {
-            match self.wait_for(css).await.click().await {
-                Ok(_) => return,
-                Err(e) if tries < 10 && e.to_string().contains("stale element") => {
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => panic!("click {css}: {e}"),
-            }
-        }
+        self.wait_for(css)
+            .await
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("click {css}: {e}"));
     }
 
     /// Opens `base` + `path` (a root-relative URL, as the app uses).

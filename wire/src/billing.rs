@@ -196,6 +196,15 @@ pub struct LiveStat {
     pub io_write_bytes_total: u64,
     pub pids: u64,
     pub oom_kills: u64,
+    /// Pressure stall information, `some avg10` (percent of the last 10 s in which some task
+    /// waited) for CPU, memory and IO; absent where the kernel does not report it (cgroup2
+    /// `*.pressure`, also on hybrid hosts). Live only: not recorded in the history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_pressure: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_pressure: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_pressure: Option<f64>,
     /// When the sample was taken, Unix ms.
     pub ts: i64,
 }

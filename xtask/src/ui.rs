@@ -12,6 +12,11 @@ use anyhow::{Context, Result, bail};
 
 const TARGET: &str = "wasm32-unknown-unknown";
 const PROFILE: &str = "wasm-release";
+/// Leptos type-erases every component's view (`AnyView`) under this cfg: far fewer generic
+/// instantiations, measured 1862 → 1663 KiB raw, 530 → 476 KiB gzip. Set for the wasm32
+/// target only (host tools keep their build cache).
+const RUSTFLAGS_VAR: &str = "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS";
+const RUSTFLAGS: &str = "--cfg erase_components";
 
 /// Starts the app; a failure to load is put on `<body data-app-error>` for tests and shown.
 const BOOT_JS: &str = r#"import init from "/assets/{{APP}}.js";
@@ -33,7 +38,12 @@ pub fn build(root: &Path) -> Result<UiBuild> {
     ensure_wasm_target()?;
     println!("==> building the dashboard (wasm32)");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let rustflags = match std::env::var(RUSTFLAGS_VAR) {
+        Ok(f) if !f.trim().is_empty() => format!("{f} {RUSTFLAGS}"),
+        _ => RUSTFLAGS.to_owned(),
+    };
     let status = Command::new(&cargo)
+        .env(RUSTFLAGS_VAR, rustflags)
         .args([
             "build",
             "-p",

@@ -41,6 +41,9 @@ pub struct UsageSample {
     pub io_wios: u64,
     pub pids_current: u64,
     pub pids_peak: u64,
+    /// PSI `some avg10` of cpu, memory and io, hundredths of a percent (cgroup v2 only; read
+    /// with the slow files — it is a 10 s average).
+    pub pressure_some_avg10: [Option<u32>; 3],
 }
 
 /// Which file, so the right byte parser runs.
@@ -66,6 +69,9 @@ enum Src {
     BlkioIos,
     PidsCurrent,
     PidsPeak,
+    /// `cpu.pressure`, `memory.pressure`, `io.pressure` (index into
+    /// [`UsageSample::pressure_some_avg10`]).
+    Pressure(usize),
 }
 
 impl Group {
@@ -133,6 +139,14 @@ impl UsageReader {
         if let Some(p) = g.place(Controller::Pids) {
             add(true, Src::PidsCurrent, p.dir, pids::CURRENT);
             add(false, Src::PidsPeak, p.dir, pids::PEAK);
+        }
+        if let Some(dir) = g.v2_dir() {
+            for (i, name) in ["cpu.pressure", "memory.pressure", "io.pressure"]
+                .into_iter()
+                .enumerate()
+            {
+                add(false, Src::Pressure(i), dir, name);
+            }
         }
         UsageReader {
             fast,
@@ -216,6 +230,26 @@ fn flat(text: &[u8], key: &[u8]) -> Option<u64> {
     })
 }
 
+/// `some avg10=X.YY …` of a PSI file, in hundredths.
+fn some_avg10(text: &[u8]) -> Option<u32> {
+    let line = text
+        .split(|c| *c == b'\n')
+        .find(|l| l.starts_with(b"some "))?;
+    let at = line.windows(6).position(|w| w == b"avg10=")? + 6;
+    let v = &line[at..];
+    let whole = num(v)?;
+    // Two decimals: the digits after the dot, padded with zeros.
+    let mut frac = 0;
+    let mut after = v.iter().skip_while(|c| c.is_ascii_digit());
+    if after.next() == Some(&b'.') {
+        let mut digits = after.take_while(|c| c.is_ascii_digit());
+        for _ in 0..2 {
+            frac = frac * 10 + digits.next().map_or(0, |c| u64::from(c - b'0'));
+        }
+    }
+    u32::try_from(whole * 100 + frac).ok()
+}
+
 /// Whether a line starts with a `MAJ:MIN` device (v1 blkio's `Total` line does not).
 fn device_line(line: &[u8]) -> Option<&[u8]> {
     let sp = line.iter().position(|c| *c == b' ')?;
@@ -244,6 +278,11 @@ fn parse(kind: Src, text: &[u8], s: &mut UsageSample) {
         Src::MemoryEvents | Src::OomControl => set(&mut s.oom_kills, flat(text, b"oom_kill")),
         Src::PidsCurrent => set(&mut s.pids_current, num(text)),
         Src::PidsPeak => set(&mut s.pids_peak, num(text)),
+        Src::Pressure(i) => {
+            if let Some(v) = some_avg10(text) {
+                s.pressure_some_avg10[i] = Some(v);
+            }
+        }
         Src::IoStat => {
             let mut t = [0u64; 4];
             for rest in text.split(|c| *c == b'\n').filter_map(device_line) {
@@ -284,6 +323,19 @@ fn parse(kind: Src, text: &[u8], s: &mut UsageSample) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn psi_some_avg10_in_hundredths() {
+        let t = b"some avg10=12.34 avg60=0.50 avg300=0.00 total=99\nfull avg10=1.00 avg60=0 avg300=0 total=1\n";
+        assert_eq!(some_avg10(t), Some(1234));
+        assert_eq!(
+            some_avg10(b"some avg10=0.5 avg60=0 avg300=0 total=0\n"),
+            Some(50)
+        );
+        assert_eq!(some_avg10(b"some avg10=7 avg60=0\n"), Some(700));
+        assert_eq!(some_avg10(b"full avg10=1.00\n"), None);
+        assert_eq!(some_avg10(b""), None);
+    }
 
     /// Parsers against the same captured texts the full parsers are tested with; the numbers
     /// must agree with `Stats` for every quantity billing uses.

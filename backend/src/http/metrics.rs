@@ -255,6 +255,7 @@ mod tests {
                 rates: Rates::default(),
                 memory_max: None,
                 cpus_reserved: 0.5,
+                pressure: [None; 3],
             },
             LiveStat {
                 subject: "t:a".into(),
@@ -263,6 +264,7 @@ mod tests {
                 rates: Rates::default(),
                 memory_max: Some(1 << 20),
                 cpus_reserved: 0.0,
+                pressure: [None; 3],
             },
         ];
         let text = render(&live, Some((0, 0)), true);

@@ -88,6 +88,8 @@ pub struct LiveStat {
     pub rates: Rates,
     pub memory_max: Option<u64>,
     pub cpus_reserved: f64,
+    /// PSI `some avg10` of cpu, memory and io at this reading (live only, never stored).
+    pub pressure: [Option<f64>; 3],
 }
 
 struct Entry {
@@ -502,6 +504,10 @@ impl Metering {
             b.unflushed.add_ledger(owner, wall, &usage);
         }
         let cpus_reserved = e.reserved.millicores as f64 / 1000.0;
+        let pressure = e
+            .last
+            .pressure_some_avg10
+            .map(|p| p.map(|centi| f64::from(centi) / 100.0));
         let new_live = match live {
             // Update in place: no clone of the subject and its owner per tick.
             Some(l) => {
@@ -509,6 +515,7 @@ impl Metering {
                 l.rates = r;
                 l.memory_max = e.memory_max;
                 l.cpus_reserved = cpus_reserved;
+                l.pressure = pressure;
                 None
             }
             None => Some(LiveStat {
@@ -518,6 +525,7 @@ impl Metering {
                 rates: r,
                 memory_max: e.memory_max,
                 cpus_reserved,
+                pressure,
             }),
         };
         match b.checkpoints.get_mut(subject) {

@@ -1,5 +1,6 @@
 //! Reusable pieces: charts, polling, and the small UI parts every page shares.
 
 pub mod chart;
+pub mod events;
 pub mod poll;
 pub mod ui;

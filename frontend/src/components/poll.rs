@@ -40,14 +40,15 @@ impl<T: Send + Sync + 'static> Polled<T> {
     }
 }
 
-/// Polls `fetch` every `every_ms` (0: once, plus [`Polled::refresh`]) until the component is
-/// gone; `fetch` is re-run when signals it reads change.
-pub fn poll<T, F, Fut>(every_ms: i32, fetch: F) -> Polled<T>
+/// Polls `fetch` every `every` ms (0: once, plus [`Polled::refresh`]) until the component is
+/// gone; `fetch` is re-run at once when signals it reads (or `every`) change.
+pub fn poll<T, F, Fut>(every: impl Into<Signal<i32>>, fetch: F) -> Polled<T>
 where
     T: PartialEq + Send + Sync + 'static,
     F: Fn() -> Fut + 'static,
     Fut: Future<Output = Result<T, ApiFailure>> + 'static,
 {
+    let every: Signal<i32> = every.into();
     let p = Polled {
         data: RwSignal::new(None),
         error: RwSignal::new(None),
@@ -63,6 +64,7 @@ where
         let generation = generation.clone();
         move |_| {
             p.bump.track();
+            let every_ms = every.get();
             let fut = fetch();
             let gen_now = generation.fetch_add(1, Relaxed).wrapping_add(1);
             let alive = alive.clone();

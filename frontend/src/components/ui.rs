@@ -76,6 +76,37 @@ where
     }
 }
 
+/// Like [`polled_view`], but `ok` runs once, when data first arrives, and reads the data
+/// through signals itself: a refresh updates rows and cells in place (the elements survive a
+/// poll) instead of building the view again.
+pub fn polled_live<T, V, F>(p: Polled<T>, what: &'static str, ok: F) -> impl IntoView
+where
+    T: Send + Sync + 'static,
+    V: IntoView + 'static,
+    F: Fn() -> V + Send + Sync + 'static,
+{
+    let has = Memo::new(move |_| p.data.with(Option::is_some));
+    move || {
+        if has.get() {
+            view! {
+                {move || p.error.get().map(|e| view! {
+                    <div class="stale" role="alert">
+                        "Could not refresh (" {e.error.message} "); showing data from "
+                        {format::ago(p.updated.get_untracked())} "."
+                    </div>
+                })}
+                {ok()}
+            }
+            .into_any()
+        } else {
+            match p.error.get() {
+                Some(e) => view! { <ErrorBox error=e /> }.into_any(),
+                None => view! { <Loading what=what /> }.into_any(),
+            }
+        }
+    }
+}
+
 /// "Updated 3s ago" for a polled resource, ticking with `now`.
 #[component]
 pub fn Freshness<T: Send + Sync + 'static>(poll: Polled<T>, now: RwSignal<f64>) -> impl IntoView {
@@ -102,15 +133,17 @@ pub fn Freshness<T: Send + Sync + 'static>(poll: Polled<T>, now: RwSignal<f64>) 
 
 /// A container state as a coloured badge.
 #[component]
-pub fn StatusBadge(#[prop(into)] status: String) -> impl IntoView {
-    let (class, text) = match status.as_str() {
-        "running" => ("ok", "running"),
-        "paused" | "frozen" => ("info", "frozen"),
-        "created" => ("muted", "created"),
-        "exited" => ("warn", "exited"),
-        _ => ("muted", "unknown"),
+pub fn StatusBadge(#[prop(into)] status: Signal<String>) -> impl IntoView {
+    let look = move || {
+        status.with(|s| match s.as_str() {
+            "running" => ("badge ok", "running"),
+            "paused" | "frozen" => ("badge info", "frozen"),
+            "created" => ("badge muted", "created"),
+            "exited" => ("badge warn", "exited"),
+            _ => ("badge muted", "unknown"),
+        })
     };
-    view! { <span class=format!("badge {class}") data-status=status.clone()>{text}</span> }
+    view! { <span class=move || look().0 data-status=status>{move || look().1}</span> }
 }
 
 /// A button that asks once more before a destructive action.
@@ -193,7 +226,12 @@ pub fn FormError(
     let msg = move || {
         errors.with(|e| {
             e.iter()
-                .filter(|(f, _)| !known.contains(&f.as_str()))
+                // `ports[2]` belongs to the field `ports`.
+                .filter(|(f, _)| {
+                    !known
+                        .iter()
+                        .any(|k| f == k || f.strip_prefix(k).is_some_and(|r| r.starts_with('[')))
+                })
                 .map(|(f, m)| {
                     if f.is_empty() {
                         m.clone()

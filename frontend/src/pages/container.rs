@@ -12,8 +12,12 @@ use crate::{
     api::{self, ApiFailure},
     components::{
         chart::{ChartData, Level, LineChart, Mark, Series},
+        events::{Link, LiveBadge, POLL_MS, live_stats, live_stream},
         poll::{clock, poll},
-        ui::{ErrorBox, Field, FormError, Freshness, StatusBadge, field_errors, polled_view},
+        ui::{
+            ErrorBox, Field, FormError, Freshness, StatusBadge, field_errors, polled_live,
+            polled_view,
+        },
     },
     format,
     pages::containers::{Actions, LimitFields, LimitInputs, split_words},
@@ -28,6 +32,10 @@ const RANGES: [(&str, &str, i32); 5] = [
     ("7d", "7 d", 300_000),
     ("30d", "30 d", 600_000),
 ];
+
+/// Live pressure samples kept, and the span the pressure chart shows.
+const PSI_KEEP: usize = 600;
+const PSI_WINDOW_MS: f64 = 600_000.0;
 
 fn range_ms(r: &str) -> f64 {
     match r {
@@ -50,6 +58,9 @@ fn unit_bytes(v: f64) -> String {
 }
 fn unit_rate(v: f64) -> String {
     format!("{}/s", format::bytes(v))
+}
+fn unit_pct(v: f64) -> String {
+    format!("{v:.1} %")
 }
 fn unit_count(v: f64) -> String {
     format!("{v:.0}")
@@ -74,7 +85,17 @@ fn Detail(name: String) -> impl IntoView {
     let now = clock();
     let path = format!("/api/v1/containers/{}", api::enc(&name));
     let range = RwSignal::new("15m".to_owned());
-    let c = poll(3000, {
+    let stream = live_stream();
+    let live = live_stats(stream, now);
+    // Lifecycle events refresh the container at once; the poll is slower while they flow.
+    let c_every = Signal::derive(move || {
+        if stream.link.get() == Link::Live {
+            15_000
+        } else {
+            POLL_MS
+        }
+    });
+    let c = poll(c_every, {
         let path = path.clone();
         move || {
             let path = path.clone();
@@ -126,6 +147,68 @@ fn Detail(name: String) -> impl IntoView {
                     })
                     .collect::<Vec<_>>())
             }
+        }
+    });
+    {
+        let name = name.clone();
+        Effect::new(move |_| {
+            if stream
+                .lifecycle
+                .with(|e| e.as_ref().is_some_and(|e| e.name == name))
+            {
+                history.refresh();
+            }
+        });
+    }
+    // Any lifecycle event or a reset (events were missed): refetch the container.
+    stream.on_change(move || c.refresh());
+    let n_live = name.clone();
+    let stat = Memo::new(move |_| {
+        live.stats.with(|s| {
+            s.as_ref().and_then(|s| {
+                s.stats
+                    .iter()
+                    .find(|l| l.kind == "container" && l.name == n_live)
+                    .cloned()
+            })
+        })
+    });
+    // Pressure (PSI some avg10) is live only (the history does not record it): the samples
+    // seen since the page opened, newest last.
+    let psi = RwSignal::new(Vec::<(f64, [Option<f64>; 3])>::new());
+    Effect::new(move |_| {
+        let Some(l) = stat.get() else { return };
+        psi.update(|v| {
+            if v.last().is_none_or(|p| p.0 < l.ts as f64) {
+                v.push((
+                    l.ts as f64,
+                    [l.cpu_pressure, l.memory_pressure, l.io_pressure],
+                ));
+                if v.len() > PSI_KEEP {
+                    v.remove(0);
+                }
+            }
+        });
+    });
+    let has_psi =
+        Memo::new(move |_| psi.with(|v| v.iter().any(|p| p.1.iter().any(Option::is_some))));
+    let psi_chart = Signal::derive(move || {
+        let to = now.get().max(live.updated.get());
+        let series = [("cpu", "s1"), ("memory", "s3"), ("io", "s2")]
+            .into_iter()
+            .enumerate()
+            .map(|(i, (name, class))| Series {
+                name: name.into(),
+                class,
+                area: false,
+                points: psi.with(|v| v.iter().filter_map(|p| p.1[i].map(|y| (p.0, y))).collect()),
+            })
+            .collect();
+        ChartData {
+            series,
+            from: to - PSI_WINDOW_MS,
+            to,
+            ..Default::default()
         }
     });
     let op_error = RwSignal::new(None::<ApiFailure>);
@@ -304,24 +387,45 @@ fn Detail(name: String) -> impl IntoView {
     let (p1, p2, p3) = (path.clone(), path.clone(), path.clone());
     view! {
         <div class="crumbs"><A href="/containers">"Containers"</A>" / " {name.clone()}</div>
-        {polled_view(c, "the container", move |k: Container| { let st = k.status.clone(); view! {
+        {polled_live(c, "the container", move || {
+            let k = move |f: fn(&Container) -> String| move || c.data.with(|k| k.as_ref().map(f).unwrap_or_default());
+            let status = Memo::new(move |_| c.data.with(|k| k.as_ref().map(|k| k.status.clone())).unwrap_or_default());
+            let id = k(|k| k.id.clone());
+            view! {
             <div class="page-head">
-                <h1 data-testid="container-name">{k.name.clone()}</h1>
-                <StatusBadge status=k.status.clone() />
+                <h1 data-testid="container-name">{k(|k| k.name.clone())}</h1>
+                <StatusBadge status=status />
                 <Freshness poll=c now=now />
+                <LiveBadge stream=stream view_=live now=now />
                 <Show when=move || session.can_operate()>
-                    <Actions name=k.name.clone() status=st.clone() on_done=on_done />
+                    {move || view! { <Actions name=c.data.with_untracked(|k| k.as_ref().map(|k| k.name.clone()).unwrap_or_default()) status=status.get() on_done=on_done /> }}
                 </Show>
             </div>
             <dl class="facts card">
-                <div><dt>"Team"</dt><dd>{k.team.clone()}</dd></div>
-                <div><dt>"Image"</dt><dd class="mono">{k.image.clone()}</dd></div>
-                <div><dt>"Command"</dt><dd class="mono">{k.command.join(" ")}</dd></div>
-                <div><dt>"PID"</dt><dd>{k.pid.map(|p| p.to_string()).unwrap_or_else(|| "–".into())}</dd></div>
-                <div><dt>"Started"</dt><dd>{k.started_at.map(format::datetime).unwrap_or_else(|| "never".into())}</dd></div>
-                <div><dt>"Exit"</dt><dd>{match (k.status.as_str(), k.exit_code) { ("exited", Some(x)) => format!("code {x}"), _ => "–".into() }}</dd></div>
-                <div><dt>"Restarts"</dt><dd>{k.restart_count}</dd></div>
-                <div><dt>"ID"</dt><dd class="mono" title=k.id.clone()>{k.id.chars().take(12).collect::<String>()}</dd></div>
+                <div><dt>"Team"</dt><dd>{k(|k| k.team.clone())}</dd></div>
+                <div><dt>"Image"</dt><dd class="mono">{k(|k| k.image.clone())}</dd></div>
+                <div><dt>"Command"</dt><dd class="mono">{k(|k| k.command.join(" "))}</dd></div>
+                <div><dt>"PID"</dt><dd>{k(|k| k.pid.map(|p| p.to_string()).unwrap_or_else(|| "–".into()))}</dd></div>
+                <div><dt>"Started"</dt><dd>{k(|k| k.started_at.map(format::datetime).unwrap_or_else(|| "never".into()))}</dd></div>
+                <div><dt>"Exit"</dt><dd>{k(|k| match (k.status.as_str(), k.exit_code) { ("exited", Some(x)) => format!("code {x}"), _ => "–".into() })}</dd></div>
+                <div><dt>"Network"</dt><dd class="mono" data-testid="network">{k(|k| match &k.network {
+                    None => "–".into(),
+                    Some(n) => {
+                        let mut t = n.mode.clone();
+                        if let Some(ip) = &n.ip_address { t = format!("{t} {ip}"); }
+                        for p in &n.ports { t = format!("{t} · {p}"); }
+                        t
+                    }
+                })}</dd></div>
+                <div><dt>"Restarts"</dt><dd>{k(|k| k.restart_count.to_string())}</dd></div>
+                <div><dt>"ID"</dt><dd class="mono" title=id>{move || id().chars().take(12).collect::<String>()}</dd></div>
+            </dl>
+            <dl class="facts card live-now" data-testid="live-now">
+                <div><dt>"CPU now"</dt><dd data-testid="live-cpu">{move || stat.get().map(|l| format!("{:.0}%", l.cpu_cores * 100.0)).unwrap_or_else(|| "–".into())}</dd></div>
+                <div><dt>"Memory now"</dt><dd>{move || stat.get().map(|l| format::bytes_u(l.mem_bytes)).unwrap_or_else(|| "–".into())}</dd></div>
+                <div><dt>"IO now"</dt><dd>{move || stat.get().map(|l| format!("{}/s", format::bytes(l.io_read_bytes_per_sec + l.io_write_bytes_per_sec))).unwrap_or_else(|| "–".into())}</dd></div>
+                <div><dt>"Tasks"</dt><dd>{move || stat.get().map(|l| l.pids.to_string()).unwrap_or_else(|| "–".into())}</dd></div>
+                <div><dt>"OOM kills"</dt><dd>{move || stat.get().map(|l| l.oom_kills.to_string()).unwrap_or_else(|| "–".into())}</dd></div>
             </dl>
         }})}
         {move || op_error.get().map(|e| view! { <ErrorBox error=e /> })}
@@ -342,7 +446,18 @@ fn Detail(name: String) -> impl IntoView {
             <div class="card"><LineChart data=io unit=unit_rate label="IO" testid="chart-io" min_max=1024.0 /></div>
             <div class="card"><LineChart data=pids unit=unit_count label="Tasks" testid="chart-pids" min_max=4.0 /></div>
         </div>
-        <p class="muted small">"Pressure (PSI) is not recorded in the history yet; the host's PSI support is on the overview."</p>
+        <div class="card">
+            <Show when=move || has_psi.get() fallback=move || view! {
+                <p class="muted small" data-testid="psi-note">{move || if stat.with(Option::is_some) {
+                    "Pressure (PSI): this host reports no pressure for the container's cgroup."
+                } else {
+                    "Pressure (PSI): waiting for a live sample…"
+                }}</p>
+            }>
+                <LineChart data=psi_chart unit=unit_pct label="Pressure (some avg10, live)" testid="chart-psi" min_max=1.0 />
+            </Show>
+            <p class="muted small">"Pressure is live only: the share of the last 10 s in which some task of the container waited for CPU, memory or IO, sampled since this page opened (the history does not record it)."</p>
+        </div>
         <div class="grid-main-side">
             <div>
                 <Logs path=p1 />

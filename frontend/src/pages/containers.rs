@@ -10,15 +10,16 @@ use crate::{
     api::{self, ApiFailure},
     components::{
         chart::Sparkline,
+        events::{Link, LiveBadge, POLL_MS, live_stats, live_stream},
         poll::{clock, poll},
         ui::{
             ConfirmButton, ErrorBox, Field, FormError, Freshness, StatusBadge, field_errors,
-            polled_view,
+            polled_live,
         },
     },
     format,
     session::use_session,
-    types::{Container, CreateContainer, Image, Limits, LiveStats},
+    types::{Container, CreateContainer, Image, Limits},
 };
 
 /// How many memory samples a row's sparkline keeps.
@@ -97,10 +98,20 @@ pub fn Actions(
 pub fn Containers() -> impl IntoView {
     let session = use_session();
     let now = clock();
-    let list = poll(3000, || {
+    let stream = live_stream();
+    let live = live_stats(stream, now);
+    // With the stream up, lifecycle events refresh the list; the slow poll is a safety net.
+    let list_every = Signal::derive(move || {
+        if stream.link.get() == Link::Live {
+            30_000
+        } else {
+            POLL_MS
+        }
+    });
+    let list = poll(list_every, || {
         api::get::<Vec<Container>>("/api/v1/containers?all=true")
     });
-    let stats = poll(3000, || api::get::<LiveStats>("/api/v1/stats"));
+    stream.on_change(move || list.refresh());
     let op_error = RwSignal::new(None::<ApiFailure>);
     let search = RwSignal::new(String::new());
     let team = RwSignal::new(String::new());
@@ -108,7 +119,7 @@ pub fn Containers() -> impl IntoView {
     // Memory samples per container, from the live stats, for the sparklines.
     let mem_hist = RwSignal::new(HashMap::<String, Vec<f64>>::new());
     Effect::new(move |_| {
-        let Some(s) = stats.data.get() else { return };
+        let Some(s) = live.stats.get() else { return };
         mem_hist.update(|h| {
             for l in s.stats.iter().filter(|l| l.kind == "container") {
                 let v = h.entry(l.name.clone()).or_default();
@@ -122,7 +133,7 @@ pub fn Containers() -> impl IntoView {
     let on_done = Callback::new(move |r: Result<(), ApiFailure>| {
         op_error.set(r.err());
         list.refresh();
-        stats.refresh();
+        live.polled.refresh();
     });
     let teams = move || {
         let mut t: Vec<String> = list.data.with(|l| {
@@ -134,11 +145,130 @@ pub fn Containers() -> impl IntoView {
         t.dedup();
         t
     };
+    // The rows shown, in order; `For` keeps each row's element by name across polls.
+    let rows = Memo::new(move |_| {
+        let q = search.get().to_lowercase();
+        let t = team.get();
+        let exited = show_exited.get();
+        list.data.with(|all| {
+            all.iter()
+                .flatten()
+                .filter(|c| {
+                    (q.is_empty()
+                        || c.name.to_lowercase().contains(&q)
+                        || c.image.to_lowercase().contains(&q))
+                        && (t.is_empty() || c.team == t)
+                        && (exited || c.status != "exited")
+                })
+                .map(|c| c.name.clone())
+                .collect::<Vec<_>>()
+        })
+    });
+    let row = move |name: String| {
+        let n = name.clone();
+        // This row's container, updated in place by every poll.
+        let c = Memo::new(move |prev: Option<&Option<Container>>| {
+            list.data
+                .with(|l| l.iter().flatten().find(|c| c.name == n).cloned())
+                .or_else(|| prev.cloned().flatten())
+        });
+        let get = move |f: fn(&Container) -> String| {
+            move || c.with(|c| c.as_ref().map(f).unwrap_or_default())
+        };
+        let status = Memo::new(move |_| {
+            c.with(|c| c.as_ref().map(|c| c.status.clone()))
+                .unwrap_or_default()
+        });
+        let n2 = name.clone();
+        let stat = Memo::new(move |_| {
+            live.stats.with(|s| {
+                s.as_ref().and_then(|s| {
+                    s.stats
+                        .iter()
+                        .find(|l| l.kind == "container" && l.name == n2)
+                        .cloned()
+                })
+            })
+        });
+        let reserved = Memo::new(move |_| c.with(|c| c.as_ref().and_then(|c| c.limits.cpus)));
+        let mem_max = Memo::new(move |_| {
+            c.with(|c| c.as_ref().and_then(|c| c.limits.memory_max))
+                .map(|m| m as f64)
+        });
+        // Ticks with the clock, so "up 5m" is never a stale number.
+        let since = move || {
+            let t = now.get() / 1000.0;
+            c.with(|c| {
+                let c = c.as_ref()?;
+                match c.status.as_str() {
+                    "running" | "paused" => c
+                        .started_at
+                        .map(|s| format!("up {}", format::duration(t - s as f64))),
+                    "exited" => Some(format!(
+                        "exit {} · {}",
+                        c.exit_code.map_or("?".into(), |x| x.to_string()),
+                        c.finished_at
+                            .map(|f| format!("{} ago", format::duration(t - f as f64)))
+                            .unwrap_or_default()
+                    )),
+                    _ => Some(format!(
+                        "created {} ago",
+                        format::duration(t - c.created_at as f64)
+                    )),
+                }
+            })
+        };
+        let href = format!("/containers/{}", api::enc(&name));
+        let (n3, n4, label) = (name.clone(), name.clone(), name.clone());
+        view! {
+            <tr data-name=name data-status=move || status.get()>
+                <td><A href=href><b>{label}</b></A></td>
+                <td><StatusBadge status=status /></td>
+                <td>{get(|c| c.team.clone())}</td>
+                <td class="hide-sm mono">{get(|c| c.image.clone())}</td>
+                <td class="num">
+                    {move || stat.get().map(|l| {
+                        let r = reserved.get();
+                        let cap = r.unwrap_or(1.0).max(0.01);
+                        let pct = (l.cpu_cores / cap * 100.0).clamp(0.0, 100.0);
+                        Either::Left(view! {
+                            <span class="cpu-cell" title=format!("{} of {} cores", format::cores(l.cpu_cores), r.map_or("unlimited".into(), format::cores))>
+                                <span data-testid="cpu">{format!("{:.0}%", l.cpu_cores * 100.0)}</span>
+                                <span class="bar"><i style=format!("width:{pct:.0}%")></i></span>
+                            </span>
+                        })
+                    }).unwrap_or_else(|| Either::Right(view! { <span class="cpu-cell muted">"–"</span> }))}
+                </td>
+                <td class="num">
+                    <span class="cpu-cell">
+                        {move || {
+                            let n3 = n3.clone();
+                            view! {
+                                <Sparkline values=Signal::derive(move || mem_hist.with(|h| h.get(&n3).cloned().unwrap_or_default()))
+                                    max=mem_max.get().unwrap_or(0.0) title="memory" />
+                            }
+                        }}
+                        {move || stat.get().map(|l| format::bytes_u(l.mem_bytes)).unwrap_or_else(|| "–".into())}
+                    </span>
+                </td>
+                <td class="hide-sm muted nowrap">{since}</td>
+                <td class="actions">
+                    <Show when=move || session.can_operate()>
+                        {
+                            let n4 = n4.clone();
+                            move || view! { <Actions name=n4.clone() status=status.get() on_done=on_done /> }
+                        }
+                    </Show>
+                </td>
+            </tr>
+        }
+    };
 
     view! {
         <div class="page-head">
             <h1>"Containers"</h1>
             <Freshness poll=list now=now />
+            <LiveBadge stream=stream view_=live now=now />
             <Show when=move || session.can_operate()>
                 <A href="/containers/new" attr:class="btn primary" attr:data-testid="new-container">"+ New container"</A>
             </Show>
@@ -155,22 +285,11 @@ pub fn Containers() -> impl IntoView {
         </div>
         {move || op_error.get().map(|e| view! { <ErrorBox error=e /> })}
         <section class="card flush">
-            {polled_view(list, "containers", move |all: Vec<Container>| {
-                let q = search.get().to_lowercase();
-                let t = team.get();
-                let exited = show_exited.get();
-                let rows: Vec<Container> = all.into_iter().filter(|c| {
-                    (q.is_empty() || c.name.to_lowercase().contains(&q) || c.image.to_lowercase().contains(&q))
-                        && (t.is_empty() || c.team == t)
-                        && (exited || c.status != "exited")
-                }).collect();
-                if rows.is_empty() {
-                    return view! {
-                        <p class="empty-state">"No containers here yet. "
-                            <A href="/containers/new">"Start one"</A>" from an image or a root filesystem."</p>
-                    }.into_any();
-                }
-                view! {
+            {polled_live(list, "containers", move || view! {
+                <Show when=move || rows.with(|r| !r.is_empty()) fallback=|| view! {
+                    <p class="empty-state">"No containers here yet. "
+                        <A href="/containers/new">"Start one"</A>" from an image or a root filesystem."</p>
+                }>
                     <div class="table-wrap">
                         <table class="table" data-testid="containers-table">
                             <thead><tr>
@@ -178,65 +297,11 @@ pub fn Containers() -> impl IntoView {
                                 <th class="num">"CPU"</th><th class="num">"Memory"</th><th class="hide-sm">"Since"</th><th></th>
                             </tr></thead>
                             <tbody>
-                                {rows.into_iter().map(|c| {
-                                    let name = c.name.clone();
-                                    let (label, href) = (name.clone(), format!("/containers/{}", api::enc(&name)));
-                                    let (st1, st2, n4) = (c.status.clone(), c.status.clone(), c.name.clone());
-                                    let n2 = name.clone();
-                                    let n3 = name.clone();
-                                    let live = move || stats.data.with(|s| s.as_ref().and_then(|s| s.stats.iter().find(|l| l.kind == "container" && l.name == n2).cloned()));
-                                    let live2 = live.clone();
-                                    let reserved = c.limits.cpus;
-                                    let mem_max = c.limits.memory_max;
-                                    let (status, started, finished, exit, created) = (c.status.clone(), c.started_at, c.finished_at, c.exit_code, c.created_at);
-                                    // Ticks with the clock, so "up 5m" is never a stale number.
-                                    let since = move || {
-                                        let t = now.get() / 1000.0;
-                                        match status.as_str() {
-                                            "running" | "paused" => started.map(|s| format!("up {}", format::duration(t - s as f64))),
-                                            "exited" => Some(format!("exit {} · {}", exit.map_or("?".into(), |x| x.to_string()),
-                                                finished.map(|f| format!("{} ago", format::duration(t - f as f64))).unwrap_or_default())),
-                                            _ => Some(format!("created {} ago", format::duration(t - created as f64))),
-                                        }
-                                    };
-                                    view! {
-                                        <tr data-name=name.clone() data-status=c.status.clone()>
-                                            <td><A href=href><b>{label}</b></A></td>
-                                            <td><StatusBadge status=st1 /></td>
-                                            <td>{c.team.clone()}</td>
-                                            <td class="hide-sm mono">{c.image.clone()}</td>
-                                            <td class="num">
-                                                {move || live().map(|l| {
-                                                    let cap = reserved.unwrap_or(1.0).max(0.01);
-                                                    let pct = (l.cpu_cores / cap * 100.0).clamp(0.0, 100.0);
-                                                    Either::Left(view! {
-                                                        <span class="cpu-cell" title=format!("{} of {} cores", format::cores(l.cpu_cores), reserved.map_or("unlimited".into(), format::cores))>
-                                                            <span data-testid="cpu">{format!("{:.0}%", l.cpu_cores * 100.0)}</span>
-                                                            <span class="bar"><i style=format!("width:{pct:.0}%")></i></span>
-                                                        </span>
-                                                    })
-                                                }).unwrap_or_else(|| Either::Right(view! { <span class="cpu-cell muted">"–"</span> }))}
-                                            </td>
-                                            <td class="num">
-                                                <span class="cpu-cell">
-                                                    <Sparkline values=Signal::derive(move || mem_hist.with(|h| h.get(&n3).cloned().unwrap_or_default()))
-                                                        max=mem_max.map(|m| m as f64).unwrap_or(0.0) title="memory" />
-                                                    {move || live2().map(|l| format::bytes_u(l.mem_bytes)).unwrap_or_else(|| "–".into())}
-                                                </span>
-                                            </td>
-                                            <td class="hide-sm muted nowrap">{since}</td>
-                                            <td class="actions">
-                                                <Show when=move || session.can_operate()>
-                                                    <Actions name=n4.clone() status=st2.clone() on_done=on_done />
-                                                </Show>
-                                            </td>
-                                        </tr>
-                                    }
-                                }).collect_view()}
+                                <For each=move || rows.get() key=|n| n.clone() children=row />
                             </tbody>
                         </table>
                     </div>
-                }.into_any()
+                </Show>
             })}
         </section>
     }
@@ -381,6 +446,8 @@ const FORM_FIELDS: &[&str] = &[
     "rootfs",
     "command",
     "env",
+    "network",
+    "ports",
     "limits.cpus",
     "limits.memory_max",
     "limits.memory_high",
@@ -406,7 +473,8 @@ pub fn NewContainer() -> impl IntoView {
     let rootfs = RwSignal::new(String::new());
     let command = RwSignal::new(String::new());
     let env = RwSignal::new(String::new());
-    let network = RwSignal::new("none".to_owned());
+    let network = RwSignal::new(String::new());
+    let ports = RwSignal::new(String::new());
     let restart = RwSignal::new("no".to_owned());
     let start = RwSignal::new(true);
     let limits = LimitFields::new(&Limits::default());
@@ -452,7 +520,14 @@ pub fn NewContainer() -> impl IntoView {
                 .map(str::to_owned)
                 .collect(),
             limits: lim,
-            network: Some(network.get_untracked()),
+            network: opt(network),
+            ports: ports
+                .get_untracked()
+                .split([',', '\n'])
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect(),
             restart: Some(restart.get_untracked()),
             start: start.get_untracked(),
             ..Default::default()
@@ -461,6 +536,30 @@ pub fn NewContainer() -> impl IntoView {
     };
     let env_error =
         move || errors.with(|e| e.iter().find(|(f, _)| f == "env").map(|(_, m)| m.clone()));
+    let network_error = move || {
+        errors.with(|e| {
+            e.iter()
+                .find(|(f, _)| f == "network")
+                .map(|(_, m)| m.clone())
+        })
+    };
+    // `ports` or `ports[i]` (the i-th entry): shown beside the ports field.
+    let ports_error = move || {
+        errors.with(|e| {
+            e.iter()
+                .find(|(f, _)| f == "ports" || f.starts_with("ports["))
+                .map(|(f, m)| {
+                    match f
+                        .strip_prefix("ports[")
+                        .and_then(|r| r.strip_suffix(']'))
+                        .and_then(|i| i.parse::<usize>().ok())
+                    {
+                        Some(i) => format!("port {}: {m}", i + 1),
+                        None => m.clone(),
+                    }
+                })
+        })
+    };
     view! {
         <div class="crumbs"><A href="/containers">"Containers"</A>" / new"</div>
         <div class="page-head"><h1>"New container"</h1></div>
@@ -509,9 +608,21 @@ pub fn NewContainer() -> impl IntoView {
                     <div class="field">
                         <label for="f-network">"Network"</label>
                         <select id="f-network" on:change=move |ev| network.set(event_target_value(&ev))>
-                            <option value="none" selected=true>"none — own namespace, loopback only"</option>
+                            <option value="" selected=true>"default — none, or bridge when ports are published"</option>
+                            <option value="none">"none — own namespace, loopback only"</option>
+                            <option value="bridge">"bridge — Corral's bridge with NAT and published ports"</option>
                             <option value="host">"host — share the host's network"</option>
                         </select>
+                        <small class="field-error" data-field="network" role="alert">{network_error}</small>
+                    </div>
+                    <div class="field" class:invalid=move || ports_error().is_some()>
+                        <label for="f-ports">"Published ports"</label>
+                        <input id="f-ports" name="ports" type="text" placeholder="8080:80, 127.0.0.1:5353:53/udp"
+                            aria-invalid=move || ports_error().is_some().to_string() aria-describedby="f-ports-err"
+                            prop:value=move || ports.get() on:input=move |ev| ports.set(event_target_value(&ev))
+                            on:change=move |ev| ports.set(event_target_value(&ev)) />
+                        <small class="hint">"[IP:]HOST:CONTAINER[/tcp|udp], comma-separated; bound to 127.0.0.1 unless an address is given"</small>
+                        <small class="field-error" id="f-ports-err" data-field="ports" role="alert">{ports_error}</small>
                     </div>
                     <div class="field">
                         <label for="f-restart">"Restart"</label>

@@ -26,34 +26,11 @@ fn busybox_rootfs() -> Option<TempDir> {
     Some(dir)
 }
 
-/// A daemon with containers; with metering (1 s samples) when this build has it (the second
-/// value), else the history/bill parts of the test are skipped.
-fn daemon_with_containers() -> Option<(Daemon, bool)> {
-    let help = std::process::Command::new(tests::corral_bin())
-        .args(["serve", "--help"])
-        .output()
-        .ok()?;
-    let metering = String::from_utf8_lossy(&help.stdout).contains("--sample-interval");
-    if !metering {
-        eprintln!("this daemon has no metering: history and billing checks are skipped");
-    }
-    let daemon = if metering {
-        Daemon::start_with(&["--sample-interval", "1"])
-    } else {
-        Daemon::start()
-    };
-    let token = daemon.admin_token();
-    let r = daemon.http(
-        "GET",
-        "/api/v1/containers",
-        &[("authorization", &format!("Bearer {token}"))],
-        None,
-    );
-    if r.status == 404 {
-        eprintln!("skipping: this daemon has no containers API");
-        return None;
-    }
-    Some((daemon, metering))
+/// A daemon with metering (1 s samples) and its admin set up.
+fn daemon_with_containers() -> Daemon {
+    let daemon = Daemon::start_with(&["--sample-interval", "1"]);
+    daemon.admin_token();
+    daemon
 }
 
 async fn chart_attr(b: &Browser, chart: &str, attr: &str) -> String {
@@ -67,9 +44,7 @@ async fn chart_attr(b: &Browser, chart: &str, attr: &str) -> String {
 
 #[tokio::test]
 async fn container_lifecycle_charts_and_bill() {
-    let Some((daemon, metering)) = daemon_with_containers() else {
-        return;
-    };
+    let daemon = daemon_with_containers();
     let Some(rootfs) = busybox_rootfs() else {
         eprintln!("skipping: busybox-static is not installed");
         return;
@@ -106,21 +81,55 @@ async fn container_lifecycle_charts_and_bill() {
     let msg = err.text().await.unwrap();
     assert!(!msg.is_empty(), "the server's message is shown beside CPUs");
     b.screenshot("new-container-errors").await;
+    // A bad published port: the server names the entry, shown beside the ports field.
     b.fill("#f-limits-cpus", "0.5").await;
+    b.fill("#f-ports", "8080:80, 99999:80").await;
+    b.click("[data-testid=create]").await;
+    b.wait_text("[data-field=ports]", "port 2:").await;
+    b.screenshot("new-container-port-error").await;
+    b.fill("#f-ports", "").await;
     b.click("[data-testid=create]").await;
 
     // The detail page: the CPU chart moves up to the 0.5 quota line.
     b.wait_text("[data-testid=container-name]", &name).await;
     b.wait_for(".page-head [data-status=running]").await;
-    let metering = metering && metered(&b, &name).await;
-    if metering {
-        b.wait_js(
-            "+document.querySelector('[data-testid=chart-cpu]').dataset.last",
-            60,
-            |v| v.as_f64().is_some_and(|c| c > 0.2),
+    wait_metered(&b, &daemon, &name).await;
+    // Live numbers come over the event stream when the daemon has it, else by polling (and
+    // the page says which).
+    let want = live_state(&b).await;
+    eprintln!("live numbers: {want}");
+    // Pressure is drawn live where the host reports it per cgroup.
+    let psi = b
+        .client
+        .execute_async(
+            "const [done] = arguments; fetch('/api/v1/host').then(r => r.json()).then(h => done(h.psi))",
+            vec![],
         )
-        .await;
+        .await
+        .expect("read host facts");
+    if psi == true {
+        b.wait_for("[data-testid=chart-psi]").await;
+    } else {
+        b.wait_for("[data-testid=psi-note]").await;
     }
+    b.wait_js(
+        "document.querySelector('.page-head [data-testid=live-state]').dataset.state",
+        30,
+        |v| v.as_str() == Some(want),
+    )
+    .await;
+    b.wait_js(
+        "parseFloat(document.querySelector('[data-testid=live-cpu]').textContent)",
+        30,
+        |v| v.as_f64().is_some_and(|c| c > 20.0),
+    )
+    .await;
+    b.wait_js(
+        "+document.querySelector('[data-testid=chart-cpu]').dataset.last",
+        60,
+        |v| v.as_f64().is_some_and(|c| c > 0.2),
+    )
+    .await;
     assert_eq!(chart_attr(&b, "chart-cpu", "data-levels").await, "0.5");
     b.wait_text("[data-testid=logs]", "started").await;
     b.screenshot("container").await;
@@ -142,14 +151,12 @@ async fn container_lifecycle_charts_and_bill() {
     // Freeze: the state says so and the CPU line drops to (almost) nothing.
     b.click("[data-action=freeze]").await;
     b.wait_for(".page-head [data-status=paused]").await;
-    if metering {
-        b.wait_js(
-            "+document.querySelector('[data-testid=chart-cpu]').dataset.last",
-            60,
-            |v| v.as_f64().is_some_and(|c| c < 0.05),
-        )
-        .await;
-    }
+    b.wait_js(
+        "+document.querySelector('[data-testid=chart-cpu]').dataset.last",
+        60,
+        |v| v.as_f64().is_some_and(|c| c < 0.05),
+    )
+    .await;
     b.screenshot("container-frozen").await;
 
     // The list shows it frozen.
@@ -171,9 +178,7 @@ async fn container_lifecycle_charts_and_bill() {
     b.screenshot("container-exec").await;
 
     // The bill: the team used CPU this month; the statement downloads as CSV.
-    if metering {
-        bill_and_csv(&b, &base).await;
-    }
+    bill_and_csv(&b, &base).await;
 
     // Clean up through the UI: remove (confirmed).
     b.click(".page-head [data-testid=remove]").await;
@@ -184,30 +189,44 @@ async fn container_lifecycle_charts_and_bill() {
     drop(rootfs);
 }
 
-/// Whether the daemon's metering sees the container (its history answers) within 20 s.
-async fn metered(b: &Browser, name: &str) -> bool {
+/// Waits (up to 20 s) until the daemon's metering sees the container (its history answers);
+/// fails with the answer and the daemon's log otherwise.
+async fn wait_metered(b: &Browser, daemon: &Daemon, name: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
-        let status = b
+        let answer = b
             .client
             .execute_async(
-                "const [n, done] = arguments; fetch('/api/v1/containers/' + n + '/history?range=15m').then(r => done(r.status))",
+                "const [n, done] = arguments; fetch('/api/v1/containers/' + n + '/history?range=15m').then(r => r.text().then(t => done([r.status, t])))",
                 vec![serde_json::json!(name)],
             )
             .await
             .expect("fetch history");
-        if status == 200 {
-            return true;
+        if answer[0] == 200 {
+            return;
         }
-        if std::time::Instant::now() > deadline {
-            eprintln!(
-                "metering does not see containers (history answers {status}): \
-                 CPU chart, freeze flattening and bill checks are skipped"
-            );
-            return false;
-        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "metering never saw {name}: history answers {answer}\ndaemon log:\n{}",
+            daemon.log()
+        );
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
+}
+
+/// The state the live badge must reach: `live` when the daemon serves the event stream, else
+/// `polling` (an older daemon answers 404).
+async fn live_state(b: &Browser) -> &'static str {
+    let status = b
+        .client
+        .execute_async(
+            "const [done] = arguments; const c = new AbortController(); \
+             fetch('/api/v1/events', {signal: c.signal}).then(r => { done(r.status); c.abort(); })",
+            vec![],
+        )
+        .await
+        .expect("probe the event stream");
+    if status == 200 { "live" } else { "polling" }
 }
 
 async fn bill_and_csv(b: &Browser, base: &str) {
