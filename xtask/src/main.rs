@@ -114,7 +114,17 @@ fn test(root: &Path) -> Result<()> {
     ])?;
 
     step("unit and integration tests (api, kernel, browser)");
-    cargo(&["build", "-p", "backend", "--bin", "corral"])?;
+    // The tests' build of the daemon has the crash tests' fault-injection points (the same
+    // features the `tests` crate asks for, so the backend is compiled once).
+    cargo(&[
+        "build",
+        "-p",
+        "backend",
+        "--bin",
+        "corral",
+        "--features",
+        "fault-injection",
+    ])?;
     // Browser tests must not be skipped in CI: fail if Chromium or the dashboard is missing.
     let tools = metrics_tools(root)?;
     cargo_env(

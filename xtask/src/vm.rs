@@ -255,10 +255,10 @@ pub struct TestBinaries {
     pub target_dir: PathBuf,
 }
 
-/// Builds `corral` (`cargo build -p backend`) and the `it` test binary (plus the tests crate's
+/// Builds `corral` (`cargo build -p backend --features fault-injection`) and the `it` test binary (plus the tests crate's
 /// binaries such as `testload`) with `cargo test -p tests --no-run`, and returns their paths.
 pub fn build_test_binaries() -> Result<TestBinaries> {
-    let corral = cargo_executables(&["build", "-p", "backend"])?
+    let corral = cargo_executables(&["build", "-p", "backend", "--features", "fault-injection"])?
         .into_iter()
         .find(|(name, is_test, _)| name == "corral" && !is_test)
         .map(|(_, _, p)| p)

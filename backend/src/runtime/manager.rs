@@ -249,7 +249,12 @@ impl Manager {
 
     /// Fault injection for the crash tests: when `<state>/containers/.crash-at` holds `point`,
     /// the file is removed and the daemon SIGKILLs itself there, as a crash would. The file
-    /// lives in the root-only state directory; nothing else writes it.
+    /// lives in the root-only state directory; nothing else writes it. Only in builds with the
+    /// `fault-injection` feature (the tests'); elsewhere a no-op.
+    #[cfg(not(feature = "fault-injection"))]
+    fn fault(&self, _point: &str) {}
+
+    #[cfg(feature = "fault-injection")]
     fn fault(&self, point: &str) {
         let marker = self.inner.dir.join(CRASH_AT);
         match fs::read_to_string(&marker) {

@@ -182,7 +182,11 @@ async fn a_crash_mid_create_is_swept_and_a_cut_off_start_adopted() {
                 "network": "bridge", "command": ["sleep", "1000"], "start": true})),
         )
         .await;
-        assert!(r.is_err(), "{point}: the daemon died mid-request: {r:?}");
+        assert!(
+            r.is_err(),
+            "{point}: the daemon should have died mid-request (is corral built with \
+             `--features fault-injection`? `cargo xtask test` does): {r:?}"
+        );
         daemon.kill9();
 
         // What the crash left: a record that says 'creating', and the resources made so far.
