@@ -563,6 +563,8 @@ impl Manager {
         })
         .await?;
         r.status = "created".into();
+        // Only now is the container whole (record, directory, cgroup, config, network).
+        self.emit(&r, "created");
         if start {
             return self.start(&r.name).await;
         }
@@ -748,9 +750,7 @@ impl Manager {
             undo(self);
             return Err(e);
         }
-        let r = self.load(&id)?;
-        self.emit(&r, "created");
-        Ok(r)
+        self.load(&id)
     }
 
     /// The host range of a new user namespace: `auto` takes the first free one; a given range
