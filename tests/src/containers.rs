@@ -42,6 +42,18 @@ pub async fn get(c: &Client, name: &str) -> wire::Container {
         .expect("get container")
 }
 
+/// `POST /api/v1/containers/{name}/{action}` (start, stop, restart, freeze, thaw, kill).
+pub async fn action(c: &Client, name: &str, action: &str) -> wire::Container {
+    call(
+        c,
+        Method::POST,
+        &format!("/api/v1/containers/{name}/{action}"),
+        None,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{action} {name}: {e}"))
+}
+
 pub async fn logs(c: &Client, name: &str) -> String {
     let (_, b) = c
         .request(

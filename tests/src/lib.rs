@@ -3,6 +3,7 @@
 
 pub mod browser;
 pub mod containers;
+pub mod net;
 pub mod rootfs;
 
 use std::{

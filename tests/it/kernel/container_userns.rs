@@ -9,28 +9,14 @@ use std::{fs, path::Path, time::Duration};
 
 use backend::client::{Client, ClientError};
 use hyper::Method;
-use tests::Daemon;
-
-use tests::{containers::Reaper, rootfs::Rootfs};
-
-async fn call(
-    c: &Client,
-    method: Method,
-    path: &str,
-    body: Option<serde_json::Value>,
-) -> Result<serde_json::Value, ClientError> {
-    let (_, bytes) = c
-        .request(method, path, body.map(|b| serde_json::to_vec(&b).unwrap()))
-        .await?;
-    Ok(if bytes.is_empty() {
-        serde_json::Value::Null
-    } else {
-        serde_json::from_slice(&bytes).unwrap()
-    })
-}
+use tests::{
+    Daemon,
+    containers::{Reaper, call, remove},
+    rootfs::Rootfs,
+};
 
 async fn exec(c: &Client, name: &str, script: &str) -> (i64, String) {
-    let r = call(
+    let r = call::<serde_json::Value>(
         c,
         Method::POST,
         &format!("/api/v1/containers/{name}/exec"),
@@ -104,7 +90,7 @@ async fn user_namespace_maps_root_to_a_host_range() {
     // A range of our own per test process (other daemons' records are not ours to see).
     let base: u32 = 1_500_000_000 + (std::process::id() % 2000) * 65536;
     let name = tests::unique("userns");
-    let created = call(
+    let created = call::<serde_json::Value>(
         &c,
         Method::POST,
         "/api/v1/containers",
@@ -222,7 +208,7 @@ async fn user_namespace_maps_root_to_a_host_range() {
 
     // `auto` takes a free range; a range that overlaps another container's is refused.
     let auto = tests::unique("userns-auto");
-    let a = call(
+    let a = call::<serde_json::Value>(
         &c,
         Method::POST,
         "/api/v1/containers",
@@ -241,7 +227,7 @@ async fn user_namespace_maps_root_to_a_host_range() {
         "{range} does not overlap {base}:65536"
     );
     assert_eq!(ids(a["pid"].as_i64().unwrap(), "Uid:"), vec![host; 4]);
-    let clash = call(
+    let clash = call::<serde_json::Value>(
         &c,
         Method::POST,
         "/api/v1/containers",
@@ -259,14 +245,7 @@ async fn user_namespace_maps_root_to_a_host_range() {
     );
 
     for n in [&name, &auto] {
-        call(
-            &c,
-            Method::DELETE,
-            &format!("/api/v1/containers/{n}?force=true"),
-            None,
-        )
-        .await
-        .unwrap();
+        remove(&c, n).await;
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(

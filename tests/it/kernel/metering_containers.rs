@@ -13,42 +13,11 @@ use backend::{
     client::Client,
 };
 use hyper::Method;
-use tests::{Daemon, containers::Reaper, rootfs::Rootfs};
-
-async fn call(c: &Client, method: Method, path: &str, body: Option<serde_json::Value>) -> Vec<u8> {
-    let (_, bytes) = c
-        .request(method, path, body.map(|b| serde_json::to_vec(&b).unwrap()))
-        .await
-        .unwrap_or_else(|e| panic!("{path}: {e}"));
-    bytes.to_vec()
-}
-
-async fn get(c: &Client, name: &str) -> wire::Container {
-    let b = call(c, Method::GET, &format!("/api/v1/containers/{name}"), None).await;
-    serde_json::from_slice(&b).unwrap()
-}
-
-async fn wait_exited(c: &Client, name: &str, timeout: Duration) -> wire::Container {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let ct = get(c, name).await;
-        if ct.status == "exited" {
-            return ct;
-        }
-        assert!(Instant::now() < deadline, "{name} did not exit: {ct:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn remove(c: &Client, name: &str) {
-    call(
-        c,
-        Method::DELETE,
-        &format!("/api/v1/containers/{name}?force=true"),
-        None,
-    )
-    .await;
-}
+use tests::{
+    Daemon,
+    containers::{Reaper, action, call, create, remove, wait_exited},
+    rootfs::Rootfs,
+};
 
 /// The container's billed CPU time (µs) over the last day, from the billing API.
 async fn billed_usec(c: &Client, name: &str) -> u64 {
@@ -56,7 +25,7 @@ async fn billed_usec(c: &Client, name: &str) -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let b = call(
+    let r: wire::billing::BillingReport = call(
         c,
         Method::GET,
         &format!(
@@ -66,8 +35,8 @@ async fn billed_usec(c: &Client, name: &str) -> u64 {
         ),
         None,
     )
-    .await;
-    let r: wire::billing::BillingReport = serde_json::from_slice(&b).unwrap();
+    .await
+    .unwrap();
     r.containers
         .iter()
         .filter(|l| l.name == name)
@@ -120,13 +89,7 @@ async fn container_under_half_a_cpu_for_four_seconds_is_billed_two_cpu_seconds()
         (&controls[1], "read u _ < /proc/uptime"),
         (&name, BURN_4S),
     ] {
-        call(
-            &c,
-            Method::POST,
-            "/api/v1/containers",
-            Some(spec(n, team, &rootfs, script)),
-        )
-        .await;
+        create(&c, spec(n, team, &rootfs, script)).await;
     }
     // The quota, not other load on the host, must be what limits the container: give Corral's
     // subtree and the team the highest CPU weight (a test machine may be busy compiling); the
@@ -144,26 +107,14 @@ async fn container_under_half_a_cpu_for_four_seconds_is_billed_two_cpu_seconds()
     }
     let mut start_up = u64::MAX;
     for control in &controls {
-        call(
-            &c,
-            Method::POST,
-            &format!("/api/v1/containers/{control}/start"),
-            None,
-        )
-        .await;
+        action(&c, control, "start").await;
         wait_exited(&c, control, Duration::from_secs(30)).await;
         let bill = billed_usec(&c, control).await;
         assert_eq!(bill, kernel_usec(&engine, team, control));
         start_up = start_up.min(bill);
     }
     let started = Instant::now();
-    call(
-        &c,
-        Method::POST,
-        &format!("/api/v1/containers/{name}/start"),
-        None,
-    )
-    .await;
+    action(&c, &name, "start").await;
     wait_exited(&c, &name, Duration::from_secs(30)).await;
     let wall = started.elapsed();
     let kernel = kernel_usec(&engine, team, &name);
@@ -206,7 +157,7 @@ async fn a_100ms_container_is_billed_exactly_its_final_cpu_usage() {
     );
     s["start"] = true.into();
     let started = Instant::now();
-    call(&c, Method::POST, "/api/v1/containers", Some(s)).await;
+    create(&c, s).await;
     wait_exited(&c, &name, Duration::from_secs(30)).await;
     let wall = started.elapsed();
     let engine = Cgroups::host(&daemon.cgroup_root).unwrap();
@@ -240,19 +191,13 @@ async fn restarting_a_container_bills_each_run_once() {
         "while :; do :; done & sleep 0.3; kill $!",
     );
     s["start"] = true.into();
-    call(&c, Method::POST, "/api/v1/containers", Some(s)).await;
+    create(&c, s).await;
     wait_exited(&c, &name, Duration::from_secs(30)).await;
     let engine = Cgroups::host(&daemon.cgroup_root).unwrap();
     let first = kernel_usec(&engine, team, &name);
     assert_eq!(billed_usec(&c, &name).await, first);
     // A new run starts in a fresh cgroup: its counters start at zero and add up.
-    call(
-        &c,
-        Method::POST,
-        &format!("/api/v1/containers/{name}/start"),
-        None,
-    )
-    .await;
+    action(&c, &name, "start").await;
     wait_exited(&c, &name, Duration::from_secs(30)).await;
     let second = kernel_usec(&engine, team, &name);
     let billed = billed_usec(&c, &name).await;
@@ -274,7 +219,7 @@ async fn daemon_kill9_mid_run_keeps_the_bill_continuous() {
     let (name, team) = (tests::unique("phoenix"), "meter-a");
     let mut s = spec(&name, team, &rootfs, "while :; do :; done");
     s["start"] = true.into();
-    call(&c, Method::POST, "/api/v1/containers", Some(s)).await;
+    create(&c, s).await;
     let engine = Cgroups::host(&daemon.cgroup_root).unwrap();
     // A few sampler ticks, then a crash between two ledger flushes.
     tokio::time::sleep(Duration::from_millis(2_500)).await;
@@ -287,13 +232,14 @@ async fn daemon_kill9_mid_run_keeps_the_bill_continuous() {
     daemon.restart();
     let c = daemon.unix_client();
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    call(
+    let _: wire::Container = call(
         &c,
         Method::POST,
         &format!("/api/v1/containers/{name}/stop"),
         Some(serde_json::json!({"timeout": 0})),
     )
-    .await;
+    .await
+    .unwrap();
     let ct = wait_exited(&c, &name, Duration::from_secs(30)).await;
     assert_eq!(ct.status, "exited");
     let kernel = kernel_usec(&engine, team, &name);

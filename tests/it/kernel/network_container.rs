@@ -5,53 +5,18 @@
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-use std::{
-    fs,
-    net::Ipv4Addr,
-    sync::atomic::{AtomicU32, Ordering},
-    time::Duration,
-};
+use std::{fs, net::Ipv4Addr, time::Duration};
 
 use backend::{client::Client, network::nat};
 use hyper::Method;
-use tests::{Daemon, containers::Reaper, rootfs::Rootfs};
+use tests::{
+    Daemon,
+    containers::Reaper,
+    net::{NetGuard, bridged_daemon, link_exists},
+    rootfs::Rootfs,
+};
 
 use super::network::{all_nat_rules, http_get};
-
-static N: AtomicU32 = AtomicU32::new(0);
-
-/// A daemon on a network of its own; returns (daemon, bridge, nft table).
-fn daemon() -> (Daemon, String, String) {
-    daemon_with(&[])
-}
-
-/// [`daemon`] with more `corral serve` flags.
-fn daemon_with(extra: &[&str]) -> (Daemon, String, String) {
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    let pid = std::process::id();
-    let bridge = format!(
-        "corral-it{:x}",
-        (pid.wrapping_mul(16).wrapping_add(8 + n)) & 0xfffff
-    );
-    let table = format!("corral_it_{pid}_c{n}");
-    let subnet = format!("10.214.{}.0/24", (pid % 16) * 16 + n % 16);
-    let subnet6 = format!("fd42:{:x}:c{n:x}::/64", pid & 0xffff);
-    let mut args = vec![
-        "--bridge",
-        &bridge,
-        "--subnet",
-        &subnet,
-        "--veth-prefix",
-        "vc-it",
-        "--nft-table",
-        &table,
-        "--subnet6",
-        &subnet6,
-    ];
-    args.extend_from_slice(extra);
-    let d = Daemon::start_with(&args);
-    (d, bridge, table)
-}
 
 async fn call(
     c: &Client,
@@ -91,54 +56,6 @@ fn web_rootfs(text: &str) -> Rootfs {
     fs::create_dir_all(r.path().join("www")).unwrap();
     fs::write(r.path().join("www/index.html"), text).unwrap();
     r
-}
-
-/// Removes what a failed test left: the containers' namespaces, the bridge, the NAT table.
-/// Declare it after the daemon and before the `Reaper`, so it runs once the processes are dead.
-struct NetGuard {
-    containers: std::path::PathBuf,
-    bridge: String,
-    table: String,
-}
-
-impl NetGuard {
-    fn new(d: &Daemon, bridge: &str, table: &str) -> Self {
-        NetGuard {
-            containers: d.state.path().join("state/containers"),
-            bridge: bridge.to_owned(),
-            table: table.to_owned(),
-        }
-    }
-}
-
-impl Drop for NetGuard {
-    fn drop(&mut self) {
-        if let Ok(rd) = fs::read_dir(&self.containers) {
-            for e in rd.flatten() {
-                let id = e.file_name().to_string_lossy().into_owned();
-                let _ = backend::network::netns::remove(
-                    &std::path::Path::new("/run/netns").join(format!("corral-{id}")),
-                );
-            }
-        }
-        if link_exists(&self.bridge) {
-            // Over netlink on a thread of its own (this may run inside a tokio test).
-            let bridge = self.bridge.clone();
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async {
-                    if let Ok(h) = backend::network::link::connect() {
-                        let _ = backend::network::link::delete(&h, &bridge).await;
-                    }
-                });
-            })
-            .join();
-        }
-        let _ = nat::remove(&self.table);
-    }
 }
 
 /// `GET /api/v1/containers/{name}` and the list carry mode, address, gateway and ports, and
@@ -203,13 +120,9 @@ async fn check_shown_network(daemon: &Daemon, c: &Client, name: &str, port: u16)
     );
 }
 
-fn link_exists(name: &str) -> bool {
-    std::path::Path::new("/sys/class/net").join(name).exists()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn httpd_in_a_container_answers_on_the_published_port_and_rm_leaves_nothing() {
-    let (daemon, bridge, table) = daemon();
+    let (daemon, bridge, table) = bridged_daemon(true, &[]);
     let _net = NetGuard::new(&daemon, &bridge, &table);
     let _reaper = Reaper::new(&daemon);
     let c = daemon.unix_client();
@@ -314,7 +227,7 @@ async fn httpd_in_a_container_answers_on_the_published_port_and_rm_leaves_nothin
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_bridged_containers_reach_each_other_and_daemon_stop_removes_nat() {
-    let (mut daemon, bridge, table) = daemon();
+    let (mut daemon, bridge, table) = bridged_daemon(true, &[]);
     let _net = NetGuard::new(&daemon, &bridge, &table);
     let _reaper = Reaper::new(&daemon);
     let c = daemon.unix_client();
@@ -430,7 +343,7 @@ async fn iptables_nat_backends_install_and_leave_nothing_after_stop() {
             eprintln!("{flag} not usable here: not tested");
             continue;
         }
-        let (mut daemon, bridge, table) = daemon_with(&["--nat", flag]);
+        let (mut daemon, bridge, table) = bridged_daemon(true, &["--nat", flag]);
         let _net = NetGuard::new(&daemon, &bridge, &table);
         let _reaper = Reaper::new(&daemon);
         let c = daemon.unix_client();
