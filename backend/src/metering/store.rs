@@ -765,7 +765,7 @@ pub(crate) mod tests {
             rollup(&mut conn, t0 + m * 60_000).unwrap();
         }
         rollup(&mut conn, t0 + 3 * 3_600_000).unwrap();
-        let avg = |v: &[u32]| (v.iter().map(|&x| f64::from(x)).sum::<f64>() / v.len() as f64);
+        let avg = |v: &[u32]| v.iter().map(|&x| f64::from(x)).sum::<f64>() / v.len() as f64;
         // 1-minute tier: exact rounded averages and maxima.
         let mut st = conn
             .prepare(
@@ -826,8 +826,8 @@ pub(crate) mod tests {
                 "{table}: hour avg {got} vs raw {}",
                 avg(&raw_cpu)
             );
-            for k in 0..3 {
-                let max_all = i64::from(*all[k].iter().max().unwrap());
+            for (k, seen) in all.iter().enumerate() {
+                let max_all = i64::from(*seen.iter().max().unwrap());
                 let got_max = pts.iter().filter_map(|p| p.pressure_max[k]).max();
                 assert_eq!(got_max, Some(max_all), "{table}: resource {k} max");
             }
