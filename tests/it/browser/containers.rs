@@ -140,6 +140,18 @@ async fn container_lifecycle_charts_and_bill() {
             |v| v.as_u64().is_some_and(|n| n >= 2),
         )
         .await;
+        b.client
+            .execute(
+                "document.querySelector('[data-testid=chart-psi]').scrollIntoView()",
+                vec![],
+            )
+            .await
+            .expect("scroll to the pressure chart");
+        b.screenshot("container-pressure").await;
+        b.client
+            .execute("window.scrollTo(0, 0)", vec![])
+            .await
+            .expect("scroll back");
     } else {
         b.wait_text("[data-testid=psi-note]", "no pressure data on this host")
             .await;
