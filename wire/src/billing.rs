@@ -156,6 +156,21 @@ pub struct HistoryPoint {
     pub io_read_bytes: u64,
     pub io_write_bytes: u64,
     pub pids_peak: u64,
+    /// Pressure stall information, `some avg10` in percent, averaged over the bucket's samples
+    /// for CPU, memory and IO; absent where the kernel reported no pressure (cgroup v1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_pressure: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_pressure: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_pressure: Option<f64>,
+    /// The highest `some avg10` seen in the bucket, percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_pressure_max: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_pressure_max: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_pressure_max: Option<f64>,
 }
 
 /// `GET /api/v1/containers/{name}/history?range=1h&step=1m`.
@@ -198,7 +213,7 @@ pub struct LiveStat {
     pub oom_kills: u64,
     /// Pressure stall information, `some avg10` (percent of the last 10 s in which some task
     /// waited) for CPU, memory and IO; absent where the kernel does not report it (cgroup2
-    /// `*.pressure`, also on hybrid hosts). Live only: not recorded in the history.
+    /// `*.pressure`, also on hybrid hosts). Also recorded in the history ([`HistoryPoint`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_pressure: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -176,6 +176,8 @@ async fn history_get(
         Ok((pts, table))
     })
     .await?;
+    // Pressure is stored in hundredths of a percent.
+    let pct = |v: Option<f64>| v.map(|h| h.round() / 100.0);
     let points = points
         .iter()
         .map(|p| wire::billing::HistoryPoint {
@@ -192,6 +194,12 @@ async fn history_get(
             io_read_bytes: p.io_rbytes.max(0) as u64,
             io_write_bytes: p.io_wbytes.max(0) as u64,
             pids_peak: p.pids_peak.max(0) as u64,
+            cpu_pressure: pct(p.pressure_avg[0]),
+            memory_pressure: pct(p.pressure_avg[1]),
+            io_pressure: pct(p.pressure_avg[2]),
+            cpu_pressure_max: pct(p.pressure_max[0].map(|v| v as f64)),
+            memory_pressure_max: pct(p.pressure_max[1].map(|v| v as f64)),
+            io_pressure_max: pct(p.pressure_max[2].map(|v| v as f64)),
         })
         .collect();
     Ok(Json(wire::billing::History {

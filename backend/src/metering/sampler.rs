@@ -499,6 +499,8 @@ impl Metering {
             usage: history,
             mem_bytes: counters.memory_current,
             pids: counters.pids_current,
+            // The last slow-path reading (a 10 s average): no file is read for it here.
+            pressure: e.last.pressure_some_avg10,
         });
         if let SubjectKind::Container(owner) = &e.kind {
             b.unflushed.add_ledger(owner, wall, &usage);

@@ -34,6 +34,9 @@ pub struct Sample {
     pub usage: Usage,
     pub mem_bytes: u64,
     pub pids: u64,
+    /// PSI `some avg10` of cpu, memory and io at `ts_ms` (hundredths of a percent), where the
+    /// kernel reports it.
+    pub pressure: [Option<u32>; 3],
 }
 
 /// Everything one sampler tick (or several, merged while the disk was full) writes.
@@ -136,8 +139,9 @@ fn write_batch(tx: &Transaction<'_>, batch: &Batch) -> Result<(), MeteringError>
     {
         let mut st = tx.prepare_cached(
             "INSERT INTO meter_sample (subject, ts_ms, dt_ms, cpu_usec, throttled_usec, io_rbytes,
-             io_wbytes, io_rios, io_wios, mem_byte_s, mem_bytes, mem_peak, pids, pids_peak)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+             io_wbytes, io_rios, io_wios, mem_byte_s, mem_bytes, mem_peak, pids, pids_peak,
+             psi_cpu, psi_mem, psi_io)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
         )?;
         for s in &batch.samples {
             let u = &s.usage;
@@ -156,6 +160,9 @@ fn write_batch(tx: &Transaction<'_>, batch: &Batch) -> Result<(), MeteringError>
                 i(u.memory_peak),
                 i(s.pids),
                 i(u.pids_peak),
+                s.pressure[0],
+                s.pressure[1],
+                s.pressure[2],
             ])?;
         }
     }
@@ -311,7 +318,32 @@ impl Default for Retention {
     }
 }
 
-const ROLLUP_COLS: &str = "dt_ms, samples, cpu_usec, throttled_usec, io_rbytes, io_wbytes, io_rios, io_wios, mem_byte_s, mem_peak, pids_peak";
+const ROLLUP_COLS: &str = "dt_ms, samples, cpu_usec, throttled_usec, io_rbytes, io_wbytes, io_rios, io_wios, mem_byte_s, mem_peak, pids_peak, psi_samples, psi_cpu_avg, psi_cpu_max, psi_mem_avg, psi_mem_max, psi_io_avg, psi_io_max";
+
+/// The pressure columns of a rollup computed from raw samples: the rounded average of the
+/// samples that have a value, and the maximum.
+const PSI_FROM_RAW: &str = "count(coalesce(psi_cpu, psi_mem, psi_io)),
+    CAST(round(avg(psi_cpu)) AS INTEGER), max(psi_cpu),
+    CAST(round(avg(psi_mem)) AS INTEGER), max(psi_mem),
+    CAST(round(avg(psi_io)) AS INTEGER), max(psi_io)";
+
+/// The weighted average of a finer rollup's pressure averages (`NULL` where none has one).
+fn psi_weighted_avg(col: &str) -> String {
+    format!(
+        "sum({col} * psi_samples) * 1.0 / sum(CASE WHEN {col} IS NOT NULL THEN psi_samples END)"
+    )
+}
+
+/// The pressure columns of a rollup computed from a finer rollup.
+fn psi_from_rollup() -> String {
+    let avg = |c: &str| format!("CAST(round({}) AS INTEGER)", psi_weighted_avg(c));
+    format!(
+        "sum(psi_samples), {}, max(psi_cpu_max), {}, max(psi_mem_max), {}, max(psi_io_max)",
+        avg("psi_cpu_avg"),
+        avg("psi_mem_avg"),
+        avg("psi_io_avg")
+    )
+}
 
 /// Rolls raw samples up into complete minutes and minutes into complete hours, up to `now_ms`.
 /// Idempotent: each run recomputes every bucket since the last watermark (minus one bucket, for
@@ -373,15 +405,17 @@ fn rollup_tier(
     if start < end {
         // A raw sample at ts_ms covers (ts_ms - dt_ms, ts_ms]: it belongs to the bucket of its
         // last millisecond, so a sample exactly on a boundary closes the earlier bucket.
-        let (bucket_expr, samples_expr) = if from_raw {
+        let (bucket_expr, samples_expr, psi_expr) = if from_raw {
             (
                 format!("((ts_ms - 1) / {bucket_ms}) * {bucket_ms}"),
                 "count(*)",
+                PSI_FROM_RAW.to_owned(),
             )
         } else {
             (
                 format!("(ts_ms / {bucket_ms}) * {bucket_ms}"),
                 "sum(samples)",
+                psi_from_rollup(),
             )
         };
         let (lo, hi) = if from_raw {
@@ -394,7 +428,7 @@ fn rollup_tier(
                 "INSERT OR REPLACE INTO {to_table} (subject, ts_ms, {ROLLUP_COLS})
                  SELECT subject, {bucket_expr}, sum(dt_ms), {samples_expr}, sum(cpu_usec),
                    sum(throttled_usec), sum(io_rbytes), sum(io_wbytes), sum(io_rios), sum(io_wios),
-                   sum(mem_byte_s), max(mem_peak), max(pids_peak)
+                   sum(mem_byte_s), max(mem_peak), max(pids_peak), {psi_expr}
                  FROM {from_table} WHERE ts_ms >= ?1 AND ts_ms < ?2
                  GROUP BY subject, {bucket_expr}"
             ),
@@ -445,6 +479,10 @@ pub struct HistoryPoint {
     pub mem_avg: i64,
     pub mem_peak: i64,
     pub pids_peak: i64,
+    /// Average and maximum PSI `some avg10` of cpu, memory and io over the bucket, hundredths
+    /// of a percent; `None` where no sample of the bucket had pressure.
+    pub pressure_avg: [Option<f64>; 3],
+    pub pressure_max: [Option<i64>; 3],
 }
 
 /// The tier a history query reads: the finest one that still holds `from_ms` and is not finer
@@ -469,14 +507,26 @@ pub fn history(
     step_ms: i64,
 ) -> Result<Vec<HistoryPoint>, MeteringError> {
     let step = step_ms.max(1);
-    let bucket = if table == "meter_sample" {
-        format!("((ts_ms - 1) / {step}) * {step}")
+    let (bucket, psi) = if table == "meter_sample" {
+        (
+            format!("((ts_ms - 1) / {step}) * {step}"),
+            "avg(psi_cpu), max(psi_cpu), avg(psi_mem), max(psi_mem), avg(psi_io), max(psi_io)"
+                .to_owned(),
+        )
     } else {
-        format!("(ts_ms / {step}) * {step}")
+        (
+            format!("(ts_ms / {step}) * {step}"),
+            format!(
+                "{}, max(psi_cpu_max), {}, max(psi_mem_max), {}, max(psi_io_max)",
+                psi_weighted_avg("psi_cpu_avg"),
+                psi_weighted_avg("psi_mem_avg"),
+                psi_weighted_avg("psi_io_avg")
+            ),
+        )
     };
     let mut st = conn.prepare(&format!(
         "SELECT {bucket} AS b, sum(dt_ms), sum(cpu_usec), sum(throttled_usec), sum(io_rbytes),
-           sum(io_wbytes), sum(mem_byte_s), max(mem_peak), max(pids_peak)
+           sum(io_wbytes), sum(mem_byte_s), max(mem_peak), max(pids_peak), {psi}
          FROM {table} WHERE subject = ?1 AND ts_ms >= ?2 AND ts_ms < ?3
          GROUP BY b ORDER BY b"
     ))?;
@@ -497,6 +547,8 @@ pub fn history(
             },
             mem_peak: r.get(7)?,
             pids_peak: r.get(8)?,
+            pressure_avg: [r.get(9)?, r.get(11)?, r.get(13)?],
+            pressure_max: [r.get(10)?, r.get(12)?, r.get(14)?],
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -563,6 +615,7 @@ pub(crate) mod tests {
                     usage: usage(5, cpu, mem, peak),
                     mem_bytes: mem,
                     pids: 1,
+                    pressure: [None; 3],
                 });
             }
         }
@@ -663,6 +716,137 @@ pub(crate) mod tests {
         apply_retention(&conn, far, &Retention::default()).unwrap();
         assert_eq!(sum(&conn, "meter_rollup_1h", "samples"), 0);
         assert_eq!(sum(&conn, "usage_ledger", "cpu_usec"), 77);
+    }
+
+    /// Generated pressure: 2 hours of 5 s samples, subject "c:p" with pressure (a few samples of
+    /// memory pressure missing), "c:v1" without. Minutes keep the rounded average and the
+    /// maximum of their samples; hours the sample-weighted average of their minutes; history
+    /// reads the same from every tier; a group without pressure stays `NULL` everywhere.
+    #[test]
+    fn rollups_aggregate_pressure() {
+        let mut conn = db();
+        let t0 = 1_800_000_000_000i64;
+        let mut batch = Batch::default();
+        let mut seed = 7u64;
+        // Per minute (bucket start) and resource: the values seen.
+        let mut by_min: BTreeMap<(i64, usize), Vec<u32>> = BTreeMap::new();
+        let mut all: [Vec<u32>; 3] = Default::default();
+        for step in 1..=(2 * 720) {
+            let ts = t0 + step * 5_000;
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let cpu = ((seed >> 33) % 10_000) as u32;
+            let mem = (step % 7 != 0).then_some(((seed >> 20) % 500) as u32);
+            let io = ((seed >> 8) % 3) as u32;
+            let p = [Some(cpu), mem, Some(io)];
+            for (k, v) in p.iter().enumerate() {
+                if let Some(v) = v {
+                    by_min
+                        .entry((((ts - 1) / 60_000) * 60_000, k))
+                        .or_default()
+                        .push(*v);
+                    all[k].push(*v);
+                }
+            }
+            for (subject, pressure) in [("c:p", p), ("c:v1", [None; 3])] {
+                batch.samples.push(Sample {
+                    subject: subject.into(),
+                    ts_ms: ts,
+                    usage: usage(5, 1000, 1, 1),
+                    mem_bytes: 1,
+                    pids: 1,
+                    pressure,
+                });
+            }
+        }
+        commit(&mut conn, &batch).unwrap();
+        for m in (1..=130).step_by(11) {
+            rollup(&mut conn, t0 + m * 60_000).unwrap();
+        }
+        rollup(&mut conn, t0 + 3 * 3_600_000).unwrap();
+        let avg = |v: &[u32]| v.iter().map(|&x| f64::from(x)).sum::<f64>() / v.len() as f64;
+        // 1-minute tier: exact rounded averages and maxima.
+        let mut st = conn
+            .prepare(
+                "SELECT ts_ms, psi_samples, psi_cpu_avg, psi_cpu_max, psi_mem_avg, psi_mem_max,
+                   psi_io_avg, psi_io_max FROM meter_rollup_1m WHERE subject = 'c:p'",
+            )
+            .unwrap();
+        type Row = (i64, i64, [Option<i64>; 6]);
+        let rows: Vec<Row> = st
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    [
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                    ],
+                ))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(rows.len(), 120);
+        for (ts, n, cols) in &rows {
+            assert_eq!(*n, 12, "minute {ts}: every sample has cpu pressure");
+            for k in 0..3 {
+                let v = &by_min[&(*ts, k)];
+                let want_avg = avg(v).round() as i64;
+                let want_max = i64::from(*v.iter().max().unwrap());
+                assert_eq!(cols[2 * k], Some(want_avg), "minute {ts} resource {k} avg");
+                assert_eq!(
+                    cols[2 * k + 1],
+                    Some(want_max),
+                    "minute {ts} resource {k} max"
+                );
+            }
+        }
+        // 1-hour tier: the maximum is exact, the average within rounding of the raw one.
+        for (table, step) in [
+            ("meter_sample", 3_600_000),
+            ("meter_rollup_1m", 3_600_000),
+            ("meter_rollup_1h", 3_600_000),
+        ] {
+            let pts = history(&conn, table, "c:p", t0, t0 + 3 * 3_600_000, step).unwrap();
+            assert_eq!(pts.len(), 2, "{table}: 2 hours");
+            let raw_cpu: Vec<u32> = by_min
+                .iter()
+                .filter(|((ts, k), _)| *k == 0 && *ts < t0 + 3_600_000)
+                .flat_map(|(_, v)| v.iter().copied())
+                .collect();
+            let got = pts[0].pressure_avg[0].unwrap();
+            assert!(
+                (got - avg(&raw_cpu)).abs() <= 0.5 + 1e-9,
+                "{table}: hour avg {got} vs raw {}",
+                avg(&raw_cpu)
+            );
+            for (k, seen) in all.iter().enumerate() {
+                let max_all = i64::from(*seen.iter().max().unwrap());
+                let got_max = pts.iter().filter_map(|p| p.pressure_max[k]).max();
+                assert_eq!(got_max, Some(max_all), "{table}: resource {k} max");
+            }
+            let none = history(&conn, table, "c:v1", t0, t0 + 3 * 3_600_000, step).unwrap();
+            assert!(!none.is_empty());
+            assert!(
+                none.iter()
+                    .all(|p| p.pressure_avg == [None; 3] && p.pressure_max == [None; 3]),
+                "{table}: no pressure without PSI"
+            );
+        }
+        let n1h: i64 = conn
+            .query_row(
+                "SELECT sum(psi_samples) FROM meter_rollup_1h WHERE subject = 'c:p'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n1h, 2 * 720);
     }
 
     #[test]
@@ -782,6 +966,7 @@ pub(crate) mod tests {
                 usage: Usage::default(),
                 mem_bytes: 0,
                 pids: 0,
+                pressure: [None; 3],
             });
             b.add_ledger(
                 &owner,

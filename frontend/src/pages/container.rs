@@ -1,5 +1,5 @@
 //! One container: state and actions, charts of its history (CPU with the quota line and
-//! throttling, memory with max/high, IO, pids) over a chosen range with limit changes marked,
+//! throttling, memory with max/high, IO, pids, pressure) over a chosen range with limit changes marked,
 //! the re-limit form filled with the kernel's current values, logs with follow, and exec.
 
 use leptos::prelude::*;
@@ -33,9 +33,8 @@ const RANGES: [(&str, &str, i32); 5] = [
     ("30d", "30 d", 600_000),
 ];
 
-/// Live pressure samples kept, and the span the pressure chart shows.
+/// Live pressure samples kept (the tail drawn after the stored history).
 const PSI_KEEP: usize = 600;
-const PSI_WINDOW_MS: f64 = 600_000.0;
 
 fn range_ms(r: &str) -> f64 {
     match r {
@@ -173,8 +172,8 @@ fn Detail(name: String) -> impl IntoView {
             })
         })
     });
-    // Pressure (PSI some avg10) is live only (the history does not record it): the samples
-    // seen since the page opened, newest last.
+    // Pressure (PSI some avg10): the stored history for the chosen range, then the live samples
+    // newer than its last bucket (seen since the page opened, newest last).
     let psi = RwSignal::new(Vec::<(f64, [Option<f64>; 3])>::new());
     Effect::new(move |_| {
         let Some(l) = stat.get() else { return };
@@ -190,26 +189,17 @@ fn Detail(name: String) -> impl IntoView {
             }
         });
     });
-    let has_psi =
-        Memo::new(move |_| psi.with(|v| v.iter().any(|p| p.1.iter().any(Option::is_some))));
-    let psi_chart = Signal::derive(move || {
-        let to = now.get().max(live.updated.get());
-        let series = [("cpu", "s1"), ("memory", "s3"), ("io", "s2")]
-            .into_iter()
-            .enumerate()
-            .map(|(i, (name, class))| Series {
-                name: name.into(),
-                class,
-                area: false,
-                points: psi.with(|v| v.iter().filter_map(|p| p.1[i].map(|y| (p.0, y))).collect()),
+    let has_psi = Memo::new(move |_| {
+        psi.with(|v| v.iter().any(|p| p.1.iter().any(Option::is_some)))
+            || history.data.with(|h| {
+                h.as_ref().is_some_and(|h| {
+                    h.points.iter().any(|p| {
+                        p.cpu_pressure.is_some()
+                            || p.memory_pressure.is_some()
+                            || p.io_pressure.is_some()
+                    })
+                })
             })
-            .collect();
-        ChartData {
-            series,
-            from: to - PSI_WINDOW_MS,
-            to,
-            ..Default::default()
-        }
     });
     let op_error = RwSignal::new(None::<ApiFailure>);
     let on_done = Callback::new(move |r: Result<(), ApiFailure>| {
@@ -359,6 +349,48 @@ fn Detail(name: String) -> impl IntoView {
             vec![],
         )
     });
+    let psi_chart = Signal::derive(move || {
+        let (from, to) = window();
+        let h = history.data.get().unwrap_or_default();
+        // Live samples after the last stored bucket (ts is its start).
+        let tail_from = h.points.last().map_or(f64::MIN, |p| {
+            p.ts as f64 + h.step_secs.max(1) as f64 * 1000.0
+        });
+        let series = [("cpu", "s1"), ("memory", "s3"), ("io", "s2")]
+            .into_iter()
+            .enumerate()
+            .map(|(i, (name, class))| {
+                let mut points: Vec<(f64, f64)> = h
+                    .points
+                    .iter()
+                    .filter_map(|p| {
+                        [p.cpu_pressure, p.memory_pressure, p.io_pressure][i]
+                            .map(|y| (p.ts as f64, y))
+                    })
+                    .collect();
+                psi.with(|v| {
+                    points.extend(
+                        v.iter()
+                            .filter(|p| p.0 >= tail_from)
+                            .filter_map(|p| p.1[i].map(|y| (p.0, y))),
+                    );
+                });
+                Series {
+                    name: name.into(),
+                    class,
+                    area: false,
+                    points,
+                }
+            })
+            .collect();
+        ChartData {
+            series,
+            marks: marks.data.get().unwrap_or_default(),
+            from,
+            to,
+            ..Default::default()
+        }
+    });
     let pids = chart(|h, c| {
         (
             vec![Series {
@@ -448,15 +480,15 @@ fn Detail(name: String) -> impl IntoView {
         </div>
         <div class="card">
             <Show when=move || has_psi.get() fallback=move || view! {
-                <p class="muted small" data-testid="psi-note">{move || if stat.with(Option::is_some) {
-                    "Pressure (PSI): this host reports no pressure for the container's cgroup."
+                <p class="muted small" data-testid="psi-note">{move || if stat.with(Option::is_some) || history.data.with(|h| h.as_ref().is_some_and(|h| !h.points.is_empty())) {
+                    "Pressure (PSI): no pressure data on this host."
                 } else {
-                    "Pressure (PSI): waiting for a live sample…"
+                    "Pressure (PSI): waiting for data…"
                 }}</p>
             }>
-                <LineChart data=psi_chart unit=unit_pct label="Pressure (some avg10, live)" testid="chart-psi" min_max=1.0 />
+                <LineChart data=psi_chart unit=unit_pct label="Pressure (some avg10)" testid="chart-psi" min_max=1.0 />
             </Show>
-            <p class="muted small">"Pressure is live only: the share of the last 10 s in which some task of the container waited for CPU, memory or IO, sampled since this page opened (the history does not record it)."</p>
+            <p class="muted small">"Pressure: the share of the last 10 s in which some task of the container waited for CPU, memory or IO (PSI some avg10), averaged per point of the stored history, then the live samples."</p>
         </div>
         <div class="grid-main-side">
             <div>

@@ -98,7 +98,8 @@ async fn container_lifecycle_charts_and_bill() {
     // the page says which).
     let want = live_state(&b).await;
     eprintln!("live numbers: {want}");
-    // Pressure is drawn live where the host reports it per cgroup.
+    // Pressure is drawn from the stored history (then the live tail) where the host reports
+    // it per cgroup; elsewhere the page says there is none.
     let psi = b
         .client
         .execute_async(
@@ -109,8 +110,51 @@ async fn container_lifecycle_charts_and_bill() {
         .expect("read host facts");
     if psi == true {
         b.wait_for("[data-testid=chart-psi]").await;
+        // The history API carries the pressure the chart draws.
+        let q = format!(
+            "const [done] = arguments; fetch('/api/v1/containers/{name}/history?range=15m')\
+             .then(r => r.json()).then(h => done(h.points.filter(p => p.cpu_pressure !== undefined).length))"
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let n = b
+                .client
+                .execute_async(&q, vec![])
+                .await
+                .expect("read history");
+            if n.as_u64().is_some_and(|n| n > 0) {
+                eprintln!("history points with cpu pressure: {n}");
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no pressure in the stored history after 60 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        // The chart's cpu series has points (history plus live tail).
+        b.wait_js(
+            "(document.querySelector('[data-testid=chart-psi] .series.s1 polyline')\
+               ?.getAttribute('points') || '').trim().split(' ').filter(x => x).length",
+            60,
+            |v| v.as_u64().is_some_and(|n| n >= 2),
+        )
+        .await;
+        b.client
+            .execute(
+                "document.querySelector('[data-testid=chart-psi]').scrollIntoView()",
+                vec![],
+            )
+            .await
+            .expect("scroll to the pressure chart");
+        b.screenshot("container-pressure").await;
+        b.client
+            .execute("window.scrollTo(0, 0)", vec![])
+            .await
+            .expect("scroll back");
     } else {
-        b.wait_for("[data-testid=psi-note]").await;
+        b.wait_text("[data-testid=psi-note]", "no pressure data on this host")
+            .await;
     }
     b.wait_js(
         "document.querySelector('.page-head [data-testid=live-state]').dataset.state",

@@ -9,6 +9,7 @@ mod container_image;
 mod container_userns;
 mod metering;
 mod metering_containers;
+mod metering_pressure;
 mod network;
 mod network_bench;
 mod network_container;
