@@ -32,6 +32,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0004_metering.sql"),
     include_str!("../../migrations/0005_network.sql"),
     include_str!("../../migrations/0006_containers_creating.sql"),
+    include_str!("../../migrations/0007_ledger_tiers.sql"),
     include_str!("../../migrations/0008_sample_pressure.sql"),
 ];
 

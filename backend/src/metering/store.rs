@@ -113,18 +113,22 @@ fn i(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-const LEDGER_TABLES: [(&str, calendar::Grain); 3] = [
+/// The ledger tables, finest first: the hourly ledger and the same sums per coarser period
+/// (migrations 0004 and 0007), all written in the same transaction.
+pub const LEDGER_TABLES: [(&str, calendar::Grain); 5] = [
     ("usage_ledger", calendar::Grain::Hour),
+    ("usage_ledger_6h", calendar::Grain::SixHours),
     ("usage_ledger_day", calendar::Grain::Day),
+    ("usage_ledger_10d", calendar::Grain::TenDays),
     ("usage_ledger_month", calendar::Grain::Month),
 ];
 
-fn period_of(grain: calendar::Grain, hour: i64) -> i64 {
-    match grain {
-        calendar::Grain::Hour => hour,
-        calendar::Grain::Day => calendar::day_start(hour),
-        calendar::Grain::Month => calendar::month_start(hour),
-    }
+/// The ledger table holding periods of `grain`.
+pub fn ledger_table(grain: calendar::Grain) -> &'static str {
+    LEDGER_TABLES
+        .iter()
+        .find(|(_, g)| *g == grain)
+        .map_or("usage_ledger", |(t, _)| t)
 }
 
 /// Commits `batch` in one transaction.
@@ -195,7 +199,7 @@ fn write_batch(tx: &Transaction<'_>, batch: &Batch) -> Result<(), MeteringError>
             .flat_map(|(o, hours)| hours.iter().map(move |(h, u)| (o, h, u)))
         {
             st.execute(params![
-                period_of(grain, *hour),
+                grain.start(*hour),
                 o.container_id,
                 o.team,
                 o.labels,
@@ -251,23 +255,33 @@ const LEDGER_SUMS: &str = "max(name), sum(duration_ms), sum(cpu_usec), sum(throt
     sum(cpu_reserved_core_usec), sum(mem_byte_s), sum(mem_reserved_byte_s), sum(io_rbytes),
     sum(io_wbytes), sum(io_rios), sum(io_wios), sum(oom_kills), max(mem_peak), max(pids_peak)";
 
-/// Recomputes the day and month ledger tables from the hourly one (repair after a bulk import,
-/// benchmarks). The live path keeps them in step by itself.
+/// Recomputes the coarser ledger tables (6 h, day, 10 days, month) from the hourly one
+/// (repair after a bulk import, benchmarks). The live path keeps them in step by itself.
 pub fn rebuild_coarse_ledgers(conn: &Connection) -> Result<(), MeteringError> {
     conn.execute_batch(&format!(
-        "DELETE FROM usage_ledger_day;
-         INSERT INTO usage_ledger_day SELECT (period / 86400) * 86400 AS p, container_id, team,
-           labels, {LEDGER_SUMS} FROM usage_ledger GROUP BY p, container_id, team, labels;
+        "DELETE FROM usage_ledger_6h;
+         INSERT INTO usage_ledger_6h SELECT {SIX_HOURS} AS p, container_id, team, labels,
+           {LEDGER_SUMS} FROM usage_ledger GROUP BY p, container_id, team, labels;
+         DELETE FROM usage_ledger_day;
+         INSERT INTO usage_ledger_day SELECT {DAY} AS p, container_id, team,
+           labels, {LEDGER_SUMS} FROM usage_ledger_6h GROUP BY p, container_id, team, labels;
+         DELETE FROM usage_ledger_10d;
+         INSERT INTO usage_ledger_10d SELECT {TEN_DAYS} AS p, container_id, team,
+           labels, {LEDGER_SUMS} FROM usage_ledger_day GROUP BY p, container_id, team, labels;
          DELETE FROM usage_ledger_month;
-         INSERT INTO usage_ledger_month SELECT
-           CAST(strftime('%s', period, 'unixepoch', 'start of month') AS INTEGER) AS p,
-           container_id, team, labels, {LEDGER_SUMS}
-           FROM usage_ledger_day GROUP BY p, container_id, team, labels;"
+         INSERT INTO usage_ledger_month SELECT {MONTH} AS p, container_id, team, labels,
+           {LEDGER_SUMS} FROM usage_ledger_10d GROUP BY p, container_id, team, labels;"
     ))?;
     Ok(())
 }
 
-/// Every persisted checkpoint (the last reading accounted per subject).
+/// Period starts in SQL (as `migrations/0007_ledger_tiers.sql` computes them), of `period`.
+const SIX_HOURS: &str = "period - ((period % 21600) + 21600) % 21600";
+const DAY: &str = "period - ((period % 86400) + 86400) % 86400";
+const TEN_DAYS: &str = "CAST(strftime('%s', period, 'unixepoch', 'start of month') AS INTEGER)
+    + 86400 * min(20, (CAST(strftime('%d', period, 'unixepoch') AS INTEGER) - 1) / 10 * 10)";
+const MONTH: &str = "CAST(strftime('%s', period, 'unixepoch', 'start of month') AS INTEGER)";
+
 pub fn load_checkpoints(conn: &Connection) -> Result<BTreeMap<String, Reading>, MeteringError> {
     let mut st = conn.prepare("SELECT subject, reading FROM meter_checkpoint")?;
     let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
@@ -883,7 +897,7 @@ pub(crate) mod tests {
         );
         b.checkpoints.insert("c:id1".into(), Some(reading.clone()));
         commit(&mut conn, &b).unwrap();
-        for t in ["usage_ledger", "usage_ledger_day", "usage_ledger_month"] {
+        for (t, _) in LEDGER_TABLES {
             assert_eq!(sum(&conn, t, "cpu_usec"), 7_200_000_000, "{t}");
         }
         let months: i64 = conn
@@ -901,7 +915,9 @@ pub(crate) mod tests {
         r2.mono_ns = 99;
         b2.checkpoints.insert("c:id1".into(), Some(r2));
         assert!(commit(&mut conn, &b2).is_err());
-        assert_eq!(sum(&conn, "usage_ledger", "cpu_usec"), 7_200_000_000);
+        for (t, _) in LEDGER_TABLES {
+            assert_eq!(sum(&conn, t, "cpu_usec"), 7_200_000_000, "{t}");
+        }
         assert_eq!(load_checkpoints(&conn).unwrap()["c:id1"].mono_ns, 5);
     }
 
@@ -939,14 +955,44 @@ pub(crate) mod tests {
             .map(Result::unwrap)
             .collect()
         };
-        let (day, month) = (
-            dump(&conn, "usage_ledger_day"),
-            dump(&conn, "usage_ledger_month"),
+        let tiers: Vec<_> = LEDGER_TABLES.iter().map(|(t, _)| dump(&conn, t)).collect();
+        assert_eq!(tiers[4].len(), 4, "January and February for two containers");
+        assert_eq!(tiers[3].len(), 4, "21-31 January and 1-10 February");
+        assert_eq!(
+            tiers[1].len(),
+            2 * 11,
+            "60 hours from 20:00 = 11 six-hour blocks"
         );
-        assert_eq!(month.len(), 4, "January and February for two containers");
         rebuild_coarse_ledgers(&conn).unwrap();
-        assert_eq!(dump(&conn, "usage_ledger_day"), day);
-        assert_eq!(dump(&conn, "usage_ledger_month"), month);
+        let rebuilt: Vec<_> = LEDGER_TABLES.iter().map(|(t, _)| dump(&conn, t)).collect();
+        assert_eq!(rebuilt, tiers);
+        // Migration 0007 backfills the new tiers of a ledger written before it to the same rows.
+        let mut old = Connection::open_in_memory().unwrap();
+        let migrations = rusqlite_migration::Migrations::new(
+            crate::store::MIGRATIONS
+                .iter()
+                .map(|s| rusqlite_migration::M::up(s))
+                .collect(),
+        );
+        migrations.to_version(&mut old, 6).unwrap();
+        for t in ["usage_ledger", "usage_ledger_day", "usage_ledger_month"] {
+            let mut st = conn.prepare(&format!("SELECT * FROM {t}")).unwrap();
+            let n = st.column_count();
+            let mut ins = old
+                .prepare(&format!(
+                    "INSERT INTO {t} VALUES ({})",
+                    vec!["?"; n].join(", ")
+                ))
+                .unwrap();
+            let mut q = st.query([]).unwrap();
+            while let Some(r) = q.next().unwrap() {
+                let vals: Vec<rusqlite::types::Value> = (0..n).map(|i| r.get(i).unwrap()).collect();
+                ins.execute(rusqlite::params_from_iter(vals)).unwrap();
+            }
+        }
+        migrations.to_latest(&mut old).unwrap();
+        let migrated: Vec<_> = LEDGER_TABLES.iter().map(|(t, _)| dump(&old, t)).collect();
+        assert_eq!(migrated, tiers);
     }
 
     #[test]
