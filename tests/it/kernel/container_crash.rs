@@ -15,7 +15,7 @@ use std::{
 use backend::client::Client;
 use hyper::Method;
 use tests::{
-    containers::Reaper,
+    containers::{Reaper, cgroup_mounts},
     net::{NetGuard, bridged_daemon, netns},
     rootfs::Rootfs,
 };
@@ -46,14 +46,8 @@ async fn call(
 
 /// Every cgroup directory named `name` under the daemon's subtree, in any hierarchy.
 fn cgroup_dirs(root: &str, name: &str) -> Vec<PathBuf> {
-    let text = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    text.lines()
-        .filter_map(|l| {
-            let (pre, post) = l.split_once(" - ")?;
-            let fstype = post.split_whitespace().next()?;
-            let mp = pre.split_whitespace().nth(4)?;
-            (fstype == "cgroup" || fstype == "cgroup2").then(|| PathBuf::from(mp))
-        })
+    cgroup_mounts()
+        .into_iter()
         .map(|m| m.join(root).join("default").join(name))
         .filter(|p| p.is_dir())
         .collect()
