@@ -1,5 +1,6 @@
-//! The CLI's HTTP client: one request per connection, over the unix socket or TCP, chosen by
-//! `--host` / `CORRAL_HOST` (`unix:///run/corral/corral.sock` or `http://127.0.0.1:7700`).
+//! The CLI's HTTP client: one request per connection, over the unix socket, TCP or TLS, chosen
+//! by `--host` / `CORRAL_HOST` (`unix:///run/corral/corral.sock`, `http://127.0.0.1:7700` or
+//! `https://HOST:PORT`, verified against `--tls-ca` / `CORRAL_TLS_CA`).
 
 use std::path::PathBuf;
 
@@ -10,7 +11,10 @@ use hyper::{
     header::{ACCEPT, CONTENT_TYPE, HOST},
 };
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpStream, UnixStream};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::{TcpStream, UnixStream},
+};
 
 /// Hears each line of a streamed answer.
 pub type LineSink<'a> = dyn FnMut(&[u8]) + Send + 'a;
@@ -18,8 +22,16 @@ pub type LineSink<'a> = dyn FnMut(&[u8]) + Send + 'a;
 /// Errors talking to the daemon.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("invalid host {0:?}: expected unix:///path/to.sock or http://ADDR:PORT")]
+    #[error(
+        "invalid host {0:?}: expected unix:///path/to.sock, http://ADDR:PORT or https://HOST:PORT"
+    )]
     BadHost(String),
+    #[error(
+        "{host} needs the daemon's certificate or its CA to verify it: --tls-ca FILE.pem or CORRAL_TLS_CA"
+    )]
+    NoTlsCa { host: String },
+    #[error("cannot use {path} as the daemon's CA: {message}")]
+    BadTlsCa { path: PathBuf, message: String },
     #[error("cannot connect to the corral daemon at {host} (is `corral serve` running?)")]
     Connect {
         host: String,
@@ -46,6 +58,8 @@ pub enum ClientError {
 pub enum Host {
     Unix(PathBuf),
     Tcp(String),
+    /// `https://HOST:PORT`.
+    Tls(String),
 }
 
 impl Host {
@@ -60,6 +74,11 @@ impl Host {
             if !addr.is_empty() && !addr.contains('/') {
                 return Ok(Host::Tcp(addr.to_owned()));
             }
+        } else if let Some(addr) = s.strip_prefix("https://") {
+            let addr = addr.trim_end_matches('/');
+            if !addr.is_empty() && !addr.contains('/') && server_name(addr).is_some() {
+                return Ok(Host::Tls(addr.to_owned()));
+            }
         }
         Err(ClientError::BadHost(s.to_owned()))
     }
@@ -70,6 +89,7 @@ impl std::fmt::Display for Host {
         match self {
             Host::Unix(p) => write!(f, "unix://{}", p.display()),
             Host::Tcp(a) => write!(f, "http://{a}"),
+            Host::Tls(a) => write!(f, "https://{a}"),
         }
     }
 }
@@ -79,11 +99,51 @@ impl std::fmt::Display for Host {
 pub struct Client {
     host: Host,
     token: Option<String>,
+    tls_ca: Option<PathBuf>,
 }
 
 impl Client {
     pub fn new(host: Host, token: Option<String>) -> Self {
-        Self { host, token }
+        Self {
+            host,
+            token,
+            tls_ca: None,
+        }
+    }
+
+    /// The PEM certificate(s) an `https://` daemon's certificate must chain to.
+    pub fn with_tls_ca(mut self, ca: Option<PathBuf>) -> Self {
+        self.tls_ca = ca;
+        self
+    }
+
+    /// The `Host` header: the address for TCP and TLS, `localhost` over the socket.
+    fn authority(&self) -> String {
+        match &self.host {
+            Host::Unix(_) => "localhost".to_owned(),
+            Host::Tcp(a) | Host::Tls(a) => a.clone(),
+        }
+    }
+
+    /// Opens one connection to the daemon (TLS handshake included).
+    async fn connect(&self) -> Result<Box<dyn Conn>, ClientError> {
+        let connect_err = |source| ClientError::Connect {
+            host: self.host.to_string(),
+            source,
+        };
+        Ok(match &self.host {
+            Host::Unix(p) => Box::new(UnixStream::connect(p).await.map_err(connect_err)?),
+            Host::Tcp(addr) => Box::new(TcpStream::connect(addr).await.map_err(connect_err)?),
+            Host::Tls(addr) => {
+                let ca = self.tls_ca.as_deref().ok_or_else(|| ClientError::NoTlsCa {
+                    host: self.host.to_string(),
+                })?;
+                let connector = tls_connector(ca)?;
+                let name = server_name(addr).ok_or_else(|| ClientError::BadHost(addr.clone()))?;
+                let tcp = TcpStream::connect(addr).await.map_err(connect_err)?;
+                Box::new(connector.connect(name, tcp).await.map_err(connect_err)?)
+            }
+        })
     }
 
     /// `GET path`, decoding a JSON answer.
@@ -103,10 +163,7 @@ impl Client {
             host: host_str.clone(),
             source,
         };
-        let authority = match &self.host {
-            Host::Unix(_) => "localhost".to_owned(),
-            Host::Tcp(a) => a.clone(),
-        };
+        let authority = self.authority();
         let mut req = Request::builder()
             .method(Method::GET)
             .uri(path)
@@ -118,20 +175,9 @@ impl Client {
         let req = req
             .body(Full::new(Bytes::new()))
             .expect("request parts are valid");
-        let connect_err = |source| ClientError::Connect {
-            host: host_str.clone(),
-            source,
-        };
-        let response = match &self.host {
-            Host::Unix(p) => {
-                let stream = UnixStream::connect(p).await.map_err(connect_err)?;
-                send(TokioIo::new(stream), req).await.map_err(http_err)?
-            }
-            Host::Tcp(addr) => {
-                let stream = TcpStream::connect(addr).await.map_err(connect_err)?;
-                send(TokioIo::new(stream), req).await.map_err(http_err)?
-            }
-        };
+        let response = send(TokioIo::new(self.connect().await?), req)
+            .await
+            .map_err(http_err)?;
         let status = response.status();
         let mut body = response.into_body();
         if !status.is_success() {
@@ -179,18 +225,11 @@ impl Client {
         mut on_line: Option<&mut LineSink<'_>>,
     ) -> Result<(StatusCode, Bytes), ClientError> {
         let host_str = self.host.to_string();
-        let connect_err = |source| ClientError::Connect {
-            host: host_str.clone(),
-            source,
-        };
         let http_err = |source| ClientError::Http {
             host: host_str.clone(),
             source,
         };
-        let authority = match &self.host {
-            Host::Unix(_) => "localhost".to_owned(),
-            Host::Tcp(a) => a.clone(),
-        };
+        let authority = self.authority();
         let mut req = Request::builder()
             .method(method)
             .uri(path)
@@ -208,16 +247,9 @@ impl Client {
             .body(Full::new(Bytes::from(json.unwrap_or_default())))
             .expect("request parts are valid");
 
-        let response = match &self.host {
-            Host::Unix(path) => {
-                let stream = UnixStream::connect(path).await.map_err(connect_err)?;
-                send(TokioIo::new(stream), req).await.map_err(http_err)?
-            }
-            Host::Tcp(addr) => {
-                let stream = TcpStream::connect(addr).await.map_err(connect_err)?;
-                send(TokioIo::new(stream), req).await.map_err(http_err)?
-            }
-        };
+        let response = send(TokioIo::new(self.connect().await?), req)
+            .await
+            .map_err(http_err)?;
         let status = response.status();
         let body = match on_line.as_mut() {
             Some(on_line) if status.is_success() => {
@@ -250,6 +282,53 @@ impl Client {
         }
         Ok((status, body))
     }
+}
+
+/// A connection to the daemon: unix socket, TCP or TLS.
+trait Conn: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Conn for T {}
+
+/// The server name to verify in `HOST:PORT` (a DNS name or an IP address).
+fn server_name(addr: &str) -> Option<tokio_rustls::rustls::pki_types::ServerName<'static>> {
+    let host = match addr.rsplit_once(':') {
+        Some((h, port)) if port.parse::<u16>().is_ok() => h,
+        _ => addr,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    tokio_rustls::rustls::pki_types::ServerName::try_from(host.to_owned()).ok()
+}
+
+/// A TLS client that trusts only the PEM certificates in `ca` (the daemon's own certificate or
+/// the CA that signed it), HTTP/1.1 over ALPN.
+fn tls_connector(ca: &std::path::Path) -> Result<tokio_rustls::TlsConnector, ClientError> {
+    use tokio_rustls::rustls::{
+        ClientConfig, RootCertStore,
+        pki_types::{CertificateDer, pem::PemObject},
+    };
+    let bad = |message: String| ClientError::BadTlsCa {
+        path: ca.to_owned(),
+        message,
+    };
+    let pem = std::fs::read(ca).map_err(|e| bad(e.to_string()))?;
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        roots
+            .add(cert.map_err(|e| bad(e.to_string()))?)
+            .map_err(|e| bad(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("no PEM certificate in it".into()));
+    }
+    let provider = std::sync::Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+        config,
+    )))
 }
 
 async fn send<I>(
@@ -310,9 +389,21 @@ mod tests {
             Host::parse("http://127.0.0.1:7700/").unwrap(),
             Host::Tcp("127.0.0.1:7700".into())
         );
+        assert_eq!(
+            Host::parse("https://corral.example.com:7700").unwrap(),
+            Host::Tls("corral.example.com:7700".into())
+        );
+        assert_eq!(
+            Host::parse("https://[::1]:7700").unwrap(),
+            Host::Tls("[::1]:7700".into())
+        );
+        assert!(server_name("192.0.2.10:7700").is_some());
+        assert!(server_name("[::1]:7700").is_some());
         for bad in [
             "unix://relative",
-            "https://x",
+            "https://",
+            "https://a/b",
+            "https://bad name:7700",
             "127.0.0.1:7700",
             "http://",
             "http://a/b",

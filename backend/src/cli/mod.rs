@@ -23,12 +23,15 @@ use crate::{
 #[derive(Debug, Parser)]
 #[command(name = "corral", version = crate::VERSION, about = "Run, limit and meter containers on this host")]
 pub struct Cli {
-    /// The daemon to talk to: unix:///path/to.sock or http://127.0.0.1:7700.
+    /// The daemon to talk to: unix:///path/to.sock, http://127.0.0.1:7700 or https://HOST:PORT.
     #[arg(long, global = true, env = "CORRAL_HOST", default_value = concat!("unix://", "/run/corral/corral.sock"))]
     pub host: String,
     /// API token, needed over TCP.
     #[arg(long, global = true, env = "CORRAL_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// For an https:// host: the daemon's certificate, or the CA that signed it (PEM).
+    #[arg(long, global = true, env = "CORRAL_TLS_CA", value_name = "FILE.pem")]
+    pub tls_ca: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -117,7 +120,8 @@ impl ServeArgs {
 impl Cli {
     /// The client for this invocation's `--host` and `--token`.
     pub fn client(&self) -> Result<Client, ClientError> {
-        Ok(Client::new(Host::parse(&self.host)?, self.token.clone()))
+        Ok(Client::new(Host::parse(&self.host)?, self.token.clone())
+            .with_tls_ca(self.tls_ca.clone()))
     }
 }
 
@@ -134,7 +138,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(ref cmd) => users::token(&cli.client()?, cmd).await?,
         Command::Audit(ref args) => users::audit(&cli.client()?, args).await?,
         Command::Containers(cmd) => {
-            let client = Client::new(Host::parse(&cli.host)?, cli.token.clone());
+            let client = Client::new(Host::parse(&cli.host)?, cli.token.clone())
+                .with_tls_ca(cli.tls_ca.clone());
             containers::run(&client, cmd).await?
         }
     }

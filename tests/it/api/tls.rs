@@ -235,6 +235,45 @@ async fn https_off_the_default_address_with_a_configured_certificate() {
         .await
         .unwrap();
     assert_eq!(status, 200);
+
+    // The CLI over https://, verified against the daemon's certificate.
+    let https_host = format!("https://{host}");
+    let cli = |args: &[&str]| {
+        Command::new(corral_bin())
+            .args(["--host", &https_host])
+            .args(args)
+            .env_remove("CORRAL_TOKEN")
+            .env_remove("CORRAL_TLS_CA")
+            .output()
+            .unwrap()
+    };
+    let ca = cert_pem.to_str().unwrap();
+    let out = cli(&["--tls-ca", ca, "version"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("Daemon: "), "{out:?}");
+    // The API answers over it (401: the CLI gave no token).
+    let out = cli(&["--tls-ca", ca, "ps"]);
+    assert!(!out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(
+        err.contains("credential") || err.contains("authenticat"),
+        "{err}"
+    );
+    // Without a CA the CLI says which flag it needs; with a stranger's it refuses the daemon.
+    let out = cli(&["version"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("--tls-ca") && err.contains("CORRAL_TLS_CA"),
+        "{err}"
+    );
+    let stranger_pem = d.state.path().join("stranger.pem");
+    std::fs::write(&stranger_pem, other.cert.pem()).unwrap();
+    let out = cli(&["--tls-ca", stranger_pem.to_str().unwrap(), "version"]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot connect"),
+        "{out:?}"
+    );
 }
 
 #[test]
