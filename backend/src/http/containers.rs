@@ -707,13 +707,17 @@ async fn containers_exec(
     .map(Json)
 }
 
+/// The most lines `tail` may ask for (the log files are size-capped anyway).
+const MAX_TAIL: u32 = 1_000_000;
+
 /// Query of the logs.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct LogsQuery {
-    /// Only the last N lines.
-    tail: Option<usize>,
+    /// Only the last N lines, at most 1 000 000.
+    #[param(minimum = 0, maximum = 1000000)]
+    tail: Option<u32>,
     /// Keep the response open and stream new output until the container exits.
     #[serde(default)]
     follow: bool,
@@ -770,6 +774,12 @@ async fn containers_logs(
     ApiPath(name): ApiPath<String>,
     ApiQuery(q): ApiQuery<LogsQuery>,
 ) -> Result<Response, AppError> {
+    if let Some(n) = q.tail.filter(|n| *n > MAX_TAIL) {
+        return Err(AppError::Invalid {
+            field: "tail".into(),
+            message: format!("tail {n} must be at most {MAX_TAIL} lines"),
+        });
+    }
     let c = visible(&state, &actor, &name).await?;
     let name = c.name;
     let m = manager(&state)?.clone();
@@ -779,7 +789,7 @@ async fn containers_logs(
     let mut all = old;
     all.extend_from_slice(&cur);
     let first = match q.tail {
-        Some(n) => tail_lines(&all, n).to_vec(),
+        Some(n) => tail_lines(&all, n as usize).to_vec(),
         None => all,
     };
     let headers = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];

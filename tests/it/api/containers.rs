@@ -209,6 +209,18 @@ async fn lifecycle_errors_are_json() {
     )
     .await;
     expect_err(dup, 409, None);
+    // More log lines than the schema allows: a field error, before any log is read.
+    expect_err(
+        send(
+            &c,
+            Method::GET,
+            "/api/v1/containers/web/logs?tail=1000001",
+            serde_json::json!({}),
+        )
+        .await,
+        400,
+        Some("tail"),
+    );
     expect_err(
         send(
             &c,
