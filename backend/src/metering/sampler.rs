@@ -136,6 +136,8 @@ struct Shared {
     host_cpus: u64,
     registry: Mutex<Registry>,
     live: RwLock<BTreeMap<String, LiveStat>>,
+    /// Bumped whenever `live` is written: readers skip copying an unchanged live view.
+    live_version: std::sync::atomic::AtomicU64,
     stop: Mutex<bool>,
     wake: Condvar,
 }
@@ -194,6 +196,7 @@ impl Metering {
                     failures: 0,
                 }),
                 live: RwLock::new(BTreeMap::new()),
+                live_version: std::sync::atomic::AtomicU64::new(0),
                 stop: Mutex::new(false),
                 wake: Condvar::new(),
             }),
@@ -346,7 +349,19 @@ impl Metering {
     }
 
     fn live_mut(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, LiveStat>> {
-        self.shared.live.write().unwrap_or_else(|p| p.into_inner())
+        let guard = self.shared.live.write().unwrap_or_else(|p| p.into_inner());
+        self.shared
+            .live_version
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+        guard
+    }
+
+    /// Changes whenever the live view may have changed (a tick, a registration, a removal):
+    /// a cheap check before copying it with [`Metering::live`].
+    pub fn live_version(&self) -> u64 {
+        self.shared
+            .live_version
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     fn publish(&self, live: impl IntoIterator<Item = LiveStat>) {
