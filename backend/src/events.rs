@@ -201,19 +201,27 @@ impl Events {
         let mut tick = tokio::time::interval(POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut seen_version = None;
+        let mut newest = None;
         let mut ooms: HashMap<String, u64> = HashMap::new();
         loop {
             tokio::select! {
                 _ = closed.wait_for(|c| *c) => return,
                 _ = tick.tick() => {}
             }
-            // An atomic load per poll; the live view is copied only after the sampler wrote it.
+            // An atomic load per poll; the live view is copied only after the sampler wrote it,
+            // and published only when it holds a newer reading (an idle stream then carries
+            // keep-alives).
             let version = m.live_version();
             if seen_version == Some(version) {
                 continue;
             }
             seen_version = Some(version);
             let live = m.live();
+            let n = live.iter().map(|l| l.reading.wall_ms).max();
+            if n == newest {
+                continue;
+            }
+            newest = n;
             let mut seen = HashMap::with_capacity(ooms.len());
             for l in &live {
                 if let SubjectKind::Container(o) = &l.kind {
