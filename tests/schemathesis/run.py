@@ -4,11 +4,14 @@
 Usage (from the workspace root, after `cargo build -p backend`):
 
     python3 tests/schemathesis/run.py [--corral target/debug/corral] [--max-examples 25]
+                                      [--seed N | --seed random]
 
 Installs schemathesis with pip when `st` is missing, starts `corral serve` on a free loopback
 port with a temporary state directory, completes the first-run setup, creates an admin API
 token, saves /api/v1/openapi.json and runs `st run --checks all` with a bounded number of
-examples per operation. Exits with schemathesis' status; the daemon and the temporary directory
+examples per operation. The seed is fixed (`CORRAL_ST_SEED` or `--seed` change it): the CI gate
+runs the same cases every time, and a failure found with `--seed random` is replayed with the
+seed it prints. Exits with schemathesis' status; the daemon and the temporary directory
 are removed in every case. Containers outlive their daemon by design, so before stopping it the
 runner force-removes every container the run created (as root over the unix socket), and after
 it kills whatever is left in the run's own cgroup subtree `corral-st-PID` and removes it.
@@ -148,7 +151,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--corral", default=os.environ.get("CORRAL_BIN", os.path.join(root, "target/debug/corral")))
     ap.add_argument("--max-examples", type=int, default=25)
-    ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--seed", default=os.environ.get("CORRAL_ST_SEED", "20261129"),
+                    help="an integer, or `random` for a fresh seed")
     args = ap.parse_args()
     if not os.path.isfile(args.corral):
         sys.exit(f"{args.corral} is missing: build it with `cargo build -p backend`")
@@ -206,8 +210,8 @@ def main():
                # body and would wait out --request-timeout on every example. Its 401/403 and
                # framing are covered by tests/it/api/events.rs.
                "--exclude-path", "/api/v1/events"]
-        if args.seed is not None:
-            cmd += ["--seed", str(args.seed)]
+        if args.seed != "random":
+            cmd += ["--seed", str(int(args.seed))]
         print("running:", " ".join(c if not c.startswith("Authorization") else "Authorization: Bearer ***" for c in cmd), flush=True)
         started = time.time()
         code = subprocess.run(cmd, cwd=tmp).returncode

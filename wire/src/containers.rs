@@ -382,6 +382,10 @@ mod tests {
         assert_eq!(l.memory_max, Some(1_000_000_000));
         let l: Limits = serde_json::from_str(r#"{"pids_max": null}"#).unwrap();
         assert_eq!(l.pids_max, None);
+        // Parsed exactly (serde_json's `float_roundtrip`): the fast parser read this whole
+        // number as 1899340468376523.25 and rejected it, as schemathesis found.
+        let l: Limits = serde_json::from_str(r#"{"memory_high": 1899340468376523.0}"#).unwrap();
+        assert_eq!(l.memory_high, Some(1_899_340_468_376_523));
         for bad in [
             r#"{"pids_max": 1.5}"#,
             r#"{"pids_max": -1}"#,
