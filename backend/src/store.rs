@@ -34,7 +34,25 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0006_containers_creating.sql"),
     include_str!("../../migrations/0007_ledger_tiers.sql"),
     include_str!("../../migrations/0008_sample_pressure.sql"),
+    include_str!("../../migrations/0009_packed_samples.sql"),
 ];
+
+/// [`MIGRATIONS`] with their Rust hooks: 0009 moves the raw samples of `meter_sample` into
+/// packed chunks (`metering::store::move_row_samples`).
+pub(crate) fn migrations() -> Migrations<'static> {
+    Migrations::new(
+        MIGRATIONS
+            .iter()
+            .map(|sql| {
+                if sql.contains("CREATE TABLE meter_chunk") {
+                    M::up_with_hook(sql, crate::metering::store::move_row_samples)
+                } else {
+                    M::up(sql)
+                }
+            })
+            .collect(),
+    )
+}
 
 /// A handle to the database, cheap to clone. Queries run on blocking threads (`spawn_blocking`).
 #[derive(Clone)]
@@ -60,8 +78,7 @@ impl Store {
             .map_err(open_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(open_err)?;
-        let migrations = Migrations::new(MIGRATIONS.iter().map(|sql| M::up(sql)).collect());
-        migrations
+        migrations()
             .to_latest(&mut conn)
             .map_err(|source| StoreError::Migrate {
                 path: path.to_owned(),

@@ -12,13 +12,19 @@
 //!   `memory.oom_control`) and v1 throttling (the cpu hierarchy's `cpu.stat`). They are
 //!   cumulative, so reading them less often loses nothing: what happened in between shows up
 //!   at the next full read.
+//! - once a minute ([`UsageReader::read_reservation`]): what the group reserves for billing —
+//!   `cpu.max` (v1 CFS quota and period), `cpuset.cpus` and `memory.max` (v1
+//!   `memory.limit_in_bytes`) — kept open too, instead of reading every limit file.
 //!
 //! A file that cannot be read (the group is being removed) leaves its fields at their previous
 //! value: a failed read never looks like a counter reset.
 
 use std::fs::File;
 
-use super::{Controller, Group, cpu, io, memory, pids};
+use super::{
+    Controller, Group, Limits, cpu, cpuset, io, memory, pids,
+    units::{CpuMax, Max},
+};
 
 /// The cumulative counters and gauges metering bills from. A quantity this host does not
 /// report stays 0.
@@ -88,7 +94,20 @@ pub struct UsageReader {
     fast: Vec<(Src, File)>,
     /// Read by [`UsageReader::read_all`] only.
     slow: Vec<(Src, File)>,
+    /// Read by [`UsageReader::read_reservation`] only.
+    limits: Vec<(Lim, File)>,
     buf: Vec<u8>,
+}
+
+/// The limit files a reservation is priced from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lim {
+    CpuMax,
+    CpuQuotaV1,
+    CpuPeriodV1,
+    CpusetCpus,
+    MemoryMax,
+    MemoryLimitV1,
 }
 
 impl UsageReader {
@@ -96,6 +115,30 @@ impl UsageReader {
     pub fn open(g: &Group) -> UsageReader {
         let mut fast = Vec::new();
         let mut slow = Vec::new();
+        let mut limits = Vec::new();
+        let mut limit = |kind: Lim, dir: &std::path::Path, name: &str| {
+            if let Ok(f) = File::open(dir.join(name)) {
+                limits.push((kind, f));
+            }
+        };
+        if let Some(p) = g.place(Controller::Cpu) {
+            if p.v2 {
+                limit(Lim::CpuMax, p.dir, cpu::MAX);
+            } else {
+                limit(Lim::CpuQuotaV1, p.dir, cpu::V1_QUOTA);
+                limit(Lim::CpuPeriodV1, p.dir, cpu::V1_PERIOD);
+            }
+        }
+        if let Some(p) = g.place(Controller::Cpuset) {
+            limit(Lim::CpusetCpus, p.dir, cpuset::CPUS);
+        }
+        if let Some(p) = g.place(Controller::Memory) {
+            if p.v2 {
+                limit(Lim::MemoryMax, p.dir, memory::MAX);
+            } else {
+                limit(Lim::MemoryLimitV1, p.dir, memory::V1_LIMIT);
+            }
+        }
         let mut add = |to_fast: bool, kind: Src, dir: &std::path::Path, name: &str| {
             if let Ok(f) = File::open(dir.join(name)) {
                 if to_fast {
@@ -151,6 +194,7 @@ impl UsageReader {
         UsageReader {
             fast,
             slow,
+            limits,
             buf: vec![0; 1024],
         }
     }
@@ -180,11 +224,47 @@ impl UsageReader {
         }
     }
 
+    /// The limits a reservation is priced from (`cpu_max`, `cpuset_cpus`, `memory_max`; the
+    /// other fields stay `None`), read as [`Group::limits`] reads them.
+    pub fn read_reservation(&mut self) -> Limits {
+        let mut l = Limits::default();
+        let (mut quota, mut period) = (None, None);
+        for (kind, file) in &self.limits {
+            let Some(len) = pread_all(file, &mut self.buf) else {
+                continue;
+            };
+            let Ok(text) = std::str::from_utf8(&self.buf[..len]) else {
+                continue;
+            };
+            match kind {
+                Lim::CpuMax => l.cpu_max = cpu::parse_cpu_max(text),
+                Lim::CpuQuotaV1 => quota = Max::parse_v1(text),
+                Lim::CpuPeriodV1 => period = text.trim().parse().ok(),
+                Lim::CpusetCpus => l.cpuset_cpus = Some(text.trim().to_owned()),
+                Lim::MemoryMax => l.memory_max = Max::parse_v2(text),
+                Lim::MemoryLimitV1 => l.memory_max = Max::parse_v1(text),
+            }
+        }
+        if let (Some(quota), Some(period)) = (quota, period) {
+            l.cpu_max = Some(CpuMax { quota, period });
+        }
+        l
+    }
+
     /// Reads the every-tick files without parsing them and returns the bytes read: the floor
     /// any sampler of these files pays (benchmarks).
     pub fn read_raw(&mut self) -> usize {
         self.fast
             .iter()
+            .filter_map(|(_, f)| pread_all(f, &mut self.buf))
+            .sum()
+    }
+
+    /// [`UsageReader::read_raw`] of every file, the ones [`UsageReader::read_all`] adds too.
+    pub fn read_raw_all(&mut self) -> usize {
+        self.fast
+            .iter()
+            .chain(&self.slow)
             .filter_map(|(_, f)| pread_all(f, &mut self.buf))
             .sum()
     }

@@ -205,7 +205,7 @@ async fn history_get(
     Ok(Json(wire::billing::History {
         name,
         tier: match table {
-            "meter_sample" => "raw",
+            store::RAW => "raw",
             "meter_rollup_1m" => "1m",
             _ => "1h",
         }

@@ -89,7 +89,7 @@ impl Reserved {
 
 /// One reading of a group: when (monotonic, in which boot, plus the wall clock for bucketing),
 /// which incarnation of the group, and its counters.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reading {
     /// `/proc/sys/kernel/random/boot_id`.
     pub boot_id: String,
@@ -101,6 +101,25 @@ pub struct Reading {
     pub generation: u64,
     pub counters: Counters,
     pub reserved: Reserved,
+}
+
+impl Clone for Reading {
+    fn clone(&self) -> Self {
+        Reading {
+            boot_id: self.boot_id.clone(),
+            ..*self
+        }
+    }
+
+    /// Reuses `boot_id`'s buffer: the sampler copies a reading per group per tick.
+    fn clone_from(&mut self, source: &Self) {
+        self.boot_id.clone_from(&source.boot_id);
+        self.mono_ns = source.mono_ns;
+        self.wall_ms = source.wall_ms;
+        self.generation = source.generation;
+        self.counters = source.counters;
+        self.reserved = source.reserved;
+    }
 }
 
 /// Exact usage between two readings (or since the group started, for the first one).
@@ -269,6 +288,13 @@ pub const HOUR_SECS: i64 = 3600;
 /// the last hour, so the parts add up exactly to the whole; peaks go to every hour touched.
 /// Returns `(hour_start_unix_secs, part)` in ascending order.
 pub fn split_by_hour(end_wall_ms: i64, usage: &Usage) -> Vec<(i64, Usage)> {
+    let mut parts = Vec::new();
+    for_each_hour(end_wall_ms, usage, |h, u| parts.push((h, u)));
+    parts
+}
+
+/// [`split_by_hour`] without collecting: `f(hour, part)` for each hour, in order.
+pub fn for_each_hour(end_wall_ms: i64, usage: &Usage, mut f: impl FnMut(i64, Usage)) {
     let dur_ms = i64::try_from(usage.duration_ns / 1_000_000).unwrap_or(i64::MAX);
     let end = end_wall_ms;
     let start = end.saturating_sub(dur_ms);
@@ -280,9 +306,8 @@ pub fn split_by_hour(end_wall_ms: i64, usage: &Usage) -> Vec<(i64, Usage)> {
         (end - 1).div_euclid(hour_ms)
     };
     if first_hour == last_hour {
-        return vec![(first_hour * HOUR_SECS, *usage)];
+        return f(first_hour * HOUR_SECS, *usage);
     }
-    let mut parts = Vec::new();
     let mut taken = Usage::default();
     for h in first_hour..=last_hour {
         let lo = start.max(h * hour_ms);
@@ -291,16 +316,15 @@ pub fn split_by_hour(end_wall_ms: i64, usage: &Usage) -> Vec<(i64, Usage)> {
             let mut rest = sub_additive(usage, &taken);
             rest.memory_peak = usage.memory_peak;
             rest.pids_peak = usage.pids_peak;
-            parts.push((h * HOUR_SECS, rest));
+            f(h * HOUR_SECS, rest);
             break;
         }
         let w = u128::try_from(hi - lo).unwrap_or(0);
         let total = u128::try_from(dur_ms).unwrap_or(1).max(1);
         let part = usage.zip_additive(usage, |v, _| sat64(u128::from(v) * w / total));
         taken.add(&part);
-        parts.push((h * HOUR_SECS, part));
+        f(h * HOUR_SECS, part);
     }
-    parts
 }
 
 /// `a − b` for every additive quantity (`b` is a part of `a`); peaks 0.
@@ -326,7 +350,14 @@ pub fn rates(prev: &Reading, cur: &Reading) -> Rates {
     if !comparable(prev, cur) || cur.mono_ns == prev.mono_ns {
         return Rates::default();
     }
-    let u = usage_between(Some(prev), cur);
+    rates_of(&usage_between(Some(prev), cur))
+}
+
+/// Rates of the usage between two comparable readings some time apart.
+pub fn rates_of(u: &Usage) -> Rates {
+    if u.duration_ns == 0 {
+        return Rates::default();
+    }
     let secs = u.duration_ns as f64 / NS_PER_SEC as f64;
     Rates {
         cpu_cores: u.cpu_usec as f64 / 1e6 / secs,

@@ -3,7 +3,9 @@
 //! - [`account`]: the pure accounting core (readings → exact deltas; resets, reboots, clock
 //!   steps; memory integrals; reservations; hour splitting).
 //! - [`store`]: the SQLite side (migrations/0004_metering.sql): the batch written per sampler
-//!   tick (samples + ledger + checkpoints in one transaction), rollups, retention, history.
+//!   tick (a block of packed samples + ledger + checkpoints in one transaction), compaction into
+//!   per-minute chunks, rollups, retention, history.
+//! - [`packed`]: the blob format of raw samples (blocks per tick, chunks per subject-minute).
 //! - [`billing`]: the versioned rate card, priced reports per container/team/label, statements.
 //! - [`sampler`]: the registry the runtime feeds (`register` / `unregister_with_final_reading`)
 //!   and the sampler thread that reads every group through kept-open cgroup readers.
@@ -16,6 +18,7 @@
 pub mod account;
 pub mod billing;
 pub mod calendar;
+pub mod packed;
 pub mod sampler;
 pub mod store;
 

@@ -30,8 +30,9 @@ use crate::{
 
 use super::{
     MeteringError,
-    account::{Counters, Rates, Reading, Reserved, Usage, rates, usage_between},
-    store::{self, Batch, LedgerOwner, Retention, Sample},
+    account::{Counters, Rates, Reading, Reserved, Usage, comparable, rates_of, usage_between},
+    packed::{Block, RawSample},
+    store::{self, Batch, LedgerOwner, Retention},
 };
 
 /// Metering settings (`corral serve` flags).
@@ -94,7 +95,6 @@ pub struct LiveStat {
 
 struct Entry {
     kind: SubjectKind,
-    group: Group,
     reader: UsageReader,
     /// The last values read (files not re-read this tick keep them).
     last: UsageSample,
@@ -107,6 +107,8 @@ struct Entry {
     /// The next sample goes to history without usage: the daemon restarted and its usage since
     /// the checkpoint may already be in the raw samples (the ledger still gets all of it).
     resumed: bool,
+    /// The latest reading, rewritten in place each tick.
+    reading: Reading,
 }
 
 struct Registry {
@@ -271,24 +273,34 @@ impl Metering {
 
     fn insert(&self, subject: String, kind: SubjectKind, group: Group) {
         let mut reg = self.registry();
-        let (reserved, memory_max) = reserved_of(&group.limits(), self.shared.host_cpus);
+        let mut reader = group.usage_reader();
+        let (reserved, memory_max) = reserved_of(&reader.read_reservation(), self.shared.host_cpus);
         // Staggered, so full reads spread over the ticks instead of all landing on one.
         let full_every = self.ticks_per(self.shared.config.full_read);
+        let limits_every = self.ticks_per(self.shared.config.limits_every);
         let entry = Entry {
             kind,
-            reader: group.usage_reader(),
+            reader,
             last: UsageSample::default(),
             since_full: (reg.entries.len() as u32) % full_every,
-            since_limits: 0,
+            // Staggered as well.
+            since_limits: (reg.entries.len() as u32) % limits_every,
             generation: generation(&group),
-            group,
             reserved,
             memory_max,
             resumed: reg.checkpoints.contains_key(&subject),
+            reading: Reading {
+                boot_id: self.shared.boot_id.clone(),
+                mono_ns: 0,
+                wall_ms: 0,
+                generation: 0,
+                counters: Counters::default(),
+                reserved: Reserved::default(),
+            },
         };
         reg.removed.retain(|s| *s != subject);
         reg.entries.insert(subject.clone(), entry);
-        let mut samples = Vec::new();
+        let mut samples = Block::default();
         let mut stats = TickStats::default();
         let live = self.sample_subject(&mut reg, &subject, &mut samples, wall_ms(), &mut stats);
         self.publish(live);
@@ -300,7 +312,8 @@ impl Metering {
     pub fn refresh_limits(&self, container_id: &str) {
         let mut reg = self.registry();
         if let Some(e) = reg.entries.get_mut(&container_subject(container_id)) {
-            (e.reserved, e.memory_max) = reserved_of(&e.group.limits(), self.shared.host_cpus);
+            (e.reserved, e.memory_max) =
+                reserved_of(&e.reader.read_reservation(), self.shared.host_cpus);
         }
     }
 
@@ -313,7 +326,7 @@ impl Metering {
         if !reg.entries.contains_key(&subject) {
             return None;
         }
-        let mut samples = Vec::new();
+        let mut samples = Block::default();
         let mut stats = TickStats::default();
         let live = self.sample_subject(&mut reg, &subject, &mut samples, wall_ms(), &mut stats);
         reg.entries.remove(&subject);
@@ -427,7 +440,7 @@ impl Metering {
     /// Number of commits that failed so far, and raw samples buffered in memory now.
     pub fn backlog(&self) -> (u64, usize) {
         let reg = self.registry();
-        (reg.failures, reg.pending.samples.len())
+        (reg.failures, reg.pending.samples())
     }
 
     /// Ticks of the configured interval in `d` (at least 1).
@@ -441,7 +454,7 @@ impl Metering {
         &self,
         reg: &mut Registry,
         subject: &str,
-        samples: &mut Vec<Sample>,
+        samples: &mut Block,
         wall: i64,
         stats: &mut TickStats,
     ) -> Option<LiveStat> {
@@ -488,17 +501,20 @@ impl Metering {
         b.stats.read += t0.elapsed();
         b.stats.groups += 1;
         let counters = counters_from(&e.last);
-        let reading = Reading {
-            boot_id: self.shared.boot_id.clone(),
-            mono_ns: mono_ns(),
-            wall_ms: wall,
-            generation: e.generation,
-            counters,
-            reserved: e.reserved,
+        // The entry's own reading, updated in place (no allocation per tick).
+        let reading = &mut e.reading;
+        reading.mono_ns = mono_ns();
+        reading.wall_ms = wall;
+        reading.generation = e.generation;
+        reading.counters = counters;
+        reading.reserved = e.reserved;
+        let reading = &*reading;
+        let mut prev = b.checkpoints.get_mut(subject);
+        let usage = usage_between(prev.as_deref(), reading);
+        let r = match prev.as_deref() {
+            Some(p) if comparable(p, reading) => rates_of(&usage),
+            _ => Rates::default(),
         };
-        let prev = b.checkpoints.get(subject);
-        let usage = usage_between(prev, &reading);
-        let r = prev.map(|p| rates(p, &reading)).unwrap_or_default();
         let history = if std::mem::take(&mut e.resumed) {
             Usage {
                 memory_peak: usage.memory_peak,
@@ -508,15 +524,23 @@ impl Metering {
         } else {
             usage
         };
-        b.samples.push(Sample {
-            subject: subject.to_owned(),
-            ts_ms: wall,
-            usage: history,
-            mem_bytes: counters.memory_current,
-            pids: counters.pids_current,
-            // The last slow-path reading (a 10 s average): no file is read for it here.
-            pressure: e.last.pressure_some_avg10,
-        });
+        b.samples.push(
+            subject,
+            &RawSample::new(
+                wall,
+                &history,
+                counters.memory_current,
+                counters.pids_current,
+                // The last slow-path reading (a 10 s average): no file is read for it here.
+                e.last.pressure_some_avg10,
+            ),
+        );
+        match prev.as_mut() {
+            Some(slot) => slot.clone_from(reading),
+            None => {
+                b.checkpoints.insert(subject.to_owned(), reading.clone());
+            }
+        }
         if let SubjectKind::Container(owner) = &e.kind {
             b.unflushed.add_ledger(owner, wall, &usage);
         }
@@ -525,10 +549,10 @@ impl Metering {
             .last
             .pressure_some_avg10
             .map(|p| p.map(|centi| f64::from(centi) / 100.0));
-        let new_live = match live {
+        match live {
             // Update in place: no clone of the subject and its owner per tick.
             Some(l) => {
-                l.reading.clone_from(&reading);
+                l.reading.clone_from(reading);
                 l.rates = r;
                 l.memory_max = e.memory_max;
                 l.cpus_reserved = cpus_reserved;
@@ -544,14 +568,7 @@ impl Metering {
                 cpus_reserved,
                 pressure,
             }),
-        };
-        match b.checkpoints.get_mut(subject) {
-            Some(slot) => *slot = reading,
-            None => {
-                b.checkpoints.insert(subject.to_owned(), reading);
-            }
         }
-        new_live
     }
 
     /// The host's busy CPU since the last host reading (only deltas between our own readings:
@@ -594,13 +611,13 @@ impl Metering {
     /// Writes `samples` after whatever is pending and, when `flush` (or the flush interval has
     /// passed), the unflushed ledger with every checkpoint — one transaction. On failure
     /// everything stays pending (samples capped, ledger sums merged) for the next commit.
-    fn commit(&self, reg: &mut Registry, samples: Vec<Sample>, flush: bool) -> bool {
+    fn commit(&self, reg: &mut Registry, samples: Block, flush: bool) -> bool {
         let flush = flush
             || reg
                 .last_flush
                 .is_none_or(|t| t.elapsed() >= self.shared.config.ledger_flush);
         let mut batch = Batch {
-            samples,
+            blocks: vec![samples],
             ..Batch::default()
         };
         if flush {
@@ -634,7 +651,7 @@ impl Metering {
             Err(e) => {
                 reg.failures += 1;
                 if reg.failures.is_power_of_two() {
-                    tracing::warn!(error = %e, buffered = all.samples.len(), failures = reg.failures, "cannot write metering data; keeping it in memory");
+                    tracing::warn!(error = %e, buffered = all.samples(), failures = reg.failures, "cannot write metering data; keeping it in memory");
                 }
                 reg.pending = all;
             }
@@ -652,7 +669,7 @@ impl Metering {
         let wall = wall_ms();
         let mut stats = TickStats::default();
         let t0 = Instant::now();
-        let mut samples = Vec::with_capacity(reg.entries.len());
+        let mut samples = Block::with_capacity(reg.entries.len());
         {
             let mut live = self.live_mut();
             let Registry {
@@ -666,7 +683,7 @@ impl Metering {
                 if e.since_limits >= limits_every {
                     e.since_limits = 0;
                     (e.reserved, e.memory_max) =
-                        reserved_of(&e.group.limits(), self.shared.host_cpus);
+                        reserved_of(&e.reader.read_reservation(), self.shared.host_cpus);
                 }
                 e.since_full += 1;
                 let full = e.since_full >= full_every;
@@ -696,7 +713,7 @@ impl Metering {
     /// Writes the unflushed ledger and checkpoints now (shutdown, tests).
     pub fn flush(&self) {
         let mut reg = self.registry();
-        self.commit(&mut reg, Vec::new(), true);
+        self.commit(&mut reg, Block::default(), true);
     }
 
     /// Rollups and retention (run by the sampler thread once a minute).
@@ -764,7 +781,7 @@ impl Metering {
 struct Books<'a> {
     checkpoints: &'a mut BTreeMap<String, Reading>,
     unflushed: &'a mut Batch,
-    samples: &'a mut Vec<Sample>,
+    samples: &'a mut Block,
     stats: &'a mut TickStats,
 }
 

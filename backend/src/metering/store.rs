@@ -1,6 +1,7 @@
-//! Metering's tables (migrations/0004_metering.sql): the batch the sampler commits in one
-//! transaction (samples, ledger rows and the counter checkpoints that produced them), the rollup
-//! and retention jobs, and history queries.
+//! Metering's tables (migrations/0004_metering.sql, 0009_packed_samples.sql): the batch the
+//! sampler commits in one transaction (a block of packed samples, ledger rows and the counter
+//! checkpoints that produced them), the compaction, rollup and retention jobs, and history
+//! queries.
 //!
 //! Architecture invariant: ledger rows and the checkpoint they advance from are written in the
 //! same transaction, so a crash between any two statements neither loses nor repeats usage:
@@ -12,8 +13,9 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::{
     MeteringError,
-    account::{Reading, Usage, split_by_hour},
+    account::{Reading, Usage, for_each_hour},
     calendar,
+    packed::{self, Block, RawSample},
 };
 
 /// Who a ledger row is for: denormalized into every row so bills survive renames and removal.
@@ -26,23 +28,11 @@ pub struct LedgerOwner {
     pub labels: String,
 }
 
-/// One raw sample: the usage of the interval that ended at `ts_ms`, plus gauges at `ts_ms`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sample {
-    pub subject: String,
-    pub ts_ms: i64,
-    pub usage: Usage,
-    pub mem_bytes: u64,
-    pub pids: u64,
-    /// PSI `some avg10` of cpu, memory and io at `ts_ms` (hundredths of a percent), where the
-    /// kernel reports it.
-    pub pressure: [Option<u32>; 3],
-}
-
 /// Everything one sampler tick (or several, merged while the disk was full) writes.
 #[derive(Debug, Default, Clone)]
 pub struct Batch {
-    pub samples: Vec<Sample>,
+    /// Raw samples, packed: one block per sampler tick.
+    pub blocks: Vec<Block>,
     /// Ledger usage per owner and hour, already merged.
     pub ledger: BTreeMap<LedgerOwner, BTreeMap<i64, Usage>>,
     /// Host busy CPU per hour: (duration ns, cpu µs).
@@ -63,29 +53,48 @@ impl Batch {
             Some(h) => h,
             None => self.ledger.entry(owner.clone()).or_default(),
         };
-        for (hour, part) in split_by_hour(end_wall_ms, usage) {
+        for_each_hour(end_wall_ms, usage, |hour, part| {
             hours.entry(hour).or_default().add(&part);
-        }
+        });
     }
 
     /// Adds host busy CPU for an interval that ended at `end_wall_ms`.
     pub fn add_host(&mut self, end_wall_ms: i64, usage: &Usage) {
-        for (hour, part) in split_by_hour(end_wall_ms, usage) {
+        for_each_hour(end_wall_ms, usage, |hour, part| {
             let e = self.host.entry(hour).or_default();
             e.0 += part.duration_ns;
             e.1 += part.cpu_usec;
+        });
+    }
+
+    /// Adds one sample to the newest block (tests, tools; the sampler fills its own block).
+    pub fn add_sample(&mut self, subject: &str, sample: &RawSample) {
+        if self.blocks.is_empty() {
+            self.blocks.push(Block::default());
+        }
+        if let Some(b) = self.blocks.last_mut() {
+            b.push(subject, sample);
         }
     }
 
-    /// Appends `later` (a newer batch): ledger sums add, newer checkpoints win, samples append
-    /// and the oldest beyond `max_samples` are dropped.
+    /// Raw samples held.
+    pub fn samples(&self) -> usize {
+        self.blocks.iter().map(|b| b.samples).sum()
+    }
+
+    /// Appends `later` (a newer batch): ledger sums add, newer checkpoints win, sample blocks
+    /// append and the oldest blocks are dropped while more than `max_samples` are held.
     pub fn merge(&mut self, later: Batch, max_samples: usize) {
-        self.samples.extend(later.samples);
-        if self.samples.len() > max_samples {
-            let excess = self.samples.len() - max_samples;
-            self.samples.drain(..excess);
-            self.dropped_samples += excess as u64;
+        self.blocks
+            .extend(later.blocks.into_iter().filter(|b| !b.is_empty()));
+        let mut held = self.samples();
+        let mut drop = 0;
+        while held > max_samples && drop < self.blocks.len() {
+            held -= self.blocks[drop].samples;
+            self.dropped_samples += self.blocks[drop].samples as u64;
+            drop += 1;
         }
+        self.blocks.drain(..drop);
         for (owner, hours) in later.ledger {
             let mine = self.ledger.entry(owner).or_default();
             for (h, u) in hours {
@@ -102,7 +111,7 @@ impl Batch {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.samples.is_empty()
+        self.blocks.iter().all(Block::is_empty)
             && self.ledger.is_empty()
             && self.host.is_empty()
             && self.checkpoints.is_empty()
@@ -142,32 +151,10 @@ pub fn commit(conn: &mut Connection, batch: &Batch) -> Result<(), MeteringError>
 fn write_batch(tx: &Transaction<'_>, batch: &Batch) -> Result<(), MeteringError> {
     {
         let mut st = tx.prepare_cached(
-            "INSERT INTO meter_sample (subject, ts_ms, dt_ms, cpu_usec, throttled_usec, io_rbytes,
-             io_wbytes, io_rios, io_wios, mem_byte_s, mem_bytes, mem_peak, pids, pids_peak,
-             psi_cpu, psi_mem, psi_io)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+            "INSERT INTO meter_block (first_ms, last_ms, samples, data) VALUES (?1, ?2, ?3, ?4)",
         )?;
-        for s in &batch.samples {
-            let u = &s.usage;
-            st.execute(params![
-                s.subject,
-                s.ts_ms,
-                i(u.duration_ns / 1_000_000),
-                i(u.cpu_usec),
-                i(u.throttled_usec),
-                i(u.io_rbytes),
-                i(u.io_wbytes),
-                i(u.io_rios),
-                i(u.io_wios),
-                i(u.memory_byte_seconds),
-                i(s.mem_bytes),
-                i(u.memory_peak),
-                i(s.pids),
-                i(u.pids_peak),
-                s.pressure[0],
-                s.pressure[1],
-                s.pressure[2],
-            ])?;
+        for b in batch.blocks.iter().filter(|b| !b.is_empty()) {
+            st.execute(params![b.first_ms, b.last_ms, i(b.samples as u64), b.bytes])?;
         }
     }
     for (table, grain) in LEDGER_TABLES {
@@ -334,13 +321,6 @@ impl Default for Retention {
 
 const ROLLUP_COLS: &str = "dt_ms, samples, cpu_usec, throttled_usec, io_rbytes, io_wbytes, io_rios, io_wios, mem_byte_s, mem_peak, pids_peak, psi_samples, psi_cpu_avg, psi_cpu_max, psi_mem_avg, psi_mem_max, psi_io_avg, psi_io_max";
 
-/// The pressure columns of a rollup computed from raw samples: the rounded average of the
-/// samples that have a value, and the maximum.
-const PSI_FROM_RAW: &str = "count(coalesce(psi_cpu, psi_mem, psi_io)),
-    CAST(round(avg(psi_cpu)) AS INTEGER), max(psi_cpu),
-    CAST(round(avg(psi_mem)) AS INTEGER), max(psi_mem),
-    CAST(round(avg(psi_io)) AS INTEGER), max(psi_io)";
-
 /// The weighted average of a finer rollup's pressure averages (`NULL` where none has one).
 fn psi_weighted_avg(col: &str) -> String {
     format!(
@@ -359,20 +339,12 @@ fn psi_from_rollup() -> String {
     )
 }
 
-/// Rolls raw samples up into complete minutes and minutes into complete hours, up to `now_ms`.
-/// Idempotent: each run recomputes every bucket since the last watermark (minus one bucket, for
-/// samples that arrived late) with `INSERT OR REPLACE` from the finer tier.
+/// Compacts raw samples into complete minutes (with their 1-minute rollups), then rolls minutes
+/// up into complete hours, up to `now_ms`. Idempotent: the hour tier recomputes every bucket
+/// since its watermark (minus one bucket, for minutes completed late) with `INSERT OR REPLACE`.
 pub fn rollup(conn: &mut Connection, now_ms: i64) -> Result<(), MeteringError> {
+    compact(conn, now_ms)?;
     let tx = conn.transaction()?;
-    rollup_tier(
-        &tx,
-        "1m",
-        "meter_sample",
-        "meter_rollup_1m",
-        60_000,
-        now_ms,
-        true,
-    )?;
     rollup_tier(
         &tx,
         "1h",
@@ -380,9 +352,228 @@ pub fn rollup(conn: &mut Connection, now_ms: i64) -> Result<(), MeteringError> {
         "meter_rollup_1h",
         3_600_000,
         now_ms,
-        false,
     )?;
     tx.commit()?;
+    Ok(())
+}
+
+/// Moves the samples of every block that ended before `now_ms`'s minute into one chunk per
+/// subject and minute, rewrites the 1-minute rollups of those minutes and deletes the blocks:
+/// one transaction, so a sample is never in history twice or lost. A sample arriving for a
+/// minute already compacted (a block merged after a full disk, a clock step) joins its chunk.
+/// Returns the number of samples moved.
+pub fn compact(conn: &mut Connection, now_ms: i64) -> Result<usize, MeteringError> {
+    let end = now_ms.div_euclid(60_000) * 60_000;
+    let tx = conn.transaction()?;
+    let blocks: Vec<Vec<u8>> = {
+        let mut st = tx.prepare_cached("SELECT data FROM meter_block WHERE last_ms <= ?1")?;
+        st.query_map([end], |r| r.get(0))?
+            .collect::<Result<_, _>>()?
+    };
+    let mut minutes: BTreeMap<(&str, i64), Vec<RawSample>> = BTreeMap::new();
+    let mut moved = 0;
+    for data in &blocks {
+        let decoded = packed::decode_block(data, |subject, s| {
+            moved += 1;
+            minutes.entry((subject, s.minute())).or_default().push(s);
+        });
+        if let Err(e) = decoded {
+            // History only (the ledger is separate): keep what decoded, say what did not.
+            tracing::warn!(error = %e, "dropping the undecodable rest of a raw sample block");
+        }
+    }
+    for ((subject, minute), samples) in minutes {
+        write_minute(&tx, subject, minute, samples)?;
+    }
+    tx.execute("DELETE FROM meter_block WHERE last_ms <= ?1", [end])?;
+    tx.execute(
+        "INSERT INTO meter_watermark (tier, ts_ms) VALUES ('1m', ?1)
+         ON CONFLICT (tier) DO UPDATE SET ts_ms = max(ts_ms, excluded.ts_ms)",
+        [end],
+    )?;
+    tx.commit()?;
+    Ok(moved)
+}
+
+/// Writes `samples` (one subject, one minute) into that minute's chunk, joining any samples it
+/// already holds, and the minute's rollup from all of them.
+fn write_minute(
+    tx: &Transaction<'_>,
+    subject: &str,
+    minute: i64,
+    mut samples: Vec<RawSample>,
+) -> Result<(), MeteringError> {
+    let old: Option<Vec<u8>> = tx
+        .prepare_cached("SELECT data FROM meter_chunk WHERE subject = ?1 AND minute_ms = ?2")?
+        .query_row(params![subject, minute], |r| r.get(0))
+        .optional()?;
+    if let Some(old) = old {
+        let mut all = Vec::with_capacity(samples.len() + 64);
+        if let Err(e) = packed::decode_chunk(&old, &mut all) {
+            tracing::warn!(error = %e, subject, minute, "replacing an undecodable raw sample chunk");
+        }
+        all.append(&mut samples);
+        samples = all;
+    }
+    samples.sort_by_key(|s| s.ts_ms);
+    tx.prepare_cached(
+        "INSERT INTO meter_chunk (subject, minute_ms, samples, data) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (subject, minute_ms) DO UPDATE SET samples = excluded.samples,
+           data = excluded.data",
+    )?
+    .execute(params![
+        subject,
+        minute,
+        i(samples.len() as u64),
+        packed::encode_chunk(&samples)
+    ])?;
+    let r = Bucket::of(&samples);
+    let psi = r.psi_columns();
+    tx.prepare_cached(&format!(
+        "INSERT OR REPLACE INTO meter_rollup_1m (subject, ts_ms, {ROLLUP_COLS})
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+           ?19, ?20)"
+    ))?
+    .execute(params![
+        subject,
+        minute,
+        r.dt_ms,
+        i(samples.len() as u64),
+        r.cpu_usec,
+        r.throttled_usec,
+        r.io_rbytes,
+        r.io_wbytes,
+        r.io_rios,
+        r.io_wios,
+        r.mem_byte_s,
+        r.mem_peak,
+        r.pids_peak,
+        r.psi_samples,
+        psi[0],
+        psi[1],
+        psi[2],
+        psi[3],
+        psi[4],
+        psi[5],
+    ])?;
+    Ok(())
+}
+
+/// Sums and maxima of raw samples: one rollup minute or one history bucket.
+#[derive(Debug, Clone, Copy, Default)]
+struct Bucket {
+    dt_ms: i64,
+    cpu_usec: i64,
+    throttled_usec: i64,
+    io_rbytes: i64,
+    io_wbytes: i64,
+    io_rios: i64,
+    io_wios: i64,
+    mem_byte_s: i64,
+    mem_peak: i64,
+    pids_peak: i64,
+    /// Samples with any pressure value.
+    psi_samples: i64,
+    /// Per cpu, memory, io: sum and count of the samples with a value, and the maximum.
+    psi: [(i64, i64, Option<i64>); 3],
+}
+
+impl Bucket {
+    fn of(samples: &[RawSample]) -> Bucket {
+        let mut b = Bucket::default();
+        for s in samples {
+            b.add(s);
+        }
+        b
+    }
+
+    fn add(&mut self, s: &RawSample) {
+        self.dt_ms += s.dt_ms;
+        self.cpu_usec += s.cpu_usec;
+        self.throttled_usec += s.throttled_usec;
+        self.io_rbytes += s.io_rbytes;
+        self.io_wbytes += s.io_wbytes;
+        self.io_rios += s.io_rios;
+        self.io_wios += s.io_wios;
+        self.mem_byte_s += s.mem_byte_s;
+        self.mem_peak = self.mem_peak.max(s.mem_peak);
+        self.pids_peak = self.pids_peak.max(s.pids_peak);
+        if s.psi.iter().any(Option::is_some) {
+            self.psi_samples += 1;
+        }
+        for (acc, v) in self.psi.iter_mut().zip(s.psi) {
+            if let Some(v) = v {
+                let v = i64::from(v);
+                acc.0 += v;
+                acc.1 += 1;
+                acc.2 = Some(acc.2.map_or(v, |m| m.max(v)));
+            }
+        }
+    }
+
+    /// Average (unrounded) and maximum pressure per kind.
+    fn psi_avg_max(&self) -> [(Option<f64>, Option<i64>); 3] {
+        self.psi.map(|(sum, n, max)| {
+            let avg = (n > 0).then(|| sum as f64 / n as f64);
+            (avg, max)
+        })
+    }
+
+    /// The rollup's pressure columns: rounded average and maximum of cpu, memory, io.
+    fn psi_columns(&self) -> [Option<i64>; 6] {
+        let [c, m, i] = self.psi_avg_max();
+        let r = |a: Option<f64>| a.map(|a| a.round() as i64);
+        [r(c.0), c.1, r(m.0), m.1, r(i.0), i.1]
+    }
+}
+
+/// Migration 0009's hook: moves every row of the old one-row-per-sample table into chunks (with
+/// the 1-minute rollups rewritten from the same rows, as the compactor writes them) and drops
+/// the table, in the migration's transaction.
+pub fn move_row_samples(tx: &Transaction<'_>) -> rusqlite_migration::HookResult {
+    let mut st = tx.prepare(
+        "SELECT subject, ts_ms, dt_ms, cpu_usec, throttled_usec, io_rbytes, io_wbytes, io_rios,
+           io_wios, mem_byte_s, mem_bytes, mem_peak, pids, pids_peak, psi_cpu, psi_mem, psi_io
+         FROM meter_sample ORDER BY subject, ts_ms",
+    )?;
+    let mut rows = st.query([])?;
+    let mut current: Option<(String, i64)> = None;
+    let mut samples = Vec::new();
+    let flush = |key: Option<(String, i64)>, samples: &mut Vec<RawSample>| match key {
+        Some((subject, minute)) if !samples.is_empty() => {
+            write_minute(tx, &subject, minute, std::mem::take(samples))
+                .map_err(|e| rusqlite_migration::HookError::Hook(e.to_string()))
+        }
+        _ => Ok(()),
+    };
+    while let Some(r) = rows.next()? {
+        let subject: String = r.get(0)?;
+        let s = RawSample {
+            ts_ms: r.get(1)?,
+            dt_ms: r.get(2)?,
+            cpu_usec: r.get(3)?,
+            throttled_usec: r.get(4)?,
+            io_rbytes: r.get(5)?,
+            io_wbytes: r.get(6)?,
+            io_rios: r.get(7)?,
+            io_wios: r.get(8)?,
+            mem_byte_s: r.get(9)?,
+            mem_bytes: r.get(10)?,
+            mem_peak: r.get(11)?,
+            pids: r.get(12)?,
+            pids_peak: r.get(13)?,
+            psi: [r.get(14)?, r.get(15)?, r.get(16)?],
+        };
+        let key = (subject, s.minute());
+        if current.as_ref() != Some(&key) {
+            flush(current.replace(key), &mut samples)?;
+        }
+        samples.push(s);
+    }
+    flush(current, &mut samples)?;
+    drop(rows);
+    drop(st);
+    tx.execute_batch("DROP TABLE meter_sample")?;
     Ok(())
 }
 
@@ -393,7 +584,6 @@ fn rollup_tier(
     to_table: &str,
     bucket_ms: i64,
     now_ms: i64,
-    from_raw: bool,
 ) -> Result<(), MeteringError> {
     let mark: Option<i64> = tx
         .query_row(
@@ -417,36 +607,18 @@ fn rollup_tier(
         }
     };
     if start < end {
-        // A raw sample at ts_ms covers (ts_ms - dt_ms, ts_ms]: it belongs to the bucket of its
-        // last millisecond, so a sample exactly on a boundary closes the earlier bucket.
-        let (bucket_expr, samples_expr, psi_expr) = if from_raw {
-            (
-                format!("((ts_ms - 1) / {bucket_ms}) * {bucket_ms}"),
-                "count(*)",
-                PSI_FROM_RAW.to_owned(),
-            )
-        } else {
-            (
-                format!("(ts_ms / {bucket_ms}) * {bucket_ms}"),
-                "sum(samples)",
-                psi_from_rollup(),
-            )
-        };
-        let (lo, hi) = if from_raw {
-            (start + 1, end + 1)
-        } else {
-            (start, end)
-        };
+        let bucket_expr = format!("(ts_ms / {bucket_ms}) * {bucket_ms}");
+        let psi_expr = psi_from_rollup();
         tx.execute(
             &format!(
                 "INSERT OR REPLACE INTO {to_table} (subject, ts_ms, {ROLLUP_COLS})
-                 SELECT subject, {bucket_expr}, sum(dt_ms), {samples_expr}, sum(cpu_usec),
+                 SELECT subject, {bucket_expr}, sum(dt_ms), sum(samples), sum(cpu_usec),
                    sum(throttled_usec), sum(io_rbytes), sum(io_wbytes), sum(io_rios), sum(io_wios),
                    sum(mem_byte_s), max(mem_peak), max(pids_peak), {psi_expr}
                  FROM {from_table} WHERE ts_ms >= ?1 AND ts_ms < ?2
                  GROUP BY subject, {bucket_expr}"
             ),
-            params![lo, hi],
+            params![start, end],
         )?;
     }
     tx.execute(
@@ -464,10 +636,9 @@ pub fn apply_retention(
     now_ms: i64,
     keep: &Retention,
 ) -> Result<(usize, usize, usize), MeteringError> {
-    let raw = conn.execute(
-        "DELETE FROM meter_sample WHERE ts_ms < ?1",
-        [now_ms - keep.raw_ms],
-    )?;
+    let cutoff = now_ms - keep.raw_ms;
+    let raw = conn.execute("DELETE FROM meter_chunk WHERE minute_ms < ?1", [cutoff])?
+        + conn.execute("DELETE FROM meter_block WHERE last_ms < ?1", [cutoff])?;
     let m = conn.execute(
         "DELETE FROM meter_rollup_1m WHERE ts_ms < ?1",
         [now_ms - keep.minute_ms],
@@ -499,11 +670,14 @@ pub struct HistoryPoint {
     pub pressure_max: [Option<i64>; 3],
 }
 
+/// The raw tier's name for [`pick_tier`] and [`history`]: packed chunks and blocks.
+pub const RAW: &str = "raw";
+
 /// The tier a history query reads: the finest one that still holds `from_ms` and is not finer
 /// than `step_ms` needs.
 pub fn pick_tier(now_ms: i64, from_ms: i64, step_ms: i64, keep: &Retention) -> &'static str {
     if step_ms < 60_000 && from_ms >= now_ms - keep.raw_ms {
-        "meter_sample"
+        RAW
     } else if step_ms < 3_600_000 && from_ms >= now_ms - keep.minute_ms {
         "meter_rollup_1m"
     } else {
@@ -521,23 +695,16 @@ pub fn history(
     step_ms: i64,
 ) -> Result<Vec<HistoryPoint>, MeteringError> {
     let step = step_ms.max(1);
-    let (bucket, psi) = if table == "meter_sample" {
-        (
-            format!("((ts_ms - 1) / {step}) * {step}"),
-            "avg(psi_cpu), max(psi_cpu), avg(psi_mem), max(psi_mem), avg(psi_io), max(psi_io)"
-                .to_owned(),
-        )
-    } else {
-        (
-            format!("(ts_ms / {step}) * {step}"),
-            format!(
-                "{}, max(psi_cpu_max), {}, max(psi_mem_max), {}, max(psi_io_max)",
-                psi_weighted_avg("psi_cpu_avg"),
-                psi_weighted_avg("psi_mem_avg"),
-                psi_weighted_avg("psi_io_avg")
-            ),
-        )
-    };
+    if table == RAW {
+        return history_raw(conn, subject, from_ms, to_ms, step);
+    }
+    let bucket = format!("(ts_ms / {step}) * {step}");
+    let psi = format!(
+        "{}, max(psi_cpu_max), {}, max(psi_mem_max), {}, max(psi_io_max)",
+        psi_weighted_avg("psi_cpu_avg"),
+        psi_weighted_avg("psi_mem_avg"),
+        psi_weighted_avg("psi_io_avg")
+    );
     let mut st = conn.prepare(&format!(
         "SELECT {bucket} AS b, sum(dt_ms), sum(cpu_usec), sum(throttled_usec), sum(io_rbytes),
            sum(io_wbytes), sum(mem_byte_s), max(mem_peak), max(pids_peak), {psi}
@@ -554,11 +721,7 @@ pub fn history(
             throttled_usec: r.get(3)?,
             io_rbytes: r.get(4)?,
             io_wbytes: r.get(5)?,
-            mem_avg: if covered > 0 {
-                (i128::from(mem_byte_s) * 1000 / i128::from(covered)) as i64
-            } else {
-                0
-            },
+            mem_avg: mem_avg(mem_byte_s, covered),
             mem_peak: r.get(7)?,
             pids_peak: r.get(8)?,
             pressure_avg: [r.get(9)?, r.get(11)?, r.get(13)?],
@@ -568,6 +731,89 @@ pub fn history(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// The raw samples of `subject` with `from_ms <= ts_ms < to_ms`, oldest first: its chunks
+/// and the blocks not compacted yet.
+pub fn raw_samples(
+    conn: &Connection,
+    subject: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Vec<RawSample>, MeteringError> {
+    let mut out = Vec::new();
+    let mut st = conn.prepare_cached(
+        "SELECT data FROM meter_chunk WHERE subject = ?1 AND minute_ms >= ?2 AND minute_ms < ?3
+         ORDER BY minute_ms",
+    )?;
+    let mut rows = st.query(params![subject, from_ms.saturating_sub(60_000), to_ms])?;
+    while let Some(r) = rows.next()? {
+        let data: Vec<u8> = r.get(0)?;
+        if let Err(e) = packed::decode_chunk(&data, &mut out) {
+            tracing::warn!(error = %e, subject, "skipping an undecodable raw sample chunk");
+        }
+    }
+    let mut st = conn.prepare_cached(
+        "SELECT data FROM meter_block WHERE last_ms >= ?1 AND first_ms < ?2 ORDER BY id",
+    )?;
+    let mut rows = st.query(params![from_ms, to_ms])?;
+    while let Some(r) = rows.next()? {
+        let data: Vec<u8> = r.get(0)?;
+        let decoded = packed::decode_block(&data, |s, sample| {
+            if s == subject {
+                out.push(sample);
+            }
+        });
+        if let Err(e) = decoded {
+            tracing::warn!(error = %e, "skipping the undecodable rest of a raw sample block");
+        }
+    }
+    out.retain(|s| (from_ms..to_ms).contains(&s.ts_ms));
+    out.sort_by_key(|s| s.ts_ms);
+    Ok(out)
+}
+
+/// [`history`] from the raw tier: the buckets of each sample's last millisecond.
+fn history_raw(
+    conn: &Connection,
+    subject: &str,
+    from_ms: i64,
+    to_ms: i64,
+    step: i64,
+) -> Result<Vec<HistoryPoint>, MeteringError> {
+    let mut buckets: BTreeMap<i64, Bucket> = BTreeMap::new();
+    for s in raw_samples(conn, subject, from_ms, to_ms)? {
+        let b = (s.ts_ms - 1).div_euclid(step) * step;
+        buckets.entry(b).or_default().add(&s);
+    }
+    Ok(buckets
+        .into_iter()
+        .map(|(ts_ms, b)| {
+            let psi = b.psi_avg_max();
+            HistoryPoint {
+                ts_ms,
+                covered_ms: b.dt_ms,
+                cpu_usec: b.cpu_usec,
+                throttled_usec: b.throttled_usec,
+                io_rbytes: b.io_rbytes,
+                io_wbytes: b.io_wbytes,
+                mem_avg: mem_avg(b.mem_byte_s, b.dt_ms),
+                mem_peak: b.mem_peak,
+                pids_peak: b.pids_peak,
+                pressure_avg: psi.map(|p| p.0),
+                pressure_max: psi.map(|p| p.1),
+            }
+        })
+        .collect())
+}
+
+/// Average memory over `covered_ms` from its integral.
+fn mem_avg(mem_byte_s: i64, covered_ms: i64) -> i64 {
+    if covered_ms > 0 {
+        (i128::from(mem_byte_s) * 1000 / i128::from(covered_ms)) as i64
+    } else {
+        0
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -575,12 +821,7 @@ pub(crate) mod tests {
 
     pub(crate) fn db() -> Connection {
         let mut conn = Connection::open_in_memory().unwrap();
-        let migrations = rusqlite_migration::Migrations::new(
-            crate::store::MIGRATIONS
-                .iter()
-                .map(|s| rusqlite_migration::M::up(s))
-                .collect(),
-        );
+        let migrations = crate::store::migrations();
         migrations.to_latest(&mut conn).unwrap();
         conn
     }
@@ -594,6 +835,45 @@ pub(crate) mod tests {
             io_rbytes: cpu / 10,
             ..Usage::default()
         }
+    }
+
+    /// Every raw sample stored, chunks and blocks, with its subject.
+    fn all_raw(conn: &Connection) -> Vec<(String, RawSample)> {
+        let mut out = Vec::new();
+        let mut st = conn
+            .prepare("SELECT subject, data FROM meter_chunk")
+            .unwrap();
+        let chunks = st
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })
+            .unwrap();
+        for c in chunks {
+            let (subject, data) = c.unwrap();
+            let mut v = Vec::new();
+            packed::decode_chunk(&data, &mut v).unwrap();
+            out.extend(v.into_iter().map(|x| (subject.clone(), x)));
+        }
+        let mut st = conn.prepare("SELECT data FROM meter_block").unwrap();
+        for d in st.query_map([], |r| r.get::<_, Vec<u8>>(0)).unwrap() {
+            packed::decode_block(&d.unwrap(), |s, x| out.push((s.to_owned(), x))).unwrap();
+        }
+        out
+    }
+
+    /// The sum of one column over the raw samples (of `subject`, or all).
+    fn raw_sum(conn: &Connection, subject: Option<&str>, col: &str) -> i64 {
+        all_raw(conn)
+            .iter()
+            .filter(|(s, _)| subject.is_none_or(|want| want == s))
+            .map(|(_, x)| match col {
+                "cpu_usec" => x.cpu_usec,
+                "io_rbytes" => x.io_rbytes,
+                "mem_byte_s" => x.mem_byte_s,
+                "dt_ms" => x.dt_ms,
+                _ => panic!("no raw column {col}"),
+            })
+            .sum()
     }
 
     fn sum(conn: &Connection, table: &str, col: &str) -> i64 {
@@ -615,6 +895,8 @@ pub(crate) mod tests {
         let mut seed = 42u64;
         let mut max_peak = 0;
         for step in 1..=(3 * 720) {
+            // One block per tick, as the sampler commits them.
+            batch.blocks.push(Block::default());
             for s in ["c:a", "c:b", "t:team"] {
                 seed = seed
                     .wrapping_mul(6364136223846793005)
@@ -623,14 +905,16 @@ pub(crate) mod tests {
                 let mem = (seed >> 20) & 0xfff_ffff;
                 let peak = mem + (seed & 0xffff);
                 max_peak = max_peak.max(peak);
-                batch.samples.push(Sample {
-                    subject: s.into(),
-                    ts_ms: t0 + step * 5_000,
-                    usage: usage(5, cpu, mem, peak),
-                    mem_bytes: mem,
-                    pids: 1,
-                    pressure: [None; 3],
-                });
+                batch.add_sample(
+                    s,
+                    &RawSample::new(
+                        t0 + step * 5_000,
+                        &usage(5, cpu, mem, peak),
+                        mem,
+                        1,
+                        [None; 3],
+                    ),
+                );
             }
         }
         commit(&mut conn, &batch).unwrap();
@@ -641,7 +925,7 @@ pub(crate) mod tests {
         rollup(&mut conn, t0 + 4 * 3_600_000).unwrap();
         rollup(&mut conn, t0 + 4 * 3_600_000).unwrap();
         for col in ["cpu_usec", "io_rbytes", "mem_byte_s", "dt_ms"] {
-            let raw = sum(&conn, "meter_sample", col);
+            let raw = raw_sum(&conn, None, col);
             assert_eq!(raw, sum(&conn, "meter_rollup_1m", col), "{col} raw → 1m");
             assert_eq!(raw, sum(&conn, "meter_rollup_1m", col), "{col} 1m → 1h");
             assert_eq!(raw, sum(&conn, "meter_rollup_1h", col), "{col} raw → 1h");
@@ -674,25 +958,15 @@ pub(crate) mod tests {
         let now = t0 + 4 * 3_600_000;
         let keep = Retention::default();
         for (table, step) in [
-            ("meter_sample", 5_000),
+            (RAW, 5_000),
             ("meter_rollup_1m", 60_000),
             ("meter_rollup_1h", 3_600_000),
         ] {
             let pts = history(&conn, table, "c:a", t0, now, step).unwrap();
             let cpu: i64 = pts.iter().map(|p| p.cpu_usec).sum();
-            let want: i64 = conn
-                .query_row(
-                    "SELECT sum(cpu_usec) FROM meter_sample WHERE subject = 'c:a'",
-                    [],
-                    |r| r.get(0),
-                )
-                .unwrap();
-            assert_eq!(cpu, want, "{table}");
+            assert_eq!(cpu, raw_sum(&conn, Some("c:a"), "cpu_usec"), "{table}");
         }
-        assert_eq!(
-            pick_tier(now, now - 3_600_000, 5_000, &keep),
-            "meter_sample"
-        );
+        assert_eq!(pick_tier(now, now - 3_600_000, 5_000, &keep), RAW);
         assert_eq!(
             pick_tier(now, now - 3_600_000, 60_000, &keep),
             "meter_rollup_1m"
@@ -706,7 +980,8 @@ pub(crate) mod tests {
             "meter_rollup_1h"
         );
 
-        // Retention: raw older than 1 h goes, rollups stay, the ledger is untouched.
+        // Retention: raw older than 2 h goes (whole minutes), rollups stay, the ledger is
+        // untouched.
         let owner = LedgerOwner {
             container_id: "a".into(),
             name: "web".into(),
@@ -717,15 +992,22 @@ pub(crate) mod tests {
         b.add_ledger(&owner, t0, &usage(5, 77, 0, 0));
         commit(&mut conn, &b).unwrap();
         let keep = Retention {
-            raw_ms: 3_600_000,
+            raw_ms: 2 * 3_600_000,
             ..Retention::default()
         };
         let (raw, m, h) = apply_retention(&conn, now, &keep).unwrap();
         assert!(raw > 0 && m == 0 && h == 0);
-        let left: i64 = conn
-            .query_row("SELECT min(ts_ms) FROM meter_sample", [], |r| r.get(0))
-            .unwrap();
-        assert!(left >= now - 3_600_000);
+        let left = all_raw(&conn).iter().map(|(_, x)| x.ts_ms).min().unwrap();
+        assert_eq!(
+            left,
+            now - 2 * 3_600_000 + 5_000,
+            "the first sample of the kept minutes"
+        );
+        assert_eq!(
+            raw_sum(&conn, None, "dt_ms"),
+            3 * 3_600_000,
+            "the last hour of samples, of 3 subjects"
+        );
         let far = now + 10 * 366 * 86_400_000;
         apply_retention(&conn, far, &Retention::default()).unwrap();
         assert_eq!(sum(&conn, "meter_rollup_1h", "samples"), 0);
@@ -747,6 +1029,7 @@ pub(crate) mod tests {
         let mut all: [Vec<u32>; 3] = Default::default();
         for step in 1..=(2 * 720) {
             let ts = t0 + step * 5_000;
+            batch.blocks.push(Block::default());
             seed = seed
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
@@ -764,14 +1047,10 @@ pub(crate) mod tests {
                 }
             }
             for (subject, pressure) in [("c:p", p), ("c:v1", [None; 3])] {
-                batch.samples.push(Sample {
-                    subject: subject.into(),
-                    ts_ms: ts,
-                    usage: usage(5, 1000, 1, 1),
-                    mem_bytes: 1,
-                    pids: 1,
-                    pressure,
-                });
+                batch.add_sample(
+                    subject,
+                    &RawSample::new(ts, &usage(5, 1000, 1, 1), 1, 1, pressure),
+                );
             }
         }
         commit(&mut conn, &batch).unwrap();
@@ -823,7 +1102,7 @@ pub(crate) mod tests {
         }
         // 1-hour tier: the maximum is exact, the average within rounding of the raw one.
         for (table, step) in [
-            ("meter_sample", 3_600_000),
+            (RAW, 3_600_000),
             ("meter_rollup_1m", 3_600_000),
             ("meter_rollup_1h", 3_600_000),
         ] {
@@ -968,12 +1247,7 @@ pub(crate) mod tests {
         assert_eq!(rebuilt, tiers);
         // Migration 0007 backfills the new tiers of a ledger written before it to the same rows.
         let mut old = Connection::open_in_memory().unwrap();
-        let migrations = rusqlite_migration::Migrations::new(
-            crate::store::MIGRATIONS
-                .iter()
-                .map(|s| rusqlite_migration::M::up(s))
-                .collect(),
-        );
+        let migrations = crate::store::migrations();
         migrations.to_version(&mut old, 6).unwrap();
         for t in ["usage_ledger", "usage_ledger_day", "usage_ledger_month"] {
             let mut st = conn.prepare(&format!("SELECT * FROM {t}")).unwrap();
@@ -995,6 +1269,124 @@ pub(crate) mod tests {
         assert_eq!(migrated, tiers);
     }
 
+    /// History reads the blocks not compacted yet as well as the chunks; a sample that arrives
+    /// for a minute already compacted joins its chunk and its rollup, and is counted once.
+    #[test]
+    fn compaction_moves_each_sample_once_and_history_sees_both_stores() {
+        let mut conn = db();
+        let t0 = 1_800_000_000_000i64;
+        let tick = |conn: &mut Connection, ts: i64, cpu: u64| {
+            let mut b = Batch::default();
+            b.add_sample(
+                "c:a",
+                &RawSample::new(ts, &usage(1, cpu, 0, 0), 0, 1, [None; 3]),
+            );
+            commit(conn, &b).unwrap();
+        };
+        for k in 1..=90 {
+            tick(&mut conn, t0 + k * 1_000, 10);
+        }
+        let cpu = |conn: &Connection| -> i64 {
+            history(conn, RAW, "c:a", t0, t0 + 3_600_000, 1_000)
+                .unwrap()
+                .iter()
+                .map(|p| p.cpu_usec)
+                .sum()
+        };
+        assert_eq!(cpu(&conn), 900, "all from blocks");
+        // At t0 + 90 s the first minute is complete: 60 samples move, 30 stay in blocks.
+        assert_eq!(compact(&mut conn, t0 + 90_000).unwrap(), 60);
+        assert_eq!(compact(&mut conn, t0 + 90_000).unwrap(), 0, "idempotent");
+        assert_eq!(cpu(&conn), 900, "chunk + blocks");
+        // A late sample (a clock step back) for the compacted minute.
+        tick(&mut conn, t0 + 30_500, 5);
+        assert_eq!(compact(&mut conn, t0 + 120_000).unwrap(), 31);
+        assert_eq!(cpu(&conn), 905);
+        let (n, c): (i64, i64) = conn
+            .query_row(
+                "SELECT samples, cpu_usec FROM meter_rollup_1m WHERE ts_ms = ?1",
+                [t0],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            (n, c),
+            (61, 605),
+            "the late sample joined its minute's rollup"
+        );
+        let blocks: i64 = conn
+            .query_row("SELECT count(*) FROM meter_block", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(blocks, 0);
+        let chunk = raw_samples(&conn, "c:a", t0, t0 + 60_001).unwrap();
+        assert!(
+            chunk.windows(2).all(|w| w[0].ts_ms <= w[1].ts_ms),
+            "ordered"
+        );
+        assert_eq!(chunk.len(), 61);
+    }
+
+    /// Migration 0009 moves the rows of the old sample table into chunks and the rollups of
+    /// their minutes, then drops the table.
+    #[test]
+    fn migration_packs_the_old_sample_rows() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let migrations = crate::store::migrations();
+        migrations.to_version(&mut conn, 8).unwrap();
+        let t0 = 1_800_000_000_000i64;
+        for (subject, k, psi) in [
+            ("c:a", 1, Some(120)),
+            ("c:a", 2, None),
+            ("c:a", 61, Some(7)),
+            ("t:x", 5, None),
+        ] {
+            conn.execute(
+                "INSERT INTO meter_sample (subject, ts_ms, dt_ms, cpu_usec, throttled_usec,
+                   io_rbytes, io_wbytes, io_rios, io_wios, mem_byte_s, mem_bytes, mem_peak, pids,
+                   pids_peak, psi_cpu, psi_mem, psi_io)
+                 VALUES (?1, ?2, 1000, ?3, 0, 0, 0, 0, 0, 4, 4, 9, 1, 2, ?4, NULL, NULL)",
+                params![subject, t0 + k * 1_000, k * 100, psi],
+            )
+            .unwrap();
+        }
+        migrations.to_latest(&mut conn).unwrap();
+        let gone: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE name = 'meter_sample'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(gone, 0);
+        let a = raw_samples(&conn, "c:a", 0, i64::MAX).unwrap();
+        assert_eq!(
+            a.iter()
+                .map(|s| (s.ts_ms, s.cpu_usec, s.psi[0]))
+                .collect::<Vec<_>>(),
+            [
+                (t0 + 1_000, 100, Some(120)),
+                (t0 + 2_000, 200, None),
+                (t0 + 61_000, 6_100, Some(7))
+            ]
+        );
+        assert_eq!(raw_samples(&conn, "t:x", 0, i64::MAX).unwrap().len(), 1);
+        let rollups: Vec<(String, i64, i64, Option<i64>)> = conn
+            .prepare("SELECT subject, ts_ms, cpu_usec, psi_cpu_avg FROM meter_rollup_1m ORDER BY subject, ts_ms")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            rollups,
+            [
+                ("c:a".to_owned(), t0, 300, Some(120)),
+                ("c:a".to_owned(), t0 + 60_000, 6_100, Some(7)),
+                ("t:x".to_owned(), t0, 500, None),
+            ]
+        );
+    }
+
     #[test]
     fn merged_batches_keep_every_ledger_unit_and_bound_samples() {
         let owner = LedgerOwner {
@@ -1006,14 +1398,13 @@ pub(crate) mod tests {
         let mut acc = Batch::default();
         for k in 0..100 {
             let mut b = Batch::default();
-            b.samples.push(Sample {
-                subject: "c:x".into(),
-                ts_ms: k,
-                usage: Usage::default(),
-                mem_bytes: 0,
-                pids: 0,
-                pressure: [None; 3],
-            });
+            b.add_sample(
+                "c:x",
+                &RawSample {
+                    ts_ms: k,
+                    ..RawSample::default()
+                },
+            );
             b.add_ledger(
                 &owner,
                 1000 + k,
@@ -1024,9 +1415,9 @@ pub(crate) mod tests {
             );
             acc.merge(b, 30);
         }
-        assert_eq!(acc.samples.len(), 30);
+        assert_eq!(acc.samples(), 30);
         assert_eq!(acc.dropped_samples, 70);
-        assert_eq!(acc.samples[0].ts_ms, 70, "the oldest samples are dropped");
+        assert_eq!(acc.blocks[0].first_ms, 70, "the oldest samples are dropped");
         assert_eq!(
             acc.ledger
                 .values()

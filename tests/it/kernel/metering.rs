@@ -332,14 +332,9 @@ fn a_full_disk_buffers_and_loses_nothing_once_space_returns() {
     assert_eq!(m.backlog().1, 0, "buffer flushed");
     let kernel = g.stats().cpu_usage_usec.expect("cpu usage");
     assert_eq!(ledger_cpu(&store, "id-f") as u64, kernel);
-    let samples: i64 = store
-        .lock()
-        .query_row(
-            "SELECT count(*) FROM meter_sample WHERE subject = 'c:id-f'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("samples");
+    let samples = backend::metering::store::raw_samples(&store.lock(), "c:id-f", 0, i64::MAX)
+        .expect("samples")
+        .len();
     assert!(samples >= 400, "buffered samples written: {samples}");
 }
 
@@ -428,4 +423,18 @@ fn the_narrow_usage_reader_agrees_with_the_full_stats() {
     if s.pids_peak.is_some() {
         assert!(u.pids_peak >= 1, "the spinner was counted");
     }
+    // The reservation the sampler prices comes from kept-open limit files: the same values as
+    // the full limit read, unlimited and limited.
+    let reserved = |l: &backend::cgroup::Limits| (l.cpu_max, l.cpuset_cpus.clone(), l.memory_max);
+    assert_eq!(reserved(&r.read_reservation()), reserved(&g.limits()));
+    g.apply(&LimitsUpdate {
+        cpu_max: Some(parse_cpus("0.25").expect("0.25 cpus")),
+        memory_max: Some(Max::Limit(64 << 20)),
+        ..LimitsUpdate::default()
+    })
+    .expect("limits");
+    let now = r.read_reservation();
+    assert_eq!(reserved(&now), reserved(&g.limits()));
+    assert_eq!(now.memory_max, Some(Max::Limit(64 << 20)));
+    assert_eq!(now.cpu_max.map(|c| c.period), Some(100_000));
 }
