@@ -140,11 +140,27 @@ pub fn ledger_table(grain: calendar::Grain) -> &'static str {
         .map_or("usage_ledger", |(t, _)| t)
 }
 
-/// Commits `batch` in one transaction.
+/// Commits `batch` in one transaction. Durable (`synchronous=FULL`, the store's setting) when
+/// it holds ledger rows or checkpoints; a batch of history samples only is committed with
+/// `synchronous=NORMAL` — no fsync of its own, so a power cut (not a daemon crash) may lose
+/// the last seconds of history, never usage. WAL keeps the order: the next durable commit
+/// syncs the earlier frames too.
 pub fn commit(conn: &mut Connection, batch: &Batch) -> Result<(), MeteringError> {
-    let tx = conn.transaction()?;
-    write_batch(&tx, batch)?;
-    tx.commit()?;
+    let history_only =
+        batch.ledger.is_empty() && batch.host.is_empty() && batch.checkpoints.is_empty();
+    if history_only {
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+    }
+    let written = (|| {
+        let tx = conn.transaction()?;
+        write_batch(&tx, batch)?;
+        tx.commit()?;
+        Ok::<(), MeteringError>(())
+    })();
+    if history_only {
+        conn.pragma_update(None, "synchronous", "FULL")?;
+    }
+    written?;
     Ok(())
 }
 

@@ -121,6 +121,7 @@ async fn container_is_isolated_and_hardened() {
         echo netdevs=$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | tr '\n' ' ')
         echo loflags=$(cat /sys/class/net/lo/flags)
         echo fds=$(ls /proc/self/fd | wc -l)
+        echo nofile=$(grep '^Max open files' /proc/self/limits | tr -s ' ' | cut -d' ' -f4)
         echo pwd=$(pwd)
         echo foo=$FOO
         echo new > /etc/image-file && echo cow=$(cat /etc/image-file)
@@ -151,6 +152,12 @@ async fn container_is_isolated_and_hardened() {
     assert_eq!(f["CapAmb"], "0000000000000000");
     assert_eq!(f["NoNewPrivs"], "1");
     assert_eq!(f["Seccomp"], "2", "seccomp filter mode");
+    // The daemon raised its own soft open-file limit (the sampler's kept-open files); the
+    // container gets the usual 1024 back, or the hard limit where that is lower.
+    let hard = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .expect("getrlimit")
+        .1;
+    assert_eq!(f["nofile"], 1024.min(hard).to_string(), "{out}");
     assert_eq!(f["sysrq"], "refused");
     assert_eq!(f["procsys"], "refused", "/proc/sys is read-only");
     assert_eq!(f["mount"], "refused");
