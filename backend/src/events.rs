@@ -2,7 +2,7 @@
 //!
 //! - Lifecycle events ([`wire::events::ContainerEvent`]) come from the runtime `Manager`
 //!   ([`Events::saved`] diffs a record against what was stored; [`Events::container`] for
-//!   create, remove, kill and restart) and from the stats poller (`oom`). Each gets a sequence
+//!   create, remove, kill and restart) and from the sampler ([`Events::oom`]). Each gets a sequence
 //!   id and goes into a ring of the last [`RING`] events; a `watch` of the newest id wakes the
 //!   streams, which read the ring from their own cursor. So live delivery and `Last-Event-ID`
 //!   resume are the same code: "everything after my cursor".
@@ -20,7 +20,7 @@
 
 use std::{
     cell::RefCell,
-    collections::{HashMap, VecDeque},
+    collections::VecDeque,
     path::Path,
     sync::{
         Arc, Mutex,
@@ -36,6 +36,7 @@ use crate::{
     metering::{
         Metering,
         sampler::{LiveStat, SubjectKind, wall_ms},
+        store::LedgerOwner,
     },
     runtime::manager::Record,
 };
@@ -194,15 +195,13 @@ impl Events {
         self.inner.closed.subscribe()
     }
 
-    /// Publishes a snapshot per sampler tick, and an `oom` event when a container's OOM-kill
-    /// count grows while it runs.
+    /// Publishes a snapshot per sampler tick.
     async fn poll_stats(&self, m: Metering) {
         let mut closed = self.watch_closed();
         let mut tick = tokio::time::interval(POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut seen_version = None;
         let mut newest = None;
-        let mut ooms: HashMap<String, u64> = HashMap::new();
         loop {
             tokio::select! {
                 _ = closed.wait_for(|c| *c) => return,
@@ -222,33 +221,26 @@ impl Events {
                 continue;
             }
             newest = n;
-            let mut seen = HashMap::with_capacity(ooms.len());
-            for l in &live {
-                if let SubjectKind::Container(o) = &l.kind {
-                    let now = l.reading.counters.oom_kills;
-                    if ooms
-                        .get(&o.container_id)
-                        .is_some_and(|before| now > *before)
-                    {
-                        self.publish(ContainerEvent {
-                            name: o.name.clone(),
-                            team: o.team.clone(),
-                            action: "oom".into(),
-                            status: "running".into(),
-                            exit_code: None,
-                            actor: None,
-                            ts: wall_ms(),
-                        });
-                    }
-                    seen.insert(o.container_id.clone(), now);
-                }
-            }
-            ooms = seen;
             self.inner.stats.send_replace(Some(Arc::new(Snapshot {
                 interval_secs: m.config().interval.as_secs_f64(),
                 stats: live.iter().map(wire_stat).collect(),
             })));
         }
+    }
+
+    /// Publishes `oom` for a container whose OOM kills grew (the sampler's [`Metering::on_oom`]:
+    /// while it runs, and at its final reading — status `exited` — before `died`, as Docker
+    /// orders them).
+    pub fn oom(&self, o: &LedgerOwner, running: bool) {
+        self.publish(ContainerEvent {
+            name: o.name.clone(),
+            team: o.team.clone(),
+            action: "oom".into(),
+            status: if running { "running" } else { "exited" }.into(),
+            exit_code: None,
+            actor: None,
+            ts: wall_ms(),
+        });
     }
 
     /// Publishes `action` for `r` (created, removed, killed, restarted).

@@ -93,6 +93,8 @@ impl AppState {
 
     /// Adds the metering registry (done once, before the state is shared).
     pub fn with_metering(mut self, metering: crate::metering::Metering) -> Self {
+        let hub = self.inner.events.clone();
+        metering.on_oom(Box::new(move |owner, running| hub.oom(owner, running)));
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.metering = Some(metering);
         }

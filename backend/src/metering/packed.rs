@@ -71,6 +71,7 @@ impl RawSample {
         (self.ts_ms - 1).div_euclid(60_000) * 60_000
     }
 
+    /// The integer fields in their stored order ([`Reader::sample`] reads them back).
     fn ints(&self) -> [i64; 13] {
         [
             self.ts_ms,
@@ -148,50 +149,30 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(s).map_err(|_| Corrupt)
     }
 
+    fn psi(&mut self) -> Result<Option<u32>, Corrupt> {
+        match self.int()? {
+            0 => Ok(None),
+            raw => u32::try_from(raw - 1).map(Some).map_err(|_| Corrupt),
+        }
+    }
+
+    /// The fields in [`RawSample::ints`] order (a struct literal evaluates in source order).
     fn sample(&mut self) -> Result<RawSample, Corrupt> {
-        let mut v = [0i64; 13];
-        for x in &mut v {
-            *x = self.int()?;
-        }
-        let mut psi = [None; 3];
-        for p in &mut psi {
-            let raw = self.int()?;
-            *p = if raw == 0 {
-                None
-            } else {
-                Some(u32::try_from(raw - 1).map_err(|_| Corrupt)?)
-            };
-        }
-        let [
-            ts_ms,
-            dt_ms,
-            cpu_usec,
-            throttled_usec,
-            io_rbytes,
-            io_wbytes,
-            io_rios,
-            io_wios,
-            mem_byte_s,
-            mem_bytes,
-            mem_peak,
-            pids,
-            pids_peak,
-        ] = v;
         Ok(RawSample {
-            ts_ms,
-            dt_ms,
-            cpu_usec,
-            throttled_usec,
-            io_rbytes,
-            io_wbytes,
-            io_rios,
-            io_wios,
-            mem_byte_s,
-            mem_bytes,
-            mem_peak,
-            pids,
-            pids_peak,
-            psi,
+            ts_ms: self.int()?,
+            dt_ms: self.int()?,
+            cpu_usec: self.int()?,
+            throttled_usec: self.int()?,
+            io_rbytes: self.int()?,
+            io_wbytes: self.int()?,
+            io_rios: self.int()?,
+            io_wios: self.int()?,
+            mem_byte_s: self.int()?,
+            mem_bytes: self.int()?,
+            mem_peak: self.int()?,
+            pids: self.int()?,
+            pids_peak: self.int()?,
+            psi: [self.psi()?, self.psi()?, self.psi()?],
         })
     }
 }

@@ -133,6 +133,8 @@ struct Shared {
     store: Store,
     /// The engine, when the daemon has one: lets `register` meter a container's team group too.
     cgroups: std::sync::OnceLock<Arc<Cgroups>>,
+    /// Told of each container reading whose OOM-kill count grew (the event hub's `oom`).
+    on_oom: std::sync::OnceLock<OomSink>,
     config: MeteringConfig,
     boot_id: String,
     host_cpus: u64,
@@ -143,6 +145,11 @@ struct Shared {
     stop: Mutex<bool>,
     wake: Condvar,
 }
+
+/// Called with a container whose OOM kills grew since its last reading, and whether it still
+/// runs (`false` at the final reading, taken once it exited). On the sampler thread, with the
+/// registry locked: it must not call back into [`Metering`].
+pub type OomSink = Box<dyn Fn(&LedgerOwner, bool) + Send + Sync>;
 
 /// The metering handle: registry, live view, sampler control. Cheap to clone.
 #[derive(Clone)]
@@ -184,6 +191,7 @@ impl Metering {
             shared: Arc::new(Shared {
                 store,
                 cgroups: std::sync::OnceLock::new(),
+                on_oom: std::sync::OnceLock::new(),
                 config,
                 boot_id: boot_id(),
                 host_cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
@@ -212,6 +220,11 @@ impl Metering {
     /// Gives metering the cgroup engine: from then on, registering a container also meters its
     /// team's group (the parent of the container's group), and the team stops being metered
     /// with its last container.
+    /// Sets who is told of OOM kills (once; later calls are ignored).
+    pub fn on_oom(&self, sink: OomSink) {
+        let _ = self.shared.on_oom.set(sink);
+    }
+
     pub fn set_cgroups(&self, cgroups: Arc<Cgroups>) {
         let _ = self.shared.cgroups.set(cgroups);
     }
@@ -302,7 +315,14 @@ impl Metering {
         reg.entries.insert(subject.clone(), entry);
         let mut samples = Block::default();
         let mut stats = TickStats::default();
-        let live = self.sample_subject(&mut reg, &subject, &mut samples, wall_ms(), &mut stats);
+        let live = self.sample_subject(
+            &mut reg,
+            &subject,
+            &mut samples,
+            wall_ms(),
+            &mut stats,
+            true,
+        );
         self.publish(live);
         // Durable at once: a crash right after never loses the registration's baseline.
         self.commit(&mut reg, samples, true);
@@ -328,7 +348,14 @@ impl Metering {
         }
         let mut samples = Block::default();
         let mut stats = TickStats::default();
-        let live = self.sample_subject(&mut reg, &subject, &mut samples, wall_ms(), &mut stats);
+        let live = self.sample_subject(
+            &mut reg,
+            &subject,
+            &mut samples,
+            wall_ms(),
+            &mut stats,
+            false,
+        );
         reg.entries.remove(&subject);
         reg.checkpoints.remove(&subject);
         reg.removed.push(subject.clone());
@@ -449,7 +476,8 @@ impl Metering {
         u32::try_from(every).unwrap_or(u32::MAX).max(1)
     }
 
-    /// Reads one subject in full (registration, final reading) and books it.
+    /// Reads one subject in full (registration; the final reading, `running` false) and books
+    /// it.
     fn sample_subject(
         &self,
         reg: &mut Registry,
@@ -457,6 +485,7 @@ impl Metering {
         samples: &mut Block,
         wall: i64,
         stats: &mut TickStats,
+        running: bool,
     ) -> Option<LiveStat> {
         let Registry {
             entries,
@@ -474,6 +503,7 @@ impl Metering {
                 unflushed,
                 samples,
                 stats,
+                running,
             },
             wall,
             None,
@@ -515,7 +545,16 @@ impl Metering {
             Some(p) if comparable(p, reading) => rates_of(&usage),
             _ => Rates::default(),
         };
-        let history = if std::mem::take(&mut e.resumed) {
+        // The first reading after a daemon restart may repeat what the last daemon already
+        // put in history and announced; the ledger still gets all of it.
+        let resumed = std::mem::take(&mut e.resumed);
+        if usage.oom_kills > 0
+            && !resumed
+            && let (SubjectKind::Container(owner), Some(sink)) = (&e.kind, self.shared.on_oom.get())
+        {
+            sink(owner, b.running);
+        }
+        let history = if resumed {
             Usage {
                 memory_peak: usage.memory_peak,
                 pids_peak: usage.pids_peak,
@@ -695,6 +734,7 @@ impl Metering {
                     unflushed,
                     samples: &mut samples,
                     stats: &mut stats,
+                    running: true,
                 };
                 let new = self.sample_one(e, subject, full, books, wall, live.get_mut(subject));
                 if let Some(l) = new {
@@ -783,6 +823,8 @@ struct Books<'a> {
     unflushed: &'a mut Batch,
     samples: &'a mut Block,
     stats: &'a mut TickStats,
+    /// The group's processes may still run (not the final reading).
+    running: bool,
 }
 
 /// The cumulative counters of one usage sample.

@@ -552,3 +552,66 @@ fn a_stream_outlives_the_request_timeout_with_keep_alives_and_ends_at_shutdown()
     s.drain(Duration::from_secs(2));
     assert!(s.ended, "the stream ended with the daemon");
 }
+
+/// An OOM kill inside a running container is announced as `oom` — by the sampler, which reads
+/// the kernel's OOM-kill counter, whether or not a stream was open before — and the container
+/// keeps running (only the process that outgrew the limit died).
+#[test]
+fn an_oom_kill_inside_a_running_container_is_announced() {
+    let d = Daemon::start_with(&["--sample-interval", "1"]);
+    let _reaper = Reaper::new(&d);
+    let admin = d.admin_token();
+    let rootfs = Rootfs::new();
+    let root = rootfs.path().display().to_string();
+    // `tail` must hold the whole newline-free input: 256 MiB against a 32 MiB limit.
+    let c = call(
+        &d,
+        &admin,
+        "POST",
+        "/api/v1/containers",
+        Some(json!({"name": "ev-oom", "rootfs": root,
+                    "command": ["sh", "-c", "head -c 268435456 /dev/zero | tail; sleep 1000"],
+                    "limits": {"memory_max": 32 << 20}, "start": true})),
+    );
+    assert_eq!(c["status"], "running");
+    let mut s = open(&d, &[("authorization", &bearer(&admin))]).unwrap();
+    let oom = s.wait(Duration::from_secs(30), "oom of ev-oom", |m| {
+        m.is("oom", "ev-oom")
+    });
+    assert_eq!(oom.data["status"], "running");
+    assert_eq!(oom.data["team"], "default");
+    let got = call(&d, &admin, "GET", "/api/v1/containers/ev-oom", None);
+    assert_eq!(got["status"], "running", "the shell outlived its pipeline");
+    // Each kill is announced once.
+    s.drain(Duration::from_secs(3));
+    let n = s.seen.iter().filter(|m| m.is("oom", "ev-oom")).count();
+    assert_eq!(n, 1, "{:#?}", s.seen);
+
+    // A kill right before the container ends is still announced — by the final reading if no
+    // tick saw it — and before `died`, as Docker orders them.
+    call(
+        &d,
+        &admin,
+        "POST",
+        "/api/v1/containers",
+        Some(
+            json!({"name": "ev-oom-end", "rootfs": rootfs.path().display().to_string(),
+                    "command": ["sh", "-c", "head -c 268435456 /dev/zero | tail"],
+                    "limits": {"memory_max": 32 << 20}, "start": true}),
+        ),
+    );
+    let died = s.wait(Duration::from_secs(30), "ev-oom-end died", |m| {
+        m.is("died", "ev-oom-end")
+    });
+    assert_eq!(died.data["exit_code"], 137, "tail's SIGKILL");
+    let ooms: Vec<_> = s
+        .seen
+        .iter()
+        .filter(|m| m.is("oom", "ev-oom-end"))
+        .collect();
+    assert_eq!(ooms.len(), 1, "{:#?}", s.seen);
+    assert!(
+        ooms[0].id.parse::<u64>().unwrap() < died.id.parse::<u64>().unwrap(),
+        "oom before died: {ooms:?} {died:?}"
+    );
+}
