@@ -43,25 +43,6 @@ pub enum DaemonError {
 }
 
 /// Runs the daemon until a shutdown signal arrives.
-/// Raises the soft open-file limit to the hard one, as Go's runtime does for dockerd: the
-/// sampler keeps about 16 cgroup files open per container, so systemd's default soft limit of
-/// 1024 would run out near 60 containers (and a file that cannot be opened is not metered).
-/// Containers do not inherit it: their init lowers the soft limit again (`runtime::init`).
-fn raise_open_file_limit() {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    match getrlimit(Resource::RLIMIT_NOFILE) {
-        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
-            Ok(()) => tracing::debug!(from = soft, to = hard, "raised the open-file limit"),
-            Err(e) => tracing::warn!(error = %e, soft, "cannot raise the open-file limit"),
-        },
-        Ok((soft, _)) if soft < 65_536 => tracing::warn!(
-            limit = soft,
-            "the open-file limit is low: metering keeps about 16 files open per container"
-        ),
-        _ => {}
-    }
-}
-
 pub async fn serve(mut config: Config) -> Result<(), DaemonError> {
     // Plain HTTP off loopback is refused before anything is created.
     config.check_listen()?;
@@ -72,7 +53,7 @@ pub async fn serve(mut config: Config) -> Result<(), DaemonError> {
     if tls.is_none() && !config.listen.ip().is_loopback() {
         tracing::warn!(listen = %config.listen, "--insecure-http: serving plain HTTP off loopback; passwords, cookies and tokens cross the network in clear text");
     }
-    raise_open_file_limit();
+    crate::runtime::raise_open_file_limit();
     // Handlers first: a SIGTERM that arrives while we start must shut down cleanly, not kill.
     let shutdown = Shutdown::install().map_err(DaemonError::Serve)?;
     create_private_dir(&config.state_dir)?;

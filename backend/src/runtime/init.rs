@@ -52,9 +52,6 @@ pub const READONLY_PATHS: &[&str] = &[
 ];
 
 /// Device nodes of the container's /dev: (name, major, minor).
-/// The soft open-file limit a container starts with when the daemon's is higher.
-const CONTAINER_NOFILE: u64 = 1024;
-
 const DEVICES: &[(&str, u64, u64)] = &[
     ("null", 1, 3),
     ("zero", 1, 5),
@@ -836,15 +833,6 @@ pub fn harden_and_exec(h: &Hardening<'_>) -> SetupResult<Infallible> {
         ));
     }
 
-    // The daemon raised its soft open-file limit for the sampler; the container gets the usual
-    // default back (1024 soft, as systemd and Docker give), the hard limit unchanged.
-    let nofile = nix::sys::resource::Resource::RLIMIT_NOFILE;
-    if let Ok((soft, hard)) = nix::sys::resource::getrlimit(nofile)
-        && soft > CONTAINER_NOFILE
-    {
-        nix::sys::resource::setrlimit(nofile, CONTAINER_NOFILE.min(hard), hard)
-            .map_err(ctx(|| "set the open-file limit".into()))?;
-    }
     // SAFETY: PR_SET_NO_NEW_PRIVS takes integers only.
     let r = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
     Errno::result(r).map_err(ctx(|| "set no_new_privs".into()))?;

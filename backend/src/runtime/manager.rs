@@ -836,7 +836,8 @@ impl Manager {
             .append(true)
             .open(dir.shim_log())
             .map_err(RuntimeError::io("open", dir.shim_log()))?;
-        let mut child = std::process::Command::new(&program)
+        let mut child = std::process::Command::new(&program);
+        child
             .arg0("corral")
             .arg("__shim")
             .arg(dir.path())
@@ -844,7 +845,9 @@ impl Manager {
             .stdout(Stdio::piped())
             .stderr(shim_log)
             .env_clear()
-            .env("PATH", DEFAULT_PATH)
+            .env("PATH", DEFAULT_PATH);
+        super::pass_open_file_limit(|k, v| child.env(k, v));
+        let mut child = child
             .spawn()
             .map_err(RuntimeError::io("spawn monitor", &program))?;
         let mut out = String::new();
@@ -1192,6 +1195,9 @@ impl Manager {
             .stderr(Stdio::piped())
             .env_clear()
             .kill_on_drop(true);
+        super::pass_open_file_limit(|k, v| {
+            cmd.env(k, v);
+        });
         let child = cmd
             .spawn()
             .map_err(RuntimeError::io("spawn exec helper", &program))?;

@@ -20,9 +20,63 @@ pub mod seccomp;
 pub mod shim;
 pub mod state;
 
-use std::path::PathBuf;
+use std::{path::PathBuf, sync::OnceLock};
+
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
 
 pub use manager::Manager;
+
+/// The soft open-file limit the daemon started with. `corral serve` raises its own (the
+/// sampler keeps about 16 cgroup files open per container); the monitor and exec helpers it
+/// starts for containers get this one back, so containers see what the admin configured.
+static STARTING_NOFILE: OnceLock<u64> = OnceLock::new();
+
+/// Raises the soft open-file limit to the hard one, as Go's runtime does for dockerd: under
+/// systemd's default soft limit of 1024, the kept-open files of about 60 containers would
+/// exhaust it (and a counter file that cannot be opened is not metered).
+pub fn raise_open_file_limit() {
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) => {
+            let _ = STARTING_NOFILE.set(soft);
+            if soft < hard
+                && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+            {
+                tracing::warn!(error = %e, soft, "cannot raise the open-file limit");
+            }
+            if hard < 65_536 {
+                tracing::warn!(
+                    limit = hard,
+                    "the open-file limit is low: metering keeps about 16 files open per container"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read the open-file limit"),
+    }
+}
+
+/// Carries the daemon's starting soft open-file limit to the helpers it starts.
+const NOFILE_ENV: &str = "CORRAL_NOFILE";
+
+/// Passes the daemon's starting soft open-file limit to a helper (`__shim`, `__exec`).
+pub(crate) fn pass_open_file_limit<C>(set_env: impl FnOnce(&'static str, String) -> C) {
+    if let Some(soft) = STARTING_NOFILE.get() {
+        set_env(NOFILE_ENV, soft.to_string());
+    }
+}
+
+/// First thing in a helper: the soft open-file limit the daemon started with, so the
+/// container (and the helper itself) do not keep the daemon's raised one.
+pub(crate) fn restore_open_file_limit() {
+    let Some(soft) = std::env::var(NOFILE_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    else {
+        return;
+    };
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, soft.min(hard), hard);
+    }
+}
 
 /// Errors of the runtime.
 #[derive(Debug, thiserror::Error)]

@@ -34,6 +34,9 @@ use super::{
 /// before anything else (no tokio runtime, no threads).
 pub fn dispatch() -> Option<i32> {
     let args: Vec<String> = std::env::args().collect();
+    if matches!(args.get(1).map(String::as_str), Some("__shim" | "__exec")) {
+        super::restore_open_file_limit();
+    }
     match args.get(1).map(String::as_str) {
         Some("__shim") => Some(match args.get(2) {
             Some(dir) => shim_main(ContainerDir(PathBuf::from(dir))),
