@@ -158,38 +158,56 @@ impl Client {
         path: &str,
         mut on_chunk: impl FnMut(&[u8]),
     ) -> Result<(), ClientError> {
-        let host_str = self.host.to_string();
-        let http_err = |source| ClientError::Http {
-            host: host_str.clone(),
-            source,
-        };
-        let authority = self.authority();
-        let mut req = Request::builder()
-            .method(Method::GET)
-            .uri(path)
-            .header(HOST, authority)
-            .header("x-corral-client", "cli");
-        if let Some(token) = &self.token {
-            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
-        }
-        let req = req
-            .body(Full::new(Bytes::new()))
-            .expect("request parts are valid");
-        let response = send(TokioIo::new(self.connect().await?), req)
-            .await
-            .map_err(http_err)?;
+        let response = self.send(Method::GET, path, None, "*/*").await?;
         let status = response.status();
         let mut body = response.into_body();
         if !status.is_success() {
-            let bytes = body.collect().await.map_err(http_err)?.to_bytes();
+            let bytes = body.collect().await.map_err(self.http_err())?.to_bytes();
             return Err(api_error(status, &bytes));
         }
         while let Some(frame) = body.frame().await {
-            if let Ok(data) = frame.map_err(http_err)?.into_data() {
+            if let Ok(data) = frame.map_err(self.http_err())?.into_data() {
                 on_chunk(&data);
             }
         }
         Ok(())
+    }
+
+    fn http_err(&self) -> impl Fn(hyper::Error) -> ClientError + '_ {
+        move |source| ClientError::Http {
+            host: self.host.to_string(),
+            source,
+        }
+    }
+
+    /// Builds and sends one request (Host, the CLI's CSRF marker, the token); the answer's
+    /// head, with its body still to read.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        json: Option<Vec<u8>>,
+        accept: &str,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(HOST, self.authority())
+            .header(ACCEPT, accept)
+            // Marks a non-browser client for the CSRF check.
+            .header("x-corral-client", "cli");
+        if let Some(token) = &self.token {
+            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        if json.is_some() {
+            req = req.header(CONTENT_TYPE, "application/json");
+        }
+        let req = req
+            .body(Full::new(Bytes::from(json.unwrap_or_default())))
+            .expect("request parts are valid");
+        send(TokioIo::new(self.connect().await?), req)
+            .await
+            .map_err(self.http_err())
     }
 
     /// Sends one request; returns the status and body. API errors become `ClientError::Api`.
@@ -224,32 +242,8 @@ impl Client {
         accept: &str,
         mut on_line: Option<&mut LineSink<'_>>,
     ) -> Result<(StatusCode, Bytes), ClientError> {
-        let host_str = self.host.to_string();
-        let http_err = |source| ClientError::Http {
-            host: host_str.clone(),
-            source,
-        };
-        let authority = self.authority();
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(HOST, authority)
-            .header(ACCEPT, accept)
-            // Marks a non-browser client for the CSRF check.
-            .header("x-corral-client", "cli");
-        if let Some(token) = &self.token {
-            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
-        }
-        if json.is_some() {
-            req = req.header(CONTENT_TYPE, "application/json");
-        }
-        let req = req
-            .body(Full::new(Bytes::from(json.unwrap_or_default())))
-            .expect("request parts are valid");
-
-        let response = send(TokioIo::new(self.connect().await?), req)
-            .await
-            .map_err(http_err)?;
+        let response = self.send(method, path, json, accept).await?;
+        let http_err = self.http_err();
         let status = response.status();
         let body = match on_line.as_mut() {
             Some(on_line) if status.is_success() => {
@@ -257,7 +251,7 @@ impl Client {
                 let mut all = Vec::new();
                 let mut start = 0;
                 while let Some(frame) = body.frame().await {
-                    if let Ok(data) = frame.map_err(http_err)?.into_data() {
+                    if let Ok(data) = frame.map_err(&http_err)?.into_data() {
                         all.extend_from_slice(&data);
                         while let Some(nl) = all[start..].iter().position(|b| *b == b'\n') {
                             on_line(&all[start..start + nl]);
@@ -274,7 +268,7 @@ impl Client {
                 .into_body()
                 .collect()
                 .await
-                .map_err(http_err)?
+                .map_err(&http_err)?
                 .to_bytes(),
         };
         if !status.is_success() {

@@ -102,6 +102,14 @@ pub async fn exec(c: &Client, name: &str, cmd: &[&str]) -> wire::ExecResult {
     .expect("exec")
 }
 
+/// `key=value` lines of a script's output, trimmed.
+pub fn facts(out: &str) -> std::collections::BTreeMap<String, String> {
+    out.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
 /// The start time (clock ticks after boot) of `pid`, to tell it from a reused PID.
 pub fn start_time(pid: i32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

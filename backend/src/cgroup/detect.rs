@@ -62,15 +62,25 @@ pub struct Subsystem {
 
 /// Unescapes the octal escapes mountinfo uses for spaces, tabs, newlines and backslashes.
 fn unescape(s: &str) -> String {
+    String::from_utf8_lossy(&unescape_bytes(s)).into_owned()
+}
+
+/// A mountinfo path field as a path (its bytes, not necessarily UTF-8).
+pub(crate) fn unescape_path(s: &str) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    PathBuf::from(std::ffi::OsString::from_vec(unescape_bytes(s)))
+}
+
+fn unescape_bytes(s: &str) -> Vec<u8> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'\\'
-            && i + 4 <= b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+            && let Some(oct) = b.get(i + 1..i + 4)
+            && let Ok(oct) = std::str::from_utf8(oct)
+            && let Ok(v) = u8::from_str_radix(oct, 8)
         {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(v);
             i += 4;
         } else {
@@ -78,7 +88,7 @@ fn unescape(s: &str) -> String {
             i += 1;
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 /// Parses `/proc/self/mountinfo` and returns the cgroup and cgroup2 mounts at or under
@@ -100,7 +110,7 @@ pub fn parse_mountinfo(text: &str, cgroup_root: &Path) -> Vec<CgroupMount> {
         if fstype != "cgroup" && fstype != "cgroup2" {
             continue;
         }
-        let mount_point = PathBuf::from(unescape(l[4]));
+        let mount_point = unescape_path(l[4]);
         if !mount_point.starts_with(cgroup_root) {
             continue;
         }

@@ -127,21 +127,19 @@ impl Cli {
 
 /// Runs one invocation. `serve` runs the daemon; everything else talks to it.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    // Built before `command` is taken apart; `serve` does not use it.
+    let client = cli.client();
     match cli.command {
         Command::Serve(args) => crate::daemon::serve(args.into_config()).await?,
-        Command::Version => version(&cli.client()?).await?,
-        Command::Bill(ref args) => billing::bill(&cli.client()?, args).await?,
-        Command::Stats(ref args) => billing::stats(&cli.client()?, args).await?,
-        Command::Info => info::info(&cli.client()?).await?,
-        Command::User(ref cmd) => users::user(&cli.client()?, cmd).await?,
-        Command::Team(ref cmd) => users::team(&cli.client()?, cmd).await?,
-        Command::Token(ref cmd) => users::token(&cli.client()?, cmd).await?,
-        Command::Audit(ref args) => users::audit(&cli.client()?, args).await?,
-        Command::Containers(cmd) => {
-            let client = Client::new(Host::parse(&cli.host)?, cli.token.clone())
-                .with_tls_ca(cli.tls_ca.clone());
-            containers::run(&client, cmd).await?
-        }
+        Command::Version => version(&client?).await?,
+        Command::Bill(ref args) => billing::bill(&client?, args).await?,
+        Command::Stats(ref args) => billing::stats(&client?, args).await?,
+        Command::Info => info::info(&client?).await?,
+        Command::User(ref cmd) => users::user(&client?, cmd).await?,
+        Command::Team(ref cmd) => users::team(&client?, cmd).await?,
+        Command::Token(ref cmd) => users::token(&client?, cmd).await?,
+        Command::Audit(ref args) => users::audit(&client?, args).await?,
+        Command::Containers(cmd) => containers::run(&client?, cmd).await?,
     }
     Ok(())
 }

@@ -7,7 +7,7 @@
 //! Import answers `201` with the image, or — when `Accept` asks for `application/x-ndjson`, as
 //! `corral image import` does — `200` with a stream of `wire::ImportProgress` lines (bytes read
 //! of the file and of each layer, then `done` or `error`), the way `docker load` streams its
-//! progress. A stream is not cut by the request timeout, so long imports finish.
+//! progress. The request timeout times the answer's head only, so long imports finish.
 
 use std::time::{Duration, Instant};
 

@@ -29,7 +29,7 @@ use axum::{
 };
 use tower_http::{
     catch_panic::CatchPanicLayer, compression::CompressionLayer, limit::RequestBodyLimitLayer,
-    set_header::SetResponseHeaderLayer, trace::TraceLayer,
+    set_header::SetResponseHeaderLayer, timeout::TimeoutLayer, trace::TraceLayer,
 };
 
 pub use error::AppError;
@@ -167,7 +167,11 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             crate::auth::middleware::guard,
         ))
-        .layer(axum::middleware::from_fn(request_timeout))
+        // Times the answer's head only: a streamed body (events, import progress) runs on.
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(30),
+        ))
         .layer(RequestBodyLimitLayer::new(MAX_BODY))
         .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http())
@@ -185,23 +189,4 @@ pub fn app(state: AppState) -> Router {
             HeaderValue::from_static("no-referrer"),
         ))
         .with_state(state)
-}
-
-/// Longest time a request may take to be answered (the event stream is exempt: it is meant
-/// to stay open).
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The request timeout of every route but [`EVENTS_PATH`]: 408 when the answer takes longer.
-async fn request_timeout(
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    if req.uri().path() == EVENTS_PATH {
-        return next.run(req).await;
-    }
-    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
-        Ok(resp) => resp,
-        Err(_) => axum::http::StatusCode::REQUEST_TIMEOUT.into_response(),
-    }
 }

@@ -594,23 +594,33 @@ impl Network {
     }
 
     /// Fills in `network` (mode, address, gateway, published ports) of containers as the API
-    /// shows them, from the recorded endpoints (one query for the whole list).
+    /// shows them, from the recorded endpoints and subnet: one blocking job, reading only the
+    /// store — never waiting on the network lock that attach and detach hold.
     pub async fn describe(&self, list: &mut [wire::Container]) -> Result<(), NetworkError> {
         let needs_endpoints = list.iter().any(|c| {
             NetworkMode::of_spec(c.spec.network.as_deref(), !c.spec.ports.is_empty())
                 != NetworkMode::Host
         });
         let (subnet, eps) = if needs_endpoints {
-            let eps: HashMap<String, ipam::Endpoint> = self
-                .endpoints()
-                .await?
-                .into_iter()
-                .map(|e| (e.owner.clone(), e))
-                .collect();
-            (self.status().await?.0, eps)
+            let (store, bridge) = (self.store.clone(), self.cfg.bridge.clone());
+            let one = match list {
+                [c] => Some(c.id.clone()),
+                _ => None,
+            };
+            blocking(move || {
+                let eps = match one {
+                    Some(id) => ipam::get(&store, &id)?.into_iter().collect(),
+                    None => ipam::list(&store, None)?,
+                };
+                let eps: HashMap<String, ipam::Endpoint> =
+                    eps.into_iter().map(|e| (e.owner.clone(), e)).collect();
+                Ok((ipam::stored_subnet(&store, &bridge)?, eps))
+            })
+            .await?
         } else {
             (None, HashMap::new())
         };
+        let subnet = subnet.or(self.cfg.subnet);
         for c in list {
             let mode = NetworkMode::of_spec(c.spec.network.as_deref(), !c.spec.ports.is_empty());
             c.network = Some(describe_one(mode, eps.get(&c.id), subnet, self.cfg.subnet6));

@@ -222,14 +222,13 @@ impl Backend {
     }
 }
 
-/// The backends that can hold rules of ours: nft and iptables-nft when nf_tables answers,
-/// iptables-legacy only when the legacy `nat` table exists (so probing loads no legacy module).
+/// The backends that can hold rules of ours: nft and iptables-nft, each when its binary is
+/// there and nf_tables answers (a host may have iptables but no `nft`), iptables-legacy only
+/// when the legacy `nat` table exists (so probing loads no legacy module).
 fn present() -> Vec<Backend> {
     let mut out = Vec::new();
-    if let Some(b) = Backend::detect(NatChoice::Nft) {
-        out.push(b);
-        out.extend(Backend::detect(NatChoice::IptablesNft));
-    }
+    out.extend(Backend::detect(NatChoice::Nft));
+    out.extend(Backend::detect(NatChoice::IptablesNft));
     let legacy_nat = std::fs::read_to_string("/proc/net/ip_tables_names")
         .is_ok_and(|s| s.lines().any(|l| l == "nat"));
     if legacy_nat {

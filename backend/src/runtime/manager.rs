@@ -1016,20 +1016,12 @@ impl Manager {
         self.stop_locked(name, timeout).await?;
         let m = self.clone();
         let n = name.to_owned();
-        let c = blocking(move || m.start_blocking(&n)).await?;
-        if let Some(ev) = self.inner.events.get() {
-            let actor = crate::events::current_actor();
-            ev.publish(wire::events::ContainerEvent {
-                name: c.name.clone(),
-                team: c.team.clone(),
-                action: "restarted".into(),
-                status: c.status.clone(),
-                exit_code: None,
-                actor,
-                ts: crate::metering::sampler::wall_ms(),
-            });
-        }
-        Ok(c)
+        blocking(move || {
+            let c = m.start_blocking(&n)?;
+            m.emit(&m.load(&n)?, "restarted");
+            Ok(c)
+        })
+        .await
     }
 
     pub async fn freeze(&self, name: &str, freeze: bool) -> Result<wire::Container, RuntimeError> {
@@ -1325,7 +1317,7 @@ fn unmount_under(dir: &Path) {
     let mut points: Vec<PathBuf> = info
         .lines()
         .filter_map(|l| l.split_whitespace().nth(4))
-        .map(unescape_mountinfo)
+        .map(crate::cgroup::detect::unescape_path)
         .filter(|p| p.starts_with(dir))
         .collect();
     points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
@@ -1334,27 +1326,6 @@ fn unmount_under(dir: &Path) {
             tracing::warn!(mount = %p.display(), error = %e, "cannot unmount");
         }
     }
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape_mountinfo(s: &str) -> PathBuf {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && let Some(oct) = b.get(i + 1..i + 4)
-            && let Ok(oct) = std::str::from_utf8(oct)
-            && let Ok(v) = u8::from_str_radix(oct, 8)
-        {
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(out))
 }
 
 const COLS: &str = "id, name, team, spec, status, exit_code, created_at, started_at, finished_at, \
@@ -1830,16 +1801,9 @@ fn validate(
     })
 }
 
-/// Builds the manager for the daemon, reconciles the records with the monitors that survived a
-/// daemon restart, and starts the periodic reconciler.
-/// The network mode of a request: as given, else `bridge` when ports are published, else `none`.
+/// The network mode of a request (`NetworkMode::of_spec`).
 fn network_mode(req: &wire::CreateContainer) -> crate::network::NetworkMode {
-    use crate::network::NetworkMode;
-    match req.network.as_deref().map(str::parse::<NetworkMode>) {
-        Some(Ok(m)) => m,
-        Some(Err(_)) | None if !req.ports.is_empty() => NetworkMode::Bridge,
-        _ => NetworkMode::None,
-    }
+    crate::network::NetworkMode::of_spec(req.network.as_deref(), !req.ports.is_empty())
 }
 
 /// Network errors as runtime errors: bad or busy ports name their field.
@@ -1861,6 +1825,8 @@ fn net_err(name: &str) -> impl Fn(crate::network::NetworkError) -> RuntimeError 
     }
 }
 
+/// Builds the manager for the daemon, reconciles the records with the monitors that survived a
+/// daemon restart, and starts the periodic reconciler.
 /// `network`: the daemon's networking (it restores and shuts it down; the manager attaches and
 /// detaches containers).
 pub async fn start_manager(

@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::{
-    collections::BTreeMap,
     fs,
     path::{Path, PathBuf},
     time::{Duration, Instant},
@@ -15,7 +14,9 @@ use backend::client::{Client, ClientError};
 use hyper::Method;
 use tests::{
     Daemon, TempDir,
-    containers::{Reaper, call, cgroup_mounts, create, exec, get, logs, remove, wait_exited},
+    containers::{
+        Reaper, call, cgroup_mounts, create, exec, facts, get, logs, remove, wait_exited,
+    },
     rootfs::Rootfs,
 };
 
@@ -87,13 +88,6 @@ fn assert_own_netns(devs: &str) {
             "unexpected interface {d}: {devs:?}"
         );
     }
-}
-
-fn facts(out: &str) -> BTreeMap<String, String> {
-    out.lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect()
 }
 
 /// Soft and hard "Max open files" of a process, from /proc/PID/limits.

@@ -16,7 +16,7 @@ use backend::client::Client;
 use hyper::Method;
 use tests::{
     containers::{Reaper, cgroup_mounts},
-    net::{NetGuard, bridged_daemon, netns},
+    net::{NetGuard, bridged_daemon, link_exists, netns},
     rootfs::Rootfs,
 };
 
@@ -244,12 +244,11 @@ async fn a_crash_mid_create_is_swept_and_a_cut_off_start_adopted() {
     }
     assert!(!netns(&keep_id).exists());
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while Path::new("/sys/class/net").join(&bridge).exists() && std::time::Instant::now() < deadline
-    {
+    while link_exists(&bridge) && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(
-        !Path::new("/sys/class/net").join(&bridge).exists(),
+        !link_exists(&bridge),
         "the bridge goes with the last container"
     );
 }

@@ -11,34 +11,13 @@ use backend::client::{Client, ClientError};
 use hyper::Method;
 use tests::{
     Daemon,
-    containers::{Reaper, call, remove},
+    containers::{Reaper, call, facts, remove},
     rootfs::Rootfs,
 };
 
 async fn exec(c: &Client, name: &str, script: &str) -> (i64, String) {
-    let r = call::<serde_json::Value>(
-        c,
-        Method::POST,
-        &format!("/api/v1/containers/{name}/exec"),
-        Some(serde_json::json!({ "command": ["/bin/sh", "-c", script] })),
-    )
-    .await
-    .unwrap();
-    (
-        r["exit_code"].as_i64().unwrap(),
-        format!(
-            "{}{}",
-            r["stdout"].as_str().unwrap(),
-            r["stderr"].as_str().unwrap()
-        ),
-    )
-}
-
-fn facts(out: &str) -> std::collections::BTreeMap<String, String> {
-    out.lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect()
+    let r = tests::containers::exec(c, name, &["/bin/sh", "-c", script]).await;
+    (i64::from(r.exit_code), format!("{}{}", r.stdout, r.stderr))
 }
 
 /// `Uid:` / `Gid:` of /proc/PID/status: (real, effective, saved, fs).

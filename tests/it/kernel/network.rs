@@ -20,15 +20,6 @@ use backend::{
     store::Store,
 };
 
-/// The busybox binary (the VM has /bin/busybox; Debian's busybox-static has both paths).
-pub fn busybox() -> PathBuf {
-    ["/bin/busybox", "/usr/bin/busybox"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .expect("busybox (apt install busybox-static)")
-}
-
 static N: AtomicU32 = AtomicU32::new(0);
 
 /// A network of our own: unique bridge, subnet, namespace prefix and nft table; everything it
@@ -218,7 +209,7 @@ impl Drop for Proc {
 /// busybox httpd serving `dir` on port 8080 inside the namespace (spawned from a thread that
 /// joined it, so the child is born there).
 pub fn httpd_in(fx: &Fixture, ns: &Path, dir: &Path) -> Proc {
-    let (bb, dir) = (busybox(), dir.to_owned());
+    let (bb, dir) = (tests::rootfs::busybox(), dir.to_owned());
     let child = fx
         .inside(ns, move || {
             Command::new(bb)

@@ -18,37 +18,22 @@ use tests::{
 
 use super::network::{all_nat_rules, http_get};
 
+/// `tests::containers::call`, any JSON answer; a refusal fails the test.
 async fn call(
     c: &Client,
     method: Method,
     path: &str,
     body: Option<serde_json::Value>,
 ) -> serde_json::Value {
-    let (_, bytes) = c
-        .request(method, path, body.map(|b| serde_json::to_vec(&b).unwrap()))
+    tests::containers::call(c, method, path, body)
         .await
-        .unwrap_or_else(|e| panic!("{path}: {e}"));
-    if bytes.is_empty() {
-        serde_json::Value::Null
-    } else {
-        serde_json::from_slice(&bytes).unwrap()
-    }
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
+/// `tests::containers::exec`: the exit code and stdout + stderr.
 async fn exec(c: &Client, name: &str, cmd: &[&str]) -> (i64, String) {
-    let r = call(
-        c,
-        Method::POST,
-        &format!("/api/v1/containers/{name}/exec"),
-        Some(serde_json::json!({ "command": cmd })),
-    )
-    .await;
-    let out = format!(
-        "{}{}",
-        r["stdout"].as_str().unwrap_or_default(),
-        r["stderr"].as_str().unwrap_or_default()
-    );
-    (r["exit_code"].as_i64().unwrap_or(-1), out)
+    let r = tests::containers::exec(c, name, cmd).await;
+    (i64::from(r.exit_code), format!("{}{}", r.stdout, r.stderr))
 }
 
 fn web_rootfs(text: &str) -> Rootfs {
@@ -330,8 +315,9 @@ async fn two_bridged_containers_reach_each_other_and_daemon_stop_removes_nat() {
 }
 
 /// Where the host has iptables, `--nat iptables-nft` / `--nat iptables-legacy` install our
-/// chains (the API names the backend), a bridged container reaches the host through them, and
-/// daemon stop leaves nothing of ours in `nft list ruleset` or either `iptables -S`.
+/// chains for a bridged container (the API names the backend), and daemon stop leaves nothing
+/// of ours in `nft list ruleset` or either `iptables -S`. That traffic really is masqueraded
+/// through each backend is `network::outbound_nat_masquerades_with_each_backend`.
 #[tokio::test(flavor = "multi_thread")]
 async fn iptables_nat_backends_install_and_leave_nothing_after_stop() {
     let variants = [
