@@ -261,10 +261,10 @@ impl Events {
         });
     }
 
-    /// Publishes what the manager's save of `after` changed against the stored `before`
-    /// (`spec` is `after`'s spec as stored). `stop_marker` exists (holding the requester's
-    /// name) when the exit was asked for.
-    pub fn saved(&self, before: &Before, after: &Record, spec: &str, stop_marker: &Path) {
+    /// Publishes what the manager's save of `after` changed against the stored `before`.
+    /// `stop_marker` exists (holding the requester's name) when the exit was asked for. A
+    /// re-limit does not change the state: the manager publishes `updated` itself.
+    pub fn saved(&self, before: &Before, after: &Record, stop_marker: &Path) {
         let (was, now) = (before.status.as_str(), after.status.as_str());
         let (action, actor) = if now == "exited"
             && (was != "exited" || before.finished_at != after.finished_at)
@@ -283,8 +283,6 @@ impl Events {
             ("paused", current_actor())
         } else if now == "running" && was == "paused" {
             ("unpaused", current_actor())
-        } else if now == was && spec != before.spec {
-            ("updated", current_actor())
         } else {
             return;
         };
@@ -298,20 +296,17 @@ pub struct Before {
     pub status: String,
     pub restart_count: u32,
     pub finished_at: Option<i64>,
-    pub spec: String,
 }
 
 impl Before {
     /// Reads it (`?1` = container id).
-    pub const SQL: &str =
-        "SELECT status, restart_count, finished_at, spec FROM containers WHERE id = ?1";
+    pub const SQL: &str = "SELECT status, restart_count, finished_at FROM containers WHERE id = ?1";
 
     pub fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
         Ok(Before {
             status: row.get(0)?,
             restart_count: row.get(1)?,
             finished_at: row.get(2)?,
-            spec: row.get(3)?,
         })
     }
 }
@@ -460,19 +455,15 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap_or_default();
         let marker = dir.join("stop");
         let hub = Events::starting_at(0);
-        let spec = "{}".to_owned();
         let before = |status: &str, restarts: u32, finished: Option<i64>| Before {
             status: status.into(),
             restart_count: restarts,
             finished_at: finished,
-            spec: spec.clone(),
         };
         let mut actions = Vec::new();
-        let mut check = |b: Before, after: Record, spec: &str| {
+        let mut check = |b: Before, after: Record| {
             let head = hub.head();
-            run_as(Some("alice".into()), || {
-                hub.saved(&b, &after, spec, &marker)
-            });
+            run_as(Some("alice".into()), || hub.saved(&b, &after, &marker));
             actions.push(match hub.since(head) {
                 Since::Replay { events, .. } => events
                     .iter()
@@ -484,46 +475,17 @@ mod tests {
                 Since::Reset { .. } => "reset".into(),
             });
         };
-        check(
-            before("created", 0, None),
-            record("running", 0, None),
-            &spec,
-        );
-        check(before("running", 0, None), record("paused", 0, None), &spec);
-        check(before("paused", 0, None), record("running", 0, None), &spec);
-        check(
-            before("running", 0, None),
-            record("running", 0, None),
-            "{\"x\":1}",
-        );
-        check(
-            before("running", 0, None),
-            record("running", 1, None),
-            &spec,
-        );
-        check(
-            before("running", 0, None),
-            record("running", 0, None),
-            &spec,
-        );
-        check(
-            before("running", 1, None),
-            record("exited", 1, Some(5)),
-            &spec,
-        );
+        check(before("created", 0, None), record("running", 0, None));
+        check(before("running", 0, None), record("paused", 0, None));
+        check(before("paused", 0, None), record("running", 0, None));
+        check(before("running", 0, None), record("running", 1, None));
+        check(before("running", 0, None), record("running", 0, None));
+        check(before("running", 1, None), record("exited", 1, Some(5)));
         std::fs::write(&marker, "bob").unwrap_or_default();
-        check(
-            before("running", 0, None),
-            record("exited", 0, Some(6)),
-            &spec,
-        );
+        check(before("running", 0, None), record("exited", 0, Some(6)));
         // A failed start of an exited container: a new exit.
         std::fs::remove_file(&marker).unwrap_or_default();
-        check(
-            before("exited", 0, Some(6)),
-            record("exited", 0, Some(7)),
-            &spec,
-        );
+        check(before("exited", 0, Some(6)), record("exited", 0, Some(7)));
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(
             actions,
@@ -531,7 +493,6 @@ mod tests {
                 "started running None Some(\"alice\")",
                 "paused paused None Some(\"alice\")",
                 "unpaused running None Some(\"alice\")",
-                "updated running None Some(\"alice\")",
                 // The monitor's restart policy, and an exit nobody asked for: no actor.
                 "restarted running None None",
                 "",

@@ -181,6 +181,13 @@ pub struct SessionRow {
     pub last_seen: i64,
 }
 
+impl SessionRow {
+    /// Neither idle for `idle` seconds nor older than `max` at `now`.
+    pub fn is_live(&self, now: i64, idle: i64, max: i64) -> bool {
+        now.saturating_sub(self.last_seen) < idle && now.saturating_sub(self.created_at) < max
+    }
+}
+
 pub fn insert_session(
     conn: &Connection,
     id_hash: &[u8; 32],
@@ -248,19 +255,40 @@ pub struct TokenRow {
     pub revoked_at: Option<i64>,
 }
 
+impl TokenRow {
+    /// Neither revoked nor expired at `now`.
+    pub fn is_live(&self, now: i64) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| e > now)
+    }
+}
+
+const TOKEN_ROW_COLUMNS: &str = "id, user_id, expires_at, revoked_at";
+
+fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
+    Ok(TokenRow {
+        id: r.get(0)?,
+        user_id: r.get(1)?,
+        expires_at: r.get(2)?,
+        revoked_at: r.get(3)?,
+    })
+}
+
 pub fn token_by_hash(conn: &Connection, hash: &[u8; 32]) -> Result<Option<TokenRow>, AuthError> {
     Ok(conn
         .query_row(
-            "SELECT id, user_id, expires_at, revoked_at FROM api_tokens WHERE token_hash = ?1",
+            &format!("SELECT {TOKEN_ROW_COLUMNS} FROM api_tokens WHERE token_hash = ?1"),
             [&hash[..]],
-            |r| {
-                Ok(TokenRow {
-                    id: r.get(0)?,
-                    user_id: r.get(1)?,
-                    expires_at: r.get(2)?,
-                    revoked_at: r.get(3)?,
-                })
-            },
+            token_row,
+        )
+        .optional()?)
+}
+
+pub fn token_by_id(conn: &Connection, id: i64) -> Result<Option<TokenRow>, AuthError> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT {TOKEN_ROW_COLUMNS} FROM api_tokens WHERE id = ?1"),
+            [id],
+            token_row,
         )
         .optional()?)
 }

@@ -229,12 +229,9 @@ async fn token_actor(state: &AppState, token: String) -> Result<Option<Actor>, A
     let hash = secret::digest(&token);
     db::run(state.store(), move |conn| {
         let now = now_secs();
-        let Some(t) = db::token_by_hash(conn, &hash)? else {
+        let Some(t) = db::token_by_hash(conn, &hash)?.filter(|t| t.is_live(now)) else {
             return Ok(None);
         };
-        if t.revoked_at.is_some() || t.expires_at.is_some_and(|e| e <= now) {
-            return Ok(None);
-        }
         let Some(user) = db::user_by_id(conn, t.user_id)? else {
             return Ok(None);
         };
@@ -259,7 +256,7 @@ async fn session_actor(state: &AppState, sid: String) -> Result<Option<Actor>, A
         let Some(s) = db::session(conn, &id_hash)? else {
             return Ok(None);
         };
-        if now.saturating_sub(s.last_seen) >= idle || now.saturating_sub(s.created_at) >= max {
+        if !s.is_live(now, idle, max) {
             db::delete_session(conn, &id_hash)?;
             return Ok(None);
         }
@@ -297,34 +294,17 @@ pub(crate) async fn recheck(state: &AppState, actor: &Actor) -> Result<Option<Ac
     db::run(state.store(), move |conn| {
         let now = now_secs();
         let user_id = match &via {
-            Via::Session { id_hash, .. } => match db::session(conn, id_hash)? {
-                Some(s)
-                    if now.saturating_sub(s.last_seen) < idle
-                        && now.saturating_sub(s.created_at) < max =>
-                {
-                    s.user_id
-                }
-                _ => return Ok(None),
-            },
-            Via::Token { id } => {
-                let live: Option<i64> = conn
-                    .query_row(
-                        "SELECT user_id FROM api_tokens WHERE id = ?1 AND revoked_at IS NULL
-                         AND (expires_at IS NULL OR expires_at > ?2)",
-                        rusqlite::params![id, now],
-                        |r| r.get(0),
-                    )
-                    .map(Some)
-                    .or_else(|e| match e {
-                        rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                        e => Err(e),
-                    })?;
-                match live {
-                    Some(u) => u,
-                    None => return Ok(None),
-                }
-            }
-            Via::Unix { .. } => return Ok(None),
+            Via::Session { id_hash, .. } => db::session(conn, id_hash)?
+                .filter(|s| s.is_live(now, idle, max))
+                .map(|s| s.user_id),
+            Via::Token { id } => db::token_by_id(conn, *id)?
+                .filter(|t| t.is_live(now))
+                .map(|t| t.user_id),
+            // Returned before this job.
+            Via::Unix { .. } => None,
+        };
+        let Some(user_id) = user_id else {
+            return Ok(None);
         };
         Ok(db::user_by_id(conn, user_id)?
             .map(|u| Actor::new(Some(u.id), u.name, u.role, u.teams, via)))

@@ -54,8 +54,9 @@ impl IntoResponse for AppError {
 }
 
 impl AppError {
-    fn plain_response(self) -> Response {
-        let (status, code, field) = match &self {
+    /// Status, code and field of an error answered as [`AppError::body`].
+    fn parts(&self) -> (StatusCode, &'static str, Option<String>) {
+        match self {
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
             AppError::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
             AppError::Invalid { field, .. } => (
@@ -66,19 +67,29 @@ impl AppError {
             AppError::Internal { .. } | AppError::Auth(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal", None)
             }
-        };
-        error_response(status, code, field, &self)
+        }
+    }
+
+    /// The body this error answers with (also where no response carries it: the last line of
+    /// a progress stream).
+    pub(crate) fn body(&self) -> wire::ApiError {
+        let (status, code, field) = self.parts();
+        error_body(status, code, field, self)
+    }
+
+    fn plain_response(self) -> Response {
+        (self.parts().0, Json(self.body())).into_response()
     }
 }
 
 /// The JSON error body for `err`. A 5xx is logged with its whole source chain and the client
 /// only sees "internal error".
-pub(crate) fn error_response(
+pub(crate) fn error_body(
     status: StatusCode,
     code: &str,
     field: Option<String>,
     err: &(dyn std::error::Error + 'static),
-) -> Response {
+) -> wire::ApiError {
     let message = if status.is_server_error() {
         let mut chain = err.to_string();
         let mut source = err.source();
@@ -92,15 +103,21 @@ pub(crate) fn error_response(
     } else {
         err.to_string()
     };
-    (
-        status,
-        Json(wire::ApiError {
-            code: code.to_owned(),
-            message,
-            field,
-        }),
-    )
-        .into_response()
+    wire::ApiError {
+        code: code.to_owned(),
+        message,
+        field,
+    }
+}
+
+/// [`error_body`] as a response with `status`.
+pub(crate) fn error_response(
+    status: StatusCode,
+    code: &str,
+    field: Option<String>,
+    err: &(dyn std::error::Error + 'static),
+) -> Response {
+    (status, Json(error_body(status, code, field, err))).into_response()
 }
 
 /// Unknown paths under `/api/v1` answer JSON, never the dashboard.

@@ -90,28 +90,22 @@ async fn images_import(
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.contains(wire::NDJSON));
     let ev = audit::Event::new(&actor, "image.import").target(format!("image:{}", req.path));
-    if streamed {
-        match check(&state, &actor, &req) {
-            Ok(images) => return Ok(import_streamed(state, actor, req, images).await),
-            Err(e) => {
-                let ev = ev
-                    .after(json!({"tag": req.tag}))
-                    .result(outcome(&e))
-                    .detail(e.to_string());
-                audit::record(state.store(), ev).await;
-                return Err(e);
-            }
+    let images = match check(&state, &actor, &req) {
+        Ok(images) => images,
+        Err(e) => {
+            audit::record(state.store(), audited(ev, Err(&e), &req.tag)).await;
+            return Err(e);
         }
-    }
-    let r = import(&state, &actor, &req).await;
-    let ev = match &r {
-        Ok(img) => ev.after(json!({"image": img, "tag": req.tag})),
-        Err(e) => ev
-            .after(json!({"tag": req.tag}))
-            .result(outcome(e))
-            .detail(e.to_string()),
     };
-    audit::record(state.store(), ev).await;
+    if streamed {
+        return Ok(import_streamed(state, actor, req, images).await);
+    }
+    let path = req.path.clone();
+    let r = run_import(images, req.path.clone(), req.tag.clone(), move |p| {
+        tracing::debug!(image = %path, "import: {p:?}");
+    })
+    .await;
+    audit::record(state.store(), audited(ev, r.as_ref(), &req.tag)).await;
     Ok((StatusCode::CREATED, Json(r?)).into_response())
 }
 
@@ -135,45 +129,29 @@ async fn import_streamed(
     .await;
     let (tx, rx) = tokio::sync::mpsc::channel::<wire::ImportProgress>(64);
     tokio::spawn(async move {
-        let path = std::path::PathBuf::from(&req.path);
-        let tag = req.tag.clone();
         let progress_tx = tx.clone();
-        let r = tokio::task::spawn_blocking(move || {
-            let mut throttle = Throttle::default();
-            images.import(&path, tag.as_deref(), &mut |p| {
-                if let Some(ev) = throttle.event(p) {
-                    // A client that went away stops hearing progress; the import goes on.
-                    let _ = progress_tx.blocking_send(ev);
-                }
-            })
+        let mut throttle = Throttle::default();
+        let r = run_import(images, req.path.clone(), req.tag.clone(), move |p| {
+            if let Some(ev) = throttle.event(p) {
+                // A client that went away stops hearing progress; the import goes on.
+                let _ = progress_tx.blocking_send(ev);
+            }
         })
-        .await
-        .map_err(|e| AppError::internal("import image", e))
-        .and_then(|r| r.map_err(AppError::from))
-        .and_then(|imported| {
-            imported
-                .into_iter()
-                .next()
-                .ok_or_else(|| AppError::NotFound("the file holds no image".into()))
-        });
-        let ev = audit::Event::new(&actor, "image.import").target(target);
-        let (ev, last) = match r {
-            Ok(img) => (
-                ev.after(json!({"image": img, "tag": req.tag})),
-                wire::ImportProgress {
-                    image: Some(img),
-                    ..wire::ImportProgress::new("done")
-                },
-            ),
-            Err(e) => (
-                ev.after(json!({"tag": req.tag}))
-                    .result(outcome(&e))
-                    .detail(e.to_string()),
-                wire::ImportProgress {
-                    error: Some(api_error(e)),
-                    ..wire::ImportProgress::new("error")
-                },
-            ),
+        .await;
+        let ev = audited(
+            audit::Event::new(&actor, "image.import").target(target),
+            r.as_ref(),
+            &req.tag,
+        );
+        let last = match r {
+            Ok(img) => wire::ImportProgress {
+                image: Some(img),
+                ..wire::ImportProgress::new("done")
+            },
+            Err(e) => wire::ImportProgress {
+                error: Some(e.body()),
+                ..wire::ImportProgress::new("error")
+            },
         };
         audit::record(state.store(), ev).await;
         let _ = tx.send(last).await;
@@ -249,46 +227,16 @@ impl Throttle {
     }
 }
 
-/// The body an error would have had as a response (5xx logged and hidden, as `AppError` does).
-fn api_error(e: AppError) -> wire::ApiError {
-    let (code, field) = match &e {
-        AppError::NotFound(_) => ("not_found", None),
-        AppError::Conflict(_) => ("conflict", None),
-        AppError::Invalid { field, .. } => ("invalid_value", Some(field.clone())),
-        AppError::Internal { .. } | AppError::Auth(_) => ("internal", None),
-    };
-    let message = if code == "internal" {
-        let mut chain = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            chain.push_str(": ");
-            chain.push_str(&s.to_string());
-            source = s.source();
-        }
-        tracing::error!(error = %chain, "image import failed");
-        "internal error".to_owned()
-    } else {
-        e.to_string()
-    };
-    wire::ApiError {
-        code: code.into(),
-        message,
-        field,
-    }
-}
-
-async fn import(
-    state: &AppState,
-    actor: &Actor,
-    req: &wire::ImportImage,
+/// Imports the image file at `path` (tagged `tag`), telling `on` of the progress; the first
+/// image it holds.
+async fn run_import(
+    images: ImageStore,
+    path: String,
+    tag: Option<String>,
+    mut on: impl FnMut(Progress) + Send + 'static,
 ) -> Result<wire::Image, AppError> {
-    let images = check(state, actor, req)?;
-    let path = std::path::PathBuf::from(&req.path);
-    let tag = req.tag.clone();
     let imported = tokio::task::spawn_blocking(move || {
-        images.import(&path, tag.as_deref(), &mut |p| {
-            tracing::debug!(image = %path.display(), "import: {p:?}");
-        })
+        images.import(std::path::Path::new(&path), tag.as_deref(), &mut on)
     })
     .await
     .map_err(|e| AppError::internal("import image", e))??;
@@ -298,6 +246,20 @@ async fn import(
         .ok_or_else(|| AppError::NotFound("the file holds no image".into()))
 }
 
+/// The import's audit row, with its outcome.
+fn audited(
+    ev: audit::Event,
+    r: Result<&wire::Image, &AppError>,
+    tag: &Option<String>,
+) -> audit::Event {
+    match r {
+        Ok(img) => ev.after(json!({"image": img, "tag": tag})),
+        Err(e) => ev
+            .after(json!({"tag": tag}))
+            .result(outcome(e))
+            .detail(e.to_string()),
+    }
+}
 /// Admin, an absolute path to something that exists, a well-formed tag.
 fn check(state: &AppState, actor: &Actor, req: &wire::ImportImage) -> Result<ImageStore, AppError> {
     actor.require_admin()?;

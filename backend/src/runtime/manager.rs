@@ -429,7 +429,7 @@ impl Manager {
         )?;
         drop(conn);
         if let (Some(ev), Some(b)) = (self.inner.events.get(), before) {
-            ev.saved(&b, r, &spec, &self.container_dir(&r.id).stop_marker());
+            ev.saved(&b, r, &self.container_dir(&r.id).stop_marker());
         }
         Ok(())
     }
@@ -1073,6 +1073,7 @@ impl Manager {
                 .map_err(cgroup_err)?;
             r.spec.limits = merged;
             m.save(&r)?;
+            m.emit(&r, "updated");
             if let Some(meter) = &m.inner.metering {
                 meter.refresh_limits(&r.id);
             }

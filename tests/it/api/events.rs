@@ -394,6 +394,17 @@ fn lifecycle_and_stats_stream_resume_and_stay_within_the_callers_teams() {
     );
     assert_eq!(stopped.data["actor"], "admin");
     all.wait(t, "ev-b started", |m| m.is("started", "ev-b"));
+    // A live re-limit: `updated`, naming who asked.
+    call(
+        &d,
+        &admin,
+        "PATCH",
+        "/api/v1/containers/ev-b/limits",
+        Some(json!({"pids_max": 100})),
+    );
+    let updated = all.wait(t, "ev-b updated", |m| m.is("updated", "ev-b"));
+    assert_eq!(updated.data["status"], "running");
+    assert_eq!(updated.data["actor"], "admin");
 
     // Each team's members get their team's events and stats, and nothing of the other team.
     a.wait(t, "ev-a stopped for viewer A", |m| m.is("stopped", "ev-a"));
@@ -461,6 +472,7 @@ fn lifecycle_and_stats_stream_resume_and_stay_within_the_callers_teams() {
             "ev-b created",
             "ev-b started",
             "ev-a stopped",
+            "ev-b updated",
             "ev-a removed"
         ],
         "missed events replayed in order"
@@ -563,14 +575,15 @@ fn an_oom_kill_inside_a_running_container_is_announced() {
     let admin = d.admin_token();
     let rootfs = Rootfs::new();
     let root = rootfs.path().display().to_string();
-    // `tail` must hold the whole newline-free input: 256 MiB against a 32 MiB limit.
+    // `tail` must hold the whole newline-free input: 256 MiB against a 32 MiB limit. It makes
+    // itself the OOM killer's first choice, so the victim is never the shell.
     let c = call(
         &d,
         &admin,
         "POST",
         "/api/v1/containers",
         Some(json!({"name": "ev-oom", "rootfs": root,
-                    "command": ["sh", "-c", "head -c 268435456 /dev/zero | tail; sleep 1000"],
+                    "command": ["sh", "-c", "head -c 268435456 /dev/zero | (echo 1000 > /proc/self/oom_score_adj; exec tail); sleep 1000"],
                     "limits": {"memory_max": 32 << 20}, "start": true})),
     );
     assert_eq!(c["status"], "running");
@@ -578,7 +591,7 @@ fn an_oom_kill_inside_a_running_container_is_announced() {
     let oom = s.wait(Duration::from_secs(30), "oom of ev-oom", |m| {
         m.is("oom", "ev-oom")
     });
-    assert_eq!(oom.data["status"], "running");
+    assert_eq!(oom.data["status"], "running", "{:#?}", s.seen);
     assert_eq!(oom.data["team"], "default");
     let got = call(&d, &admin, "GET", "/api/v1/containers/ev-oom", None);
     assert_eq!(got["status"], "running", "the shell outlived its pipeline");
@@ -596,7 +609,7 @@ fn an_oom_kill_inside_a_running_container_is_announced() {
         "/api/v1/containers",
         Some(
             json!({"name": "ev-oom-end", "rootfs": rootfs.path().display().to_string(),
-                    "command": ["sh", "-c", "head -c 268435456 /dev/zero | tail"],
+                    "command": ["sh", "-c", "head -c 268435456 /dev/zero | (echo 1000 > /proc/self/oom_score_adj; exec tail)"],
                     "limits": {"memory_max": 32 << 20}, "start": true}),
         ),
     );
