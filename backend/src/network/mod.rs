@@ -456,7 +456,7 @@ impl Network {
         let address = match blocking(move || ipam::insert(&store, &ep2, subnet)).await {
             Ok(a) => a,
             Err(e) => {
-                self.cleanup_bridge_if_unused(&mut st).await;
+                self.cleanup_bridge_if_unused(&mut st, false).await;
                 return Err(e);
             }
         };
@@ -544,7 +544,7 @@ impl Network {
         if let Err(e) = blocking(move || ipam::remove(&store, &owner)).await {
             tracing::warn!(error = %e, "cannot release address");
         }
-        self.cleanup_bridge_if_unused(st).await;
+        self.cleanup_bridge_if_unused(st, false).await;
     }
 
     /// Undoes [`Network::attach`]: proxies, veth, namespace, address; the bridge and the NAT
@@ -641,7 +641,7 @@ impl Network {
             if link::index(&h, &self.cfg.bridge).await?.is_some()
                 || blocking(move || Ok(nat::exists(&table))).await?
             {
-                self.cleanup_bridge_if_unused(&mut st).await;
+                self.cleanup_bridge_if_unused(&mut st, true).await;
             }
         }
         for ep in eps {
@@ -675,6 +675,13 @@ impl Network {
                 }
             }
         }
+        // Rules an earlier daemon left in another backend (a kill -9, then another `--nat`).
+        if let Some(used) = st.nat.clone() {
+            let table = self.cfg.nft_table.clone();
+            if let Err(e) = blocking(move || nat::remove_others(&table, &used)).await {
+                tracing::warn!(error = %e, "cannot remove NAT rules left by an earlier daemon");
+            }
+        }
         Ok(())
     }
 
@@ -684,19 +691,21 @@ impl Network {
         let mut st = self.state.lock().await;
         st.proxies.clear();
         if st.nat.is_some() || st.forward_enabled_by_us || st.forward6_enabled_by_us {
-            self.remove_nat(&mut st).await;
+            self.remove_nat(&mut st, false).await;
         }
         if st.subnet.is_some() {
-            self.cleanup_bridge_if_unused(&mut st).await;
+            self.cleanup_bridge_if_unused(&mut st, false).await;
         }
     }
 
-    async fn remove_nat(&self, st: &mut State) {
+    /// Removes the rules of the backend in use and, with `sweep` (an earlier daemon's
+    /// leftovers, at start), those of any backend that has rules of ours: probing every backend
+    /// costs a few process runs, so a plain detach does not.
+    async fn remove_nat(&self, st: &mut State, sweep: bool) {
         let (table, used) = (self.cfg.nft_table.clone(), st.nat.take());
-        // The backend in use, then any other that has rules of ours (an earlier daemon's).
         let removed = blocking(move || {
-            used.map_or(Ok(()), |b| b.remove(&table))
-                .and_then(|()| nat::remove(&table))
+            used.map_or(Ok(()), |b| b.remove(&table))?;
+            if sweep { nat::remove(&table) } else { Ok(()) }
         });
         if let Err(e) = removed.await {
             tracing::warn!(error = %e, "cannot remove the NAT rules");
@@ -790,13 +799,22 @@ impl Network {
     }
 
     /// Deletes the bridge, the NAT table and the recorded subnet when no endpoint uses them.
-    async fn cleanup_bridge_if_unused(&self, st: &mut State) {
+    /// `leftovers`: at start, for what an earlier daemon left (this one set up nothing yet).
+    async fn cleanup_bridge_if_unused(&self, st: &mut State, leftovers: bool) {
+        let set_up = st.nat.is_some()
+            || st.subnet.is_some()
+            || st.forward_enabled_by_us
+            || st.forward6_enabled_by_us;
+        if !leftovers && !set_up {
+            // Nothing of this daemon's to take down (a `none`-mode container's detach).
+            return;
+        }
         let (store, b) = (self.store.clone(), self.cfg.bridge.clone());
         let left = blocking(move || ipam::list(&store, Some(&b))).await;
         if !matches!(&left, Ok(v) if v.is_empty()) {
             return;
         }
-        self.remove_nat(st).await;
+        self.remove_nat(st, leftovers).await;
         if let Ok(h) = link::connect()
             && let Err(e) = link::delete(&h, &self.cfg.bridge).await
         {

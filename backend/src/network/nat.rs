@@ -207,6 +207,16 @@ impl Backend {
         }
     }
 
+    /// Whether two backends keep rules in the same place: `iptables` and `iptables-nft` both
+    /// write the nf_tables variant's tables.
+    fn same_store(&self, other: &Backend) -> bool {
+        match (self, other) {
+            (Backend::Nft(_), Backend::Nft(_)) => true,
+            (Backend::Iptables { variant: a, .. }, Backend::Iptables { variant: b, .. }) => a == b,
+            _ => false,
+        }
+    }
+
     /// Whether any of our rules exist. Blocking.
     pub fn exists(&self, table: &str) -> bool {
         match self {
@@ -248,6 +258,15 @@ pub fn remove(table: &str) -> Result<(), NetworkError> {
     present()
         .iter()
         .filter(|b| b.exists(table))
+        .try_for_each(|b| b.remove(table))
+}
+
+/// Removes our rules from every backend but the one that keeps them where `keep` does (an
+/// earlier daemon's, left under another `--nat` by a kill -9). Blocking.
+pub fn remove_others(table: &str, keep: &Backend) -> Result<(), NetworkError> {
+    present()
+        .iter()
+        .filter(|b| !b.same_store(keep) && b.exists(table))
         .try_for_each(|b| b.remove(table))
 }
 
