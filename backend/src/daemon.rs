@@ -103,10 +103,6 @@ pub async fn serve(mut config: Config) -> Result<(), DaemonError> {
     let sampler = metering.start()?;
     let mut state = AppState::new(config.clone(), store.clone(), cgroups.clone())
         .with_metering(metering.clone());
-    // Bridged containers that outlived the last daemon get their NAT and published ports back.
-    if let Err(e) = state.network().restore().await {
-        tracing::error!(error = %e, "cannot restore container networking");
-    }
     match crate::runtime::manager::start_manager(
         &config,
         store,

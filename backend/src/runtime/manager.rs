@@ -1838,12 +1838,19 @@ pub async fn start_manager(
     metering: Option<crate::metering::Metering>,
 ) -> Result<Manager, RuntimeError> {
     let state_dir = config.state_dir.clone();
+    let net = network.clone();
     let m = blocking(move || {
         let driver = super::cgroups::EngineCgroups::new(cgroups);
         Manager::new(store, &state_dir, Arc::new(driver), metering).map(|m| m.with_network(network))
     })
     .await?;
     m.sweep().await?;
+    // Bridged containers that outlived the last daemon get their NAT and published ports back:
+    // after the sweep, so a half-created container's network is not brought back only to be
+    // taken down again.
+    if let Err(e) = net.restore().await {
+        tracing::error!(error = %e, "cannot restore container networking");
+    }
     m.reconcile().await?;
     let r = m.clone();
     blocking(move || r.meter_resume()).await?;
