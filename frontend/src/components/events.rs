@@ -54,6 +54,8 @@ pub struct Stream {
     pub lifecycle: RwSignal<Option<ContainerEvent>>,
     /// Counts lifecycle events and resets: lists refetch when it moves.
     pub changes: RwSignal<u32>,
+    /// Counts resets only (events were missed): a page about one container refetches it.
+    pub resets: RwSignal<u32>,
 }
 
 impl Stream {
@@ -71,15 +73,24 @@ impl Stream {
 
     /// Runs `f` after every lifecycle event or reset (not at once).
     pub fn on_change(&self, f: impl Fn() + 'static) {
-        let changes = self.changes;
-        Effect::new(move |seen: Option<u32>| {
-            let n = changes.get();
-            if seen.is_some_and(|s| s != n) {
-                f();
-            }
-            n
-        });
+        on_bump(self.changes, f);
     }
+
+    /// Runs `f` after every reset (not at once).
+    pub fn on_reset(&self, f: impl Fn() + 'static) {
+        on_bump(self.resets, f);
+    }
+}
+
+/// Runs `f` whenever `counter` moves (not at once).
+fn on_bump(counter: RwSignal<u32>, f: impl Fn() + 'static) {
+    Effect::new(move |seen: Option<u32>| {
+        let n = counter.get();
+        if seen.is_some_and(|s| s != n) {
+            f();
+        }
+        n
+    });
 }
 
 struct Conn {
@@ -101,6 +112,7 @@ pub fn live_stream() -> Stream {
         stats_at: RwSignal::new(0.0),
         lifecycle: RwSignal::new(None),
         changes: RwSignal::new(0),
+        resets: RwSignal::new(0),
     };
     let id = NEXT.with(|n| {
         n.set(n.get().wrapping_add(1));
@@ -191,6 +203,7 @@ fn open(id: u32, s: Stream, alive: Arc<AtomicBool>) {
         "reset",
         Box::new(move |_| {
             let _ = s.changes.try_update(|n| *n = n.wrapping_add(1));
+            let _ = s.resets.try_update(|n| *n = n.wrapping_add(1));
         }),
     );
     CONNS.with(|c| {

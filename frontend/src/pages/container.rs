@@ -156,11 +156,13 @@ fn Detail(name: String) -> impl IntoView {
                 .with(|e| e.as_ref().is_some_and(|e| e.name == name))
             {
                 history.refresh();
+                c.refresh();
             }
         });
     }
-    // Any lifecycle event or a reset (events were missed): refetch the container.
-    stream.on_change(move || c.refresh());
+    // A reset (events were missed): refetch the container too. Other containers' events
+    // leave it alone.
+    stream.on_reset(move || c.refresh());
     let n_live = name.clone();
     let stat = Memo::new(move |_| {
         live.stats.with(|s| {

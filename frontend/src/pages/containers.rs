@@ -164,12 +164,31 @@ pub fn Containers() -> impl IntoView {
                 .collect::<Vec<_>>()
         })
     });
+    // The list and the live stats keyed by name, built once per poll or sample, so a row finds
+    // its own in O(1) instead of searching both for every row.
+    let by_name = Memo::new(move |_| {
+        list.data.with(|l| {
+            l.iter()
+                .flatten()
+                .map(|c| (c.name.clone(), c.clone()))
+                .collect::<HashMap<_, _>>()
+        })
+    });
+    let stat_by_name = Memo::new(move |_| {
+        live.stats.with(|s| {
+            s.iter()
+                .flat_map(|s| &s.stats)
+                .filter(|l| l.kind == "container")
+                .map(|l| (l.name.clone(), l.clone()))
+                .collect::<HashMap<_, _>>()
+        })
+    });
     let row = move |name: String| {
         let n = name.clone();
         // This row's container, updated in place by every poll.
         let c = Memo::new(move |prev: Option<&Option<Container>>| {
-            list.data
-                .with(|l| l.iter().flatten().find(|c| c.name == n).cloned())
+            by_name
+                .with(|m| m.get(&n).cloned())
                 .or_else(|| prev.cloned().flatten())
         });
         let get = move |f: fn(&Container) -> String| {
@@ -180,16 +199,7 @@ pub fn Containers() -> impl IntoView {
                 .unwrap_or_default()
         });
         let n2 = name.clone();
-        let stat = Memo::new(move |_| {
-            live.stats.with(|s| {
-                s.as_ref().and_then(|s| {
-                    s.stats
-                        .iter()
-                        .find(|l| l.kind == "container" && l.name == n2)
-                        .cloned()
-                })
-            })
-        });
+        let stat = Memo::new(move |_| stat_by_name.with(|m| m.get(&n2).cloned()));
         let reserved = Memo::new(move |_| c.with(|c| c.as_ref().and_then(|c| c.limits.cpus)));
         let mem_max = Memo::new(move |_| {
             c.with(|c| c.as_ref().and_then(|c| c.limits.memory_max))

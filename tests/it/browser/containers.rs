@@ -209,9 +209,29 @@ async fn container_lifecycle_charts_and_bill() {
     .await;
     b.screenshot("containers").await;
 
+    // A change made elsewhere (here: the API) reaches the open list through the event stream:
+    // the row turns within `wait_for`'s 20 s, before the 30 s safety-net poll of a live page.
+    b.wait_js(
+        "document.querySelector('.page-head [data-testid=live-state]').dataset.state",
+        30,
+        |v| v.as_str() == Some("live"),
+    )
+    .await;
+    let auth = format!("Bearer {}", daemon.admin_token());
+    let thaw = daemon.http(
+        "POST",
+        &format!("/api/v1/containers/{name}/thaw"),
+        &[("authorization", &auth)],
+        None,
+    );
+    assert_eq!(thaw.status, 200, "{}", thaw.body);
+    b.wait_for(&format!(
+        "[data-testid=containers-table] tr[data-name='{name}'][data-status=running]"
+    ))
+    .await;
+
     // Exec runs inside the container and shows its output.
     b.open(&base, &format!("/containers/{name}")).await;
-    b.click("[data-action=thaw]").await;
     b.wait_for(".page-head [data-status=running]").await;
     b.fill("#f-command", "echo hello from inside").await;
     b.click("[data-testid=exec]").await;
