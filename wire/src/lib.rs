@@ -54,6 +54,23 @@ pub struct HostInfo {
     pub freeze: Option<String>,
     /// How groups are killed: `cgroup.kill` or `signal`.
     pub kill: String,
+    /// The device allowlist every container gets, and how it is enforced.
+    pub devices: DevicePolicy,
+}
+
+/// The device allowlist of every container (`GET /api/v1/host`, `corral info`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevicePolicy {
+    /// The mechanisms in force: `cgroup2 BPF_CGROUP_DEVICE program`, `cgroup v1
+    /// devices.deny/devices.allow`; empty when the host has neither (then only the nodev flag
+    /// on every writable mount keeps device nodes unusable).
+    pub enforcement: Vec<String>,
+    /// What a container may create and open, as v1 rules with the device's name, e.g.
+    /// `c 1:3 rwm /dev/null`; everything else is denied.
+    pub allowed: Vec<String>,
+    /// The container's `/dev` and every writable mount are `nodev`.
+    pub nodev: bool,
 }
 
 /// One controller of the capability matrix.

@@ -63,6 +63,7 @@ pub const DEFAULT_MODULES: &[&str] = &[
     "nft_nat",
     "nft_masq",
     "nft_ct",
+    "loop",
 ];
 
 /// Where the carried binaries live inside the VM.

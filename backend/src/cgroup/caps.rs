@@ -27,6 +27,8 @@ pub struct Capabilities {
     pub freeze: Option<String>,
     /// How a group is killed: `cgroup.kill` or `signal` (freeze, SIGKILL each pid, thaw).
     pub kill: String,
+    /// How the device allowlist is enforced (filled in by `Cgroups::detect`).
+    pub devices: super::devices::Enforcement,
 }
 
 impl Default for Capabilities {
@@ -39,6 +41,7 @@ impl Default for Capabilities {
             psi: false,
             freeze: None,
             kill: "signal".into(),
+            devices: Default::default(),
         }
     }
 }
@@ -150,5 +153,6 @@ pub(crate) fn probe(layout: &Layout, top: &Group, proc: &Path) -> Capabilities {
         psi,
         freeze: freezer::method(top).map(str::to_owned),
         kill: kill.to_owned(),
+        devices: Default::default(),
     }
 }

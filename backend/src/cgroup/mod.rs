@@ -21,6 +21,7 @@ mod caps;
 mod cpu;
 mod cpuset;
 pub mod detect;
+pub mod devices;
 mod freezer;
 mod fs;
 mod io;
@@ -98,6 +99,12 @@ pub enum CgroupError {
         path: PathBuf,
         what: &'static str,
         waited: Duration,
+    },
+    #[error("cannot restrict devices of {path}: {what}")]
+    Devices {
+        path: PathBuf,
+        what: String,
+        source: std::io::Error,
     },
     #[error("cannot signal pid {pid}")]
     Signal { pid: i32, source: nix::Error },
@@ -322,6 +329,10 @@ impl Cgroups {
         };
         let top = cg.create(&GroupPath::default())?;
         cg.caps = caps::probe(&cg.layout, &top, &roots.proc);
+        cg.caps.devices = devices::probe(
+            cg.layout.v1_mount("devices").is_some(),
+            cg.layout.unified.is_some(),
+        );
         Ok(cg)
     }
 
@@ -403,6 +414,28 @@ impl Cgroups {
             }
         }
         self.open(path)
+    }
+
+    /// Puts the device allowlist ([`devices::ALLOWED`]) on `group` with every mechanism the
+    /// host has (v1 `devices`, cgroup2 BPF program); safe to repeat (a restart replaces it).
+    pub fn restrict_devices(&self, group: &Group) -> Result<(), CgroupError> {
+        let how = self.caps.devices;
+        if how.v1
+            && let Some(i) = self
+                .layout
+                .v1
+                .iter()
+                .position(|m| m.controllers.iter().any(|c| c == "devices"))
+            && let Some(dir) = group.v1.get(i)
+        {
+            devices::apply_v1(dir, devices::ALLOWED)?;
+        }
+        if how.bpf
+            && let Some(dir) = group.v2_dir()
+        {
+            devices::apply_bpf(dir, devices::ALLOWED)?;
+        }
+        Ok(())
     }
 
     /// Opens an existing group.

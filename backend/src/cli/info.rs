@@ -30,6 +30,20 @@ pub fn render(h: &wire::HostInfo) -> String {
         h.kill,
         yes(h.psi)
     ));
+    let d = &h.devices;
+    out.push_str(&format!(
+        "Devices:      {} ({} allowed{})\n",
+        if d.enforcement.is_empty() {
+            "no device cgroup: nodev mounts only".to_owned()
+        } else {
+            d.enforcement.join(" + ")
+        },
+        d.allowed.len(),
+        if d.nodev { ", /dev nodev" } else { "" }
+    ));
+    for a in &d.allowed {
+        out.push_str(&format!("              {a}\n"));
+    }
     out.push_str("\nCONTROLLER  VERSION  HIERARCHY\n");
     for c in &h.controllers {
         out.push_str(&format!(

@@ -79,6 +79,14 @@ fn host_info(cg: &Cgroups) -> wire::HostInfo {
         psi: caps.psi,
         freeze: caps.freeze.clone(),
         kill: caps.kill.clone(),
+        devices: wire::DevicePolicy {
+            enforcement: caps.devices.describe(),
+            allowed: cgroup::devices::ALLOWED
+                .iter()
+                .map(|r| format!("{} {}", r.v1_line(), r.name))
+                .collect(),
+            nodev: true,
+        },
     }
 }
 

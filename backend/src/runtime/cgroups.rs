@@ -144,7 +144,12 @@ impl CgroupDriver for EngineCgroups {
     fn create(&self, team: &str, name: &str, limits: &Limits) -> Result<(), CgroupFailure> {
         let update = Self::update_of(limits)?;
         let group = self.cg.create(&Self::path(team, name)?).map_err(failure)?;
-        if let Err(e) = group.apply(&update) {
+        // The device allowlist goes on before any process can join the group.
+        if let Err(e) = self
+            .cg
+            .restrict_devices(&group)
+            .and_then(|()| group.apply(&update))
+        {
             let _ = group.remove();
             return Err(failure(e));
         }

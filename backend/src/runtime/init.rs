@@ -19,7 +19,7 @@ use nix::{
     fcntl::{OFlag, OpenHow, ResolveFlag, openat, openat2},
     mount::{MntFlags, MsFlags, mount, umount2},
     sched::{CloneFlags, unshare},
-    sys::stat::{Mode, SFlag, fstat, makedev, mkdirat, mknodat, umask},
+    sys::stat::{Mode, SFlag, fstat, makedev, mkdirat, umask},
     unistd::{Gid, Uid, chdir, fchdir, pivot_root, setgroups, setresgid, setresuid, symlinkat},
 };
 use seccompiler::BpfProgram;
@@ -51,7 +51,9 @@ pub const READONLY_PATHS: &[&str] = &[
     "proc/sysrq-trigger",
 ];
 
-/// Device nodes of the container's /dev: (name, major, minor).
+/// Device nodes of the container's /dev: (name, major, minor). The /dev tmpfs is `nodev`, so
+/// each is the host's node bind-mounted onto an empty file (as runc does in user namespaces);
+/// the cgroup device allowlist (`cgroup::devices::ALLOWED`) covers exactly these plus pts.
 const DEVICES: &[(&str, u64, u64)] = &[
     ("null", 1, 3),
     ("zero", 1, 5),
@@ -502,27 +504,30 @@ fn setup_rootfs(cfg: &ShimConfig, dir: &ContainerDir, userns: Option<&OwnedFd>) 
     let proc_ = mkdir_in_root(&root, "proc")?;
     mount_on(Some("proc"), &proc_, Some("proc"), secure, None, "/proc")?;
 
-    // /dev: a tmpfs holding only what a container needs.
+    // /dev: a nodev tmpfs holding only what a container needs. A node created in it (even an
+    // allowed one) cannot be opened; the allowed ones are the host's nodes bound onto files.
+    let host_nodes = host_device_nodes()?;
     let dev = mkdir_in_root(&root, "dev")?;
     mount_on(
         Some("tmpfs"),
         &dev,
         Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_STRICTATIME,
         Some(format!("mode=755,size=65536k{owner}").as_str()),
         "/dev",
     )?;
     let devdir = open_in_root(&root, "dev", OFlag::O_RDONLY | OFlag::O_DIRECTORY)
         .map_err(ctx(|| "open /dev".into()))?;
-    for (name, major, minor) in DEVICES {
-        mknodat(
-            &devdir,
-            *name,
-            SFlag::S_IFCHR,
-            Mode::from_bits_truncate(0o666),
-            makedev(*major, *minor),
+    for (name, node) in &host_nodes {
+        let target = touch_in_root(&root, &format!("dev/{name}"))?;
+        mount(
+            Some(fd_path(node).as_str()),
+            fd_path(&target).as_str(),
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
         )
-        .map_err(ctx(|| format!("mknod /dev/{name}")))?;
+        .map_err(ctx(|| format!("bind /dev/{name}")))?;
     }
     for (link, target) in [
         ("fd", "/proc/self/fd"),
@@ -706,6 +711,32 @@ fn setup_rootfs(cfg: &ShimConfig, dir: &ContainerDir, userns: Option<&OwnedFd>) 
     umount2(".", MntFlags::MNT_DETACH).map_err(ctx(|| "detach old root".into()))?;
     chdir("/").map_err(ctx(|| "chdir /".into()))?;
     Ok(())
+}
+
+/// The host's nodes for [`DEVICES`], opened `O_PATH` before anything of the container is
+/// mounted, each checked to be the character device it should be. A node the host lacks (or
+/// has as something else) is left out; `/dev/null` is required.
+fn host_device_nodes() -> SetupResult<Vec<(&'static str, OwnedFd)>> {
+    let mut out = Vec::new();
+    for (name, major, minor) in DEVICES {
+        let path = format!("/dev/{name}");
+        let node = nix::fcntl::open(
+            path.as_str(),
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        );
+        let ok = node.and_then(|fd| {
+            let st = fstat(&fd)?;
+            let is_char = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFCHR;
+            Ok((is_char && st.st_rdev == makedev(*major, *minor)).then_some(fd))
+        });
+        match ok {
+            Ok(Some(fd)) => out.push((*name, fd)),
+            _ if *name == "null" => return Err(format!("host {path} is not the null device")),
+            _ => {}
+        }
+    }
+    Ok(out)
 }
 
 /// Brings `lo` up in the new network namespace.

@@ -177,7 +177,18 @@ fn Capabilities(h: wire::HostInfo) -> impl IntoView {
                 <div><dt>"Pressure (PSI)"</dt><dd>{if h.psi { "available" } else { "not available" }}</dd></div>
                 <div><dt>"Freeze"</dt><dd>{h.freeze.clone().unwrap_or_else(|| "not available".into())}</dd></div>
                 <div><dt>"Kill"</dt><dd>{h.kill.clone()}</dd></div>
+                <div><dt>"Devices"</dt><dd data-testid="device-policy">{
+                    if h.devices.enforcement.is_empty() {
+                        "no device cgroup: nodev mounts only".to_owned()
+                    } else {
+                        h.devices.enforcement.join(" + ")
+                    }
+                }</dd></div>
             </dl>
+            <h3>"Devices a container may use"</h3>
+            <div class="chips" data-testid="device-allowlist">
+                {h.devices.allowed.iter().map(|a| view! { <span class="chip"><code>{a.clone()}</code></span> }).collect_view()}
+            </div>
             <h3>"Controllers"</h3>
             <div class="chips">
                 {h.controllers.iter().map(|c| {
