@@ -88,7 +88,7 @@ pub struct VmOptions {
     pub memory_mib: u32,
     /// Guest CPUs (default 2).
     pub cpus: u32,
-    /// Wall-clock limit for the whole run, boot included (default 15 min, or
+    /// Wall-clock limit for the whole run, boot included (default 30 min, or
     /// `$CORRAL_VM_TIMEOUT_SECS`). TCG is slow: be generous.
     pub timeout: Duration,
     /// Kernel modules to carry and insmod, each with its dependencies.
@@ -115,7 +115,7 @@ impl VmOptions {
         let timeout_secs = std::env::var("CORRAL_VM_TIMEOUT_SECS")
             .ok()
             .and_then(|s| s.trim().parse::<u64>().ok())
-            .unwrap_or(15 * 60);
+            .unwrap_or(30 * 60);
         VmOptions {
             test_binary: test_binary.into(),
             test_args: vec!["kernel::".into(), "--test-threads=1".into()],

@@ -70,6 +70,22 @@ async fn host_info_shows_the_capability_matrix() {
         "{text}"
     );
     assert!(text.contains("memory_max"), "{text}");
+    assert!(text.contains("Devices:") && text.contains("c 1:3 rwm /dev/null"), "{text}");
+
+    // A refused command says why in one line, with no backtrace even when the user's
+    // environment asks for backtraces.
+    let out = std::process::Command::new(tests::corral_bin())
+        .arg("--host")
+        .arg(format!("unix://{}", daemon.socket.display()))
+        .args(["rm", "no-such-container"])
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.starts_with("error: "), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(!err.to_lowercase().contains("backtrace"), "{err}");
 
     // The empty subtree goes away with the daemon.
     let dirs: Vec<_> = tree
