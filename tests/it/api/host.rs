@@ -70,7 +70,10 @@ async fn host_info_shows_the_capability_matrix() {
         "{text}"
     );
     assert!(text.contains("memory_max"), "{text}");
-    assert!(text.contains("Devices:") && text.contains("c 1:3 rwm /dev/null"), "{text}");
+    assert!(
+        text.contains("Devices:") && text.contains("c 1:3 rwm /dev/null"),
+        "{text}"
+    );
 
     // A refused command says why in one line, with no backtrace even when the user's
     // environment asks for backtraces.
