@@ -113,10 +113,12 @@ pub struct Mount {
     #[serde(rename = "type")]
     #[cfg_attr(feature = "openapi", schema(pattern = r"^(bind|tmpfs)$"))]
     pub kind: String,
-    /// Host path of a bind mount; absent for tmpfs.
+    /// Host path of a bind mount; absent for tmpfs. Resolved once at create: the container
+    /// shows (and binds) its canonical path, and refuses to start if the file there changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
-    /// Absolute path inside the container.
+    /// Absolute path inside the container; not `/` and not at or under `/proc`, `/sys` or
+    /// `/dev`.
     #[cfg_attr(feature = "openapi", schema(pattern = r"^/"))]
     pub destination: String,
     #[serde(default)]

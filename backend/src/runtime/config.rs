@@ -1,7 +1,10 @@
 //! `DIR/config.json`: everything the monitor needs to build the container, written by the daemon
 //! before the monitor starts and never changed while it runs.
 
-use std::path::{Path, PathBuf};
+use std::{
+    os::fd::OwnedFd,
+    path::{Path, PathBuf},
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -33,13 +36,91 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum MountConfig {
     Bind {
+        /// Canonical host path (no symlinks), resolved once at create.
         source: PathBuf,
         destination: String,
         readonly: bool,
+        /// What `source` was at create. Every start reopens `source` without following any
+        /// symlink ([`open_bind_source`]) and refuses it unless it is still this file.
+        /// Absent only in configs written before identities were recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<SourceId>,
     },
     Tmpfs {
         destination: String,
     },
+}
+
+/// Top-level directories the runtime mounts itself (proc, sysfs, the minimal /dev). No user
+/// mount may land at or under one of them (nor on `/`): it could hide or forge what the kernel
+/// reports (masked paths, `/proc/sys`), or add device nodes.
+pub const RUNTIME_OWNED_DIRS: &[&str] = &["proc", "sys", "dev"];
+
+/// The identity of a bind source: device and inode number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// Opens the bind source `path` (absolute, canonical) as an `O_PATH` fd without following any
+/// symlink on the way (`openat2(RESOLVE_NO_SYMLINKS)`), and returns it with its identity.
+/// A source that was swapped for a symlink, or whose path now runs through one, fails here.
+pub fn open_bind_source(path: &Path) -> Result<(OwnedFd, SourceId), String> {
+    use nix::{
+        errno::Errno,
+        fcntl::{AT_FDCWD, OFlag, OpenHow, ResolveFlag, openat2},
+    };
+    if !path.is_absolute() {
+        return Err(format!("{} is not an absolute path", path.display()));
+    }
+    let fd = openat2(
+        AT_FDCWD,
+        path,
+        OpenHow::new()
+            .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS),
+    )
+    .map_err(|e| match e {
+        Errno::ELOOP => format!(
+            "{} is a symbolic link or its path runs through one",
+            path.display()
+        ),
+        e => format!("open {}: {e}", path.display()),
+    })?;
+    let st = nix::sys::stat::fstat(&fd).map_err(|e| format!("stat {}: {e}", path.display()))?;
+    let id = SourceId {
+        dev: st.st_dev,
+        ino: st.st_ino,
+    };
+    Ok((fd, id))
+}
+
+/// Opens the bind source of a start: [`open_bind_source`], and the file must still be the one
+/// recorded at create (`want`). The error names the mount's destination and what changed.
+pub fn reopen_bind_source(
+    path: &Path,
+    want: Option<SourceId>,
+    destination: &str,
+) -> Result<OwnedFd, String> {
+    let refuse = |why: String| {
+        format!(
+            "bind source {} of {destination} is refused: {why}; the container does not start \
+             (put the original back, or re-create the container to bind what is there now)",
+            path.display()
+        )
+    };
+    let (fd, id) = open_bind_source(path).map_err(refuse)?;
+    if let Some(want) = want
+        && want != id
+    {
+        return Err(refuse(format!(
+            "it is no longer the file recorded at create (device {} inode {} then, device {} \
+             inode {} now)",
+            want.dev, want.ino, id.dev, id.ino
+        )));
+    }
+    Ok(fd)
 }
 
 /// When the monitor starts the container again after it exits.

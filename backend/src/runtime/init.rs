@@ -404,6 +404,147 @@ fn userns_net_sysctls() -> SetupResult<()> {
     Ok(())
 }
 
+/// Where a user mount's target resolved to (symlinks of the image followed inside the root):
+/// never the root itself nor at or under /proc, /sys or /dev, which the runtime mounts. The
+/// daemon checks the destination as written; this catches a rootfs symlink pointing there.
+fn check_mount_target(root: &OwnedFd, target: &OwnedFd, destination: &str) -> SetupResult<()> {
+    let link = |fd: &OwnedFd| {
+        std::fs::read_link(fd_path(fd)).map_err(|e| format!("resolve {destination}: {e}"))
+    };
+    let (root_path, at) = (link(root)?, link(target)?);
+    let rel = at
+        .strip_prefix(&root_path)
+        .map_err(|_| format!("mount destination {destination} resolves outside the root"))?;
+    let first = rel.components().next().map(|c| c.as_os_str());
+    let owned = match first {
+        None => true,
+        Some(c) => super::config::RUNTIME_OWNED_DIRS
+            .iter()
+            .any(|d| c == std::ffi::OsStr::new(d)),
+    };
+    if owned {
+        return Err(format!(
+            "mount destination {destination} resolves to /{} in the container: a mount must not \
+             be / nor at or under /proc, /sys or /dev",
+            rel.display()
+        ));
+    }
+    Ok(())
+}
+
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+/// `MS_PRIVATE` as mount_setattr's 64-bit `propagation`.
+const MS_PRIVATE: u64 = 0x4_0000;
+
+/// Binds the tree of `src` (an O_PATH fd) on `target` with `attrs` set on every mount in it:
+/// `open_tree(OPEN_TREE_CLONE | AT_RECURSIVE)` detaches a copy, `mount_setattr(AT_RECURSIVE)`
+/// sets the attributes and private propagation on all of it before anything can see it, and
+/// `move_mount` attaches it. Kernels without mount_setattr (before 5.12) get the classic
+/// recursive bind with only its top mount remounted (`:ro` is then not recursive, as Docker's
+/// fallback).
+fn bind_tree(
+    src: &OwnedFd,
+    root: &OwnedFd,
+    target: &OwnedFd,
+    attrs: u64,
+    source: &Path,
+    destination: &str,
+) -> SetupResult<()> {
+    let what = || format!("bind {} on {destination}", source.display());
+    // SAFETY: open_tree reads the empty NUL-terminated path; the result is checked before use.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            src.as_raw_fd(),
+            c"".as_ptr(),
+            OPEN_TREE_CLONE
+                | libc::O_CLOEXEC as libc::c_uint
+                | AT_RECURSIVE
+                | libc::AT_EMPTY_PATH as libc::c_uint,
+        )
+    };
+    let fd = match Errno::result(fd) {
+        Ok(fd) => fd,
+        Err(Errno::ENOSYS) => return legacy_bind(src, root, target, attrs, destination),
+        Err(e) => return Err(format!("{}: open_tree: {e}", what())),
+    };
+    // SAFETY: open_tree returned a new fd that nothing else owns.
+    let tree = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let attr = MountAttr {
+        attr_set: attrs,
+        attr_clr: 0,
+        propagation: MS_PRIVATE,
+        userns_fd: 0,
+    };
+    // SAFETY: mount_setattr reads `attr` (of the size passed) and the empty path.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    match Errno::result(r) {
+        Ok(_) => {}
+        Err(Errno::ENOSYS) => {
+            drop(tree);
+            return legacy_bind(src, root, target, attrs, destination);
+        }
+        Err(e) => return Err(format!("{}: mount_setattr: {e}", what())),
+    }
+    // SAFETY: move_mount reads the two empty NUL-terminated paths; both fds are live.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    Errno::result(r).map_err(|e| format!("{}: move_mount: {e}", what()))?;
+    Ok(())
+}
+
+/// [`bind_tree`] for kernels without the new mount API.
+fn legacy_bind(
+    src: &OwnedFd,
+    root: &OwnedFd,
+    target: &OwnedFd,
+    attrs: u64,
+    destination: &str,
+) -> SetupResult<()> {
+    mount(
+        Some(fd_path(src).as_str()),
+        fd_path(target).as_str(),
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(ctx(|| format!("bind on {destination}")))?;
+    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    if attrs & MOUNT_ATTR_RDONLY != 0 {
+        flags |= MsFlags::MS_RDONLY;
+    }
+    let top = open_in_root(root, destination, OFlag::O_PATH)
+        .map_err(ctx(|| format!("open {destination}")))?;
+    mount_on(
+        None,
+        &top,
+        None,
+        flags,
+        None,
+        &format!("remount {destination}"),
+    )
+}
+
 fn setup_rootfs(cfg: &ShimConfig, dir: &ContainerDir, userns: Option<&OwnedFd>) -> SetupResult<()> {
     // Nothing we mount propagates back to the host.
     mount(
@@ -586,13 +727,10 @@ fn setup_rootfs(cfg: &ShimConfig, dir: &ContainerDir, userns: Option<&OwnedFd>) 
                 source,
                 destination,
                 readonly,
+                id,
             } => {
-                let src = nix::fcntl::open(
-                    source.as_path(),
-                    OFlag::O_PATH | OFlag::O_CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(ctx(|| format!("open bind source {}", source.display())))?;
+                // The file recorded at create, reached without following any symlink.
+                let src = super::config::reopen_bind_source(source, *id, destination)?;
                 let is_dir = fstat(&src)
                     .map(|st| {
                         SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR
@@ -603,34 +741,18 @@ fn setup_rootfs(cfg: &ShimConfig, dir: &ContainerDir, userns: Option<&OwnedFd>) 
                 } else {
                     touch_in_root(&root, destination)?
                 };
-                mount(
-                    Some(fd_path(&src).as_str()),
-                    fd_path(&target).as_str(),
-                    None::<&str>,
-                    MsFlags::MS_BIND | MsFlags::MS_REC,
-                    None::<&str>,
-                )
-                .map_err(ctx(|| {
-                    format!("bind {} on {destination}", source.display())
-                }))?;
-                let mut flags =
-                    MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+                check_mount_target(&root, &target, destination)?;
+                // Docker >= 25 semantics: nosuid and nodev always, read-only when asked, on
+                // every mount of the bound tree (nested mounts included), private.
+                let mut attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
                 if *readonly {
-                    flags |= MsFlags::MS_RDONLY;
+                    attrs |= MOUNT_ATTR_RDONLY;
                 }
-                let top = open_in_root(&root, destination, OFlag::O_PATH)
-                    .map_err(ctx(|| format!("open {destination}")))?;
-                mount_on(
-                    None,
-                    &top,
-                    None,
-                    flags,
-                    None,
-                    &format!("remount {destination}"),
-                )?;
+                bind_tree(&src, &root, &target, attrs, source, destination)?;
             }
             MountConfig::Tmpfs { destination } => {
                 let target = mkdir_in_root(&root, destination)?;
+                check_mount_target(&root, &target, destination)?;
                 mount_on(
                     Some("tmpfs"),
                     &target,
@@ -785,6 +907,21 @@ pub fn find_executable(cmd: &str, env: &[String]) -> SetupResult<String> {
     Err(format!("executable file not found in $PATH: {cmd}"))
 }
 
+/// The highest capability number the running kernel knows, probed with `PR_CAPBSET_READ`
+/// (which fails with EINVAL past it): it reads no file, so no mount can forge it.
+pub fn last_cap() -> u8 {
+    let mut last = 0;
+    for n in 0..64u8 {
+        // SAFETY: PR_CAPBSET_READ takes a capability number and no pointers.
+        let r = unsafe { libc::prctl(libc::PR_CAPBSET_READ, libc::c_ulong::from(n), 0, 0, 0) };
+        if r < 0 {
+            break;
+        }
+        last = n;
+    }
+    last
+}
+
 /// Drops to the configured user and capabilities, sets no_new_privs, closes every fd but stdio
 /// on exec, installs seccomp and execs. Order as runc: bounding set, user, capabilities, cwd,
 /// no_new_privs, seccomp last so the filter does not have to allow the setup.
@@ -809,12 +946,10 @@ pub fn harden_and_exec(h: &Hardening<'_>) -> SetupResult<Infallible> {
             caps::Capability::from_str(name).map_err(|e| format!("capability {name}: {e}"))?,
         );
     }
-    // Bounding set: drop every capability the kernel knows that we do not keep.
-    let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse::<u8>().ok())
-        .unwrap_or(40);
-    for n in 0..=last {
+    // Bounding set: drop every capability the kernel knows that we do not keep. The kernel is
+    // asked (not /proc/sys/kernel/cap_last_cap: here that is the container's /proc, which a
+    // mount could have forged to keep capabilities in the bounding set).
+    for n in 0..=last_cap() {
         if keep.iter().any(|c| c.index() == n) {
             continue;
         }
@@ -880,4 +1015,73 @@ pub fn harden_and_exec(h: &Hardening<'_>) -> SetupResult<Infallible> {
     super::seccomp::install(h.seccomp).map_err(|e| e.to_string())?;
     let e = nix::unistd::execve(&exe_c, &args, &env).unwrap_err();
     Err(format!("exec {exe}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A mount over /proc/sys/kernel with a forged `cap_last_cap` (as a container mount could
+    /// make it) changes nothing: the bounding-set code asks the kernel. Runs the forge in a
+    /// child in its own mount namespace (needs root; skipped otherwise).
+    #[test]
+    fn last_cap_ignores_a_forged_cap_last_cap() {
+        let host: u8 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .expect("read cap_last_cap")
+            .trim()
+            .parse()
+            .expect("parse cap_last_cap");
+        assert_eq!(last_cap(), host);
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped the forged-file half: needs root");
+            return;
+        }
+        // SAFETY: the child only makes syscalls and leaves with _exit.
+        match unsafe { nix::unistd::fork() }.expect("fork") {
+            nix::unistd::ForkResult::Child => {
+                let code = (|| {
+                    unshare(CloneFlags::CLONE_NEWNS).map_err(|_| 10)?;
+                    mount(
+                        None::<&str>,
+                        "/",
+                        None::<&str>,
+                        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+                        None::<&str>,
+                    )
+                    .map_err(|_| 11)?;
+                    mount(
+                        Some("tmpfs"),
+                        "/proc/sys/kernel",
+                        Some("tmpfs"),
+                        MsFlags::empty(),
+                        None::<&str>,
+                    )
+                    .map_err(|_| 12)?;
+                    std::fs::write("/proc/sys/kernel/cap_last_cap", "5\n").map_err(|_| 13)?;
+                    let forged =
+                        std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").map_err(|_| 14)?;
+                    if forged.trim() != "5" {
+                        return Err(15);
+                    }
+                    if last_cap() != host {
+                        return Err(16);
+                    }
+                    Ok::<(), i32>(())
+                })()
+                .err()
+                .unwrap_or(0);
+                // SAFETY: leave the forked child without running the parent's exit handlers.
+                unsafe { libc::_exit(code) }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                let status = nix::sys::wait::waitpid(child, None).expect("waitpid");
+                assert_eq!(
+                    status,
+                    nix::sys::wait::WaitStatus::Exited(child, 0),
+                    "10-14: the forge could not be set up, 15: the forged file did not read \
+                     5, 16: last_cap() followed the forged file"
+                );
+            }
+        }
+    }
 }

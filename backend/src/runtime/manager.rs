@@ -715,10 +715,16 @@ impl Manager {
                                 std::os::unix::fs::chown(&p, Some(r.host), Some(r.host))
                                     .map_err(RuntimeError::io("chown", &p))?;
                             }
+                            let (source, id) = bind_source(&p).map_err(|why| RuntimeError::Io {
+                                action: "resolve",
+                                path: p.clone(),
+                                source: std::io::Error::other(why),
+                            })?;
                             mounts.push(MountConfig::Bind {
-                                source: p,
+                                source,
                                 destination: format!("/etc/{f}"),
                                 readonly: false,
+                                id: Some(id),
                             });
                         }
                     }
@@ -1488,6 +1494,34 @@ fn check_env(e: &str, field: &str) -> Result<(), RuntimeError> {
     }
 }
 
+/// A mount destination must not be `/` nor at or under /proc, /sys or /dev (for every user).
+/// `p` is already absolute and free of `..`.
+fn check_mount_destination(p: &str, field: &str) -> Result<(), RuntimeError> {
+    let mut comps = p.split('/').filter(|c| !c.is_empty() && *c != ".");
+    let refused = match comps.next() {
+        None => true,
+        Some(first) => super::config::RUNTIME_OWNED_DIRS.contains(&first),
+    };
+    if refused {
+        return Err(RuntimeError::invalid(
+            field,
+            format!(
+                "{p:?} is not allowed: a mount must not be / nor at or under /proc, /sys or \
+                 /dev (the runtime mounts those); choose another absolute path"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Resolves a bind source once, at create: its canonical path (every symlink followed now,
+/// never again) and the identity of the file there, opened without following symlinks.
+fn bind_source(src: &Path) -> Result<(PathBuf, super::config::SourceId), String> {
+    let canon = fs::canonicalize(src).map_err(|e| format!("cannot resolve: {e}"))?;
+    let (_, id) = super::config::open_bind_source(&canon)?;
+    Ok((canon, id))
+}
+
 fn check_container_path(p: &str, field: &str) -> Result<(), RuntimeError> {
     if !p.starts_with('/') || p.split('/').any(|c| c == "..") || p.contains('\0') {
         return Err(RuntimeError::invalid(
@@ -1689,24 +1723,40 @@ fn validate(
         }
     };
     let mut mounts = Vec::new();
-    for (i, m) in req.mounts.iter().enumerate() {
+    for (i, m) in req.mounts.iter_mut().enumerate() {
         let field = format!("mounts[{i}]");
         check_container_path(&m.destination, &format!("{field}.destination"))?;
+        check_mount_destination(&m.destination, &format!("{field}.destination"))?;
         match m.kind.as_str() {
             "bind" => {
-                let src = m.source.as_deref().ok_or_else(|| {
-                    RuntimeError::invalid(&format!("{field}.source"), "a bind mount needs a source")
-                })?;
+                let field = format!("{field}.source");
+                let src = m
+                    .source
+                    .as_deref()
+                    .ok_or_else(|| RuntimeError::invalid(&field, "a bind mount needs a source"))?;
                 if !Path::new(src).is_absolute() || !Path::new(src).exists() {
                     return Err(RuntimeError::invalid(
-                        &format!("{field}.source"),
+                        &field,
                         format!("{src:?} must be an existing absolute path"),
                     ));
                 }
+                let (source, id) = bind_source(Path::new(src))
+                    .map_err(|why| RuntimeError::invalid(&field, format!("{src:?}: {why}")))?;
+                // The record shows what is mounted: the canonical path.
+                m.source = Some(source.to_str().map(str::to_owned).ok_or_else(|| {
+                    RuntimeError::invalid(
+                        &field,
+                        format!(
+                            "{src:?} resolves to {}, which is not UTF-8",
+                            source.display()
+                        ),
+                    )
+                })?);
                 mounts.push(MountConfig::Bind {
-                    source: PathBuf::from(src),
+                    source,
                     destination: m.destination.clone(),
                     readonly: m.readonly,
+                    id: Some(id),
                 });
             }
             "tmpfs" => mounts.push(MountConfig::Tmpfs {

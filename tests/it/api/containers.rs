@@ -363,3 +363,92 @@ async fn lifecycle_errors_are_json() {
         None,
     );
 }
+
+/// No mount may cover /, /proc, /sys or /dev (a tmpfs over /proc/sys/kernel could forge what
+/// the kernel reports), whoever asks: refused at create, through the API and the CLI, naming
+/// the field, and nothing is created.
+#[tokio::test]
+async fn mounts_over_proc_sys_dev_are_refused() {
+    let daemon = Daemon::start();
+    let _cg = CgroupCleanup(daemon.cgroup_root.clone());
+    let c = daemon.unix_client();
+    let rootfs = TempDir::new("corral-api-rootfs");
+    let src = TempDir::new("corral-api-src");
+    for dest in [
+        "/proc/sys/kernel",
+        "/proc",
+        "/proc/",
+        "//proc/./sys",
+        "/sys",
+        "/sys/fs/cgroup",
+        "/dev",
+        "/dev/shm",
+        "/",
+        "/./",
+    ] {
+        for mount in [
+            serde_json::json!({"type": "tmpfs", "destination": dest}),
+            serde_json::json!({"type": "bind", "source": src.path(), "destination": dest}),
+        ] {
+            let r = send(
+                &c,
+                Method::POST,
+                "/api/v1/containers",
+                serde_json::json!({"rootfs": rootfs.path(), "command": ["true"], "mounts": [{"type": "tmpfs", "destination": "/ok"}, mount]}),
+            )
+            .await;
+            let msg = expect_err(r, 400, Some("mounts[1].destination"));
+            assert!(msg.contains("/proc, /sys or /dev"), "{dest}: {msg}");
+        }
+    }
+    // Lookalikes elsewhere are fine.
+    for dest in ["/procfs", "/devices", "/srv/proc", "/system"] {
+        let r = send(
+            &c,
+            Method::POST,
+            "/api/v1/containers",
+            serde_json::json!({"rootfs": rootfs.path(), "command": ["true"], "mounts": [{"type": "tmpfs", "destination": dest}]}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{dest}: {e}"));
+        let name = r["name"].as_str().unwrap().to_owned();
+        send(
+            &c,
+            Method::DELETE,
+            &format!("/api/v1/containers/{name}"),
+            serde_json::json!({}),
+        )
+        .await
+        .unwrap();
+    }
+
+    // The CLI shows the same refusal (its message names the path given to --tmpfs).
+    let out = std::process::Command::new(tests::corral_bin())
+        .arg("--host")
+        .arg(format!("unix://{}", daemon.socket.display()))
+        .args(["run", "-d", "--tmpfs", "/proc/sys/kernel", "--rootfs"])
+        .arg(rootfs.path())
+        .arg("true")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("\"/proc/sys/kernel\" is not allowed")
+            && stderr.contains("/proc, /sys or /dev"),
+        "{stderr}"
+    );
+    let list = send(
+        &c,
+        Method::GET,
+        "/api/v1/containers?all=true",
+        serde_json::json!({}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        list,
+        serde_json::json!([]),
+        "no refused request left a record"
+    );
+}

@@ -205,6 +205,19 @@ async fn teams_scope_containers_and_every_change_is_audited() {
             r.body
         );
     }
+    // A tmpfs is no privilege, but not over /proc/sys (it could forge cap_last_cap): refused
+    // for operators as for admins, naming the field.
+    let r = call(
+        &d,
+        &op_a,
+        "POST",
+        "/api/v1/containers",
+        Some(
+            json!({"name": "forge", "team": "team-a", "image": "bb:1", "mounts": [{"type": "tmpfs", "destination": "/proc/sys/kernel"}]}),
+        ),
+    );
+    expect(&r, 400, "operator mounts a tmpfs over /proc/sys/kernel");
+    assert_eq!(r.json()["field"], "mounts[0].destination", "{}", r.body);
     let r = call(&d, &op_a, "GET", "/api/v1/containers?all=true", None);
     assert_eq!(r.json(), json!([]), "no refused create left a record");
 

@@ -7,6 +7,7 @@ mod container_bench;
 mod container_crash;
 mod container_devices;
 mod container_image;
+mod container_mounts;
 mod container_userns;
 mod metering;
 mod metering_containers;
