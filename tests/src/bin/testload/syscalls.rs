@@ -68,56 +68,166 @@ fn blocked() -> Vec<Probe> {
     let z = [0u64; 6];
     vec![
         // Namespaces.
-        p("unshare", SYS_unshare, [CLONE_NEWUSER as u64 | 1, 0, 0, 0, 0, 0], &[]), // EINVAL
-        p("setns", SYS_setns, [FD_NONE32, CLONE_NEWNET as u64, 0, 0, 0, 0], &[0, 1]), // EBADF
+        p(
+            "unshare",
+            SYS_unshare,
+            [CLONE_NEWUSER as u64 | 1, 0, 0, 0, 0, 0],
+            &[],
+        ), // EINVAL
+        p(
+            "setns",
+            SYS_setns,
+            [FD_NONE32, CLONE_NEWNET as u64, 0, 0, 0, 0],
+            &[0, 1],
+        ), // EBADF
         // Keys.
         p("keyctl", SYS_keyctl, [9999, 0, 0, 0, 0, 0], &[0]), // EOPNOTSUPP
         p("add_key", SYS_add_key, [0, 0, 0, 0, FD_NONE32, 0], &[4]), // EFAULT
         p("request_key", SYS_request_key, z, &[3]),           // EFAULT
         // bpf, io_uring, userfaultfd, perf.
         p("bpf", SYS_bpf, [9999, 0, 0, 0, 0, 0], &[0, 2]), // EINVAL (6.1: EPERM, sysctl)
-        p("io_uring_setup", SYS_io_uring_setup, [0, BAD_PTR, 0, 0, 0, 0], &[0]), // EFAULT
-        p("io_uring_enter", SYS_io_uring_enter, [FD_NONE32, 0, 0, 0, 0, 0], &[0, 1, 2, 3]), // EBADF
-        p("io_uring_register", SYS_io_uring_register, [FD_NONE32, 0, 0, 0, 0, 0], &[0, 1, 3]), // EBADF
+        p(
+            "io_uring_setup",
+            SYS_io_uring_setup,
+            [0, BAD_PTR, 0, 0, 0, 0],
+            &[0],
+        ), // EFAULT
+        p(
+            "io_uring_enter",
+            SYS_io_uring_enter,
+            [FD_NONE32, 0, 0, 0, 0, 0],
+            &[0, 1, 2, 3],
+        ), // EBADF
+        p(
+            "io_uring_register",
+            SYS_io_uring_register,
+            [FD_NONE32, 0, 0, 0, 0, 0],
+            &[0, 1, 3],
+        ), // EBADF
         p("userfaultfd", SYS_userfaultfd, [1 | 2, 0, 0, 0, 0, 0], &[0]), // EINVAL
-        p("perf_event_open", SYS_perf_event_open, [0, 0, FD_NONE32, FD_NONE32, !0, 0], &[1, 2, 3]), // EINVAL
+        p(
+            "perf_event_open",
+            SYS_perf_event_open,
+            [0, 0, FD_NONE32, FD_NONE32, !0, 0],
+            &[1, 2, 3],
+        ), // EINVAL
         // Other processes' memory.
-        p("ptrace", SYS_ptrace, [PTRACE_PEEKUSER as u64, NO_PID, 0, 0, 0, 0], &[]), // ESRCH
-        p("process_vm_readv", SYS_process_vm_readv, [0, 0, 0, 0, 0, 1], &[0]),  // EINVAL
-        p("process_vm_writev", SYS_process_vm_writev, [0, 0, 0, 0, 0, 1], &[0]), // EINVAL
-        p("kcmp", SYS_kcmp, [NO_PID, NO_PID, 0, 0, 0, 0], &[0, 1, 2]),            // ESRCH
+        p(
+            "ptrace",
+            SYS_ptrace,
+            [PTRACE_PEEKUSER as u64, NO_PID, 0, 0, 0, 0],
+            &[],
+        ), // ESRCH
+        p(
+            "process_vm_readv",
+            SYS_process_vm_readv,
+            [0, 0, 0, 0, 0, 1],
+            &[0],
+        ), // EINVAL
+        p(
+            "process_vm_writev",
+            SYS_process_vm_writev,
+            [0, 0, 0, 0, 0, 1],
+            &[0],
+        ), // EINVAL
+        p("kcmp", SYS_kcmp, [NO_PID, NO_PID, 0, 0, 0, 0], &[0, 1, 2]), // ESRCH
         // The mount family.
-        p("mount", SYS_mount, z, &[]),                                       // EFAULT
-        p("umount2", SYS_umount2, [0, 0xffff_ffff, 0, 0, 0, 0], &[1]),       // EINVAL
-        p("pivot_root", SYS_pivot_root, z, &[]),                             // cap
-        p("fsopen", SYS_fsopen, z, &[1]),                                    // cap
-        p("fsconfig", SYS_fsconfig, [FD_NONE32, 9999, 0, 0, 0, 0], &[0, 1, 4]), // EINVAL
-        p("fsmount", SYS_fsmount, [FD_NONE32, 0xffff_ffff, 0, 0, 0, 0], &[0, 1, 2]), // cap
-        p("fspick", SYS_fspick, [FD_NONE32, 0, 0xffff_ffff, 0, 0, 0], &[0, 2]), // cap
-        p("open_tree", SYS_open_tree, [FD_NONE32, 0, 0xffff_ffff, 0, 0, 0], &[0, 2]), // EINVAL
-        p("move_mount", SYS_move_mount, [FD_NONE32, 0, FD_NONE32, 0, 0xffff_ffff, 0], &[0, 2, 4]), // cap
-        p("mount_setattr", SYS_mount_setattr, [FD_NONE32, 0, 0xffff_ffff, 0, 0, 0], &[0, 2]), // EINVAL
+        p("mount", SYS_mount, z, &[]), // EFAULT
+        p("umount2", SYS_umount2, [0, 0xffff_ffff, 0, 0, 0, 0], &[1]), // EINVAL
+        p("pivot_root", SYS_pivot_root, z, &[]), // cap
+        p("fsopen", SYS_fsopen, z, &[1]), // cap
+        p(
+            "fsconfig",
+            SYS_fsconfig,
+            [FD_NONE32, 9999, 0, 0, 0, 0],
+            &[0, 1, 4],
+        ), // EINVAL
+        p(
+            "fsmount",
+            SYS_fsmount,
+            [FD_NONE32, 0xffff_ffff, 0, 0, 0, 0],
+            &[0, 1, 2],
+        ), // cap
+        p(
+            "fspick",
+            SYS_fspick,
+            [FD_NONE32, 0, 0xffff_ffff, 0, 0, 0],
+            &[0, 2],
+        ), // cap
+        p(
+            "open_tree",
+            SYS_open_tree,
+            [FD_NONE32, 0, 0xffff_ffff, 0, 0, 0],
+            &[0, 2],
+        ), // EINVAL
+        p(
+            "move_mount",
+            SYS_move_mount,
+            [FD_NONE32, 0, FD_NONE32, 0, 0xffff_ffff, 0],
+            &[0, 2, 4],
+        ), // cap
+        p(
+            "mount_setattr",
+            SYS_mount_setattr,
+            [FD_NONE32, 0, 0xffff_ffff, 0, 0, 0],
+            &[0, 2],
+        ), // EINVAL
         // The machine.
-        p("kexec_load", SYS_kexec_load, [0, 0, 0, !0, 0, 0], &[]),           // cap
-        p("kexec_file_load", SYS_kexec_file_load, [FD_NONE32, FD_NONE32, 0, 0, !0, 0], &[0, 1]), // cap
-        p("init_module", SYS_init_module, z, &[]),                           // cap
-        p("finit_module", SYS_finit_module, [FD_NONE32, 0, 0xffff_ffff, 0, 0, 0], &[0, 2]), // cap
-        p("delete_module", SYS_delete_module, z, &[1]),                      // cap
-        p("reboot", SYS_reboot, z, &[0, 1, 2]),                              // cap
-        p("open_by_handle_at", SYS_open_by_handle_at, [FD_NONE32, 0, 0, 0, 0, 0], &[0, 2]), // cap/EBADF
-        p("swapon", SYS_swapon, z, &[1]),                                    // cap
-        p("swapoff", SYS_swapoff, z, &[]),                                   // cap
-        p("syslog", SYS_syslog, [9999, 0, 0, 0, 0, 0], &[0, 2]),             // cap/EINVAL
-        p("iopl", SYS_iopl, [4, 0, 0, 0, 0, 0], &[0]),                       // EINVAL
-        p("ioperm", SYS_ioperm, [0, 0, 1, 0, 0, 0], &[2]),                   // EINVAL
+        p("kexec_load", SYS_kexec_load, [0, 0, 0, !0, 0, 0], &[]), // cap
+        p(
+            "kexec_file_load",
+            SYS_kexec_file_load,
+            [FD_NONE32, FD_NONE32, 0, 0, !0, 0],
+            &[0, 1],
+        ), // cap
+        p("init_module", SYS_init_module, z, &[]),                 // cap
+        p(
+            "finit_module",
+            SYS_finit_module,
+            [FD_NONE32, 0, 0xffff_ffff, 0, 0, 0],
+            &[0, 2],
+        ), // cap
+        p("delete_module", SYS_delete_module, z, &[1]),            // cap
+        p("reboot", SYS_reboot, z, &[0, 1, 2]),                    // cap
+        p(
+            "open_by_handle_at",
+            SYS_open_by_handle_at,
+            [FD_NONE32, 0, 0, 0, 0, 0],
+            &[0, 2],
+        ), // cap/EBADF
+        p("swapon", SYS_swapon, z, &[1]),                          // cap
+        p("swapoff", SYS_swapoff, z, &[]),                         // cap
+        p("syslog", SYS_syslog, [9999, 0, 0, 0, 0, 0], &[0, 2]),   // cap/EINVAL
+        p("iopl", SYS_iopl, [4, 0, 0, 0, 0, 0], &[0]),             // EINVAL
+        p("ioperm", SYS_ioperm, [0, 0, 1, 0, 0, 0], &[2]),         // EINVAL
         // Time.
-        p("settimeofday", SYS_settimeofday, [BAD_PTR, 0, 0, 0, 0, 0], &[]),  // EFAULT
-        p("clock_settime", SYS_clock_settime, [CLOCK_REALTIME as u64, 0, 0, 0, 0, 0], &[0]), // EFAULT
-        p("clock_adjtime", SYS_clock_adjtime, [CLOCK_REALTIME as u64, 0, 0, 0, 0, 0], &[0]), // EFAULT
+        p(
+            "settimeofday",
+            SYS_settimeofday,
+            [BAD_PTR, 0, 0, 0, 0, 0],
+            &[],
+        ), // EFAULT
+        p(
+            "clock_settime",
+            SYS_clock_settime,
+            [CLOCK_REALTIME as u64, 0, 0, 0, 0, 0],
+            &[0],
+        ), // EFAULT
+        p(
+            "clock_adjtime",
+            SYS_clock_adjtime,
+            [CLOCK_REALTIME as u64, 0, 0, 0, 0, 0],
+            &[0],
+        ), // EFAULT
         // Accounting and quotas.
-        p("acct", SYS_acct, z, &[]),                                         // cap
-        p("quotactl", SYS_quotactl, [0xff, 0, 0, 0, 0, 0], &[0, 2]),         // EINVAL
-        p("quotactl_fd", SYS_quotactl_fd, [FD_NONE32, 0xff, 0, 0, 0, 0], &[0, 1, 2]), // EBADF
+        p("acct", SYS_acct, z, &[]), // cap
+        p("quotactl", SYS_quotactl, [0xff, 0, 0, 0, 0, 0], &[0, 2]), // EINVAL
+        p(
+            "quotactl_fd",
+            SYS_quotactl_fd,
+            [FD_NONE32, 0xff, 0, 0, 0, 0],
+            &[0, 1, 2],
+        ), // EBADF
     ]
 }
 
@@ -137,7 +247,12 @@ fn argument_checked() -> Vec<(String, i64, [u64; 6])> {
     };
     for (flag_name, flag) in CLONE_NS {
         // CLONE_SIGHAND without CLONE_VM: EINVAL in copy_process before any namespace exists.
-        three(&format!("clone_{flag_name}"), SYS_clone, flag | SIGHAND, [0; 5]);
+        three(
+            &format!("clone_{flag_name}"),
+            SYS_clone,
+            flag | SIGHAND,
+            [0; 5],
+        );
     }
     for (fam_name, fam) in [("vsock", AF_VSOCK as u64), ("alg", AF_ALG as u64)] {
         // Past the filter: a socket (closed again) or EAFNOSUPPORT where the family is absent.
@@ -155,7 +270,12 @@ fn argument_checked() -> Vec<(String, i64, [u64; 6])> {
         ("mmap_page_zero", MMAP_PAGE_ZERO as u64),
     ] {
         // Past the filter: ok (the persona is put back at once).
-        three(&format!("personality_{pers_name}"), SYS_personality, pers, [0; 5]);
+        three(
+            &format!("personality_{pers_name}"),
+            SYS_personality,
+            pers,
+            [0; 5],
+        );
     }
     v
 }
@@ -294,7 +414,10 @@ pub fn run() {
     use libc::*;
     // Allowed calls first (the blocked personality probes could change what spawn inherits, were
     // they to get through).
-    report("getpid", &raw(SYS_getpid, [0; 6]).map_or_else(errno_name, |_| "ok".into()));
+    report(
+        "getpid",
+        &raw(SYS_getpid, [0; 6]).map_or_else(errno_name, |_| "ok".into()),
+    );
     for (name, fam, ty) in [
         ("socket_inet", AF_INET as u64, SOCK_STREAM as u64),
         ("socket_unix", AF_UNIX as u64, SOCK_STREAM as u64),
@@ -305,7 +428,11 @@ pub fn run() {
     // CLONE_SIGHAND without CLONE_VM and no namespace flag: the filter lets it through, the
     // kernel says EINVAL (the namespace probes below would say the same past the filter).
     attempt("clone_sighand", SYS_clone, [SIGHAND, 0, 0, 0, 0, 0]);
-    attempt("clone_sighand+hiall", SYS_clone, [SIGHAND | HI_ALL, 0, 0, 0, 0, 0]);
+    attempt(
+        "clone_sighand+hiall",
+        SYS_clone,
+        [SIGHAND | HI_ALL, 0, 0, 0, 0, 0],
+    );
     report("fork", &fork_with(SIGCHLD as u64));
     // The kernel reads clone's flags as 32 bits: high bits do not stop a plain fork.
     report("fork+hiall", &fork_with(SIGCHLD as u64 | HI_ALL));
@@ -318,15 +445,31 @@ pub fn run() {
             Err(e) => errno_name(e.raw_os_error().unwrap_or(0)),
         },
     );
-    attempt("personality_query", SYS_personality, [0xffff_ffff, 0, 0, 0, 0, 0]);
-    attempt("personality_query+hi", SYS_personality, [0xffff_ffff | HI, 0, 0, 0, 0, 0]);
+    attempt(
+        "personality_query",
+        SYS_personality,
+        [0xffff_ffff, 0, 0, 0, 0, 0],
+    );
+    attempt(
+        "personality_query+hi",
+        SYS_personality,
+        [0xffff_ffff | HI, 0, 0, 0, 0, 0],
+    );
     // PER_LINUX (0).
     attempt("personality_linux", SYS_personality, [0, 0, 0, 0, 0, 0]);
     // adjtimex is allowed (as in Docker): reading works, setting needs CAP_SYS_TIME.
     let mut tx: timex = unsafe_zeroed_timex();
-    attempt("adjtimex_read", SYS_adjtimex, [&raw mut tx as u64, 0, 0, 0, 0, 0]);
+    attempt(
+        "adjtimex_read",
+        SYS_adjtimex,
+        [&raw mut tx as u64, 0, 0, 0, 0, 0],
+    );
     tx.modes = ADJ_OFFSET;
-    attempt("adjtimex_set", SYS_adjtimex, [&raw mut tx as u64, 0, 0, 0, 0, 0]);
+    attempt(
+        "adjtimex_set",
+        SYS_adjtimex,
+        [&raw mut tx as u64, 0, 0, 0, 0, 0],
+    );
 
     // clone3: ENOSYS, so libc falls back to clone (past the filter: EINVAL for size 0).
     attempt("clone3", SYS_clone3, [0; 6]);
