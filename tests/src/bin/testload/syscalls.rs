@@ -445,6 +445,26 @@ pub fn run() {
             Err(e) => errno_name(e.raw_os_error().unwrap_or(0)),
         },
     );
+    // A thread: clone(CLONE_VM|CLONE_THREAD|...) through clone3's ENOSYS fallback.
+    report(
+        "thread",
+        &match std::thread::Builder::new().spawn(|| 7).map(|h| h.join()) {
+            Ok(Ok(7)) => "ok".to_owned(),
+            Ok(_) => "join-failed".to_owned(),
+            Err(e) => errno_name(e.raw_os_error().unwrap_or(0)),
+        },
+    );
+    // Whether this process is in the time namespace its children get (a process that unshared
+    // one and exec'd without forking is not, before Linux 6.x: then CLONE_VM clones get EINVAL).
+    let ns = |f: &str| std::fs::read_link(format!("/proc/self/ns/{f}")).ok();
+    report(
+        "info_timens",
+        if ns("time") == ns("time_for_children") {
+            "same"
+        } else {
+            "differs"
+        },
+    );
     attempt(
         "personality_query",
         SYS_personality,
