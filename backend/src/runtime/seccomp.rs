@@ -8,6 +8,16 @@
 //! time setting, acct/quotactl, socket(AF_VSOCK/AF_ALG), personality except the safe values.
 //! `clone3` returns ENOSYS (a second filter) so libc falls back to `clone`, whose flags the
 //! first filter can inspect.
+//!
+//! Argument checks compare the low 32 bits only (`SeccompCmpArgLen::Dword`), because that is
+//! all the kernel reads of these arguments: `socket`'s domain is an `int`, `personality`'s
+//! persona an `unsigned int`, and `clone` takes `lower_32_bits(clone_flags)` (kernel/fork.c).
+//! The upper half of the register is whatever the caller left there, and the filter sees it: a
+//! 64-bit `!= AF_VSOCK` let `socket(0x1_0000_0028, …)` through as a working AF_VSOCK socket.
+//! (libseccomp, hence Docker's profile, compares 64 bits: libseccomp issue #383.) Every
+//! namespace flag lives in the low 32 bits, so high bits cannot smuggle one past `clone`'s mask.
+//! The x32 ABI (numbers with bit 30 set) matches no allowed number and gets EPERM; i386
+//! (`int 0x80`) fails the architecture check and kills the process.
 
 use std::collections::BTreeMap;
 
@@ -338,28 +348,34 @@ const ALLOW: &[i64] = &[
 #[cfg(target_arch = "x86_64")]
 const SYS_CLONE3: i64 = libc::SYS_clone3;
 
-/// Namespace flags `clone` must not carry (Docker's mask 0x7E020000).
-const CLONE_NS_FLAGS: u64 = (libc::CLONE_NEWNS
+/// Namespace flags `clone` must not carry (Docker's mask 0x7E020000). (CLONE_NEWTIME, 0x80, is
+/// part of `clone`'s exit-signal byte; only `clone3` and `unshare` take it, and both are refused.)
+const CLONE_NS_FLAGS: u32 = (libc::CLONE_NEWNS
     | libc::CLONE_NEWUTS
     | libc::CLONE_NEWIPC
     | libc::CLONE_NEWUSER
     | libc::CLONE_NEWPID
     | libc::CLONE_NEWNET
-    | libc::CLONE_NEWCGROUP) as u64;
+    | libc::CLONE_NEWCGROUP) as u32;
 
 /// personality(2) values Docker allows: PER_LINUX, UNAME26, PER_LINUX32, PER_LINUX32|UNAME26,
 /// and the query 0xffffffff.
-const SAFE_PERSONALITIES: &[u64] = &[0x0, 0x8, 0x20000, 0x20008, 0xffff_ffff];
+const SAFE_PERSONALITIES: &[u32] = &[0x0, 0x8, 0x20000, 0x20008, 0xffff_ffff];
 
-const AF_ALG: u64 = 38;
-const AF_VSOCK: u64 = 40;
+const AF_ALG: u32 = 38;
+const AF_VSOCK: u32 = 40;
 
-fn cond(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, SeccompError> {
+/// A condition on the low 32 bits of argument `arg`, the part of an `int` argument the kernel
+/// reads. `value` is a `u32`, so no check can be written against bits the kernel ignores.
+fn low32(arg: u8, op: SeccompCmpOp, value: u32) -> Result<SeccompCondition, SeccompError> {
+    if let SeccompCmpOp::MaskedEq(mask) = op {
+        debug_assert!(mask <= u64::from(u32::MAX), "a 32-bit mask");
+    }
     Ok(SeccompCondition::new(
         arg,
-        SeccompCmpArgLen::Qword,
+        SeccompCmpArgLen::Dword,
         op,
-        value,
+        u64::from(value),
     )?)
 }
 
@@ -371,12 +387,13 @@ pub fn default_programs() -> Result<Vec<BpfProgram>, SeccompError> {
     for &nr in ALLOW {
         rules.insert(nr, vec![]);
     }
-    // clone without namespace flags (flags are argument 0 on x86_64).
+    // clone without namespace flags (flags are argument 0 on x86_64; the kernel reads their
+    // low 32 bits).
     rules.insert(
         libc::SYS_clone,
-        vec![SeccompRule::new(vec![cond(
+        vec![SeccompRule::new(vec![low32(
             0,
-            SeccompCmpOp::MaskedEq(CLONE_NS_FLAGS),
+            SeccompCmpOp::MaskedEq(u64::from(CLONE_NS_FLAGS)),
             0,
         )?])?],
     );
@@ -386,14 +403,14 @@ pub fn default_programs() -> Result<Vec<BpfProgram>, SeccompError> {
         libc::SYS_personality,
         SAFE_PERSONALITIES
             .iter()
-            .map(|&v| SeccompRule::new(vec![cond(0, SeccompCmpOp::Eq, v)?]).map_err(Into::into))
+            .map(|&v| SeccompRule::new(vec![low32(0, SeccompCmpOp::Eq, v)?]).map_err(Into::into))
             .collect::<Result<Vec<_>, SeccompError>>()?,
     );
     rules.insert(
         libc::SYS_socket,
         vec![SeccompRule::new(vec![
-            cond(0, SeccompCmpOp::Ne, AF_VSOCK)?,
-            cond(0, SeccompCmpOp::Ne, AF_ALG)?,
+            low32(0, SeccompCmpOp::Ne, AF_VSOCK)?,
+            low32(0, SeccompCmpOp::Ne, AF_ALG)?,
         ])?],
     );
     let allow = SeccompFilter::new(
@@ -427,44 +444,230 @@ pub fn install(programs: &[BpfProgram]) -> Result<(), SeccompError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use seccompiler::sock_filter;
+
+    const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
+    const AUDIT_ARCH_I386: u32 = 0x4000_0003;
+    const RET_KILL_PROCESS: u32 = 0x8000_0000;
+    const RET_ERRNO: u32 = 0x0005_0000;
+    const RET_ALLOW: u32 = 0x7fff_0000;
+
+    /// Runs one classic-BPF seccomp program on a `struct seccomp_data` (nr, arch,
+    /// instruction_pointer, args[6]) the way the kernel does, for the instructions seccompiler
+    /// emits; panics on any other.
+    fn run(prog: &[sock_filter], data: &[u8; 64]) -> u32 {
+        let (mut a, mut pc) = (0u32, 0usize);
+        loop {
+            let i = &prog[pc];
+            pc += 1;
+            let jump = |cond: bool| usize::from(if cond { i.jt } else { i.jf });
+            match i.code {
+                0x20 => {
+                    let k = i.k as usize;
+                    a = u32::from_le_bytes(data[k..k + 4].try_into().unwrap());
+                }
+                0x54 => a &= i.k,
+                0x05 => pc += i.k as usize,
+                0x15 => pc += jump(a == i.k),
+                0x25 => pc += jump(a > i.k),
+                0x35 => pc += jump(a >= i.k),
+                0x45 => pc += jump(a & i.k != 0),
+                0x06 => return i.k,
+                other => panic!("unexpected BPF instruction {other:#x}"),
+            }
+        }
+    }
+
+    /// The kernel's answer to a syscall under all of `programs` (installed in order): each runs,
+    /// the last installed first, and the lowest action (as a signed number) wins.
+    fn verdict(programs: &[BpfProgram], arch: u32, nr: i64, args: [u64; 6]) -> u32 {
+        let mut data = [0u8; 64];
+        data[0..4].copy_from_slice(&(nr as u32).to_le_bytes());
+        data[4..8].copy_from_slice(&arch.to_le_bytes());
+        for (i, a) in args.iter().enumerate() {
+            data[16 + 8 * i..24 + 8 * i].copy_from_slice(&a.to_le_bytes());
+        }
+        let mut ret = RET_ALLOW;
+        for p in programs.iter().rev() {
+            let cur = run(p, &data);
+            if ((cur & 0xffff_0000) as i32) < ((ret & 0xffff_0000) as i32) {
+                ret = cur;
+            }
+        }
+        ret
+    }
+
+    fn eperm() -> u32 {
+        RET_ERRNO | libc::EPERM as u32
+    }
+
+    /// High bits a caller can leave in a register the kernel reads as 32 bits.
+    const HIGH: [u64; 3] = [0, 1 << 32, 0xffff_ffff_0000_0000];
+
+    #[test]
+    fn int_arguments_are_compared_as_32_bits() {
+        let p = default_programs().unwrap();
+        let x = |nr, a0: u64, a1: u64| verdict(&p, AUDIT_ARCH_X86_64, nr, [a0, a1, 0, 0, 0, 0]);
+        for hi in HIGH {
+            // socket: the refused families stay refused whatever the upper half holds; the
+            // others stay allowed (the kernel sees the low 32 bits).
+            for fam in [AF_VSOCK, AF_ALG] {
+                assert_eq!(
+                    x(libc::SYS_socket, hi | u64::from(fam), 1),
+                    eperm(),
+                    "{hi:#x}|{fam}"
+                );
+            }
+            for fam in [
+                libc::AF_UNIX,
+                libc::AF_INET,
+                libc::AF_INET6,
+                libc::AF_NETLINK,
+                39,
+                41,
+            ] {
+                assert_eq!(
+                    x(libc::SYS_socket, hi | fam as u64, 1),
+                    RET_ALLOW,
+                    "{hi:#x}|{fam}"
+                );
+            }
+            // clone: no namespace flag gets through, with or without high bits; a fork does.
+            for bit in 0..32 {
+                let flag = 1u64 << bit;
+                let want = if u64::from(CLONE_NS_FLAGS) & flag != 0 {
+                    eperm()
+                } else {
+                    RET_ALLOW
+                };
+                let flags = hi | flag | libc::SIGCHLD as u64;
+                assert_eq!(x(libc::SYS_clone, flags, 0), want, "clone {flags:#x}");
+            }
+            assert_eq!(x(libc::SYS_clone, hi | CLONE_NS_FLAGS as u64, 0), eperm());
+            // personality: the safe values (and the query) only.
+            for &v in SAFE_PERSONALITIES {
+                assert_eq!(x(libc::SYS_personality, hi | u64::from(v), 0), RET_ALLOW);
+            }
+            for v in [
+                libc::ADDR_NO_RANDOMIZE,
+                libc::READ_IMPLIES_EXEC,
+                libc::ADDR_COMPAT_LAYOUT,
+                libc::MMAP_PAGE_ZERO,
+                libc::ADDR_LIMIT_3GB,
+                0x0041_0000,
+                0xffff_fffe_u32 as i32,
+            ] {
+                assert_eq!(
+                    x(libc::SYS_personality, hi | v as u64, 0),
+                    eperm(),
+                    "{v:#x}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn clone3_says_enosys_and_foreign_abis_are_refused() {
+        let p = default_programs().unwrap();
+        assert_eq!(
+            verdict(&p, AUDIT_ARCH_X86_64, SYS_CLONE3, [0; 6]),
+            RET_ERRNO | libc::ENOSYS as u32
+        );
+        assert_eq!(
+            verdict(&p, AUDIT_ARCH_X86_64, libc::SYS_getpid, [0; 6]),
+            RET_ALLOW
+        );
+        // x32: the same arch, numbers with bit 30 set; none is allowed.
+        for nr in [
+            libc::SYS_getpid,
+            libc::SYS_socket,
+            libc::SYS_clone,
+            519,
+            546,
+        ] {
+            assert_eq!(
+                verdict(&p, AUDIT_ARCH_X86_64, nr | 0x4000_0000, [0; 6]),
+                eperm(),
+                "x32 {nr}"
+            );
+        }
+        // i386 through int 0x80: killed.
+        assert_eq!(verdict(&p, AUDIT_ARCH_I386, 20, [0; 6]), RET_KILL_PROCESS);
+    }
+
+    /// Every syscall the profile refuses, whatever the arguments: the filter's own answer, also
+    /// for the calls whose kernel code checks a capability first (where a container sees EPERM
+    /// with or without the filter).
+    #[test]
+    fn every_blocked_syscall_gets_eperm_from_the_filter() {
+        let p = default_programs().unwrap();
+        for nr in BLOCKED {
+            for hi in HIGH {
+                for args in [[0; 6], [hi | 0xffff_ffff; 6], [hi | 1; 6]] {
+                    assert_eq!(
+                        verdict(&p, AUDIT_ARCH_X86_64, *nr, args),
+                        eperm(),
+                        "syscall {nr} {args:x?}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The calls the profile must refuse (Docker's list for a container without CAP_SYS_ADMIN
+    /// and friends, plus io_uring).
+    const BLOCKED: &[i64] = &[
+        libc::SYS_mount,
+        libc::SYS_umount2,
+        libc::SYS_pivot_root,
+        libc::SYS_unshare,
+        libc::SYS_setns,
+        libc::SYS_keyctl,
+        libc::SYS_add_key,
+        libc::SYS_request_key,
+        libc::SYS_bpf,
+        libc::SYS_ptrace,
+        libc::SYS_process_vm_readv,
+        libc::SYS_process_vm_writev,
+        libc::SYS_kcmp,
+        libc::SYS_kexec_load,
+        libc::SYS_kexec_file_load,
+        libc::SYS_reboot,
+        libc::SYS_init_module,
+        libc::SYS_finit_module,
+        libc::SYS_delete_module,
+        libc::SYS_open_by_handle_at,
+        libc::SYS_perf_event_open,
+        libc::SYS_userfaultfd,
+        libc::SYS_io_uring_setup,
+        libc::SYS_io_uring_enter,
+        libc::SYS_io_uring_register,
+        libc::SYS_swapon,
+        libc::SYS_swapoff,
+        libc::SYS_clock_settime,
+        libc::SYS_clock_adjtime,
+        libc::SYS_settimeofday,
+        libc::SYS_acct,
+        libc::SYS_quotactl,
+        libc::SYS_quotactl_fd,
+        libc::SYS_fsopen,
+        libc::SYS_fsconfig,
+        libc::SYS_fsmount,
+        libc::SYS_fspick,
+        libc::SYS_move_mount,
+        libc::SYS_open_tree,
+        libc::SYS_mount_setattr,
+        libc::SYS_syslog,
+        libc::SYS_iopl,
+        libc::SYS_ioperm,
+    ];
 
     #[test]
     fn profile_compiles_and_blocks_the_dangerous_calls() {
         let progs = default_programs().unwrap();
         assert_eq!(progs.len(), 2);
-        for nr in [
-            libc::SYS_mount,
-            libc::SYS_umount2,
-            libc::SYS_pivot_root,
-            libc::SYS_unshare,
-            libc::SYS_setns,
-            libc::SYS_keyctl,
-            libc::SYS_add_key,
-            libc::SYS_request_key,
-            libc::SYS_bpf,
-            libc::SYS_ptrace,
-            libc::SYS_process_vm_readv,
-            libc::SYS_process_vm_writev,
-            libc::SYS_kexec_load,
-            libc::SYS_reboot,
-            libc::SYS_init_module,
-            libc::SYS_finit_module,
-            libc::SYS_delete_module,
-            libc::SYS_open_by_handle_at,
-            libc::SYS_perf_event_open,
-            libc::SYS_userfaultfd,
-            libc::SYS_io_uring_setup,
-            libc::SYS_swapon,
-            libc::SYS_swapoff,
-            libc::SYS_clock_settime,
-            libc::SYS_settimeofday,
-            libc::SYS_acct,
-            libc::SYS_quotactl,
-            libc::SYS_fsopen,
-            libc::SYS_move_mount,
-            libc::SYS_open_tree,
-        ] {
-            assert!(!ALLOW.contains(&nr), "syscall {nr} must not be allowed");
+        for nr in BLOCKED {
+            assert!(!ALLOW.contains(nr), "syscall {nr} must not be allowed");
         }
     }
 }

@@ -8,6 +8,7 @@ mod container_crash;
 mod container_devices;
 mod container_image;
 mod container_mounts;
+mod container_seccomp;
 mod container_userns;
 mod metering;
 mod metering_containers;

@@ -5,7 +5,10 @@
 //!   `allocated MIB`, then stay alive HOLD_SECONDS (default 0);
 //! - `testload [--gate] forks N`: try to start N children that sleep, print `forked K` (how
 //!   many started), kill them and exit;
-//! - `testload [--gate] sleep SECONDS`.
+//! - `testload [--gate] sleep SECONDS`;
+//! - `testload syscalls`: inside a container, try every syscall the seccomp profile blocks (plain
+//!   and with high bits in `int` arguments) and a few allowed ones; one `NAME=RESULT` line each
+//!   (see `testload/syscalls.rs`).
 //!
 //! `--gate` waits for one line on stdin first, so a test can move the process into a cgroup
 //! before it does anything. Single-threaded on purpose: the pid count of `forks` is exact.
@@ -15,6 +18,9 @@ use std::{
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
+
+#[path = "testload/syscalls.rs"]
+mod syscalls;
 
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
@@ -36,13 +42,14 @@ fn main() {
         ),
         Some("forks") => forks(num(1)),
         Some("sleep") => std::thread::sleep(Duration::from_secs(num(1))),
+        Some("syscalls") => syscalls::run(),
         _ => usage(),
     }
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: testload [--gate] burn SECONDS | alloc MIB [HOLD_SECONDS] | forks N | sleep SECONDS"
+        "usage: testload [--gate] burn SECONDS | alloc MIB [HOLD_SECONDS] | forks N | sleep SECONDS | syscalls"
     );
     std::process::exit(2)
 }
