@@ -125,11 +125,7 @@ fn child_setup(
     drop(go);
     // The cgroup namespace is rooted at the container's cgroup, so unshare after the attach.
     unshare(CloneFlags::CLONE_NEWCGROUP).map_err(ctx(|| "unshare cgroup namespace".into()))?;
-    // A time namespace where the kernel has one: the exec below enters it.
-    if Path::new("/proc/self/ns/time").exists() {
-        unshare(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME))
-            .map_err(ctx(|| "unshare time namespace".into()))?;
-    }
+    // (The time namespace: the monitor unshared it before cloning us, so we were born in it.)
     umask(Mode::empty());
     setup_rootfs(cfg, dir, userns.as_ref())?;
     nix::unistd::sethostname(&cfg.hostname)

@@ -241,6 +241,15 @@ fn start_init(cfg: &ShimConfig, dir: &ContainerDir) -> Result<InitChild, String>
     } else if cfg.net_ns {
         flags |= libc::CLONE_NEWNET;
     }
+    // A time namespace where the kernel has one, and the init must be born in it: `unshare`
+    // moves only the caller's future children, and before Linux 6.3 an exec does not move the
+    // caller either, so an init that unshared it itself stayed outside and every CLONE_VM clone
+    // (threads, posix_spawn) of PID 1 got EINVAL. `clone` cannot take CLONE_NEWTIME (its bit is
+    // the exit signal's), so this process unshares it for its children first.
+    if std::path::Path::new("/proc/self/ns/time").exists() {
+        nix::sched::unshare(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME))
+            .map_err(p("unshare time namespace"))?;
+    }
     // SAFETY: a fork-like clone (no new stack, SIGCHLD on exit) from a single-threaded process;
     // the child only runs `init::child_main`, which never returns.
     let pid = unsafe {

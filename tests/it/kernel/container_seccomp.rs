@@ -175,7 +175,7 @@ async fn seccomp_refuses_blocked_syscalls_also_with_high_bits() {
         serde_json::json!({
             "name": name,
             "rootfs": rootfs.path(),
-            // A child of the shell, not PID 1: see `info_timens`.
+            // A child of the shell (PID 1 has its own test below).
             "command": ["/bin/sh", "-c", "/bin/testload syscalls; echo prober_exit=$?"],
             "start": true,
         }),
@@ -277,4 +277,37 @@ async fn seccomp_refuses_blocked_syscalls_also_with_high_bits() {
         inside.len(),
         proven.len()
     );
+}
+
+/// The container's PID 1 is born inside its time namespace, so it can start threads and
+/// `posix_spawn`: an init that unshared the namespace itself stayed outside it on kernels before
+/// 6.3 (an exec did not move it in), and every CLONE_VM clone of a multi-threaded PID 1 (a Go or
+/// Java server) got EINVAL — found in the v2 VM's 6.1 kernel.
+#[tokio::test]
+async fn pid1_is_in_its_time_namespace_and_starts_threads() {
+    let daemon = Daemon::start();
+    let _reaper = Reaper::new(&daemon);
+    let c = daemon.unix_client();
+    let rootfs = Rootfs::new();
+    install_with_libraries(&testload(), rootfs.path(), "/bin/testload");
+    let name = tests::unique("pid1");
+    create(
+        &c,
+        serde_json::json!({
+            "name": name,
+            "rootfs": rootfs.path(),
+            "command": ["/bin/testload", "syscalls"],
+            "start": true,
+        }),
+    )
+    .await;
+    wait_exited(&c, &name, Duration::from_secs(60)).await;
+    let out = logs(&c, &name).await;
+    remove(&c, &name).await;
+    let f = parse(&out);
+    if Path::new("/proc/self/ns/time").exists() {
+        assert_eq!(f["info_timens"], "same", "{out}");
+    }
+    assert_eq!(f["thread"], "ok", "{out}");
+    assert_eq!(f["spawn"], "ok", "{out}");
 }
