@@ -5,6 +5,7 @@ mod cgroup;
 mod container;
 mod container_bench;
 mod container_crash;
+mod container_exec;
 mod container_image;
 mod container_userns;
 mod metering;
