@@ -34,6 +34,16 @@ fn rss(pid: u32) -> u64 {
         * 1024
 }
 
+/// Fails at once (before a buffering daemon eats the host) when RSS grew past the bound.
+fn assert_bounded(before: u64, now: u64, when: &str) {
+    assert!(
+        now.saturating_sub(before) < RSS_GROWTH_BOUND,
+        "daemon RSS grew by {} MiB {when} (bound {} MiB)",
+        now.saturating_sub(before) >> 20,
+        RSS_GROWTH_BOUND >> 20
+    );
+}
+
 /// Waits until no process in the daemon's containers runs `argv`; false after `within`.
 fn gone(d: &Daemon, argv: &[&str], within: Duration) -> bool {
     let deadline = Instant::now() + within;
@@ -118,6 +128,7 @@ async fn exec_streams_with_back_pressure_and_a_gone_client_kills_the_command() {
     let stalled_until = Instant::now() + Duration::from_secs(5);
     while Instant::now() < stalled_until {
         peak_stalled = peak_stalled.max(rss(pid));
+        assert_bounded(before, peak_stalled, "stalled");
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(
@@ -151,6 +162,7 @@ async fn exec_streams_with_back_pressure_and_a_gone_client_kills_the_command() {
     let mut peak_flowing = before;
     while start.elapsed() < Duration::from_secs(10) {
         peak_flowing = peak_flowing.max(rss(pid));
+        assert_bounded(before, peak_flowing, "streaming");
         std::thread::sleep(Duration::from_millis(50));
     }
     let secs = start.elapsed().as_secs_f64();
@@ -182,14 +194,7 @@ async fn exec_streams_with_back_pressure_and_a_gone_client_kills_the_command() {
         after as f64 / 1048576.0,
         streamed as f64 / 1e6,
     );
-    for (when, peak) in [("stalled", peak_stalled), ("streaming", peak_flowing)] {
-        assert!(
-            peak.saturating_sub(before) < RSS_GROWTH_BOUND,
-            "daemon RSS grew by {} MiB while {when} (bound {} MiB)",
-            peak.saturating_sub(before) >> 20,
-            RSS_GROWTH_BOUND >> 20
-        );
-    }
+    assert_bounded(before, after, "after");
     // The daemon still serves exec.
     assert_eq!(exec(&c, &name, &["echo", "hi"]).await.stdout, "hi\n");
     remove(&c, &name).await;
