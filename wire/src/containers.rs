@@ -270,9 +270,9 @@ pub struct KillContainer {
 
 /// `POST /api/v1/containers/{name}/exec`: runs a command inside the running container.
 ///
-/// With `Accept: application/x-ndjson` the output streams as it is produced ([`ExecFrame`]
-/// lines) and is never held whole by the daemon; without it the answer is one [`ExecResult`]
-/// with each stream capped at [`EXEC_OUTPUT_CAP`] bytes.
+/// With `Accept: application/x-ndjson` the output streams as it is produced (`ExecFrame`
+/// lines) and is never held whole by the daemon; without it the answer is one `ExecResult`
+/// with each stream capped at 1 MiB.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
