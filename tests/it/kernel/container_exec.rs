@@ -171,14 +171,14 @@ async fn exec_streams_with_back_pressure_and_a_gone_client_kills_the_command() {
     let (out, nonzero) = reader.join().expect("reader");
     assert!(!nonzero, "cat /dev/zero streams zeros");
     let mb_per_s = streamed as f64 / secs / 1e6;
-    assert!(streamed > 10 << 20, "output flows: {streamed} bytes");
+    assert!(streamed > 1 << 20, "output flows: {streamed} bytes");
 
     // 3. The client goes away (the CLI is killed): the command dies inside the container.
     drop(out);
     drop(cli);
     let t = Instant::now();
     assert!(
-        gone(&daemon, &cat, Duration::from_secs(5)),
+        gone(&daemon, &cat, Duration::from_secs(10)),
         "cat still runs in the container after its client went away"
     );
     let killed_after = t.elapsed();
@@ -230,7 +230,7 @@ async fn a_silent_command_and_what_it_started_die_when_the_client_disconnects() 
     drop(s);
     for n in ["1231", "1232", "1233"] {
         assert!(
-            gone(&daemon, &["sleep", n], Duration::from_secs(5)),
+            gone(&daemon, &["sleep", n], Duration::from_secs(10)),
             "sleep {n} still runs after the client went away"
         );
     }
@@ -253,7 +253,7 @@ async fn a_daemon_crash_kills_the_commands_it_was_running() {
     daemon.kill9();
     for n in ["1271", "1272"] {
         assert!(
-            gone(&daemon, &["sleep", n], Duration::from_secs(5)),
+            gone(&daemon, &["sleep", n], Duration::from_secs(10)),
             "sleep {n} outlived the daemon that ran it"
         );
     }
@@ -273,7 +273,7 @@ async fn the_json_answer_is_capped_and_the_command_killed_at_the_cap() {
     let name = sleeper(&daemon, &rootfs).await;
     let t = Instant::now();
     let r = exec(&c, &name, &["sh", "-c", "echo started >&2; cat /dev/zero"]).await;
-    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
     assert!(r.truncated, "{}", r.exit_code);
     assert!(!r.timed_out);
     assert_eq!(r.stdout.len(), wire::EXEC_OUTPUT_CAP);
@@ -281,7 +281,7 @@ async fn the_json_answer_is_capped_and_the_command_killed_at_the_cap() {
     assert_eq!(r.stderr, "started\n");
     assert_eq!(r.exit_code, 137, "killed at the cap");
     assert!(
-        gone(&daemon, &["cat", "/dev/zero"], Duration::from_secs(5)),
+        gone(&daemon, &["cat", "/dev/zero"], Duration::from_secs(10)),
         "cat still runs after the capped answer"
     );
     // Below the cap nothing is cut.
@@ -318,7 +318,7 @@ async fn the_json_answer_is_capped_and_the_command_killed_at_the_cap() {
     .await
     .expect("exec with a timeout");
     assert_eq!((r.exit_code, r.timed_out), (137, true));
-    assert!(gone(&daemon, &["sleep", "1241"], Duration::from_secs(5)));
+    assert!(gone(&daemon, &["sleep", "1241"], Duration::from_secs(10)));
     remove(&c, &name).await;
 }
 
@@ -371,8 +371,8 @@ async fn streamed_exec_keeps_streams_order_bytes_and_exit_codes() {
     let last = frames.last().expect("a last frame");
     assert_eq!((last.exit_code, last.timed_out), (Some(137), true));
     assert_eq!(frame_bytes(&frames[0]), b"before\n");
-    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
-    assert!(gone(&daemon, &["sleep", "1251"], Duration::from_secs(5)));
+    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+    assert!(gone(&daemon, &["sleep", "1251"], Duration::from_secs(10)));
     // Bad input is refused before anything runs.
     let e = exec_stream(
         &c,
@@ -410,29 +410,20 @@ async fn cli_exec_writes_each_stream_to_its_own_and_exits_with_the_code() {
         .args([
             "sh",
             "-c",
-            "head -c 5000000 /dev/urandom | tee /tmp/x | md5sum >&2; cat /tmp/x",
+            "head -c 5000000 /dev/urandom > /tmp/x; sha256sum /tmp/x >&2; cat /tmp/x",
         ])
         .output()
         .expect("corral exec");
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     assert_eq!(o.stdout.len(), 5_000_000);
-    let want = String::from_utf8_lossy(&o.stderr);
-    let mut md5 = Command::new("md5sum")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("md5sum");
-    md5.stdin
-        .take()
-        .expect("stdin")
-        .write_all(&o.stdout)
-        .expect("feed md5sum");
-    let got = md5.wait_with_output().expect("md5sum");
+    use sha2::Digest;
+    let got: String = sha2::Sha256::digest(&o.stdout)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     assert_eq!(
-        String::from_utf8_lossy(&got.stdout)
-            .split_whitespace()
-            .next(),
-        want.split_whitespace().next(),
+        String::from_utf8_lossy(&o.stderr).split_whitespace().next(),
+        Some(got.as_str()),
         "the bytes arrived unchanged"
     );
     // --timeout kills it.
@@ -451,7 +442,7 @@ async fn cli_exec_writes_each_stream_to_its_own_and_exits_with_the_code() {
         .output()
         .expect("corral exec");
     assert_eq!(o.status.code(), Some(137), "{o:?}");
-    assert!(t.elapsed() < Duration::from_secs(8));
-    assert!(gone(&daemon, &["sleep", "1261"], Duration::from_secs(5)));
+    assert!(t.elapsed() < Duration::from_secs(15));
+    assert!(gone(&daemon, &["sleep", "1261"], Duration::from_secs(10)));
     remove(&c, &name).await;
 }
