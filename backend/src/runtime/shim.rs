@@ -767,6 +767,15 @@ mod tests {
     }
 
     #[test]
+    fn relations_read_past_a_hostile_comm() {
+        let stat = "4242 (a) 1 2 3 (x) S 100 200 300 0 -1 4194560 0 0 0 0";
+        assert_eq!(parse_relations(4242, stat), Some((4242, 100, 200, 300)));
+        let zombie = "4243 (sh) Z 100 200 300 0 -1";
+        assert_eq!(parse_relations(4243, zombie), None);
+        assert_eq!(parse_relations(1, "garbage"), None);
+    }
+
+    #[test]
     fn exit_codes_follow_docker() {
         let p = Pid::from_raw(1);
         assert_eq!(exit_code(WaitStatus::Exited(p, 3)), Some(3));
