@@ -716,7 +716,7 @@ async fn containers_exec(
         if !streamed {
             match req.timeout {
                 None => req.timeout = Some(wire::EXEC_JSON_MAX_TIMEOUT),
-                Some(t) if t > wire::EXEC_JSON_MAX_TIMEOUT => {
+                Some(t) if t == 0 || t > wire::EXEC_JSON_MAX_TIMEOUT => {
                     return Err(AppError::Invalid {
                         field: "timeout".into(),
                         message: format!(
