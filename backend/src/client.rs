@@ -234,6 +234,57 @@ impl Client {
             .await
     }
 
+    /// Sends a request with `Accept: application/x-ndjson` and hands each line of a successful
+    /// answer to `on_line` as it arrives, holding only the line being read (at most `max_line`
+    /// bytes; a longer one is an error). `on_line` may block: the daemon then waits
+    /// (back-pressure); when it returns `false` the connection is closed at once. API errors
+    /// become `ClientError::Api`.
+    pub async fn stream_lines(
+        &self,
+        method: Method,
+        path: &str,
+        json: Option<Vec<u8>>,
+        max_line: usize,
+        on_line: &mut (dyn FnMut(&[u8]) -> bool + Send + '_),
+    ) -> Result<(), ClientError> {
+        let response = self.send(method, path, json, wire::NDJSON).await?;
+        let http_err = self.http_err();
+        let status = response.status();
+        let mut body = response.into_body();
+        if !status.is_success() {
+            let bytes = body.collect().await.map_err(&http_err)?.to_bytes();
+            return Err(api_error(status, &bytes));
+        }
+        let mut line = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let Ok(data) = frame.map_err(&http_err)?.into_data() else {
+                continue;
+            };
+            let mut rest = &data[..];
+            while let Some(nl) = rest.iter().position(|b| *b == b'\n') {
+                line.extend_from_slice(&rest[..nl]);
+                if !on_line(&line) {
+                    return Ok(());
+                }
+                line.clear();
+                rest = &rest[nl + 1..];
+            }
+            line.extend_from_slice(rest);
+            if line.len() > max_line {
+                return Err(ClientError::Api {
+                    status,
+                    code: "http".into(),
+                    message: format!("the daemon sent a line longer than {max_line} bytes"),
+                    field: None,
+                });
+            }
+        }
+        if !line.is_empty() {
+            on_line(&line);
+        }
+        Ok(())
+    }
+
     async fn request_with(
         &self,
         method: Method,

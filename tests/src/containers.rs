@@ -102,6 +102,48 @@ pub async fn exec(c: &Client, name: &str, cmd: &[&str]) -> wire::ExecResult {
     .expect("exec")
 }
 
+/// `POST /containers/{name}/exec` with `Accept: application/x-ndjson`: every frame of the
+/// streamed answer, in order.
+pub async fn exec_stream(
+    c: &Client,
+    name: &str,
+    req: serde_json::Value,
+) -> Result<Vec<wire::ExecFrame>, ClientError> {
+    let mut frames = Vec::new();
+    c.stream_lines(
+        Method::POST,
+        &format!("/api/v1/containers/{name}/exec"),
+        Some(serde_json::to_vec(&req).expect("json body")),
+        1 << 20,
+        &mut |line| {
+            frames.push(serde_json::from_slice(line).expect("an ExecFrame line"));
+            true
+        },
+    )
+    .await?;
+    Ok(frames)
+}
+
+/// The bytes of a streamed exec frame's `data` (standard base64).
+pub fn frame_bytes(f: &wire::ExecFrame) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(f.data.as_deref().unwrap_or_default())
+        .expect("base64 data")
+}
+
+/// Processes in the test daemon's cgroup subtree whose command line is `argv`.
+pub fn procs_running(cgroup_root: &str, argv: &[&str]) -> Vec<i32> {
+    let want: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    crate::subtree_pids(cgroup_root)
+        .into_iter()
+        .filter(|p| fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c == want))
+        .collect()
+}
+
 /// `key=value` lines of a script's output, trimmed.
 pub fn facts(out: &str) -> std::collections::BTreeMap<String, String> {
     out.lines()

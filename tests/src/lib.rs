@@ -372,6 +372,20 @@ pub fn remove_cgroup_subtree(name: &str) {
     }
 }
 
+/// Every process in `name`'s cgroup subtree (any hierarchy), e.g. a test daemon's containers.
+pub fn subtree_pids(name: &str) -> Vec<i32> {
+    let (mut pids, mut dirs) = (Vec::new(), Vec::new());
+    for h in cgroup_hierarchies() {
+        let root = h.join(name);
+        if root.is_dir() {
+            collect_cgroup(&root, &mut pids, &mut dirs);
+        }
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
 fn collect_cgroup(dir: &Path, pids: &mut Vec<i32>, dirs: &mut Vec<PathBuf>) {
     dirs.push(dir.to_owned());
     if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {

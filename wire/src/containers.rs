@@ -270,7 +270,11 @@ pub struct KillContainer {
     pub signal: Option<String>,
 }
 
-/// `POST /api/v1/containers/{name}/exec`: runs a command to completion inside the container.
+/// `POST /api/v1/containers/{name}/exec`: runs a command inside the running container.
+///
+/// With `Accept: application/x-ndjson` the output streams as it is produced (`ExecFrame`
+/// lines) and is never held whole by the daemon; without it the answer is one `ExecResult`
+/// with each stream capped at 1 MiB.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -278,22 +282,78 @@ pub struct ExecRequest {
     pub command: Vec<String>,
     #[serde(default)]
     pub env: Vec<String>,
-    /// Seconds before the command is killed; default 60.
+    /// Seconds after which the command and every process it started are killed. Streamed: no
+    /// default (like `docker exec`), 1..=86400. Plain JSON: the answer must come within the
+    /// API's 30 s request timeout, so 1..=25, default 25.
     #[serde(
         default,
         deserialize_with = "whole::opt_u64",
         skip_serializing_if = "Option::is_none"
     )]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 86400))]
     pub timeout: Option<u64>,
 }
 
-/// The answer of an exec.
+/// The most bytes of each stream (stdout, stderr) a plain JSON exec answer holds; the command
+/// is killed when one of them passes it, and the answer says `truncated`.
+pub const EXEC_OUTPUT_CAP: usize = 1 << 20;
+
+/// The most seconds a plain JSON exec may run (the API answers 408 after 30 s).
+pub const EXEC_JSON_MAX_TIMEOUT: u64 = 25;
+
+/// The most seconds a streamed exec's `timeout` may name (one day).
+pub const EXEC_MAX_TIMEOUT: u64 = 86_400;
+
+/// The plain JSON answer of an exec (without `Accept: application/x-ndjson`).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecResult {
+    /// The command's exit code; 128 + N when a signal N ended it (137 when Corral killed it).
     pub exit_code: i32,
+    /// At most 1 MiB (1048576 bytes), invalid UTF-8 replaced by U+FFFD.
     pub stdout: String,
+    /// At most 1 MiB (1048576 bytes), invalid UTF-8 replaced by U+FFFD.
     pub stderr: String,
+    /// A stream passed 1 MiB: the output is cut there and the command was killed (stream the
+    /// output with `Accept: application/x-ndjson` to get all of it).
+    #[serde(default)]
+    pub truncated: bool,
+    /// `timeout` passed and the command was killed.
+    #[serde(default)]
+    pub timed_out: bool,
+}
+
+/// Which output stream an [`ExecFrame`] carries.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecStream {
+    Stdout,
+    Stderr,
+}
+
+/// One line of a streamed exec (`Accept: application/x-ndjson`): `{"stream":"stdout","data":
+/// BASE64}` frames in the order the daemon read them, then exactly one last line: `{"exit_code":
+/// N}` (with `timed_out` when the timeout killed the command), or `{"error": ApiError}`. The
+/// same objects are meant to travel as WebSocket text messages for an interactive exec.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecFrame {
+    /// The stream `data` came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<ExecStream>,
+    /// Output bytes, standard base64 with padding (output is binary; nothing is lost).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+    /// Last line: the command's exit code (128 + N when signal N ended it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Last line, with `exit_code`: `timeout` passed and the command was killed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub timed_out: bool,
+    /// Last line when the exec failed after the answer had begun.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<crate::ApiError>,
 }
 
 /// `POST /api/v1/images/import`.

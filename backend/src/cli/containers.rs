@@ -60,10 +60,14 @@ pub enum ContainerCommand {
         tail: Option<usize>,
         name: String,
     },
-    /// Run a command inside a running container, with all its restrictions.
+    /// Run a command inside a running container, with all its restrictions; its output
+    /// streams to our stdout and stderr, and we exit with its code.
     Exec {
         #[arg(short = 'e', long = "env")]
         env: Vec<String>,
+        /// Kill the command (and what it started) after SECONDS (default: never, like docker).
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<u64>,
         name: String,
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
@@ -225,6 +229,72 @@ async fn send<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(bytes).context("decode the daemon's answer")
 }
 
+/// Runs an exec with its output streamed: each frame's bytes go to our stdout or stderr as they
+/// arrive (a blocked stdout blocks the command in the container); returns its exit code. When
+/// our stdout is closed (`| head`), the connection is dropped and the daemon kills the command,
+/// as a local command would die of SIGPIPE.
+async fn exec_streamed(client: &Client, name: &str, body: Vec<u8>) -> anyhow::Result<i32> {
+    use base64::Engine;
+    // A frame holds at most 32 KiB of output (about 44 KiB of base64).
+    const MAX_LINE: usize = 1 << 20;
+    let (mut code, mut failed, mut bad, mut closed) = (None, None, None, false);
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    client
+        .stream_lines(
+            Method::POST,
+            &format!("/api/v1/containers/{}/exec", enc(name)),
+            Some(body),
+            MAX_LINE,
+            &mut |line| {
+                let frame = match serde_json::from_slice::<wire::ExecFrame>(line) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        bad = Some(e.to_string());
+                        return false;
+                    }
+                };
+                if let (Some(stream), Some(data)) = (frame.stream, &frame.data) {
+                    let bytes = match base64::engine::general_purpose::STANDARD.decode(data) {
+                        Ok(b) => b,
+                        Err(e) => {
+                            bad = Some(e.to_string());
+                            return false;
+                        }
+                    };
+                    let written = match stream {
+                        wire::ExecStream::Stdout => {
+                            out.write_all(&bytes).and_then(|()| out.flush())
+                        }
+                        wire::ExecStream::Stderr => err.write_all(&bytes),
+                    };
+                    if written.is_err() {
+                        closed = true;
+                        return false;
+                    }
+                }
+                if frame.exit_code.is_some() {
+                    code = frame.exit_code;
+                }
+                if frame.error.is_some() {
+                    failed = frame.error;
+                }
+                true
+            },
+        )
+        .await?;
+    if let Some(e) = failed {
+        bail!("{}", e.message);
+    }
+    if let Some(e) = bad {
+        bail!("the daemon sent an exec frame that is not valid: {e}");
+    }
+    if closed {
+        // Like a shell pipeline's writer killed by SIGPIPE.
+        return Ok(128 + libc::SIGPIPE);
+    }
+    code.context("the daemon ended the exec without an exit code")
+}
+
 fn enc(s: &str) -> String {
     s.bytes()
         .map(|b| {
@@ -374,22 +444,19 @@ pub async fn run(client: &Client, cmd: ContainerCommand) -> anyhow::Result<()> {
                 .await?;
             Ok(())
         }
-        ContainerCommand::Exec { env, name, command } => {
-            let r: wire::ExecResult = send(
-                client,
-                Method::POST,
-                &format!("/api/v1/containers/{}/exec", enc(&name)),
-                Some(serde_json::to_value(wire::ExecRequest {
-                    command,
-                    env,
-                    timeout: None,
-                })?),
-            )
-            .await?;
-            std::io::stdout().write_all(r.stdout.as_bytes())?;
-            std::io::stderr().write_all(r.stderr.as_bytes())?;
-            std::io::stdout().flush()?;
-            std::process::exit(r.exit_code);
+        ContainerCommand::Exec {
+            env,
+            timeout,
+            name,
+            command,
+        } => {
+            let body = serde_json::to_vec(&wire::ExecRequest {
+                command,
+                env,
+                timeout,
+            })?;
+            let code = exec_streamed(client, &name, body).await?;
+            std::process::exit(code);
         }
         ContainerCommand::Update { name, limits } => {
             let c: wire::Container = send(

@@ -665,46 +665,216 @@ async fn containers_update(
     .map(Json)
 }
 
-/// Run a command to completion inside the running container, with all its restrictions.
+/// Run a command inside the running container, with all its restrictions.
+///
+/// With `Accept: application/x-ndjson` the output streams as the command produces it
+/// (`wire::ExecFrame` lines, data in base64), with back-pressure: a client that reads slowly
+/// slows the command down, the daemon never holds the output. Without it the answer is one
+/// JSON object with each stream capped at 1 MiB (`truncated`; the command is killed at the
+/// cap) and `timeout` at most 25 s (default 25). A client that goes away, a passed `timeout`
+/// or the cap kill the command and every process it started in its session.
 #[utoipa::path(post, path = "/containers/{name}/exec", tag = "containers",
     params(("name" = String, Path, description = "Container name or id")),
     request_body = wire::ExecRequest,
     responses(
-        (status = 200, description = "The command's exit code and output", body = wire::ExecResult),
-        (status = 400, description = "Invalid field", body = wire::ApiError),
+        (status = 200, description = "The command's exit code and output (each stream at most 1 MiB, `truncated` beyond it); with `Accept: application/x-ndjson`: the output as it is produced, one `ExecFrame` per line, the last one has `exit_code` or `error`",
+            content(
+                (wire::ExecResult = "application/json"),
+                (wire::ExecFrame = "application/x-ndjson"),
+            )),
+        (status = 400, description = "Invalid field (command, env, timeout)", body = wire::ApiError),
         (status = 401, description = "No credentials", body = wire::ApiError),
         (status = 403, description = "Viewer, foreign Host/Origin, missing CSRF header", body = wire::ApiError),
         (status = 404, description = "No such container, or one of another team", body = wire::ApiError),
-        (status = 409, description = "Not running, or the command timed out", body = wire::ApiError),
+        (status = 409, description = "Not running", body = wire::ApiError),
     ))]
 async fn containers_exec(
     State(state): State<AppState>,
     actor: Actor,
     ApiPath(name): ApiPath<String>,
-    ApiJson(req): ApiJson<wire::ExecRequest>,
-) -> Result<Json<wire::ExecResult>, AppError> {
+    headers: header::HeaderMap,
+    ApiJson(mut req): ApiJson<wire::ExecRequest>,
+) -> Result<Response, AppError> {
     const ACTION: &str = "container.exec";
+    let streamed = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains(wire::NDJSON));
     let c = actionable(&state, &actor, &name, ACTION).await?;
-    let requested = json!({"command": req.command, "env": redact_env(&req.env)});
-    let r = async {
+    let mut requested = json!({"command": req.command, "env": redact_env(&req.env)});
+    if let (Some(t), Value::Object(o)) = (req.timeout, &mut requested) {
+        o.insert("timeout".into(), json!(t));
+    }
+    let started = async {
         if req.command.iter().any(|a| a.contains('\0')) {
             return Err(AppError::Invalid {
                 field: "command".into(),
                 message: "must not contain NUL bytes".into(),
             });
         }
+        if !streamed {
+            match req.timeout {
+                None => req.timeout = Some(wire::EXEC_JSON_MAX_TIMEOUT),
+                Some(t) if t == 0 || t > wire::EXEC_JSON_MAX_TIMEOUT => {
+                    return Err(AppError::Invalid {
+                        field: "timeout".into(),
+                        message: format!(
+                            "{t} is out of range: 1..={} seconds without streaming (the answer \
+                             must come within 30 s); ask for Accept: {} to run longer",
+                            wire::EXEC_JSON_MAX_TIMEOUT,
+                            wire::NDJSON
+                        ),
+                    });
+                }
+                Some(_) => {}
+            }
+        }
         Ok(manager(&state)?.exec(&c.name, req).await?)
     }
     .await;
+    if streamed {
+        return match started {
+            Ok(session) => Ok(exec_streamed(state, actor, c.name, requested, session).await),
+            Err(e) => {
+                finish::<Response>(&state, &actor, ACTION, &c.name, None, Err(e), |_| None).await
+            }
+        };
+    }
+    let r = match started {
+        Ok(session) => session
+            .collect(wire::EXEC_OUTPUT_CAP)
+            .await
+            .map_err(AppError::from),
+        Err(e) => Err(e),
+    };
     finish(&state, &actor, ACTION, &c.name, None, r, |x| {
         let mut a = requested;
         if let Value::Object(o) = &mut a {
             o.insert("exit_code".into(), json!(x.exit_code));
+            o.insert("truncated".into(), json!(x.truncated));
+            o.insert("timed_out".into(), json!(x.timed_out));
         }
         Some(a)
     })
     .await
-    .map(Json)
+    .map(|x| Json(x).into_response())
+}
+
+/// Streams an exec's output as `application/x-ndjson` lines of `wire::ExecFrame`. Between the
+/// session and the body is a channel of two lines: when the client does not read, the session
+/// stops reading the command's pipes. When the body is dropped (the client went away), the
+/// command is killed; the outcome is audited when the session ends.
+async fn exec_streamed(
+    state: AppState,
+    actor: Actor,
+    name: String,
+    requested: Value,
+    mut session: crate::runtime::exec::ExecSession,
+) -> Response {
+    use crate::runtime::exec::ExecEvent;
+    // The outcome is known only after the answer has begun: the start is audited now (the
+    // guard would otherwise log a generic row), the outcome when the session ends.
+    audit::record(
+        state.store(),
+        audit::Event::new(&actor, "container.exec.start")
+            .target(target(&name))
+            .after(requested.clone()),
+    )
+    .await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
+    tokio::spawn(async move {
+        let mut client_gone = false;
+        let mut ev = audit::Event::new(&actor, "container.exec").target(target(&name));
+        let mut after = requested;
+        loop {
+            let event = tokio::select! {
+                e = session.next() => e,
+                () = tx.closed(), if !client_gone => {
+                    // The body was dropped while the command was silent.
+                    client_gone = true;
+                    session.kill();
+                    continue;
+                }
+            };
+            let Some(event) = event else { break };
+            let frame = match event {
+                ExecEvent::Output(stream, data) => {
+                    if client_gone {
+                        continue;
+                    }
+                    if tx.send(output_line(stream, &data)).await.is_err() {
+                        client_gone = true;
+                        session.kill();
+                    }
+                    continue;
+                }
+                ExecEvent::Exit { code, timed_out } => {
+                    if let Value::Object(o) = &mut after {
+                        o.insert("exit_code".into(), json!(code));
+                        o.insert("timed_out".into(), json!(timed_out));
+                        o.insert("client_gone".into(), json!(client_gone));
+                    }
+                    wire::ExecFrame {
+                        exit_code: Some(code),
+                        timed_out,
+                        ..Default::default()
+                    }
+                }
+                ExecEvent::Failed(e) => {
+                    let e = AppError::from(e);
+                    ev = ev.result(outcome(&e)).detail(e.to_string());
+                    wire::ExecFrame {
+                        error: Some(e.body()),
+                        ..Default::default()
+                    }
+                }
+            };
+            if client_gone {
+                continue;
+            }
+            let mut line = serde_json::to_vec(&frame).unwrap_or_default();
+            line.push(b'\n');
+            if tx.send(line).await.is_err() {
+                // The body was dropped: the client went away.
+                client_gone = true;
+                session.kill();
+            }
+        }
+        audit::record(state.store(), ev.after(after)).await;
+    });
+    let lines = futures::stream::unfold(rx, |mut rx| async move {
+        let line = rx.recv().await?;
+        Some((Ok::<_, std::convert::Infallible>(line), rx))
+    });
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, wire::NDJSON),
+            (header::CACHE_CONTROL, "no-store"),
+            // Never compressed: a compressor would hold output back until its buffer fills.
+            (header::CONTENT_ENCODING, "identity"),
+        ],
+        Body::from_stream(lines),
+    )
+        .into_response()
+}
+
+/// The NDJSON line of one output chunk: `wire::ExecFrame` written by hand, base64 straight
+/// into the line (serde would copy and scan the base64 text once more).
+fn output_line(stream: wire::ExecStream, data: &[u8]) -> Vec<u8> {
+    use base64::Engine;
+    let name = match stream {
+        wire::ExecStream::Stdout => "stdout",
+        wire::ExecStream::Stderr => "stderr",
+    };
+    let mut line = String::with_capacity(32 + data.len().div_ceil(3) * 4);
+    line.push_str(r#"{"stream":""#);
+    line.push_str(name);
+    line.push_str(r#"","data":""#);
+    base64::engine::general_purpose::STANDARD.encode_string(data, &mut line);
+    line.push_str("\"}\n");
+    line.into_bytes()
 }
 
 /// The most lines `tail` may ask for (the log files are size-capped anyway).
@@ -860,7 +1030,26 @@ async fn containers_events(
 
 #[cfg(test)]
 mod tests {
-    use super::tail_lines;
+    use super::{output_line, tail_lines};
+
+    #[test]
+    fn output_lines_are_exec_frames() {
+        for (stream, data) in [
+            (wire::ExecStream::Stdout, &b"hi\n"[..]),
+            (wire::ExecStream::Stderr, &[0u8, 255, 10, 34, 92][..]),
+            (wire::ExecStream::Stdout, &[][..]),
+        ] {
+            let line = output_line(stream, data);
+            assert_eq!(line.last(), Some(&b'\n'));
+            let f: wire::ExecFrame = serde_json::from_slice(&line).unwrap();
+            assert_eq!(f.stream, Some(stream));
+            use base64::Engine;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(f.data.unwrap())
+                .unwrap();
+            assert_eq!(bytes, data);
+        }
+    }
 
     #[test]
     fn tails() {

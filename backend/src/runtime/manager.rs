@@ -184,7 +184,7 @@ impl Manager {
         &self.inner.cgroups
     }
 
-    fn container_dir(&self, id: &str) -> ContainerDir {
+    pub(super) fn container_dir(&self, id: &str) -> ContainerDir {
         ContainerDir(self.inner.dir.join(id))
     }
 
@@ -1160,65 +1160,6 @@ impl Manager {
         Ok(())
     }
 
-    /// Runs a command to completion inside the running container, with all its restrictions.
-    pub async fn exec(
-        &self,
-        name: &str,
-        req: wire::ExecRequest,
-    ) -> Result<wire::ExecResult, RuntimeError> {
-        if req.command.is_empty() || req.command[0].is_empty() {
-            return Err(RuntimeError::invalid("command", "must not be empty"));
-        }
-        for e in &req.env {
-            check_env(e, "env")?;
-        }
-        let r = self.get(name).await?;
-        if r.status != "running" {
-            return Err(RuntimeError::Conflict {
-                name: r.name,
-                status: r.status,
-                message: "not running".into(),
-            });
-        }
-        let dir = self.container_dir(&r.id);
-        let program = super::memfd::helper_program()
-            .map_err(RuntimeError::io("make a sealed copy of", "/proc/self/exe"))?;
-        let mut cmd = tokio::process::Command::new(&program);
-        cmd.arg0("corral").arg("__exec").arg(dir.path());
-        for e in &req.env {
-            cmd.arg("-e").arg(e);
-        }
-        cmd.arg("--").args(&req.command);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .env_clear()
-            .kill_on_drop(true);
-        super::pass_open_file_limit(|k, v| {
-            cmd.env(k, v);
-        });
-        let child = cmd
-            .spawn()
-            .map_err(RuntimeError::io("spawn exec helper", &program))?;
-        let timeout = Duration::from_secs(req.timeout.unwrap_or(60).clamp(1, 3600));
-        let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
-            Ok(r) => r.map_err(RuntimeError::io("wait for exec helper", &program))?,
-            Err(_) => {
-                return Err(RuntimeError::Conflict {
-                    name: r.name,
-                    status: r.status,
-                    message: format!("exec did not finish within {}s", timeout.as_secs()),
-                });
-            }
-        };
-        let cap = |b: Vec<u8>| String::from_utf8_lossy(&b[..b.len().min(1 << 20)]).into_owned();
-        Ok(wire::ExecResult {
-            exit_code: out.status.code().unwrap_or(255),
-            stdout: cap(out.stdout),
-            stderr: cap(out.stderr),
-        })
-    }
-
     /// The container's log files (rotated one first), and whether it still runs.
     pub async fn log_source(&self, name: &str) -> Result<(Vec<PathBuf>, String), RuntimeError> {
         let r = self.get(name).await?;
@@ -1484,7 +1425,7 @@ pub fn valid_name(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
 }
 
-fn check_env(e: &str, field: &str) -> Result<(), RuntimeError> {
+pub(super) fn check_env(e: &str, field: &str) -> Result<(), RuntimeError> {
     match e.split_once('=') {
         Some((k, _)) if !k.is_empty() && !k.contains('\0') && !e.contains('\0') => Ok(()),
         _ => Err(RuntimeError::invalid(

@@ -13,6 +13,7 @@
 
 pub mod cgroups;
 pub mod config;
+pub mod exec;
 pub mod init;
 pub mod manager;
 pub mod memfd;

@@ -18,7 +18,8 @@ use nix::{
     poll::{PollFd, PollFlags, PollTimeout, poll},
     sched::{CloneFlags, setns},
     sys::{
-        signal::{Signal, kill},
+        signal::{SigHandler, SigSet, Signal, kill},
+        signalfd::{SfdFlags, SignalFd},
         wait::{WaitStatus, waitpid},
     },
     unistd::{ForkResult, Pid, fork, getpid, pipe2, setsid},
@@ -458,6 +459,8 @@ fn pump_logs(dir: &ContainerDir, max: u64, stdout: OwnedFd, stderr: OwnedFd) {
 
 /// `corral __exec DIR [-e K=V]... -- CMD ARGS...`: runs CMD in the running container with all
 /// of its restrictions; stdio is inherited; exits with CMD's code (125 for our own failures).
+/// SIGTERM, SIGINT or SIGHUP, or the reader of our stdout or stderr going away, kill CMD's
+/// session ([`supervise`]).
 fn exec_main(args: &[String]) -> i32 {
     match exec_inner(args) {
         Ok(code) => code,
@@ -523,6 +526,14 @@ fn exec_inner(args: &[String]) -> Result<i32, String> {
     if !alive(st.init_pid, st.init_start) {
         return Err("container exited".into());
     }
+    // The host's /proc, opened before entering the mount namespace (where /proc is the
+    // container's): `supervise` finds the command's processes there by their host pids.
+    let host_proc = nix::fcntl::open(
+        "/proc",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| format!("open /proc: {e}"))?;
     let me = getpid().as_raw();
     for procs in &cfg.cgroup_procs {
         write_procs(procs, me).map_err(|e| format!("attach to {}: {e}", procs.display()))?;
@@ -538,9 +549,38 @@ fn exec_inner(args: &[String]) -> Result<i32, String> {
         env.push(kv);
     }
     let seccomp = super::seccomp::default_programs().map_err(|e| e.to_string())?;
+    // SIGTERM (the daemon ends the session), SIGINT and SIGHUP are read from a signalfd: each
+    // kills the command's session, then we exit with its status.
+    let mut stop_signals = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        stop_signals.add(s);
+    }
+    stop_signals
+        .thread_block()
+        .map_err(|e| format!("block signals: {e}"))?;
+    let stop = SignalFd::with_flags(
+        &stop_signals,
+        SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
+    )
+    .map_err(|e| format!("signalfd: {e}"))?;
     // SAFETY: single-threaded process; the child only hardens itself and execs.
     match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
         ForkResult::Child => {
+            // The host's /proc and our signals are the helper's, never the command's.
+            drop(host_proc);
+            drop(stop);
+            // The command starts with every signal unblocked and SIGPIPE at its default (the
+            // Rust runtime of this binary ignores it, and an ignored signal survives exec).
+            let _ = SigSet::empty().thread_set_mask();
+            // SAFETY: setting a default disposition installs no handler.
+            let _ = unsafe { nix::sys::signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+            // Its own session and process group: the whole command can be killed at once.
+            let _ = setsid();
+            // SAFETY: PR_SET_PDEATHSIG takes integers only. A backstop for a helper that is
+            // killed outright (the kernel clears it again if the command runs as another uid).
+            unsafe {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            }
             let r = init::harden_and_exec(&init::Hardening {
                 caps: &cfg.caps,
                 uid: cfg.uid,
@@ -555,18 +595,164 @@ fn exec_inner(args: &[String]) -> Result<i32, String> {
             // SAFETY: leave the forked child without running the parent's exit handlers.
             unsafe { libc::_exit(126) }
         }
-        ForkResult::Parent { child } => loop {
-            match waitpid(child, None) {
-                Ok(s) => {
-                    if let Some(c) = exit_code(s) {
-                        return Ok(c);
-                    }
-                }
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(format!("waitpid: {e}")),
-            }
-        },
+        ForkResult::Parent { child } => supervise(child, &host_proc, &stop),
     }
+}
+
+/// Waits for the exec'd command. When told to stop (SIGTERM from the daemon: the client went
+/// away, the timeout passed, the output cap was hit) or when the daemon closes its ends of our
+/// stdout and stderr (it died), kills the command's whole session inside the container, so
+/// nothing it started lingers, and returns its status (137). A pipe nobody reads only blocks
+/// the command's writes.
+fn supervise(child: Pid, host_proc: &OwnedFd, stop: &SignalFd) -> Result<i32, String> {
+    // SAFETY: pidfd_open takes a pid and flags, no pointers; the returned fd is ours.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.as_raw(), 0) };
+    let pidfd = (pidfd >= 0).then(|| {
+        use std::os::fd::FromRawFd;
+        // SAFETY: a fresh descriptor the kernel just returned to us, owned nowhere else.
+        unsafe { OwnedFd::from_raw_fd(pidfd as i32) }
+    });
+    let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
+    loop {
+        match waitpid(child, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::EINTR) => {}
+            Ok(s) => {
+                if let Some(c) = exit_code(s) {
+                    return Ok(c);
+                }
+            }
+            Err(e) => return Err(format!("waitpid: {e}")),
+        }
+        // Events 0 on the pipes: a pipe's write end reports POLLERR once no reader is left.
+        let mut fds = vec![
+            PollFd::new(stdout.as_fd(), PollFlags::empty()),
+            PollFd::new(stderr.as_fd(), PollFlags::empty()),
+            PollFd::new(stop.as_fd(), PollFlags::POLLIN),
+        ];
+        if let Some(p) = &pidfd {
+            fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
+        }
+        // Without a pidfd (kernel < 5.3), look at the child every 100 ms.
+        let timeout = if pidfd.is_some() {
+            PollTimeout::NONE
+        } else {
+            PollTimeout::from(100u16)
+        };
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(format!("poll: {e}")),
+        }
+        let gone = PollFlags::POLLERR | PollFlags::POLLHUP | PollFlags::POLLNVAL;
+        let reader_gone = fds[..2]
+            .iter()
+            .any(|f| f.revents().is_some_and(|r| r.intersects(gone)));
+        let told = fds[2].revents().is_some_and(|r| !r.is_empty());
+        drop(fds);
+        if reader_gone || told {
+            kill_session(child, host_proc);
+            loop {
+                match waitpid(child, None) {
+                    Ok(s) => {
+                        if let Some(c) = exit_code(s) {
+                            return Ok(c);
+                        }
+                    }
+                    Err(nix::errno::Errno::EINTR) => {}
+                    Err(e) => return Err(format!("waitpid: {e}")),
+                }
+            }
+        }
+    }
+}
+
+/// SIGKILLs `leader` (the exec'd command, leader of its own session) and every process that
+/// descends from it or shares its session or process group, as seen in the host's /proc. The
+/// set is taken before the first kill (a killed parent's children are re-parented to the
+/// container's init); later rounds catch what was forked meanwhile. A process that left the
+/// session and was re-parented before the kill (a deliberate daemon) is not found, as with
+/// `docker exec`.
+fn kill_session(leader: Pid, host_proc: &OwnedFd) {
+    for round in 0..20 {
+        let victims = session_members(leader.as_raw(), host_proc);
+        if victims.is_empty() {
+            return;
+        }
+        for v in &victims {
+            let _ = kill(Pid::from_raw(*v), Signal::SIGKILL);
+        }
+        if round == 0 {
+            let _ = nix::sys::signal::killpg(leader, Signal::SIGKILL);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Live (not zombie) processes of `leader`'s tree, session or process group.
+fn session_members(leader: i32, host_proc: &OwnedFd) -> Vec<i32> {
+    // (pid, ppid, pgrp, session) of every live process.
+    let mut procs = Vec::new();
+    let Ok(mut dir) = nix::dir::Dir::openat(
+        host_proc,
+        ".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    ) else {
+        return Vec::new();
+    };
+    for entry in dir.iter().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .ok()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if let Some(p) = proc_relations(host_proc, pid) {
+            procs.push(p);
+        }
+    }
+    let mut set: Vec<i32> = procs
+        .iter()
+        .filter(|p| p.0 == leader || p.2 == leader || p.3 == leader)
+        .map(|p| p.0)
+        .collect();
+    loop {
+        let before = set.len();
+        for p in &procs {
+            if set.contains(&p.1) && !set.contains(&p.0) {
+                set.push(p.0);
+            }
+        }
+        if set.len() == before {
+            return set;
+        }
+    }
+}
+
+/// (pid, ppid, pgrp, session) from `/proc/PID/stat`, `None` for a zombie or a vanished pid.
+fn proc_relations(host_proc: &OwnedFd, pid: i32) -> Option<(i32, i32, i32, i32)> {
+    let fd = nix::fcntl::openat(
+        host_proc,
+        format!("{pid}/stat").as_str(),
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ok()?;
+    let mut stat = String::new();
+    std::io::Read::read_to_string(&mut File::from(fd), &mut stat).ok()?;
+    parse_relations(pid, &stat)
+}
+
+fn parse_relations(pid: i32, stat: &str) -> Option<(i32, i32, i32, i32)> {
+    // comm may hold spaces and parentheses: fields resume after the last ')'.
+    let mut f = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = f.next()?;
+    if state == "Z" || state == "X" {
+        return None;
+    }
+    let mut n = || f.next()?.parse::<i32>().ok();
+    Some((pid, n()?, n()?, n()?))
 }
 
 #[cfg(test)]
@@ -587,6 +773,15 @@ mod tests {
         assert!(cur <= 4096 && old <= 4096, "{cur} {old}");
         assert_eq!((cur + old) % 1000, 0);
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn relations_read_past_a_hostile_comm() {
+        let stat = "4242 (a) 1 2 3 (x) S 100 200 300 0 -1 4194560 0 0 0 0";
+        assert_eq!(parse_relations(4242, stat), Some((4242, 100, 200, 300)));
+        let zombie = "4243 (sh) Z 100 200 300 0 -1";
+        assert_eq!(parse_relations(4243, zombie), None);
+        assert_eq!(parse_relations(1, "garbage"), None);
     }
 
     #[test]

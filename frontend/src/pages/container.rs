@@ -647,6 +647,18 @@ fn Exec(path: String) -> impl IntoView {
             {move || run.value().get().and_then(|r| r.ok()).map(|r| view! {
                 <div data-testid="exec-result">
                     <span class=if r.exit_code == 0 { "badge ok" } else { "badge bad" }>{format!("exit {}", r.exit_code)}</span>
+                    {r.truncated.then(|| view! {
+                        <span class="badge bad" data-testid="exec-truncated"
+                            title="the output passed 1 MiB: it is cut there and the command was killed (use `corral exec` for all of it)">
+                            "truncated at 1 MiB"
+                        </span>
+                    })}
+                    {r.timed_out.then(|| view! {
+                        <span class="badge bad" data-testid="exec-timed-out"
+                            title="the command ran longer than 25 s and was killed (use `corral exec` for long commands)">
+                            "timed out"
+                        </span>
+                    })}
                     <pre class="log short">{r.stdout}<span class="err">{r.stderr}</span></pre>
                 </div>
             })}

@@ -6,6 +6,7 @@ mod container;
 mod container_bench;
 mod container_crash;
 mod container_devices;
+mod container_exec;
 mod container_image;
 mod container_mounts;
 mod container_seccomp;
