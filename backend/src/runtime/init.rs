@@ -831,6 +831,45 @@ fn setup_rootfs(cfg: &ShimConfig, dir: &ContainerDir, userns: Option<&OwnedFd>) 
     Ok(())
 }
 
+/// Every signal at its default disposition and none blocked, as a command expects to start:
+/// handlers go at exec by themselves, but an ignored signal and the mask survive it, and this
+/// binary's Rust runtime ignores SIGPIPE (`yes | head` would then never end by SIGPIPE).
+fn reset_signals() {
+    /// The kernel's `struct sigaction` (x86_64 and aarch64 layout) for `rt_sigaction`.
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: libc::c_ulong,
+        restorer: usize,
+        mask: u64,
+    }
+    let dfl = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    // The raw call: libc's wrapper refuses its own internal real-time signals (32, 33), which
+    // can be ignored here and would stay so in the container.
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: `dfl` is a valid kernel sigaction for the call's duration, no old action is
+        // asked for, and the size is the kernel's sigset size (8 bytes).
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &dfl as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            );
+        }
+    }
+    let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
+}
+
 /// The host's nodes for [`DEVICES`], opened `O_PATH` before anything of the container is
 /// mounted, each checked to be the character device it should be. A node the host lacks (or
 /// has as something else) is left out; `/dev/null` is required.
@@ -922,6 +961,7 @@ pub fn last_cap() -> u8 {
 /// on exec, installs seccomp and execs. Order as runc: bounding set, user, capabilities, cwd,
 /// no_new_privs, seccomp last so the filter does not have to allow the setup.
 pub fn harden_and_exec(h: &Hardening<'_>) -> SetupResult<Infallible> {
+    reset_signals();
     let exe = find_executable(&h.args[0], h.env)?;
     let cstr = |s: &str| CString::new(s).map_err(|_| format!("NUL byte in {s:?}"));
     let exe_c = cstr(&exe)?;

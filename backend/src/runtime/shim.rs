@@ -18,7 +18,7 @@ use nix::{
     poll::{PollFd, PollFlags, PollTimeout, poll},
     sched::{CloneFlags, setns},
     sys::{
-        signal::{SigHandler, SigSet, Signal, kill},
+        signal::{SigSet, Signal, kill},
         signalfd::{SfdFlags, SignalFd},
         wait::{WaitStatus, waitpid},
     },
@@ -569,11 +569,7 @@ fn exec_inner(args: &[String]) -> Result<i32, String> {
             // The host's /proc and our signals are the helper's, never the command's.
             drop(host_proc);
             drop(stop);
-            // The command starts with every signal unblocked and SIGPIPE at its default (the
-            // Rust runtime of this binary ignores it, and an ignored signal survives exec).
-            let _ = SigSet::empty().thread_set_mask();
-            // SAFETY: setting a default disposition installs no handler.
-            let _ = unsafe { nix::sys::signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+            // (Every signal unblocked and at its default: `harden_and_exec` does it.)
             // Its own session and process group: the whole command can be killed at once.
             let _ = setsid();
             // SAFETY: PR_SET_PDEATHSIG takes integers only. A backstop for a helper that is

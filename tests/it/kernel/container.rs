@@ -991,3 +991,56 @@ async fn rootfs_symlinks_cannot_redirect_mounts_to_the_host() {
         remove(&c, &ct.name).await;
     }
 }
+
+/// A container's init and an exec'd command start as a program expects: no signal ignored, none
+/// blocked. (The monitor's Rust runtime ignores SIGPIPE, and an ignored signal survives exec:
+/// `yes | head` in such a container never ends by SIGPIPE.)
+#[tokio::test]
+async fn init_and_exec_start_with_default_signals() {
+    let daemon = Daemon::start();
+    let _reaper = Reaper::new(&daemon);
+    let c = daemon.unix_client();
+    let rootfs = Rootfs::new();
+    let name = tests::unique("sig");
+    create(
+        &c,
+        serde_json::json!({
+            "name": name,
+            "rootfs": rootfs.path(),
+            "command": ["/bin/sleep", "30"],
+            "start": true,
+        }),
+    )
+    .await;
+    let out = exec(
+        &c,
+        &name,
+        &[
+            "/bin/sh",
+            "-c",
+            "grep -E '^Sig(Ign|Blk)' /proc/1/status | tr -d '\\t' | tr : =",
+        ],
+    )
+    .await;
+    let mut f = facts(&out.stdout);
+    let own = exec(&c, &name, &["/bin/cat", "/proc/self/status"]).await;
+    remove(&c, &name).await;
+    assert_eq!(
+        f.remove("SigIgn").as_deref(),
+        Some("0000000000000000"),
+        "init: {out:?}"
+    );
+    assert_eq!(
+        f.remove("SigBlk").as_deref(),
+        Some("0000000000000000"),
+        "init: {out:?}"
+    );
+    let own: std::collections::BTreeMap<_, _> = own
+        .stdout
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
+        .collect();
+    assert_eq!(own["SigIgn"], "0000000000000000", "exec'd command");
+    assert_eq!(own["SigBlk"], "0000000000000000", "exec'd command");
+}
