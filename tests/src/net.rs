@@ -125,9 +125,10 @@ impl Sandbox {
         let path = Path::new("/run/netns").join(format!("corral-it-{}-sb{n}", std::process::id()));
         block_on(backend::network::netns::create(path.clone())).expect("sandbox netns");
         let sb = Sandbox { path };
-        block_on(backend::network::netns::run_in(sb.path.clone(), |h| async move {
-            backend::network::link::configure_inside(h, None, None).await
-        }))
+        block_on(backend::network::netns::run_in(
+            sb.path.clone(),
+            |h| async move { backend::network::link::configure_inside(h, None, None).await },
+        ))
         .expect("loopback up in the sandbox");
         sb
     }
@@ -195,7 +196,10 @@ impl Peer {
         let ns = Path::new("/run/netns").join(format!("corral-it-{pid}-peer{n}"));
         let x = ((pid % 64) * 4 + n % 4) as u8;
         let (host, addr) = (Ipv4Addr::new(10, 216, x, 1), Ipv4Addr::new(10, 216, x, 2));
-        let veth = format!("pe-it{:x}", (pid.wrapping_mul(16).wrapping_add(n)) & 0xfffff);
+        let veth = format!(
+            "pe-it{:x}",
+            (pid.wrapping_mul(16).wrapping_add(n)) & 0xfffff
+        );
         let net6 = |last: u16| {
             std::net::Ipv6Addr::new(0xfd43, (pid & 0xffff) as u16, n as u16, 0, 0, 0, 0, last)
         };
@@ -203,12 +207,11 @@ impl Peer {
         block_on(async {
             netns::create(ns.clone()).await?;
             let h = link::connect()?;
-            let file = fs::File::open(&ns).map_err(|source| {
-                backend::network::NetworkError::Io {
+            let file =
+                fs::File::open(&ns).map_err(|source| backend::network::NetworkError::Io {
                     path: ns.clone(),
                     source,
-                }
-            })?;
+                })?;
             link::create_veth_pair(&h, &veth, &file).await?;
             let idx = link::index(&h, &veth)
                 .await?

@@ -8,7 +8,8 @@ use std::{
 
 use futures::TryStreamExt;
 use rtnetlink::{
-    Handle, LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
+    Handle, LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth,
+    RouteMessageBuilder,
     packet_route::{
         AddressFamily,
         link::{InfoData, InfoVeth, LinkAttribute},
@@ -264,8 +265,8 @@ async fn veth(
         .name(CONTAINER_IF.to_owned())
         .setns_by_fd(netns.as_raw_fd())
         .build();
-    let mut msg = LinkVeth::new(host_name, CONTAINER_IF)
-        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)));
+    let mut msg =
+        LinkVeth::new(host_name, CONTAINER_IF).set_info_data(InfoData::Veth(InfoVeth::Peer(peer)));
     if let Some(b) = bridge {
         msg = msg.controller(b);
     }

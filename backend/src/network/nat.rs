@@ -442,7 +442,13 @@ fn ipt_remove(bin: &Path, table: &str) -> Result<(), NetworkError> {
     let (nat, fwd) = chains(table)?;
     let user = user_chain(table)?;
     if ipt_chain_exists(bin, "filter", &user) {
-        while run(bin, &["-w", "-t", "filter", "-D", "FORWARD", "-j", &user], None).is_ok() {}
+        while run(
+            bin,
+            &["-w", "-t", "filter", "-D", "FORWARD", "-j", &user],
+            None,
+        )
+        .is_ok()
+        {}
     }
     for (t, hook, chain) in [("nat", "POSTROUTING", &nat), ("filter", "FORWARD", &fwd)] {
         if !ipt_chain_exists(bin, t, chain) {
@@ -465,8 +471,12 @@ pub fn remove_user_chain(table: &str) -> Result<(), NetworkError> {
         if let Backend::Iptables { bin, .. } = b {
             for bin in std::iter::once(bin.clone()).chain(ip6tables(&bin)) {
                 if ipt_chain_exists(&bin, "filter", &user) {
-                    while run(&bin, &["-w", "-t", "filter", "-D", "FORWARD", "-j", &user], None)
-                        .is_ok()
+                    while run(
+                        &bin,
+                        &["-w", "-t", "filter", "-D", "FORWARD", "-j", &user],
+                        None,
+                    )
+                    .is_ok()
                     {}
                     run(&bin, &["-w", "-t", "filter", "-F", &user], None)?;
                     run(&bin, &["-w", "-t", "filter", "-X", &user], None)?;
@@ -534,7 +544,11 @@ mod tests {
             ]
         );
         assert!(text.contains(&"-w -t filter -A corral-fwd -o corral0 -j DROP".to_owned()));
-        assert!(!text.iter().any(|t| t.contains("-N corral-user") || t.contains("-F")));
+        assert!(
+            !text
+                .iter()
+                .any(|t| t.contains("-N corral-user") || t.contains("-F"))
+        );
     }
 
     #[test]

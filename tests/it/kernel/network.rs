@@ -695,7 +695,8 @@ fn outbound_nat_in_sandbox() {
         let rules = all_nat_rules();
         let t = &a.cfg.nft_table;
         assert!(
-            !rules.contains(&format!("{t} ")) && !rules.contains(&format!("{t}-fwd"))
+            !rules.contains(&format!("{t} "))
+                && !rules.contains(&format!("{t}-fwd"))
                 && !rules.contains(&format!("{t}-nat")),
             "{backend}: {t} left: {rules}"
         );
@@ -722,7 +723,10 @@ fn without_nft_bridge_ports_are_isolated() {
     let mut fx = Fixture::new();
     let mut cfg = fx.cfg.clone();
     cfg.l2 = backend::network::l2::L2Mode::Isolated;
-    fx.net = Network::new(cfg, Store::open(&fx._dir.path().join("corral.db")).expect("store"));
+    fx.net = Network::new(
+        cfg,
+        Store::open(&fx._dir.path().join("corral.db")).expect("store"),
+    );
     let a = fx.attach("i1", NetworkMode::Bridge, &[]);
     let b = fx.attach("i2", NetworkMode::Bridge, &[]);
     assert_eq!(
@@ -753,6 +757,8 @@ fn without_nft_bridge_ports_are_isolated() {
     let gw = fx.cfg.subnet.expect("subnet").gateway();
     let host = TcpListener::bind((gw, 0)).expect("listen on the bridge address");
     let port = host.local_addr().expect("addr").port();
-    fx.inside(a.netns.as_ref().expect("netns"), move || TcpStream::connect((gw, port)))
-        .expect("i1 reaches the host");
+    fx.inside(a.netns.as_ref().expect("netns"), move || {
+        TcpStream::connect((gw, port))
+    })
+    .expect("i1 reaches the host");
 }

@@ -177,7 +177,13 @@ fn peer_attack(flag: &str, backend: &nat::Backend) {
     let (name, published) = (tests::unique("fw"), tests::unique("pub"));
     let (_, ip) = start(&c, &rootfs, &name, "default", &[]);
     let port = tests::free_port();
-    start(&c, &rootfs, &published, "default", &[format!("{port}:8080")]);
+    start(
+        &c,
+        &rootfs,
+        &published,
+        "default",
+        &[format!("{port}:8080")],
+    );
     assert_eq!(ip_forward(), "1", "NAT turns forwarding on");
 
     // The container serves on 8080 (the host reaches it: OUTPUT, not FORWARD).
@@ -188,7 +194,10 @@ fn peer_attack(flag: &str, backend: &nat::Backend) {
     peer_server(&peer, 9000);
     let url = peer.addr.to_string();
     let (code, out) = to_peer(&c, &name, &url);
-    assert!(code == 0 && out.contains("from the peer"), "{backend}: {code} {out}");
+    assert!(
+        code == 0 && out.contains("from the peer"),
+        "{backend}: {code} {out}"
+    );
     assert!(http_get((Ipv4Addr::LOCALHOST, port).into()).contains("served by a container"));
 
     match backend {
@@ -236,21 +245,26 @@ fn peer_attack(flag: &str, backend: &nat::Backend) {
             daemon.stop();
             daemon.restart();
             let back = (0..100).any(|_| {
-                backend.exists(&table)
-                    || {
-                        std::thread::sleep(Duration::from_millis(50));
-                        false
-                    }
+                backend.exists(&table) || {
+                    std::thread::sleep(Duration::from_millis(50));
+                    false
+                }
             });
             assert!(back, "rules restored after the restart");
             peer_connects(&peer, ip, 8080).expect("the admin's rule survived our reinstall");
             iptables(&bin, &[&["-D", &user][..], &allow].concat());
             peer_connects(&peer, ip, 8080).expect_err("dropped again without the admin's rule");
             // The admin's DROP in the hook beats our ACCEPT of the container's outbound.
-            iptables(&bin, &["-A", &user, "-s", &ips, "-d", &peer_ip, "-j", "DROP"]);
+            iptables(
+                &bin,
+                &["-A", &user, "-s", &ips, "-d", &peer_ip, "-j", "DROP"],
+            );
             let (code, out) = to_peer(&c, &name, &url);
             assert_ne!(code, 0, "the admin's drop did not decide: {out}");
-            iptables(&bin, &["-D", &user, "-s", &ips, "-d", &peer_ip, "-j", "DROP"]);
+            iptables(
+                &bin,
+                &["-D", &user, "-s", &ips, "-d", &peer_ip, "-j", "DROP"],
+            );
         }
     }
     let c = daemon.unix_client();
@@ -295,7 +309,11 @@ fn ip_forward_is_put_back_to_the_value_found_before() {
         // A new daemon finds forwarding on, but the record says it was off.
         daemon.restart();
         daemon.stop();
-        assert_eq!(ip_forward(), "0", "restored to the value before the first daemon");
+        assert_eq!(
+            ip_forward(),
+            "0",
+            "restored to the value before the first daemon"
+        );
 
         // The last container's removal puts it back as well.
         daemon.restart();
@@ -308,7 +326,11 @@ fn ip_forward_is_put_back_to_the_value_found_before() {
         });
         assert!(on, "forwarding on again");
         block(tests::containers::remove(&c, &name));
-        assert_eq!(ip_forward(), "0", "restored with the last bridged container");
+        assert_eq!(
+            ip_forward(),
+            "0",
+            "restored with the last bridged container"
+        );
         drop(daemon);
     });
 }
@@ -331,7 +353,10 @@ fn icmp_echo(to: Ipv4Addr) -> std::io::Result<()> {
     if n >= 8 && buf[0] == 0 && from.ip() == to {
         Ok(())
     } else {
-        Err(std::io::Error::other(format!("unexpected answer {:?} from {from}", &buf[..n])))
+        Err(std::io::Error::other(format!(
+            "unexpected answer {:?} from {from}",
+            &buf[..n]
+        )))
     }
 }
 
@@ -362,7 +387,11 @@ fn another_teams_container_can_neither_spoof_nor_reach_it() {
         let _reaper = Reaper::new(&daemon);
         let c = daemon.unix_client();
         let rootfs = web_rootfs();
-        let (a1, a2, b1) = (tests::unique("a1"), tests::unique("a2"), tests::unique("b1"));
+        let (a1, a2, b1) = (
+            tests::unique("a1"),
+            tests::unique("a2"),
+            tests::unique("b1"),
+        );
         let (team_a, team_b) = (tests::unique("ta"), tests::unique("tb"));
         let (a1_id, a1_ip) = start(&c, &rootfs, &a1, &team_a, &[]);
         start(&c, &rootfs, &a2, &team_a, &[]);
@@ -371,8 +400,13 @@ fn another_teams_container_can_neither_spoof_nor_reach_it() {
             let o = b1_ip.octets();
             Ipv4Addr::new(o[0], o[1], o[2], 1)
         };
-        let info: serde_json::Value =
-            block(tests::containers::call(&c, Method::GET, "/api/v1/network", None)).unwrap();
+        let info: serde_json::Value = block(tests::containers::call(
+            &c,
+            Method::GET,
+            "/api/v1/network",
+            None,
+        ))
+        .unwrap();
         let filter = info["l2_filter"].as_str().unwrap_or_default().to_owned();
         if nat::nft_binary().is_some() {
             assert!(filter.starts_with("nftables"), "{info}");
@@ -381,10 +415,29 @@ fn another_teams_container_can_neither_spoof_nor_reach_it() {
         }
 
         // No NET_RAW: no packet socket; ping works through ICMP datagram sockets.
-        let (code, out) = exec(&c, &a1, &["arping", "-c", "1", "-w", "1", "-I", "eth0", &gw.to_string()]);
-        assert!(code != 0 && out.contains("not permitted"), "arping: {code} {out}");
+        let (code, out) = exec(
+            &c,
+            &a1,
+            &[
+                "arping",
+                "-c",
+                "1",
+                "-w",
+                "1",
+                "-I",
+                "eth0",
+                &gw.to_string(),
+            ],
+        );
+        assert!(
+            code != 0 && out.contains("not permitted"),
+            "arping: {code} {out}"
+        );
         let (_, range) = exec(&c, &a1, &["cat", "/proc/sys/net/ipv4/ping_group_range"]);
-        assert_eq!(range.split_whitespace().collect::<Vec<_>>(), ["0", "2147483647"]);
+        assert_eq!(
+            range.split_whitespace().collect::<Vec<_>>(),
+            ["0", "2147483647"]
+        );
         // An ICMP echo over a datagram socket (what iputils `ping` uses; no capability is
         // checked for it, only that group range) from A's namespace gets its answer. (busybox
         // 1.35's ping only knows raw sockets: it needs NET_RAW.)
@@ -402,9 +455,15 @@ fn another_teams_container_can_neither_spoof_nor_reach_it() {
         assert!(out.contains("served by"), "a2 -> a1: {out}");
         if filter.starts_with("nftables") {
             let out = nc_get(&c, &b1, &a1_ip.to_string(), 8080);
-            assert!(!out.contains("served by"), "b1 (team B) reached a1 (team A): {out}");
+            assert!(
+                !out.contains("served by"),
+                "b1 (team B) reached a1 (team A): {out}"
+            );
             let out = nc_get(&c, &a1, &b1_ip.to_string(), 8080);
-            assert!(!out.contains("served by"), "a1 (team A) reached b1 (team B): {out}");
+            assert!(
+                !out.contains("served by"),
+                "a1 (team A) reached b1 (team B): {out}"
+            );
         }
 
         // The host learns B's MAC.
@@ -425,7 +484,9 @@ fn another_teams_container_can_neither_spoof_nor_reach_it() {
                 .iter()
                 .map(|mode| {
                     let out = Command::new(&bb)
-                        .args(["arping", mode, "-c", "2", "-w", "2", "-I", "eth0", "-s", &b_ip, &b_ip])
+                        .args([
+                            "arping", mode, "-c", "2", "-w", "2", "-I", "eth0", "-s", &b_ip, &b_ip,
+                        ])
                         .output()
                         .unwrap();
                     format!(
