@@ -63,6 +63,8 @@ pub const DEFAULT_MODULES: &[&str] = &[
     "nft_nat",
     "nft_masq",
     "nft_ct",
+    // The bridge filter's `iifname`/`oifname` in the bridge family (network::l2).
+    "nft_meta_bridge",
 ];
 
 /// Where the carried binaries live inside the VM.

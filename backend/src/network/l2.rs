@@ -46,9 +46,30 @@ impl L2Filter {
     pub fn detect(mode: L2Mode) -> Self {
         match mode {
             L2Mode::Isolated => Self::Isolated,
-            L2Mode::Auto => nat::nft_binary()
-                .filter(|bin| nat::run(bin, &["list", "tables", "bridge"], None).is_ok())
-                .map_or(Self::Isolated, Self::Nft),
+            L2Mode::Auto => {
+                let Some(bin) = nat::nft_binary() else {
+                    return Self::Isolated;
+                };
+                // Every expression the filter uses, checked by the kernel without a commit (a
+                // kernel lacking one, e.g. `nft_meta_bridge`, answers ENOENT).
+                let probe = ruleset(
+                    "corral_probe",
+                    &[Port {
+                        veth: "corral-probe".into(),
+                        mac: [0x02, 0, 0, 0, 0, 1],
+                        ip: Ipv4Addr::new(10, 0, 0, 1),
+                        ip6: Some(Ipv6Addr::LOCALHOST),
+                        team: "probe".into(),
+                    }],
+                );
+                match nat::run(&bin, &["--check", "-f", "-"], Some(&probe)) {
+                    Ok(_) => Self::Nft(bin),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "nftables cannot filter the bridge; isolating its ports instead");
+                        Self::Isolated
+                    }
+                }
+            }
         }
     }
 }

@@ -23,8 +23,8 @@
 //!   rules and our two other chains.
 //!
 //! Nothing else is ever touched. The binaries are the interface here (the nf_tables netlink
-//! protocol has no maintained Rust crate); only this file runs them. Port publishing needs no
-//! rule: it is a userland proxy (see `ports.rs`).
+//! protocol has no maintained Rust crate); only this file runs them (`l2.rs` through [`run`]).
+//! Port publishing needs no rule: it is a userland proxy (see `ports.rs`).
 
 use std::{
     fmt,
