@@ -18,6 +18,11 @@ pub struct NetworkInfo {
     /// How: `nftables`, `iptables (nf_tables)` or `iptables (legacy)`, while installed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nat_backend: Option<String>,
+    /// How bridge ports are kept apart, once the first bridged container started:
+    /// `nftables bridge filter (anti-spoofing, teams apart)` or, where `nft` is missing,
+    /// `isolated bridge ports`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub l2_filter: Option<String>,
     /// Containers with a network namespace of their own (admins only; empty for others).
     pub endpoints: Vec<NetworkEndpoint>,
 }

@@ -64,6 +64,8 @@ pub const DEFAULT_MODULES: &[&str] = &[
     "nft_masq",
     "nft_ct",
     "loop",
+    // The bridge filter's `iifname`/`oifname` in the bridge family (network::l2).
+    "nft_meta_bridge",
 ];
 
 /// Where the carried binaries live inside the VM.

@@ -39,6 +39,7 @@ async fn networks_get(
         subnet: subnet.map(|s| s.to_string()),
         nat,
         nat_backend: net.nat_backend().await,
+        l2_filter: net.l2_filter().await,
         endpoints,
     }))
 }

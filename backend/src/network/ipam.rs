@@ -13,6 +13,8 @@ use crate::store::Store;
 #[derive(Debug, Clone)]
 pub struct Endpoint {
     pub owner: String,
+    /// The owner's team: bridge ports of different teams are kept apart.
+    pub team: String,
     pub bridge: Option<String>,
     pub address: Option<Ipv4Addr>,
     pub netns: PathBuf,
@@ -91,15 +93,16 @@ pub fn insert(
     };
     let ports = serde_json::to_string(&ep.ports).unwrap_or_else(|_| "[]".into());
     tx.execute(
-        "INSERT INTO network_endpoints (owner, bridge, address, netns, veth, ports)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO network_endpoints (owner, bridge, address, netns, veth, ports, team)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
             ep.owner,
             ep.bridge,
             address.map(|a| a.to_string()),
             ep.netns.to_string_lossy(),
             ep.veth,
-            ports
+            ports,
+            ep.team
         ],
     )?;
     tx.commit()?;
@@ -120,6 +123,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Endpoint> {
     let ports: String = r.get(5)?;
     Ok(Endpoint {
         owner: r.get(0)?,
+        team: r.get(6)?,
         bridge: r.get(1)?,
         address: address.and_then(|a| a.parse().ok()),
         netns: PathBuf::from(netns),
@@ -128,7 +132,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Endpoint> {
     })
 }
 
-const COLUMNS: &str = "owner, bridge, address, netns, veth, ports";
+const COLUMNS: &str = "owner, bridge, address, netns, veth, ports, team";
 
 /// The endpoint of `owner`.
 pub fn get(store: &Store, owner: &str) -> Result<Option<Endpoint>, NetworkError> {
@@ -159,6 +163,7 @@ mod tests {
     fn endpoint(owner: &str) -> Endpoint {
         Endpoint {
             owner: owner.into(),
+            team: "default".into(),
             bridge: Some("br-test".into()),
             address: None,
             netns: PathBuf::from(format!("/run/netns/test-{owner}")),

@@ -8,7 +8,8 @@ use std::{
 
 use futures::TryStreamExt;
 use rtnetlink::{
-    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
+    Handle, LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth,
+    RouteMessageBuilder,
     packet_route::{
         AddressFamily,
         link::{InfoData, InfoVeth, LinkAttribute},
@@ -241,20 +242,107 @@ pub async fn create_veth(
     bridge: u32,
     netns: &File,
 ) -> Result<(), NetworkError> {
+    veth(h, host_name, Some(bridge), netns).await
+}
+
+/// A veth pair on no bridge: `host_name` here (up), `eth0` inside `netns` (tests use it to
+/// link a peer namespace to the host).
+pub async fn create_veth_pair(
+    h: &Handle,
+    host_name: &str,
+    netns: &File,
+) -> Result<(), NetworkError> {
+    veth(h, host_name, None, netns).await
+}
+
+async fn veth(
+    h: &Handle,
+    host_name: &str,
+    bridge: Option<u32>,
+    netns: &File,
+) -> Result<(), NetworkError> {
     let peer = LinkMessageBuilder::<LinkUnspec>::new()
         .name(CONTAINER_IF.to_owned())
         .setns_by_fd(netns.as_raw_fd())
         .build();
-    let msg = LinkVeth::new(host_name, CONTAINER_IF)
-        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
-        .controller(bridge)
-        .up()
-        .build();
+    let mut msg =
+        LinkVeth::new(host_name, CONTAINER_IF).set_info_data(InfoData::Veth(InfoVeth::Peer(peer)));
+    if let Some(b) = bridge {
+        msg = msg.controller(b);
+    }
     h.link()
-        .add(msg)
+        .add(msg.up().build())
         .execute()
         .await
         .map_err(nl(format!("create veth {host_name}")))
+}
+
+/// Adds `ip/prefix` to link `idx` (an existing one is fine).
+pub async fn add_address(
+    h: &Handle,
+    idx: u32,
+    ip: Ipv4Addr,
+    prefix: u8,
+) -> Result<(), NetworkError> {
+    match h.address().add(idx, ip.into(), prefix).execute().await {
+        Ok(()) => Ok(()),
+        Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
+        Err(e) => Err(nl(format!("add {ip}/{prefix}"))(e)),
+    }
+}
+
+/// The MAC address of the link `name`.
+pub async fn mac(h: &Handle, name: &str) -> Result<[u8; 6], NetworkError> {
+    let m = h
+        .link()
+        .get()
+        .match_name(name.to_owned())
+        .execute()
+        .try_next()
+        .await
+        .map_err(nl(format!("look up link {name}")))?
+        .ok_or_else(|| NetworkError::LinkMissing(name.to_owned()))?;
+    m.attributes
+        .iter()
+        .find_map(|a| match a {
+            LinkAttribute::Address(a) => <[u8; 6]>::try_from(a.as_slice()).ok(),
+            _ => None,
+        })
+        .ok_or_else(|| NetworkError::LinkMissing(format!("{name} (no MAC address)")))
+}
+
+/// Sets the bridge port `name` `isolated on`: it can no longer send to other isolated ports,
+/// only to the bridge itself and non-isolated ports.
+pub async fn set_isolated(h: &Handle, name: &str) -> Result<(), NetworkError> {
+    let idx = index(h, name)
+        .await?
+        .ok_or_else(|| NetworkError::LinkMissing(name.to_owned()))?;
+    h.link()
+        .set_port(LinkBridgePort::new(idx).isolated(true).build())
+        .execute()
+        .await
+        .map_err(nl(format!("set {name} isolated")))
+}
+
+/// Whether the bridge port `name` is `isolated on`.
+pub async fn is_isolated(h: &Handle, name: &str) -> Result<bool, NetworkError> {
+    use rtnetlink::packet_route::link::{InfoBridgePort, InfoPortData, LinkInfo};
+    let m = h
+        .link()
+        .get()
+        .match_name(name.to_owned())
+        .execute()
+        .try_next()
+        .await
+        .map_err(nl(format!("look up link {name}")))?
+        .ok_or_else(|| NetworkError::LinkMissing(name.to_owned()))?;
+    Ok(m.attributes.iter().any(|a| match a {
+        LinkAttribute::LinkInfo(infos) => infos.iter().any(|i| {
+            matches!(i, LinkInfo::PortData(InfoPortData::BridgePort(p))
+                if p.contains(&InfoBridgePort::Isolated(true)))
+        }),
+        _ => false,
+    }))
 }
 
 /// Inside a container's namespace: loopback up and, when given, `eth0` with `ip/prefix` and a

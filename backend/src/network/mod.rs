@@ -4,8 +4,11 @@
 //!   the subnet's first address; each container gets a named network namespace
 //!   ([`netns`]), a veth pair whose host end sits on the bridge and whose peer is born inside
 //!   the namespace as `eth0`, an address from [`ipam`] (SQLite), a default route via the bridge,
-//!   outbound NAT ([`nat`], our own nftables table) and published ports ([`ports`], a userland
-//!   proxy in the daemon).
+//!   outbound NAT and a forward filter that lets no new connection into the bridge ([`nat`],
+//!   our own nftables table or iptables chains, after the admin's rules), forwarding turned on
+//!   and later put back to the host's own value ([`forward`]), ports of different teams kept
+//!   apart and each port held to its own addresses ([`l2`]), and published ports ([`ports`], a
+//!   userland proxy in the daemon).
 //! - `none`: a namespace of its own with loopback up, nothing else.
 //! - `host`: the host's network; nothing to create.
 //!
@@ -16,7 +19,9 @@
 //! network namespaces and nftables rules; it never touches a table or link it did not name.
 
 pub mod files;
+pub mod forward;
 pub mod ipam;
+pub mod l2;
 pub mod link;
 pub mod nat;
 pub mod netns;
@@ -223,6 +228,11 @@ pub struct NetworkConfig {
     pub nat: nat::NatChoice,
     /// The host resolv.conf the containers' one is made from.
     pub host_resolv: PathBuf,
+    /// Where the forwarding values found before we turned it on are recorded (a tmpfs: a
+    /// reboot resets the sysctl and the record together).
+    pub run_dir: PathBuf,
+    /// How bridge ports are kept apart (`Auto`: nftables bridge filter, else isolated ports).
+    pub l2: l2::L2Mode,
 }
 
 impl Default for NetworkConfig {
@@ -237,6 +247,8 @@ impl Default for NetworkConfig {
             nft_table: "corral".into(),
             nat: nat::NatChoice::Auto,
             host_resolv: PathBuf::from("/etc/resolv.conf"),
+            run_dir: PathBuf::from("/run/corral"),
+            l2: l2::L2Mode::Auto,
         }
     }
 }
@@ -334,13 +346,16 @@ pub struct Attachment {
 struct State {
     /// The bridge's subnet once chosen in this daemon's life.
     subnet: Option<Subnet>,
-    /// Whether we turned ip_forward on (so we turn it off again).
-    forward_enabled_by_us: bool,
-    /// The same for IPv6 forwarding.
-    forward6_enabled_by_us: bool,
+    /// Whether we turned forwarding on in this daemon's life (its recorded value is put back
+    /// with the NAT rules).
+    forwarding: bool,
     /// The NAT implementation our rules are installed with.
     nat: Option<nat::Backend>,
     proxies: HashMap<String, ports::Proxies>,
+    /// The layer-2 filter in force, once chosen.
+    l2: Option<l2::L2Filter>,
+    /// Every bridged container's port, by owner: what the layer-2 filter is built from.
+    ports: HashMap<String, l2::Port>,
 }
 
 /// The networking manager of the daemon. Cheap to clone.
@@ -409,15 +424,18 @@ impl Network {
         std::fs::read_to_string(&self.cfg.host_resolv).unwrap_or_default()
     }
 
-    /// Gives `owner` (a container id) its network. Everything made is undone on failure.
+    /// Gives `owner` (a container id of `team`) its network. Everything made is undone on
+    /// failure. On the bridge, ports of different teams cannot reach each other.
     pub async fn attach(
         &self,
         owner: &str,
+        team: &str,
         mode: NetworkMode,
         hostname: &str,
         ports: &[PortSpec],
     ) -> Result<Attachment, NetworkError> {
         validate_owner(owner)?;
+        validate_owner(team)?;
         if mode != NetworkMode::Bridge && !ports.is_empty() {
             return Err(NetworkError::PortsNeedBridge(mode));
         }
@@ -446,6 +464,7 @@ impl Network {
         };
         let ep = ipam::Endpoint {
             owner: owner.to_owned(),
+            team: team.to_owned(),
             bridge: bridged.then(|| self.cfg.bridge.clone()),
             address: None,
             netns: ns.clone(),
@@ -519,6 +538,7 @@ impl Network {
         })
         .await?;
         if let (Some(net), Some(ip)) = (subnet, address) {
+            self.add_port(st, ep, ip).await?;
             self.ensure_nat(st, net).await;
             if !ep.ports.is_empty() {
                 let proxies = ports::publish(&ep.ports, IpAddr::V4(ip)).await?;
@@ -528,9 +548,79 @@ impl Network {
         Ok(())
     }
 
+    /// Puts the endpoint's port under the layer-2 filter: reads its MAC, rebuilds the bridge
+    /// table (or sets the port isolated). Must succeed before the container runs.
+    async fn add_port(
+        &self,
+        st: &mut State,
+        ep: &ipam::Endpoint,
+        ip: Ipv4Addr,
+    ) -> Result<(), NetworkError> {
+        let Some(veth) = ep.veth.clone() else {
+            return Ok(());
+        };
+        let mac = netns::run_in(ep.netns.clone(), |h| async move {
+            link::mac(&h, link::CONTAINER_IF).await
+        })
+        .await?;
+        let filter = match &st.l2 {
+            Some(f) => f.clone(),
+            None => {
+                let mode = self.cfg.l2;
+                let f = blocking(move || Ok(l2::L2Filter::detect(mode))).await?;
+                tracing::info!(filter = %f, "bridge ports kept apart");
+                st.l2 = Some(f.clone());
+                f
+            }
+        };
+        st.ports.insert(
+            ep.owner.clone(),
+            l2::Port {
+                veth: veth.clone(),
+                mac,
+                ip,
+                ip6: self.address6(Some(ip)),
+                team: ep.team.clone(),
+            },
+        );
+        let applied = match filter {
+            l2::L2Filter::Isolated => {
+                let h = link::connect()?;
+                link::set_isolated(&h, &veth).await
+            }
+            l2::L2Filter::Nft(_) => self.install_l2(st).await,
+        };
+        if applied.is_err() {
+            st.ports.remove(&ep.owner);
+        }
+        applied
+    }
+
+    /// Rebuilds the bridge table from the ports (nftables filter only).
+    async fn install_l2(&self, st: &State) -> Result<(), NetworkError> {
+        let Some(filter @ l2::L2Filter::Nft(_)) = st.l2.clone() else {
+            return Ok(());
+        };
+        let mut ports: Vec<l2::Port> = st.ports.values().cloned().collect();
+        ports.sort_by(|a, b| a.veth.cmp(&b.veth));
+        let table = self.cfg.nft_table.clone();
+        blocking(move || l2::install(&filter, &table, &ports)).await
+    }
+
+    /// The layer-2 filter in force (`None` before the first bridged container).
+    pub async fn l2_filter(&self) -> Option<String> {
+        self.state.lock().await.l2.as_ref().map(ToString::to_string)
+    }
+
     /// Removes everything of an endpoint (best effort, for rollback and detach).
     async fn undo(&self, st: &mut State, ep: &ipam::Endpoint) {
         st.proxies.remove(&ep.owner);
+        if st.ports.remove(&ep.owner).is_some()
+            && !st.ports.is_empty()
+            && let Err(e) = self.install_l2(st).await
+        {
+            tracing::warn!(error = %e, "cannot update the bridge filter");
+        }
         if let Some(veth) = &ep.veth
             && let Ok(h) = link::connect()
             && let Err(e) = link::delete(&h, veth).await
@@ -639,7 +729,8 @@ impl Network {
             let h = link::connect()?;
             let table = self.cfg.nft_table.clone();
             if link::index(&h, &self.cfg.bridge).await?.is_some()
-                || blocking(move || Ok(nat::exists(&table))).await?
+                || blocking(move || Ok(nat::exists(&table) || l2::exists(&table))).await?
+                || self.forwardings().iter().any(|f| f.record.exists())
             {
                 self.cleanup_bridge_if_unused(&mut st, true).await;
             }
@@ -651,6 +742,9 @@ impl Network {
             }
             if let (Some(ip), Some(_)) = (ep.address, &ep.bridge) {
                 let net = self.ensure_bridge(&mut st).await?;
+                if let Err(e) = self.add_port(&mut st, &ep, ip).await {
+                    tracing::warn!(owner = ep.owner, error = %e, "cannot filter the bridge port");
+                }
                 self.ensure_nat(&mut st, net).await;
                 // A container attached before `--subnet6` was set gets its IPv6 now.
                 if let (Some(ip6), Some(net6)) = (self.address6(Some(ip)), self.cfg.subnet6) {
@@ -690,7 +784,7 @@ impl Network {
     pub async fn shutdown(&self) {
         let mut st = self.state.lock().await;
         st.proxies.clear();
-        if st.nat.is_some() || st.forward_enabled_by_us || st.forward6_enabled_by_us {
+        if st.nat.is_some() || st.forwarding {
             self.remove_nat(&mut st, false).await;
         }
         if st.subnet.is_some() {
@@ -710,27 +804,36 @@ impl Network {
         if let Err(e) = removed.await {
             tracing::warn!(error = %e, "cannot remove the NAT rules");
         }
-        if st.forward_enabled_by_us {
-            nat::disable_forwarding();
-            st.forward_enabled_by_us = false;
+        // Back to the values recorded before we first turned forwarding on (also an earlier
+        // daemon's record, at a start-up sweep).
+        for f in self.forwardings() {
+            if let Err(e) = f.restore() {
+                tracing::warn!(error = %e, "cannot restore forwarding");
+            }
         }
-        if st.forward6_enabled_by_us {
-            nat::disable_forwarding6();
-            st.forward6_enabled_by_us = false;
-        }
+        st.forwarding = false;
+    }
+
+    fn forwardings(&self) -> [forward::Forwarding; 2] {
+        let (dir, table) = (&self.cfg.run_dir, &self.cfg.nft_table);
+        [
+            forward::Forwarding::ipv4(dir, table),
+            forward::Forwarding::ipv6(dir, table),
+        ]
     }
 
     async fn ensure_nat(&self, st: &mut State, net: Subnet) {
         if st.nat.is_some() {
             return;
         }
-        match nat::enable_forwarding() {
-            Ok(was) => st.forward_enabled_by_us |= !was,
+        let [v4, v6] = self.forwardings();
+        match v4.enable() {
+            Ok(()) => st.forwarding = true,
             Err(e) => tracing::warn!(error = %e, "cannot enable ip_forward"),
         }
         if self.cfg.subnet6.is_some() {
-            match nat::enable_forwarding6() {
-                Ok(was) => st.forward6_enabled_by_us |= !was,
+            match v6.enable() {
+                Ok(()) => st.forwarding = true,
                 Err(e) => tracing::warn!(error = %e, "cannot enable IPv6 forwarding"),
             }
         }
@@ -801,10 +904,7 @@ impl Network {
     /// Deletes the bridge, the NAT table and the recorded subnet when no endpoint uses them.
     /// `leftovers`: at start, for what an earlier daemon left (this one set up nothing yet).
     async fn cleanup_bridge_if_unused(&self, st: &mut State, leftovers: bool) {
-        let set_up = st.nat.is_some()
-            || st.subnet.is_some()
-            || st.forward_enabled_by_us
-            || st.forward6_enabled_by_us;
+        let set_up = st.nat.is_some() || st.subnet.is_some() || st.forwarding;
         if !leftovers && !set_up {
             // Nothing of this daemon's to take down (a `none`-mode container's detach).
             return;
@@ -815,6 +915,11 @@ impl Network {
             return;
         }
         self.remove_nat(st, leftovers).await;
+        let table = self.cfg.nft_table.clone();
+        if let Err(e) = blocking(move || l2::remove(&table)).await {
+            tracing::warn!(error = %e, "cannot remove the bridge filter");
+        }
+        st.ports.clear();
         if let Ok(h) = link::connect()
             && let Err(e) = link::delete(&h, &self.cfg.bridge).await
         {

@@ -1,15 +1,30 @@
-//! Outbound NAT, with nftables where the host has it and iptables where that is what it has.
+//! Outbound NAT and the bridge's forward filter, with nftables where the host has it and
+//! iptables where that is what it has.
 //!
+//! The forward filter: what comes from the bridge is let through (outbound, to the host's other
+//! links); what goes to the bridge only when it answers a connection a container made
+//! (`ct state established,related`). A new connection *into* the bridge from anywhere else (a
+//! LAN peer that routes the subnet via this host, another bridge) is dropped: published ports
+//! are served by a userland proxy in the daemon (`ports.rs`), which reaches the container from
+//! the host itself (OUTPUT, not FORWARD), so nothing legitimate is forwarded in.
+//!
+//! The admin's firewall keeps the last word:
 //! - nftables: a table of our own (`table ip corral` by default), replaced atomically with
 //!   `nft -f -` (create-if-missing, delete, re-add in one transaction) and removed with
-//!   `delete table`.
-//! - iptables (`iptables-nft` or `iptables-legacy`): two chains of our own, `<table>-nat` in the
+//!   `delete table`. Its forward chain hooks in at priority `filter + 10`, after the admin's
+//!   own `filter`-priority chains: their drops are final before ours run (a drop in any base
+//!   chain is final in nftables, an accept only ends its own chain).
+//! - iptables (`iptables-nft` or `iptables-legacy`): chains of our own, `<table>-nat` in the
 //!   `nat` table and `<table>-fwd` in `filter`, each reached by one jump rule at the top of
-//!   `POSTROUTING` / `FORWARD`. Removal deletes exactly those jump rules and chains.
+//!   `POSTROUTING` / `FORWARD`, and — Docker's `DOCKER-USER` — `<table>-user`, the admin's
+//!   chain: jumped to from `FORWARD` *before* `<table>-fwd`, created once and never flushed or
+//!   deleted by us, so rules put there (`iptables -A corral-user ... -j ACCEPT|DROP`) decide
+//!   before ours and survive our reinstalls and restarts. Removal deletes exactly our jump
+//!   rules and our two other chains.
 //!
 //! Nothing else is ever touched. The binaries are the interface here (the nf_tables netlink
-//! protocol has no maintained Rust crate); only this file runs them. Port publishing needs no
-//! rule: it is a userland proxy (see `ports.rs`).
+//! protocol has no maintained Rust crate); only this file runs them (`l2.rs` through [`run`]).
+//! Port publishing needs no rule: it is a userland proxy (see `ports.rs`).
 
 use std::{
     fmt,
@@ -77,7 +92,7 @@ impl fmt::Display for Backend {
 }
 
 /// Runs `bin args`, feeding `stdin`; stdout on success, the trimmed stderr as the error.
-fn run(bin: &Path, args: &[&str], stdin: Option<&str>) -> Result<String, NetworkError> {
+pub(super) fn run(bin: &Path, args: &[&str], stdin: Option<&str>) -> Result<String, NetworkError> {
     let io = |source| NetworkError::Io {
         path: bin.to_owned(),
         source,
@@ -159,9 +174,11 @@ impl Backend {
             .map(drop),
             Backend::Iptables { bin, .. } => {
                 let (nat, fwd) = chains(table)?;
+                let user = user_chain(table)?;
                 self.remove(table)?;
+                ensure_user_chain(bin, &user)?;
                 let mut rules: Vec<(PathBuf, Vec<String>)> =
-                    ipt_rules(&nat, &fwd, bridge, &subnet.to_string())
+                    ipt_rules(&nat, &fwd, &user, bridge, &subnet.to_string())
                         .into_iter()
                         .map(|r| (bin.clone(), r))
                         .collect();
@@ -170,8 +187,9 @@ impl Backend {
                         args: format!("{} for {net6}", bin.display()),
                         message: "no ip6tables next to it".into(),
                     })?;
+                    ensure_user_chain(&bin6, &user)?;
                     rules.extend(
-                        ipt_rules(&nat, &fwd, bridge, &net6.to_string())
+                        ipt_rules(&nat, &fwd, &user, bridge, &net6.to_string())
                             .into_iter()
                             .map(|r| (bin6.clone(), r)),
                     );
@@ -284,8 +302,9 @@ fn delete_tables(table: &str, families: &[&str]) -> String {
         .collect()
 }
 
-/// One family's table: masquerade what leaves the subnet through any other interface, and let
-/// the bridge's traffic through our forward hook.
+/// One family's table: masquerade what leaves the subnet through any other interface; forward
+/// what the bridge sends and the answers to it, drop new connections into the bridge. The
+/// forward chain runs after the admin's `filter`-priority chains (`filter + 10`).
 fn family_table(family: &str, table: &str, bridge: &str, subnet: &str) -> String {
     format!(
         "table {family} {table} {{\n\
@@ -294,9 +313,10 @@ fn family_table(family: &str, table: &str, bridge: &str, subnet: &str) -> String
          \t\t{family} saddr {subnet} oifname != \"{bridge}\" masquerade\n\
          \t}}\n\
          \tchain forward {{\n\
-         \t\ttype filter hook forward priority filter; policy accept;\n\
-         \t\tiifname \"{bridge}\" accept\n\
+         \t\ttype filter hook forward priority filter + 10; policy accept;\n\
          \t\toifname \"{bridge}\" ct state established,related accept\n\
+         \t\tiifname \"{bridge}\" accept\n\
+         \t\toifname \"{bridge}\" drop\n\
          \t}}\n\
          }}\n"
     )
@@ -327,19 +347,44 @@ fn ip6tables(bin: &Path) -> Option<PathBuf> {
 /// Our iptables chain names for `table`: `<table>-nat` and `<table>-fwd`.
 pub fn chains(table: &str) -> Result<(String, String), NetworkError> {
     let (nat, fwd) = (format!("{table}-nat"), format!("{table}-fwd"));
-    if nat.len() > CHAIN_MAX {
-        return Err(NetworkError::Nat {
-            args: format!("iptables -N {nat}"),
-            message: format!("chain name longer than {CHAIN_MAX} characters"),
-        });
-    }
+    check_chain_name(&nat)?;
     Ok((nat, fwd))
 }
 
-/// The iptables commands (arguments) that install the same rules as [`ruleset`].
-pub fn ipt_rules(nat: &str, fwd: &str, bridge: &str, subnet: &str) -> Vec<Vec<String>> {
+/// The admin's chain (Docker's `DOCKER-USER`): `<table>-user`.
+pub fn user_chain(table: &str) -> Result<String, NetworkError> {
+    let user = format!("{table}-user");
+    check_chain_name(&user)?;
+    Ok(user)
+}
+
+fn check_chain_name(name: &str) -> Result<(), NetworkError> {
+    if name.len() > CHAIN_MAX {
+        return Err(NetworkError::Nat {
+            args: format!("iptables -N {name}"),
+            message: format!("chain name longer than {CHAIN_MAX} characters"),
+        });
+    }
+    Ok(())
+}
+
+/// Creates the admin's chain unless it exists; never flushes it.
+fn ensure_user_chain(bin: &Path, user: &str) -> Result<(), NetworkError> {
+    if ipt_chain_exists(bin, "filter", user) {
+        return Ok(());
+    }
+    match run(bin, &["-w", "-t", "filter", "-N", user], None) {
+        // Made by a concurrent install in between: fine.
+        Err(_) if ipt_chain_exists(bin, "filter", user) => Ok(()),
+        other => other.map(drop),
+    }
+}
+
+/// The iptables commands (arguments) that install the same rules as [`ruleset`], the admin's
+/// chain `user` (which must exist) jumped to first.
+pub fn ipt_rules(nat: &str, fwd: &str, user: &str, bridge: &str, subnet: &str) -> Vec<Vec<String>> {
     let s = subnet;
-    let rules: [&[&str]; 7] = [
+    let rules: [&[&str]; 9] = [
         &["-t", "nat", "-N", nat],
         &[
             "-t",
@@ -356,7 +401,6 @@ pub fn ipt_rules(nat: &str, fwd: &str, bridge: &str, subnet: &str) -> Vec<Vec<St
         ],
         &["-t", "nat", "-I", "POSTROUTING", "1", "-j", nat],
         &["-t", "filter", "-N", fwd],
-        &["-t", "filter", "-A", fwd, "-i", bridge, "-j", "ACCEPT"],
         &[
             "-t",
             "filter",
@@ -371,7 +415,11 @@ pub fn ipt_rules(nat: &str, fwd: &str, bridge: &str, subnet: &str) -> Vec<Vec<St
             "-j",
             "ACCEPT",
         ],
+        &["-t", "filter", "-A", fwd, "-i", bridge, "-j", "ACCEPT"],
+        &["-t", "filter", "-A", fwd, "-o", bridge, "-j", "DROP"],
         &["-t", "filter", "-I", "FORWARD", "1", "-j", fwd],
+        // Inserted last at 1: evaluated before our chain.
+        &["-t", "filter", "-I", "FORWARD", "1", "-j", user],
     ];
     rules
         .iter()
@@ -388,9 +436,20 @@ fn ipt_chain_exists(bin: &Path, table: &str, chain: &str) -> bool {
     run(bin, &["-w", "-t", table, "-S", chain], None).is_ok()
 }
 
-/// Deletes our jump rules and chains (absent ones are fine).
+/// Deletes our jump rules (to the admin's chain too) and our chains, absent ones being fine.
+/// The admin's chain itself stays, with whatever rules the admin put there.
 fn ipt_remove(bin: &Path, table: &str) -> Result<(), NetworkError> {
     let (nat, fwd) = chains(table)?;
+    let user = user_chain(table)?;
+    if ipt_chain_exists(bin, "filter", &user) {
+        while run(
+            bin,
+            &["-w", "-t", "filter", "-D", "FORWARD", "-j", &user],
+            None,
+        )
+        .is_ok()
+        {}
+    }
     for (t, hook, chain) in [("nat", "POSTROUTING", &nat), ("filter", "FORWARD", &fwd)] {
         if !ipt_chain_exists(bin, t, chain) {
             continue;
@@ -403,44 +462,29 @@ fn ipt_remove(bin: &Path, table: &str) -> Result<(), NetworkError> {
     Ok(())
 }
 
-const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
-
-/// Turns on IPv4 forwarding; returns the previous value so it can be put back.
-pub fn enable_forwarding() -> Result<bool, NetworkError> {
-    let io = |source| NetworkError::Io {
-        path: IP_FORWARD.into(),
-        source,
-    };
-    let was = std::fs::read_to_string(IP_FORWARD).map_err(io)?.trim() == "1";
-    if !was {
-        std::fs::write(IP_FORWARD, "1").map_err(io)?;
+/// Deletes the admin's chain `<table>-user` (with its rules) from every iptables backend
+/// present. The daemon never calls this — the chain is the admin's; tests do, for their
+/// throw-away tables. Blocking.
+pub fn remove_user_chain(table: &str) -> Result<(), NetworkError> {
+    let user = user_chain(table)?;
+    for b in present() {
+        if let Backend::Iptables { bin, .. } = b {
+            for bin in std::iter::once(bin.clone()).chain(ip6tables(&bin)) {
+                if ipt_chain_exists(&bin, "filter", &user) {
+                    while run(
+                        &bin,
+                        &["-w", "-t", "filter", "-D", "FORWARD", "-j", &user],
+                        None,
+                    )
+                    .is_ok()
+                    {}
+                    run(&bin, &["-w", "-t", "filter", "-F", &user], None)?;
+                    run(&bin, &["-w", "-t", "filter", "-X", &user], None)?;
+                }
+            }
+        }
     }
-    Ok(was)
-}
-
-/// Restores IPv4 forwarding to off (only called when we turned it on).
-pub fn disable_forwarding() {
-    let _ = std::fs::write(IP_FORWARD, "0");
-}
-
-const IP6_FORWARD: &str = "/proc/sys/net/ipv6/conf/all/forwarding";
-
-/// Turns on IPv6 forwarding (only with `--subnet6`); returns the previous value.
-pub fn enable_forwarding6() -> Result<bool, NetworkError> {
-    let io = |source| NetworkError::Io {
-        path: IP6_FORWARD.into(),
-        source,
-    };
-    let was = std::fs::read_to_string(IP6_FORWARD).map_err(io)?.trim() == "1";
-    if !was {
-        std::fs::write(IP6_FORWARD, "1").map_err(io)?;
-    }
-    Ok(was)
-}
-
-/// Restores IPv6 forwarding to off (only called when we turned it on).
-pub fn disable_forwarding6() {
-    let _ = std::fs::write(IP6_FORWARD, "0");
+    Ok(())
 }
 
 #[cfg(test)]
@@ -469,8 +513,9 @@ mod tests {
     #[test]
     fn iptables_rules_only_jump_to_our_chains() {
         let (nat, fwd) = chains("corral").unwrap();
+        let user = user_chain("corral").unwrap();
         assert_eq!((nat.as_str(), fwd.as_str()), ("corral-nat", "corral-fwd"));
-        let rules = ipt_rules(&nat, &fwd, "corral0", "10.88.0.0/24");
+        let rules = ipt_rules(&nat, &fwd, &user, "corral0", "10.88.0.0/24");
         let text: Vec<String> = rules.iter().map(|r| r.join(" ")).collect();
         assert!(text.contains(
             &"-w -t nat -A corral-nat -s 10.88.0.0/24 ! -o corral0 -j MASQUERADE".to_owned()
@@ -479,7 +524,9 @@ mod tests {
         for t in &text {
             if t.contains("POSTROUTING") || t.contains("FORWARD") {
                 assert!(
-                    t.ends_with("-j corral-nat") || t.ends_with("-j corral-fwd"),
+                    t.ends_with("-j corral-nat")
+                        || t.ends_with("-j corral-fwd")
+                        || t.ends_with("-j corral-user"),
                     "{t}"
                 );
             } else {
@@ -487,5 +534,30 @@ mod tests {
             }
         }
         assert!(chains("corral_it_4294967295_c1234").is_err());
+        // The admin's chain is jumped to first, and new connections into the bridge dropped.
+        let forward: Vec<&String> = text.iter().filter(|t| t.contains("FORWARD")).collect();
+        assert_eq!(
+            forward,
+            [
+                "-w -t filter -I FORWARD 1 -j corral-fwd",
+                "-w -t filter -I FORWARD 1 -j corral-user"
+            ]
+        );
+        assert!(text.contains(&"-w -t filter -A corral-fwd -o corral0 -j DROP".to_owned()));
+        assert!(
+            !text
+                .iter()
+                .any(|t| t.contains("-N corral-user") || t.contains("-F"))
+        );
+    }
+
+    #[test]
+    fn nft_forward_chain_runs_after_the_admins_and_drops_new_inbound() {
+        let r = ruleset("corral", "corral0", "10.88.0.0/24".parse().unwrap(), None);
+        let fwd = &r[r.find("chain forward").unwrap()..];
+        assert!(fwd.contains("priority filter + 10;"), "{fwd}");
+        let est = fwd.find("oifname \"corral0\" ct state established,related accept");
+        let drop = fwd.find("oifname \"corral0\" drop");
+        assert!(est.is_some() && drop.is_some() && est < drop, "{fwd}");
     }
 }

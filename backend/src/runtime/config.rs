@@ -8,14 +8,16 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-/// Docker's default capabilities (the 14 of moby's `oci/caps/defaults.go`).
+/// Docker's default capabilities (the 14 of moby's `oci/caps/defaults.go`) less NET_RAW: with
+/// it a container could forge frames on the shared bridge (ARP-spoof a neighbour's address).
+/// `ping` works without it, through ICMP datagram sockets (`net.ipv4.ping_group_range`, set in
+/// every container network namespace by `init.rs`).
 pub const DEFAULT_CAPS: &[&str] = &[
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
     "CAP_FSETID",
     "CAP_FOWNER",
     "CAP_MKNOD",
-    "CAP_NET_RAW",
     "CAP_SETGID",
     "CAP_SETUID",
     "CAP_SETFCAP",

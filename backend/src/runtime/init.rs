@@ -387,14 +387,17 @@ fn copy_opaque(src: &Path, dst: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// With a user namespace, the container's network namespace still belongs to the initial
-/// one, where container root holds no capability: let every user bind low ports and open ICMP
-/// sockets in it (per-namespace sysctls, as rootless Podman sets them).
-fn userns_net_sysctls() -> SetupResult<()> {
-    for (file, value) in [
-        ("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0"),
-        ("/proc/sys/net/ipv4/ping_group_range", "0 2147483647"),
-    ] {
+/// Per-network-namespace sysctls of a container with a namespace of its own (never the host's):
+/// ICMP datagram sockets for every group (`ping` without CAP_NET_RAW, which the default set
+/// lacks, as Docker ≥ 20.10 sets it); with a user namespace also low ports for every user
+/// (the namespace still belongs to the initial one, where container root holds no capability;
+/// as rootless Podman sets them).
+fn net_sysctls(userns: bool) -> SetupResult<()> {
+    let mut knobs = vec![("/proc/sys/net/ipv4/ping_group_range", "0 2147483647")];
+    if userns {
+        knobs.push(("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0"));
+    }
+    for (file, value) in knobs {
         std::fs::write(file, value).map_err(|e| format!("write {file}: {e}"))?;
     }
     Ok(())
@@ -583,9 +586,10 @@ fn setup_rootfs(cfg: &ShimConfig, dir: &ContainerDir, userns: Option<&OwnedFd>) 
                 Err((_, why)) => return Err(why),
             }
         }
-        if cfg.net_ns {
-            userns_net_sysctls()?;
-        }
+    }
+    // Before pivot_root: the container's /proc/sys is read-only.
+    if cfg.net_ns {
+        net_sysctls(userns.is_some())?;
     }
     let lower = lowers
         .iter()

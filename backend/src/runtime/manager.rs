@@ -591,7 +591,7 @@ impl Manager {
             .clone()
             .unwrap_or_else(|| r.name.chars().take(63).collect());
         let att = net
-            .attach(&r.id, NetworkMode::Bridge, &hostname, &ports)
+            .attach(&r.id, &r.team, NetworkMode::Bridge, &hostname, &ports)
             .await
             .map_err(net_err(&r.name))?;
         let dir = self.container_dir(&r.id);

@@ -17,4 +17,5 @@ mod metering_pressure;
 mod network;
 mod network_bench;
 mod network_container;
+mod network_firewall;
 mod vm_smoke;

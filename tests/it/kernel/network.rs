@@ -71,6 +71,7 @@ impl Fixture {
                     .expect("subnet6")
             }),
             host_resolv: PathBuf::from("/etc/resolv.conf"),
+            ..NetworkConfig::default()
         };
         let dir = tests::TempDir::new("corral-it-net");
         let store = Store::open(&dir.path().join("corral.db")).expect("store");
@@ -98,10 +99,21 @@ impl Fixture {
         mode: NetworkMode,
         ports: &[&str],
     ) -> Result<Attachment, NetworkError> {
+        self.try_attach_team(owner, "default", mode, ports)
+    }
+
+    /// [`Fixture::try_attach`] for a container of `team`.
+    pub fn try_attach_team(
+        &self,
+        owner: &str,
+        team: &str,
+        mode: NetworkMode,
+        ports: &[&str],
+    ) -> Result<Attachment, NetworkError> {
         let ports: Vec<String> = ports.iter().map(|s| s.to_string()).collect();
         let ports = PortSpec::parse_all(&ports)?;
         self.rt
-            .block_on(self.net.attach(owner, mode, owner, &ports))
+            .block_on(self.net.attach(owner, team, mode, owner, &ports))
     }
 
     pub fn detach(&self, owner: &str) {
@@ -193,6 +205,8 @@ impl Drop for Fixture {
             }
         }
         let _ = nat::remove(&self.cfg.nft_table);
+        let _ = nat::remove_user_chain(&self.cfg.nft_table);
+        let _ = backend::network::l2::remove(&self.cfg.nft_table);
     }
 }
 
@@ -455,7 +469,7 @@ fn addresses_survive_a_restart_and_are_reused_after_release() {
     });
     let c = fx
         .rt
-        .block_on(restarted.attach("r3", NetworkMode::Bridge, "r3", &[]))
+        .block_on(restarted.attach("r3", "default", NetworkMode::Bridge, "r3", &[]))
         .expect("attach after restart")
         .address
         .expect("c");
@@ -511,7 +525,7 @@ fn default_subnet_avoids_host_routes_and_a_conflicting_subnet_is_refused() {
     let net = Network::new(cfg, store);
     let e = fx
         .rt
-        .block_on(net.attach("d2", NetworkMode::Bridge, "d2", &[]))
+        .block_on(net.attach("d2", "default", NetworkMode::Bridge, "d2", &[]))
         .expect_err("conflict");
     let msg = e.to_string();
     assert!(
@@ -585,13 +599,19 @@ pub fn all_nat_rules() -> String {
     out
 }
 
-/// Outbound NAT really rewrites the source: a container on bridge A connects to one on bridge
-/// B (routed through the host, so through POSTROUTING) and B sees bridge B's address, not the
-/// container's — over IPv4 and IPv6 (`--subnet6`), with nftables and with both iptables
-/// variants, whichever the host has. The rules are in our own table/chains only, and gone
-/// after the last detach.
+/// Outbound NAT really rewrites the source: a container connects to a LAN peer (a namespace
+/// linked to the host, routed through the host, so through POSTROUTING) and the peer sees the
+/// host's address on its link, not the container's — over IPv4 and IPv6 (`--subnet6`), with
+/// nftables and with both iptables variants, whichever the host has. The rules are in our own
+/// table/chains only, and gone after the last detach. All of it in a sandbox namespace standing
+/// in for the host (its own forwarding and firewall).
 #[test]
 fn outbound_nat_masquerades_with_each_backend() {
+    let sandbox = tests::net::Sandbox::new();
+    sandbox.run(outbound_nat_in_sandbox);
+}
+
+fn outbound_nat_in_sandbox() {
     let choices = [
         nat::NatChoice::Nft,
         nat::NatChoice::IptablesNft,
@@ -603,13 +623,10 @@ fn outbound_nat_masquerades_with_each_backend() {
             eprintln!("{choice:?} not usable here: not tested");
             continue;
         };
-        let (a, b) = (Fixture::with_nat(choice), Fixture::with_nat(choice));
+        let a = Fixture::with_nat(choice);
+        let peer = tests::net::Peer::new();
         let inner = a.attach("c1", NetworkMode::Bridge, &[]);
-        let outer = b.attach("o1", NetworkMode::Bridge, &[]);
-        let (c_ip, o_ip) = (
-            inner.address.expect("address"),
-            outer.address.expect("address"),
-        );
+        let c_ip = inner.address.expect("address");
         assert_eq!(
             a.rt.block_on(a.net.nat_backend()),
             Some(backend.to_string())
@@ -634,27 +651,23 @@ fn outbound_nat_masquerades_with_each_backend() {
             ),
         }
 
-        let listener = b.inside(outer.netns.as_ref().expect("netns"), || {
-            TcpListener::bind((Ipv4Addr::UNSPECIFIED, 9000))
-        });
-        let listener = listener.expect("listen in o1");
+        let listener = peer
+            .inside(|| TcpListener::bind((Ipv4Addr::UNSPECIFIED, 9000)))
+            .expect("listen in the peer");
+        let p_ip = peer.addr;
         let conn = a.inside(inner.netns.as_ref().expect("netns"), move || {
-            TcpStream::connect_timeout(&(o_ip, 9000).into(), Duration::from_secs(5))
+            TcpStream::connect_timeout(&(p_ip, 9000).into(), Duration::from_secs(5))
         });
-        let _conn = conn.unwrap_or_else(|e| panic!("{backend}: c1 -> {o_ip}:9000: {e}"));
-        let (_, peer) = listener.accept().expect("accept");
-        let gw_b = b.cfg.subnet.expect("subnet").gateway();
+        let _conn = conn.unwrap_or_else(|e| panic!("{backend}: c1 -> {p_ip}:9000: {e}"));
+        let (_, seen) = listener.accept().expect("accept");
         assert_eq!(
-            peer.ip(),
-            std::net::IpAddr::V4(gw_b),
-            "{backend}: o1 saw {peer}, c1 is {c_ip}: not masqueraded"
+            seen.ip(),
+            std::net::IpAddr::V4(peer.host),
+            "{backend}: the peer saw {seen}, c1 is {c_ip}: not masqueraded"
         );
 
         // IPv6: addresses prefix::<IPv4>, a default route via the bridge's ::1, masquerade.
-        let (c6, o6) = (
-            inner.address6.expect("IPv6 address"),
-            outer.address6.expect("IPv6 address"),
-        );
+        let c6 = inner.address6.expect("IPv6 address");
         let net6 = a.cfg.subnet6.expect("subnet6");
         assert_eq!(c6, net6.address_for(c_ip));
         assert_eq!(inner.gateway6, Some(net6.gateway()));
@@ -663,33 +676,31 @@ fn outbound_nat_masquerades_with_each_backend() {
             "{}",
             inner.hosts
         );
-        let listener6 = b
-            .inside(outer.netns.as_ref().expect("netns"), || {
-                std::net::TcpListener::bind((std::net::Ipv6Addr::UNSPECIFIED, 9001))
-            })
-            .expect("listen on [::]:9001 in o1");
+        let listener6 = peer
+            .inside(|| std::net::TcpListener::bind((std::net::Ipv6Addr::UNSPECIFIED, 9001)))
+            .expect("listen on [::]:9001 in the peer");
+        let p6 = peer.addr6;
         let conn6 = a.inside(inner.netns.as_ref().expect("netns"), move || {
-            TcpStream::connect_timeout(&(o6, 9001).into(), Duration::from_secs(5))
+            TcpStream::connect_timeout(&(p6, 9001).into(), Duration::from_secs(5))
         });
-        let _conn6 = conn6.unwrap_or_else(|e| panic!("{backend}: c1 -> [{o6}]:9001: {e}"));
-        let (_, peer6) = listener6.accept().expect("accept");
-        let gw6_b = b.cfg.subnet6.expect("subnet6").gateway();
+        let _conn6 = conn6.unwrap_or_else(|e| panic!("{backend}: c1 -> [{p6}]:9001: {e}"));
+        let (_, seen6) = listener6.accept().expect("accept");
         assert_eq!(
-            peer6.ip(),
-            std::net::IpAddr::V6(gw6_b),
-            "{backend}: o1 saw {peer6}, c1 is {c6}: not masqueraded"
+            seen6.ip(),
+            std::net::IpAddr::V6(peer.host6),
+            "{backend}: the peer saw {seen6}, c1 is {c6}: not masqueraded"
         );
 
         a.detach("c1");
-        b.detach("o1");
         let rules = all_nat_rules();
-        for t in [&a.cfg.nft_table, &b.cfg.nft_table] {
-            assert!(
-                !rules.contains(&format!("{t} ")) && !rules.contains(&format!("{t}-")),
-                "{backend}: {t} left: {rules}"
-            );
-        }
-        assert!(a.leftovers().is_empty() && b.leftovers().is_empty());
+        let t = &a.cfg.nft_table;
+        assert!(
+            !rules.contains(&format!("{t} "))
+                && !rules.contains(&format!("{t}-fwd"))
+                && !rules.contains(&format!("{t}-nat")),
+            "{backend}: {t} left: {rules}"
+        );
+        assert!(a.leftovers().is_empty());
         tested.push(backend.to_string());
     }
     eprintln!("NAT tested with: {tested:?}");
@@ -703,4 +714,51 @@ fn outbound_nat_masquerades_with_each_backend() {
         !tested.is_empty() || !nat::available(),
         "no NAT backend tested"
     );
+}
+
+/// Without `nft` (an iptables-only host has no bridge-family filter), every container port is
+/// `isolated on`: containers reach the host, not each other.
+#[test]
+fn without_nft_bridge_ports_are_isolated() {
+    let mut fx = Fixture::new();
+    let mut cfg = fx.cfg.clone();
+    cfg.l2 = backend::network::l2::L2Mode::Isolated;
+    fx.net = Network::new(
+        cfg,
+        Store::open(&fx._dir.path().join("corral.db")).expect("store"),
+    );
+    let a = fx.attach("i1", NetworkMode::Bridge, &[]);
+    let b = fx.attach("i2", NetworkMode::Bridge, &[]);
+    assert_eq!(
+        fx.rt.block_on(fx.net.l2_filter()).as_deref(),
+        Some("isolated bridge ports")
+    );
+    for owner in ["i1", "i2"] {
+        let veth = fx.net.veth_name(owner);
+        let isolated = fx
+            .rt
+            .block_on(async { link::is_isolated(&link::connect()?, &veth).await })
+            .expect("read port flags");
+        assert!(isolated, "{veth} not isolated");
+    }
+    let b_ip = b.address.expect("address");
+    let listener = fx
+        .inside(b.netns.as_ref().expect("netns"), || {
+            TcpListener::bind("0.0.0.0:7001")
+        })
+        .expect("listen in i2");
+    let err = fx
+        .inside(a.netns.as_ref().expect("netns"), move || {
+            TcpStream::connect_timeout(&(b_ip, 7001).into(), Duration::from_secs(2))
+        })
+        .expect_err("i1 reached i2 across isolated ports");
+    drop((err, listener));
+    // The host (the bridge) is still reachable.
+    let gw = fx.cfg.subnet.expect("subnet").gateway();
+    let host = TcpListener::bind((gw, 0)).expect("listen on the bridge address");
+    let port = host.local_addr().expect("addr").port();
+    fx.inside(a.netns.as_ref().expect("netns"), move || {
+        TcpStream::connect((gw, port))
+    })
+    .expect("i1 reaches the host");
 }
