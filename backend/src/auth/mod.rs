@@ -5,8 +5,10 @@
 //! 1. checks the `Host` header against the allowlist (`localhost`, `127.0.0.1`, `[::1]` with any
 //!    port, plus `--allowed-host` names) — 403 otherwise, SSE included (DNS rebinding);
 //! 2. finds the caller: root over the unix socket (SO_PEERCRED uid 0; other uids get 403), an
-//!    `Authorization: Bearer` API token, or the `corral_session` cookie (idle and absolute
-//!    timeouts). TCP always needs one of the last two, even from 127.0.0.1;
+//!    `Authorization: Bearer` API token, or the session cookie (idle and absolute timeouts;
+//!    `__Host-corral_session` under TLS, `corral_session` over plain HTTP; a request carrying
+//!    it twice — a shadowing cookie planted for a longer path — is refused with 400 and
+//!    audited). TCP always needs one of the last two, even from 127.0.0.1;
 //! 3. answers 401 unless the route is public (`GET /api/v1/health`, `POST /api/v1/login`,
 //!    `GET|POST /api/v1/setup`, and the dashboard shell/assets outside `/api/`);
 //! 4. on every method but GET/HEAD/OPTIONS checks CSRF: a same-origin `Origin` and
@@ -73,7 +75,7 @@ pub mod middleware;
 mod password;
 pub(crate) mod secret;
 mod setup;
-mod throttle;
+pub(crate) mod throttle;
 mod unix;
 
 use std::sync::{
@@ -94,8 +96,12 @@ pub use wire::Role;
 
 use crate::store::StoreError;
 
-/// Name of the session cookie.
+/// Name of the session cookie over plain HTTP (loopback).
 pub const SESSION_COOKIE: &str = "corral_session";
+/// Name of the session cookie under TLS. Browsers accept a `__Host-` cookie only with `Secure`,
+/// `Path=/` and no `Domain`, from a secure origin: no sibling host and no plain-HTTP page can
+/// set or shadow it (cookie tossing).
+pub const SESSION_COOKIE_TLS: &str = "__Host-corral_session";
 /// Header carrying the session's CSRF token on state-changing requests.
 pub const CSRF_HEADER: &str = "x-corral-csrf";
 /// Header non-browser clients (the CLI) send on state-changing requests.
@@ -117,6 +123,18 @@ pub struct AuthConfig {
     /// Set when the TCP listener speaks TLS: session cookies are then marked `Secure`.
     #[arg(skip)]
     pub tls: bool,
+}
+
+impl AuthConfig {
+    /// The session cookie's name on this daemon: [`SESSION_COOKIE_TLS`] under TLS, else
+    /// [`SESSION_COOKIE`]. Only this name is read; the other is ignored.
+    pub fn session_cookie_name(&self) -> &'static str {
+        if self.tls {
+            SESSION_COOKIE_TLS
+        } else {
+            SESSION_COOKIE
+        }
+    }
 }
 
 impl Default for AuthConfig {
@@ -143,6 +161,8 @@ pub enum AuthError {
     BadHost(String),
     #[error("{0}")]
     Csrf(String),
+    #[error("the request carries {0} session cookies: send exactly one (clear this site's cookies)")]
+    DuplicateCookie(usize),
     #[error("too many login attempts: retry in {retry_after} s")]
     Throttled { retry_after: u64 },
     #[error("{0}")]
@@ -174,6 +194,7 @@ impl AuthError {
             AuthError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             AuthError::BadHost(_) => (StatusCode::FORBIDDEN, "bad_host"),
             AuthError::Csrf(_) => (StatusCode::FORBIDDEN, "csrf"),
+            AuthError::DuplicateCookie(_) => (StatusCode::BAD_REQUEST, "duplicate_session_cookie"),
             AuthError::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, "throttled"),
             AuthError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             AuthError::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid_value"),
@@ -362,6 +383,8 @@ struct AuthInner {
     throttle: throttle::Throttle,
     hashing: tokio::sync::Semaphore,
     dummy_hash: tokio::sync::OnceCell<String>,
+    /// How long the last password verification took, in µs (0: none yet).
+    verify_micros: std::sync::atomic::AtomicU64,
 }
 
 /// How many argon2 computations (~19 MiB each) may run at once.
@@ -376,6 +399,7 @@ impl Auth {
                 throttle: throttle::Throttle::new(),
                 hashing: tokio::sync::Semaphore::new(HASHING_SLOTS),
                 dummy_hash: tokio::sync::OnceCell::new(),
+                verify_micros: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -412,9 +436,22 @@ impl Auth {
             None => self.dummy_hash().await?,
         };
         let _permit = self.hashing_permit().await?;
-        tokio::task::spawn_blocking(move || password::verify(&password, &hash))
+        let started = std::time::Instant::now();
+        let ok = tokio::task::spawn_blocking(move || password::verify(&password, &hash))
             .await
-            .map_err(|e| AuthError::Internal(format!("password verification task failed: {e}")))
+            .map_err(|e| AuthError::Internal(format!("password verification task failed: {e}")))?;
+        let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.inner.verify_micros.store(took, Ordering::Relaxed);
+        Ok(ok)
+    }
+
+    /// How long a password verification takes here (the last one measured; 50 ms before the
+    /// first): the time a refused-without-work login waits so it looks like a checked one.
+    pub(crate) fn typical_verify(&self) -> Duration {
+        match self.inner.verify_micros.load(Ordering::Relaxed) {
+            0 => Duration::from_millis(50),
+            us => Duration::from_micros(us),
+        }
     }
 
     pub(crate) async fn dummy_hash(&self) -> Result<String, AuthError> {

@@ -45,6 +45,7 @@ pub const PREFIX: &str = "/api/v1";
         (name = "containers", description = "Containers of the caller's teams"),
         (name = "images", description = "Imported images (import and remove: admin)"),
         (name = "events", description = "Live stats and lifecycle events (Server-Sent Events)"),
+        (name = "host", description = "Host facts; the cgroup tree, scoped to the caller's teams (admins: all of it)"),
         (name = "meta", description = "Health and this document"),
     )
 )]
