@@ -108,6 +108,9 @@ fn shim_main(dir: ContainerDir) -> i32 {
         }
     }
     let _ = setsid();
+    if let Err(e) = init::set_oom_score_adj(init::MONITOR_OOM_SCORE_ADJ) {
+        eprintln!("{e}");
+    }
     // stdout is the daemon's pipe: keep it (CLOEXEC) only until the first start is reported.
     let mut report: Option<File> = nix::fcntl::fcntl(
         std::io::stdout().as_fd(),
@@ -514,6 +517,8 @@ fn exec_inner(args: &[String]) -> Result<i32, String> {
     if !alive(st.init_pid, st.init_start) {
         return Err("container exited".into());
     }
+    // As real root, before entering anything: not the daemon's -500 (see init).
+    init::set_oom_score_adj(init::CONTAINER_OOM_SCORE_ADJ)?;
     let me = getpid().as_raw();
     for procs in &cfg.cgroup_procs {
         write_procs(procs, me).map_err(|e| format!("attach to {}: {e}", procs.display()))?;
