@@ -94,6 +94,9 @@ async fn admit(state: &AppState, req: &mut Request) -> Result<Option<Actor>, Aut
     }
     if !is_safe(req.method()) {
         check_csrf(req.headers(), &host, actor.as_ref(), public)?;
+        if !needs_no_audit_room(req.uri().path()) {
+            audit::ensure_room(&state.config().state_dir)?;
+        }
     } else if req.uri().path() == crate::http::EVENTS_PATH {
         // A cross-origin page cannot read the stream (no CORS), but refuse it outright.
         check_origin(req.headers(), &host)?;
@@ -107,6 +110,17 @@ async fn admit(state: &AppState, req: &mut Request) -> Result<Option<Actor>, Aut
 /// GET, HEAD and OPTIONS never change state.
 pub fn is_safe(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// State changes allowed below the audit reserve: they only take away (a session, a running
+/// container) and their rows go into the reserve.
+fn needs_no_audit_room(path: &str) -> bool {
+    if path == "/api/v1/logout" {
+        return true;
+    }
+    path.strip_prefix("/api/v1/containers/")
+        .and_then(|rest| rest.split_once('/'))
+        .is_some_and(|(name, action)| !name.is_empty() && matches!(action, "stop" | "kill"))
 }
 
 /// Routes reachable without credentials.

@@ -16,7 +16,10 @@
 //!    token for cookie sessions, `X-Corral-CSRF` or `X-Corral-Client` (any value) for root over the
 //!    unix socket and for anonymous login/setup; bearer tokens are exempt (browsers cannot attach
 //!    them cross-site); `GET /api/v1/events` gets the same-origin part of that check too;
-//! 5. puts the [`Actor`] into the request extensions, runs the handler (inside
+//! 5. on a state-changing request (but logout and a container's stop or kill), refuses with
+//!    503 `audit_unavailable` when the state filesystem is below the audit reserve
+//!    ([`audit::ensure_room`]): no change without room for its audit row;
+//! 6. puts the [`Actor`] into the request extensions, runs the handler (inside
 //!    `events::with_actor`, so lifecycle events name who asked), and, for a state-changing
 //!    request whose handler did not call [`audit::record`], writes a generic audit row
 //!    (`http POST /api/v1/...`, with the status) so no state change goes unrecorded.
@@ -171,6 +174,9 @@ pub enum AuthError {
     Invalid { field: String, message: String },
     #[error("{0}")]
     NotFound(String),
+    /// A change refused because its audit row could not be written (state filesystem full).
+    #[error("{0}")]
+    AuditUnavailable(String),
     #[error("database query failed")]
     Sql(#[from] rusqlite::Error),
     #[error(transparent)]
@@ -199,6 +205,9 @@ impl AuthError {
             AuthError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             AuthError::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid_value"),
             AuthError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            AuthError::AuditUnavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable")
+            }
             AuthError::Sql(_) | AuthError::Store(_) | AuthError::Internal(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
@@ -208,13 +217,34 @@ impl AuthError {
 
 impl IntoResponse for AuthError {
     fn into_response(self) -> Response {
-        let (status, code) = self.status_code();
-        let field = match &self {
+        let this = match self {
+            // The disk filled under a change's own transaction: it rolled back with its row.
+            AuthError::Sql(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) => {
+                AuthError::AuditUnavailable(
+                    "the audit log cannot be kept: the state filesystem is full, so the change \
+                     and its audit row were not written; free space there and try again"
+                        .into(),
+                )
+            }
+            other => other,
+        };
+        if let AuthError::AuditUnavailable(message) = &this {
+            // A 503 whose message the caller must see (other 5xx say only "internal error").
+            tracing::error!(%message, "change refused: audit log unavailable");
+            let body = wire::ApiError {
+                code: "audit_unavailable".into(),
+                message: message.clone(),
+                field: None,
+            };
+            return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+        }
+        let (status, code) = this.status_code();
+        let field = match &this {
             AuthError::Invalid { field, .. } => Some(field.clone()),
             _ => None,
         };
-        let mut resp = crate::http::error_response(status, code, field, &self);
-        match self {
+        let mut resp = crate::http::error_response(status, code, field, &this);
+        match this {
             AuthError::Throttled { retry_after } => {
                 resp.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
