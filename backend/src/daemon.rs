@@ -254,8 +254,9 @@ fn ensure_dir(path: &Path) -> Result<bool, DaemonError> {
     for dir in missing.iter().rev() {
         match fs::DirBuilder::new().mode(0o700).create(dir) {
             // Ours: exactly 0700, whatever the umask.
-            Ok(()) => fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-                .map_err(err(dir))?,
+            Ok(()) => {
+                fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(err(dir))?
+            }
             // Made by someone else meanwhile: not ours to change.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(err(dir)(e)),

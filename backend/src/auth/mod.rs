@@ -164,7 +164,9 @@ pub enum AuthError {
     BadHost(String),
     #[error("{0}")]
     Csrf(String),
-    #[error("the request carries {0} session cookies: send exactly one (clear this site's cookies)")]
+    #[error(
+        "the request carries {0} session cookies: send exactly one (clear this site's cookies)"
+    )]
     DuplicateCookie(usize),
     #[error("too many login attempts: retry in {retry_after} s")]
     Throttled { retry_after: u64 },

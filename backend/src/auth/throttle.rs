@@ -101,7 +101,11 @@ impl Throttle {
         let now = Instant::now();
         {
             let mut all = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
-            let map = if known { &mut all.known } else { &mut all.unknown };
+            let map = if known {
+                &mut all.known
+            } else {
+                &mut all.unknown
+            };
             if let Some(a) = map.get(name)
                 && a.not_before > now
             {
@@ -189,7 +193,10 @@ mod tests {
             assert_eq!(t.reserve("a", true), Ok(Verdict::Verify));
         }
         assert_eq!(t.reserve("a", true), Err(1));
-        assert!(t.reserve("b", true).is_ok(), "other accounts are not affected");
+        assert!(
+            t.reserve("b", true).is_ok(),
+            "other accounts are not affected"
+        );
         t.success("a");
         assert!(t.reserve("a", true).is_ok());
     }

@@ -10,12 +10,12 @@ use serde_json::json;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::AppState;
+use crate::auth::throttle::Verdict;
 use crate::auth::{
     Actor, ApiJson, AuthError, PASSWORD_MAX, Role, Via,
     audit::{self, Outcome},
     db, middleware, now_secs, validate_password, validate_user_name,
 };
-use crate::auth::throttle::Verdict;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -146,8 +146,7 @@ async fn auth_login(
         }
     };
     auth.throttle().success(&key);
-    let (cookie, csrf_token) =
-        new_session(&state, user.id, old_session(&state, &headers)).await?;
+    let (cookie, csrf_token) = new_session(&state, user.id, old_session(&state, &headers)).await?;
     audit::record(
         state.store(),
         audit::Event::anonymous(&user.name, "login").detail("session"),
@@ -338,8 +337,7 @@ async fn setup_complete(
     })
     .await?;
     auth.close_setup();
-    let (cookie, csrf_token) =
-        new_session(&state, user.id, old_session(&state, &headers)).await?;
+    let (cookie, csrf_token) = new_session(&state, user.id, old_session(&state, &headers)).await?;
     let body = wire::LoginResponse {
         user: user.to_wire(),
         csrf_token,

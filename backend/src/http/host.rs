@@ -214,10 +214,20 @@ mod tests {
         scope_tree(&mut t, "corral", TeamScope::Only(&teams));
         let nodes = &t.hierarchies[0].nodes;
         let paths: Vec<&str> = nodes.iter().map(|n| n.path.as_str()).collect();
-        assert_eq!(paths, ["/", "/corral", "/corral/team-a", "/corral/team-a/web"]);
-        assert_eq!(nodes[0].cpu_usage_usec, None, "the host's total is not shown");
+        assert_eq!(
+            paths,
+            ["/", "/corral", "/corral/team-a", "/corral/team-a/web"]
+        );
+        assert_eq!(
+            nodes[0].cpu_usage_usec, None,
+            "the host's total is not shown"
+        );
         assert_eq!(nodes[1].memory_current, None, "nor all teams' together");
-        assert_eq!(nodes[3].cpu_usage_usec, Some(1), "its own containers in full");
+        assert_eq!(
+            nodes[3].cpu_usage_usec,
+            Some(1),
+            "its own containers in full"
+        );
     }
 
     #[test]

@@ -127,7 +127,9 @@ fn a_viewer_of_team_a_does_not_see_team_bs_cgroups_or_the_host() {
         "the admin sees team B's container"
     );
     assert!(
-        admin_paths.iter().any(|p| !p.starts_with(&root) && p != "/"),
+        admin_paths
+            .iter()
+            .any(|p| !p.starts_with(&root) && p != "/"),
         "the admin sees the rest of the host"
     );
 
@@ -162,7 +164,10 @@ fn a_viewer_of_team_a_does_not_see_team_bs_cgroups_or_the_host() {
     let doc = call(&d, &admin, "GET", "/api/v1/openapi.json", None).json();
     let op = &doc["paths"]["/api/v1/host/cgroups"]["get"];
     let text = op.to_string();
-    assert!(text.contains("own teams") && text.contains("Admins"), "{text}");
+    assert!(
+        text.contains("own teams") && text.contains("Admins"),
+        "{text}"
+    );
 }
 
 /// An operator publishing on every address (`0.0.0.0`) or on a privileged host port gets a 403
@@ -180,7 +185,10 @@ fn an_operator_cannot_publish_off_loopback_or_below_1024() {
     for (port, why) in [
         (format!("0.0.0.0:{high}:80"), "publishing on 0.0.0.0"),
         (format!("[::]:{high}:80"), "publishing on ::"),
-        ("127.0.0.1:80:80".to_owned(), "host port 80 is a privileged port"),
+        (
+            "127.0.0.1:80:80".to_owned(),
+            "host port 80 is a privileged port",
+        ),
         ("80:80".to_owned(), "host port 80 is a privileged port"),
     ] {
         let r = call(
@@ -222,8 +230,10 @@ fn an_operator_cannot_publish_off_loopback_or_below_1024() {
         &admin,
         "POST",
         "/api/v1/containers",
-        Some(json!({"name": "admin-low", "team": "team-a", "image": "bb:1",
-            "ports": [format!("127.0.0.1:{low}:80")]})),
+        Some(
+            json!({"name": "admin-low", "team": "team-a", "image": "bb:1",
+            "ports": [format!("127.0.0.1:{low}:80")]}),
+        ),
     );
     expect(&r, 201, "admin on a privileged port");
     let r = call(
@@ -231,8 +241,10 @@ fn an_operator_cannot_publish_off_loopback_or_below_1024() {
         &admin,
         "POST",
         "/api/v1/containers",
-        Some(json!({"name": "admin-lan", "team": "team-a", "image": "bb:1",
-            "ports": [format!("10.213.254.77:{high}:80")]})),
+        Some(
+            json!({"name": "admin-lan", "team": "team-a", "image": "bb:1",
+            "ports": [format!("10.213.254.77:{high}:80")]}),
+        ),
     );
     assert_ne!(r.status, 403, "{}", r.body);
     assert!(!r.body.contains("needs admin"), "{}", r.body);
@@ -249,7 +261,13 @@ fn an_operator_cannot_publish_off_loopback_or_below_1024() {
 
 /// Audit rows of `actor` for `login`, by result.
 fn login_rows(d: &Daemon, admin: &str, actor: &str, result: &str) -> usize {
-    let r = call(d, admin, "GET", "/api/v1/audit?action=login&limit=1000", None);
+    let r = call(
+        d,
+        admin,
+        "GET",
+        "/api/v1/audit?action=login&limit=1000",
+        None,
+    );
     r.json()
         .as_array()
         .unwrap()
@@ -364,12 +382,18 @@ fn a_request_with_two_session_cookies_is_refused() {
             format!("theme=dark; corral_session={victim}"),
         ],
     ] {
-        let mut headers: Vec<(&str, &str)> = cookies.iter().map(|c| ("cookie", c.as_str())).collect();
+        let mut headers: Vec<(&str, &str)> =
+            cookies.iter().map(|c| ("cookie", c.as_str())).collect();
         headers.push(CLI);
         let r = d.http("GET", "/api/v1/me", &headers, None);
         expect(&r, 400, "two session cookies");
         assert_eq!(r.code(), "duplicate_session_cookie");
-        assert!(r.json()["message"].as_str().unwrap().contains("2 session cookies"));
+        assert!(
+            r.json()["message"]
+                .as_str()
+                .unwrap()
+                .contains("2 session cookies")
+        );
     }
     // One cookie still works.
     let one = format!("corral_session={victim}");
@@ -416,7 +440,13 @@ fn a_formula_in_a_label_comes_out_of_the_csv_neutralised() {
     let d = Daemon::start();
     let admin = d.admin_token();
     expect(
-        &call(&d, &admin, "POST", "/api/v1/teams", Some(json!({"name": "red"}))),
+        &call(
+            &d,
+            &admin,
+            "POST",
+            "/api/v1/teams",
+            Some(json!({"name": "red"})),
+        ),
         201,
         "team",
     );
@@ -499,8 +529,7 @@ impl Serve {
             cgroup_root,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", s.port)).is_err() || !s.socket.exists()
-        {
+        while std::net::TcpStream::connect(("127.0.0.1", s.port)).is_err() || !s.socket.exists() {
             if let Some(status) = s.child.try_wait().unwrap() {
                 return Err(format!(
                     "exited with {status}: {}",
@@ -528,8 +557,14 @@ impl Serve {
         let mut raw = String::new();
         let _ = stream.read_to_string(&mut raw);
         let (head, rest) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-        let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-        let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let chunked = head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked");
         let body = if chunked {
             // Every answer here is small: one chunk.
             rest.split_once("\r\n")
@@ -581,10 +616,18 @@ fn only_directories_corral_creates_are_made_private() {
     let state = tmp.path().join("new/state");
     {
         let _s = Serve::start(&socket, &state, &tmp.path().join("log")).unwrap();
-        assert_eq!(mode(&shared), 0o755, "an existing socket directory keeps its mode");
+        assert_eq!(
+            mode(&shared),
+            0o755,
+            "an existing socket directory keeps its mode"
+        );
         assert_eq!(mode(&socket), 0o600, "the socket");
         assert_eq!(mode(&state), 0o700, "the state directory corral created");
-        assert_eq!(mode(&tmp.path().join("new")), 0o700, "and its parent, created too");
+        assert_eq!(
+            mode(&tmp.path().join("new")),
+            0o700,
+            "and its parent, created too"
+        );
     }
     // A missing socket directory is created 0700.
     let run = tmp.path().join("run/deep");
@@ -600,7 +643,10 @@ fn only_directories_corral_creates_are_made_private() {
     let err = Serve::start(&shared.join("d.sock"), &open, &tmp.path().join("log"))
         .err()
         .expect("refused");
-    assert!(err.contains("writable by other users") && err.contains("chmod 700"), "{err}");
+    assert!(
+        err.contains("writable by other users") && err.contains("chmod 700"),
+        "{err}"
+    );
     assert_eq!(mode(&open), 0o777);
 }
 
@@ -671,11 +717,18 @@ fn a_full_state_filesystem_refuses_changes_it_cannot_audit() {
         expect(&r, 503, "disk full");
         assert_eq!(r.code(), "audit_unavailable");
         let msg = r.json()["message"].as_str().unwrap().to_owned();
-        assert!(msg.contains("audit log") && msg.contains("refused"), "{msg}");
+        assert!(
+            msg.contains("audit log") && msg.contains("refused"),
+            "{msg}"
+        );
     }
     let users = s.unix("GET", "/api/v1/users", None);
     expect(&users, 200, "reads still work");
-    assert!(!users.body.contains("during"), "nothing changed: {}", users.body);
+    assert!(
+        !users.body.contains("during"),
+        "nothing changed: {}",
+        users.body
+    );
     std::fs::remove_file(filler).unwrap();
     expect(&user("after"), 201, "space is back");
     let audit = s.unix("GET", "/api/v1/audit?limit=100", None);

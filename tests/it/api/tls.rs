@@ -231,7 +231,10 @@ async fn https_off_the_default_address_with_a_configured_certificate() {
         .find(|l| l.starts_with("set-cookie: __host-corral_session="))
         .unwrap_or_else(|| panic!("no __Host- session cookie: {head}"));
     assert!(cookie.contains("; secure"), "{cookie}");
-    assert!(cookie.contains("; path=/;") || cookie.ends_with("; path=/"), "{cookie}");
+    assert!(
+        cookie.contains("; path=/;") || cookie.ends_with("; path=/"),
+        "{cookie}"
+    );
     assert!(!cookie.contains("domain"), "{cookie}");
     assert!(
         cookie.contains("httponly") && cookie.contains("samesite=strict"),

@@ -74,8 +74,15 @@ async fn the_control_plane_is_the_oom_killers_last_choice_and_containers_its_fir
         st["init_pid"].as_i64().unwrap() as i32,
     );
     let daemon = d.pid().unwrap() as i32;
-    let seen = (oom_score_adj(daemon), oom_score_adj(shim), oom_score_adj(init));
-    println!("oom_score_adj: daemon {}, monitor {}, container init {}", seen.0, seen.1, seen.2);
+    let seen = (
+        oom_score_adj(daemon),
+        oom_score_adj(shim),
+        oom_score_adj(init),
+    );
+    println!(
+        "oom_score_adj: daemon {}, monitor {}, container init {}",
+        seen.0, seen.1, seen.2
+    );
     // Lowering needs CAP_SYS_RESOURCE, which some sandboxes take from root (the VM has it).
     let privileged = has_sys_resource();
     if privileged {
@@ -127,9 +134,10 @@ async fn the_control_plane_is_the_oom_killers_last_choice_and_containers_its_fir
         (96u64 << 20).to_string()
     );
     // Shown by the host API and `corral info`.
-    let host: wire::HostInfo = tests::containers::call(&c, hyper::Method::GET, "/api/v1/host", None)
-        .await
-        .unwrap();
+    let host: wire::HostInfo =
+        tests::containers::call(&c, hyper::Method::GET, "/api/v1/host", None)
+            .await
+            .unwrap();
     assert_eq!(host.default_memory, Some(64 << 20));
     let out = Command::new(tests::corral_bin())
         .arg("--host")
