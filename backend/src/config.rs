@@ -34,6 +34,9 @@ pub struct Config {
     pub network: crate::network::NetworkArgs,
     /// HTTPS on the TCP listener; required off loopback.
     pub tls: TlsArgs,
+    /// Memory limit (bytes) of every container created without one (`--default-memory`);
+    /// `None`: no default.
+    pub default_memory: Option<u64>,
 }
 
 /// The `corral serve` flags for HTTPS on the TCP listener.
@@ -56,6 +59,17 @@ impl TlsArgs {
     /// The certificate and key, when HTTPS is configured.
     pub fn files(&self) -> Option<(&std::path::Path, &std::path::Path)> {
         Some((self.tls_cert.as_deref()?, self.tls_key.as_deref()?))
+    }
+}
+
+/// Parses `--default-memory`: a size such as `512M` or `2G` (at least 1 MiB).
+pub fn parse_default_memory(s: &str) -> Result<u64, String> {
+    use crate::cgroup::{Max, parse_size};
+    match parse_size("default_memory", s) {
+        Ok(Max::Limit(v)) if v >= 1 << 20 => Ok(v),
+        Ok(Max::Limit(v)) => Err(format!("{v} bytes is below the 1 MiB minimum")),
+        Ok(Max::Unlimited) => Err("leave --default-memory out for no default limit".into()),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -112,6 +126,7 @@ mod tests {
             retention: Default::default(),
             network: Default::default(),
             tls,
+            default_memory: None,
         }
     }
 

@@ -24,6 +24,11 @@ use crate::{
 pub enum DaemonError {
     #[error("cannot create state directory {path}")]
     StateDir { path: PathBuf, source: io::Error },
+    #[error(
+        "state directory {path} is mode {mode:o}, writable by other users: chmod 700 it (corral \
+         does not change the mode of a directory it did not create)"
+    )]
+    StateDirMode { path: PathBuf, mode: u32 },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -54,6 +59,13 @@ pub async fn serve(mut config: Config) -> Result<(), DaemonError> {
         tracing::warn!(listen = %config.listen, "--insecure-http: serving plain HTTP off loopback; passwords, cookies and tokens cross the network in clear text");
     }
     crate::runtime::raise_open_file_limit();
+    // The control plane is not the OOM killer's best target (containers are, see
+    // `runtime::init::CONTAINER_OOM_SCORE_ADJ`).
+    if let Err(e) =
+        crate::runtime::init::set_oom_score_adj(crate::runtime::init::DAEMON_OOM_SCORE_ADJ)
+    {
+        tracing::warn!(error = %e, "cannot lower the daemon's oom_score_adj");
+    }
     // Handlers first: a SIGTERM that arrives while we start must shut down cleanly, not kill.
     let shutdown = Shutdown::install().map_err(DaemonError::Serve)?;
     create_private_dir(&config.state_dir)?;
@@ -210,21 +222,76 @@ impl Shutdown {
     }
 }
 
-/// Creates `path` (and parents) with mode 0700, and tightens it if it already exists.
-fn create_private_dir(path: &Path) -> Result<(), DaemonError> {
-    let err = |source| DaemonError::StateDir {
-        path: path.to_owned(),
-        source,
+/// Creates `path` and its missing parents with mode 0700; returns whether `path` itself was
+/// created. A directory that exists keeps its mode: Corral only tightens directories it
+/// created (`--socket /tmp/c.sock` must not turn /tmp into 0700).
+fn ensure_dir(path: &Path) -> Result<bool, DaemonError> {
+    let err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| DaemonError::StateDir { path, source }
     };
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
-        .map_err(err)?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(err)
+    let mut missing = Vec::new();
+    let mut at = Some(path);
+    while let Some(p) = at {
+        if p.as_os_str().is_empty() {
+            break;
+        }
+        match fs::metadata(p) {
+            Ok(m) if m.is_dir() => break,
+            Ok(_) => {
+                return Err(err(p)(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "exists and is not a directory",
+                )));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                missing.push(p);
+                at = p.parent();
+            }
+            Err(e) => return Err(err(p)(e)),
+        }
+    }
+    for dir in missing.iter().rev() {
+        match fs::DirBuilder::new().mode(0o700).create(dir) {
+            // Ours: exactly 0700, whatever the umask.
+            Ok(()) => {
+                fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(err(dir))?
+            }
+            // Made by someone else meanwhile: not ours to change.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(err(dir)(e)),
+        }
+    }
+    Ok(missing.first() == Some(&path))
 }
 
-/// Binds the unix socket 0600 inside a 0700 directory. A stale socket file left by a crashed
+/// The state directory: created 0700 when missing. One that exists is left as it is, but
+/// refused when others may write to it (they could swap the database), and warned about when
+/// others may read it.
+fn create_private_dir(path: &Path) -> Result<(), DaemonError> {
+    if ensure_dir(path)? {
+        return Ok(());
+    }
+    let mode = fs::metadata(path)
+        .map_err(|source| DaemonError::StateDir {
+            path: path.to_owned(),
+            source,
+        })?
+        .permissions()
+        .mode();
+    if mode & 0o022 != 0 {
+        return Err(DaemonError::StateDirMode {
+            path: path.to_owned(),
+            mode: mode & 0o7777,
+        });
+    }
+    if mode & 0o077 != 0 {
+        tracing::warn!(path = %path.display(), mode = format!("{:o}", mode & 0o7777), "the state directory is readable by other users: chmod 700 it (corral does not change directories it did not create)");
+    }
+    Ok(())
+}
+
+/// Binds the unix socket 0600 (inside a 0700 directory when Corral creates it). A stale socket file left by a crashed
 /// daemon is replaced; a live one is an error.
 fn bind_socket(path: &Path) -> Result<UnixListener, DaemonError> {
     let listen_err = |source| DaemonError::Listen {
@@ -232,7 +299,9 @@ fn bind_socket(path: &Path) -> Result<UnixListener, DaemonError> {
         source,
     };
     if let Some(dir) = path.parent() {
-        create_private_dir(dir)?;
+        // A missing directory is created 0700; an existing one (e.g. /tmp) is left alone: the
+        // socket itself is 0600 and root-only by SO_PEERCRED.
+        ensure_dir(dir)?;
     }
     if let Ok(meta) = fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {

@@ -30,6 +30,7 @@ pub struct Health {
 
 /// `GET /api/v1/host`: what this host's kernel offers Corral (the cgroup capability matrix).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HostInfo {
     /// `"v2"`, `"v1"` or `"hybrid"`.
@@ -56,10 +57,15 @@ pub struct HostInfo {
     pub kill: String,
     /// The device allowlist every container gets, and how it is enforced.
     pub devices: DevicePolicy,
+    /// The memory limit (bytes) a container created without one gets (`corral serve
+    /// --default-memory`); `None`: no default, such a container is limited by the host only.
+    #[serde(default)]
+    pub default_memory: Option<u64>,
 }
 
 /// The device allowlist of every container (`GET /api/v1/host`, `corral info`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DevicePolicy {
     /// The mechanisms in force: `cgroup2 BPF_CGROUP_DEVICE program`, `cgroup v1
@@ -75,6 +81,7 @@ pub struct DevicePolicy {
 
 /// One controller of the capability matrix.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ControllerPlace {
     /// `cpu`, `cpuacct`, `cpuset`, `memory`, `pids`, `io`, `freezer`.
@@ -87,6 +94,7 @@ pub struct ControllerPlace {
 
 /// One limit of the capability matrix.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Knob {
     /// The limit's field name, e.g. `memory_max`.
@@ -101,8 +109,11 @@ pub struct Knob {
     pub note: Option<String>,
 }
 
-/// `GET /api/v1/host/cgroups`: every cgroup of the host, read-only.
+/// `GET /api/v1/host/cgroups`: the host's cgroups, read-only. Admins get every cgroup of the
+/// host; other users the hierarchy roots and Corral's root as bare navigation nodes (no usage)
+/// and the subtrees of their own teams, nothing else.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CgroupTree {
     pub cgroup_mode: String,
@@ -111,6 +122,7 @@ pub struct CgroupTree {
 
 /// One hierarchy of the tree (`unified`, or a v1 one such as `memory`), depth-first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CgroupHierarchy {
     pub name: String,
@@ -122,6 +134,7 @@ pub struct CgroupHierarchy {
 
 /// One cgroup with its usage, as far as its hierarchy reports it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CgroupNode {
     /// Path inside the hierarchy, `/` for the root.

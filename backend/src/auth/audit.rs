@@ -4,6 +4,17 @@
 //! Call [`record`] after a change (or [`insert`] inside the change's own transaction). A
 //! state-changing request whose handler records nothing still gets a generic row from the
 //! middleware, so nothing goes unrecorded.
+//!
+//! # The reserve
+//! A full state filesystem must not turn into unrecorded changes. The middleware calls
+//! [`ensure_room`] before every state-changing request (but logout and a container's stop or
+//! kill, the brakes): when the state filesystem has less than [`RESERVE_BYTES`] free, the
+//! change is refused with 503 `audit_unavailable` naming the audit log, before anything is
+//! done. The space below the reserve is left for the rows of what still runs (refusals, the
+//! brakes, logouts); a change whose own transaction hits a full disk anyway rolls back with
+//! its audit row and answers the same 503.
+
+use std::path::Path;
 
 use rusqlite::{Connection, params};
 use serde_json::Value;
@@ -148,6 +159,31 @@ pub async fn record(store: &Store, event: Event) {
     if let Err(e) = r {
         tracing::error!(error = %e, action, "cannot write audit record");
     }
+}
+
+/// Free bytes the state filesystem keeps for audit rows: below this, security-relevant
+/// changes are refused (see the module docs).
+pub const RESERVE_BYTES: u64 = 8 << 20;
+
+/// `Ok` when the filesystem of `state_dir` has at least [`RESERVE_BYTES`] free (for
+/// unprivileged writers: `f_bavail`); otherwise [`AuthError::AuditUnavailable`] saying so.
+pub fn ensure_room(state_dir: &Path) -> Result<(), AuthError> {
+    let free = match nix::sys::statvfs::statvfs(state_dir) {
+        Ok(v) => v.blocks_available().saturating_mul(v.fragment_size()),
+        // Not knowing is not a reason to refuse; a failing write still is.
+        Err(_) => return Ok(()),
+    };
+    if free >= RESERVE_BYTES {
+        return Ok(());
+    }
+    Err(AuthError::AuditUnavailable(format!(
+        "the audit log cannot be kept: the state filesystem of {} has {} KiB free, below the \
+         {} MiB kept for audit rows, so the change was refused and nothing changed; free space \
+         there and try again",
+        state_dir.display(),
+        free / 1024,
+        RESERVE_BYTES >> 20
+    )))
 }
 
 /// Filters of `GET /api/v1/audit`.

@@ -8,7 +8,7 @@ use axum::{
 };
 
 use super::{
-    Actor, AuthError, CLIENT_HEADER, CSRF_HEADER, SESSION_COOKIE, UnixPeer, Via,
+    Actor, AuthError, CLIENT_HEADER, CSRF_HEADER, UnixPeer, Via,
     audit::{self, Outcome},
     db, now_secs, secret,
 };
@@ -23,6 +23,15 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
     let path = req.uri().path().to_owned();
     let actor = match admit(&state, &mut req).await {
         Ok(actor) => actor,
+        Err(e @ AuthError::DuplicateCookie(_)) => {
+            tracing::info!(%method, %path, error = %e, "request refused");
+            let event = audit::Event::anonymous("-", "session.cookie")
+                .target(format!("http {method} {path}"))
+                .result(Outcome::Denied)
+                .detail(e.to_string());
+            audit::record(state.store(), event).await;
+            return harden(e.into_response(), &path);
+        }
         Err(e) => {
             if !matches!(e, AuthError::Unauthenticated) {
                 tracing::info!(%method, %path, error = %e, "request refused");
@@ -85,6 +94,9 @@ async fn admit(state: &AppState, req: &mut Request) -> Result<Option<Actor>, Aut
     }
     if !is_safe(req.method()) {
         check_csrf(req.headers(), &host, actor.as_ref(), public)?;
+        if !needs_no_audit_room(req.uri().path()) {
+            audit::ensure_room(&state.config().state_dir)?;
+        }
     } else if req.uri().path() == crate::http::EVENTS_PATH {
         // A cross-origin page cannot read the stream (no CORS), but refuse it outright.
         check_origin(req.headers(), &host)?;
@@ -98,6 +110,17 @@ async fn admit(state: &AppState, req: &mut Request) -> Result<Option<Actor>, Aut
 /// GET, HEAD and OPTIONS never change state.
 pub fn is_safe(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// State changes allowed below the audit reserve: they only take away (a session, a running
+/// container) and their rows go into the reserve.
+fn needs_no_audit_room(path: &str) -> bool {
+    if path == "/api/v1/logout" {
+        return true;
+    }
+    path.strip_prefix("/api/v1/containers/")
+        .and_then(|rest| rest.split_once('/'))
+        .is_some_and(|(name, action)| !name.is_empty() && matches!(action, "stop" | "kill"))
 }
 
 /// Routes reachable without credentials.
@@ -206,23 +229,32 @@ async fn resolve(
             _ => Ok(None),
         };
     }
-    if let Some(sid) = session_cookie(headers) {
+    let name = state.auth().config().session_cookie_name();
+    if let Some(sid) = session_cookie(headers, name)? {
         return session_actor(state, sid).await;
     }
     Ok(None)
 }
 
-/// The value of the session cookie, if the request carries one.
-pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
-    headers
+/// The value of the session cookie `name`, if the request carries one. Two of them (however
+/// spread over `Cookie` headers) are refused: a browser sends a cookie planted by a sibling
+/// host or another port for a longer path first, which would swap the victim's session for
+/// the attacker's.
+pub fn session_cookie(headers: &HeaderMap, name: &str) -> Result<Option<String>, AuthError> {
+    let mut found = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == SESSION_COOKIE)
-        .map(|(_, v)| v.trim().to_owned())
-        .filter(|v| !v.is_empty() && v.len() <= 256)
+        .filter(|(k, _)| k.trim() == name)
+        .map(|(_, v)| v.trim().to_owned());
+    let first = found.next();
+    let more = found.count();
+    if more > 0 {
+        return Err(AuthError::DuplicateCookie(more + 1));
+    }
+    Ok(first.filter(|v| !v.is_empty() && v.len() <= 256))
 }
 
 async fn token_actor(state: &AppState, token: String) -> Result<Option<Actor>, AuthError> {

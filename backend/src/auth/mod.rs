@@ -5,8 +5,10 @@
 //! 1. checks the `Host` header against the allowlist (`localhost`, `127.0.0.1`, `[::1]` with any
 //!    port, plus `--allowed-host` names) — 403 otherwise, SSE included (DNS rebinding);
 //! 2. finds the caller: root over the unix socket (SO_PEERCRED uid 0; other uids get 403), an
-//!    `Authorization: Bearer` API token, or the `corral_session` cookie (idle and absolute
-//!    timeouts). TCP always needs one of the last two, even from 127.0.0.1;
+//!    `Authorization: Bearer` API token, or the session cookie (idle and absolute timeouts;
+//!    `__Host-corral_session` under TLS, `corral_session` over plain HTTP; a request carrying
+//!    it twice — a shadowing cookie planted for a longer path — is refused with 400 and
+//!    audited). TCP always needs one of the last two, even from 127.0.0.1;
 //! 3. answers 401 unless the route is public (`GET /api/v1/health`, `POST /api/v1/login`,
 //!    `GET|POST /api/v1/setup`, and the dashboard shell/assets outside `/api/`);
 //! 4. on every method but GET/HEAD/OPTIONS checks CSRF: a same-origin `Origin` and
@@ -14,7 +16,10 @@
 //!    token for cookie sessions, `X-Corral-CSRF` or `X-Corral-Client` (any value) for root over the
 //!    unix socket and for anonymous login/setup; bearer tokens are exempt (browsers cannot attach
 //!    them cross-site); `GET /api/v1/events` gets the same-origin part of that check too;
-//! 5. puts the [`Actor`] into the request extensions, runs the handler (inside
+//! 5. on a state-changing request (but logout and a container's stop or kill), refuses with
+//!    503 `audit_unavailable` when the state filesystem is below the audit reserve
+//!    ([`audit::ensure_room`]): no change without room for its audit row;
+//! 6. puts the [`Actor`] into the request extensions, runs the handler (inside
 //!    `events::with_actor`, so lifecycle events name who asked), and, for a state-changing
 //!    request whose handler did not call [`audit::record`], writes a generic audit row
 //!    (`http POST /api/v1/...`, with the status) so no state change goes unrecorded.
@@ -73,7 +78,7 @@ pub mod middleware;
 mod password;
 pub(crate) mod secret;
 mod setup;
-mod throttle;
+pub(crate) mod throttle;
 mod unix;
 
 use std::sync::{
@@ -94,8 +99,12 @@ pub use wire::Role;
 
 use crate::store::StoreError;
 
-/// Name of the session cookie.
+/// Name of the session cookie over plain HTTP (loopback).
 pub const SESSION_COOKIE: &str = "corral_session";
+/// Name of the session cookie under TLS. Browsers accept a `__Host-` cookie only with `Secure`,
+/// `Path=/` and no `Domain`, from a secure origin: no sibling host and no plain-HTTP page can
+/// set or shadow it (cookie tossing).
+pub const SESSION_COOKIE_TLS: &str = "__Host-corral_session";
 /// Header carrying the session's CSRF token on state-changing requests.
 pub const CSRF_HEADER: &str = "x-corral-csrf";
 /// Header non-browser clients (the CLI) send on state-changing requests.
@@ -117,6 +126,18 @@ pub struct AuthConfig {
     /// Set when the TCP listener speaks TLS: session cookies are then marked `Secure`.
     #[arg(skip)]
     pub tls: bool,
+}
+
+impl AuthConfig {
+    /// The session cookie's name on this daemon: [`SESSION_COOKIE_TLS`] under TLS, else
+    /// [`SESSION_COOKIE`]. Only this name is read; the other is ignored.
+    pub fn session_cookie_name(&self) -> &'static str {
+        if self.tls {
+            SESSION_COOKIE_TLS
+        } else {
+            SESSION_COOKIE
+        }
+    }
 }
 
 impl Default for AuthConfig {
@@ -143,6 +164,10 @@ pub enum AuthError {
     BadHost(String),
     #[error("{0}")]
     Csrf(String),
+    #[error(
+        "the request carries {0} session cookies: send exactly one (clear this site's cookies)"
+    )]
+    DuplicateCookie(usize),
     #[error("too many login attempts: retry in {retry_after} s")]
     Throttled { retry_after: u64 },
     #[error("{0}")]
@@ -151,6 +176,9 @@ pub enum AuthError {
     Invalid { field: String, message: String },
     #[error("{0}")]
     NotFound(String),
+    /// A change refused because its audit row could not be written (state filesystem full).
+    #[error("{0}")]
+    AuditUnavailable(String),
     #[error("database query failed")]
     Sql(#[from] rusqlite::Error),
     #[error(transparent)]
@@ -174,10 +202,14 @@ impl AuthError {
             AuthError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             AuthError::BadHost(_) => (StatusCode::FORBIDDEN, "bad_host"),
             AuthError::Csrf(_) => (StatusCode::FORBIDDEN, "csrf"),
+            AuthError::DuplicateCookie(_) => (StatusCode::BAD_REQUEST, "duplicate_session_cookie"),
             AuthError::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, "throttled"),
             AuthError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             AuthError::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid_value"),
             AuthError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            AuthError::AuditUnavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable")
+            }
             AuthError::Sql(_) | AuthError::Store(_) | AuthError::Internal(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
@@ -187,13 +219,34 @@ impl AuthError {
 
 impl IntoResponse for AuthError {
     fn into_response(self) -> Response {
-        let (status, code) = self.status_code();
-        let field = match &self {
+        let this = match self {
+            // The disk filled under a change's own transaction: it rolled back with its row.
+            AuthError::Sql(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) => {
+                AuthError::AuditUnavailable(
+                    "the audit log cannot be kept: the state filesystem is full, so the change \
+                     and its audit row were not written; free space there and try again"
+                        .into(),
+                )
+            }
+            other => other,
+        };
+        if let AuthError::AuditUnavailable(message) = &this {
+            // A 503 whose message the caller must see (other 5xx say only "internal error").
+            tracing::error!(%message, "change refused: audit log unavailable");
+            let body = wire::ApiError {
+                code: "audit_unavailable".into(),
+                message: message.clone(),
+                field: None,
+            };
+            return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+        }
+        let (status, code) = this.status_code();
+        let field = match &this {
             AuthError::Invalid { field, .. } => Some(field.clone()),
             _ => None,
         };
-        let mut resp = crate::http::error_response(status, code, field, &self);
-        match self {
+        let mut resp = crate::http::error_response(status, code, field, &this);
+        match this {
             AuthError::Throttled { retry_after } => {
                 resp.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
@@ -362,6 +415,8 @@ struct AuthInner {
     throttle: throttle::Throttle,
     hashing: tokio::sync::Semaphore,
     dummy_hash: tokio::sync::OnceCell<String>,
+    /// How long the last password verification took, in µs (0: none yet).
+    verify_micros: std::sync::atomic::AtomicU64,
 }
 
 /// How many argon2 computations (~19 MiB each) may run at once.
@@ -376,6 +431,7 @@ impl Auth {
                 throttle: throttle::Throttle::new(),
                 hashing: tokio::sync::Semaphore::new(HASHING_SLOTS),
                 dummy_hash: tokio::sync::OnceCell::new(),
+                verify_micros: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -412,9 +468,22 @@ impl Auth {
             None => self.dummy_hash().await?,
         };
         let _permit = self.hashing_permit().await?;
-        tokio::task::spawn_blocking(move || password::verify(&password, &hash))
+        let started = std::time::Instant::now();
+        let ok = tokio::task::spawn_blocking(move || password::verify(&password, &hash))
             .await
-            .map_err(|e| AuthError::Internal(format!("password verification task failed: {e}")))
+            .map_err(|e| AuthError::Internal(format!("password verification task failed: {e}")))?;
+        let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.inner.verify_micros.store(took, Ordering::Relaxed);
+        Ok(ok)
+    }
+
+    /// How long a password verification takes here (the last one measured; 50 ms before the
+    /// first): the time a refused-without-work login waits so it looks like a checked one.
+    pub(crate) fn typical_verify(&self) -> Duration {
+        match self.inner.verify_micros.load(Ordering::Relaxed) {
+            0 => Duration::from_millis(50),
+            us => Duration::from_micros(us),
+        }
     }
 
     pub(crate) async fn dummy_hash(&self) -> Result<String, AuthError> {

@@ -1,7 +1,20 @@
-//! Login throttling: per account (known or not, so throttling reveals nothing) with exponential
-//! backoff capped at [`MAX_DELAY`] — never a permanent lockout, since over an ssh tunnel every
-//! request comes from 127.0.0.1 and a ban would lock the admin out — plus a global token bucket
-//! that caps login attempts of all accounts together.
+//! Login throttling: per account with exponential backoff capped at [`MAX_DELAY`] — never a
+//! permanent lockout, since over an ssh tunnel every request comes from 127.0.0.1 and a ban
+//! would lock the admin out — plus a global token bucket for names that are no account.
+//!
+//! # Reserve, then verify
+//! An attempt is *reserved* before its password is checked: [`Throttle::reserve`] counts it as a
+//! failure at once (and sets the backoff that failure earns), and only a success takes it back
+//! ([`Throttle::success`]). So parallel guesses cannot all pass the check while the first ones
+//! are still hashing: of any number sent at once, at most [`FREE_FAILURES`] + 1 are verified.
+//!
+//! # Known accounts are out of the global bucket's reach
+//! The global bucket ([`GLOBAL_BURST`], [`GLOBAL_PER_SEC`]) only meters names that are not an
+//! account, so a flood of made-up names cannot lock the admin out; a known account is limited
+//! by its own backoff alone. An unknown name the bucket refuses is not answered 429 (that would
+//! tell which names exist): it gets [`Verdict::Fake`], a plain "wrong password" after the time a
+//! verification takes, without the argon2 work. Unknown names keep a backoff of their own, with
+//! the same schedule as accounts, so repeated guesses on any name are answered alike.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -11,14 +24,17 @@ use std::time::{Duration, Instant};
 pub const FREE_FAILURES: u32 = 3;
 /// The longest wait between two attempts on one account.
 pub const MAX_DELAY: Duration = Duration::from_secs(300);
-/// An account's failures are forgotten this long after its last one.
+/// A name's failures are forgotten this long after its last one.
 const FORGET_AFTER: Duration = Duration::from_secs(3600);
-/// Accounts tracked at most (unknown names included); beyond that only the global cap applies.
-const MAX_ACCOUNTS: usize = 10_000;
-/// Global bucket: this many attempts at once, refilled at `GLOBAL_PER_SEC`.
-const GLOBAL_BURST: f64 = 30.0;
-const GLOBAL_PER_SEC: f64 = 5.0;
+/// Unknown names tracked at most; beyond that the least recently failed one is forgotten.
+/// (Accounts are always tracked: there are as many as users.)
+const MAX_UNKNOWN: usize = 10_000;
+/// Global bucket of unknown names: this many verifications at once, refilled at
+/// `GLOBAL_PER_SEC`.
+pub const GLOBAL_BURST: f64 = 30.0;
+pub const GLOBAL_PER_SEC: f64 = 5.0;
 
+#[derive(Debug)]
 struct Account {
     failures: u32,
     not_before: Instant,
@@ -30,9 +46,24 @@ struct Bucket {
     at: Instant,
 }
 
+struct Accounts {
+    known: HashMap<String, Account>,
+    unknown: HashMap<String, Account>,
+}
+
 pub struct Throttle {
-    accounts: Mutex<HashMap<String, Account>>,
+    accounts: Mutex<Accounts>,
     global: Mutex<Bucket>,
+}
+
+/// What a reserved attempt may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Check the password (against the account's hash, or the dummy hash for an unknown name).
+    Verify,
+    /// An unknown name over the global bucket: answer "wrong password" after the time a
+    /// verification takes, without computing one.
+    Fake,
 }
 
 /// The delay after the `failures`-th failure in a row: none for the first [`FREE_FAILURES`], then
@@ -52,7 +83,10 @@ fn retry_secs(d: Duration) -> u64 {
 impl Throttle {
     pub fn new() -> Self {
         Self {
-            accounts: Mutex::new(HashMap::new()),
+            accounts: Mutex::new(Accounts {
+                known: HashMap::new(),
+                unknown: HashMap::new(),
+            }),
             global: Mutex::new(Bucket {
                 tokens: GLOBAL_BURST,
                 at: Instant::now(),
@@ -60,56 +94,64 @@ impl Throttle {
         }
     }
 
-    /// Before checking a password: `Err(seconds)` when this attempt must wait.
-    pub fn check(&self, name: &str) -> Result<(), u64> {
+    /// Before checking a password of `name` (`known`: it is an account): `Err(seconds)` when
+    /// the attempt must wait; otherwise the attempt is counted as a failure until
+    /// [`Throttle::success`] takes it back.
+    pub fn reserve(&self, name: &str, known: bool) -> Result<Verdict, u64> {
         let now = Instant::now();
         {
-            let accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(a) = accounts.get(name)
+            let mut all = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+            let map = if known {
+                &mut all.known
+            } else {
+                &mut all.unknown
+            };
+            if let Some(a) = map.get(name)
                 && a.not_before > now
             {
                 return Err(retry_secs(a.not_before - now));
             }
+            if !known && map.len() >= MAX_UNKNOWN && !map.contains_key(name) {
+                map.retain(|_, a| now.saturating_duration_since(a.last_failure) < FORGET_AFTER);
+                if map.len() >= MAX_UNKNOWN
+                    && let Some(oldest) = map
+                        .iter()
+                        .min_by_key(|(_, a)| a.last_failure)
+                        .map(|(k, _)| k.clone())
+                {
+                    map.remove(&oldest);
+                }
+            }
+            let a = map.entry(name.to_owned()).or_insert(Account {
+                failures: 0,
+                not_before: now,
+                last_failure: now,
+            });
+            if now.saturating_duration_since(a.last_failure) >= FORGET_AFTER {
+                a.failures = 0;
+            }
+            a.failures = a.failures.saturating_add(1);
+            a.last_failure = now;
+            a.not_before = now + delay_after(a.failures);
+        }
+        if known {
+            return Ok(Verdict::Verify);
         }
         let mut g = self.global.lock().unwrap_or_else(|p| p.into_inner());
         let elapsed = now.saturating_duration_since(g.at).as_secs_f64();
         g.tokens = (g.tokens + elapsed * GLOBAL_PER_SEC).min(GLOBAL_BURST);
         g.at = now;
         if g.tokens < 1.0 {
-            let wait = (1.0 - g.tokens) / GLOBAL_PER_SEC;
-            return Err(retry_secs(Duration::from_secs_f64(wait)));
+            return Ok(Verdict::Fake);
         }
         g.tokens -= 1.0;
-        Ok(())
+        Ok(Verdict::Verify)
     }
 
-    /// After a wrong password (or an unknown name).
-    pub fn failure(&self, name: &str) {
-        let now = Instant::now();
-        let mut accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
-        if accounts.len() >= MAX_ACCOUNTS {
-            accounts.retain(|_, a| now.saturating_duration_since(a.last_failure) < FORGET_AFTER);
-            if accounts.len() >= MAX_ACCOUNTS && !accounts.contains_key(name) {
-                return;
-            }
-        }
-        let a = accounts.entry(name.to_owned()).or_insert(Account {
-            failures: 0,
-            not_before: now,
-            last_failure: now,
-        });
-        if now.saturating_duration_since(a.last_failure) >= FORGET_AFTER {
-            a.failures = 0;
-        }
-        a.failures = a.failures.saturating_add(1);
-        a.last_failure = now;
-        a.not_before = now + delay_after(a.failures);
-    }
-
-    /// After a successful login: the account starts afresh.
+    /// After a successful login: the account starts afresh (its reserved attempt included).
     pub fn success(&self, name: &str) {
-        let mut accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
-        accounts.remove(name);
+        let mut all = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        all.known.remove(name);
     }
 }
 
@@ -147,24 +189,47 @@ mod tests {
     #[test]
     fn account_backoff_and_reset() {
         let t = Throttle::new();
-        for _ in 0..FREE_FAILURES {
-            assert!(t.check("a").is_ok());
-            t.failure("a");
+        for _ in 0..=FREE_FAILURES {
+            assert_eq!(t.reserve("a", true), Ok(Verdict::Verify));
         }
-        assert!(t.check("a").is_ok());
-        t.failure("a");
-        assert_eq!(t.check("a"), Err(1));
-        assert!(t.check("b").is_ok(), "other accounts are not affected");
+        assert_eq!(t.reserve("a", true), Err(1));
+        assert!(
+            t.reserve("b", true).is_ok(),
+            "other accounts are not affected"
+        );
         t.success("a");
-        assert!(t.check("a").is_ok());
+        assert!(t.reserve("a", true).is_ok());
     }
 
     #[test]
-    fn global_cap() {
+    fn parallel_attempts_are_reserved_before_any_is_verified() {
+        // 30 attempts arrive before the first verification ends: only the free ones and the
+        // one that earns the first delay get through.
         let t = Throttle::new();
-        let allowed = (0..100)
-            .filter(|i| t.check(&format!("u{i}")).is_ok())
+        let passed = (0..30).filter(|_| t.reserve("a", true).is_ok()).count();
+        assert_eq!(passed, FREE_FAILURES as usize + 1);
+    }
+
+    #[test]
+    fn the_global_bucket_meters_unknown_names_only() {
+        let t = Throttle::new();
+        let verified = (0..100)
+            .filter(|i| t.reserve(&format!("u{i}"), false) == Ok(Verdict::Verify))
             .count();
-        assert!((30..=31).contains(&allowed), "{allowed}");
+        assert!((30..=31).contains(&verified), "{verified}");
+        // The flood neither refuses nor fakes a known account.
+        assert_eq!(t.reserve("admin", true), Ok(Verdict::Verify));
+        // An unknown name over the bucket is not told so (no 429 that only unknown names get).
+        assert_eq!(t.reserve("u-next", false), Ok(Verdict::Fake));
+    }
+
+    #[test]
+    fn unknown_names_are_bounded() {
+        let t = Throttle::new();
+        for i in 0..MAX_UNKNOWN + 10 {
+            let _ = t.reserve(&format!("n{i}"), false);
+        }
+        let all = t.accounts.lock().unwrap();
+        assert!(all.unknown.len() <= MAX_UNKNOWN);
     }
 }

@@ -21,6 +21,16 @@ pub fn render(h: &wire::HostInfo) -> String {
     out.push_str(&format!("CPUs:         {}\n", h.cpus));
     out.push_str(&format!("Memory:       {gib:.1} GiB\n"));
     out.push_str(&format!(
+        "Default mem:  {}\n",
+        match h.default_memory {
+            Some(b) => format!(
+                "{:.0} MiB per container without a limit (--default-memory)",
+                b as f64 / f64::from(1u32 << 20)
+            ),
+            None => "none (containers without a limit are bounded by the host only)".to_owned(),
+        }
+    ));
+    out.push_str(&format!(
         "Cgroups:      {} (subtree {})\n",
         h.cgroup_mode, h.cgroup_root
     ));

@@ -95,6 +95,10 @@ pub struct ServeArgs {
     pub network: crate::network::NetworkArgs,
     #[command(flatten)]
     pub tls: config::TlsArgs,
+    /// Memory limit of every container created without one, e.g. `512M` or `2G` (off by
+    /// default: such a container is limited by the host only). Shown by `corral info`.
+    #[arg(long, value_name = "SIZE", value_parser = config::parse_default_memory)]
+    pub default_memory: Option<u64>,
 }
 
 impl ServeArgs {
@@ -113,6 +117,7 @@ impl ServeArgs {
             ),
             network: self.network,
             tls: self.tls,
+            default_memory: self.default_memory,
         }
     }
 }

@@ -10,8 +10,9 @@ use serde_json::json;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::AppState;
+use crate::auth::throttle::Verdict;
 use crate::auth::{
-    Actor, ApiJson, AuthError, PASSWORD_MAX, Role, SESSION_COOKIE, Via,
+    Actor, ApiJson, AuthError, PASSWORD_MAX, Role, Via,
     audit::{self, Outcome},
     db, middleware, now_secs, validate_password, validate_user_name,
 };
@@ -49,9 +50,11 @@ async fn new_session(
         db::insert_session(conn, &id_hash, user_id, &csrf2, now)
     })
     .await?;
+    // Under TLS `__Host-corral_session`: Secure, Path=/ and no Domain, as the prefix demands.
     let secure = if auth.config().tls { "; Secure" } else { "" };
     let cookie = format!(
-        "{SESSION_COOKIE}={sid}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
+        "{}={sid}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
+        auth.config().session_cookie_name(),
         auth.config().session_max_secs
     );
     let value = HeaderValue::from_str(&cookie)
@@ -59,15 +62,27 @@ async fn new_session(
     Ok((value, csrf))
 }
 
-fn clear_cookie() -> HeaderValue {
-    HeaderValue::from_static("corral_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0")
+fn clear_cookie(state: &AppState) -> HeaderValue {
+    let config = state.auth().config();
+    let secure = if config.tls { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0{secure}",
+        config.session_cookie_name()
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("corral_session=; Path=/; Max-Age=0"))
+}
+
+/// The session cookie the request already carries (the guard refused duplicates).
+fn old_session(state: &AppState, headers: &HeaderMap) -> Option<String> {
+    let name = state.auth().config().session_cookie_name();
+    middleware::session_cookie(headers, name).ok().flatten()
 }
 
 /// Log in with a name and password; sets the session cookie.
 #[utoipa::path(post, path = "/login", tag = "auth", security(()),
     request_body = wire::LoginRequest,
     responses(
-        (status = 200, description = "Logged in; the session is in the corral_session cookie", body = wire::LoginResponse),
+        (status = 200, description = "Logged in; the session is in the corral_session cookie (__Host-corral_session under TLS)", body = wire::LoginResponse),
         (status = 400, description = "Malformed request", body = wire::ApiError),
         (status = 401, description = "Wrong name or password (same answer for unknown users)", body = wire::ApiError),
         (status = 403, description = "Foreign Host or Origin, or missing CSRF header", body = wire::ApiError),
@@ -86,29 +101,42 @@ async fn auth_login(
         "<too long>".to_owned()
     };
     let shown: String = req.name.chars().take(64).collect();
-    if let Err(retry_after) = auth.throttle().check(&key) {
-        audit::record(
-            state.store(),
-            audit::Event::anonymous(&shown, "login").result(Outcome::Throttled),
-        )
-        .await;
-        return Err(AuthError::Throttled { retry_after });
-    }
     let name = req.name.clone();
     let user = db::run(state.store(), move |c| db::user_by_name(c, &name)).await?;
+    // Reserved before the password is checked, so parallel guesses cannot all pass; a known
+    // account is out of the reach of the global bucket that meters made-up names.
+    let verdict = match auth.throttle().reserve(&key, user.is_some()) {
+        Ok(v) => v,
+        Err(retry_after) => {
+            audit::record(
+                state.store(),
+                audit::Event::anonymous(&shown, "login").result(Outcome::Throttled),
+            )
+            .await;
+            return Err(AuthError::Throttled { retry_after });
+        }
+    };
     let password_ok = req.password.chars().count() <= PASSWORD_MAX;
     let password = if password_ok {
         req.password
     } else {
         String::new()
     };
-    let matches = auth
-        .verify_password(password, user.as_ref().map(|u| u.password_hash.clone()))
-        .await?;
+    let matches = match verdict {
+        Verdict::Verify => {
+            auth.verify_password(password, user.as_ref().map(|u| u.password_hash.clone()))
+                .await?
+        }
+        Verdict::Fake => {
+            // An unknown name over the global bucket: the answer of a wrong password, in the
+            // time a verification takes, without the work.
+            tokio::time::sleep(auth.typical_verify()).await;
+            false
+        }
+    };
     let user = match user {
         Some(u) if matches && password_ok => u,
         _ => {
-            auth.throttle().failure(&key);
             audit::record(
                 state.store(),
                 audit::Event::anonymous(&shown, "login").result(Outcome::Failed),
@@ -118,8 +146,7 @@ async fn auth_login(
         }
     };
     auth.throttle().success(&key);
-    let (cookie, csrf_token) =
-        new_session(&state, user.id, middleware::session_cookie(&headers)).await?;
+    let (cookie, csrf_token) = new_session(&state, user.id, old_session(&state, &headers)).await?;
     audit::record(
         state.store(),
         audit::Event::anonymous(&user.name, "login").detail("session"),
@@ -147,7 +174,7 @@ async fn auth_logout(State(state): State<AppState>, actor: Actor) -> Result<Resp
     audit::record(state.store(), audit::Event::new(&actor, "logout")).await;
     Ok((
         StatusCode::NO_CONTENT,
-        [(header::SET_COOKIE, clear_cookie())],
+        [(header::SET_COOKIE, clear_cookie(&state))],
     )
         .into_response())
 }
@@ -197,7 +224,7 @@ async fn auth_password(
     };
     validate_password(&req.new_password)?;
     let auth = state.auth().clone();
-    if let Err(retry_after) = auth.throttle().check(&actor.name) {
+    if let Err(retry_after) = auth.throttle().reserve(&actor.name, true) {
         audit::record(
             state.store(),
             audit::Event::new(&actor, "password.change").result(Outcome::Throttled),
@@ -213,7 +240,6 @@ async fn auth_password(
             .verify_password(req.current_password, Some(current.password_hash))
             .await?;
     if !ok {
-        auth.throttle().failure(&actor.name);
         audit::record(
             state.store(),
             audit::Event::new(&actor, "password.change").result(Outcome::Failed),
@@ -311,8 +337,7 @@ async fn setup_complete(
     })
     .await?;
     auth.close_setup();
-    let (cookie, csrf_token) =
-        new_session(&state, user.id, middleware::session_cookie(&headers)).await?;
+    let (cookie, csrf_token) = new_session(&state, user.id, old_session(&state, &headers)).await?;
     let body = wire::LoginResponse {
         user: user.to_wire(),
         csrf_token,

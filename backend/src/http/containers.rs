@@ -5,7 +5,9 @@
 //! - admin: everything, including privileged specs (a host directory as rootfs, bind mounts of
 //!   host paths, the host network), which the runtime checks on the validated spec.
 //! - operator: lists, reads and acts on containers of its teams; creates containers only in
-//!   its teams (no `team` = its only team, else a 400 on `team`) and never privileged ones.
+//!   its teams (no `team` = its only team, else a 400 on `team`) and never privileged ones —
+//!   nor ones publishing ports on a non-loopback address or on a host port below 1024
+//!   (`check_published_ports`).
 //! - viewer: lists and reads (inspect, limits, logs, events) containers of its teams; every
 //!   change answers 403.
 //!
@@ -274,7 +276,7 @@ async fn containers_list(
         (status = 201, description = "Created", body = wire::Container),
         (status = 400, description = "Invalid field (named in `field`), or the start failed", body = wire::ApiError),
         (status = 401, description = "No credentials", body = wire::ApiError),
-        (status = 403, description = "Viewer, team not the caller's, privileged spec without admin, foreign Host/Origin, missing CSRF header", body = wire::ApiError),
+        (status = 403, description = "Viewer, team not the caller's, privileged spec without admin (host rootfs, binds, host network, ports on a non-loopback address or below 1024), foreign Host/Origin, missing CSRF header", body = wire::ApiError),
         (status = 404, description = "The image does not exist", body = wire::ApiError),
         (status = 409, description = "The name is taken", body = wire::ApiError),
     ))]
@@ -289,6 +291,9 @@ async fn containers_create(
     let team = place_in_team(&actor, req.team.take());
     let result = async {
         req.team = team?;
+        if !actor.is_admin() {
+            check_published_ports(&req.ports)?;
+        }
         Ok(manager(&state)?.create(req, actor.is_admin()).await?)
     }
     .await;
@@ -300,6 +305,35 @@ async fn containers_create(
     };
     audit::record(state.store(), ev).await;
     Ok((StatusCode::CREATED, Json(result?)))
+}
+
+/// Published ports that reach beyond this host — an address other than loopback (`0.0.0.0`, a
+/// LAN address, `::`) — or bind a privileged host port (below 1024) need admin. Checked on the
+/// ports as the network module parses them (the same parse that binds them, so no spelling
+/// gets around it); a port that does not parse is left to the runtime's 400.
+fn check_published_ports(ports: &[String]) -> Result<(), AppError> {
+    let Ok(parsed) = crate::network::PortSpec::parse_all(ports) else {
+        return Ok(());
+    };
+    for (i, p) in parsed.iter().enumerate() {
+        if !p.host_ip.is_loopback() {
+            return Err(AuthError::Forbidden(format!(
+                "ports[{i}]: publishing on {} reaches beyond this host and needs admin: publish on \
+                 127.0.0.1 (the default when no address is given)",
+                p.host_ip
+            ))
+            .into());
+        }
+        if p.host_port < 1024 {
+            return Err(AuthError::Forbidden(format!(
+                "ports[{i}]: host port {} is a privileged port (below 1024) and needs admin: use \
+                 1024-65535",
+                p.host_port
+            ))
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// The team a new container goes to: any for admins; for operators one of theirs (their only

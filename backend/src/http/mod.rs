@@ -149,13 +149,13 @@ pub fn app(state: AppState) -> Router {
         .merge(billing::router())
         .merge(history::router())
         .merge(events::router())
+        .merge(host::router())
         .split_for_parts();
     let doc = openapi::document(paths);
     let api = Router::new()
         .merge(health::router())
         .merge(documented)
         .merge(openapi::router(&doc))
-        .merge(host::router())
         .merge(networks::router())
         .fallback(error::api_not_found);
     Router::new()

@@ -26,7 +26,10 @@ pub const PREFIX: &str = "/api/v1";
         description = "Run, limit and meter containers. Every route needs a session cookie \
                        (POST /api/v1/login) or an API token (Authorization: Bearer), except the \
                        ones marked public. State-changing requests of a cookie session send the \
-                       session's csrf_token as X-Corral-CSRF."
+                       session's csrf_token as X-Corral-CSRF. Under TLS the session cookie is \
+                       __Host-corral_session. Any state-changing request but logout and a \
+                       container's stop/kill answers 503 audit_unavailable when the state \
+                       filesystem has too little room left for its audit row."
     ),
     paths(super::health::health_get, openapi_get),
     components(schemas(
@@ -45,6 +48,7 @@ pub const PREFIX: &str = "/api/v1";
         (name = "containers", description = "Containers of the caller's teams"),
         (name = "images", description = "Imported images (import and remove: admin)"),
         (name = "events", description = "Live stats and lifecycle events (Server-Sent Events)"),
+        (name = "host", description = "Host facts; the cgroup tree, scoped to the caller's teams (admins: all of it)"),
         (name = "meta", description = "Health and this document"),
     )
 )]

@@ -569,7 +569,7 @@ pub fn statement_csv(s: &Statement) -> String {
             money(l.cost.mem_reserved),
             money(l.cost.io),
             money(l.cost.total),
-            s.report.currency,
+            csv_field(&s.report.currency),
         ));
     };
     for l in &s.report.containers {
@@ -589,21 +589,58 @@ pub fn statement_csv(s: &Statement) -> String {
     out
 }
 
+/// One CSV cell from text a user chose (names, labels, the currency), safe to open in a
+/// spreadsheet (CSV injection, OWASP): a cell starting with `=`, `+`, `-`, `@`, tab or CR gets
+/// a leading `'` so it is never a formula; a cell holding a separator (`,`, or `;` and tab,
+/// which some locales split on), a quote or a line break (`\r` included) is quoted, quotes
+/// doubled. Each `;`-joined label is checked on its own too, for readers that split on `;`.
 fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
+    let neutral = |part: &str| -> String {
+        if part.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+            format!("'{part}")
+        } else {
+            part.to_owned()
+        }
+    };
+    let cell = s.split(';').map(neutral).collect::<Vec<_>>().join(";");
+    if cell.contains([',', ';', '"', '\n', '\r', '\t']) {
+        format!("\"{}\"", cell.replace('"', "\"\""))
     } else {
-        s.to_owned()
+        cell
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
     use crate::metering::{
         account::Usage,
         store::{Batch, LedgerOwner, commit, tests::db},
     };
+
+    #[test]
+    fn csv_cells_are_never_formulas_and_always_one_cell() {
+        let table = [
+            ("web", "web"),
+            (
+                "=HYPERLINK(\"http://x\",\"y\")",
+                "\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\"",
+            ),
+            ("+1", "'+1"),
+            ("-2+3", "'-2+3"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\t=1", "\"'\t=1\""),
+            ("\r=1", "\"'\r=1\""),
+            ("a=x;=cmd|' /C calc'!A0", "\"a=x;'=cmd|' /C calc'!A0\""),
+            ("a,b", "\"a,b\""),
+            ("line\nbreak", "\"line\nbreak\""),
+            ("a=b", "a=b"),
+        ];
+        for (input, cell) in table {
+            assert_eq!(csv_field(input), cell, "{input:?}");
+        }
+    }
 
     fn owner(id: &str, team: &str, labels: &str) -> LedgerOwner {
         LedgerOwner {

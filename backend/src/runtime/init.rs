@@ -65,6 +65,24 @@ const DEVICES: &[(&str, u64, u64)] = &[
 
 type SetupResult<T> = Result<T, String>;
 
+/// `oom_score_adj` of the daemon: like dockerd's, far below any container but not immune (a
+/// daemon that leaks still goes before the host dies).
+pub const DAEMON_OOM_SCORE_ADJ: i32 = -500;
+/// `oom_score_adj` of a container monitor (`corral __shim`): small and fixed-size, and its death
+/// orphans a container's logs and exit status; like containerd's shims, next to unkillable.
+pub const MONITOR_OOM_SCORE_ADJ: i32 = -999;
+/// `oom_score_adj` of a container's init and of `corral exec` in it: when the host runs out of
+/// memory, containers go first. Written as real root (CAP_SYS_RESOURCE) before anything is
+/// dropped, so it also becomes the floor the container's processes cannot go below
+/// (`oom_score_adj_min`): nothing in a container inherits the monitor's or the daemon's value.
+pub const CONTAINER_OOM_SCORE_ADJ: i32 = 500;
+
+/// Writes this process's `oom_score_adj` (inherited by its children).
+pub fn set_oom_score_adj(value: i32) -> SetupResult<()> {
+    std::fs::write("/proc/self/oom_score_adj", value.to_string())
+        .map_err(|e| format!("write /proc/self/oom_score_adj {value}: {e}"))
+}
+
 fn ctx(what: impl FnOnce() -> String) -> impl FnOnce(Errno) -> String {
     move |e| format!("{}: {e}", what())
 }
@@ -91,7 +109,9 @@ pub fn child_main(
     stderr: OwnedFd,
     userns: Option<OwnedFd>,
 ) -> ! {
-    let r = child_setup(cfg, dir, go, stdout, stderr, userns);
+    // First, as real root: never leave a container with the monitor's -999.
+    let r = set_oom_score_adj(CONTAINER_OOM_SCORE_ADJ)
+        .and_then(|()| child_setup(cfg, dir, go, stdout, stderr, userns));
     let msg = match r {
         Err(m) => m,
         Ok(never) => match never {},

@@ -105,6 +105,8 @@ struct Inner {
     network: Option<crate::network::Network>,
     /// Lifecycle events for `GET /api/v1/events` (set by `AppState::with_containers`).
     events: std::sync::OnceLock<crate::events::Events>,
+    /// `--default-memory`: the memory limit of a container created without one.
+    default_memory: Option<u64>,
 }
 
 async fn blocking<T: Send + 'static>(
@@ -148,6 +150,7 @@ impl Manager {
                 locks: Mutex::new(HashMap::new()),
                 network: None,
                 events: std::sync::OnceLock::new(),
+                default_memory: None,
             }),
         })
     }
@@ -162,6 +165,15 @@ impl Manager {
 
     pub fn network(&self) -> Option<&crate::network::Network> {
         self.inner.network.as_ref()
+    }
+
+    /// Gives every container created without a memory limit `limit` (before the manager is
+    /// shared).
+    pub fn with_default_memory(mut self, limit: Option<u64>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.default_memory = limit;
+        }
+        self
     }
 
     /// Publishes lifecycle events to `events` from now on.
@@ -607,6 +619,9 @@ impl Manager {
         mut req: wire::CreateContainer,
         allow_privileged: bool,
     ) -> Result<Record, RuntimeError> {
+        if req.limits.memory_max.is_none() {
+            req.limits.memory_max = self.inner.default_memory;
+        }
         let v = validate(&mut req, &self.inner.images)?;
         if !allow_privileged && let Some((field, why)) = v.privileged().into_iter().next() {
             return Err(RuntimeError::Forbidden {
@@ -1830,9 +1845,11 @@ pub async fn start_manager(
 ) -> Result<Manager, RuntimeError> {
     let state_dir = config.state_dir.clone();
     let net = network.clone();
+    let default_memory = config.default_memory;
     let m = blocking(move || {
         let driver = super::cgroups::EngineCgroups::new(cgroups);
-        Manager::new(store, &state_dir, Arc::new(driver), metering).map(|m| m.with_network(network))
+        Manager::new(store, &state_dir, Arc::new(driver), metering)
+            .map(|m| m.with_network(network).with_default_memory(default_memory))
     })
     .await?;
     m.sweep().await?;

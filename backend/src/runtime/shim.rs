@@ -109,6 +109,9 @@ fn shim_main(dir: ContainerDir) -> i32 {
         }
     }
     let _ = setsid();
+    if let Err(e) = init::set_oom_score_adj(init::MONITOR_OOM_SCORE_ADJ) {
+        eprintln!("{e}");
+    }
     // stdout is the daemon's pipe: keep it (CLOEXEC) only until the first start is reported.
     let mut report: Option<File> = nix::fcntl::fcntl(
         std::io::stdout().as_fd(),
@@ -526,6 +529,8 @@ fn exec_inner(args: &[String]) -> Result<i32, String> {
     if !alive(st.init_pid, st.init_start) {
         return Err("container exited".into());
     }
+    // As real root, before entering anything: not the daemon's -500 (see init).
+    init::set_oom_score_adj(init::CONTAINER_OOM_SCORE_ADJ)?;
     // The host's /proc, opened before entering the mount namespace (where /proc is the
     // container's): `supervise` finds the command's processes there by their host pids.
     let host_proc = nix::fcntl::open(

@@ -112,6 +112,11 @@ pub fn Overview() -> impl IntoView {
                             <span><i class="k alloc"></i>"limited " {move || format::bytes(mem_alloc.get())}</span>
                             <span>"of " {format::bytes(mem)}</span>
                         </div>
+                        <p class="sub" data-testid="default-memory">"Default limit per container: "
+                            {match h.default_memory {
+                                Some(b) => format::bytes(b as f64),
+                                None => "none (--default-memory not set)".to_owned(),
+                            }}</p>
                     </div>
                 </section>
             }

@@ -4,6 +4,7 @@ mod billing;
 mod containers;
 mod containers_auth;
 mod events;
+mod hardening;
 mod health;
 mod host;
 mod network;

@@ -108,6 +108,34 @@ async fn https(
     Ok((status, head.to_lowercase(), rest.to_owned()))
 }
 
+/// One HTTPS GET with a `Cookie` header; returns status, lowercased head and body.
+async fn https_cookie(
+    tls: &TlsConnector,
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    cookie: &str,
+) -> std::io::Result<(u16, String, String)> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let mut s = tls
+        .connect(ServerName::IpAddress(IpAddr::V4(IP).into()), tcp)
+        .await?;
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await?;
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw).await;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok((status, head.to_lowercase(), rest.to_owned()))
+}
+
 #[tokio::test]
 async fn https_off_the_default_address_with_a_configured_certificate() {
     let state = TempDir::new("corral-it-tls");
@@ -196,15 +224,49 @@ async fn https_off_the_default_address_with_a_configured_certificate() {
     .await
     .unwrap();
     assert_eq!(status, 201, "{body}");
+    // Under TLS the cookie is `__Host-`: Secure, Path=/, no Domain, so no sibling host and no
+    // plain-HTTP page can set or shadow it.
     let cookie = head
         .lines()
-        .find(|l| l.starts_with("set-cookie: corral_session="))
-        .unwrap_or_else(|| panic!("no session cookie: {head}"));
+        .find(|l| l.starts_with("set-cookie: __host-corral_session="))
+        .unwrap_or_else(|| panic!("no __Host- session cookie: {head}"));
     assert!(cookie.contains("; secure"), "{cookie}");
+    assert!(
+        cookie.contains("; path=/;") || cookie.ends_with("; path=/"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains("domain"), "{cookie}");
     assert!(
         cookie.contains("httponly") && cookie.contains("samesite=strict"),
         "{cookie}"
     );
+    let sid = cookie["set-cookie: __host-corral_session=".len()..]
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    // (Session ids are lowercase hex: lowercasing the head kept it.)
+    let addr = d.addr;
+    let me = |cookie: String| {
+        let (tls, host) = (tls.clone(), host.clone());
+        async move {
+            https_cookie(&tls, addr, &host, "/api/v1/me", &cookie)
+                .await
+                .unwrap()
+        }
+    };
+    let (status, _, body) = me(format!("__Host-corral_session={sid}")).await;
+    assert_eq!(status, 200, "{body}");
+    // A plain-named cookie (as a sibling host or a plain-HTTP page could plant) is not read.
+    let (status, _, _) = me(format!("corral_session={sid}")).await;
+    assert_eq!(status, 401);
+    // Two session cookies: refused.
+    let (status, _, body) = me(format!(
+        "__Host-corral_session={sid}; __Host-corral_session=planted"
+    ))
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("duplicate_session_cookie"), "{body}");
 
     // Plain HTTP to the HTTPS port: no HTTP answer, the connection just ends.
     let mut plain = std::net::TcpStream::connect(d.addr).unwrap();

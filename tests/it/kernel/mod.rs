@@ -18,4 +18,5 @@ mod network;
 mod network_bench;
 mod network_container;
 mod network_firewall;
+mod oom;
 mod vm_smoke;
