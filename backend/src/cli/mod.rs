@@ -95,6 +95,8 @@ pub struct ServeArgs {
     pub network: crate::network::NetworkArgs,
     #[command(flatten)]
     pub tls: config::TlsArgs,
+    #[command(flatten)]
+    pub images: config::ImageArgs,
 }
 
 impl ServeArgs {
@@ -113,6 +115,7 @@ impl ServeArgs {
             ),
             network: self.network,
             tls: self.tls,
+            images: self.images,
         }
     }
 }
