@@ -143,6 +143,7 @@ async fn metrics_of_metered_groups_pass_promtool_and_the_openmetrics_parser() {
         auth: Default::default(),
         network: Default::default(),
         tls: Default::default(),
+        images: Default::default(),
     };
     let engine = std::sync::Arc::new(Cgroups::host(t.0.subtree()).expect("engine"));
     let state = AppState::new(config, store, engine).with_metering(m.clone());

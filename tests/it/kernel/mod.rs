@@ -6,6 +6,7 @@ mod container;
 mod container_bench;
 mod container_crash;
 mod container_image;
+mod container_image_attacks;
 mod container_userns;
 mod metering;
 mod metering_containers;
