@@ -143,9 +143,9 @@ impl Drop for Peak {
     }
 }
 
-/// Imports `path`; the API error's message (400, field `path`), or a panic when it imported.
-async fn refused(c: &Client, path: &Path) -> String {
-    let r = tokio::time::timeout(
+/// Imports `path` (waiting at most 120 s).
+async fn import(c: &Client, path: &Path) -> Result<wire::Image, ClientError> {
+    tokio::time::timeout(
         Duration::from_secs(120),
         call::<wire::Image>(
             c,
@@ -155,7 +155,11 @@ async fn refused(c: &Client, path: &Path) -> String {
         ),
     )
     .await
-    .unwrap_or_else(|_| panic!("import of {} did not answer in 120 s", path.display()));
+    .unwrap_or_else(|_| panic!("import of {} did not answer in 120 s", path.display()))
+}
+
+/// The API error's message (400, field `path`); a panic when it imported.
+fn refusal(path: &Path, r: Result<wire::Image, ClientError>) -> String {
     match r {
         Err(ClientError::Api {
             status,
@@ -169,6 +173,10 @@ async fn refused(c: &Client, path: &Path) -> String {
         }
         other => panic!("{}: {other:?}", path.display()),
     }
+}
+
+async fn refused(c: &Client, path: &Path) -> String {
+    refusal(path, import(c, path).await)
 }
 
 async fn run_image(c: &Client, image: &str, cmd: &[&str]) -> (i32, String) {
@@ -262,12 +270,13 @@ async fn import_refuses_archive_members_that_are_links_or_devices() {
         // watch kills it at +512 MiB instead.
         let watch = Peak::watch(move || rss_kib(pid), Some((base + (512 << 10), pid)));
         let started = Instant::now();
-        let msg = refused(&c, &tarball).await;
+        let r = import(&c, &tarball).await;
         let (peak, killed) = watch.finish();
         assert!(
             !killed,
-            "{what}: the daemon grew past +512 MiB and was killed"
+            "{what}: the daemon grew from {base} KiB past {peak} KiB and was killed"
         );
+        let msg = refusal(&tarball, r);
         eprintln!(
             "{what}: refused in {:?}, daemon RSS {base} KiB before, peak {peak} KiB: {msg}",
             started.elapsed()
@@ -301,12 +310,13 @@ async fn import_refuses_archive_members_that_are_links_or_devices() {
     )
     .unwrap();
     let watch = Peak::watch(move || rss_kib(pid), Some((base + (512 << 10), pid)));
-    let msg = refused(&c, &oci).await;
+    let r = import(&c, &oci).await;
     let (peak, killed) = watch.finish();
     assert!(
         !killed,
-        "OCI layout: the daemon grew past +512 MiB and was killed"
+        "OCI layout: the daemon grew from {base} KiB past {peak} KiB and was killed"
     );
+    let msg = refusal(&oci, r);
     eprintln!("OCI config symlink: daemon RSS {base} KiB before, peak {peak} KiB: {msg}");
     assert!(msg.contains("symlink") && msg.contains(&sha(&cfg)), "{msg}");
     store_is_empty(&c, &images).await;
