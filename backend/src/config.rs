@@ -162,6 +162,16 @@ mod tests {
     }
 
     #[test]
+    fn image_sizes_parse_with_units_and_refuse_tiny_ones() {
+        assert_eq!(parse_image_size("16G"), Ok(16 << 30));
+        assert_eq!(parse_image_size("64M"), Ok(64 << 20));
+        for bad in ["10", "0", "lots", "max", "-1G"] {
+            let e = parse_image_size(bad).unwrap_err();
+            assert!(e.contains("at least 1M"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn plain_http_only_on_loopback_unless_asked() {
         let files = TlsArgs {
             tls_cert: Some("c.pem".into()),

@@ -220,7 +220,12 @@ pub fn gzip_bomb(zeros: u64) -> Vec<u8> {
     h.set_path("zeros").expect("path");
     h.set_cksum();
     let mut out = gzip(h.as_bytes());
-    let chunk = gzip(&vec![0u8; CHUNK as usize]);
+    let chunk = {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(&vec![0u8; CHUNK as usize]).expect("gzip");
+        e.finish().expect("gzip")
+    };
     for _ in 0..zeros / CHUNK {
         out.extend_from_slice(&chunk);
     }
