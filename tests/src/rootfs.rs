@@ -215,7 +215,7 @@ pub enum Member {
 /// about 1 MiB and is built in a moment.
 pub fn gzip_bomb(zeros: u64) -> Vec<u8> {
     const CHUNK: u64 = 8 << 20;
-    assert!(zeros % CHUNK == 0, "a multiple of 8 MiB");
+    assert!(zeros.is_multiple_of(CHUNK), "a multiple of 8 MiB");
     let mut h = header(tar::EntryType::Regular, 0o644, zeros);
     h.set_path("zeros").expect("path");
     h.set_cksum();

@@ -38,7 +38,7 @@ impl Default for Limits {
 /// `16 GiB`, `64 MiB`, `1000 bytes`: a limit as users typed it.
 pub fn show(bytes: u64) -> String {
     for (unit, shift) in [("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)] {
-        if bytes >= 1 << shift && bytes % (1 << shift) == 0 {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
             return format!("{} {unit}", bytes >> shift);
         }
     }

@@ -425,8 +425,9 @@ async fn import_of_a_tampered_layer_stores_nothing() {
     let (b1, b2) = (gzip(&l1), gzip(&l2));
     let tampered = gzip(&layer_with("etc/evil"));
     let name = |b: &[u8]| format!("blobs/sha256/{}", sha(b));
-    // (what, diff_ids, layer names, members): layer 1 is good and new each time, layer 2 is not.
-    let cases: Vec<(&str, Vec<String>, Vec<(String, Vec<u8>)>)> = vec![
+    // (what, diff_ids, blobs by name): layer 1 is good and new each time, layer 2 is not.
+    type Blobs = Vec<(String, Vec<u8>)>;
+    let cases: Vec<(&str, Vec<String>, Blobs)> = vec![
         (
             "blob that does not hash to its name",
             vec![diff_id(&l1), diff_id(&l2)],
