@@ -37,6 +37,51 @@ pub struct Config {
     /// Memory limit (bytes) of every container created without one (`--default-memory`);
     /// `None`: no default.
     pub default_memory: Option<u64>,
+    /// Size caps of image imports.
+    pub images: ImageArgs,
+}
+
+/// The `corral serve` flags capping image imports.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ImageArgs {
+    /// Largest uncompressed layer (and largest file of an image tarball) an image import
+    /// accepts, e.g. 16G or 512M. A layer that unpacks to more (a gzip or zstd bomb) is
+    /// refused as soon as it passes the cap, and nothing of the import is kept.
+    #[arg(long, value_name = "SIZE", default_value = "16G", value_parser = parse_image_size)]
+    pub max_layer_size: u64,
+    /// Most bytes one image import may unpack in all: the tarball's files plus every layer
+    /// uncompressed.
+    #[arg(long, value_name = "SIZE", default_value = "64G", value_parser = parse_image_size)]
+    pub max_import_size: u64,
+}
+
+impl Default for ImageArgs {
+    fn default() -> Self {
+        let l = crate::image::Limits::default();
+        ImageArgs {
+            max_layer_size: l.max_layer_size,
+            max_import_size: l.max_import_size,
+        }
+    }
+}
+
+impl ImageArgs {
+    pub fn limits(&self) -> crate::image::Limits {
+        crate::image::Limits {
+            max_layer_size: self.max_layer_size,
+            max_import_size: self.max_import_size,
+        }
+    }
+}
+
+/// `16G`, `512M`, `1048576` (powers of 1024); at least 1 MiB.
+fn parse_image_size(s: &str) -> Result<u64, String> {
+    match crate::cgroup::parse_size("size", s) {
+        Ok(crate::cgroup::Max::Limit(n)) if n >= 1 << 20 => Ok(n),
+        _ => Err(format!(
+            "{s:?} is not a size of at least 1M like 512M or 16G (powers of 1024)"
+        )),
+    }
 }
 
 /// The `corral serve` flags for HTTPS on the TCP listener.
@@ -127,6 +172,17 @@ mod tests {
             network: Default::default(),
             tls,
             default_memory: None,
+            images: Default::default(),
+        }
+    }
+
+    #[test]
+    fn image_sizes_parse_with_units_and_refuse_tiny_ones() {
+        assert_eq!(parse_image_size("16G"), Ok(16 << 30));
+        assert_eq!(parse_image_size("64M"), Ok(64 << 20));
+        for bad in ["10", "0", "lots", "max", "-1G"] {
+            let e = parse_image_size(bad).unwrap_err();
+            assert!(e.contains("at least 1M"), "{bad}: {e}");
         }
     }
 

@@ -132,3 +132,104 @@ pub fn docker_save(out: &Path, tag: &str, cmd: &[&str]) {
     add_file(&mut t, &format!("blobs/sha256/{}", sha(&layer)), &layer);
     fs::write(out, t.into_inner().expect("tar")).expect("write image tarball");
 }
+
+/// gzip of `data` (fast level).
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).expect("gzip");
+    e.finish().expect("gzip")
+}
+
+/// An image config whose layers have `diff_ids` and whose default command is `cmd`.
+pub fn image_config(diff_ids: &[String], cmd: &[&str]) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Env": ["PATH=/bin"], "Cmd": cmd},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    }))
+    .expect("config json")
+}
+
+/// `sha256:<hex>` of an uncompressed layer tar: its diff_id.
+pub fn diff_id(layer: &[u8]) -> String {
+    format!("sha256:{}", sha(layer))
+}
+
+/// A `docker save` tarball of one image, written member by member: manifest.json naming
+/// `config_name` and the `layers` member names, then `members` (name, tar entry) in order.
+/// Attack tests use it to put links, devices or tampered blobs where files belong.
+pub fn docker_save_members(
+    out: &Path,
+    tag: &str,
+    config_name: &str,
+    layers: &[String],
+    members: Vec<(String, Member)>,
+) {
+    let manifest = serde_json::json!([{
+        "Config": config_name, "RepoTags": [tag], "Layers": layers,
+    }]);
+    let mut t = tar::Builder::new(Vec::new());
+    add_file(
+        &mut t,
+        "manifest.json",
+        &serde_json::to_vec(&manifest).expect("manifest json"),
+    );
+    for (name, m) in members {
+        match m {
+            Member::File(data) => add_file(&mut t, &name, &data),
+            Member::Symlink(target) => {
+                let mut h = header(tar::EntryType::Symlink, 0o777, 0);
+                t.append_link(&mut h, &name, target).expect("tar symlink");
+            }
+            Member::HardLink(target) => {
+                let mut h = header(tar::EntryType::Link, 0o644, 0);
+                t.append_link(&mut h, &name, target).expect("tar link");
+            }
+            Member::CharDevice(major, minor) => {
+                let mut h = header(tar::EntryType::Char, 0o644, 0);
+                h.set_device_major(major).expect("major");
+                h.set_device_minor(minor).expect("minor");
+                t.append_data(&mut h, &name, &[][..]).expect("tar char");
+            }
+            Member::Fifo => {
+                t.append_data(&mut header(tar::EntryType::Fifo, 0o644, 0), &name, &[][..])
+                    .expect("tar fifo");
+            }
+        }
+    }
+    fs::write(out, t.into_inner().expect("tar")).expect("write image tarball");
+}
+
+/// A member of an image tarball built by [`docker_save_members`].
+pub enum Member {
+    File(Vec<u8>),
+    Symlink(String),
+    HardLink(String),
+    CharDevice(u32, u32),
+    Fifo,
+}
+
+/// A layer blob that gunzips to a tar holding one file of `zeros` zero bytes (`zeros` a
+/// multiple of 8 MiB): one gzip member of 8 MiB of zeros repeated, so 1 GiB compresses to
+/// about 1 MiB and is built in a moment.
+pub fn gzip_bomb(zeros: u64) -> Vec<u8> {
+    const CHUNK: u64 = 8 << 20;
+    assert!(zeros.is_multiple_of(CHUNK), "a multiple of 8 MiB");
+    let mut h = header(tar::EntryType::Regular, 0o644, zeros);
+    h.set_path("zeros").expect("path");
+    h.set_cksum();
+    let mut out = gzip(h.as_bytes());
+    let chunk = {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(&vec![0u8; CHUNK as usize]).expect("gzip");
+        e.finish().expect("gzip")
+    };
+    for _ in 0..zeros / CHUNK {
+        out.extend_from_slice(&chunk);
+    }
+    // End of archive: two zero blocks.
+    out.extend_from_slice(&gzip(&[0u8; 1024]));
+    out
+}

@@ -99,6 +99,8 @@ pub struct ServeArgs {
     /// default: such a container is limited by the host only). Shown by `corral info`.
     #[arg(long, value_name = "SIZE", value_parser = config::parse_default_memory)]
     pub default_memory: Option<u64>,
+    #[command(flatten)]
+    pub images: config::ImageArgs,
 }
 
 impl ServeArgs {
@@ -118,6 +120,7 @@ impl ServeArgs {
             network: self.network,
             tls: self.tls,
             default_memory: self.default_memory,
+            images: self.images,
         }
     }
 }

@@ -38,6 +38,7 @@ impl From<ImageError> for AppError {
             ImageError::NotFound(n) => AppError::NotFound(format!("no such image: {n}")),
             e @ (ImageError::Invalid { .. }
             | ImageError::Digest { .. }
+            | ImageError::TooLarge { .. }
             | ImageError::Unpack { .. }) => AppError::Invalid {
                 field: "path".into(),
                 message: e.to_string(),

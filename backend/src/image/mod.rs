@@ -8,15 +8,22 @@
 //! - the `images` table: id (`sha256:` of the config), tags, layers (bottom first), and the
 //!   runtime part of the config (env, entrypoint, cmd, workdir, user).
 //!
-//! Every blob is verified against its digest; entries with absolute paths, `..`, or a path
-//! through a symlink are refused; hard links must stay inside the layer.
+//! An archive's members are read as regular files only, never through a symlink or from a
+//! device ([`archive`]); metadata files are read under a size cap, layers under a cap of
+//! uncompressed bytes ([`limits`]). Every blob is verified against its digest as it streams
+//! and a layer enters the store only once both its digests match; nothing of a failed import
+//! stays. In layers, entries with absolute paths, `..`, or a path through a symlink are
+//! refused; hard links must stay inside the layer; whiteouts must name an entry.
 
+mod archive;
+mod limits;
 mod unpack;
 
 use std::{
     fs,
     io::{self, Read},
     path::{Path, PathBuf},
+    sync::{Arc, Mutex},
 };
 
 use rusqlite::params;
@@ -24,6 +31,10 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::store::Store;
+use archive::Members;
+pub use limits::{
+    Capped, DEFAULT_MAX_IMPORT_SIZE, DEFAULT_MAX_LAYER_SIZE, Limits, MAX_METADATA_SIZE,
+};
 pub use unpack::{UnpackError, unpack_layer};
 
 /// Errors of the image store.
@@ -39,6 +50,8 @@ pub enum ImageError {
         expected: String,
         actual: String,
     },
+    #[error("image {path} is too large: {message}")]
+    TooLarge { path: PathBuf, message: String },
     #[error("layer {path}: {source}")]
     Unpack { path: PathBuf, source: UnpackError },
     #[error("cannot {action} {path}")]
@@ -59,6 +72,13 @@ fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ImageE
         action,
         path,
         source,
+    }
+}
+
+fn too_large(path: &Path, message: impl Into<String>) -> ImageError {
+    ImageError::TooLarge {
+        path: path.to_owned(),
+        message: message.into(),
     }
 }
 
@@ -161,6 +181,10 @@ type ImageRow = (String, Vec<String>, Vec<String>, RuntimeConfig, u64, i64);
 pub struct ImageStore {
     store: Store,
     root: PathBuf,
+    limits: Limits,
+    /// Held by an import and by a removal: a removal never collects a layer an import has
+    /// just stored, and a failed import removes only layers nothing else uses.
+    lock: Arc<Mutex<()>>,
 }
 
 /// A reader that hashes what passes through it.
@@ -284,12 +308,20 @@ struct RootFs {
     diff_ids: Vec<String>,
 }
 
-/// One layer to import: the file, the digest of its bytes when known (OCI blobs), and the
-/// digest the uncompressed tar must have.
+/// One layer to import: its member in the archive, the digest of its bytes when the manifest
+/// gives one (OCI blobs), and the digest the uncompressed tar must have.
 struct LayerSource {
-    path: PathBuf,
+    member: String,
     blob_digest: Option<String>,
     diff_id: String,
+}
+
+/// An image of the archive, read and checked, whose layers are not stored yet.
+struct Plan {
+    id: String,
+    cfg: ImageConfigFile,
+    layers: Vec<LayerSource>,
+    tags: Vec<String>,
 }
 
 /// A temporary directory removed on drop.
@@ -309,13 +341,16 @@ fn random_hex() -> String {
     hex(&b)
 }
 
-/// Reads a file that must hash to `expected` (`sha256:<hex>`).
-fn read_verified(path: &Path, expected: &str) -> Result<Vec<u8>, ImageError> {
-    let data = fs::read(path).map_err(io_err("read", path))?;
+/// Reads the metadata member `name` (at most [`MAX_METADATA_SIZE`]), which must hash to
+/// `expected` (`sha256:<hex>`).
+fn read_verified(members: &Members, name: &str, expected: &str) -> Result<Vec<u8>, ImageError> {
+    let data = members
+        .read_small(name, MAX_METADATA_SIZE)?
+        .ok_or_else(|| invalid(members.source(), format!("member {name:?} is missing")))?;
     let actual = sha256_bytes(&data);
     if actual != expected {
         return Err(ImageError::Digest {
-            path: path.to_owned(),
+            path: members.source().join(name),
             expected: expected.to_owned(),
             actual,
         });
@@ -323,29 +358,46 @@ fn read_verified(path: &Path, expected: &str) -> Result<Vec<u8>, ImageError> {
     Ok(data)
 }
 
-/// Joins a relative path from a manifest onto `base`, refusing absolute paths and `..`.
-fn inside(base: &Path, rel: &str) -> Result<PathBuf, ImageError> {
-    let p = Path::new(rel);
-    if p.is_absolute()
-        || p.components().any(|c| {
-            !matches!(
-                c,
-                std::path::Component::Normal(_) | std::path::Component::CurDir
-            )
-        })
-    {
-        return Err(invalid(base, format!("path {rel:?} leaves the image")));
-    }
-    Ok(base.join(p))
+/// `blobs/sha256/<hex>` → `sha256:<hex>`: a blob's name is its digest.
+fn digest_of_name(name: &Path) -> Option<String> {
+    let h = name.strip_prefix("blobs/sha256").ok()?.to_str()?;
+    let d = format!("sha256:{h}");
+    digest_hex(&d).is_some().then_some(d)
 }
 
 impl ImageStore {
+    /// The store under `state_dir/images`. What an import left in `images/tmp` when the daemon
+    /// died is removed here (no import runs yet).
     pub fn new(store: Store, state_dir: &Path) -> Result<Self, ImageError> {
         let root = state_dir.join("images");
         for d in [root.join("layers"), root.join("tmp")] {
             fs::create_dir_all(&d).map_err(io_err("create", &d))?;
         }
-        Ok(Self { store, root })
+        let tmp = root.join("tmp");
+        for e in fs::read_dir(&tmp).map_err(io_err("read", &tmp))?.flatten() {
+            let p = e.path();
+            let r = match e.file_type() {
+                Ok(t) if t.is_dir() => fs::remove_dir_all(&p),
+                _ => fs::remove_file(&p),
+            };
+            r.map_err(io_err("remove", &p))?;
+        }
+        Ok(Self {
+            store,
+            root,
+            limits: Limits::default(),
+            lock: Arc::new(Mutex::new(())),
+        })
+    }
+
+    /// The same store, importing under `limits`.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     fn layer_dir(&self, diff_id: &str) -> Option<PathBuf> {
@@ -354,175 +406,255 @@ impl ImageStore {
 
     /// Imports a `docker save` tarball or an OCI layout (directory or tar). `progress` hears
     /// how many bytes of the file, then of each layer, were read. Returns the imported images.
+    ///
+    /// All or nothing: when an import fails, the layers it added and its temporary files are
+    /// removed. Imports (and removals) run one at a time.
     pub fn import(
         &self,
         path: &Path,
         extra_tag: Option<&str>,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Vec<wire::Image>, ImageError> {
+        let _one_at_a_time = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut added = Vec::new();
+        let r = self.import_locked(path, extra_tag, progress, &mut added);
+        if r.is_err() {
+            self.drop_unused(&added);
+        }
+        r
+    }
+
+    fn import_locked(
+        &self,
+        path: &Path,
+        extra_tag: Option<&str>,
+        progress: &mut dyn FnMut(Progress),
+        added: &mut Vec<PathBuf>,
+    ) -> Result<Vec<wire::Image>, ImageError> {
         let meta = fs::metadata(path).map_err(io_err("open", path))?;
-        let _scratch;
-        let base = if meta.is_dir() {
-            path.to_owned()
-        } else {
+        let members = if meta.is_dir() {
+            Members::directory(path)?
+        } else if meta.is_file() {
             let dir = self.root.join("tmp").join(random_hex());
-            fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
-            _scratch = Scratch(dir.clone());
             let f = fs::File::open(path).map_err(io_err("open", path))?;
             let total = meta.len();
             let mut tick = |current| progress(Progress::Unpack { current, total });
             let mut counted = Counting::new(f, &mut tick);
             let r = decompressed(io::BufReader::new(&mut counted)).map_err(io_err("read", path))?;
-            unpack_layer(r, &dir, false).map_err(|source| ImageError::Unpack {
-                path: path.to_owned(),
-                source,
-            })?;
+            let members = Members::unpack(r, path, &dir, &self.limits)?;
             // The tar reader stops at the end-of-archive marker: the rest is padding.
             io::copy(&mut counted, &mut io::sink()).map_err(io_err("read", path))?;
-            dir
+            members
+        } else {
+            return Err(invalid(
+                path,
+                "is neither a regular file (a tarball) nor a directory (an OCI layout)",
+            ));
         };
-        let mut images = Vec::new();
-        if base.join("manifest.json").is_file() {
-            let mpath = base.join("manifest.json");
-            let data = fs::read(&mpath).map_err(io_err("read", &mpath))?;
-            let entries: Vec<DockerManifestEntry> = serde_json::from_slice(&data)
-                .map_err(|e| invalid(&mpath, format!("manifest.json: {e}")))?;
-            if entries.is_empty() {
-                return Err(invalid(&mpath, "manifest.json lists no image"));
-            }
-            for e in entries {
-                let cpath = inside(&base, &e.config)?;
-                let config = fs::read(&cpath).map_err(io_err("read", &cpath))?;
-                let id = sha256_bytes(&config);
-                // The config's file name is its digest (`<hex>.json` or `blobs/sha256/<hex>`).
-                let named = cpath
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .map(|n| n.trim_end_matches(".json").to_owned())
-                    .unwrap_or_default();
-                if named.len() == 64 && format!("sha256:{named}") != id {
-                    return Err(ImageError::Digest {
-                        path: cpath,
-                        expected: format!("sha256:{named}"),
-                        actual: id,
-                    });
-                }
-                let cfg: ImageConfigFile = serde_json::from_slice(&config)
-                    .map_err(|err| invalid(&cpath, format!("image config: {err}")))?;
-                if cfg.rootfs.diff_ids.len() != e.layers.len() {
-                    return Err(invalid(&cpath, "layer count differs from rootfs.diff_ids"));
-                }
-                let mut layers = Vec::new();
-                for (l, diff) in e.layers.iter().zip(&cfg.rootfs.diff_ids) {
-                    let lp = inside(&base, l)?;
-                    let blob_digest = l
-                        .strip_prefix("blobs/sha256/")
-                        .map(|h| format!("sha256:{h}"));
-                    layers.push(LayerSource {
-                        path: lp,
-                        blob_digest,
-                        diff_id: diff.clone(),
-                    });
-                }
-                let mut tags = e.repo_tags.unwrap_or_default();
-                tags.extend(extra_tag.map(str::to_owned));
-                images.push(self.store_image(&id, &cfg, layers, tags, progress)?);
-            }
-        } else if base.join("index.json").is_file() {
-            let ipath = base.join("index.json");
-            let data = fs::read(&ipath).map_err(io_err("read", &ipath))?;
-            let index: OciIndex = serde_json::from_slice(&data)
-                .map_err(|e| invalid(&ipath, format!("index.json: {e}")))?;
-            let blob = |d: &str| -> Result<PathBuf, ImageError> {
-                let h =
-                    digest_hex(d).ok_or_else(|| invalid(&ipath, format!("bad digest {d:?}")))?;
-                Ok(base.join("blobs/sha256").join(h))
-            };
-            let mut manifests: Vec<(Descriptor, Vec<String>)> = Vec::new();
-            for m in index.manifests {
-                let tag = m
-                    .annotations
-                    .get("io.containerd.image.name")
-                    .or_else(|| m.annotations.get("org.opencontainers.image.ref.name"))
-                    .cloned();
-                if m.media_type.contains("image.index") {
-                    let p = blob(&m.digest)?;
-                    let nested: OciIndex = serde_json::from_slice(&read_verified(&p, &m.digest)?)
-                        .map_err(|e| invalid(&p, format!("index: {e}")))?;
-                    for n in nested.manifests {
-                        manifests.push((n, tag.iter().cloned().collect()));
-                    }
-                } else {
-                    manifests.push((m, tag.into_iter().collect()));
-                }
-            }
-            if manifests.is_empty() {
-                return Err(invalid(&ipath, "index.json lists no manifest"));
-            }
-            for (m, mut tags) in manifests {
-                let p = blob(&m.digest)?;
-                let manifest: OciManifest = serde_json::from_slice(&read_verified(&p, &m.digest)?)
-                    .map_err(|e| invalid(&p, format!("manifest: {e}")))?;
-                let cp = blob(&manifest.config.digest)?;
-                let config = read_verified(&cp, &manifest.config.digest)?;
-                let cfg: ImageConfigFile = serde_json::from_slice(&config)
-                    .map_err(|e| invalid(&cp, format!("image config: {e}")))?;
-                if cfg.rootfs.diff_ids.len() != manifest.layers.len() {
-                    return Err(invalid(&cp, "layer count differs from rootfs.diff_ids"));
-                }
-                let mut layers = Vec::new();
-                for (l, diff) in manifest.layers.iter().zip(&cfg.rootfs.diff_ids) {
-                    layers.push(LayerSource {
-                        path: blob(&l.digest)?,
-                        blob_digest: Some(l.digest.clone()),
-                        diff_id: diff.clone(),
-                    });
-                }
-                tags.extend(extra_tag.map(str::to_owned));
-                images.push(self.store_image(
-                    &manifest.config.digest,
-                    &cfg,
-                    layers,
-                    tags,
-                    progress,
-                )?);
-            }
+        let plans = if let Some(data) = members.read_small("manifest.json", MAX_METADATA_SIZE)? {
+            Self::docker_plans(&members, &data, extra_tag)?
+        } else if let Some(data) = members.read_small("index.json", MAX_METADATA_SIZE)? {
+            Self::oci_plans(&members, &data, extra_tag)?
         } else {
             return Err(invalid(
                 path,
                 "neither a docker save tarball (manifest.json) nor an OCI layout (index.json)",
             ));
+        };
+        let mut budget = self.limits.max_import_size;
+        let mut stored = Vec::new();
+        for plan in &plans {
+            let count = u32::try_from(plan.layers.len()).unwrap_or(u32::MAX);
+            let mut size = 0u64;
+            for (i, l) in plan.layers.iter().enumerate() {
+                let index = u32::try_from(i + 1).unwrap_or(u32::MAX);
+                let id = l.diff_id.clone();
+                let mut tick = |current, total| {
+                    progress(Progress::Layer {
+                        index,
+                        count,
+                        id: id.clone(),
+                        current,
+                        total,
+                    })
+                };
+                size += self.import_layer(&members, l, &mut tick, &mut budget, added)?;
+            }
+            stored.push(size);
+        }
+        drop(members);
+        let mut images = Vec::new();
+        for (plan, size) in plans.into_iter().zip(stored) {
+            images.push(self.store_image(plan, size, progress)?);
         }
         Ok(images)
     }
 
+    /// The images of a docker save tarball's manifest.json.
+    fn docker_plans(
+        members: &Members,
+        data: &[u8],
+        extra_tag: Option<&str>,
+    ) -> Result<Vec<Plan>, ImageError> {
+        let mpath = members.source().join("manifest.json");
+        let entries: Vec<DockerManifestEntry> = serde_json::from_slice(data)
+            .map_err(|e| invalid(&mpath, format!("manifest.json: {e}")))?;
+        if entries.is_empty() {
+            return Err(invalid(&mpath, "manifest.json lists no image"));
+        }
+        let mut plans = Vec::new();
+        for e in entries {
+            let cpath = members.source().join(&e.config);
+            let config = members
+                .read_small(&e.config, MAX_METADATA_SIZE)?
+                .ok_or_else(|| invalid(&cpath, "the config named by manifest.json is missing"))?;
+            let id = sha256_bytes(&config);
+            // The config's file name is its digest (`<hex>.json` or `blobs/sha256/<hex>`).
+            let named = Path::new(&e.config)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .map(|n| n.trim_end_matches(".json").to_owned())
+                .unwrap_or_default();
+            if named.len() == 64 && format!("sha256:{named}") != id {
+                return Err(ImageError::Digest {
+                    path: cpath,
+                    expected: format!("sha256:{named}"),
+                    actual: id,
+                });
+            }
+            let cfg: ImageConfigFile = serde_json::from_slice(&config)
+                .map_err(|err| invalid(&cpath, format!("image config: {err}")))?;
+            if cfg.rootfs.diff_ids.len() != e.layers.len() {
+                return Err(invalid(&cpath, "layer count differs from rootfs.diff_ids"));
+            }
+            let layers = e
+                .layers
+                .iter()
+                .zip(&cfg.rootfs.diff_ids)
+                .map(|(l, diff)| LayerSource {
+                    member: l.clone(),
+                    blob_digest: None,
+                    diff_id: diff.clone(),
+                })
+                .collect();
+            let mut tags = e.repo_tags.unwrap_or_default();
+            tags.extend(extra_tag.map(str::to_owned));
+            plans.push(Plan {
+                id,
+                cfg,
+                layers,
+                tags,
+            });
+        }
+        Ok(plans)
+    }
+
+    /// The images of an OCI layout's index.json (nested indexes followed one level).
+    fn oci_plans(
+        members: &Members,
+        data: &[u8],
+        extra_tag: Option<&str>,
+    ) -> Result<Vec<Plan>, ImageError> {
+        let ipath = members.source().join("index.json");
+        // oci-layout says nothing we need, but it is a member like the others.
+        members.read_small("oci-layout", MAX_METADATA_SIZE)?;
+        let index: OciIndex = serde_json::from_slice(data)
+            .map_err(|e| invalid(&ipath, format!("index.json: {e}")))?;
+        let blob = |d: &str| -> Result<String, ImageError> {
+            let h = digest_hex(d).ok_or_else(|| invalid(&ipath, format!("bad digest {d:?}")))?;
+            Ok(format!("blobs/sha256/{h}"))
+        };
+        let mut manifests: Vec<(Descriptor, Vec<String>)> = Vec::new();
+        for m in index.manifests {
+            let tag = m
+                .annotations
+                .get("io.containerd.image.name")
+                .or_else(|| m.annotations.get("org.opencontainers.image.ref.name"))
+                .cloned();
+            if m.media_type.contains("image.index") {
+                let p = blob(&m.digest)?;
+                let nested: OciIndex =
+                    serde_json::from_slice(&read_verified(members, &p, &m.digest)?)
+                        .map_err(|e| invalid(&members.source().join(&p), format!("index: {e}")))?;
+                for n in nested.manifests {
+                    manifests.push((n, tag.iter().cloned().collect()));
+                }
+            } else {
+                manifests.push((m, tag.into_iter().collect()));
+            }
+        }
+        if manifests.is_empty() {
+            return Err(invalid(&ipath, "index.json lists no manifest"));
+        }
+        let mut plans = Vec::new();
+        for (m, mut tags) in manifests {
+            let p = blob(&m.digest)?;
+            let manifest: OciManifest =
+                serde_json::from_slice(&read_verified(members, &p, &m.digest)?)
+                    .map_err(|e| invalid(&members.source().join(&p), format!("manifest: {e}")))?;
+            let cp = blob(&manifest.config.digest)?;
+            let config = read_verified(members, &cp, &manifest.config.digest)?;
+            let cfg: ImageConfigFile = serde_json::from_slice(&config)
+                .map_err(|e| invalid(&members.source().join(&cp), format!("image config: {e}")))?;
+            if cfg.rootfs.diff_ids.len() != manifest.layers.len() {
+                return Err(invalid(
+                    &members.source().join(&cp),
+                    "layer count differs from rootfs.diff_ids",
+                ));
+            }
+            let mut layers = Vec::new();
+            for (l, diff) in manifest.layers.iter().zip(&cfg.rootfs.diff_ids) {
+                layers.push(LayerSource {
+                    member: blob(&l.digest)?,
+                    blob_digest: Some(l.digest.clone()),
+                    diff_id: diff.clone(),
+                });
+            }
+            tags.extend(extra_tag.map(str::to_owned));
+            plans.push(Plan {
+                id: manifest.config.digest.clone(),
+                cfg,
+                layers,
+                tags,
+            });
+        }
+        Ok(plans)
+    }
+
+    /// Removes the layers in `added` that no image uses (those of a failed import).
+    fn drop_unused(&self, added: &[PathBuf]) {
+        let used: std::collections::BTreeSet<String> = self
+            .rows()
+            .map(|rows| rows.into_iter().flat_map(|r| r.2).collect())
+            .unwrap_or_default();
+        for dir in added {
+            let name = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if !used.contains(&format!("sha256:{name}"))
+                && let Err(e) = fs::remove_dir_all(dir)
+            {
+                tracing::warn!(layer = %dir.display(), error = %e, "cannot remove a layer of a failed import");
+            }
+        }
+    }
+
+    /// Records an image whose layers are stored.
     fn store_image(
         &self,
-        id: &str,
-        cfg: &ImageConfigFile,
-        layers: Vec<LayerSource>,
-        tags: Vec<String>,
+        plan: Plan,
+        size: u64,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<wire::Image, ImageError> {
-        let count = u32::try_from(layers.len()).unwrap_or(u32::MAX);
-        let mut size = 0u64;
-        let mut diff_ids = Vec::new();
-        for (i, l) in layers.into_iter().enumerate() {
-            let total = fs::metadata(&l.path).map(|m| m.len()).unwrap_or(0);
-            let index = u32::try_from(i + 1).unwrap_or(u32::MAX);
-            let id = l.diff_id.clone();
-            let mut tick = |current| {
-                progress(Progress::Layer {
-                    index,
-                    count,
-                    id: id.clone(),
-                    current,
-                    total,
-                })
-            };
-            size += self.import_layer(&l, &mut tick)?;
-            diff_ids.push(l.diff_id);
-        }
+        let Plan {
+            id,
+            cfg,
+            layers,
+            tags,
+        } = plan;
+        let id = id.as_str();
+        let diff_ids: Vec<String> = layers.into_iter().map(|l| l.diff_id).collect();
         let c = cfg.config.as_ref();
         let rc = RuntimeConfig {
             env: c.and_then(|c| c.env.clone()).unwrap_or_default(),
@@ -585,6 +717,7 @@ impl ImageStore {
                 created_at
             ],
         )?;
+        drop(conn);
         progress(Progress::Imported {
             id: id.to_owned(),
             tags: all_tags.clone(),
@@ -598,57 +731,112 @@ impl ImageStore {
         })
     }
 
-    /// Unpacks one layer into `layers/<diff hex>` unless it is there already; verifies the
-    /// blob digest (when known) and the diff_id. Returns the uncompressed size.
-    fn import_layer(&self, l: &LayerSource, tick: &mut dyn FnMut(u64)) -> Result<u64, ImageError> {
+    /// Unpacks one layer into `layers/<diff hex>` unless it is there already, under the cap
+    /// `min(max_layer_size, budget)` of uncompressed bytes. The blob's digest is checked before
+    /// it is unpacked when the tarball's unpacking hashed it; both digests are checked as it
+    /// streams, and the layer enters the store only when they match. `added` hears the
+    /// directory of a layer this import added. Returns the uncompressed size.
+    fn import_layer(
+        &self,
+        members: &Members,
+        l: &LayerSource,
+        tick: &mut dyn FnMut(u64, u64),
+        budget: &mut u64,
+        added: &mut Vec<PathBuf>,
+    ) -> Result<u64, ImageError> {
+        let shown = members.source().join(&l.member);
         let target = self
             .layer_dir(&l.diff_id)
-            .ok_or_else(|| invalid(&l.path, format!("bad diff_id {:?}", l.diff_id)))?;
+            .ok_or_else(|| invalid(&shown, format!("bad diff_id {:?}", l.diff_id)))?;
         if let Some(d) = &l.blob_digest
             && digest_hex(d).is_none()
         {
-            return Err(invalid(&l.path, format!("bad digest {d:?}")));
+            return Err(invalid(&shown, format!("bad digest {d:?}")));
         }
+        let member = members.open_required(&l.member)?;
+        let blob_digest = l
+            .blob_digest
+            .clone()
+            .or_else(|| digest_of_name(&member.name));
+        if let (Some(expected), Some(actual)) = (&blob_digest, members.digest(&member.name))
+            && expected != actual
+        {
+            return Err(ImageError::Digest {
+                path: shown,
+                expected: expected.clone(),
+                actual: actual.to_owned(),
+            });
+        }
+        let exists = target.is_dir();
         let tmp = self
             .root
             .join("tmp")
             .join(format!("layer-{}", random_hex()));
-        fs::create_dir_all(&tmp).map_err(io_err("create", &tmp))?;
-        let scratch = Scratch(tmp.clone());
-        let f = fs::File::open(&l.path).map_err(io_err("open", &l.path))?;
-        let mut raw = HashReader::new(Counting::new(f, tick));
-        let (diff, size) = {
-            let r = decompressed(io::BufReader::new(&mut raw)).map_err(io_err("read", &l.path))?;
-            let mut plain = HashReader::new(r);
-            if !target.exists() {
-                unpack_layer(&mut plain, &tmp, true).map_err(|source| ImageError::Unpack {
-                    path: l.path.clone(),
-                    source,
-                })?;
-            }
-            plain.finish().map_err(io_err("read", &l.path))?
-        };
-        let (blob, _) = raw.finish().map_err(io_err("read", &l.path))?;
-        if diff != l.diff_id {
-            return Err(ImageError::Digest {
-                path: l.path.clone(),
-                expected: l.diff_id.clone(),
-                actual: diff,
-            });
+        let _scratch = Scratch(tmp.clone());
+        if !exists {
+            fs::create_dir(&tmp).map_err(io_err("create", &tmp))?;
         }
-        if let Some(d) = &l.blob_digest
+        let total = member.size;
+        let mut tick = |current| tick(current, total);
+        let mut raw = HashReader::new(Counting::new(member.file, &mut tick));
+        let (cap, flag) = if *budget < self.limits.max_layer_size {
+            (*budget, "--max-import-size")
+        } else {
+            (self.limits.max_layer_size, "--max-layer-size")
+        };
+        let (tripped, r) = {
+            let r = decompressed(io::BufReader::new(&mut raw)).map_err(io_err("read", &shown));
+            match r {
+                Err(e) => (None, Err(e)),
+                Ok(r) => {
+                    let (capped, tripped) = Capped::new(r, cap);
+                    let mut plain = HashReader::new(capped);
+                    let unpacked = if exists {
+                        Ok(())
+                    } else {
+                        unpack_layer(&mut plain, &tmp, true).map_err(|source| ImageError::Unpack {
+                            path: shown.clone(),
+                            source,
+                        })
+                    };
+                    let r = unpacked.and_then(|()| plain.finish().map_err(io_err("read", &shown)));
+                    (Some(tripped), r)
+                }
+            }
+        };
+        if tripped.is_some_and(|t| t.get()) {
+            return Err(too_large(
+                members.source(),
+                format!(
+                    "layer {:?} unpacks to more than {flag} ({})",
+                    l.member,
+                    limits::show(cap)
+                ),
+            ));
+        }
+        let (diff, size) = r?;
+        let (blob, _) = raw.finish().map_err(io_err("read", &shown))?;
+        if let Some(d) = &blob_digest
             && &blob != d
         {
             return Err(ImageError::Digest {
-                path: l.path.clone(),
+                path: shown,
                 expected: d.clone(),
                 actual: blob,
             });
         }
-        if !target.exists() {
-            fs::rename(&tmp, &target).map_err(io_err("store layer", &target))?;
+        if diff != l.diff_id {
+            return Err(ImageError::Digest {
+                path: shown,
+                expected: l.diff_id.clone(),
+                actual: diff,
+            });
         }
-        drop(scratch);
+        *budget = budget.saturating_sub(size);
+        if !exists {
+            fs::rename(&tmp, &target).map_err(io_err("store layer", &target))?;
+            added.push(target);
+        }
         Ok(size)
     }
 
@@ -745,6 +933,7 @@ impl ImageStore {
         reference: &str,
         in_use: impl Fn(&str) -> Option<String>,
     ) -> Result<(), ImageError> {
+        let _no_import = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let (id, _, _) = self.find(reference)?;
         if let Some(c) = in_use(&id) {
             return Err(ImageError::InUse(reference.to_owned(), c));

@@ -21,6 +21,10 @@ pub enum UnpackError {
     SymlinkEscape(String),
     #[error("hard link {0:?} points outside the layer")]
     LinkEscape(String),
+    #[error(
+        "whiteout {0:?} names no entry: a whiteout is `.wh.NAME` with NAME not empty, `.` or `..`"
+    )]
+    BadWhiteout(String),
     #[error("cannot unpack {path:?}: {source}")]
     Io {
         path: String,
@@ -28,6 +32,11 @@ pub enum UnpackError {
         source: io::Error,
     },
 }
+
+/// The prefix of a whiteout: `.wh.NAME` hides NAME of the layers below.
+const WHITEOUT: &str = ".wh.";
+/// An opaque whiteout: its directory hides the contents of the same directory below.
+const OPAQUE: &str = ".wh..wh..opq";
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> UnpackError {
     let path = path.display().to_string();
@@ -104,15 +113,20 @@ pub fn unpack_layer<R: io::Read>(r: R, dest: &Path, whiteouts: bool) -> Result<(
         let mut e = entry.map_err(io_err(dest))?;
         let raw = e.path().map_err(io_err(dest))?.into_owned();
         let Some(rel) = sanitize(&raw)? else { continue };
+        // aufs bookkeeping (`.wh..wh.plnk/…`, `.wh..wh.aufs`): no file of the image.
+        if whiteouts
+            && rel
+                .iter()
+                .any(|c| c.as_bytes().starts_with(b".wh..wh.") && c.as_bytes() != OPAQUE.as_bytes())
+        {
+            continue;
+        }
         ensure_parents(dest, &rel)?;
         let full = dest.join(&rel);
-        let name = rel
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if whiteouts && name.starts_with(".wh.") {
+        let name = rel.file_name().map(OsStrExt::as_bytes).unwrap_or_default();
+        if whiteouts && name.starts_with(WHITEOUT.as_bytes()) {
             let dir = full.parent().unwrap_or(dest);
-            if name == ".wh..wh..opq" {
+            if name == OPAQUE.as_bytes() {
                 let c = cpath(dir)?;
                 // SAFETY: valid NUL-terminated strings and a 1-byte value buffer.
                 let rc = unsafe {
@@ -128,7 +142,13 @@ pub fn unpack_layer<R: io::Read>(r: R, dest: &Path, whiteouts: bool) -> Result<(
                     return Err(io_err(dir)(io::Error::last_os_error()));
                 }
             } else {
-                let target = dir.join(&name[4..]);
+                // `.wh..` and `.wh...` would whiteout the directory itself or its parent, and
+                // `.wh.` the directory's contents: refused, never turned into a delete.
+                let victim = &name[WHITEOUT.len()..];
+                if matches!(victim, b"" | b"." | b"..") || victim.contains(&b'/') {
+                    return Err(UnpackError::BadWhiteout(rel.display().to_string()));
+                }
+                let target = dir.join(std::ffi::OsStr::from_bytes(victim));
                 clear(&target, true)?;
                 let c = cpath(&target)?;
                 // SAFETY: mknod with a valid path; a 0/0 char device is overlayfs's whiteout.
@@ -279,6 +299,44 @@ mod tests {
         };
         assert_eq!(n, 1);
         assert_eq!(v[0], b'y');
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn whiteouts_of_the_directory_or_its_parent_are_refused() {
+        for (i, bad) in ["keep/.wh..", "keep/.wh...", "keep/.wh.", ".wh..", ".wh..."]
+            .iter()
+            .enumerate()
+        {
+            let d = tmp(&format!("badwh{i}"));
+            let t = tar_of(&[
+                ("keep/", EntryType::Directory, b"", None),
+                ("keep/file", EntryType::Regular, b"data", None),
+                (bad, EntryType::Regular, b"", None),
+            ]);
+            let e = unpack_layer(&t[..], &d, true).unwrap_err();
+            assert!(
+                matches!(&e, UnpackError::BadWhiteout(n) if n == bad.trim_end_matches('/')),
+                "{bad}: {e}"
+            );
+            assert!(e.to_string().contains("whiteout"), "{e}");
+            assert_eq!(fs::read(d.join("keep/file")).unwrap(), b"data", "{bad}");
+            assert!(d.parent().unwrap().exists());
+            fs::remove_dir_all(&d).unwrap();
+        }
+        // aufs bookkeeping is skipped, an ordinary whiteout still works next to it.
+        let d = tmp("aufs");
+        let t = tar_of(&[
+            (".wh..wh.plnk/", EntryType::Directory, b"", None),
+            (".wh..wh.plnk/123.456", EntryType::Regular, b"x", None),
+            ("etc/.wh..wh.aufs", EntryType::Regular, b"", None),
+            ("etc/.wh...x", EntryType::Regular, b"", None),
+        ]);
+        unpack_layer(&t[..], &d, true).unwrap();
+        assert!(!d.join(".wh..wh.plnk").exists());
+        use std::os::unix::fs::FileTypeExt;
+        let m = fs::symlink_metadata(d.join("etc/..x")).unwrap();
+        assert!(m.file_type().is_char_device(), "`.wh...x` hides `..x`");
         fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -163,6 +163,14 @@ impl Manager {
         self
     }
 
+    /// Imports under `limits` (before the manager is shared).
+    pub fn with_image_limits(mut self, limits: crate::image::Limits) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.images = inner.images.clone().with_limits(limits);
+        }
+        self
+    }
+
     pub fn network(&self) -> Option<&crate::network::Network> {
         self.inner.network.as_ref()
     }
@@ -1844,12 +1852,17 @@ pub async fn start_manager(
     metering: Option<crate::metering::Metering>,
 ) -> Result<Manager, RuntimeError> {
     let state_dir = config.state_dir.clone();
+    let image_limits = config.images.limits();
     let net = network.clone();
     let default_memory = config.default_memory;
     let m = blocking(move || {
         let driver = super::cgroups::EngineCgroups::new(cgroups);
         Manager::new(store, &state_dir, Arc::new(driver), metering)
-            .map(|m| m.with_network(network).with_default_memory(default_memory))
+            .map(|m| {
+                m.with_network(network)
+                    .with_default_memory(default_memory)
+                    .with_image_limits(image_limits)
+            })
     })
     .await?;
     m.sweep().await?;

@@ -144,6 +144,7 @@ async fn metrics_of_metered_groups_pass_promtool_and_the_openmetrics_parser() {
         network: Default::default(),
         tls: Default::default(),
         default_memory: None,
+        images: Default::default(),
     };
     let engine = std::sync::Arc::new(Cgroups::host(t.0.subtree()).expect("engine"));
     let state = AppState::new(config, store, engine).with_metering(m.clone());

@@ -8,6 +8,7 @@ mod container_crash;
 mod container_devices;
 mod container_exec;
 mod container_image;
+mod container_image_attacks;
 mod container_mounts;
 mod container_seccomp;
 mod container_userns;
