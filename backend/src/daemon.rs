@@ -54,6 +54,8 @@ pub async fn serve(mut config: Config) -> Result<(), DaemonError> {
         tracing::warn!(listen = %config.listen, "--insecure-http: serving plain HTTP off loopback; passwords, cookies and tokens cross the network in clear text");
     }
     crate::runtime::raise_open_file_limit();
+    // Sized from the raised limit: half of it for the published-port proxies, at most.
+    crate::network::ports::configure(config.network.proxy);
     // Handlers first: a SIGTERM that arrives while we start must shut down cleanly, not kill.
     let shutdown = Shutdown::install().map_err(DaemonError::Serve)?;
     create_private_dir(&config.state_dir)?;

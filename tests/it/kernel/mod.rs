@@ -13,4 +13,5 @@ mod metering_pressure;
 mod network;
 mod network_bench;
 mod network_container;
+mod network_ports;
 mod vm_smoke;
