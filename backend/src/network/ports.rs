@@ -7,6 +7,13 @@
 //! works for local and remote clients alike, binds the exact address asked for, and turns a port
 //! already in use into an immediate, precise error. Docker's default (`userland-proxy`) makes the
 //! same choice for loopback. The cost is a copy through the daemon (see the benchmark).
+//!
+//! Any local user can reach a published port, so the proxy is bounded like the rest of the
+//! daemon: connections and flows are capped per port and per source address ([`ProxyLimits`]),
+//! all proxies together hold at most half of RLIMIT_NOFILE (the API, the store and metering
+//! keep the other half), and nothing idle holds a buffer. docker-proxy and rootlesskit's
+//! proxies have no caps at all; the kernel's conntrack, the model here, has a table size and
+//! drops the oldest unanswered entries when it is full.
 
 use std::{
     cell::RefCell,
@@ -628,6 +635,12 @@ fn millis(epoch: Instant) -> u64 {
 async fn udp_forward(socket: UdpSocket, port: PortSpec, to: SocketAddr, caps: Caps) {
     let socket = Arc::new(socket);
     let epoch = Instant::now();
+    let here = UdpPort {
+        socket: socket.clone(),
+        spec: port,
+        to,
+        epoch,
+    };
     let mut table: FlowTable<Flow> = FlowTable::new(caps.per_port(budget()), caps.per_source);
     let mut sweep = tokio::time::interval(UDP_SWEEP);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -666,10 +679,9 @@ async fn udp_forward(socket: UdpSocket, port: PortSpec, to: SocketAddr, caps: Ca
                     let _ = flow.upstream.try_send(&buf[..n]);
                     return Ok(());
                 }
-                let made = new_flow(&mut table, &socket, to, client, epoch, &mut warn, port);
-                if let Some(flow) = made {
-                    let _ = flow.0.upstream.try_send(&buf[..n]);
-                    table.insert(client, flow.0, flow.1, now);
+                let made = new_flow(&mut table, &mut warn, &here, client, &buf[..n]);
+                if let Some((flow, last)) = made {
+                    table.insert(client, flow, last, now);
                 }
                 Ok::<_, io::Error>(())
             });
@@ -680,16 +692,25 @@ async fn udp_forward(socket: UdpSocket, port: PortSpec, to: SocketAddr, caps: Ca
     }
 }
 
-/// Room and a socket for a new flow from `client`, or `None` (the datagram is dropped).
+/// What a UDP port's flows share: the published socket replies leave from, the container's
+/// address, the flows' clock.
+struct UdpPort {
+    socket: Arc<UdpSocket>,
+    spec: PortSpec,
+    to: SocketAddr,
+    epoch: Instant,
+}
+
+/// Room and a socket for a new flow from `client`, which sends it `first`, or `None` (the
+/// datagram is dropped).
 fn new_flow(
     table: &mut FlowTable<Flow>,
-    back: &Arc<UdpSocket>,
-    to: SocketAddr,
-    client: SocketAddr,
-    epoch: Instant,
     warn: &mut Throttled,
-    port: PortSpec,
+    here: &UdpPort,
+    client: SocketAddr,
+    first: &[u8],
 ) -> Option<(Flow, Arc<AtomicU64>)> {
+    let port = here.spec;
     let mut note = |what: &str| {
         if let Some(held) = warn.due() {
             tracing::warn!(%port, source = %client.ip(), what, since_last = held, "published port: UDP flow cap reached");
@@ -710,8 +731,8 @@ fn new_flow(
         note("descriptor budget spent: replaced the port's least recently active flow");
         return None;
     };
-    let last = Arc::new(AtomicU64::new(millis(epoch)));
-    match open_flow(to, client, back.clone(), last.clone(), epoch, fds) {
+    let last = Arc::new(AtomicU64::new(millis(here.epoch)));
+    match open_flow(here, client, first, last.clone(), fds) {
         Ok(flow) => Some((flow, last)),
         Err(e) => {
             tracing::debug!(%port, error = %e, "published port: cannot open a UDP flow");
@@ -721,13 +742,13 @@ fn new_flow(
 }
 
 fn open_flow(
-    to: SocketAddr,
+    here: &UdpPort,
     client: SocketAddr,
-    back: Arc<UdpSocket>,
+    first: &[u8],
     last: Arc<AtomicU64>,
-    epoch: Instant,
     fds: Fds,
 ) -> io::Result<Flow> {
+    let (to, epoch, back) = (here.to, here.epoch, here.socket.clone());
     let bind: SocketAddr = if to.is_ipv4() {
         (Ipv4Addr::UNSPECIFIED, 0).into()
     } else {
@@ -736,6 +757,9 @@ fn open_flow(
     let std = std::net::UdpSocket::bind(bind)?;
     std.connect(to)?;
     std.set_nonblocking(true)?;
+    // Sent before tokio knows the socket: its first `try_send` would find no readiness yet
+    // and drop the datagram.
+    let _ = std.send(first);
     let upstream = Arc::new(UdpSocket::from_std(std)?);
     let u = upstream.clone();
     let replies = tokio::spawn(async move {
