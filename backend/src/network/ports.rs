@@ -36,7 +36,7 @@ use tokio::{
         TcpListener, TcpStream, UdpSocket,
         tcp::{ReadHalf, WriteHalf},
     },
-    task::{AbortHandle, JoinSet},
+    task::{AbortHandle, JoinSet, coop},
 };
 
 use super::NetworkError;
@@ -564,6 +564,9 @@ enum Step {
 async fn pump(mut from: ReadHalf<'_>, mut to: WriteHalf<'_>) -> io::Result<()> {
     loop {
         from.readable().await?;
+        // Readiness alone never yields: a busy connection would keep its worker thread (and
+        // the API's tasks queued there) to itself. The peek below also stops at the budget.
+        coop::consume_budget().await;
         match step(&mut from, &to)? {
             Step::Eof => return to.shutdown().await,
             Step::Full => to.writable().await?,
@@ -604,8 +607,8 @@ const UDP_IDLE: Duration = Duration::from_secs(60);
 const UDP_IDLE_PRESSED: Duration = Duration::from_secs(10);
 /// How often idle flows are looked for.
 const UDP_SWEEP: Duration = Duration::from_secs(1);
-/// Datagrams handled per wake-up before the sweep gets a turn.
-const UDP_BATCH: usize = 256;
+/// Datagrams handled before the port's task yields (to the sweep, the API, other ports).
+const UDP_BATCH: usize = 64;
 
 /// A UDP flow: the socket that speaks to the container for one client (so replies find their
 /// way back) and the task that carries the replies. Dropping it stops the task; the socket
@@ -671,7 +674,9 @@ async fn udp_forward(socket: UdpSocket, port: PortSpec, to: SocketAddr, caps: Ca
                 continue;
             }
         }
-        for _ in 0..UDP_BATCH {
+        let mut handled = 0;
+        while handled < UDP_BATCH {
+            handled += 1;
             let got = BUF.with_borrow_mut(|buf| {
                 let (n, client) = socket.try_recv_from(buf)?;
                 let now = millis(epoch);
@@ -688,6 +693,9 @@ async fn udp_forward(socket: UdpSocket, port: PortSpec, to: SocketAddr, caps: Ca
             if got.is_err() {
                 break;
             }
+        }
+        if handled == UDP_BATCH {
+            tokio::task::yield_now().await;
         }
     }
 }
@@ -765,6 +773,7 @@ fn open_flow(
     let replies = tokio::spawn(async move {
         let _fds = fds;
         while u.readable().await.is_ok() {
+            coop::consume_budget().await;
             // Errors are ICMP reports (port unreachable): the next datagram may find a server.
             let _ = BUF.with_borrow_mut(|buf| {
                 let n = u.try_recv(buf)?;
