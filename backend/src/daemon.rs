@@ -66,6 +66,8 @@ pub async fn serve(mut config: Config) -> Result<(), DaemonError> {
     {
         tracing::warn!(error = %e, "cannot lower the daemon's oom_score_adj");
     }
+    // Sized from the raised limit: half of it for the published-port proxies, at most.
+    crate::network::ports::configure(config.network.proxy);
     // Handlers first: a SIGTERM that arrives while we start must shut down cleanly, not kill.
     let shutdown = Shutdown::install().map_err(DaemonError::Serve)?;
     create_private_dir(&config.state_dir)?;

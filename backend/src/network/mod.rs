@@ -277,6 +277,9 @@ pub struct NetworkArgs {
     /// host's iptables).
     #[arg(long, value_enum, default_value = "auto", env = "CORRAL_NAT")]
     pub nat: nat::NatChoice,
+    /// Caps of the published-port proxies (`--proxy-max-*`).
+    #[command(flatten)]
+    pub proxy: ports::ProxyLimits,
 }
 
 impl Default for NetworkArgs {
@@ -288,6 +291,7 @@ impl Default for NetworkArgs {
             veth_prefix: "vc-".into(),
             nft_table: "corral".into(),
             nat: nat::NatChoice::Auto,
+            proxy: ports::ProxyLimits::default(),
         }
     }
 }

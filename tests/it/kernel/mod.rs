@@ -19,5 +19,6 @@ mod network;
 mod network_bench;
 mod network_container;
 mod network_firewall;
+mod network_ports;
 mod oom;
 mod vm_smoke;
