@@ -39,7 +39,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon (as root).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Show the client's and the daemon's versions.
     Version,
     /// Usage and cost per container, team and label over a period.

@@ -1857,12 +1857,11 @@ pub async fn start_manager(
     let default_memory = config.default_memory;
     let m = blocking(move || {
         let driver = super::cgroups::EngineCgroups::new(cgroups);
-        Manager::new(store, &state_dir, Arc::new(driver), metering)
-            .map(|m| {
-                m.with_network(network)
-                    .with_default_memory(default_memory)
-                    .with_image_limits(image_limits)
-            })
+        Manager::new(store, &state_dir, Arc::new(driver), metering).map(|m| {
+            m.with_network(network)
+                .with_default_memory(default_memory)
+                .with_image_limits(image_limits)
+        })
     })
     .await?;
     m.sweep().await?;
