@@ -575,15 +575,17 @@ fn an_oom_kill_inside_a_running_container_is_announced() {
     let admin = d.admin_token();
     let rootfs = Rootfs::new();
     let root = rootfs.path().display().to_string();
-    // `tail` must hold the whole newline-free input: 256 MiB against a 32 MiB limit. It makes
-    // itself the OOM killer's first choice, so the victim is never the shell.
+    // `tail` must hold the whole newline-free input (address space capped at 256 MiB, against
+    // a 32 MiB limit). It makes itself the OOM killer's first choice, so the victim is never
+    // the shell; it reads /dev/zero itself, since a writer into its pipe still charging pipe
+    // pages after tail was reaped is a second OOM, whose victim is the shell (seen under load).
     let c = call(
         &d,
         &admin,
         "POST",
         "/api/v1/containers",
         Some(json!({"name": "ev-oom", "rootfs": root,
-                    "command": ["sh", "-c", "head -c 268435456 /dev/zero | (echo 1000 > /proc/self/oom_score_adj; exec tail); sleep 1000"],
+                    "command": ["sh", "-c", "(echo 1000 > /proc/self/oom_score_adj; ulimit -v 262144; exec tail /dev/zero); sleep 1000"],
                     "limits": {"memory_max": 32 << 20}, "start": true})),
     );
     assert_eq!(c["status"], "running");
@@ -609,7 +611,7 @@ fn an_oom_kill_inside_a_running_container_is_announced() {
         "/api/v1/containers",
         Some(
             json!({"name": "ev-oom-end", "rootfs": rootfs.path().display().to_string(),
-                    "command": ["sh", "-c", "head -c 268435456 /dev/zero | (echo 1000 > /proc/self/oom_score_adj; exec tail)"],
+                    "command": ["sh", "-c", "(echo 1000 > /proc/self/oom_score_adj; ulimit -v 262144; exec tail /dev/zero)"],
                     "limits": {"memory_max": 32 << 20}, "start": true}),
         ),
     );
