@@ -30,6 +30,24 @@ pub async fn call<T: serde::de::DeserializeOwned>(
         .unwrap_or_else(|e| panic!("{path}: not the expected JSON ({e}): {bytes:?}")))
 }
 
+/// `POST /api/v1/images/import` of `path` streamed, as `corral image import` asks (no request
+/// timeout however slow the machine): every progress line, the last one the outcome.
+pub async fn import_streamed(c: &Client, path: &std::path::Path) -> Vec<wire::ImportProgress> {
+    let body = serde_json::to_vec(&serde_json::json!({ "path": path })).expect("json body");
+    let mut events = Vec::new();
+    c.request_lines(
+        Method::POST,
+        "/api/v1/images/import",
+        Some(body),
+        &mut |l| {
+            events.push(serde_json::from_slice::<wire::ImportProgress>(l).expect("progress line"))
+        },
+    )
+    .await
+    .expect("streamed import");
+    events
+}
+
 pub async fn create(c: &Client, spec: serde_json::Value) -> wire::Container {
     call(c, Method::POST, "/api/v1/containers", Some(spec))
         .await

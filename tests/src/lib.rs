@@ -291,20 +291,25 @@ impl Daemon {
 
     /// Sends SIGTERM and waits for a clean exit; returns the exit status.
     pub fn stop(&mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().expect("daemon running");
-        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = child.try_wait().expect("wait daemon") {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                return child.wait().expect("wait daemon");
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        terminate(&mut self.child.take().expect("daemon running"))
+    }
+}
+
+/// SIGTERM to a `corral serve` this test started, SIGKILL if it has not exited 15 s later;
+/// its exit status.
+pub fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait daemon") {
+            return status;
         }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return child.wait().expect("wait daemon");
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

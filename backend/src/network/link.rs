@@ -291,17 +291,24 @@ pub async fn add_address(
     }
 }
 
-/// The MAC address of the link `name`.
-pub async fn mac(h: &Handle, name: &str) -> Result<[u8; 6], NetworkError> {
-    let m = h
-        .link()
+/// The link `name`'s message (attributes), or `LinkMissing`.
+async fn by_name(
+    h: &Handle,
+    name: &str,
+) -> Result<rtnetlink::packet_route::link::LinkMessage, NetworkError> {
+    h.link()
         .get()
         .match_name(name.to_owned())
         .execute()
         .try_next()
         .await
         .map_err(nl(format!("look up link {name}")))?
-        .ok_or_else(|| NetworkError::LinkMissing(name.to_owned()))?;
+        .ok_or_else(|| NetworkError::LinkMissing(name.to_owned()))
+}
+
+/// The MAC address of the link `name`.
+pub async fn mac(h: &Handle, name: &str) -> Result<[u8; 6], NetworkError> {
+    let m = by_name(h, name).await?;
     m.attributes
         .iter()
         .find_map(|a| match a {
@@ -327,15 +334,7 @@ pub async fn set_isolated(h: &Handle, name: &str) -> Result<(), NetworkError> {
 /// Whether the bridge port `name` is `isolated on`.
 pub async fn is_isolated(h: &Handle, name: &str) -> Result<bool, NetworkError> {
     use rtnetlink::packet_route::link::{InfoBridgePort, InfoPortData, LinkInfo};
-    let m = h
-        .link()
-        .get()
-        .match_name(name.to_owned())
-        .execute()
-        .try_next()
-        .await
-        .map_err(nl(format!("look up link {name}")))?
-        .ok_or_else(|| NetworkError::LinkMissing(name.to_owned()))?;
+    let m = by_name(h, name).await?;
     Ok(m.attributes.iter().any(|a| match a {
         LinkAttribute::LinkInfo(infos) => infos.iter().any(|i| {
             matches!(i, LinkInfo::PortData(InfoPortData::BridgePort(p))

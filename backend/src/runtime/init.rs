@@ -252,6 +252,22 @@ fn mount_on(
         .map_err(ctx(|| format!("mount {what}")))
 }
 
+/// mount_setattr(2) of `attr` on the whole detached tree `tree` (AT_RECURSIVE).
+fn setattr_tree(tree: &OwnedFd, attr: &MountAttr) -> Result<(), Errno> {
+    // SAFETY: mount_setattr reads `attr` (of the size passed) and the empty path.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
+            attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    Errno::result(r).map(drop)
+}
+
 /// `mount_attr` of mount_setattr(2).
 #[repr(C)]
 struct MountAttr {
@@ -294,18 +310,7 @@ fn idmapped_bind(source: &Path, target: &Path, userns: &OwnedFd) -> Result<(), (
         propagation: 0,
         userns_fd: userns.as_raw_fd() as u64,
     };
-    // SAFETY: mount_setattr reads `attr` (of the size passed) and the empty path.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    Errno::result(r).map_err(|e| {
+    setattr_tree(&tree, &attr).map_err(|e| {
         (
             e,
             format!(
@@ -498,18 +503,7 @@ fn bind_tree(
         propagation: MS_PRIVATE,
         userns_fd: 0,
     };
-    // SAFETY: mount_setattr reads `attr` (of the size passed) and the empty path.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    match Errno::result(r) {
+    match setattr_tree(&tree, &attr) {
         Ok(_) => {}
         Err(Errno::ENOSYS) => {
             drop(tree);

@@ -417,16 +417,7 @@ async fn import_streams_progress() {
     // A bad layer: the stream ends with the reason.
     let bad = work.path().join("bad.tar");
     docker_save(&bad, "busy:bad", true);
-    let body = serde_json::to_vec(&serde_json::json!({"path": bad})).unwrap();
-    let mut events = Vec::new();
-    c.request_lines(
-        Method::POST,
-        "/api/v1/images/import",
-        Some(body),
-        &mut |l| events.push(serde_json::from_slice::<wire::ImportProgress>(l).unwrap()),
-    )
-    .await
-    .unwrap();
+    let events = tests::containers::import_streamed(&c, &bad).await;
     let last = events.last().unwrap();
     assert_eq!(last.status, "error", "{events:?}");
     let err = last.error.as_ref().unwrap();

@@ -338,14 +338,7 @@ async fn import_refuses_archive_members_that_are_links_or_devices() {
             ("v1".into(), Member::Symlink("v0".into())),
         ],
     );
-    let img: wire::Image = call(
-        &c,
-        Method::POST,
-        "/api/v1/images/import",
-        Some(serde_json::json!({"path": tarball})),
-    )
-    .await
-    .unwrap();
+    let img = import(&c, &tarball).await.unwrap();
     assert_eq!(img.tags, vec!["linked:1".to_owned()]);
     let (code, out) = run_image(&c, "linked:1", &["cat", "/etc/stay"]).await;
     assert_eq!((code, out.as_str()), (0, "stay\n"));
@@ -379,16 +372,7 @@ async fn import_stops_a_gzip_bomb_at_the_layer_cap() {
     let watch = Peak::watch(move || usage(&tmp), None);
     let started = Instant::now();
     // Streamed (as `corral image import` asks): no request timeout however slow the machine.
-    let body = serde_json::to_vec(&serde_json::json!({"path": tarball})).unwrap();
-    let mut events = Vec::new();
-    c.request_lines(
-        Method::POST,
-        "/api/v1/images/import",
-        Some(body),
-        &mut |l| events.push(serde_json::from_slice::<wire::ImportProgress>(l).unwrap()),
-    )
-    .await
-    .unwrap();
+    let events = tests::containers::import_streamed(&c, &tarball).await;
     let took = started.elapsed();
     let last = events.last().unwrap();
     assert_eq!(last.status, "error", "{events:?}");
@@ -412,14 +396,7 @@ async fn import_stops_a_gzip_bomb_at_the_layer_cap() {
     // A normal image under the lowered cap still imports and runs.
     let tarball = work.path().join("busy.tar");
     tests::rootfs::docker_save(&tarball, "busy:cap", &["sh", "-c", "echo fine"]);
-    let img: wire::Image = call(
-        &c,
-        Method::POST,
-        "/api/v1/images/import",
-        Some(serde_json::json!({"path": tarball})),
-    )
-    .await
-    .unwrap();
+    let img = import(&c, &tarball).await.unwrap();
     assert_eq!(img.tags, vec!["busy:cap".to_owned()]);
     let (code, out) = run_image(&c, "busy:cap", &["sh", "-c", "echo fine"]).await;
     assert_eq!((code, out.as_str()), (0, "fine\n"));
