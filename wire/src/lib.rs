@@ -14,6 +14,8 @@ mod auth;
 pub use auth::*;
 mod network;
 pub use network::*;
+mod teams;
+pub use teams::*;
 
 /// `GET /api/v1/health`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
