@@ -164,14 +164,29 @@ impl Pools {
         }
     }
 
-    /// The team group's limits as the kernel enforces them.
+    /// The team's group if it exists (reads never create it).
+    fn existing(&self, team: &str) -> Result<Option<Group>, PoolError> {
+        match self.cg.open(&Self::path(team)?) {
+            Ok(g) => Ok(Some(g)),
+            Err(CgroupError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(PoolError::Cgroup(e)),
+        }
+    }
+
+    /// The team group's limits as the kernel enforces them (none when it has no group).
     pub fn limits(&self, team: &str) -> Result<Limits, PoolError> {
-        Ok(wire_limits(self.group(team)?.limits()))
+        Ok(self
+            .existing(team)?
+            .map(|g| wire_limits(g.limits()))
+            .unwrap_or_default())
     }
 
     /// CPU time, memory and tasks of the team's group now (cores in use come from metering).
     pub fn usage(&self, team: &str) -> Result<wire::TeamUsage, PoolError> {
-        let s = self.group(team)?.stats();
+        let Some(g) = self.existing(team)? else {
+            return Ok(wire::TeamUsage::default());
+        };
+        let s = g.stats();
         Ok(wire::TeamUsage {
             cpu_cores: None,
             cpu_usage_usec: s.cpu_usage_usec,
@@ -308,4 +323,36 @@ fn diff(g: &Group, old: &Limits, new: &Limits) -> Result<crate::cgroup::LimitsUp
         }
     }
     Ok(u)
+}
+
+/// The limit in force for a container of a team: per field the tighter of the two (CPU lists
+/// and IO lines: the container's when it has one, else the team's).
+pub fn effective(own: &Limits, team: &Limits) -> Limits {
+    fn min(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+    Limits {
+        cpus: match (own.cpus, team.cpus) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        },
+        cpuset_cpus: own.cpuset_cpus.clone().or_else(|| team.cpuset_cpus.clone()),
+        cpuset_mems: own.cpuset_mems.clone().or_else(|| team.cpuset_mems.clone()),
+        // A weight is relative among siblings: the container's own.
+        cpu_weight: own.cpu_weight,
+        memory_max: min(own.memory_max, team.memory_max),
+        memory_high: min(own.memory_high, team.memory_high),
+        memory_low: min(own.memory_low, team.memory_low),
+        swap_max: min(own.swap_max, team.swap_max),
+        pids_max: min(own.pids_max, team.pids_max),
+        io_weight: own.io_weight,
+        io_max: if own.io_max.is_empty() {
+            team.io_max.clone()
+        } else {
+            own.io_max.clone()
+        },
+    }
 }

@@ -279,6 +279,13 @@ pub struct Container {
     /// Network mode, addresses and published ports (absent from servers that predate it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<crate::ContainerNetwork>,
+    /// The team's pooled ceilings as the kernel enforces them (`GET /containers/{name}` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team_limits: Option<Limits>,
+    /// What is in force for the container: per field the tighter of its own limit and its
+    /// team's (`GET /containers/{name}` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_limits: Option<Limits>,
 }
 
 /// `POST /api/v1/containers/{name}/stop`.

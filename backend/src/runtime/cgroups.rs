@@ -67,10 +67,20 @@ use crate::cgroup::{CgroupError, CgroupMode, GroupPath, LimitsUpdate, Max};
 pub fn failure(e: CgroupError) -> CgroupFailure {
     let field = match &e {
         CgroupError::Invalid { field, .. } | CgroupError::Unsupported { field, .. } => Some(*field),
+        // cgroup v1 refuses a CFS quota above the parent's (the team's pool).
+        CgroupError::Write { path, source, .. }
+            if source.raw_os_error() == Some(libc::EINVAL)
+                && path.file_name().is_some_and(|f| f == "cpu.cfs_quota_us") =>
+        {
+            Some("cpus")
+        }
         _ => None,
     };
     let message = {
         let mut m = e.to_string();
+        if field == Some("cpus") && matches!(e, CgroupError::Write { .. }) {
+            m.push_str(" (cgroup v1 allows no CPU quota above the team's ceiling)");
+        }
         let mut src = std::error::Error::source(&e);
         while let Some(s) = src {
             m.push_str(": ");

@@ -78,6 +78,8 @@ impl Record {
             limits: self.spec.limits.clone(),
             spec: self.spec.clone(),
             network: None,
+            team_limits: None,
+            effective_limits: None,
         }
     }
 }

@@ -71,7 +71,10 @@ fn team_limits_are_validated_cleared_audited_and_reapplied_at_start() {
         assert_eq!(r.json()["field"], field, "{body}: {}", r.body);
         let m = r.json()["message"].as_str().unwrap().to_owned();
         assert!(
-            m.contains("between") || m.contains("allowed") || m.contains("minimum") || m.contains("like"),
+            m.contains("between")
+                || m.contains("allowed")
+                || m.contains("minimum")
+                || m.contains("like"),
             "{body}: the message says what is allowed: {m}"
         );
         let now = call(&d, &admin, "GET", limits, None);
@@ -203,15 +206,61 @@ fn a_team_with_containers_cannot_be_removed_and_its_cgroup_outlives_them() {
     let r = call(
         &d,
         &admin,
+        "PATCH",
+        "/api/v1/teams/busy/limits",
+        Some(json!({"memory_max": 64 << 20, "pids_max": 100})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    // The container's own limit may exceed its team's: the hierarchy enforces the pool.
+    let r = call(
+        &d,
+        &admin,
         "POST",
         "/api/v1/containers",
-        Some(json!({"name": "busy-one", "team": "busy", "rootfs": rootfs.path(),
-                    "command": ["/bin/true"]})),
+        Some(
+            json!({"name": "busy-one", "team": "busy", "rootfs": rootfs.path(),
+                    "command": ["/bin/true"], "limits": {"memory_max": 128 << 20, "pids_max": 10}}),
+        ),
     );
     assert_eq!(r.status, 201, "{}", r.body);
+    let c = call(&d, &admin, "GET", "/api/v1/containers/busy-one", None).json();
+    assert_eq!(c["limits"]["memory_max"], 128 << 20, "{c}");
+    assert_eq!(c["team_limits"]["memory_max"], 64 << 20, "{c}");
+    assert_eq!(c["effective_limits"]["memory_max"], 64 << 20, "{c}");
+    assert_eq!(c["effective_limits"]["pids_max"], 10, "{c}");
+    // On cgroup v1 the kernel refuses a CPU quota above the team's: a clear conflict, not a
+    // server error. cgroup2 takes it.
+    let r = call(
+        &d,
+        &admin,
+        "PATCH",
+        "/api/v1/teams/busy/limits",
+        Some(json!({"cpus": 0.5})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = call(
+        &d,
+        &admin,
+        "PATCH",
+        "/api/v1/containers/busy-one/limits",
+        Some(json!({"cpus": 1.5})),
+    );
+    println!(
+        "container above its team's CPU ceiling: {} {}",
+        r.status, r.body
+    );
+    assert!(
+        r.status == 200 || (r.status == 400 && r.json()["field"] == "limits.cpus"),
+        "{}",
+        r.body
+    );
     let r = call(&d, &admin, "DELETE", "/api/v1/teams/busy", None);
     assert_eq!(r.status, 409, "{}", r.body);
-    assert!(r.body.contains("busy-one"), "names the container: {}", r.body);
+    assert!(
+        r.body.contains("busy-one"),
+        "names the container: {}",
+        r.body
+    );
     let t = call(&d, &admin, "GET", "/api/v1/teams/busy", None).json();
     assert_eq!(t["containers"], json!(["busy-one"]));
 

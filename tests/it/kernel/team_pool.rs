@@ -212,7 +212,10 @@ async fn a_team_memory_ceiling_oom_kills_inside_the_team_and_not_outside() {
                    "command": ["/bin/sh", "-c", hog], "start": true}),
         )
         .await;
-        assert_eq!(ct.limits.memory_max, None, "the container itself is unlimited");
+        assert_eq!(
+            ct.limits.memory_max, None,
+            "the container itself is unlimited"
+        );
     }
     let wait = Duration::from_secs(if in_vm() { 60 } else { 20 });
     for n in [&inside, &outside] {
