@@ -36,7 +36,7 @@ pub enum PoolError {
     Cgroup(#[source] CgroupError),
     #[error("database query failed")]
     Sql(#[from] rusqlite::Error),
-    #[error("stored limits of team {team:?} are not valid JSON")]
+    #[error("limits of team {team:?} do not convert to or from JSON")]
     Stored {
         team: String,
         source: serde_json::Error,
@@ -216,18 +216,19 @@ impl Pools {
                 message: other.to_string(),
             },
         })?;
+        let json = serde_json::to_string(&new).map_err(|source| PoolError::Stored {
+            team: team.to_owned(),
+            source,
+        })?;
         let g = self.group(team)?;
         let before = wire_limits(g.limits());
         let update = diff(&g, &old, &new)?;
         g.apply(&update).map_err(engine_err)?;
-        let stored = (|| {
-            let json = serde_json::to_string(&new).expect("limits serialize");
-            tx.execute(
-                "INSERT INTO team_limits (team, limits, updated_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(team) DO UPDATE SET limits = excluded.limits, updated_at = excluded.updated_at",
-                params![team, json, crate::auth::now_secs()],
-            )
-        })();
+        let stored = tx.execute(
+            "INSERT INTO team_limits (team, limits, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT(team) DO UPDATE SET limits = excluded.limits, updated_at = excluded.updated_at",
+            params![team, json, crate::auth::now_secs()],
+        );
         if let Err(e) = stored {
             // Put back what was applied: the kernel follows the store.
             if let Err(undo) = diff(&g, &new, &old).and_then(|u| g.apply(&u).map_err(engine_err)) {
