@@ -25,7 +25,14 @@ pub fn router() -> OpenApiRouter<AppState> {
 fn pool_err(e: crate::teams::PoolError) -> AuthError {
     use crate::teams::PoolError;
     match e {
-        PoolError::Invalid { field, message } => AuthError::Invalid { field, message },
+        // The message names the field too: the CLI shows only the message.
+        PoolError::Invalid { field, message } if message.contains(field.as_str()) => {
+            AuthError::Invalid { field, message }
+        }
+        PoolError::Invalid { field, message } => AuthError::Invalid {
+            message: format!("invalid {field}: {message}"),
+            field,
+        },
         PoolError::InUse { .. } | PoolError::Refused(_) => AuthError::Conflict(e.to_string()),
         PoolError::Sql(e) => AuthError::Sql(e),
         other => {
@@ -412,29 +419,12 @@ async fn teams_limits_update(
     ApiPath(name): ApiPath<String>,
     ApiJson(patch): ApiJson<wire::LimitsPatch>,
 ) -> Result<Json<wire::Limits>, AuthError> {
-    if let Err(e) = actor.require_admin() {
-        audit::record(
-            state.store(),
-            audit::Event::new(&actor, "team.limits")
-                .target(format!("team:{name}"))
-                .result(Outcome::Denied),
-        )
-        .await;
-        return Err(e);
-    }
+    require_admin_for_limits(&state, &actor, &name).await?;
     visible_team(&state, &actor, &name).await?;
     let pools = state.pools().clone();
     let limits = db::run(state.store(), move |conn| {
         let tx = conn.transaction()?;
-        let asked = json!(patch);
-        let (before, after) = pools.update(&tx, &name, patch).map_err(pool_err)?;
-        audit::insert(
-            &tx,
-            &audit::Event::new(&actor, "team.limits")
-                .target(format!("team:{name}"))
-                .before(json!(before))
-                .after(json!({"asked": asked, "limits": after})),
-        )?;
+        let after = apply_limits(&pools, &tx, &actor, &name, patch)?;
         tx.commit()?;
         Ok(after)
     })
@@ -442,7 +432,47 @@ async fn teams_limits_update(
     Ok(Json(limits))
 }
 
-/// Change a team's description (admins and the team's operators).
+/// Refuses (and audits) a change of a team's limits by anyone but an admin.
+async fn require_admin_for_limits(
+    state: &AppState,
+    actor: &Actor,
+    name: &str,
+) -> Result<(), AuthError> {
+    if let Err(e) = actor.require_admin() {
+        audit::record(
+            state.store(),
+            audit::Event::new(actor, "team.limits")
+                .target(format!("team:{name}"))
+                .result(Outcome::Denied),
+        )
+        .await;
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Applies `patch` to the team's ceilings in `tx`, with its audit row; the kernel's limits after.
+fn apply_limits(
+    pools: &crate::teams::Pools,
+    tx: &rusqlite::Transaction<'_>,
+    actor: &Actor,
+    name: &str,
+    patch: wire::LimitsPatch,
+) -> Result<wire::Limits, AuthError> {
+    let asked = json!(patch);
+    let (before, after) = pools.update(tx, name, patch).map_err(pool_err)?;
+    audit::insert(
+        tx,
+        &audit::Event::new(actor, "team.limits")
+            .target(format!("team:{name}"))
+            .before(json!(before))
+            .after(json!({"asked": asked, "limits": after})),
+    )?;
+    Ok(after)
+}
+
+/// Change a team's description (admins and the team's operators) and/or its pooled ceilings
+/// (`limits`, admins only; as `PATCH /teams/{name}/limits`). All or nothing.
 #[utoipa::path(patch, path = "/teams/{name}", tag = "teams",
     params(("name" = String, Path, description = "Team name")),
     request_body = wire::TeamUpdate,
@@ -452,6 +482,7 @@ async fn teams_limits_update(
         (status = 401, description = "No credentials", body = wire::ApiError),
         (status = 403, description = "Not an operator of the team, foreign Host/Origin, missing CSRF header", body = wire::ApiError),
         (status = 404, description = "No such team", body = wire::ApiError),
+        (status = 409, description = "The kernel refused the limits (nothing changed)", body = wire::ApiError),
     ))]
 async fn teams_update(
     State(state): State<AppState>,
@@ -469,23 +500,42 @@ async fn teams_update(
         .await;
         return Err(e);
     }
-    validate_description(&req.description)?;
+    if req.limits.is_some() {
+        require_admin_for_limits(&state, &actor, &name).await?;
+    }
+    if let Some(d) = &req.description {
+        validate_description(d)?;
+    }
     let before = visible_team(&state, &actor, &name).await?;
+    let pools = state.pools().clone();
     let team = db::run(state.store(), move |conn| {
         let tx = conn.transaction()?;
-        tx.execute(
-            "UPDATE teams SET description = ?2 WHERE name = ?1",
-            rusqlite::params![name, req.description],
-        )?;
+        if let Some(d) = &req.description {
+            tx.execute(
+                "UPDATE teams SET description = ?2 WHERE name = ?1",
+                rusqlite::params![name, d],
+            )?;
+        }
         let after = db::team(&tx, &name)?
             .ok_or_else(|| AuthError::NotFound(format!("no such team {name:?}")))?;
-        audit::insert(
-            &tx,
-            &audit::Event::new(&actor, "team.update")
-                .target(format!("team:{name}"))
-                .before(json!(before))
-                .after(json!(after)),
-        )?;
+        if req.description.is_some() {
+            audit::insert(
+                &tx,
+                &audit::Event::new(&actor, "team.update")
+                    .target(format!("team:{name}"))
+                    .before(json!(before))
+                    .after(json!(after)),
+            )?;
+        }
+        if let Some(patch) = req.limits {
+            apply_limits(&pools, &tx, &actor, &name, patch).map_err(|e| match e {
+                AuthError::Invalid { field, message } => AuthError::Invalid {
+                    field: format!("limits.{field}"),
+                    message,
+                },
+                other => other,
+            })?;
+        }
         tx.commit()?;
         Ok(after)
     })

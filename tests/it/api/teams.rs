@@ -185,8 +185,55 @@ fn admins_change_team_limits_members_read_them_others_do_not() {
             assert_eq!(call(&d, who, "GET", path, None).status, 403, "{path}");
         }
     }
+    // PATCH /teams/{name}: operators change the description, only admins the limits.
+    let r = call(
+        &d,
+        &op,
+        "PATCH",
+        "/api/v1/teams/team-a",
+        Some(json!({"description": "ours"})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = call(
+        &d,
+        &op,
+        "PATCH",
+        "/api/v1/teams/team-a",
+        Some(json!({"description": "ours, capped", "limits": {"cpus": 0.5}})),
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = call(&d, &admin, "GET", "/api/v1/teams/team-a", None).json();
+    assert_eq!(r["description"], "ours", "nothing changed: {r}");
+    assert!(r["limits"].get("cpus").is_none(), "unchanged: {r}");
+    let r = call(
+        &d,
+        &admin,
+        "PATCH",
+        "/api/v1/teams/team-a",
+        Some(json!({"limits": {"pids_max": 0}})),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["field"], "limits.pids_max");
+    let r = call(
+        &d,
+        &admin,
+        "PATCH",
+        "/api/v1/teams/team-a",
+        Some(json!({"limits": {"pids_max": 20}})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
     let r = call(&d, &admin, "GET", "/api/v1/teams/team-a/limits", None);
-    assert!(r.json().get("cpus").is_none(), "unchanged: {}", r.body);
+    assert_eq!(r.json()["pids_max"], 20, "{}", r.body);
+    let r = call(
+        &d,
+        &admin,
+        "PATCH",
+        "/api/v1/teams/team-a",
+        Some(json!({"limits": {"pids_max": "max"}})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = call(&d, &admin, "GET", "/api/v1/teams/team-a/limits", None);
+    assert!(r.json().get("pids_max").is_none(), "cleared: {}", r.body);
     for (method, body) in [("GET", None), ("PATCH", Some(json!({"cpus": 1})))] {
         let r = call(&d, &admin, method, "/api/v1/teams/nope/limits", body);
         assert_eq!(r.status, 404, "{method}: {}", r.body);
@@ -279,4 +326,68 @@ fn a_team_with_containers_cannot_be_removed_and_its_cgroup_outlives_them() {
     let r = call(&d, &admin, "DELETE", "/api/v1/teams/busy", None);
     assert_eq!(r.status, 204, "{}", r.body);
     assert!(team_dirs(&d, "busy").iter().all(|p| !p.exists()));
+}
+
+/// The CLI contract: `corral team update NAME --cpus N|max --memory SIZE|max …` and `corral team
+/// inspect NAME` (JSON: limits as the kernel enforces them, usage, `budget: null`).
+#[test]
+fn cli_team_update_and_inspect() {
+    let d = Daemon::start();
+    let _reaper = Reaper::new(&d);
+    let host = format!("unix://{}", d.socket.display());
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(tests::corral_bin())
+            .arg("--host")
+            .arg(&host)
+            .args(args)
+            .output()
+            .expect("run corral");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, _, err) = run(&["team", "add", "cli-pool"]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = run(&[
+        "team",
+        "update",
+        "cli-pool",
+        "--cpus",
+        "1.5",
+        "--memory",
+        "256M",
+        "--pids",
+        "100",
+        "--cpu-weight",
+        "200",
+    ]);
+    assert!(ok, "{err}");
+    let l: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(l["cpus"], 1.5, "{out}");
+    assert_eq!(l["memory_max"], 256 << 20, "{out}");
+    assert_eq!(l["pids_max"], 100, "{out}");
+    assert_eq!(l["cpu_weight"], 200, "{out}");
+
+    let (ok, out, err) = run(&[
+        "team", "update", "cli-pool", "--memory", "max", "--pids", "max",
+    ]);
+    assert!(ok, "{err}");
+    let (ok, out2, err) = run(&["team", "inspect", "cli-pool"]);
+    assert!(ok, "{err}");
+    let t: Value = serde_json::from_str(&out2).unwrap();
+    assert_eq!(t["name"], "cli-pool");
+    assert_eq!(t["limits"]["cpus"], 1.5, "{out2}");
+    assert!(t["limits"].get("memory_max").is_none(), "{out} {out2}");
+    assert!(t["limits"].get("pids_max").is_none(), "{out2}");
+    assert!(t["budget"].is_null(), "{out2}");
+    assert!(t["usage"].is_object(), "{out2}");
+
+    let (ok, _, err) = run(&["team", "update", "cli-pool", "--cpu-weight", "0"]);
+    assert!(!ok && err.contains("cpu_weight"), "{err}");
+    let (ok, _, err) = run(&["team", "update", "cli-pool", "--cpus", "lots"]);
+    assert!(!ok && err.contains("lots"), "{err}");
+    let (ok, _, err) = run(&["team", "rm", "cli-pool"]);
+    assert!(ok, "{err}");
 }
