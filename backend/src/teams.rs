@@ -29,6 +29,9 @@ pub enum PoolError {
     /// A field of the limits is invalid; the message says what is allowed.
     #[error("invalid {field}: {message}")]
     Invalid { field: String, message: String },
+    /// A knob this host's cgroups do not have; nothing was changed.
+    #[error("{0}; nothing was changed")]
+    Unsupported(String),
     /// The kernel refused a value the validation let through; nothing was changed.
     #[error("the kernel refused the team's limits, nothing was changed: {0}")]
     Refused(String),
@@ -45,15 +48,15 @@ pub enum PoolError {
 
 fn engine_err(e: CgroupError) -> PoolError {
     match e {
-        CgroupError::Invalid { field, .. } | CgroupError::Unsupported { field, .. } => {
-            PoolError::Invalid {
-                field: match field {
-                    "cpu_max" => "cpus".to_owned(),
-                    f => f.trim_start_matches("io_max.").to_owned(),
-                },
-                message: e.to_string(),
-            }
-        }
+        // A valid request this host cannot carry out (a knob its cgroups lack).
+        CgroupError::Unsupported { .. } => PoolError::Unsupported(e.to_string()),
+        CgroupError::Invalid { field, .. } => PoolError::Invalid {
+            field: match field {
+                "cpu_max" => "cpus".to_owned(),
+                f => f.trim_start_matches("io_max.").to_owned(),
+            },
+            message: e.to_string(),
+        },
         CgroupError::Write { .. } => {
             let mut m = e.to_string();
             if let Some(s) = std::error::Error::source(&e) {

@@ -186,7 +186,11 @@ pub struct TeamUpdate {
     #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::formats::Description>))]
     pub description: Option<String>,
     /// The team's ceilings to change (admins): absent fields stay, `null`/`"max"` removes one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::teams::opt_patch_object",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub limits: Option<crate::LimitsPatch>,
 }
 

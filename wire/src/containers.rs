@@ -137,6 +137,7 @@ pub struct Limits {
     /// Per-device IO limits, one line per device as `io.max` writes them:
     /// `MAJ:MIN [rbps=N] [wbps=N] [riops=N] [wiops=N]` (`max` for no limit).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<crate::formats::IoMaxLine>))]
     pub io_max: Vec<String>,
 }
 

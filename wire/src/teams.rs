@@ -159,6 +159,33 @@ fn lines<'de, D: Deserializer<'de>>(d: D) -> Result<Setting<Vec<String>>, D::Err
     })
 }
 
+/// An optional [`LimitsPatch`] that must be a JSON object (serde would also read a struct from
+/// an array, fields by position).
+pub(crate) fn opt_patch_object<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<LimitsPatch>, D::Error> {
+    struct Obj;
+    impl<'de> Visitor<'de> for Obj {
+        type Value = Option<LimitsPatch>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an object of limits or null")
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+        fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            LimitsPatch::deserialize(de::value::MapAccessDeserializer::new(map)).map(Some)
+        }
+    }
+    d.deserialize_option(Obj)
+}
+
 /// `PATCH /api/v1/teams/{name}/limits`: the fields of [`Limits`], same names, units and ranges.
 /// An absent field is left as it is; `null` or `"max"` removes the limit.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -252,7 +279,7 @@ pub struct LimitsPatch {
         deserialize_with = "lines",
         skip_serializing_if = "Setting::is_keep"
     )]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<String>>))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<crate::formats::IoMaxLine>>))]
     pub io_max: Setting<Vec<String>>,
 }
 
@@ -366,6 +393,14 @@ mod tests {
             r#"{"cpu": 1}"#,
         ] {
             assert!(serde_json::from_str::<LimitsPatch>(bad).is_err(), "{bad}");
+        }
+        let u: crate::TeamUpdate = serde_json::from_str(r#"{"limits": {"cpus": "max"}}"#).unwrap();
+        assert_eq!(u.limits.unwrap().cpus, Setting::Clear);
+        for bad in [r#"{"limits": [null, null]}"#, r#"{"limits": 1}"#] {
+            assert!(
+                serde_json::from_str::<crate::TeamUpdate>(bad).is_err(),
+                "{bad}"
+            );
         }
         let json = serde_json::to_string(&LimitsPatch {
             cpus: Setting::Clear,

@@ -33,7 +33,9 @@ fn pool_err(e: crate::teams::PoolError) -> AuthError {
             message: format!("invalid {field}: {message}"),
             field,
         },
-        PoolError::InUse { .. } | PoolError::Refused(_) => AuthError::Conflict(e.to_string()),
+        PoolError::InUse { .. } | PoolError::Refused(_) | PoolError::Unsupported(_) => {
+            AuthError::Conflict(e.to_string())
+        }
         PoolError::Sql(e) => AuthError::Sql(e),
         other => {
             let mut m = other.to_string();
@@ -411,7 +413,7 @@ async fn teams_limits_get(
         (status = 401, description = "No credentials", body = wire::ApiError),
         (status = 403, description = "Not an admin, foreign Host/Origin, missing CSRF header", body = wire::ApiError),
         (status = 404, description = "No such team", body = wire::ApiError),
-        (status = 409, description = "The kernel refused the limits (nothing changed)", body = wire::ApiError),
+        (status = 409, description = "The host cannot carry out the limits (a knob its cgroups lack, a kernel refusal); nothing changed", body = wire::ApiError),
     ))]
 async fn teams_limits_update(
     State(state): State<AppState>,
@@ -482,7 +484,7 @@ fn apply_limits(
         (status = 401, description = "No credentials", body = wire::ApiError),
         (status = 403, description = "Not an operator of the team, foreign Host/Origin, missing CSRF header", body = wire::ApiError),
         (status = 404, description = "No such team", body = wire::ApiError),
-        (status = 409, description = "The kernel refused the limits (nothing changed)", body = wire::ApiError),
+        (status = 409, description = "The host cannot carry out the limits (a knob its cgroups lack, a kernel refusal); nothing changed", body = wire::ApiError),
     ))]
 async fn teams_update(
     State(state): State<AppState>,
