@@ -310,7 +310,13 @@ fn diff(g: &Group, old: &Limits, new: &Limits) -> Result<crate::cgroup::LimitsUp
         u.io_weight = Some(100);
     }
     if new.io_max != old.io_max {
-        // Devices no longer listed lose every limit.
+        // A listed device gets exactly its line (keys not named: no limit); devices no longer
+        // listed lose every limit.
+        for m in &mut u.io_max {
+            for f in [&mut m.rbps, &mut m.wbps, &mut m.riops, &mut m.wiops] {
+                f.get_or_insert(Max::Unlimited);
+            }
+        }
         for line in &old.io_max {
             let Ok(m) = crate::cgroup::parse_io_max_line(line) else {
                 continue;

@@ -153,10 +153,41 @@ fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Setting<String>, D::Error> {
 }
 
 fn lines<'de, D: Deserializer<'de>>(d: D) -> Result<Setting<Vec<String>>, D::Error> {
-    Option::<Vec<String>>::deserialize(d).map(|v| match v {
-        Some(v) if !v.is_empty() => Setting::Set(v),
-        _ => Setting::Clear,
-    })
+    struct Lines;
+    impl<'de> Visitor<'de> for Lines {
+        type Value = Setting<Vec<String>>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a list of io.max lines, \"max\" or null")
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(Setting::Clear)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(Setting::Clear)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            if v == "max" {
+                Ok(Setting::Clear)
+            } else {
+                Err(E::invalid_value(de::Unexpected::Str(v), &self))
+            }
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut v = Vec::new();
+            while let Some(line) = seq.next_element::<String>()? {
+                v.push(line);
+            }
+            Ok(if v.is_empty() {
+                Setting::Clear
+            } else {
+                Setting::Set(v)
+            })
+        }
+    }
+    d.deserialize_option(Lines)
 }
 
 /// An optional [`LimitsPatch`] that must be a JSON object (serde would also read a struct from
@@ -366,7 +397,7 @@ mod tests {
     #[test]
     fn patch_keep_clear_set() {
         let p: LimitsPatch = serde_json::from_str(
-            r#"{"cpus": 1.5, "memory_max": "max", "pids_max": null, "cpu_weight": 200.0, "cpuset_cpus": "0"}"#,
+            r#"{"cpus": 1.5, "memory_max": "max", "pids_max": null, "cpu_weight": 200.0, "cpuset_cpus": "0", "io_max": "max"}"#,
         )
         .unwrap();
         assert_eq!(p.cpus, Setting::Set(1.5));
@@ -374,6 +405,7 @@ mod tests {
         assert_eq!(p.pids_max, Setting::Clear);
         assert_eq!(p.cpu_weight, Setting::Set(200));
         assert_eq!(p.memory_high, Setting::Keep);
+        assert_eq!(p.io_max, Setting::Clear);
         let base = Limits {
             memory_max: Some(1 << 30),
             memory_high: Some(1 << 29),

@@ -137,34 +137,37 @@ pub fn TeamDetail() -> impl IntoView {
                         <h3>"Members"</h3>
                         <p>{if t.members.is_empty() { "–".to_owned() } else { t.members.join(", ") }}</p>
                     </section>
-                    {admin.then(|| view! { <CeilingsForm name=t.name.clone() limits=limits.clone() on_saved=Callback::new(move |_| team.refresh()) /> })}
                 }
             })}
+            {admin.then(|| view! { <CeilingsForm name=name.get_untracked() on_saved=Callback::new(move |_| team.refresh()) /> })}
         </div>
     }
 }
 
-/// The admin's form: filled with the kernel's values; only changed fields are sent.
+/// The admin's form: filled with the kernel's values (read once, and again after a change, so
+/// the page's polling never resets what is being typed); only changed fields are sent.
 #[component]
-fn CeilingsForm(name: String, limits: Value, on_saved: Callback<()>) -> impl IntoView {
+fn CeilingsForm(name: String, on_saved: Callback<()>) -> impl IntoView {
+    let path = format!("/api/v1/teams/{}/limits", api::enc(&name));
+    let current = poll(0, {
+        let p = path.clone();
+        move || {
+            let p = p.clone();
+            async move { api::get::<Value>(&p).await }
+        }
+    });
     let errors = RwSignal::new(Vec::<(String, String)>::new());
     let saved = RwSignal::new(false);
-    let fields: Vec<(&'static str, Kind, String, RwSignal<String>)> = KNOBS
-        .iter()
-        .map(|(_, field, kind, _)| {
-            let v = shown(&limits.get(*field).cloned().unwrap_or(Value::Null), *kind);
-            (*field, *kind, v.clone(), RwSignal::new(v))
-        })
-        .collect();
     let save = Action::new_local(move |body: &Map<String, Value>| {
         let body = Value::Object(body.clone());
-        let p = format!("/api/v1/teams/{}/limits", api::enc(&name));
+        let p = path.clone();
         async move { api::patch::<_, Value>(&p, &body).await }
     });
     Effect::new(move |_| match save.value().get() {
         Some(Ok(_)) => {
             errors.set(vec![]);
             saved.set(true);
+            current.refresh();
             on_saved.run(());
         }
         Some(Err(e)) => {
@@ -173,51 +176,61 @@ fn CeilingsForm(name: String, limits: Value, on_saved: Callback<()>) -> impl Int
         }
         None => {}
     });
-    let inputs = KNOBS
-        .iter()
-        .zip(fields.iter())
-        .map(|((label, field, _, hint), (_, _, _, value))| {
-            view! { <Field label=*label name=*field value=*value errors=errors hint=*hint /> }
-        })
-        .collect_view();
-    let submit_fields = fields.clone();
     view! {
         <section class="card" data-testid="team-limits-form">
             <h2>"Change ceilings"</h2>
-            <form on:submit=move |ev| {
-                ev.prevent_default();
-                saved.set(false);
-                let mut body = Map::new();
-                let mut errs = Vec::new();
-                for (field, kind, initial, value) in &submit_fields {
-                    let now = value.get_untracked();
-                    if now.trim() == initial.trim() {
-                        continue;
-                    }
-                    match parse(field, &now, *kind) {
-                        Ok(v) => { body.insert((*field).to_owned(), v); }
-                        Err(e) => errs.push(e),
-                    }
+            {polled_view(current, "the current ceilings", move |limits: Value| {
+                let fields: Vec<(&'static str, Kind, String, RwSignal<String>)> = KNOBS
+                    .iter()
+                    .map(|(_, field, kind, _)| {
+                        let v = shown(&limits.get(*field).cloned().unwrap_or(Value::Null), *kind);
+                        (*field, *kind, v.clone(), RwSignal::new(v))
+                    })
+                    .collect();
+                let inputs = KNOBS
+                    .iter()
+                    .zip(fields.iter())
+                    .map(|((label, field, _, hint), (_, _, _, value))| {
+                        view! { <Field label=*label name=*field value=*value errors=errors hint=*hint /> }
+                    })
+                    .collect_view();
+                view! {
+                    <form on:submit=move |ev| {
+                        ev.prevent_default();
+                        saved.set(false);
+                        let mut body = Map::new();
+                        let mut errs = Vec::new();
+                        for (field, kind, initial, value) in &fields {
+                            let now = value.get_untracked();
+                            if now.trim() == initial.trim() {
+                                continue;
+                            }
+                            match parse(field, &now, *kind) {
+                                Ok(v) => { body.insert((*field).to_owned(), v); }
+                                Err(e) => errs.push(e),
+                            }
+                        }
+                        if !errs.is_empty() {
+                            errors.set(errs);
+                        } else if body.is_empty() {
+                            errors.set(vec![(String::new(), "nothing changed".to_owned())]);
+                        } else {
+                            errors.set(vec![]);
+                            save.dispatch(body);
+                        }
+                    }>
+                        <p class="muted">"Filled with what the kernel enforces now. Empty or max: no limit. Only the fields you change are sent."</p>
+                        <div class="form-grid">{inputs}</div>
+                        <FormError errors=errors known=&["cpus", "memory_max", "memory_high", "memory_low", "swap_max", "pids_max", "cpu_weight", "cpuset_cpus", "cpuset_mems", "io_weight"] />
+                        <div class="btn-row">
+                            <button class="btn primary" type="submit" data-testid="apply-team-limits" disabled=move || save.pending().get()>
+                                {move || if save.pending().get() { "Applying…" } else { "Apply ceilings" }}
+                            </button>
+                            <Show when=move || saved.get()><span class="yes" role="status" data-testid="team-limits-saved">"Applied"</span></Show>
+                        </div>
+                    </form>
                 }
-                if !errs.is_empty() {
-                    errors.set(errs);
-                } else if body.is_empty() {
-                    errors.set(vec![(String::new(), "nothing changed".to_owned())]);
-                } else {
-                    errors.set(vec![]);
-                    save.dispatch(body);
-                }
-            }>
-                <p class="muted">"Filled with what the kernel enforces now. Empty or max: no limit. Only the fields you change are sent."</p>
-                <div class="form-grid">{inputs}</div>
-                <FormError errors=errors known=&["cpus", "memory_max", "memory_high", "memory_low", "swap_max", "pids_max", "cpu_weight", "cpuset_cpus", "cpuset_mems", "io_weight"] />
-                <div class="btn-row">
-                    <button class="btn primary" type="submit" data-testid="apply-team-limits" disabled=move || save.pending().get()>
-                        {move || if save.pending().get() { "Applying…" } else { "Apply ceilings" }}
-                    </button>
-                    <Show when=move || saved.get()><span class="yes" role="status" data-testid="team-limits-saved">"Applied"</span></Show>
-                </div>
-            </form>
+            })}
         </section>
     }
 }

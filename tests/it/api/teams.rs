@@ -44,6 +44,23 @@ fn team_dirs(d: &Daemon, team: &str) -> Vec<std::path::PathBuf> {
         .collect()
 }
 
+/// `MAJ:MIN` of a whole disk of this host (not a partition, not a loop or zram device).
+fn whole_disk() -> Option<String> {
+    let mut found: Vec<String> = std::fs::read_dir("/sys/dev/block")
+        .ok()?
+        .flatten()
+        .filter(|e| !e.path().join("partition").exists())
+        .filter_map(|e| {
+            let uevent = std::fs::read_to_string(e.path().join("uevent")).ok()?;
+            let name = uevent.lines().find_map(|l| l.strip_prefix("DEVNAME="))?;
+            (!name.starts_with("loop") && !name.starts_with("zram") && !name.starts_with("ram"))
+                .then(|| e.file_name().to_string_lossy().into_owned())
+        })
+        .collect();
+    found.sort();
+    found.into_iter().next()
+}
+
 #[test]
 fn team_limits_are_validated_cleared_audited_and_reapplied_at_start() {
     let mut d = Daemon::start();
@@ -123,6 +140,37 @@ fn team_limits_are_validated_cleared_audited_and_reapplied_at_start() {
     assert!(l.get("memory_max").is_none(), "{l}");
     assert!(l.get("pids_max").is_none(), "{l}");
     assert_eq!(l["cpus"], 0.5);
+
+    // Per-device IO limits, set and removed live, on a whole disk of this host.
+    match whole_disk() {
+        None => println!("no whole block device: skipping io_max"),
+        Some(dev) => {
+            let r = call(
+                &d,
+                &admin,
+                "PATCH",
+                limits,
+                Some(json!({"io_max": [format!("{dev} rbps=1048576 wiops=100")]})),
+            );
+            assert_eq!(r.status, 200, "{}", r.body);
+            let line = r.json()["io_max"][0]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            assert!(
+                line.starts_with(&dev)
+                    && line.contains("rbps=1048576")
+                    && line.contains("wiops=100"),
+                "{}",
+                r.body
+            );
+            let r = call(&d, &admin, "PATCH", limits, Some(json!({"io_max": "max"})));
+            assert_eq!(r.status, 200, "{}", r.body);
+            assert!(r.json().get("io_max").is_none(), "{}", r.body);
+            let r = call(&d, &admin, "PATCH", limits, Some(json!({"io_max": "fast"})));
+            assert_eq!(r.status, 400, "{}", r.body);
+        }
+    }
 
     let audit = call(&d, &admin, "GET", "/api/v1/audit?action=team.limits", None);
     assert_eq!(audit.status, 200);
