@@ -117,6 +117,16 @@ pub async fn serve(mut config: Config) -> Result<(), DaemonError> {
     let sampler = metering.start()?;
     let mut state = AppState::new(config.clone(), store.clone(), cgroups.clone())
         .with_metering(metering.clone());
+    // Every team's cgroup with its pooled ceilings, before the runtime may remove empty ones.
+    {
+        let (pools, store) = (state.pools().clone(), store.clone());
+        let restored = tokio::task::spawn_blocking(move || pools.restore(&store.lock()))
+            .await
+            .expect("team pool restore task does not panic");
+        if let Err(e) = restored {
+            tracing::error!(error = %e, "cannot restore the team pools");
+        }
+    }
     match crate::runtime::manager::start_manager(
         &config,
         store,

@@ -17,6 +17,7 @@ pub mod metering;
 pub mod network;
 pub mod runtime;
 pub mod store;
+pub mod teams;
 pub mod tls;
 
 /// The version every component reports.

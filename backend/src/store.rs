@@ -36,6 +36,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0008_sample_pressure.sql"),
     include_str!("../../migrations/0009_packed_samples.sql"),
     include_str!("../../migrations/0010_network_team.sql"),
+    include_str!("../../migrations/0011_team_limits.sql"),
 ];
 
 /// [`MIGRATIONS`] with their Rust hooks: 0009 moves the raw samples of `meter_sample` into

@@ -32,6 +32,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/containers/new") view=pages::containers::NewContainer />
                     <Route path=path!("/containers/:name") view=pages::container::ContainerDetail />
                     <Route path=path!("/billing") view=pages::billing::Billing />
+                    <Route path=path!("/teams/:name") view=pages::team::TeamDetail />
                     <Route path=path!("/cgroups") view=pages::cgroups::Cgroups />
                     <Route path=path!("/audit") view=pages::audit::Audit />
                     <Route path=path!("/users") view=pages::users::Users />

@@ -175,14 +175,23 @@ pub struct TeamCreate {
     pub description: String,
 }
 
-/// `PATCH /api/v1/teams/{name}`: operators of the team may change it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `PATCH /api/v1/teams/{name}`: operators of the team may change its description; only admins
+/// its pooled ceilings (`limits`, as `PATCH /api/v1/teams/{name}/limits`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TeamUpdate {
-    /// At most 1000 characters, no control characters but newline.
-    #[cfg_attr(feature = "openapi", schema(value_type = crate::formats::Description))]
-    pub description: String,
+    /// At most 1000 characters, no control characters but newline. Unchanged when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::formats::Description>))]
+    pub description: Option<String>,
+    /// The team's ceilings to change (admins): absent fields stay, `null`/`"max"` removes one.
+    #[serde(
+        default,
+        deserialize_with = "crate::teams::opt_patch_object",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub limits: Option<crate::LimitsPatch>,
 }
 
 /// `POST /api/v1/tokens`.

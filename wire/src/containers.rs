@@ -102,6 +102,43 @@ pub struct Limits {
     )]
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 4194304))]
     pub pids_max: Option<u64>,
+    /// Memory nodes the group may allocate from, e.g. `0`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$")
+    )]
+    pub cpuset_mems: Option<String>,
+    /// Best-effort memory protection in bytes (`memory.low`; v1 soft limit).
+    #[serde(
+        default,
+        deserialize_with = "whole::opt_u64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0))]
+    pub memory_low: Option<u64>,
+    /// Swap in bytes on top of the memory (`memory.swap.max`; v1 memsw = memory + swap, which
+    /// needs `memory_max`).
+    #[serde(
+        default,
+        deserialize_with = "whole::opt_u64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0))]
+    pub swap_max: Option<u64>,
+    /// Relative IO weight, 1..=10000 (cgroup v2 scale; default 100).
+    #[serde(
+        default,
+        deserialize_with = "whole::opt_u64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10000))]
+    pub io_weight: Option<u64>,
+    /// Per-device IO limits, one line per device as `io.max` writes them:
+    /// `MAJ:MIN [rbps=N] [wbps=N] [riops=N] [wiops=N]` (`max` for no limit).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<crate::formats::IoMaxLine>))]
+    pub io_max: Vec<String>,
 }
 
 /// A bind mount or a tmpfs inside the container.
@@ -243,6 +280,13 @@ pub struct Container {
     /// Network mode, addresses and published ports (absent from servers that predate it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<crate::ContainerNetwork>,
+    /// The team's pooled ceilings as the kernel enforces them (`GET /containers/{name}` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team_limits: Option<Limits>,
+    /// What is in force for the container: per field the tighter of its own limit and its
+    /// team's (`GET /containers/{name}` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_limits: Option<Limits>,
 }
 
 /// `POST /api/v1/containers/{name}/stop`.

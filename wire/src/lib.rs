@@ -14,6 +14,8 @@ mod auth;
 pub use auth::*;
 mod network;
 pub use network::*;
+mod teams;
+pub use teams::*;
 
 /// `GET /api/v1/health`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -234,4 +236,12 @@ pub mod formats {
         pattern = r"^[^\u0000-\u0009\u000b-\u001f\u007f-\u009f]*$"
     )]
     pub struct Description(pub String);
+
+    /// One device's IO limits as `io.max` writes them: `MAJ:MIN` then `rbps=`, `wbps=`,
+    /// `riops=` or `wiops=` a positive number or `max`.
+    #[derive(utoipa::ToSchema)]
+    #[schema(
+        pattern = r"^[0-9]{1,10}:[0-9]{1,10}( (rbps|wbps|riops|wiops)=([1-9][0-9]{0,18}|max))+$"
+    )]
+    pub struct IoMaxLine(pub String);
 }

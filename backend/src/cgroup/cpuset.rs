@@ -81,6 +81,12 @@ pub(crate) fn plan(g: &Group, u: &LimitsUpdate, plan: &mut Plan) -> Result<(), C
         };
         let parent_text = fs::read(&parent.join(effective_name))?;
         let allowed = parse_id_list(&parent_text).unwrap_or_default();
+        // Empty means "the parent's": cgroup2 says so itself; v1 needs the list written out.
+        let wanted = if wanted.is_empty() && !p.v2 {
+            allowed.clone()
+        } else {
+            wanted
+        };
         if (wanted.is_empty() && !p.v2) || !wanted.is_subset(&allowed) {
             return Err(CgroupError::Invalid {
                 field,

@@ -72,6 +72,54 @@ pub fn parse_io_max(text: &str) -> Vec<IoMax> {
         .collect()
 }
 
+/// Parses one `io.max` line of the API, `MAJ:MIN [rbps=N] [wbps=N] [riops=N] [wiops=N]`
+/// (`max` for no limit): strictly, unlike the kernel file's reader above.
+pub fn parse_io_max_line(line: &str) -> Result<IoMax, CgroupError> {
+    const ALLOWED: &str = "MAJ:MIN followed by rbps=N, wbps=N, riops=N or wiops=N (N a positive number or max), e.g. 8:0 rbps=1048576";
+    let bad = || CgroupError::Invalid {
+        field: "io_max",
+        value: line.to_owned(),
+        allowed: ALLOWED.into(),
+    };
+    let mut it = line.split_whitespace();
+    let device = it.next().and_then(parse_maj_min).ok_or_else(bad)?;
+    let mut m = IoMax {
+        device,
+        rbps: None,
+        wbps: None,
+        riops: None,
+        wiops: None,
+    };
+    let mut any = false;
+    for kv in it {
+        let (k, v) = kv.split_once('=').ok_or_else(bad)?;
+        let v = Some(Max::parse_v2(v).ok_or_else(bad)?);
+        match k {
+            "rbps" => m.rbps = v,
+            "wbps" => m.wbps = v,
+            "riops" => m.riops = v,
+            "wiops" => m.wiops = v,
+            _ => return Err(bad()),
+        }
+        any = true;
+    }
+    if !any {
+        return Err(bad());
+    }
+    Ok(m)
+}
+
+/// The API's line for one device (only the fields that are set).
+pub fn render_io_max(m: &IoMax) -> String {
+    let mut s = m.device.to_string();
+    for (key, v) in KEYS.iter().zip(fields(m)) {
+        if let Some(v) = v {
+            s.push_str(&format!(" {key}={}", v.to_v2()));
+        }
+    }
+    s
+}
+
 /// Parses a v1 `MAJ:MIN N` file.
 fn parse_v1_device_file(text: &str) -> BTreeMap<Device, u64> {
     text.lines()

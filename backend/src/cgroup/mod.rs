@@ -41,6 +41,7 @@ use std::{
 pub use browse::{BrowseHierarchy, BrowseNode, CgroupTree};
 pub use caps::{Capabilities, ControllerPlace, Knob};
 pub use detect::{CgroupMode, Layout};
+pub use io::{parse_io_max_line, render_io_max};
 pub use limits::{IoMax, Limits, LimitsUpdate};
 pub use stats::{IoDeviceStats, MemoryEvents, Pressure, PsiLine, Stats, StatsReader};
 pub use units::{CpuMax, Device, Max, parse_cpus, parse_device, parse_size};
@@ -308,6 +309,9 @@ pub struct Cgroups {
     layout: Layout,
     subtree: String,
     caps: Capabilities,
+    /// Teams whose group stays while it has no containers (a team pool exists as long as its
+    /// team does); see [`Cgroups::pin_team`].
+    pinned: std::sync::Mutex<BTreeSet<String>>,
 }
 
 impl Cgroups {
@@ -326,6 +330,7 @@ impl Cgroups {
             layout,
             subtree: subtree.to_owned(),
             caps: Capabilities::default(),
+            pinned: std::sync::Mutex::default(),
         };
         let top = cg.create(&GroupPath::default())?;
         cg.caps = caps::probe(&cg.layout, &top, &roots.proc);
@@ -367,6 +372,25 @@ impl Cgroups {
 
     pub fn roots(&self) -> &Roots {
         &self.roots
+    }
+
+    /// Keeps the team's group when its last container goes (the team pool owns it now).
+    pub fn pin_team(&self, team: &str) {
+        self.pins().insert(team.to_owned());
+    }
+
+    /// The team's group goes with its last container again (its team was removed).
+    pub fn unpin_team(&self, team: &str) {
+        self.pins().remove(team);
+    }
+
+    /// Whether the team's group is kept while empty.
+    pub fn is_pinned(&self, team: &str) -> bool {
+        self.pins().contains(team)
+    }
+
+    fn pins(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        self.pinned.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The name of Corral's subtree (`--cgroup-root`).

@@ -130,6 +130,7 @@ impl LimitArgs {
             memory_max: self.memory,
             memory_high: self.memory_high,
             pids_max: self.pids,
+            ..wire::Limits::default()
         }
     }
 }

@@ -7,6 +7,7 @@
 
 mod billing;
 mod containers;
+mod teams;
 mod users;
 
 use std::{net::SocketAddr, path::PathBuf};

@@ -1,4 +1,4 @@
-//! `corral user add|passwd|rm|ls`, `corral team add|ls|rm`, `corral token create|ls|revoke`,
+//! `corral user add|passwd|rm|ls`, `corral team add|ls|rm|update|inspect`, `corral token create|ls|revoke`,
 //! `corral audit`: thin clients of the users, teams, tokens and audit endpoints.
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -40,8 +40,16 @@ pub enum TeamCmd {
     },
     /// List the teams you can see.
     Ls,
-    /// Delete a team.
+    /// Delete a team (refused while it has containers).
     Rm { name: String },
+    /// Change the team's pooled ceilings live (admins); unnamed limits stay, `max` removes one.
+    Update {
+        name: String,
+        #[command(flatten)]
+        limits: super::teams::TeamLimitArgs,
+    },
+    /// The team as JSON: limits as the kernel enforces them, usage now, budget.
+    Inspect { name: String },
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -236,6 +244,20 @@ pub async fn team(client: &Client, cmd: &TeamCmd) -> anyhow::Result<()> {
             )
             .await?;
             println!("deleted team {name}");
+        }
+        TeamCmd::Update { name, limits } => {
+            let l: Option<wire::Limits> = send(
+                client,
+                Method::PATCH,
+                &format!("/api/v1/teams/{}/limits", seg(&name)),
+                Some(&limits.to_patch()),
+            )
+            .await?;
+            println!("{}", serde_json::to_string(&l)?);
+        }
+        TeamCmd::Inspect { name } => {
+            let t: serde_json::Value = client.get(&format!("/api/v1/teams/{}", seg(&name))).await?;
+            println!("{}", serde_json::to_string_pretty(&t)?);
         }
     }
     Ok(())

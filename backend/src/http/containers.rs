@@ -386,7 +386,17 @@ async fn containers_get(
 ) -> Result<Json<wire::Container>, AppError> {
     let mut c = [visible(&state, &actor, &name).await?];
     describe_network(&state, &mut c).await?;
-    let [c] = c;
+    let [mut c] = c;
+    // The team's ceilings beside the container's own: a few reads of the team's cgroup files.
+    let (pools, team) = (state.pools().clone(), c.team.clone());
+    match tokio::task::spawn_blocking(move || pools.limits(&team)).await {
+        Ok(Ok(team)) => {
+            c.effective_limits = Some(crate::teams::effective(&c.limits, &team));
+            c.team_limits = Some(team);
+        }
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot read the team's limits"),
+        Err(e) => tracing::warn!(error = %e, "team limits task failed"),
+    }
     Ok(Json(c))
 }
 

@@ -56,6 +56,7 @@ struct Inner {
     auth: Auth,
     network: crate::network::Network,
     events: crate::events::Events,
+    pools: crate::teams::Pools,
 }
 
 impl AppState {
@@ -68,6 +69,7 @@ impl AppState {
                 store,
                 containers: None,
                 metering: None,
+                pools: crate::teams::Pools::new(cgroups.clone()),
                 cgroups,
                 events: crate::events::Events::new(),
             }),
@@ -112,6 +114,11 @@ impl AppState {
     }
 
     /// The cgroup engine, detected at daemon start with Corral's subtree created.
+    /// The team pools (team cgroups and their ceilings).
+    pub fn pools(&self) -> &crate::teams::Pools {
+        &self.inner.pools
+    }
+
     pub fn cgroups(&self) -> &Arc<Cgroups> {
         &self.inner.cgroups
     }

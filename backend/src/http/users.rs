@@ -18,6 +18,35 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(users_get, users_update, users_delete))
         .routes(routes!(teams_list, teams_create))
         .routes(routes!(teams_get, teams_update, teams_delete))
+        .routes(routes!(teams_limits_get, teams_limits_update))
+}
+
+/// Team pool errors as the answer the client sees (a refused removal or kernel refusal: 409).
+fn pool_err(e: crate::teams::PoolError) -> AuthError {
+    use crate::teams::PoolError;
+    match e {
+        // The message names the field too: the CLI shows only the message.
+        PoolError::Invalid { field, message } if message.contains(field.as_str()) => {
+            AuthError::Invalid { field, message }
+        }
+        PoolError::Invalid { field, message } => AuthError::Invalid {
+            message: format!("invalid {field}: {message}"),
+            field,
+        },
+        PoolError::InUse { .. } | PoolError::Refused(_) | PoolError::Unsupported(_) => {
+            AuthError::Conflict(e.to_string())
+        }
+        PoolError::Sql(e) => AuthError::Sql(e),
+        other => {
+            let mut m = other.to_string();
+            let mut src = std::error::Error::source(&other);
+            while let Some(s) = src {
+                m.push_str(&format!(": {s}"));
+                src = s.source();
+            }
+            AuthError::Internal(m)
+        }
+    }
 }
 
 /// All users.
@@ -254,6 +283,7 @@ async fn teams_create(
     actor.require_admin()?;
     validate_team_name("name", &req.name)?;
     validate_description(&req.description)?;
+    let pools = state.pools().clone();
     let team = db::run(state.store(), move |conn| {
         let tx = conn.transaction()?;
         if db::team(&tx, &req.name)?.is_some() {
@@ -268,6 +298,7 @@ async fn teams_create(
         )?;
         let team = db::team(&tx, &req.name)?
             .ok_or_else(|| AuthError::Internal("created team vanished".into()))?;
+        pools.create(&team.name).map_err(pool_err)?;
         audit::insert(
             &tx,
             &audit::Event::new(&actor, "team.create")
@@ -305,11 +336,12 @@ async fn visible_team(
         .ok_or_else(|| AuthError::NotFound(format!("no such team {name:?}")))
 }
 
-/// One team (its members and admins).
+/// One team: its members, containers, pooled ceilings as the kernel enforces them, and usage
+/// now (members and admins).
 #[utoipa::path(get, path = "/teams/{name}", tag = "teams",
     params(("name" = String, Path, description = "Team name")),
     responses(
-        (status = 200, description = "The team", body = wire::Team),
+        (status = 200, description = "The team", body = wire::TeamDetail),
         (status = 401, description = "No credentials", body = wire::ApiError),
         (status = 403, description = "Not a member", body = wire::ApiError),
         (status = 404, description = "No such team", body = wire::ApiError),
@@ -318,11 +350,131 @@ async fn teams_get(
     State(state): State<AppState>,
     actor: Actor,
     ApiPath(name): ApiPath<String>,
-) -> Result<Json<wire::Team>, AuthError> {
-    Ok(Json(visible_team(&state, &actor, &name).await?))
+) -> Result<Json<wire::TeamDetail>, AuthError> {
+    let team = visible_team(&state, &actor, &name).await?;
+    let pools = state.pools().clone();
+    let n = name.clone();
+    let (containers, limits, mut usage) = db::run(state.store(), move |conn| {
+        let containers = crate::teams::containers_of(conn, &n)?;
+        let limits = pools.limits(&n).map_err(pool_err)?;
+        let usage = pools.usage(&n).map_err(pool_err)?;
+        Ok((containers, limits, usage))
+    })
+    .await?;
+    if let Some(m) = state.metering() {
+        usage.cpu_cores = m
+            .live()
+            .into_iter()
+            .find(|s| s.subject == crate::metering::sampler::team_subject(&name))
+            .map(|s| s.rates.cpu_cores);
+    }
+    Ok(Json(wire::TeamDetail {
+        name: team.name,
+        description: team.description,
+        members: team.members,
+        containers,
+        limits,
+        usage,
+        budget: None,
+    }))
 }
 
-/// Change a team's description (admins and the team's operators).
+/// The team's pooled ceilings as the kernel enforces them (members and admins).
+#[utoipa::path(get, path = "/teams/{name}/limits", tag = "teams",
+    params(("name" = String, Path, description = "Team name")),
+    responses(
+        (status = 200, description = "Limits read back from the team's cgroup", body = wire::Limits),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "Not a member", body = wire::ApiError),
+        (status = 404, description = "No such team", body = wire::ApiError),
+    ))]
+async fn teams_limits_get(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<wire::Limits>, AuthError> {
+    visible_team(&state, &actor, &name).await?;
+    let pools = state.pools().clone();
+    let limits = db::run(state.store(), move |_| {
+        pools.limits(&name).map_err(pool_err)
+    })
+    .await?;
+    Ok(Json(limits))
+}
+
+/// Change the team's pooled ceilings live (admin): absent fields stay, `null` or `"max"`
+/// removes a limit. Validated like container limits; all or nothing.
+#[utoipa::path(patch, path = "/teams/{name}/limits", tag = "teams",
+    params(("name" = String, Path, description = "Team name")),
+    request_body = wire::LimitsPatch,
+    responses(
+        (status = 200, description = "Limits read back from the team's cgroup", body = wire::Limits),
+        (status = 400, description = "Invalid field", body = wire::ApiError),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "Not an admin, foreign Host/Origin, missing CSRF header", body = wire::ApiError),
+        (status = 404, description = "No such team", body = wire::ApiError),
+        (status = 409, description = "The host cannot carry out the limits (a knob its cgroups lack, a kernel refusal); nothing changed", body = wire::ApiError),
+    ))]
+async fn teams_limits_update(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(patch): ApiJson<wire::LimitsPatch>,
+) -> Result<Json<wire::Limits>, AuthError> {
+    require_admin_for_limits(&state, &actor, &name).await?;
+    visible_team(&state, &actor, &name).await?;
+    let pools = state.pools().clone();
+    let limits = db::run(state.store(), move |conn| {
+        let tx = conn.transaction()?;
+        let after = apply_limits(&pools, &tx, &actor, &name, patch)?;
+        tx.commit()?;
+        Ok(after)
+    })
+    .await?;
+    Ok(Json(limits))
+}
+
+/// Refuses (and audits) a change of a team's limits by anyone but an admin.
+async fn require_admin_for_limits(
+    state: &AppState,
+    actor: &Actor,
+    name: &str,
+) -> Result<(), AuthError> {
+    if let Err(e) = actor.require_admin() {
+        audit::record(
+            state.store(),
+            audit::Event::new(actor, "team.limits")
+                .target(format!("team:{name}"))
+                .result(Outcome::Denied),
+        )
+        .await;
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Applies `patch` to the team's ceilings in `tx`, with its audit row; the kernel's limits after.
+fn apply_limits(
+    pools: &crate::teams::Pools,
+    tx: &rusqlite::Transaction<'_>,
+    actor: &Actor,
+    name: &str,
+    patch: wire::LimitsPatch,
+) -> Result<wire::Limits, AuthError> {
+    let asked = json!(patch);
+    let (before, after) = pools.update(tx, name, patch).map_err(pool_err)?;
+    audit::insert(
+        tx,
+        &audit::Event::new(actor, "team.limits")
+            .target(format!("team:{name}"))
+            .before(json!(before))
+            .after(json!({"asked": asked, "limits": after})),
+    )?;
+    Ok(after)
+}
+
+/// Change a team's description (admins and the team's operators) and/or its pooled ceilings
+/// (`limits`, admins only; as `PATCH /teams/{name}/limits`). All or nothing.
 #[utoipa::path(patch, path = "/teams/{name}", tag = "teams",
     params(("name" = String, Path, description = "Team name")),
     request_body = wire::TeamUpdate,
@@ -332,6 +484,7 @@ async fn teams_get(
         (status = 401, description = "No credentials", body = wire::ApiError),
         (status = 403, description = "Not an operator of the team, foreign Host/Origin, missing CSRF header", body = wire::ApiError),
         (status = 404, description = "No such team", body = wire::ApiError),
+        (status = 409, description = "The host cannot carry out the limits (a knob its cgroups lack, a kernel refusal); nothing changed", body = wire::ApiError),
     ))]
 async fn teams_update(
     State(state): State<AppState>,
@@ -349,23 +502,42 @@ async fn teams_update(
         .await;
         return Err(e);
     }
-    validate_description(&req.description)?;
+    if req.limits.is_some() {
+        require_admin_for_limits(&state, &actor, &name).await?;
+    }
+    if let Some(d) = &req.description {
+        validate_description(d)?;
+    }
     let before = visible_team(&state, &actor, &name).await?;
+    let pools = state.pools().clone();
     let team = db::run(state.store(), move |conn| {
         let tx = conn.transaction()?;
-        tx.execute(
-            "UPDATE teams SET description = ?2 WHERE name = ?1",
-            rusqlite::params![name, req.description],
-        )?;
+        if let Some(d) = &req.description {
+            tx.execute(
+                "UPDATE teams SET description = ?2 WHERE name = ?1",
+                rusqlite::params![name, d],
+            )?;
+        }
         let after = db::team(&tx, &name)?
             .ok_or_else(|| AuthError::NotFound(format!("no such team {name:?}")))?;
-        audit::insert(
-            &tx,
-            &audit::Event::new(&actor, "team.update")
-                .target(format!("team:{name}"))
-                .before(json!(before))
-                .after(json!(after)),
-        )?;
+        if req.description.is_some() {
+            audit::insert(
+                &tx,
+                &audit::Event::new(&actor, "team.update")
+                    .target(format!("team:{name}"))
+                    .before(json!(before))
+                    .after(json!(after)),
+            )?;
+        }
+        if let Some(patch) = req.limits {
+            apply_limits(&pools, &tx, &actor, &name, patch).map_err(|e| match e {
+                AuthError::Invalid { field, message } => AuthError::Invalid {
+                    field: format!("limits.{field}"),
+                    message,
+                },
+                other => other,
+            })?;
+        }
         tx.commit()?;
         Ok(after)
     })
@@ -373,7 +545,7 @@ async fn teams_update(
     Ok(Json(team))
 }
 
-/// Delete a team and its memberships (admin).
+/// Delete a team, its memberships and its cgroup (admin); refused while it has containers.
 #[utoipa::path(delete, path = "/teams/{name}", tag = "teams",
     params(("name" = String, Path, description = "Team name")),
     responses(
@@ -381,6 +553,7 @@ async fn teams_update(
         (status = 401, description = "No credentials", body = wire::ApiError),
         (status = 403, description = "Not an admin, foreign Host/Origin, missing CSRF header", body = wire::ApiError),
         (status = 404, description = "No such team", body = wire::ApiError),
+        (status = 409, description = "The team still has containers (named in the message)", body = wire::ApiError),
     ))]
 async fn teams_delete(
     State(state): State<AppState>,
@@ -389,8 +562,11 @@ async fn teams_delete(
 ) -> Result<StatusCode, AuthError> {
     actor.require_admin()?;
     let before = visible_team(&state, &actor, &name).await?;
+    let pools = state.pools().clone();
     db::run(state.store(), move |conn| {
         let tx = conn.transaction()?;
+        // Refused while the team has containers; the team's cgroup goes with it.
+        pools.remove(&tx, &name).map_err(pool_err)?;
         tx.execute("DELETE FROM teams WHERE name = ?1", [&name])?;
         audit::insert(
             &tx,

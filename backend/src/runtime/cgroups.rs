@@ -64,13 +64,23 @@ pub struct EngineCgroups {
 
 use crate::cgroup::{CgroupError, CgroupMode, GroupPath, LimitsUpdate, Max};
 
-fn failure(e: CgroupError) -> CgroupFailure {
+pub fn failure(e: CgroupError) -> CgroupFailure {
     let field = match &e {
         CgroupError::Invalid { field, .. } | CgroupError::Unsupported { field, .. } => Some(*field),
+        // cgroup v1 refuses a CFS quota above the parent's (the team's pool).
+        CgroupError::Write { path, source, .. }
+            if source.raw_os_error() == Some(libc::EINVAL)
+                && path.file_name().is_some_and(|f| f == "cpu.cfs_quota_us") =>
+        {
+            Some("cpus")
+        }
         _ => None,
     };
     let message = {
         let mut m = e.to_string();
+        if field == Some("cpus") && matches!(e, CgroupError::Write { .. }) {
+            m.push_str(" (cgroup v1 allows no CPU quota above the team's ceiling)");
+        }
         let mut src = std::error::Error::source(&e);
         while let Some(s) = src {
             m.push_str(": ");
@@ -106,16 +116,57 @@ impl EngineCgroups {
 
     /// The engine's update for the wire limits: only the fields that are set.
     fn update_of(l: &Limits) -> Result<LimitsUpdate, CgroupFailure> {
-        let mut u = LimitsUpdate::default();
-        if let Some(c) = l.cpus {
-            u.cpu_max = Some(crate::cgroup::parse_cpus(&format!("{c}")).map_err(failure)?);
-        }
-        u.cpu_weight = l.cpu_weight;
-        u.cpuset_cpus = l.cpuset_cpus.clone();
-        u.memory_max = l.memory_max.map(Max::Limit);
-        u.memory_high = l.memory_high.map(Max::Limit);
-        u.pids_max = l.pids_max.map(Max::Limit);
-        Ok(u)
+        update_of(l).map_err(failure)
+    }
+}
+
+/// The engine's update for wire limits: only the fields that are set (the same conversion for
+/// containers and team pools).
+pub fn update_of(l: &Limits) -> Result<LimitsUpdate, CgroupError> {
+    let mut u = LimitsUpdate::default();
+    if let Some(c) = l.cpus {
+        u.cpu_max = Some(crate::cgroup::parse_cpus(&format!("{c}"))?);
+    }
+    u.cpu_weight = l.cpu_weight;
+    u.cpuset_cpus = l.cpuset_cpus.clone();
+    u.cpuset_mems = l.cpuset_mems.clone();
+    u.memory_max = l.memory_max.map(Max::Limit);
+    u.memory_high = l.memory_high.map(Max::Limit);
+    u.memory_low = l.memory_low.map(Max::Limit);
+    u.swap_max = l.swap_max.map(Max::Limit);
+    u.pids_max = l.pids_max.map(Max::Limit);
+    u.io_weight = l.io_weight;
+    u.io_max = l
+        .io_max
+        .iter()
+        .map(|line| crate::cgroup::parse_io_max_line(line))
+        .collect::<Result<_, _>>()?;
+    Ok(u)
+}
+
+/// The kernel's limits as wire limits: no limit (or the default) is an absent field.
+pub fn wire_limits(l: crate::cgroup::Limits) -> Limits {
+    Limits {
+        cpus: l.cpu_max.and_then(|c| c.cpus()),
+        cpuset_cpus: l.cpuset_cpus.filter(|s| !s.is_empty()),
+        cpu_weight: l.cpu_weight,
+        memory_max: limit(l.memory_max),
+        memory_high: limit(l.memory_high),
+        pids_max: limit(l.pids_max),
+        cpuset_mems: l.cpuset_mems.filter(|s| !s.is_empty()),
+        memory_low: limit(l.memory_low).filter(|&n| n > 0),
+        swap_max: limit(l.swap_max),
+        io_weight: l.io_weight,
+        io_max: l
+            .io_max
+            .iter()
+            .filter(|m| {
+                [m.rbps, m.wbps, m.riops, m.wiops]
+                    .iter()
+                    .any(|v| matches!(v, Some(Max::Limit(_))))
+            })
+            .map(crate::cgroup::render_io_max)
+            .collect(),
     }
 }
 
@@ -168,15 +219,7 @@ impl CgroupDriver for EngineCgroups {
     }
 
     fn limits(&self, team: &str, name: &str) -> Result<Limits, CgroupFailure> {
-        let l = self.group(team, name)?.limits();
-        Ok(Limits {
-            cpus: l.cpu_max.and_then(|c| c.cpus()),
-            cpuset_cpus: l.cpuset_cpus.filter(|s| !s.is_empty()),
-            cpu_weight: l.cpu_weight,
-            memory_max: limit(l.memory_max),
-            memory_high: limit(l.memory_high),
-            pids_max: limit(l.pids_max),
-        })
+        Ok(wire_limits(self.group(team, name)?.limits()))
     }
 
     fn freeze(&self, team: &str, name: &str) -> Result<(), CgroupFailure> {
@@ -197,8 +240,10 @@ impl CgroupDriver for EngineCgroups {
             Err(CgroupError::NotFound { .. }) => {}
             Err(e) => return Err(failure(e)),
         }
-        // The team's group goes with its last container (never with processes or children).
-        if let Ok(path) = GroupPath::new([team])
+        // The team's group goes with its last container (never with processes or children),
+        // unless a team pool keeps it.
+        if !self.cg.is_pinned(team)
+            && let Ok(path) = GroupPath::new([team])
             && let Ok(t) = self.cg.open(&path)
         {
             let empty = t.dirs().all(|d| {

@@ -78,6 +78,8 @@ impl Record {
             limits: self.spec.limits.clone(),
             spec: self.spec.clone(),
             network: None,
+            team_limits: None,
+            effective_limits: None,
         }
     }
 }
@@ -1378,6 +1380,18 @@ pub fn merge_limits(base: &wire::Limits, patch: &wire::Limits) -> wire::Limits {
         memory_max: patch.memory_max.or(base.memory_max),
         memory_high: patch.memory_high.or(base.memory_high),
         pids_max: patch.pids_max.or(base.pids_max),
+        cpuset_mems: patch
+            .cpuset_mems
+            .clone()
+            .or_else(|| base.cpuset_mems.clone()),
+        memory_low: patch.memory_low.or(base.memory_low),
+        swap_max: patch.swap_max.or(base.swap_max),
+        io_weight: patch.io_weight.or(base.io_weight),
+        io_max: if patch.io_max.is_empty() {
+            base.io_max.clone()
+        } else {
+            patch.io_max.clone()
+        },
     }
 }
 
@@ -1506,13 +1520,23 @@ pub fn validate_limits(l: &wire::Limits) -> Result<(), RuntimeError> {
             format!("{c} must be between 0.01 and 1024"),
         ));
     }
-    if let Some(w) = l.cpu_weight
-        && !(1..=10000).contains(&w)
-    {
-        return Err(RuntimeError::invalid(
-            "limits.cpu_weight",
-            format!("{w} must be between 1 and 10000"),
-        ));
+    for (f, w) in [
+        ("limits.cpu_weight", l.cpu_weight),
+        ("limits.io_weight", l.io_weight),
+    ] {
+        if let Some(w) = w
+            && !(1..=10000).contains(&w)
+        {
+            return Err(RuntimeError::invalid(
+                f,
+                format!("{w} must be between 1 and 10000"),
+            ));
+        }
+    }
+    for line in &l.io_max {
+        if let Err(e) = crate::cgroup::parse_io_max_line(line) {
+            return Err(RuntimeError::invalid("limits.io_max", e.to_string()));
+        }
     }
     for (f, v) in [
         ("limits.memory_max", l.memory_max),
@@ -1535,7 +1559,11 @@ pub fn validate_limits(l: &wire::Limits) -> Result<(), RuntimeError> {
             format!("{p} must be between 1 and 4194304"),
         ));
     }
-    if let Some(c) = &l.cpuset_cpus {
+    for (f, c) in [
+        ("limits.cpuset_cpus", &l.cpuset_cpus),
+        ("limits.cpuset_mems", &l.cpuset_mems),
+    ] {
+        let Some(c) = c else { continue };
         let ok = !c.is_empty()
             && c.split(',').all(|part| {
                 let mut it = part.splitn(2, '-');
@@ -1548,8 +1576,8 @@ pub fn validate_limits(l: &wire::Limits) -> Result<(), RuntimeError> {
             });
         if !ok {
             return Err(RuntimeError::invalid(
-                "limits.cpuset_cpus",
-                format!("{c:?} is not a CPU list like 0-2,4"),
+                f,
+                format!("{c:?} is not a list like 0-2,4"),
             ));
         }
     }

@@ -278,7 +278,7 @@ fn Teams(admin: bool) -> impl IntoView {
                     <table class="table" data-testid="teams-table">
                         <thead><tr><th>"Team"</th><th>"Members"</th></tr></thead>
                         <tbody>{list.into_iter().map(|t| view! {
-                            <tr><td><b>{t.name.clone()}</b><br /><small class="muted">{t.description.clone()}</small></td>
+                            <tr><td><b><a href=format!("/teams/{}", api::enc(&t.name)) data-testid="team-link">{t.name.clone()}</a></b><br /><small class="muted">{t.description.clone()}</small></td>
                                 <td>{if t.members.is_empty() { "–".to_owned() } else { t.members.join(", ") }}</td></tr>
                         }).collect_view()}</tbody>
                     </table>

@@ -436,7 +436,9 @@ fn Detail(name: String) -> impl IntoView {
                 </Show>
             </div>
             <dl class="facts card">
-                <div><dt>"Team"</dt><dd>{k(|k| k.team.clone())}</dd></div>
+                <div><dt>"Team"</dt><dd><a href=move || format!("/teams/{}", api::enc(&k(|k| k.team.clone())())) data-testid="team-link">{k(|k| k.team.clone())}</a></dd></div>
+                <div><dt>"Team ceiling"</dt><dd data-testid="team-ceiling">{k(|k| k.team_limits.as_ref().map(limits_summary).unwrap_or_else(|| "–".into()))}</dd></div>
+                <div><dt>"In force"</dt><dd data-testid="effective-limits" title="per limit the tighter of the container's own and its team's">{k(|k| k.effective_limits.as_ref().map(limits_summary).unwrap_or_else(|| "–".into()))}</dd></div>
                 <div><dt>"Image"</dt><dd class="mono">{k(|k| k.image.clone())}</dd></div>
                 <div><dt>"Command"</dt><dd class="mono">{k(|k| k.command.join(" "))}</dd></div>
                 <div><dt>"PID"</dt><dd>{k(|k| k.pid.map(|p| p.to_string()).unwrap_or_else(|| "–".into()))}</dd></div>
@@ -503,6 +505,25 @@ fn Detail(name: String) -> impl IntoView {
                 <Relimit path=p3.clone() on_saved=Callback::new(move |_| { c.refresh(); history.refresh(); marks.refresh(); }) />
             </Show>
         </div>
+    }
+}
+
+/// CPUs, memory and tasks of a set of limits in a few words (`no limit` when none is set).
+fn limits_summary(l: &Limits) -> String {
+    let mut parts = Vec::new();
+    if let Some(c) = l.cpus {
+        parts.push(format!("{} CPU", format::cores(c)));
+    }
+    if let Some(m) = l.memory_max {
+        parts.push(format::bytes_u(m));
+    }
+    if let Some(p) = l.pids_max {
+        parts.push(format!("{p} tasks"));
+    }
+    if parts.is_empty() {
+        "no limit".into()
+    } else {
+        parts.join(" · ")
     }
 }
 

@@ -425,6 +425,7 @@ impl LimitFields {
             memory_max,
             memory_high,
             pids_max,
+            ..Limits::default()
         };
         if errors.is_empty() {
             Ok(l)

@@ -7,4 +7,5 @@ pub mod container;
 pub mod containers;
 pub mod login;
 pub mod overview;
+pub mod team;
 pub mod users;

@@ -8,4 +8,5 @@ mod hardening;
 mod health;
 mod host;
 mod network;
+mod teams;
 mod tls;

@@ -1,3 +1,4 @@
 mod containers;
 mod pages;
 mod shell;
+mod teams;

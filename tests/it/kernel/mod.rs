@@ -21,4 +21,5 @@ mod network_container;
 mod network_firewall;
 mod network_ports;
 mod oom;
+mod team_pool;
 mod vm_smoke;

@@ -1,0 +1,441 @@
+//! Team pools over the API (issue 13, part 1): `GET /api/v1/teams/{name}` (inspect),
+//! `GET|PATCH /api/v1/teams/{name}/limits`: validation (400 naming the field, nothing changed),
+//! clearing with `"max"`/`null`, re-applying at daemon start, who may read and change them,
+//! audit rows, and a team with containers that cannot be removed.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use serde_json::{Value, json};
+use tests::{
+    Daemon, RawResponse,
+    containers::{Reaper, cgroup_mounts},
+    rootfs::Rootfs,
+};
+
+const JSON: (&str, &str) = ("content-type", "application/json");
+
+fn call(d: &Daemon, token: &str, method: &str, path: &str, body: Option<Value>) -> RawResponse {
+    let auth = format!("Bearer {token}");
+    let body = body.map(|b| b.to_string());
+    d.http(
+        method,
+        path,
+        &[("authorization", &auth), JSON],
+        body.as_deref(),
+    )
+}
+
+fn add_team(d: &Daemon, admin: &str, team: &str) {
+    let r = call(
+        d,
+        admin,
+        "POST",
+        "/api/v1/teams",
+        Some(json!({"name": team})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+}
+
+fn team_dirs(d: &Daemon, team: &str) -> Vec<std::path::PathBuf> {
+    cgroup_mounts()
+        .into_iter()
+        .filter(|m| m.join(&d.cgroup_root).is_dir())
+        .map(|m| m.join(&d.cgroup_root).join(team))
+        .collect()
+}
+
+/// `MAJ:MIN` of a whole disk of this host (not a partition, not a loop or zram device).
+fn whole_disk() -> Option<String> {
+    let mut found: Vec<String> = std::fs::read_dir("/sys/dev/block")
+        .ok()?
+        .flatten()
+        .filter(|e| !e.path().join("partition").exists())
+        .filter_map(|e| {
+            let uevent = std::fs::read_to_string(e.path().join("uevent")).ok()?;
+            let name = uevent.lines().find_map(|l| l.strip_prefix("DEVNAME="))?;
+            (!name.starts_with("loop") && !name.starts_with("zram") && !name.starts_with("ram"))
+                .then(|| e.file_name().to_string_lossy().into_owned())
+        })
+        .collect();
+    found.sort();
+    found.into_iter().next()
+}
+
+#[test]
+fn team_limits_are_validated_cleared_audited_and_reapplied_at_start() {
+    let mut d = Daemon::start();
+    let _reaper = Reaper::new(&d);
+    let admin = d.admin_token();
+    add_team(&d, &admin, "pool-a");
+    let limits = "/api/v1/teams/pool-a/limits";
+    let none = call(&d, &admin, "GET", limits, None);
+    assert_eq!(none.status, 200, "{}", none.body);
+
+    for (body, field) in [
+        (json!({"cpus": 0}), "cpus"),
+        (json!({"cpus": 2000}), "cpus"),
+        (json!({"cpu_weight": 0}), "cpu_weight"),
+        (json!({"io_weight": 10001}), "io_weight"),
+        (json!({"memory_max": 1000}), "memory_max"),
+        (json!({"pids_max": 0}), "pids_max"),
+        (json!({"cpuset_cpus": "x-y"}), "cpuset_cpus"),
+        (json!({"io_max": ["sda fast"]}), "io_max"),
+        // Allowed by the format, refused against the parent's CPUs: cpus not changed either.
+        (json!({"cpus": 0.25, "cpuset_cpus": "4000"}), "cpuset_cpus"),
+    ] {
+        let r = call(&d, &admin, "PATCH", limits, Some(body.clone()));
+        assert_eq!(r.status, 400, "{body}: {}", r.body);
+        assert_eq!(r.json()["field"], field, "{body}: {}", r.body);
+        let m = r.json()["message"].as_str().unwrap().to_owned();
+        assert!(
+            m.contains("between")
+                || m.contains("allowed")
+                || m.contains("minimum")
+                || m.contains("like"),
+            "{body}: the message says what is allowed: {m}"
+        );
+        let now = call(&d, &admin, "GET", limits, None);
+        assert_eq!(now.json(), none.json(), "{body}: nothing changed");
+    }
+    for body in [
+        json!({"pids_max": -1}),
+        json!({"pids_max": "lots"}),
+        json!({"cpu": 1}),
+    ] {
+        let r = call(&d, &admin, "PATCH", limits, Some(body.clone()));
+        assert_eq!(r.status, 400, "{body}: {}", r.body);
+    }
+
+    let r = call(
+        &d,
+        &admin,
+        "PATCH",
+        limits,
+        Some(json!({"cpus": 0.5, "memory_max": 64 << 20, "pids_max": 50})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let l = r.json();
+    assert_eq!(l["cpus"], 0.5);
+    assert_eq!(l["memory_max"], 64 << 20);
+    assert_eq!(l["pids_max"], 50);
+
+    let t = call(&d, &admin, "GET", "/api/v1/teams/pool-a", None);
+    assert_eq!(t.status, 200, "{}", t.body);
+    let t = t.json();
+    assert_eq!(t["limits"], l, "inspect shows the kernel's limits");
+    assert_eq!(t["containers"], json!([]));
+    assert!(t["budget"].is_null(), "{t}");
+    assert!(t["usage"]["pids"].is_number(), "{t}");
+
+    // Cleared, by "max" and by null; the rest stays.
+    let r = call(
+        &d,
+        &admin,
+        "PATCH",
+        limits,
+        Some(json!({"memory_max": "max", "pids_max": null})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let l = r.json();
+    assert!(l.get("memory_max").is_none(), "{l}");
+    assert!(l.get("pids_max").is_none(), "{l}");
+    assert_eq!(l["cpus"], 0.5);
+
+    // Per-device IO limits, set and removed live, on a whole disk of this host.
+    match whole_disk() {
+        None => println!("no whole block device: skipping io_max"),
+        Some(dev) => {
+            let r = call(
+                &d,
+                &admin,
+                "PATCH",
+                limits,
+                Some(json!({"io_max": [format!("{dev} rbps=1048576 wiops=100")]})),
+            );
+            assert_eq!(r.status, 200, "{}", r.body);
+            let line = r.json()["io_max"][0]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            assert!(
+                line.starts_with(&dev)
+                    && line.contains("rbps=1048576")
+                    && line.contains("wiops=100"),
+                "{}",
+                r.body
+            );
+            let r = call(&d, &admin, "PATCH", limits, Some(json!({"io_max": "max"})));
+            assert_eq!(r.status, 200, "{}", r.body);
+            assert!(r.json().get("io_max").is_none(), "{}", r.body);
+            let r = call(&d, &admin, "PATCH", limits, Some(json!({"io_max": "fast"})));
+            assert_eq!(r.status, 400, "{}", r.body);
+        }
+    }
+
+    let audit = call(&d, &admin, "GET", "/api/v1/audit?action=team.limits", None);
+    assert_eq!(audit.status, 200);
+    assert!(
+        audit.body.matches("team:pool-a").count() >= 2,
+        "{}",
+        audit.body
+    );
+
+    // Re-applied at start: even when the team's group is gone meanwhile.
+    d.stop();
+    for dir in team_dirs(&d, "pool-a") {
+        if dir.is_dir() {
+            std::fs::remove_dir(&dir).unwrap();
+        }
+    }
+    d.restart();
+    let r = call(&d, &admin, "GET", limits, None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["cpus"], 0.5, "re-applied at start: {}", r.body);
+    assert!(team_dirs(&d, "pool-a").iter().all(|p| p.is_dir()));
+}
+
+#[test]
+fn admins_change_team_limits_members_read_them_others_do_not() {
+    let d = Daemon::start();
+    let _reaper = Reaper::new(&d);
+    let admin = d.admin_token();
+    add_team(&d, &admin, "team-a");
+    add_team(&d, &admin, "team-b");
+    for (name, role) in [("opa", "operator"), ("viewa", "viewer")] {
+        let r = call(
+            &d,
+            &admin,
+            "POST",
+            "/api/v1/users",
+            Some(json!({"name": name, "role": role, "teams": ["team-a"],
+                        "password": "a long enough password"})),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let (op, viewer) = (d.token_for("opa"), d.token_for("viewa"));
+    for who in [&op, &viewer] {
+        let r = call(&d, who, "GET", "/api/v1/teams/team-a", None);
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(r.json()["budget"].is_null());
+        assert_eq!(
+            call(&d, who, "GET", "/api/v1/teams/team-a/limits", None).status,
+            200
+        );
+        let r = call(
+            &d,
+            who,
+            "PATCH",
+            "/api/v1/teams/team-a/limits",
+            Some(json!({"cpus": 0.5})),
+        );
+        assert_eq!(r.status, 403, "only admins change limits: {}", r.body);
+        for path in ["/api/v1/teams/team-b", "/api/v1/teams/team-b/limits"] {
+            assert_eq!(call(&d, who, "GET", path, None).status, 403, "{path}");
+        }
+    }
+    // PATCH /teams/{name}: operators change the description, only admins the limits.
+    let r = call(
+        &d,
+        &op,
+        "PATCH",
+        "/api/v1/teams/team-a",
+        Some(json!({"description": "ours"})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = call(
+        &d,
+        &op,
+        "PATCH",
+        "/api/v1/teams/team-a",
+        Some(json!({"description": "ours, capped", "limits": {"cpus": 0.5}})),
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = call(&d, &admin, "GET", "/api/v1/teams/team-a", None).json();
+    assert_eq!(r["description"], "ours", "nothing changed: {r}");
+    assert!(r["limits"].get("cpus").is_none(), "unchanged: {r}");
+    let r = call(
+        &d,
+        &admin,
+        "PATCH",
+        "/api/v1/teams/team-a",
+        Some(json!({"limits": {"pids_max": 0}})),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["field"], "limits.pids_max");
+    let r = call(
+        &d,
+        &admin,
+        "PATCH",
+        "/api/v1/teams/team-a",
+        Some(json!({"limits": {"pids_max": 20}})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = call(&d, &admin, "GET", "/api/v1/teams/team-a/limits", None);
+    assert_eq!(r.json()["pids_max"], 20, "{}", r.body);
+    let r = call(
+        &d,
+        &admin,
+        "PATCH",
+        "/api/v1/teams/team-a",
+        Some(json!({"limits": {"pids_max": "max"}})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = call(&d, &admin, "GET", "/api/v1/teams/team-a/limits", None);
+    assert!(r.json().get("pids_max").is_none(), "cleared: {}", r.body);
+    for (method, body) in [("GET", None), ("PATCH", Some(json!({"cpus": 1})))] {
+        let r = call(&d, &admin, method, "/api/v1/teams/nope/limits", body);
+        assert_eq!(r.status, 404, "{method}: {}", r.body);
+    }
+    let audit = call(&d, &admin, "GET", "/api/v1/audit?action=team.limits", None);
+    assert!(audit.body.contains("denied"), "{}", audit.body);
+}
+
+#[test]
+fn a_team_with_containers_cannot_be_removed_and_its_cgroup_outlives_them() {
+    let d = Daemon::start();
+    let _reaper = Reaper::new(&d);
+    let admin = d.admin_token();
+    let rootfs = Rootfs::new();
+    add_team(&d, &admin, "busy");
+    assert!(team_dirs(&d, "busy").iter().all(|p| p.is_dir()));
+    let r = call(
+        &d,
+        &admin,
+        "PATCH",
+        "/api/v1/teams/busy/limits",
+        Some(json!({"memory_max": 64 << 20, "pids_max": 100})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    // The container's own limit may exceed its team's: the hierarchy enforces the pool.
+    let r = call(
+        &d,
+        &admin,
+        "POST",
+        "/api/v1/containers",
+        Some(
+            json!({"name": "busy-one", "team": "busy", "rootfs": rootfs.path(),
+                    "command": ["/bin/true"], "limits": {"memory_max": 128 << 20, "pids_max": 10}}),
+        ),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let c = call(&d, &admin, "GET", "/api/v1/containers/busy-one", None).json();
+    assert_eq!(c["limits"]["memory_max"], 128 << 20, "{c}");
+    assert_eq!(c["team_limits"]["memory_max"], 64 << 20, "{c}");
+    assert_eq!(c["effective_limits"]["memory_max"], 64 << 20, "{c}");
+    assert_eq!(c["effective_limits"]["pids_max"], 10, "{c}");
+    // On cgroup v1 the kernel refuses a CPU quota above the team's: a clear conflict, not a
+    // server error. cgroup2 takes it.
+    let r = call(
+        &d,
+        &admin,
+        "PATCH",
+        "/api/v1/teams/busy/limits",
+        Some(json!({"cpus": 0.5})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = call(
+        &d,
+        &admin,
+        "PATCH",
+        "/api/v1/containers/busy-one/limits",
+        Some(json!({"cpus": 1.5})),
+    );
+    println!(
+        "container above its team's CPU ceiling: {} {}",
+        r.status, r.body
+    );
+    assert!(
+        r.status == 200 || (r.status == 400 && r.json()["field"] == "limits.cpus"),
+        "{}",
+        r.body
+    );
+    let r = call(&d, &admin, "DELETE", "/api/v1/teams/busy", None);
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(
+        r.body.contains("busy-one"),
+        "names the container: {}",
+        r.body
+    );
+    let t = call(&d, &admin, "GET", "/api/v1/teams/busy", None).json();
+    assert_eq!(t["containers"], json!(["busy-one"]));
+
+    let r = call(
+        &d,
+        &admin,
+        "DELETE",
+        "/api/v1/containers/busy-one?force=true",
+        None,
+    );
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert!(
+        team_dirs(&d, "busy").iter().all(|p| p.is_dir()),
+        "the team's cgroup outlives its last container"
+    );
+    let r = call(&d, &admin, "DELETE", "/api/v1/teams/busy", None);
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert!(team_dirs(&d, "busy").iter().all(|p| !p.exists()));
+}
+
+/// The CLI contract: `corral team update NAME --cpus N|max --memory SIZE|max …` and `corral team
+/// inspect NAME` (JSON: limits as the kernel enforces them, usage, `budget: null`).
+#[test]
+fn cli_team_update_and_inspect() {
+    let d = Daemon::start();
+    let _reaper = Reaper::new(&d);
+    let host = format!("unix://{}", d.socket.display());
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(tests::corral_bin())
+            .arg("--host")
+            .arg(&host)
+            .args(args)
+            .output()
+            .expect("run corral");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, _, err) = run(&["team", "add", "cli-pool"]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = run(&[
+        "team",
+        "update",
+        "cli-pool",
+        "--cpus",
+        "1.5",
+        "--memory",
+        "256M",
+        "--pids",
+        "100",
+        "--cpu-weight",
+        "200",
+    ]);
+    assert!(ok, "{err}");
+    let l: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(l["cpus"], 1.5, "{out}");
+    assert_eq!(l["memory_max"], 256 << 20, "{out}");
+    assert_eq!(l["pids_max"], 100, "{out}");
+    assert_eq!(l["cpu_weight"], 200, "{out}");
+
+    let (ok, out, err) = run(&[
+        "team", "update", "cli-pool", "--memory", "max", "--pids", "max",
+    ]);
+    assert!(ok, "{err}");
+    let (ok, out2, err) = run(&["team", "inspect", "cli-pool"]);
+    assert!(ok, "{err}");
+    let t: Value = serde_json::from_str(&out2).unwrap();
+    assert_eq!(t["name"], "cli-pool");
+    assert_eq!(t["limits"]["cpus"], 1.5, "{out2}");
+    assert!(t["limits"].get("memory_max").is_none(), "{out} {out2}");
+    assert!(t["limits"].get("pids_max").is_none(), "{out2}");
+    assert!(t["budget"].is_null(), "{out2}");
+    assert!(t["usage"].is_object(), "{out2}");
+
+    let (ok, _, err) = run(&["team", "update", "cli-pool", "--cpu-weight", "0"]);
+    assert!(!ok && err.contains("cpu_weight"), "{err}");
+    let (ok, _, err) = run(&["team", "update", "cli-pool", "--cpus", "lots"]);
+    assert!(!ok && err.contains("lots"), "{err}");
+    let (ok, _, err) = run(&["team", "rm", "cli-pool"]);
+    assert!(ok, "{err}");
+}
