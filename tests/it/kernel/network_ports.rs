@@ -118,13 +118,10 @@ fn get(port: u16, path: &str, token: &str) -> Result<u16, String> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3))
         .map_err(|e| format!("connect: {e}"))?;
-    // An answer within 5 s on a real host; qemu TCG runs the daemon, the flood and this
-    // client on two emulated CPUs about ten times slower (5.2 s was seen there).
-    let patience = if std::env::var_os("CORRAL_IN_VM").is_some_and(|v| v == "1") {
-        Duration::from_secs(30)
-    } else {
-        Duration::from_secs(5)
-    };
+    // The test asks that the API answers (a daemon out of descriptors never does), not how
+    // fast: other tests share the CPUs (busy loops of the team-pool tests; 5.8 s was seen on
+    // the 2-core host), and qemu TCG is about ten times slower. The slowest answer is printed.
+    let patience = Duration::from_secs(30);
     s.set_read_timeout(Some(patience)).unwrap();
     s.set_write_timeout(Some(patience)).unwrap();
     let req = format!(
