@@ -462,11 +462,15 @@ impl Manager {
             return Ok(r);
         }
         let dir = self.container_dir(&r.id);
-        let st = ShimState::read(&dir.state());
+        // The monitor's liveness first, its state file after: a monitor found gone had
+        // written its last state before it went, so the read sees the exit. (Read the other
+        // way round, a monitor that wrote `exited` and ended in between looked like one that
+        // died without a word, and a clean exit was recorded as code -1.)
         let shim_alive = match (r.shim_pid, r.shim_start) {
             (Some(p), Some(s)) => alive(p, s),
             _ => false,
         };
+        let st = ShimState::read(&dir.state());
         let before = (r.status.clone(), r.exit_code, r.init_pid, r.restart_count);
         match st {
             Some(st) if st.status == "running" && alive(st.init_pid, st.init_start) => {
