@@ -419,6 +419,26 @@ pub const ADMIN: &str = "admin";
 /// Its password.
 pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
 
+/// One JSON API request as the bearer of `token` (the body, if any, as `application/json`).
+pub fn call(
+    d: &Daemon,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> RawResponse {
+    let auth = format!("Bearer {token}");
+    let body = body.map(|b| b.to_string());
+    d.http(
+        method,
+        path,
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+        body.as_deref(),
+    )
+}
 /// A response read by [`Daemon::http`].
 #[derive(Debug, Clone)]
 pub struct RawResponse {

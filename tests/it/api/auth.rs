@@ -4,25 +4,13 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tests::{ADMIN, ADMIN_PASSWORD, Daemon, RawResponse};
+use tests::{ADMIN, ADMIN_PASSWORD, Daemon, RawResponse, call};
 
 const JSON: (&str, &str) = ("content-type", "application/json");
 const CLI: (&str, &str) = ("x-corral-client", "test");
 
 fn bearer(token: &str) -> String {
     format!("Bearer {token}")
-}
-
-/// POST/PATCH/... with a bearer token and a JSON body.
-fn call(d: &Daemon, token: &str, method: &str, path: &str, body: Option<Value>) -> RawResponse {
-    let auth = bearer(token);
-    let body = body.map(|b| b.to_string());
-    d.http(
-        method,
-        path,
-        &[("authorization", &auth), JSON],
-        body.as_deref(),
-    )
 }
 
 fn login(d: &Daemon, name: &str, password: &str) -> RawResponse {

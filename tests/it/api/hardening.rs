@@ -15,7 +15,7 @@ use std::{
 
 use serde_json::{Value, json};
 use tests::{
-    ADMIN, ADMIN_PASSWORD, Daemon, RawResponse, TempDir,
+    ADMIN, ADMIN_PASSWORD, Daemon, RawResponse, TempDir, call,
     containers::Reaper,
     corral_bin, free_port,
     net::{NetGuard, bridged_daemon},
@@ -26,17 +26,6 @@ use tests::{
 
 const JSON: (&str, &str) = ("content-type", "application/json");
 const CLI: (&str, &str) = ("x-corral-client", "test");
-
-fn call(d: &Daemon, token: &str, method: &str, path: &str, body: Option<Value>) -> RawResponse {
-    let auth = format!("Bearer {token}");
-    let body = body.map(|b| b.to_string());
-    d.http(
-        method,
-        path,
-        &[("authorization", &auth), JSON],
-        body.as_deref(),
-    )
-}
 
 #[track_caller]
 fn expect(r: &RawResponse, status: u16, what: &str) {

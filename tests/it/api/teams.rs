@@ -7,23 +7,10 @@
 
 use serde_json::{Value, json};
 use tests::{
-    Daemon, RawResponse,
+    Daemon, call,
     containers::{Reaper, cgroup_mounts},
     rootfs::Rootfs,
 };
-
-const JSON: (&str, &str) = ("content-type", "application/json");
-
-fn call(d: &Daemon, token: &str, method: &str, path: &str, body: Option<Value>) -> RawResponse {
-    let auth = format!("Bearer {token}");
-    let body = body.map(|b| b.to_string());
-    d.http(
-        method,
-        path,
-        &[("authorization", &auth), JSON],
-        body.as_deref(),
-    )
-}
 
 fn add_team(d: &Daemon, admin: &str, team: &str) {
     let r = call(
