@@ -30,6 +30,17 @@ pub async fn call<T: serde::de::DeserializeOwned>(
         .unwrap_or_else(|e| panic!("{path}: not the expected JSON ({e}): {bytes:?}")))
 }
 
+/// `POST /api/v1/images/import` of `path`: the image, or the API's refusal.
+pub async fn import(c: &Client, path: &std::path::Path) -> Result<wire::Image, ClientError> {
+    call(
+        c,
+        Method::POST,
+        "/api/v1/images/import",
+        Some(serde_json::json!({ "path": path })),
+    )
+    .await
+}
+
 /// `POST /api/v1/images/import` of `path` streamed, as `corral image import` asks (no request
 /// timeout however slow the machine): every progress line, the last one the outcome.
 pub async fn import_streamed(c: &Client, path: &std::path::Path) -> Vec<wire::ImportProgress> {

@@ -161,14 +161,7 @@ async fn docker_save_and_oci_layout_import_and_run() {
     let work = TempDir::new("corral-img");
     let tarball = work.path().join("busy.tar");
     docker_save(&tarball, "busy:save", false);
-    let img: wire::Image = call(
-        &c,
-        Method::POST,
-        "/api/v1/images/import",
-        Some(serde_json::json!({"path": tarball})),
-    )
-    .await
-    .unwrap();
+    let img: wire::Image = tests::containers::import(&c, &tarball).await.unwrap();
     assert_eq!(img.tags, vec!["busy:save".to_owned()]);
     assert_eq!(img.layers.len(), 2);
     let (code, out) = run_image(&c, "busy:save").await;
@@ -180,14 +173,7 @@ async fn docker_save_and_oci_layout_import_and_run() {
 
     let oci = work.path().join("oci");
     oci_layout(&oci, "busy:oci");
-    let img2: wire::Image = call(
-        &c,
-        Method::POST,
-        "/api/v1/images/import",
-        Some(serde_json::json!({"path": oci})),
-    )
-    .await
-    .unwrap();
+    let img2: wire::Image = tests::containers::import(&c, &oci).await.unwrap();
     assert_eq!(img2.tags, vec!["busy:oci".to_owned()]);
     assert_eq!(
         img2.layers, img.layers,
@@ -240,14 +226,7 @@ async fn import_refuses_bad_digests_and_path_traversal() {
     let work = TempDir::new("corral-img");
     let bad = work.path().join("bad.tar");
     docker_save(&bad, "bad:digest", true);
-    let err = call::<wire::Image>(
-        &c,
-        Method::POST,
-        "/api/v1/images/import",
-        Some(serde_json::json!({"path": bad})),
-    )
-    .await
-    .unwrap_err();
+    let err = tests::containers::import(&c, &bad).await.unwrap_err();
     match err {
         ClientError::Api {
             status,
@@ -281,14 +260,7 @@ async fn import_refuses_bad_digests_and_path_traversal() {
     add_file(&mut b, "l/layer.tar", &layer);
     let evil = work.path().join("evil.tar");
     fs::write(&evil, b.into_inner().unwrap()).unwrap();
-    let err = call::<wire::Image>(
-        &c,
-        Method::POST,
-        "/api/v1/images/import",
-        Some(serde_json::json!({"path": evil})),
-    )
-    .await
-    .unwrap_err();
+    let err = tests::containers::import(&c, &evil).await.unwrap_err();
     assert!(
         matches!(&err, ClientError::Api { status, message, .. } if status.as_u16() == 400 && message.contains("..")),
         "{err:?}"

@@ -145,17 +145,9 @@ impl Drop for Peak {
 
 /// Imports `path` (waiting at most 120 s).
 async fn import(c: &Client, path: &Path) -> Result<wire::Image, ClientError> {
-    tokio::time::timeout(
-        Duration::from_secs(120),
-        call::<wire::Image>(
-            c,
-            Method::POST,
-            "/api/v1/images/import",
-            Some(serde_json::json!({"path": path})),
-        ),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("import of {} did not answer in 120 s", path.display()))
+    tokio::time::timeout(Duration::from_secs(120), tests::containers::import(c, path))
+        .await
+        .unwrap_or_else(|_| panic!("import of {} did not answer in 120 s", path.display()))
 }
 
 /// The API error's message (400, field `path`); a panic when it imported.
@@ -521,14 +513,7 @@ async fn import_refuses_whiteouts_of_a_directory_or_its_parent() {
     };
     let base = work.path().join("base.tar");
     save(&base, "base:1", &[&l1]);
-    let img: wire::Image = call(
-        &c,
-        Method::POST,
-        "/api/v1/images/import",
-        Some(serde_json::json!({"path": base})),
-    )
-    .await
-    .unwrap();
+    let img: wire::Image = tests::containers::import(&c, &base).await.unwrap();
     let lower = images
         .join("layers")
         .join(img.layers[0].trim_start_matches("sha256:"));
@@ -573,14 +558,7 @@ async fn import_refuses_whiteouts_of_a_directory_or_its_parent() {
     };
     let tarball = work.path().join("good.tar");
     save(&tarball, "wh:good", &[&l1, &good]);
-    let _: wire::Image = call(
-        &c,
-        Method::POST,
-        "/api/v1/images/import",
-        Some(serde_json::json!({"path": tarball})),
-    )
-    .await
-    .unwrap();
+    let _: wire::Image = tests::containers::import(&c, &tarball).await.unwrap();
     let (code, out) = run_image(
         &c,
         "wh:good",
