@@ -1,7 +1,7 @@
 //! `GET /api/v1/events`: Server-Sent Events for live stats and container lifecycle.
 //!
 //! Each SSE message carries `id:` (a sequence number that only grows), `event:` (the variant
-//! name: `stats`, `container` or `reset`) and `data:` (this enum as JSON). A client that reconnects
+//! name: `stats`, `container`, `budget` or `reset`) and `data:` (this enum as JSON). A client that reconnects
 //! with `Last-Event-ID` gets every lifecycle event it missed; when the server no longer holds them
 //! it sends `reset` first, and the client refetches its lists.
 
@@ -18,6 +18,8 @@ pub enum Event {
     Stats(LiveStats),
     /// A container's lifecycle changed.
     Container(ContainerEvent),
+    /// A team's budget ladder moved (a step landed or was lifted).
+    Budget(crate::BudgetEvent),
     /// Events were missed and cannot be replayed: refetch the lists.
     Reset,
 }
@@ -28,6 +30,7 @@ impl Event {
         match self {
             Event::Stats(_) => "stats",
             Event::Container(_) => "container",
+            Event::Budget(_) => "budget",
             Event::Reset => "reset",
         }
     }

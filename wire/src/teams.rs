@@ -363,10 +363,151 @@ pub struct TeamUsage {
     pub pids: Option<u64>,
 }
 
-/// A team's budget state (issue 13 part 2; always `null` until budgets exist).
+/// The period a budget counts over, in UTC; usage restarts from zero at its boundary (a day at
+/// 00:00, a week on Monday 00:00, a month on its first day 00:00).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TeamBudget {}
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BudgetPeriod {
+    Day,
+    Week,
+    #[default]
+    Month,
+}
+
+/// What one step of a budget ladder does to the team's cgroup. Steps are cumulative: every step
+/// whose threshold the usage reached is in force together, each at most as loose as the admin's
+/// own ceiling (a step never raises a limit).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum StepAction {
+    /// An event, an audit row, a badge and the webhook; no limit changes.
+    Warn,
+    /// Lower the team's CPU weight (1-10000; the default weight is 100).
+    CpuWeight { cpu_weight: u64 },
+    /// Cap the team at this many cores (0.01 up to the host's CPUs).
+    Cpus { cpus: f64 },
+    /// Put memory.high on the team (bytes, at least 4 MiB): the kernel reclaims and slows the
+    /// team down above it; nothing is killed.
+    MemoryHigh { memory_high: u64 },
+    /// Freeze every process of the team (thawed when the step is lifted).
+    Freeze,
+}
+
+/// One rung: at `at_percent` of the budget (1-1000), `action` lands.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LadderStep {
+    pub at_percent: u32,
+    #[serde(flatten)]
+    pub action: StepAction,
+}
+
+/// The default ladder: 80 % warn, 100 % CPU weight 10, 110 % 0.5 cores, 125 % memory.high
+/// 256 MiB (no freeze).
+pub fn default_ladder() -> Vec<LadderStep> {
+    vec![
+        LadderStep {
+            at_percent: 80,
+            action: StepAction::Warn,
+        },
+        LadderStep {
+            at_percent: 100,
+            action: StepAction::CpuWeight { cpu_weight: 10 },
+        },
+        LadderStep {
+            at_percent: 110,
+            action: StepAction::Cpus { cpus: 0.5 },
+        },
+        LadderStep {
+            at_percent: 125,
+            action: StepAction::MemoryHigh {
+                memory_high: 256 << 20,
+            },
+        },
+    ]
+}
+
+/// `PUT /api/v1/teams/{name}/budget` (admins): a team's budget per period. At least one of
+/// `money`, `cpu_core_hours` and `memory_gib_hours`; the usage percent is the highest of the
+/// ones set. Usage is priced from the same hourly ledger as the bill.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    pub period: BudgetPeriod,
+    /// In the rate card's currency (as the bill), > 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub money: Option<f64>,
+    /// CPU core-hours used, > 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_core_hours: Option<f64>,
+    /// Memory GiB-hours used (∫ memory in use dt), > 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_gib_hours: Option<f64>,
+    /// The ladder, thresholds strictly increasing; absent: [`default_ladder`]; `[]`: only
+    /// the state is reported, nothing is enforced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ladder: Option<Vec<LadderStep>>,
+    /// `http://` or `https://` URL that gets a `POST` of [`BudgetEvent`] JSON on every step
+    /// change (5 s timeout, 3 tries; never delays metering). Absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<String>,
+}
+
+/// A team's budget and where it stands (`GET /api/v1/teams/{name}/budget`, and `budget` of
+/// `GET /api/v1/teams/{name}`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TeamBudget {
+    pub budget: Budget,
+    /// The ladder in force (the default one when the budget sets none).
+    pub ladder: Vec<LadderStep>,
+    /// The current period, RFC 3339 UTC: `[period_start, next_reset)`.
+    pub period_start: String,
+    pub next_reset: String,
+    /// Used so far in the period (up to the last ledger write, at most a flush interval ago).
+    pub used_money: f64,
+    pub currency: String,
+    pub used_cpu_core_hours: f64,
+    pub used_memory_gib_hours: f64,
+    /// The highest of the set budgets' percentages.
+    pub percent: f64,
+    /// Index into `ladder` of the highest step in force; absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<usize>,
+    /// What the steps in force put on the team's cgroup now (absent: nothing), on top of
+    /// the admin's ceilings.
+    #[serde(default)]
+    pub enforced: Limits,
+    /// The steps in force freeze the team.
+    #[serde(default)]
+    pub frozen: bool,
+    /// When the state was last computed, RFC 3339 UTC.
+    pub evaluated_at: String,
+}
+
+/// A step change of a team's budget ladder (`event: budget` on the event stream, the webhook's
+/// body, and `GET /api/v1/teams/{name}/budget/steps`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BudgetEvent {
+    pub team: String,
+    /// `warn`, `escalated`, `lifted` (usage fell: period reset, budget raised or cleared).
+    pub action: String,
+    /// Highest step in force before and after (index into the ladder; absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_step: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_step: Option<usize>,
+    pub percent: f64,
+    /// One line: why, e.g. "112 % of 0.01 CPU core-hours this month: cpus 0.5".
+    pub reason: String,
+    /// Unix ms.
+    pub ts: i64,
+}
 
 /// `GET /api/v1/teams/{name}`: a team, its pooled ceilings as the kernel enforces them, and its
 /// usage now.
@@ -385,7 +526,7 @@ pub struct TeamDetail {
     pub limits: Limits,
     #[serde(default)]
     pub usage: TeamUsage,
-    /// `null`: budgets are not there yet.
+    /// `null`: the team has no budget.
     #[serde(default)]
     pub budget: Option<TeamBudget>,
 }
