@@ -98,7 +98,10 @@ fn parse(field: &str, text: &str, kind: Kind) -> Result<Value, (String, String)>
 pub fn TeamDetail() -> impl IntoView {
     let params = use_params_map();
     let name = Memo::new(move |_| params.with(|p| p.get("name").unwrap_or_default()));
-    let admin = use_session().is_admin();
+    // Read reactively: opened directly (a reload, a link), the page renders before the
+    // session is known, and the admins' forms must appear once it is.
+    let session = use_session();
+    let admin = move || session.is_admin();
     let now = clock();
     let team = poll(5000, move || {
         let p = format!("/api/v1/teams/{}", api::enc(&name.get()));
@@ -153,8 +156,10 @@ pub fn TeamDetail() -> impl IntoView {
                     <Statements team=t.name.clone() />
                 }
             })}
-            {admin.then(|| view! { <budget::BudgetForm name=name.get_untracked() on_saved=Callback::new(move |_| team.refresh()) /> })}
-            {admin.then(|| view! { <CeilingsForm name=name.get_untracked() on_saved=Callback::new(move |_| team.refresh()) /> })}
+            <Show when=admin>
+                <budget::BudgetForm name=name.get_untracked() on_saved=Callback::new(move |_| team.refresh()) />
+                <CeilingsForm name=name.get_untracked() on_saved=Callback::new(move |_| team.refresh()) />
+            </Show>
         </div>
     }
 }

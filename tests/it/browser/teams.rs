@@ -93,7 +93,8 @@ async fn ladder_rows(b: &Browser, n: u64) {
 /// Issue 13 part 3: a team's page draws the pool's history (a container of the team ran) with
 /// its ceiling as a limit line, shows its budget (none yet), links its statements, and gives
 /// admins the budget form with the ladder editor (client-side errors beside the row; the
-/// server's answer beside its field). Screenshots `team-overview` and `team-budget-form`.
+/// server's answer beside its field). Screenshots `team-overview`, `team-budget-panel` and
+/// `team-budget-form` (and `team-budget-saved` once the budget API exists).
 #[tokio::test]
 async fn team_page_draws_history_and_edits_the_budget() {
     let daemon = Daemon::start_with(&["--sample-interval", "1"]);
@@ -126,7 +127,7 @@ async fn team_page_draws_history_and_edits_the_budget() {
     // A container of the team runs for a moment and exits: the team's history has its CPU.
     let spec = serde_json::json!({"name": "pool-hist-burn", "team": "pool-hist",
         "rootfs": rootfs.path(), "start": true,
-        "command": ["/bin/sh", "-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done"]});
+        "command": ["/bin/sh", "-c", "end=$(($(date +%s) + 6)); while [ $(date +%s) -lt $end ]; do :; done"]});
     let r = daemon.http(
         "POST",
         "/api/v1/containers",
@@ -142,11 +143,27 @@ async fn team_page_draws_history_and_edits_the_budget() {
     b.wait_for("[data-testid=whoami]").await;
     b.open(&base, "/teams/pool-hist").await;
     b.wait_for("[data-testid=team-history]").await;
-    // The CPU chart has points with CPU in them, and the team's ceiling as its limit line.
+    // The CPU chart draws the container's CPU (the team's, while it burns), and the team's
+    // ceiling as its limit line.
+    b.wait_js(
+        "+document.querySelector('[data-testid=team-chart-cpu]').dataset.last",
+        40,
+        |v| v.as_f64().is_some_and(|c| c > 0.1),
+    )
+    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while daemon
+        .http("GET", "/api/v1/containers/pool-hist-burn", &headers, None)
+        .json()["status"]
+        != "exited"
+    {
+        assert!(std::time::Instant::now() < deadline, "the burn did not end");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     b.wait_js(
         "+document.querySelector('[data-testid=team-chart-cpu]').dataset.points",
         40,
-        |v| v.as_f64().is_some_and(|n| n > 0.0),
+        |v| v.as_f64().is_some_and(|n| n >= 2.0),
     )
     .await;
     b.wait_js(
@@ -178,6 +195,14 @@ async fn team_page_draws_history_and_edits_the_budget() {
     );
     js(&b, "window.scrollTo(0, 0)").await;
     let shot = b.screenshot("team-overview").await;
+    println!("screenshot: {}", shot.display());
+
+    js(
+        &b,
+        "document.querySelector('[data-testid=team-budget]').scrollIntoView()",
+    )
+    .await;
+    let shot = b.screenshot("team-budget-panel").await;
     println!("screenshot: {}", shot.display());
 
     // The budget form: no budget yet, so the default ladder; edit it.
