@@ -506,3 +506,75 @@ fn LadderRow(
         </tr>
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ladder_rows_round_trip_the_default_ladder() {
+        for (i, step) in wire::default_ladder().iter().enumerate() {
+            let (action, value) = action_parts(&step.action);
+            let at = step.at_percent.to_string();
+            assert_eq!(parse_row(i, &at, action, &value).as_ref(), Ok(step));
+        }
+    }
+
+    #[test]
+    fn bad_rows_name_their_field() {
+        assert_eq!(
+            parse_row(2, "soon", "warn", "").unwrap_err().0,
+            "ladder[2].at_percent"
+        );
+        assert_eq!(
+            parse_row(1, "110", "cpus", "half").unwrap_err().0,
+            "ladder[1].cpus"
+        );
+        assert_eq!(
+            parse_row(0, "125", "memory_high", "lots").unwrap_err().0,
+            "ladder[0].memory_high"
+        );
+        assert_eq!(
+            parse_row(3, "150", "freeze", "ignored"),
+            Ok(LadderStep {
+                at_percent: 150,
+                action: StepAction::Freeze
+            })
+        );
+        assert_eq!(parse_amount("money", " "), Ok(None));
+        assert_eq!(parse_amount("money", "2.5"), Ok(Some(2.5)));
+        assert_eq!(parse_amount("money", "x").unwrap_err().0, "money");
+    }
+
+    #[test]
+    fn the_badge_names_the_highest_step_in_force() {
+        let mut b = TeamBudget {
+            budget: Budget::default(),
+            ladder: wire::default_ladder(),
+            period_start: "2026-12-01T00:00:00Z".into(),
+            next_reset: "2027-01-01T00:00:00Z".into(),
+            used_money: 0.0,
+            currency: "USD".into(),
+            used_cpu_core_hours: 0.0,
+            used_memory_gib_hours: 0.0,
+            percent: 85.0,
+            step: None,
+            enforced: wire::Limits::default(),
+            frozen: false,
+            evaluated_at: "2026-12-03T00:00:00Z".into(),
+        };
+        assert_eq!(step_badge(&b), None);
+        b.step = Some(0);
+        assert_eq!(
+            step_badge(&b),
+            Some(("badge warn", "budget warning: 85 % used".into()))
+        );
+        b.step = Some(2);
+        assert_eq!(
+            step_badge(&b),
+            Some(("badge bad", "over budget: cpus capped at 0.50".into()))
+        );
+        b.step = Some(9);
+        assert_eq!(step_badge(&b), None, "an index off the ladder");
+    }
+}
