@@ -122,7 +122,8 @@ pub async fn serve(mut config: Config) -> Result<(), DaemonError> {
     {
         let (pools, store, metering) = (state.pools().clone(), store.clone(), metering.clone());
         let restored = tokio::task::spawn_blocking(move || {
-            pools.restore(&store.lock())?;
+            // A failed restore still leaves the teams whose pools exist worth metering.
+            let restored = pools.restore(&store.lock());
             let teams: Vec<String> = store
                 .lock()
                 .prepare("SELECT name FROM teams")?
@@ -131,7 +132,7 @@ pub async fn serve(mut config: Config) -> Result<(), DaemonError> {
             for team in teams {
                 metering.meter_team(&team);
             }
-            Ok::<_, crate::teams::PoolError>(())
+            restored
         })
         .await
         .expect("team pool restore task does not panic");

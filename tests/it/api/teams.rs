@@ -458,7 +458,7 @@ fn metrics_until(d: &Daemon, admin: &str, what: &str, ok: impl Fn(&str) -> bool)
 /// members, 403 for others, 404 for no such team.
 #[test]
 fn team_history_and_metrics_outlive_the_teams_containers() {
-    let d = Daemon::start_with(&["--sample-interval", "1"]);
+    let mut d = Daemon::start_with(&["--sample-interval", "1"]);
     let _reaper = Reaper::new(&d);
     let admin = d.admin_token();
     let rootfs = Rootfs::new();
@@ -581,7 +581,20 @@ fn team_history_and_metrics_outlive_the_teams_containers() {
         (400, json!("colour"))
     );
 
-    // Removing the team ends its series; its history stays readable to nobody (no team).
+    // A restarted daemon meters the team from its start, without containers, from the same
+    // cumulative counter.
+    assert!(d.stop().success(), "clean stop: {}", d.log());
+    d.restart();
+    let text = metrics_until(&d, &admin, "the team's series after a restart", |t| {
+        sample(t, cpu).is_some()
+    });
+    let after = sample(&text, cpu).unwrap();
+    assert!(
+        after >= now,
+        "cumulative across restarts: {after} after {now}"
+    );
+
+    // Removing the team ends its series.
     let r = call(&d, &admin, "DELETE", "/api/v1/teams/hist", None);
     assert_eq!(r.status, 204, "{}", r.body);
     let text = metrics(&d, &admin);
