@@ -117,12 +117,25 @@ pub async fn serve(mut config: Config) -> Result<(), DaemonError> {
     let sampler = metering.start()?;
     let mut state = AppState::new(config.clone(), store.clone(), cgroups.clone())
         .with_metering(metering.clone());
-    // Every team's cgroup with its pooled ceilings, before the runtime may remove empty ones.
+    // Every team's cgroup with its pooled ceilings, before the runtime may remove empty ones,
+    // then metered for the team's whole life (history and /metrics without containers too).
     {
-        let (pools, store) = (state.pools().clone(), store.clone());
-        let restored = tokio::task::spawn_blocking(move || pools.restore(&store.lock()))
-            .await
-            .expect("team pool restore task does not panic");
+        let (pools, store, metering) = (state.pools().clone(), store.clone(), metering.clone());
+        let restored = tokio::task::spawn_blocking(move || {
+            // A failed restore still leaves the teams whose pools exist worth metering.
+            let restored = pools.restore(&store.lock());
+            let teams: Vec<String> = store
+                .lock()
+                .prepare("SELECT name FROM teams")?
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            for team in teams {
+                metering.meter_team(&team);
+            }
+            restored
+        })
+        .await
+        .expect("team pool restore task does not panic");
         if let Err(e) = restored {
             tracing::error!(error = %e, "cannot restore the team pools");
         }

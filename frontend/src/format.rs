@@ -108,6 +108,17 @@ pub fn this_month() -> String {
     format!("{}-{}", d.get_full_year(), two(d.get_month() + 1))
 }
 
+/// The month before this one as `YYYY-MM` (browser time zone).
+pub fn last_month() -> String {
+    let d = js_sys::Date::new_0();
+    let (y, m) = (d.get_full_year(), d.get_month());
+    if m == 0 {
+        format!("{}-12", y - 1)
+    } else {
+        format!("{y}-{}", two(m))
+    }
+}
+
 /// Parses a size such as `512M`, `1.5G`, `1048576` into bytes (binary units).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();

@@ -1,6 +1,8 @@
 //! `GET /api/v1/containers/{name}/history?range=1h&step=1m` (also `from`/`to` instead of
 //! `range`): a container's usage over time, read from the finest history tier that still holds
 //! the range (raw 7 days, 1-minute rollups 90 days, 1-hour rollups 2 years by default).
+//! `GET /api/v1/teams/{name}/history` answers the same query and shape for a team's pool, which
+//! is metered for the team's whole life (with or without containers).
 
 use std::collections::HashMap;
 
@@ -14,13 +16,15 @@ use super::{
 };
 use crate::auth::{Actor, ApiPath, ApiQuery};
 use crate::metering::{
-    sampler::{container_subject, wall_ms},
+    sampler::{container_subject, team_subject, wall_ms},
     store::{self, Retention},
 };
 
 /// In the OpenAPI document; readable by whoever may see the container's team.
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(history_get))
+    OpenApiRouter::new()
+        .routes(routes!(history_get))
+        .routes(routes!(team_history_get))
 }
 
 /// Path of a history request (documentation).
@@ -29,6 +33,16 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[allow(dead_code)]
 struct HistoryPath {
     /// Container name or id (also of a removed container).
+    #[param(value_type = wire::formats::Name)]
+    name: String,
+}
+
+/// Path of a team history request (documentation).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct TeamHistoryPath {
+    /// Team name.
     #[param(value_type = wire::formats::Name)]
     name: String,
 }
@@ -74,22 +88,18 @@ fn invalid(field: &str, message: String) -> AppError {
     }
 }
 
-/// A container's usage over time, from the finest history tier that still holds the range.
-#[utoipa::path(get, path = "/containers/{name}/history", tag = "billing",
-    params(HistoryPath, HistoryQuery),
-    responses(
-        (status = 200, description = "History points", body = wire::billing::History),
-        (status = 400, description = "Invalid parameter", body = wire::ApiError),
-        (status = 401, description = "No credentials", body = wire::ApiError),
-        (status = 403, description = "The container's team is not yours; foreign Host", body = wire::ApiError),
-        (status = 404, description = "No metered container with this name or id", body = wire::ApiError),
-    ))]
-async fn history_get(
-    State(state): State<AppState>,
-    actor: Actor,
-    ApiPath(name): ApiPath<String>,
-    ApiQuery(q): ApiQuery<HashMap<String, String>>,
-) -> Result<Json<wire::billing::History>, AppError> {
+/// The time window and point spacing a history query asks for.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    now_ms: i64,
+    from_ms: i64,
+    to_ms: i64,
+    step_s: i64,
+}
+
+/// Reads `range`/`step`/`from`/`to` (unknown keys refused, naming the key): one parser for
+/// the container and team routes, so both answer the same query the same way.
+fn window(state: &AppState, q: &HashMap<String, String>) -> Result<Window, AppError> {
     for k in q.keys() {
         if !["range", "step", "from", "to"].contains(&k.as_str()) {
             return Err(invalid(
@@ -142,9 +152,31 @@ async fn history_get(
             format!("invalid step {step_s}s: at most 10000 points per query"),
         ));
     }
-    let keep = state
-        .metering()
-        .map_or_else(Retention::default, |m| m.config().retention);
+    Ok(Window {
+        now_ms,
+        from_ms,
+        to_ms,
+        step_s,
+    })
+}
+
+/// A container's usage over time, from the finest history tier that still holds the range.
+#[utoipa::path(get, path = "/containers/{name}/history", tag = "billing",
+    params(HistoryPath, HistoryQuery),
+    responses(
+        (status = 200, description = "History points", body = wire::billing::History),
+        (status = 400, description = "Invalid parameter", body = wire::ApiError),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "The container's team is not yours; foreign Host", body = wire::ApiError),
+        (status = 404, description = "No metered container with this name or id", body = wire::ApiError),
+    ))]
+async fn history_get(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(q): ApiQuery<HashMap<String, String>>,
+) -> Result<Json<wire::billing::History>, AppError> {
+    let w = window(&state, &q)?;
     let registered = state.metering().and_then(|m| m.container_owner(&name));
     let lookup = name.clone();
     let (id, team) = blocking(&state, move |c| {
@@ -163,16 +195,64 @@ async fn history_get(
     })
     .await?;
     actor.can_see_team(&team)?;
-    let (points, table) = blocking(&state, move |c| {
+    Ok(Json(answer(&state, container_subject(&id), name, w).await?))
+}
+
+/// A team pool's usage over time (same query, tiers and shape as a container's), for admins
+/// and the team's members; 403 for others, 404 for a team that does not exist.
+#[utoipa::path(get, path = "/teams/{name}/history", tag = "teams",
+    params(TeamHistoryPath, HistoryQuery),
+    responses(
+        (status = 200, description = "History points of the team's pool", body = wire::billing::History),
+        (status = 400, description = "Invalid parameter", body = wire::ApiError),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "Not a member of the team; foreign Host", body = wire::ApiError),
+        (status = 404, description = "No such team", body = wire::ApiError),
+    ))]
+async fn team_history_get(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(q): ApiQuery<HashMap<String, String>>,
+) -> Result<Json<wire::billing::History>, AppError> {
+    let w = window(&state, &q)?;
+    // Same rule as `GET /api/v1/teams/{name}`: membership first, so a non-member learns
+    // nothing about which teams exist.
+    actor.can_see_team(&name)?;
+    let lookup = name.clone();
+    let exists = blocking(&state, move |c| {
+        Ok(
+            c.query_row("SELECT 1 FROM teams WHERE name = ?1", [&lookup], |_| Ok(()))
+                .optional()?
+                .is_some(),
+        )
+    })
+    .await?;
+    if !exists {
+        return Err(AppError::NotFound(format!("no such team {name:?}")));
+    }
+    Ok(Json(answer(&state, team_subject(&name), name, w).await?))
+}
+
+/// The history points of `subject` over `w`, from the finest tier that still holds it.
+async fn answer(
+    state: &AppState,
+    subject: String,
+    name: String,
+    w: Window,
+) -> Result<wire::billing::History, AppError> {
+    let keep = state
+        .metering()
+        .map_or_else(Retention::default, |m| m.config().retention);
+    let Window {
+        now_ms,
+        from_ms,
+        to_ms,
+        step_s,
+    } = w;
+    let (points, table) = blocking(state, move |c| {
         let table = store::pick_tier(now_ms, from_ms, step_s * 1000, &keep);
-        let pts = store::history(
-            c,
-            table,
-            &container_subject(&id),
-            from_ms,
-            to_ms,
-            step_s * 1000,
-        )?;
+        let pts = store::history(c, table, &subject, from_ms, to_ms, step_s * 1000)?;
         Ok((pts, table))
     })
     .await?;
@@ -202,7 +282,7 @@ async fn history_get(
             io_pressure_max: pct(p.pressure_max[2].map(|v| v as f64)),
         })
         .collect();
-    Ok(Json(wire::billing::History {
+    Ok(wire::billing::History {
         name,
         tier: match table {
             store::RAW => "raw",
@@ -212,7 +292,7 @@ async fn history_get(
         .into(),
         step_secs: step_s as u64,
         points,
-    }))
+    })
 }
 
 #[cfg(test)]

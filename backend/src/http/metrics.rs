@@ -2,6 +2,13 @@
 //! (label `team`), for Prometheus. Hand-written: a dozen families do not need a metrics
 //! library, and the values come straight from the sampler's live view.
 //!
+//! A team's series stay while the team exists, with or without containers (its pool is metered
+//! for the team's whole life, so `rate()`/`increase()` see one cumulative counter). Beside
+//! them: the team's ceilings (`corral_team_limit_*`, only the limits set, from the stored
+//! `team_limits` — one query, no cgroup file read per scrape; they are what the pool applied)
+//! and its budget use (`corral_team_budget_ratio`, from `team_budget_state` once that table
+//! exists).
+//!
 //! Negotiated like the Prometheus client libraries do: OpenMetrics 1.0 text when the scraper's
 //! `Accept` asks for `application/openmetrics-text` (Prometheus does), otherwise the classic
 //! text format 0.0.4 (what `promtool check metrics` and `curl` read), where a counter's family
@@ -24,6 +31,8 @@ use axum::{
     routing::get,
 };
 
+use rusqlite::{Connection, OptionalExtension};
+
 use super::AppState;
 use crate::auth::{Actor, AuthError};
 use crate::metering::{LiveStat, SubjectKind};
@@ -45,14 +54,87 @@ async fn metrics_get(
     actor.require_admin()?;
     let live = state.metering().map(|m| m.live()).unwrap_or_default();
     let backlog = state.metering().map(|m| m.backlog());
+    let store = state.store().clone();
+    let teams = tokio::task::spawn_blocking(move || team_gauges(&store.lock()))
+        .await
+        .unwrap_or_else(|_| Ok(TeamGauges::default()))
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read the team gauges for /metrics");
+            TeamGauges::default()
+        });
     let om = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/openmetrics-text"));
     Ok((
         [(header::CONTENT_TYPE, if om { OPENMETRICS } else { TEXT })],
-        render(&live, backlog, om),
+        render(&live, &teams, backlog, om),
     ))
+}
+
+/// Per-team values that come from the store, not from the sampler.
+#[derive(Debug, Default)]
+pub struct TeamGauges {
+    /// Each team's stored ceilings (what its pool applied), by team name.
+    pub limits: Vec<(String, wire::Limits)>,
+    /// Each team's budget use, used/budget (1.0 = the whole budget).
+    pub budget: Vec<(String, f64)>,
+}
+
+fn team_gauges(conn: &Connection) -> rusqlite::Result<TeamGauges> {
+    Ok(TeamGauges {
+        limits: team_limits(conn)?,
+        budget: budget_ratios(conn)?,
+    })
+}
+
+/// The stored ceilings of every existing team. A row that does not parse is skipped (the
+/// pool logs it at start); it must not take the whole exposition down.
+fn team_limits(conn: &Connection) -> rusqlite::Result<Vec<(String, wire::Limits)>> {
+    let mut stmt = conn.prepare(
+        "SELECT l.team, l.limits FROM team_limits l JOIN teams t ON t.name = l.team
+         ORDER BY l.team",
+    )?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(team, json)| Some((team, serde_json::from_str(&json).ok()?)))
+        .collect())
+}
+
+/// Each team's budget use as a ratio (`percent` / 100 of the budget state). The state table
+/// (`team_budget_state`, columns `team` and `percent`) comes with the budget engine's
+/// migration: until it exists — or when it lacks those columns — there are no budget series.
+pub fn budget_ratios(conn: &Connection) -> rusqlite::Result<Vec<(String, f64)>> {
+    let table: Option<String> = conn
+        .query_row(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'team_budget_state'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if table.is_none() {
+        return Ok(Vec::new());
+    }
+    let mut cols = conn.prepare("SELECT name FROM pragma_table_info('team_budget_state')")?;
+    let cols = cols
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    if !["team", "percent"]
+        .iter()
+        .all(|c| cols.iter().any(|n| n == c))
+    {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn.prepare(
+        "SELECT team, percent FROM team_budget_state WHERE percent IS NOT NULL ORDER BY team",
+    )?;
+    stmt.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)? / 100.0))
+    })?
+    .collect()
 }
 
 /// A family: name (without `_total`), type, unit (or ""), help, and its value per subject.
@@ -176,8 +258,76 @@ fn header(out: &mut String, om: bool, name: &str, kind: &str, unit: &str, help: 
     sample
 }
 
+/// A team gauge from the stored limits: name, unit, help and the limit (absent: not set).
+type LimitGauge = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&wire::Limits) -> Option<f64>,
+);
+
+const TEAM_LIMITS: &[LimitGauge] = &[
+    (
+        "corral_team_limit_cpus",
+        "",
+        "CPU cores the team's pool may use together (absent when unlimited).",
+        |l| l.cpus,
+    ),
+    (
+        "corral_team_limit_memory_max_bytes",
+        "bytes",
+        "Hard memory limit of the team's pool (absent when unlimited).",
+        |l| l.memory_max.map(|v| v as f64),
+    ),
+    (
+        "corral_team_limit_memory_high_bytes",
+        "bytes",
+        "Memory throttling threshold of the team's pool (absent when unset).",
+        |l| l.memory_high.map(|v| v as f64),
+    ),
+    (
+        "corral_team_limit_pids_max",
+        "",
+        "Most tasks in the team's pool at once (absent when unlimited).",
+        |l| l.pids_max.map(|v| v as f64),
+    ),
+];
+
+/// The teams' ceiling and budget gauges.
+fn render_team_gauges(out: &mut String, teams: &TeamGauges, om: bool) {
+    for (name, unit, help, value) in TEAM_LIMITS {
+        let sample = header(out, om, name, "gauge", unit, help);
+        for (team, limits) in &teams.limits {
+            if let Some(v) = value(limits) {
+                let _ = writeln!(out, "{sample}{{team=\"{}\"}} {}", escape(team), number(v));
+            }
+        }
+    }
+    let sample = header(
+        out,
+        om,
+        "corral_team_budget_ratio",
+        "gauge",
+        "ratio",
+        "Budget used in the current period, used/budget (1 = all of it; the highest of the set budgets).",
+    );
+    for (team, ratio) in &teams.budget {
+        let _ = writeln!(
+            out,
+            "{sample}{{team=\"{}\"}} {}",
+            escape(team),
+            number(*ratio)
+        );
+    }
+}
+
 /// Renders the exposition, OpenMetrics when `om`.
-pub fn render(live: &[LiveStat], backlog: Option<(u64, usize)>, om: bool) -> String {
+pub fn render(
+    live: &[LiveStat],
+    teams: &TeamGauges,
+    backlog: Option<(u64, usize)>,
+    om: bool,
+) -> String {
     let mut out = String::new();
     for (scope, want_team) in [("container", false), ("team", true)] {
         for f in FAMILIES {
@@ -197,6 +347,7 @@ pub fn render(live: &[LiveStat], backlog: Option<(u64, usize)>, om: bool) -> Str
             }
         }
     }
+    render_team_gauges(&mut out, teams, om);
     if let Some((failures, buffered)) = backlog {
         let s = header(
             &mut out,
@@ -267,10 +418,27 @@ mod tests {
                 pressure: [None; 3],
             },
         ];
-        let text = render(&live, Some((0, 0)), true);
+        let teams = TeamGauges {
+            limits: vec![(
+                "a".into(),
+                wire::Limits {
+                    cpus: Some(1.5),
+                    memory_max: Some(1 << 30),
+                    ..Default::default()
+                },
+            )],
+            budget: vec![("a".into(), 0.25)],
+        };
+        let text = render(&live, &teams, Some((0, 0)), true);
+        assert!(text.contains("# UNIT corral_team_limit_memory_max_bytes bytes\n"));
+        assert!(text.contains("corral_team_limit_cpus{team=\"a\"} 1.5\n"));
+        assert!(text.contains("corral_team_limit_memory_max_bytes{team=\"a\"} 1073741824.0\n"));
+        // Only the limits that are set.
+        assert!(!text.contains("corral_team_limit_pids_max{"));
+        assert!(text.contains("corral_team_budget_ratio{team=\"a\"} 0.25\n"));
         assert!(text.contains("# TYPE corral_container_cpu_seconds counter\n"));
         assert!(text.contains("# UNIT corral_container_cpu_seconds seconds\n"));
-        let classic = render(&live, None, false);
+        let classic = render(&live, &TeamGauges::default(), None, false);
         assert!(classic.contains("# TYPE corral_container_cpu_seconds_total counter\n"));
         assert!(!classic.contains("# UNIT") && !classic.contains("# EOF"));
         assert!(
@@ -279,5 +447,24 @@ mod tests {
         assert!(text.contains("corral_team_memory_limit_bytes{team=\"a\"} 1048576.0\n"));
         assert!(!text.contains("corral_container_memory_limit_bytes{"));
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn budget_ratios_wait_for_the_budget_table() {
+        let conn = Connection::open_in_memory().unwrap();
+        assert!(budget_ratios(&conn).unwrap().is_empty(), "no table yet");
+        conn.execute_batch("CREATE TABLE team_budget_state (team TEXT, state TEXT)")
+            .unwrap();
+        assert!(
+            budget_ratios(&conn).unwrap().is_empty(),
+            "no percent column"
+        );
+        conn.execute_batch(
+            "DROP TABLE team_budget_state;
+             CREATE TABLE team_budget_state (team TEXT PRIMARY KEY, percent REAL);
+             INSERT INTO team_budget_state VALUES ('a', 112.5), ('b', NULL);",
+        )
+        .unwrap();
+        assert_eq!(budget_ratios(&conn).unwrap(), vec![("a".to_owned(), 1.125)]);
     }
 }

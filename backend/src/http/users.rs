@@ -309,7 +309,17 @@ async fn teams_create(
         Ok(team)
     })
     .await?;
+    meter_team(&state, team.name.clone()).await;
     Ok((StatusCode::CREATED, Json(team)))
+}
+
+/// Meters the new team's pool from now on, so its counters and history run for the team's
+/// whole life, not only while it has containers (a blocking registration: reads the group and
+/// commits its baseline).
+async fn meter_team(state: &AppState, team: String) {
+    if let Some(m) = state.metering().cloned() {
+        let _ = tokio::task::spawn_blocking(move || m.meter_team(&team)).await;
+    }
 }
 
 fn validate_description(d: &str) -> Result<(), AuthError> {
@@ -563,6 +573,7 @@ async fn teams_delete(
     actor.require_admin()?;
     let before = visible_team(&state, &actor, &name).await?;
     let pools = state.pools().clone();
+    let name_gone = name.clone();
     db::run(state.store(), move |conn| {
         let tx = conn.transaction()?;
         // Refused while the team has containers; the team's cgroup goes with it.
@@ -578,5 +589,9 @@ async fn teams_delete(
         Ok(())
     })
     .await?;
+    // The team and its group are gone: so is its metering (its history stays).
+    if let Some(m) = state.metering() {
+        m.unregister_team(&name_gone);
+    }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -3,7 +3,9 @@
 //! The runtime calls [`Metering::register`] when a container's cgroup exists and
 //! [`Metering::unregister_with_final_reading`] after its processes exited and BEFORE it removes
 //! the cgroup, so the last microseconds are billed (a 50 ms container is billed exactly its
-//! final `cpu.stat`). Teams are registered with [`Metering::register_team`].
+//! final `cpu.stat`). Teams are registered with [`Metering::register_team`]; a team pool's
+//! group ([`Metering::meter_team`], at team creation and daemon start) stays metered while the
+//! team exists, with or without containers, and is dropped by [`Metering::unregister_team`].
 //!
 //! Every tick (default 5 s, `--sample-interval`) the sampler thread reads every group through
 //! its kept-open [`UsageReader`] — only the files billing needs; the cumulative peaks, OOM kills
@@ -217,14 +219,14 @@ impl Metering {
         &self.shared.config
     }
 
-    /// Gives metering the cgroup engine: from then on, registering a container also meters its
-    /// team's group (the parent of the container's group), and the team stops being metered
-    /// with its last container.
     /// Sets who is told of OOM kills (once; later calls are ignored).
     pub fn on_oom(&self, sink: OomSink) {
         let _ = self.shared.on_oom.set(sink);
     }
 
+    /// Gives metering the cgroup engine: from then on, registering a container also meters its
+    /// team's group (the parent of the container's group), and a team whose group no pool
+    /// pins ([`Cgroups::is_pinned`]) stops being metered with its last container.
     pub fn set_cgroups(&self, cgroups: Arc<Cgroups>) {
         let _ = self.shared.cgroups.set(cgroups);
     }
@@ -282,6 +284,23 @@ impl Metering {
             SubjectKind::Team(team.to_owned()),
             group,
         );
+    }
+
+    /// Meters a team's pool for the team's whole life (team created, daemon start), not only
+    /// while it has containers: its counters stay cumulative and its history has no holes.
+    /// Opens `<subtree>/<team>` through the engine; a team already metered or a group that does
+    /// not exist (no engine, pool not created) is left alone.
+    pub fn meter_team(&self, team: &str) {
+        if self.registry().entries.contains_key(&team_subject(team)) {
+            return;
+        }
+        let group = self.shared.cgroups.get().and_then(|cg| {
+            let path = crate::cgroup::GroupPath::new([team]).ok()?;
+            cg.open(&path).ok()
+        });
+        if let Some(g) = group {
+            self.register_team(g, team);
+        }
     }
 
     fn insert(&self, subject: String, kind: SubjectKind, group: Group) {
@@ -361,8 +380,9 @@ impl Metering {
         reg.removed.push(subject.clone());
         self.commit(&mut reg, samples, true);
         self.live_mut().remove(&subject);
-        // The team's group goes with its last container (when metering opened it itself).
-        if self.shared.cgroups.get().is_some()
+        // The team's group goes with its last container (when metering opened it itself),
+        // unless a team pool keeps the group: then it stays metered while the team exists.
+        if let Some(cg) = self.shared.cgroups.get()
             && let Some(team) = live.as_ref().and_then(|l| match &l.kind {
                 SubjectKind::Container(o) => Some(o.team.clone()),
                 SubjectKind::Team(_) => None,
@@ -371,6 +391,7 @@ impl Metering {
                 .entries
                 .values()
                 .any(|e| matches!(&e.kind, SubjectKind::Container(o) if o.team == team))
+            && !cg.is_pinned(&team)
         {
             drop(reg);
             self.unregister_team(&team);

@@ -1,6 +1,11 @@
 //! One team as a resource pool: its ceilings as the kernel enforces them, usage now, its
-//! containers and members, and (admins) the ceilings form, which sends only the fields changed
-//! (an emptied field or `max` removes that limit).
+//! history charts against ceilings and budget (`history.rs`), its budget and, for admins, the
+//! budget form and ladder editor (`budget.rs`), statement links, its containers and members,
+//! and (admins) the ceilings form, which sends only the fields changed (an emptied field or
+//! `max` removes that limit).
+
+mod budget;
+mod history;
 
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
@@ -9,8 +14,8 @@ use serde_json::{Map, Value, json};
 use crate::{
     api,
     components::{
-        poll::poll,
-        ui::{Field, FormError, field_errors, polled_view},
+        poll::{clock, poll},
+        ui::{Field, FormError, Freshness, field_errors, polled_view},
     },
     format,
     session::use_session,
@@ -93,14 +98,24 @@ fn parse(field: &str, text: &str, kind: Kind) -> Result<Value, (String, String)>
 pub fn TeamDetail() -> impl IntoView {
     let params = use_params_map();
     let name = Memo::new(move |_| params.with(|p| p.get("name").unwrap_or_default()));
-    let admin = use_session().is_admin();
+    // Read reactively: opened directly (a reload, a link), the page renders before the
+    // session is known, and the admins' forms must appear once it is.
+    let session = use_session();
+    let admin = move || session.is_admin();
+    let now = clock();
     let team = poll(5000, move || {
         let p = format!("/api/v1/teams/{}", api::enc(&name.get()));
         async move { api::get::<wire::TeamDetail>(&p).await }
     });
     view! {
         <div class="page" data-testid="team-page">
-            <h1>"Team " {move || name.get()}</h1>
+            <div class="page-head">
+                <h1>"Team " {move || name.get()}</h1>
+                <Freshness poll=team now=now />
+                {move || team.data.with(|t| t.as_ref().and_then(|t| t.budget.as_ref()).and_then(budget::step_badge))
+                    .map(|(class, text)| view! { <span class=class data-testid="team-budget-badge">{text}</span> })}
+            </div>
+            {move || { let n = name.get(); view! { <history::TeamCharts name=n team=team /> } }}
             {polled_view(team, "the team", move |t: wire::TeamDetail| {
                 let limits = serde_json::to_value(&t.limits).unwrap_or(Value::Null);
                 let rows = KNOBS.iter().map(|(label, field, kind, _)| {
@@ -124,7 +139,7 @@ pub fn TeamDetail() -> impl IntoView {
                             <tr><td>"CPU time"</td><td>{u.cpu_usage_usec.map_or("–".to_owned(), |us| format::duration(us as f64 / 1e6))}</td></tr>
                             <tr><td>"Memory"</td><td>{u.memory_bytes.map_or("–".to_owned(), format::bytes_u)}</td></tr>
                             <tr><td>"Tasks"</td><td>{u.pids.map_or("–".to_owned(), |p| p.to_string())}</td></tr>
-                            <tr><td>"Budget"</td><td>"none"</td></tr>
+                            <tr><td>"Budget"</td><td data-testid="usage-budget">{t.budget.as_ref().map_or("none".to_owned(), |b| format!("{:.0} % used", b.percent))}</td></tr>
                         </tbody></table>
                         <h3>"Containers"</h3>
                         {if t.containers.is_empty() {
@@ -137,10 +152,41 @@ pub fn TeamDetail() -> impl IntoView {
                         <h3>"Members"</h3>
                         <p>{if t.members.is_empty() { "–".to_owned() } else { t.members.join(", ") }}</p>
                     </section>
+                    <budget::BudgetPanel budget=t.budget.clone() />
+                    <Statements team=t.name.clone() />
                 }
             })}
-            {admin.then(|| view! { <CeilingsForm name=name.get_untracked() on_saved=Callback::new(move |_| team.refresh()) /> })}
+            <Show when=admin>
+                <budget::BudgetForm name=name.get_untracked() on_saved=Callback::new(move |_| team.refresh()) />
+                <CeilingsForm name=name.get_untracked() on_saved=Callback::new(move |_| team.refresh()) />
+            </Show>
         </div>
+    }
+}
+
+/// Links to the team's monthly statement (JSON and CSV) for this month and the last.
+#[component]
+fn Statements(team: String) -> impl IntoView {
+    let links = [
+        ("This month", format::this_month()),
+        ("Last month", format::last_month()),
+    ]
+    .into_iter()
+    .map(|(label, month)| {
+        let json = format!("/api/v1/billing/statements/{}/{}", api::enc(&team), month);
+        let csv = format!("{json}?format=csv");
+        view! {
+            <li data-month=month.clone()>{label}" ("{month.clone()}"): "
+                <a href=json target="_blank" data-testid="statement-json">"JSON"</a>" · "
+                <a href=csv download="" data-testid="statement-csv">"CSV"</a></li>
+        }
+    })
+    .collect_view();
+    view! {
+        <section class="card" data-testid="team-statements">
+            <h2>"Statements"</h2>
+            <ul>{links}</ul>
+        </section>
     }
 }
 

@@ -130,6 +130,15 @@ async fn metrics_of_metered_groups_pass_promtool_and_the_openmetrics_parser() {
     )
     .expect("metering");
     m.register_team(team, "team-x");
+    // Stored ceilings become gauges (and must pass both checkers with values).
+    store
+        .lock()
+        .execute_batch(
+            "INSERT INTO teams (name, created_at) VALUES ('team-x', 0);
+             INSERT INTO team_limits (team, limits, updated_at)
+             VALUES ('team-x', '{\"cpus\": 1.5, \"memory_high\": 268435456}', 0);",
+        )
+        .expect("team limits");
     // A name that needs escaping in a label value.
     m.register(g, "id-web", "web\"1", "team-x", &BTreeMap::new());
     m.tick();
@@ -172,6 +181,11 @@ async fn metrics_of_metered_groups_pass_promtool_and_the_openmetrics_parser() {
         "{classic}"
     );
     assert!(classic.contains("corral_team_memory_bytes{team=\"team-x\"} "));
+    assert!(
+        classic.contains("corral_team_limit_cpus{team=\"team-x\"} 1.5\n"),
+        "{classic}"
+    );
+    assert!(classic.contains("corral_team_limit_memory_high_bytes{team=\"team-x\"} 268435456.0\n"));
     promtool_check(&classic);
 
     let r = get_unix(

@@ -426,3 +426,178 @@ fn cli_team_update_and_inspect() {
     let (ok, _, err) = run(&["team", "rm", "cli-pool"]);
     assert!(ok, "{err}");
 }
+
+/// The value of a `/metrics` sample line starting with `series` (e.g. `name{team="a"}`).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+fn metrics(d: &Daemon, admin: &str) -> String {
+    let r = call(d, admin, "GET", "/metrics", None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body
+}
+
+/// Polls `/metrics` until `ok` holds for the text (the sampler ticks every second here).
+fn metrics_until(d: &Daemon, admin: &str, what: &str, ok: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let text = metrics(d, admin);
+        if ok(&text) {
+            return text;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}:\n{text}");
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
+/// Issue 13 part 3: a team is metered for its whole life. Its `/metrics` series stay (and stay
+/// cumulative) after its only container exited and was removed, its ceilings are gauges, and
+/// `GET /api/v1/teams/{name}/history` answers like a container's history — for admins and
+/// members, 403 for others, 404 for no such team.
+#[test]
+fn team_history_and_metrics_outlive_the_teams_containers() {
+    let mut d = Daemon::start_with(&["--sample-interval", "1"]);
+    let _reaper = Reaper::new(&d);
+    let admin = d.admin_token();
+    let rootfs = Rootfs::new();
+    add_team(&d, &admin, "hist");
+    add_team(&d, &admin, "other");
+    for (name, team) in [("histv", "hist"), ("otherv", "other")] {
+        let r = call(
+            &d,
+            &admin,
+            "POST",
+            "/api/v1/users",
+            Some(json!({"name": name, "role": "viewer", "teams": [team],
+                        "password": "a long enough password"})),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let cpu = "corral_team_cpu_seconds_total{team=\"hist\"}";
+    // Metered from its creation, before any container.
+    metrics_until(&d, &admin, "the new team's series", |t| {
+        sample(t, cpu).is_some()
+    });
+    let r = call(
+        &d,
+        &admin,
+        "PATCH",
+        "/api/v1/teams/hist/limits",
+        Some(json!({"cpus": 1.5, "memory_max": 256 << 20})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = call(
+        &d,
+        &admin,
+        "POST",
+        "/api/v1/containers",
+        Some(
+            json!({"name": "hist-burn", "team": "hist", "rootfs": rootfs.path(), "start": true,
+                    "command": ["/bin/sh", "-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done"]}),
+        ),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while call(&d, &admin, "GET", "/api/v1/containers/hist-burn", None).json()["status"] != "exited"
+    {
+        assert!(std::time::Instant::now() < deadline, "the burn did not end");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let r = call(
+        &d,
+        &admin,
+        "DELETE",
+        "/api/v1/containers/hist-burn?force=true",
+        None,
+    );
+    assert_eq!(r.status, 204, "{}", r.body);
+    // The team has no container now; its counter holds what the container burnt.
+    let text = metrics_until(&d, &admin, "the team's CPU after its container", |t| {
+        sample(t, cpu).is_some_and(|v| v > 0.0)
+    });
+    let last = sample(&text, cpu).unwrap();
+    assert!(
+        !text.contains("name=\"hist-burn\""),
+        "the container's series went with it"
+    );
+    assert_eq!(
+        sample(&text, "corral_team_limit_cpus{team=\"hist\"}"),
+        Some(1.5)
+    );
+    assert_eq!(
+        sample(&text, "corral_team_limit_memory_max_bytes{team=\"hist\"}"),
+        Some((256u64 << 20) as f64)
+    );
+    assert_eq!(
+        sample(&text, "corral_team_limit_pids_max{team=\"hist\"}"),
+        None,
+        "only limits that are set"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let text = metrics(&d, &admin);
+    let now = sample(&text, cpu).unwrap_or_else(|| panic!("the series stays:\n{text}"));
+    assert!(now >= last, "cumulative: {now} after {last}");
+
+    // History: the same shape and tiers as a container's.
+    let path = "/api/v1/teams/hist/history?range=10m&step=1s";
+    let r = call(&d, &admin, "GET", path, None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let h: wire::billing::History = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(
+        (h.name.as_str(), h.tier.as_str(), h.step_secs),
+        ("hist", "raw", 1)
+    );
+    let burnt: f64 = h.points.iter().map(|p| p.cpu_seconds).sum();
+    assert!(
+        burnt > 0.0,
+        "the container's CPU is in its team's history: {h:?}"
+    );
+    let viewer = d.token_for("histv");
+    assert_eq!(call(&d, &viewer, "GET", path, None).status, 200);
+    let outsider = d.token_for("otherv");
+    let r = call(&d, &outsider, "GET", path, None);
+    assert_eq!(r.status, 403, "same rule as GET /teams/hist: {}", r.body);
+    let r = call(&d, &admin, "GET", "/api/v1/teams/nope/history", None);
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = call(
+        &d,
+        &admin,
+        "GET",
+        "/api/v1/teams/hist/history?range=soon",
+        None,
+    );
+    assert_eq!((r.status, r.json()["field"].clone()), (400, json!("range")));
+    let r = call(
+        &d,
+        &admin,
+        "GET",
+        "/api/v1/teams/hist/history?colour=red",
+        None,
+    );
+    assert_eq!(
+        (r.status, r.json()["field"].clone()),
+        (400, json!("colour"))
+    );
+
+    // A restarted daemon meters the team from its start, without containers, from the same
+    // cumulative counter.
+    assert!(d.stop().success(), "clean stop: {}", d.log());
+    d.restart();
+    let text = metrics_until(&d, &admin, "the team's series after a restart", |t| {
+        sample(t, cpu).is_some()
+    });
+    let after = sample(&text, cpu).unwrap();
+    assert!(
+        after >= now,
+        "cumulative across restarts: {after} after {now}"
+    );
+
+    // Removing the team ends its series.
+    let r = call(&d, &admin, "DELETE", "/api/v1/teams/hist", None);
+    assert_eq!(r.status, 204, "{}", r.body);
+    let text = metrics(&d, &admin);
+    assert!(sample(&text, cpu).is_none(), "{text}");
+    assert!(!text.contains("corral_team_limit_cpus{team=\"hist\"}"));
+}

@@ -383,6 +383,50 @@ fn a_team_is_metered_with_its_containers_and_holds_their_usage() {
     assert!(m.live().is_empty(), "the team went with its last container");
 }
 
+/// A team pool (pinned) is metered from its creation and stays metered when its last container
+/// is gone, its counter still holding what the container used; the next container adds to the
+/// same counter (no reset), and `unregister_team` ends it.
+#[test]
+fn a_pinned_team_stays_metered_without_containers_and_its_counter_keeps_growing() {
+    let t = Subtree::new();
+    let engine = std::sync::Arc::new(Cgroups::host(t.0.subtree()).expect("engine"));
+    let _team = t.group("team-p");
+    engine.pin_team("team-p");
+    let dir = TempDir::new("corral-meter");
+    let store = Store::open(&dir.path().join("corral.db")).expect("store");
+    let m = Metering::new(store, config(3_600_000)).expect("metering");
+    m.set_cgroups(engine.clone());
+    m.meter_team("team-p");
+    let team_cpu = |m: &Metering| {
+        m.live()
+            .iter()
+            .find(|l| l.subject == "t:team-p")
+            .map(|l| l.reading.counters.cpu_usec)
+    };
+    assert!(team_cpu(&m).is_some(), "metered before any container");
+    let mut last = 0;
+    for run in ["one", "two"] {
+        let g = t.group(&format!("team-p/{run}"));
+        m.register(g.clone(), run, run, "team-p", &no_labels());
+        let mut p = Proc::start_in(&g, spin());
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = p.0.kill();
+        p.wait(Duration::from_secs(5));
+        m.unregister_with_final_reading(run);
+        g.remove().expect("remove the container's group");
+        m.tick();
+        let now = team_cpu(&m).unwrap_or_else(|| panic!("the team outlives container {run}"));
+        assert!(
+            now > last,
+            "{run}: the team's counter grew ({last} -> {now})"
+        );
+        last = now;
+    }
+    m.unregister_team("team-p");
+    assert!(team_cpu(&m).is_none());
+    engine.unpin_team("team-p");
+}
+
 #[test]
 fn the_narrow_usage_reader_agrees_with_the_full_stats() {
     let t = Subtree::new();
