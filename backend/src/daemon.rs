@@ -106,6 +106,7 @@ pub async fn serve(mut config: Config) -> Result<(), DaemonError> {
         let store = store.clone();
         let config = crate::metering::MeteringConfig {
             interval: config.sample_interval,
+            ledger_flush: config.ledger_flush,
             retention: config.retention,
             ..Default::default()
         };
@@ -117,12 +118,24 @@ pub async fn serve(mut config: Config) -> Result<(), DaemonError> {
     let sampler = metering.start()?;
     let mut state = AppState::new(config.clone(), store.clone(), cgroups.clone())
         .with_metering(metering.clone());
-    // Every team's cgroup with its pooled ceilings, before the runtime may remove empty ones.
+    // Every team's cgroup with its pooled ceilings and the budget steps in force (loaded
+    // first, so the pools write both at once: a restart never lifts a step for a moment),
+    // before the runtime may remove empty ones.
     {
-        let (pools, store) = (state.pools().clone(), store.clone());
-        let restored = tokio::task::spawn_blocking(move || pools.restore(&store.lock()))
-            .await
-            .expect("team pool restore task does not panic");
+        let (pools, store, governor) = (
+            state.pools().clone(),
+            store.clone(),
+            state.governor().clone(),
+        );
+        let restored = tokio::task::spawn_blocking(move || {
+            let conn = store.lock();
+            if let Err(e) = governor.restore(&conn) {
+                tracing::error!(error = %e, "cannot restore the team budgets' steps");
+            }
+            pools.restore(&conn)
+        })
+        .await
+        .expect("team pool restore task does not panic");
         if let Err(e) = restored {
             tracing::error!(error = %e, "cannot restore the team pools");
         }
@@ -141,6 +154,15 @@ pub async fn serve(mut config: Config) -> Result<(), DaemonError> {
     }
     let app = http::app(state.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Budgets: evaluated after every ledger flush, and once now (a period may have ended
+    // while the daemon was down).
+    {
+        let governor = state.governor().clone();
+        let waker = governor.clone();
+        metering.on_flush(Box::new(move || waker.wake()));
+        governor.start(stop_rx.clone());
+        governor.wake();
+    }
 
     tracing::info!(listen = %local, tls = tls.is_some(), socket = ?config.socket, state_dir = %config.state_dir.display(), "corral daemon ready");
     let scheme = if tls.is_some() { "https" } else { "http" };

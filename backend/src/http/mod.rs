@@ -57,10 +57,19 @@ struct Inner {
     network: crate::network::Network,
     events: crate::events::Events,
     pools: crate::teams::Pools,
+    governor: crate::budget::Governor,
 }
 
 impl AppState {
     pub fn new(config: Config, store: Store, cgroups: Arc<Cgroups>) -> Self {
+        let pools = crate::teams::Pools::new(cgroups.clone());
+        let events = crate::events::Events::new();
+        let governor = crate::budget::Governor::new(
+            store.clone(),
+            pools.clone(),
+            events.clone(),
+            &config.state_dir,
+        );
         Self {
             inner: Arc::new(Inner {
                 auth: Auth::new(config.auth.clone()),
@@ -69,9 +78,10 @@ impl AppState {
                 store,
                 containers: None,
                 metering: None,
-                pools: crate::teams::Pools::new(cgroups.clone()),
+                governor,
+                pools,
                 cgroups,
-                events: crate::events::Events::new(),
+                events,
             }),
         }
     }
@@ -117,6 +127,11 @@ impl AppState {
     /// The team pools (team cgroups and their ceilings).
     pub fn pools(&self) -> &crate::teams::Pools {
         &self.inner.pools
+    }
+
+    /// The budget governor (team budgets and their ladders).
+    pub fn governor(&self) -> &crate::budget::Governor {
+        &self.inner.governor
     }
 
     pub fn cgroups(&self) -> &Arc<Cgroups> {
