@@ -7,6 +7,7 @@ mod assets;
 mod audit;
 mod auth;
 mod billing;
+mod budgets;
 mod containers;
 mod error;
 mod events;
@@ -164,6 +165,7 @@ pub fn app(state: AppState) -> Router {
     let (documented, paths) = utoipa_axum::router::OpenApiRouter::new()
         .merge(auth::router())
         .merge(users::router())
+        .merge(budgets::router())
         .merge(tokens::router())
         .merge(audit::router())
         .merge(containers::router())
