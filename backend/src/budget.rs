@@ -267,11 +267,17 @@ pub fn percent(b: &Budget, used: &Used, currency: &str) -> (f64, String) {
         if let Some(limit) = limit {
             let p = u / limit * 100.0;
             if best.1.is_empty() || p > best.0 {
-                best = (p, format!("{limit}{what}"));
+                best = (p, format!("{}{what}", amount(limit)));
             }
         }
     }
     best
+}
+
+/// A budget amount for people: at most 6 decimals, no trailing zeros (`0.013653`, `120`).
+fn amount(v: f64) -> String {
+    let s = format!("{v:.6}");
+    s.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
 /// The highest step whose threshold `percent` reached.
@@ -986,6 +992,8 @@ mod tests {
 
     #[test]
     fn percent_target_and_overrides() {
+        assert_eq!(amount(0.013653283070026464), "0.013653");
+        assert_eq!(amount(120.0), "120");
         let b = Budget {
             money: Some(10.0),
             cpu_core_hours: Some(0.01),

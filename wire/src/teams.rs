@@ -432,7 +432,10 @@ impl TryFrom<RawStep> for LadderStep {
                 ("memory_high", r.memory_high.is_some()),
             ] {
                 if set && !allowed.contains(&name) {
-                    return Err(format!("field `{name}` does not go with action `{}`", r.action));
+                    return Err(format!(
+                        "field `{name}` does not go with action `{}`",
+                        r.action
+                    ));
                 }
             }
             Ok(())

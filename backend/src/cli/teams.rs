@@ -116,8 +116,8 @@ pub struct BudgetArgs {
     /// The ladder, `PERCENT:ACTION[=VALUE]` comma-separated, e.g.
     /// `80:warn,100:cpu-weight=10,110:cpus=0.5,125:memory-high=256M,150:freeze`; `none` for no
     /// steps. Default: 80 warn, 100 cpu-weight 10, 110 cpus 0.5, 125 memory-high 256M.
-    #[arg(long, value_parser = parse_ladder)]
-    pub ladder: Option<Vec<LadderStep>>,
+    #[arg(long, value_parser = parse_ladder_arg)]
+    pub ladder: Option<LadderArg>,
     /// URL that gets a POST of each step change as JSON.
     #[arg(long)]
     pub webhook: Option<String>,
@@ -136,6 +136,14 @@ fn parse_period(s: &str) -> Result<BudgetPeriod, String> {
         "month" => Ok(BudgetPeriod::Month),
         _ => Err(format!("{s:?} is not a period: day, week or month")),
     }
+}
+
+/// A parsed `--ladder` (a newtype: clap reads a bare `Vec` as repeated values).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LadderArg(pub Vec<LadderStep>);
+
+fn parse_ladder_arg(s: &str) -> Result<LadderArg, String> {
+    parse_ladder(s).map(LadderArg)
 }
 
 /// Parses a ladder spec (see [`BudgetArgs::ladder`]); the daemon validates the values.
@@ -205,7 +213,7 @@ impl BudgetArgs {
             money: self.money,
             cpu_core_hours: self.cpu_hours,
             memory_gib_hours: self.memory_gib_hours,
-            ladder: self.ladder.clone(),
+            ladder: self.ladder.clone().map(|l| l.0),
             webhook: self.webhook.clone(),
         }))
     }

@@ -185,11 +185,11 @@ async fn budget(c: &Client, team: &str) -> wire::TeamBudget {
     .unwrap()
 }
 
-/// One line of the printed timeline.
-fn line(t0: Instant, b: &wire::TeamBudget, k: &Knobs, what: &str) -> String {
+/// One line of the printed timeline; `at`: when the files were read.
+fn line(at: Duration, b: &wire::TeamBudget, k: &Knobs, what: &str) -> String {
     format!(
         "t={:>5.1}s {:>6.1} % step {:<4} {} {} {}  {what}",
-        t0.elapsed().as_secs_f64(),
+        at.as_secs_f64(),
         b.percent,
         b.step.map_or("-".into(), |s| s.to_string()),
         k.weight,
@@ -273,7 +273,12 @@ async fn team_budget_ladder_lands_in_order_survives_restart_and_lifts_at_reset()
     let (mut weight_at, mut max_at, mut step3_at) = (None, None, None);
     let mut high_at = None;
     let mut last = knobs(&d, &team);
-    let mut timeline = vec![line(t0, &budget(&c, &team).await, &last, "budget set")];
+    let mut timeline = vec![line(
+        t0.elapsed(),
+        &budget(&c, &team).await,
+        &last,
+        "budget set",
+    )];
     let mut last_print = Instant::now();
     while step3_at.is_none() || (high_at.is_none() && last.high != "-") {
         assert!(
@@ -283,26 +288,27 @@ async fn team_budget_ladder_lands_in_order_survives_restart_and_lifts_at_reset()
         );
         std::thread::sleep(Duration::from_millis(100));
         let k = knobs(&d, &team);
+        let at = t0.elapsed();
         let mut what = Vec::new();
         if k.weight != last.weight && weight_at.is_none() {
-            weight_at = Some(t0.elapsed());
+            weight_at = Some(at);
             what.push("weight changed");
         }
         if k.max != last.max && max_at.is_none() {
-            max_at = Some(t0.elapsed());
+            max_at = Some(at);
             what.push("cpu.max changed");
         }
         if k.high != last.high && high_at.is_none() {
-            high_at = Some(t0.elapsed());
+            high_at = Some(at);
             what.push("memory.high changed");
         }
         if !what.is_empty() || last_print.elapsed() >= Duration::from_secs(3) {
             let b = budget(&c, &team).await;
             if b.step == Some(3) && step3_at.is_none() {
-                step3_at = Some(t0.elapsed());
+                step3_at = Some(at);
                 what.push("step 3 in force");
             }
-            timeline.push(line(t0, &b, &k, &what.join(", ")));
+            timeline.push(line(at, &b, &k, &what.join(", ")));
             last_print = Instant::now();
         }
         last = k;
@@ -396,7 +402,12 @@ async fn team_budget_ladder_lands_in_order_survives_restart_and_lifts_at_reset()
     assert_eq!(knobs(&d, &team), in_force);
     let b = budget(&c, &team).await;
     assert_eq!(b.step, Some(3), "{b:?}");
-    timeline.push(line(t0, &b, &in_force, "after kill -9 and restart"));
+    timeline.push(line(
+        t0.elapsed(),
+        &b,
+        &in_force,
+        "after kill -9 and restart",
+    ));
 
     // "Tomorrow": the period resets, the ledger rows are today's, every step is lifted.
     let sse2 = Sse::open(&d, &token);
@@ -415,7 +426,12 @@ async fn team_budget_ladder_lands_in_order_survives_restart_and_lifts_at_reset()
         std::thread::sleep(Duration::from_millis(100));
     };
     let b = budget(&c, &team).await;
-    timeline.push(line(t0, &b, &lifted, "period reset (clock +1 day): lifted"));
+    timeline.push(line(
+        t0.elapsed(),
+        &b,
+        &lifted,
+        "period reset (clock +1 day): lifted",
+    ));
     for l in &timeline {
         println!("{l}");
     }
