@@ -548,6 +548,55 @@ impl Governor {
         (o, notes)
     }
 
+    /// Puts `o` on the team's group. When the kernel refuses it (cgroup v1 refuses a team CPU
+    /// quota below one of its containers'), the knobs are moved one at a time from what is in
+    /// force towards `o`, so one refused knob never holds back the others nor lifts any; each
+    /// refused one gets a note in the step's reason.
+    fn apply(
+        &self,
+        conn: &Connection,
+        team: &str,
+        o: Overrides,
+        notes: &mut Vec<String>,
+    ) -> Result<(), BudgetError> {
+        let pools = &self.inner.pools;
+        match pools.set_overrides(conn, team, o.clone()) {
+            Ok(()) => return Ok(()),
+            Err(PoolError::Refused(_) | PoolError::Unsupported(_) | PoolError::Invalid { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let mut cur = pools.overrides(team);
+        let knobs: [(&str, fn(&mut Overrides, &Overrides)); 4] = [
+            ("cpu weight", |c, o| {
+                c.limits.cpu_weight = o.limits.cpu_weight
+            }),
+            ("cpus", |c, o| c.limits.cpus = o.limits.cpus),
+            ("memory.high", |c, o| {
+                c.limits.memory_high = o.limits.memory_high
+            }),
+            ("freeze", |c, o| c.frozen = o.frozen),
+        ];
+        for (name, set) in knobs {
+            let mut cand = cur.clone();
+            set(&mut cand, &o);
+            if cand == cur {
+                continue;
+            }
+            match pools.set_overrides(conn, team, cand.clone()) {
+                Ok(()) => cur = cand,
+                Err(
+                    e @ (PoolError::Refused(_)
+                    | PoolError::Unsupported(_)
+                    | PoolError::Invalid { .. }),
+                ) => {
+                    notes.push(format!("{name} refused by the kernel, skipped: {e}"));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
     /// Evaluates every team with a budget or a step in force; failures are logged per team.
     pub fn evaluate_all(&self, conn: &Connection) {
         let teams: Result<Vec<String>, rusqlite::Error> = (|| {
@@ -606,9 +655,9 @@ impl Governor {
         if action.is_none() && !period_moved && budget.is_some() {
             return Ok(None);
         }
-        let (o, notes) = self.supported(overrides(&ladder, target));
+        let (o, mut notes) = self.supported(overrides(&ladder, target));
         // The kernel first: a recorded step is always one that landed.
-        self.inner.pools.set_overrides(conn, team, o)?;
+        self.apply(conn, team, o, &mut notes)?;
         let ts = crate::metering::sampler::wall_ms();
         let reason = reason(
             &ladder,

@@ -533,3 +533,85 @@ async fn team_budget_ladder_lands_in_order_survives_restart_and_lifts_at_reset()
         .unwrap();
     assert!(team_dirs(&d, &team).iter().all(|p| !p.exists()));
 }
+
+/// A knob the kernel refuses (cgroup v1: a team CPU quota below a container's own) is skipped
+/// with a note; the step's other knobs still land. On cgroup2 the quota simply lands.
+#[tokio::test]
+async fn a_refused_step_knob_is_skipped_and_the_others_land() {
+    let d = Daemon::start_with(&["--sample-interval", "1", "--ledger-flush", "1"]);
+    let _reaper = Reaper::new(&d);
+    let c = d.unix_client();
+    let rootfs = Rootfs::new();
+    let team = tests::unique("budget");
+    let _: serde_json::Value = call(
+        &c,
+        Method::POST,
+        "/api/v1/teams",
+        Some(json!({"name": team})),
+    )
+    .await
+    .unwrap();
+    let name = tests::unique("own");
+    create(
+        &c,
+        json!({"name": name, "team": team, "rootfs": rootfs.path(), "limits": {"cpus": 1.0},
+               "command": ["/bin/sh", "-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; sleep 600"],
+               "start": true}),
+    )
+    .await;
+    // Any CPU at all is far above this budget: the top step is the target at once.
+    let _: wire::TeamBudget = call(
+        &c,
+        Method::PUT,
+        &format!("/api/v1/teams/{team}/budget"),
+        Some(json!({
+            "period": "day",
+            "cpu_core_hours": 1e-9,
+            "ladder": [
+                {"at_percent": 1, "action": "cpu_weight", "cpu_weight": 10},
+                {"at_percent": 2, "action": "cpus", "cpus": 0.5},
+            ],
+        })),
+    )
+    .await
+    .unwrap();
+    let t0 = Instant::now();
+    let b = loop {
+        let b = budget(&c, &team).await;
+        if b.step == Some(1) {
+            break b;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(if in_vm() { 60 } else { 20 }),
+            "{b:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let k = knobs(&d, &team);
+    let steps: Vec<wire::BudgetEvent> = call(
+        &c,
+        Method::GET,
+        &format!("/api/v1/teams/{team}/budget/steps"),
+        None,
+    )
+    .await
+    .unwrap();
+    let reason = &steps.last().unwrap().reason;
+    println!("{k:?}; enforced {:?}; reason: {reason}", b.enforced);
+    assert!(
+        k.weight == "cpu.weight=10" || k.weight.starts_with("cpu.shares="),
+        "{k:?}"
+    );
+    assert_ne!(k.weight, "cpu.shares=1024", "the weight landed: {k:?}");
+    if k.max.starts_with("cpu.cfs_quota_us") {
+        assert_eq!(k.max, "cpu.cfs_quota_us=-1", "v1 refused the quota: {k:?}");
+        assert!(reason.contains("cpus refused by the kernel"), "{reason}");
+        assert_eq!(b.enforced.cpus, None, "{b:?}");
+    } else {
+        assert_eq!(k.max, "cpu.max=50000 100000", "{k:?}");
+    }
+    remove(&c, &name).await;
+    let _: serde_json::Value = call(&c, Method::DELETE, &format!("/api/v1/teams/{team}"), None)
+        .await
+        .unwrap();
+}
