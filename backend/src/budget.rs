@@ -277,7 +277,12 @@ pub fn percent(b: &Budget, used: &Used, currency: &str) -> (f64, String) {
 /// A budget amount for people: at most 6 decimals, no trailing zeros (`0.013653`, `120`).
 fn amount(v: f64) -> String {
     let s = format!("{v:.6}");
-    s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "0" && v != 0.0 {
+        format!("{v:e}")
+    } else {
+        s.to_owned()
+    }
 }
 
 /// The highest step whose threshold `percent` reached.
@@ -1043,6 +1048,7 @@ mod tests {
     fn percent_target_and_overrides() {
         assert_eq!(amount(0.013653283070026464), "0.013653");
         assert_eq!(amount(120.0), "120");
+        assert_eq!(amount(1e-9), "1e-9");
         let b = Budget {
             money: Some(10.0),
             cpu_core_hours: Some(0.01),
