@@ -238,19 +238,34 @@ async fn team_budget_ladder_lands_in_order_survives_restart_and_lifts_at_reset()
         )
         .await;
     }
-    // The budget follows what the loops reach here: 100 % → 110 % spans about 2.5 s of
-    // burning, so each step lands at its own ledger flush (every 1 s).
-    let u0 = (team_cpu_usec(&d, &team), Instant::now());
-    std::thread::sleep(Duration::from_secs(2));
-    let used0 = team_cpu_usec(&d, &team);
-    let rate = (used0 - u0.0) as f64 / u0.1.elapsed().as_micros() as f64;
-    // What the team used so far (its whole day in the ledger; the VM may take long to start
-    // the loops) stays below half of the budget, so every step is still ahead.
-    let core_seconds = (25.0 * rate.max(0.2)).max(2.0 * used0 as f64 / 1e6 + 5.0 * rate);
+    // The budget follows what the loops reach, as the ledger (the governor's meter) sees it:
+    // a provisional budget without steps reports it. 100 % → 110 % then spans about 2.5 s of
+    // burning, so each step lands at its own ledger flush (every 1 s), and what the team
+    // used so far (the VM may take long to start the loops) stays below half of the budget.
+    let path = format!("/api/v1/teams/{team}/budget");
+    let _: wire::TeamBudget = call(
+        &c,
+        Method::PUT,
+        &path,
+        Some(json!({"period": "day", "cpu_core_hours": 1000.0, "ladder": []})),
+    )
+    .await
+    .unwrap();
+    let (cg0, b0, t) = (
+        team_cpu_usec(&d, &team),
+        budget(&c, &team).await,
+        Instant::now(),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let (cg1, b1) = (team_cpu_usec(&d, &team), budget(&c, &team).await);
+    let secs = t.elapsed().as_secs_f64();
+    let rate = (b1.used_cpu_core_hours - b0.used_cpu_core_hours) * 3600.0 / secs;
+    let used = b1.used_cpu_core_hours * 3600.0;
+    let core_seconds = (25.0 * rate.max(0.2)).max(2.0 * used + 5.0 * rate.max(0.2));
     let core_hours = core_seconds / 3600.0;
     println!(
-        "two busy loops burn {rate:.2} cores, {:.1} core-s used so far: budget {core_hours:.5} CPU core-hours per day",
-        used0 as f64 / 1e6
+        "two busy loops burn {rate:.2} cores in the ledger ({:.2} by the cgroup's own counter), {used:.1} core-s used so far: budget {core_hours:.5} CPU core-hours per day",
+        (cg1 - cg0) as f64 / 1e6 / secs
     );
     let (hook_port, hooks) = webhook_receiver();
     let b: wire::TeamBudget = call(
@@ -325,7 +340,14 @@ async fn team_budget_ladder_lands_in_order_survives_restart_and_lifts_at_reset()
     for l in &timeline {
         println!("{l}");
     }
-    let (weight_at, max_at) = (weight_at.unwrap(), max_at.unwrap());
+    let steps_now: Vec<wire::BudgetEvent> = call(&c, Method::GET, &format!("{path}/steps"), None)
+        .await
+        .unwrap();
+    let why = format!("{timeline:#?}\n{steps_now:#?}\n{}", d.log());
+    let (weight_at, max_at) = (
+        weight_at.unwrap_or_else(|| panic!("the weight never moved: {why}")),
+        max_at.unwrap_or_else(|| panic!("cpu.max never moved: {why}")),
+    );
     assert!(weight_at < max_at, "weight before cpu.max: {timeline:#?}");
     assert!(
         in_force.weight == "cpu.weight=10"
