@@ -414,6 +414,9 @@ fn used(conn: &Connection, team: &str, from: i64, to: i64) -> Result<(Used, Stri
     ))
 }
 
+/// Copies one knob of the second overrides into the first.
+type CopyKnob = fn(&mut Overrides, &Overrides);
+
 /// The budget engine of one daemon (cheap to clone).
 #[derive(Clone)]
 pub struct Governor {
@@ -571,7 +574,7 @@ impl Governor {
             Err(e) => return Err(e.into()),
         }
         let mut cur = pools.overrides(team);
-        let knobs: [(&str, fn(&mut Overrides, &Overrides)); 4] = [
+        let knobs: [(&str, CopyKnob); 4] = [
             ("cpu weight", |c, o| {
                 c.limits.cpu_weight = o.limits.cpu_weight
             }),
