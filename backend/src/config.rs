@@ -28,6 +28,8 @@ pub struct Config {
     pub auth: crate::auth::AuthConfig,
     /// Time between metering samples (1 s to 1 h).
     pub sample_interval: std::time::Duration,
+    /// How often the metering ledger is written (and budgets evaluated); 30 s installed.
+    pub ledger_flush: std::time::Duration,
     /// How long each metering history tier is kept.
     pub retention: crate::metering::store::Retention,
     /// Bridge name and subnet.
@@ -168,6 +170,7 @@ mod tests {
             cgroup_root: "x".into(),
             auth: Default::default(),
             sample_interval: std::time::Duration::from_secs(5),
+            ledger_flush: std::time::Duration::from_secs(30),
             retention: Default::default(),
             network: Default::default(),
             tls,

@@ -106,6 +106,7 @@ pub async fn serve(mut config: Config) -> Result<(), DaemonError> {
         let store = store.clone();
         let config = crate::metering::MeteringConfig {
             interval: config.sample_interval,
+            ledger_flush: config.ledger_flush,
             retention: config.retention,
             ..Default::default()
         };
@@ -117,18 +118,29 @@ pub async fn serve(mut config: Config) -> Result<(), DaemonError> {
     let sampler = metering.start()?;
     let mut state = AppState::new(config.clone(), store.clone(), cgroups.clone())
         .with_metering(metering.clone());
-    // Every team's cgroup with its pooled ceilings, before the runtime may remove empty ones,
-    // then metered for the team's whole life (history and /metrics without containers too).
+    // Every team's cgroup with its pooled ceilings and the budget steps in force (loaded
+    // first, so the pools write both at once: a restart never lifts a step for a moment),
+    // before the runtime may remove empty ones; then every team is metered for its whole life
+    // (history and /metrics without containers too).
     {
-        let (pools, store, metering) = (state.pools().clone(), store.clone(), metering.clone());
+        let (pools, store, governor, metering) = (
+            state.pools().clone(),
+            store.clone(),
+            state.governor().clone(),
+            metering.clone(),
+        );
         let restored = tokio::task::spawn_blocking(move || {
+            let conn = store.lock();
+            if let Err(e) = governor.restore(&conn) {
+                tracing::error!(error = %e, "cannot restore the team budgets' steps");
+            }
             // A failed restore still leaves the teams whose pools exist worth metering.
-            let restored = pools.restore(&store.lock());
-            let teams: Vec<String> = store
-                .lock()
+            let restored = pools.restore(&conn);
+            let teams: Vec<String> = conn
                 .prepare("SELECT name FROM teams")?
                 .query_map([], |r| r.get(0))?
                 .collect::<Result<_, _>>()?;
+            drop(conn);
             for team in teams {
                 metering.meter_team(&team);
             }
@@ -154,6 +166,15 @@ pub async fn serve(mut config: Config) -> Result<(), DaemonError> {
     }
     let app = http::app(state.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Budgets: evaluated after every ledger flush, and once now (a period may have ended
+    // while the daemon was down).
+    {
+        let governor = state.governor().clone();
+        let waker = governor.clone();
+        metering.on_flush(Box::new(move || waker.wake()));
+        governor.start(stop_rx.clone());
+        governor.wake();
+    }
 
     tracing::info!(listen = %local, tls = tls.is_some(), socket = ?config.socket, state_dir = %config.state_dir.display(), "corral daemon ready");
     let scheme = if tls.is_some() { "https" } else { "http" };

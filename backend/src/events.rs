@@ -30,7 +30,7 @@ use std::{
 };
 
 use tokio::sync::watch;
-use wire::{billing::LiveStat as WireStat, events::ContainerEvent};
+use wire::{BudgetEvent, billing::LiveStat as WireStat, events::ContainerEvent};
 
 use crate::{
     metering::{
@@ -53,12 +53,38 @@ pub struct Snapshot {
     pub stats: Vec<WireStat>,
 }
 
+/// One event of the ring: what a stream delivers in order and replays after `Last-Event-ID`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lifecycle {
+    Container(ContainerEvent),
+    /// A team's budget step changed (`crate::budget`).
+    Budget(BudgetEvent),
+}
+
+impl Lifecycle {
+    /// The team whose members may see it.
+    pub fn team(&self) -> &str {
+        match self {
+            Lifecycle::Container(e) => &e.team,
+            Lifecycle::Budget(e) => &e.team,
+        }
+    }
+
+    /// The wire event.
+    pub fn to_wire(&self) -> wire::events::Event {
+        match self {
+            Lifecycle::Container(e) => wire::events::Event::Container(e.clone()),
+            Lifecycle::Budget(e) => wire::events::Event::Budget(e.clone()),
+        }
+    }
+}
+
 /// What a stream resuming after an id gets.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Since {
     /// Every lifecycle event after the id (possibly none), and the newest id.
     Replay {
-        events: Vec<(u64, Arc<ContainerEvent>)>,
+        events: Vec<(u64, Arc<Lifecycle>)>,
         head: u64,
     },
     /// The events after the id are gone (or the id is not of this run): refetch, then
@@ -83,7 +109,7 @@ struct Inner {
 }
 
 struct Ring {
-    events: VecDeque<(u64, Arc<ContainerEvent>)>,
+    events: VecDeque<(u64, Arc<Lifecycle>)>,
     /// Newest id handed out.
     last: u64,
     /// Newest id that left the ring: a cursor below it missed something.
@@ -128,6 +154,15 @@ impl Events {
 
     /// Publishes a lifecycle event; returns its id.
     pub fn publish(&self, event: ContainerEvent) -> u64 {
+        self.push(Lifecycle::Container(event))
+    }
+
+    /// Publishes a budget step change (`event: budget`); returns its id.
+    pub fn budget(&self, event: BudgetEvent) -> u64 {
+        self.push(Lifecycle::Budget(event))
+    }
+
+    fn push(&self, event: Lifecycle) -> u64 {
         let id = {
             let mut ring = self.ring();
             ring.last += 1;
@@ -396,9 +431,16 @@ mod tests {
         }
     }
 
+    fn c(e: &Lifecycle) -> &ContainerEvent {
+        match e {
+            Lifecycle::Container(c) => c,
+            Lifecycle::Budget(_) => panic!("not a container event"),
+        }
+    }
+
     fn names(s: &Since) -> Vec<String> {
         match s {
-            Since::Replay { events, .. } => events.iter().map(|(_, e)| e.name.clone()).collect(),
+            Since::Replay { events, .. } => events.iter().map(|(_, e)| c(e).name.clone()).collect(),
             Since::Reset { .. } => vec!["<reset>".into()],
         }
     }
@@ -468,6 +510,7 @@ mod tests {
                 Since::Replay { events, .. } => events
                     .iter()
                     .map(|(_, e)| {
+                        let e = c(e);
                         format!("{} {} {:?} {:?}", e.action, e.status, e.exit_code, e.actor)
                     })
                     .collect::<Vec<_>>()

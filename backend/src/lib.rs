@@ -5,6 +5,7 @@
 //! of a running daemon and reaches it only through `client::Client`.
 
 pub mod auth;
+pub mod budget;
 pub mod cgroup;
 pub mod cli;
 pub mod client;
@@ -19,6 +20,7 @@ pub mod runtime;
 pub mod store;
 pub mod teams;
 pub mod tls;
+pub mod webhook;
 
 /// The version every component reports.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -37,6 +37,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0009_packed_samples.sql"),
     include_str!("../../migrations/0010_network_team.sql"),
     include_str!("../../migrations/0011_team_limits.sql"),
+    include_str!("../../migrations/0012_team_budgets.sql"),
 ];
 
 /// [`MIGRATIONS`] with their Rust hooks: 0009 moves the raw samples of `meter_sample` into

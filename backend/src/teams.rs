@@ -12,8 +12,15 @@
 //! ones are written back. A container's own limit may exceed its team's: the kernel's hierarchy
 //! enforces the pool (on cgroup v1 the kernel refuses a CPU quota above the parent's, which is
 //! reported as a conflict).
+//!
+//! Budget overrides (issue 13, part 2, [`crate::budget`]): the steps of a team's budget ladder
+//! in force put [`Overrides`] on top of the admin's ceilings. The kernel always holds the
+//! per-field tighter of the two ([`tighter`]): a step never loosens an admin's limit, and an
+//! admin's change while a step is in force keeps the step. Only the difference between the old
+//! and new effective limits is written, so re-applying a step is idempotent.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use wire::{Limits, LimitsPatch};
@@ -68,15 +75,88 @@ fn engine_err(e: CgroupError) -> PoolError {
     }
 }
 
+/// What a team's budget steps in force put on its group, on top of the admin's ceilings.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    /// Only `cpu_weight`, `cpus` and `memory_high` are used.
+    pub limits: Limits,
+    /// Freeze the team's processes.
+    pub frozen: bool,
+}
+
 /// The team pools of one daemon (cheap to clone).
 #[derive(Clone)]
 pub struct Pools {
     cg: Arc<Cgroups>,
+    /// Budget overrides in force per team (absent: none). Its own lock, never held across a
+    /// kernel write of another team.
+    overrides: Arc<Mutex<HashMap<String, Overrides>>>,
 }
 
 impl Pools {
     pub fn new(cg: Arc<Cgroups>) -> Self {
-        Self { cg }
+        Self {
+            cg,
+            overrides: Arc::default(),
+        }
+    }
+
+    fn overrides_map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Overrides>> {
+        self.overrides.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The team's budget overrides in force.
+    pub fn overrides(&self, team: &str) -> Overrides {
+        self.overrides_map().get(team).cloned().unwrap_or_default()
+    }
+
+    /// Records overrides without writing them (daemon start, before [`Pools::restore`] writes
+    /// the effective limits: a step in force is never lifted for a moment).
+    pub fn preload_overrides(&self, team: &str, o: Overrides) {
+        self.overrides_map().insert(team.to_owned(), o);
+    }
+
+    /// Whether this host can set the `Limits` field `knob` on a team group.
+    pub fn can_set(&self, knob: &str) -> bool {
+        self.cg
+            .capabilities()
+            .knobs
+            .iter()
+            .any(|k| k.name == knob && k.available)
+    }
+
+    /// Whether this host can freeze a group.
+    pub fn can_freeze(&self) -> bool {
+        self.cg.capabilities().freeze.is_some()
+    }
+
+    /// Puts `new` overrides on the team's group: the kernel gets the tighter of the admin's
+    /// ceilings and `new`, written as the difference from what the previous overrides put
+    /// there (nothing when equal), then frozen or thawed if that changed. The caller drops the
+    /// knobs this host lacks first ([`Pools::can_set`]).
+    pub fn set_overrides(
+        &self,
+        conn: &Connection,
+        team: &str,
+        new: Overrides,
+    ) -> Result<(), PoolError> {
+        let stored = Self::stored(conn, team)?;
+        let old = self.overrides(team);
+        let g = self.group(team)?;
+        let update = diff(
+            &g,
+            &tighter(&stored, &old.limits),
+            &tighter(&stored, &new.limits),
+        )?;
+        g.apply(&update).map_err(engine_err)?;
+        let frozen_now = g.is_frozen().unwrap_or(false);
+        if new.frozen && !frozen_now {
+            g.freeze().map_err(PoolError::Cgroup)?;
+        } else if !new.frozen && (old.frozen || frozen_now) {
+            g.thaw().map_err(PoolError::Cgroup)?;
+        }
+        self.overrides_map().insert(team.to_owned(), new);
+        Ok(())
     }
 
     fn path(team: &str) -> Result<GroupPath, PoolError> {
@@ -112,15 +192,36 @@ impl Pools {
         for (team, limits) in rows {
             let restored = (|| {
                 self.create(&team)?;
-                let Some(json) = limits else { return Ok(()) };
-                let limits: Limits =
-                    serde_json::from_str(&json).map_err(|source| PoolError::Stored {
-                        team: team.clone(),
-                        source,
-                    })?;
+                let limits: Limits = match limits {
+                    None => Limits::default(),
+                    Some(json) => {
+                        serde_json::from_str(&json).map_err(|source| PoolError::Stored {
+                            team: team.clone(),
+                            source,
+                        })?
+                    }
+                };
                 let g = self.group(&team)?;
-                let update = diff(&g, &Limits::default(), &limits)?;
-                g.apply(&update).map_err(engine_err)
+                let o = self.overrides(&team);
+                let effective = tighter(&limits, &o.limits);
+                // The knobs a budget step may have left in the kernel (a crash between the
+                // write and the state's commit) are compared with the kernel's own values, so
+                // they end up exactly as the stored step says.
+                let kernel = wire_limits(g.limits());
+                let old = Limits {
+                    cpu_weight: kernel.cpu_weight,
+                    cpus: kernel.cpus,
+                    memory_high: kernel.memory_high,
+                    ..Limits::default()
+                };
+                let update = diff(&g, &old, &effective)?;
+                g.apply(&update).map_err(engine_err)?;
+                if o.frozen {
+                    g.freeze().map_err(PoolError::Cgroup)?;
+                } else if g.is_frozen() == Some(true) {
+                    g.thaw().map_err(PoolError::Cgroup)?;
+                }
+                Ok::<(), PoolError>(())
             })();
             if let Err(e) = restored {
                 tracing::error!(team, error = %e, "cannot restore the team's pool");
@@ -139,6 +240,7 @@ impl Pools {
             });
         }
         self.cg.unpin_team(team);
+        self.overrides_map().remove(team);
         match self.cg.open(&Self::path(team)?) {
             Ok(g) => g.remove().map_err(|e| {
                 self.cg.pin_team(team);
@@ -225,7 +327,10 @@ impl Pools {
         })?;
         let g = self.group(team)?;
         let before = wire_limits(g.limits());
-        let update = diff(&g, &old, &new)?;
+        // The kernel holds the effective limits: budget overrides in force stay on top.
+        let o = self.overrides(team).limits;
+        let (old_eff, new_eff) = (tighter(&old, &o), tighter(&new, &o));
+        let update = diff(&g, &old_eff, &new_eff)?;
         g.apply(&update).map_err(engine_err)?;
         let stored = tx.execute(
             "INSERT INTO team_limits (team, limits, updated_at) VALUES (?1, ?2, ?3)
@@ -234,7 +339,9 @@ impl Pools {
         );
         if let Err(e) = stored {
             // Put back what was applied: the kernel follows the store.
-            if let Err(undo) = diff(&g, &new, &old).and_then(|u| g.apply(&u).map_err(engine_err)) {
+            if let Err(undo) =
+                diff(&g, &new_eff, &old_eff).and_then(|u| g.apply(&u).map_err(engine_err))
+            {
                 tracing::error!(team, error = %undo, "cannot restore the team's limits");
             }
             return Err(e.into());
@@ -333,6 +440,23 @@ fn diff(g: &Group, old: &Limits, new: &Limits) -> Result<crate::cgroup::LimitsUp
         }
     }
     Ok(u)
+}
+
+/// The admin's ceilings with budget overrides on top: per field the tighter (lower weight,
+/// fewer cpus, lower memory.high); fields the overrides do not set are the admin's.
+pub fn tighter(admin: &Limits, o: &Limits) -> Limits {
+    fn min<T: PartialOrd + Copy>(a: Option<T>, b: Option<T>) -> Option<T> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(if b < a { b } else { a }),
+            (a, b) => a.or(b),
+        }
+    }
+    Limits {
+        cpu_weight: min(admin.cpu_weight, o.cpu_weight),
+        cpus: min(admin.cpus, o.cpus),
+        memory_high: min(admin.memory_high, o.memory_high),
+        ..admin.clone()
+    }
 }
 
 /// The limit in force for a container of a team: per field the tighter of the two (CPU lists

@@ -395,14 +395,84 @@ pub enum StepAction {
     Freeze,
 }
 
-/// One rung: at `at_percent` of the budget (1-1000), `action` lands.
+/// One rung: at `at_percent` of the budget (1-1000), `action` lands. Read through
+/// [`RawStep`]: serde cannot combine `deny_unknown_fields` with `flatten` (it refused every
+/// step), and unknown fields must still be refused.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawStep")]
 pub struct LadderStep {
     pub at_percent: u32,
     #[serde(flatten)]
     pub action: StepAction,
+}
+
+/// The flat JSON form of a [`LadderStep`]: every field any action has, unknown ones refused.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    at_percent: u32,
+    action: String,
+    #[serde(default)]
+    cpu_weight: Option<u64>,
+    #[serde(default)]
+    cpus: Option<f64>,
+    #[serde(default)]
+    memory_high: Option<u64>,
+}
+
+impl TryFrom<RawStep> for LadderStep {
+    type Error = String;
+
+    fn try_from(r: RawStep) -> Result<Self, String> {
+        let extra = |allowed: &[&str]| -> Result<(), String> {
+            for (name, set) in [
+                ("cpu_weight", r.cpu_weight.is_some()),
+                ("cpus", r.cpus.is_some()),
+                ("memory_high", r.memory_high.is_some()),
+            ] {
+                if set && !allowed.contains(&name) {
+                    return Err(format!(
+                        "field `{name}` does not go with action `{}`",
+                        r.action
+                    ));
+                }
+            }
+            Ok(())
+        };
+        let need = |name: &str| format!("action `{}` needs field `{name}`", r.action);
+        let action = match r.action.as_str() {
+            "warn" => extra(&[]).map(|()| StepAction::Warn)?,
+            "freeze" => extra(&[]).map(|()| StepAction::Freeze)?,
+            "cpu_weight" => {
+                extra(&["cpu_weight"])?;
+                StepAction::CpuWeight {
+                    cpu_weight: r.cpu_weight.ok_or_else(|| need("cpu_weight"))?,
+                }
+            }
+            "cpus" => {
+                extra(&["cpus"])?;
+                StepAction::Cpus {
+                    cpus: r.cpus.ok_or_else(|| need("cpus"))?,
+                }
+            }
+            "memory_high" => {
+                extra(&["memory_high"])?;
+                StepAction::MemoryHigh {
+                    memory_high: r.memory_high.ok_or_else(|| need("memory_high"))?,
+                }
+            }
+            other => {
+                return Err(format!(
+                    "unknown action `{other}`: warn, cpu_weight, cpus, memory_high or freeze"
+                ));
+            }
+        };
+        Ok(LadderStep {
+            at_percent: r.at_percent,
+            action,
+        })
+    }
 }
 
 /// The default ladder: 80 % warn, 100 % CPU weight 10, 110 % 0.5 cores, 125 % memory.high
@@ -534,6 +604,29 @@ pub struct TeamDetail {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ladder_steps_round_trip_and_refuse_unknown_fields() {
+        let l: Vec<LadderStep> = serde_json::from_str(
+            r#"[{"at_percent": 80, "action": "warn"}, {"at_percent": 110, "action": "cpus", "cpus": 0.5},
+                {"at_percent": 125, "action": "memory_high", "memory_high": 67108864}]"#,
+        )
+        .unwrap();
+        assert_eq!(l[1].action, StepAction::Cpus { cpus: 0.5 });
+        let json = serde_json::to_string(&default_ladder()).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Vec<LadderStep>>(&json).unwrap(),
+            default_ladder()
+        );
+        for bad in [
+            r#"{"at_percent": 80, "action": "warn", "x": 1}"#,
+            r#"{"at_percent": 80, "action": "cpus"}"#,
+            r#"{"at_percent": 80, "action": "nap"}"#,
+            r#"{"action": "warn"}"#,
+        ] {
+            assert!(serde_json::from_str::<LadderStep>(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn patch_keep_clear_set() {

@@ -176,6 +176,9 @@ pub enum AuthError {
     Invalid { field: String, message: String },
     #[error("{0}")]
     NotFound(String),
+    /// The team has no budget (404 `no_budget`).
+    #[error("{0}")]
+    NoBudget(String),
     /// A change refused because its audit row could not be written (state filesystem full).
     #[error("{0}")]
     AuditUnavailable(String),
@@ -207,6 +210,7 @@ impl AuthError {
             AuthError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             AuthError::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid_value"),
             AuthError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            AuthError::NoBudget(_) => (StatusCode::NOT_FOUND, "no_budget"),
             AuthError::AuditUnavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable")
             }

@@ -83,6 +83,10 @@ pub struct ServeArgs {
     /// Seconds between metering samples of every container and team (1 to 3600).
     #[arg(long, default_value = config::DEFAULT_SAMPLE_INTERVAL, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub sample_interval: u64,
+    /// Seconds between writes of the usage ledger, after each of which budgets are evaluated
+    /// (tests: 1).
+    #[arg(long, hide = true, default_value = "30", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub ledger_flush: u64,
     /// Days raw metering samples are kept.
     #[arg(long, default_value = "7", value_parser = clap::value_parser!(u64).range(1..=3650))]
     pub keep_raw_days: u64,
@@ -113,6 +117,7 @@ impl ServeArgs {
             cgroup_root: self.cgroup_root,
             auth: self.auth,
             sample_interval: std::time::Duration::from_secs(self.sample_interval),
+            ledger_flush: std::time::Duration::from_secs(self.ledger_flush),
             retention: crate::metering::store::Retention::days(
                 self.keep_raw_days,
                 self.keep_1m_days,

@@ -2,7 +2,7 @@
 //! ceilings (`PATCH /api/v1/teams/{name}/limits`) and its state (`GET /api/v1/teams/{name}`).
 
 use clap::Args;
-use wire::{LimitsPatch, Setting};
+use wire::{Budget, BudgetPeriod, LadderStep, LimitsPatch, Setting, StepAction, TeamBudget};
 
 use super::containers::parse_size;
 
@@ -98,6 +98,220 @@ impl TeamLimitArgs {
     }
 }
 
+/// `corral team budget NAME …`: without flags the state; `--period` sets; `--clear` removes.
+#[derive(Debug, Clone, Args, Default)]
+pub struct BudgetArgs {
+    /// The period the budget counts over (UTC; resets at its boundary): day, week or month.
+    #[arg(long, value_parser = parse_period)]
+    pub period: Option<BudgetPeriod>,
+    /// Budget in the rate card's currency.
+    #[arg(long)]
+    pub money: Option<f64>,
+    /// Budget in CPU core-hours used.
+    #[arg(long)]
+    pub cpu_hours: Option<f64>,
+    /// Budget in memory GiB-hours used.
+    #[arg(long)]
+    pub memory_gib_hours: Option<f64>,
+    /// The ladder, `PERCENT:ACTION[=VALUE]` comma-separated, e.g.
+    /// `80:warn,100:cpu-weight=10,110:cpus=0.5,125:memory-high=256M,150:freeze`; `none` for no
+    /// steps. Default: 80 warn, 100 cpu-weight 10, 110 cpus 0.5, 125 memory-high 256M.
+    #[arg(long, value_parser = parse_ladder_arg)]
+    pub ladder: Option<LadderArg>,
+    /// URL that gets a POST of each step change as JSON.
+    #[arg(long)]
+    pub webhook: Option<String>,
+    /// Remove the budget (every step in force is lifted).
+    #[arg(long, conflicts_with_all = ["period", "money", "cpu_hours", "memory_gib_hours", "ladder", "webhook"])]
+    pub clear: bool,
+    /// Print the raw state as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_period(s: &str) -> Result<BudgetPeriod, String> {
+    match s {
+        "day" => Ok(BudgetPeriod::Day),
+        "week" => Ok(BudgetPeriod::Week),
+        "month" => Ok(BudgetPeriod::Month),
+        _ => Err(format!("{s:?} is not a period: day, week or month")),
+    }
+}
+
+/// A parsed `--ladder` (a newtype: clap reads a bare `Vec` as repeated values).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LadderArg(pub Vec<LadderStep>);
+
+fn parse_ladder_arg(s: &str) -> Result<LadderArg, String> {
+    parse_ladder(s).map(LadderArg)
+}
+
+/// Parses a ladder spec (see [`BudgetArgs::ladder`]); the daemon validates the values.
+pub fn parse_ladder(s: &str) -> Result<Vec<LadderStep>, String> {
+    if s.trim().is_empty() || s == "none" {
+        return Ok(Vec::new());
+    }
+    s.split(',').map(|part| parse_step(part.trim())).collect()
+}
+
+fn parse_step(part: &str) -> Result<LadderStep, String> {
+    let (pct, action) = part
+        .split_once(':')
+        .ok_or_else(|| format!("{part:?} is not PERCENT:ACTION[=VALUE], e.g. 110:cpus=0.5"))?;
+    let at_percent = pct
+        .trim_end_matches('%')
+        .parse::<u32>()
+        .map_err(|_| format!("{pct:?} is not a whole percent"))?;
+    let (name, value) = match action.split_once('=') {
+        Some((n, v)) => (n, Some(v)),
+        None => (action, None),
+    };
+    let need = |what: &str| {
+        value.ok_or_else(|| format!("{name} needs a value: {at_percent}:{name}={what}"))
+    };
+    let action = match name {
+        "warn" => StepAction::Warn,
+        "freeze" => StepAction::Freeze,
+        "cpu-weight" => StepAction::CpuWeight {
+            cpu_weight: need("10")?.parse().map_err(|_| {
+                format!("cpu-weight {:?} is not a whole number", value.unwrap_or(""))
+            })?,
+        },
+        "cpus" => StepAction::Cpus {
+            cpus: need("0.5")?
+                .parse()
+                .map_err(|_| format!("cpus {:?} is not a number", value.unwrap_or("")))?,
+        },
+        "memory-high" => StepAction::MemoryHigh {
+            memory_high: parse_size(need("256M")?)?,
+        },
+        other => {
+            return Err(format!(
+                "{other:?} is not a step: warn, cpu-weight=N, cpus=N, memory-high=SIZE or freeze"
+            ));
+        }
+    };
+    Ok(LadderStep { at_percent, action })
+}
+
+impl BudgetArgs {
+    /// The budget to set, or `None` when no flag asks for a change (show the state).
+    pub fn to_budget(&self) -> anyhow::Result<Option<Budget>> {
+        let any = self.money.is_some()
+            || self.cpu_hours.is_some()
+            || self.memory_gib_hours.is_some()
+            || self.ladder.is_some()
+            || self.webhook.is_some();
+        let Some(period) = self.period else {
+            if any {
+                anyhow::bail!("setting a budget needs --period day|week|month");
+            }
+            return Ok(None);
+        };
+        Ok(Some(Budget {
+            period,
+            money: self.money,
+            cpu_core_hours: self.cpu_hours,
+            memory_gib_hours: self.memory_gib_hours,
+            ladder: self.ladder.clone().map(|l| l.0),
+            webhook: self.webhook.clone(),
+        }))
+    }
+}
+
+/// A step in words, e.g. `110 %: cpus 0.5`.
+fn step_text(s: &LadderStep) -> String {
+    let a = match &s.action {
+        StepAction::Warn => "warn".to_owned(),
+        StepAction::CpuWeight { cpu_weight } => format!("cpu-weight {cpu_weight}"),
+        StepAction::Cpus { cpus } => format!("cpus {cpus}"),
+        StepAction::MemoryHigh { memory_high } => {
+            format!("memory-high {}", size_text(*memory_high))
+        }
+        StepAction::Freeze => "freeze".to_owned(),
+    };
+    format!("{} %: {a}", s.at_percent)
+}
+
+fn size_text(b: u64) -> String {
+    match b {
+        b if b >= 1 << 30 && b % (1 << 30) == 0 => format!("{}G", b >> 30),
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{}M", b >> 20),
+        b => format!("{b}"),
+    }
+}
+
+/// `corral team budget NAME`: the state for people.
+pub fn budget_text(team: &str, b: &TeamBudget) -> String {
+    let period = match b.budget.period {
+        BudgetPeriod::Day => "day",
+        BudgetPeriod::Week => "week",
+        BudgetPeriod::Month => "month",
+    };
+    let mut out = format!("team {team}: budget per {period} (UTC)\n");
+    let mut line = |what: &str, used: String, of: Option<f64>, unit: &str| {
+        if let Some(of) = of {
+            out.push_str(&format!("  {what:<16} {used} of {of} {unit}\n"));
+        }
+    };
+    line(
+        "money",
+        format!("{:.2}", b.used_money),
+        b.budget.money,
+        &b.currency,
+    );
+    line(
+        "cpu",
+        format!("{:.4}", b.used_cpu_core_hours),
+        b.budget.cpu_core_hours,
+        "core-hours",
+    );
+    line(
+        "memory",
+        format!("{:.4}", b.used_memory_gib_hours),
+        b.budget.memory_gib_hours,
+        "GiB-hours",
+    );
+    out.push_str(&format!("  {:<16} {:.1} %\n", "used", b.percent));
+    let step = match b.step.and_then(|i| b.ladder.get(i).map(|s| (i, s))) {
+        Some((i, s)) => format!("step {i} ({})", step_text(s)),
+        None => "none".to_owned(),
+    };
+    out.push_str(&format!("  {:<16} {step}\n", "in force"));
+    let mut enforced = Vec::new();
+    if let Some(w) = b.enforced.cpu_weight {
+        enforced.push(format!("cpu-weight {w}"));
+    }
+    if let Some(c) = b.enforced.cpus {
+        enforced.push(format!("cpus {c}"));
+    }
+    if let Some(m) = b.enforced.memory_high {
+        enforced.push(format!("memory-high {}", size_text(m)));
+    }
+    if b.frozen {
+        enforced.push("frozen".into());
+    }
+    if !enforced.is_empty() {
+        out.push_str(&format!("  {:<16} {}\n", "enforced", enforced.join(", ")));
+    }
+    out.push_str(&format!("  {:<16} {}\n", "period start", b.period_start));
+    out.push_str(&format!("  {:<16} {}\n", "next reset", b.next_reset));
+    let ladder: Vec<String> = b.ladder.iter().map(step_text).collect();
+    out.push_str(&format!(
+        "  {:<16} {}\n",
+        "ladder",
+        if ladder.is_empty() {
+            "none".to_owned()
+        } else {
+            ladder.join(", ")
+        }
+    ));
+    if let Some(w) = &b.budget.webhook {
+        out.push_str(&format!("  {:<16} {w}\n", "webhook"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,5 +332,26 @@ mod tests {
         );
         assert!(cpus_or_max("lots").is_err());
         assert_eq!(size_or_max("1G").unwrap(), Setting::Set(1 << 30));
+    }
+
+    #[test]
+    fn ladder_spec() {
+        let l =
+            parse_ladder("80:warn,100:cpu-weight=10,110:cpus=0.5,125:memory-high=256M,150:freeze")
+                .unwrap();
+        assert_eq!(l.len(), 5);
+        assert_eq!(l[1].action, StepAction::CpuWeight { cpu_weight: 10 });
+        assert_eq!(l[2].action, StepAction::Cpus { cpus: 0.5 });
+        assert_eq!(
+            l[3].action,
+            StepAction::MemoryHigh {
+                memory_high: 256 << 20
+            }
+        );
+        assert_eq!(l[4].at_percent, 150);
+        assert!(parse_ladder("none").unwrap().is_empty());
+        for bad in ["80", "x:warn", "80:cpus", "80:nap", "80:cpus=lots"] {
+            assert!(parse_ladder(bad).is_err(), "{bad}");
+        }
     }
 }

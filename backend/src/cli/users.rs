@@ -50,6 +50,13 @@ pub enum TeamCmd {
     },
     /// The team as JSON: limits as the kernel enforces them, usage now, budget.
     Inspect { name: String },
+    /// The team's budget: without flags its state (used, percent, step in force, next reset);
+    /// with `--period` (and amounts) sets it (admins); `--clear` removes it.
+    Budget {
+        name: String,
+        #[command(flatten)]
+        budget: super::teams::BudgetArgs,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -258,6 +265,26 @@ pub async fn team(client: &Client, cmd: &TeamCmd) -> anyhow::Result<()> {
         TeamCmd::Inspect { name } => {
             let t: serde_json::Value = client.get(&format!("/api/v1/teams/{}", seg(&name))).await?;
             println!("{}", serde_json::to_string_pretty(&t)?);
+        }
+        TeamCmd::Budget { name, budget } => {
+            let path = format!("/api/v1/teams/{}/budget", seg(&name));
+            let state: Option<wire::TeamBudget> = if budget.clear {
+                let _: Option<serde_json::Value> =
+                    send(client, Method::DELETE, &path, None::<&()>).await?;
+                println!("budget of team {name} cleared; every step lifted");
+                None
+            } else if let Some(req) = budget.to_budget()? {
+                send(client, Method::PUT, &path, Some(&req)).await?
+            } else {
+                Some(client.get(&path).await?)
+            };
+            if let Some(b) = state {
+                if budget.json {
+                    println!("{}", serde_json::to_string_pretty(&b)?);
+                } else {
+                    print!("{}", super::teams::budget_text(&name, &b));
+                }
+            }
         }
     }
     Ok(())

@@ -22,7 +22,7 @@ use axum::{
 };
 use tokio::sync::watch;
 use utoipa_axum::{router::OpenApiRouter, routes};
-use wire::events::{ContainerEvent, Event};
+use wire::events::Event;
 
 use super::AppState;
 use crate::{
@@ -154,9 +154,8 @@ impl Stream {
                 let scope = self.actor.team_scope();
                 for (id, e) in events {
                     self.cursor = id;
-                    if scope.contains(&e.team) {
-                        let ev = Event::Container(ContainerEvent::clone(&e));
-                        self.queue.push_back(message(id, &ev));
+                    if scope.contains(e.team()) {
+                        self.queue.push_back(message(id, &e.to_wire()));
                     }
                 }
                 self.cursor = self.cursor.max(head);

@@ -7,6 +7,7 @@ mod assets;
 mod audit;
 mod auth;
 mod billing;
+mod budgets;
 mod containers;
 mod error;
 mod events;
@@ -57,10 +58,19 @@ struct Inner {
     network: crate::network::Network,
     events: crate::events::Events,
     pools: crate::teams::Pools,
+    governor: crate::budget::Governor,
 }
 
 impl AppState {
     pub fn new(config: Config, store: Store, cgroups: Arc<Cgroups>) -> Self {
+        let pools = crate::teams::Pools::new(cgroups.clone());
+        let events = crate::events::Events::new();
+        let governor = crate::budget::Governor::new(
+            store.clone(),
+            pools.clone(),
+            events.clone(),
+            &config.state_dir,
+        );
         Self {
             inner: Arc::new(Inner {
                 auth: Auth::new(config.auth.clone()),
@@ -69,9 +79,10 @@ impl AppState {
                 store,
                 containers: None,
                 metering: None,
-                pools: crate::teams::Pools::new(cgroups.clone()),
+                governor,
+                pools,
                 cgroups,
-                events: crate::events::Events::new(),
+                events,
             }),
         }
     }
@@ -119,6 +130,11 @@ impl AppState {
         &self.inner.pools
     }
 
+    /// The budget governor (team budgets and their ladders).
+    pub fn governor(&self) -> &crate::budget::Governor {
+        &self.inner.governor
+    }
+
     pub fn cgroups(&self) -> &Arc<Cgroups> {
         &self.inner.cgroups
     }
@@ -149,6 +165,7 @@ pub fn app(state: AppState) -> Router {
     let (documented, paths) = utoipa_axum::router::OpenApiRouter::new()
         .merge(auth::router())
         .merge(users::router())
+        .merge(budgets::router())
         .merge(tokens::router())
         .merge(audit::router())
         .merge(containers::router())

@@ -371,6 +371,12 @@ async fn teams_get(
         Ok((containers, limits, usage))
     })
     .await?;
+    let g = state.governor().clone();
+    let n = name.clone();
+    let budget = db::run(state.store(), move |c| {
+        g.get(c, &n).map_err(super::budgets::budget_err)
+    })
+    .await?;
     if let Some(m) = state.metering() {
         usage.cpu_cores = m
             .live()
@@ -385,7 +391,7 @@ async fn teams_get(
         containers,
         limits,
         usage,
-        budget: None,
+        budget,
     }))
 }
 

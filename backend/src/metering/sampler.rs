@@ -137,6 +137,8 @@ struct Shared {
     cgroups: std::sync::OnceLock<Arc<Cgroups>>,
     /// Told of each container reading whose OOM-kill count grew (the event hub's `oom`).
     on_oom: std::sync::OnceLock<OomSink>,
+    /// Told after each ledger flush was written (the budget governor's wake-up).
+    on_flush: std::sync::OnceLock<FlushSink>,
     config: MeteringConfig,
     boot_id: String,
     host_cpus: u64,
@@ -152,6 +154,10 @@ struct Shared {
 /// runs (`false` at the final reading, taken once it exited). On the sampler thread, with the
 /// registry locked: it must not call back into [`Metering`].
 pub type OomSink = Box<dyn Fn(&LedgerOwner, bool) + Send + Sync>;
+
+/// Called after each ledger flush reached the database. On the sampler thread, with the
+/// registry locked: it must only signal (never block, never call back into [`Metering`]).
+pub type FlushSink = Box<dyn Fn() + Send + Sync>;
 
 /// The metering handle: registry, live view, sampler control. Cheap to clone.
 #[derive(Clone)]
@@ -194,6 +200,7 @@ impl Metering {
                 store,
                 cgroups: std::sync::OnceLock::new(),
                 on_oom: std::sync::OnceLock::new(),
+                on_flush: std::sync::OnceLock::new(),
                 config,
                 boot_id: boot_id(),
                 host_cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
@@ -222,6 +229,11 @@ impl Metering {
     /// Sets who is told of OOM kills (once; later calls are ignored).
     pub fn on_oom(&self, sink: OomSink) {
         let _ = self.shared.on_oom.set(sink);
+    }
+
+    /// Sets who is told when a ledger flush was written (once; later calls are ignored).
+    pub fn on_flush(&self, sink: FlushSink) {
+        let _ = self.shared.on_flush.set(sink);
     }
 
     /// Gives metering the cgroup engine: from then on, registering a container also meters its
@@ -701,6 +713,9 @@ impl Metering {
         }
         match store::commit(&mut self.shared.store.lock(), &all) {
             Ok(()) => {
+                if flush && let Some(sink) = self.shared.on_flush.get() {
+                    sink();
+                }
                 if all.dropped_samples > 0 {
                     tracing::warn!(
                         dropped = all.dropped_samples,

@@ -148,6 +148,7 @@ async fn metrics_of_metered_groups_pass_promtool_and_the_openmetrics_parser() {
         state_dir: dir.path().to_owned(),
         cgroup_root: t.0.subtree().to_owned(),
         sample_interval: Duration::from_secs(5),
+        ledger_flush: Duration::from_secs(30),
         retention: Default::default(),
         auth: Default::default(),
         network: Default::default(),

@@ -1,6 +1,7 @@
 mod assets;
 mod auth;
 mod billing;
+mod budget;
 mod containers;
 mod containers_auth;
 mod events;

@@ -68,11 +68,6 @@ async fn team_page_shows_and_changes_the_pooled_ceilings() {
     b.close().await;
 }
 
-/// After the merge with the budget engine (`PUT /api/v1/teams/{name}/budget` exists), set this
-/// to `true`: a 404 from the budget API then fails the test instead of being accepted.
-/// BUDGET_MERGE
-const REQUIRE_BUDGET_API: bool = false;
-
 /// Runs a JS statement block in the page (through `wait_js`, which evaluates an expression).
 async fn js(b: &Browser, body: &str) {
     b.wait_js(&format!("(() => {{ {body}; return true; }})()"), 10, |v| {
@@ -94,7 +89,7 @@ async fn ladder_rows(b: &Browser, n: u64) {
 /// its ceiling as a limit line, shows its budget (none yet), links its statements, and gives
 /// admins the budget form with the ladder editor (client-side errors beside the row; the
 /// server's answer beside its field). Screenshots `team-overview`, `team-budget-panel` and
-/// `team-budget-form` (and `team-budget-saved` once the budget API exists).
+/// `team-budget-form` and `team-budget-saved`.
 #[tokio::test]
 async fn team_page_draws_history_and_edits_the_budget() {
     let daemon = Daemon::start_with(&["--sample-interval", "1"]);
@@ -254,25 +249,19 @@ async fn team_page_draws_history_and_edits_the_budget() {
         )
         .await;
     let outcome = outcome.as_str().unwrap_or_default().to_owned();
-    let api = daemon.http("GET", "/api/v1/teams/pool-hist/budget", &headers, None);
-    if api.status == 404 && !REQUIRE_BUDGET_API {
-        // BUDGET_MERGE: this branch has no budget API; the form shows the 404 as its error.
-        assert!(outcome.contains("404"), "{outcome}");
-    } else {
-        assert!(outcome.contains("saved"), "{outcome}");
-        let t = daemon
-            .http("GET", "/api/v1/teams/pool-hist", &headers, None)
-            .json();
-        let budget = &t["budget"]["budget"];
-        assert_eq!(budget["period"], "week", "{t}");
-        assert_eq!(budget["cpu_core_hours"], 0.01, "{t}");
-        assert_eq!(budget["memory_gib_hours"], 2.0, "{t}");
-        assert_eq!(budget["webhook"], "http://127.0.0.1:9/budget", "{t}");
-        assert_eq!(budget["ladder"].as_array().map(Vec::len), Some(4), "{t}");
-        b.wait_for("[data-testid=team-budget] [data-testid=budget-percent]")
-            .await;
-        let shot = b.screenshot("team-budget-saved").await;
-        println!("screenshot: {}", shot.display());
-    }
+    assert!(outcome.contains("saved"), "{outcome}");
+    let t = daemon
+        .http("GET", "/api/v1/teams/pool-hist", &headers, None)
+        .json();
+    let budget = &t["budget"]["budget"];
+    assert_eq!(budget["period"], "week", "{t}");
+    assert_eq!(budget["cpu_core_hours"], 0.01, "{t}");
+    assert_eq!(budget["memory_gib_hours"], 2.0, "{t}");
+    assert_eq!(budget["webhook"], "http://127.0.0.1:9/budget", "{t}");
+    assert_eq!(budget["ladder"].as_array().map(Vec::len), Some(4), "{t}");
+    b.wait_for("[data-testid=team-budget] [data-testid=budget-percent]")
+        .await;
+    let shot = b.screenshot("team-budget-saved").await;
+    println!("screenshot: {}", shot.display());
     b.close().await;
 }

@@ -21,5 +21,6 @@ mod network_container;
 mod network_firewall;
 mod network_ports;
 mod oom;
+mod team_budget;
 mod team_pool;
 mod vm_smoke;

@@ -263,17 +263,7 @@ pub fn BudgetForm(name: String, on_saved: Callback<()>) -> impl IntoView {
         }
         Some(Err(e)) => {
             saved.set(None);
-            let mut errs = field_errors(&e);
-            if e.status == 404 && e.field().is_none() {
-                errs = vec![(
-                    String::new(),
-                    format!(
-                        "the daemon has no budget API yet (404): {}",
-                        e.error.message
-                    ),
-                )];
-            }
-            errors.set(errs);
+            errors.set(field_errors(&e));
         }
         None => {}
     };

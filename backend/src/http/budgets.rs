@@ -1,0 +1,184 @@
+//! Team budgets (`crate::budget`): `GET/PUT/DELETE /api/v1/teams/{name}/budget` and the
+//! budget's timeline `GET /api/v1/teams/{name}/budget/steps`. Reading: admins and the team's
+//! members; changing: admins only (denied attempts are audited).
+
+use axum::{Json, extract::State, http::StatusCode};
+use serde::Deserialize;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::AppState;
+use crate::{
+    auth::{
+        Actor, ApiJson, ApiPath, ApiQuery, AuthError,
+        audit::{self, Outcome},
+        db,
+    },
+    budget::{BudgetError, Governor},
+};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(budget_get, budget_put, budget_delete))
+        .routes(routes!(budget_steps))
+}
+
+/// Budget errors as the answer the client sees.
+pub(crate) fn budget_err(e: BudgetError) -> AuthError {
+    match e {
+        BudgetError::Invalid { field, message } => AuthError::Invalid { field, message },
+        BudgetError::NoBudget(team) => AuthError::NoBudget(format!("team {team:?} has no budget")),
+        BudgetError::Sql(e) => AuthError::Sql(e),
+        BudgetError::Pool(crate::teams::PoolError::Refused(m)) => AuthError::Conflict(m),
+        other => {
+            let mut m = other.to_string();
+            let mut src = std::error::Error::source(&other);
+            while let Some(s) = src {
+                m.push_str(&format!(": {s}"));
+                src = s.source();
+            }
+            AuthError::Internal(m)
+        }
+    }
+}
+
+/// The team for `actor` to read: 403 when it is not theirs, 404 when it does not exist.
+async fn visible(state: &AppState, actor: &Actor, name: &str) -> Result<(), AuthError> {
+    actor.can_see_team(name)?;
+    let n = name.to_owned();
+    db::run(state.store(), move |c| db::team(c, &n))
+        .await?
+        .map(drop)
+        .ok_or_else(|| AuthError::NotFound(format!("no such team {name:?}")))
+}
+
+/// Refuses (and audits) a change of a team's budget by anyone but an admin.
+async fn require_admin(state: &AppState, actor: &Actor, name: &str) -> Result<(), AuthError> {
+    if let Err(e) = actor.require_admin() {
+        audit::record(
+            state.store(),
+            audit::Event::new(actor, "team.budget")
+                .target(format!("team:{name}"))
+                .result(Outcome::Denied),
+        )
+        .await;
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// The team's budget and where it stands: used so far in the period, percent, step in force,
+/// what it enforces, next reset (admins and the team's members).
+#[utoipa::path(get, path = "/teams/{name}/budget", tag = "teams",
+    params(("name" = String, Path, description = "Team name")),
+    responses(
+        (status = 200, description = "The budget and its state", body = wire::TeamBudget),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "Not a member", body = wire::ApiError),
+        (status = 404, description = "No such team, or no budget (code no_budget)", body = wire::ApiError),
+    ))]
+async fn budget_get(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<wire::TeamBudget>, AuthError> {
+    visible(&state, &actor, &name).await?;
+    let g = state.governor().clone();
+    let b = db::run(state.store(), move |c| {
+        g.get(c, &name)
+            .map_err(budget_err)?
+            .ok_or_else(|| budget_err(BudgetError::NoBudget(name)))
+    })
+    .await?;
+    Ok(Json(b))
+}
+
+/// Set the team's budget (admin): period, amounts, ladder, webhook. Evaluated at once: steps
+/// the usage already reached land (or are lifted) before the answer.
+#[utoipa::path(put, path = "/teams/{name}/budget", tag = "teams",
+    params(("name" = String, Path, description = "Team name")),
+    request_body = wire::Budget,
+    responses(
+        (status = 200, description = "The budget and its state", body = wire::TeamBudget),
+        (status = 400, description = "Invalid field (named); nothing changed", body = wire::ApiError),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "Not an admin, foreign Host/Origin, missing CSRF header", body = wire::ApiError),
+        (status = 404, description = "No such team", body = wire::ApiError),
+        (status = 409, description = "The kernel refused a step's limit", body = wire::ApiError),
+    ))]
+async fn budget_put(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(budget): ApiJson<wire::Budget>,
+) -> Result<Json<wire::TeamBudget>, AuthError> {
+    require_admin(&state, &actor, &name).await?;
+    visible(&state, &actor, &name).await?;
+    let g = state.governor().clone();
+    let b = db::run(state.store(), move |c| {
+        g.put(c, &name, &budget, &actor).map_err(budget_err)
+    })
+    .await?;
+    Ok(Json(b))
+}
+
+/// Remove the team's budget (admin); every step in force is lifted.
+#[utoipa::path(delete, path = "/teams/{name}/budget", tag = "teams",
+    params(("name" = String, Path, description = "Team name")),
+    responses(
+        (status = 204, description = "Removed; steps lifted"),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "Not an admin, foreign Host/Origin, missing CSRF header", body = wire::ApiError),
+        (status = 404, description = "No such team, or no budget (code no_budget)", body = wire::ApiError),
+    ))]
+async fn budget_delete(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiPath(name): ApiPath<String>,
+) -> Result<StatusCode, AuthError> {
+    require_admin(&state, &actor, &name).await?;
+    visible(&state, &actor, &name).await?;
+    let g = state.governor().clone();
+    db::run(state.store(), move |c| {
+        g.clear(c, &name, &actor).map_err(budget_err)
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct StepsQuery {
+    /// The newest N step changes (1-1000, default 100), returned oldest first.
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+}
+
+/// The team's budget timeline: every step change (warn, escalated, lifted) with why, oldest
+/// first (admins and the team's members).
+#[utoipa::path(get, path = "/teams/{name}/budget/steps", tag = "teams",
+    params(("name" = String, Path, description = "Team name"), StepsQuery),
+    responses(
+        (status = 200, description = "Step changes, oldest first", body = Vec<wire::BudgetEvent>),
+        (status = 400, description = "Invalid limit", body = wire::ApiError),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "Not a member", body = wire::ApiError),
+        (status = 404, description = "No such team", body = wire::ApiError),
+    ))]
+async fn budget_steps(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(q): ApiQuery<StepsQuery>,
+) -> Result<Json<Vec<wire::BudgetEvent>>, AuthError> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(AuthError::invalid("limit", "limit must be 1 to 1000"));
+    }
+    visible(&state, &actor, &name).await?;
+    let steps = db::run(state.store(), move |c| {
+        Governor::steps(c, &name, limit as usize).map_err(budget_err)
+    })
+    .await?;
+    Ok(Json(steps))
+}
