@@ -304,6 +304,17 @@ pub struct StopContainer {
     pub timeout: Option<u64>,
 }
 
+/// `POST /api/v1/containers/{name}/undo`: which limit change to take back.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UndoLimits {
+    /// The id of a `container.update` or `container.undo` row of the container's timeline
+    /// (`GET /api/v1/containers/{name}/events`); absent: the latest limit change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<i64>,
+}
+
 /// `POST /api/v1/containers/{name}/kill`.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

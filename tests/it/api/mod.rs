@@ -1,6 +1,7 @@
 mod assets;
 mod auth;
 mod billing;
+mod container_limits;
 mod containers;
 mod containers_auth;
 mod events;
