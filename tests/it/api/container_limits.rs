@@ -360,6 +360,48 @@ async fn cli_update_takes_max_and_undo() {
     let l: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(l["cpus"], 0.5, "{out}");
     assert_eq!(l["memory_max"], 256 << 20, "{out}");
+    // Docker's device flags: one key of one device, by /dev path; DEVICE:max removes it.
+    if std::path::Path::new("/dev/vda").exists() {
+        let out = corral(
+            &d,
+            &[
+                "update",
+                &name,
+                "--device-read-bps",
+                "/dev/vda:10M",
+                "--device-write-iops",
+                "254:0:100",
+            ],
+        );
+        let l: Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(
+            l["io_max"],
+            json!(["254:0 rbps=10485760 wiops=100"]),
+            "{out}"
+        );
+        let (f, v) = kernel(
+            &d,
+            "default",
+            &name,
+            &["io.max", "blkio.throttle.read_bps_device"],
+        )
+        .unwrap();
+        assert!(v.contains("254:0") && v.contains("10485760"), "{f}: {v}");
+        let out = corral(&d, &["update", &name, "--device-read-bps", "/dev/vda:max"]);
+        let l: Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(l["io_max"], json!(["254:0 wiops=100"]), "{out}");
+        let (f, v) = kernel(
+            &d,
+            "default",
+            &name,
+            &["io.max", "blkio.throttle.read_bps_device"],
+        )
+        .unwrap();
+        assert!(!v.contains("10485760"), "{f}: {v}");
+        let out = corral(&d, &["update", &name, "--device-write-iops", "max"]);
+        let l: Value = serde_json::from_str(out.trim()).unwrap();
+        assert!(l.get("io_max").is_none(), "{out}");
+    }
     // `run`/create refuses max; an update without a knob says so.
     let out = std::process::Command::new(tests::corral_bin())
         .arg("--host")
