@@ -53,8 +53,9 @@ mod whole {
     }
 }
 
-/// Resource limits of a container. Every field is optional: absent means "unlimited" on create
-/// and "unchanged" on update.
+/// Resource limits of a container. Every field is optional: absent means "no limit" (the
+/// kernel's default). A re-limit (`PATCH /api/v1/containers/{name}/limits`) takes a
+/// [`crate::LimitsPatch`] with the same fields, where absent keeps and `null`/`"max"` removes.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

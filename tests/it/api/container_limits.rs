@@ -311,6 +311,22 @@ async fn undo_restores_the_limits_before_a_change() {
     let r = call(&d, &admin, "POST", &undo, Some(json!({"event": 1})));
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(r.json()["field"], "event");
+
+    // The OpenAPI document says how to clear, and has the undo route.
+    let doc = ok(
+        &call(&d, &admin, "GET", "/api/v1/openapi.json", None),
+        "doc",
+    );
+    let body = &doc["paths"]["/api/v1/containers/{name}/limits"]["patch"]["requestBody"];
+    assert!(
+        body["description"].as_str().unwrap().contains("max"),
+        "{body}"
+    );
+    assert!(
+        body.to_string().contains("LimitsPatch"),
+        "the body is a LimitsPatch: {body}"
+    );
+    assert!(doc["paths"]["/api/v1/containers/{name}/undo"]["post"].is_object());
 }
 
 /// `corral` over the daemon's unix socket; its stdout, or a panic with its stderr.
