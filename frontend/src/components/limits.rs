@@ -10,7 +10,12 @@
 use leptos::prelude::*;
 use serde_json::{Map, Value};
 
-use crate::{components::ui::Field, format, types::Limits};
+use crate::{
+    api,
+    components::{poll::poll, ui::Field},
+    format,
+    types::Limits,
+};
 
 /// How a knob's text is read.
 #[derive(Clone, Copy, PartialEq)]
@@ -308,11 +313,34 @@ pub fn LimitInputs(
     errors: RwSignal<Vec<(String, String)>>,
     #[prop(optional)] more: bool,
 ) -> impl IntoView {
+    // Knobs this host cannot set say so (the form stays whole: the server refuses them with
+    // the reason, and the stored value of another host's container is still shown).
+    let host = poll(0, || api::get::<wire::HostInfo>("/api/v1/host"));
+    let missing = move |field: &str| -> Option<String> {
+        // The engine names CPU bandwidth `cpu_max`.
+        let name = if field == "cpus" { "cpu_max" } else { field };
+        host.data.with(|h| {
+            h.as_ref()?
+                .knobs
+                .iter()
+                .find(|k| k.name == name && !k.available)
+                .map(|k| k.note.clone().unwrap_or_else(|| "not on this host".into()))
+        })
+    };
     let field = move |i: usize| {
-        let k = &KNOBS[i];
-        view! {
-            <Field label=k.label name=format!("limits.{}", k.field) value=f.values[i] errors=errors
-                placeholder=k.placeholder hint=k.hint />
+        move || {
+            let k = &KNOBS[i];
+            let (placeholder, hint) = match missing(k.field) {
+                Some(note) => (
+                    "not on this host".to_owned(),
+                    format!("Unavailable: {note}"),
+                ),
+                None => (k.placeholder.to_owned(), k.hint.to_owned()),
+            };
+            view! {
+                <Field label=k.label name=format!("limits.{}", k.field) value=f.values[i] errors=errors
+                    placeholder=placeholder hint=hint />
+            }
         }
     };
     let group = move |g: &'static str, pick: fn(&Knob) -> bool| {

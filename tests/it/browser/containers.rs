@@ -179,6 +179,20 @@ async fn container_lifecycle_charts_and_bill() {
     // Re-limit: the form holds the stored limits (every knob, grouped) and sends only what
     // changed: the kernel's defaults (every CPU, weight 100) must not become pinned limits.
     let form = b.wait_for("[data-testid=relimit]").await;
+    // A knob this host cannot set says so beside its field.
+    let high = b
+        .client
+        .execute_async(
+            "const [done] = arguments; fetch('/api/v1/host').then(r => r.json())\
+             .then(h => done(h.knobs.find(k => k.name === 'memory_high').available))",
+            vec![],
+        )
+        .await
+        .expect("read host knobs");
+    if high == false {
+        b.wait_text("[data-testid=relimit] [data-group=Memory]", "Unavailable")
+            .await;
+    }
     b.wait_for("[data-testid=relimit] [data-group=IO]").await;
     // The whole form, however tall: a window tall enough, and a screenshot of the element.
     let (w, h) = b.client.get_window_size().await.expect("window size");
