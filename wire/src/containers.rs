@@ -53,8 +53,9 @@ mod whole {
     }
 }
 
-/// Resource limits of a container. Every field is optional: absent means "unlimited" on create
-/// and "unchanged" on update.
+/// Resource limits of a container. Every field is optional: absent means "no limit" (the
+/// kernel's default). A re-limit (`PATCH /api/v1/containers/{name}/limits`) takes a
+/// [`crate::LimitsPatch`] with the same fields, where absent keeps and `null`/`"max"` removes.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -302,6 +303,17 @@ pub struct StopContainer {
         skip_serializing_if = "Option::is_none"
     )]
     pub timeout: Option<u64>,
+}
+
+/// `POST /api/v1/containers/{name}/undo`: which limit change to take back.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UndoLimits {
+    /// The id of a `container.update` or `container.undo` row of the container's timeline
+    /// (`GET /api/v1/containers/{name}/events`); absent: the latest limit change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<i64>,
 }
 
 /// `POST /api/v1/containers/{name}/kill`.

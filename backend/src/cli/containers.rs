@@ -7,6 +7,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use hyper::Method;
 
+use super::limits::LimitArgs;
 use crate::client::Client;
 
 #[derive(Debug, Subcommand)]
@@ -72,11 +73,19 @@ pub enum ContainerCommand {
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
-    /// Change limits of a container live; unnamed limits stay as they are.
+    /// Change limits of a container live; unnamed limits stay as they are, `max` removes one.
+    /// --undo puts back the limits before the latest change (or the change --to ID names).
     Update {
         name: String,
         #[command(flatten)]
-        limits: LimitArgs,
+        limits: Box<LimitArgs>,
+        /// Undo a limit change: restore the limits before it (itself recorded as a change).
+        #[arg(long)]
+        undo: bool,
+        /// With --undo: the change to undo, an id from the container's events (default: the
+        /// latest limit change).
+        #[arg(long, value_name = "ID", requires = "undo")]
+        to: Option<i64>,
     },
     /// Manage images.
     #[command(subcommand)]
@@ -97,42 +106,6 @@ pub enum ImageCommand {
     Ls,
     /// Remove an image.
     Rm { image: String },
-}
-
-#[derive(Debug, Args, Default)]
-pub struct LimitArgs {
-    /// CPUs, e.g. 0.5.
-    #[arg(long)]
-    pub cpus: Option<f64>,
-    /// CPU list, e.g. 0-1,3.
-    #[arg(long)]
-    pub cpuset: Option<String>,
-    /// Relative CPU weight 1..10000.
-    #[arg(long)]
-    pub cpu_weight: Option<u64>,
-    /// Hard memory limit, e.g. 256M, 1.5G.
-    #[arg(short, long, value_parser = parse_size)]
-    pub memory: Option<u64>,
-    /// Memory throttling threshold.
-    #[arg(long, value_parser = parse_size)]
-    pub memory_high: Option<u64>,
-    /// Most processes.
-    #[arg(long)]
-    pub pids: Option<u64>,
-}
-
-impl LimitArgs {
-    fn to_wire(&self) -> wire::Limits {
-        wire::Limits {
-            cpus: self.cpus,
-            cpuset_cpus: self.cpuset.clone(),
-            cpu_weight: self.cpu_weight,
-            memory_max: self.memory,
-            memory_high: self.memory_high,
-            pids_max: self.pids,
-            ..wire::Limits::default()
-        }
-    }
 }
 
 #[derive(Debug, Args)]
@@ -212,6 +185,53 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         return Err(format!("{s:?} is not a size like 256M"));
     }
     Ok((v * mult as f64) as u64)
+}
+
+/// `corral update NAME --knob …`: one PATCH of the changed knobs (the container is read first
+/// only when a flag is relative to its limits).
+async fn update_limits(
+    client: &Client,
+    name: &str,
+    limits: &LimitArgs,
+) -> anyhow::Result<wire::Container> {
+    let path = format!("/api/v1/containers/{}", enc(name));
+    let current = if limits.needs_current() {
+        send::<wire::Container>(client, Method::GET, &path, None)
+            .await?
+            .limits
+    } else {
+        wire::Limits::default()
+    };
+    let patch = limits.to_patch(&current)?;
+    if patch.is_empty() {
+        bail!("name a limit to change (see corral update --help), or --undo");
+    }
+    send(
+        client,
+        Method::PATCH,
+        &format!("{path}/limits"),
+        Some(serde_json::to_value(patch)?),
+    )
+    .await
+}
+
+/// `corral update NAME --undo [--to ID]`.
+async fn undo_limits(
+    client: &Client,
+    name: &str,
+    limits: &LimitArgs,
+    event: Option<i64>,
+) -> anyhow::Result<wire::Container> {
+    if !limits.to_patch(&wire::Limits::default())?.is_empty() || limits.needs_current() {
+        bail!("--undo takes no limit flags");
+    }
+    send(
+        client,
+        Method::POST,
+        &format!("/api/v1/containers/{}/undo", enc(name)),
+        Some(serde_json::to_value(wire::UndoLimits { event })?),
+    )
+    .await
 }
 
 async fn send<T: serde::de::DeserializeOwned>(
@@ -459,14 +479,17 @@ pub async fn run(client: &Client, cmd: ContainerCommand) -> anyhow::Result<()> {
             let code = exec_streamed(client, &name, body).await?;
             std::process::exit(code);
         }
-        ContainerCommand::Update { name, limits } => {
-            let c: wire::Container = send(
-                client,
-                Method::PATCH,
-                &format!("/api/v1/containers/{}/limits", enc(&name)),
-                Some(serde_json::to_value(limits.to_wire())?),
-            )
-            .await?;
+        ContainerCommand::Update {
+            name,
+            limits,
+            undo,
+            to,
+        } => {
+            let c = if undo {
+                undo_limits(client, &name, &limits, to).await?
+            } else {
+                update_limits(client, &name, &limits).await?
+            };
             println!("{}", serde_json::to_string(&c.limits)?);
             Ok(())
         }
@@ -591,7 +614,7 @@ async fn run_container(client: &Client, a: RunArgs) -> anyhow::Result<()> {
         workdir: a.workdir.clone(),
         hostname: a.hostname.clone(),
         user: a.user.clone(),
-        limits: a.limits.to_wire(),
+        limits: a.limits.to_limits()?,
         mounts,
         network: a.network.clone(),
         ports: a.publish.clone(),

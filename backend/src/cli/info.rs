@@ -63,12 +63,12 @@ pub fn render(h: &wire::HostInfo) -> String {
             c.hierarchy.as_deref().unwrap_or("-")
         ));
     }
-    out.push_str("\nLIMIT        AVAILABLE  LIVE  FILES\n");
-    for k in &h.knobs {
+    // Only what can be set here: a knob the host lacks (or nothing can set) is named below.
+    out.push_str("\nLIMIT        LIVE  FILES\n");
+    for k in h.knobs.iter().filter(|k| k.available) {
         out.push_str(&format!(
-            "{:<12} {:<10} {:<5} {}\n",
+            "{:<12} {:<5} {}\n",
             k.name,
-            yes(k.available),
             yes(k.live),
             if k.files.is_empty() {
                 "-".to_owned()
@@ -77,7 +77,22 @@ pub fn render(h: &wire::HostInfo) -> String {
             }
         ));
         if let Some(note) = &k.note {
-            out.push_str(&format!("{:<30} ({note})\n", ""));
+            out.push_str(&format!("{:<19} ({note})\n", ""));
+        }
+    }
+    let missing: Vec<String> = h
+        .knobs
+        .iter()
+        .filter(|k| !k.available)
+        .map(|k| match &k.note {
+            Some(n) => format!("{} ({n})", k.name),
+            None => k.name.clone(),
+        })
+        .collect();
+    if !missing.is_empty() {
+        out.push_str("\nNot settable on this host:\n");
+        for m in missing {
+            out.push_str(&format!("  {m}\n"));
         }
     }
     out

@@ -13,6 +13,7 @@ mod users;
 use std::{net::SocketAddr, path::PathBuf};
 
 mod info;
+mod limits;
 
 use clap::{Args, Parser, Subcommand};
 

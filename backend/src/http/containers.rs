@@ -1,5 +1,5 @@
 //! `/api/v1/containers`: create, list, inspect, start, stop, kill, restart, freeze/thaw,
-//! live re-limit, exec, logs, remove, and the container's timeline of changes.
+//! live re-limit and its undo, exec, logs, remove, and the container's timeline of changes.
 //!
 //! # Who may do what
 //! - admin: everything, including privileged specs (a host directory as rootfs, bind mounts of
@@ -56,6 +56,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(containers_freeze))
         .routes(routes!(containers_thaw))
         .routes(routes!(containers_limits, containers_update))
+        .routes(routes!(containers_undo))
         .routes(routes!(containers_exec))
         .routes(routes!(containers_logs))
         .routes(routes!(containers_events))
@@ -680,11 +681,14 @@ async fn containers_limits(
     Ok(Json(manager(&state)?.kernel_limits(&c.name).await?))
 }
 
-/// Live re-limit: the given limits are merged into the current ones; a rejected change leaves
-/// the old limits in force. Recorded with the old and new limits (the container's timeline).
+/// Live re-limit: each field of the body is absent (kept), `null` or `"max"` (removed: the
+/// kernel's default is written back — no limit, weight 100, the parent's cpus — and the stored
+/// spec no longer holds it) or a value (set). A rejected change leaves the old limits in force,
+/// kernel and record. Recorded with the old and new limits (the container's timeline, which
+/// `POST /containers/{name}/undo` reads).
 #[utoipa::path(patch, path = "/containers/{name}/limits", tag = "containers",
     params(("name" = String, Path, description = "Container name or id")),
-    request_body = wire::Limits,
+    request_body(content = wire::LimitsPatch, description = "Absent field: unchanged; `null` or `\"max\"`: no limit; a value: set"),
     responses(
         (status = 200, description = "The container with its new limits", body = wire::Container),
         (status = 400, description = "Invalid limit (named in `field`, e.g. limits.cpus)", body = wire::ApiError),
@@ -696,17 +700,100 @@ async fn containers_update(
     State(state): State<AppState>,
     actor: Actor,
     ApiPath(name): ApiPath<String>,
-    ApiJson(patch): ApiJson<wire::Limits>,
+    ApiJson(patch): ApiJson<wire::LimitsPatch>,
 ) -> Result<Json<wire::Container>, AppError> {
     const ACTION: &str = "container.update";
     let c = actionable(&state, &actor, &name, ACTION).await?;
-    let r = async { Ok(manager(&state)?.update(&c.name, patch.clone()).await?) }.await;
+    let requested = json!(patch);
+    let r = async { Ok(manager(&state)?.update(&c.name, patch).await?.1) }.await;
     let before = json!({"limits": c.limits});
     finish(&state, &actor, ACTION, &c.name, Some(before), r, |n| {
-        Some(json!({"limits": n.limits, "requested": patch}))
+        Some(json!({"limits": n.limits, "requested": requested}))
     })
     .await
     .map(Json)
+}
+
+/// The audit actions that change a container's limits (the ones undo can take back).
+const LIMIT_CHANGES: [&str; 2] = ["container.update", "container.undo"];
+
+/// The limits recorded before the limit change `event` of `name` (default: the latest), read
+/// from the container's timeline: `(event id, limits)`.
+async fn limits_before(
+    state: &AppState,
+    c: &wire::Container,
+    event: Option<i64>,
+) -> Result<(i64, wire::Limits), AppError> {
+    let t = target(&c.name);
+    let since_ms = c.created_at.saturating_mul(1000);
+    let rows = db::run(state.store(), move |conn| {
+        audit::for_target(conn, &t, since_ms)
+    })
+    .await?;
+    let change = rows
+        .into_iter()
+        .rev()
+        .filter(|r| r.result == "ok" && LIMIT_CHANGES.contains(&r.action.as_str()))
+        .find(|r| event.is_none_or(|id| r.id == id))
+        .ok_or_else(|| match event {
+            Some(id) => AppError::Invalid {
+                field: "event".into(),
+                message: format!("{id} is no limit change of this container (see its events)"),
+            },
+            None => AppError::Conflict(format!("{} has no limit change to undo", c.name)),
+        })?;
+    let limits = change
+        .before
+        .as_deref()
+        .and_then(|b| serde_json::from_str::<Value>(b).ok())
+        .and_then(|mut b| serde_json::from_value::<wire::Limits>(b["limits"].take()).ok())
+        .ok_or_else(|| AppError::Conflict(format!("event {} recorded no limits", change.id)))?;
+    Ok((change.id, limits))
+}
+
+/// Undo a limit change: puts back the limits recorded before it (`event`, an id from
+/// `GET /containers/{name}/events` of a `container.update` or `container.undo` row; default the
+/// latest). The undo is itself a change, audited as `container.undo` with the old and new
+/// limits, so undoing it again redoes the change. Operators of the team and admins.
+#[utoipa::path(post, path = "/containers/{name}/undo", tag = "containers",
+    params(("name" = String, Path, description = "Container name or id")),
+    request_body(content = Option<wire::UndoLimits>, description = "Empty: the latest limit change"),
+    responses(
+        (status = 200, description = "The container with the restored limits", body = wire::Container),
+        (status = 400, description = "`event` is no limit change of this container, or the old limits are refused now", body = wire::ApiError),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "Viewer, foreign Host/Origin, missing CSRF header", body = wire::ApiError),
+        (status = 404, description = "No such container, or one of another team", body = wire::ApiError),
+        (status = 409, description = "No limit change to undo", body = wire::ApiError),
+    ))]
+async fn containers_undo(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiPath(name): ApiPath<String>,
+    OptJson(req): OptJson<wire::UndoLimits>,
+) -> Result<Json<wire::Container>, AppError> {
+    const ACTION: &str = "container.undo";
+    let c = actionable(&state, &actor, &name, ACTION).await?;
+    let r = async {
+        let (id, limits) = limits_before(&state, &c, req.event).await?;
+        let (_, n) = manager(&state)?
+            .set_limits(&c.name, move |_| limits)
+            .await?;
+        Ok((id, n))
+    }
+    .await;
+    let before = json!({"limits": c.limits});
+    finish(
+        &state,
+        &actor,
+        ACTION,
+        &c.name,
+        Some(before),
+        r,
+        |(id, n)| Some(json!({"limits": n.limits, "undo": id})),
+    )
+    .await
+    .map(|(_, n)| Json(n))
 }
 
 /// Run a command inside the running container, with all its restrictions.

@@ -127,9 +127,13 @@ fn host_info(cg: &Cgroups, default_memory: Option<u64>) -> wire::HostInfo {
                 name: k.name.clone(),
                 controller: k.controller.clone(),
                 files: k.files.clone(),
-                available: k.available,
-                live: k.live,
-                note: k.note.clone(),
+                available: k.available && settable(&k.name),
+                live: k.live && settable(&k.name),
+                note: if settable(&k.name) {
+                    k.note.clone()
+                } else {
+                    Some("the kernel has it, but Corral's limits cannot set it yet".to_owned())
+                },
             })
             .collect(),
         psi: caps.psi,
@@ -145,6 +149,13 @@ fn host_info(cg: &Cgroups, default_memory: Option<u64>) -> wire::HostInfo {
         },
         default_memory,
     }
+}
+
+/// Whether a container's limits can set the engine's knob `name` (only those are available).
+fn settable(name: &str) -> bool {
+    // The engine names CPU bandwidth by its file (`cpu.max`), the limits by its unit.
+    let field = if name == "cpu_max" { "cpus" } else { name };
+    crate::runtime::cgroups::SETTABLE.contains(&field)
 }
 
 fn tree_to_wire(tree: cgroup::CgroupTree) -> wire::CgroupTree {

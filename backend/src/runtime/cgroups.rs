@@ -13,8 +13,16 @@ pub trait CgroupDriver: Send + Sync + 'static {
     fn create(&self, team: &str, name: &str, limits: &wire::Limits) -> Result<(), CgroupFailure>;
     /// The `cgroup.procs` files a process is written into to join the container's cgroup.
     fn procs_files(&self, team: &str, name: &str) -> Vec<PathBuf>;
-    /// Applies the complete (already merged) `limits`; on error the old limits stay in force.
-    fn update(&self, team: &str, name: &str, limits: &wire::Limits) -> Result<(), CgroupFailure>;
+    /// Takes the group from the limits `old` to `new` (both complete): only the changed knobs
+    /// are written, and a limit `new` no longer has goes back to the kernel default (see
+    /// [`diff`]). On error the old limits stay in force.
+    fn update(
+        &self,
+        team: &str,
+        name: &str,
+        old: &wire::Limits,
+        new: &wire::Limits,
+    ) -> Result<(), CgroupFailure>;
     /// Limits as the kernel reports them.
     fn limits(&self, team: &str, name: &str) -> Result<wire::Limits, CgroupFailure>;
     fn freeze(&self, team: &str, name: &str) -> Result<(), CgroupFailure>;
@@ -62,7 +70,9 @@ pub struct EngineCgroups {
     cg: std::sync::Arc<crate::cgroup::Cgroups>,
 }
 
-use crate::cgroup::{CgroupError, CgroupMode, GroupPath, LimitsUpdate, Max};
+use crate::cgroup::{
+    CgroupError, CgroupMode, Controller, CpuMax, GroupPath, IoMax, LimitsUpdate, Max,
+};
 
 pub fn failure(e: CgroupError) -> CgroupFailure {
     let field = match &e {
@@ -144,6 +154,126 @@ pub fn update_of(l: &Limits) -> Result<LimitsUpdate, CgroupError> {
     Ok(u)
 }
 
+/// The engine update that takes a group from `old` to `new`: the changed fields only. A limit
+/// `new` no longer has must be *written back to the kernel's default* (`max`, weight 100, the
+/// parent's cpus, no memory protection, no device limit): leaving the file alone would keep
+/// the old limit in force while the spec says there is none. `memory_v2`: the group's memory
+/// controller is cgroup2, where "no protection" is `memory.low` 0 (v1's soft limit: max).
+///
+/// The same rule as the team pools' `teams::diff`, which predates it (a note there would
+/// point here; the two should become one).
+pub fn diff(old: &Limits, new: &Limits, memory_v2: bool) -> Result<LimitsUpdate, CgroupError> {
+    let mut set = Limits::default();
+    macro_rules! changed {
+        ($($f:ident),*) => {$(
+            if new.$f != old.$f { set.$f = new.$f.clone(); }
+        )*};
+    }
+    changed!(
+        cpus,
+        cpuset_cpus,
+        cpuset_mems,
+        cpu_weight,
+        memory_max,
+        memory_high,
+        memory_low,
+        swap_max,
+        pids_max,
+        io_weight,
+        io_max
+    );
+    let mut u = update_of(&set)?;
+    let cleared = |o: bool, n: bool| o && !n;
+    if cleared(old.cpus.is_some(), new.cpus.is_some()) {
+        u.cpu_max = Some(CpuMax {
+            quota: Max::Unlimited,
+            period: crate::cgroup::units::DEFAULT_CPU_PERIOD_US,
+        });
+    }
+    for (o, n, f) in [
+        (old.cpu_weight, new.cpu_weight, &mut u.cpu_weight),
+        (old.io_weight, new.io_weight, &mut u.io_weight),
+    ] {
+        if cleared(o.is_some(), n.is_some()) {
+            *f = Some(DEFAULT_WEIGHT);
+        }
+    }
+    for (o, n, f) in [
+        (&old.cpuset_cpus, &new.cpuset_cpus, &mut u.cpuset_cpus),
+        (&old.cpuset_mems, &new.cpuset_mems, &mut u.cpuset_mems),
+    ] {
+        if cleared(o.is_some(), n.is_some()) {
+            // Empty: the parent's list (the engine writes it out on v1).
+            *f = Some(String::new());
+        }
+    }
+    for (o, n, f) in [
+        (old.memory_max, new.memory_max, &mut u.memory_max),
+        (old.memory_high, new.memory_high, &mut u.memory_high),
+        (old.swap_max, new.swap_max, &mut u.swap_max),
+        (old.pids_max, new.pids_max, &mut u.pids_max),
+    ] {
+        if cleared(o.is_some(), n.is_some()) {
+            *f = Some(Max::Unlimited);
+        }
+    }
+    if cleared(old.memory_low.is_some(), new.memory_low.is_some()) {
+        u.memory_low = Some(if memory_v2 {
+            Max::Limit(0)
+        } else {
+            Max::Unlimited
+        });
+    }
+    if new.io_max != old.io_max {
+        clear_io_devices(&mut u.io_max, &old.io_max);
+    }
+    Ok(u)
+}
+
+/// The engine's knobs a container's (and a team's) limits can set: the fields of
+/// `wire::Limits`. The engine knows more (`memory_min`); `GET /api/v1/host` and `corral info`
+/// must not call those available, since nothing can set them.
+pub const SETTABLE: [&str; 11] = [
+    "cpus",
+    "cpuset_cpus",
+    "cpuset_mems",
+    "cpu_weight",
+    "memory_max",
+    "memory_high",
+    "memory_low",
+    "swap_max",
+    "pids_max",
+    "io_weight",
+    "io_max",
+];
+
+/// The kernel's default CPU and IO weight.
+pub const DEFAULT_WEIGHT: u64 = 100;
+
+/// A listed device gets exactly its line (keys it does not name: no limit); a device of `old`
+/// no longer listed loses every limit.
+fn clear_io_devices(new: &mut Vec<IoMax>, old: &[String]) {
+    for m in new.iter_mut() {
+        for f in [&mut m.rbps, &mut m.wbps, &mut m.riops, &mut m.wiops] {
+            f.get_or_insert(Max::Unlimited);
+        }
+    }
+    for line in old {
+        let Ok(m) = crate::cgroup::parse_io_max_line(line) else {
+            continue;
+        };
+        if !new.iter().any(|n| n.device == m.device) {
+            new.push(IoMax {
+                device: m.device,
+                rbps: Some(Max::Unlimited),
+                wbps: Some(Max::Unlimited),
+                riops: Some(Max::Unlimited),
+                wiops: Some(Max::Unlimited),
+            });
+        }
+    }
+}
+
 /// The kernel's limits as wire limits: no limit (or the default) is an absent field.
 pub fn wire_limits(l: crate::cgroup::Limits) -> Limits {
     Limits {
@@ -213,9 +343,20 @@ impl CgroupDriver for EngineCgroups {
             .unwrap_or_default()
     }
 
-    fn update(&self, team: &str, name: &str, limits: &Limits) -> Result<(), CgroupFailure> {
-        let update = Self::update_of(limits)?;
-        self.group(team, name)?.apply(&update).map_err(failure)
+    fn update(
+        &self,
+        team: &str,
+        name: &str,
+        old: &Limits,
+        new: &Limits,
+    ) -> Result<(), CgroupFailure> {
+        let group = self.group(team, name)?;
+        let v2 = group.place(Controller::Memory).is_some_and(|p| p.v2);
+        let update = diff(old, new, v2).map_err(failure)?;
+        if update.is_empty() {
+            return Ok(());
+        }
+        group.apply(&update).map_err(failure)
     }
 
     fn limits(&self, team: &str, name: &str) -> Result<Limits, CgroupFailure> {
@@ -264,5 +405,65 @@ impl CgroupDriver for EngineCgroups {
 
     fn engine_group(&self, team: &str, name: &str) -> Option<crate::cgroup::Group> {
         self.group(team, name).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settable_names_the_wire_fields() {
+        let full = Limits {
+            cpus: Some(1.0),
+            cpuset_cpus: Some("0".into()),
+            cpuset_mems: Some("0".into()),
+            cpu_weight: Some(1),
+            memory_max: Some(1),
+            memory_high: Some(1),
+            memory_low: Some(1),
+            swap_max: Some(1),
+            pids_max: Some(1),
+            io_weight: Some(1),
+            io_max: vec!["8:0 rbps=1".into()],
+        };
+        let v = serde_json::to_value(&full).unwrap();
+        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        let mut s = SETTABLE.to_vec();
+        s.sort_unstable();
+        assert_eq!(keys, s);
+    }
+
+    #[test]
+    fn a_cleared_limit_goes_back_to_the_default() {
+        let old = Limits {
+            cpus: Some(0.5),
+            cpu_weight: Some(50),
+            cpuset_cpus: Some("0".into()),
+            memory_max: Some(1 << 30),
+            memory_low: Some(1 << 20),
+            pids_max: Some(10),
+            io_max: vec!["8:0 rbps=1000".into()],
+            ..Limits::default()
+        };
+        let new = Limits {
+            pids_max: Some(10),
+            ..Limits::default()
+        };
+        let u = diff(&old, &new, true).unwrap();
+        assert_eq!(u.cpu_max.unwrap().quota, Max::Unlimited);
+        assert_eq!(u.cpu_weight, Some(100));
+        assert_eq!(u.cpuset_cpus.as_deref(), Some(""));
+        assert_eq!(u.memory_max, Some(Max::Unlimited));
+        assert_eq!(u.memory_low, Some(Max::Limit(0)));
+        assert_eq!(u.pids_max, None, "unchanged: not written");
+        assert_eq!(u.io_max.len(), 1);
+        assert_eq!(u.io_max[0].rbps, Some(Max::Unlimited));
+        assert_eq!(
+            diff(&old, &new, false).unwrap().memory_low,
+            Some(Max::Unlimited)
+        );
+        assert!(diff(&old, &old, true).unwrap().is_empty());
     }
 }

@@ -1088,31 +1088,48 @@ impl Manager {
         .await
     }
 
-    /// Live re-limit: `patch` is merged into the current limits; a rejected change leaves the
-    /// old limits in force and the record unchanged.
+    /// Live re-limit: `patch` is merged into the current limits (absent: kept, cleared: back
+    /// to the kernel's default, set: the value). A rejected change leaves the old limits in
+    /// force and the record unchanged. Returns the limits before the change and the container.
     pub async fn update(
         &self,
         name: &str,
-        patch: wire::Limits,
-    ) -> Result<wire::Container, RuntimeError> {
+        patch: wire::LimitsPatch,
+    ) -> Result<(wire::Limits, wire::Container), RuntimeError> {
+        self.set_limits(name, move |cur| patch.merge(cur)).await
+    }
+
+    /// Puts `next(current limits)` in force and in the record: validated first, then only the
+    /// changed knobs written (all or nothing), then saved; a failed save writes the old limits
+    /// back, so kernel and record never disagree. Used by [`Manager::update`] and by undo
+    /// (which passes the limits recorded before an earlier change).
+    pub async fn set_limits(
+        &self,
+        name: &str,
+        next: impl FnOnce(&wire::Limits) -> wire::Limits + Send + 'static,
+    ) -> Result<(wire::Limits, wire::Container), RuntimeError> {
         let _g = self.lock(name).await;
         let m = self.clone();
         let n = name.to_owned();
         blocking(move || {
             let mut r = m.refresh(m.load(&n)?)?;
-            let merged = merge_limits(&r.spec.limits, &patch);
-            validate_limits(&merged)?;
-            m.inner
-                .cgroups
-                .update(&r.team, &r.name, &merged)
-                .map_err(cgroup_err)?;
-            r.spec.limits = merged;
-            m.save(&r)?;
+            let old = r.spec.limits.clone();
+            let new = next(&old);
+            validate_limits(&new)?;
+            let cg = &m.inner.cgroups;
+            cg.update(&r.team, &r.name, &old, &new).map_err(cgroup_err)?;
+            r.spec.limits = new.clone();
+            if let Err(e) = m.save(&r) {
+                if let Err(undo) = cg.update(&r.team, &r.name, &new, &old) {
+                    tracing::error!(container = %r.name, error = %undo, "cannot restore the limits after a failed save");
+                }
+                return Err(e);
+            }
             m.emit(&r, "updated");
             if let Some(meter) = &m.inner.metering {
                 meter.refresh_limits(&r.id);
             }
-            Ok(r.to_wire())
+            Ok((old, r.to_wire()))
         })
         .await
     }
@@ -1372,33 +1389,6 @@ pub fn parse_signal(s: &str) -> Result<Signal, RuntimeError> {
     full.parse::<Signal>().map_err(|_| bad())
 }
 
-/// Merges `patch` over `base`: fields absent in the patch keep their value.
-pub fn merge_limits(base: &wire::Limits, patch: &wire::Limits) -> wire::Limits {
-    wire::Limits {
-        cpus: patch.cpus.or(base.cpus),
-        cpuset_cpus: patch
-            .cpuset_cpus
-            .clone()
-            .or_else(|| base.cpuset_cpus.clone()),
-        cpu_weight: patch.cpu_weight.or(base.cpu_weight),
-        memory_max: patch.memory_max.or(base.memory_max),
-        memory_high: patch.memory_high.or(base.memory_high),
-        pids_max: patch.pids_max.or(base.pids_max),
-        cpuset_mems: patch
-            .cpuset_mems
-            .clone()
-            .or_else(|| base.cpuset_mems.clone()),
-        memory_low: patch.memory_low.or(base.memory_low),
-        swap_max: patch.swap_max.or(base.swap_max),
-        io_weight: patch.io_weight.or(base.io_weight),
-        io_max: if patch.io_max.is_empty() {
-            base.io_max.clone()
-        } else {
-            patch.io_max.clone()
-        },
-    }
-}
-
 /// What a request asks of the user namespace.
 #[derive(Debug, Clone, Copy)]
 enum UsernsRequest {
@@ -1521,7 +1511,7 @@ pub fn validate_limits(l: &wire::Limits) -> Result<(), RuntimeError> {
     {
         return Err(RuntimeError::invalid(
             "limits.cpus",
-            format!("{c} must be between 0.01 and 1024"),
+            format!("{c} must be between 0.01 and 1024 (or max: no limit)"),
         ));
     }
     for (f, w) in [
@@ -1533,7 +1523,7 @@ pub fn validate_limits(l: &wire::Limits) -> Result<(), RuntimeError> {
         {
             return Err(RuntimeError::invalid(
                 f,
-                format!("{w} must be between 1 and 10000"),
+                format!("{w} must be between 1 and 10000 (or max: the default, 100)"),
             ));
         }
     }
@@ -1551,7 +1541,9 @@ pub fn validate_limits(l: &wire::Limits) -> Result<(), RuntimeError> {
         {
             return Err(RuntimeError::invalid(
                 f,
-                format!("{v} bytes is below the 1 MiB minimum"),
+                format!(
+                    "{v} bytes is below the 1 MiB minimum: it must be at least 1048576 (or max: no limit)"
+                ),
             ));
         }
     }
@@ -1560,7 +1552,7 @@ pub fn validate_limits(l: &wire::Limits) -> Result<(), RuntimeError> {
     {
         return Err(RuntimeError::invalid(
             "limits.pids_max",
-            format!("{p} must be between 1 and 4194304"),
+            format!("{p} must be between 1 and 4194304 (or max: no limit)"),
         ));
     }
     for (f, c) in [
@@ -1581,7 +1573,7 @@ pub fn validate_limits(l: &wire::Limits) -> Result<(), RuntimeError> {
         if !ok {
             return Err(RuntimeError::invalid(
                 f,
-                format!("{c:?} is not a list like 0-2,4"),
+                format!("{c:?} is not a list: it must be like 0-2,4 (or max: the parent's)"),
             ));
         }
     }

@@ -2,5 +2,6 @@
 
 pub mod chart;
 pub mod events;
+pub mod limits;
 pub mod poll;
 pub mod ui;

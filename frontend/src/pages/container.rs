@@ -1,6 +1,8 @@
 //! One container: state and actions, charts of its history (CPU with the quota line and
 //! throttling, memory with max/high, IO, pids, pressure) over a chosen range with limit changes marked,
-//! the re-limit form filled with the kernel's current values, logs with follow, and exec.
+//! the limit changes from the container's timeline (who, when, old → new) with undo, the
+//! re-limit form filled with the stored limits (sends only what changed), logs with follow,
+//! and exec.
 
 use leptos::prelude::*;
 use leptos_router::{
@@ -10,6 +12,7 @@ use leptos_router::{
 
 use crate::{
     api::{self, ApiFailure},
+    components::limits::{LIMIT_FIELDS, LimitFields, LimitInputs},
     components::{
         chart::{ChartData, Level, LineChart, Mark, Series},
         events::{Link, LiveBadge, POLL_MS, live_stats, live_stream},
@@ -20,7 +23,7 @@ use crate::{
         },
     },
     format,
-    pages::containers::{Actions, LimitFields, LimitInputs, split_words},
+    pages::containers::{Actions, split_words},
     session::use_session,
     types::{Container, ExecRequest, ExecResult, History, Limits},
 };
@@ -116,35 +119,15 @@ fn Detail(name: String) -> impl IntoView {
             async move { api::get::<History>(&q).await }
         }
     });
-    // Limit changes, for annotations (the audit log is admin-only; others see none).
+    // Limit changes, for annotations and undo: the container's own timeline, which everyone
+    // who sees the container may read.
     let marks = poll(30_000, {
-        let name = name.clone();
+        let path = path.clone();
         move || {
-            let name = name.clone();
-            let admin = session.is_admin();
+            let p = format!("{path}/events");
             async move {
-                if !admin {
-                    return Ok(Vec::new());
-                }
-                let rows = api::get::<Vec<wire::AuditEntry>>("/api/v1/audit?limit=500").await?;
-                let needle = format!("/containers/{name}/limits");
-                Ok(rows
-                    .into_iter()
-                    .filter(|r| {
-                        r.result == "ok"
-                            && (r.action.contains(&needle)
-                                || (r.action.contains("update")
-                                    && r.target.as_deref().is_some_and(|t| t.ends_with(&name))))
-                    })
-                    .map(|r| Mark {
-                        at: r.at_ms as f64,
-                        label: format!(
-                            "limits changed by {} at {}",
-                            r.actor,
-                            format::datetime_ms(r.at_ms as f64)
-                        ),
-                    })
-                    .collect::<Vec<_>>())
+                let rows = api::get::<Vec<wire::AuditEntry>>(&p).await?;
+                Ok(limit_changes(&rows))
             }
         }
     });
@@ -238,7 +221,7 @@ fn Detail(name: String) -> impl IntoView {
             ChartData {
                 series,
                 levels,
-                marks: marks.data.get().unwrap_or_default(),
+                marks: to_marks(&marks.data.get().unwrap_or_default()),
                 from,
                 to,
             }
@@ -387,7 +370,7 @@ fn Detail(name: String) -> impl IntoView {
             .collect();
         ChartData {
             series,
-            marks: marks.data.get().unwrap_or_default(),
+            marks: to_marks(&marks.data.get().unwrap_or_default()),
             from,
             to,
             ..Default::default()
@@ -419,6 +402,9 @@ fn Detail(name: String) -> impl IntoView {
     });
 
     let (p1, p2, p3) = (path.clone(), path.clone(), path.clone());
+    let p4 = path.clone();
+    // Bumped by an undo: the re-limit form re-reads the stored limits.
+    let limits_version = RwSignal::new(0u32);
     view! {
         <div class="crumbs"><A href="/containers">"Containers"</A>" / " {name.clone()}</div>
         {polled_live(c, "the container", move || {
@@ -494,6 +480,8 @@ fn Detail(name: String) -> impl IntoView {
             </Show>
             <p class="muted small">"Pressure: the share of the last 10 s in which some task of the container waited for CPU, memory or IO (PSI some avg10), averaged per point of the stored history, then the live samples."</p>
         </div>
+        <LimitChanges path=p4 changes=marks.data can_undo=Signal::derive(move || session.can_operate())
+            on_undone=Callback::new(move |_| { c.refresh(); history.refresh(); marks.refresh(); limits_version.update(|v| *v += 1); }) />
         <div class="grid-main-side">
             <div>
                 <Logs path=p1 />
@@ -502,7 +490,7 @@ fn Detail(name: String) -> impl IntoView {
                 </Show>
             </div>
             <Show when=move || session.can_operate()>
-                <Relimit path=p3.clone() on_saved=Callback::new(move |_| { c.refresh(); history.refresh(); marks.refresh(); }) />
+                <Relimit path=p3.clone() version=limits_version on_saved=Callback::new(move |_| { c.refresh(); history.refresh(); marks.refresh(); }) />
             </Show>
         </div>
     }
@@ -527,14 +515,152 @@ fn limits_summary(l: &Limits) -> String {
     }
 }
 
-/// The re-limit form, filled with the kernel's current values.
+/// One limit change of the container's timeline.
+#[derive(Clone, Debug, PartialEq)]
+struct Change {
+    id: i64,
+    at_ms: i64,
+    actor: String,
+    /// `undo` for an undo, else `change`.
+    kind: &'static str,
+    /// `cpus 0.5 → 0.25, memory_max none → 512 MiB`.
+    what: String,
+}
+
+/// The successful limit changes (updates and undos) of a timeline, oldest first.
+fn limit_changes(rows: &[wire::AuditEntry]) -> Vec<Change> {
+    rows.iter()
+        .filter(|r| {
+            r.result == "ok" && (r.action == "container.update" || r.action == "container.undo")
+        })
+        .map(|r| Change {
+            id: r.id,
+            at_ms: r.at_ms,
+            actor: r.actor.clone(),
+            kind: if r.action == "container.undo" {
+                "undo"
+            } else {
+                "change"
+            },
+            what: old_to_new(r.before.as_deref(), r.after.as_deref()),
+        })
+        .collect()
+}
+
+/// The fields that differ between the `limits` of two audit snapshots, as `field old → new`.
+fn old_to_new(before: Option<&str>, after: Option<&str>) -> String {
+    let limits = |t: Option<&str>| {
+        t.and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+            .and_then(|v| v.get("limits").and_then(|l| l.as_object().cloned()))
+            .unwrap_or_default()
+    };
+    let (old, new) = (limits(before), limits(after));
+    let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let show = |v: Option<&serde_json::Value>| match v {
+        None => "none".to_owned(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+    };
+    let parts: Vec<String> = keys
+        .into_iter()
+        .filter(|k| old.get(*k) != new.get(*k))
+        .map(|k| format!("{k} {} → {}", show(old.get(k)), show(new.get(k))))
+        .collect();
+    if parts.is_empty() {
+        "no change".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// Chart annotations of the changes: who, when, old → new.
+fn to_marks(changes: &[Change]) -> Vec<Mark> {
+    changes
+        .iter()
+        .map(|c| Mark {
+            at: c.at_ms as f64,
+            label: format!(
+                "{} by {} at {}: {}",
+                if c.kind == "undo" {
+                    "undone"
+                } else {
+                    "limits changed"
+                },
+                c.actor,
+                format::datetime_ms(c.at_ms as f64),
+                c.what
+            ),
+        })
+        .collect()
+}
+
+/// The container's limit changes, newest first, each with an undo button for those who may
+/// act (it restores the limits before that change; the undo is itself a change).
 #[component]
-fn Relimit(path: String, on_saved: Callback<()>) -> impl IntoView {
+fn LimitChanges(
+    path: String,
+    changes: RwSignal<Option<Vec<Change>>>,
+    can_undo: Signal<bool>,
+    on_undone: Callback<()>,
+) -> impl IntoView {
+    let errors = RwSignal::new(Vec::<(String, String)>::new());
+    let undo = Action::new_local(move |id: &i64| {
+        let p = format!("{path}/undo");
+        let body = wire::UndoLimits { event: Some(*id) };
+        async move { api::post::<_, serde_json::Value>(&p, &body).await }
+    });
+    Effect::new(move |_| match undo.value().get() {
+        Some(Ok(_)) => {
+            errors.set(vec![]);
+            on_undone.run(());
+        }
+        Some(Err(e)) => errors.set(field_errors(&e)),
+        None => {}
+    });
+    let rows = move || {
+        let mut v = changes.get().unwrap_or_default();
+        v.reverse();
+        v
+    };
+    view! {
+        <Show when=move || changes.with(|c| c.as_ref().is_some_and(|c| !c.is_empty()))>
+            <section class="card" data-testid="limit-changes">
+                <h2>"Limit changes"</h2>
+                <ul class="changes">
+                    <For each=rows key=|c| c.id let:c>
+                        <li data-testid="limit-change" data-id=c.id.to_string()>
+                            <span class="muted small">{format::datetime_ms(c.at_ms as f64)}</span>
+                            " "<strong>{c.actor.clone()}</strong>" "
+                            {if c.kind == "undo" { "undid: " } else { "" }}
+                            <span>{c.what.clone()}</span>
+                            <Show when=move || can_undo.get()>
+                                <button class="btn small" data-testid="undo-change" data-id=c.id.to_string()
+                                    title="restore the limits before this change"
+                                    disabled=move || undo.pending().get()
+                                    on:click=move |_| { undo.dispatch(c.id); }>"Undo"</button>
+                            </Show>
+                        </li>
+                    </For>
+                </ul>
+                <FormError errors=errors known=&[] />
+            </section>
+        </Show>
+    }
+}
+
+/// The re-limit form, filled with the container's stored limits (not the kernel's view, whose
+/// defaults — every CPU, weight 100 — are no limits). Only the fields the user changed are
+/// sent; an emptied field or `max` removes that limit.
+#[component]
+fn Relimit(path: String, version: RwSignal<u32>, on_saved: Callback<()>) -> impl IntoView {
     let current = poll(0, {
         let path = path.clone();
         move || {
-            let p = format!("{path}/limits");
-            async move { api::get::<Limits>(&p).await }
+            let p = path.clone();
+            let _ = version.get();
+            async move { api::get::<Container>(&p).await.map(|c| c.limits) }
         }
     });
     let errors = RwSignal::new(Vec::<(String, String)>::new());
@@ -545,13 +671,13 @@ fn Relimit(path: String, on_saved: Callback<()>) -> impl IntoView {
             {polled_view(current, "the current limits", move |l: Limits| {
                 let f = LimitFields::new(&l);
                 let path = path.clone();
-                let save = Action::new_local(move |body: &Limits| {
+                let save = Action::new_local(move |body: &wire::LimitsPatch| {
                     let body = body.clone();
                     let p = format!("{path}/limits");
                     async move { api::patch::<_, serde_json::Value>(&p, &body).await }
                 });
                 Effect::new(move |_| match save.value().get() {
-                    Some(Ok(_)) => { errors.set(vec![]); saved.set(true); on_saved.run(()); }
+                    Some(Ok(_)) => { errors.set(vec![]); saved.set(true); on_saved.run(()); current.refresh(); }
                     Some(Err(e)) => { saved.set(false); errors.set(field_errors(&e)); }
                     None => {}
                 });
@@ -559,14 +685,15 @@ fn Relimit(path: String, on_saved: Callback<()>) -> impl IntoView {
                     <form on:submit=move |ev| {
                         ev.prevent_default();
                         saved.set(false);
-                        match f.parse() {
-                            Ok(l) => { errors.set(vec![]); save.dispatch(l); }
+                        match f.patch() {
+                            Ok(p) if p.is_empty() => errors.set(vec![(String::new(), "nothing changed".into())]),
+                            Ok(p) => { errors.set(vec![]); save.dispatch(p); }
                             Err(e) => errors.set(e),
                         }
                     }>
-                        <p class="muted">"Filled with what the kernel enforces now. Empty fields stay as they are."</p>
+                        <p class="muted">"The container's own limits. Only the fields you change are sent; empty a field or write max to remove that limit."</p>
                         <LimitInputs f=f errors=errors />
-                        <FormError errors=errors known=&["limits.cpus", "limits.memory_max", "limits.memory_high", "limits.pids_max", "limits.cpu_weight", "limits.cpuset_cpus"] />
+                        <FormError errors=errors known=&LIMIT_FIELDS />
                         <div class="btn-row">
                             <button class="btn primary" type="submit" data-testid="apply-limits" disabled=move || save.pending().get()>
                                 {move || if save.pending().get() { "Applying…" } else { "Apply limits" }}

@@ -11,6 +11,7 @@ use crate::{
     components::{
         chart::Sparkline,
         events::{Link, LiveBadge, POLL_MS, live_stats, live_stream},
+        limits::{LimitFields, LimitInputs},
         poll::{clock, poll},
         ui::{
             ConfirmButton, ErrorBox, Field, FormError, Freshness, StatusBadge, field_errors,
@@ -355,101 +356,6 @@ pub fn split_words(s: &str) -> Vec<String> {
     out
 }
 
-/// The limit fields of a form, as text.
-#[derive(Clone, Copy)]
-pub struct LimitFields {
-    pub cpus: RwSignal<String>,
-    pub cpu_weight: RwSignal<String>,
-    pub cpuset_cpus: RwSignal<String>,
-    pub memory_max: RwSignal<String>,
-    pub memory_high: RwSignal<String>,
-    pub pids_max: RwSignal<String>,
-}
-
-impl LimitFields {
-    pub fn new(l: &Limits) -> Self {
-        LimitFields {
-            cpus: RwSignal::new(l.cpus.map(|c| c.to_string()).unwrap_or_default()),
-            cpu_weight: RwSignal::new(l.cpu_weight.map(|c| c.to_string()).unwrap_or_default()),
-            cpuset_cpus: RwSignal::new(l.cpuset_cpus.clone().unwrap_or_default()),
-            memory_max: RwSignal::new(l.memory_max.map(format::size_text).unwrap_or_default()),
-            memory_high: RwSignal::new(l.memory_high.map(format::size_text).unwrap_or_default()),
-            pids_max: RwSignal::new(l.pids_max.map(|c| c.to_string()).unwrap_or_default()),
-        }
-    }
-
-    /// Parses the fields; errors name the request field, like the server's.
-    pub fn parse(&self) -> Result<Limits, Vec<(String, String)>> {
-        let mut errors = Vec::new();
-        let text = |s: RwSignal<String>| {
-            let t = s.get_untracked().trim().to_owned();
-            (!t.is_empty()).then_some(t)
-        };
-        let mut num = |field: &str, s: RwSignal<String>| -> Option<u64> {
-            let t = text(s)?;
-            match t.parse::<u64>() {
-                Ok(v) => Some(v),
-                Err(_) => {
-                    errors.push((
-                        format!("limits.{field}"),
-                        format!("{t:?} is not a whole number"),
-                    ));
-                    None
-                }
-            }
-        };
-        let cpu_weight = num("cpu_weight", self.cpu_weight);
-        let pids_max = num("pids_max", self.pids_max);
-        let mut size = |field: &str, s: RwSignal<String>| -> Option<u64> {
-            let t = text(s)?;
-            format::parse_size(&t)
-                .map_err(|e| errors.push((format!("limits.{field}"), e)))
-                .ok()
-        };
-        let memory_max = size("memory_max", self.memory_max);
-        let memory_high = size("memory_high", self.memory_high);
-        let cpus = text(self.cpus).and_then(|t| match t.parse::<f64>() {
-            Ok(v) => Some(v),
-            Err(_) => {
-                errors.push((
-                    "limits.cpus".into(),
-                    format!("{t:?} is not a number of CPUs, e.g. 0.5"),
-                ));
-                None
-            }
-        });
-        let l = Limits {
-            cpus,
-            cpuset_cpus: text(self.cpuset_cpus),
-            cpu_weight,
-            memory_max,
-            memory_high,
-            pids_max,
-            ..Limits::default()
-        };
-        if errors.is_empty() {
-            Ok(l)
-        } else {
-            Err(errors)
-        }
-    }
-}
-
-/// The limit inputs, shared by the new-container and re-limit forms.
-#[component]
-pub fn LimitInputs(f: LimitFields, errors: RwSignal<Vec<(String, String)>>) -> impl IntoView {
-    view! {
-        <div class="form-grid">
-            <Field label="CPUs" name="limits.cpus" value=f.cpus errors=errors placeholder="unlimited" hint="Cores of CPU time, e.g. 0.5" />
-            <Field label="Memory max" name="limits.memory_max" value=f.memory_max errors=errors placeholder="unlimited" hint="Hard limit, e.g. 512M, 1.5G" />
-            <Field label="Memory high" name="limits.memory_high" value=f.memory_high errors=errors placeholder="none" hint="Throttle above this" />
-            <Field label="Processes max" name="limits.pids_max" value=f.pids_max errors=errors placeholder="default" />
-            <Field label="CPU weight" name="limits.cpu_weight" value=f.cpu_weight errors=errors placeholder="100" hint="1 to 10000" />
-            <Field label="CPU set" name="limits.cpuset_cpus" value=f.cpuset_cpus errors=errors placeholder="all" hint="e.g. 0-1,3" />
-        </div>
-    }
-}
-
 const FORM_FIELDS: &[&str] = &[
     "name",
     "team",
@@ -460,11 +366,16 @@ const FORM_FIELDS: &[&str] = &[
     "network",
     "ports",
     "limits.cpus",
-    "limits.memory_max",
-    "limits.memory_high",
-    "limits.pids_max",
     "limits.cpu_weight",
     "limits.cpuset_cpus",
+    "limits.cpuset_mems",
+    "limits.memory_max",
+    "limits.memory_high",
+    "limits.memory_low",
+    "limits.swap_max",
+    "limits.io_weight",
+    "limits.io_max",
+    "limits.pids_max",
 ];
 
 #[component]
@@ -611,7 +522,7 @@ pub fn NewContainer() -> impl IntoView {
             </fieldset>
             <fieldset>
                 <legend>"Limits"</legend>
-                <LimitInputs f=limits errors=errors />
+                <LimitInputs f=limits errors=errors more=true />
             </fieldset>
             <fieldset>
                 <legend>"Options"</legend>

@@ -21,6 +21,9 @@ async fn host_info_shows_the_capability_matrix() {
         let k = h.knobs.iter().find(|k| k.name == knob).unwrap();
         assert!(k.available && k.live && !k.files.is_empty(), "{k:?}");
     }
+    // The engine knows memory.min, but no limit can set it: not called available.
+    let min = h.knobs.iter().find(|k| k.name == "memory_min").unwrap();
+    assert!(!min.available && min.note.is_some(), "{min:?}");
     assert!(
         h.controllers
             .iter()
@@ -70,6 +73,12 @@ async fn host_info_shows_the_capability_matrix() {
         "{text}"
     );
     assert!(text.contains("memory_max"), "{text}");
+    let table = text.split("LIMIT").nth(1).unwrap_or_default();
+    let table = table.split("Not settable").next().unwrap_or_default();
+    assert!(
+        !table.contains("memory_min"),
+        "only settable knobs in the table: {text}"
+    );
     assert!(
         text.contains("Devices:") && text.contains("c 1:3 rwm /dev/null"),
         "{text}"

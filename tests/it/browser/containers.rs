@@ -176,7 +176,40 @@ async fn container_lifecycle_charts_and_bill() {
     b.wait_text("[data-testid=logs]", "started").await;
     b.screenshot("container").await;
 
-    // Re-limit: the form holds the kernel's values; the new quota line is drawn.
+    // Re-limit: the form holds the stored limits (every knob, grouped) and sends only what
+    // changed: the kernel's defaults (every CPU, weight 100) must not become pinned limits.
+    let form = b.wait_for("[data-testid=relimit]").await;
+    // A knob this host cannot set says so beside its field.
+    let high = b
+        .client
+        .execute_async(
+            "const [done] = arguments; fetch('/api/v1/host').then(r => r.json())\
+             .then(h => done(h.knobs.find(k => k.name === 'memory_high').available))",
+            vec![],
+        )
+        .await
+        .expect("read host knobs");
+    if high == false {
+        b.wait_text("[data-testid=relimit] [data-group=Memory]", "Unavailable")
+            .await;
+    }
+    b.wait_for("[data-testid=relimit] [data-group=IO]").await;
+    // The whole form, however tall: a window tall enough, and a screenshot of the element.
+    let (w, h) = b.client.get_window_size().await.expect("window size");
+    b.client
+        .set_window_size(w as u32, 2600)
+        .await
+        .expect("tall window");
+    let png = form.screenshot().await.expect("screenshot the form");
+    b.client
+        .set_window_size(w as u32, h as u32)
+        .await
+        .expect("window size back");
+    fs::write(
+        tests::browser::artifacts_dir().join("container-relimit-form.png"),
+        png,
+    )
+    .expect("write the form's screenshot");
     b.fill("#f-limits-cpus", "0.25").await;
     b.click("[data-testid=apply-limits]").await;
     b.wait_for("[data-testid=limits-saved]").await;
@@ -186,9 +219,38 @@ async fn container_lifecycle_charts_and_bill() {
         |v| v.as_str() == Some("0.25"),
     )
     .await;
-    // The change is drawn on the charts as an annotation (who and when, from the audit log).
+    let spec = b
+        .client
+        .execute_async(
+            &format!(
+                "const [done] = arguments; fetch('/api/v1/containers/{name}')\
+                 .then(r => r.json()).then(c => done(c.spec.limits))"
+            ),
+            vec![],
+        )
+        .await
+        .expect("read the container");
+    assert_eq!(spec["cpus"], 0.25, "{spec}");
+    for untouched in ["cpuset_cpus", "cpu_weight", "io_weight", "cpuset_mems"] {
+        assert!(
+            spec.get(untouched).is_none(),
+            "only CPUs changed, yet {untouched} was pinned: {spec}"
+        );
+    }
+    // The change is drawn on the charts as an annotation and listed (who, when, old → new,
+    // from the container's timeline), with an undo that puts the old quota back.
     b.wait_for("[data-testid=chart-cpu] .mark").await;
+    b.wait_text("[data-testid=limit-change]", "cpus 0.5 → 0.25")
+        .await;
     b.screenshot("container-relimited").await;
+    b.click("[data-testid=undo-change]").await;
+    b.wait_js(
+        "document.querySelector('[data-testid=chart-cpu]').dataset.levels",
+        20,
+        |v| v.as_str() == Some("0.5"),
+    )
+    .await;
+    b.wait_text("[data-testid=limit-changes]", "undid").await;
 
     // Freeze: the state says so and the CPU line drops to (almost) nothing.
     b.click("[data-action=freeze]").await;
