@@ -25,8 +25,8 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OptionalExtension, params};
 use wire::{Limits, LimitsPatch};
 
-use crate::cgroup::{CgroupError, Cgroups, Controller, CpuMax, Group, GroupPath, IoMax, Max};
-use crate::runtime::cgroups::{update_of, wire_limits};
+use crate::cgroup::{CgroupError, Cgroups, Controller, Group, GroupPath};
+use crate::runtime::cgroups::wire_limits;
 
 /// Errors of team pools.
 #[derive(Debug, thiserror::Error)]
@@ -360,86 +360,9 @@ pub fn containers_of(conn: &Connection, team: &str) -> Result<Vec<String>, rusql
 /// The engine update that takes a group from `old` to `new`: the changed fields only; a
 /// removed limit becomes the kernel's default (no limit, weight 100, the parent's cpus).
 fn diff(g: &Group, old: &Limits, new: &Limits) -> Result<crate::cgroup::LimitsUpdate, PoolError> {
-    let mut set = Limits::default();
-    macro_rules! changed {
-        ($($f:ident),*) => {$(
-            if new.$f != old.$f { set.$f = new.$f.clone(); }
-        )*};
-    }
-    changed!(
-        cpus,
-        cpuset_cpus,
-        cpuset_mems,
-        cpu_weight,
-        memory_max,
-        memory_high,
-        memory_low,
-        swap_max,
-        pids_max,
-        io_weight
-    );
-    if new.io_max != old.io_max {
-        set.io_max = new.io_max.clone();
-    }
-    let mut u = update_of(&set).map_err(engine_err)?;
-    let cleared = |o: bool, n: bool| o && !n;
-    if cleared(old.cpus.is_some(), new.cpus.is_some()) {
-        u.cpu_max = Some(CpuMax {
-            quota: Max::Unlimited,
-            period: crate::cgroup::units::DEFAULT_CPU_PERIOD_US,
-        });
-    }
-    if cleared(old.cpu_weight.is_some(), new.cpu_weight.is_some()) {
-        u.cpu_weight = Some(100);
-    }
-    if cleared(old.cpuset_cpus.is_some(), new.cpuset_cpus.is_some()) {
-        u.cpuset_cpus = Some(String::new());
-    }
-    if cleared(old.cpuset_mems.is_some(), new.cpuset_mems.is_some()) {
-        u.cpuset_mems = Some(String::new());
-    }
-    for (o, n, f) in [
-        (old.memory_max, new.memory_max, &mut u.memory_max),
-        (old.memory_high, new.memory_high, &mut u.memory_high),
-        (old.swap_max, new.swap_max, &mut u.swap_max),
-        (old.pids_max, new.pids_max, &mut u.pids_max),
-    ] {
-        if cleared(o.is_some(), n.is_some()) {
-            *f = Some(Max::Unlimited);
-        }
-    }
-    if cleared(old.memory_low.is_some(), new.memory_low.is_some()) {
-        // No protection: 0 on cgroup2; v1's soft limit defaults to unlimited.
-        let v2 = g.place(Controller::Memory).is_some_and(|p| p.v2);
-        u.memory_low = Some(if v2 { Max::Limit(0) } else { Max::Unlimited });
-    }
-    if cleared(old.io_weight.is_some(), new.io_weight.is_some()) {
-        u.io_weight = Some(100);
-    }
-    if new.io_max != old.io_max {
-        // A listed device gets exactly its line (keys not named: no limit); devices no longer
-        // listed lose every limit.
-        for m in &mut u.io_max {
-            for f in [&mut m.rbps, &mut m.wbps, &mut m.riops, &mut m.wiops] {
-                f.get_or_insert(Max::Unlimited);
-            }
-        }
-        for line in &old.io_max {
-            let Ok(m) = crate::cgroup::parse_io_max_line(line) else {
-                continue;
-            };
-            if !u.io_max.iter().any(|n| n.device == m.device) {
-                u.io_max.push(IoMax {
-                    device: m.device,
-                    rbps: Some(Max::Unlimited),
-                    wbps: Some(Max::Unlimited),
-                    riops: Some(Max::Unlimited),
-                    wiops: Some(Max::Unlimited),
-                });
-            }
-        }
-    }
-    Ok(u)
+    // Clearing memory.low writes 0 on cgroup2; v1's soft limit defaults to unlimited.
+    let v2 = g.place(Controller::Memory).is_some_and(|p| p.v2);
+    crate::runtime::cgroups::diff(old, new, v2).map_err(engine_err)
 }
 
 /// The admin's ceilings with budget overrides on top: per field the tighter (lower weight,

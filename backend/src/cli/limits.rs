@@ -77,25 +77,25 @@ fn or_max<T>(s: &str, f: impl Fn(&str) -> Result<T, String>) -> Result<Setting<T
     }
 }
 
-fn cpus_or_max(s: &str) -> Result<Setting<f64>, String> {
+pub(super) fn cpus_or_max(s: &str) -> Result<Setting<f64>, String> {
     or_max(s, |t| {
         t.parse::<f64>()
             .map_err(|_| format!("{t:?} is not a number of CPUs, e.g. 1.5, or max"))
     })
 }
 
-fn count_or_max(s: &str) -> Result<Setting<u64>, String> {
+pub(super) fn count_or_max(s: &str) -> Result<Setting<u64>, String> {
     or_max(s, |t| {
         t.parse::<u64>()
             .map_err(|_| format!("{t:?} is not a whole number or max"))
     })
 }
 
-fn size_or_max(s: &str) -> Result<Setting<u64>, String> {
+pub(super) fn size_or_max(s: &str) -> Result<Setting<u64>, String> {
     or_max(s, parse_size)
 }
 
-fn list_or_max(s: &str) -> Result<Setting<String>, String> {
+pub(super) fn list_or_max(s: &str) -> Result<Setting<String>, String> {
     or_max(s, |t| Ok(t.to_owned()))
 }
 

@@ -5,6 +5,7 @@ use clap::Args;
 use wire::{Budget, BudgetPeriod, LadderStep, LimitsPatch, Setting, StepAction, TeamBudget};
 
 use super::containers::parse_size;
+use super::limits::{count_or_max, cpus_or_max, list_or_max, size_or_max};
 
 /// The team's limits; every flag takes `max` to remove that limit. Unnamed limits stay.
 #[derive(Debug, Clone, Args, Default)]
@@ -43,36 +44,6 @@ pub struct TeamLimitArgs {
     /// devices given replace the team's), or max to remove every device limit.
     #[arg(long)]
     pub io_max: Vec<String>,
-}
-
-fn or_max<T>(s: &str, f: impl Fn(&str) -> Result<T, String>) -> Result<Setting<T>, String> {
-    if s.eq_ignore_ascii_case("max") {
-        Ok(Setting::Clear)
-    } else {
-        f(s).map(Setting::Set)
-    }
-}
-
-fn cpus_or_max(s: &str) -> Result<Setting<f64>, String> {
-    or_max(s, |t| {
-        t.parse::<f64>()
-            .map_err(|_| format!("{t:?} is not a number of CPUs, e.g. 1.5, or max"))
-    })
-}
-
-fn count_or_max(s: &str) -> Result<Setting<u64>, String> {
-    or_max(s, |t| {
-        t.parse::<u64>()
-            .map_err(|_| format!("{t:?} is not a whole number or max"))
-    })
-}
-
-fn size_or_max(s: &str) -> Result<Setting<u64>, String> {
-    or_max(s, parse_size)
-}
-
-fn list_or_max(s: &str) -> Result<Setting<String>, String> {
-    or_max(s, |t| Ok(t.to_owned()))
 }
 
 impl TeamLimitArgs {
