@@ -6,13 +6,12 @@ use axum::{Json, extract::State, http::StatusCode};
 use serde::Deserialize;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::AppState;
+use super::{
+    AppState,
+    users::{require_admin_to, visible_team},
+};
 use crate::{
-    auth::{
-        Actor, ApiJson, ApiPath, ApiQuery, AuthError,
-        audit::{self, Outcome},
-        db,
-    },
+    auth::{Actor, ApiJson, ApiPath, ApiQuery, AuthError, db},
     budget::{BudgetError, Governor},
 };
 
@@ -41,31 +40,6 @@ pub(crate) fn budget_err(e: BudgetError) -> AuthError {
     }
 }
 
-/// The team for `actor` to read: 403 when it is not theirs, 404 when it does not exist.
-async fn visible(state: &AppState, actor: &Actor, name: &str) -> Result<(), AuthError> {
-    actor.can_see_team(name)?;
-    let n = name.to_owned();
-    db::run(state.store(), move |c| db::team(c, &n))
-        .await?
-        .map(drop)
-        .ok_or_else(|| AuthError::NotFound(format!("no such team {name:?}")))
-}
-
-/// Refuses (and audits) a change of a team's budget by anyone but an admin.
-async fn require_admin(state: &AppState, actor: &Actor, name: &str) -> Result<(), AuthError> {
-    if let Err(e) = actor.require_admin() {
-        audit::record(
-            state.store(),
-            audit::Event::new(actor, "team.budget")
-                .target(format!("team:{name}"))
-                .result(Outcome::Denied),
-        )
-        .await;
-        return Err(e);
-    }
-    Ok(())
-}
-
 /// The team's budget and where it stands: used so far in the period, percent, step in force,
 /// what it enforces, next reset (admins and the team's members).
 #[utoipa::path(get, path = "/teams/{name}/budget", tag = "teams",
@@ -81,7 +55,7 @@ async fn budget_get(
     actor: Actor,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<wire::TeamBudget>, AuthError> {
-    visible(&state, &actor, &name).await?;
+    visible_team(&state, &actor, &name).await?;
     let g = state.governor().clone();
     let b = db::run(state.store(), move |c| {
         g.get(c, &name)
@@ -111,8 +85,8 @@ async fn budget_put(
     ApiPath(name): ApiPath<String>,
     ApiJson(budget): ApiJson<wire::Budget>,
 ) -> Result<Json<wire::TeamBudget>, AuthError> {
-    require_admin(&state, &actor, &name).await?;
-    visible(&state, &actor, &name).await?;
+    require_admin_to(&state, &actor, "team.budget", &name).await?;
+    visible_team(&state, &actor, &name).await?;
     let g = state.governor().clone();
     let b = db::run(state.store(), move |c| {
         g.put(c, &name, &budget, &actor).map_err(budget_err)
@@ -135,8 +109,8 @@ async fn budget_delete(
     actor: Actor,
     ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, AuthError> {
-    require_admin(&state, &actor, &name).await?;
-    visible(&state, &actor, &name).await?;
+    require_admin_to(&state, &actor, "team.budget", &name).await?;
+    visible_team(&state, &actor, &name).await?;
     let g = state.governor().clone();
     db::run(state.store(), move |c| {
         g.clear(c, &name, &actor).map_err(budget_err)
@@ -175,7 +149,7 @@ async fn budget_steps(
     if !(1..=1000).contains(&limit) {
         return Err(AuthError::invalid("limit", "limit must be 1 to 1000"));
     }
-    visible(&state, &actor, &name).await?;
+    visible_team(&state, &actor, &name).await?;
     let steps = db::run(state.store(), move |c| {
         Governor::steps(c, &name, limit as usize).map_err(budget_err)
     })

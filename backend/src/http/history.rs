@@ -218,19 +218,7 @@ async fn team_history_get(
     let w = window(&state, &q)?;
     // Same rule as `GET /api/v1/teams/{name}`: membership first, so a non-member learns
     // nothing about which teams exist.
-    actor.can_see_team(&name)?;
-    let lookup = name.clone();
-    let exists = blocking(&state, move |c| {
-        Ok(
-            c.query_row("SELECT 1 FROM teams WHERE name = ?1", [&lookup], |_| Ok(()))
-                .optional()?
-                .is_some(),
-        )
-    })
-    .await?;
-    if !exists {
-        return Err(AppError::NotFound(format!("no such team {name:?}")));
-    }
+    super::users::visible_team(&state, &actor, &name).await?;
     Ok(Json(answer(&state, team_subject(&name), name, w).await?))
 }
 

@@ -31,7 +31,7 @@ use axum::{
     routing::get,
 };
 
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
 
 use super::AppState;
 use crate::auth::{Actor, AuthError};
@@ -104,33 +104,10 @@ fn team_limits(conn: &Connection) -> rusqlite::Result<Vec<(String, wire::Limits)
         .collect())
 }
 
-/// Each team's budget use as a ratio (`percent` / 100 of the budget state). The state table
-/// (`team_budget_state`, columns `team` and `percent`) comes with the budget engine's
-/// migration: until it exists — or when it lacks those columns — there are no budget series.
+/// Each team's budget use as a ratio (`percent` / 100 of the governor's last evaluation,
+/// `team_budget_state`, `migrations/0012`).
 pub fn budget_ratios(conn: &Connection) -> rusqlite::Result<Vec<(String, f64)>> {
-    let table: Option<String> = conn
-        .query_row(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'team_budget_state'",
-            [],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if table.is_none() {
-        return Ok(Vec::new());
-    }
-    let mut cols = conn.prepare("SELECT name FROM pragma_table_info('team_budget_state')")?;
-    let cols = cols
-        .query_map([], |r| r.get::<_, String>(0))?
-        .collect::<Result<Vec<_>, _>>()?;
-    if !["team", "percent"]
-        .iter()
-        .all(|c| cols.iter().any(|n| n == c))
-    {
-        return Ok(Vec::new());
-    }
-    let mut stmt = conn.prepare(
-        "SELECT team, percent FROM team_budget_state WHERE percent IS NOT NULL ORDER BY team",
-    )?;
+    let mut stmt = conn.prepare("SELECT team, percent FROM team_budget_state ORDER BY team")?;
     stmt.query_map([], |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)? / 100.0))
     })?
@@ -450,21 +427,20 @@ mod tests {
     }
 
     #[test]
-    fn budget_ratios_wait_for_the_budget_table() {
-        let conn = Connection::open_in_memory().unwrap();
-        assert!(budget_ratios(&conn).unwrap().is_empty(), "no table yet");
-        conn.execute_batch("CREATE TABLE team_budget_state (team TEXT, state TEXT)")
-            .unwrap();
-        assert!(
-            budget_ratios(&conn).unwrap().is_empty(),
-            "no percent column"
-        );
+    fn budget_ratios_read_the_budget_state() {
+        let dir = std::env::temp_dir().join(format!("corral-metrics-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = crate::store::Store::open(&dir.join("corral.db")).unwrap();
+        let conn = store.lock();
+        assert!(budget_ratios(&conn).unwrap().is_empty(), "no budget yet");
         conn.execute_batch(
-            "DROP TABLE team_budget_state;
-             CREATE TABLE team_budget_state (team TEXT PRIMARY KEY, percent REAL);
-             INSERT INTO team_budget_state VALUES ('a', 112.5), ('b', NULL);",
+            "INSERT INTO teams (name, description, created_at) VALUES ('a', '', 0);
+             INSERT INTO team_budget_state (team, period_start, step, percent, evaluated_at)
+             VALUES ('a', 0, 1, 112.5, 0);",
         )
         .unwrap();
         assert_eq!(budget_ratios(&conn).unwrap(), vec![("a".to_owned(), 1.125)]);
+        drop(conn);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

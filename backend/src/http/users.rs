@@ -334,7 +334,7 @@ fn validate_description(d: &str) -> Result<(), AuthError> {
 
 /// Looks a team up for `actor`: 403 when it is not theirs (whether or not it exists), 404 for
 /// an admin when it does not exist.
-async fn visible_team(
+pub(super) async fn visible_team(
     state: &AppState,
     actor: &Actor,
     name: &str,
@@ -437,7 +437,7 @@ async fn teams_limits_update(
     ApiPath(name): ApiPath<String>,
     ApiJson(patch): ApiJson<wire::LimitsPatch>,
 ) -> Result<Json<wire::Limits>, AuthError> {
-    require_admin_for_limits(&state, &actor, &name).await?;
+    require_admin_to(&state, &actor, "team.limits", &name).await?;
     visible_team(&state, &actor, &name).await?;
     let pools = state.pools().clone();
     let limits = db::run(state.store(), move |conn| {
@@ -450,16 +450,18 @@ async fn teams_limits_update(
     Ok(Json(limits))
 }
 
-/// Refuses (and audits) a change of a team's limits by anyone but an admin.
-async fn require_admin_for_limits(
+/// Refuses (and audits as `action`) a change of a team's settings — its limits
+/// (`team.limits`), its budget (`team.budget`) — by anyone but an admin.
+pub(super) async fn require_admin_to(
     state: &AppState,
     actor: &Actor,
+    action: &str,
     name: &str,
 ) -> Result<(), AuthError> {
     if let Err(e) = actor.require_admin() {
         audit::record(
             state.store(),
-            audit::Event::new(actor, "team.limits")
+            audit::Event::new(actor, action)
                 .target(format!("team:{name}"))
                 .result(Outcome::Denied),
         )
@@ -519,7 +521,7 @@ async fn teams_update(
         return Err(e);
     }
     if req.limits.is_some() {
-        require_admin_for_limits(&state, &actor, &name).await?;
+        require_admin_to(&state, &actor, "team.limits", &name).await?;
     }
     if let Some(d) = &req.description {
         validate_description(d)?;

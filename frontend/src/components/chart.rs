@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 
-use crate::format;
+use crate::{format, types::History};
 
 /// Drawing width and height of the line chart's viewBox (it scales to its box).
 const W: f64 = 480.0;
@@ -412,4 +412,58 @@ pub fn Meter(
             <div class="used" style=move || format!("width:{:.2}%", pct(used.get()))></div>
         </div>
     }
+}
+
+/// CPU used (cores) and throttled (share of the step) of a history: the CPU chart of a
+/// container and of a team.
+pub fn cpu_series(h: &History) -> Vec<Series> {
+    let s = h.step_secs.max(1) as f64;
+    vec![
+        Series {
+            name: "used".into(),
+            class: "s1",
+            area: true,
+            points: h
+                .points
+                .iter()
+                .map(|p| (p.ts as f64, p.cpu_cores))
+                .collect(),
+        },
+        Series {
+            name: "throttled".into(),
+            class: "s2",
+            area: false,
+            points: h
+                .points
+                .iter()
+                .map(|p| (p.ts as f64, p.throttled_seconds / s))
+                .collect(),
+        },
+    ]
+}
+
+/// Memory average and peak of a history: the memory chart of a container and of a team.
+pub fn memory_series(h: &History) -> Vec<Series> {
+    vec![
+        Series {
+            name: "average".into(),
+            class: "s3",
+            area: true,
+            points: h
+                .points
+                .iter()
+                .map(|p| (p.ts as f64, p.mem_avg_bytes as f64))
+                .collect(),
+        },
+        Series {
+            name: "peak".into(),
+            class: "s4",
+            area: false,
+            points: h
+                .points
+                .iter()
+                .map(|p| (p.ts as f64, p.mem_peak_bytes as f64))
+                .collect(),
+        },
+    ]
 }

@@ -14,7 +14,7 @@ use crate::{
     api::{self, ApiFailure},
     components::limits::{LIMIT_FIELDS, LimitFields, LimitInputs},
     components::{
-        chart::{ChartData, Level, LineChart, Mark, Series},
+        chart::{ChartData, Level, LineChart, Mark, Series, cpu_series, memory_series},
         events::{Link, LiveBadge, POLL_MS, live_stats, live_stream},
         poll::{clock, poll},
         ui::{
@@ -228,30 +228,8 @@ fn Detail(name: String) -> impl IntoView {
         })
     };
     let cpu = chart(|h, c| {
-        let s = h.step_secs.max(1) as f64;
         (
-            vec![
-                Series {
-                    name: "used".into(),
-                    class: "s1",
-                    area: true,
-                    points: h
-                        .points
-                        .iter()
-                        .map(|p| (p.ts as f64, p.cpu_cores))
-                        .collect(),
-                },
-                Series {
-                    name: "throttled".into(),
-                    class: "s2",
-                    area: false,
-                    points: h
-                        .points
-                        .iter()
-                        .map(|p| (p.ts as f64, p.throttled_seconds / s))
-                        .collect(),
-                },
-            ],
+            cpu_series(h),
             c.limits
                 .cpus
                 .map(|q| {
@@ -280,31 +258,7 @@ fn Detail(name: String) -> impl IntoView {
                 class: "soft",
             });
         }
-        (
-            vec![
-                Series {
-                    name: "average".into(),
-                    class: "s3",
-                    area: true,
-                    points: h
-                        .points
-                        .iter()
-                        .map(|p| (p.ts as f64, p.mem_avg_bytes as f64))
-                        .collect(),
-                },
-                Series {
-                    name: "peak".into(),
-                    class: "s4",
-                    area: false,
-                    points: h
-                        .points
-                        .iter()
-                        .map(|p| (p.ts as f64, p.mem_peak_bytes as f64))
-                        .collect(),
-                },
-            ],
-            levels,
-        )
+        (memory_series(h), levels)
     });
     let io = chart(move |h, _| {
         let s = h.step_secs.max(1) as f64;

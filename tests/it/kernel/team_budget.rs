@@ -12,7 +12,6 @@ use std::{
     fs,
     io::{Read, Write},
     net::{TcpListener, TcpStream},
-    path::PathBuf,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -21,26 +20,15 @@ use std::{
 };
 
 use backend::client::Client;
+
+use super::team_pool::{in_vm, team_cpu_usec, team_dirs};
 use hyper::Method;
 use serde_json::json;
 use tests::{
     Daemon,
-    containers::{Reaper, call, cgroup_mounts, create, exec, remove},
+    containers::{Reaper, call, create, exec, remove},
     rootfs::Rootfs,
 };
-
-fn in_vm() -> bool {
-    std::env::var_os("CORRAL_IN_VM").is_some_and(|v| v == "1")
-}
-
-/// The team's directories in every hierarchy that holds the daemon's subtree.
-fn team_dirs(d: &Daemon, team: &str) -> Vec<PathBuf> {
-    cgroup_mounts()
-        .into_iter()
-        .filter(|m| m.join(&d.cgroup_root).is_dir())
-        .map(|m| m.join(&d.cgroup_root).join(team))
-        .collect()
-}
 
 /// The first of `files` that exists in one of the team's directories: (file name, content).
 fn read_first(d: &Daemon, team: &str, files: &[&str]) -> Option<(String, String)> {
@@ -73,20 +61,6 @@ fn knobs(d: &Daemon, team: &str) -> Knobs {
         max: get(&["cpu.max", "cpu.cfs_quota_us"]),
         high: get(&["memory.high"]),
     }
-}
-
-/// A team cgroup's cumulative CPU time in µs (cgroup2 `cpu.stat`, or v1 `cpuacct.usage`).
-fn team_cpu_usec(d: &Daemon, team: &str) -> u64 {
-    if let Some((_, t)) = read_first(d, team, &["cpuacct.usage"]) {
-        return t.parse::<u64>().unwrap() / 1000;
-    }
-    let (_, stat) = read_first(d, team, &["cpu.stat"]).unwrap();
-    stat.lines()
-        .find_map(|l| l.strip_prefix("usage_usec "))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 /// Reads `GET /api/v1/events` on a thread and keeps every raw byte until the stream ends.

@@ -24,12 +24,12 @@ use tests::{
     rootfs::Rootfs,
 };
 
-fn in_vm() -> bool {
+pub(super) fn in_vm() -> bool {
     std::env::var_os("CORRAL_IN_VM").is_some_and(|v| v == "1")
 }
 
 /// The team's directories in every hierarchy of the host that holds the daemon's subtree.
-fn team_dirs(d: &Daemon, team: &str) -> Vec<PathBuf> {
+pub(super) fn team_dirs(d: &Daemon, team: &str) -> Vec<PathBuf> {
     let dirs: Vec<PathBuf> = cgroup_mounts()
         .into_iter()
         .filter(|m| m.join(&d.cgroup_root).is_dir())
@@ -41,7 +41,7 @@ fn team_dirs(d: &Daemon, team: &str) -> Vec<PathBuf> {
 
 /// The team cgroup's cumulative CPU time in µs, from the host's files: cgroup2 `cpu.stat`
 /// `usage_usec`, or v1 `cpuacct.usage` (ns).
-fn team_cpu_usec(d: &Daemon, team: &str) -> u64 {
+pub(super) fn team_cpu_usec(d: &Daemon, team: &str) -> u64 {
     for dir in team_dirs(d, team) {
         if let Ok(t) = fs::read_to_string(dir.join("cpuacct.usage")) {
             return t.trim().parse::<u64>().unwrap() / 1000;

@@ -7,7 +7,7 @@ use leptos::prelude::*;
 use crate::{
     api,
     components::{
-        chart::{ChartData, Level, LineChart, Mark, Series},
+        chart::{ChartData, Level, LineChart, Mark, Series, cpu_series, memory_series},
         poll::{Polled, clock, poll},
         ui::{ErrorBox, Freshness},
     },
@@ -153,57 +153,6 @@ async fn budget_marks(name: &str) -> Vec<Mark> {
         .await
         .map(|steps| steps.iter().map(step_mark).collect())
         .unwrap_or_default()
-}
-
-fn cpu_series(h: &History) -> Vec<Series> {
-    let s = h.step_secs.max(1) as f64;
-    vec![
-        Series {
-            name: "used".into(),
-            class: "s1",
-            area: true,
-            points: h
-                .points
-                .iter()
-                .map(|p| (p.ts as f64, p.cpu_cores))
-                .collect(),
-        },
-        Series {
-            name: "throttled".into(),
-            class: "s2",
-            area: false,
-            points: h
-                .points
-                .iter()
-                .map(|p| (p.ts as f64, p.throttled_seconds / s))
-                .collect(),
-        },
-    ]
-}
-
-fn memory_series(h: &History) -> Vec<Series> {
-    vec![
-        Series {
-            name: "average".into(),
-            class: "s3",
-            area: true,
-            points: h
-                .points
-                .iter()
-                .map(|p| (p.ts as f64, p.mem_avg_bytes as f64))
-                .collect(),
-        },
-        Series {
-            name: "peak".into(),
-            class: "s4",
-            area: false,
-            points: h
-                .points
-                .iter()
-                .map(|p| (p.ts as f64, p.mem_peak_bytes as f64))
-                .collect(),
-        },
-    ]
 }
 
 /// CPU and memory of the team's pool over a chosen range, against its ceilings and budget.
