@@ -95,7 +95,10 @@ pub struct BudgetArgs {
     /// Remove the budget (every step in force is lifted).
     #[arg(long, conflicts_with_all = ["period", "money", "cpu_hours", "memory_gib_hours", "ladder", "webhook"])]
     pub clear: bool,
-    /// Print the raw state as JSON.
+    /// Print the budget's timeline instead: every step change with when, why and who.
+    #[arg(long, conflicts_with_all = ["period", "money", "cpu_hours", "memory_gib_hours", "ladder", "webhook", "clear"])]
+    pub steps: bool,
+    /// Print the raw state (or timeline) as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -210,6 +213,28 @@ fn size_text(b: u64) -> String {
         b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{}M", b >> 20),
         b => format!("{b}"),
     }
+}
+
+/// `corral team budget NAME --steps`: the timeline for people, one change a line.
+pub fn steps_text(steps: &[wire::BudgetEvent]) -> String {
+    if steps.is_empty() {
+        return "no step changes yet\n".to_owned();
+    }
+    let step = |s: Option<usize>| s.map_or_else(|| "none".to_owned(), |i| i.to_string());
+    steps
+        .iter()
+        .map(|e| {
+            format!(
+                "{}  {:<9}  step {} -> {}  {:.1} %  {}\n",
+                crate::metering::calendar::format_time(e.ts.div_euclid(1000)),
+                e.action,
+                step(e.from_step),
+                step(e.to_step),
+                e.percent,
+                e.reason
+            )
+        })
+        .collect()
 }
 
 /// `corral team budget NAME`: the state for people.

@@ -268,6 +268,15 @@ pub async fn team(client: &Client, cmd: &TeamCmd) -> anyhow::Result<()> {
         }
         TeamCmd::Budget { name, budget } => {
             let path = format!("/api/v1/teams/{}/budget", seg(&name));
+            if budget.steps {
+                let steps: Vec<wire::BudgetEvent> = client.get(&format!("{path}/steps")).await?;
+                if budget.json {
+                    println!("{}", serde_json::to_string_pretty(&steps)?);
+                } else {
+                    print!("{}", super::teams::steps_text(&steps));
+                }
+                return Ok(());
+            }
             let state: Option<wire::TeamBudget> = if budget.clear {
                 let _: Option<serde_json::Value> =
                     send(client, Method::DELETE, &path, None::<&()>).await?;
