@@ -38,6 +38,10 @@ pub struct LimitArgs {
     /// --memory-reservation is the same knob on cgroup v2.
     #[arg(long, visible_alias = "memory-reservation", value_parser = size_or_max)]
     pub memory_low: Option<Setting<u64>>,
+    /// Hard memory protection, never reclaimed (memory.min; cgroup v2 only, a v1 host
+    /// refuses it; -1 or max: none).
+    #[arg(long, value_parser = size_or_max, allow_hyphen_values = true)]
+    pub memory_min: Option<Setting<u64>>,
     /// Swap on top of the memory limit.
     #[arg(long, value_parser = size_or_max, conflicts_with = "memory_swap")]
     pub swap: Option<Setting<u64>>,
@@ -156,6 +160,7 @@ impl LimitArgs {
             memory_max,
             memory_high: keep(&self.memory_high),
             memory_low: keep(&self.memory_low),
+            memory_min: keep(&self.memory_min),
             swap_max,
             pids_max: keep(&self.pids_limit),
             io_weight,
@@ -309,13 +314,15 @@ mod tests {
             cpu_shares: Some(count_or_max("1024").unwrap()),
             blkio_weight: Some(count_or_max("10").unwrap()),
             memory_low: Some(size_or_max("64M").unwrap()),
+            memory_min: Some(size_or_max("-1").unwrap()),
             ..LimitArgs::default()
         };
         let p = a.to_patch(&Limits::default()).unwrap();
         assert_eq!(
             serde_json::to_value(&p).unwrap(),
             serde_json::json!({"cpus": 1.5, "memory_max": null, "pids_max": null,
-                "cpu_weight": 100, "io_weight": 1, "memory_low": 64 << 20})
+                "cpu_weight": 100, "io_weight": 1, "memory_low": 64 << 20,
+                "memory_min": null})
         );
         assert!(a.to_limits().is_err(), "max is refused at create");
     }
