@@ -7,7 +7,10 @@ use clap::Args;
 use wire::{Limits, LimitsPatch, Setting};
 
 use super::containers::parse_size;
-use crate::cgroup::{IoMax, Max, parse_device, parse_io_max_line, units};
+use crate::{
+    cgroup::{IoMax, Max, parse_device, parse_io_max_line, units},
+    client::ClientError,
+};
 
 /// Every limit a container can have; unnamed limits stay as they are (`update`) or unset
 /// (`run`). In `corral update` each flag takes `max` to remove that limit.
@@ -70,6 +73,42 @@ pub struct LimitArgs {
     /// Write operations per second of a device, DEVICE:RATE. Repeatable.
     #[arg(long, value_name = "DEVICE:RATE")]
     pub device_write_iops: Vec<String>,
+}
+
+/// The flag of `corral run`/`update` that sets the API's limit field `field` (`limits.cpus`).
+fn flag_of(field: &str) -> Option<&'static str> {
+    Some(match field.strip_prefix("limits.")? {
+        "cpus" => "--cpus",
+        "cpu_weight" => "--cpu-weight/--cpu-shares",
+        "cpuset_cpus" => "--cpuset-cpus",
+        "cpuset_mems" => "--cpuset-mems",
+        "memory_max" => "--memory",
+        "memory_high" => "--memory-high",
+        "memory_low" => "--memory-low",
+        "memory_min" => "--memory-min",
+        "swap_max" => "--swap/--memory-swap",
+        "pids_max" => "--pids-limit",
+        "io_weight" => "--io-weight/--blkio-weight",
+        "io_max" => "--device-*",
+        _ => return None,
+    })
+}
+
+/// A daemon refusal of a limit, worded with the flag the user typed (`--cpus: 0 must be …`)
+/// instead of the API's field name; any other error as it is.
+pub fn name_the_flag(e: anyhow::Error) -> anyhow::Error {
+    let flag = match e.downcast_ref::<ClientError>() {
+        Some(ClientError::Api {
+            field: Some(f),
+            message,
+            ..
+        }) => flag_of(f).map(|flag| format!("{flag}: {message}")),
+        _ => None,
+    };
+    match flag {
+        Some(m) => anyhow::anyhow!(m),
+        None => e,
+    }
 }
 
 /// `max` (and Docker's `-1`) is "no limit".
@@ -325,6 +364,31 @@ mod tests {
                 "memory_min": null})
         );
         assert!(a.to_limits().is_err(), "max is refused at create");
+    }
+
+    #[test]
+    fn a_refused_limit_names_its_flag() {
+        let api = |field: &str| {
+            anyhow::Error::new(ClientError::Api {
+                status: hyper::StatusCode::BAD_REQUEST,
+                code: "invalid".into(),
+                message: "0 must be between 0.01 and 1024".into(),
+                field: Some(field.into()),
+            })
+        };
+        assert_eq!(
+            name_the_flag(api("limits.cpus")).to_string(),
+            "--cpus: 0 must be between 0.01 and 1024"
+        );
+        assert_eq!(
+            name_the_flag(api("limits.memory_min")).to_string(),
+            "--memory-min: 0 must be between 0.01 and 1024"
+        );
+        assert_eq!(
+            name_the_flag(api("name")).to_string(),
+            "0 must be between 0.01 and 1024",
+            "not a limit: as the daemon said it"
+        );
     }
 
     #[test]

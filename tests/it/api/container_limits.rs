@@ -446,3 +446,53 @@ async fn cli_update_takes_max_and_undo() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+/// A refused `corral run` prints `error: …` naming the flag's field, with no backtrace even
+/// when the user's environment asks for one (`RUST_BACKTRACE`), and nothing is created.
+#[tokio::test]
+async fn cli_refusal_prints_no_backtrace() {
+    let d = Daemon::start();
+    let _reaper = Reaper::new(&d);
+    let rootfs = Rootfs::new();
+    let root = rootfs.path().display().to_string();
+    // Refused by the daemon (400 naming limits.cpus), and by the CLI's own parser.
+    let cases: [(&[&str], &str); 2] = [
+        (&["--cpus", "0"], "--cpus: 0 must be"),
+        (&["--memory", "lots"], "--memory"),
+    ];
+    for bt in ["1", "full"] {
+        for (flags, names) in cases {
+            let out = std::process::Command::new(tests::corral_bin())
+                .arg("--host")
+                .arg(format!("unix://{}", d.socket.display()))
+                .arg("run")
+                .arg("-d")
+                .args(flags)
+                .args(["--rootfs", &root, "true"])
+                .env("RUST_BACKTRACE", bt)
+                .env("RUST_LIB_BACKTRACE", bt)
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{flags:?}: {err}");
+            assert!(err.starts_with("error: "), "{flags:?}: {err}");
+            assert!(err.contains(names), "{flags:?} names {names}: {err}");
+            let frames = err
+                .lines()
+                .filter(|l| {
+                    let t = l.trim_start();
+                    t.split_once(':').is_some_and(|(n, _)| {
+                        !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+                    })
+                })
+                .count();
+            assert!(
+                !err.to_lowercase().contains("backtrace") && frames == 0,
+                "RUST_BACKTRACE={bt} {flags:?}: {err}"
+            );
+        }
+    }
+    let admin = d.admin_token();
+    let list = ok(&call(&d, &admin, "GET", "/api/v1/containers", None), "list");
+    assert_eq!(list, json!([]), "nothing created");
+}
