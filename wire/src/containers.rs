@@ -221,7 +221,7 @@ pub struct CreateContainer {
     /// `none` (own network namespace with loopback), `host`, or `bridge` (the Corral bridge,
     /// NAT, published ports). Default `none`, or `bridge` when ports are published.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(pattern = r"^(none|host)$"))]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^(none|host|bridge)$"))]
     pub network: Option<String>,
     /// Published ports, `[IP:]HOST:CONTAINER[/tcp|/udp]`; bound to 127.0.0.1 unless an address
     /// is given.
