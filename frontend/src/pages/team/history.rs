@@ -245,6 +245,7 @@ pub fn TeamCharts(name: String, team: Polled<wire::TeamDetail>) -> impl IntoView
                 marks: marks.data.get().unwrap_or_default(),
                 from,
                 to,
+                ..ChartData::default()
             }
         })
     };
