@@ -403,6 +403,7 @@ pub fn effective(own: &Limits, team: &Limits) -> Limits {
         memory_max: min(own.memory_max, team.memory_max),
         memory_high: min(own.memory_high, team.memory_high),
         memory_low: min(own.memory_low, team.memory_low),
+        memory_min: min(own.memory_min, team.memory_min),
         swap_max: min(own.swap_max, team.swap_max),
         pids_max: min(own.pids_max, team.pids_max),
         io_weight: own.io_weight,

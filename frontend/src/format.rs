@@ -89,7 +89,7 @@ pub fn datetime(secs: i64) -> String {
 pub fn axis_time(ms: f64, span_ms: f64) -> String {
     let d = js_sys::Date::new(&ms.into());
     if span_ms > 2.0 * 86_400_000.0 {
-        format!("{}-{}", two(d.get_month() + 1), two(d.get_date()))
+        axis_day(ms)
     } else if span_ms < 600_000.0 {
         format!(
             "{}:{}:{}",
@@ -100,6 +100,12 @@ pub fn axis_time(ms: f64, span_ms: f64) -> String {
     } else {
         format!("{}:{}", two(d.get_hours()), two(d.get_minutes()))
     }
+}
+
+/// A date as an axis label, `MM-DD` (browser time zone).
+pub fn axis_day(ms: f64) -> String {
+    let d = js_sys::Date::new(&ms.into());
+    format!("{}-{}", two(d.get_month() + 1), two(d.get_date()))
 }
 
 /// The current month as `YYYY-MM` (browser time zone).

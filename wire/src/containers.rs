@@ -118,6 +118,16 @@ pub struct Limits {
     )]
     #[cfg_attr(feature = "openapi", schema(minimum = 0))]
     pub memory_low: Option<u64>,
+    /// Hard memory protection in bytes (`memory.min`): never reclaimed, even under global
+    /// pressure. cgroup v2 only (v1 has no equivalent, so a host with a v1 memory controller
+    /// refuses it); at most `memory_max` when both are set.
+    #[serde(
+        default,
+        deserialize_with = "whole::opt_u64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0))]
+    pub memory_min: Option<u64>,
     /// Swap in bytes on top of the memory (`memory.swap.max`; v1 memsw = memory + swap, which
     /// needs `memory_max`).
     #[serde(
@@ -211,7 +221,7 @@ pub struct CreateContainer {
     /// `none` (own network namespace with loopback), `host`, or `bridge` (the Corral bridge,
     /// NAT, published ports). Default `none`, or `bridge` when ports are published.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(pattern = r"^(none|host)$"))]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^(none|host|bridge)$"))]
     pub network: Option<String>,
     /// Published ports, `[IP:]HOST:CONTAINER[/tcp|/udp]`; bound to 127.0.0.1 unless an address
     /// is given.

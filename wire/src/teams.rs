@@ -279,6 +279,14 @@ pub struct LimitsPatch {
     )]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<u64>, minimum = 0))]
     pub memory_low: Setting<u64>,
+    /// Hard memory protection in bytes (`memory.min`; cgroup v2 only).
+    #[serde(
+        default,
+        deserialize_with = "count",
+        skip_serializing_if = "Setting::is_keep"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u64>, minimum = 0))]
+    pub memory_min: Setting<u64>,
     /// Swap in bytes.
     #[serde(
         default,
@@ -332,6 +340,7 @@ impl LimitsPatch {
             pids_max: self.pids_max.merge(c.pids_max),
             cpuset_mems: self.cpuset_mems.merge(c.cpuset_mems),
             memory_low: self.memory_low.merge(c.memory_low),
+            memory_min: self.memory_min.merge(c.memory_min),
             swap_max: self.swap_max.merge(c.swap_max),
             io_weight: self.io_weight.merge(c.io_weight),
             io_max,

@@ -213,6 +213,7 @@ async fn update_limits(
         Some(serde_json::to_value(patch)?),
     )
     .await
+    .map_err(super::limits::name_the_flag)
 }
 
 /// `corral update NAME --undo [--to ID]`.
@@ -632,7 +633,8 @@ async fn run_container(client: &Client, a: RunArgs) -> anyhow::Result<()> {
         "/api/v1/containers",
         Some(serde_json::to_value(&req)?),
     )
-    .await?;
+    .await
+    .map_err(super::limits::name_the_flag)?;
     if a.detach {
         println!("{}", c.name);
         return Ok(());

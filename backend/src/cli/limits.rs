@@ -7,7 +7,10 @@ use clap::Args;
 use wire::{Limits, LimitsPatch, Setting};
 
 use super::containers::parse_size;
-use crate::cgroup::{IoMax, Max, parse_device, parse_io_max_line, units};
+use crate::{
+    cgroup::{IoMax, Max, parse_device, parse_io_max_line, units},
+    client::ClientError,
+};
 
 /// Every limit a container can have; unnamed limits stay as they are (`update`) or unset
 /// (`run`). In `corral update` each flag takes `max` to remove that limit.
@@ -38,6 +41,10 @@ pub struct LimitArgs {
     /// --memory-reservation is the same knob on cgroup v2.
     #[arg(long, visible_alias = "memory-reservation", value_parser = size_or_max)]
     pub memory_low: Option<Setting<u64>>,
+    /// Hard memory protection, never reclaimed (memory.min; cgroup v2 only, a v1 host
+    /// refuses it; -1 or max: none).
+    #[arg(long, value_parser = size_or_max, allow_hyphen_values = true)]
+    pub memory_min: Option<Setting<u64>>,
     /// Swap on top of the memory limit.
     #[arg(long, value_parser = size_or_max, conflicts_with = "memory_swap")]
     pub swap: Option<Setting<u64>>,
@@ -66,6 +73,42 @@ pub struct LimitArgs {
     /// Write operations per second of a device, DEVICE:RATE. Repeatable.
     #[arg(long, value_name = "DEVICE:RATE")]
     pub device_write_iops: Vec<String>,
+}
+
+/// The flag of `corral run`/`update` that sets the API's limit field `field` (`limits.cpus`).
+fn flag_of(field: &str) -> Option<&'static str> {
+    Some(match field.strip_prefix("limits.")? {
+        "cpus" => "--cpus",
+        "cpu_weight" => "--cpu-weight/--cpu-shares",
+        "cpuset_cpus" => "--cpuset-cpus",
+        "cpuset_mems" => "--cpuset-mems",
+        "memory_max" => "--memory",
+        "memory_high" => "--memory-high",
+        "memory_low" => "--memory-low",
+        "memory_min" => "--memory-min",
+        "swap_max" => "--swap/--memory-swap",
+        "pids_max" => "--pids-limit",
+        "io_weight" => "--io-weight/--blkio-weight",
+        "io_max" => "--device-*",
+        _ => return None,
+    })
+}
+
+/// A daemon refusal of a limit, worded with the flag the user typed (`--cpus: 0 must be …`)
+/// instead of the API's field name; any other error as it is.
+pub fn name_the_flag(e: anyhow::Error) -> anyhow::Error {
+    let flag = match e.downcast_ref::<ClientError>() {
+        Some(ClientError::Api {
+            field: Some(f),
+            message,
+            ..
+        }) => flag_of(f).map(|flag| format!("{flag}: {message}")),
+        _ => None,
+    };
+    match flag {
+        Some(m) => anyhow::anyhow!(m),
+        None => e,
+    }
 }
 
 /// `max` (and Docker's `-1`) is "no limit".
@@ -156,6 +199,7 @@ impl LimitArgs {
             memory_max,
             memory_high: keep(&self.memory_high),
             memory_low: keep(&self.memory_low),
+            memory_min: keep(&self.memory_min),
             swap_max,
             pids_max: keep(&self.pids_limit),
             io_weight,
@@ -309,15 +353,42 @@ mod tests {
             cpu_shares: Some(count_or_max("1024").unwrap()),
             blkio_weight: Some(count_or_max("10").unwrap()),
             memory_low: Some(size_or_max("64M").unwrap()),
+            memory_min: Some(size_or_max("-1").unwrap()),
             ..LimitArgs::default()
         };
         let p = a.to_patch(&Limits::default()).unwrap();
         assert_eq!(
             serde_json::to_value(&p).unwrap(),
             serde_json::json!({"cpus": 1.5, "memory_max": null, "pids_max": null,
-                "cpu_weight": 100, "io_weight": 1, "memory_low": 64 << 20})
+                "cpu_weight": 100, "io_weight": 1, "memory_low": 64 << 20,
+                "memory_min": null})
         );
         assert!(a.to_limits().is_err(), "max is refused at create");
+    }
+
+    #[test]
+    fn a_refused_limit_names_its_flag() {
+        let api = |field: &str| {
+            anyhow::Error::new(ClientError::Api {
+                status: hyper::StatusCode::BAD_REQUEST,
+                code: "invalid".into(),
+                message: "0 must be between 0.01 and 1024".into(),
+                field: Some(field.into()),
+            })
+        };
+        assert_eq!(
+            name_the_flag(api("limits.cpus")).to_string(),
+            "--cpus: 0 must be between 0.01 and 1024"
+        );
+        assert_eq!(
+            name_the_flag(api("limits.memory_min")).to_string(),
+            "--memory-min: 0 must be between 0.01 and 1024"
+        );
+        assert_eq!(
+            name_the_flag(api("name")).to_string(),
+            "0 must be between 0.01 and 1024",
+            "not a limit: as the daemon said it"
+        );
     }
 
     #[test]

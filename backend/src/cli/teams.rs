@@ -31,6 +31,9 @@ pub struct TeamLimitArgs {
     /// Best-effort memory protection (max: none).
     #[arg(long, value_parser = size_or_max)]
     pub memory_low: Option<Setting<u64>>,
+    /// Hard memory protection for the whole team (memory.min; cgroup v2 only; max: none).
+    #[arg(long, value_parser = size_or_max)]
+    pub memory_min: Option<Setting<u64>>,
     /// Swap on top of the memory limit (not Docker's memory+swap total).
     #[arg(long, value_parser = size_or_max)]
     pub swap: Option<Setting<u64>>,
@@ -57,6 +60,7 @@ impl TeamLimitArgs {
             memory_max: keep(&self.memory),
             memory_high: keep(&self.memory_high),
             memory_low: keep(&self.memory_low),
+            memory_min: keep(&self.memory_min),
             swap_max: keep(&self.swap),
             pids_max: keep(&self.pids),
             io_weight: keep(&self.io_weight),

@@ -24,12 +24,11 @@
 use std::fmt::Write;
 
 use axum::{
-    Router,
     extract::State,
     http::{HeaderMap, header},
     response::IntoResponse,
-    routing::get,
 };
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use rusqlite::Connection;
 
@@ -37,8 +36,9 @@ use super::AppState;
 use crate::auth::{Actor, AuthError};
 use crate::metering::{LiveStat, SubjectKind};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/metrics", get(metrics_get))
+/// Outside `/api/v1` (where Prometheus looks); documented all the same, at its own path.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(metrics_get))
 }
 
 /// The OpenMetrics content type.
@@ -46,6 +46,15 @@ pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; char
 /// The classic Prometheus text format.
 pub const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// Every container's and team's latest sample, in the Prometheus text format (OpenMetrics when
+/// `Accept` asks for it). Admins only.
+#[utoipa::path(get, path = "/metrics", tag = "meta",
+    responses(
+        (status = 200, description = "Prometheus text 0.0.4, or OpenMetrics 1.0 when Accept asks for application/openmetrics-text",
+            content((String = "text/plain"), (String = "application/openmetrics-text"))),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "Not an admin, or a foreign Host", body = wire::ApiError),
+    ))]
 async fn metrics_get(
     State(state): State<AppState>,
     actor: Actor,

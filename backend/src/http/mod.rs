@@ -174,17 +174,18 @@ pub fn app(state: AppState) -> Router {
         .merge(history::router())
         .merge(events::router())
         .merge(host::router())
+        .merge(networks::router())
         .split_for_parts();
-    let doc = openapi::document(paths);
+    let (metrics, metrics_paths) = metrics::router().split_for_parts();
+    let doc = openapi::document(paths, metrics_paths);
     let api = Router::new()
         .merge(health::router())
         .merge(documented)
         .merge(openapi::router(&doc))
-        .merge(networks::router())
         .fallback(error::api_not_found);
     Router::new()
         .nest("/api/v1", api)
-        .merge(metrics::router())
+        .merge(metrics)
         .fallback(assets::serve)
         // Host allowlist, credentials, CSRF and audit for every route (see `auth`).
         .layer(axum::middleware::from_fn_with_state(

@@ -1,15 +1,24 @@
 //! `GET /api/v1/network`: the bridge, its subnet, NAT, and (for admins) every container's
 //! address and published ports.
 
-use axum::{Json, Router, extract::State, routing::get};
+use axum::{Json, extract::State};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{AppError, AppState};
 use crate::auth::Actor;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/network", get(networks_get))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(networks_get))
 }
 
+/// The bridge, its subnet and NAT; for admins also every container's address and published
+/// ports (others get an empty `endpoints`: the list names every team's containers).
+#[utoipa::path(get, path = "/network", tag = "host",
+    responses(
+        (status = 200, description = "The bridge network (endpoints: admins only)", body = wire::NetworkInfo),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "Foreign Host", body = wire::ApiError),
+    ))]
 async fn networks_get(
     State(state): State<AppState>,
     actor: Actor,

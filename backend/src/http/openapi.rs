@@ -89,14 +89,19 @@ async fn openapi_get(Extension(json): Extension<Arc<str>>) -> impl IntoResponse 
     )
 }
 
-/// Joins the base document with the routers' paths and puts every path under [`PREFIX`].
-pub fn document(routes: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+/// Joins the base document with the routers' paths and puts every path under [`PREFIX`];
+/// `rooted` (`/metrics`) keeps its paths as they are, since it is served outside the prefix.
+pub fn document(
+    routes: utoipa::openapi::OpenApi,
+    rooted: utoipa::openapi::OpenApi,
+) -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(routes);
     let paths = std::mem::take(&mut doc.paths.paths);
     for (path, item) in paths {
         doc.paths.paths.insert(format!("{PREFIX}{path}"), item);
     }
+    doc.merge(rooted);
     doc
 }
 

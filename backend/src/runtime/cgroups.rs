@@ -143,6 +143,7 @@ pub fn update_of(l: &Limits) -> Result<LimitsUpdate, CgroupError> {
     u.memory_max = l.memory_max.map(Max::Limit);
     u.memory_high = l.memory_high.map(Max::Limit);
     u.memory_low = l.memory_low.map(Max::Limit);
+    u.memory_min = l.memory_min.map(Max::Limit);
     u.swap_max = l.swap_max.map(Max::Limit);
     u.pids_max = l.pids_max.map(Max::Limit);
     u.io_weight = l.io_weight;
@@ -177,6 +178,7 @@ pub fn diff(old: &Limits, new: &Limits, memory_v2: bool) -> Result<LimitsUpdate,
         memory_max,
         memory_high,
         memory_low,
+        memory_min,
         swap_max,
         pids_max,
         io_weight,
@@ -224,6 +226,10 @@ pub fn diff(old: &Limits, new: &Limits, memory_v2: bool) -> Result<LimitsUpdate,
             Max::Unlimited
         });
     }
+    // memory.min exists on cgroup2 only, where its default is 0.
+    if cleared(old.memory_min.is_some(), new.memory_min.is_some()) {
+        u.memory_min = Some(Max::Limit(0));
+    }
     if new.io_max != old.io_max {
         clear_io_devices(&mut u.io_max, &old.io_max);
     }
@@ -231,9 +237,10 @@ pub fn diff(old: &Limits, new: &Limits, memory_v2: bool) -> Result<LimitsUpdate,
 }
 
 /// The engine's knobs a container's (and a team's) limits can set: the fields of
-/// `wire::Limits`. The engine knows more (`memory_min`); `GET /api/v1/host` and `corral info`
-/// must not call those available, since nothing can set them.
-pub const SETTABLE: [&str; 11] = [
+/// `wire::Limits`. Should the engine learn a knob the wire has no field for, it stays out of
+/// this list: `GET /api/v1/host` and `corral info` must not call it available, since nothing
+/// could set it.
+pub const SETTABLE: [&str; 12] = [
     "cpus",
     "cpuset_cpus",
     "cpuset_mems",
@@ -241,6 +248,7 @@ pub const SETTABLE: [&str; 11] = [
     "memory_max",
     "memory_high",
     "memory_low",
+    "memory_min",
     "swap_max",
     "pids_max",
     "io_weight",
@@ -285,6 +293,7 @@ pub fn wire_limits(l: crate::cgroup::Limits) -> Limits {
         pids_max: limit(l.pids_max),
         cpuset_mems: l.cpuset_mems.filter(|s| !s.is_empty()),
         memory_low: limit(l.memory_low).filter(|&n| n > 0),
+        memory_min: limit(l.memory_min).filter(|&n| n > 0),
         swap_max: limit(l.swap_max),
         io_weight: l.io_weight,
         io_max: l
@@ -422,6 +431,7 @@ mod tests {
             memory_max: Some(1),
             memory_high: Some(1),
             memory_low: Some(1),
+            memory_min: Some(1),
             swap_max: Some(1),
             pids_max: Some(1),
             io_weight: Some(1),
@@ -443,6 +453,7 @@ mod tests {
             cpuset_cpus: Some("0".into()),
             memory_max: Some(1 << 30),
             memory_low: Some(1 << 20),
+            memory_min: Some(1 << 20),
             pids_max: Some(10),
             io_max: vec!["8:0 rbps=1000".into()],
             ..Limits::default()
@@ -457,6 +468,7 @@ mod tests {
         assert_eq!(u.cpuset_cpus.as_deref(), Some(""));
         assert_eq!(u.memory_max, Some(Max::Unlimited));
         assert_eq!(u.memory_low, Some(Max::Limit(0)));
+        assert_eq!(u.memory_min, Some(Max::Limit(0)));
         assert_eq!(u.pids_max, None, "unchanged: not written");
         assert_eq!(u.io_max.len(), 1);
         assert_eq!(u.io_max[0].rbps, Some(Max::Unlimited));

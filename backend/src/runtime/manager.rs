@@ -1547,6 +1547,16 @@ pub fn validate_limits(l: &wire::Limits) -> Result<(), RuntimeError> {
             ));
         }
     }
+    if let (Some(min), Some(max)) = (l.memory_min, l.memory_max)
+        && min > max
+    {
+        return Err(RuntimeError::invalid(
+            "limits.memory_min",
+            format!(
+                "{min} bytes must be at most memory_max ({max} bytes): a protection cannot exceed the limit"
+            ),
+        ));
+    }
     if let Some(p) = l.pids_max
         && (!(1..=4_194_304).contains(&p))
     {

@@ -50,6 +50,28 @@ pub struct ChartData {
     /// The x range shown (Unix ms).
     pub from: f64,
     pub to: f64,
+    /// One x label per day from `from` (a midnight) on, as dates: for per-day series, whose
+    /// five even steps would fall inside the same day and repeat its date.
+    pub day_ticks: bool,
+}
+
+const DAY_MS: f64 = 86_400_000.0;
+
+/// Where the x labels go: five even steps, or with `day_ticks` one per day (every n-th day
+/// when more than seven would crowd the axis), never past `to`.
+fn x_ticks(d: &ChartData, span: f64) -> Vec<f64> {
+    if !d.day_ticks {
+        return (0..=4)
+            .map(|i| d.from + span * f64::from(i) / 4.0)
+            .collect();
+    }
+    let days = (span / DAY_MS).floor().clamp(0.0, 62.0) as usize;
+    let step = days / 7 + 1;
+    (0..=days)
+        .step_by(step)
+        .map(|i| d.from + i as f64 * DAY_MS)
+        .filter(|&t| t <= d.to)
+        .collect()
 }
 
 /// 1, 2, 2.5, 5 × 10^k at or above `v`.
@@ -109,16 +131,24 @@ pub fn LineChart(
                 <text class="tick" x=PAD_L - 6.0 y=y + 4.0 text-anchor="end">{unit(v)}</text>
             }
         });
-        let xticks = (0..=4).map(|i| {
-            let t = d.from + span * f64::from(i) / 4.0;
+        let ticks = x_ticks(&d, span);
+        let last = ticks.len().saturating_sub(1);
+        let xticks = ticks.into_iter().enumerate().map(move |(i, t)| {
             let x = sx(t, d.from, span);
-            let anchor = match i {
-                0 => "start",
-                4 => "end",
-                _ => "middle",
+            let anchor = if i == 0 {
+                "start"
+            } else if i == last && x > W - PAD_R - 20.0 {
+                "end"
+            } else {
+                "middle"
+            };
+            let text = if d.day_ticks {
+                format::axis_day(t)
+            } else {
+                format::axis_time(t, span)
             };
             view! {
-                <text class="tick" x=x y=H - 6.0 text-anchor=anchor>{format::axis_time(t, span)}</text>
+                <text class="tick x" x=x y=H - 6.0 text-anchor=anchor>{text}</text>
             }
         });
         view! { {yticks.collect_view()} {xticks.collect_view()} }

@@ -64,7 +64,7 @@ const fn knob(
 }
 
 /// Every knob of `wire::Limits`, in form order.
-const KNOBS: [Knob; 11] = [
+const KNOBS: [Knob; 12] = [
     knob(
         "cpus",
         "CPUs",
@@ -129,6 +129,15 @@ const KNOBS: [Knob; 11] = [
         false,
     ),
     knob(
+        "memory_min",
+        "Memory min",
+        "none",
+        "Never reclaimed (cgroup v2)",
+        Kind::Size,
+        "Memory",
+        false,
+    ),
+    knob(
         "swap_max",
         "Swap",
         "unlimited",
@@ -169,7 +178,7 @@ const KNOBS: [Knob; 11] = [
 const GROUPS: [&str; 4] = ["CPU", "Memory", "IO", "Processes"];
 
 /// The request field names of the knobs (`limits.cpus`, …), for `FormError`'s known list.
-pub const LIMIT_FIELDS: [&str; 11] = [
+pub const LIMIT_FIELDS: [&str; 12] = [
     "limits.cpus",
     "limits.cpu_weight",
     "limits.cpuset_cpus",
@@ -177,6 +186,7 @@ pub const LIMIT_FIELDS: [&str; 11] = [
     "limits.memory_max",
     "limits.memory_high",
     "limits.memory_low",
+    "limits.memory_min",
     "limits.swap_max",
     "limits.io_weight",
     "limits.io_max",
@@ -186,8 +196,8 @@ pub const LIMIT_FIELDS: [&str; 11] = [
 /// The form's text of each knob, and the text it was filled with.
 #[derive(Clone, Copy)]
 pub struct LimitFields {
-    values: [RwSignal<String>; 11],
-    initial: StoredValue<[String; 11]>,
+    values: [RwSignal<String>; 12],
+    initial: StoredValue<[String; 12]>,
 }
 
 /// The text a knob of `l` is shown as (empty: no limit).
@@ -241,7 +251,7 @@ fn is_max(t: &str) -> bool {
 impl LimitFields {
     /// The fields filled with `l` (the container's stored limits, or none for a new one).
     pub fn new(l: &Limits) -> Self {
-        let initial: [String; 11] = std::array::from_fn(|i| text_of(l, KNOBS[i].field));
+        let initial: [String; 12] = std::array::from_fn(|i| text_of(l, KNOBS[i].field));
         LimitFields {
             values: std::array::from_fn(|i| RwSignal::new(initial[i].clone())),
             initial: StoredValue::new(initial),

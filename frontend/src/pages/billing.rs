@@ -165,6 +165,7 @@ fn CostOverTime(month: String, teams: Vec<String>) -> impl IntoView {
                 .collect(),
             from: start,
             to: end.min(today.max(start + 86_400_000.0)),
+            day_ticks: true,
             ..Default::default()
         }));
     });

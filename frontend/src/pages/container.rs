@@ -224,6 +224,7 @@ fn Detail(name: String) -> impl IntoView {
                 marks: to_marks(&marks.data.get().unwrap_or_default()),
                 from,
                 to,
+                ..ChartData::default()
             }
         })
     };

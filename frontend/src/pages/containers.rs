@@ -372,6 +372,7 @@ const FORM_FIELDS: &[&str] = &[
     "limits.memory_max",
     "limits.memory_high",
     "limits.memory_low",
+    "limits.memory_min",
     "limits.swap_max",
     "limits.io_weight",
     "limits.io_max",

@@ -30,11 +30,17 @@ enum Kind {
     List,
 }
 
-const KNOBS: [(&str, &str, Kind, &str); 10] = [
+const KNOBS: [(&str, &str, Kind, &str); 11] = [
     ("CPUs", "cpus", Kind::Cpus, "e.g. 1.5"),
     ("Memory max", "memory_max", Kind::Size, "e.g. 2G"),
     ("Memory high", "memory_high", Kind::Size, "cgroup v2"),
     ("Memory low", "memory_low", Kind::Size, "protection"),
+    (
+        "Memory min",
+        "memory_min",
+        Kind::Size,
+        "hard protection, cgroup v2",
+    ),
     ("Swap", "swap_max", Kind::Size, "on top of memory"),
     ("Tasks", "pids_max", Kind::Count, "processes and threads"),
     (
@@ -267,7 +273,7 @@ fn CeilingsForm(name: String, on_saved: Callback<()>) -> impl IntoView {
                     }>
                         <p class="muted">"Filled with what the kernel enforces now. Empty or max: no limit. Only the fields you change are sent."</p>
                         <div class="form-grid">{inputs}</div>
-                        <FormError errors=errors known=&["cpus", "memory_max", "memory_high", "memory_low", "swap_max", "pids_max", "cpu_weight", "cpuset_cpus", "cpuset_mems", "io_weight"] />
+                        <FormError errors=errors known=&["cpus", "memory_max", "memory_high", "memory_low", "memory_min", "swap_max", "pids_max", "cpu_weight", "cpuset_cpus", "cpuset_mems", "io_weight"] />
                         <div class="btn-row">
                             <button class="btn primary" type="submit" data-testid="apply-team-limits" disabled=move || save.pending().get()>
                                 {move || if save.pending().get() { "Applying…" } else { "Apply ceilings" }}

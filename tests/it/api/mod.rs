@@ -10,5 +10,6 @@ mod hardening;
 mod health;
 mod host;
 mod network;
+mod openapi;
 mod teams;
 mod tls;

@@ -348,6 +348,27 @@ async fn bill_and_csv(b: &Browser, base: &str) {
         )
         .await;
     assert!(usage.as_f64().is_some_and(|u| u > 0.0), "{usage}");
+    // The cost-per-day chart labels each day once (five even steps used to repeat dates).
+    let days = b
+        .wait_js(
+            "[...document.querySelectorAll('[data-testid=chart-cost] text.x')].map(t => t.textContent)",
+            60,
+            |v| v.as_array().is_some_and(|a| !a.is_empty()),
+        )
+        .await;
+    let days: Vec<&str> = days
+        .as_array()
+        .expect("labels")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    let mut unique = days.clone();
+    unique.dedup();
+    assert_eq!(unique, days, "one label per day");
+    assert!(
+        days.iter().all(|d| d.len() == 5 && d.as_bytes()[2] == b'-'),
+        "MM-DD dates: {days:?}"
+    );
     let href = b
         .wait_for("[data-testid=csv]")
         .await

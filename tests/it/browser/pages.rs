@@ -113,6 +113,23 @@ async fn setup_link_then_admin_pages() {
     b.open(&base, "/").await;
     b.wait_for("[data-testid=cap-cpu]").await;
     b.screenshot("overview-phone").await;
+    // On a short page the top bar stays a bar (it used to stretch into a 170 px band).
+    b.open(&base, "/containers").await;
+    b.wait_for(".empty-state, [data-code], [data-testid=containers-table]")
+        .await;
+    let bar = b
+        .wait_js(
+            "document.querySelector('.side').getBoundingClientRect().height",
+            5,
+            |v| v.as_f64().is_some(),
+        )
+        .await;
+    assert!(
+        bar.as_f64().is_some_and(|h| h < 80.0),
+        "top bar {bar} px high"
+    );
+    b.screenshot("containers-phone").await;
+    b.open(&base, "/").await;
     b.client.set_window_size(1280, 900).await.unwrap();
     b.click("[data-testid=theme]").await;
     b.wait_js("document.documentElement.dataset.theme", 5, |v| {

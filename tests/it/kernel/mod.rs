@@ -12,6 +12,7 @@ mod container_image_attacks;
 mod container_mounts;
 mod container_seccomp;
 mod container_userns;
+mod memory_min;
 mod metering;
 mod metering_containers;
 mod metering_pressure;

@@ -194,6 +194,7 @@ pub fn TeamCharts(name: String, team: Polled<wire::TeamDetail>) -> impl IntoView
                 marks: marks.data.get().unwrap_or_default(),
                 from,
                 to,
+                ..ChartData::default()
             }
         })
     };
