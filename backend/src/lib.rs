@@ -16,6 +16,7 @@ pub mod http;
 pub mod image;
 pub mod metering;
 pub mod network;
+pub mod recommend;
 pub mod runtime;
 pub mod store;
 pub mod teams;

@@ -16,6 +16,8 @@ mod network;
 pub use network::*;
 mod teams;
 pub use teams::*;
+mod recommend;
+pub use recommend::*;
 
 /// `GET /api/v1/health`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

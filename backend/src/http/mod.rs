@@ -18,6 +18,7 @@ mod images;
 mod metrics;
 mod networks;
 mod openapi;
+mod recommend;
 mod tokens;
 mod users;
 
@@ -172,6 +173,7 @@ pub fn app(state: AppState) -> Router {
         .merge(images::router())
         .merge(billing::router())
         .merge(history::router())
+        .merge(recommend::router())
         .merge(events::router())
         .merge(host::router())
         .merge(networks::router())

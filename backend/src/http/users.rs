@@ -22,7 +22,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// Team pool errors as the answer the client sees (a refused removal or kernel refusal: 409).
-fn pool_err(e: crate::teams::PoolError) -> AuthError {
+pub(super) fn pool_err(e: crate::teams::PoolError) -> AuthError {
     use crate::teams::PoolError;
     match e {
         // The message names the field too: the CLI shows only the message.

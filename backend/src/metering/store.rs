@@ -747,6 +747,56 @@ pub fn history(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// When `subject`'s first stored sample at or after `from_ms` ended: the oldest 1-minute
+/// rollup, or, when nothing has been compacted yet, the oldest raw sample of the last five
+/// minutes. `None` when there is none.
+pub fn first_sample_ms(
+    conn: &Connection,
+    subject: &str,
+    from_ms: i64,
+    now_ms: i64,
+) -> Result<Option<i64>, MeteringError> {
+    let rolled: Option<i64> = conn.query_row(
+        "SELECT min(ts_ms) FROM meter_rollup_1m WHERE subject = ?1 AND ts_ms >= ?2",
+        params![subject, from_ms],
+        |r| r.get(0),
+    )?;
+    if rolled.is_some() {
+        return Ok(rolled);
+    }
+    let recent = from_ms.max(now_ms - 300_000);
+    Ok(
+        raw_samples(conn, subject, recent, now_ms.saturating_add(1))?
+            .first()
+            .map(|s| s.ts_ms - s.dt_ms),
+    )
+}
+
+/// Whose OOM kills [`oom_kills`] counts.
+#[derive(Debug, Clone, Copy)]
+pub enum OomScope<'a> {
+    Container(&'a str),
+    Team(&'a str),
+}
+
+/// OOM kills the hourly ledger holds for a container (by id) or for a team's containers, in
+/// the hours from the one holding `from_ms` on.
+pub fn oom_kills(conn: &Connection, who: OomScope<'_>, from_ms: i64) -> Result<u64, MeteringError> {
+    let (column, key) = match who {
+        OomScope::Container(id) => ("container_id", id),
+        OomScope::Team(t) => ("team", t),
+    };
+    let hour = from_ms.div_euclid(3_600_000) * 3600;
+    let n: i64 = conn.query_row(
+        &format!(
+            "SELECT coalesce(sum(oom_kills), 0) FROM usage_ledger WHERE period >= ?1 AND {column} = ?2"
+        ),
+        params![hour, key],
+        |r| r.get(0),
+    )?;
+    Ok(n.max(0) as u64)
+}
+
 /// The raw samples of `subject` with `from_ms <= ts_ms < to_ms`, oldest first: its chunks
 /// and the blocks not compacted yet.
 pub fn raw_samples(
