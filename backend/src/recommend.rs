@@ -364,7 +364,10 @@ fn memory(s: &Summary, limit: Option<u64>) -> Item {
 }
 
 fn pids(s: &Summary, limit: u64) -> Item {
-    let reason = format!("peak {} processes", s.pids_peak);
+    let reason = match s.pids_peak {
+        1 => "peak 1 process".to_owned(),
+        n => format!("peak {n} processes"),
+    };
     let (action, to) = if s.pids_peak as f64 >= 0.9 * limit as f64 {
         let to = (limit.saturating_mul(3) / 2).max(s.pids_peak.saturating_mul(2));
         (Action::Increase, to)

@@ -235,7 +235,7 @@ async fn undo_limits(
     .await
 }
 
-async fn send<T: serde::de::DeserializeOwned>(
+pub(super) async fn send<T: serde::de::DeserializeOwned>(
     client: &Client,
     method: Method,
     path: &str,
@@ -317,7 +317,7 @@ async fn exec_streamed(client: &Client, name: &str, body: Vec<u8>) -> anyhow::Re
     code.context("the daemon ended the exec without an exit code")
 }
 
-fn enc(s: &str) -> String {
+pub(super) fn enc(s: &str) -> String {
     s.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {

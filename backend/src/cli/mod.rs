@@ -7,6 +7,7 @@
 
 mod billing;
 mod containers;
+mod recommend;
 mod teams;
 mod users;
 
@@ -61,6 +62,8 @@ pub enum Command {
     Token(users::TokenCmd),
     /// Show the audit log, newest first.
     Audit(users::AuditArgs),
+    /// Recommend limits from the stored history (throttling, pressure, peaks, OOM kills).
+    Recommend(recommend::RecommendArgs),
     #[command(flatten)]
     Containers(containers::ContainerCommand),
 }
@@ -154,6 +157,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Team(ref cmd) => users::team(&client?, cmd).await?,
         Command::Token(ref cmd) => users::token(&client?, cmd).await?,
         Command::Audit(ref args) => users::audit(&client?, args).await?,
+        Command::Recommend(ref args) => recommend::recommend(&client?, args).await?,
         Command::Containers(cmd) => containers::run(&client?, cmd).await?,
     }
     Ok(())

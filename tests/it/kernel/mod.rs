@@ -22,6 +22,7 @@ mod network_container;
 mod network_firewall;
 mod network_ports;
 mod oom;
+mod recommend;
 mod team_budget;
 mod team_pool;
 mod vm_smoke;
