@@ -11,5 +11,6 @@ mod health;
 mod host;
 mod network;
 mod openapi;
+mod recommend;
 mod teams;
 mod tls;
