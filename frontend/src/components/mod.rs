@@ -4,4 +4,5 @@ pub mod chart;
 pub mod events;
 pub mod limits;
 pub mod poll;
+pub mod recommend;
 pub mod ui;

@@ -1,8 +1,8 @@
 //! One container: state and actions, charts of its history (CPU with the quota line and
 //! throttling, memory with max/high, IO, pids, pressure) over a chosen range with limit changes marked,
 //! the limit changes from the container's timeline (who, when, old → new) with undo, the
-//! re-limit form filled with the stored limits (sends only what changed), logs with follow,
-//! and exec.
+//! re-limit form filled with the stored limits (sends only what changed), the right-sizing
+//! card (`components::recommend`), logs with follow, and exec.
 
 use leptos::prelude::*;
 use leptos_router::{
@@ -17,6 +17,7 @@ use crate::{
         chart::{ChartData, Level, LineChart, Mark, Series, cpu_series, memory_series},
         events::{Link, LiveBadge, POLL_MS, live_stats, live_stream},
         poll::{clock, poll},
+        recommend::RightSizing,
         ui::{
             ErrorBox, Field, FormError, Freshness, StatusBadge, field_errors, polled_live,
             polled_view,
@@ -358,6 +359,7 @@ fn Detail(name: String) -> impl IntoView {
 
     let (p1, p2, p3) = (path.clone(), path.clone(), path.clone());
     let p4 = path.clone();
+    let p5 = path.clone();
     // Bumped by an undo: the re-limit form re-reads the stored limits.
     let limits_version = RwSignal::new(0u32);
     view! {
@@ -435,6 +437,8 @@ fn Detail(name: String) -> impl IntoView {
             </Show>
             <p class="muted small">"Pressure: the share of the last 10 s in which some task of the container waited for CPU, memory or IO (PSI some avg10), averaged per point of the stored history, then the live samples."</p>
         </div>
+        <RightSizing path=p5 can_apply=Signal::derive(move || session.can_operate())
+            on_applied=Callback::new(move |_| { c.refresh(); history.refresh(); marks.refresh(); limits_version.update(|v| *v += 1); }) />
         <LimitChanges path=p4 changes=marks.data can_undo=Signal::derive(move || session.can_operate())
             on_undone=Callback::new(move |_| { c.refresh(); history.refresh(); marks.refresh(); limits_version.update(|v| *v += 1); }) />
         <div class="grid-main-side">

@@ -1,6 +1,7 @@
 //! One team as a resource pool: its ceilings as the kernel enforces them, usage now, its
 //! history charts against ceilings and budget (`history.rs`), its budget and, for admins, the
-//! budget form and ladder editor (`budget.rs`), statement links, its containers and members,
+//! budget form and ladder editor (`budget.rs`), the right-sizing card of its ceilings (apply:
+//! admins), statement links, its containers and members,
 //! and (admins) the ceilings form, which sends only the fields changed (an emptied field or
 //! `max` removes that limit).
 
@@ -15,6 +16,7 @@ use crate::{
     api,
     components::{
         poll::{clock, poll},
+        recommend::RightSizing,
         ui::{Field, FormError, Freshness, field_errors, polled_view},
     },
     format,
@@ -162,6 +164,10 @@ pub fn TeamDetail() -> impl IntoView {
                     <Statements team=t.name.clone() />
                 }
             })}
+            {move || {
+                let path = format!("/api/v1/teams/{}", api::enc(&name.get()));
+                view! { <RightSizing path=path can_apply=Signal::derive(admin) on_applied=Callback::new(move |_| team.refresh()) /> }
+            }}
             <Show when=admin>
                 <budget::BudgetForm name=name.get_untracked() on_saved=Callback::new(move |_| team.refresh()) />
                 <CeilingsForm name=name.get_untracked() on_saved=Callback::new(move |_| team.refresh()) />

@@ -1,4 +1,5 @@
 mod containers;
 mod pages;
+mod recommend;
 mod shell;
 mod teams;
