@@ -510,107 +510,40 @@ mod tests {
         assert_eq!(not_enough(&summary()), None);
     }
 
-    /// (p95, p99, peak, throttled, pressure, limit, host) → (action, recommended)
+    /// p95, p99, peak, throttled, pressure, limit, host CPUs → action, recommended.
+    type CpuCase = (
+        f64,
+        f64,
+        f64,
+        f64,
+        Option<f64>,
+        Option<f64>,
+        f64,
+        Action,
+        Option<f64>,
+    );
+
     #[test]
     fn cpu_table() {
         use Action::*;
-        let cases: [(
-            f64,
-            f64,
-            f64,
-            f64,
-            Option<f64>,
-            Option<f64>,
-            f64,
-            Action,
-            Option<f64>,
-        ); 9] = [
+        #[rustfmt::skip]
+        let cases: [CpuCase; 9] = [
             // starved by a low quota: ×1.5
-            (
-                0.1,
-                0.1,
-                0.1,
-                0.9,
-                None,
-                Some(0.1),
-                4.0,
-                Increase,
-                Some(0.15),
-            ),
+            (0.1, 0.1, 0.1, 0.9, None, Some(0.1), 4.0, Increase, Some(0.15)),
             // throttled, p99 × 1.3 wins
-            (
-                0.9,
-                1.0,
-                1.0,
-                0.2,
-                None,
-                Some(0.5),
-                4.0,
-                Increase,
-                Some(1.3),
-            ),
+            (0.9, 1.0, 1.0, 0.2, None, Some(0.5), 4.0, Increase, Some(1.3)),
             // capped at the host's CPUs
-            (
-                1.9,
-                2.0,
-                2.0,
-                0.3,
-                None,
-                Some(1.5),
-                2.0,
-                Increase,
-                Some(2.0),
-            ),
+            (1.9, 2.0, 2.0, 0.3, None, Some(1.5), 2.0, Increase, Some(2.0)),
             // already all of the host
             (2.0, 2.0, 2.0, 0.3, None, Some(2.0), 2.0, Keep, Some(2.0)),
             // pressure at the limit without throttling counted (v1 lag)
-            (
-                0.95,
-                1.0,
-                1.0,
-                0.0,
-                Some(30.0),
-                Some(1.0),
-                4.0,
-                Increase,
-                Some(1.5),
-            ),
-            // pressure from the host, well below the limit: keep
-            (
-                0.2,
-                0.3,
-                0.3,
-                0.0,
-                Some(30.0),
-                Some(1.0),
-                4.0,
-                Keep,
-                Some(1.0),
-            ),
+            (0.95, 1.0, 1.0, 0.0, Some(30.0), Some(1.0), 4.0, Increase, Some(1.5)),
+            // pressure from the host, well below the limit: no decrease
+            (0.2, 0.3, 0.3, 0.0, Some(30.0), Some(1.0), 4.0, Keep, Some(1.0)),
             // idle with a large limit: the 0.1 floor
-            (
-                0.0,
-                0.0,
-                0.001,
-                0.0,
-                None,
-                Some(1.5),
-                4.0,
-                Decrease,
-                Some(0.1),
-            ),
+            (0.0, 0.0, 0.001, 0.0, None, Some(1.5), 4.0, Decrease, Some(0.1)),
             // p95 0.42 of 2: never below the peak 0.7
-            (
-                0.42,
-                0.5,
-                0.7,
-                0.0,
-                None,
-                Some(2.0),
-                4.0,
-                Decrease,
-                Some(0.7),
-            ),
+            (0.42, 0.5, 0.7, 0.0, None, Some(2.0), 4.0, Decrease, Some(0.7)),
             // no limit: information only
             (0.42, 0.5, 0.7, 0.0, None, None, 4.0, Keep, None),
         ];

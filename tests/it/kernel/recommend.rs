@@ -208,7 +208,7 @@ async fn starved_containers_get_more_idle_ones_less_and_applying_writes_the_kern
     let mem = item(&r, "memory_max");
     assert_eq!(mem.action, wire::RecommendationAction::Decrease, "{r:?}");
     let to_mem = mem.recommended.unwrap() as u64;
-    assert!(to_mem < 512 << 20 && to_mem >= 16 << 20, "{mem:?}");
+    assert!((16 << 20..512 << 20).contains(&to_mem), "{mem:?}");
     assert!(mem.line.starts_with("memory 512M → "), "{}", mem.line);
 
     // The team whose ceiling starves its container: increase the ceiling.
