@@ -1392,6 +1392,72 @@ pub(crate) mod tests {
         assert_eq!(chunk.len(), 61);
     }
 
+    /// Right-sizing's readers: where a subject's samples start (raw blocks before the first
+    /// compaction, 1-minute rollups after) and OOM kills by container or team since an hour.
+    #[test]
+    fn first_sample_and_oom_kills_for_recommendations() {
+        let mut conn = db();
+        let t0 = 1_800_000_000_000i64;
+        assert_eq!(
+            first_sample_ms(&conn, "c:a", t0, t0 + 60_000).unwrap(),
+            None
+        );
+        for k in 5..=90 {
+            let mut b = Batch::default();
+            b.add_sample(
+                "c:a",
+                &RawSample::new(t0 + k * 1_000, &usage(1, 10, 0, 0), 0, 1, [None; 3]),
+            );
+            commit(&mut conn, &b).unwrap();
+        }
+        // Not compacted: the first raw sample's start.
+        let now = t0 + 91_000;
+        assert_eq!(
+            first_sample_ms(&conn, "c:a", t0, now).unwrap(),
+            Some(t0 + 4_000)
+        );
+        assert_eq!(first_sample_ms(&conn, "c:b", t0, now).unwrap(), None);
+        compact(&mut conn, now).unwrap();
+        // The first minute is a rollup now: its start. After it, the samples not compacted.
+        assert_eq!(first_sample_ms(&conn, "c:a", t0, now).unwrap(), Some(t0));
+        assert_eq!(
+            first_sample_ms(&conn, "c:a", t0 + 70_000, now).unwrap(),
+            Some(t0 + 69_000)
+        );
+
+        let hour = t0.div_euclid(3_600_000) * 3_600_000;
+        let mut b = Batch::default();
+        for (id, team, kills) in [("id1", "a", 2), ("id2", "a", 1), ("id3", "b", 5)] {
+            let owner = LedgerOwner {
+                container_id: id.into(),
+                name: id.into(),
+                team: team.into(),
+                labels: "{}".into(),
+            };
+            let u = Usage {
+                duration_ns: 1_000_000_000,
+                oom_kills: kills,
+                ..Usage::default()
+            };
+            b.add_ledger(&owner, hour + 1_000, &u);
+        }
+        commit(&mut conn, &b).unwrap();
+        assert_eq!(
+            oom_kills(&conn, OomScope::Container("id1"), hour).unwrap(),
+            2
+        );
+        assert_eq!(
+            oom_kills(&conn, OomScope::Team("a"), hour + 1).unwrap(),
+            3,
+            "the hour holding from"
+        );
+        assert_eq!(oom_kills(&conn, OomScope::Team("b"), hour).unwrap(), 5);
+        assert_eq!(
+            oom_kills(&conn, OomScope::Team("a"), hour + 3_600_000).unwrap(),
+            0
+        );
+    }
+
     /// Migration 0009 moves the rows of the old sample table into chunks and the rollups of
     /// their minutes, then drops the table.
     #[test]

@@ -2,8 +2,8 @@
 //! daemon and kernel: an idle container under `--cpus 1.5 --memory 512M` first shows the
 //! "not enough history" note, then, after 30 one-second samples, "decrease" lines for CPU and
 //! memory; "Apply" changes the limits (the kernel's, read back by the API) and the change
-//! appears among the limit changes, with undo. Screenshots `right-sizing-card` and
-//! `right-sizing-applied`.
+//! appears among the limit changes, with undo; the team's page shows the pool's card.
+//! Screenshots `right-sizing-card`, `right-sizing-applied` and `right-sizing-team`.
 
 use tests::{ADMIN, ADMIN_PASSWORD, Daemon, browser::Browser, containers::Reaper};
 
@@ -22,8 +22,15 @@ async fn the_right_sizing_card_explains_and_applies() {
         ("authorization", h.as_str()),
         ("content-type", "application/json"),
     ];
+    let r = daemon.http(
+        "POST",
+        "/api/v1/teams",
+        &headers,
+        Some(r#"{"name":"lazy-team"}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
     let name = tests::unique("lazy").replace('_', "-");
-    let spec = serde_json::json!({"name": name, "rootfs": rootfs.path(), "start": true,
+    let spec = serde_json::json!({"name": name, "team": "lazy-team", "rootfs": rootfs.path(), "start": true,
         "command": ["/bin/sh", "-c", "exec sleep 1000"],
         "limits": {"cpus": 1.5, "memory_max": 512u64 << 20}});
     let r = daemon.http(
@@ -104,6 +111,40 @@ async fn the_right_sizing_card_explains_and_applies() {
         .await
         .unwrap();
     b.screenshot("right-sizing-applied").await;
+
+    // The team's page has the same card for the pool; without ceilings its lines are
+    // information only, and there is nothing to apply.
+    let team = "lazy-team";
+    let r = daemon.http(
+        "GET",
+        &format!("/api/v1/teams/{team}/recommendation"),
+        &headers,
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["patch"], serde_json::json!({}), "{}", r.body);
+    b.open(&base, &format!("/teams/{team}")).await;
+    b.wait_text(
+        "[data-testid=right-sizing] [data-testid=recommendation][data-knob=cpus]",
+        "cpus no limit: p95 use",
+    )
+    .await;
+    let buttons = b
+        .wait_js(
+            "document.querySelectorAll('[data-testid=apply-recommendation]').length",
+            5,
+            serde_json::Value::is_number,
+        )
+        .await;
+    assert_eq!(buttons, serde_json::json!(0), "nothing to apply");
+    b.client
+        .execute(
+            "document.querySelector('[data-testid=right-sizing]').scrollIntoView()",
+            vec![],
+        )
+        .await
+        .unwrap();
+    b.screenshot("right-sizing-team").await;
 
     let r = daemon.http(
         "DELETE",
