@@ -13,6 +13,7 @@ mod network;
 mod ps;
 mod rates;
 mod teams;
+mod timeline;
 mod users;
 
 use std::{net::SocketAddr, path::PathBuf};
@@ -57,6 +58,9 @@ pub enum Command {
     History(history::HistoryArgs),
     /// Follow container lifecycle and budget events as they happen, until Ctrl-C.
     Events(events::EventsArgs),
+    /// A container's recorded changes, oldest first: who, when, what, limits old → new (the
+    /// ids `update --undo --to` takes).
+    Timeline(timeline::TimelineArgs),
     /// The container networks: the bridge, its subnet and NAT, addresses and published ports.
     Network(network::NetworkArgs),
     /// The rate card billing prices usage with: in force now, with its effective date, and
@@ -167,6 +171,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stats(ref args) => billing::stats(&client?, args).await?,
         Command::History(ref args) => history::history(&client?, args).await?,
         Command::Events(ref args) => events::events(&client?, args).await?,
+        Command::Timeline(ref args) => timeline::timeline(&client?, args).await?,
         Command::Network(ref args) => network::network(&client?, args).await?,
         Command::Rates(ref args) => rates::rates(&client?, args).await?,
         Command::Passwd(ref args) => users::passwd(&client?, args).await?,

@@ -162,6 +162,64 @@ fn cli_create_then_start_with_labels_and_stop_timeout() {
     corral(&d, &["rm", "-f", &name]);
 }
 
+/// `corral timeline` lists the container's changes with their ids, limits old → new; the id is
+/// what `corral update --undo --to` takes.
+#[test]
+fn cli_timeline_lists_changes_for_undo() {
+    let d = Daemon::start();
+    let _reaper = Reaper::new(&d);
+    let rootfs = Rootfs::new();
+    let root = rootfs.path().display().to_string();
+    let name = tests::unique("tl");
+    corral(
+        &d,
+        &[
+            "create", "--name", &name, "--cpus", "0.5", "--rootfs", &root, "sleep", "100",
+        ],
+    );
+    corral(
+        &d,
+        &["update", &name, "--pids-limit", "77", "--cpus", "max"],
+    );
+    corral(&d, &["update", &name, "--memory", "64M"]);
+    let out = corral(&d, &["timeline", &name]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].trim_start().starts_with("ID") && lines[0].contains("CHANGE"),
+        "{out}"
+    );
+    assert!(
+        lines[1].contains("container.create") && lines[1].contains("root"),
+        "{out}"
+    );
+    let first = lines
+        .iter()
+        .find(|l| {
+            l.contains("container.update")
+                && l.contains("cpus 0.5 → max, pids_max ")
+                && l.ends_with(" → 77")
+        })
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        lines.last().unwrap().contains("memory_max max → 67108864"),
+        "{out}"
+    );
+    let id = first.split_whitespace().next().unwrap();
+    let l: Value =
+        serde_json::from_str(&corral(&d, &["update", &name, "--undo", "--to", id])).unwrap();
+    assert_eq!(l["cpus"], 0.5, "the limits before that change: {l}");
+    assert_ne!(l["pids_max"], 77, "{l}");
+    assert!(l.get("memory_max").is_none(), "{l}");
+    let rows: Value = serde_json::from_str(&corral(&d, &["timeline", &name, "--json"])).unwrap();
+    assert_eq!(
+        rows.as_array().unwrap().last().unwrap()["action"],
+        "container.undo"
+    );
+    let err = refused(&d, None, &["timeline", "ghost"], "");
+    assert!(err.contains("ghost"), "{err}");
+    corral(&d, &["rm", "-f", &name]);
+}
+
 #[test]
 fn cli_ps_quiet_format_and_filter() {
     let d = Daemon::start();
