@@ -54,8 +54,12 @@ pub enum TeamCmd {
     /// Delete a team (refused while it has containers).
     Rm { name: String },
     /// Change the team's pooled ceilings live (admins); unnamed limits stay, `max` removes one.
+    /// `--description` (operators of the team too) changes its description.
     Update {
         name: String,
+        /// A new description (at most 1000 characters).
+        #[arg(long)]
+        description: Option<String>,
         #[command(flatten)]
         limits: super::teams::TeamLimitArgs,
     },
@@ -381,7 +385,34 @@ pub async fn team(client: &Client, cmd: &TeamCmd) -> anyhow::Result<()> {
             .await?;
             println!("deleted team {name}");
         }
-        TeamCmd::Update { name, limits } => {
+        TeamCmd::Update {
+            name,
+            description: Some(description),
+            limits,
+        } => {
+            let patch = limits.to_patch();
+            let req = wire::TeamUpdate {
+                description: Some(description),
+                limits: (!patch.is_empty()).then_some(patch),
+            };
+            let t: Option<wire::Team> = send(
+                client,
+                Method::PATCH,
+                &format!("/api/v1/teams/{}", seg(&name)),
+                Some(&req),
+            )
+            .await
+            .map_err(|e| super::name_field(e, &[("description", "--description")]))
+            .map_err(super::limits::name_the_flag)?;
+            if let Some(t) = t {
+                println!("updated team {}: {}", t.name, t.description);
+            }
+        }
+        TeamCmd::Update {
+            name,
+            description: None,
+            limits,
+        } => {
             let l: Option<wire::Limits> = send(
                 client,
                 Method::PATCH,

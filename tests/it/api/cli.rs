@@ -659,6 +659,22 @@ fn cli_user_update_changes_role_and_teams() {
     for t in ["red", "blue"] {
         corral(&d, &["team", "add", t]);
     }
+    // The team's description (also an operator's to change), beside its ceilings.
+    assert_eq!(
+        corral(
+            &d,
+            &["team", "update", "red", "--description", "the red one"]
+        ),
+        "updated team red: the red one\n"
+    );
+    assert!(corral(&d, &["team", "ls"]).contains("the red one"));
+    let err = refused(
+        &d,
+        None,
+        &["team", "update", "red", "--description", "bad\u{7}"],
+        "",
+    );
+    assert!(err.contains("--description: "), "{err}");
     let r = call(
         &d,
         &admin,
