@@ -17,8 +17,12 @@ pub enum ContainerCommand {
     Run(Box<RunArgs>),
     /// Create a container without starting it (takes `run`'s flags); prints its name.
     Create(Box<CreateArgs>),
-    /// Start created or exited containers.
+    /// Start created or exited containers; -a: one, with its new output streamed and its exit
+    /// code as ours (like `run` without -d).
     Start {
+        /// Stream the container's output from this start on and exit with its code.
+        #[arg(short, long)]
+        attach: bool,
         #[arg(required = true)]
         names: Vec<String>,
     },
@@ -374,7 +378,29 @@ pub async fn run(client: &Client, cmd: ContainerCommand) -> anyhow::Result<()> {
             println!("{}", c.name);
             Ok(())
         }
-        ContainerCommand::Start { names } => {
+        ContainerCommand::Start {
+            attach: true,
+            names,
+        } => {
+            let [name] = names.as_slice() else {
+                bail!("--attach: name one container");
+            };
+            // The start appends to the container's log: skip what an earlier run wrote.
+            let logs = format!("/api/v1/containers/{}/logs", enc(name));
+            let (_, before) = client.request(Method::GET, &logs, None).await?;
+            let _: wire::Container = send(
+                client,
+                Method::POST,
+                &format!("/api/v1/containers/{}/start", enc(name)),
+                None,
+            )
+            .await?;
+            attach(client, name, before.len(), false).await
+        }
+        ContainerCommand::Start {
+            attach: false,
+            names,
+        } => {
             for n in names {
                 let _: wire::Container = send(
                     client,
@@ -707,12 +733,20 @@ async fn run_container(client: &Client, a: RunArgs) -> anyhow::Result<()> {
         println!("{}", c.name);
         return Ok(());
     }
+    attach(client, &c.name, 0, a.rm).await
+}
+
+/// Streams a started container's output, after its first `skip` bytes, until it exits; then
+/// (with `rm`) removes it and exits with its code.
+async fn attach(client: &Client, name: &str, mut skip: usize, rm: bool) -> anyhow::Result<()> {
     let mut out = std::io::stdout();
     client
         .stream(
-            &format!("/api/v1/containers/{}/logs?follow=true", enc(&c.name)),
+            &format!("/api/v1/containers/{}/logs?follow=true", enc(name)),
             |chunk| {
-                let _ = out.write_all(chunk);
+                let n = skip.min(chunk.len());
+                skip -= n;
+                let _ = out.write_all(&chunk[n..]);
                 let _ = out.flush();
             },
         )
@@ -720,16 +754,16 @@ async fn run_container(client: &Client, a: RunArgs) -> anyhow::Result<()> {
     let done: wire::Container = send(
         client,
         Method::GET,
-        &format!("/api/v1/containers/{}", enc(&c.name)),
+        &format!("/api/v1/containers/{}", enc(name)),
         None,
     )
     .await?;
     let code = done.exit_code.unwrap_or(0);
-    if a.rm {
+    if rm {
         let _: serde_json::Value = send(
             client,
             Method::DELETE,
-            &format!("/api/v1/containers/{}?force=true", enc(&c.name)),
+            &format!("/api/v1/containers/{}?force=true", enc(name)),
             None,
         )
         .await?;

@@ -160,6 +160,39 @@ fn cli_create_then_start_with_labels_and_stop_timeout() {
     let err = refused(&d, None, &["start", "no-such-container"], "");
     assert!(err.contains("no-such-container"), "{err}");
     corral(&d, &["rm", "-f", &name]);
+
+    // start -a streams this run's output only and exits with the container's code.
+    let job = tests::unique("job");
+    corral(
+        &d,
+        &[
+            "create",
+            "--name",
+            &job,
+            "--rootfs",
+            &root,
+            "sh",
+            "-c",
+            "echo run; exit 3",
+        ],
+    );
+    for _ in 0..2 {
+        let out = Command::new(tests::corral_bin())
+            .arg("--host")
+            .arg(format!("unix://{}", d.socket.display()))
+            .args(["start", "-a", &job])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "run\n", "{err}");
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "the container's code is ours: {err}"
+        );
+    }
+    assert_eq!(corral(&d, &["logs", &job]), "run\nrun\n");
+    corral(&d, &["rm", &job]);
 }
 
 /// `corral timeline` lists the container's changes with their ids, limits old → new; the id is
