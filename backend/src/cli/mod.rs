@@ -66,8 +66,10 @@ pub enum Command {
     /// The rate card billing prices usage with: in force now, with its effective date, and
     /// every version; `rates set` adds one (admins).
     Rates(rates::RatesArgs),
-    /// Show the host's cgroup mode and what Corral can limit on it.
-    Info,
+    /// Show the host's cgroup mode and what Corral can limit on it (--cgroups: the tree).
+    Info(info::InfoArgs),
+    /// Show who the daemon takes you for: name, role, teams, and how (unix, token, session).
+    Whoami,
     /// Manage user accounts.
     #[command(subcommand)]
     User(users::UserCmd),
@@ -175,7 +177,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Network(ref args) => network::network(&client?, args).await?,
         Command::Rates(ref args) => rates::rates(&client?, args).await?,
         Command::Passwd(ref args) => users::passwd(&client?, args).await?,
-        Command::Info => info::info(&client?).await?,
+        Command::Info(ref args) => info::info(&client?, args).await?,
+        Command::Whoami => info::whoami(&client?).await?,
         Command::User(ref cmd) => users::user(&client?, cmd).await?,
         Command::Team(ref cmd) => users::team(&client?, cmd).await?,
         Command::Token(ref cmd) => users::token(&client?, cmd).await?,

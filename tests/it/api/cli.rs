@@ -853,3 +853,57 @@ fn cli_passwd_changes_ones_own_password() {
         .collect();
     assert_eq!(results, ["\"ok\"", "\"failed\""], "newest first: {audit}");
 }
+
+/// `corral whoami` says who the daemon takes the caller for; `corral info --cgroups` prints the
+/// host's cgroup tree with Corral's own groups marked, as far as the caller may see it.
+#[test]
+fn cli_whoami_and_the_cgroup_tree() {
+    let d = Daemon::start();
+    let admin = d.admin_token();
+    let out = corral(&d, &["whoami"]);
+    assert!(out.starts_with("root (admin, via unix)"), "{out}");
+    corral(&d, &["team", "add", "green"]);
+    let r = call(
+        &d,
+        &admin,
+        "POST",
+        "/api/v1/users",
+        Some(
+            json!({"name": "gus", "role": "viewer", "teams": ["green"], "password": "gus-password-1"}),
+        ),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let gus = d.token_for("gus");
+    let out = corral_as(&d, Some(&gus), &["whoami"], "");
+    assert_eq!(
+        out.stdout, "gus (viewer, via token) teams: green\n",
+        "{}",
+        out.stderr
+    );
+
+    let tree = corral(&d, &["info", "--cgroups"]);
+    assert!(tree.starts_with("cgroup mode "), "{tree}");
+    assert!(
+        tree.contains("GROUP") && tree.contains("CPU USEC"),
+        "{tree}"
+    );
+    let ours = format!("/{} *", d.cgroup_root);
+    assert!(
+        tree.lines().any(|l| l.trim_start().starts_with(&ours)),
+        "{tree}"
+    );
+    let team = format!("/{}/green *", d.cgroup_root);
+    assert!(
+        tree.lines().any(|l| l.trim_start().starts_with(&team)),
+        "{tree}"
+    );
+    // A viewer sees the roots and their own team's pool, not the rest of the host.
+    let out = corral_as(&d, Some(&gus), &["info", "--cgroups"], "");
+    assert!(out.ok, "{}", out.stderr);
+    assert!(out.stdout.contains(&team), "{}", out.stdout);
+    assert!(
+        out.stdout.lines().count() < tree.lines().count(),
+        "{}",
+        out.stdout
+    );
+}
