@@ -40,8 +40,8 @@ pub struct StatsArgs {
     pub no_stream: bool,
 }
 
-/// Percent-encodes a query value.
-fn enc(s: &str) -> String {
+/// Percent-encodes a query value or path segment.
+pub(super) fn enc(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-_.~:".contains(&b) {
@@ -164,7 +164,7 @@ fn print_report(r: &wire::billing::BillingReport) {
     line("TOTAL", &r.total);
 }
 
-fn human_bytes(b: f64) -> String {
+pub(super) fn human_bytes(b: f64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = b;
     let mut i = 0;

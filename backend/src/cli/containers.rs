@@ -1,5 +1,6 @@
-//! The docker-like container commands: `run`, `ps`, `stop`, `kill`, `restart`, `rm`, `freeze`,
-//! `thaw`, `inspect`, `logs`, `exec`, `update`, `image import`, `images`, `rmi`.
+//! The docker-like container commands: `run`, `create`, `start`, `ps`, `stop`, `kill`,
+//! `restart`, `rm`, `freeze`, `thaw`, `inspect`, `logs`, `exec`, `update`, `image import`,
+//! `images`, `rmi`.
 
 use std::io::Write;
 
@@ -14,11 +15,19 @@ use crate::client::Client;
 pub enum ContainerCommand {
     /// Create and start a container; without -d, stream its output and exit with its code.
     Run(Box<RunArgs>),
-    /// List running containers (-a: all).
-    Ps {
+    /// Create a container without starting it (takes `run`'s flags); prints its name.
+    Create(Box<CreateArgs>),
+    /// Start created or exited containers; -a: one, with its new output streamed and its exit
+    /// code as ours (like `run` without -d).
+    Start {
+        /// Stream the container's output from this start on and exit with its code.
         #[arg(short, long)]
-        all: bool,
+        attach: bool,
+        #[arg(required = true)]
+        names: Vec<String>,
     },
+    /// List running containers (-a: all).
+    Ps(super::ps::PsArgs),
     /// Stop containers: SIGTERM, then SIGKILL after the timeout.
     Stop {
         #[arg(short, long)]
@@ -116,6 +125,22 @@ pub struct RunArgs {
     /// Remove the container when it exits.
     #[arg(long)]
     pub rm: bool,
+    #[command(flatten)]
+    pub spec: SpecArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Remove the container when it exits (once started).
+    #[arg(long)]
+    pub rm: bool,
+    #[command(flatten)]
+    pub spec: SpecArgs,
+}
+
+/// What `run` and `create` share: the container's spec.
+#[derive(Debug, Args)]
+pub struct SpecArgs {
     #[arg(long)]
     pub name: Option<String>,
     #[arg(long)]
@@ -154,9 +179,24 @@ pub struct RunArgs {
     /// Use a host directory as the (read-only) root filesystem instead of an image.
     #[arg(long)]
     pub rootfs: Option<String>,
+    /// A label, KEY=VALUE or KEY (repeatable); billing can total by label.
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// Seconds between SIGTERM and SIGKILL when the container is stopped (default 10).
+    #[arg(long, value_name = "SECONDS")]
+    pub stop_timeout: Option<u64>,
     /// IMAGE then CMD ARGS..., or just CMD ARGS... with --rootfs.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub rest: Vec<String>,
+}
+
+/// `KEY=VALUE`, or a bare `KEY` with an empty value (as docker).
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').unwrap_or((s, ""));
+    if k.is_empty() {
+        return Err(format!("{s:?} must be KEY=VALUE with a non-empty KEY"));
+    }
+    Ok((k.to_owned(), v.to_owned()))
 }
 
 /// Parses `1024`, `64k`, `256M`, `1.5G`, `1T` (binary units) into bytes.
@@ -332,39 +372,60 @@ pub(super) fn enc(s: &str) -> String {
 pub async fn run(client: &Client, cmd: ContainerCommand) -> anyhow::Result<()> {
     match cmd {
         ContainerCommand::Run(args) => run_container(client, *args).await,
-        ContainerCommand::Ps { all } => {
-            let list: Vec<wire::Container> = send(
+        ContainerCommand::Create(args) => {
+            let req = create_request(&args.spec, false, args.rm)?;
+            let c = create(client, &req).await?;
+            println!("{}", c.name);
+            Ok(())
+        }
+        ContainerCommand::Start {
+            attach: true,
+            names,
+        } => {
+            let [name] = names.as_slice() else {
+                bail!("--attach: name one container");
+            };
+            // The start appends to the container's log: skip what an earlier run wrote.
+            let logs = format!("/api/v1/containers/{}/logs", enc(name));
+            let (_, before) = client.request(Method::GET, &logs, None).await?;
+            let _: wire::Container = send(
                 client,
-                Method::GET,
-                &format!("/api/v1/containers?all={all}"),
+                Method::POST,
+                &format!("/api/v1/containers/{}/start", enc(name)),
                 None,
             )
             .await?;
-            println!(
-                "{:<20} {:<12} {:<28} {:<14} {:<8} {:<24} COMMAND",
-                "NAME", "ID", "IMAGE", "STATUS", "PID", "PORTS"
-            );
-            for c in list {
-                let status = match (c.status.as_str(), c.exit_code) {
-                    ("exited", Some(code)) => format!("exited ({code})"),
-                    (s, _) => s.to_owned(),
-                };
-                // As `docker ps`: `127.0.0.1:8080->80/tcp, ...`.
-                let ports = c.network.as_ref().map_or_else(String::new, |n| {
-                    let p: Vec<String> = n.ports.iter().map(ToString::to_string).collect();
-                    p.join(", ")
-                });
-                println!(
-                    "{:<20} {:<12} {:<28} {:<14} {:<8} {:<24} {}",
-                    c.name,
-                    &c.id[..c.id.len().min(12)],
-                    c.image,
-                    status,
-                    c.pid.map(|p| p.to_string()).unwrap_or_default(),
-                    ports,
-                    c.command.join(" ")
-                );
+            attach(client, name, before.len(), false).await
+        }
+        ContainerCommand::Start {
+            attach: false,
+            names,
+        } => {
+            for n in names {
+                let _: wire::Container = send(
+                    client,
+                    Method::POST,
+                    &format!("/api/v1/containers/{}/start", enc(&n)),
+                    None,
+                )
+                .await?;
+                println!("{n}");
             }
+            Ok(())
+        }
+        ContainerCommand::Ps(args) => {
+            let view = super::ps::View::new(&args)?;
+            let list: Vec<wire::Container> = send(
+                client,
+                Method::GET,
+                &format!("/api/v1/containers?all={}", view.all()),
+                None,
+            )
+            .await?;
+            print!(
+                "{}",
+                view.render(&list, crate::metering::sampler::wall_ms() / 1000)?
+            );
             Ok(())
         }
         ContainerCommand::Stop { time, names } => {
@@ -576,7 +637,12 @@ fn parse_volume(v: &str) -> anyhow::Result<wire::Mount> {
     })
 }
 
-async fn run_container(client: &Client, a: RunArgs) -> anyhow::Result<()> {
+/// The API request of `run`/`create`'s flags.
+fn create_request(
+    a: &SpecArgs,
+    start: bool,
+    auto_remove: bool,
+) -> anyhow::Result<wire::CreateContainer> {
     let mut rest = a.rest.clone();
     let image = if a.rootfs.is_none() {
         if rest.is_empty() {
@@ -605,7 +671,7 @@ async fn run_container(client: &Client, a: RunArgs) -> anyhow::Result<()> {
             readonly: false,
         });
     }
-    let req = wire::CreateContainer {
+    Ok(wire::CreateContainer {
         name: a.name.clone(),
         team: a.team.clone(),
         image,
@@ -620,31 +686,67 @@ async fn run_container(client: &Client, a: RunArgs) -> anyhow::Result<()> {
         network: a.network.clone(),
         ports: a.publish.clone(),
         restart: a.restart.clone(),
-        stop_timeout: None,
-        // Detached: the daemon removes it on exit. Attached: we remove it after reading the code.
-        auto_remove: a.rm && a.detach,
-        start: true,
-        labels: Default::default(),
+        stop_timeout: a.stop_timeout,
+        auto_remove,
+        start,
+        labels: a.labels.iter().cloned().collect(),
         userns: a.userns.clone(),
-    };
-    let c: wire::Container = send(
+    })
+}
+
+/// `POST /api/v1/containers`; a refusal names the flag (`--cpus: …`, `--label: …`).
+async fn create(client: &Client, req: &wire::CreateContainer) -> anyhow::Result<wire::Container> {
+    send(
         client,
         Method::POST,
         "/api/v1/containers",
-        Some(serde_json::to_value(&req)?),
+        Some(serde_json::to_value(req)?),
     )
     .await
-    .map_err(super::limits::name_the_flag)?;
+    .map_err(super::limits::name_the_flag)
+    .map_err(|e| super::name_field(e, &SPEC_FLAGS))
+}
+
+/// The API field each flag of `run`/`create` fills, so a refusal names the flag.
+const SPEC_FLAGS: [(&str, &str); 14] = [
+    ("name", "--name"),
+    ("team", "--team"),
+    ("hostname", "--hostname"),
+    ("env", "--env"),
+    ("mounts", "--volume/--tmpfs"),
+    ("user", "--user"),
+    ("workdir", "--workdir"),
+    ("network", "--network"),
+    ("ports", "--publish"),
+    ("restart", "--restart"),
+    ("userns", "--userns"),
+    ("rootfs", "--rootfs"),
+    ("labels", "--label"),
+    ("stop_timeout", "--stop-timeout"),
+];
+
+async fn run_container(client: &Client, a: RunArgs) -> anyhow::Result<()> {
+    // Detached: the daemon removes it on exit. Attached: we remove it after reading the code.
+    let req = create_request(&a.spec, true, a.rm && a.detach)?;
+    let c = create(client, &req).await?;
     if a.detach {
         println!("{}", c.name);
         return Ok(());
     }
+    attach(client, &c.name, 0, a.rm).await
+}
+
+/// Streams a started container's output, after its first `skip` bytes, until it exits; then
+/// (with `rm`) removes it and exits with its code.
+async fn attach(client: &Client, name: &str, mut skip: usize, rm: bool) -> anyhow::Result<()> {
     let mut out = std::io::stdout();
     client
         .stream(
-            &format!("/api/v1/containers/{}/logs?follow=true", enc(&c.name)),
+            &format!("/api/v1/containers/{}/logs?follow=true", enc(name)),
             |chunk| {
-                let _ = out.write_all(chunk);
+                let n = skip.min(chunk.len());
+                skip -= n;
+                let _ = out.write_all(&chunk[n..]);
                 let _ = out.flush();
             },
         )
@@ -652,16 +754,16 @@ async fn run_container(client: &Client, a: RunArgs) -> anyhow::Result<()> {
     let done: wire::Container = send(
         client,
         Method::GET,
-        &format!("/api/v1/containers/{}", enc(&c.name)),
+        &format!("/api/v1/containers/{}", enc(name)),
         None,
     )
     .await?;
     let code = done.exit_code.unwrap_or(0);
-    if a.rm {
+    if rm {
         let _: serde_json::Value = send(
             client,
             Method::DELETE,
-            &format!("/api/v1/containers/{}?force=true", enc(&c.name)),
+            &format!("/api/v1/containers/{}?force=true", enc(name)),
             None,
         )
         .await?;

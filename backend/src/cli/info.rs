@@ -1,12 +1,78 @@
-//! `corral info`: the host's cgroup mode and capability matrix, from `GET /api/v1/host`.
+//! `corral info`: the host's cgroup mode and capability matrix, from `GET /api/v1/host`;
+//! `--cgroups`: the host's cgroup tree as the caller may see it (`GET /api/v1/host/cgroups`).
+//! `corral whoami`: who the daemon takes the caller for (`GET /api/v1/me`).
+
+use clap::Args;
 
 use crate::client::{Client, ClientError};
 
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// The host's cgroup tree with each group's usage (admins: all of it; others: the roots
+    /// and their own teams' subtrees), as the dashboard's host page shows it.
+    #[arg(long)]
+    pub cgroups: bool,
+}
+
 /// `corral info`.
-pub async fn info(client: &Client) -> Result<(), ClientError> {
+pub async fn info(client: &Client, a: &InfoArgs) -> Result<(), ClientError> {
+    if a.cgroups {
+        let t: wire::CgroupTree = client.get("/api/v1/host/cgroups").await?;
+        print!("{}", render_tree(&t));
+        return Ok(());
+    }
     let h: wire::HostInfo = client.get("/api/v1/host").await?;
     print!("{}", render(&h));
     Ok(())
+}
+
+/// `corral whoami`.
+pub async fn whoami(client: &Client) -> Result<(), ClientError> {
+    let me: wire::Me = client.get("/api/v1/me").await?;
+    println!(
+        "{} ({}, via {}) teams: {}",
+        me.name,
+        me.role,
+        me.via,
+        if me.teams.is_empty() {
+            "-".to_owned()
+        } else {
+            me.teams.join(",")
+        }
+    );
+    Ok(())
+}
+
+/// The tree, one group a line, indented by depth; `*` marks Corral's own groups.
+fn render_tree(t: &wire::CgroupTree) -> String {
+    let num = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
+    let mut out = format!("cgroup mode {}\n", t.cgroup_mode);
+    for h in &t.hierarchies {
+        out.push_str(&format!(
+            "\n{} ({})\n{:<48} {:>14} {:>12} {:>6} {:>6}\n",
+            h.name, h.mount, "GROUP", "CPU USEC", "MEMORY", "PIDS", "PROCS"
+        ));
+        for n in &h.nodes {
+            let name = format!(
+                "{}{}{}",
+                "  ".repeat(n.depth as usize),
+                n.path,
+                if n.corral { " *" } else { "" }
+            );
+            out.push_str(&format!(
+                "{name:<48} {:>14} {:>12} {:>6} {:>6}\n",
+                num(n.cpu_usage_usec),
+                n.memory_current
+                    .map_or_else(|| "-".to_owned(), |b| super::billing::human_bytes(b as f64)),
+                num(n.pids_current),
+                num(n.procs)
+            ));
+        }
+        if h.truncated {
+            out.push_str("(more groups left out)\n");
+        }
+    }
+    out
 }
 
 fn yes(b: bool) -> &'static str {

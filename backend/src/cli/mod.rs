@@ -7,8 +7,14 @@
 
 mod billing;
 mod containers;
+mod events;
+mod history;
+mod network;
+mod ps;
+mod rates;
 mod recommend;
 mod teams;
+mod timeline;
 mod users;
 
 use std::{net::SocketAddr, path::PathBuf};
@@ -49,14 +55,30 @@ pub enum Command {
     Bill(billing::BillArgs),
     /// Live CPU, memory, IO and pids of every container (like `docker stats`).
     Stats(billing::StatsArgs),
-    /// Show the host's cgroup mode and what Corral can limit on it.
-    Info,
+    /// A container's (or a team pool's) usage over time: CPU, memory, IO, pids, pressure.
+    History(history::HistoryArgs),
+    /// Follow container lifecycle and budget events as they happen, until Ctrl-C.
+    Events(events::EventsArgs),
+    /// A container's recorded changes, oldest first: who, when, what, limits old → new (the
+    /// ids `update --undo --to` takes).
+    Timeline(timeline::TimelineArgs),
+    /// The container networks: the bridge, its subnet and NAT, addresses and published ports.
+    Network(network::NetworkArgs),
+    /// The rate card billing prices usage with: in force now, with its effective date, and
+    /// every version; `rates set` adds one (admins).
+    Rates(rates::RatesArgs),
+    /// Show the host's cgroup mode and what Corral can limit on it (--cgroups: the tree).
+    Info(info::InfoArgs),
+    /// Show who the daemon takes you for: name, role, teams, and how (unix, token, session).
+    Whoami,
     /// Manage user accounts.
     #[command(subcommand)]
     User(users::UserCmd),
     /// Manage teams.
     #[command(subcommand)]
     Team(users::TeamCmd),
+    /// Change your own password (asks for the current one); `passwd NAME`: set a user's (admins).
+    Passwd(users::PasswdArgs),
     /// Manage API tokens.
     #[command(subcommand)]
     Token(users::TokenCmd),
@@ -152,7 +174,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Version => version(&client?).await?,
         Command::Bill(ref args) => billing::bill(&client?, args).await?,
         Command::Stats(ref args) => billing::stats(&client?, args).await?,
-        Command::Info => info::info(&client?).await?,
+        Command::History(ref args) => history::history(&client?, args).await?,
+        Command::Events(ref args) => events::events(&client?, args).await?,
+        Command::Timeline(ref args) => timeline::timeline(&client?, args).await?,
+        Command::Network(ref args) => network::network(&client?, args).await?,
+        Command::Rates(ref args) => rates::rates(&client?, args).await?,
+        Command::Passwd(ref args) => users::passwd(&client?, args).await?,
+        Command::Info(ref args) => info::info(&client?, args).await?,
+        Command::Whoami => info::whoami(&client?).await?,
         Command::User(ref cmd) => users::user(&client?, cmd).await?,
         Command::Team(ref cmd) => users::team(&client?, cmd).await?,
         Command::Token(ref cmd) => users::token(&client?, cmd).await?,
@@ -161,6 +190,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Containers(cmd) => containers::run(&client?, cmd).await?,
     }
     Ok(())
+}
+
+/// A daemon refusal of field `field` (or `field.x`, `field[i]`) worded with the flag that
+/// fills it, `(field, flag)` in `flags` (`--label: …`); any other error as it is.
+fn name_field(e: anyhow::Error, flags: &[(&str, &str)]) -> anyhow::Error {
+    let named = match e.downcast_ref::<ClientError>() {
+        Some(ClientError::Api {
+            field: Some(f),
+            message,
+            ..
+        }) => {
+            let head = f.split(['.', '[']).next().unwrap_or(f);
+            flags
+                .iter()
+                .find(|(field, _)| *field == head)
+                .map(|(_, flag)| format!("{flag}: {message}"))
+        }
+        _ => None,
+    };
+    match named {
+        Some(m) => anyhow::anyhow!(m),
+        None => e,
+    }
 }
 
 /// `corral version`.

@@ -1,5 +1,6 @@
-//! `corral user add|passwd|rm|ls`, `corral team add|ls|rm|update|inspect`, `corral token create|ls|revoke`,
-//! `corral audit`: thin clients of the users, teams, tokens and audit endpoints.
+//! `corral user add|update|passwd|rm|ls`, `corral passwd`, `corral team add|ls|rm|update|inspect`,
+//! `corral token create|ls|revoke`, `corral audit`: thin clients of the users, teams, tokens and
+//! audit endpoints.
 
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -22,6 +23,16 @@ pub enum UserCmd {
         #[arg(long = "team")]
         teams: Vec<String>,
     },
+    /// Change a user's role or teams (admins).
+    Update {
+        name: String,
+        /// admin, operator or viewer.
+        #[arg(long, value_parser = parse_role)]
+        role: Option<wire::Role>,
+        /// The user's teams, comma-separated, replacing the current ones (`--teams ""`: none).
+        #[arg(long, value_name = "TEAM,...")]
+        teams: Option<String>,
+    },
     /// Set a user's password (read like `add`); ends the user's sessions.
     Passwd { name: String },
     /// Delete a user with its sessions and tokens.
@@ -43,8 +54,12 @@ pub enum TeamCmd {
     /// Delete a team (refused while it has containers).
     Rm { name: String },
     /// Change the team's pooled ceilings live (admins); unnamed limits stay, `max` removes one.
+    /// `--description` (operators of the team too) changes its description.
     Update {
         name: String,
+        /// A new description (at most 1000 characters).
+        #[arg(long)]
+        description: Option<String>,
         #[command(flatten)]
         limits: super::teams::TeamLimitArgs,
     },
@@ -76,6 +91,17 @@ pub enum TokenCmd {
     Ls,
     /// Revoke a token by id.
     Revoke { id: i64 },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PasswdArgs {
+    /// Another user whose password to set (admins; as `corral user passwd NAME`, no current
+    /// password asked). Root over the unix socket has no password and must name a user.
+    pub name: Option<String>,
+    /// Read the passwords from stdin, one a line (current, then new; only the new one with
+    /// NAME), without prompting. Also the behaviour when stdin is not a terminal.
+    #[arg(long)]
+    pub password_stdin: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -137,17 +163,26 @@ fn seg(s: &str) -> String {
 /// Reads a password: from a terminal twice without echo, otherwise one line of stdin (only the
 /// line ending is removed; the password is never trimmed or truncated).
 fn read_password() -> anyhow::Result<String> {
-    let stdin = std::io::stdin();
-    if !stdin.is_terminal() {
-        let mut line = String::new();
-        stdin.lock().read_line(&mut line)?;
-        let p = line.strip_suffix('\n').unwrap_or(&line);
-        return Ok(p.strip_suffix('\r').unwrap_or(p).to_owned());
+    read_new_password("Password: ", false)
+}
+
+/// A new password: prompted twice without echo on a terminal, else one line of stdin.
+fn read_new_password(prompt: &str, from_stdin: bool) -> anyhow::Result<String> {
+    if from_stdin || !std::io::stdin().is_terminal() {
+        return read_line();
     }
-    let first = prompt_hidden("Password: ")?;
+    let first = prompt_hidden(prompt)?;
     let second = prompt_hidden("Again: ")?;
     anyhow::ensure!(first == second, "the passwords differ");
     Ok(first)
+}
+
+/// One line of stdin without its line ending (never trimmed otherwise).
+fn read_line() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let p = line.strip_suffix('\n').unwrap_or(&line);
+    Ok(p.strip_suffix('\r').unwrap_or(p).to_owned())
 }
 
 fn prompt_hidden(prompt: &str) -> anyhow::Result<String> {
@@ -182,6 +217,40 @@ pub async fn user(client: &Client, cmd: &UserCmd) -> anyhow::Result<()> {
                 send(client, Method::POST, "/api/v1/users", Some(&req)).await?;
             if let Some(u) = u {
                 println!("created {} ({})", u.name, u.role);
+            }
+        }
+        UserCmd::Update { name, role, teams } => {
+            let teams = teams.map(|t| {
+                t.split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            });
+            anyhow::ensure!(
+                role.is_some() || teams.is_some(),
+                "name what to change: --role and/or --teams"
+            );
+            let req = wire::UserUpdate {
+                role,
+                teams,
+                password: None,
+            };
+            let u: Option<wire::User> = send(
+                client,
+                Method::PATCH,
+                &format!("/api/v1/users/{}", seg(&name)),
+                Some(&req),
+            )
+            .await
+            .map_err(|e| super::name_field(e, &[("role", "--role"), ("teams", "--teams")]))?;
+            if let Some(u) = u {
+                println!(
+                    "updated {} ({}) teams: {}",
+                    u.name,
+                    u.role,
+                    u.teams.join(",")
+                );
             }
         }
         UserCmd::Passwd { name } => {
@@ -220,6 +289,70 @@ pub async fn user(client: &Client, cmd: &UserCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `corral passwd [NAME]`: without NAME one's own password, checked against the current one
+/// (`PUT /api/v1/me/password`; one's other sessions end, API tokens stay); with another user's
+/// NAME an admin sets theirs (`PATCH /api/v1/users/{name}`; their sessions end).
+pub async fn passwd(client: &Client, a: &PasswdArgs) -> anyhow::Result<()> {
+    let me: wire::Me = client.get("/api/v1/me").await?;
+    let stdin = a.password_stdin || !std::io::stdin().is_terminal();
+    match &a.name {
+        Some(name) if *name != me.name || me.via == "unix" => {
+            let password = read_new_password("New password: ", stdin)?;
+            let req = wire::UserUpdate {
+                password: Some(password),
+                ..Default::default()
+            };
+            let _: Option<wire::User> = send(
+                client,
+                Method::PATCH,
+                &format!("/api/v1/users/{}", seg(name)),
+                Some(&req),
+            )
+            .await
+            .map_err(|e| super::name_field(e, &[("password", "password")]))?;
+            println!("password of {name} changed; their sessions ended");
+        }
+        _ if me.via == "unix" => anyhow::bail!(
+            "root over the unix socket has no password of its own: name the user whose password \
+             to set, `corral passwd NAME`"
+        ),
+        _ => {
+            let current_password = if stdin {
+                read_line()?
+            } else {
+                prompt_hidden("Current password: ")?
+            };
+            let new_password = read_new_password("New password: ", stdin)?;
+            let req = wire::PasswordChange {
+                current_password,
+                new_password,
+            };
+            let _: Option<serde_json::Value> =
+                send(client, Method::PUT, "/api/v1/me/password", Some(&req))
+                    .await
+                    .map_err(|e| {
+                        if matches!(e.downcast_ref(), Some(ClientError::Api { code, .. }) if code == "bad_credentials")
+                        {
+                            return anyhow::anyhow!("the current password is wrong; nothing changed");
+                        }
+                        super::name_field(
+                            e,
+                            &[
+                                ("current_password", "current password"),
+                                ("new_password", "new password"),
+                                ("password", "new password"),
+                            ],
+                        )
+                    })?;
+            println!(
+                "password of {} changed; your other sessions ended (API tokens stay: corral token ls)",
+                me.name
+            );
+        }
+    }
+    Ok(())
+}
+
 pub async fn team(client: &Client, cmd: &TeamCmd) -> anyhow::Result<()> {
     match cmd.clone() {
         TeamCmd::Add { name, description } => {
@@ -252,7 +385,34 @@ pub async fn team(client: &Client, cmd: &TeamCmd) -> anyhow::Result<()> {
             .await?;
             println!("deleted team {name}");
         }
-        TeamCmd::Update { name, limits } => {
+        TeamCmd::Update {
+            name,
+            description: Some(description),
+            limits,
+        } => {
+            let patch = limits.to_patch();
+            let req = wire::TeamUpdate {
+                description: Some(description),
+                limits: (!patch.is_empty()).then_some(patch),
+            };
+            let t: Option<wire::Team> = send(
+                client,
+                Method::PATCH,
+                &format!("/api/v1/teams/{}", seg(&name)),
+                Some(&req),
+            )
+            .await
+            .map_err(|e| super::name_field(e, &[("description", "--description")]))
+            .map_err(super::limits::name_the_flag)?;
+            if let Some(t) = t {
+                println!("updated team {}: {}", t.name, t.description);
+            }
+        }
+        TeamCmd::Update {
+            name,
+            description: None,
+            limits,
+        } => {
             let l: Option<wire::Limits> = send(
                 client,
                 Method::PATCH,

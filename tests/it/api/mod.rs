@@ -2,6 +2,7 @@ mod assets;
 mod auth;
 mod billing;
 mod budget;
+mod cli;
 mod container_limits;
 mod containers;
 mod containers_auth;
