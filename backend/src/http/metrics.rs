@@ -21,8 +21,9 @@
 //! read|write, from `io.stat` rios/wios or v1 `blkio.throttle.io_serviced_recursive`), and the
 //! cost of this calendar month so far (UTC) per container and team, priced from the ledger like
 //! `GET /api/v1/billing` (`corral_{container,team}_cost_month{currency}`, a gauge that restarts
-//! at 0 on the 1st; a container removed this month keeps its line until then). The ledger is
-//! written every `--ledger-flush` (30 s), so the cost lags the live counters by up to that.
+//! at 0 on the 1st; a container's series goes with the container like its other series, while
+//! its cost stays in its team's). The ledger is written every `--ledger-flush` (30 s), so the
+//! cost lags the live counters by up to that.
 //!
 //! Access: admins see everything. Operators and viewers may scrape too: they get only the series
 //! of their teams and those teams' containers, and none of the host-wide ones (the metering
@@ -90,13 +91,22 @@ async fn metrics_get(
     };
     let visible = super::billing::visible_teams(&actor);
     let store = state.store().clone();
-    let teams = tokio::task::spawn_blocking(move || team_gauges(&store.lock(), visible))
+    let mut teams = tokio::task::spawn_blocking(move || team_gauges(&store.lock(), visible))
         .await
         .unwrap_or_else(|_| Ok(TeamGauges::default()))
         .unwrap_or_else(|e| {
             tracing::warn!(error = %e, "cannot read the team gauges for /metrics");
             TeamGauges::default()
         });
+    // A container's cost series goes with the container, like its other series (its cost
+    // stays in its team's).
+    if let Some(cost) = &mut teams.cost {
+        cost.containers.retain(|((name, team), _)| {
+            live.iter().any(|l| {
+                matches!(&l.kind, SubjectKind::Container(o) if o.name == *name && o.team == *team)
+            })
+        });
+    }
     let om = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())

@@ -639,13 +639,13 @@ fn an_operator_of_team_a_cannot_read_team_bs_bill() {
     assert!(json_of(&row["before"]).is_object(), "{row}");
 
     // /metrics: everyone signed in, each their own teams' series (the month's cost from the
-    // same ledger); the admin's text has both teams.
+    // same ledger, per team: these containers are gone); the admin's text has both teams.
     assert_eq!(as_user(&d, None, "GET", "/metrics", None).status, 401);
     let r = as_user(&d, Some(&op), "GET", "/metrics", None);
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(
         r.body
-            .contains("corral_container_cost_month{name=\"web-team-a\",team=\"team-a\",currency="),
+            .contains("corral_team_cost_month{team=\"team-a\",currency="),
         "{}",
         r.body
     );
