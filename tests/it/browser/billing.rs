@@ -1,5 +1,5 @@
-//! The billing page (issue 14 part 4): a month with no rate card says so and links to the
-//! form; per-container and per-label lines with totals and a `key=value` filter; the rate
+//! The billing page (issue 14 part 4): a month with no rate card says so and links admins to
+//! the form (viewers are told an admin sets it, and get a read-only form); per-container and per-label lines with totals and a `key=value` filter; the rate
 //! card's effective date, its versions, and a new version from a chosen hour saved from the
 //! page. Screenshots `billing-unset`, `billing-lines`, `billing-rate-card`.
 
@@ -75,7 +75,38 @@ async fn billing_page_lines_labels_and_the_rate_card() {
     }
     commit(&mut store.lock(), &batch).expect("seed ledger");
 
+    let r = call(
+        &daemon,
+        &admin,
+        "POST",
+        "/api/v1/users",
+        Some(
+            serde_json::json!({"name": "bill-viewer", "role": "viewer", "teams": ["bill-a"],
+            "password": "a long enough password"}),
+        ),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+
     b.client.set_window_size(1280, 2000).await.unwrap();
+    // A viewer is told who sets the card, gets no link, and the form is read-only.
+    b.open(&base, "/login").await;
+    b.fill("#f-name", "bill-viewer").await;
+    b.fill("#f-password", "a long enough password").await;
+    b.click("[data-testid=sign-in]").await;
+    b.wait_for("[data-testid=whoami]").await;
+    b.open(&base, "/billing").await;
+    b.wait_text("[data-testid=rates-unset]", "An admin sets it")
+        .await;
+    rows(&b, "containers-bill", 2).await;
+    b.wait_js(
+        "[document.querySelector('[data-testid=set-rates-link]'), document.querySelector('[data-testid=save-rates]'), document.querySelector('[data-testid=rate-card] fieldset').disabled]",
+        10,
+        |v| v == &serde_json::json!([null, null, true]),
+    )
+    .await;
+    b.click("[data-testid=sign-out]").await;
+    b.wait_for("[data-testid=sign-in]").await;
+
     b.open(&base, "/login").await;
     b.fill("#f-name", ADMIN).await;
     b.fill("#f-password", ADMIN_PASSWORD).await;
