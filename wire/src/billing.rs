@@ -107,6 +107,11 @@ pub struct BillingReport {
     pub from: String,
     pub to: String,
     pub currency: String,
+    /// Whether a saved rate card was in force during some of the period. `false`: no admin has
+    /// set prices for it, so every cost is 0 (`PUT /api/v1/billing/rates` sets them, from the
+    /// next hour on).
+    #[serde(default)]
+    pub rates_set: bool,
     pub containers: Vec<BillingLine>,
     pub teams: Vec<BillingLine>,
     pub labels: Vec<BillingLine>,

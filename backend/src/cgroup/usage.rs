@@ -50,6 +50,10 @@ pub struct UsageSample {
     /// PSI `some avg10` of cpu, memory and io, hundredths of a percent (cgroup v2 only; read
     /// with the slow files — it is a 10 s average).
     pub pressure_some_avg10: [Option<u32>; 3],
+    /// PSI `total=` of cpu, memory and io, `[some, full]` each: µs stalled since the group
+    /// was created (cumulative; read with the slow files; `None` where the kernel prints no
+    /// such line, e.g. cpu `full` before Linux 5.13).
+    pub pressure_total_usec: [[Option<u64>; 2]; 3],
 }
 
 /// Which file, so the right byte parser runs.
@@ -330,6 +334,13 @@ fn some_avg10(text: &[u8]) -> Option<u32> {
     u32::try_from(whole * 100 + frac).ok()
 }
 
+/// `total=N` (µs) of the PSI line starting with `kind` (`some ` or `full `).
+fn psi_total(text: &[u8], kind: &[u8]) -> Option<u64> {
+    let line = text.split(|c| *c == b'\n').find(|l| l.starts_with(kind))?;
+    let at = line.windows(6).position(|w| w == b"total=")? + 6;
+    num(&line[at..])
+}
+
 /// Whether a line starts with a `MAJ:MIN` device (v1 blkio's `Total` line does not).
 fn device_line(line: &[u8]) -> Option<&[u8]> {
     let sp = line.iter().position(|c| *c == b' ')?;
@@ -361,6 +372,11 @@ fn parse(kind: Src, text: &[u8], s: &mut UsageSample) {
         Src::Pressure(i) => {
             if let Some(v) = some_avg10(text) {
                 s.pressure_some_avg10[i] = Some(v);
+            }
+            for (k, kind) in [b"some " as &[u8], b"full "].into_iter().enumerate() {
+                if let Some(v) = psi_total(text, kind) {
+                    s.pressure_total_usec[i][k] = Some(v);
+                }
             }
         }
         Src::IoStat => {
@@ -415,6 +431,13 @@ mod tests {
         assert_eq!(some_avg10(b"some avg10=7 avg60=0\n"), Some(700));
         assert_eq!(some_avg10(b"full avg10=1.00\n"), None);
         assert_eq!(some_avg10(b""), None);
+        assert_eq!(psi_total(t, b"some "), Some(99));
+        assert_eq!(psi_total(t, b"full "), Some(1));
+        assert_eq!(psi_total(b"some avg10=0.00 total=5\n", b"full "), None);
+        let mut s = UsageSample::default();
+        parse(Src::Pressure(2), t, &mut s);
+        assert_eq!(s.pressure_total_usec[2], [Some(99), Some(1)]);
+        assert_eq!(s.pressure_some_avg10[2], Some(1234));
     }
 
     /// Parsers against the same captured texts the full parsers are tested with; the numbers

@@ -64,6 +64,7 @@ pub async fn bill(client: &Client, a: &BillArgs) -> Result<(), ClientError> {
             print!("{}", String::from_utf8_lossy(&body));
         } else {
             let s: wire::billing::Statement = client.get(&path).await?;
+            note_unset_rates(&s.report);
             print_report(&s.report);
             let h = &s.host;
             println!(
@@ -98,12 +99,23 @@ pub async fn bill(client: &Client, a: &BillArgs) -> Result<(), ClientError> {
         format!("/api/v1/billing?{}", q.join("&"))
     };
     let r: wire::billing::BillingReport = client.get(&path).await?;
+    note_unset_rates(&r);
     if a.csv {
         print!("{}", report_csv(&r));
     } else {
         print_report(&r);
     }
     Ok(())
+}
+
+/// On stderr (stdout stays a clean table or CSV): why every cost is 0.00, and how to fix it.
+fn note_unset_rates(r: &wire::billing::BillingReport) {
+    if !r.rates_set {
+        eprintln!(
+            "note: the rate card is unset for {} .. {}, so every cost shows as 0.00; an admin sets it with `corral rates set …` (or on the dashboard's billing page)",
+            r.from, r.to
+        );
+    }
 }
 
 fn report_csv(r: &wire::billing::BillingReport) -> String {

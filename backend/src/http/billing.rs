@@ -449,6 +449,7 @@ fn report_to_wire(r: &Report) -> wire::billing::BillingReport {
         from: calendar::format_time(r.from),
         to: calendar::format_time(r.to),
         currency: r.currency.clone(),
+        rates_set: r.rates_set,
         containers: r.containers.iter().map(line_to_wire).collect(),
         teams: r.teams.iter().map(line_to_wire).collect(),
         labels: r.labels.iter().map(line_to_wire).collect(),

@@ -14,12 +14,24 @@
 //! text format 0.0.4 (what `promtool check metrics` and `curl` read), where a counter's family
 //! is named with its `_total` suffix.
 //!
-//! Access: admins only (the series name every team's containers). Over TCP, Prometheus scrapes
-//! with an API token of an admin, e.g. a token created with `corral token create --user ADMIN`
-//! (or `POST /api/v1/tokens`), set in `scrape_configs` as
+//! Beside the sampler's counters and gauges: PSI stall time (`corral_*_pressure_seconds_total`,
+//! `resource` cpu|memory|io and `kind` some|full, the `total=` of the `*.pressure` files; cgroup2
+//! only, absent where the kernel prints no such line), the memory peak since the group was
+//! created (`memory.peak`, v1 `memory.max_usage_in_bytes`), IO operations (`io_ops_total`, `op`
+//! read|write, from `io.stat` rios/wios or v1 `blkio.throttle.io_serviced_recursive`), and the
+//! cost of this calendar month so far (UTC) per container and team, priced from the ledger like
+//! `GET /api/v1/billing` (`corral_{container,team}_cost_month{currency}`, a gauge that restarts
+//! at 0 on the 1st; a container's series goes with the container like its other series, while
+//! its cost stays in its team's). The ledger is written every `--ledger-flush` (30 s), so the
+//! cost lags the live counters by up to that.
+//!
+//! Access: admins see everything. Operators and viewers may scrape too: they get only the series
+//! of their teams and those teams' containers, and none of the host-wide ones (the metering
+//! backlog). Over TCP, Prometheus scrapes with an API token, e.g. one created with
+//! `corral token create --user NAME` (or `POST /api/v1/tokens`), set in `scrape_configs` as
 //! `authorization: { type: Bearer, credentials_file: /etc/prometheus/corral.token }`; root on the
-//! unix socket is admin too. Without credentials the answer is 401, with a non-admin's 403
-//! (JSON bodies like every API error).
+//! unix socket is admin. Without credentials the answer is 401 (a JSON body like every API
+//! error).
 
 use std::fmt::Write;
 
@@ -33,8 +45,13 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use rusqlite::Connection;
 
 use super::AppState;
-use crate::auth::{Actor, AuthError};
-use crate::metering::{LiveStat, SubjectKind};
+use crate::auth::{Actor, TeamScope};
+use crate::metering::{
+    LiveStat, SubjectKind,
+    billing::{self, Filter},
+    calendar,
+    sampler::wall_ms,
+};
 
 /// Outside `/api/v1` (where Prometheus looks); documented all the same, at its own path.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -47,38 +64,57 @@ pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; char
 pub const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Every container's and team's latest sample, in the Prometheus text format (OpenMetrics when
-/// `Accept` asks for it). Admins only.
+/// `Accept` asks for it). Admins see every team; operators and viewers their own teams'
+/// series only, without the host-wide ones.
 #[utoipa::path(get, path = "/metrics", tag = "meta",
     responses(
         (status = 200, description = "Prometheus text 0.0.4, or OpenMetrics 1.0 when Accept asks for application/openmetrics-text",
             content((String = "text/plain"), (String = "application/openmetrics-text"))),
         (status = 401, description = "No credentials", body = wire::ApiError),
-        (status = 403, description = "Not an admin, or a foreign Host", body = wire::ApiError),
+        (status = 403, description = "A foreign Host", body = wire::ApiError),
     ))]
 async fn metrics_get(
     State(state): State<AppState>,
     actor: Actor,
     headers: HeaderMap,
-) -> Result<impl IntoResponse, AuthError> {
-    actor.require_admin()?;
-    let live = state.metering().map(|m| m.live()).unwrap_or_default();
-    let backlog = state.metering().map(|m| m.backlog());
+) -> impl IntoResponse {
+    let scope = actor.team_scope();
+    let mut live = state.metering().map(|m| m.live()).unwrap_or_default();
+    live.retain(|l| match &l.kind {
+        SubjectKind::Container(o) => scope.contains(&o.team),
+        SubjectKind::Team(t) => scope.contains(t),
+    });
+    // The metering backlog is the host's, not a team's.
+    let backlog = match scope {
+        TeamScope::All => state.metering().map(|m| m.backlog()),
+        TeamScope::Only(_) => None,
+    };
+    let visible = super::billing::visible_teams(&actor);
     let store = state.store().clone();
-    let teams = tokio::task::spawn_blocking(move || team_gauges(&store.lock()))
+    let mut teams = tokio::task::spawn_blocking(move || team_gauges(&store.lock(), visible))
         .await
         .unwrap_or_else(|_| Ok(TeamGauges::default()))
         .unwrap_or_else(|e| {
             tracing::warn!(error = %e, "cannot read the team gauges for /metrics");
             TeamGauges::default()
         });
+    // A container's cost series goes with the container, like its other series (its cost
+    // stays in its team's).
+    if let Some(cost) = &mut teams.cost {
+        cost.containers.retain(|((name, team), _)| {
+            live.iter().any(|l| {
+                matches!(&l.kind, SubjectKind::Container(o) if o.name == *name && o.team == *team)
+            })
+        });
+    }
     let om = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/openmetrics-text"));
-    Ok((
+    (
         [(header::CONTENT_TYPE, if om { OPENMETRICS } else { TEXT })],
         render(&live, &teams, backlog, om),
-    ))
+    )
 }
 
 /// Per-team values that come from the store, not from the sampler.
@@ -88,12 +124,73 @@ pub struct TeamGauges {
     pub limits: Vec<(String, wire::Limits)>,
     /// Each team's budget use, used/budget (1.0 = the whole budget).
     pub budget: Vec<(String, f64)>,
+    /// What this month cost so far (absent when the ledger could not be priced).
+    pub cost: Option<MonthCost>,
 }
 
-fn team_gauges(conn: &Connection) -> rusqlite::Result<TeamGauges> {
+/// The cost of the calendar month so far, from the priced ledger.
+#[derive(Debug, Default)]
+pub struct MonthCost {
+    pub currency: String,
+    /// Per (container name, team): the lines of every container of that name summed (a name
+    /// reused this month is one series, as it is one series in the sampler's families).
+    pub containers: Vec<((String, String), f64)>,
+    /// Per team.
+    pub teams: Vec<(String, f64)>,
+}
+
+/// The store's gauges for the teams in `visible` (`None`: all).
+fn team_gauges(conn: &Connection, visible: Option<Vec<String>>) -> rusqlite::Result<TeamGauges> {
+    let seen = |team: &str| visible.as_ref().is_none_or(|v| v.iter().any(|t| t == team));
+    let mut limits = team_limits(conn)?;
+    limits.retain(|(t, _)| seen(t));
+    let mut budget = budget_ratios(conn)?;
+    budget.retain(|(t, _)| seen(t));
+    let cost = match month_cost(conn, visible.clone(), wall_ms() / 1000) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot price this month's ledger for /metrics");
+            None
+        }
+    };
     Ok(TeamGauges {
-        limits: team_limits(conn)?,
-        budget: budget_ratios(conn)?,
+        limits,
+        budget,
+        cost,
+    })
+}
+
+/// This month's cost so far (UTC month of `now`), for the teams in `visible` (`None`: all).
+pub fn month_cost(
+    conn: &Connection,
+    visible: Option<Vec<String>>,
+    now: i64,
+) -> Result<MonthCost, crate::metering::MeteringError> {
+    let filter = Filter {
+        teams: visible,
+        ..Filter::default()
+    };
+    let r = billing::report(
+        conn,
+        calendar::month_start(now),
+        calendar::hour_ceil(now),
+        &filter,
+    )?;
+    let mut containers: std::collections::BTreeMap<(String, String), i64> = Default::default();
+    for l in &r.containers {
+        *containers
+            .entry((l.name.clone(), l.team.clone()))
+            .or_default() += l.cost.total;
+    }
+    let money = |micros: i64| micros as f64 / 1e6;
+    Ok(MonthCost {
+        currency: r.currency,
+        containers: containers.into_iter().map(|(k, v)| (k, money(v))).collect(),
+        teams: r
+            .teams
+            .iter()
+            .map(|t| (t.team.clone(), money(t.cost.total)))
+            .collect(),
     })
 }
 
@@ -123,13 +220,22 @@ pub fn budget_ratios(conn: &Connection) -> rusqlite::Result<Vec<(String, f64)>> 
     .collect()
 }
 
-/// A family: name (without `_total`), type, unit (or ""), help, and its value per subject.
+/// A series of a family: the labels it adds after `name`/`team` ("" for none) and its value
+/// per subject (`None`: not reported for this subject).
+type Series = (&'static str, fn(&LiveStat) -> Option<f64>);
+
+/// A family: name (without `_total`), type, unit (or ""), help, and its series.
 struct Family {
     name: &'static str,
     kind: &'static str,
     unit: &'static str,
     help: &'static str,
-    value: fn(&LiveStat) -> Option<f64>,
+    series: &'static [Series],
+}
+
+/// PSI `total=` (µs) of resource `r` (0 cpu, 1 memory, 2 io) and kind `k` (0 some, 1 full), s.
+fn psi(l: &LiveStat, r: usize, k: usize) -> Option<f64> {
+    l.pressure_total_usec[r][k].map(|us| us as f64 / 1e6)
 }
 
 const FAMILIES: &[Family] = &[
@@ -138,70 +244,104 @@ const FAMILIES: &[Family] = &[
         kind: "counter",
         unit: "seconds",
         help: "CPU time used since the cgroup was created.",
-        value: |l| Some(l.reading.counters.cpu_usec as f64 / 1e6),
+        series: &[("", |l| Some(l.reading.counters.cpu_usec as f64 / 1e6))],
     },
     Family {
         name: "cpu_throttled_seconds",
         kind: "counter",
         unit: "seconds",
         help: "Time throttled by the CPU quota since the cgroup was created.",
-        value: |l| Some(l.reading.counters.throttled_usec as f64 / 1e6),
+        series: &[("", |l| Some(l.reading.counters.throttled_usec as f64 / 1e6))],
     },
     Family {
         name: "cpu_usage_cores",
         kind: "gauge",
         unit: "",
         help: "CPU cores in use over the last sample interval.",
-        value: |l| Some(l.rates.cpu_cores),
+        series: &[("", |l| Some(l.rates.cpu_cores))],
     },
     Family {
         name: "cpu_reserved_cores",
         kind: "gauge",
         unit: "",
         help: "CPU cores reserved (quota/period or cpuset size; 0 when unlimited).",
-        value: |l| Some(l.cpus_reserved),
+        series: &[("", |l| Some(l.cpus_reserved))],
     },
     Family {
         name: "memory_bytes",
         kind: "gauge",
         unit: "bytes",
         help: "Memory in use.",
-        value: |l| Some(l.reading.counters.memory_current as f64),
+        series: &[("", |l| Some(l.reading.counters.memory_current as f64))],
+    },
+    Family {
+        name: "memory_peak_bytes",
+        kind: "gauge",
+        unit: "bytes",
+        help: "Highest memory use since the cgroup was created (memory.peak; absent where the kernel does not report it).",
+        series: &[("", |l| {
+            let p = l.reading.counters.memory_peak;
+            (p > 0).then_some(p as f64)
+        })],
     },
     Family {
         name: "memory_limit_bytes",
         kind: "gauge",
         unit: "bytes",
         help: "Hard memory limit (absent when unlimited).",
-        value: |l| l.memory_max.map(|m| m as f64),
+        series: &[("", |l| l.memory_max.map(|m| m as f64))],
     },
     Family {
         name: "io_read_bytes",
         kind: "counter",
         unit: "bytes",
         help: "Bytes read from block devices since the cgroup was created.",
-        value: |l| Some(l.reading.counters.io_rbytes as f64),
+        series: &[("", |l| Some(l.reading.counters.io_rbytes as f64))],
     },
     Family {
         name: "io_write_bytes",
         kind: "counter",
         unit: "bytes",
         help: "Bytes written to block devices since the cgroup was created.",
-        value: |l| Some(l.reading.counters.io_wbytes as f64),
+        series: &[("", |l| Some(l.reading.counters.io_wbytes as f64))],
+    },
+    Family {
+        name: "io_ops",
+        kind: "counter",
+        unit: "",
+        help: "Block device read and write operations since the cgroup was created.",
+        series: &[
+            ("op=\"read\"", |l| Some(l.reading.counters.io_rios as f64)),
+            ("op=\"write\"", |l| Some(l.reading.counters.io_wios as f64)),
+        ],
     },
     Family {
         name: "pids",
         kind: "gauge",
         unit: "",
         help: "Tasks in the cgroup.",
-        value: |l| Some(l.reading.counters.pids_current as f64),
+        series: &[("", |l| Some(l.reading.counters.pids_current as f64))],
     },
     Family {
         name: "oom_kills",
         kind: "counter",
         unit: "",
         help: "Processes killed by the OOM killer since the cgroup was created.",
-        value: |l| Some(l.reading.counters.oom_kills as f64),
+        series: &[("", |l| Some(l.reading.counters.oom_kills as f64))],
+    },
+    Family {
+        name: "pressure_seconds",
+        kind: "counter",
+        unit: "seconds",
+        help: "Pressure stall time (PSI total) since the cgroup was created: some = at least one task stalled on the resource, full = all non-idle tasks did (cgroup v2 only).",
+        series: &[
+            ("resource=\"cpu\",kind=\"some\"", |l| psi(l, 0, 0)),
+            ("resource=\"cpu\",kind=\"full\"", |l| psi(l, 0, 1)),
+            ("resource=\"memory\",kind=\"some\"", |l| psi(l, 1, 0)),
+            ("resource=\"memory\",kind=\"full\"", |l| psi(l, 1, 1)),
+            ("resource=\"io\",kind=\"some\"", |l| psi(l, 2, 0)),
+            ("resource=\"io\",kind=\"full\"", |l| psi(l, 2, 1)),
+        ],
     },
 ];
 
@@ -305,6 +445,43 @@ fn render_team_gauges(out: &mut String, teams: &TeamGauges, om: bool) {
             number(*ratio)
         );
     }
+    let Some(cost) = &teams.cost else {
+        return;
+    };
+    let cur = escape(&cost.currency);
+    let sample = header(
+        out,
+        om,
+        "corral_container_cost_month",
+        "gauge",
+        "",
+        "Cost of the container this calendar month so far (UTC), in the rate card's currency; back to 0 on the 1st.",
+    );
+    for ((name, team), v) in &cost.containers {
+        let _ = writeln!(
+            out,
+            "{sample}{{name=\"{}\",team=\"{}\",currency=\"{cur}\"}} {}",
+            escape(name),
+            escape(team),
+            number(*v)
+        );
+    }
+    let sample = header(
+        out,
+        om,
+        "corral_team_cost_month",
+        "gauge",
+        "",
+        "Cost of the team's containers this calendar month so far (UTC), in the rate card's currency; back to 0 on the 1st.",
+    );
+    for (team, v) in &cost.teams {
+        let _ = writeln!(
+            out,
+            "{sample}{{team=\"{}\",currency=\"{cur}\"}} {}",
+            escape(team),
+            number(*v)
+        );
+    }
 }
 
 /// Renders the exposition, OpenMetrics when `om`.
@@ -327,8 +504,11 @@ pub fn render(
                     (SubjectKind::Team(t), true) => format!("team=\"{}\"", escape(t)),
                     _ => continue,
                 };
-                if let Some(v) = (f.value)(l) {
-                    let _ = writeln!(out, "{sample}{{{labels}}} {}", number(v));
+                for (extra, value) in f.series {
+                    if let Some(v) = value(l) {
+                        let sep = if extra.is_empty() { "" } else { "," };
+                        let _ = writeln!(out, "{sample}{{{labels}{sep}{extra}}} {}", number(v));
+                    }
                 }
             }
         }
@@ -375,6 +555,9 @@ mod tests {
             counters: crate::metering::Counters {
                 cpu_usec: 1_500_000,
                 memory_current: 4096,
+                memory_peak: 8192,
+                io_rios: 3,
+                io_wios: 4,
                 ..Default::default()
             },
             reserved: Default::default(),
@@ -393,6 +576,7 @@ mod tests {
                 memory_max: None,
                 cpus_reserved: 0.5,
                 pressure: [None; 3],
+                pressure_total_usec: [[Some(2_500_000), None], [Some(0), Some(0)], [None; 2]],
             },
             LiveStat {
                 subject: "t:a".into(),
@@ -402,6 +586,7 @@ mod tests {
                 memory_max: Some(1 << 20),
                 cpus_reserved: 0.0,
                 pressure: [None; 3],
+                pressure_total_usec: [[None; 2]; 3],
             },
         ];
         let teams = TeamGauges {
@@ -414,6 +599,11 @@ mod tests {
                 },
             )],
             budget: vec![("a".into(), 0.25)],
+            cost: Some(MonthCost {
+                currency: "EUR".into(),
+                containers: vec![(("we\"b".into(), "a".into()), 0.125)],
+                teams: vec![("a".into(), 0.125)],
+            }),
         };
         let text = render(&live, &teams, Some((0, 0)), true);
         assert!(text.contains("# UNIT corral_team_limit_memory_max_bytes bytes\n"));
@@ -433,6 +623,26 @@ mod tests {
         assert!(text.contains("corral_team_memory_limit_bytes{team=\"a\"} 1048576.0\n"));
         assert!(!text.contains("corral_container_memory_limit_bytes{"));
         assert!(text.ends_with("# EOF\n"));
+        // PSI (only the lines the kernel printed), peak, IO operations and cost.
+        assert!(text.contains("# TYPE corral_container_pressure_seconds counter\n"));
+        assert!(text.contains(
+            "corral_container_pressure_seconds_total{name=\"we\\\"b\",team=\"a\",resource=\"cpu\",kind=\"some\"} 2.5\n"
+        ));
+        assert!(!text.contains("resource=\"cpu\",kind=\"full\""));
+        assert!(text.contains("resource=\"memory\",kind=\"full\"} 0.0\n"));
+        assert!(!text.contains("corral_team_pressure_seconds_total{"));
+        assert!(
+            text.contains(
+                "corral_container_memory_peak_bytes{name=\"we\\\"b\",team=\"a\"} 8192.0\n"
+            )
+        );
+        assert!(text.contains(
+            "corral_container_io_ops_total{name=\"we\\\"b\",team=\"a\",op=\"write\"} 4.0\n"
+        ));
+        assert!(text.contains(
+            "corral_container_cost_month{name=\"we\\\"b\",team=\"a\",currency=\"EUR\"} 0.125\n"
+        ));
+        assert!(text.contains("corral_team_cost_month{team=\"a\",currency=\"EUR\"} 0.125\n"));
     }
 
     #[test]

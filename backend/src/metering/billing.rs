@@ -277,6 +277,9 @@ pub struct Report {
     pub to: i64,
     /// The currency of the newest rate version in the period.
     pub currency: String,
+    /// Whether a saved rate card version was in force during some of the period (without
+    /// one, every cost is 0: [`RateCard::zero`] priced it).
+    pub rates_set: bool,
     pub containers: Vec<Line>,
     /// One line per team (container fields empty).
     pub teams: Vec<Line>,
@@ -301,6 +304,7 @@ pub fn report(
     let mut acc: Vec<Acc> = Vec::new();
     let mut key = String::new();
     let mut currency = cards.last().map(|c| c.currency.clone()).unwrap_or_default();
+    let mut rates_set = false;
     for (i, card) in cards.iter().enumerate() {
         let lo = from.max(card.effective_from);
         let hi = cards
@@ -310,6 +314,7 @@ pub fn report(
             continue;
         }
         currency = card.currency.clone();
+        rates_set |= card.effective_from != i64::MIN;
         for (grain, a, b) in calendar::decompose(lo, hi) {
             let table = store::ledger_table(grain);
             let mut sql = format!(
@@ -401,6 +406,7 @@ pub fn report(
         from,
         to,
         currency,
+        rates_set,
         ..Report::default()
     };
     let mut teams: BTreeMap<String, Line> = BTreeMap::new();

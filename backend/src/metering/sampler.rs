@@ -93,6 +93,9 @@ pub struct LiveStat {
     pub cpus_reserved: f64,
     /// PSI `some avg10` of cpu, memory and io at this reading (live only, never stored).
     pub pressure: [Option<f64>; 3],
+    /// PSI stall time of cpu, memory and io, `[some, full]`, µs since the group was created
+    /// (`total=` of the `*.pressure` files at the last full read; live only, never stored).
+    pub pressure_total_usec: [[Option<u64>; 2]; 3],
 }
 
 struct Entry {
@@ -629,6 +632,7 @@ impl Metering {
                 l.memory_max = e.memory_max;
                 l.cpus_reserved = cpus_reserved;
                 l.pressure = pressure;
+                l.pressure_total_usec = e.last.pressure_total_usec;
                 None
             }
             None => Some(LiveStat {
@@ -639,6 +643,7 @@ impl Metering {
                 memory_max: e.memory_max,
                 cpus_reserved,
                 pressure,
+                pressure_total_usec: e.last.pressure_total_usec,
             }),
         }
     }

@@ -41,7 +41,7 @@ fn skip_external() -> bool {
     std::env::var_os("CORRAL_SKIP_PROMTOOL").is_some()
 }
 
-fn promtool_check(text: &str) {
+pub(super) fn promtool_check(text: &str) {
     if skip_external() {
         return;
     }
@@ -73,7 +73,7 @@ fn promtool_check(text: &str) {
     );
 }
 
-fn openmetrics_check(text: &str) {
+pub(super) fn openmetrics_check(text: &str) {
     if skip_external() {
         return;
     }
@@ -330,6 +330,16 @@ async fn rate_card_billing_and_statements_over_http() {
         .expect("report");
     assert_eq!(r.from, "2026-01-01T00:00:00Z");
     assert!(r.containers.is_empty());
+    // No saved card priced that month: the report says so (every cost there is 0).
+    assert!(!r.rates_set, "{r:?}");
+    // A period that reaches the saved version is priced by a card.
+    let now = backend::metering::sampler::wall_ms() / 1000;
+    let r: wire::billing::BillingReport = c
+        .get(&format!("/api/v1/billing?from={now}&to={}", now + 7200))
+        .await
+        .expect("report");
+    assert!(r.rates_set, "{r:?}");
+    assert_eq!(r.currency, "EUR");
     let e = c
         .get::<serde_json::Value>("/api/v1/billing?from=yesterday")
         .await
@@ -391,7 +401,7 @@ async fn rate_card_billing_and_statements_over_http() {
 fn cli_bill_and_stats_talk_to_the_daemon() {
     let daemon = Daemon::start();
     let host = format!("unix://{}", daemon.socket.display());
-    let run = |args: &[&str]| {
+    let run_both = |args: &[&str]| {
         let out = Command::new(tests::corral_bin())
             .arg("--host")
             .arg(&host)
@@ -403,9 +413,21 @@ fn cli_bill_and_stats_talk_to_the_daemon() {
             "corral {args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
-    assert!(run(&["bill"]).contains("TOTAL"));
+    let run = |args: &[&str]| run_both(args).0;
+    // No rate card yet: the table is all zeros, and stderr says why and how to set one
+    // (stdout stays the table).
+    let (out, err) = run_both(&["bill"]);
+    assert!(out.contains("TOTAL"), "{out}");
+    assert!(
+        err.contains("note: the rate card is unset") && err.contains("corral rates set"),
+        "{err}"
+    );
+    assert!(!out.contains("note:"));
     assert!(run(&["bill", "--team", "red", "--from", "2026-01-01", "--csv"]).starts_with("kind,"));
     assert!(
         run(&["bill", "--team", "red", "--statement", "2026-11", "--csv"])
@@ -616,11 +638,24 @@ fn an_operator_of_team_a_cannot_read_team_bs_bill() {
     assert_eq!(json_of(&row["after"])["currency"], "EUR", "{row}");
     assert!(json_of(&row["before"]).is_object(), "{row}");
 
-    // /metrics: admins only.
+    // /metrics: everyone signed in, each their own teams' series (the month's cost from the
+    // same ledger, per team: these containers are gone); the admin's text has both teams.
     assert_eq!(as_user(&d, None, "GET", "/metrics", None).status, 401);
-    assert_eq!(as_user(&d, Some(&op), "GET", "/metrics", None).status, 403);
-    assert_eq!(
-        as_user(&d, Some(&admin), "GET", "/metrics", None).status,
-        200
+    let r = as_user(&d, Some(&op), "GET", "/metrics", None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body
+            .contains("corral_team_cost_month{team=\"team-a\",currency="),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains("team-b"), "{}", r.body);
+    let r = as_user(&d, Some(&admin), "GET", "/metrics", None);
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body
+            .contains("corral_team_cost_month{team=\"team-b\",currency="),
+        "{}",
+        r.body
     );
 }

@@ -601,3 +601,192 @@ fn team_history_and_metrics_outlive_the_teams_containers() {
     assert!(sample(&text, cpu).is_none(), "{text}");
     assert!(!text.contains("corral_team_limit_cpus{team=\"hist\"}"));
 }
+
+/// Issue 14 part 4: `/metrics` carries PSI stall time, the memory peak, IO operations and this
+/// month's cost; operators and viewers may scrape it and see only their teams' series (no
+/// other team's, none of the host's); no credentials is 401. Both scoped and full texts pass
+/// promtool and the OpenMetrics parser.
+#[test]
+fn metrics_are_scoped_to_the_callers_teams_with_psi_peak_io_ops_and_cost() {
+    let d = Daemon::start_with(&["--sample-interval", "1", "--ledger-flush", "1"]);
+    let _reaper = Reaper::new(&d);
+    let admin = d.admin_token();
+    let rootfs = Rootfs::new();
+    add_team(&d, &admin, "mt-a");
+    add_team(&d, &admin, "mt-b");
+    let r = call(
+        &d,
+        &admin,
+        "POST",
+        "/api/v1/users",
+        Some(
+            json!({"name": "mt-viewer", "role": "viewer", "teams": ["mt-a"],
+                    "password": "a long enough password"}),
+        ),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let viewer = d.token_for("mt-viewer");
+    // Direct IO to the rootfs (the block device behind the state dir) and a few MiB of memory.
+    let work = "dd if=/dev/zero of=/io.bin bs=4096 count=64 oflag=direct; \
+                dd if=/io.bin of=/dev/null bs=4096 iflag=direct; \
+                dd if=/dev/zero of=/dev/null bs=8M count=1; sleep 600";
+    for (name, team) in [("mt-a-web", "mt-a"), ("mt-b-web", "mt-b")] {
+        let r = call(
+            &d,
+            &admin,
+            "POST",
+            "/api/v1/containers",
+            Some(
+                json!({"name": name, "team": team, "rootfs": rootfs.path(), "start": true,
+                        "command": ["/bin/sh", "-c", work]}),
+            ),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    // A rate card in force since the month began (seeded: the API never prices the past) and
+    // an hour of one core booked to mt-a-web, as the sampler books it.
+    let now_ms = backend::metering::sampler::wall_ms();
+    let month_start = backend::metering::calendar::month_start(now_ms / 1000);
+    let store = backend::store::Store::open(&d.state.path().join("state/corral.db")).unwrap();
+    store
+        .lock()
+        .execute(
+            "INSERT INTO rate_card (effective_from, currency, cpu_core_hour_used_micros,
+               cpu_core_hour_reserved_micros, mem_gib_hour_used_micros,
+               mem_gib_hour_reserved_micros, io_gib_micros, created_at_ms)
+             VALUES (?1, 'EUR', 40000, 0, 0, 0, 0, 0)",
+            [month_start],
+        )
+        .unwrap();
+    let id = call(&d, &admin, "GET", "/api/v1/containers/mt-a-web", None).json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut batch = backend::metering::store::Batch::default();
+    batch.add_ledger(
+        &backend::metering::store::LedgerOwner {
+            container_id: id,
+            name: "mt-a-web".into(),
+            team: "mt-a".into(),
+            labels: "{}".into(),
+        },
+        now_ms,
+        &backend::metering::Usage {
+            duration_ns: 1_000_000_000,
+            cpu_usec: 3_600_000_000,
+            ..Default::default()
+        },
+    );
+    backend::metering::store::commit(&mut store.lock(), &batch).unwrap();
+    drop(store);
+
+    let web_a = "name=\"mt-a-web\",team=\"mt-a\"";
+    let write_ops = format!("corral_container_io_ops_total{{{web_a},op=\"write\"}}");
+    let text = metrics_until(&d, &admin, "both containers' peaks and IO", |t| {
+        sample(t, &format!("corral_container_memory_peak_bytes{{{web_a}}}"))
+            .is_some_and(|v| v >= 8e6)
+            && t.contains("corral_container_memory_peak_bytes{name=\"mt-b-web\"")
+            && sample(t, &write_ops).is_some_and(|v| v >= 64.0)
+    });
+    // The admin sees both teams and the host's backlog.
+    assert!(text.contains("team=\"mt-b\""), "{text}");
+    assert!(text.contains("corral_metering_failed_commits_total 0"));
+    let peak = sample(
+        &text,
+        &format!("corral_container_memory_peak_bytes{{{web_a}}}"),
+    )
+    .unwrap();
+    assert!(
+        sample(
+            &text,
+            &format!("corral_container_io_ops_total{{{web_a},op=\"read\"}}")
+        )
+        .is_some()
+    );
+    // PSI where the container has a cgroup2 directory (pure v2, or hybrid with the unified
+    // hierarchy mounted).
+    let psi = cgroup_mounts().iter().any(|m| {
+        m.join(&d.cgroup_root)
+            .join("mt-a")
+            .join("cpu.pressure")
+            .exists()
+    });
+    let psi_cpu = format!(
+        "corral_container_pressure_seconds_total{{{web_a},resource=\"cpu\",kind=\"some\"}}"
+    );
+    println!(
+        "mt-a-web: peak {peak} B, write ops {:?}, psi {psi} ({:?} s cpu some)",
+        sample(&text, &write_ops),
+        sample(&text, &psi_cpu)
+    );
+    if psi {
+        assert!(sample(&text, &psi_cpu).is_some(), "{text}");
+        assert!(
+            sample(
+                &text,
+                "corral_team_pressure_seconds_total{team=\"mt-a\",resource=\"memory\",kind=\"full\"}"
+            )
+            .is_some(),
+            "{text}"
+        );
+    }
+    // This month's cost: the seeded core-hour at 0.04 EUR, plus what the sampler booked since.
+    let text = metrics_until(&d, &admin, "the month's cost", |t| {
+        sample(t, "corral_team_cost_month{team=\"mt-a\",currency=\"EUR\"}").is_some()
+    });
+    let cost = sample(
+        &text,
+        &format!("corral_container_cost_month{{{web_a},currency=\"EUR\"}}"),
+    )
+    .unwrap_or_else(|| panic!("{text}"));
+    assert!((0.04..0.05).contains(&cost), "cost {cost}");
+    super::billing::promtool_check(&text);
+
+    // The viewer of mt-a: its team and container, nothing of mt-b, nothing host-wide.
+    let r = call(&d, &viewer, "GET", "/metrics", None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mine = r.body;
+    assert!(
+        mine.contains(&format!("corral_container_cpu_seconds_total{{{web_a}}}")),
+        "{mine}"
+    );
+    assert!(mine.contains("corral_team_cpu_seconds_total{team=\"mt-a\"}"));
+    assert!(
+        sample(
+            &mine,
+            &format!("corral_container_cost_month{{{web_a},currency=\"EUR\"}}")
+        )
+        .is_some(),
+        "{mine}"
+    );
+    assert!(!mine.contains("mt-b"), "another team's series: {mine}");
+    assert!(
+        !mine.contains("corral_metering_"),
+        "host-wide series: {mine}"
+    );
+    super::billing::promtool_check(&mine);
+    let om = d.http(
+        "GET",
+        "/metrics",
+        &[
+            ("authorization", &format!("Bearer {viewer}")),
+            ("accept", "application/openmetrics-text;version=1.0.0"),
+        ],
+        None,
+    );
+    assert_eq!(om.status, 200);
+    super::billing::openmetrics_check(&om.body);
+    // No credentials: 401.
+    assert_eq!(d.http("GET", "/metrics", &[], None).status, 401);
+
+    for name in ["mt-a-web", "mt-b-web"] {
+        let r = call(
+            &d,
+            &admin,
+            "DELETE",
+            &format!("/api/v1/containers/{name}?force=true"),
+            None,
+        );
+        assert_eq!(r.status, 204, "{}", r.body);
+    }
+}

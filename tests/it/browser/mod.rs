@@ -1,3 +1,4 @@
+mod billing;
 mod containers;
 mod pages;
 mod recommend;
