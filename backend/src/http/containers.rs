@@ -127,7 +127,11 @@ pub(super) fn outcome(e: &AppError) -> Outcome {
         }
         AppError::Auth(_) => Outcome::Denied,
         AppError::Internal { .. } => Outcome::Error,
-        AppError::NotFound(_) | AppError::Conflict(_) | AppError::Invalid { .. } => Outcome::Failed,
+        AppError::NotFound(_)
+        | AppError::Conflict(_)
+        | AppError::Invalid { .. }
+        | AppError::TooLarge(_)
+        | AppError::NoRoom(_) => Outcome::Failed,
     }
 }
 

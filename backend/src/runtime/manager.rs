@@ -1037,7 +1037,9 @@ impl Manager {
             if sig != Signal::SIGKILL {
                 return Err(conflict(
                     &r,
-                    &format!("paused: only KILL reaches a frozen container (unpause it to send {sig})"),
+                    &format!(
+                        "paused: only KILL reaches a frozen container (unpause it to send {sig})"
+                    ),
                 ));
             }
             self.signal_init(&r, sig);

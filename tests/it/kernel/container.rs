@@ -464,7 +464,11 @@ async fn kill_reaches_a_paused_container() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(get(&c, &name).await.status, "paused", "a refused signal changes nothing");
+    assert_eq!(
+        get(&c, &name).await.status,
+        "paused",
+        "a refused signal changes nothing"
+    );
     assert!(pid_alive(pid));
     let ct: wire::Container = call(
         &c,
