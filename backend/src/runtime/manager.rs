@@ -1031,6 +1031,14 @@ impl Manager {
         let m = self.clone();
         let n = name.to_owned();
         let r = blocking(move || m.refresh(m.load(&n)?)).await?;
+        if sig == Signal::SIGKILL && (r.status == "running" || r.status == "paused") {
+            // A KILL is a manual stop, as in docker: the restart policy does not bring the
+            // container back, and its exit event names who asked.
+            let dir = self.container_dir(&r.id);
+            let who = crate::events::current_actor().unwrap_or_default();
+            fs::write(dir.stop_marker(), who)
+                .map_err(RuntimeError::io("write", dir.stop_marker()))?;
+        }
         if r.status == "paused" {
             // A frozen task does not run its handlers, so only SIGKILL means anything to it
             // (docker refuses the others the same way).

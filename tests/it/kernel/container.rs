@@ -419,8 +419,9 @@ async fn freeze_stops_progress() {
 }
 
 /// Kill reaches a paused container the way `docker kill` does: KILL ends it (exited, 137, its
-/// freezer thawed, so a start runs rather than starting frozen); any other signal is refused
-/// while it is frozen and changes nothing. On the host's v1 freezer a frozen task dies only on
+/// freezer thawed, so a start runs rather than starting frozen; a manual stop, so its restart
+/// policy does not bring it back); any other signal is refused while it is frozen and changes
+/// nothing. On the host's v1 freezer a frozen task dies only on
 /// thaw, on cgroup v2 SIGKILL passes the freezer: the VM run covers that one.
 #[tokio::test]
 async fn kill_reaches_a_paused_container() {
@@ -433,7 +434,7 @@ async fn kill_reaches_a_paused_container() {
         &c,
         serde_json::json!({"name": name, "rootfs": rootfs.path(),
             "command": ["/bin/sh", "-c", "trap '' TERM; i=0; while true; do i=$((i+1)); echo $i; usleep 10000; done"],
-            "start": true}),
+            "restart": "always", "start": true}),
     )
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -481,6 +482,13 @@ async fn kill_reaches_a_paused_container() {
     assert_eq!(ct.status, "exited", "{ct:?}");
     assert_eq!(ct.exit_code, Some(137));
     assert!(!pid_alive(pid), "the frozen init is gone");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let ct = get(&c, &name).await;
+    assert_eq!(
+        (ct.status.as_str(), ct.restart_count),
+        ("exited", 0),
+        "a kill is a manual stop: restart=always leaves it down"
+    );
     // Its group is not left frozen: a start runs.
     let _: wire::Container = call(
         &c,
