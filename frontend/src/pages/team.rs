@@ -2,10 +2,11 @@
 //! history charts against ceilings and budget (`history.rs`), its budget and, for admins, the
 //! budget form and ladder editor (`budget.rs`), statement links, its containers and members,
 //! and (admins) the ceilings form, which sends only the fields changed (an emptied field or
-//! `max` removes that limit).
+//! `max` removes that limit), and the membership editor (`members.rs`).
 
 mod budget;
 mod history;
+mod members;
 
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
@@ -163,6 +164,7 @@ pub fn TeamDetail() -> impl IntoView {
                 }
             })}
             <Show when=admin>
+                <members::Members team=name.get_untracked() on_changed=Callback::new(move |_| team.refresh()) />
                 <budget::BudgetForm name=name.get_untracked() on_saved=Callback::new(move |_| team.refresh()) />
                 <CeilingsForm name=name.get_untracked() on_saved=Callback::new(move |_| team.refresh()) />
             </Show>

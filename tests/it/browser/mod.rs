@@ -1,4 +1,5 @@
 mod containers;
 mod pages;
 mod shell;
+mod surfaces;
 mod teams;
