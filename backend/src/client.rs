@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::{
     Method, Request, StatusCode,
     body::Bytes,
@@ -12,7 +12,7 @@ use hyper::{
 };
 use hyper_util::rt::TokioIo;
 use tokio::{
-    io::{AsyncRead, AsyncWrite},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite},
     net::{TcpStream, UnixStream},
 };
 
@@ -189,13 +189,7 @@ impl Client {
         json: Option<Vec<u8>>,
         accept: &str,
     ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(HOST, self.authority())
-            .header(ACCEPT, accept)
-            // Marks a non-browser client for the CSRF check.
-            .header("x-corral-client", "cli");
+        let mut req = self.builder(method, path, accept);
         if let Some(token) = &self.token {
             req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
         }
@@ -285,15 +279,85 @@ impl Client {
         Ok(())
     }
 
+    /// `POST path` with `file` (`len` bytes) as the body, `application/x-tar`, and `Accept:
+    /// application/x-ndjson`: the file is read and sent as the connection takes it, never held
+    /// whole; `on_sent` hears the bytes sent so far, `on_line` each line of the answer.
+    pub async fn upload_lines(
+        &self,
+        path: &str,
+        file: tokio::fs::File,
+        len: u64,
+        mut on_sent: impl FnMut(u64) + Send + 'static,
+        on_line: &mut LineSink<'_>,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
+        const CHUNK: usize = 256 << 10;
+        let chunks = futures::stream::unfold((file, 0u64), move |(mut file, sent)| {
+            let mut buf = vec![0; CHUNK];
+            async move {
+                match file.read(&mut buf).await {
+                    Ok(0) => None,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        Some((Ok((n, buf)), (file, sent + n as u64)))
+                    }
+                    Err(e) => Some((Err(e), (file, sent))),
+                }
+            }
+        });
+        let mut sent = 0u64;
+        let frames = futures::StreamExt::map(chunks, move |r| {
+            r.map(|(n, buf)| {
+                sent += n as u64;
+                on_sent(sent);
+                hyper::body::Frame::data(Bytes::from(buf))
+            })
+        });
+        let mut req = self
+            .builder(Method::POST, path, wire::NDJSON)
+            .header(CONTENT_TYPE, "application/x-tar")
+            .header(hyper::header::CONTENT_LENGTH, len);
+        if let Some(token) = &self.token {
+            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let req = req
+            .body(StreamBody::new(frames))
+            .expect("request parts are valid");
+        let response = send(TokioIo::new(self.connect().await?), req)
+            .await
+            .map_err(self.http_err())?;
+        self.read_answer(response, Some(on_line)).await
+    }
+
+    /// A request's method, path, Host, Accept and the CLI's CSRF marker.
+    fn builder(&self, method: Method, path: &str, accept: &str) -> hyper::http::request::Builder {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header(HOST, self.authority())
+            .header(ACCEPT, accept)
+            // Marks a non-browser client for the CSRF check.
+            .header("x-corral-client", "cli")
+    }
+
     async fn request_with(
         &self,
         method: Method,
         path: &str,
         json: Option<Vec<u8>>,
         accept: &str,
-        mut on_line: Option<&mut LineSink<'_>>,
+        on_line: Option<&mut LineSink<'_>>,
     ) -> Result<(StatusCode, Bytes), ClientError> {
         let response = self.send(method, path, json, accept).await?;
+        self.read_answer(response, on_line).await
+    }
+
+    /// Reads an answer: its lines to `on_line` as they arrive when it succeeded; its status
+    /// and body, or its `ClientError::Api`.
+    async fn read_answer(
+        &self,
+        response: hyper::Response<hyper::body::Incoming>,
+        mut on_line: Option<&mut LineSink<'_>>,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
         let http_err = self.http_err();
         let status = response.status();
         let body = match on_line.as_mut() {
@@ -376,12 +440,15 @@ fn tls_connector(ca: &std::path::Path) -> Result<tokio_rustls::TlsConnector, Cli
     )))
 }
 
-async fn send<I>(
+async fn send<I, B>(
     io: I,
-    req: Request<Full<Bytes>>,
+    req: Request<B>,
 ) -> Result<hyper::Response<hyper::body::Incoming>, hyper::Error>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
     tokio::spawn(async move {

@@ -55,6 +55,10 @@ pub struct ImageArgs {
     /// uncompressed.
     #[arg(long, value_name = "SIZE", default_value = "64G", value_parser = parse_image_size)]
     pub max_import_size: u64,
+    /// Largest image file `corral image import` (or the dashboard) may upload; it is written
+    /// to the state directory while it arrives, then imported and removed.
+    #[arg(long, value_name = "SIZE", default_value = "8G", value_parser = parse_image_size)]
+    pub max_upload_size: u64,
 }
 
 impl Default for ImageArgs {
@@ -63,6 +67,7 @@ impl Default for ImageArgs {
         ImageArgs {
             max_layer_size: l.max_layer_size,
             max_import_size: l.max_import_size,
+            max_upload_size: l.max_upload_size,
         }
     }
 }
@@ -72,6 +77,7 @@ impl ImageArgs {
         crate::image::Limits {
             max_layer_size: self.max_layer_size,
             max_import_size: self.max_import_size,
+            max_upload_size: self.max_upload_size,
         }
     }
 }

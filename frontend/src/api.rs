@@ -143,6 +143,62 @@ pub async fn send_text(method: &str, path: &str, body: Option<String>) -> ApiRes
         }))
 }
 
+/// `POST path` with `file` as the body (`application/x-tar`), by XMLHttpRequest so that
+/// `on_progress(sent, total)` hears the upload's bytes as they leave (fetch cannot tell);
+/// decodes the JSON answer like [`send_text`].
+pub async fn upload<T: DeserializeOwned>(
+    path: &str,
+    file: &web_sys::File,
+    on_progress: impl Fn(f64, f64) + 'static,
+) -> ApiResult<T> {
+    use wasm_bindgen::closure::Closure;
+    let xhr = web_sys::XmlHttpRequest::new().map_err(js_failure)?;
+    xhr.open_with_async("POST", path, true)
+        .map_err(js_failure)?;
+    xhr.set_request_header("Accept", "application/json")
+        .map_err(js_failure)?;
+    xhr.set_request_header("Content-Type", "application/x-tar")
+        .map_err(js_failure)?;
+    let token = CSRF
+        .with(|c| c.borrow().clone())
+        .unwrap_or_else(|| "1".into());
+    xhr.set_request_header("X-Corral-CSRF", &token)
+        .map_err(js_failure)?;
+    let progress =
+        Closure::<dyn FnMut(web_sys::ProgressEvent)>::new(move |e: web_sys::ProgressEvent| {
+            on_progress(e.loaded(), e.total());
+        });
+    xhr.upload()
+        .map_err(js_failure)?
+        .set_onprogress(Some(progress.as_ref().unchecked_ref()));
+    // Settles when the request ends, however it ends (`loadend`).
+    let done = js_sys::Promise::new(&mut |resolve, _| {
+        xhr.set_onloadend(Some(&resolve));
+    });
+    xhr.send_with_opt_blob(Some(file)).map_err(js_failure)?;
+    JsFuture::from(done).await.map_err(js_failure)?;
+    drop(progress);
+    let status = xhr.status().unwrap_or(0);
+    let text = xhr.response_text().ok().flatten().unwrap_or_default();
+    if (200..300).contains(&status) {
+        return decode(&text);
+    }
+    if status == 0 {
+        return Err(failure(
+            0,
+            "network",
+            "the upload broke off: cannot reach the daemon",
+        ));
+    }
+    if status == 401 {
+        set_csrf(None);
+        to_sign_in();
+    }
+    Err(serde_json::from_str::<wire::ApiError>(&text)
+        .map(|error| ApiFailure { status, error })
+        .unwrap_or_else(|_| failure(status, "http", format!("the daemon answered {status}"))))
+}
+
 fn decode<T: DeserializeOwned>(text: &str) -> ApiResult<T> {
     // 204 No Content decodes as JSON `null` (for `()`).
     let text = if text.is_empty() { "null" } else { text };

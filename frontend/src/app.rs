@@ -31,6 +31,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/containers") view=pages::containers::Containers />
                     <Route path=path!("/containers/new") view=pages::containers::NewContainer />
                     <Route path=path!("/containers/:name") view=pages::container::ContainerDetail />
+                    <Route path=path!("/images") view=pages::images::Images />
+                    <Route path=path!("/account") view=pages::account::Account />
                     <Route path=path!("/billing") view=pages::billing::Billing />
                     <Route path=path!("/teams/:name") view=pages::team::TeamDetail />
                     <Route path=path!("/cgroups") view=pages::cgroups::Cgroups />
@@ -59,6 +61,8 @@ fn icon(d: &'static str) -> impl IntoView {
 
 const I_OVERVIEW: &str = "M3 13h8V3H3zm0 8h8v-6H3zm10 0h8V11h-8zm0-18v6h8V3z";
 const I_CONTAINERS: &str = "M21 16.5V7.5L12 2.5 3 7.5v9l9 5zM12 4.8l6.5 3.6L12 12 5.5 8.4zM5 10.1l6 3.3v6.2l-6-3.3zm8 9.5v-6.2l6-3.3v6.2z";
+const I_IMAGES: &str =
+    "M4 3h16v4H4zm0 7h16v4H4zm0 7h16v4H4zm2-12h2v0H6zm0 0h2M6 4.5h2v1H6zm0 7h2v1H6zm0 7h2v1H6z";
 const I_BILLING: &str = "M4 4h16v16H4zm2 2v12h12V6zm2 8h2v2H8zm0-4h2v2H8zm4 4h4v2h-4zm0-4h4v2h-4z";
 const I_TREE: &str = "M3 3h6v6H7v3h4v-1h6v6h-6v-3H7v5h4v-1h6v6h-6v-3H5V9H3z";
 const I_AUDIT: &str = "M6 2h9l5 5v15H6zm8 1.5V8h4.5zM8 12h10v2H8zm0 4h10v2H8zm0-8h5v2H8z";
@@ -104,6 +108,7 @@ fn Shell(children: Children) -> impl IntoView {
                 <nav aria-label="main" on:click=move |_| menu_open.set(false)>
                     <A href="/" exact=true>{icon(I_OVERVIEW)}<span>"Overview"</span></A>
                     <A href="/containers">{icon(I_CONTAINERS)}<span>"Containers"</span></A>
+                    <A href="/images">{icon(I_IMAGES)}<span>"Images"</span></A>
                     <A href="/billing">{icon(I_BILLING)}<span>"Teams & billing"</span></A>
                     <A href="/cgroups">{icon(I_TREE)}<span>"Host cgroups"</span></A>
                     <Show when=admin>
@@ -113,10 +118,10 @@ fn Shell(children: Children) -> impl IntoView {
                 </nav>
                 <div class="side-foot">
                     {move || session.me.get().map(|m| view! {
-                        <div class="whoami" data-testid="whoami">
+                        <A href="/account" attr:class="whoami" attr:data-testid="whoami" attr:title="Your account: change your password">
                             <span class="avatar" aria-hidden="true">{m.name.chars().next().unwrap_or('?').to_uppercase().to_string()}</span>
                             <span class="who"><b>{m.name.clone()}</b><small>{m.role.to_string()}</small></span>
-                        </div>
+                        </A>
                     })}
                     <div class="foot-actions">
                         <theme::Toggle />

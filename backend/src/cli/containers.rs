@@ -556,27 +556,56 @@ pub async fn run(client: &Client, cmd: ContainerCommand) -> anyhow::Result<()> {
             Ok(())
         }
         ContainerCommand::Image(ImageCommand::Import { file, tag }) => {
-            let path =
-                std::fs::canonicalize(&file).with_context(|| format!("cannot find {file}"))?;
-            let body = serde_json::to_vec(&wire::ImportImage {
-                path: path.display().to_string(),
-                tag,
-            })?;
-            let mut bar = ProgressBar::new(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+            // The file is uploaded, so a remote daemon (`--host https://…`) can import it.
+            let f = tokio::fs::File::open(&file)
+                .await
+                .with_context(|| format!("cannot open {file}"))?;
+            let meta = f
+                .metadata()
+                .await
+                .with_context(|| format!("cannot read {file}"))?;
+            if meta.is_dir() {
+                return import_directory(client, &file, tag).await;
+            }
+            let filename = std::path::Path::new(&file)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let mut query = format!("filename={}", enc(&filename));
+            if let Some(t) = &tag {
+                query.push_str(&format!("&tag={}", enc(t)));
+            }
+            let total = meta.len();
+            let bar = std::sync::Arc::new(std::sync::Mutex::new(ProgressBar::new(
+                std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            )));
+            let upload_bar = bar.clone();
             let (mut done, mut failed) = (None, None);
             client
-                .request_lines(
-                    Method::POST,
-                    "/api/v1/images/import",
-                    Some(body),
+                .upload_lines(
+                    &format!("/api/v1/images/import?{query}"),
+                    f,
+                    total,
+                    move |current| {
+                        let ev = wire::ImportProgress {
+                            current,
+                            total,
+                            ..wire::ImportProgress::new("upload")
+                        };
+                        upload_bar
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .show(&ev);
+                    },
                     &mut |line| match serde_json::from_slice::<wire::ImportProgress>(line) {
                         Ok(ev) if ev.status == "done" => done = ev.image,
                         Ok(ev) if ev.status == "error" => failed = ev.error,
-                        Ok(ev) => bar.show(&ev),
+                        Ok(ev) => bar.lock().unwrap_or_else(|p| p.into_inner()).show(&ev),
                         Err(_) => {}
                     },
                 )
                 .await?;
+            let mut bar = bar.lock().unwrap_or_else(|p| p.into_inner());
             bar.finish();
             if let Some(e) = failed {
                 bail!("{}", e.message);
@@ -617,6 +646,30 @@ pub async fn run(client: &Client, cmd: ContainerCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// An OCI layout directory is imported in place, by its path: the daemon must see it (a local
+/// daemon); a remote one needs it packed with tar and uploaded.
+async fn import_directory(client: &Client, dir: &str, tag: Option<String>) -> anyhow::Result<()> {
+    let path = std::fs::canonicalize(dir).with_context(|| format!("cannot find {dir}"))?;
+    let body = serde_json::to_value(wire::ImportImage {
+        path: path.display().to_string(),
+        tag,
+    })?;
+    let img: wire::Image = send(client, Method::POST, "/api/v1/images/import", Some(body))
+        .await
+        .with_context(|| {
+            format!(
+                "{dir} is a directory, imported by path on the daemon's host (tar it to upload it)"
+            )
+        })?;
+    if img.tags.is_empty() {
+        println!("Loaded image ID: {}", img.id);
+    }
+    for t in &img.tags {
+        println!("Loaded image: {t}");
+    }
+    Ok(())
 }
 
 fn parse_volume(v: &str) -> anyhow::Result<wire::Mount> {
@@ -792,6 +845,7 @@ impl ProgressBar {
     fn show(&mut self, ev: &wire::ImportProgress) {
         let key = (ev.status.clone(), ev.layer);
         let label = match (ev.status.as_str(), ev.layer, ev.layers) {
+            ("upload", ..) => "Uploading".to_owned(),
             ("unpack", ..) => "Reading file".to_owned(),
             ("layer", Some(i), Some(n)) => {
                 let id = ev.id.as_deref().unwrap_or("").trim_start_matches("sha256:");

@@ -127,7 +127,11 @@ pub(super) fn outcome(e: &AppError) -> Outcome {
         }
         AppError::Auth(_) => Outcome::Denied,
         AppError::Internal { .. } => Outcome::Error,
-        AppError::NotFound(_) | AppError::Conflict(_) | AppError::Invalid { .. } => Outcome::Failed,
+        AppError::NotFound(_)
+        | AppError::Conflict(_)
+        | AppError::Invalid { .. }
+        | AppError::TooLarge(_)
+        | AppError::NoRoom(_) => Outcome::Failed,
     }
 }
 
@@ -577,7 +581,8 @@ async fn containers_restart(
     .await
 }
 
-/// Send a signal to the container's init.
+/// Send a signal to the container's init. A paused container takes only KILL (it ends exited,
+/// thawed); other signals are refused, as docker does.
 #[utoipa::path(post, path = "/containers/{name}/kill", tag = "containers",
     params(("name" = String, Path, description = "Container name or id")),
     request_body(content = Option<wire::KillContainer>, description = "Optional; default signal KILL"),
@@ -587,7 +592,7 @@ async fn containers_restart(
         (status = 401, description = "No credentials", body = wire::ApiError),
         (status = 403, description = "Viewer, foreign Host/Origin, missing CSRF header", body = wire::ApiError),
         (status = 404, description = "No such container, or one of another team", body = wire::ApiError),
-        (status = 409, description = "Not running", body = wire::ApiError),
+        (status = 409, description = "Not running, or paused and the signal is not KILL", body = wire::ApiError),
     ))]
 async fn containers_kill(
     State(state): State<AppState>,

@@ -19,6 +19,12 @@ pub enum AppError {
     /// A field of the request is invalid: the message names the allowed values.
     #[error("{message}")]
     Invalid { field: String, message: String },
+    /// The body is larger than the route allows (413).
+    #[error("{0}")]
+    TooLarge(String),
+    /// The state filesystem has no room for what the request brings (507).
+    #[error("{0}")]
+    NoRoom(String),
     /// Authentication/authorization (401/403/429...) and auth-area errors; answers as `AuthError`.
     #[error(transparent)]
     Auth(#[from] crate::auth::AuthError),
@@ -59,6 +65,8 @@ impl AppError {
         match self {
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
             AppError::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
+            AppError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", None),
+            AppError::NoRoom(_) => (StatusCode::INSUFFICIENT_STORAGE, "no_room", None),
             AppError::Invalid { field, .. } => (
                 StatusCode::BAD_REQUEST,
                 "invalid_value",

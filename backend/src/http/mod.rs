@@ -30,8 +30,8 @@ use axum::{
     http::{HeaderValue, header},
 };
 use tower_http::{
-    catch_panic::CatchPanicLayer, compression::CompressionLayer, limit::RequestBodyLimitLayer,
-    set_header::SetResponseHeaderLayer, timeout::TimeoutLayer, trace::TraceLayer,
+    catch_panic::CatchPanicLayer, compression::CompressionLayer,
+    set_header::SetResponseHeaderLayer, trace::TraceLayer,
 };
 
 pub use error::AppError;
@@ -160,6 +160,34 @@ impl AppState {
 const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; \
 img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
+/// The body cap ([`MAX_BODY`]; an announced longer body is answered 413 at once, a longer one
+/// read is cut off) and the 30 s deadline of every request but an image upload
+/// ([`images::is_upload`]), whose handler bounds its body itself. The deadline times the
+/// answer's head only: a streamed body (events, import progress) runs on.
+async fn bounded(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if images::is_upload(&req) {
+        return next.run(req).await;
+    }
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if announced.is_some_and(|n| n > MAX_BODY) {
+        return AppError::TooLarge(format!("the body is larger than {} KiB", MAX_BODY >> 10))
+            .into_response();
+    }
+    let req = req.map(|b| axum::body::Body::new(http_body_util::Limited::new(b, MAX_BODY)));
+    match tokio::time::timeout(Duration::from_secs(30), next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => axum::http::StatusCode::REQUEST_TIMEOUT.into_response(),
+    }
+}
+
 /// Builds the whole router: API, dashboard and the middleware every request passes.
 pub fn app(state: AppState) -> Router {
     // Routes documented in the OpenAPI document (utoipa-axum); paths relative to /api/v1.
@@ -194,12 +222,7 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             crate::auth::middleware::guard,
         ))
-        // Times the answer's head only: a streamed body (events, import progress) runs on.
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(30),
-        ))
-        .layer(RequestBodyLimitLayer::new(MAX_BODY))
+        .layer(axum::middleware::from_fn(bounded))
         .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(error::panic_response))

@@ -169,7 +169,12 @@ impl Members {
             scratch: true,
         };
         let bad = |msg: String| invalid(source, msg);
-        let read_err = |e: io::Error| io_err("read", source)(e);
+        // An error of no system call is the archive's (a malformed header, a short or
+        // corrupt stream): the file is not a tarball, a 400 rather than a failed read.
+        let read_err = |e: io::Error| match e.raw_os_error() {
+            None => invalid(source, format!("not a readable tar archive: {e}")),
+            Some(_) => io_err("read", source)(e),
+        };
         let mut ar = tar::Archive::new(r);
         let mut total = 0u64;
         for entry in ar.entries().map_err(read_err)? {
@@ -551,6 +556,7 @@ mod tests {
             let limits = Limits {
                 max_layer_size: 64,
                 max_import_size: 1 << 20,
+                ..Limits::default()
             };
             let e = Members::unpack(&t[..], Path::new("x.tar"), &d, &limits)
                 .err()

@@ -12,6 +12,8 @@ use std::{
 pub const DEFAULT_MAX_LAYER_SIZE: u64 = 16 << 30;
 /// Default of `corral serve --max-import-size`: 64 GiB.
 pub const DEFAULT_MAX_IMPORT_SIZE: u64 = 64 << 30;
+/// Default of `corral serve --max-upload-size`: 8 GiB.
+pub const DEFAULT_MAX_UPLOAD_SIZE: u64 = 8 << 30;
 /// The most a manifest.json, index.json, oci-layout, image manifest or image config may hold
 /// (they are read whole into memory): 8 MiB, far above any real one.
 pub const MAX_METADATA_SIZE: u64 = 8 << 20;
@@ -24,6 +26,8 @@ pub struct Limits {
     /// Bytes of an import as a whole: the unpacked tarball's members, and all its layers
     /// uncompressed.
     pub max_import_size: u64,
+    /// Bytes of an uploaded image file (`POST /api/v1/images/import` with the file as body).
+    pub max_upload_size: u64,
 }
 
 impl Default for Limits {
@@ -31,6 +35,7 @@ impl Default for Limits {
         Limits {
             max_layer_size: DEFAULT_MAX_LAYER_SIZE,
             max_import_size: DEFAULT_MAX_IMPORT_SIZE,
+            max_upload_size: DEFAULT_MAX_UPLOAD_SIZE,
         }
     }
 }

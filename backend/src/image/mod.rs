@@ -33,7 +33,8 @@ use sha2::{Digest, Sha256};
 use crate::store::Store;
 use archive::Members;
 pub use limits::{
-    Capped, DEFAULT_MAX_IMPORT_SIZE, DEFAULT_MAX_LAYER_SIZE, Limits, MAX_METADATA_SIZE,
+    Capped, DEFAULT_MAX_IMPORT_SIZE, DEFAULT_MAX_LAYER_SIZE, DEFAULT_MAX_UPLOAD_SIZE, Limits,
+    MAX_METADATA_SIZE, show as show_size,
 };
 pub use unpack::{UnpackError, unpack_layer};
 
@@ -170,6 +171,77 @@ impl<R: Read> Read for Counting<'_, R> {
             (self.tick)(self.bytes);
         }
         Ok(n)
+    }
+}
+
+/// What names an import's images beyond the names they carry.
+struct Naming<'a> {
+    /// `--tag`: `name` or `name:tag`.
+    extra_tag: Option<&'a str>,
+    /// The file's name without its extensions, as an image name ([`file_stem`]).
+    stem: String,
+}
+
+impl Naming<'_> {
+    /// The name an OCI layout's bare `org.opencontainers.image.ref.name` tag `tag` gives its
+    /// image (what `skopeo copy … oci-archive:x.tar:latest` writes, the spec's "tag only" form):
+    /// `--tag NAME` without a tag of its own → `NAME:tag`; `--tag NAME:T` → just that (it is
+    /// added as usual); no `--tag` → the file's stem, `x.tar` → `x:tag`.
+    fn bare_tag_name(&self, tag: &str) -> String {
+        match self.extra_tag {
+            Some(t) if !has_tag(t) => format!("{t}:{tag}"),
+            Some(t) => t.to_owned(),
+            None => format!("{}:{tag}", self.stem),
+        }
+    }
+}
+
+/// Whether a `ref.name` annotation is a tag alone (`latest`, `v1.2`), not a reference: no
+/// repository separator `/` and no `:` (the spec allows both forms).
+fn is_bare_tag(r: &str) -> bool {
+    !r.is_empty() && !r.contains(['/', ':', '@'])
+}
+
+/// Whether `reference`'s last path component carries a `:tag` (`localhost:5000/app` has none).
+fn has_tag(reference: &str) -> bool {
+    reference
+        .rsplit('/')
+        .next()
+        .is_some_and(|last| last.contains(':'))
+}
+
+/// An image name from a file's name: extensions (`.tar`, `.tar.gz`, `.tgz`, `.oci`, …) cut,
+/// lowercased, anything but `[a-z0-9._-]` made `-`; `image` when nothing is left.
+pub fn file_stem(file: &str) -> String {
+    let base = file.rsplit('/').next().unwrap_or(file);
+    let mut stem = base;
+    while let Some((head, ext)) = stem.rsplit_once('.') {
+        if head.is_empty()
+            || !matches!(
+                ext.to_ascii_lowercase().as_str(),
+                "tar" | "gz" | "tgz" | "zst" | "zstd" | "oci" | "docker" | "xz"
+            )
+        {
+            break;
+        }
+        stem = head;
+    }
+    let name: String = stem
+        .chars()
+        .map(|c| {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let name = name.trim_matches(|c| "._-".contains(c));
+    if name.is_empty() {
+        "image".to_owned()
+    } else {
+        name.to_owned()
     }
 }
 
@@ -390,6 +462,14 @@ impl ImageStore {
         })
     }
 
+    /// A fresh path under the store's temporary directory for an uploaded file (emptied at
+    /// daemon start, like an import's other temporary files).
+    pub fn upload_path(&self) -> PathBuf {
+        self.root
+            .join("tmp")
+            .join(format!("upload-{}", random_hex()))
+    }
+
     /// The same store, importing under `limits`.
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
@@ -407,17 +487,30 @@ impl ImageStore {
     /// Imports a `docker save` tarball or an OCI layout (directory or tar). `progress` hears
     /// how many bytes of the file, then of each layer, were read. Returns the imported images.
     ///
+    /// `extra_tag` (`--tag`) names every image of the file, besides the names it carries.
+    /// `source_name` is the file's name as the user knows it (an upload's; else `path`'s):
+    /// see [`bare_tag_name`] for what it names.
+    ///
     /// All or nothing: when an import fails, the layers it added and its temporary files are
     /// removed. Imports (and removals) run one at a time.
     pub fn import(
         &self,
         path: &Path,
         extra_tag: Option<&str>,
+        source_name: Option<&str>,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Vec<wire::Image>, ImageError> {
         let _one_at_a_time = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut added = Vec::new();
-        let r = self.import_locked(path, extra_tag, progress, &mut added);
+        let source_name = source_name
+            .map(str::to_owned)
+            .or_else(|| path.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_default();
+        let naming = Naming {
+            extra_tag,
+            stem: file_stem(&source_name),
+        };
+        let r = self.import_locked(path, &naming, progress, &mut added);
         if r.is_err() {
             self.drop_unused(&added);
         }
@@ -427,7 +520,7 @@ impl ImageStore {
     fn import_locked(
         &self,
         path: &Path,
-        extra_tag: Option<&str>,
+        naming: &Naming<'_>,
         progress: &mut dyn FnMut(Progress),
         added: &mut Vec<PathBuf>,
     ) -> Result<Vec<wire::Image>, ImageError> {
@@ -452,9 +545,9 @@ impl ImageStore {
             ));
         };
         let plans = if let Some(data) = members.read_small("manifest.json", MAX_METADATA_SIZE)? {
-            Self::docker_plans(&members, &data, extra_tag)?
+            Self::docker_plans(&members, &data, naming.extra_tag)?
         } else if let Some(data) = members.read_small("index.json", MAX_METADATA_SIZE)? {
-            Self::oci_plans(&members, &data, extra_tag)?
+            Self::oci_plans(&members, &data, naming)?
         } else {
             return Err(invalid(
                 path,
@@ -553,7 +646,7 @@ impl ImageStore {
     fn oci_plans(
         members: &Members,
         data: &[u8],
-        extra_tag: Option<&str>,
+        naming: &Naming<'_>,
     ) -> Result<Vec<Plan>, ImageError> {
         let ipath = members.source().join("index.json");
         // oci-layout says nothing we need, but it is a member like the others.
@@ -566,11 +659,14 @@ impl ImageStore {
         };
         let mut manifests: Vec<(Descriptor, Vec<String>)> = Vec::new();
         for m in index.manifests {
-            let tag = m
-                .annotations
-                .get("io.containerd.image.name")
-                .or_else(|| m.annotations.get("org.opencontainers.image.ref.name"))
-                .cloned();
+            let tag = match (
+                m.annotations.get("io.containerd.image.name"),
+                m.annotations.get("org.opencontainers.image.ref.name"),
+            ) {
+                (Some(full), _) => Some(full.clone()),
+                (None, Some(r)) if is_bare_tag(r) => Some(naming.bare_tag_name(r)),
+                (None, r) => r.cloned(),
+            };
             if m.media_type.contains("image.index") {
                 let p = blob(&m.digest)?;
                 let nested: OciIndex =
@@ -610,7 +706,13 @@ impl ImageStore {
                     diff_id: diff.clone(),
                 });
             }
-            tags.extend(extra_tag.map(str::to_owned));
+            if let Some(t) = naming.extra_tag
+                && !tags
+                    .iter()
+                    .any(|have| have == t || have.starts_with(&format!("{t}:")))
+            {
+                tags.push(t.to_owned());
+            }
             plans.push(Plan {
                 id: manifest.config.digest.clone(),
                 cfg,
@@ -957,5 +1059,46 @@ impl ImageStore {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod naming_tests {
+    use super::*;
+
+    #[test]
+    fn bare_tags_are_tags() {
+        assert!(is_bare_tag("latest"));
+        assert!(is_bare_tag("v1.2"));
+        assert!(!is_bare_tag("alpine:3.20"));
+        assert!(!is_bare_tag("docker.io/library/alpine"));
+        assert!(!is_bare_tag(""));
+        let n = |t| Naming {
+            extra_tag: t,
+            stem: file_stem("/tmp/My App.oci.tar.gz"),
+        };
+        assert_eq!(n(None).bare_tag_name("latest"), "my-app:latest");
+        assert_eq!(n(Some("web")).bare_tag_name("v2"), "web:v2");
+        assert_eq!(n(Some("web:prod")).bare_tag_name("v2"), "web:prod");
+        assert_eq!(
+            n(Some("localhost:5000/web")).bare_tag_name("v2"),
+            "localhost:5000/web:v2"
+        );
+    }
+
+    #[test]
+    fn file_stems() {
+        for (file, stem) in [
+            ("x.tar", "x"),
+            ("busybox.tar.gz", "busybox"),
+            ("app-1.0.tgz", "app-1.0"),
+            ("dir/Alpine_3.oci", "alpine_3"),
+            (".tar", "tar"),
+            ("-.tar", "image"),
+            ("", "image"),
+            ("ünï.tar", "n"),
+        ] {
+            assert_eq!(file_stem(file), stem, "{file}");
+        }
     }
 }

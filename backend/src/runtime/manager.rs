@@ -1031,10 +1031,43 @@ impl Manager {
         let m = self.clone();
         let n = name.to_owned();
         let r = blocking(move || m.refresh(m.load(&n)?)).await?;
-        if r.status != "running" {
-            return Err(conflict(&r, "not running"));
+        if sig == Signal::SIGKILL && (r.status == "running" || r.status == "paused") {
+            // A KILL is a manual stop, as in docker: the restart policy does not bring the
+            // container back, and its exit event names who asked.
+            let dir = self.container_dir(&r.id);
+            let who = crate::events::current_actor().unwrap_or_default();
+            fs::write(dir.stop_marker(), who)
+                .map_err(RuntimeError::io("write", dir.stop_marker()))?;
         }
-        self.signal_init(&r, sig);
+        if r.status == "paused" {
+            // A frozen task does not run its handlers, so only SIGKILL means anything to it
+            // (docker refuses the others the same way).
+            if sig != Signal::SIGKILL {
+                return Err(conflict(
+                    &r,
+                    &format!(
+                        "paused: only KILL reaches a frozen container (unpause it to send {sig})"
+                    ),
+                ));
+            }
+            self.signal_init(&r, sig);
+            // cgroup v2 lets SIGKILL through the freezer, v1 delivers it only on thaw: kill
+            // every task of the group, then thaw it (its freezer state must not outlive the
+            // container, a restart would start frozen).
+            let m = self.clone();
+            let (t, n) = (r.team.clone(), r.name.clone());
+            blocking(move || {
+                if let Err(e) = m.inner.cgroups.kill(&t, &n) {
+                    tracing::warn!(container = %n, error = %e, "kill of a paused container");
+                }
+                m.inner.cgroups.thaw(&t, &n).map_err(cgroup_err)
+            })
+            .await?;
+        } else if r.status != "running" {
+            return Err(conflict(&r, "not running"));
+        } else {
+            self.signal_init(&r, sig);
+        }
         self.emit(&r, "killed");
         if sig == Signal::SIGKILL {
             self.wait_exit(&r, Duration::from_secs(5)).await;

@@ -399,6 +399,7 @@ fn Detail(name: String) -> impl IntoView {
                 <div><dt>"Restarts"</dt><dd>{k(|k| k.restart_count.to_string())}</dd></div>
                 <div><dt>"ID"</dt><dd class="mono" title=id>{move || id().chars().take(12).collect::<String>()}</dd></div>
             </dl>
+            {move || c.data.get().map(|k| view! { <Spec c=k /> })}
             <dl class="facts card live-now" data-testid="live-now">
                 <div><dt>"CPU now"</dt><dd data-testid="live-cpu">{move || stat.get().map(|l| format!("{:.0}%", l.cpu_cores * 100.0)).unwrap_or_else(|| "–".into())}</dd></div>
                 <div><dt>"Memory now"</dt><dd>{move || stat.get().map(|l| format::bytes_u(l.mem_bytes)).unwrap_or_else(|| "–".into())}</dd></div>
@@ -452,6 +453,64 @@ fn Detail(name: String) -> impl IntoView {
                 <Relimit path=p3.clone() version=limits_version on_saved=Callback::new(move |_| { c.refresh(); history.refresh(); marks.refresh(); }) />
             </Show>
         </div>
+    }
+}
+
+/// The container's whole spec as created: environment, mounts, user, working directory,
+/// restart policy, stop timeout, labels, user namespace, hostname, network and ports.
+#[component]
+fn Spec(c: Container) -> impl IntoView {
+    let s = c.spec;
+    let or_default = |v: &Option<String>, d: &str| {
+        v.clone()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| d.to_owned())
+    };
+    let list = |items: Vec<String>, testid: &'static str| {
+        if items.is_empty() {
+            view! { <dd data-testid=testid>"–"</dd> }.into_any()
+        } else {
+            view! { <dd data-testid=testid><ul class="spec-list">{items.into_iter().map(|i| view! { <li>{i}</li> }).collect_view()}</ul></dd> }.into_any()
+        }
+    };
+    let mounts = s
+        .mounts
+        .iter()
+        .map(|m| match (&m.source, m.kind.as_str()) {
+            (Some(src), _) => format!(
+                "{src} → {}{}",
+                m.destination,
+                if m.readonly { " (ro)" } else { "" }
+            ),
+            (None, kind) => format!("{kind} → {}", m.destination),
+        })
+        .collect();
+    let labels = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let restart = match s.restart.as_deref() {
+        None | Some("" | "no") => "never".to_owned(),
+        Some(r) => r.to_owned(),
+    };
+    let network = or_default(&s.network, "default");
+    view! {
+        <section class="card" data-testid="spec">
+            <h2>"Spec"</h2>
+            <dl class="facts">
+                <div><dt>"User"</dt><dd class="mono" data-testid="spec-user">{or_default(&s.user, "image default")}</dd></div>
+                <div><dt>"Working directory"</dt><dd class="mono" data-testid="spec-workdir">{or_default(&s.workdir, "image default")}</dd></div>
+                <div><dt>"Restart policy"</dt><dd data-testid="spec-restart">{restart}</dd></div>
+                <div><dt>"Stop timeout"</dt><dd>{s.stop_timeout.map_or("10 s (default)".to_owned(), |t| format!("{t} s"))}</dd></div>
+                <div><dt>"User namespace"</dt><dd class="mono" data-testid="spec-userns">{or_default(&s.userns, "host (none)")}</dd></div>
+                <div><dt>"Hostname"</dt><dd class="mono">{or_default(&s.hostname, "the container's name")}</dd></div>
+                <div><dt>"Network"</dt><dd class="mono">{network}</dd></div>
+                <div><dt>"Published ports"</dt>{list(s.ports.clone(), "spec-ports")}</div>
+                <div><dt>"Auto-remove"</dt><dd>{if s.auto_remove { "yes" } else { "no" }}</dd></div>
+            </dl>
+            <dl class="facts">
+                <div><dt>"Environment"</dt>{list(s.env.clone(), "spec-env")}</div>
+                <div><dt>"Mounts"</dt>{list(mounts, "spec-mounts")}</div>
+                <div><dt>"Labels"</dt>{list(labels, "spec-labels")}</div>
+            </dl>
+        </section>
     }
 }
 

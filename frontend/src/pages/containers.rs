@@ -84,6 +84,14 @@ pub fn Actions(
                         on_confirm=Callback::new(move |_| run("stop")) testid="stop" />
                 }
             })}
+            // SIGKILL, at once: also for a frozen container (it ends exited, thawed).
+            {(running || paused).then(|| {
+                let run = run2.clone();
+                view! {
+                    <ConfirmButton label="Kill" confirm=format!("Kill {name} now (SIGKILL)?") disabled=busy
+                        on_confirm=Callback::new(move |_| run("kill")) testid="kill" />
+                }
+            })}
             {
                 let run = run2.clone();
                 view! {
@@ -356,6 +364,62 @@ pub fn split_words(s: &str) -> Vec<String> {
     out
 }
 
+/// `KEY=value` lines (blank lines skipped); a line without `=` is an error on `labels`.
+fn parse_labels(
+    text: &str,
+) -> Result<std::collections::BTreeMap<String, String>, (String, String)> {
+    let mut out = std::collections::BTreeMap::new();
+    for (i, line) in text.lines().map(str::trim).enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        match line.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => {
+                out.insert(k.trim().to_owned(), v.trim().to_owned());
+            }
+            _ => {
+                return Err((
+                    "labels".into(),
+                    format!("line {}: {line:?} must be KEY=value", i + 1),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Volume lines: `HOST:CONTAINER[:ro|:rw]` (a bind) or `/PATH` alone (a tmpfs); a malformed
+/// line is an error on `mounts[i]`.
+fn parse_volumes(text: &str) -> Result<Vec<wire::Mount>, (String, String)> {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.into_iter().enumerate() {
+        let parts: Vec<&str> = line.split(':').collect();
+        let (source, destination, readonly) = match parts.as_slice() {
+            [d] => (None, *d, false),
+            [s, d] | [s, d, "rw"] => (Some(*s), *d, false),
+            [s, d, "ro"] => (Some(*s), *d, true),
+            _ => {
+                return Err((
+                    format!("mounts[{i}]"),
+                    format!("{line:?} must be HOST:CONTAINER[:ro] or /PATH (a tmpfs)"),
+                ));
+            }
+        };
+        out.push(wire::Mount {
+            kind: if source.is_some() { "bind" } else { "tmpfs" }.into(),
+            source: source.map(str::to_owned),
+            destination: destination.to_owned(),
+            readonly,
+        });
+    }
+    Ok(out)
+}
+
 const FORM_FIELDS: &[&str] = &[
     "name",
     "team",
@@ -365,6 +429,10 @@ const FORM_FIELDS: &[&str] = &[
     "env",
     "network",
     "ports",
+    "user",
+    "workdir",
+    "labels",
+    "mounts",
     "limits.cpus",
     "limits.cpu_weight",
     "limits.cpuset_cpus",
@@ -399,6 +467,10 @@ pub fn NewContainer() -> impl IntoView {
     let network = RwSignal::new(String::new());
     let ports = RwSignal::new(String::new());
     let restart = RwSignal::new("no".to_owned());
+    let user = RwSignal::new(String::new());
+    let workdir = RwSignal::new(String::new());
+    let labels = RwSignal::new(String::new());
+    let volumes = RwSignal::new(String::new());
     let start = RwSignal::new(true);
     let limits = LimitFields::new(&Limits::default());
     let errors = RwSignal::new(Vec::<(String, String)>::new());
@@ -420,6 +492,16 @@ pub fn NewContainer() -> impl IntoView {
             Ok(l) => l,
             Err(e) => {
                 errors.set(e);
+                return;
+            }
+        };
+        let (labels_map, mounts) = match (
+            parse_labels(&labels.get_untracked()),
+            parse_volumes(&volumes.get_untracked()),
+        ) {
+            (Ok(l), Ok(m)) => (l, m),
+            (l, m) => {
+                errors.set(l.err().into_iter().chain(m.err()).collect());
                 return;
             }
         };
@@ -452,6 +534,10 @@ pub fn NewContainer() -> impl IntoView {
                 .map(str::to_owned)
                 .collect(),
             restart: Some(restart.get_untracked()),
+            user: opt(user),
+            workdir: opt(workdir),
+            labels: labels_map,
+            mounts,
             start: start.get_untracked(),
             ..Default::default()
         };
@@ -478,6 +564,30 @@ pub fn NewContainer() -> impl IntoView {
                         .and_then(|i| i.parse::<usize>().ok())
                     {
                         Some(i) => format!("port {}: {m}", i + 1),
+                        None => m.clone(),
+                    }
+                })
+        })
+    };
+    let labels_error = move || {
+        errors.with(|e| {
+            e.iter()
+                .find(|(f, _)| f == "labels" || f.starts_with("labels."))
+                .map(|(_, m)| m.clone())
+        })
+    };
+    // `mounts` or `mounts[i]`: the i-th volume line.
+    let volumes_error = move || {
+        errors.with(|e| {
+            e.iter()
+                .find(|(f, _)| f == "mounts" || f.starts_with("mounts["))
+                .map(|(f, m)| {
+                    match f
+                        .strip_prefix("mounts[")
+                        .and_then(|r| r.split(']').next())
+                        .and_then(|i| i.parse::<usize>().ok())
+                    {
+                        Some(i) => format!("volume {}: {m}", i + 1),
                         None => m.clone(),
                     }
                 })
@@ -547,6 +657,9 @@ pub fn NewContainer() -> impl IntoView {
                         <small class="hint">"[IP:]HOST:CONTAINER[/tcp|udp], comma-separated; bound to 127.0.0.1 unless an address is given"</small>
                         <small class="field-error" id="f-ports-err" data-field="ports" role="alert">{ports_error}</small>
                     </div>
+                    <Field label="User" name="user" value=user errors=errors placeholder="the image's (UID[:GID])"
+                        hint="Numeric, e.g. 1000:1000" />
+                    <Field label="Working directory" name="workdir" value=workdir errors=errors placeholder="the image's, or /" />
                     <div class="field">
                         <label for="f-restart">"Restart"</label>
                         <select id="f-restart" on:change=move |ev| restart.set(event_target_value(&ev))>
@@ -554,6 +667,24 @@ pub fn NewContainer() -> impl IntoView {
                             <option value="on-failure">"on failure"</option>
                             <option value="always">"always"</option>
                         </select>
+                    </div>
+                </div>
+                <div class="form-grid">
+                    <div class="field" class:invalid=move || volumes_error().is_some()>
+                        <label for="f-volumes">"Volumes"</label>
+                        <textarea id="f-volumes" rows="2" placeholder="/srv/data:/data:ro, one per line; /scratch alone is a tmpfs"
+                            aria-describedby="f-volumes-err"
+                            prop:value=move || volumes.get() on:input=move |ev| volumes.set(event_target_value(&ev))></textarea>
+                        <small class="hint">"HOST:CONTAINER[:ro] binds a host directory (admins); /PATH alone mounts a tmpfs"</small>
+                        <small class="field-error" id="f-volumes-err" data-field="mounts" role="alert">{volumes_error}</small>
+                    </div>
+                    <div class="field" class:invalid=move || labels_error().is_some()>
+                        <label for="f-labels">"Labels"</label>
+                        <textarea id="f-labels" rows="2" placeholder="KEY=value, one per line"
+                            aria-describedby="f-labels-err"
+                            prop:value=move || labels.get() on:input=move |ev| labels.set(event_target_value(&ev))></textarea>
+                        <small class="hint">"Billing can group by them (e.g. project=web)"</small>
+                        <small class="field-error" id="f-labels-err" data-field="labels" role="alert">{labels_error}</small>
                     </div>
                 </div>
                 <label class="check"><input type="checkbox" prop:checked=move || start.get()

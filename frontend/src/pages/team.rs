@@ -3,10 +3,11 @@
 //! budget form and ladder editor (`budget.rs`), the right-sizing card of its ceilings (apply:
 //! admins), statement links, its containers and members,
 //! and (admins) the ceilings form, which sends only the fields changed (an emptied field or
-//! `max` removes that limit).
+//! `max` removes that limit), and the membership editor (`members.rs`).
 
 mod budget;
 mod history;
+mod members;
 
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
@@ -169,6 +170,7 @@ pub fn TeamDetail() -> impl IntoView {
                 view! { <RightSizing path=path can_apply=Signal::derive(admin) on_applied=Callback::new(move |_| team.refresh()) /> }
             }}
             <Show when=admin>
+                <members::Members team=name.get_untracked() on_changed=Callback::new(move |_| team.refresh()) />
                 <budget::BudgetForm name=name.get_untracked() on_saved=Callback::new(move |_| team.refresh()) />
                 <CeilingsForm name=name.get_untracked() on_saved=Callback::new(move |_| team.refresh()) />
             </Show>

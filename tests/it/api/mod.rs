@@ -10,6 +10,7 @@ mod events;
 mod hardening;
 mod health;
 mod host;
+mod images;
 mod network;
 mod openapi;
 mod recommend;

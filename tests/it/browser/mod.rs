@@ -3,4 +3,5 @@ mod containers;
 mod pages;
 mod recommend;
 mod shell;
+mod surfaces;
 mod teams;

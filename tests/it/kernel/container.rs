@@ -418,6 +418,93 @@ async fn freeze_stops_progress() {
     remove(&c, &name).await;
 }
 
+/// Kill reaches a paused container the way `docker kill` does: KILL ends it (exited, 137, its
+/// freezer thawed, so a start runs rather than starting frozen; a manual stop, so its restart
+/// policy does not bring it back); any other signal is refused while it is frozen and changes
+/// nothing. On the host's v1 freezer a frozen task dies only on
+/// thaw, on cgroup v2 SIGKILL passes the freezer: the VM run covers that one.
+#[tokio::test]
+async fn kill_reaches_a_paused_container() {
+    let daemon = Daemon::start();
+    let _reaper = Reaper::new(&daemon);
+    let c = daemon.unix_client();
+    let rootfs = Rootfs::new();
+    let name = tests::unique("ct");
+    create(
+        &c,
+        serde_json::json!({"name": name, "rootfs": rootfs.path(),
+            "command": ["/bin/sh", "-c", "trap '' TERM; i=0; while true; do i=$((i+1)); echo $i; usleep 10000; done"],
+            "restart": "always", "start": true}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ct: wire::Container = call(
+        &c,
+        Method::POST,
+        &format!("/api/v1/containers/{name}/freeze"),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(ct.status, "paused");
+    let pid = ct.pid.expect("a running container has a pid");
+    let err = call::<wire::Container>(
+        &c,
+        Method::POST,
+        &format!("/api/v1/containers/{name}/kill"),
+        Some(serde_json::json!({"signal": "TERM"})),
+    )
+    .await
+    .unwrap_err();
+    match &err {
+        ClientError::Api {
+            status, message, ..
+        } => {
+            assert_eq!(status.as_u16(), 409, "{err:?}");
+            assert!(message.contains("only KILL"), "{err:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        get(&c, &name).await.status,
+        "paused",
+        "a refused signal changes nothing"
+    );
+    assert!(pid_alive(pid));
+    let ct: wire::Container = call(
+        &c,
+        Method::POST,
+        &format!("/api/v1/containers/{name}/kill"),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(ct.status, "exited", "{ct:?}");
+    assert_eq!(ct.exit_code, Some(137));
+    assert!(!pid_alive(pid), "the frozen init is gone");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let ct = get(&c, &name).await;
+    assert_eq!(
+        (ct.status.as_str(), ct.restart_count),
+        ("exited", 0),
+        "a kill is a manual stop: restart=always leaves it down"
+    );
+    // Its group is not left frozen: a start runs.
+    let _: wire::Container = call(
+        &c,
+        Method::POST,
+        &format!("/api/v1/containers/{name}/start"),
+        None,
+    )
+    .await
+    .unwrap();
+    let a = logs(&c, &name).await.len();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let b = logs(&c, &name).await.len();
+    assert!(b > a, "the restarted container makes progress ({a} → {b})");
+    remove(&c, &name).await;
+}
+
 #[tokio::test]
 async fn exec_runs_with_the_containers_restrictions() {
     let daemon = Daemon::start();

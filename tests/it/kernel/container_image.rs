@@ -410,3 +410,79 @@ async fn import_streams_progress() {
         "{err:?}"
     );
 }
+
+/// An OCI archive whose index names its image by a bare tag only (`ref.name` = `latest`, as
+/// `skopeo copy … oci-archive:x.tar:latest` writes it — skopeo itself makes it when installed),
+/// uploaded by `corral image import` over TCP with a token, as a remote client would: named
+/// after the file (`app.tar` → `app:latest`, not `latest:latest`), `--tag web` takes the
+/// archive's tag (`web:latest`), `--tag NAME:TAG` names it alone; the image runs, and the
+/// upload leaves no file behind.
+#[tokio::test]
+async fn cli_uploads_an_oci_archive_named_by_a_bare_tag() {
+    let daemon = Daemon::start();
+    let _reaper = Reaper::new(&daemon);
+    let c = daemon.unix_client();
+    let work = TempDir::new("corral-img");
+    let layout = work.path().join("layout");
+    oci_layout(&layout, "latest");
+    let archive = work.path().join("app.tar");
+    let by_skopeo = std::process::Command::new("skopeo")
+        .arg("copy")
+        .arg(format!("oci:{}:latest", layout.display()))
+        .arg(format!("oci-archive:{}:latest", archive.display()))
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !by_skopeo {
+        eprintln!("skopeo is not installed: the archive is the layout tarred by hand");
+        let mut b = tar::Builder::new(fs::File::create(&archive).unwrap());
+        b.append_dir_all(".", &layout).unwrap();
+        b.finish().unwrap();
+    }
+    let token = daemon.admin_token();
+    let corral = |args: &[&str]| {
+        std::process::Command::new(tests::corral_bin())
+            .args(["--host", &daemon.url(), "--token", &token])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let file = archive.to_str().unwrap();
+    let imp = corral(&["image", "import", file]);
+    assert!(imp.status.success(), "{imp:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&imp.stdout),
+        "Loaded image: app:latest\n"
+    );
+    let progress = String::from_utf8_lossy(&imp.stderr);
+    assert!(
+        progress.contains("Uploading [========================================]")
+            && progress.contains("Loading layer 2/2 "),
+        "{progress}"
+    );
+    let imp = corral(&["image", "import", "--tag", "web", file]);
+    assert!(imp.status.success(), "{imp:?}");
+    assert!(
+        String::from_utf8_lossy(&imp.stdout).contains("Loaded image: web:latest\n"),
+        "{imp:?}"
+    );
+    let imp = corral(&["image", "import", "--tag", "web:prod", file]);
+    let list: Vec<wire::Image> = call(&c, Method::GET, "/api/v1/images", None).await.unwrap();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(
+        list[0].tags,
+        ["app:latest", "web:latest", "web:prod"],
+        "{imp:?}"
+    );
+    assert!(
+        !list[0].tags.iter().any(|t| t.starts_with("latest")),
+        "a bare tag is not a name"
+    );
+    let (code, out) = run_image(&c, "web:prod").await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("hello from the image"), "{out}");
+    let tmp = daemon.state.path().join("state/images/tmp");
+    assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0, "no upload left");
+    let _: serde_json::Value = call(&c, Method::DELETE, "/api/v1/images/app:latest", None)
+        .await
+        .unwrap();
+}
