@@ -225,6 +225,15 @@ impl Browser {
             .unwrap_or_else(|e| panic!("click {css}: {e}"));
     }
 
+    /// Signs in on the login page as `user` and waits for the signed-in side bar.
+    pub async fn sign_in(&self, base: &str, user: &str, password: &str) {
+        self.open(base, "/login").await;
+        self.fill("#f-name", user).await;
+        self.fill("#f-password", password).await;
+        self.click("[data-testid=sign-in]").await;
+        self.wait_for("[data-testid=whoami]").await;
+    }
+
     /// Opens `base` + `path` (a root-relative URL, as the app uses).
     pub async fn open(&self, base: &str, path: &str) {
         self.client

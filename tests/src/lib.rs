@@ -180,6 +180,55 @@ impl Daemon {
         std::fs::read_to_string(self.state.path().join("state/setup-token")).ok()
     }
 
+    /// Runs `corral ARGS` against this daemon: as root over its unix socket (an admin) when
+    /// `token` is `None`, else over TCP as the token's bearer; `stdin` is fed in. It runs with
+    /// `RUST_BACKTRACE=1`, and a refusal must still be one `error: …` line with no backtrace.
+    pub fn cli(&self, token: Option<&str>, args: &[&str], stdin: &str) -> CliOut {
+        use std::io::Write;
+        let mut cmd = Command::new(corral_bin());
+        cmd.env_remove("CORRAL_TOKEN")
+            .env_remove("CORRAL_HOST")
+            .env("RUST_BACKTRACE", "1");
+        match token {
+            Some(t) => cmd.arg("--host").arg(self.url()).env("CORRAL_TOKEN", t),
+            None => cmd
+                .arg("--host")
+                .arg(format!("unix://{}", self.socket.display())),
+        };
+        let mut child = cmd
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run corral");
+        let mut input = child.stdin.take().expect("stdin");
+        // A command that reads no stdin may exit before the write: that is no failure.
+        let _ = input.write_all(stdin.as_bytes());
+        drop(input);
+        let out = child.wait_with_output().expect("wait for corral");
+        let out = CliOut {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        if !out.ok {
+            assert!(
+                out.stderr.starts_with("error") && !out.stderr.contains("stack backtrace"),
+                "corral {args:?}: one error line, no backtrace: {}",
+                out.stderr
+            );
+        }
+        out
+    }
+
+    /// `corral ARGS` as root over the socket; its stdout, or a panic with its stderr.
+    pub fn corral(&self, args: &[&str]) -> String {
+        let out = self.cli(None, args, "");
+        assert!(out.ok, "corral {args:?}: {}", out.stderr);
+        out.stdout
+    }
+
     /// Completes the first-run setup (admin [`ADMIN`] / [`ADMIN_PASSWORD`]) if still open and
     /// returns a fresh API token of that admin, for TCP clients.
     pub fn admin_token(&self) -> String {
@@ -203,6 +252,23 @@ impl Daemon {
     /// A client over TCP authenticated as the admin (completes setup if needed).
     pub fn admin_client(&self) -> Client {
         self.tcp_client(Some(self.admin_token()))
+    }
+
+    /// Creates `name` with `role` in `teams` (password [`USER_PASSWORD`]) as root over the
+    /// unix socket.
+    pub fn add_user(&self, name: &str, role: &str, teams: &[&str]) {
+        let body = serde_json::json!({"name": name, "role": role, "teams": teams,
+            "password": USER_PASSWORD});
+        let r = self.unix_http(
+            "POST",
+            "/api/v1/users",
+            &[
+                ("content-type", "application/json"),
+                ("x-corral-client", "test"),
+            ],
+            Some(&body.to_string()),
+        );
+        assert_eq!(r.status, 201, "user {name}: {}", r.body);
     }
 
     /// A new API token of `user`, created by root over the unix socket.
@@ -414,10 +480,19 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// What one `corral` run ([`Daemon::cli`]) printed.
+pub struct CliOut {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
 /// The admin [`Daemon::admin_token`] creates.
 pub const ADMIN: &str = "admin";
 /// Its password.
 pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
+/// The password of every user [`Daemon::add_user`] creates.
+pub const USER_PASSWORD: &str = "a long enough password";
 
 /// One JSON API request as the bearer of `token` (the body, if any, as `application/json`).
 pub fn call(

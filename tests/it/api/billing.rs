@@ -400,23 +400,10 @@ async fn rate_card_billing_and_statements_over_http() {
 #[test]
 fn cli_bill_and_stats_talk_to_the_daemon() {
     let daemon = Daemon::start();
-    let host = format!("unix://{}", daemon.socket.display());
     let run_both = |args: &[&str]| {
-        let out = Command::new(tests::corral_bin())
-            .arg("--host")
-            .arg(&host)
-            .args(args)
-            .output()
-            .expect("run corral");
-        assert!(
-            out.status.success(),
-            "corral {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let out = daemon.cli(None, args, "");
+        assert!(out.ok, "corral {args:?}: {}", out.stderr);
+        (out.stdout, out.stderr)
     };
     let run = |args: &[&str]| run_both(args).0;
     // No rate card yet: the table is all zeros, and stderr says why and how to set one

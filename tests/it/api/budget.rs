@@ -99,15 +99,7 @@ fn budgets_are_validated_admin_only_audited_and_go_with_the_team() {
     assert_eq!(r.code(), "no_budget", "nothing was stored: {}", r.body);
 
     for (name, role) in [("opa", "operator"), ("viewa", "viewer")] {
-        let r = call(
-            &d,
-            &admin,
-            "POST",
-            "/api/v1/users",
-            Some(json!({"name": name, "role": role, "teams": ["team-a"],
-                        "password": "a long enough password"})),
-        );
-        assert_eq!(r.status, 201, "{}", r.body);
+        d.add_user(name, role, &["team-a"]);
     }
     let (op, viewer) = (d.token_for("opa"), d.token_for("viewa"));
     let good = json!({"period": "month", "money": 120, "cpu_core_hours": 10});
@@ -194,19 +186,9 @@ fn budgets_are_validated_admin_only_audited_and_go_with_the_team() {
 fn cli_team_budget_sets_shows_and_clears() {
     let d = Daemon::start();
     let _reaper = Reaper::new(&d);
-    let host = format!("unix://{}", d.socket.display());
     let run = |args: &[&str]| {
-        let out = std::process::Command::new(tests::corral_bin())
-            .arg("--host")
-            .arg(&host)
-            .args(args)
-            .output()
-            .expect("run corral");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let out = d.cli(None, args, "");
+        (out.ok, out.stdout, out.stderr)
     };
     let (ok, _, err) = run(&["team", "add", "cli-b"]);
     assert!(ok, "{err}");

@@ -19,72 +19,15 @@ use tests::{
     rootfs::Rootfs,
 };
 
-/// What one `corral` run printed.
-struct Out {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `corral ARGS` over the daemon's unix socket (as root, an admin), or over TCP with
-/// `token`, with `stdin` fed in and `RUST_BACKTRACE=1` (a refusal must still print no
-/// backtrace).
-fn corral_as(d: &Daemon, token: Option<&str>, args: &[&str], stdin: &str) -> Out {
-    let mut cmd = Command::new(tests::corral_bin());
-    cmd.env_remove("CORRAL_TOKEN")
-        .env_remove("CORRAL_HOST")
-        .env("RUST_BACKTRACE", "1");
-    match token {
-        Some(t) => cmd.arg("--host").arg(d.url()).env("CORRAL_TOKEN", t),
-        None => cmd
-            .arg("--host")
-            .arg(format!("unix://{}", d.socket.display())),
-    };
-    let mut child = cmd
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let out = Out {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    if !out.ok {
-        assert!(
-            out.stderr.starts_with("error") && !out.stderr.contains("stack backtrace"),
-            "one error line, no backtrace: {}",
-            out.stderr
-        );
-    }
-    out
-}
-
-/// `corral ARGS` as root over the socket; its stdout, or a panic with its stderr.
-fn corral(d: &Daemon, args: &[&str]) -> String {
-    let out = corral_as(d, None, args, "");
-    assert!(out.ok, "corral {args:?}: {}", out.stderr);
-    out.stdout
-}
-
 /// `corral ARGS` that must fail; its stderr.
 fn refused(d: &Daemon, token: Option<&str>, args: &[&str], stdin: &str) -> String {
-    let out = corral_as(d, token, args, stdin);
+    let out = d.cli(token, args, stdin);
     assert!(!out.ok, "corral {args:?} should fail: {}", out.stdout);
     out.stderr
 }
 
 fn inspect(d: &Daemon, name: &str) -> Value {
-    serde_json::from_str(&corral(d, &["inspect", name])).unwrap()
+    serde_json::from_str(&d.corral(&["inspect", name])).unwrap()
 }
 
 #[test]
@@ -94,9 +37,7 @@ fn cli_create_then_start_with_labels_and_stop_timeout() {
     let rootfs = Rootfs::new();
     let root = rootfs.path().display().to_string();
     let name = tests::unique("created");
-    let out = corral(
-        &d,
-        &[
+    let out = d.corral(&[
             "create",
             "--name",
             &name,
@@ -119,7 +60,7 @@ fn cli_create_then_start_with_labels_and_stop_timeout() {
     assert_eq!(c["spec"]["stop_timeout"], 3);
     assert!(c.get("pid").is_none(), "not started: {c}");
 
-    assert_eq!(corral(&d, &["start", &name]), format!("{name}\n"));
+    assert_eq!(d.corral(&["start", &name]), format!("{name}\n"));
     let c = inspect(&d, &name);
     assert_eq!(c["status"], "running", "{c}");
     assert!(c["pid"].as_i64().unwrap() > 0);
@@ -156,16 +97,14 @@ fn cli_create_then_start_with_labels_and_stop_timeout() {
         "",
     );
     assert!(err.contains("--cpus: "), "{err}");
-    assert_eq!(corral(&d, &["ps", "-aq"]).lines().count(), 1);
+    assert_eq!(d.corral(&["ps", "-aq"]).lines().count(), 1);
     let err = refused(&d, None, &["start", "no-such-container"], "");
     assert!(err.contains("no-such-container"), "{err}");
-    corral(&d, &["rm", "-f", &name]);
+    d.corral(&["rm", "-f", &name]);
 
     // start -a streams this run's output only and exits with the container's code.
     let job = tests::unique("job");
-    corral(
-        &d,
-        &[
+    d.corral(&[
             "create",
             "--name",
             &job,
@@ -191,8 +130,8 @@ fn cli_create_then_start_with_labels_and_stop_timeout() {
             "the container's code is ours: {err}"
         );
     }
-    assert_eq!(corral(&d, &["logs", &job]), "run\nrun\n");
-    corral(&d, &["rm", &job]);
+    assert_eq!(d.corral(&["logs", &job]), "run\nrun\n");
+    d.corral(&["rm", &job]);
 }
 
 /// `corral timeline` lists the container's changes with their ids, limits old → new; the id is
@@ -204,18 +143,14 @@ fn cli_timeline_lists_changes_for_undo() {
     let rootfs = Rootfs::new();
     let root = rootfs.path().display().to_string();
     let name = tests::unique("tl");
-    corral(
-        &d,
-        &[
+    d.corral(&[
             "create", "--name", &name, "--cpus", "0.5", "--rootfs", &root, "sleep", "100",
         ],
     );
-    corral(
-        &d,
-        &["update", &name, "--pids-limit", "77", "--cpus", "max"],
+    d.corral(&["update", &name, "--pids-limit", "77", "--cpus", "max"],
     );
-    corral(&d, &["update", &name, "--memory", "64M"]);
-    let out = corral(&d, &["timeline", &name]);
+    d.corral(&["update", &name, "--memory", "64M"]);
+    let out = d.corral(&["timeline", &name]);
     let lines: Vec<&str> = out.lines().collect();
     assert!(
         lines[0].trim_start().starts_with("ID") && lines[0].contains("CHANGE"),
@@ -239,18 +174,18 @@ fn cli_timeline_lists_changes_for_undo() {
     );
     let id = first.split_whitespace().next().unwrap();
     let l: Value =
-        serde_json::from_str(&corral(&d, &["update", &name, "--undo", "--to", id])).unwrap();
+        serde_json::from_str(&d.corral(&["update", &name, "--undo", "--to", id])).unwrap();
     assert_eq!(l["cpus"], 0.5, "the limits before that change: {l}");
     assert_ne!(l["pids_max"], 77, "{l}");
     assert!(l.get("memory_max").is_none(), "{l}");
-    let rows: Value = serde_json::from_str(&corral(&d, &["timeline", &name, "--json"])).unwrap();
+    let rows: Value = serde_json::from_str(&d.corral(&["timeline", &name, "--json"])).unwrap();
     assert_eq!(
         rows.as_array().unwrap().last().unwrap()["action"],
         "container.undo"
     );
     let err = refused(&d, None, &["timeline", "ghost"], "");
     assert!(err.contains("ghost"), "{err}");
-    corral(&d, &["rm", "-f", &name]);
+    d.corral(&["rm", "-f", &name]);
 }
 
 #[test]
@@ -261,9 +196,7 @@ fn cli_ps_quiet_format_and_filter() {
     let root = rootfs.path().display().to_string();
     let web = tests::unique("web");
     let db = tests::unique("db");
-    corral(
-        &d,
-        &[
+    d.corral(&[
             "run",
             "-d",
             "--name",
@@ -276,9 +209,7 @@ fn cli_ps_quiet_format_and_filter() {
             "100",
         ],
     );
-    corral(
-        &d,
-        &[
+    d.corral(&[
             "create",
             "--name",
             &db,
@@ -296,8 +227,8 @@ fn cli_ps_quiet_format_and_filter() {
     let db_id = inspect(&d, &db)["id"].as_str().unwrap().to_owned();
 
     // -q: ids only, the running one; -a adds the created one.
-    assert_eq!(corral(&d, &["ps", "-q"]), format!("{web_id}\n"));
-    let all = corral(&d, &["ps", "-a", "-q"]);
+    assert_eq!(d.corral(&["ps", "-q"]), format!("{web_id}\n"));
+    let all = d.corral(&["ps", "-a", "-q"]);
     let mut ids: Vec<&str> = all.lines().collect();
     ids.sort();
     let mut want = vec![web_id.as_str(), db_id.as_str()];
@@ -305,9 +236,7 @@ fn cli_ps_quiet_format_and_filter() {
     assert_eq!(ids, want);
 
     // A Go template, docker's fields; `table` adds headers and aligns columns.
-    let out = corral(
-        &d,
-        &[
+    let out = d.corral(&[
             "ps",
             "-a",
             "--format",
@@ -322,9 +251,7 @@ fn cli_ps_quiet_format_and_filter() {
     ];
     want.sort();
     assert_eq!(lines, want, "{out}");
-    let out = corral(
-        &d,
-        &["ps", "--format", "table {{.ID}}\\t{{.Name}}\\t{{.Status}}"],
+    let out = d.corral(&["ps", "--format", "table {{.ID}}\\t{{.Name}}\\t{{.Status}}"],
     );
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 2, "{out}");
@@ -340,9 +267,7 @@ fn cli_ps_quiet_format_and_filter() {
         lines[1].find(&web),
         "aligned columns: {out}"
     );
-    let out = corral(
-        &d,
-        &[
+    let out = d.corral(&[
             "ps",
             "-a",
             "--format",
@@ -359,13 +284,11 @@ fn cli_ps_quiet_format_and_filter() {
 
     // Filters: label, name, status (which implies -a).
     assert_eq!(
-        corral(&d, &["ps", "-q", "--filter", "status=created"]),
+        d.corral(&["ps", "-q", "--filter", "status=created"]),
         format!("{db_id}\n")
     );
     assert_eq!(
-        corral(
-            &d,
-            &[
+        d.corral(&[
                 "ps",
                 "-aq",
                 "-f",
@@ -376,7 +299,7 @@ fn cli_ps_quiet_format_and_filter() {
         ),
         format!("{web_id}\n")
     );
-    assert_eq!(corral(&d, &["ps", "-aq", "-f", "label=nope"]), "");
+    assert_eq!(d.corral(&["ps", "-aq", "-f", "label=nope"]), "");
 
     // An unknown field is refused naming --format and what it allows.
     let err = refused(&d, None, &["ps", "--format", "{{.Nope}}"], "");
@@ -394,8 +317,8 @@ fn cli_ps_quiet_format_and_filter() {
     // The ids -q prints are what every command takes (scripts: `corral rm -f $(corral ps -aq)`).
     let mut rm = vec!["rm", "-f"];
     rm.extend(ids.iter().copied());
-    corral(&d, &rm);
-    assert_eq!(corral(&d, &["ps", "-aq"]), "");
+    d.corral(&rm);
+    assert_eq!(d.corral(&["ps", "-aq"]), "");
 }
 
 #[test]
@@ -405,18 +328,14 @@ fn cli_history_prints_rows() {
     let rootfs = Rootfs::new();
     let root = rootfs.path().display().to_string();
     let name = tests::unique("hist");
-    corral(
-        &d,
-        &[
+    d.corral(&[
             "run", "-d", "--name", &name, "--rootfs", &root, "sleep", "100",
         ],
     );
     // A few samples.
     let deadline = Instant::now() + Duration::from_secs(20);
     let h = loop {
-        let out = corral(
-            &d,
-            &["history", &name, "--since", "5m", "--step", "1s", "--json"],
+        let out = d.corral(&["history", &name, "--since", "5m", "--step", "1s", "--json"],
         );
         let h: Value = serde_json::from_str(&out).unwrap();
         if h["points"].as_array().unwrap().len() >= 2 {
@@ -427,7 +346,7 @@ fn cli_history_prints_rows() {
     };
     assert_eq!(h["tier"], "raw");
     assert_eq!(h["step_secs"], 1);
-    let out = corral(&d, &["history", &name, "--since", "5m", "--step", "1s"]);
+    let out = d.corral(&["history", &name, "--since", "5m", "--step", "1s"]);
     let lines: Vec<&str> = out.lines().collect();
     assert!(
         lines[0].starts_with(&name) && lines[0].contains("raw tier"),
@@ -449,7 +368,7 @@ fn cli_history_prints_rows() {
     assert!(err.contains("--since: invalid range \"soon\""), "{err}");
     let err = refused(&d, None, &["history", "ghost"], "");
     assert!(err.contains("ghost"), "{err}");
-    corral(&d, &["rm", "-f", &name]);
+    d.corral(&["rm", "-f", &name]);
 }
 
 #[test]
@@ -479,9 +398,7 @@ fn cli_events_prints_a_line_when_a_container_starts() {
     });
     // Let the stream open (a new stream starts at the newest event), then start one.
     std::thread::sleep(Duration::from_millis(1500));
-    corral(
-        &d,
-        &[
+    d.corral(&[
             "run", "-d", "--name", &name, "--rootfs", &root, "sleep", "100",
         ],
     );
@@ -497,7 +414,7 @@ fn cli_events_prints_a_line_when_a_container_starts() {
             Err(_) => panic!("no started line within 15 s; got {seen:?}"),
         }
     }
-    corral(&d, &["stop", "-t", "1", &name]);
+    d.corral(&["stop", "-t", "1", &name]);
     while !seen.iter().any(|l| {
         l.contains(&format!("container stopped {name} "))
             || l.contains(&format!("container died {name} "))
@@ -520,7 +437,7 @@ fn cli_events_prints_a_line_when_a_container_starts() {
     );
     // The stats flood is skipped without --stats (ticks of 1 s passed meanwhile).
     assert!(!seen.iter().any(|l| l.contains(" stats ")), "{seen:?}");
-    corral(&d, &["rm", "-f", &name]);
+    d.corral(&["rm", "-f", &name]);
 }
 
 #[test]
@@ -530,7 +447,7 @@ fn cli_network_shows_the_bridge_and_addresses() {
     let _reaper = Reaper::new(&d);
     let rootfs = Rootfs::new();
     let root = rootfs.path().display().to_string();
-    let out = corral(&d, &["network"]);
+    let out = d.corral(&["network"]);
     assert!(out.starts_with("NAME "), "{out}");
     assert!(
         out.contains(&format!("\n{bridge} ")) && out.contains(" bridge "),
@@ -539,9 +456,7 @@ fn cli_network_shows_the_bridge_and_addresses() {
     assert!(out.contains("\nhost ") && out.contains("\nnone "), "{out}");
     let name = tests::unique("net");
     let port = tests::free_port();
-    corral(
-        &d,
-        &[
+    d.corral(&[
             "run",
             "-d",
             "--name",
@@ -560,9 +475,9 @@ fn cli_network_shows_the_bridge_and_addresses() {
         serde_json::from_str(&call(&d, &d.admin_token(), "GET", "/api/v1/network", None).body)
             .unwrap();
     let subnet = info["subnet"].as_str().unwrap().to_owned();
-    let out = corral(&d, &["network", "ls"]);
+    let out = d.corral(&["network", "ls"]);
     assert!(out.contains(&subnet), "{out}");
-    let out = corral(&d, &["network", "inspect"]);
+    let out = d.corral(&["network", "inspect"]);
     assert!(out.contains(&format!("Bridge:    {bridge}\n")), "{out}");
     assert!(out.contains(&format!("Subnet:    {subnet}\n")), "{out}");
     let row = out
@@ -572,22 +487,22 @@ fn cli_network_shows_the_bridge_and_addresses() {
     assert!(row.contains(&format!("{ip}/24")), "{row}");
     assert!(row.contains(&format!("127.0.0.1:{port}->80/tcp")), "{row}");
     let v: Value =
-        serde_json::from_str(&corral(&d, &["network", "inspect", &bridge, "--json"])).unwrap();
+        serde_json::from_str(&d.corral(&["network", "inspect", &bridge, "--json"])).unwrap();
     assert_eq!(v["bridge"]["bridge"], bridge.as_str());
     assert_eq!(v["containers"][0]["name"], name.as_str());
     assert_eq!(v["containers"][0]["network"]["ip_address"], ip.as_str());
-    let none = corral(&d, &["network", "inspect", "none"]);
+    let none = d.corral(&["network", "inspect", "none"]);
     assert!(!none.contains(&name), "{none}");
     let err = refused(&d, None, &["network", "inspect", "overlay"], "");
     assert!(err.contains("no network \"overlay\""), "{err}");
-    corral(&d, &["rm", "-f", &name]);
+    d.corral(&["rm", "-f", &name]);
 }
 
 #[test]
 fn cli_rates_set_with_an_effective_date_then_show() {
     let d = Daemon::start();
     let admin = d.admin_token();
-    let out = corral(&d, &["rates"]);
+    let out = d.corral(&["rates"]);
     assert!(out.starts_with("the rate card is unset"), "{out}");
     let err = refused(&d, None, &["rates", "set", "--io-gib", "1"], "");
     assert!(
@@ -597,9 +512,7 @@ fn cli_rates_set_with_an_effective_date_then_show() {
     let now = backend::metering::sampler::wall_ms() / 1000;
     let day = |n: i64| (now / 86_400 + n) * 86_400;
     let date = |t: i64| backend::metering::calendar::format_time(t)[..10].to_owned();
-    let out = corral(
-        &d,
-        &[
+    let out = d.corral(&[
             "rates",
             "set",
             "--currency",
@@ -618,9 +531,7 @@ fn cli_rates_set_with_an_effective_date_then_show() {
         "{out}"
     );
     // A second version copies what it does not name from the latest one.
-    corral(
-        &d,
-        &[
+    d.corral(&[
             "rates",
             "set",
             "--io-gib",
@@ -629,7 +540,7 @@ fn cli_rates_set_with_an_effective_date_then_show() {
             &date(day(3)),
         ],
     );
-    let out = corral(&d, &["rates"]);
+    let out = d.corral(&["rates"]);
     assert!(out.contains("in force now: no version yet"), "{out}");
     assert!(out.contains(&from) && out.contains("EUR"), "{out}");
     let saved = |v: &Value| -> Vec<Value> {
@@ -641,7 +552,7 @@ fn cli_rates_set_with_an_effective_date_then_show() {
             .cloned()
             .collect()
     };
-    let v: Value = serde_json::from_str(&corral(&d, &["rates", "--json"])).unwrap();
+    let v: Value = serde_json::from_str(&d.corral(&["rates", "--json"])).unwrap();
     let versions = saved(&v);
     assert_eq!(versions.len(), 2, "{v}");
     assert_eq!(versions[0]["effective_from"], from.as_str());
@@ -678,10 +589,10 @@ fn cli_rates_set_with_an_effective_date_then_show() {
     );
     assert_eq!(r.status, 201, "{}", r.body);
     let vic = d.token_for("vic");
-    assert!(corral_as(&d, Some(&vic), &["rates"], "").ok);
+    assert!(d.cli(Some(&vic), &["rates"], "").ok);
     let err = refused(&d, Some(&vic), &["rates", "set", "--io-gib", "9"], "");
     assert!(err.contains("admin"), "{err}");
-    let v: Value = serde_json::from_str(&corral(&d, &["rates", "--json"])).unwrap();
+    let v: Value = serde_json::from_str(&d.corral(&["rates", "--json"])).unwrap();
     assert_eq!(saved(&v).len(), 2, "{v}");
 }
 
@@ -690,17 +601,15 @@ fn cli_user_update_changes_role_and_teams() {
     let d = Daemon::start();
     let admin = d.admin_token();
     for t in ["red", "blue"] {
-        corral(&d, &["team", "add", t]);
+        d.corral(&["team", "add", t]);
     }
     // The team's description (also an operator's to change), beside its ceilings.
     assert_eq!(
-        corral(
-            &d,
-            &["team", "update", "red", "--description", "the red one"]
+        d.corral(&["team", "update", "red", "--description", "the red one"]
         ),
         "updated team red: the red one\n"
     );
-    assert!(corral(&d, &["team", "ls"]).contains("the red one"));
+    assert!(d.corral(&["team", "ls"]).contains("the red one"));
     let err = refused(
         &d,
         None,
@@ -718,9 +627,7 @@ fn cli_user_update_changes_role_and_teams() {
         ),
     );
     assert_eq!(r.status, 201, "{}", r.body);
-    let out = corral(
-        &d,
-        &[
+    let out = d.corral(&[
             "user", "update", "bob", "--role", "operator", "--teams", "red,blue",
         ],
     );
@@ -729,7 +636,7 @@ fn cli_user_update_changes_role_and_teams() {
     assert_eq!(u["role"], "operator");
     assert_eq!(u["teams"], json!(["blue", "red"]));
     assert_eq!(
-        corral(&d, &["user", "update", "bob", "--teams", ""]),
+        d.corral(&["user", "update", "bob", "--teams", ""]),
         "updated bob (operator) teams: \n"
     );
     // Refusals: a team that does not exist (named by flag), an unknown role, nothing to change,
@@ -753,7 +660,7 @@ fn cli_user_update_changes_role_and_teams() {
     assert!(err.contains("admin"), "{err}");
     let u = call(&d, &admin, "GET", "/api/v1/users/bob", None).json();
     assert_eq!(u["role"], "operator", "unchanged: {u}");
-    let audit = corral(&d, &["audit", "--action", "user.update", "--json"]);
+    let audit = d.corral(&["audit", "--action", "user.update", "--json"]);
     assert!(audit.lines().count() >= 2, "both changes audited: {audit}");
 }
 
@@ -816,9 +723,7 @@ fn cli_passwd_changes_ones_own_password() {
     );
     assert!(err.contains("new password: "), "{err}");
 
-    let out = corral_as(
-        &d,
-        Some(&token),
+    let out = d.cli(Some(&token),
         &["passwd", "--password-stdin"],
         "old-password-1\nnew-password-2\n",
     );
@@ -840,13 +745,13 @@ fn cli_passwd_changes_ones_own_password() {
     // Root over the socket has no password: it names a user, and sets theirs as an admin.
     let err = refused(&d, None, &["passwd"], "x\ny\n");
     assert!(err.contains("corral passwd NAME"), "{err}");
-    let out = corral_as(&d, None, &["passwd", "carol"], "third-password-3\n");
+    let out = d.cli(None, &["passwd", "carol"], "third-password-3\n");
     assert!(out.ok, "{}", out.stderr);
     assert_eq!(login("third-password-3").status, 200);
     // …which a non-admin may not do for someone else.
     let err = refused(&d, Some(&token), &["passwd", "admin"], "taken-over-4\n");
     assert!(err.contains("admin"), "{err}");
-    let audit = corral(&d, &["audit", "--action", "password.change", "--json"]);
+    let audit = d.corral(&["audit", "--action", "password.change", "--json"]);
     let results: Vec<String> = audit
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap()["result"].to_string())
@@ -860,9 +765,9 @@ fn cli_passwd_changes_ones_own_password() {
 fn cli_whoami_and_the_cgroup_tree() {
     let d = Daemon::start();
     let admin = d.admin_token();
-    let out = corral(&d, &["whoami"]);
+    let out = d.corral(&["whoami"]);
     assert!(out.starts_with("root (admin, via unix)"), "{out}");
-    corral(&d, &["team", "add", "green"]);
+    d.corral(&["team", "add", "green"]);
     let r = call(
         &d,
         &admin,
@@ -874,14 +779,14 @@ fn cli_whoami_and_the_cgroup_tree() {
     );
     assert_eq!(r.status, 201, "{}", r.body);
     let gus = d.token_for("gus");
-    let out = corral_as(&d, Some(&gus), &["whoami"], "");
+    let out = d.cli(Some(&gus), &["whoami"], "");
     assert_eq!(
         out.stdout, "gus (viewer, via token) teams: green\n",
         "{}",
         out.stderr
     );
 
-    let tree = corral(&d, &["info", "--cgroups"]);
+    let tree = d.corral(&["info", "--cgroups"]);
     assert!(tree.starts_with("cgroup mode "), "{tree}");
     assert!(
         tree.contains("GROUP") && tree.contains("CPU USEC"),
@@ -898,7 +803,7 @@ fn cli_whoami_and_the_cgroup_tree() {
         "{tree}"
     );
     // A viewer sees the roots and their own team's pool, not the rest of the host.
-    let out = corral_as(&d, Some(&gus), &["info", "--cgroups"], "");
+    let out = d.cli(Some(&gus), &["info", "--cgroups"], "");
     assert!(out.ok, "{}", out.stderr);
     assert!(out.stdout.contains(&team), "{}", out.stdout);
     assert!(

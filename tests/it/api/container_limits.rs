@@ -348,22 +348,6 @@ async fn undo_restores_the_limits_before_a_change() {
     assert!(doc["paths"]["/api/v1/containers/{name}/undo"]["post"].is_object());
 }
 
-/// `corral` over the daemon's unix socket; its stdout, or a panic with its stderr.
-fn corral(d: &Daemon, args: &[&str]) -> String {
-    let out = std::process::Command::new(tests::corral_bin())
-        .arg("--host")
-        .arg(format!("unix://{}", d.socket.display()))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "corral {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[tokio::test]
 async fn cli_update_takes_max_and_undo() {
     let d = Daemon::start();
@@ -375,9 +359,7 @@ async fn cli_update_takes_max_and_undo() {
         "limits": {"cpus": 0.5, "memory_max": 256 << 20}});
     let r = call(&d, &admin, "POST", "/api/v1/containers", Some(spec));
     assert_eq!(r.status, 201, "{}", r.body);
-    let out = corral(
-        &d,
-        &[
+    let out = d.corral(&[
             "update",
             &name,
             "--memory",
@@ -391,15 +373,13 @@ async fn cli_update_takes_max_and_undo() {
     let l: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(l, json!({"pids_max": 77}), "{out}");
     assert_eq!(kernel(&d, "default", &name, &["pids.max"]).unwrap().1, "77");
-    let out = corral(&d, &["update", &name, "--undo"]);
+    let out = d.corral(&["update", &name, "--undo"]);
     let l: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(l["cpus"], 0.5, "{out}");
     assert_eq!(l["memory_max"], 256 << 20, "{out}");
     // Docker's device flags: one key of one device, by /dev path; DEVICE:max removes it.
     if std::path::Path::new("/dev/vda").exists() {
-        let out = corral(
-            &d,
-            &[
+        let out = d.corral(&[
                 "update",
                 &name,
                 "--device-read-bps",
@@ -422,7 +402,7 @@ async fn cli_update_takes_max_and_undo() {
         )
         .unwrap();
         assert!(v.contains("254:0") && v.contains("10485760"), "{f}: {v}");
-        let out = corral(&d, &["update", &name, "--device-read-bps", "/dev/vda:max"]);
+        let out = d.corral(&["update", &name, "--device-read-bps", "/dev/vda:max"]);
         let l: Value = serde_json::from_str(out.trim()).unwrap();
         assert_eq!(l["io_max"], json!(["254:0 wiops=100"]), "{out}");
         let (f, v) = kernel(
@@ -433,7 +413,7 @@ async fn cli_update_takes_max_and_undo() {
         )
         .unwrap();
         assert!(!v.contains("10485760"), "{f}: {v}");
-        let out = corral(&d, &["update", &name, "--device-write-iops", "max"]);
+        let out = d.corral(&["update", &name, "--device-write-iops", "max"]);
         let l: Value = serde_json::from_str(out.trim()).unwrap();
         assert!(l.get("io_max").is_none(), "{out}");
     }

@@ -27,15 +27,7 @@ fn recommendations_need_history_and_follow_visibility() {
         assert_eq!(r.status, 201, "{}", r.body);
     }
     for (name, team) in [("recov", "reco"), ("otherv", "other")] {
-        let r = call(
-            &d,
-            &admin,
-            "POST",
-            "/api/v1/users",
-            Some(json!({"name": name, "role": "viewer", "teams": [team],
-                        "password": "a long enough password"})),
-        );
-        assert_eq!(r.status, 201, "{}", r.body);
+        d.add_user(name, "viewer", &[team]);
     }
     let r = call(
         &d,

@@ -189,15 +189,7 @@ fn admins_change_team_limits_members_read_them_others_do_not() {
     add_team(&d, &admin, "team-a");
     add_team(&d, &admin, "team-b");
     for (name, role) in [("opa", "operator"), ("viewa", "viewer")] {
-        let r = call(
-            &d,
-            &admin,
-            "POST",
-            "/api/v1/users",
-            Some(json!({"name": name, "role": role, "teams": ["team-a"],
-                        "password": "a long enough password"})),
-        );
-        assert_eq!(r.status, 201, "{}", r.body);
+        d.add_user(name, role, &["team-a"]);
     }
     let (op, viewer) = (d.token_for("opa"), d.token_for("viewa"));
     for who in [&op, &viewer] {
@@ -369,19 +361,9 @@ fn a_team_with_containers_cannot_be_removed_and_its_cgroup_outlives_them() {
 fn cli_team_update_and_inspect() {
     let d = Daemon::start();
     let _reaper = Reaper::new(&d);
-    let host = format!("unix://{}", d.socket.display());
     let run = |args: &[&str]| {
-        let out = std::process::Command::new(tests::corral_bin())
-            .arg("--host")
-            .arg(&host)
-            .args(args)
-            .output()
-            .expect("run corral");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let out = d.cli(None, args, "");
+        (out.ok, out.stdout, out.stderr)
     };
     let (ok, _, err) = run(&["team", "add", "cli-pool"]);
     assert!(ok, "{err}");
@@ -465,15 +447,7 @@ fn team_history_and_metrics_outlive_the_teams_containers() {
     add_team(&d, &admin, "hist");
     add_team(&d, &admin, "other");
     for (name, team) in [("histv", "hist"), ("otherv", "other")] {
-        let r = call(
-            &d,
-            &admin,
-            "POST",
-            "/api/v1/users",
-            Some(json!({"name": name, "role": "viewer", "teams": [team],
-                        "password": "a long enough password"})),
-        );
-        assert_eq!(r.status, 201, "{}", r.body);
+        d.add_user(name, "viewer", &[team]);
     }
     let cpu = "corral_team_cpu_seconds_total{team=\"hist\"}";
     // Metered from its creation, before any container.
@@ -614,17 +588,7 @@ fn metrics_are_scoped_to_the_callers_teams_with_psi_peak_io_ops_and_cost() {
     let rootfs = Rootfs::new();
     add_team(&d, &admin, "mt-a");
     add_team(&d, &admin, "mt-b");
-    let r = call(
-        &d,
-        &admin,
-        "POST",
-        "/api/v1/users",
-        Some(
-            json!({"name": "mt-viewer", "role": "viewer", "teams": ["mt-a"],
-                    "password": "a long enough password"}),
-        ),
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
+    d.add_user("mt-viewer", "viewer", &["mt-a"]);
     let viewer = d.token_for("mt-viewer");
     // Direct IO to the rootfs (the block device behind the state dir) and a few MiB of memory.
     let work = "dd if=/dev/zero of=/io.bin bs=4096 count=64 oflag=direct; \

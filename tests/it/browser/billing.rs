@@ -89,11 +89,7 @@ async fn billing_page_lines_labels_and_the_rate_card() {
 
     b.client.set_window_size(1280, 2000).await.unwrap();
     // A viewer is told who sets the card, gets no link, and the form is read-only.
-    b.open(&base, "/login").await;
-    b.fill("#f-name", "bill-viewer").await;
-    b.fill("#f-password", "a long enough password").await;
-    b.click("[data-testid=sign-in]").await;
-    b.wait_for("[data-testid=whoami]").await;
+    b.sign_in(&base, "bill-viewer", "a long enough password").await;
     b.open(&base, "/billing").await;
     b.wait_text("[data-testid=rates-unset]", "An admin sets it")
         .await;
@@ -107,11 +103,7 @@ async fn billing_page_lines_labels_and_the_rate_card() {
     b.click("[data-testid=sign-out]").await;
     b.wait_for("[data-testid=sign-in]").await;
 
-    b.open(&base, "/login").await;
-    b.fill("#f-name", ADMIN).await;
-    b.fill("#f-password", ADMIN_PASSWORD).await;
-    b.click("[data-testid=sign-in]").await;
-    b.wait_for("[data-testid=whoami]").await;
+    b.sign_in(&base, ADMIN, ADMIN_PASSWORD).await;
     b.open(&base, "/billing").await;
 
     // No rate card: the notice says every cost is 0.00 and links to the form.

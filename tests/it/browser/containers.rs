@@ -55,10 +55,7 @@ async fn container_lifecycle_charts_and_bill() {
     let base = daemon.url();
     let name = tests::unique("burner").replace('_', "-");
 
-    b.open(&base, "/login").await;
-    b.fill("#f-name", ADMIN).await;
-    b.fill("#f-password", ADMIN_PASSWORD).await;
-    b.click("[data-testid=sign-in]").await;
+    b.sign_in(&base, ADMIN, ADMIN_PASSWORD).await;
     b.wait_for("[data-testid=cap-cpu]").await;
 
     // The form: a client-side check, then the server's error beside its field.

@@ -41,10 +41,7 @@ async fn the_right_sizing_card_explains_and_applies() {
     );
     assert_eq!(r.status, 201, "{}", r.body);
 
-    b.open(&base, "/login").await;
-    b.fill("#f-name", ADMIN).await;
-    b.fill("#f-password", ADMIN_PASSWORD).await;
-    b.click("[data-testid=sign-in]").await;
+    b.sign_in(&base, ADMIN, ADMIN_PASSWORD).await;
     b.wait_for("[data-testid=cap-cpu]").await;
     b.open(&base, &format!("/containers/{name}")).await;
     b.wait_text("[data-testid=right-sizing-note]", "not enough history")

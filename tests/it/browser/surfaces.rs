@@ -8,32 +8,9 @@
 
 use serde_json::{Value, json};
 use tests::{
-    ADMIN, ADMIN_PASSWORD, Daemon, RawResponse, TempDir, browser::Browser, containers::Reaper,
+    ADMIN, ADMIN_PASSWORD, Daemon, TempDir, call, browser::Browser, containers::Reaper,
     rootfs::docker_save,
 };
-
-async fn sign_in(b: &Browser, base: &str, user: &str, password: &str) {
-    b.open(base, "/login").await;
-    b.fill("#f-name", user).await;
-    b.fill("#f-password", password).await;
-    b.click("[data-testid=sign-in]").await;
-    b.wait_for("[data-testid=whoami]").await;
-}
-
-/// One JSON request as the bearer of `token`.
-fn api(d: &Daemon, token: &str, method: &str, path: &str, body: Option<Value>) -> RawResponse {
-    let auth = format!("Bearer {token}");
-    let body = body.map(|b| b.to_string());
-    d.http(
-        method,
-        path,
-        &[
-            ("authorization", &auth),
-            ("content-type", "application/json"),
-        ],
-        body.as_deref(),
-    )
-}
 
 #[tokio::test]
 async fn images_page_uploads_and_removes() {
@@ -48,7 +25,7 @@ async fn images_page_uploads_and_removes() {
     let tarball = dir.path().join("bb.tar");
     docker_save(&tarball, "bb:1", &["sh", "-c", "echo up; exec sleep 1000"]);
 
-    sign_in(&b, &base, ADMIN, ADMIN_PASSWORD).await;
+    b.sign_in(&base, ADMIN, ADMIN_PASSWORD).await;
     b.click("nav a[href='/images']").await;
     b.wait_text(".empty-state", "No images").await;
     // A bad name is refused by the daemon and shown beside its field; nothing is imported.
@@ -72,8 +49,7 @@ async fn images_page_uploads_and_removes() {
     b.screenshot("images").await;
 
     // In use: the removal is refused and the page says why.
-    let r = api(
-        &daemon,
+    let r = call(&daemon,
         &admin,
         "POST",
         "/api/v1/containers",
@@ -86,8 +62,7 @@ async fn images_page_uploads_and_removes() {
         .await;
     b.wait_text(".error-box", "used by container uses-bb").await;
     b.screenshot("images-remove-refused").await;
-    let r = api(
-        &daemon,
+    let r = call(&daemon,
         &admin,
         "DELETE",
         "/api/v1/containers/uses-bb?force=true",
@@ -99,7 +74,7 @@ async fn images_page_uploads_and_removes() {
     b.click("tr[data-image='bb:1'] [data-testid=confirm-yes]")
         .await;
     b.wait_text(".empty-state", "No images").await;
-    let r = api(&daemon, &admin, "GET", "/api/v1/images", None);
+    let r = call(&daemon, &admin, "GET", "/api/v1/images", None);
     assert_eq!(r.json(), json!([]));
     b.close().await;
 }
@@ -117,7 +92,7 @@ async fn new_container_form_spec_card_and_kill_of_a_frozen_container() {
     let vol = TempDir::new("corral-it-vol");
     let name = tests::unique("spec").replace('_', "-");
 
-    sign_in(&b, &base, ADMIN, ADMIN_PASSWORD).await;
+    b.sign_in(&base, ADMIN, ADMIN_PASSWORD).await;
     b.open(&base, "/containers/new").await;
     b.wait_for("[data-testid=new-form]").await;
     b.fill("#f-name", &name).await;
@@ -174,8 +149,7 @@ async fn new_container_form_spec_card_and_kill_of_a_frozen_container() {
         .execute("window.scrollTo(0, 0)", vec![])
         .await
         .expect("scroll back");
-    let r = api(
-        &daemon,
+    let r = call(&daemon,
         &admin,
         "GET",
         &format!("/api/v1/containers/{name}"),
@@ -199,16 +173,14 @@ async fn new_container_form_spec_card_and_kill_of_a_frozen_container() {
     b.click(".page-head [data-testid=confirm-yes]").await;
     b.wait_for(".page-head [data-status=exited]").await;
     b.screenshot("container-killed").await;
-    let r = api(
-        &daemon,
+    let r = call(&daemon,
         &admin,
         "GET",
         &format!("/api/v1/containers/{name}"),
         None,
     );
     assert_eq!(r.json()["exit_code"], 137, "{}", r.body);
-    let r = api(
-        &daemon,
+    let r = call(&daemon,
         &admin,
         "DELETE",
         &format!("/api/v1/containers/{name}?force=true"),
@@ -227,8 +199,7 @@ async fn team_membership_and_own_password() {
     };
     let base = daemon.url();
     for t in ["crew", "other"] {
-        let r = api(
-            &daemon,
+        let r = call(&daemon,
             &admin,
             "POST",
             "/api/v1/teams",
@@ -236,8 +207,7 @@ async fn team_membership_and_own_password() {
         );
         assert_eq!(r.status, 201, "{}", r.body);
     }
-    let r = api(
-        &daemon,
+    let r = call(&daemon,
         &admin,
         "POST",
         "/api/v1/users",
@@ -247,7 +217,7 @@ async fn team_membership_and_own_password() {
     );
     assert_eq!(r.status, 201, "{}", r.body);
 
-    sign_in(&b, &base, ADMIN, ADMIN_PASSWORD).await;
+    b.sign_in(&base, ADMIN, ADMIN_PASSWORD).await;
     b.open(&base, "/teams/crew").await;
     b.wait_text("[data-testid=member-list]", "No members").await;
     b.click("[data-testid=add-member-pick] option[value=sam]")
@@ -255,7 +225,7 @@ async fn team_membership_and_own_password() {
     b.click("[data-testid=add-member]").await;
     b.wait_for("[data-testid=member-list] [data-member=sam]")
         .await;
-    let r = api(&daemon, &admin, "GET", "/api/v1/users", None);
+    let r = call(&daemon, &admin, "GET", "/api/v1/users", None);
     let sam = r
         .json()
         .as_array()
@@ -274,7 +244,7 @@ async fn team_membership_and_own_password() {
         .await;
     b.click("[data-member=sam] [data-testid=confirm-yes]").await;
     b.wait_text("[data-testid=member-list]", "No members").await;
-    let r = api(&daemon, &admin, "GET", "/api/v1/users", None);
+    let r = call(&daemon, &admin, "GET", "/api/v1/users", None);
     assert!(
         r.body.contains(r#""name":"sam""#) && !r.body.contains("crew"),
         "{}",

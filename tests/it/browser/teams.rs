@@ -33,11 +33,7 @@ async fn team_page_shows_and_changes_the_pooled_ceilings() {
     );
     assert_eq!(r.status, 200, "{}", r.body);
 
-    b.open(&base, "/login").await;
-    b.fill("#f-name", ADMIN).await;
-    b.fill("#f-password", ADMIN_PASSWORD).await;
-    b.click("[data-testid=sign-in]").await;
-    b.wait_for("[data-testid=whoami]").await;
+    b.sign_in(&base, ADMIN, ADMIN_PASSWORD).await;
     b.open(&base, "/billing").await;
     b.click("[data-testid=team-link]").await;
     b.wait_text("[data-testid=team-ceilings] tr[data-knob=pids_max]", "100")
@@ -131,11 +127,7 @@ async fn team_page_draws_history_and_edits_the_budget() {
     );
     assert_eq!(r.status, 201, "{}", r.body);
 
-    b.open(&base, "/login").await;
-    b.fill("#f-name", ADMIN).await;
-    b.fill("#f-password", ADMIN_PASSWORD).await;
-    b.click("[data-testid=sign-in]").await;
-    b.wait_for("[data-testid=whoami]").await;
+    b.sign_in(&base, ADMIN, ADMIN_PASSWORD).await;
     b.open(&base, "/teams/pool-hist").await;
     b.wait_for("[data-testid=team-history]").await;
     // The CPU chart draws the container's CPU (the team's, while it burns), and the team's

@@ -112,17 +112,6 @@ fn applied_quota(out: &str, from: &str) -> u64 {
     (to.parse::<f64>().unwrap() * 100_000.0).round() as u64
 }
 
-fn corral(d: &Daemon, args: &[&str]) -> String {
-    let host = format!("unix://{}", d.socket.display());
-    let out = std::process::Command::new(tests::corral_bin())
-        .args(["--host", &host])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "corral {args:?}: {out:?}");
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[tokio::test]
 async fn starved_containers_get_more_idle_ones_less_and_applying_writes_the_kernel_files() {
     let d = Daemon::start_with(&["--sample-interval", "1"]);
@@ -241,7 +230,7 @@ async fn starved_containers_get_more_idle_ones_less_and_applying_writes_the_kern
 
     // Applying through the CLI writes the kernel's files.
     assert_eq!(quota_usec(&d, &format!("{team}/{starved}")), 10_000);
-    let out = corral(&d, &["recommend", &starved, "--apply"]);
+    let out = d.corral(&["recommend", &starved, "--apply"]);
     assert!(out.contains("cpus 0.1 → 0."), "{out}");
     assert!(
         out.contains(&format!("applied to {starved}: cpus")),
@@ -254,7 +243,7 @@ async fn starved_containers_get_more_idle_ones_less_and_applying_writes_the_kern
     );
 
     assert_eq!(memory_limit(&d, &format!("{team}/{idle}")), 512 << 20);
-    let out = corral(&d, &["recommend", &idle, "--apply"]);
+    let out = d.corral(&["recommend", &idle, "--apply"]);
     assert!(
         out.contains(&format!("applied to {idle}: cpus, memory_max")),
         "{out}"
@@ -285,7 +274,7 @@ async fn starved_containers_get_more_idle_ones_less_and_applying_writes_the_kern
     );
 
     assert_eq!(quota_usec(&d, &pooled), 10_000);
-    let out = corral(&d, &["recommend", "--team", &pooled, "--apply"]);
+    let out = d.corral(&["recommend", "--team", &pooled, "--apply"]);
     assert!(out.contains(&format!("applied to {pooled}: cpus")), "{out}");
     assert_eq!(quota_usec(&d, &pooled), applied_quota(&out, "0.1"));
     assert!(
@@ -294,7 +283,7 @@ async fn starved_containers_get_more_idle_ones_less_and_applying_writes_the_kern
     );
 
     // Every visible container, one line per item, the name first.
-    let out = corral(&d, &["recommend"]);
+    let out = d.corral(&["recommend"]);
     for name in [&starved, &idle, &pool_burn] {
         assert!(
             out.lines()

@@ -505,18 +505,7 @@ async fn team_budget_ladder_lands_in_order_survives_restart_and_lifts_at_reset()
         assert_eq!(tos, [Some(0), Some(1), Some(2), Some(3), None]);
     }
     // The same timeline from the CLI, a change a line.
-    let out = std::process::Command::new(tests::corral_bin())
-        .arg("--host")
-        .arg(format!("unix://{}", d.socket.display()))
-        .args(["team", "budget", &team, "--steps"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = d.corral(&["team", "budget", &team, "--steps"]);
     println!("corral team budget {team} --steps:\n{text}");
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), steps.len(), "{text}");
