@@ -1,4 +1,5 @@
 //! Host cgroups: every hierarchy's tree with usage per node; Corral's own subtree highlighted.
+//! Below it, the container network (`network::NetworkCard`).
 
 use std::collections::HashSet;
 
@@ -64,6 +65,7 @@ pub fn Cgroups() -> impl IntoView {
                 }}
             }
         })}
+        <super::network::NetworkCard />
     }
 }
 

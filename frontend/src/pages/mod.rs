@@ -8,6 +8,7 @@ pub mod container;
 pub mod containers;
 pub mod images;
 pub mod login;
+pub mod network;
 pub mod overview;
 pub mod team;
 pub mod users;

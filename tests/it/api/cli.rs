@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::{
-    io::{BufRead, Write},
+    io::BufRead,
     process::{Command, Stdio},
     sync::mpsc,
     time::{Duration, Instant},
@@ -38,21 +38,20 @@ fn cli_create_then_start_with_labels_and_stop_timeout() {
     let root = rootfs.path().display().to_string();
     let name = tests::unique("created");
     let out = d.corral(&[
-            "create",
-            "--name",
-            &name,
-            "-l",
-            "tier=web",
-            "--label",
-            "owner",
-            "--stop-timeout",
-            "3",
-            "--rootfs",
-            &root,
-            "sleep",
-            "100",
-        ],
-    );
+        "create",
+        "--name",
+        &name,
+        "-l",
+        "tier=web",
+        "--label",
+        "owner",
+        "--stop-timeout",
+        "3",
+        "--rootfs",
+        &root,
+        "sleep",
+        "100",
+    ]);
     assert_eq!(out, format!("{name}\n"));
     let c = inspect(&d, &name);
     assert_eq!(c["status"], "created", "{c}");
@@ -105,16 +104,15 @@ fn cli_create_then_start_with_labels_and_stop_timeout() {
     // start -a streams this run's output only and exits with the container's code.
     let job = tests::unique("job");
     d.corral(&[
-            "create",
-            "--name",
-            &job,
-            "--rootfs",
-            &root,
-            "sh",
-            "-c",
-            "echo run; exit 3",
-        ],
-    );
+        "create",
+        "--name",
+        &job,
+        "--rootfs",
+        &root,
+        "sh",
+        "-c",
+        "echo run; exit 3",
+    ]);
     for _ in 0..2 {
         let out = Command::new(tests::corral_bin())
             .arg("--host")
@@ -144,11 +142,9 @@ fn cli_timeline_lists_changes_for_undo() {
     let root = rootfs.path().display().to_string();
     let name = tests::unique("tl");
     d.corral(&[
-            "create", "--name", &name, "--cpus", "0.5", "--rootfs", &root, "sleep", "100",
-        ],
-    );
-    d.corral(&["update", &name, "--pids-limit", "77", "--cpus", "max"],
-    );
+        "create", "--name", &name, "--cpus", "0.5", "--rootfs", &root, "sleep", "100",
+    ]);
+    d.corral(&["update", &name, "--pids-limit", "77", "--cpus", "max"]);
     d.corral(&["update", &name, "--memory", "64M"]);
     let out = d.corral(&["timeline", &name]);
     let lines: Vec<&str> = out.lines().collect();
@@ -197,32 +193,30 @@ fn cli_ps_quiet_format_and_filter() {
     let web = tests::unique("web");
     let db = tests::unique("db");
     d.corral(&[
-            "run",
-            "-d",
-            "--name",
-            &web,
-            "-l",
-            "tier=front",
-            "--rootfs",
-            &root,
-            "sleep",
-            "100",
-        ],
-    );
+        "run",
+        "-d",
+        "--name",
+        &web,
+        "-l",
+        "tier=front",
+        "--rootfs",
+        &root,
+        "sleep",
+        "100",
+    ]);
     d.corral(&[
-            "create",
-            "--name",
-            &db,
-            "-l",
-            "tier=back",
-            "-l",
-            "owner=ann",
-            "--rootfs",
-            &root,
-            "sleep",
-            "100",
-        ],
-    );
+        "create",
+        "--name",
+        &db,
+        "-l",
+        "tier=back",
+        "-l",
+        "owner=ann",
+        "--rootfs",
+        &root,
+        "sleep",
+        "100",
+    ]);
     let web_id = inspect(&d, &web)["id"].as_str().unwrap().to_owned();
     let db_id = inspect(&d, &db)["id"].as_str().unwrap().to_owned();
 
@@ -237,12 +231,11 @@ fn cli_ps_quiet_format_and_filter() {
 
     // A Go template, docker's fields; `table` adds headers and aligns columns.
     let out = d.corral(&[
-            "ps",
-            "-a",
-            "--format",
-            "{{.Names}}|{{.State}}|{{.Label \"tier\"}}|{{.Team}}|{{.Command}}",
-        ],
-    );
+        "ps",
+        "-a",
+        "--format",
+        "{{.Names}}|{{.State}}|{{.Label \"tier\"}}|{{.Team}}|{{.Command}}",
+    ]);
     let mut lines: Vec<&str> = out.lines().collect();
     lines.sort();
     let mut want = vec![
@@ -251,8 +244,7 @@ fn cli_ps_quiet_format_and_filter() {
     ];
     want.sort();
     assert_eq!(lines, want, "{out}");
-    let out = d.corral(&["ps", "--format", "table {{.ID}}\\t{{.Name}}\\t{{.Status}}"],
-    );
+    let out = d.corral(&["ps", "--format", "table {{.ID}}\\t{{.Name}}\\t{{.Status}}"]);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 2, "{out}");
     assert!(lines[0].starts_with("CONTAINER ID"), "{out}");
@@ -268,14 +260,13 @@ fn cli_ps_quiet_format_and_filter() {
         "aligned columns: {out}"
     );
     let out = d.corral(&[
-            "ps",
-            "-a",
-            "--format",
-            "{{json .}}",
-            "--filter",
-            "label=owner=ann",
-        ],
-    );
+        "ps",
+        "-a",
+        "--format",
+        "{{json .}}",
+        "--filter",
+        "label=owner=ann",
+    ]);
     let v: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["Names"], db.as_str());
     assert_eq!(v["ID"], db_id.as_str());
@@ -289,14 +280,13 @@ fn cli_ps_quiet_format_and_filter() {
     );
     assert_eq!(
         d.corral(&[
-                "ps",
-                "-aq",
-                "-f",
-                "label=tier",
-                "-f",
-                &format!("name={web}")
-            ]
-        ),
+            "ps",
+            "-aq",
+            "-f",
+            "label=tier",
+            "-f",
+            &format!("name={web}")
+        ]),
         format!("{web_id}\n")
     );
     assert_eq!(d.corral(&["ps", "-aq", "-f", "label=nope"]), "");
@@ -329,14 +319,12 @@ fn cli_history_prints_rows() {
     let root = rootfs.path().display().to_string();
     let name = tests::unique("hist");
     d.corral(&[
-            "run", "-d", "--name", &name, "--rootfs", &root, "sleep", "100",
-        ],
-    );
+        "run", "-d", "--name", &name, "--rootfs", &root, "sleep", "100",
+    ]);
     // A few samples.
     let deadline = Instant::now() + Duration::from_secs(20);
     let h = loop {
-        let out = d.corral(&["history", &name, "--since", "5m", "--step", "1s", "--json"],
-        );
+        let out = d.corral(&["history", &name, "--since", "5m", "--step", "1s", "--json"]);
         let h: Value = serde_json::from_str(&out).unwrap();
         if h["points"].as_array().unwrap().len() >= 2 {
             break h;
@@ -399,9 +387,8 @@ fn cli_events_prints_a_line_when_a_container_starts() {
     // Let the stream open (a new stream starts at the newest event), then start one.
     std::thread::sleep(Duration::from_millis(1500));
     d.corral(&[
-            "run", "-d", "--name", &name, "--rootfs", &root, "sleep", "100",
-        ],
-    );
+        "run", "-d", "--name", &name, "--rootfs", &root, "sleep", "100",
+    ]);
     let mut seen = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(15);
     while !seen
@@ -457,18 +444,17 @@ fn cli_network_shows_the_bridge_and_addresses() {
     let name = tests::unique("net");
     let port = tests::free_port();
     d.corral(&[
-            "run",
-            "-d",
-            "--name",
-            &name,
-            "-p",
-            &format!("127.0.0.1:{port}:80"),
-            "--rootfs",
-            &root,
-            "sleep",
-            "100",
-        ],
-    );
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "-p",
+        &format!("127.0.0.1:{port}:80"),
+        "--rootfs",
+        &root,
+        "sleep",
+        "100",
+    ]);
     let c = inspect(&d, &name);
     let ip = c["network"]["ip_address"].as_str().unwrap().to_owned();
     let info: Value =
@@ -513,18 +499,17 @@ fn cli_rates_set_with_an_effective_date_then_show() {
     let day = |n: i64| (now / 86_400 + n) * 86_400;
     let date = |t: i64| backend::metering::calendar::format_time(t)[..10].to_owned();
     let out = d.corral(&[
-            "rates",
-            "set",
-            "--currency",
-            "EUR",
-            "--cpu-core-hour-used",
-            "0.05",
-            "--mem-gib-hour-used",
-            "0.01",
-            "--effective",
-            &date(day(2)),
-        ],
-    );
+        "rates",
+        "set",
+        "--currency",
+        "EUR",
+        "--cpu-core-hour-used",
+        "0.05",
+        "--mem-gib-hour-used",
+        "0.01",
+        "--effective",
+        &date(day(2)),
+    ]);
     let from = backend::metering::calendar::format_time(day(2));
     assert!(
         out.starts_with(&format!("rate card version from {from} saved")),
@@ -532,14 +517,13 @@ fn cli_rates_set_with_an_effective_date_then_show() {
     );
     // A second version copies what it does not name from the latest one.
     d.corral(&[
-            "rates",
-            "set",
-            "--io-gib",
-            "0.2",
-            "--effective-from",
-            &date(day(3)),
-        ],
-    );
+        "rates",
+        "set",
+        "--io-gib",
+        "0.2",
+        "--effective-from",
+        &date(day(3)),
+    ]);
     let out = d.corral(&["rates"]);
     assert!(out.contains("in force now: no version yet"), "{out}");
     assert!(out.contains(&from) && out.contains("EUR"), "{out}");
@@ -605,8 +589,7 @@ fn cli_user_update_changes_role_and_teams() {
     }
     // The team's description (also an operator's to change), beside its ceilings.
     assert_eq!(
-        d.corral(&["team", "update", "red", "--description", "the red one"]
-        ),
+        d.corral(&["team", "update", "red", "--description", "the red one"]),
         "updated team red: the red one\n"
     );
     assert!(d.corral(&["team", "ls"]).contains("the red one"));
@@ -628,9 +611,8 @@ fn cli_user_update_changes_role_and_teams() {
     );
     assert_eq!(r.status, 201, "{}", r.body);
     let out = d.corral(&[
-            "user", "update", "bob", "--role", "operator", "--teams", "red,blue",
-        ],
-    );
+        "user", "update", "bob", "--role", "operator", "--teams", "red,blue",
+    ]);
     assert_eq!(out, "updated bob (operator) teams: blue,red\n");
     let u = call(&d, &admin, "GET", "/api/v1/users/bob", None).json();
     assert_eq!(u["role"], "operator");
@@ -723,7 +705,8 @@ fn cli_passwd_changes_ones_own_password() {
     );
     assert!(err.contains("new password: "), "{err}");
 
-    let out = d.cli(Some(&token),
+    let out = d.cli(
+        Some(&token),
         &["passwd", "--password-stdin"],
         "old-password-1\nnew-password-2\n",
     );

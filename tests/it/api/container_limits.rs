@@ -360,16 +360,15 @@ async fn cli_update_takes_max_and_undo() {
     let r = call(&d, &admin, "POST", "/api/v1/containers", Some(spec));
     assert_eq!(r.status, 201, "{}", r.body);
     let out = d.corral(&[
-            "update",
-            &name,
-            "--memory",
-            "max",
-            "--cpus",
-            "max",
-            "--pids-limit",
-            "77",
-        ],
-    );
+        "update",
+        &name,
+        "--memory",
+        "max",
+        "--cpus",
+        "max",
+        "--pids-limit",
+        "77",
+    ]);
     let l: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(l, json!({"pids_max": 77}), "{out}");
     assert_eq!(kernel(&d, "default", &name, &["pids.max"]).unwrap().1, "77");
@@ -380,14 +379,13 @@ async fn cli_update_takes_max_and_undo() {
     // Docker's device flags: one key of one device, by /dev path; DEVICE:max removes it.
     if std::path::Path::new("/dev/vda").exists() {
         let out = d.corral(&[
-                "update",
-                &name,
-                "--device-read-bps",
-                "/dev/vda:10M",
-                "--device-write-iops",
-                "254:0:100",
-            ],
-        );
+            "update",
+            &name,
+            "--device-read-bps",
+            "/dev/vda:10M",
+            "--device-write-iops",
+            "254:0:100",
+        ]);
         let l: Value = serde_json::from_str(out.trim()).unwrap();
         assert_eq!(
             l["io_max"],

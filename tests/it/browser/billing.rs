@@ -89,7 +89,8 @@ async fn billing_page_lines_labels_and_the_rate_card() {
 
     b.client.set_window_size(1280, 2000).await.unwrap();
     // A viewer is told who sets the card, gets no link, and the form is read-only.
-    b.sign_in(&base, "bill-viewer", "a long enough password").await;
+    b.sign_in(&base, "bill-viewer", "a long enough password")
+        .await;
     b.open(&base, "/billing").await;
     b.wait_text("[data-testid=rates-unset]", "An admin sets it")
         .await;

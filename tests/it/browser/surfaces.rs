@@ -1,14 +1,14 @@
 //! The dashboard's counterparts of API capabilities, in Chromium against a real daemon: the
 //! Images page (upload with progress, removal refused while a container uses the image), the
 //! new-container form's user, working directory, restart, volumes and labels (client checks
-//! beside their fields) and the container's full spec on its page, kill of a frozen container,
+//! beside their fields) and the container's full spec on its page, the network card listing it, kill of a frozen container,
 //! team membership editing, and changing one's own password. Screenshots `images`,
-//! `images-remove-refused`, `new-container-more`, `container-spec`, `container-killed`,
+//! `images-remove-refused`, `new-container-more`, `container-spec`, `host-network`, `container-killed`,
 //! `team-members` and `account-password` in the artifacts dir.
 
-use serde_json::{Value, json};
+use serde_json::json;
 use tests::{
-    ADMIN, ADMIN_PASSWORD, Daemon, TempDir, call, browser::Browser, containers::Reaper,
+    ADMIN, ADMIN_PASSWORD, Daemon, TempDir, browser::Browser, call, containers::Reaper,
     rootfs::docker_save,
 };
 
@@ -49,7 +49,8 @@ async fn images_page_uploads_and_removes() {
     b.screenshot("images").await;
 
     // In use: the removal is refused and the page says why.
-    let r = call(&daemon,
+    let r = call(
+        &daemon,
         &admin,
         "POST",
         "/api/v1/containers",
@@ -62,7 +63,8 @@ async fn images_page_uploads_and_removes() {
         .await;
     b.wait_text(".error-box", "used by container uses-bb").await;
     b.screenshot("images-remove-refused").await;
-    let r = call(&daemon,
+    let r = call(
+        &daemon,
         &admin,
         "DELETE",
         "/api/v1/containers/uses-bb?force=true",
@@ -149,7 +151,8 @@ async fn new_container_form_spec_card_and_kill_of_a_frozen_container() {
         .execute("window.scrollTo(0, 0)", vec![])
         .await
         .expect("scroll back");
-    let r = call(&daemon,
+    let r = call(
+        &daemon,
         &admin,
         "GET",
         &format!("/api/v1/containers/{name}"),
@@ -166,6 +169,14 @@ async fn new_container_form_spec_card_and_kill_of_a_frozen_container() {
     assert_eq!(mounts[1]["destination"], "/data");
     assert_eq!(mounts[1]["readonly"], true);
 
+    // The Host page's network card lists it by name (network none: a namespace of its own).
+    b.open(&base, "/cgroups").await;
+    b.wait_text("[data-testid=net-endpoints]", &name).await;
+    b.wait_for("[data-testid=net-bridge]").await;
+    b.screenshot("host-network").await;
+    b.open(&base, &format!("/containers/{name}")).await;
+    b.wait_for(".page-head [data-status=running]").await;
+
     // Kill of a frozen container: offered while paused, it ends exited (137).
     b.click("[data-action=freeze]").await;
     b.wait_for(".page-head [data-status=paused]").await;
@@ -173,14 +184,16 @@ async fn new_container_form_spec_card_and_kill_of_a_frozen_container() {
     b.click(".page-head [data-testid=confirm-yes]").await;
     b.wait_for(".page-head [data-status=exited]").await;
     b.screenshot("container-killed").await;
-    let r = call(&daemon,
+    let r = call(
+        &daemon,
         &admin,
         "GET",
         &format!("/api/v1/containers/{name}"),
         None,
     );
     assert_eq!(r.json()["exit_code"], 137, "{}", r.body);
-    let r = call(&daemon,
+    let r = call(
+        &daemon,
         &admin,
         "DELETE",
         &format!("/api/v1/containers/{name}?force=true"),
@@ -199,7 +212,8 @@ async fn team_membership_and_own_password() {
     };
     let base = daemon.url();
     for t in ["crew", "other"] {
-        let r = call(&daemon,
+        let r = call(
+            &daemon,
             &admin,
             "POST",
             "/api/v1/teams",
@@ -207,7 +221,8 @@ async fn team_membership_and_own_password() {
         );
         assert_eq!(r.status, 201, "{}", r.body);
     }
-    let r = call(&daemon,
+    let r = call(
+        &daemon,
         &admin,
         "POST",
         "/api/v1/users",
