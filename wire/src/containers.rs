@@ -51,6 +51,17 @@ mod whole {
     pub fn opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
         d.deserialize_option(Whole)
     }
+
+    /// A non-negative id that fits an `i64` (database row ids).
+    pub fn opt_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        opt_u64(d)?
+            .map(|v| {
+                i64::try_from(v).map_err(|_| {
+                    de::Error::invalid_value(de::Unexpected::Unsigned(v), &"an id below 2^63")
+                })
+            })
+            .transpose()
+    }
 }
 
 /// Resource limits of a container. Every field is optional: absent means "no limit" (the
@@ -322,7 +333,12 @@ pub struct StopContainer {
 pub struct UndoLimits {
     /// The id of a `container.update` or `container.undo` row of the container's timeline
     /// (`GET /api/v1/containers/{name}/events`); absent: the latest limit change.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "whole::opt_id",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0))]
     pub event: Option<i64>,
 }
 
@@ -520,6 +536,12 @@ mod tests {
             r#"{"pids_max": "1"}"#,
         ] {
             assert!(serde_json::from_str::<Limits>(bad).is_err(), "{bad}");
+        }
+        // The undo's event id too (schemathesis sent `{"event": 266.0}`).
+        let u: UndoLimits = serde_json::from_str(r#"{"event": 266.0}"#).unwrap();
+        assert_eq!(u.event, Some(266));
+        for bad in [r#"{"event": -1}"#, r#"{"event": 1e19}"#, r#"{"event": 2.5}"#] {
+            assert!(serde_json::from_str::<UndoLimits>(bad).is_err(), "{bad}");
         }
     }
 }
