@@ -540,7 +540,11 @@ mod tests {
         // The undo's event id too (schemathesis sent `{"event": 266.0}`).
         let u: UndoLimits = serde_json::from_str(r#"{"event": 266.0}"#).unwrap();
         assert_eq!(u.event, Some(266));
-        for bad in [r#"{"event": -1}"#, r#"{"event": 1e19}"#, r#"{"event": 2.5}"#] {
+        for bad in [
+            r#"{"event": -1}"#,
+            r#"{"event": 1e19}"#,
+            r#"{"event": 2.5}"#,
+        ] {
             assert!(serde_json::from_str::<UndoLimits>(bad).is_err(), "{bad}");
         }
     }

@@ -1,15 +1,19 @@
 //! The dashboard's counterparts of API capabilities, in Chromium against a real daemon: the
 //! Images page (upload with progress, removal refused while a container uses the image), the
 //! new-container form's user, working directory, restart, volumes and labels (client checks
-//! beside their fields) and the container's full spec on its page, the network card listing it, kill of a frozen container,
+//! beside their fields) and the container's full spec on its page, the Host page's network card, kill of a frozen container,
 //! team membership editing, and changing one's own password. Screenshots `images`,
 //! `images-remove-refused`, `new-container-more`, `container-spec`, `host-network`, `container-killed`,
 //! `team-members` and `account-password` in the artifacts dir.
 
 use serde_json::json;
 use tests::{
-    ADMIN, ADMIN_PASSWORD, Daemon, TempDir, browser::Browser, call, containers::Reaper,
-    rootfs::docker_save,
+    ADMIN, ADMIN_PASSWORD, Daemon, TempDir,
+    browser::Browser,
+    call,
+    containers::Reaper,
+    net::{NetGuard, bridged_daemon},
+    rootfs::{Rootfs, docker_save},
 };
 
 #[tokio::test]
@@ -169,14 +173,6 @@ async fn new_container_form_spec_card_and_kill_of_a_frozen_container() {
     assert_eq!(mounts[1]["destination"], "/data");
     assert_eq!(mounts[1]["readonly"], true);
 
-    // The Host page's network card lists it by name (network none: a namespace of its own).
-    b.open(&base, "/cgroups").await;
-    b.wait_text("[data-testid=net-endpoints]", &name).await;
-    b.wait_for("[data-testid=net-bridge]").await;
-    b.screenshot("host-network").await;
-    b.open(&base, &format!("/containers/{name}")).await;
-    b.wait_for(".page-head [data-status=running]").await;
-
     // Kill of a frozen container: offered while paused, it ends exited (137).
     b.click("[data-action=freeze]").await;
     b.wait_for(".page-head [data-status=paused]").await;
@@ -305,5 +301,64 @@ async fn team_membership_and_own_password() {
     };
     assert_eq!(login("a brand new passphrase"), 200);
     assert_eq!(login(ADMIN_PASSWORD), 401);
+    b.close().await;
+}
+
+/// The Host page's network card: the bridge and subnet, and a bridged container by name with
+/// its address and published port (`corral network inspect`'s counterpart).
+#[tokio::test]
+async fn network_card_lists_bridged_containers() {
+    let (daemon, bridge, table) = bridged_daemon(false, &[]);
+    let _net = NetGuard::new(&daemon, &bridge, &table);
+    let _reaper = Reaper::new(&daemon);
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let rootfs = Rootfs::new();
+    let root = rootfs.path().display().to_string();
+    let name = tests::unique("netcard").replace('_', "-");
+    let port = tests::free_port();
+    daemon.corral(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "-p",
+        &format!("127.0.0.1:{port}:80"),
+        "--rootfs",
+        &root,
+        "sleep",
+        "100",
+    ]);
+    let admin = daemon.admin_token();
+    let c = call(
+        &daemon,
+        &admin,
+        "GET",
+        &format!("/api/v1/containers/{name}"),
+        None,
+    )
+    .json();
+    let ip = c["network"]["ip_address"]
+        .as_str()
+        .expect("a bridge address")
+        .to_owned();
+    let base = daemon.url();
+    b.sign_in(&base, ADMIN, ADMIN_PASSWORD).await;
+    b.open(&base, "/cgroups").await;
+    b.wait_text("[data-testid=net-bridge]", &bridge).await;
+    b.wait_text("[data-testid=net-endpoints]", &name).await;
+    b.wait_text("[data-testid=net-endpoints]", &ip).await;
+    b.wait_text("[data-testid=net-endpoints]", &format!("127.0.0.1:{port}"))
+        .await;
+    b.client
+        .execute(
+            "document.querySelector('[data-testid=network-card]').scrollIntoView()",
+            vec![],
+        )
+        .await
+        .expect("scroll to the network card");
+    b.screenshot("host-network").await;
+    daemon.corral(&["rm", "-f", &name]);
     b.close().await;
 }
