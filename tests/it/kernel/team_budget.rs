@@ -489,20 +489,23 @@ async fn team_budget_ladder_lands_in_order_survives_restart_and_lifts_at_reset()
     }
     let actions: Vec<&str> = steps.iter().map(|s| s.action.as_str()).collect();
     let tos: Vec<Option<usize>> = steps.iter().map(|s| s.to_step).collect();
-    if in_vm() {
-        // Steps may have landed together: rising to 3, then lifted.
-        assert_eq!(actions.last(), Some(&"lifted"), "{steps:#?}");
-        assert_eq!(tos[tos.len() - 2], Some(3), "{steps:#?}");
+    // Steps may land together when one ledger flush moves the percentage past two of them (a
+    // loaded host delays the ledger, then it catches up: 129 % → 141 % in one flush was seen):
+    // warn first, rising in order to 3, then lifted.
+    assert_eq!(actions.last(), Some(&"lifted"), "{steps:#?}");
+    assert_eq!(tos[tos.len() - 2], Some(3), "{steps:#?}");
+    assert!(
+        tos[..tos.len() - 1].windows(2).all(|w| w[0] < w[1]),
+        "{steps:#?}"
+    );
+    if !in_vm() {
+        assert_eq!(actions[0], "warn", "{steps:#?}");
         assert!(
-            tos[..tos.len() - 1].windows(2).all(|w| w[0] < w[1]),
+            actions[1..actions.len() - 1]
+                .iter()
+                .all(|a| *a == "escalated"),
             "{steps:#?}"
         );
-    } else {
-        assert_eq!(
-            actions,
-            ["warn", "escalated", "escalated", "escalated", "lifted"]
-        );
-        assert_eq!(tos, [Some(0), Some(1), Some(2), Some(3), None]);
     }
     // The same timeline from the CLI, a change a line.
     let text = d.corral(&["team", "budget", &team, "--steps"]);
