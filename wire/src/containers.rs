@@ -270,6 +270,14 @@ pub struct CreateContainer {
         schema(pattern = r"^(auto|[0-9]{1,10}(:[0-9]{1,10})?)$")
     )]
     pub userns: Option<String>,
+    /// A pseudo-terminal for the process (`docker run -t`): its output is a terminal's, read
+    /// through `GET /containers/{name}/attach` and the log; the container's monitor owns it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tty: bool,
+    /// Keep the process's stdin open for attached clients (`docker run -i`); otherwise it
+    /// reads /dev/null.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub open_stdin: bool,
 }
 
 /// A container as the API shows it.

@@ -7,6 +7,7 @@ mod containers;
 pub use containers::*;
 pub mod billing;
 pub mod events;
+pub mod term;
 
 use serde::{Deserialize, Serialize};
 

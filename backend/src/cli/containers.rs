@@ -744,6 +744,8 @@ fn create_request(
         start,
         labels: a.labels.iter().cloned().collect(),
         userns: a.userns.clone(),
+        tty: a.tty,
+        open_stdin: a.interactive,
     })
 }
 
