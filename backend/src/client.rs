@@ -154,7 +154,11 @@ impl Client {
         path: &str,
     ) -> Result<tokio_tungstenite::WebSocketStream<Box<dyn Conn>>, ClientError> {
         use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
-        let scheme = if matches!(self.host, Host::Tls(_)) { "wss" } else { "ws" };
+        let scheme = if matches!(self.host, Host::Tls(_)) {
+            "wss"
+        } else {
+            "ws"
+        };
         let url = format!("{scheme}://{}{path}", self.authority());
         let mut req = url
             .as_str()

@@ -4,6 +4,7 @@
 pub mod browser;
 pub mod containers;
 pub mod net;
+pub mod pty;
 pub mod rootfs;
 
 use std::{

@@ -142,14 +142,34 @@ mod tests {
 
     #[test]
     fn messages_are_tagged_json() {
-        let m: ClientMessage =
-            serde_json::from_str(r#"{"type":"start","command":["sh"],"tty":true,"rows":24,"cols":80}"#)
-                .unwrap();
-        assert!(matches!(m, ClientMessage::Start { tty: true, stdin: false, rows: Some(24), .. }));
-        let r: ClientMessage = serde_json::from_str(r#"{"type":"resize","rows":50,"cols":132}"#).unwrap();
-        assert_eq!(r, ClientMessage::Resize { rows: 50, cols: 132 });
+        let m: ClientMessage = serde_json::from_str(
+            r#"{"type":"start","command":["sh"],"tty":true,"rows":24,"cols":80}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            m,
+            ClientMessage::Start {
+                tty: true,
+                stdin: false,
+                rows: Some(24),
+                ..
+            }
+        ));
+        let r: ClientMessage =
+            serde_json::from_str(r#"{"type":"resize","rows":50,"cols":132}"#).unwrap();
         assert_eq!(
-            serde_json::to_string(&ServerMessage::Exit { code: 3, timed_out: false }).unwrap(),
+            r,
+            ClientMessage::Resize {
+                rows: 50,
+                cols: 132
+            }
+        );
+        assert_eq!(
+            serde_json::to_string(&ServerMessage::Exit {
+                code: 3,
+                timed_out: false
+            })
+            .unwrap(),
             r#"{"type":"exit","code":3}"#
         );
         assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"nope"}"#).is_err());

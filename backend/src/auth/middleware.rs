@@ -402,7 +402,10 @@ fn is_websocket(headers: &HeaderMap) -> bool {
         .get_all(header::UPGRADE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("websocket")))
+        .any(|v| {
+            v.split(',')
+                .any(|p| p.trim().eq_ignore_ascii_case("websocket"))
+        })
 }
 
 /// The session's CSRF token among the offered subprotocols, as `corral-csrf.TOKEN`.

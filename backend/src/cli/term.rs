@@ -40,8 +40,8 @@ pub struct Options {
 impl Options {
     pub fn new(stdin: bool, tty: bool, detach_keys: Option<&str>) -> anyhow::Result<Self> {
         let spec = detach_keys.unwrap_or(wire::term::DEFAULT_DETACH_KEYS);
-        let detach_keys =
-            wire::term::parse_detach_keys(spec).map_err(|e| anyhow::anyhow!("--detach-keys: {e}"))?;
+        let detach_keys = wire::term::parse_detach_keys(spec)
+            .map_err(|e| anyhow::anyhow!("--detach-keys: {e}"))?;
         Ok(Self {
             stdin,
             tty,
@@ -101,7 +101,10 @@ pub async fn exec(
     opts: &Options,
 ) -> anyhow::Result<Outcome> {
     let mut ws = client
-        .websocket(&format!("/api/v1/containers/{}/exec", super::containers::enc(name)))
+        .websocket(&format!(
+            "/api/v1/containers/{}/exec",
+            super::containers::enc(name)
+        ))
         .await?;
     let size = if opts.tty { window_size() } else { None };
     let start = ClientMessage::Start {
@@ -191,7 +194,10 @@ async fn read_stdin(tx: mpsc::Sender<Input>, keys: Vec<u8>) {
     }
 }
 
-async fn run<S>(ws: tokio_tungstenite::WebSocketStream<S>, opts: &Options) -> anyhow::Result<Outcome>
+async fn run<S>(
+    ws: tokio_tungstenite::WebSocketStream<S>,
+    opts: &Options,
+) -> anyhow::Result<Outcome>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -217,7 +223,11 @@ where
     let (in_tx, mut in_rx) = mpsc::channel::<Input>(4);
     if opts.stdin {
         // Detach keys only where a person types them.
-        let keys = if raw { opts.detach_keys.clone() } else { Vec::new() };
+        let keys = if raw {
+            opts.detach_keys.clone()
+        } else {
+            Vec::new()
+        };
         tokio::spawn(read_stdin(in_tx, keys));
     } else {
         drop(in_tx);

@@ -137,7 +137,10 @@ fn upgrade(ws: WebSocketUpgrade) -> WebSocketUpgrade {
         .max_frame_size(MAX_MESSAGE)
 }
 
-async fn send_control(socket: &mut futures::stream::SplitSink<WebSocket, Message>, m: &ServerMessage) -> bool {
+async fn send_control(
+    socket: &mut futures::stream::SplitSink<WebSocket, Message>,
+    m: &ServerMessage,
+) -> bool {
     let text = serde_json::to_string(m).unwrap_or_default();
     socket.send(Message::Text(text.into())).await.is_ok()
 }
@@ -298,7 +301,16 @@ async fn exec_socket(state: AppState, actor: Actor, name: String, socket: WebSoc
         ))
     })
     .await;
-    finish_audit(&state, &actor, "container.exec", &name, requested, opened, &end).await;
+    finish_audit(
+        &state,
+        &actor,
+        "container.exec",
+        &name,
+        requested,
+        opened,
+        &end,
+    )
+    .await;
 }
 
 /// How a socket's session went.
@@ -334,7 +346,9 @@ fn step_of(ev: crate::runtime::exec::ExecEvent) -> Step {
 
 /// A session whose events [`pump`] forwards: an exec or an attach.
 trait Source: Send {
-    fn next_event(&mut self) -> impl std::future::Future<Output = Option<crate::runtime::exec::ExecEvent>> + Send;
+    fn next_event(
+        &mut self,
+    ) -> impl std::future::Future<Output = Option<crate::runtime::exec::ExecEvent>> + Send;
     /// The client went away or lost its rights: an exec kills its command, an attach detaches.
     fn end(&mut self);
 }
@@ -450,9 +464,13 @@ async fn finish_audit(
             o.insert("credentials_ended".into(), json!(true));
         }
     }
-    let mut ev = audit::Event::new(actor, action).target(target(name)).after(after);
+    let mut ev = audit::Event::new(actor, action)
+        .target(target(name))
+        .after(after);
     if let Some(e) = &end.error {
-        ev = ev.result(super::containers::outcome(e)).detail(e.to_string());
+        ev = ev
+            .result(super::containers::outcome(e))
+            .detail(e.to_string());
     } else {
         ev = ev.result(Outcome::Ok);
     }
@@ -480,6 +498,18 @@ async fn attach_socket(
     tokio::spawn(read_client(stream, attach.input(), done_tx));
     let _ = send_control(&mut sink, &ServerMessage::Started { tty: attach.tty() }).await;
     // Without an exit code: the client detached, or the monitor went away.
-    let end = pump(&state, &actor, &mut sink, done_rx, &mut attach, || Step::Detached).await;
-    finish_audit(&state, &actor, "container.attach", &name, requested, opened, &end).await;
+    let end = pump(&state, &actor, &mut sink, done_rx, &mut attach, || {
+        Step::Detached
+    })
+    .await;
+    finish_audit(
+        &state,
+        &actor,
+        "container.attach",
+        &name,
+        requested,
+        opened,
+        &end,
+    )
+    .await;
 }

@@ -75,7 +75,7 @@ impl Manager {
                 message: "not running".into(),
             });
         }
-        let path = self.container_dir(&r.id).attach_socket();
+        let dir_fd = super::console::open_dir(self.container_dir(&r.id).path());
         let refused = |source: std::io::Error| RuntimeError::Conflict {
             name: r.name.clone(),
             status: r.status.clone(),
@@ -84,6 +84,8 @@ impl Manager {
                  version cannot be attached"
             ),
         };
+        let dir_fd = dir_fd.map_err(refused)?;
+        let path = super::console::socket_path(&dir_fd);
         let mut sock = tokio::time::timeout(Duration::from_secs(5), UnixStream::connect(&path))
             .await
             .map_err(|_| refused(std::io::Error::from(std::io::ErrorKind::TimedOut)))?
@@ -124,7 +126,9 @@ impl Manager {
                         OUT => ExecEvent::Output(wire::ExecStream::Stdout, payload),
                         ERR => ExecEvent::Output(wire::ExecStream::Stderr, payload),
                         EXIT if payload.len() == 4 => ExecEvent::Exit {
-                            code: i32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]),
+                            code: i32::from_be_bytes([
+                                payload[0], payload[1], payload[2], payload[3],
+                            ]),
                             timed_out: false,
                         },
                         _ => continue,

@@ -194,6 +194,12 @@ pub struct ShimConfig {
     /// A user namespace mapping container ids 0..size to host ids host..host+size.
     #[serde(default)]
     pub userns: Option<IdRange>,
+    /// A pseudo-terminal for the process, owned by the monitor (`run -t`).
+    #[serde(default)]
+    pub tty: bool,
+    /// The process's stdin stays open for attached clients (`run -i`).
+    #[serde(default)]
+    pub open_stdin: bool,
 }
 
 /// A host id range a user namespace maps container ids `0..size` onto.
@@ -292,10 +298,6 @@ impl ContainerDir {
     }
     pub fn log_rotated(&self) -> PathBuf {
         self.0.join("console.log.1")
-    }
-    /// The monitor's attach socket ([`super::attach`]).
-    pub fn attach_socket(&self) -> PathBuf {
-        self.0.join("attach.sock")
     }
     pub fn shim_log(&self) -> PathBuf {
         self.0.join("shim.log")

@@ -197,10 +197,14 @@ impl Manager {
         let framed = term.stdin || term.tty;
         cmd.arg("--").args(&req.command);
         // Not kill_on_drop: the helper must live to kill its command (see the module doc).
-        cmd.stdin(if framed { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .env_clear();
+        cmd.stdin(if framed {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env_clear();
         super::pass_open_file_limit(|k, v| {
             cmd.env(k, v);
         });
@@ -365,7 +369,12 @@ async fn feed(mut stdin: ChildStdin, mut rx: mpsc::Receiver<Frame>) {
     use tokio::io::AsyncWriteExt;
     while let Some(frame) = rx.recv().await {
         let eof = frame == Frame::Eof;
-        if stdin.write_all(&super::relay::encode(&frame)).await.is_err() || eof {
+        if stdin
+            .write_all(&super::relay::encode(&frame))
+            .await
+            .is_err()
+            || eof
+        {
             return;
         }
     }

@@ -108,10 +108,11 @@ pub fn child_main(
     stdout: OwnedFd,
     stderr: OwnedFd,
     userns: Option<OwnedFd>,
+    term: Term,
 ) -> ! {
     // First, as real root: never leave a container with the monitor's -999.
     let r = set_oom_score_adj(CONTAINER_OOM_SCORE_ADJ)
-        .and_then(|()| child_setup(cfg, dir, go, stdout, stderr, userns));
+        .and_then(|()| child_setup(cfg, dir, go, stdout, stderr, userns, term));
     let msg = match r {
         Err(m) => m,
         Ok(never) => match never {},
@@ -121,6 +122,15 @@ pub fn child_main(
     unsafe { libc::_exit(127) }
 }
 
+/// The init's interactive ends (`run -i`, `run -t`).
+#[derive(Default)]
+pub struct Term {
+    /// The read end of the stdin pipe the monitor writes.
+    pub stdin: Option<OwnedFd>,
+    /// A socket to hand the monitor the master of the terminal the init opens in its devpts.
+    pub console: Option<OwnedFd>,
+}
+
 fn child_setup(
     cfg: &ShimConfig,
     dir: &ContainerDir,
@@ -128,10 +138,15 @@ fn child_setup(
     stdout: OwnedFd,
     stderr: OwnedFd,
     userns: Option<OwnedFd>,
+    term: Term,
 ) -> SetupResult<Infallible> {
     let devnull = nix::fcntl::open("/dev/null", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(ctx(|| "open /dev/null".into()))?;
-    nix::unistd::dup2_stdin(&devnull).map_err(ctx(|| "dup2 stdin".into()))?;
+    match &term.stdin {
+        Some(p) => nix::unistd::dup2_stdin(p).map_err(ctx(|| "dup2 stdin".into()))?,
+        None => nix::unistd::dup2_stdin(&devnull).map_err(ctx(|| "dup2 stdin".into()))?,
+    }
+    drop(term.stdin);
     nix::unistd::dup2_stdout(&stdout).map_err(ctx(|| "dup2 stdout".into()))?;
     nix::unistd::dup2_stderr(&stderr).map_err(ctx(|| "dup2 stderr".into()))?;
     drop((devnull, stdout, stderr));
@@ -158,6 +173,28 @@ fn child_setup(
         // namespaces stay owned by the initial one (so its root cannot reconfigure them).
         nix::sched::setns(&ns, CloneFlags::CLONE_NEWUSER)
             .map_err(ctx(|| "enter the user namespace".into()))?;
+    }
+    if let Some(console) = term.console {
+        // The terminal comes from the container's own devpts (mounted by setup_rootfs), owned
+        // by the user the process runs as; the monitor gets the master, we keep the peer as
+        // our controlling terminal and stdio.
+        let pty = super::relay::Pty::open()?;
+        let _ = nix::unistd::fchown(
+            &pty.slave,
+            Some(Uid::from_raw(cfg.uid)),
+            Some(Gid::from_raw(cfg.gid)),
+        );
+        super::relay::become_terminal_child(&pty.slave)?;
+        let fds = [pty.master.as_raw_fd()];
+        nix::sys::socket::sendmsg::<()>(
+            console.as_raw_fd(),
+            &[std::io::IoSlice::new(b"t")],
+            &[nix::sys::socket::ControlMessage::ScmRights(&fds)],
+            nix::sys::socket::MsgFlags::empty(),
+            None,
+        )
+        .map_err(ctx(|| "hand the terminal to the monitor".into()))?;
+        drop((pty, console));
     }
     umask(Mode::from_bits_truncate(0o022));
     let seccomp = super::seccomp::default_programs().map_err(|e| e.to_string())?;

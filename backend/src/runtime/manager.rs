@@ -772,6 +772,8 @@ impl Manager {
                 log_max: DEFAULT_LOG_MAX,
                 caps: DEFAULT_CAPS.iter().map(|s| (*s).to_owned()).collect(),
                 userns,
+                tty: req.tty,
+                open_stdin: req.open_stdin,
             };
             let data = serde_json::to_vec_pretty(&cfg)
                 .map_err(|e| RuntimeError::invalid("spec", e.to_string()))?;

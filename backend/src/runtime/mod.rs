@@ -14,6 +14,7 @@
 pub mod attach;
 pub mod cgroups;
 pub mod config;
+pub mod console;
 pub mod exec;
 pub mod init;
 pub mod manager;

@@ -171,7 +171,10 @@ pub fn become_terminal_child(slave: &OwnedFd) -> Result<(), String> {
     nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
     // SAFETY: TIOCSCTTY takes an int argument (0: do not steal).
     if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) } < 0 {
-        return Err(format!("set controlling terminal: {}", nix::errno::Errno::last()));
+        return Err(format!(
+            "set controlling terminal: {}",
+            nix::errno::Errno::last()
+        ));
     }
     for target in 0..3 {
         // SAFETY: dup2 onto the stdio numbers of this single-threaded child.

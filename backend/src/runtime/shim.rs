@@ -145,6 +145,7 @@ fn shim_main(dir: ContainerDir) -> i32 {
         ..Default::default()
     };
     let mut backoff = Duration::from_millis(100);
+    let mut console = super::console::Console::bind(&dir);
     loop {
         let child = match start_init(&cfg, &dir) {
             Ok(c) => c,
@@ -159,6 +160,7 @@ fn shim_main(dir: ContainerDir) -> i32 {
                 st.init_pid = 0;
                 st.done = true;
                 let _ = st.write(&dir.state());
+                console.close();
                 return 1;
             }
         };
@@ -175,7 +177,16 @@ fn shim_main(dir: ContainerDir) -> i32 {
         if let Some(mut r) = report.take() {
             let _ = writeln!(r, "ok {} {}", me, st.init_pid);
         }
-        pump_logs(&dir, cfg.log_max, child.stdout, child.stderr);
+        let mut log = LogFile::open(&dir, cfg.log_max);
+        console.serve(
+            super::console::Stdio {
+                stdout: Some(child.stdout),
+                stderr: Some(child.stderr),
+                master: child.master,
+                stdin: child.stdin,
+            },
+            |data| log.write(data),
+        );
         let code = loop {
             match waitpid(child.pid, None) {
                 Ok(s) => {
@@ -199,7 +210,9 @@ fn shim_main(dir: ContainerDir) -> i32 {
         if let Err(e) = st.write(&dir.state()) {
             eprintln!("write state: {e}");
         }
+        console.exit(code);
         if !restart {
+            console.close();
             return 0;
         }
         std::thread::sleep(backoff);
@@ -207,6 +220,7 @@ fn shim_main(dir: ContainerDir) -> i32 {
         if dir.stop_marker().exists() {
             st.done = true;
             let _ = st.write(&dir.state());
+            console.close();
             return 0;
         }
         st.restart_count += 1;
@@ -217,6 +231,10 @@ struct InitChild {
     pid: Pid,
     stdout: OwnedFd,
     stderr: OwnedFd,
+    /// The terminal's master (`tty`): its output replaces stdout and stderr.
+    master: Option<OwnedFd>,
+    /// The write end of the process's stdin (`open_stdin` without a terminal).
+    stdin: Option<OwnedFd>,
 }
 
 /// Clones the container init into new pid, mount, uts, ipc and (optionally) net namespaces,
@@ -231,6 +249,34 @@ fn start_init(cfg: &ShimConfig, dir: &ContainerDir) -> Result<InitChild, String>
     let (err_rd, err_wr) = pipe2(OFlag::O_CLOEXEC).map_err(p("pipe"))?;
     let (out_rd, out_wr) = pipe2(OFlag::O_CLOEXEC).map_err(p("pipe"))?;
     let (eout_rd, eout_wr) = pipe2(OFlag::O_CLOEXEC).map_err(p("pipe"))?;
+    // `run -t`: the init opens its terminal and sends us the master over this pair; `run -i`
+    // without one: a pipe we write its stdin into.
+    let console = if cfg.tty {
+        Some(
+            nix::sys::socket::socketpair(
+                nix::sys::socket::AddressFamily::Unix,
+                nix::sys::socket::SockType::Stream,
+                None,
+                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+            )
+            .map_err(p("socketpair"))?,
+        )
+    } else {
+        None
+    };
+    let stdin = if cfg.open_stdin && !cfg.tty {
+        Some(pipe2(OFlag::O_CLOEXEC).map_err(p("pipe"))?)
+    } else {
+        None
+    };
+    let (console_ours, console_init) = match console {
+        Some((a, b)) => (Some(a), Some(b)),
+        None => (None, None),
+    };
+    let (stdin_rd, stdin_wr) = match stdin {
+        Some((r, w)) => (Some(r), Some(w)),
+        None => (None, None),
+    };
     // The user namespace is made (and its maps written) before the init exists: the init
     // idmaps the image layers with it while it is still real root, and enters it last.
     let userns = match cfg.userns {
@@ -274,11 +320,23 @@ fn start_init(cfg: &ShimConfig, dir: &ContainerDir) -> Result<InitChild, String>
         ));
     }
     if pid == 0 {
-        drop((go_wr, err_rd, out_rd, eout_rd));
-        init::child_main(cfg, dir, go_rd, err_wr, out_wr, eout_wr, userns);
+        drop((go_wr, err_rd, out_rd, eout_rd, console_ours, stdin_wr));
+        let term = init::Term {
+            stdin: stdin_rd,
+            console: console_init,
+        };
+        init::child_main(cfg, dir, go_rd, err_wr, out_wr, eout_wr, userns, term);
     }
     let pid = Pid::from_raw(pid as i32);
-    drop((go_rd, err_wr, out_wr, eout_wr, userns));
+    drop((
+        go_rd,
+        err_wr,
+        out_wr,
+        eout_wr,
+        userns,
+        console_init,
+        stdin_rd,
+    ));
     let fail = |msg: String| {
         let _ = kill(pid, Signal::SIGKILL);
         let _ = waitpid(pid, None);
@@ -300,11 +358,45 @@ fn start_init(cfg: &ShimConfig, dir: &ContainerDir) -> Result<InitChild, String>
         let _ = waitpid(pid, None);
         return Err(String::from_utf8_lossy(&msg).into_owned());
     }
+    // The init sent its terminal before it exec'd (the error pipe closed on that exec).
+    let master = match console_ours {
+        Some(sock) => Some(receive_fd(&sock).map_err(fail)?),
+        None => None,
+    };
     Ok(InitChild {
         pid,
         stdout: out_rd,
         stderr: eout_rd,
+        master,
+        stdin: stdin_wr,
     })
+}
+
+/// One descriptor sent over `sock` with SCM_RIGHTS.
+fn receive_fd(sock: &OwnedFd) -> Result<OwnedFd, String> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let mut b = [0u8; 1];
+    let mut iov = [std::io::IoSliceMut::new(&mut b)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = nix::sys::socket::recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        nix::sys::socket::MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(|e| format!("receive the terminal: {e}"))?;
+    for c in msg
+        .cmsgs()
+        .map_err(|e| format!("receive the terminal: {e}"))?
+    {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c
+            && let Some(&fd) = fds.first()
+        {
+            // SAFETY: the kernel just installed this descriptor for us; nothing else owns it.
+            return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
+    }
+    Err("the container's init sent no terminal".into())
 }
 
 /// A new user namespace mapping container ids `0..size` to `host..host+size`, held by an fd.
@@ -414,49 +506,6 @@ impl LogFile {
             && f.write_all(buf).is_ok()
         {
             self.size += buf.len() as u64;
-        }
-    }
-}
-
-/// Drains the container's stdout and stderr into the log until both are closed.
-fn pump_logs(dir: &ContainerDir, max: u64, stdout: OwnedFd, stderr: OwnedFd) {
-    let mut log = LogFile::open(dir, max);
-    let mut open = [Some(stdout), Some(stderr)];
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let live: Vec<usize> = (0..2).filter(|&i| open[i].is_some()).collect();
-        if live.is_empty() {
-            return;
-        }
-        let mut fds: Vec<PollFd<'_>> = live
-            .iter()
-            .filter_map(|&i| {
-                open[i]
-                    .as_ref()
-                    .map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
-            })
-            .collect();
-        match poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => return,
-        }
-        let ready: Vec<bool> = fds
-            .iter()
-            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
-            .collect();
-        drop(fds);
-        for (k, &i) in live.iter().enumerate() {
-            if !ready[k] {
-                continue;
-            }
-            let Some(fd) = open[i].as_ref() else { continue };
-            match nix::unistd::read(fd, &mut buf) {
-                Ok(0) => open[i] = None,
-                Ok(n) => log.write(&buf[..n]),
-                Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => {}
-                Err(_) => open[i] = None,
-            }
         }
     }
 }

@@ -11,6 +11,7 @@ mod container_image;
 mod container_image_attacks;
 mod container_mounts;
 mod container_seccomp;
+mod container_term;
 mod container_userns;
 mod memory_min;
 mod metering;
