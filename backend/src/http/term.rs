@@ -35,7 +35,7 @@ use super::{
 };
 use crate::{
     auth::{
-        Actor, ApiPath,
+        Actor, ApiPath, ApiQuery,
         audit::{self, Outcome},
     },
     runtime::{exec::Interactive, relay::Frame},
@@ -103,7 +103,7 @@ async fn containers_attach_ws(
     State(state): State<AppState>,
     actor: Actor,
     ApiPath(name): ApiPath<String>,
-    axum::extract::Query(q): axum::extract::Query<AttachQuery>,
+    ApiQuery(q): ApiQuery<AttachQuery>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, AppError> {
     let ws = ws.map_err(not_upgrade)?;

@@ -140,10 +140,10 @@ impl Console {
     pub fn serve(&mut self, io: Stdio, mut log: impl FnMut(&[u8])) {
         let tty = io.master.is_some();
         let mut sources: Vec<(u8, OwnedFd)> = Vec::new();
-        if let Some(m) = &io.master {
-            if let Ok(d) = nix::unistd::dup(m) {
-                sources.push((OUT, d));
-            }
+        if let Some(m) = &io.master
+            && let Ok(d) = nix::unistd::dup(m)
+        {
+            sources.push((OUT, d));
         }
         for (kind, fd) in [(OUT, io.stdout), (ERR, io.stderr)] {
             if let Some(fd) = fd {

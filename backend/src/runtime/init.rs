@@ -105,14 +105,12 @@ pub fn child_main(
     dir: &ContainerDir,
     go: OwnedFd,
     err: OwnedFd,
-    stdout: OwnedFd,
-    stderr: OwnedFd,
+    io: Stdio,
     userns: Option<OwnedFd>,
-    term: Term,
 ) -> ! {
     // First, as real root: never leave a container with the monitor's -999.
     let r = set_oom_score_adj(CONTAINER_OOM_SCORE_ADJ)
-        .and_then(|()| child_setup(cfg, dir, go, stdout, stderr, userns, term));
+        .and_then(|()| child_setup(cfg, dir, go, io, userns));
     let msg = match r {
         Err(m) => m,
         Ok(never) => match never {},
@@ -122,12 +120,15 @@ pub fn child_main(
     unsafe { libc::_exit(127) }
 }
 
-/// The init's interactive ends (`run -i`, `run -t`).
-#[derive(Default)]
-pub struct Term {
-    /// The read end of the stdin pipe the monitor writes.
+/// The init's stdio ends.
+pub struct Stdio {
+    /// Write ends of the pipes the monitor reads into the log.
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+    /// The read end of the stdin pipe the monitor writes (`run -i`).
     pub stdin: Option<OwnedFd>,
-    /// A socket to hand the monitor the master of the terminal the init opens in its devpts.
+    /// A socket to hand the monitor the master of the terminal the init opens in its devpts
+    /// (`run -t`).
     pub console: Option<OwnedFd>,
 }
 
@@ -135,11 +136,10 @@ fn child_setup(
     cfg: &ShimConfig,
     dir: &ContainerDir,
     go: OwnedFd,
-    stdout: OwnedFd,
-    stderr: OwnedFd,
+    term: Stdio,
     userns: Option<OwnedFd>,
-    term: Term,
 ) -> SetupResult<Infallible> {
+    let (stdout, stderr) = (term.stdout, term.stderr);
     let devnull = nix::fcntl::open("/dev/null", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(ctx(|| "open /dev/null".into()))?;
     match &term.stdin {

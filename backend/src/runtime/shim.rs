@@ -321,11 +321,13 @@ fn start_init(cfg: &ShimConfig, dir: &ContainerDir) -> Result<InitChild, String>
     }
     if pid == 0 {
         drop((go_wr, err_rd, out_rd, eout_rd, console_ours, stdin_wr));
-        let term = init::Term {
+        let io = init::Stdio {
+            stdout: out_wr,
+            stderr: eout_wr,
             stdin: stdin_rd,
             console: console_init,
         };
-        init::child_main(cfg, dir, go_rd, err_wr, out_wr, eout_wr, userns, term);
+        init::child_main(cfg, dir, go_rd, err_wr, io, userns);
     }
     let pid = Pid::from_raw(pid as i32);
     drop((

@@ -1089,3 +1089,89 @@ fn unix_socket_refuses_non_root_peers() {
         "{err}"
     );
 }
+
+/// Cross-site WebSocket hijacking (issue 15): a page on another origin opens
+/// `ws://127.0.0.1:PORT/api/v1/containers/NAME/exec` with the victim's cookie. The guard refuses
+/// a foreign Origin, and a session that does not offer its CSRF token as a subprotocol; with
+/// both right the request reaches the handler (404 for a container that does not exist). A
+/// plain GET of the route is a 400 naming the upgrade.
+#[test]
+fn websocket_routes_refuse_cross_site_and_tokenless_sessions() {
+    let d = Daemon::start();
+    d.admin_token();
+    let r = login(&d, ADMIN, ADMIN_PASSWORD);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let cookie = format!("corral_session={}", r.session_cookie().expect("cookie"));
+    let csrf = r.json()["csrf_token"].as_str().expect("csrf").to_owned();
+    let same = format!("http://127.0.0.1:{}", d.port);
+    let good = format!("corral.term.v1, corral-csrf.{csrf}");
+    let ws = [
+        ("connection", "upgrade"),
+        ("upgrade", "websocket"),
+        ("sec-websocket-version", "13"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+    for path in [
+        "/api/v1/containers/nope/exec",
+        "/api/v1/containers/nope/attach",
+    ] {
+        let cases: Vec<(&str, Vec<(&str, &str)>, u16)> = vec![
+            (
+                "foreign origin",
+                vec![
+                    ("origin", "http://evil.com"),
+                    ("sec-websocket-protocol", &good),
+                ],
+                403,
+            ),
+            (
+                "null origin",
+                vec![("origin", "null"), ("sec-websocket-protocol", &good)],
+                403,
+            ),
+            (
+                "no csrf token",
+                vec![
+                    ("origin", &same),
+                    ("sec-websocket-protocol", "corral.term.v1"),
+                ],
+                403,
+            ),
+            (
+                "wrong csrf token",
+                vec![
+                    ("origin", &same),
+                    ("sec-websocket-protocol", "corral-csrf.wrong"),
+                ],
+                403,
+            ),
+            ("no origin, no token", vec![], 403),
+            (
+                "same origin with the token",
+                vec![("origin", &same), ("sec-websocket-protocol", &good)],
+                404,
+            ),
+        ];
+        for (what, extra, want) in cases {
+            let mut headers: Vec<(&str, &str)> = ws.to_vec();
+            headers.push(("cookie", &cookie));
+            headers.extend(extra);
+            let r = d.http("GET", path, &headers, None);
+            assert_eq!(r.status, want, "{path} {what}: {}", r.body);
+            if want == 403 {
+                assert_eq!(r.code(), "csrf", "{path} {what}: {}", r.body);
+            }
+        }
+    }
+    // Not an upgrade at all: a 400 that says what the route speaks.
+    let token = d.admin_token();
+    let auth = format!("Bearer {token}");
+    let r = d.http(
+        "GET",
+        "/api/v1/containers/nope/exec",
+        &[("authorization", &auth)],
+        None,
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("WebSocket"), "{}", r.body);
+}
