@@ -146,6 +146,45 @@ impl Client {
         })
     }
 
+    /// Opens a WebSocket on `path` ([`wire::term`]'s subprotocol), with the token and the
+    /// CLI's CSRF marker like every request. A refusal before the upgrade is the daemon's
+    /// error, as for any request.
+    pub async fn websocket(
+        &self,
+        path: &str,
+    ) -> Result<tokio_tungstenite::WebSocketStream<Box<dyn Conn>>, ClientError> {
+        use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
+        let scheme = if matches!(self.host, Host::Tls(_)) { "wss" } else { "ws" };
+        let url = format!("{scheme}://{}{path}", self.authority());
+        let mut req = url
+            .as_str()
+            .into_client_request()
+            .map_err(|_| ClientError::BadHost(url.clone()))?;
+        let h = req.headers_mut();
+        let value = |v: &str| hyper::header::HeaderValue::from_str(v).expect("ascii header");
+        h.insert("x-corral-client", value("cli"));
+        h.insert("sec-websocket-protocol", value(wire::term::SUBPROTOCOL));
+        if let Some(token) = &self.token {
+            h.insert(
+                hyper::header::AUTHORIZATION,
+                value(&format!("Bearer {token}")),
+            );
+        }
+        let conn = self.connect().await?;
+        match tokio_tungstenite::client_async(req, conn).await {
+            Ok((ws, _)) => Ok(ws),
+            Err(tungstenite::Error::Http(resp)) => {
+                let status = resp.status();
+                let body = resp.body().clone().unwrap_or_default();
+                Err(api_error(status, &body))
+            }
+            Err(e) => Err(ClientError::Connect {
+                host: self.host.to_string(),
+                source: std::io::Error::other(e),
+            }),
+        }
+    }
+
     /// `GET path`, decoding a JSON answer.
     pub async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let (status, body) = self.request(Method::GET, path, None).await?;
@@ -394,7 +433,7 @@ impl Client {
 }
 
 /// A connection to the daemon: unix socket, TCP or TLS.
-trait Conn: AsyncRead + AsyncWrite + Unpin + Send {}
+pub trait Conn: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Conn for T {}
 
 /// The server name to verify in `HOST:PORT` (a DNS name or an IP address).

@@ -100,6 +100,19 @@ async fn admit(state: &AppState, req: &mut Request) -> Result<Option<Actor>, Aut
     } else if req.uri().path() == crate::http::EVENTS_PATH {
         // A cross-origin page cannot read the stream (no CORS), but refuse it outright.
         check_origin(req.headers(), &host)?;
+    } else if is_websocket(req.headers()) {
+        // No CORS protects a WebSocket: any page may open one to us, with the browser's
+        // cookies (cross-site WebSocket hijacking). Same origin only, and a browser session
+        // must prove it is our page with its CSRF token (as a subprotocol: a page cannot set
+        // headers on a WebSocket).
+        check_origin(req.headers(), &host)?;
+        if let Some(Actor {
+            via: Via::Session { csrf, .. },
+            ..
+        }) = &actor
+        {
+            check_ws_csrf(req.headers(), csrf)?;
+        }
     }
     if let Some(a) = &actor {
         req.extensions_mut().insert(a.clone());
@@ -380,6 +393,34 @@ fn check_csrf(
                 ))
             }
         }
+    }
+}
+
+/// A WebSocket upgrade request (`Upgrade: websocket`).
+fn is_websocket(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("websocket")))
+}
+
+/// The session's CSRF token among the offered subprotocols, as `corral-csrf.TOKEN`.
+fn check_ws_csrf(headers: &HeaderMap, csrf: &str) -> Result<(), AuthError> {
+    let ok = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|p| p.trim().strip_prefix(wire::term::CSRF_SUBPROTOCOL_PREFIX))
+        .any(|t| secret::constant_time_eq(t.as_bytes(), csrf.as_bytes()));
+    if ok {
+        Ok(())
+    } else {
+        Err(AuthError::Csrf(format!(
+            "a browser WebSocket must offer the subprotocol {}<csrf_token of your session>",
+            wire::term::CSRF_SUBPROTOCOL_PREFIX
+        )))
     }
 }
 

@@ -75,12 +75,33 @@ pub enum ContainerCommand {
     Exec {
         #[arg(short = 'e', long = "env")]
         env: Vec<String>,
+        /// Forward our stdin to the command (`echo hi | corral exec -i web cat`).
+        #[arg(short = 'i', long)]
+        interactive: bool,
+        /// A pseudo-terminal for the command (ours in raw mode, resized with our window).
+        #[arg(short = 't', long)]
+        tty: bool,
+        /// Keys that end the session, Docker style (default ctrl-p,ctrl-q; "" for none).
+        #[arg(long, value_name = "KEYS")]
+        detach_keys: Option<String>,
         /// Kill the command (and what it started) after SECONDS (default: never, like docker).
         #[arg(long, value_name = "SECONDS")]
         timeout: Option<u64>,
         name: String,
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
+    },
+    /// Attach to a running container's process: its terminal (created with -t) or its output,
+    /// and its stdin (created with -i). Ctrl-P Ctrl-Q (or --detach-keys) detaches and leaves
+    /// it running; otherwise we exit with its code when it ends.
+    Attach {
+        /// Keys that detach, Docker style (default ctrl-p,ctrl-q; "" for none).
+        #[arg(long, value_name = "KEYS")]
+        detach_keys: Option<String>,
+        /// Do not forward our stdin.
+        #[arg(long)]
+        no_stdin: bool,
+        name: String,
     },
     /// Change limits of a container live; unnamed limits stay as they are, `max` removes one.
     /// --undo puts back the limits before the latest change (or the change --to ID names).
@@ -125,6 +146,9 @@ pub struct RunArgs {
     /// Remove the container when it exits.
     #[arg(long)]
     pub rm: bool,
+    /// With -i/-t: keys that detach and leave it running (default ctrl-p,ctrl-q).
+    #[arg(long, value_name = "KEYS")]
+    pub detach_keys: Option<String>,
     #[command(flatten)]
     pub spec: SpecArgs,
 }
@@ -185,6 +209,12 @@ pub struct SpecArgs {
     /// Seconds between SIGTERM and SIGKILL when the container is stopped (default 10).
     #[arg(long, value_name = "SECONDS")]
     pub stop_timeout: Option<u64>,
+    /// Keep the process's stdin open (docker -i); `run -i` forwards ours to it.
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Give the process a pseudo-terminal (docker -t); `run -it` attaches ours to it.
+    #[arg(short = 't', long)]
+    pub tty: bool,
     /// IMAGE then CMD ARGS..., or just CMD ARGS... with --rootfs.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub rest: Vec<String>,
@@ -529,10 +559,19 @@ pub async fn run(client: &Client, cmd: ContainerCommand) -> anyhow::Result<()> {
         }
         ContainerCommand::Exec {
             env,
+            interactive,
+            tty,
+            detach_keys,
             timeout,
             name,
             command,
         } => {
+            if interactive || tty {
+                let opts = super::term::Options::new(interactive, tty, detach_keys.as_deref())?;
+                let outcome =
+                    super::term::exec(client, &name, command, env, timeout, &opts).await?;
+                std::process::exit(exit_status(outcome));
+            }
             let body = serde_json::to_vec(&wire::ExecRequest {
                 command,
                 env,
@@ -540,6 +579,26 @@ pub async fn run(client: &Client, cmd: ContainerCommand) -> anyhow::Result<()> {
             })?;
             let code = exec_streamed(client, &name, body).await?;
             std::process::exit(code);
+        }
+        ContainerCommand::Attach {
+            detach_keys,
+            no_stdin,
+            name,
+        } => {
+            let c: wire::Container = send(
+                client,
+                Method::GET,
+                &format!("/api/v1/containers/{}", enc(&name)),
+                None,
+            )
+            .await?;
+            let opts = super::term::Options::new(
+                !no_stdin && (c.spec.open_stdin || c.spec.tty),
+                c.spec.tty,
+                detach_keys.as_deref(),
+            )?;
+            let outcome = super::term::attach(client, &name, false, &opts).await?;
+            std::process::exit(exit_status(outcome));
         }
         ContainerCommand::Update {
             name,
@@ -788,7 +847,49 @@ async fn run_container(client: &Client, a: RunArgs) -> anyhow::Result<()> {
         println!("{}", c.name);
         return Ok(());
     }
+    if a.spec.interactive || a.spec.tty {
+        let opts =
+            super::term::Options::new(a.spec.interactive, a.spec.tty, a.detach_keys.as_deref())?;
+        // Attached right after the start; `logs` replays what it printed meanwhile.
+        match super::term::attach(client, &c.name, true, &opts).await {
+            Ok(super::term::Outcome::Detached) => std::process::exit(0),
+            Ok(super::term::Outcome::Exit(code)) => {
+                if a.rm {
+                    remove_quietly(client, &c.name).await;
+                }
+                std::process::exit(code.clamp(0, 255));
+            }
+            // It ended before we attached: its output is in its log.
+            Err(e) if is_not_running(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
     attach(client, &c.name, 0, a.rm).await
+}
+
+fn is_not_running(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<crate::client::ClientError>(),
+        Some(crate::client::ClientError::Api { status, .. }) if status.as_u16() == 409
+    )
+}
+
+async fn remove_quietly(client: &Client, name: &str) {
+    let _: anyhow::Result<serde_json::Value> = send(
+        client,
+        Method::DELETE,
+        &format!("/api/v1/containers/{}?force=true", enc(name)),
+        None,
+    )
+    .await;
+}
+
+/// The CLI's exit status after a session: the process's code, 0 after a detach.
+fn exit_status(outcome: super::term::Outcome) -> i32 {
+    match outcome {
+        super::term::Outcome::Exit(code) => code.clamp(0, 255),
+        super::term::Outcome::Detached => 0,
+    }
 }
 
 /// Streams a started container's output, after its first `skip` bytes, until it exits; then

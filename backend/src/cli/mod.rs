@@ -14,6 +14,7 @@ mod ps;
 mod rates;
 mod recommend;
 mod teams;
+mod term;
 mod timeline;
 mod users;
 

@@ -115,7 +115,7 @@ pub(super) fn manager(state: &AppState) -> Result<&Manager, AppError> {
     })
 }
 
-fn target(name: &str) -> String {
+pub(super) fn target(name: &str) -> String {
     format!("container:{name}")
 }
 
@@ -156,7 +156,7 @@ pub(super) async fn visible(
 
 /// Loads `name` for the change `action`: 404 as in [`visible`], 403 for a viewer (or another
 /// role that cannot act on the team). A refusal is recorded in the audit log.
-async fn actionable(
+pub(super) async fn actionable(
     state: &AppState,
     actor: &Actor,
     name: &str,
@@ -228,7 +228,7 @@ fn status_of(c: &wire::Container) -> Value {
 }
 
 /// `KEY=VALUE` → `KEY=…`: audit rows keep which variables were set, not their values.
-fn redact_env(env: &[String]) -> Vec<String> {
+pub(super) fn redact_env(env: &[String]) -> Vec<String> {
     env.iter()
         .map(|e| match e.split_once('=') {
             Some((k, _)) => format!("{k}=…"),

@@ -19,6 +19,7 @@ mod metrics;
 mod networks;
 mod openapi;
 mod recommend;
+mod term;
 mod tokens;
 mod users;
 
@@ -198,6 +199,7 @@ pub fn app(state: AppState) -> Router {
         .merge(tokens::router())
         .merge(audit::router())
         .merge(containers::router())
+        .merge(term::router())
         .merge(images::router())
         .merge(billing::router())
         .merge(history::router())

@@ -293,6 +293,10 @@ impl ContainerDir {
     pub fn log_rotated(&self) -> PathBuf {
         self.0.join("console.log.1")
     }
+    /// The monitor's attach socket ([`super::attach`]).
+    pub fn attach_socket(&self) -> PathBuf {
+        self.0.join("attach.sock")
+    }
     pub fn shim_log(&self) -> PathBuf {
         self.0.join("shim.log")
     }

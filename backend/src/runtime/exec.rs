@@ -21,12 +21,12 @@ use nix::{
 };
 use tokio::{
     io::AsyncReadExt,
-    process::{Child, ChildStderr, ChildStdout},
+    process::{Child, ChildStderr, ChildStdin, ChildStdout},
     sync::{mpsc, oneshot},
     time::Instant,
 };
 
-use super::{Manager, RuntimeError, manager::check_env};
+use super::{Manager, RuntimeError, manager::check_env, relay::Frame};
 
 /// Bytes read from a pipe at a time (one event).
 pub const CHUNK: usize = 64 * 1024;
@@ -56,9 +56,29 @@ pub enum ExecEvent {
 pub struct ExecSession {
     events: mpsc::Receiver<ExecEvent>,
     stop: Option<oneshot::Sender<()>>,
+    input: Option<mpsc::Sender<Frame>>,
+}
+
+/// How an exec talks to its client besides its output.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Interactive {
+    /// The client's stdin reaches the command ([`ExecSession::input`]).
+    pub stdin: bool,
+    /// A pseudo-terminal from the container's devpts: output is the terminal's (stdout only).
+    pub tty: bool,
+    /// The terminal's initial rows and columns.
+    pub size: Option<(u16, u16)>,
 }
 
 impl ExecSession {
+    /// Where stdin bytes, window sizes and the end of stdin go, for a session started with
+    /// stdin or a terminal (`None` otherwise). Each frame's data is at most
+    /// [`super::relay::BUF`] bytes; the channel holds [`QUEUE`] frames (back-pressure).
+    /// Dropping every sender ends the command's stdin.
+    pub fn input(&mut self) -> Option<mpsc::Sender<Frame>> {
+        self.input.take()
+    }
+
     /// The next event; `None` after the last one.
     pub async fn next(&mut self) -> Option<ExecEvent> {
         self.events.recv().await
@@ -119,6 +139,17 @@ impl Manager {
         name: &str,
         req: wire::ExecRequest,
     ) -> Result<ExecSession, RuntimeError> {
+        self.exec_interactive(name, req, Interactive::default())
+            .await
+    }
+
+    /// [`Manager::exec`] with the client's stdin and/or a terminal.
+    pub async fn exec_interactive(
+        &self,
+        name: &str,
+        req: wire::ExecRequest,
+        term: Interactive,
+    ) -> Result<ExecSession, RuntimeError> {
         if req.command.is_empty() || req.command[0].is_empty() {
             return Err(RuntimeError::invalid("command", "must not be empty"));
         }
@@ -154,9 +185,19 @@ impl Manager {
         for e in &req.env {
             cmd.arg("-e").arg(e);
         }
+        if term.stdin {
+            cmd.arg("-i");
+        }
+        if term.tty {
+            cmd.arg("-t");
+            if let Some((rows, cols)) = term.size {
+                cmd.arg("--size").arg(format!("{rows}x{cols}"));
+            }
+        }
+        let framed = term.stdin || term.tty;
         cmd.arg("--").args(&req.command);
         // Not kill_on_drop: the helper must live to kill its command (see the module doc).
-        cmd.stdin(Stdio::null())
+        cmd.stdin(if framed { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .env_clear();
@@ -174,6 +215,14 @@ impl Manager {
                 source: std::io::Error::other("no output pipes"),
             });
         };
+        let input = match child.stdin.take() {
+            Some(stdin) => {
+                let (tx, rx) = mpsc::channel(QUEUE);
+                tokio::spawn(feed(stdin, rx));
+                Some(tx)
+            }
+            None => None,
+        };
         let (tx, events) = mpsc::channel(QUEUE);
         let (stop, stop_rx) = oneshot::channel();
         let deadline = timeout.map(|t| Instant::now() + t);
@@ -181,6 +230,7 @@ impl Manager {
         Ok(ExecSession {
             events,
             stop: Some(stop),
+            input,
         })
     }
 }
@@ -306,6 +356,19 @@ async fn drive(
         None => return,
     };
     let _ = tx.send(last).await;
+}
+
+/// Writes the client's frames to the helper's stdin, one at a time (a command that does not
+/// read its stdin stops the client's, through the channel). Ends at the end of stdin or when
+/// the helper is gone; dropping `stdin` tells the helper its stdin ended.
+async fn feed(mut stdin: ChildStdin, mut rx: mpsc::Receiver<Frame>) {
+    use tokio::io::AsyncWriteExt;
+    while let Some(frame) = rx.recv().await {
+        let eof = frame == Frame::Eof;
+        if stdin.write_all(&super::relay::encode(&frame)).await.is_err() || eof {
+            return;
+        }
+    }
 }
 
 /// The next chunk of a pipe; `None` at its end (or a read error), after which it is dropped.

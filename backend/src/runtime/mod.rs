@@ -11,12 +11,14 @@
 //! Architecture invariant: only `runtime::init` and `runtime::shim` change namespaces, and they
 //! run only in freshly exec'd single-threaded processes.
 
+pub mod attach;
 pub mod cgroups;
 pub mod config;
 pub mod exec;
 pub mod init;
 pub mod manager;
 pub mod memfd;
+pub mod relay;
 pub mod seccomp;
 pub mod shim;
 pub mod state;

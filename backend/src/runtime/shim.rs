@@ -1,5 +1,6 @@
 //! The hidden subcommands: `corral __shim DIR` (the per-container monitor) and
-//! `corral __exec DIR [-e K=V]... -- CMD...` (a command inside a running container).
+//! `corral __exec DIR [-e K=V]... [-i] [-t [--size ROWSxCOLS]] -- CMD...` (a command inside a
+//! running container; with `-i`/`-t` its stdin is framed by the daemon, see [`super::relay`]).
 //!
 //! Both run in a fresh, single-threaded exec of the corral binary (from a sealed memfd, see
 //! [`super::memfd`]), never under tokio, so they may fork, clone, unshare and setns.
@@ -27,7 +28,7 @@ use nix::{
 
 use super::{
     config::{ContainerDir, ShimConfig},
-    init,
+    init, relay,
     state::{ShimState, alive, now, proc_start_time},
 };
 
@@ -483,9 +484,19 @@ fn exec_inner(args: &[String]) -> Result<i32, String> {
     let mut extra_env = Vec::new();
     let mut it = rest.iter();
     let mut cmd = Vec::new();
+    let (mut stdin, mut tty, mut size) = (false, false, (0u16, 0u16));
     while let Some(a) = it.next() {
         match a.as_str() {
             "-e" => extra_env.push(it.next().ok_or("-e needs K=V")?.clone()),
+            "-i" => stdin = true,
+            "-t" => tty = true,
+            "--size" => {
+                let v = it.next().ok_or("--size needs ROWSxCOLS")?;
+                size = v
+                    .split_once('x')
+                    .and_then(|(r, c)| Some((r.parse().ok()?, c.parse().ok()?)))
+                    .ok_or("--size needs ROWSxCOLS")?;
+            }
             "--" => {
                 cmd = it.cloned().collect();
                 break;
@@ -568,6 +579,25 @@ fn exec_inner(args: &[String]) -> Result<i32, String> {
         SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
     )
     .map_err(|e| format!("signalfd: {e}"))?;
+    // A terminal from the container's own devpts (we are in its mount namespace now), owned
+    // by the user the command runs as; or a pipe for its stdin.
+    let pty = if tty {
+        let pty = relay::Pty::open()?;
+        relay::set_size(pty.master.as_fd(), size.0, size.1);
+        let _ = nix::unistd::fchown(
+            &pty.slave,
+            Some(nix::unistd::Uid::from_raw(cfg.uid)),
+            Some(nix::unistd::Gid::from_raw(cfg.gid)),
+        );
+        Some(pty)
+    } else {
+        None
+    };
+    let stdin_pipe = if stdin && !tty {
+        Some(pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?)
+    } else {
+        None
+    };
     // SAFETY: single-threaded process; the child only hardens itself and execs.
     match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
         ForkResult::Child => {
@@ -575,8 +605,26 @@ fn exec_inner(args: &[String]) -> Result<i32, String> {
             drop(host_proc);
             drop(stop);
             // (Every signal unblocked and at its default: `harden_and_exec` does it.)
-            // Its own session and process group: the whole command can be killed at once.
-            let _ = setsid();
+            // Its own session and process group: the whole command can be killed at once;
+            // with a terminal, that session's controlling terminal.
+            if let Some(pty) = pty {
+                drop(pty.master);
+                if let Err(msg) = relay::become_terminal_child(&pty.slave) {
+                    eprintln!("corral exec: {msg}");
+                    // SAFETY: leave the forked child without running exit handlers.
+                    unsafe { libc::_exit(126) }
+                }
+                drop(pty.slave);
+            } else {
+                let _ = setsid();
+            }
+            if let Some((rd, wr)) = stdin_pipe {
+                drop(wr);
+                if nix::unistd::dup2_stdin(&rd).is_err() {
+                    // SAFETY: leave the forked child without running exit handlers.
+                    unsafe { libc::_exit(126) }
+                }
+            }
             // SAFETY: PR_SET_PDEATHSIG takes integers only. A backstop for a helper that is
             // killed outright (the kernel clears it again if the command runs as another uid).
             unsafe {
@@ -596,7 +644,81 @@ fn exec_inner(args: &[String]) -> Result<i32, String> {
             // SAFETY: leave the forked child without running the parent's exit handlers.
             unsafe { libc::_exit(126) }
         }
-        ForkResult::Parent { child } => supervise(child, &host_proc, &stop),
+        ForkResult::Parent { child } => {
+            let io = match (pty, stdin_pipe) {
+                (Some(pty), _) => relay::Io::Tty { master: pty.master },
+                (None, Some((_rd, wr))) => relay::Io::Pipe { stdin: Some(wr) },
+                (None, None) => return supervise(child, &host_proc, &stop),
+            };
+            supervise_interactive(child, &host_proc, &stop, relay::Relay::new(io))
+        }
+    }
+}
+
+/// [`supervise`] for a session with stdin or a terminal: moves stdin frames to the command and
+/// the terminal's output to our stdout while waiting for it. Ending it early hangs the
+/// terminal up first (SIGHUP to the command's process group, as a closed terminal does), then
+/// kills the session.
+fn supervise_interactive(
+    child: Pid,
+    host_proc: &OwnedFd,
+    stop: &SignalFd,
+    mut relay: relay::Relay,
+) -> Result<i32, String> {
+    // SAFETY: pidfd_open takes a pid and flags, no pointers; the returned fd is ours.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.as_raw(), 0) };
+    if pidfd < 0 {
+        return Err(format!("pidfd_open: {}", nix::errno::Errno::last()));
+    }
+    // SAFETY: a fresh descriptor the kernel just returned to us, owned nowhere else.
+    let pidfd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(pidfd as i32) };
+    loop {
+        match waitpid(child, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::EINTR) => {}
+            Ok(s) => {
+                if let Some(c) = exit_code(s) {
+                    relay.drain(Duration::from_millis(200));
+                    return Ok(c);
+                }
+            }
+            Err(e) => return Err(format!("waitpid: {e}")),
+        }
+        let (wake, ready) = relay.step(&[stop.as_fd(), pidfd.as_fd()])?;
+        let told = ready.first().copied().unwrap_or(false);
+        if wake == relay::Wake::ReaderGone || told {
+            let _ = nix::sys::signal::killpg(child, Signal::SIGHUP);
+            let mut hung_up = None;
+            for _ in 0..20 {
+                match waitpid(child, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::EINTR) => {
+                        std::thread::sleep(Duration::from_millis(25));
+                    }
+                    Ok(s) => {
+                        hung_up = exit_code(s);
+                        if hung_up.is_some() {
+                            break;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+            // What it started is killed either way (its session outlives its leader).
+            kill_session(child, host_proc);
+            if let Some(c) = hung_up {
+                return Ok(c);
+            }
+            loop {
+                match waitpid(child, None) {
+                    Ok(s) => {
+                        if let Some(c) = exit_code(s) {
+                            return Ok(c);
+                        }
+                    }
+                    Err(nix::errno::Errno::EINTR) => {}
+                    Err(e) => return Err(format!("waitpid: {e}")),
+                }
+            }
+        }
     }
 }
 
