@@ -80,7 +80,15 @@ async fn stty_size(b: &Browser, marker: &str) -> (u32, u32) {
 async fn terminal() {
     let daemon = Daemon::start();
     let _reaper = Reaper::new(&daemon);
-    daemon.admin_token();
+    let admin = daemon.admin_token();
+    let r = tests::call(
+        &daemon,
+        &admin,
+        "POST",
+        "/api/v1/teams",
+        Some(serde_json::json!({"name": "shells"})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
     let Some(b) = Browser::start().await else {
         return;
     };
@@ -203,6 +211,13 @@ async fn terminal() {
     })
     .await;
     b.wait_for("[data-testid=term-restart]").await;
+    b.client
+        .execute(
+            "document.querySelector('[data-testid=term-status]').scrollIntoView({ block: 'end' })",
+            vec![],
+        )
+        .await
+        .expect("scroll to the status line");
     b.screenshot("terminal-exited").await;
 
     daemon.corral(&["rm", "-f", &name]);
