@@ -245,6 +245,30 @@ pub fn enc(s: &str) -> String {
     js_sys::encode_uri_component(s).into()
 }
 
+/// Opens a WebSocket to a root-relative `path` on the page's own origin (`ws:` or `wss:` like
+/// the page, so an `ssh -L` port works), offering `protocol` and the session's CSRF token as
+/// the subprotocol `corral-csrf.<token>` (a page cannot set headers on a WebSocket). Binary
+/// messages arrive as `ArrayBuffer`s.
+pub fn open_socket(path: &str, protocol: &str) -> ApiResult<web_sys::WebSocket> {
+    let window = web_sys::window().ok_or_else(|| failure(0, "internal", "no window"))?;
+    let location = window.location();
+    let scheme = match location.protocol().map_err(js_failure)?.as_str() {
+        "https:" => "wss:",
+        _ => "ws:",
+    };
+    let url = format!("{scheme}//{}{path}", location.host().map_err(js_failure)?);
+    let protocols = js_sys::Array::of1(&JsValue::from_str(protocol));
+    if let Some(token) = CSRF.with(|c| c.borrow().clone()) {
+        protocols.push(&JsValue::from_str(&format!(
+            "{}{token}",
+            wire::term::CSRF_SUBPROTOCOL_PREFIX
+        )));
+    }
+    let ws = web_sys::WebSocket::new_with_str_sequence(&url, &protocols).map_err(js_failure)?;
+    ws.set_binary_type(web_sys::BinaryType::Arraybuffer);
+    Ok(ws)
+}
+
 /// Waits `ms` milliseconds (a `setTimeout` promise).
 pub async fn sleep_ms(ms: i32) {
     let promise = js_sys::Promise::new(&mut |resolve, _| {

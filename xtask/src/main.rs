@@ -3,6 +3,7 @@
 
 mod ui;
 mod vm;
+mod xterm;
 
 use std::{
     env,

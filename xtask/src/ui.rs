@@ -1,6 +1,6 @@
 //! The dashboard build: frontend crate -> wasm32 -> wasm-bindgen (as a library, pinned to the
-//! same version as the `wasm-bindgen` crate) -> content-hashed files in `target/ui`, which
-//! `backend/build.rs` embeds into the binary.
+//! same version as the `wasm-bindgen` crate) -> content-hashed files in `target/ui`, plus the
+//! pinned xterm.js files (`xterm.rs`), which `backend/build.rs` embeds into the binary.
 
 use std::{
     fs,
@@ -93,11 +93,20 @@ pub fn build(root: &Path) -> Result<UiBuild> {
         }
         fs::copy(entry.path(), out.join(&file))?;
     }
+    // xterm.js for the terminal tab: pinned, integrity-checked, embedded like the rest.
+    super::xterm::vendor(&target, &out)?;
     let template = fs::read_to_string(static_dir.join("index.html"))?;
-    if !template.contains("{{APP}}") {
-        bail!("static/index.html must contain the {{{{APP}}}} placeholder");
+    for placeholder in ["{{APP}}", "{{XTERM}}"] {
+        if !template.contains(placeholder) {
+            bail!("static/index.html must contain the {placeholder} placeholder");
+        }
     }
-    fs::write(out.join("index.html"), template.replace("{{APP}}", &name))?;
+    fs::write(
+        out.join("index.html"),
+        template
+            .replace("{{APP}}", &name)
+            .replace("{{XTERM}}", &super::xterm::url_dir()),
+    )?;
     // The loader is a file, not an inline script, so the CSP can forbid inline scripts.
     fs::write(
         assets.join(format!("{name}.boot.js")),

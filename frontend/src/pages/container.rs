@@ -2,7 +2,8 @@
 //! throttling, memory with max/high, IO, pids, pressure) over a chosen range with limit changes marked,
 //! the limit changes from the container's timeline (who, when, old → new) with undo, the
 //! re-limit form filled with the stored limits (sends only what changed), the right-sizing
-//! card (`components::recommend`), logs with follow, and exec.
+//! card (`components::recommend`), logs with follow, exec, and the terminal tab
+//! (`components::terminal`).
 
 use leptos::prelude::*;
 use leptos_router::{
@@ -18,6 +19,7 @@ use crate::{
         events::{Link, LiveBadge, POLL_MS, live_stats, live_stream},
         poll::{clock, poll},
         recommend::RightSizing,
+        terminal::{TermMode, Terminal},
         ui::{
             ErrorBox, Field, FormError, Freshness, StatusBadge, field_errors, polled_live,
             polled_view,
@@ -453,6 +455,48 @@ fn Detail(name: String) -> impl IntoView {
                 <Relimit path=p3.clone() version=limits_version on_saved=Callback::new(move |_| { c.refresh(); history.refresh(); marks.refresh(); }) />
             </Show>
         </div>
+        <Show when=move || session.can_operate()>
+            <TerminalCard name=name.clone()
+                running=Signal::derive(move || c.data.with(|k| k.as_ref().is_some_and(|k| k.status == "running")))
+                tty=Signal::derive(move || c.data.with(|k| k.as_ref().is_some_and(|k| k.spec.tty))) />
+        </Show>
+    }
+}
+
+/// The terminal tab, for those who may exec: a new shell in the running container, or (when
+/// it was created with a terminal, `-t`) its own terminal. Closing the tab ends the session.
+#[component]
+fn TerminalCard(name: String, running: Signal<bool>, tty: Signal<bool>) -> impl IntoView {
+    let open = RwSignal::new(None::<TermMode>);
+    let tab = move |m: TermMode| move || (open.get() == Some(m)).to_string();
+    view! {
+        <section class="card" data-testid="terminal-card">
+            <div class="card-head">
+                <h2>"Terminal"</h2>
+                <div class="btn-row">
+                    <div class="tabs" role="tablist" aria-label="Terminal">
+                        <button role="tab" class="tab" data-testid="terminal-tab" aria-selected=tab(TermMode::Exec)
+                            disabled=move || !running.get() title="/bin/sh inside the container, with its limits"
+                            on:click=move |_| open.set(Some(TermMode::Exec))>"New shell"</button>
+                        <Show when=move || tty.get()>
+                            <button role="tab" class="tab" data-testid="terminal-attach" aria-selected=tab(TermMode::Attach)
+                                disabled=move || !running.get() title="the container's own process; closing detaches"
+                                on:click=move |_| open.set(Some(TermMode::Attach))>"Attach to the container's terminal"</button>
+                        </Show>
+                    </div>
+                    <Show when=move || open.with(Option::is_some)>
+                        <button class="btn ghost small" data-testid="terminal-close" on:click=move |_| open.set(None)>"Close"</button>
+                    </Show>
+                </div>
+            </div>
+            {move || match open.get() {
+                Some(mode) => view! { <Terminal container=name.clone() mode=mode /> }.into_any(),
+                None if running.get() => view! {
+                    <p class="muted small">"Open a shell inside the container in your browser. Copy: select, then Ctrl+C; paste: Ctrl+V or the context menu."</p>
+                }.into_any(),
+                None => view! { <p class="muted small">"The container is not running."</p> }.into_any(),
+            }}
+        </section>
     }
 }
 
@@ -504,6 +548,8 @@ fn Spec(c: Container) -> impl IntoView {
                 <div><dt>"Network"</dt><dd class="mono">{network}</dd></div>
                 <div><dt>"Published ports"</dt>{list(s.ports.clone(), "spec-ports")}</div>
                 <div><dt>"Auto-remove"</dt><dd>{if s.auto_remove { "yes" } else { "no" }}</dd></div>
+                <div><dt>"Terminal (-t)"</dt><dd data-testid="spec-tty">{if s.tty { "yes" } else { "no" }}</dd></div>
+                <div><dt>"Stdin open (-i)"</dt><dd data-testid="spec-stdin">{if s.open_stdin { "yes" } else { "no" }}</dd></div>
             </dl>
             <dl class="facts">
                 <div><dt>"Environment"</dt>{list(s.env.clone(), "spec-env")}</div>

@@ -472,6 +472,8 @@ pub fn NewContainer() -> impl IntoView {
     let labels = RwSignal::new(String::new());
     let volumes = RwSignal::new(String::new());
     let start = RwSignal::new(true);
+    let tty = RwSignal::new(false);
+    let open_stdin = RwSignal::new(false);
     let limits = LimitFields::new(&Limits::default());
     let errors = RwSignal::new(Vec::<(String, String)>::new());
     let create = Action::new_local(move |spec: &CreateContainer| {
@@ -539,6 +541,8 @@ pub fn NewContainer() -> impl IntoView {
             labels: labels_map,
             mounts,
             start: start.get_untracked(),
+            tty: tty.get_untracked(),
+            open_stdin: open_stdin.get_untracked(),
             ..Default::default()
         };
         create.dispatch(spec);
@@ -687,6 +691,11 @@ pub fn NewContainer() -> impl IntoView {
                         <small class="field-error" id="f-labels-err" data-field="labels" role="alert">{labels_error}</small>
                     </div>
                 </div>
+                <label class="check"><input type="checkbox" id="f-tty" prop:checked=move || tty.get()
+                    on:change=move |ev| tty.set(event_target_checked(&ev)) />" Terminal (-t)"</label>
+                <label class="check"><input type="checkbox" id="f-open-stdin" prop:checked=move || open_stdin.get()
+                    on:change=move |ev| open_stdin.set(event_target_checked(&ev)) />" Keep stdin open (-i)"</label>
+                <small class="hint">"With both, the container's page can attach to its terminal"</small>
                 <label class="check"><input type="checkbox" prop:checked=move || start.get()
                     on:change=move |ev| start.set(event_target_checked(&ev)) />" Start it now"</label>
             </fieldset>

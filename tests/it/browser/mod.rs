@@ -5,3 +5,4 @@ mod recommend;
 mod shell;
 mod surfaces;
 mod teams;
+mod terminal;
