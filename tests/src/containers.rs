@@ -245,3 +245,27 @@ impl Drop for Reaper {
         crate::remove_cgroup_subtree(&self.cgroup_root);
     }
 }
+
+/// Resident memory of `pid` in bytes (`VmRSS`), for the daemon's memory bounds.
+pub fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("process status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmRSS")
+        * 1024
+}
+
+/// A running container named `PREFIX-…` doing nothing (`sleep 1000` on `rootfs`), for
+/// commands to be exec'd in.
+pub async fn sleeper(d: &crate::Daemon, rootfs: &crate::rootfs::Rootfs, prefix: &str) -> String {
+    let name = crate::unique(prefix);
+    create(
+        &d.unix_client(),
+        serde_json::json!({"name": name, "rootfs": rootfs.path(),
+            "command": ["sleep", "1000"], "start": true}),
+    )
+    .await;
+    name
+}

@@ -284,33 +284,68 @@ async fn exec_socket(state: AppState, actor: Actor, name: String, socket: WebSoc
             return;
         }
     };
-    audit::record(
-        state.store(),
-        audit::Event::new(&actor, "container.exec.start")
-            .target(target(&name))
-            .after(requested.clone()),
-    )
-    .await;
-    let (done_tx, done_rx) = oneshot::channel();
-    tokio::spawn(read_client(stream, session.input(), done_tx));
-    let _ = send_control(&mut sink, &ServerMessage::Started { tty }).await;
-    let end = pump(&state, &actor, &mut sink, done_rx, &mut session, || {
+    let input = session.input();
+    let none = || {
         Step::Failed(AppError::internal(
             "exec",
             std::io::Error::other("the session ended without an exit code"),
         ))
-    })
-    .await;
-    finish_audit(
-        &state,
-        &actor,
-        "container.exec",
-        &name,
-        requested,
+    };
+    let talk = Talk {
+        state: &state,
+        actor: &actor,
+        name: &name,
+        action: "container.exec",
         opened,
-        &end,
-    )
-    .await;
+        tty,
+    };
+    talk.run(requested, sink, stream, &mut session, input, none)
+        .await;
+}
+
+/// One socket's session once it runs: audited when it opens (`ACTION.start`) and when it
+/// ends (`ACTION`, with its seconds and outcome).
+struct Talk<'a> {
+    state: &'a AppState,
+    actor: &'a Actor,
+    name: &'a str,
+    action: &'static str,
+    opened: Instant,
+    tty: bool,
+}
+
+impl Talk<'_> {
+    async fn run<S: Source>(
+        self,
+        requested: Value,
+        mut sink: futures::stream::SplitSink<WebSocket, Message>,
+        stream: futures::stream::SplitStream<WebSocket>,
+        session: &mut S,
+        input: Option<mpsc::Sender<Frame>>,
+        on_none: impl Fn() -> Step,
+    ) {
+        audit::record(
+            self.state.store(),
+            audit::Event::new(self.actor, &format!("{}.start", self.action))
+                .target(target(self.name))
+                .after(requested.clone()),
+        )
+        .await;
+        let (done_tx, done_rx) = oneshot::channel();
+        tokio::spawn(read_client(stream, input, done_tx));
+        let _ = send_control(&mut sink, &ServerMessage::Started { tty: self.tty }).await;
+        let end = pump(self.state, self.actor, &mut sink, done_rx, session, on_none).await;
+        finish_audit(
+            self.state,
+            self.actor,
+            self.action,
+            self.name,
+            requested,
+            self.opened,
+            &end,
+        )
+        .await;
+    }
 }
 
 /// How a socket's session went.
@@ -484,32 +519,21 @@ async fn attach_socket(
     mut attach: crate::runtime::attach::AttachSession,
     socket: WebSocket,
 ) {
-    let (mut sink, stream) = socket.split();
+    let (sink, stream) = socket.split();
     let opened = Instant::now();
     let requested = json!({"tty": attach.tty(), "stdin": attach.has_stdin(), "via": "websocket"});
-    audit::record(
-        state.store(),
-        audit::Event::new(&actor, "container.attach.start")
-            .target(target(&name))
-            .after(requested.clone()),
-    )
-    .await;
-    let (done_tx, done_rx) = oneshot::channel();
-    tokio::spawn(read_client(stream, attach.input(), done_tx));
-    let _ = send_control(&mut sink, &ServerMessage::Started { tty: attach.tty() }).await;
+    let input = attach.input();
+    let talk = Talk {
+        state: &state,
+        actor: &actor,
+        name: &name,
+        action: "container.attach",
+        opened,
+        tty: attach.tty(),
+    };
     // Without an exit code: the client detached, or the monitor went away.
-    let end = pump(&state, &actor, &mut sink, done_rx, &mut attach, || {
+    talk.run(requested, sink, stream, &mut attach, input, || {
         Step::Detached
     })
-    .await;
-    finish_audit(
-        &state,
-        &actor,
-        "container.attach",
-        &name,
-        requested,
-        opened,
-        &end,
-    )
     .await;
 }

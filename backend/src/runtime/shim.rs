@@ -758,17 +758,7 @@ fn supervise_interactive(
             if let Some(c) = hung_up {
                 return Ok(c);
             }
-            loop {
-                match waitpid(child, None) {
-                    Ok(s) => {
-                        if let Some(c) = exit_code(s) {
-                            return Ok(c);
-                        }
-                    }
-                    Err(nix::errno::Errno::EINTR) => {}
-                    Err(e) => return Err(format!("waitpid: {e}")),
-                }
-            }
+            return reap(child);
         }
     }
 }
@@ -824,17 +814,22 @@ fn supervise(child: Pid, host_proc: &OwnedFd, stop: &SignalFd) -> Result<i32, St
         drop(fds);
         if reader_gone || told {
             kill_session(child, host_proc);
-            loop {
-                match waitpid(child, None) {
-                    Ok(s) => {
-                        if let Some(c) = exit_code(s) {
-                            return Ok(c);
-                        }
-                    }
-                    Err(nix::errno::Errno::EINTR) => {}
-                    Err(e) => return Err(format!("waitpid: {e}")),
+            return reap(child);
+        }
+    }
+}
+
+/// Waits for `child` to end; its exit code.
+fn reap(child: Pid) -> Result<i32, String> {
+    loop {
+        match waitpid(child, None) {
+            Ok(s) => {
+                if let Some(c) = exit_code(s) {
+                    return Ok(c);
                 }
             }
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(format!("waitpid: {e}")),
         }
     }
 }

@@ -1090,6 +1090,9 @@ fn unix_socket_refuses_non_root_peers() {
     );
 }
 
+/// What a WebSocket attempt sends beyond the upgrade, and the status it must get.
+type WsCase<'a> = (&'a str, Vec<(&'a str, &'a str)>, u16);
+
 /// Cross-site WebSocket hijacking (issue 15): a page on another origin opens
 /// `ws://127.0.0.1:PORT/api/v1/containers/NAME/exec` with the victim's cookie. The guard refuses
 /// a foreign Origin, and a session that does not offer its CSRF token as a subprotocol; with
@@ -1115,7 +1118,7 @@ fn websocket_routes_refuse_cross_site_and_tokenless_sessions() {
         "/api/v1/containers/nope/exec",
         "/api/v1/containers/nope/attach",
     ] {
-        let cases: Vec<(&str, Vec<(&str, &str)>, u16)> = vec![
+        let cases: Vec<WsCase<'_>> = vec![
             (
                 "foreign origin",
                 vec![

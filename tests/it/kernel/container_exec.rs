@@ -15,24 +15,15 @@ use std::{
 use hyper::Method;
 use tests::{
     Daemon,
-    containers::{Reaper, call, create, exec, exec_stream, frame_bytes, procs_running, remove},
+    containers::{
+        Reaper, call, exec, exec_stream, frame_bytes, procs_running, remove, rss, sleeper,
+    },
     rootfs::Rootfs,
 };
 
 /// The most the daemon's resident memory may grow while an exec streams `cat /dev/zero`
 /// (measured: a few MiB; today's main grew by 1.4 GB in 6 s).
 const RSS_GROWTH_BOUND: u64 = 64 << 20;
-
-/// Resident memory of `pid` in bytes (`VmRSS`).
-fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("daemon status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .expect("VmRSS")
-        * 1024
-}
 
 /// Fails at once (before a buffering daemon eats the host) when RSS grew past the bound.
 fn assert_bounded(before: u64, now: u64, when: &str) {
@@ -68,18 +59,6 @@ fn running(d: &Daemon, argv: &[&str]) -> bool {
     false
 }
 
-/// A running container doing nothing, for commands to be exec'd in.
-async fn sleeper(d: &Daemon, rootfs: &Rootfs) -> String {
-    let name = tests::unique("ex");
-    create(
-        &d.unix_client(),
-        serde_json::json!({"name": name, "rootfs": rootfs.path(),
-            "command": ["sleep", "1000"], "start": true}),
-    )
-    .await;
-    name
-}
-
 /// `corral exec` (the CLI, streaming) with our end of its stdout as a pipe; killed on drop.
 struct CliExec(Child);
 
@@ -112,7 +91,7 @@ async fn exec_streams_with_back_pressure_and_a_gone_client_kills_the_command() {
     let _reaper = Reaper::new(&daemon);
     let c = daemon.unix_client();
     let rootfs = Rootfs::new();
-    let name = sleeper(&daemon, &rootfs).await;
+    let name = sleeper(&daemon, &rootfs, "ex").await;
     let pid = daemon.pid().expect("daemon pid");
     // Warm up (first helper copy, first connection), then the baseline.
     assert_eq!(exec(&c, &name, &["true"]).await.exit_code, 0);
@@ -206,7 +185,7 @@ async fn a_silent_command_and_what_it_started_die_when_the_client_disconnects() 
     let _reaper = Reaper::new(&daemon);
     let c = daemon.unix_client();
     let rootfs = Rootfs::new();
-    let name = sleeper(&daemon, &rootfs).await;
+    let name = sleeper(&daemon, &rootfs, "ex").await;
     // A shell with a background child, a child in its own session, and a foreground child.
     let body = serde_json::json!({"command": ["sh", "-c",
         "sleep 1231 & setsid sleep 1232 & sleep 1233"]})
@@ -245,7 +224,7 @@ async fn a_daemon_crash_kills_the_commands_it_was_running() {
     let _reaper = Reaper::new(&daemon);
     let c = daemon.unix_client();
     let rootfs = Rootfs::new();
-    let name = sleeper(&daemon, &rootfs).await;
+    let name = sleeper(&daemon, &rootfs, "ex").await;
     let cli = CliExec::start(&daemon, &[&name, "sh", "-c", "sleep 1271 & sleep 1272"]);
     for n in ["1271", "1272"] {
         assert!(running(&daemon, &["sleep", n]), "sleep {n} runs");
@@ -270,7 +249,7 @@ async fn the_json_answer_is_capped_and_the_command_killed_at_the_cap() {
     let _reaper = Reaper::new(&daemon);
     let c = daemon.unix_client();
     let rootfs = Rootfs::new();
-    let name = sleeper(&daemon, &rootfs).await;
+    let name = sleeper(&daemon, &rootfs, "ex").await;
     let t = Instant::now();
     let r = exec(&c, &name, &["sh", "-c", "echo started >&2; cat /dev/zero"]).await;
     assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
@@ -328,7 +307,7 @@ async fn streamed_exec_keeps_streams_order_bytes_and_exit_codes() {
     let _reaper = Reaper::new(&daemon);
     let c = daemon.unix_client();
     let rootfs = Rootfs::new();
-    let name = sleeper(&daemon, &rootfs).await;
+    let name = sleeper(&daemon, &rootfs, "ex").await;
     let frames = exec_stream(
         &c,
         &name,
@@ -394,7 +373,7 @@ async fn cli_exec_writes_each_stream_to_its_own_and_exits_with_the_code() {
     let _reaper = Reaper::new(&daemon);
     let c = daemon.unix_client();
     let rootfs = Rootfs::new();
-    let name = sleeper(&daemon, &rootfs).await;
+    let name = sleeper(&daemon, &rootfs, "ex").await;
     let host = format!("unix://{}", daemon.socket.display());
     let o = Command::new(tests::corral_bin())
         .args(["--host", &host, "exec", &name])

@@ -2,7 +2,9 @@
 //! a real terminal (`tests::pty`). A pty from the container's own devpts, its size at start
 //! and on resize, the exit code, detaching with Ctrl-P Ctrl-Q and attaching again (also after
 //! a daemon restart: the monitor owns the terminal), stdin through a pipe without `-t`, a large
-//! output streamed with the daemon's memory bounded, and output arriving as it is produced.
+//! output streamed with the daemon's memory bounded, output arriving as it is produced, and an
+//! exec'd terminal session hardened like any exec, audited, refused to a viewer and hung up
+//! when its client goes.
 
 use std::{
     io::{Read, Write},
@@ -12,7 +14,7 @@ use std::{
 
 use tests::{
     Daemon,
-    containers::{Reaper, create, get, remove},
+    containers::{Reaper, call, get, procs_running, remove, rss, sleeper},
     pty::PtyCommand,
     rootfs::Rootfs,
 };
@@ -29,28 +31,6 @@ fn cli(d: &Daemon, args: &[&str]) -> Command {
         .args(args)
         .env_remove("CORRAL_TOKEN");
     c
-}
-
-/// Resident memory of `pid` in bytes (`VmRSS`).
-fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("daemon status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .expect("VmRSS")
-        * 1024
-}
-
-async fn sleeper(d: &Daemon, rootfs: &Rootfs) -> String {
-    let name = tests::unique("tt");
-    create(
-        &d.unix_client(),
-        serde_json::json!({"name": name, "rootfs": rootfs.path(),
-            "command": ["sleep", "1000"], "start": true}),
-    )
-    .await;
-    name
 }
 
 /// Types `cmd` until `want` appears after the offset (a resize reaches the shell a moment
@@ -78,7 +58,7 @@ async fn exec_it_is_a_terminal_of_the_container_that_resizes_and_exits_with_the_
     let d = Daemon::start();
     let _reaper = Reaper::new(&d);
     let rootfs = Rootfs::new();
-    let name = sleeper(&d, &rootfs).await;
+    let name = sleeper(&d, &rootfs, "tt").await;
     let mut t = PtyCommand::spawn(cli(&d, &["exec", "-it", &name, "sh"]), 30, 100);
     t.type_str("tty; stty size; echo done-$((6*7))\n");
     let at = t.wait_for(0, "/dev/pts/", T);
@@ -144,7 +124,7 @@ async fn exec_i_pipes_stdin_without_a_terminal_and_run_i_too() {
     let d = Daemon::start();
     let _reaper = Reaper::new(&d);
     let rootfs = Rootfs::new();
-    let name = sleeper(&d, &rootfs).await;
+    let name = sleeper(&d, &rootfs, "tt").await;
     let run = |args: &[&str], input: &str| {
         let mut child = cli(&d, args)
             .stdin(Stdio::piped())
@@ -213,7 +193,7 @@ async fn exec_streams_a_large_output_whole_with_the_daemons_memory_bounded() {
     let d = Daemon::start();
     let _reaper = Reaper::new(&d);
     let rootfs = Rootfs::new();
-    let name = sleeper(&d, &rootfs).await;
+    let name = sleeper(&d, &rootfs, "tt").await;
     let pid = d.pid().expect("daemon pid");
     // 2 GiB on the host; TCG emulation in the VM moves a tenth of it in the same time.
     let total: u64 = if in_vm() { 256 << 20 } else { 2 << 30 };
@@ -273,7 +253,7 @@ async fn exec_output_arrives_as_it_is_produced() {
     let d = Daemon::start();
     let _reaper = Reaper::new(&d);
     let rootfs = Rootfs::new();
-    let name = sleeper(&d, &rootfs).await;
+    let name = sleeper(&d, &rootfs, "tt").await;
     for (mode, args) in [
         ("streamed", vec!["exec"]),
         ("-i", vec!["exec", "-i"]),
@@ -312,4 +292,98 @@ async fn exec_output_arrives_as_it_is_produced() {
         assert!(total >= Duration::from_secs(2), "{mode}: ran {total:?}");
     }
     remove(&d.unix_client(), &name).await;
+}
+
+#[tokio::test]
+async fn exec_t_is_hardened_audited_and_hung_up_when_its_client_goes() {
+    let d = Daemon::start();
+    let _reaper = Reaper::new(&d);
+    let rootfs = Rootfs::new();
+    let name = sleeper(&d, &rootfs, "tt").await;
+    let mut t = PtyCommand::spawn(cli(&d, &["exec", "-it", &name, "sh"]), 24, 80);
+    // The same hardening as any exec: no_new_privs, the seccomp filter, Docker's capabilities.
+    t.type_str("grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status | tr -s '\\t ' = ; sleep 777 & echo bg-$((3*3))\n");
+    let at = t.wait_for(0, "NoNewPrivs:=1", T);
+    let at = t.wait_for(at, "Seccomp:=2", T);
+    t.wait_for(at, "bg-9", T);
+    let sleep = ["sleep", "777"];
+    assert!(
+        !procs_running(&d.cgroup_root, &sleep).is_empty(),
+        "the background sleep runs"
+    );
+    // The client goes away (its terminal closes): the session is hung up and killed.
+    let opened = Instant::now();
+    drop(t);
+    let deadline = Instant::now() + T;
+    while !procs_running(&d.cgroup_root, &sleep).is_empty() {
+        assert!(Instant::now() < deadline, "sleep 777 outlived its client");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "exec -it: session gone {:?} after its client",
+        opened.elapsed()
+    );
+    // Audited: who opened a shell where, and how it ended.
+    let c = d.unix_client();
+    let after = |e: &wire::AuditEntry| -> serde_json::Value {
+        serde_json::from_str(e.after.as_deref().unwrap_or("null")).expect("after is JSON")
+    };
+    let deadline = Instant::now() + T;
+    let rows = loop {
+        let rows: Vec<wire::AuditEntry> =
+            call(&c, hyper::Method::GET, "/api/v1/audit?limit=100", None)
+                .await
+                .expect("audit");
+        let rows: Vec<wire::AuditEntry> = rows
+            .into_iter()
+            .filter(|r| r.target.as_deref() == Some(format!("container:{name}").as_str()))
+            .collect();
+        if rows.iter().any(|r| r.action == "container.exec") || Instant::now() > deadline {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let start = rows
+        .iter()
+        .find(|r| r.action == "container.exec.start")
+        .unwrap_or_else(|| panic!("no container.exec.start row: {rows:#?}"));
+    assert_eq!(start.actor, "root");
+    assert_eq!(after(start)["tty"], true, "{start:?}");
+    assert_eq!(
+        after(start)["command"],
+        serde_json::json!(["sh"]),
+        "{start:?}"
+    );
+    let end = rows
+        .iter()
+        .find(|r| r.action == "container.exec")
+        .unwrap_or_else(|| panic!("no container.exec row: {rows:#?}"));
+    assert_eq!(after(end)["client_gone"], true, "{end:?}");
+    assert!(after(end)["seconds"].is_u64(), "{end:?}");
+    // A viewer may look, not open a shell: refused before the upgrade.
+    // (The container's team, `default`, is not a team record until someone makes it one.)
+    let _: Result<serde_json::Value, _> = call(
+        &c,
+        hyper::Method::POST,
+        "/api/v1/teams",
+        Some(serde_json::json!({"name": "default"})),
+    )
+    .await;
+    d.add_user("look", "viewer", &["default"]);
+    let token = d.token_for("look");
+    let auth = format!("Bearer {token}");
+    let r = d.http(
+        "GET",
+        &format!("/api/v1/containers/{name}/exec"),
+        &[
+            ("authorization", &auth),
+            ("connection", "upgrade"),
+            ("upgrade", "websocket"),
+            ("sec-websocket-version", "13"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ],
+        None,
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    remove(&c, &name).await;
 }
