@@ -86,13 +86,15 @@ fn fetch_verified(p: &Package, cache: &Path) -> Result<PathBuf> {
         let url = tarball_url(p);
         println!("==> fetching {}@{} from {url}", p.name, p.version);
         let part = file.with_extension("tgz.part");
+        // A fresh Debian has no curl unless rustup's installer brought it.
+        super::apt_install(&[("curl", "curl")])?;
         let ok = Command::new("curl")
             .args(["--fail", "--silent", "--show-error", "--location"])
             .args(["--retry", "3", "--output"])
             .arg(&part)
             .arg(&url)
             .status()
-            .context("run curl (apt-get install curl)")?
+            .context("run curl")?
             .success();
         if !ok {
             let _ = fs::remove_file(&part);

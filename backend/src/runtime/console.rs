@@ -75,7 +75,8 @@ pub struct Stdio {
 
 pub struct Console {
     listener: Option<OwnedFd>,
-    path: Option<(OwnedFd, PathBuf)>,
+    /// The socket's full path, to remove it at the end.
+    path: Option<PathBuf>,
     clients: Vec<Client>,
     ring: VecDeque<(u8, Vec<u8>)>,
     ring_len: usize,
@@ -95,16 +96,17 @@ impl Console {
             buf: vec![0u8; relay::BUF],
         };
         match Self::listen(dir) {
-            Ok((fd, dir_fd, path)) => {
+            Ok(fd) => {
                 c.listener = Some(fd);
-                c.path = Some((dir_fd, path));
+                c.path = Some(dir.path().join("attach.sock"));
             }
             Err(e) => eprintln!("attach socket: {e}"),
         }
         c
     }
 
-    fn listen(dir: &ContainerDir) -> Result<(OwnedFd, OwnedFd, PathBuf), String> {
+    /// Binds through an O_PATH descriptor of the directory, closed again after the bind.
+    fn listen(dir: &ContainerDir) -> Result<OwnedFd, String> {
         let dir_fd =
             open_dir(dir.path()).map_err(|e| format!("open {}: {e}", dir.path().display()))?;
         let path = socket_path(&dir_fd);
@@ -123,14 +125,14 @@ impl Console {
         bound.map_err(|e| format!("bind: {e}"))?;
         sock::listen(&fd, sock::Backlog::new(8).unwrap_or(sock::Backlog::MAXCONN))
             .map_err(|e| format!("listen: {e}"))?;
-        Ok((fd, dir_fd, path))
+        Ok(fd)
     }
 
     /// Removes the socket (the monitor is done).
     pub fn close(&mut self) {
         self.listener = None;
         self.clients.clear();
-        if let Some((_, p)) = &self.path {
+        if let Some(p) = &self.path {
             let _ = std::fs::remove_file(p);
         }
     }

@@ -903,18 +903,31 @@ async fn monitor_runs_from_a_sealed_copy_and_our_binary_stays_unwritable() {
         "monitor runs from a memfd: {}",
         exe.display()
     );
-    // The monitor holds only stdio, its log and the container's output pipes.
+    // The monitor holds only stdio, its log, the container's output pipes and its attach
+    // socket.
     let mut fds = Vec::new();
     for e in fs::read_dir(format!("/proc/{shim}/fd")).unwrap().flatten() {
         fds.push(fs::read_link(e.path()).unwrap().display().to_string());
     }
-    assert!(fds.len() <= 6, "{fds:?}");
+    assert!(fds.len() <= 7, "{fds:?}");
+    let unix = fs::read_to_string(format!("/proc/{shim}/net/unix")).unwrap_or_default();
+    let attach_socket = |f: &str| {
+        f.strip_prefix("socket:[")
+            .and_then(|r| r.strip_suffix(']'))
+            .is_some_and(|inode| {
+                unix.lines().any(|l| {
+                    let cols: Vec<&str> = l.split_whitespace().collect();
+                    cols.get(6) == Some(&inode) && l.ends_with("/attach.sock")
+                })
+            })
+    };
     for f in &fds {
         assert!(
             f == "/dev/null"
                 || f.starts_with("pipe:")
                 || f.ends_with("shim.log")
-                || f.ends_with("console.log"),
+                || f.ends_with("console.log")
+                || attach_socket(f),
             "unexpected fd in the monitor: {f} ({fds:?})"
         );
     }
