@@ -195,10 +195,21 @@ async fn read_client(
     let _ = done.send(FromClient::Gone);
 }
 
+/// The fields of an exec's start message.
+struct Start {
+    command: Vec<String>,
+    env: Vec<String>,
+    tty: bool,
+    stdin: bool,
+    rows: Option<u16>,
+    cols: Option<u16>,
+    timeout: Option<u64>,
+}
+
 /// Waits for the start message of an exec.
 async fn read_start(
     stream: &mut futures::stream::SplitStream<WebSocket>,
-) -> Result<ClientMessage, AppError> {
+) -> Result<Start, AppError> {
     let first = tokio::time::timeout(START_WITHIN, async {
         loop {
             match stream.next().await {
@@ -223,7 +234,23 @@ async fn read_start(
         message: format!("not a start message: {e}"),
     })?;
     match m {
-        ClientMessage::Start { .. } => Ok(m),
+        ClientMessage::Start {
+            command,
+            env,
+            tty,
+            stdin,
+            rows,
+            cols,
+            timeout,
+        } => Ok(Start {
+            command,
+            env,
+            tty,
+            stdin,
+            rows,
+            cols,
+            timeout,
+        }),
         _ => Err(AppError::Invalid {
             field: "start".into(),
             message: "the first message must be {\"type\":\"start\",\"command\":[...]}".into(),
@@ -235,7 +262,7 @@ async fn exec_socket(state: AppState, actor: Actor, name: String, socket: WebSoc
     let (mut sink, mut stream) = socket.split();
     let opened = Instant::now();
     let started = async {
-        let ClientMessage::Start {
+        let Start {
             command,
             env,
             tty,
@@ -243,10 +270,7 @@ async fn exec_socket(state: AppState, actor: Actor, name: String, socket: WebSoc
             rows,
             cols,
             timeout,
-        } = read_start(&mut stream).await?
-        else {
-            unreachable!("read_start returns a start message");
-        };
+        } = read_start(&mut stream).await?;
         if command.iter().any(|a| a.contains('\0')) {
             return Err(AppError::Invalid {
                 field: "command".into(),
