@@ -20,6 +20,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Path of the unix socket; `None` disables it.
     pub socket: Option<PathBuf>,
+    /// Path of the Docker Engine API socket (`--docker-socket`); `None` (the default) disables
+    /// it.
+    pub docker_socket: Option<PathBuf>,
     /// Directory holding `corral.db` and container state (created 0700).
     pub state_dir: PathBuf,
     /// Name of Corral's own cgroup subtree.
@@ -172,6 +175,7 @@ mod tests {
         Config {
             listen: listen.parse().expect("addr"),
             socket: None,
+            docker_socket: None,
             state_dir: PathBuf::from("/nonexistent"),
             cgroup_root: "x".into(),
             auth: Default::default(),

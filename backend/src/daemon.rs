@@ -93,6 +93,10 @@ pub async fn serve(mut config: Config) -> Result<(), DaemonError> {
         Some(path) => Some(bind_socket(path)?),
         None => None,
     };
+    let docker_unix = match &config.docker_socket {
+        Some(path) => Some(bind_socket(path)?),
+        None => None,
+    };
 
     // Detect the host's cgroups and create Corral's subtree in every hierarchy.
     let subtree = config.cgroup_root.clone();
@@ -187,6 +191,7 @@ pub async fn serve(mut config: Config) -> Result<(), DaemonError> {
     }
 
     let (tcp_app, tcp_stop) = (app.clone(), stopped(stop_rx.clone()));
+    let docker_stop = stopped(stop_rx.clone());
     let tcp_server = async move {
         match tls {
             Some(acceptor) => {
@@ -216,6 +221,21 @@ pub async fn serve(mut config: Config) -> Result<(), DaemonError> {
             None => Ok(()),
         }
     };
+    let docker_server = async {
+        match docker_unix {
+            Some(listener) => {
+                // The Docker Engine API: root peers only, like docker.sock.
+                axum::serve(
+                    listener,
+                    crate::docker::app(state.clone())
+                        .into_make_service_with_connect_info::<crate::auth::UnixPeer>(),
+                )
+                .with_graceful_shutdown(docker_stop)
+                .await
+            }
+            None => Ok(()),
+        }
+    };
     let signals = async {
         shutdown.wait().await;
         tracing::info!("shutting down");
@@ -223,8 +243,12 @@ pub async fn serve(mut config: Config) -> Result<(), DaemonError> {
         state.events().close();
         let _ = stop_tx.send(true);
     };
-    let (tcp_result, unix_result, ()) = tokio::join!(tcp_server, unix_server, signals);
-    if let Some(path) = &config.socket {
+    let (tcp_result, unix_result, docker_result, ()) =
+        tokio::join!(tcp_server, unix_server, docker_server, signals);
+    for path in [&config.socket, &config.docker_socket]
+        .into_iter()
+        .flatten()
+    {
         let _ = fs::remove_file(path);
     }
     metering.stop();
@@ -238,6 +262,7 @@ pub async fn serve(mut config: Config) -> Result<(), DaemonError> {
     }
     tcp_result.map_err(DaemonError::Serve)?;
     unix_result.map_err(DaemonError::Serve)?;
+    docker_result.map_err(DaemonError::Serve)?;
     Ok(())
 }
 

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod docker;
 pub mod events;
 pub mod http;
 pub mod image;

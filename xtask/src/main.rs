@@ -94,6 +94,8 @@ fn test(root: &Path) -> Result<()> {
         ("busybox", "busybox-static"),
         ("nft", "nftables"),
         ("iptables", "iptables"),
+        // The real docker CLI as the Docker API's client (no dockerd is started).
+        ("docker", "docker.io"),
     ])?;
     ui::build(root)?;
 

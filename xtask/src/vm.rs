@@ -684,6 +684,12 @@ fn build_initramfs(opts: &VmOptions, kver: &str, nonce: &str, dest: &Path) -> Re
         None => eprintln!("vm: nft not found (apt install nftables): NAT is not tested in the VM"),
     }
 
+    // The docker CLI, so the Docker Engine API is driven by the real client in the VM too.
+    match which("docker") {
+        Some(docker) => carry_binary(&mut cpio, &docker, "/usr/bin/docker")?,
+        None => eprintln!("vm: docker not found (apt install docker.io): kernel::docker_api fails"),
+    }
+
     // The binaries, under /usr/local/bin and (as links) at their host paths, so a path compiled
     // in with env!("CARGO_BIN_EXE_..") resolves too.
     let mut env: Vec<(String, String)> = vec![

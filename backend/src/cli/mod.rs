@@ -99,6 +99,10 @@ pub struct ServeArgs {
     /// Unix socket for the CLI (created 0600 in a 0700 directory).
     #[arg(long, default_value = config::DEFAULT_SOCKET)]
     pub socket: PathBuf,
+    /// Also serve the Docker Engine API on this unix socket (0600, root only, like
+    /// docker.sock), e.g. /run/corral/docker.sock; off unless given.
+    #[arg(long, value_name = "PATH")]
+    pub docker_socket: Option<PathBuf>,
     /// Directory for the database and container state.
     #[arg(long, default_value = config::DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
@@ -140,6 +144,7 @@ impl ServeArgs {
         Config {
             listen: self.listen,
             socket: Some(self.socket),
+            docker_socket: self.docker_socket,
             state_dir: self.state_dir,
             cgroup_root: self.cgroup_root,
             auth: self.auth,

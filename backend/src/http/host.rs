@@ -26,12 +26,16 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 403, description = "Foreign Host", body = wire::ApiError),
     ))]
 async fn host_get(State(state): State<AppState>) -> Result<Json<wire::HostInfo>, AppError> {
+    Ok(Json(host_info_of(&state).await?))
+}
+
+/// The host facts of `GET /api/v1/host` (also the Docker API's `/info` and `/version`).
+pub async fn host_info_of(state: &AppState) -> Result<wire::HostInfo, AppError> {
     let cg = state.cgroups().clone();
     let default_memory = state.config().default_memory;
-    let info = tokio::task::spawn_blocking(move || host_info(&cg, default_memory))
+    tokio::task::spawn_blocking(move || host_info(&cg, default_memory))
         .await
-        .map_err(|e| AppError::internal("reading host facts", e))?;
-    Ok(Json(info))
+        .map_err(|e| AppError::internal("reading host facts", e))
 }
 
 /// The host's cgroup tree with per-node usage, read-only, scoped to the caller. Admins get

@@ -38,6 +38,7 @@ use tower_http::{
 pub use error::AppError;
 pub(crate) use error::error_response;
 pub use events::PATH as EVENTS_PATH;
+pub use host::host_info_of;
 
 use crate::{auth::Auth, cgroup::Cgroups, config::Config, store::Store};
 

@@ -145,6 +145,7 @@ async fn metrics_of_metered_groups_pass_promtool_and_the_openmetrics_parser() {
     let config = Config {
         listen: "127.0.0.1:0".parse().expect("addr"),
         socket: None,
+        docker_socket: None,
         state_dir: dir.path().to_owned(),
         cgroup_root: t.0.subtree().to_owned(),
         sample_interval: Duration::from_secs(5),

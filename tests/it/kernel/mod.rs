@@ -13,6 +13,7 @@ mod container_mounts;
 mod container_seccomp;
 mod container_term;
 mod container_userns;
+mod docker_api;
 mod memory_min;
 mod metering;
 mod metering_containers;

@@ -1,0 +1,183 @@
+//! The Docker Engine API (issue 16, first part) driven by the real `docker` CLI: `version`,
+//! `info` (the cgroup version as it is), `ps` with filters, `inspect` (limits as the kernel
+//! holds them), `images`, `image inspect`; an endpoint not served yet answers Docker's error
+//! shape naming it; the socket is 0600 and a non-root peer is refused.
+
+use std::{
+    os::unix::{fs::PermissionsExt, process::CommandExt},
+    process::Command,
+};
+
+use tests::{
+    Daemon, TempDir,
+    containers::{Reaper, create, remove, sleeper},
+    rootfs::Rootfs,
+};
+
+/// `docker -H unix://SOCK ARGS`: (exit code, stdout, stderr).
+fn docker(sock: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new("docker")
+        .arg("-H")
+        .arg(format!("unix://{}", sock.display()))
+        .args(args)
+        .env_remove("DOCKER_HOST")
+        .env(
+            "DOCKER_CONFIG",
+            std::env::temp_dir().join("corral-it-docker-config"),
+        )
+        .output()
+        .expect("run docker (apt-get install docker.io)");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_docker_cli_reads_the_host_its_containers_and_images() {
+    let dir = TempDir::new("dk");
+    let sock = dir.path().join("docker.sock");
+    let d = Daemon::start_with(&["--docker-socket", sock.to_str().expect("utf-8 path")]);
+    let _reaper = Reaper::new(&d);
+    let mode = std::fs::metadata(&sock)
+        .expect("docker socket")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the docker socket is root's only");
+
+    // version: the client negotiated our API version.
+    let (code, out, err) = docker(
+        &sock,
+        &[
+            "version",
+            "--format",
+            "{{.Server.APIVersion}} {{.Server.Os}}",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "1.43 linux");
+
+    // info: the cgroup version as the host has it.
+    let (code, out, err) = docker(
+        &sock,
+        &[
+            "info",
+            "--format",
+            "{{.CgroupVersion}} {{.CgroupDriver}} {{.OSType}}",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let v2 = super::team_pool::in_vm();
+    let want = if v2 {
+        "2 cgroupfs linux"
+    } else {
+        "1 cgroupfs linux"
+    };
+    assert_eq!(out.trim(), want);
+
+    // ps, with a running and an exited container; filters; -q.
+    let rootfs = Rootfs::new();
+    let running = sleeper(&d, &rootfs, "dkr").await;
+    let c = d.unix_client();
+    let exited = tests::unique("dkx");
+    create(
+        &c,
+        serde_json::json!({"name": exited, "rootfs": rootfs.path(), "command": ["sh", "-c", "exit 3"],
+            "start": true, "labels": {"tier": "web"}, "limits": {"cpus": 0.5, "memory_max": 67108864}}),
+    )
+    .await;
+    tests::containers::wait_exited(&c, &exited, std::time::Duration::from_secs(20)).await;
+    let (code, out, err) = docker(&sock, &["ps", "--format", "{{.Names}}|{{.Status}}"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with(&format!("{running}|Up "))),
+        "{out}"
+    );
+    assert!(
+        !out.contains(&exited),
+        "ps without -a lists running ones: {out}"
+    );
+    let (_, out, _) = docker(&sock, &["ps", "-a", "--format", "{{.Names}}|{{.Status}}"]);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with(&format!("{exited}|Exited (3) "))),
+        "{out}"
+    );
+    let (_, out, _) = docker(
+        &sock,
+        &[
+            "ps",
+            "-a",
+            "--filter",
+            "label=tier=web",
+            "--format",
+            "{{.Names}}",
+        ],
+    );
+    assert_eq!(out.trim(), exited);
+    let (_, out, _) = docker(
+        &sock,
+        &["ps", "-a", "--filter", &format!("name={running}"), "-q"],
+    );
+    assert_eq!(out.trim().len(), 12, "ps -q prints 12-digit ids: {out}");
+    let (code, _, err) = docker(&sock, &["ps", "--filter", "ancestor=busybox"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("name, status, label and id"), "{err}");
+
+    // inspect: the state and the limits.
+    let (code, out, err) = docker(
+        &sock,
+        &[
+            "inspect",
+            "--format",
+            "{{.State.Status}} {{.State.ExitCode}} {{.HostConfig.NanoCpus}} {{.HostConfig.Memory}} {{.Name}}",
+            &exited,
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), format!("exited 3 500000000 67108864 /{exited}"));
+    let (code, _, err) = docker(&sock, &["inspect", "no-such-thing"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no-such-thing"), "{err}");
+
+    // images: an imported image by its tag.
+    let tar = dir.path().join("img.tar");
+    tests::rootfs::docker_save(&tar, "dkimg:1", &["sh"]);
+    tests::containers::import(&c, &tar).await.expect("import");
+    let (code, out, err) = docker(&sock, &["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.lines().any(|l| l == "dkimg:1"), "{out}");
+    let (code, out, err) = docker(
+        &sock,
+        &["image", "inspect", "--format", "{{.Os}}", "dkimg:1"],
+    );
+    assert_eq!((code, out.trim()), (0, "linux"), "{err}");
+
+    // Not served yet: Docker's error shape, naming it.
+    let (code, _, err) = docker(&sock, &["network", "ls"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("not supported by Corral"), "{err}");
+
+    // A non-root peer is refused (even if the file mode let it in).
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let out = Command::new("docker")
+        .arg("-H")
+        .arg(format!("unix://{}", sock.display()))
+        .arg("ps")
+        .env("DOCKER_CONFIG", "/tmp")
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("docker as nobody");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "nobody listed containers");
+    assert!(
+        err.contains("root only") || err.contains("permission denied"),
+        "{err}"
+    );
+
+    remove(&c, &running).await;
+    remove(&c, &exited).await;
+}
