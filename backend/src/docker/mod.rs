@@ -1,9 +1,12 @@
 //! The Docker Engine API on `corral serve --docker-socket PATH` (issue 16), so the real `docker`
 //! CLI and tools written against the Engine API drive Corral: `DOCKER_HOST=unix:///run/corral/docker.sock docker ps`.
 //!
-//! This first part serves what reads the host and its containers — `/_ping`, `/version`,
-//! `/info`, `/containers/json`, `/containers/{id}/json`, `/images/json`, `/images/{name}/json`
-//! — with Docker's JSON shapes, on versioned (`/v1.43/…`) and unversioned paths. Every other
+//! Served so far: what reads the host and its containers — `/_ping`, `/version`, `/info`,
+//! `/containers/json`, `/containers/{id}/json`, `/images/json`, `/images/{name}/json` — and the
+//! lifecycle — start, stop, restart, kill, pause, unpause, update, wait, remove — through the
+//! same rights check and audit rows as Corral's API (`http::change`), with Docker's JSON
+//! shapes and status codes (304 for a start of a running container), on versioned
+//! (`/v1.43/…`) and unversioned paths. Every other
 //! endpoint answers Docker's error shape (`{"message": …}`) naming what is not supported yet,
 //! never a hang or a 500.
 //!
@@ -19,7 +22,7 @@ use axum::{
     http::{HeaderValue, StatusCode, Uri, header},
     middleware::Next,
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{get, post},
 };
 use serde_json::{Value, json};
 
@@ -37,6 +40,14 @@ pub struct DockerError(pub StatusCode, pub String);
 impl IntoResponse for DockerError {
     fn into_response(self) -> Response {
         (self.0, Json(json!({ "message": self.1 }))).into_response()
+    }
+}
+
+impl From<crate::http::AppError> for DockerError {
+    fn from(e: crate::http::AppError) -> Self {
+        let message = e.body().message;
+        let status = e.into_response().status();
+        DockerError(status, message)
     }
 }
 
@@ -70,6 +81,18 @@ pub fn app(state: AppState) -> Router {
         .route("/info", get(info))
         .route("/containers/json", get(containers_list))
         .route("/containers/{id}/json", get(container_inspect))
+        .route("/containers/{id}", axum::routing::delete(container_remove))
+        .route("/containers/{id}/start", post(container_start))
+        .route("/containers/{id}/stop", post(container_stop))
+        .route("/containers/{id}/restart", post(container_restart))
+        .route("/containers/{id}/kill", post(container_kill))
+        .route("/containers/{id}/pause", post(container_pause))
+        .route("/containers/{id}/unpause", post(container_unpause))
+        .route("/containers/{id}/update", post(container_update))
+        .route(
+            "/containers/{id}/wait",
+            post(container_wait).get(container_wait),
+        )
         .route("/images/json", get(images_list))
         .route("/images/{*name}", get(image_inspect))
         .fallback(unsupported)
@@ -106,7 +129,8 @@ async fn guard(mut req: Request, next: Next) -> Response {
             }
         }
     }
-    let mut resp = next.run(req).await;
+    // Changes are root's, over this socket: lifecycle events name it as Corral's own socket does.
+    let mut resp = crate::events::with_actor(Some("root".into()), next.run(req)).await;
     let h = resp.headers_mut();
     h.insert("api-version", HeaderValue::from_static(API_VERSION));
     h.insert("docker-experimental", HeaderValue::from_static("false"));
@@ -209,6 +233,204 @@ async fn container_inspect(
     let name = id.trim_start_matches('/');
     let c = manager(&state)?.get(name).await?;
     Ok(Json(shapes::inspect(&c)))
+}
+
+/// Root on the Docker socket: an admin, audited as `root` via `unix`.
+fn root() -> crate::auth::Actor {
+    crate::auth::Actor::unix_root(0)
+}
+
+fn name_of(id: &str) -> &str {
+    id.trim_start_matches('/')
+}
+
+/// 304 when the container is already in `status` (Docker's answer to a start of a running or
+/// a stop of a stopped container).
+async fn already(state: &AppState, name: &str, statuses: &[&str]) -> Result<bool, DockerError> {
+    let c = manager(state)?.get(name).await?;
+    Ok(statuses.contains(&c.status.as_str()))
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct StopQuery {
+    t: Option<i64>,
+    #[serde(flatten)]
+    _rest: std::collections::HashMap<String, String>,
+}
+
+impl StopQuery {
+    /// Docker's `-t`: seconds, `-1` waits forever (here: Corral's longest, 3600).
+    fn timeout(&self) -> Result<Option<u64>, DockerError> {
+        match self.t {
+            None => Ok(None),
+            Some(-1) => Ok(Some(3600)),
+            Some(t @ 0..=3600) => Ok(Some(t as u64)),
+            Some(t) => Err(DockerError(
+                StatusCode::BAD_REQUEST,
+                format!("invalid stop timeout {t}: 0 to 3600 seconds, or -1"),
+            )),
+        }
+    }
+}
+
+async fn container_start(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, DockerError> {
+    let name = name_of(&id);
+    if already(&state, name, &["running", "paused"]).await? {
+        return Ok(StatusCode::NOT_MODIFIED);
+    }
+    crate::http::change(
+        &state,
+        &root(),
+        name,
+        "container.start",
+        |m, n| async move { m.start(&n).await },
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn container_stop(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<StopQuery>,
+) -> Result<StatusCode, DockerError> {
+    let name = name_of(&id);
+    let t = q.timeout()?;
+    if already(&state, name, &["exited", "created"]).await? {
+        return Ok(StatusCode::NOT_MODIFIED);
+    }
+    crate::http::change(&state, &root(), name, "container.stop", |m, n| async move {
+        m.stop(&n, t).await
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn container_restart(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<StopQuery>,
+) -> Result<StatusCode, DockerError> {
+    let t = q.timeout()?;
+    crate::http::change(
+        &state,
+        &root(),
+        name_of(&id),
+        "container.restart",
+        |m, n| async move { m.restart(&n, t).await },
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct KillQuery {
+    signal: Option<String>,
+}
+
+async fn container_kill(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<KillQuery>,
+) -> Result<StatusCode, DockerError> {
+    let name = name_of(&id);
+    if !already(&state, name, &["running", "paused"]).await? {
+        return Err(DockerError(
+            StatusCode::CONFLICT,
+            format!("Container {name} is not running"),
+        ));
+    }
+    // Docker spells signals SIGTERM, TERM or 15.
+    let signal = q
+        .signal
+        .filter(|s| !s.is_empty())
+        .map(|s| s.trim_start_matches("SIG").to_owned());
+    crate::http::change(&state, &root(), name, "container.kill", |m, n| async move {
+        m.kill(&n, signal.as_deref()).await
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn container_pause(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, DockerError> {
+    crate::http::change(
+        &state,
+        &root(),
+        name_of(&id),
+        "container.freeze",
+        |m, n| async move { m.freeze(&n, true).await },
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn container_unpause(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, DockerError> {
+    crate::http::change(
+        &state,
+        &root(),
+        name_of(&id),
+        "container.thaw",
+        |m, n| async move { m.freeze(&n, false).await },
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct RemoveQuery {
+    force: Option<String>,
+    #[serde(flatten)]
+    _rest: std::collections::HashMap<String, String>,
+}
+
+async fn container_remove(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<RemoveQuery>,
+) -> Result<StatusCode, DockerError> {
+    let force = matches!(q.force.as_deref(), Some("1" | "true" | "True"));
+    crate::http::remove_container(&state, &root(), name_of(&id), force).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `docker update`: the knobs Docker and Corral share, as one audited re-limit.
+async fn container_update(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, DockerError> {
+    let v: Value = serde_json::from_slice(&body)
+        .map_err(|e| DockerError(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")))?;
+    let patch = shapes::update_patch(&v).map_err(|e| DockerError(StatusCode::BAD_REQUEST, e))?;
+    crate::http::change_limits(&state, &root(), name_of(&id), patch).await?;
+    Ok(Json(json!({"Warnings": []})))
+}
+
+/// `docker wait`: blocks until the container is not running; its exit code.
+async fn container_wait(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, DockerError> {
+    let name = name_of(&id).to_owned();
+    let m = manager(&state)?.clone();
+    loop {
+        let c = m.get(&name).await?;
+        if c.status != "running" && c.status != "paused" && c.status != "creating" {
+            return Ok(Json(
+                json!({"StatusCode": c.exit_code.unwrap_or(0), "Error": null}),
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 async fn images_list(State(state): State<AppState>) -> Result<Json<Vec<Value>>, DockerError> {

@@ -355,6 +355,83 @@ pub fn image_inspect(i: &wire::Image) -> Value {
     })
 }
 
+/// `POST /containers/{id}/update` (`docker update`) as Corral's limits patch: `NanoCpus` (or
+/// `CpuQuota`/`CpuPeriod`), `Memory`, `MemorySwap`, `MemoryReservation`, `PidsLimit`,
+/// `CpusetCpus`, `CpusetMems`, `CpuShares`, `BlkioWeight`; 0 leaves a knob as it is (Docker's
+/// "unset"), and a knob Corral does not have is refused by name.
+pub fn update_patch(v: &Value) -> Result<wire::LimitsPatch, String> {
+    use wire::Setting;
+    let Value::Object(o) = v else {
+        return Err("the body must be a JSON object".into());
+    };
+    let num = |k: &str| o.get(k).and_then(Value::as_i64).filter(|n| *n != 0);
+    let text = |k: &str| o.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
+    let mut p = wire::LimitsPatch::default();
+    if let Some(n) = num("NanoCpus") {
+        p.cpus = Setting::Set(n as f64 / 1e9);
+    } else if let (Some(q), Some(per)) = (num("CpuQuota"), num("CpuPeriod")) {
+        p.cpus = if q < 0 {
+            Setting::Clear
+        } else {
+            Setting::Set(q as f64 / per as f64)
+        };
+    }
+    if let Some(m) = num("Memory") {
+        p.memory_max = if m < 0 {
+            Setting::Clear
+        } else {
+            Setting::Set(m as u64)
+        };
+    }
+    if let Some(s) = num("MemorySwap") {
+        p.swap_max = match (s, num("Memory")) {
+            (-1, _) => Setting::Clear,
+            (s, Some(m)) if s >= m => Setting::Set((s - m) as u64),
+            (s, _) => {
+                return Err(format!(
+                    "MemorySwap {s}: with Corral give Memory too (swap = MemorySwap - Memory)"
+                ));
+            }
+        };
+    }
+    if let Some(r) = num("MemoryReservation") {
+        p.memory_low = Setting::Set(r as u64);
+    }
+    if let Some(n) = num("PidsLimit") {
+        p.pids_max = if n < 0 {
+            Setting::Clear
+        } else {
+            Setting::Set(n as u64)
+        };
+    }
+    if let Some(c) = text("CpusetCpus") {
+        p.cpuset_cpus = Setting::Set(c.to_owned());
+    }
+    if let Some(c) = text("CpusetMems") {
+        p.cpuset_mems = Setting::Set(c.to_owned());
+    }
+    if let Some(s) = num("CpuShares") {
+        p.cpu_weight = Setting::Set(((s as u64) * 100 / 1024).clamp(1, 10_000));
+    }
+    if let Some(w) = num("BlkioWeight") {
+        p.io_weight = Setting::Set(((w as u64) * 10).clamp(1, 10_000));
+    }
+    for k in [
+        "KernelMemory",
+        "CpuRealtimePeriod",
+        "CpuRealtimeRuntime",
+        "MemorySwappiness",
+        "OomKillDisable",
+    ] {
+        if o.get(k).is_some_and(|v| {
+            !v.is_null() && v != &json!(0) && v != &json!(false) && v != &json!(-1)
+        }) {
+            return Err(format!("{k} is not supported by Corral"));
+        }
+    }
+    Ok(p)
+}
+
 /// `filters={"name":["web"],"status":["exited"],"label":["k=v"],"id":["…"]}` of `docker ps`.
 #[derive(Debug, Default)]
 pub struct Filters {

@@ -457,6 +457,64 @@ async fn containers_remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A lifecycle change for the Docker API (`crate::docker`): the same rights check and audit row
+/// as the route of Corral's API.
+pub(crate) async fn change<F, Fut>(
+    state: &AppState,
+    actor: &Actor,
+    name: &str,
+    action: &str,
+    op: F,
+) -> Result<wire::Container, AppError>
+where
+    F: FnOnce(Manager, String) -> Fut,
+    Fut: Future<Output = Result<wire::Container, RuntimeError>>,
+{
+    lifecycle(state, actor, name, action, None, op)
+        .await
+        .map(|Json(c)| c)
+}
+
+/// `container.update` for the Docker API: as `PATCH /containers/{name}/limits`.
+pub(crate) async fn change_limits(
+    state: &AppState,
+    actor: &Actor,
+    name: &str,
+    patch: wire::LimitsPatch,
+) -> Result<wire::Container, AppError> {
+    const ACTION: &str = "container.update";
+    let c = actionable(state, actor, name, ACTION).await?;
+    let requested = json!(patch);
+    let r = async { Ok(manager(state)?.update(&c.name, patch).await?.1) }.await;
+    let before = json!({"limits": c.limits});
+    finish(state, actor, ACTION, &c.name, Some(before), r, |n| {
+        Some(json!({"limits": n.limits, "requested": requested, "via": "docker"}))
+    })
+    .await
+}
+
+/// `container.remove` for the Docker API: as `DELETE /containers/{name}`.
+pub(crate) async fn remove_container(
+    state: &AppState,
+    actor: &Actor,
+    name: &str,
+    force: bool,
+) -> Result<(), AppError> {
+    const ACTION: &str = "container.remove";
+    let c = actionable(state, actor, name, ACTION).await?;
+    let r = async { Ok(manager(state)?.remove(&c.name, force).await?) }.await;
+    finish(
+        state,
+        actor,
+        ACTION,
+        &c.name,
+        Some(json!({"status": c.status, "team": c.team, "spec": audit_spec(&c.spec)})),
+        r,
+        |_| Some(json!({"status": "removed", "force": force, "via": "docker"})),
+    )
+    .await
+}
+
 /// Runs a simple lifecycle change through authorization and audit.
 async fn lifecycle<F, Fut>(
     state: &AppState,

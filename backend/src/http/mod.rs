@@ -35,6 +35,7 @@ use tower_http::{
     set_header::SetResponseHeaderLayer, trace::TraceLayer,
 };
 
+pub(crate) use containers::{change, change_limits, remove_container};
 pub use error::AppError;
 pub(crate) use error::error_response;
 pub use events::PATH as EVENTS_PATH;

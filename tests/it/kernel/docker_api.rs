@@ -1,7 +1,9 @@
 //! The Docker Engine API (issue 16, first part) driven by the real `docker` CLI: `version`,
 //! `info` (the cgroup version as it is), `ps` with filters, `inspect` (limits as the kernel
 //! holds them), `images`, `image inspect`; an endpoint not served yet answers Docker's error
-//! shape naming it; the socket is 0600 and a non-root peer is refused.
+//! shape naming it; the socket is 0600 and a non-root peer is refused. `update` (checked in
+//! the kernel's limits), `pause`/`unpause`, `stop`/`start`/`restart`/`kill`/`wait`, `rm -f`,
+//! each audited as root's.
 
 use std::{
     os::unix::{fs::PermissionsExt, process::CommandExt},
@@ -10,7 +12,7 @@ use std::{
 
 use tests::{
     Daemon, TempDir,
-    containers::{Reaper, create, remove, sleeper},
+    containers::{Reaper, call, create, remove, sleeper},
     rootfs::Rootfs,
 };
 
@@ -180,4 +182,110 @@ async fn the_docker_cli_reads_the_host_its_containers_and_images() {
 
     remove(&c, &running).await;
     remove(&c, &exited).await;
+}
+
+#[tokio::test]
+async fn the_docker_cli_updates_pauses_stops_starts_kills_waits_and_removes() {
+    let dir = TempDir::new("dk");
+    let sock = dir.path().join("docker.sock");
+    let d = Daemon::start_with(&["--docker-socket", sock.to_str().expect("utf-8 path")]);
+    let _reaper = Reaper::new(&d);
+    let rootfs = Rootfs::new();
+    let name = sleeper(&d, &rootfs, "dkl").await;
+    let c = d.unix_client();
+    let status = |n: String| {
+        let c = c.clone();
+        async move { tests::containers::get(&c, &n).await.status }
+    };
+
+    // docker update lands in the kernel's files.
+    let (code, out, err) = docker(
+        &sock,
+        &[
+            "update",
+            "--cpus",
+            "0.5",
+            "--memory",
+            "64m",
+            "--memory-swap",
+            "64m",
+            "--pids-limit",
+            "50",
+            &name,
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), name, "docker update prints the name");
+    let k: wire::Limits = call(
+        &c,
+        hyper::Method::GET,
+        &format!("/api/v1/containers/{name}/limits"),
+        None,
+    )
+    .await
+    .expect("kernel limits");
+    assert_eq!(k.cpus, Some(0.5), "{k:?}");
+    assert_eq!(k.memory_max, Some(64 << 20), "{k:?}");
+    assert_eq!(k.pids_max, Some(50), "{k:?}");
+    let (code, _, err) = docker(
+        &sock,
+        &["update", "--cpus", "0", "--kernel-memory", "8m", &name],
+    );
+    assert_ne!(code, 0, "an unsupported knob is refused");
+    assert!(
+        err.contains("KernelMemory") || err.contains("kernel"),
+        "{err}"
+    );
+
+    // pause freezes, unpause thaws.
+    assert_eq!(docker(&sock, &["pause", &name]).0, 0);
+    assert_eq!(status(name.clone()).await, "paused");
+    assert_eq!(docker(&sock, &["unpause", &name]).0, 0);
+    assert_eq!(status(name.clone()).await, "running");
+
+    // stop, start (a second start is Docker's "not modified", no error), restart, kill, wait.
+    assert_eq!(docker(&sock, &["stop", "-t", "1", &name]).0, 0);
+    assert_eq!(status(name.clone()).await, "exited");
+    assert_eq!(docker(&sock, &["start", &name]).0, 0);
+    assert_eq!(docker(&sock, &["start", &name]).0, 0);
+    assert_eq!(status(name.clone()).await, "running");
+    assert_eq!(docker(&sock, &["restart", "-t", "1", &name]).0, 0);
+    assert_eq!(status(name.clone()).await, "running");
+    assert_eq!(docker(&sock, &["kill", "--signal", "SIGTERM", &name]).0, 0);
+    let (code, out, err) = docker(&sock, &["wait", &name]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "143", "SIGTERM ends sleep with 128 + 15");
+    let (code, _, err) = docker(&sock, &["kill", &name]);
+    assert_ne!(code, 0);
+    assert!(err.contains("is not running"), "{err}");
+
+    // Every change is in Corral's audit log, as root's.
+    let rows: Vec<wire::AuditEntry> = call(&c, hyper::Method::GET, "/api/v1/audit?limit=200", None)
+        .await
+        .expect("audit");
+    let target = format!("container:{name}");
+    for action in [
+        "container.update",
+        "container.freeze",
+        "container.thaw",
+        "container.stop",
+        "container.start",
+        "container.restart",
+        "container.kill",
+    ] {
+        assert!(
+            rows.iter().any(|r| r.action == action
+                && r.target.as_deref() == Some(target.as_str())
+                && r.actor == "root"
+                && r.result == "ok"),
+            "no {action} row by root for {name}"
+        );
+    }
+
+    // rm -f removes a running container.
+    let other = sleeper(&d, &rootfs, "dkm").await;
+    assert_eq!(docker(&sock, &["rm", "-f", &other]).0, 0);
+    let (code, _, err) = docker(&sock, &["inspect", &other]);
+    assert_ne!(code, 0, "{err}");
+    assert_eq!(docker(&sock, &["rm", &name]).0, 0);
 }
