@@ -359,28 +359,26 @@ async fn container_pause(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, DockerError> {
-    crate::http::change(
-        &state,
-        &root(),
-        name_of(&id),
-        "container.freeze",
-        |m, n| async move { m.freeze(&n, true).await },
-    )
-    .await?;
-    Ok(StatusCode::NO_CONTENT)
+    set_frozen(&state, name_of(&id), true).await
 }
 
 async fn container_unpause(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, DockerError> {
-    crate::http::change(
-        &state,
-        &root(),
-        name_of(&id),
-        "container.thaw",
-        |m, n| async move { m.freeze(&n, false).await },
-    )
+    set_frozen(&state, name_of(&id), false).await
+}
+
+/// `docker pause`/`unpause`: Corral's freeze and thaw, audited as theirs.
+async fn set_frozen(state: &AppState, name: &str, freeze: bool) -> Result<StatusCode, DockerError> {
+    let action = if freeze {
+        "container.freeze"
+    } else {
+        "container.thaw"
+    };
+    crate::http::change(state, &root(), name, action, move |m, n| async move {
+        m.freeze(&n, freeze).await
+    })
     .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -145,19 +145,13 @@ async fn send_control(
     socket.send(Message::Text(text.into())).await.is_ok()
 }
 
-/// What the client sent, forwarded by [`read_client`].
-enum FromClient {
-    /// The socket closed or failed.
-    Gone,
-}
-
 /// Reads the client's messages until the socket closes: stdin frames and resizes go to
 /// `input` (awaiting it: a command that does not read its stdin stops the client), stdin's
-/// end drops it. Ends with `Gone` on `done`.
+/// end drops it. Signals `done` when the socket is gone.
 async fn read_client(
     mut stream: futures::stream::SplitStream<WebSocket>,
     mut input: Option<mpsc::Sender<Frame>>,
-    done: oneshot::Sender<FromClient>,
+    done: oneshot::Sender<()>,
 ) {
     while let Some(msg) = stream.next().await {
         let Ok(msg) = msg else { break };
@@ -192,7 +186,7 @@ async fn read_client(
             Message::Ping(_) | Message::Pong(_) => {}
         }
     }
-    let _ = done.send(FromClient::Gone);
+    let _ = done.send(());
 }
 
 /// The fields of an exec's start message.
@@ -436,7 +430,7 @@ async fn pump<S: Source>(
     state: &AppState,
     actor: &Actor,
     sink: &mut futures::stream::SplitSink<WebSocket, Message>,
-    mut done: oneshot::Receiver<FromClient>,
+    mut done: oneshot::Receiver<()>,
     session: &mut S,
     on_none: impl Fn() -> Step,
 ) -> End {

@@ -276,7 +276,7 @@ impl Console {
                                     );
                                     if logs {
                                         for (kind, d) in &self.ring {
-                                            c.out.extend(frame(*kind, d));
+                                            c.out.extend(relay::encode_raw(*kind, d));
                                         }
                                     }
                                 } else if h.len() > 256 {
@@ -350,7 +350,7 @@ impl Console {
     pub fn exit(&mut self, code: i32) {
         for c in &mut self.clients {
             if c.hello.is_none() {
-                c.out.extend(frame(EXIT, &code.to_be_bytes()));
+                c.out.extend(relay::encode_raw(EXIT, &code.to_be_bytes()));
             }
         }
         let deadline = Instant::now() + Duration::from_secs(2);
@@ -370,7 +370,7 @@ impl Console {
     }
 
     fn publish(&mut self, kind: u8, data: Vec<u8>) {
-        let f = frame(kind, &data);
+        let f = relay::encode_raw(kind, &data);
         let now = Instant::now();
         for c in &mut self.clients {
             if c.hello.is_none() {
@@ -411,15 +411,6 @@ impl Console {
             });
         }
     }
-}
-
-/// A frame of the monitor → daemon stream.
-fn frame(kind: u8, data: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(data.len() + 5);
-    v.push(kind);
-    v.extend_from_slice(&(data.len() as u32).to_be_bytes());
-    v.extend_from_slice(data);
-    v
 }
 
 /// Sends what the client can take now; false when it is gone.

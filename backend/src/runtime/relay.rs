@@ -45,10 +45,15 @@ pub fn encode(frame: &Frame) -> Vec<u8> {
         }
         Frame::Eof => (EOF, Vec::new()),
     };
+    encode_raw(kind, &payload)
+}
+
+/// One `[kind][len u32 BE][payload]` frame of any kind (the monitor's OUT/ERR/EXIT too).
+pub fn encode_raw(kind: u8, payload: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(payload.len() + 5);
     v.push(kind);
     v.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    v.extend_from_slice(&payload);
+    v.extend_from_slice(payload);
     v
 }
 
