@@ -187,10 +187,10 @@ async fn starved_containers_get_more_idle_ones_less_and_applying_writes_the_kern
     let cpus = item(&r, "cpus");
     assert_eq!(cpus.action, wire::RecommendationAction::Increase, "{r:?}");
     assert_eq!(cpus.current, Some(0.1));
-    // max(p99 × 1.3, 0.1 × 1.5): 0.15, or 0.2 where one-second points jitter above 0.115
-    // (seen in the VM).
-    let to_starved = cpus.recommended.unwrap();
-    assert!([0.15, 0.2].contains(&to_starved), "{cpus:?}");
+    // max(p99 × 1.3, 0.1 × 1.5) rounded up to 0.05: 0.15 when the one-second points sit at
+    // the quota, more where they jitter above it (the VM's TCG clock has shown p99 0.17 and
+    // so 0.25). Always above the limit, a multiple of 0.05, and nowhere near a whole core.
+    let to_starved = modest_increase(cpus);
     assert!(cpus.line.starts_with("cpus 0.1 → 0."), "{}", cpus.line);
     let throttled = throttled_pct(&cpus.line);
     assert!(
@@ -222,10 +222,7 @@ async fn starved_containers_get_more_idle_ones_less_and_applying_writes_the_kern
     assert_eq!(r.scope, wire::RecommendationScope::Team);
     let cpus = item(&r, "cpus");
     assert_eq!(cpus.action, wire::RecommendationAction::Increase, "{r:?}");
-    assert!(
-        [Some(0.15), Some(0.2)].contains(&cpus.recommended),
-        "{cpus:?}"
-    );
+    modest_increase(cpus);
     assert!(throttled_pct(&cpus.line) >= 50.0, "{}", cpus.line);
 
     // Applying through the CLI writes the kernel's files.
@@ -303,4 +300,16 @@ async fn starved_containers_get_more_idle_ones_less_and_applying_writes_the_kern
             .unwrap();
         assert_eq!(status, 204);
     }
+}
+
+/// The increase for a busy loop under 0.1 CPU: above the limit, a multiple of 0.05, and
+/// nowhere near a whole core.
+fn modest_increase(cpus: &wire::RecommendationItem) -> f64 {
+    let to = cpus.recommended.unwrap();
+    assert!((0.15..=0.5).contains(&to), "{cpus:?}");
+    assert!(
+        ((to / 0.05) - (to / 0.05).round()).abs() < 1e-9,
+        "not a multiple of 0.05: {cpus:?}"
+    );
+    to
 }
