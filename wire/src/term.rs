@@ -88,6 +88,46 @@ pub fn frame(channel: u8, data: &[u8]) -> Vec<u8> {
     v
 }
 
+/// Watches a stdin stream for the detach sequence: bytes of a partial match are held back
+/// while it is being typed and passed on when it turns out to be something else.
+#[derive(Debug, Clone, Default)]
+pub struct DetachMatcher {
+    keys: Vec<u8>,
+    matched: usize,
+}
+
+impl DetachMatcher {
+    /// `keys` from [`parse_detach_keys`]; empty never detaches.
+    pub fn new(keys: Vec<u8>) -> Self {
+        DetachMatcher { keys, matched: 0 }
+    }
+
+    /// The bytes of `input` to pass on, and whether the sequence was completed (the bytes
+    /// after it are dropped, as the session ends there).
+    pub fn feed(&mut self, input: &[u8]) -> (Vec<u8>, bool) {
+        let keys = &self.keys;
+        let mut out = Vec::with_capacity(input.len());
+        for &b in input {
+            if !keys.is_empty() && b == keys[self.matched] {
+                self.matched += 1;
+                if self.matched == keys.len() {
+                    self.matched = 0;
+                    return (out, true);
+                }
+                continue;
+            }
+            out.extend_from_slice(&keys[..self.matched]);
+            self.matched = 0;
+            if !keys.is_empty() && b == keys[0] {
+                self.matched = 1;
+                continue;
+            }
+            out.push(b);
+        }
+        (out, false)
+    }
+}
+
 /// Parses Docker's `--detach-keys` spelling: comma-separated `ctrl-<c>` (a-z, @, [, \, ], ^, _)
 /// or single characters; e.g. `ctrl-p,ctrl-q` → `[0x10, 0x11]`. An empty string turns
 /// detaching off (`Ok(vec![])`).
@@ -129,6 +169,17 @@ pub fn parse_detach_keys(spec: &str) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_detach_sequence_is_held_back_and_passed_on_when_it_breaks() {
+        let mut m = DetachMatcher::new(vec![0x10, 0x11]);
+        assert_eq!(m.feed(b"ab\x10"), (b"ab".to_vec(), false));
+        assert_eq!(m.feed(b"c"), (b"\x10c".to_vec(), false));
+        assert_eq!(m.feed(b"x\x10\x10"), (b"x\x10".to_vec(), false));
+        assert_eq!(m.feed(b"\x11tail"), (Vec::new(), true));
+        let mut off = DetachMatcher::new(Vec::new());
+        assert_eq!(off.feed(b"\x10\x11"), (b"\x10\x11".to_vec(), false));
+    }
 
     #[test]
     fn detach_keys_follow_docker() {

@@ -158,7 +158,7 @@ enum Input {
 async fn read_stdin(tx: mpsc::Sender<Input>, keys: Vec<u8>) {
     let mut stdin = tokio::io::stdin();
     let mut buf = vec![0u8; 4096];
-    let mut matched = 0usize;
+    let mut detach = wire::term::DetachMatcher::new(keys);
     loop {
         let n = match stdin.read(&mut buf).await {
             Ok(0) | Err(_) => {
@@ -167,28 +167,12 @@ async fn read_stdin(tx: mpsc::Sender<Input>, keys: Vec<u8>) {
             }
             Ok(n) => n,
         };
-        let mut out = Vec::with_capacity(n);
-        for &b in &buf[..n] {
-            if !keys.is_empty() && b == keys[matched] {
-                matched += 1;
-                if matched == keys.len() {
-                    if !out.is_empty() {
-                        let _ = tx.send(Input::Data(std::mem::take(&mut out))).await;
-                    }
-                    let _ = tx.send(Input::Detach).await;
-                    return;
-                }
-                continue;
-            }
-            out.extend_from_slice(&keys[..matched]);
-            matched = 0;
-            if !keys.is_empty() && b == keys[0] {
-                matched = 1;
-                continue;
-            }
-            out.push(b);
-        }
+        let (out, detached) = detach.feed(&buf[..n]);
         if !out.is_empty() && tx.send(Input::Data(out)).await.is_err() {
+            return;
+        }
+        if detached {
+            let _ = tx.send(Input::Detach).await;
             return;
         }
     }

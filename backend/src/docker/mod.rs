@@ -1,20 +1,23 @@
 //! The Docker Engine API on `corral serve --docker-socket PATH` (issue 16), so the real `docker`
 //! CLI and tools written against the Engine API drive Corral: `DOCKER_HOST=unix:///run/corral/docker.sock docker ps`.
 //!
-//! Served so far: what reads the host and its containers — `/_ping`, `/version`, `/info`,
-//! `/containers/json`, `/containers/{id}/json`, `/images/json`, `/images/{name}/json` — and the
-//! lifecycle — start, stop, restart, kill, pause, unpause, update, wait, remove — through the
-//! same rights check and audit rows as Corral's API (`http::change`), with Docker's JSON
-//! shapes and status codes (304 for a start of a running container), on versioned
-//! (`/v1.43/…`) and unversioned paths. Every other
-//! endpoint answers Docker's error shape (`{"message": …}`) naming what is not supported yet,
-//! never a hang or a 500.
+//! Served: what reads the host and its containers — `/_ping`, `/version`, `/info`,
+//! `/containers/json`, `/containers/{id}/json`, `/images/json`, `/images/{name}/json`; the
+//! lifecycle — create ([`create`]), start, stop, restart, kill, pause, unpause, update, wait,
+//! remove — through the same rights check and audit rows as Corral's API (`http::change`);
+//! the streams ([`stream`]) — attach, exec, logs, resize, wait; and stats ([`stats`]). Docker's
+//! JSON shapes and status codes (304 for a start of a running container), on versioned
+//! (`/v1.43/…`) and unversioned paths. Every other endpoint answers Docker's error shape
+//! (`{"message": …}`) naming what is not supported yet, never a hang or a 500.
 //!
 //! Who may: the socket is 0600 like `docker.sock`, and only a peer with uid 0 (SO_PEERCRED) is
 //! served, as root on Corral's own socket: an admin. There is no TCP listener: the docker CLI
 //! cannot send a bearer token, and Corral's TLS listener has no client certificates.
 
+mod create;
 mod shapes;
+mod stats;
+mod stream;
 
 use axum::{
     Json, Router,
@@ -91,8 +94,18 @@ pub fn app(state: AppState) -> Router {
         .route("/containers/{id}/update", post(container_update))
         .route(
             "/containers/{id}/wait",
-            post(container_wait).get(container_wait),
+            post(stream::container_wait).get(stream::container_wait),
         )
+        .route("/containers/create", post(create::container_create))
+        .route("/containers/{id}/attach", post(stream::container_attach))
+        .route("/containers/{id}/resize", post(stream::container_resize))
+        .route("/containers/{id}/logs", get(stream::container_logs))
+        .route("/containers/{id}/exec", post(stream::exec_create))
+        .route("/containers/{id}/stats", get(stats::container_stats))
+        .route("/exec/{id}/start", post(stream::exec_start))
+        .route("/exec/{id}/resize", post(stream::exec_resize))
+        .route("/exec/{id}/json", get(stream::exec_inspect))
+        .route("/images/create", post(image_pull))
         .route("/images/json", get(images_list))
         .route("/images/{*name}", get(image_inspect))
         .fallback(unsupported)
@@ -230,8 +243,7 @@ async fn container_inspect(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, DockerError> {
-    let name = id.trim_start_matches('/');
-    let c = manager(&state)?.get(name).await?;
+    let c = manager(&state)?.get(&resolve(&state, &id).await?).await?;
     Ok(Json(shapes::inspect(&c)))
 }
 
@@ -240,8 +252,38 @@ fn root() -> crate::auth::Actor {
     crate::auth::Actor::unix_root(0)
 }
 
-fn name_of(id: &str) -> &str {
-    id.trim_start_matches('/')
+/// The container a Docker reference names: its name (with or without the leading `/`),
+/// Corral's id, or Docker's 64-digit id or a unique prefix of it (what `docker ps` shows).
+pub(crate) async fn resolve(state: &AppState, id: &str) -> Result<String, DockerError> {
+    use crate::runtime::RuntimeError;
+    let id = id.trim_start_matches('/');
+    let m = manager(state)?;
+    match m.get(id).await {
+        Ok(c) => return Ok(c.name),
+        Err(RuntimeError::NotFound(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    if !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let all = m.list(true).await?;
+        let hits: Vec<&wire::Container> = all
+            .iter()
+            .filter(|c| shapes::docker_id(&c.id).starts_with(id))
+            .collect();
+        match hits.as_slice() {
+            [one] => return Ok(one.name.clone()),
+            [] => {}
+            _ => {
+                return Err(DockerError(
+                    StatusCode::BAD_REQUEST,
+                    format!("multiple IDs found with provided prefix: {id}"),
+                ));
+            }
+        }
+    }
+    Err(DockerError(
+        StatusCode::NOT_FOUND,
+        format!("No such container: {id}"),
+    ))
 }
 
 /// 304 when the container is already in `status` (Docker's answer to a start of a running or
@@ -277,7 +319,7 @@ async fn container_start(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, DockerError> {
-    let name = name_of(&id);
+    let name = &resolve(&state, &id).await?;
     if already(&state, name, &["running", "paused"]).await? {
         return Ok(StatusCode::NOT_MODIFIED);
     }
@@ -297,7 +339,7 @@ async fn container_stop(
     Path(id): Path<String>,
     Query(q): Query<StopQuery>,
 ) -> Result<StatusCode, DockerError> {
-    let name = name_of(&id);
+    let name = &resolve(&state, &id).await?;
     let t = q.timeout()?;
     if already(&state, name, &["exited", "created"]).await? {
         return Ok(StatusCode::NOT_MODIFIED);
@@ -318,7 +360,7 @@ async fn container_restart(
     crate::http::change(
         &state,
         &root(),
-        name_of(&id),
+        &resolve(&state, &id).await?,
         "container.restart",
         |m, n| async move { m.restart(&n, t).await },
     )
@@ -336,7 +378,7 @@ async fn container_kill(
     Path(id): Path<String>,
     Query(q): Query<KillQuery>,
 ) -> Result<StatusCode, DockerError> {
-    let name = name_of(&id);
+    let name = &resolve(&state, &id).await?;
     if !already(&state, name, &["running", "paused"]).await? {
         return Err(DockerError(
             StatusCode::CONFLICT,
@@ -359,14 +401,14 @@ async fn container_pause(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, DockerError> {
-    set_frozen(&state, name_of(&id), true).await
+    set_frozen(&state, &resolve(&state, &id).await?, true).await
 }
 
 async fn container_unpause(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, DockerError> {
-    set_frozen(&state, name_of(&id), false).await
+    set_frozen(&state, &resolve(&state, &id).await?, false).await
 }
 
 /// `docker pause`/`unpause`: Corral's freeze and thaw, audited as theirs.
@@ -396,7 +438,7 @@ async fn container_remove(
     Query(q): Query<RemoveQuery>,
 ) -> Result<StatusCode, DockerError> {
     let force = matches!(q.force.as_deref(), Some("1" | "true" | "True"));
-    crate::http::remove_container(&state, &root(), name_of(&id), force).await?;
+    crate::http::remove_container(&state, &root(), &resolve(&state, &id).await?, force).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -409,26 +451,8 @@ async fn container_update(
     let v: Value = serde_json::from_slice(&body)
         .map_err(|e| DockerError(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")))?;
     let patch = shapes::update_patch(&v).map_err(|e| DockerError(StatusCode::BAD_REQUEST, e))?;
-    crate::http::change_limits(&state, &root(), name_of(&id), patch).await?;
+    crate::http::change_limits(&state, &root(), &resolve(&state, &id).await?, patch).await?;
     Ok(Json(json!({"Warnings": []})))
-}
-
-/// `docker wait`: blocks until the container is not running; its exit code.
-async fn container_wait(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, DockerError> {
-    let name = name_of(&id).to_owned();
-    let m = manager(&state)?.clone();
-    loop {
-        let c = m.get(&name).await?;
-        if c.status != "running" && c.status != "paused" && c.status != "creating" {
-            return Ok(Json(
-                json!({"StatusCode": c.exit_code.unwrap_or(0), "Error": null}),
-            ));
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
 }
 
 async fn images_list(State(state): State<AppState>) -> Result<Json<Vec<Value>>, DockerError> {
@@ -465,6 +489,22 @@ async fn image_inspect(
         })
         .map(|i| Json(shapes::image_inspect(i)))
         .ok_or_else(|| DockerError(StatusCode::NOT_FOUND, format!("No such image: {name}")))
+}
+
+/// `POST /images/create` (`docker pull`, and the pull `docker run` tries for a missing image).
+async fn image_pull(Query(q): Query<std::collections::HashMap<String, String>>) -> DockerError {
+    let image = match (q.get("fromImage"), q.get("tag")) {
+        (Some(i), Some(t)) if !t.is_empty() => format!("{i}:{t}"),
+        (Some(i), _) => i.clone(),
+        (None, _) => "an image".into(),
+    };
+    DockerError(
+        StatusCode::NOT_IMPLEMENTED,
+        format!(
+            "pulling {image} from a registry is not supported by Corral's Docker API yet; load \
+             it with `docker load -i FILE` or `corral image import FILE`"
+        ),
+    )
 }
 
 fn not_supported(method: &str, path: &str) -> DockerError {

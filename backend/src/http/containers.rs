@@ -115,12 +115,12 @@ pub(super) fn manager(state: &AppState) -> Result<&Manager, AppError> {
     })
 }
 
-pub(super) fn target(name: &str) -> String {
+pub(crate) fn target(name: &str) -> String {
     format!("container:{name}")
 }
 
 /// How a refused or failed change is recorded.
-pub(super) fn outcome(e: &AppError) -> Outcome {
+pub(crate) fn outcome(e: &AppError) -> Outcome {
     match e {
         AppError::Auth(AuthError::Internal(_) | AuthError::Sql(_) | AuthError::Store(_)) => {
             Outcome::Error
@@ -288,28 +288,40 @@ async fn containers_list(
 async fn containers_create(
     State(state): State<AppState>,
     actor: Actor,
-    ApiJson(mut req): ApiJson<wire::CreateContainer>,
+    ApiJson(req): ApiJson<wire::CreateContainer>,
 ) -> Result<(StatusCode, Json<wire::Container>), AppError> {
+    let c = create_container(&state, &actor, req).await?;
+    Ok((StatusCode::CREATED, Json(c)))
+}
+
+/// Creates (and with `req.start`, starts) a container for `actor`: the team placed and checked,
+/// published ports checked for non-admins, and one audit row either way. Shared with the
+/// Docker API's create.
+pub(crate) async fn create_container(
+    state: &AppState,
+    actor: &Actor,
+    mut req: wire::CreateContainer,
+) -> Result<wire::Container, AppError> {
     const ACTION: &str = "container.create";
     let requested = audit_spec(&req);
     let name = req.name.clone().unwrap_or_else(|| "?".into());
-    let team = place_in_team(&actor, req.team.take());
+    let team = place_in_team(actor, req.team.take());
     let result = async {
         req.team = team?;
         if !actor.is_admin() {
             check_published_ports(&req.ports)?;
         }
-        Ok(manager(&state)?.create(req, actor.is_admin()).await?)
+        Ok(manager(state)?.create(req, actor.is_admin()).await?)
     }
     .await;
     let name = result.as_ref().map_or(name, |c| c.name.clone());
-    let ev = audit::Event::new(&actor, ACTION).target(target(&name));
+    let ev = audit::Event::new(actor, ACTION).target(target(&name));
     let ev = match &result {
         Ok(c) => ev.after(json!({"status": c.status, "spec": audit_spec(&c.spec)})),
         Err(e) => ev.after(requested).result(outcome(e)).detail(e.to_string()),
     };
     audit::record(state.store(), ev).await;
-    Ok((StatusCode::CREATED, Json(result?)))
+    result
 }
 
 /// Published ports that reach beyond this host — an address other than loopback (`0.0.0.0`, a
@@ -1072,7 +1084,7 @@ fn output_line(stream: wire::ExecStream, data: &[u8]) -> Vec<u8> {
 }
 
 /// The most lines `tail` may ask for (the log files are size-capped anyway).
-const MAX_TAIL: u32 = 1_000_000;
+pub(crate) const MAX_TAIL: u32 = 1_000_000;
 
 /// Query of the logs.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -1089,7 +1101,7 @@ pub struct LogsQuery {
 
 /// Reads `path` from `offset`; returns the bytes and the new offset (0 and everything when
 /// the file was rotated and is now shorter).
-async fn read_from(path: &PathBuf, offset: u64) -> (Vec<u8>, u64) {
+pub(crate) async fn read_from(path: &PathBuf, offset: u64) -> (Vec<u8>, u64) {
     let Ok(mut f) = tokio::fs::File::open(path).await else {
         return (Vec::new(), offset);
     };
@@ -1104,7 +1116,7 @@ async fn read_from(path: &PathBuf, offset: u64) -> (Vec<u8>, u64) {
     (buf, end)
 }
 
-fn tail_lines(data: &[u8], n: usize) -> &[u8] {
+pub(crate) fn tail_lines(data: &[u8], n: usize) -> &[u8] {
     let mut count = 0;
     let end = if data.ends_with(b"\n") {
         data.len() - 1

@@ -35,7 +35,10 @@ use tower_http::{
     set_header::SetResponseHeaderLayer, trace::TraceLayer,
 };
 
-pub(crate) use containers::{change, change_limits, remove_container};
+pub(crate) use containers::{
+    MAX_TAIL, change, change_limits, create_container, outcome, read_from, remove_container,
+    tail_lines, target as audit_target,
+};
 pub use error::AppError;
 pub(crate) use error::error_response;
 pub use events::PATH as EVENTS_PATH;

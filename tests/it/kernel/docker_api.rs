@@ -17,7 +17,7 @@ use tests::{
 };
 
 /// `docker -H unix://SOCK ARGS`: (exit code, stdout, stderr).
-fn docker(sock: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+pub(super) fn docker(sock: &std::path::Path, args: &[&str]) -> (i32, String, String) {
     let out = Command::new("docker")
         .arg("-H")
         .arg(format!("unix://{}", sock.display()))
