@@ -250,6 +250,14 @@ impl Manager {
         m.unregister_with_final_reading(&r.id);
     }
 
+    /// Removes an exited container's cgroup after its final reading. A failure (a process
+    /// still leaving) is logged; the next start or the daemon's next start removes it.
+    fn release_cgroup(&self, r: &Record) {
+        if let Err(e) = self.inner.cgroups.remove(&r.team, &r.name) {
+            tracing::warn!(container = %r.name, error = %e, "cannot remove the exited container's cgroup");
+        }
+    }
+
     /// At daemon start, after the first reconcile (which finished the bill of containers that
     /// exited while the daemon was down): meters every live container again; billing continues
     /// from its saved checkpoint.
@@ -262,6 +270,10 @@ impl Manager {
                 self.meter_register(&r);
             } else if r.status == "exited" {
                 self.meter_final(&r);
+                // A crash between the final reading and the removal left it.
+                if self.inner.cgroups.exists(&r.team, &r.name) {
+                    self.release_cgroup(&r);
+                }
             }
         }
         Ok(())
@@ -522,10 +534,16 @@ impl Manager {
                         |row| row.get(0),
                     )
                     .optional()?;
-                if matches!(stored.as_deref(), Some("running" | "paused")) {
+                let finishing = matches!(stored.as_deref(), Some("running" | "paused"));
+                if finishing {
                     self.meter_final(&r);
                 }
                 self.save(&r)?;
+                if finishing {
+                    // Billed in full: the cgroup goes, as runc removes it (the record, its
+                    // limits and its history stay; a start makes a fresh one).
+                    self.release_cgroup(&r);
+                }
             } else {
                 self.save(&r)?;
             }
@@ -1152,10 +1170,14 @@ impl Manager {
             let new = next(&old);
             validate_limits(&new)?;
             let cg = &m.inner.cgroups;
-            cg.update(&r.team, &r.name, &old, &new).map_err(cgroup_err)?;
+            // An exited container has no cgroup: its next start applies the new limits.
+            let live = r.status != "exited";
+            if live {
+                cg.update(&r.team, &r.name, &old, &new).map_err(cgroup_err)?;
+            }
             r.spec.limits = new.clone();
             if let Err(e) = m.save(&r) {
-                if let Err(undo) = cg.update(&r.team, &r.name, &new, &old) {
+                if live && let Err(undo) = cg.update(&r.team, &r.name, &new, &old) {
                     tracing::error!(container = %r.name, error = %undo, "cannot restore the limits after a failed save");
                 }
                 return Err(e);
@@ -1169,12 +1191,16 @@ impl Manager {
         .await
     }
 
-    /// Limits as the kernel reports them.
+    /// Limits as the kernel reports them; for an exited container (whose cgroup is gone) the
+    /// limits its next start applies.
     pub async fn kernel_limits(&self, name: &str) -> Result<wire::Limits, RuntimeError> {
         let m = self.clone();
         let n = name.to_owned();
         blocking(move || {
             let r = m.load(&n)?;
+            if r.status == "exited" && !m.inner.cgroups.exists(&r.team, &r.name) {
+                return Ok(r.spec.limits);
+            }
             m.inner.cgroups.limits(&r.team, &r.name).map_err(cgroup_err)
         })
         .await
