@@ -21,6 +21,7 @@ mod openapi;
 mod recommend;
 mod term;
 mod tokens;
+mod top;
 mod users;
 
 use std::sync::Arc;
@@ -201,6 +202,7 @@ pub fn app(state: AppState) -> Router {
         .merge(tokens::router())
         .merge(audit::router())
         .merge(containers::router())
+        .merge(top::router())
         .merge(term::router())
         .merge(images::router())
         .merge(billing::router())

@@ -23,6 +23,7 @@ pub mod relay;
 pub mod seccomp;
 pub mod shim;
 pub mod state;
+pub mod top;
 
 use std::{path::PathBuf, sync::OnceLock};
 
