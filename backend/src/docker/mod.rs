@@ -6,7 +6,9 @@
 //! lifecycle — start, stop, restart, kill, pause, unpause, update, wait, remove — through the
 //! same rights check and audit rows as Corral's API (`http::change`), with Docker's JSON
 //! shapes and status codes (304 for a start of a running container), on versioned
-//! (`/v1.43/…`) and unversioned paths. Every other
+//! (`/v1.43/…`) and unversioned paths; `docker load`, `rmi` and `system df` over Corral's
+//! image store ([`images`]); `docker events` from Corral's event hub ([`events`]); `docker
+//! top` from the runtime's reading of the container's processes ([`top`]). Every other
 //! endpoint answers Docker's error shape (`{"message": …}`) naming what is not supported yet,
 //! never a hang or a 500.
 //!
@@ -14,7 +16,10 @@
 //! served, as root on Corral's own socket: an admin. There is no TCP listener: the docker CLI
 //! cannot send a bearer token, and Corral's TLS listener has no client certificates.
 
+mod events;
+mod images;
 mod shapes;
+mod top;
 
 use axum::{
     Json, Router,
@@ -93,8 +98,16 @@ pub fn app(state: AppState) -> Router {
             "/containers/{id}/wait",
             post(container_wait).get(container_wait),
         )
+        .route("/containers/{id}/top", get(top::container_top))
         .route("/images/json", get(images_list))
+        .route("/images/load", post(images::images_load))
         .route("/images/{*name}", get(image_inspect))
+        .route(
+            "/images/{*name}",
+            axum::routing::delete(images::image_remove),
+        )
+        .route("/system/df", get(images::system_df))
+        .route("/events", get(events::events))
         .fallback(unsupported)
         .with_state(state);
     Router::new()

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 /// Docker's id: 64 hex digits. Corral's are 32: repeated, so the CLI's 12-digit column still
 /// shows the id's own first 12.
-fn docker_id(id: &str) -> String {
+pub(super) fn docker_id(id: &str) -> String {
     if id.len() >= 64 {
         id.to_owned()
     } else {

@@ -41,6 +41,7 @@ pub use error::AppError;
 pub(crate) use error::error_response;
 pub use events::PATH as EVENTS_PATH;
 pub use host::host_info_of;
+pub(crate) use images::{import_upload, remove_image};
 
 use crate::{auth::Auth, cgroup::Cgroups, config::Config, store::Store};
 

@@ -15,6 +15,7 @@ pub mod attach;
 pub mod cgroups;
 pub mod config;
 pub mod console;
+pub mod disk;
 pub mod exec;
 pub mod init;
 pub mod manager;
