@@ -14,6 +14,7 @@ mod container_seccomp;
 mod container_term;
 mod container_userns;
 mod docker_api;
+mod docker_images;
 mod memory_min;
 mod metering;
 mod metering_containers;
