@@ -201,6 +201,13 @@ impl Events {
         }
     }
 
+    /// Every lifecycle event still in the ring, oldest first, and the newest id (the Docker
+    /// API's `docker events --since` picks from them by time).
+    pub fn kept(&self) -> (Vec<(u64, Arc<Lifecycle>)>, u64) {
+        let ring = self.ring();
+        (ring.events.iter().cloned().collect(), ring.last)
+    }
+
     /// Wakes when a lifecycle event was published.
     pub fn watch_head(&self) -> watch::Receiver<u64> {
         self.inner.head.subscribe()
@@ -269,6 +276,7 @@ impl Events {
     pub fn oom(&self, o: &LedgerOwner, running: bool) {
         self.publish(ContainerEvent {
             name: o.name.clone(),
+            id: Some(o.container_id.clone()),
             team: o.team.clone(),
             action: "oom".into(),
             status: if running { "running" } else { "exited" }.into(),
@@ -287,6 +295,7 @@ impl Events {
         };
         self.publish(ContainerEvent {
             name: r.name.clone(),
+            id: Some(r.id.clone()),
             team: r.team.clone(),
             action: action.to_owned(),
             status,
@@ -422,6 +431,7 @@ mod tests {
     fn ev(name: &str) -> ContainerEvent {
         ContainerEvent {
             name: name.into(),
+            id: None,
             team: "t".into(),
             action: "started".into(),
             status: "running".into(),

@@ -3,6 +3,7 @@
 
 pub mod browser;
 pub mod containers;
+pub mod docker;
 pub mod net;
 pub mod pty;
 pub mod rootfs;

@@ -42,6 +42,9 @@ impl Event {
 #[serde(deny_unknown_fields)]
 pub struct ContainerEvent {
     pub name: String,
+    /// The container's id (absent from servers that predate it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     pub team: String,
     /// `created`, `started`, `stopped`, `died`, `killed`, `paused`, `unpaused`, `updated`,
     /// `restarted`, `removed` or `oom`.

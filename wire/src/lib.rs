@@ -19,6 +19,8 @@ mod teams;
 pub use teams::*;
 mod recommend;
 pub use recommend::*;
+mod top;
+pub use top::*;
 
 /// `GET /api/v1/health`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

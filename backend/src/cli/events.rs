@@ -185,6 +185,7 @@ mod tests {
     fn filters_and_text() {
         let e = Event::Container(wire::events::ContainerEvent {
             name: "web".into(),
+            id: None,
             team: "blue".into(),
             action: "died".into(),
             status: "exited".into(),

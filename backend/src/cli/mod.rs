@@ -16,6 +16,7 @@ mod recommend;
 mod teams;
 mod term;
 mod timeline;
+mod top;
 mod users;
 
 use std::{net::SocketAddr, path::PathBuf};
@@ -63,6 +64,9 @@ pub enum Command {
     /// A container's recorded changes, oldest first: who, when, what, limits old → new (the
     /// ids `update --undo --to` takes).
     Timeline(timeline::TimelineArgs),
+    /// The processes of a running container with their host PIDs (`ps -ef`'s columns, like
+    /// `docker top`).
+    Top(top::TopArgs),
     /// The container networks: the bridge, its subnet and NAT, addresses and published ports.
     Network(network::NetworkArgs),
     /// The rate card billing prices usage with: in force now, with its effective date, and
@@ -183,6 +187,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::History(ref args) => history::history(&client?, args).await?,
         Command::Events(ref args) => events::events(&client?, args).await?,
         Command::Timeline(ref args) => timeline::timeline(&client?, args).await?,
+        Command::Top(ref args) => top::top(&client?, args).await?,
         Command::Network(ref args) => network::network(&client?, args).await?,
         Command::Rates(ref args) => rates::rates(&client?, args).await?,
         Command::Passwd(ref args) => users::passwd(&client?, args).await?,

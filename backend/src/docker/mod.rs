@@ -5,19 +5,25 @@
 //! `/containers/json`, `/containers/{id}/json`, `/images/json`, `/images/{name}/json`; the
 //! lifecycle — create ([`create`]), start, stop, restart, kill, pause, unpause, update, wait,
 //! remove — through the same rights check and audit rows as Corral's API (`http::change`);
-//! the streams ([`stream`]) — attach, exec, logs, resize, wait; and stats ([`stats`]). Docker's
-//! JSON shapes and status codes (304 for a start of a running container), on versioned
-//! (`/v1.43/…`) and unversioned paths. Every other endpoint answers Docker's error shape
-//! (`{"message": …}`) naming what is not supported yet, never a hang or a 500.
+//! the streams ([`stream`]) — attach, exec, logs, resize, wait; stats ([`stats`]); `docker
+//! load`, `rmi` and `system df` over Corral's image store ([`images`]); `docker events` from
+//! Corral's event hub ([`events`]); `docker top` from the runtime's reading of the
+//! container's processes ([`top`]). Docker's JSON shapes and status codes (304 for a start of
+//! a running container), on versioned (`/v1.43/…`) and unversioned paths. Every other
+//! endpoint answers Docker's error shape (`{"message": …}`) naming what is not supported yet,
+//! never a hang or a 500.
 //!
 //! Who may: the socket is 0600 like `docker.sock`, and only a peer with uid 0 (SO_PEERCRED) is
 //! served, as root on Corral's own socket: an admin. There is no TCP listener: the docker CLI
 //! cannot send a bearer token, and Corral's TLS listener has no client certificates.
 
 mod create;
+mod events;
+mod images;
 mod shapes;
 mod stats;
 mod stream;
+mod top;
 
 use axum::{
     Json, Router,
@@ -106,8 +112,16 @@ pub fn app(state: AppState) -> Router {
         .route("/exec/{id}/resize", post(stream::exec_resize))
         .route("/exec/{id}/json", get(stream::exec_inspect))
         .route("/images/create", post(image_pull))
+        .route("/containers/{id}/top", get(top::container_top))
         .route("/images/json", get(images_list))
+        .route("/images/load", post(images::images_load))
         .route("/images/{*name}", get(image_inspect))
+        .route(
+            "/images/{*name}",
+            axum::routing::delete(images::image_remove),
+        )
+        .route("/system/df", get(images::system_df))
+        .route("/events", get(events::events))
         .fallback(unsupported)
         .with_state(state);
     Router::new()

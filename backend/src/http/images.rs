@@ -469,8 +469,21 @@ impl Throttle {
 async fn run_import(
     images: ImageStore,
     job: Job,
-    mut on: impl FnMut(Progress) + Send + 'static,
+    on: impl FnMut(Progress) + Send + 'static,
 ) -> Result<wire::Image, AppError> {
+    run_import_all(images, job, on)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| AppError::NotFound("the file holds no image".into()))
+}
+
+/// Runs `job`: every image the file holds (at least one).
+async fn run_import_all(
+    images: ImageStore,
+    job: Job,
+    mut on: impl FnMut(Progress) + Send + 'static,
+) -> Result<Vec<wire::Image>, AppError> {
     let imported = tokio::task::spawn_blocking(move || {
         let r = images.import(
             &job.path,
@@ -483,10 +496,46 @@ async fn run_import(
     })
     .await
     .map_err(|e| AppError::internal("import image", e))??;
-    imported
-        .into_iter()
-        .next()
-        .ok_or_else(|| AppError::NotFound("the file holds no image".into()))
+    if imported.is_empty() {
+        return Err(AppError::NotFound("the file holds no image".into()));
+    }
+    Ok(imported)
+}
+
+/// Imports an image file uploaded as `body` for `actor` (an admin), under the upload's
+/// limits and audited as `image.import` with target `image:upload:SOURCE`, like
+/// `POST /images/import`: every image the file holds. The Docker API's `docker load`.
+pub(crate) async fn import_upload(
+    state: &AppState,
+    actor: &Actor,
+    headers: &HeaderMap,
+    body: Body,
+    source: &str,
+) -> Result<Vec<wire::Image>, AppError> {
+    let params = UploadParams {
+        tag: None,
+        filename: Some(source.to_owned()),
+    };
+    let ev = audit::Event::new(actor, "image.import").target(format!("image:upload:{source}"));
+    let r = async {
+        let upload = receive(state, actor, headers, &params, body).await?;
+        let job = Job {
+            target: String::new(),
+            path: upload.path.clone(),
+            tag: None,
+            source_name: params.filename.clone(),
+            upload: Some(upload),
+        };
+        let images = manager(state)?.images().clone();
+        run_import_all(images, job, |_| {}).await
+    }
+    .await;
+    let ev = match &r {
+        Ok(list) => ev.after(json!({"images": list})),
+        Err(e) => ev.result(outcome(e)).detail(e.to_string()),
+    };
+    audit::record(state.store(), ev).await;
+    r
 }
 
 /// The import's audit row, with its outcome.
@@ -560,9 +609,22 @@ async fn images_remove(
     actor: Actor,
     ApiPath(image): ApiPath<String>,
 ) -> Result<StatusCode, AppError> {
+    remove_image(&state, &actor, &image).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Removes `image` (name:tag or id) for `actor` (an admin) unless a container uses it,
+/// audited as `image.remove` with the image as it was: the image removed, if the store
+/// could list it first. Also the Docker API's `docker rmi`.
+pub(crate) async fn remove_image(
+    state: &AppState,
+    actor: &Actor,
+    image: &str,
+) -> Result<Option<wire::Image>, AppError> {
+    let image = image.to_owned();
     let r = async {
         actor.require_admin()?;
-        let images = manager(&state)?.images().clone();
+        let images = manager(state)?.images().clone();
         let reference = image.clone();
         let before = tokio::task::spawn_blocking(move || images.list())
             .await
@@ -572,16 +634,15 @@ async fn images_remove(
                 l.into_iter()
                     .find(|i| i.id == reference || i.tags.contains(&reference))
             });
-        manager(&state)?.remove_image(&image).await?;
+        manager(state)?.remove_image(&image).await?;
         Ok::<_, AppError>(before)
     }
     .await;
-    let mut ev = audit::Event::new(&actor, "image.remove").target(format!("image:{image}"));
+    let mut ev = audit::Event::new(actor, "image.remove").target(format!("image:{image}"));
     ev = match &r {
         Ok(before) => ev.before(json!(before)).after(json!("removed")),
         Err(e) => ev.result(outcome(e)).detail(e.to_string()),
     };
     audit::record(state.store(), ev).await;
-    r?;
-    Ok(StatusCode::NO_CONTENT)
+    r
 }

@@ -21,6 +21,7 @@ mod openapi;
 mod recommend;
 mod term;
 mod tokens;
+mod top;
 mod users;
 
 use std::sync::Arc;
@@ -43,6 +44,7 @@ pub use error::AppError;
 pub(crate) use error::error_response;
 pub use events::PATH as EVENTS_PATH;
 pub use host::host_info_of;
+pub(crate) use images::{import_upload, remove_image};
 
 use crate::{auth::Auth, cgroup::Cgroups, config::Config, store::Store};
 
@@ -204,6 +206,7 @@ pub fn app(state: AppState) -> Router {
         .merge(tokens::router())
         .merge(audit::router())
         .merge(containers::router())
+        .merge(top::router())
         .merge(term::router())
         .merge(images::router())
         .merge(billing::router())

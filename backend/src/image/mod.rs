@@ -245,6 +245,35 @@ pub fn file_stem(file: &str) -> String {
     }
 }
 
+/// The bytes of the files under `dir` (regular files and symlinks by their length, a hard
+/// link once), as `docker system df` counts a layer or a container's writable layer; 0 when
+/// it does not exist. Symlinks are not followed and other filesystems are not entered.
+pub fn tree_size(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(top) = fs::symlink_metadata(dir) else {
+        return 0;
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0u64;
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.is_dir() {
+                if m.dev() == top.dev() {
+                    stack.push(e.path());
+                }
+            } else if (m.is_file() || m.is_symlink())
+                && (m.nlink() < 2 || seen.insert((m.dev(), m.ino())))
+            {
+                total += m.len();
+            }
+        }
+    }
+    total
+}
+
 /// A row of the images table: id, tags, diff_ids (bottom first), config, size, created_at.
 type ImageRow = (String, Vec<String>, Vec<String>, RuntimeConfig, u64, i64);
 
@@ -975,6 +1004,21 @@ impl ImageStore {
                 created_at,
             })
             .collect())
+    }
+
+    /// Bytes on disk of each stored layer, by diff_id (`sha256:<hex>`), as [`tree_size`]
+    /// counts them; a layer whose directory is missing counts 0.
+    pub fn layer_sizes(&self) -> Result<std::collections::BTreeMap<String, u64>, ImageError> {
+        let mut sizes = std::collections::BTreeMap::new();
+        for (_, _, layers, ..) in self.rows()? {
+            for l in layers {
+                if let std::collections::btree_map::Entry::Vacant(e) = sizes.entry(l) {
+                    let size = self.layer_dir(e.key()).map_or(0, |d| tree_size(&d));
+                    e.insert(size);
+                }
+            }
+        }
+        Ok(sizes)
     }
 
     /// The id `reference` names: `name:tag`, `name` (`:latest`), `sha256:<hex>` or a hex prefix

@@ -13,6 +13,8 @@ pub trait CgroupDriver: Send + Sync + 'static {
     fn create(&self, team: &str, name: &str, limits: &wire::Limits) -> Result<(), CgroupFailure>;
     /// The `cgroup.procs` files a process is written into to join the container's cgroup.
     fn procs_files(&self, team: &str, name: &str) -> Vec<PathBuf>;
+    /// The processes in the container's cgroup, from every hierarchy it has (host PIDs).
+    fn procs(&self, team: &str, name: &str) -> Result<Vec<i32>, CgroupFailure>;
     /// Takes the group from the limits `old` to `new` (both complete): only the changed knobs
     /// are written, and a limit `new` no longer has goes back to the kernel default (see
     /// [`diff`]). On error the old limits stay in force.
@@ -350,6 +352,10 @@ impl CgroupDriver for EngineCgroups {
         self.group(team, name)
             .map(|g| g.dirs().map(|d| d.join("cgroup.procs")).collect())
             .unwrap_or_default()
+    }
+
+    fn procs(&self, team: &str, name: &str) -> Result<Vec<i32>, CgroupFailure> {
+        self.group(team, name)?.procs().map_err(failure)
     }
 
     fn update(

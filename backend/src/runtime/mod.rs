@@ -15,6 +15,7 @@ pub mod attach;
 pub mod cgroups;
 pub mod config;
 pub mod console;
+pub mod disk;
 pub mod exec;
 pub mod init;
 pub mod manager;
@@ -23,6 +24,7 @@ pub mod relay;
 pub mod seccomp;
 pub mod shim;
 pub mod state;
+pub mod top;
 
 use std::{path::PathBuf, sync::OnceLock};
 

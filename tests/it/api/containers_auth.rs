@@ -132,6 +132,7 @@ async fn teams_scope_containers_and_every_change_is_audited() {
         ("GET", "/api/v1/containers/b-web/logs", None),
         ("GET", "/api/v1/containers/b-web/limits", None),
         ("GET", "/api/v1/containers/b-web/events", None),
+        ("GET", "/api/v1/containers/b-web/top", None),
         (
             "POST",
             "/api/v1/containers/b-web/stop",
@@ -243,7 +244,7 @@ async fn teams_scope_containers_and_every_change_is_audited() {
         .map(|c| c["name"].clone())
         .collect();
     assert_eq!(names, vec![json!("a-web")], "the viewer sees its team only");
-    for path in ["", "/limits", "/events"] {
+    for path in ["", "/limits", "/events", "/top"] {
         let r = call(
             &d,
             &view_a,

@@ -13,28 +13,9 @@ use std::{
 use tests::{
     Daemon, TempDir,
     containers::{Reaper, call, create, remove, sleeper},
+    docker::docker,
     rootfs::Rootfs,
 };
-
-/// `docker -H unix://SOCK ARGS`: (exit code, stdout, stderr).
-pub(super) fn docker(sock: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new("docker")
-        .arg("-H")
-        .arg(format!("unix://{}", sock.display()))
-        .args(args)
-        .env_remove("DOCKER_HOST")
-        .env(
-            "DOCKER_CONFIG",
-            std::env::temp_dir().join("corral-it-docker-config"),
-        )
-        .output()
-        .expect("run docker (apt-get install docker.io)");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 #[tokio::test]
 async fn the_docker_cli_reads_the_host_its_containers_and_images() {

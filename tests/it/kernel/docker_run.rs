@@ -14,22 +14,15 @@ use tests::{
     pty::PtyCommand,
 };
 
-use super::docker_api::docker;
+use tests::docker::docker;
 
 const T: Duration = Duration::from_secs(30);
 
 /// `docker -H unix://SOCK ARGS` with `stdin` piped in.
 fn docker_in(sock: &Path, args: &[&str], stdin: &str) -> (i32, String, String) {
     use std::io::Write;
-    let mut child = Command::new("docker")
-        .arg("-H")
-        .arg(format!("unix://{}", sock.display()))
+    let mut child = tests::docker::command(sock)
         .args(args)
-        .env_remove("DOCKER_HOST")
-        .env(
-            "DOCKER_CONFIG",
-            std::env::temp_dir().join("corral-it-docker-config"),
-        )
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -51,15 +44,8 @@ fn docker_in(sock: &Path, args: &[&str], stdin: &str) -> (i32, String, String) {
 
 /// `docker -H unix://SOCK ARGS` as a command (for a terminal).
 fn docker_cmd(sock: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new("docker");
-    c.arg("-H")
-        .arg(format!("unix://{}", sock.display()))
-        .args(args)
-        .env_remove("DOCKER_HOST")
-        .env(
-            "DOCKER_CONFIG",
-            std::env::temp_dir().join("corral-it-docker-config"),
-        );
+    let mut c = tests::docker::command(sock);
+    c.args(args);
     c
 }
 

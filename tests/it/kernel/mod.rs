@@ -14,6 +14,7 @@ mod container_seccomp;
 mod container_term;
 mod container_userns;
 mod docker_api;
+mod docker_images;
 mod docker_run;
 mod memory_min;
 mod metering;

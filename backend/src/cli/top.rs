@@ -1,0 +1,86 @@
+//! `corral top NAME`: the processes of a running container (`GET
+//! /api/v1/containers/{name}/top`) in `ps -ef`'s columns, with host PIDs, like `docker top`.
+
+use clap::Args;
+
+use crate::{
+    client::Client,
+    metering::sampler::wall_ms,
+    runtime::top::{TITLES, ps_row},
+};
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Container name or id.
+    pub name: String,
+    /// Print the daemon's JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn top(client: &Client, a: &TopArgs) -> anyhow::Result<()> {
+    let procs: Vec<wire::ContainerProcess> = client
+        .get(&format!(
+            "/api/v1/containers/{}/top",
+            super::billing::enc(&a.name)
+        ))
+        .await?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&procs)?);
+        return Ok(());
+    }
+    let now = wall_ms() / 1000;
+    let rows: Vec<Vec<String>> = procs.iter().map(|p| ps_row(p, now)).collect();
+    print!("{}", table(&rows));
+    Ok(())
+}
+
+/// The rows under [`TITLES`], each column as wide as its widest cell; the last (CMD) unpadded.
+fn table(rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = TITLES.iter().map(|t| t.len()).collect();
+    for r in rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let last = cells.len().saturating_sub(1);
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i == last {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        out.push('\n');
+        out
+    };
+    let mut out = line(TITLES.to_vec());
+    for r in rows {
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_are_as_wide_as_their_widest_cell() {
+        let row = |pid: &str, cmd: &str| {
+            ["root", pid, "1", "0", "18:09", "?", "00:00:00", cmd]
+                .map(str::to_owned)
+                .to_vec()
+        };
+        let t = table(&[row("7", "sleep 300"), row("123456", "sh")]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[0], "UID   PID     PPID  C  STIME  TTY  TIME      CMD");
+        assert_eq!(
+            lines[1],
+            "root  7       1     0  18:09  ?    00:00:00  sleep 300"
+        );
+        assert_eq!(lines[2], "root  123456  1     0  18:09  ?    00:00:00  sh");
+    }
+}
