@@ -109,6 +109,8 @@ struct Inner {
     events: std::sync::OnceLock<crate::events::Events>,
     /// `--default-memory`: the memory limit of a container created without one.
     default_memory: Option<u64>,
+    /// Ids of the containers whose exit a pidfd watch awaits (`watch.rs`).
+    watched: Mutex<std::collections::HashSet<String>>,
 }
 
 async fn blocking<T: Send + 'static>(
@@ -153,6 +155,7 @@ impl Manager {
                 network: None,
                 events: std::sync::OnceLock::new(),
                 default_memory: None,
+                watched: Mutex::new(std::collections::HashSet::new()),
             }),
         })
     }
@@ -932,7 +935,11 @@ impl Manager {
                     .or_else(|| super::state::proc_start_time(init));
                 r.restart_count = 0;
                 self.save(&r)?;
-                Ok(self.refresh(r)?.to_wire())
+                let r = self.refresh(r)?;
+                if r.status == "running" || r.status == "paused" {
+                    self.watch(&r);
+                }
+                Ok(r.to_wire())
             }
             _ => {
                 let message = line
@@ -1309,30 +1316,63 @@ impl Manager {
         let (remove, restart) = blocking(move || {
             let (mut remove, mut restart) = (Vec::new(), Vec::new());
             for r in m.load_all()? {
-                let was_live = r.status == "running" || r.status == "paused";
-                let r = m.refresh(r)?;
-                if r.status == "exited" && r.spec.auto_remove {
+                let (r, rm, again) = m.reconcile_record(r)?;
+                if rm {
                     remove.push(r.name.clone());
                 }
-                // Lost with its monitor (host crash, monitor killed): the monitor cannot apply
-                // the restart policy any more, so the daemon does.
-                let lost = was_live && r.status == "exited" && r.exit_code == Some(-1);
-                let policy = r
-                    .spec
-                    .restart
-                    .as_deref()
-                    .and_then(RestartPolicy::parse)
-                    .unwrap_or(RestartPolicy::No);
-                if lost
-                    && !m.container_dir(&r.id).stop_marker().exists()
-                    && policy.should_restart(-1, r.restart_count)
-                {
+                if again {
                     restart.push(r.name.clone());
+                }
+                if r.status == "running" || r.status == "paused" {
+                    // Adopted at daemon start, or a watch that could not be armed before.
+                    m.watch(&r);
                 }
             }
             Ok((remove, restart))
         })
         .await?;
+        self.finish_reconcile(remove, restart).await;
+        Ok(())
+    }
+
+    /// [`Manager::reconcile`] of one container (a pidfd watch woke): its record after, `None`
+    /// when `--rm` removed it.
+    pub(super) async fn reconcile_one(&self, name: &str) -> Result<Option<Record>, RuntimeError> {
+        let m = self.clone();
+        let n = name.to_owned();
+        let (r, rm, again) = blocking(move || m.reconcile_record(m.load(&n)?)).await?;
+        let gone = rm;
+        let name = r.name.clone();
+        self.finish_reconcile(
+            if rm { vec![name.clone()] } else { Vec::new() },
+            if again { vec![name] } else { Vec::new() },
+        )
+        .await;
+        Ok((!gone).then_some(r))
+    }
+
+    /// Refreshes one record; whether `--rm` should remove it and whether a restart policy
+    /// should start it again after its monitor was lost.
+    fn reconcile_record(&self, r: Record) -> Result<(Record, bool, bool), RuntimeError> {
+        let was_live = r.status == "running" || r.status == "paused";
+        let r = self.refresh(r)?;
+        let remove = r.status == "exited" && r.spec.auto_remove;
+        // Lost with its monitor (host crash, monitor killed): the monitor cannot apply the
+        // restart policy any more, so the daemon does.
+        let lost = was_live && r.status == "exited" && r.exit_code == Some(-1);
+        let policy = r
+            .spec
+            .restart
+            .as_deref()
+            .and_then(RestartPolicy::parse)
+            .unwrap_or(RestartPolicy::No);
+        let restart = lost
+            && !self.container_dir(&r.id).stop_marker().exists()
+            && policy.should_restart(-1, r.restart_count);
+        Ok((r, remove, restart))
+    }
+
+    async fn finish_reconcile(&self, remove: Vec<String>, restart: Vec<String>) {
         for name in remove {
             if let Err(e) = self.remove(&name, false).await {
                 tracing::warn!(container = %name, error = %e, "auto-remove failed");
@@ -1344,10 +1384,27 @@ impl Manager {
                 tracing::warn!(container = %name, error = %e, "restart after loss failed");
             }
         }
-        Ok(())
     }
 
-    /// Starts the background reconciler.
+    /// Marks `id` watched; false when it already was.
+    pub(super) fn mark_watched(&self, id: &str) -> bool {
+        self.inner
+            .watched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_owned())
+    }
+
+    pub(super) fn unmark_watched(&self, id: &str) {
+        self.inner
+            .watched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+
+    /// Starts the background reconciler: a sweep every [`SWEEP`], the safety net behind the
+    /// pidfd watches (`watch.rs`) that notice exits as they happen.
     pub fn spawn_reconciler(&self) {
         let m = self.clone();
         tokio::spawn(async move {
@@ -1355,11 +1412,14 @@ impl Manager {
                 if let Err(e) = m.reconcile().await {
                     tracing::warn!(error = %e, "reconcile failed");
                 }
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                tokio::time::sleep(SWEEP).await;
             }
         });
     }
 }
+
+/// How often every record is reconciled besides the pidfd watches.
+pub const SWEEP: Duration = Duration::from_secs(30);
 
 /// The fault-injection marker under `<state>/containers` (see `Manager::fault`).
 pub const CRASH_AT: &str = ".crash-at";

@@ -25,6 +25,7 @@ pub mod seccomp;
 pub mod shim;
 pub mod state;
 pub mod top;
+mod watch;
 
 use std::{path::PathBuf, sync::OnceLock};
 

@@ -13,6 +13,7 @@ mod container_mounts;
 mod container_seccomp;
 mod container_term;
 mod container_userns;
+mod container_watch;
 mod docker_api;
 mod docker_images;
 mod docker_run;
