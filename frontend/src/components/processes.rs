@@ -24,12 +24,14 @@ pub fn Processes(path: String, status: Signal<String>, now: RwSignal<f64>) -> im
     let live = Memo::new(move |_| status.with(|s| s == "running" || s == "paused"));
     view! {
         <section class="card" data-testid="processes">
-            <Show when=move || live.get() fallback=|| view! {
-                <h2>"Processes"</h2>
-                <p class="muted small" data-testid="processes-note">"The container is not running: it has no processes."</p>
-            }>
-                <ProcessTable path=path.clone() paused=Signal::derive(move || status.with(|s| s == "paused")) now=now />
-            </Show>
+            {move || if live.get() {
+                view! { <ProcessTable path=path.clone() paused=Signal::derive(move || status.with(|s| s == "paused")) now=now /> }.into_any()
+            } else {
+                view! {
+                    <h2>"Processes"</h2>
+                    <p class="muted small" data-testid="processes-note">"The container is not running: it has no processes."</p>
+                }.into_any()
+            }}
         </section>
     }
 }
@@ -57,9 +59,9 @@ fn ProcessTable(path: String, paused: Signal<bool>, now: RwSignal<f64>) -> impl 
                 <Freshness poll=top now=now />
             </div>
         </div>
-        <Show when=move || paused.get()>
+        {move || paused.get().then(|| view! {
             <p class="notice" data-testid="processes-paused">"The container is frozen: its processes are listed but do not run."</p>
-        </Show>
+        })}
         {polled_view(top, "the processes", |list: Vec<ContainerProcess>| if list.is_empty() {
             view! { <p class="empty-state" data-testid="processes-empty">"No processes: the container's cgroup is empty (its processes have just exited)."</p> }.into_any()
         } else {
