@@ -1,6 +1,8 @@
 //! The API types the pages use, all from `wire` (one place to see what the dashboard reads).
 
-pub use wire::{Container, CreateContainer, ExecRequest, ExecResult, Image, Limits};
+pub use wire::{
+    Container, ContainerProcess, CreateContainer, ExecRequest, ExecResult, Image, Limits,
+};
 
 pub use wire::billing::{BillingReport, History, LiveStats, RateCard, RateCards};
 

@@ -2,8 +2,8 @@
 //! throttling, memory with max/high, IO, pids, pressure) over a chosen range with limit changes marked,
 //! the limit changes from the container's timeline (who, when, old → new) with undo, the
 //! re-limit form filled with the stored limits (sends only what changed), the right-sizing
-//! card (`components::recommend`), logs with follow, exec, and the terminal tab
-//! (`components::terminal`).
+//! card (`components::recommend`), its processes (`components::processes`), logs with follow,
+//! exec, and the terminal tab (`components::terminal`).
 
 use leptos::prelude::*;
 use leptos_router::{
@@ -18,6 +18,7 @@ use crate::{
         chart::{ChartData, Level, LineChart, Mark, Series, cpu_series, memory_series},
         events::{Link, LiveBadge, POLL_MS, live_stats, live_stream},
         poll::{clock, poll},
+        processes::Processes,
         recommend::RightSizing,
         terminal::{TermMode, Terminal},
         ui::{
@@ -362,6 +363,7 @@ fn Detail(name: String) -> impl IntoView {
     let (p1, p2, p3) = (path.clone(), path.clone(), path.clone());
     let p4 = path.clone();
     let p5 = path.clone();
+    let p6 = path.clone();
     // Bumped by an undo: the re-limit form re-reads the stored limits.
     let limits_version = RwSignal::new(0u32);
     view! {
@@ -444,6 +446,8 @@ fn Detail(name: String) -> impl IntoView {
             on_applied=Callback::new(move |_| { c.refresh(); history.refresh(); marks.refresh(); limits_version.update(|v| *v += 1); }) />
         <LimitChanges path=p4 changes=marks.data can_undo=Signal::derive(move || session.can_operate())
             on_undone=Callback::new(move |_| { c.refresh(); history.refresh(); marks.refresh(); limits_version.update(|v| *v += 1); }) />
+        <Processes path=p6 now=now
+            status=Signal::derive(move || c.data.with(|k| k.as_ref().map(|k| k.status.clone())).unwrap_or_default()) />
         <div class="grid-main-side">
             <div>
                 <Logs path=p1 />

@@ -1,6 +1,7 @@
 mod billing;
 mod containers;
 mod pages;
+mod processes;
 mod recommend;
 mod shell;
 mod surfaces;
