@@ -65,6 +65,39 @@ pub async fn create(c: &Client, spec: serde_json::Value) -> wire::Container {
         .expect("create container")
 }
 
+/// `GET /api/v1/billing?{filter}` (e.g. `team=web`, `container=job`) over the last day and the
+/// next two hours.
+pub async fn billing_last_day(c: &Client, filter: &str) -> wire::billing::BillingReport {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs();
+    call(
+        c,
+        Method::GET,
+        &format!(
+            "/api/v1/billing?{filter}&from={}&to={}",
+            now - 86_400,
+            now + 7_200
+        ),
+        None,
+    )
+    .await
+    .expect("billing report")
+}
+
+/// `POST /api/v1/teams` with just a name (an admin's client).
+pub async fn add_team(c: &Client, name: &str) {
+    let _: serde_json::Value = call(
+        c,
+        Method::POST,
+        "/api/v1/teams",
+        Some(serde_json::json!({ "name": name })),
+    )
+    .await
+    .expect("create team");
+}
+
 pub async fn get(c: &Client, name: &str) -> wire::Container {
     call(c, Method::GET, &format!("/api/v1/containers/{name}"), None)
         .await

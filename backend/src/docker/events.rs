@@ -84,23 +84,8 @@ pub(super) struct Filters {
 
 impl Filters {
     pub(super) fn parse(raw: Option<&str>) -> Result<Self, String> {
-        let Some(raw) = raw.filter(|r| !r.is_empty()) else {
-            return Ok(Self::default());
-        };
-        let Ok(Value::Object(map)) = serde_json::from_str::<Value>(raw) else {
-            return Err(format!("invalid filters {raw:?}: a JSON object expected"));
-        };
         let mut f = Self::default();
-        for (k, vals) in map {
-            // Either ["a","b"] or {"a": true} (older clients).
-            let list: Vec<String> = match vals {
-                Value::Array(a) => a
-                    .into_iter()
-                    .filter_map(|x| x.as_str().map(str::to_owned))
-                    .collect(),
-                Value::Object(o) => o.into_iter().map(|(k, _)| k).collect(),
-                _ => return Err(format!("filter {k}: expected a list")),
-            };
+        for (k, list) in super::shapes::filter_lists(raw)? {
             match k.as_str() {
                 "type" => f.kind = list,
                 "event" => f.event = list,

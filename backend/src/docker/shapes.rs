@@ -441,20 +441,19 @@ pub struct Filters {
     id: Vec<String>,
 }
 
-impl Filters {
-    pub fn parse(raw: Option<&str>) -> Result<Self, String> {
-        let Some(raw) = raw.filter(|r| !r.is_empty()) else {
-            return Ok(Self::default());
-        };
-        let v: Value =
-            serde_json::from_str(raw).map_err(|e| format!("invalid filters {raw:?}: {e}"))?;
-        let mut f = Self::default();
-        let Value::Object(map) = v else {
-            return Err("filters must be a JSON object".into());
-        };
-        for (k, vals) in map {
-            // Either ["a","b"] or {"a": true} (older clients).
-            let list: Vec<String> = match vals {
+/// The lists of a `filters` query parameter (`{"name":["web"]}`, or `{"name":{"web":true}}` from
+/// older clients), key by key; `None` or `""` is no filter. Shared by `docker ps` and `docker
+/// events`.
+pub fn filter_lists(raw: Option<&str>) -> Result<Vec<(String, Vec<String>)>, String> {
+    let Some(raw) = raw.filter(|r| !r.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let Ok(Value::Object(map)) = serde_json::from_str::<Value>(raw) else {
+        return Err(format!("invalid filters {raw:?}: a JSON object expected"));
+    };
+    map.into_iter()
+        .map(|(k, vals)| {
+            let list = match vals {
                 Value::Array(a) => a
                     .into_iter()
                     .filter_map(|x| x.as_str().map(str::to_owned))
@@ -462,6 +461,15 @@ impl Filters {
                 Value::Object(o) => o.into_iter().map(|(k, _)| k).collect(),
                 _ => return Err(format!("filter {k}: expected a list")),
             };
+            Ok((k, list))
+        })
+        .collect()
+}
+
+impl Filters {
+    pub fn parse(raw: Option<&str>) -> Result<Self, String> {
+        let mut f = Self::default();
+        for (k, list) in filter_lists(raw)? {
             match k.as_str() {
                 "name" => f.name = list,
                 "status" => f.status = list,

@@ -336,7 +336,7 @@ async fn started(
 /// the process exits, the client leaves or types the detach keys.
 async fn live<R, W>(
     mut session: crate::runtime::attach::AttachSession,
-    mut rd: R,
+    rd: R,
     wr: &mut W,
     out: Output,
     name: &str,
@@ -348,29 +348,7 @@ async fn live<R, W>(
     let input = session.input();
     let _registered = input.as_ref().map(|tx| Registered::new(name, tx));
     let (detach_tx, mut detach_rx) = tokio::sync::oneshot::channel::<()>();
-    let reader = input.map(|tx| {
-        tokio::spawn(async move {
-            let mut detach = wire::term::DetachMatcher::new(keys);
-            let mut buf = vec![0u8; CHUNK];
-            loop {
-                let n = match rd.read(&mut buf).await {
-                    Ok(0) | Err(_) => {
-                        let _ = tx.send(Frame::Eof).await;
-                        return;
-                    }
-                    Ok(n) => n,
-                };
-                let (data, detached) = detach.feed(&buf[..n]);
-                if !data.is_empty() && tx.send(Frame::Data(data)).await.is_err() {
-                    return;
-                }
-                if detached {
-                    let _ = detach_tx.send(());
-                    return;
-                }
-            }
-        })
-    });
+    let reader = input.map(|tx| tokio::spawn(forward_stdin(rd, Some(tx), keys, detach_tx)));
     let mut reading = true;
     loop {
         let ev = tokio::select! {
@@ -982,7 +960,7 @@ async fn run_exec(
         }
         return None;
     };
-    let (mut rd, mut wr) = tokio::io::split(io);
+    let (rd, mut wr) = tokio::io::split(io);
     let out = Output {
         tty: rec.tty,
         want: rec.want,
@@ -992,31 +970,7 @@ async fn run_exec(
     let _registered = input.as_ref().map(|tx| Registered::new(&key, tx));
     let (gone_tx, mut gone_rx) = tokio::sync::oneshot::channel::<()>();
     let keys = rec.detach_keys.clone();
-    let reader = tokio::spawn(async move {
-        let mut detach = wire::term::DetachMatcher::new(keys);
-        let mut buf = vec![0u8; CHUNK];
-        loop {
-            let n = match rd.read(&mut buf).await {
-                Ok(0) | Err(_) => {
-                    // Stdin ended (the CLI half-closes); without stdin, nothing more to learn.
-                    if let Some(tx) = &input {
-                        let _ = tx.send(Frame::Eof).await;
-                    }
-                    return;
-                }
-                Ok(n) => n,
-            };
-            let Some(tx) = &input else { continue };
-            let (data, detached) = detach.feed(&buf[..n]);
-            if !data.is_empty() && tx.send(Frame::Data(data)).await.is_err() {
-                return;
-            }
-            if detached {
-                let _ = gone_tx.send(());
-                return;
-            }
-        }
-    });
+    let reader = tokio::spawn(forward_stdin(rd, input, keys, gone_tx));
     let mut code = None;
     let mut reading = true;
     loop {
@@ -1081,6 +1035,41 @@ pub async fn exec_inspect(Path(id): Path<String>) -> Result<Json<Value>, DockerE
         "DetachKeys": "",
         "Pid": 0,
     })))
+}
+
+/// Copies a hijacked connection's input to a session's stdin, watching for the detach keys:
+/// `Eof` when the client half-closes, `detached` fired at the keys (dropped otherwise). Without
+/// `input` (no `-i`) the bytes are read and dropped until the client closes.
+async fn forward_stdin<R>(
+    mut rd: R,
+    input: Option<mpsc::Sender<Frame>>,
+    keys: Vec<u8>,
+    detached: tokio::sync::oneshot::Sender<()>,
+) where
+    R: AsyncRead + Unpin,
+{
+    let mut detach = wire::term::DetachMatcher::new(keys);
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = match rd.read(&mut buf).await {
+            Ok(0) | Err(_) => {
+                if let Some(tx) = &input {
+                    let _ = tx.send(Frame::Eof).await;
+                }
+                return;
+            }
+            Ok(n) => n,
+        };
+        let Some(tx) = &input else { continue };
+        let (data, keys_seen) = detach.feed(&buf[..n]);
+        if !data.is_empty() && tx.send(Frame::Data(data)).await.is_err() {
+            return;
+        }
+        if keys_seen {
+            let _ = detached.send(());
+            return;
+        }
+    }
 }
 
 #[cfg(test)]

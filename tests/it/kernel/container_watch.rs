@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use hyper::Method;
 use tests::{
     Daemon,
-    containers::{Reaper, call, cgroup_mounts, create},
+    containers::{Reaper, add_team, call, cgroup_mounts, create},
     rootfs::Rootfs,
 };
 
@@ -41,14 +41,7 @@ async fn an_exit_is_acted_on_at_once_without_a_read_or_a_sweep() {
     let c = d.unix_client();
     let rootfs = Rootfs::new();
     let team = tests::unique("watch");
-    let _: serde_json::Value = call(
-        &c,
-        Method::POST,
-        "/api/v1/teams",
-        Some(serde_json::json!({"name": team})),
-    )
-    .await
-    .expect("team");
+    add_team(&c, &team).await;
 
     // --rm: removed (cgroup, directory, record) soon after its exit, with nobody asking.
     let name = tests::unique("rm");

@@ -10,7 +10,7 @@ use std::{path::Path, process::Command, time::Duration};
 use hyper::Method;
 use tests::{
     Daemon, TempDir,
-    containers::{Reaper, call},
+    containers::{Reaper, add_team, call},
     pty::PtyCommand,
 };
 
@@ -120,14 +120,7 @@ async fn docker_run_in_the_foreground_detached_with_stdin_and_from_create_start(
 
     // Detached, with limits and the team label: in the kernel and in Corral's API.
     let team = tests::unique("dkteam");
-    let _: serde_json::Value = call(
-        &c,
-        Method::POST,
-        "/api/v1/teams",
-        Some(serde_json::json!({"name": team})),
-    )
-    .await
-    .expect("team");
+    add_team(&c, &team).await;
     let bg = tests::unique("dkbg");
     let label = format!("corral.team={team}");
     let (code, out, err) = docker(

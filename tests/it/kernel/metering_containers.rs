@@ -15,28 +15,13 @@ use backend::{
 use hyper::Method;
 use tests::{
     Daemon,
-    containers::{Reaper, action, call, create, remove, wait_exited},
+    containers::{Reaper, action, billing_last_day, call, create, remove, wait_exited},
     rootfs::Rootfs,
 };
 
 /// The container's billed CPU time (µs) over the last day, from the billing API.
 async fn billed_usec(c: &Client, name: &str) -> u64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let r: wire::billing::BillingReport = call(
-        c,
-        Method::GET,
-        &format!(
-            "/api/v1/billing?container={name}&from={}&to={}",
-            now - 86_400,
-            now + 7_200
-        ),
-        None,
-    )
-    .await
-    .unwrap();
+    let r = billing_last_day(c, &format!("container={name}")).await;
     r.containers
         .iter()
         .filter(|l| l.name == name)

@@ -20,7 +20,9 @@ use hyper::Method;
 use serde_json::json;
 use tests::{
     Daemon,
-    containers::{Reaper, call, cgroup_mounts, create, logs, remove, wait_exited},
+    containers::{
+        Reaper, billing_last_day, call, cgroup_mounts, create, logs, remove, wait_exited,
+    },
     rootfs::Rootfs,
 };
 
@@ -88,22 +90,7 @@ fn team_oom_kills(d: &Daemon, team: &str) -> u64 {
 
 /// OOM kills in the team's bill over the last day.
 async fn billed_oom_kills(c: &backend::client::Client, team: &str) -> u64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let r: wire::billing::BillingReport = call(
-        c,
-        Method::GET,
-        &format!(
-            "/api/v1/billing?team={team}&from={}&to={}",
-            now - 86_400,
-            now + 7_200
-        ),
-        None,
-    )
-    .await
-    .unwrap();
+    let r = billing_last_day(c, &format!("team={team}")).await;
     r.teams
         .iter()
         .filter(|t| t.team == team)
