@@ -420,7 +420,7 @@ impl Registries {
         } else {
             top
         };
-        if chosen.media_type.contains("manifest.v1") {
+        if chosen.media_type.contains("distribution.manifest.v1") {
             return Err(RegistryError::Unsupported {
                 reference: shown,
                 message: "Docker schema 1 manifests are not supported (push the image again with a current client)".into(),
@@ -485,21 +485,8 @@ impl Registries {
             current: 0,
             total: 0,
         });
-        let config = s
-            .small_blob(&manifest.config.digest, &format!("the config of {shown}"))
-            .await?;
-        let cfg: ConfigFile =
-            serde_json::from_slice(&config).map_err(|e| RegistryError::Unsupported {
-                reference: shown.clone(),
-                message: format!("the image config: {e}"),
-            })?;
-        if cfg.rootfs.diff_ids.len() != manifest.layers.len() {
-            return Err(RegistryError::Unsupported {
-                reference: shown,
-                message: "the config's rootfs.diff_ids and the manifest's layers differ in number"
-                    .into(),
-            });
-        }
+        // The image id is the config's digest: an image the store has under this name
+        // needs nothing more from the registry.
         let name = r.stored_name();
         let id = manifest.config.digest.clone();
         let store = images.clone();
@@ -524,6 +511,21 @@ impl Registries {
             });
         }
 
+        let config = s
+            .small_blob(&manifest.config.digest, &format!("the config of {shown}"))
+            .await?;
+        let cfg: ConfigFile =
+            serde_json::from_slice(&config).map_err(|e| RegistryError::Unsupported {
+                reference: shown.clone(),
+                message: format!("the image config: {e}"),
+            })?;
+        if cfg.rootfs.diff_ids.len() != manifest.layers.len() {
+            return Err(RegistryError::Unsupported {
+                reference: shown,
+                message: "the config's rootfs.diff_ids and the manifest's layers differ in number"
+                    .into(),
+            });
+        }
         // Room and size caps before anything is downloaded.
         let limits = images.limits();
         let mut wanted = Vec::new();
@@ -584,6 +586,7 @@ impl Registries {
             }
         }
         let mut downloaded = 0u64;
+        let started = std::time::Instant::now();
         for l in &wanted {
             let id = short(&l.digest);
             let hex = l.digest.trim_start_matches("sha256:");
@@ -640,6 +643,7 @@ impl Registries {
         });
         write("index.json", index.to_string().as_bytes())?;
 
+        let download_time = started.elapsed();
         // The import: every digest again, the layer caps, the member and path checks.
         let shorts: Vec<String> = manifest.layers.iter().map(|l| short(&l.digest)).collect();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PullEvent>();
@@ -693,6 +697,13 @@ impl Registries {
         for l in &wanted {
             on(PullEvent::layer(&short(&l.digest), "Pull complete"));
         }
+        tracing::info!(
+            image = %name,
+            downloaded,
+            download_ms = download_time.as_millis() as u64,
+            import_ms = (started.elapsed() - download_time).as_millis() as u64,
+            "pulled"
+        );
         let image = images_out
             .into_iter()
             .next()

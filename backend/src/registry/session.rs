@@ -406,6 +406,9 @@ impl<'a> Session<'a> {
             let range = (have > 0).then(|| (header::RANGE, format!("bytes={have}-")));
             let r = async {
                 let (at, resp) = self.get(&path, range.as_slice(), what).await?;
+                if have > 0 && resp.status() == StatusCode::PARTIAL_CONTENT {
+                    tracing::info!(digest, have, size, "blob download resumed with Range");
+                }
                 if have > 0 && resp.status() != StatusCode::PARTIAL_CONTENT {
                     // The registry sends the whole blob again: start over.
                     file.set_len(0).map_err(io)?;
