@@ -238,80 +238,6 @@ pub(super) async fn system_df(State(state): State<AppState>) -> Result<Json<Valu
     Ok(Json(disk_usage(&images, &layers, &containers, now)))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn image(id: &str, tags: &[&str], layers: &[&str]) -> wire::Image {
-        wire::Image {
-            id: id.into(),
-            tags: tags.iter().map(|t| t.to_string()).collect(),
-            layers: layers.iter().map(|t| t.to_string()).collect(),
-            size: 1,
-            created_at: 0,
-        }
-    }
-
-    #[test]
-    fn references_read_like_dockerds() {
-        let list = [
-            image("sha256:abc123ff", &["busybox:latest"], &[]),
-            image("sha256:abd456ff", &["web:1", "web:prod"], &[]),
-            image("sha256:99", &[], &[]),
-        ];
-        let id = |r: &str| find(&list, r).map(|i| i.id.as_str());
-        assert_eq!(id("busybox"), Some("sha256:abc123ff"));
-        assert_eq!(id("busybox:latest"), Some("sha256:abc123ff"));
-        assert_eq!(id("web:prod"), Some("sha256:abd456ff"));
-        assert_eq!(id("web"), None, "no web:latest");
-        assert_eq!(id("abc1"), Some("sha256:abc123ff"));
-        assert_eq!(id("sha256:abd4"), Some("sha256:abd456ff"));
-        assert_eq!(id("ab"), None, "an ambiguous prefix names nothing");
-        assert_eq!(id("sha256:99"), Some("sha256:99"));
-        assert_eq!(id("nothing"), None);
-    }
-
-    #[test]
-    fn load_and_rmi_answer_dockerds_messages() {
-        let tagged = image("sha256:aa", &["busybox:latest", "bb:1"], &[]);
-        let bare = image("sha256:bb", &[], &[]);
-        assert_eq!(
-            loaded_messages(&[tagged.clone(), bare]),
-            [
-                json!({"stream": "Loaded image: busybox:latest\n"}),
-                json!({"stream": "Loaded image: bb:1\n"}),
-                json!({"stream": "Loaded image ID: sha256:bb\n"}),
-            ]
-        );
-        assert_eq!(
-            removed_messages(&tagged),
-            [
-                json!({"Untagged": "busybox:latest"}),
-                json!({"Untagged": "bb:1"}),
-                json!({"Deleted": "sha256:aa"}),
-            ]
-        );
-        assert_eq!(short_id("sha256:0123456789abcdef"), "0123456789ab");
-    }
-
-    #[test]
-    fn disk_usage_counts_each_layer_once_and_shares() {
-        let a = image("sha256:a1", &["a:1"], &["sha256:l1", "sha256:l2"]);
-        let b = image("sha256:b1", &["b:1"], &["sha256:l1"]);
-        let sizes = [("sha256:l1".to_owned(), 100), ("sha256:l2".to_owned(), 20)]
-            .into_iter()
-            .collect();
-        let v = disk_usage(&[a, b], &sizes, &[], 0);
-        assert_eq!(v["LayersSize"], 120);
-        assert_eq!(v["Images"][0]["Size"], 120);
-        assert_eq!(v["Images"][0]["SharedSize"], 100);
-        assert_eq!(v["Images"][1]["Size"], 100);
-        assert_eq!(v["Images"][1]["Containers"], 0);
-        assert_eq!(v["Volumes"], json!([]));
-        assert_eq!(v["BuildCache"], json!([]));
-    }
-}
-
 /// `POST /images/create` (`docker pull`; `docker run` of a missing image).
 pub(super) async fn image_pull(
     State(state): State<AppState>,
@@ -394,4 +320,78 @@ fn pull_message(ev: &crate::registry::PullEvent) -> Value {
         m["progressDetail"] = json!({});
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(id: &str, tags: &[&str], layers: &[&str]) -> wire::Image {
+        wire::Image {
+            id: id.into(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            layers: layers.iter().map(|t| t.to_string()).collect(),
+            size: 1,
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn references_read_like_dockerds() {
+        let list = [
+            image("sha256:abc123ff", &["busybox:latest"], &[]),
+            image("sha256:abd456ff", &["web:1", "web:prod"], &[]),
+            image("sha256:99", &[], &[]),
+        ];
+        let id = |r: &str| find(&list, r).map(|i| i.id.as_str());
+        assert_eq!(id("busybox"), Some("sha256:abc123ff"));
+        assert_eq!(id("busybox:latest"), Some("sha256:abc123ff"));
+        assert_eq!(id("web:prod"), Some("sha256:abd456ff"));
+        assert_eq!(id("web"), None, "no web:latest");
+        assert_eq!(id("abc1"), Some("sha256:abc123ff"));
+        assert_eq!(id("sha256:abd4"), Some("sha256:abd456ff"));
+        assert_eq!(id("ab"), None, "an ambiguous prefix names nothing");
+        assert_eq!(id("sha256:99"), Some("sha256:99"));
+        assert_eq!(id("nothing"), None);
+    }
+
+    #[test]
+    fn load_and_rmi_answer_dockerds_messages() {
+        let tagged = image("sha256:aa", &["busybox:latest", "bb:1"], &[]);
+        let bare = image("sha256:bb", &[], &[]);
+        assert_eq!(
+            loaded_messages(&[tagged.clone(), bare]),
+            [
+                json!({"stream": "Loaded image: busybox:latest\n"}),
+                json!({"stream": "Loaded image: bb:1\n"}),
+                json!({"stream": "Loaded image ID: sha256:bb\n"}),
+            ]
+        );
+        assert_eq!(
+            removed_messages(&tagged),
+            [
+                json!({"Untagged": "busybox:latest"}),
+                json!({"Untagged": "bb:1"}),
+                json!({"Deleted": "sha256:aa"}),
+            ]
+        );
+        assert_eq!(short_id("sha256:0123456789abcdef"), "0123456789ab");
+    }
+
+    #[test]
+    fn disk_usage_counts_each_layer_once_and_shares() {
+        let a = image("sha256:a1", &["a:1"], &["sha256:l1", "sha256:l2"]);
+        let b = image("sha256:b1", &["b:1"], &["sha256:l1"]);
+        let sizes = [("sha256:l1".to_owned(), 100), ("sha256:l2".to_owned(), 20)]
+            .into_iter()
+            .collect();
+        let v = disk_usage(&[a, b], &sizes, &[], 0);
+        assert_eq!(v["LayersSize"], 120);
+        assert_eq!(v["Images"][0]["Size"], 120);
+        assert_eq!(v["Images"][0]["SharedSize"], 100);
+        assert_eq!(v["Images"][1]["Size"], 100);
+        assert_eq!(v["Images"][1]["Containers"], 0);
+        assert_eq!(v["Volumes"], json!([]));
+        assert_eq!(v["BuildCache"], json!([]));
+    }
 }
