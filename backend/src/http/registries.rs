@@ -276,10 +276,16 @@ async fn registries_login(
         audit::Event::new(&actor, "registry.login").target(format!("registry:{}", req.registry));
     let r = async {
         actor.require_admin()?;
-        if req.username.is_empty() || req.password.is_empty() || req.username.contains(':') {
+        if req.username.is_empty() || req.username.len() > 255 || req.username.contains(':') {
             return Err(AppError::Invalid {
                 field: "username".into(),
-                message: "a user name without ':' and a password are needed".into(),
+                message: "a user name is 1 to 255 bytes without ':'".into(),
+            });
+        }
+        if req.password.is_empty() || req.password.len() > 4096 {
+            return Err(AppError::Invalid {
+                field: "password".into(),
+                message: "a password (or token) is 1 to 4096 bytes".into(),
             });
         }
         let creds = Credentials {
