@@ -32,6 +32,7 @@ pub const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
 
 /// A manifest as served: its bytes, media type (`Content-Type`, else its `mediaType`) and
 /// the sha256 of its bytes.
+#[derive(Debug)]
 pub struct Served {
     pub bytes: Vec<u8>,
     pub media_type: String,
@@ -331,13 +332,21 @@ impl<'a> Session<'a> {
         struct MediaType {
             #[serde(rename = "mediaType", default)]
             media_type: String,
+            #[serde(default)]
+            manifests: Option<serde_json::Value>,
         }
         let media_type = if content_type.contains("vnd.") {
             content_type
         } else {
-            serde_json::from_slice::<MediaType>(&bytes)
-                .map(|m| m.media_type)
-                .unwrap_or_default()
+            // No type in the header: the document's own, else what its shape says (an OCI
+            // index may leave `mediaType` out).
+            match serde_json::from_slice::<MediaType>(&bytes) {
+                Ok(m) if !m.media_type.is_empty() => m.media_type,
+                Ok(m) if m.manifests.is_some() => {
+                    "application/vnd.oci.image.index.v1+json".to_owned()
+                }
+                _ => String::new(),
+            }
         };
         Ok(Served {
             bytes,
@@ -500,4 +509,167 @@ fn encode(s: &str) -> String {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use axum::{
+        Router,
+        extract::{Path, Query, State},
+        http::{HeaderMap, StatusCode, header},
+        response::IntoResponse,
+        routing::get,
+    };
+
+    use super::*;
+
+    const MANIFEST: &str = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"digest":"sha256:0","size":1},"layers":[]}"#;
+
+    /// A registry that wants a bearer token from its own `/token`: `public` takes the
+    /// anonymous token, `private` only `u`'s; `limited` answers 429.
+    async fn serve() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        async fn manifest(
+            State(addr): State<String>,
+            Path((repo, _tag)): Path<(String, String)>,
+            headers: HeaderMap,
+        ) -> axum::response::Response {
+            if repo == "limited" {
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [(header::RETRY_AFTER, "17")],
+                    r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#,
+                )
+                    .into_response();
+            }
+            let auth = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            let ok = match repo.as_str() {
+                "public" => auth == "Bearer tok-anon" || auth == "Bearer tok-u",
+                _ => auth == "Bearer tok-u",
+            };
+            if ok {
+                return (
+                    [(
+                        header::CONTENT_TYPE,
+                        "application/vnd.oci.image.manifest.v1+json",
+                    )],
+                    MANIFEST,
+                )
+                    .into_response();
+            }
+            let challenge = format!(
+                r#"Bearer realm="http://{addr}/token",service="mock",scope="repository:{repo}:pull""#
+            );
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, challenge)],
+                r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
+            )
+                .into_response()
+        }
+        async fn token(
+            Query(q): Query<std::collections::HashMap<String, String>>,
+            headers: HeaderMap,
+        ) -> axum::response::Response {
+            assert_eq!(q.get("service").map(String::as_str), Some("mock"));
+            assert!(
+                q.get("scope").is_some_and(|s| s.ends_with(":pull")),
+                "{q:?}"
+            );
+            match headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+            {
+                None => r#"{"token":"tok-anon"}"#.into_response(),
+                Some(a)
+                    if a == Credentials {
+                        username: "u".into(),
+                        password: "p w".into(),
+                    }
+                    .basic() =>
+                {
+                    r#"{"access_token":"tok-u"}"#.into_response()
+                }
+                Some(_) => StatusCode::UNAUTHORIZED.into_response(),
+            }
+        }
+        let app = Router::new()
+            .route("/v2/{repo}/manifests/{tag}", get(manifest))
+            .route("/token", get(token))
+            .with_state(addr.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        addr
+    }
+
+    async fn fetch(
+        addr: &str,
+        repo: &str,
+        creds: Option<(&str, &str)>,
+    ) -> Result<Served, RegistryError> {
+        let transport = Transport::new(
+            std::path::Path::new("/nonexistent"),
+            BTreeSet::from([addr.to_owned()]),
+        );
+        let r = Reference::parse(&format!("{addr}/{repo}:1")).unwrap();
+        let creds = creds.map(|(u, p)| Credentials {
+            username: u.into(),
+            password: p.into(),
+        });
+        let mut s = Session::new(&transport, &r, creds);
+        s.manifest("1", repo).await
+    }
+
+    #[tokio::test]
+    async fn bearer_tokens_anonymous_and_with_credentials() {
+        let addr = serve().await;
+        let m = fetch(&addr, "public", None).await.unwrap();
+        assert_eq!(m.bytes, MANIFEST.as_bytes());
+        assert_eq!(
+            m.digest,
+            format!("sha256:{}", sha256_hex(MANIFEST.as_bytes()))
+        );
+        assert_eq!(m.media_type, "application/vnd.oci.image.manifest.v1+json");
+
+        let e = fetch(&addr, "private", None).await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                RegistryError::Unauthorized {
+                    with_credentials: false,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("corral login"), "{e}");
+        fetch(&addr, "private", Some(("u", "p w"))).await.unwrap();
+        let e = fetch(&addr, "private", Some(("u", "wrong")))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                RegistryError::Unauthorized {
+                    with_credentials: true,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+
+        let e = fetch(&addr, "limited", None).await.unwrap_err();
+        assert!(
+            matches!(&e, RegistryError::RateLimited { retry_after: Some(r), .. } if r == "17"),
+            "{e:?}"
+        );
+        assert_eq!(e.code(), "registry_rate_limited");
+    }
 }
