@@ -62,6 +62,16 @@ pub struct ImageArgs {
     /// to the state directory while it arrives, then imported and removed.
     #[arg(long, value_name = "SIZE", default_value = "8G", value_parser = parse_image_size)]
     pub max_upload_size: u64,
+    /// A registry `corral pull` may speak plain HTTP to (no TLS), as HOST:PORT; repeat for
+    /// more. Every other registry is spoken to over HTTPS, verified against the system's
+    /// roots — localhost included, unless listed here.
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT", value_parser = parse_registry)]
+    pub insecure_registry: Vec<String>,
+}
+
+/// `--insecure-registry`: `HOST[:PORT]`, normalized as credentials are.
+fn parse_registry(s: &str) -> Result<String, String> {
+    crate::registry::normalize_registry(s).map_err(|e| e.to_string())
 }
 
 impl Default for ImageArgs {
@@ -71,6 +81,7 @@ impl Default for ImageArgs {
             max_layer_size: l.max_layer_size,
             max_import_size: l.max_import_size,
             max_upload_size: l.max_upload_size,
+            insecure_registry: Vec::new(),
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod image;
 pub mod metering;
 pub mod network;
 pub mod recommend;
+pub mod registry;
 pub mod runtime;
 pub mod store;
 pub mod teams;

@@ -2,6 +2,7 @@
 
 pub use wire::{
     Container, ContainerProcess, CreateContainer, ExecRequest, ExecResult, Image, Limits,
+    PullImage, Pulled,
 };
 
 pub use wire::billing::{BillingReport, History, LiveStats, RateCard, RateCards};

@@ -6,6 +6,7 @@ pub mod containers;
 pub mod docker;
 pub mod net;
 pub mod pty;
+pub mod registry;
 pub mod rootfs;
 
 use std::{
@@ -76,6 +77,7 @@ pub struct Daemon {
     pub state: TempDir,
     pub cgroup_root: String,
     extra: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Daemon {
@@ -86,6 +88,12 @@ impl Daemon {
 
     /// Like [`Daemon::start`], with extra `corral serve` flags (e.g. `--session-idle-secs 2`).
     pub fn start_with(extra: &[&str]) -> Self {
+        Self::start_with_env(extra, &[])
+    }
+
+    /// Like [`Daemon::start_with`], with extra environment variables for the daemon (e.g. a
+    /// fault-injection switch).
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
         let state = TempDir::new("corral-it");
         let cgroup_root = unique("corral-it");
         let port = free_port();
@@ -97,6 +105,10 @@ impl Daemon {
             state,
             cgroup_root,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         d.spawn();
         d
@@ -115,6 +127,7 @@ impl Daemon {
             .arg("--cgroup-root")
             .arg(&self.cgroup_root)
             .args(&self.extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

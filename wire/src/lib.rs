@@ -21,6 +21,8 @@ mod recommend;
 pub use recommend::*;
 mod top;
 pub use top::*;
+mod registry;
+pub use registry::*;
 
 /// `GET /api/v1/health`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -96,6 +96,10 @@ fn test(root: &Path) -> Result<()> {
         ("iptables", "iptables"),
         // The real docker CLI as the Docker API's client (no dockerd is started).
         ("docker", "docker.io"),
+        // A real registry for the pull tests, filled by skopeo; htpasswd for its basic auth.
+        ("docker-registry", "docker-registry"),
+        ("skopeo", "skopeo"),
+        ("htpasswd", "apache2-utils"),
     ])?;
     ui::build(root)?;
 

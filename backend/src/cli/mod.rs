@@ -13,6 +13,7 @@ mod network;
 mod ps;
 mod rates;
 mod recommend;
+mod registry;
 mod teams;
 mod term;
 mod timeline;
@@ -91,6 +92,12 @@ pub enum Command {
     Audit(users::AuditArgs),
     /// Recommend limits from the stored history (throttling, pressure, peaks, OOM kills).
     Recommend(recommend::RecommendArgs),
+    /// Pull an image from a registry into the image store (admins), like `docker pull`.
+    Pull(registry::PullArgs),
+    /// Give the daemon credentials for a registry (checked with it, kept root-only).
+    Login(registry::LoginArgs),
+    /// Make the daemon forget a registry's credentials.
+    Logout(registry::LogoutArgs),
     #[command(flatten)]
     Containers(containers::ContainerCommand),
 }
@@ -198,6 +205,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(ref cmd) => users::token(&client?, cmd).await?,
         Command::Audit(ref args) => users::audit(&client?, args).await?,
         Command::Recommend(ref args) => recommend::recommend(&client?, args).await?,
+        Command::Pull(ref args) => registry::pull(&client?, args).await?,
+        Command::Login(ref args) => registry::login(&client?, args).await?,
+        Command::Logout(ref args) => registry::logout(&client?, args).await?,
         Command::Containers(cmd) => containers::run(&client?, cmd).await?,
     }
     Ok(())

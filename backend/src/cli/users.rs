@@ -178,14 +178,14 @@ fn read_new_password(prompt: &str, from_stdin: bool) -> anyhow::Result<String> {
 }
 
 /// One line of stdin without its line ending (never trimmed otherwise).
-fn read_line() -> anyhow::Result<String> {
+pub(super) fn read_line() -> anyhow::Result<String> {
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
     let p = line.strip_suffix('\n').unwrap_or(&line);
     Ok(p.strip_suffix('\r').unwrap_or(p).to_owned())
 }
 
-fn prompt_hidden(prompt: &str) -> anyhow::Result<String> {
+pub(super) fn prompt_hidden(prompt: &str) -> anyhow::Result<String> {
     use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
     let stdin = std::io::stdin();
     eprint!("{prompt}");

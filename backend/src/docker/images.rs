@@ -11,6 +11,11 @@
 //!   image goes with all its names, so one with several names needs `-f` (dockerd's rule for
 //!   an id referenced by several repositories), and `-f` never removes an image a container
 //!   uses (409, dockerd's "cannot be forced").
+//! - `POST /images/create?fromImage=…&tag=…` (`docker pull`, and the pull `docker run` tries
+//!   for a missing image): Corral's registry pull (`http::start_pull`: admin, audited as
+//!   `image.pull` by root), its progress as dockerd's JSON messages (`status`, `id`,
+//!   `progressDetail`); a refusal before any progress is an HTTP error with the registry's
+//!   reason, one after it the stream's `error` message. `fromSrc` (import) is not supported.
 //! - `GET /system/df`: the bytes on disk of every stored layer (each counted once in
 //!   `LayersSize`), of each image, and of each container's writable layer; Corral has no
 //!   volumes and no build cache.
@@ -231,6 +236,90 @@ pub(super) async fn system_df(State(state): State<AppState>) -> Result<Json<Valu
     let containers = m.writable_sizes().await?;
     let now = crate::metering::sampler::wall_ms() / 1000;
     Ok(Json(disk_usage(&images, &layers, &containers, now)))
+}
+
+/// `POST /images/create` (`docker pull`; `docker run` of a missing image).
+pub(super) async fn image_pull(
+    State(state): State<AppState>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Result<Response, DockerError> {
+    if q.contains_key("fromSrc") {
+        return Err(DockerError(
+            StatusCode::NOT_IMPLEMENTED,
+            "docker import (fromSrc) is not supported by Corral's Docker API; use `corral image \
+             import FILE`"
+                .into(),
+        ));
+    }
+    let Some(from) = q.get("fromImage").filter(|f| !f.is_empty()) else {
+        return Err(DockerError(
+            StatusCode::BAD_REQUEST,
+            "fromImage is required".into(),
+        ));
+    };
+    let reference = match q.get("tag").map(String::as_str) {
+        Some(t) if t.starts_with("sha256:") => format!("{from}@{t}"),
+        Some(t) if !t.is_empty() => format!("{from}:{t}"),
+        _ => from.clone(),
+    };
+    let crate::http::Started { first, rx } =
+        crate::http::start_pull(&state, &root(), &reference).await?;
+    let lines = futures::stream::unfold((Some(first), Some(rx)), |(first, rx)| async move {
+        let mut rx = rx?;
+        let msg = match first {
+            Some(ev) => pull_message(&ev),
+            None => match rx.recv().await? {
+                crate::http::PullMsg::Event(ev) => pull_message(&ev),
+                crate::http::PullMsg::Done(Ok(_)) => return None,
+                crate::http::PullMsg::Done(Err(e)) => {
+                    let m = e.body().message;
+                    let v = json!({"errorDetail": {"message": m}, "error": m});
+                    return Some((json_line(&v), (None, None)));
+                }
+            },
+        };
+        Some((json_line(&msg), (None, Some(rx))))
+    });
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(lines),
+    )
+        .into_response())
+}
+
+fn json_line(v: &Value) -> Result<Vec<u8>, std::convert::Infallible> {
+    let mut l = v.to_string().into_bytes();
+    l.push(b'\n');
+    Ok(l)
+}
+
+/// One of dockerd's pull messages: `{"status", "id", "progressDetail", "progress"}`.
+fn pull_message(ev: &crate::registry::PullEvent) -> Value {
+    let mut m = json!({ "status": ev.status });
+    if let Some(id) = &ev.id {
+        m["id"] = json!(id);
+    }
+    if ev.total > 0 {
+        m["progressDetail"] = json!({"current": ev.current, "total": ev.total});
+        let width = 50u64;
+        let done = (ev.current.min(ev.total) * width) / ev.total;
+        let bar: String = (0..width)
+            .map(|i| match i.cmp(&done) {
+                std::cmp::Ordering::Less => '=',
+                std::cmp::Ordering::Equal => '>',
+                std::cmp::Ordering::Greater => ' ',
+            })
+            .collect();
+        m["progress"] = json!(format!(
+            "[{bar}] {:.1}MB/{:.1}MB",
+            ev.current as f64 / 1e6,
+            ev.total as f64 / 1e6
+        ));
+    } else {
+        m["progressDetail"] = json!({});
+    }
+    m
 }
 
 #[cfg(test)]

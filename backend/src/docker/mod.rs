@@ -111,7 +111,7 @@ pub fn app(state: AppState) -> Router {
         .route("/exec/{id}/start", post(stream::exec_start))
         .route("/exec/{id}/resize", post(stream::exec_resize))
         .route("/exec/{id}/json", get(stream::exec_inspect))
-        .route("/images/create", post(image_pull))
+        .route("/images/create", post(images::image_pull))
         .route("/containers/{id}/top", get(top::container_top))
         .route("/images/json", get(images_list))
         .route("/images/load", post(images::images_load))
@@ -503,22 +503,6 @@ async fn image_inspect(
         })
         .map(|i| Json(shapes::image_inspect(i)))
         .ok_or_else(|| DockerError(StatusCode::NOT_FOUND, format!("No such image: {name}")))
-}
-
-/// `POST /images/create` (`docker pull`, and the pull `docker run` tries for a missing image).
-async fn image_pull(Query(q): Query<std::collections::HashMap<String, String>>) -> DockerError {
-    let image = match (q.get("fromImage"), q.get("tag")) {
-        (Some(i), Some(t)) if !t.is_empty() => format!("{i}:{t}"),
-        (Some(i), _) => i.clone(),
-        (None, _) => "an image".into(),
-    };
-    DockerError(
-        StatusCode::NOT_IMPLEMENTED,
-        format!(
-            "pulling {image} from a registry is not supported by Corral's Docker API yet; load \
-             it with `docker load -i FILE` or `corral image import FILE`"
-        ),
-    )
 }
 
 fn not_supported(method: &str, path: &str) -> DockerError {

@@ -131,7 +131,8 @@ pub(crate) fn outcome(e: &AppError) -> Outcome {
         | AppError::Conflict(_)
         | AppError::Invalid { .. }
         | AppError::TooLarge(_)
-        | AppError::NoRoom(_) => Outcome::Failed,
+        | AppError::NoRoom(_)
+        | AppError::Refused { .. } => Outcome::Failed,
     }
 }
 

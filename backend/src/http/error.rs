@@ -25,6 +25,14 @@ pub enum AppError {
     /// The state filesystem has no room for what the request brings (507).
     #[error("{0}")]
     NoRoom(String),
+    /// Something else refused, with the status and the code that name the cause (a registry's
+    /// refusal of a pull: 424 `registry_unauthorized`, 404 `image_unknown`, …).
+    #[error("{message}")]
+    Refused {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
     /// Authentication/authorization (401/403/429...) and auth-area errors; answers as `AuthError`.
     #[error(transparent)]
     Auth(#[from] crate::auth::AuthError),
@@ -67,6 +75,7 @@ impl AppError {
             AppError::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
             AppError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", None),
             AppError::NoRoom(_) => (StatusCode::INSUFFICIENT_STORAGE, "no_room", None),
+            AppError::Refused { status, code, .. } => (*status, code, None),
             AppError::Invalid { field, .. } => (
                 StatusCode::BAD_REQUEST,
                 "invalid_value",

@@ -19,6 +19,7 @@ mod metrics;
 mod networks;
 mod openapi;
 mod recommend;
+mod registries;
 mod term;
 mod tokens;
 mod top;
@@ -45,6 +46,7 @@ pub(crate) use error::error_response;
 pub use events::PATH as EVENTS_PATH;
 pub use host::host_info_of;
 pub(crate) use images::{import_upload, remove_image};
+pub(crate) use registries::{PullMsg, Started, start_pull};
 
 use crate::{auth::Auth, cgroup::Cgroups, config::Config, store::Store};
 
@@ -68,6 +70,7 @@ struct Inner {
     events: crate::events::Events,
     pools: crate::teams::Pools,
     governor: crate::budget::Governor,
+    registries: crate::registry::Registries,
 }
 
 impl AppState {
@@ -80,8 +83,14 @@ impl AppState {
             events.clone(),
             &config.state_dir,
         );
+        let registries = crate::registry::Registries::new(
+            &config.state_dir,
+            std::path::Path::new(crate::registry::SYSTEM_ROOTS),
+            &config.images.insecure_registry,
+        );
         Self {
             inner: Arc::new(Inner {
+                registries,
                 auth: Auth::new(config.auth.clone()),
                 network: crate::network::Network::new(config.network.to_config(), store.clone()),
                 config,
@@ -157,6 +166,11 @@ impl AppState {
         &self.inner.events
     }
 
+    /// Registry pulls: trusted roots, `--insecure-registry` hosts, stored credentials.
+    pub fn registries(&self) -> &crate::registry::Registries {
+        &self.inner.registries
+    }
+
     /// Container networking: bridge, addresses, NAT, published ports.
     pub fn network(&self) -> &crate::network::Network {
         &self.inner.network
@@ -189,7 +203,12 @@ async fn bounded(
         return AppError::TooLarge(format!("the body is larger than {} KiB", MAX_BODY >> 10))
             .into_response();
     }
+    // A pull answers when it is done (or with its first progress line): no deadline.
+    let pull = req.uri().path() == registries::PULL_PATH;
     let req = req.map(|b| axum::body::Body::new(http_body_util::Limited::new(b, MAX_BODY)));
+    if pull {
+        return next.run(req).await;
+    }
     match tokio::time::timeout(Duration::from_secs(30), next.run(req)).await {
         Ok(r) => r,
         Err(_) => axum::http::StatusCode::REQUEST_TIMEOUT.into_response(),
@@ -209,6 +228,7 @@ pub fn app(state: AppState) -> Router {
         .merge(top::router())
         .merge(term::router())
         .merge(images::router())
+        .merge(registries::router())
         .merge(billing::router())
         .merge(history::router())
         .merge(recommend::router())

@@ -180,6 +180,9 @@ struct Naming<'a> {
     extra_tag: Option<&'a str>,
     /// The file's name without its extensions, as an image name ([`file_stem`]).
     stem: String,
+    /// A pull's layout: a layer whose diff_id is stored may have no blob
+    /// ([`ImageStore::import_pulled`]).
+    stored_may_be_absent: bool,
 }
 
 impl Naming<'_> {
@@ -538,12 +541,56 @@ impl ImageStore {
         let naming = Naming {
             extra_tag,
             stem: file_stem(&source_name),
+            stored_may_be_absent: false,
         };
         let r = self.import_locked(path, &naming, progress, &mut added);
         if r.is_err() {
             self.drop_unused(&added);
         }
         r
+    }
+
+    /// Imports the OCI layout directory a registry pull wrote (`registry::pull`), through the
+    /// same checks as any import. The one difference: a layer blob the pull did not download
+    /// because the store already holds its diff_id may be absent (docker's "Already exists");
+    /// the config, verified against the manifest's digest, names the layer.
+    pub fn import_pulled(
+        &self,
+        dir: &Path,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Vec<wire::Image>, ImageError> {
+        let _one_at_a_time = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut added = Vec::new();
+        let naming = Naming {
+            extra_tag: None,
+            stem: "image".to_owned(),
+            stored_may_be_absent: true,
+        };
+        let r = self.import_locked(dir, &naming, progress, &mut added);
+        if r.is_err() {
+            self.drop_unused(&added);
+        }
+        r
+    }
+
+    /// A fresh directory path under the store's temporary directory for a pull's OCI layout
+    /// (emptied at daemon start, like an import's other temporary files).
+    pub fn pull_path(&self) -> PathBuf {
+        self.root.join("tmp").join(format!("pull-{}", random_hex()))
+    }
+
+    /// Whether the layer with this diff_id (`sha256:<hex>`) is stored.
+    pub fn has_layer(&self, diff_id: &str) -> bool {
+        self.layer_dir(diff_id).is_some_and(|d| d.is_dir())
+    }
+
+    /// The stored image with id `id` if it carries the tag `name`.
+    pub fn tagged(&self, id: &str, name: &str) -> Result<Option<wire::Image>, ImageError> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .find(|i| i.id == id && i.tags.iter().any(|t| t == name))
+            .filter(|i| i.layers.iter().all(|l| self.has_layer(l))))
     }
 
     fn import_locked(
@@ -600,6 +647,13 @@ impl ImageStore {
                         total,
                     })
                 };
+                if naming.stored_may_be_absent
+                    && self.has_layer(&l.diff_id)
+                    && members.open(&l.member)?.is_none()
+                {
+                    size += self.layer_dir(&l.diff_id).map_or(0, |d| tree_size(&d));
+                    continue;
+                }
                 size += self.import_layer(&members, l, &mut tick, &mut budget, added)?;
             }
             stored.push(size);
@@ -1120,6 +1174,7 @@ mod naming_tests {
         let n = |t| Naming {
             extra_tag: t,
             stem: file_stem("/tmp/My App.oci.tar.gz"),
+            stored_may_be_absent: false,
         };
         assert_eq!(n(None).bare_tag_name("latest"), "my-app:latest");
         assert_eq!(n(Some("web")).bare_tag_name("v2"), "web:v2");

@@ -1,6 +1,8 @@
 //! Images: the list (tags, id, size, layers, imported), and for admins the upload of a
 //! `docker save` tarball or OCI archive (sent as the request body, with a progress bar while it
-//! leaves the browser) and removal (an image a container uses is refused, and the page says so).
+//! leaves the browser), a pull from a registry (`POST /api/v1/images/pull`: the outcome, or
+//! the registry's refusal under the field), and removal (an image a container uses is
+//! refused, and the page says so).
 
 use leptos::prelude::*;
 
@@ -12,7 +14,7 @@ use crate::{
     },
     format,
     session::use_session,
-    types::Image,
+    types::{Image, PullImage, Pulled},
 };
 
 /// Where an upload is: bytes sent of the total, then the daemon importing.
@@ -33,6 +35,40 @@ pub fn Images() -> impl IntoView {
     let errors = RwSignal::new(Vec::<(String, String)>::new());
     let state = RwSignal::new(Upload::Idle);
     let file_input = NodeRef::<leptos::html::Input>::new();
+    let reference = RwSignal::new(String::new());
+    let pull_errors = RwSignal::new(Vec::<(String, String)>::new());
+    let pulling = RwSignal::new(false);
+    let pulled = RwSignal::new(None::<Pulled>);
+
+    let pull = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        pulled.set(None);
+        let r = reference.get_untracked().trim().to_owned();
+        if r.is_empty() {
+            pull_errors.set(vec![(
+                "reference".into(),
+                "name an image: busybox, alpine:3.20, registry.example.com/app:v2".into(),
+            )]);
+            return;
+        }
+        pull_errors.set(vec![]);
+        pulling.set(true);
+        leptos::task::spawn_local(async move {
+            let req = PullImage { reference: r };
+            let out = api::post::<_, Pulled>("/api/v1/images/pull", &req).await;
+            pulling.set(false);
+            match out {
+                Ok(p) => {
+                    pulled.set(Some(p));
+                    reference.set(String::new());
+                    images.refresh();
+                }
+                // Every refusal (unknown image, unauthorized, no matching platform, …) is
+                // about the reference: shown under it, with the server's words.
+                Err(e) => pull_errors.set(vec![("reference".into(), e.error.message.clone())]),
+            }
+        });
+    };
 
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
@@ -150,8 +186,30 @@ pub fn Images() -> impl IntoView {
                 <FormError errors=errors known=&["file", "tag"] />
             </section>
         </Show>
+        <Show when=admin>
+            <section class="card" data-testid="image-pull">
+                <h2>"Pull from a registry"</h2>
+                <p class="muted">"Like " <code>"docker pull"</code> ": " <code>"busybox"</code>
+                    " is Docker Hub's; " <code>"HOST[:PORT]/repo:tag"</code> " or " <code>"…@sha256:…"</code>
+                    " elsewhere. Credentials come from " <code>"corral login"</code> "."</p>
+                <form class="inline-form" on:submit=pull>
+                    <Field label="Image" name="reference" value=reference errors=pull_errors placeholder="alpine:3.20" />
+                    <button class="btn primary" type="submit" data-testid="pull" disabled=move || pulling.get()>
+                        {move || if pulling.get() { "Pulling…" } else { "Pull" }}
+                    </button>
+                </form>
+                {move || pulled.get().map(|p| {
+                    let what = if p.up_to_date { "Image is up to date for " } else { "Downloaded newer image for " };
+                    view! {
+                        <p class="notice ok" role="status" data-testid="pull-done">{what} <b>{p.name.clone()}</b>
+                            " " <span class="mono muted small">{p.digest.clone()}</span></p>
+                    }
+                })}
+                <FormError errors=pull_errors known=&["reference"] />
+            </section>
+        </Show>
         <section class="card">
-            <h2>"Imported images"</h2>
+            <h2>"Images"</h2>
             {polled_view(images, "images", move |list: Vec<Image>| {
                 if list.is_empty() {
                     return view! { <p class="empty-state">"No images yet."</p> }.into_any();

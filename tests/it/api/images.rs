@@ -201,3 +201,118 @@ fn chunked_upload(d: &Daemon, token: &str, body: &[u8]) -> String {
     let _ = s.read_to_end(&mut out);
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// `POST /api/v1/images/pull` and `/registries/login|logout` (issue 18) without a registry:
+/// admins only (and audited); a malformed reference or registry is a 400 naming the field;
+/// an unreachable registry a 424 `registry_unreachable` at once; credentials are never
+/// stored for a registry that did not accept them. (`kernel::registry_pull` pulls from a
+/// real registry.)
+#[test]
+fn pull_and_registry_login_are_admin_only_and_name_the_cause() {
+    let d = Daemon::start();
+    let admin = d.admin_token();
+    let auth = format!("Bearer {admin}");
+    let post = |token: &str, path: &str, body: Value| {
+        let auth = format!("Bearer {token}");
+        d.http(
+            "POST",
+            path,
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            Some(&body.to_string()),
+        )
+    };
+    let r = d.http(
+        "POST",
+        "/api/v1/users",
+        &[("authorization", &auth), ("content-type", "application/json")],
+        Some(
+            &json!({"name": "op", "role": "operator", "teams": [], "password": "a long password 123"})
+                .to_string(),
+        ),
+    );
+    expect(&r, 201, "user");
+    let op = d.token_for("op");
+    // A closed loopback port: refused at once, no public registry involved.
+    let unreachable = json!({"reference": "127.0.0.1:1/app:1"});
+    expect(
+        &post(&op, "/api/v1/images/pull", unreachable.clone()),
+        403,
+        "operator pulls",
+    );
+    let login = json!({"registry": "127.0.0.1:1", "username": "u", "password": "p"});
+    expect(
+        &post(&op, "/api/v1/registries/login", login.clone()),
+        403,
+        "operator logs in",
+    );
+
+    let r = post(
+        &admin,
+        "/api/v1/images/pull",
+        json!({"reference": "Bad Ref"}),
+    );
+    expect(&r, 400, "bad reference");
+    assert_eq!(r.json()["field"], "reference");
+    let r = post(
+        &admin,
+        "/api/v1/images/pull",
+        json!({"reference": "x", "extra": 1}),
+    );
+    expect(&r, 400, "unknown field");
+
+    let t = Instant::now();
+    let r = post(&admin, "/api/v1/images/pull", unreachable);
+    expect(&r, 424, "unreachable registry");
+    assert_eq!(r.json()["code"], "registry_unreachable");
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot reach 127.0.0.1:1"),
+        "{}",
+        r.body
+    );
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+
+    let r = post(&admin, "/api/v1/registries/login", login);
+    expect(&r, 424, "login to an unreachable registry");
+    assert!(!d.state.path().join("state/registries/auth.json").exists());
+    let r = post(
+        &admin,
+        "/api/v1/registries/login",
+        json!({"registry": "a/b", "username": "u", "password": "p"}),
+    );
+    expect(&r, 400, "bad registry");
+    assert_eq!(r.json()["field"], "registry");
+    let r = post(
+        &admin,
+        "/api/v1/registries/logout",
+        json!({"registry": "127.0.0.1:1"}),
+    );
+    expect(&r, 200, "logout");
+    assert_eq!(r.json()["status"], "Not logged in to 127.0.0.1:1");
+
+    let r = d.http(
+        "GET",
+        "/api/v1/audit?limit=100",
+        &[("authorization", &auth)],
+        None,
+    );
+    let rows: Vec<Value> = serde_json::from_str(&r.body).unwrap();
+    for (action, actor, result) in [
+        ("image.pull", "op", "denied"),
+        ("image.pull", "admin", "failed"),
+        ("registry.login", "op", "denied"),
+        ("registry.login", "admin", "failed"),
+        ("registry.logout", "admin", "ok"),
+    ] {
+        assert!(
+            rows.iter()
+                .any(|r| r["action"] == action && r["actor"] == actor && r["result"] == result),
+            "no {action} {result} row of {actor}: {rows:#?}"
+        );
+    }
+}

@@ -2,8 +2,8 @@
 //! Images page (upload with progress, removal refused while a container uses the image), the
 //! new-container form's user, working directory, restart, volumes and labels (client checks
 //! beside their fields) and the container's full spec on its page, the Host page's network card, kill of a frozen container,
-//! team membership editing, and changing one's own password. Screenshots `images`,
-//! `images-remove-refused`, `new-container-more`, `container-spec`, `host-network`, `container-killed`,
+//! team membership editing, changing one's own password, and a pull from a registry.
+//! Screenshots `images`, `images-pull`, `images-remove-refused`, `new-container-more`, `container-spec`, `host-network`, `container-killed`,
 //! `team-members` and `account-password` in the artifacts dir.
 
 use serde_json::json;
@@ -82,6 +82,53 @@ async fn images_page_uploads_and_removes() {
     b.wait_text(".empty-state", "No images").await;
     let r = call(&daemon, &admin, "GET", "/api/v1/images", None);
     assert_eq!(r.json(), json!([]));
+    b.close().await;
+}
+
+/// The Images page's pull (issue 18): from a real local registry (`tests::registry`), the
+/// outcome shown and the image listed; an unknown tag's refusal under the field. Screenshot
+/// `images-pull`.
+#[tokio::test]
+async fn images_page_pulls_from_a_registry() {
+    if !tests::registry::Registry::available() {
+        // Only the VM lacks it, and the VM runs no browser tests.
+        panic!("docker-registry and skopeo are needed (cargo xtask test installs them)");
+    }
+    let reg = tests::registry::Registry::start();
+    reg.push_busybox("web:1", &["echo", "hi"]);
+    let daemon = Daemon::start_with(&["--insecure-registry", &reg.addr()]);
+    let _reaper = Reaper::new(&daemon);
+    let admin = daemon.admin_token();
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let base = daemon.url();
+    b.sign_in(&base, ADMIN, ADMIN_PASSWORD).await;
+    b.click("nav a[href='/images']").await;
+    b.wait_text(".empty-state", "No images").await;
+
+    let missing = format!("{}/web:nope", reg.addr());
+    b.fill("#f-reference", &missing).await;
+    b.click("[data-testid=pull]").await;
+    b.wait_text("[data-field=reference]", "is not in the registry")
+        .await;
+
+    let image = format!("{}/web:1", reg.addr());
+    b.fill("#f-reference", &image).await;
+    b.click("[data-testid=pull]").await;
+    b.wait_text("[data-testid=pull-done]", "Downloaded newer image for")
+        .await;
+    b.wait_text(
+        &format!("[data-testid=images-table] tr[data-image='{image}']"),
+        &image,
+    )
+    .await;
+    b.screenshot("images-pull").await;
+    b.fill("#f-reference", &image).await;
+    b.click("[data-testid=pull]").await;
+    b.wait_text("[data-testid=pull-done]", "up to date").await;
+    let r = call(&daemon, &admin, "GET", "/api/v1/images", None);
+    assert_eq!(r.json().as_array().map(Vec::len), Some(1), "{}", r.body);
     b.close().await;
 }
 

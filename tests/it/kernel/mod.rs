@@ -28,6 +28,7 @@ mod network_firewall;
 mod network_ports;
 mod oom;
 mod recommend;
+mod registry_pull;
 mod team_budget;
 mod team_pool;
 mod vm_smoke;
