@@ -77,9 +77,14 @@ impl Conn {
         body: Option<&serde_json::Value>,
     ) -> Result<Response> {
         let body = body.map(serde_json::to_vec).transpose()?;
+        let reused = self.stream.is_some();
         match self.try_request(method, path, body.as_deref()) {
             Ok(r) => Ok(r),
-            Err(_) if self.stream.is_none() => self.try_request(method, path, body.as_deref()),
+            // The server closed the idle connection before reading the request: send it again
+            // on a new one. Any other failure is not retried (a POST must not run twice).
+            Err(e) if reused && e.downcast_ref::<Closed>().is_some() => {
+                self.try_request(method, path, body.as_deref())
+            }
             Err(e) => Err(e),
         }
     }
@@ -108,8 +113,17 @@ impl Conn {
         let result = (|| {
             let s = self.stream()?;
             let w = s.get_mut();
-            w.write_all(head.as_bytes())?;
-            w.write_all(body)?;
+            let sent = w
+                .write_all(head.as_bytes())
+                .and_then(|()| w.write_all(body));
+            if let Err(e) = sent {
+                return Err(match e.kind() {
+                    std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset => {
+                        Closed.into()
+                    }
+                    _ => e.into(),
+                });
+            }
             read_response(s)
         })();
         match result {
@@ -127,11 +141,26 @@ impl Conn {
     }
 }
 
+/// The server had closed the kept-alive connection: nothing of the request was answered.
+#[derive(Debug)]
+struct Closed;
+
+impl std::fmt::Display for Closed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection closed before a response")
+    }
+}
+
+impl std::error::Error for Closed {}
+
 /// Reads one response; whether the connection may be reused.
 fn read_response(s: &mut BufReader<UnixStream>) -> Result<(Response, bool)> {
     let mut line = String::new();
-    if s.read_line(&mut line)? == 0 {
-        bail!("connection closed before a response");
+    match s.read_line(&mut line) {
+        Ok(0) => return Err(Closed.into()),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Err(Closed.into()),
+        Err(e) => return Err(e.into()),
+        Ok(_) => {}
     }
     let status: u16 = line
         .split(' ')
@@ -160,7 +189,9 @@ fn read_response(s: &mut BufReader<UnixStream>) -> Result<(Response, bool)> {
         }
     }
     let mut body = Vec::new();
-    if chunked {
+    if status == 204 || status == 304 || status < 200 {
+        // No body, whatever the headers say.
+    } else if chunked {
         loop {
             line.clear();
             s.read_line(&mut line)?;
