@@ -126,6 +126,7 @@ pub fn cli(root: &Path, args: &[String]) -> Result<()> {
     let plan = Plan::new(quick);
     let corral = build(root)?;
     let started = Instant::now();
+    let load_at_start = loadavg();
     let mut report = Report::default();
     {
         let mut g = Guard::new()?;
@@ -144,7 +145,7 @@ pub fn cli(root: &Path, args: &[String]) -> Result<()> {
     println!(
         "\n## cargo xtask bench{} — {}\n",
         if quick { " --quick" } else { "" },
-        host_line()
+        host_line(&load_at_start)
     );
     print!("{}", report.table());
     println!(
@@ -209,6 +210,7 @@ fn measure(plan: &Plan, corral: &Path, g: &mut Guard, report: &mut Report) -> Re
 
     start_exit(plan, corral, g, &runc_bundle, &crun_bundle, report)?;
     create_start(plan, &mut c, report)?;
+    api_run(plan, &mut c, report)?;
     freeze(plan, &mut c, report)?;
 
     let mut have = 0;
@@ -236,15 +238,15 @@ fn measure(plan: &Plan, corral: &Path, g: &mut Guard, report: &mut Report) -> Re
     Ok(())
 }
 
-/// Runs `argv` `n` times after `WARMUP` runs; each run's wall time from spawn to exit.
-/// `{i}` in an argument becomes the run's number (unique container ids).
-fn time_runs(argv: &[String], n: usize) -> Result<Vec<Duration>> {
+/// Runs `argv` `warmup` + `n` times; the wall time from spawn to exit of the last `n`. `{i}`
+/// in an argument becomes `first` + the run's number (unique container ids across rounds).
+fn time_runs(argv: &[String], first: usize, n: usize, warmup: usize) -> Result<Vec<Duration>> {
     let (prog, args) = argv.split_first().context("nothing to run")?;
     let mut out = Vec::with_capacity(n);
-    for i in 0..WARMUP + n {
+    for i in 0..warmup + n {
         let args: Vec<String> = args
             .iter()
-            .map(|a| a.replace("{i}", &i.to_string()))
+            .map(|a| a.replace("{i}", &(first + i).to_string()))
             .collect();
         let t = Instant::now();
         let o = Command::new(prog)
@@ -261,18 +263,20 @@ fn time_runs(argv: &[String], n: usize) -> Result<Vec<Duration>> {
                 String::from_utf8_lossy(&o.stderr).trim()
             );
         }
-        if i >= WARMUP {
+        if i >= warmup {
             out.push(dt);
         }
     }
     Ok(out)
 }
 
-/// `cargo xtask __bench-time N PROG ARGS...`: [`time_runs`] inside another process (crun's
-/// private mount namespace); one duration in nanoseconds per line.
+/// `cargo xtask __bench-time FIRST N WARMUP PROG ARGS...`: [`time_runs`] inside another
+/// process (crun's private mount namespace); one duration in nanoseconds per line.
 pub fn time_cmd(args: &[String]) -> Result<()> {
-    let (n, argv) = args.split_first().context("__bench-time N PROG ARGS...")?;
-    for d in time_runs(argv, n.parse()?)? {
+    let [first, n, warmup, argv @ ..] = args else {
+        bail!("__bench-time FIRST N WARMUP PROG ARGS...");
+    };
+    for d in time_runs(argv, first.parse()?, n.parse()?, warmup.parse()?)? {
         println!("{}", d.as_nanos());
     }
     Ok(())
@@ -289,6 +293,10 @@ fn strs(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
+/// Rounds the start→exit runs are split into, the runtimes taking turns, so a neighbour's
+/// load on a shared machine falls on all of them alike.
+const ROUNDS: usize = 5;
+
 fn start_exit(
     plan: &Plan,
     corral: &Path,
@@ -297,40 +305,48 @@ fn start_exit(
     crun_bundle: &Path,
     report: &mut Report,
 ) -> Result<()> {
-    let n = plan.starts;
-    let what = format!("start→exit of /bin/true, p50 / p90 of {n}");
-    let line = |s: &Samples| format!("{} / {}", ms(s.median()), ms(s.pct(90.0)));
-
-    println!("==> bench: start→exit, corral run --rm");
-    let corral_runs = Samples::new(time_runs(
-        &[
-            corral.display().to_string(),
-            "--host".into(),
-            format!("unix://{}", g.socket.display()),
-            "run".into(),
-            "--rm".into(),
-            IMAGE.into(),
-            "/bin/true".into(),
-        ],
-        n,
-    )?);
-
-    println!("==> bench: start→exit, runc run");
-    let runc_root = g.dir.join("runc-state");
-    let runc = Samples::new(time_runs(
-        &[
-            "runc".into(),
-            "--root".into(),
-            runc_root.display().to_string(),
-            "run".into(),
-            "-b".into(),
-            runc_bundle.display().to_string(),
-            "bench-runc-{i}".into(),
-        ],
-        n,
-    )?);
-
-    println!("==> bench: start→exit, crun run (in a mount namespace without {UNIFIED})");
+    println!(
+        "==> bench: start→exit of /bin/true: corral, runc, crun (in a mount namespace without \
+         {UNIFIED}), unshare, {ROUNDS} rounds"
+    );
+    let host = format!("unix://{}", g.socket.display());
+    let corral_run: Vec<String> = vec![
+        corral.display().to_string(),
+        "--host".into(),
+        host.clone(),
+        "run".into(),
+        "--rm".into(),
+        IMAGE.into(),
+        "/bin/true".into(),
+    ];
+    // The CLI's own share: exec of the binary and one request.
+    let corral_ps: Vec<String> = vec![
+        corral.display().to_string(),
+        "--host".into(),
+        host,
+        "ps".into(),
+        "-q".into(),
+    ];
+    let runc_run: Vec<String> = vec![
+        "runc".into(),
+        "--root".into(),
+        g.dir.join("runc-state").display().to_string(),
+        "run".into(),
+        "-b".into(),
+        runc_bundle.display().to_string(),
+        "bench-runc-{i}".into(),
+    ];
+    let floor = strs(&[
+        "unshare",
+        "--pid",
+        "--fork",
+        "--mount",
+        "--uts",
+        "--ipc",
+        "--net",
+        "--cgroup",
+        "/bin/true",
+    ]);
     let crun_root = g.dir.join("crun-state");
     let xtask = std::env::current_exe()?;
     // Hybrid host: crun runs in a private mount namespace where cgroup2 is unmounted (only
@@ -340,48 +356,49 @@ fn start_exit(
     } else {
         "exec \"$@\"".to_owned()
     };
-    let o = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
-        .arg(&script)
-        .arg("sh")
-        .arg(&xtask)
-        .arg("__bench-time")
-        .arg(n.to_string())
-        .args(["crun", "--cgroup-manager", "cgroupfs", "--root"])
-        .arg(&crun_root)
-        .args(["run", "-b"])
-        .arg(crun_bundle)
-        .arg("bench-crun-{i}")
-        .stdin(Stdio::null())
-        .output()
-        .context("run crun in a private mount namespace")?;
-    if !o.status.success() {
-        bail!("crun runs failed: {}", String::from_utf8_lossy(&o.stderr));
-    }
-    let crun = Samples::new(
+    let crun = |first: usize, n: usize, warmup: usize| -> Result<Vec<Duration>> {
+        let o = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+            .arg(&script)
+            .arg("sh")
+            .arg(&xtask)
+            .arg("__bench-time")
+            .args([first, n, warmup].map(|x| x.to_string()))
+            .args(["crun", "--cgroup-manager", "cgroupfs", "--root"])
+            .arg(&crun_root)
+            .args(["run", "-b"])
+            .arg(crun_bundle)
+            .arg("bench-crun-{i}")
+            .stdin(Stdio::null())
+            .output()
+            .context("run crun in a private mount namespace")?;
+        if !o.status.success() {
+            bail!("crun runs failed: {}", String::from_utf8_lossy(&o.stderr));
+        }
         String::from_utf8_lossy(&o.stdout)
             .lines()
             .map(|l| l.trim().parse::<u64>().map(Duration::from_nanos))
             .collect::<Result<_, _>>()
-            .context("crun timings")?,
-    );
+            .context("crun timings")
+    };
 
-    println!("==> bench: start→exit, unshare floor");
-    let floor = Samples::new(time_runs(
-        &strs(&[
-            "unshare",
-            "--pid",
-            "--fork",
-            "--mount",
-            "--uts",
-            "--ipc",
-            "--net",
-            "--cgroup",
-            "/bin/true",
-        ]),
-        n,
-    )?);
+    let mut runs: [Vec<Duration>; 5] = Default::default();
+    let per_round = plan.starts.div_ceil(ROUNDS);
+    for round in 0..ROUNDS {
+        let n = per_round.min(plan.starts - round * per_round);
+        let first = round * (per_round + WARMUP);
+        // The first round warms every path up (page cache, the daemon's first requests).
+        let warmup = if round == 0 { WARMUP } else { 1 };
+        runs[0].extend(time_runs(&corral_run, first, n, warmup)?);
+        runs[1].extend(time_runs(&runc_run, first, n, warmup)?);
+        runs[2].extend(crun(first, n, warmup)?);
+        runs[3].extend(time_runs(&floor, first, n, warmup)?);
+        runs[4].extend(time_runs(&corral_ps, first, n, warmup)?);
+    }
+    let [corral_runs, runc, crun, floor, ps] = runs.map(Samples::new);
 
+    let what = format!("start→exit of /bin/true, p50 / p90 of {}", plan.starts);
+    let line = |s: &Samples| format!("{} / {}", ms(s.median()), ms(s.pct(90.0)));
     let ratio = |a: &Samples, b: &Samples| {
         a.median().as_secs_f64() / b.median().as_secs_f64().max(f64::EPSILON)
     };
@@ -390,7 +407,7 @@ fn start_exit(
         line(&corral_runs),
         format!(
             "{:.2} × crun, {:.2} × runc, {:.1} × the unshare floor (goal ≤ 0.8 × crun); \
-             CLI process included",
+             the CLI process included",
             ratio(&corral_runs, &crun),
             ratio(&corral_runs, &runc),
             ratio(&corral_runs, &floor)
@@ -410,6 +427,11 @@ fn start_exit(
         format!("{what}: `unshare --pid --fork --mount --uts --ipc --net --cgroup`"),
         line(&floor),
         "the namespaces alone: the floor",
+    );
+    report.add(
+        format!("`corral ps -q`, p50 / p90 of {}", plan.starts),
+        line(&ps),
+        "the CLI's own share of a `run`: exec of the binary and one request",
     );
     Ok(())
 }
@@ -460,6 +482,54 @@ fn create_start(plan: &Plan, c: &mut Conn, report: &mut Report) -> Result<()> {
         ),
         format!("{} / {}", ms(s.median()), ms(s.pct(90.0))),
         "`sleep 3600`, over the kept-alive socket",
+    );
+    Ok(())
+}
+
+/// What `corral run --rm IMAGE /bin/true` asks of the daemon, without the CLI process, timed
+/// per step: create+start answered, the followed log ending (exit seen), the removal.
+fn api_run(plan: &Plan, c: &mut Conn, report: &mut Report) -> Result<()> {
+    println!("==> bench: /bin/true through the API alone");
+    let mut steps: [Vec<Duration>; 4] = Default::default();
+    for i in 0..WARMUP + plan.creates {
+        let name = format!("tr-{i}");
+        let body = serde_json::json!({"name": name, "image": IMAGE,
+            "command": ["/bin/true"], "start": true});
+        let t0 = Instant::now();
+        c.post("/api/v1/containers", Some(&body))?
+            .ok_json("create+start")?;
+        let t1 = Instant::now();
+        let logs = c.get(&format!("/api/v1/containers/{name}/logs?follow=true"))?;
+        if logs.status != 200 {
+            bail!("logs of {name}: {}", logs.status);
+        }
+        let t2 = Instant::now();
+        c.request(
+            "DELETE",
+            &format!("/api/v1/containers/{name}?force=true"),
+            None,
+        )?
+        .ok_json("remove")?;
+        let t3 = Instant::now();
+        if i >= WARMUP {
+            for (v, d) in steps.iter_mut().zip([t1 - t0, t2 - t1, t3 - t2, t3 - t0]) {
+                v.push(d);
+            }
+        }
+    }
+    let [create, exit, remove, total] = steps.map(Samples::new);
+    report.add(
+        format!(
+            "`/bin/true` through the API alone (`corral run --rm` without the CLI), p50 of {}",
+            total.len()
+        ),
+        format!("{} in all", ms(total.median())),
+        format!(
+            "create+start answered {}, then exit seen (the followed log ends) {}, removed {}",
+            ms(create.median()),
+            ms(exit.median()),
+            ms(remove.median())
+        ),
     );
     Ok(())
 }
@@ -668,7 +738,7 @@ fn gzip9(data: &[u8]) -> Result<usize> {
 }
 
 /// Kernel, cgroup layout and CPUs, for the table's heading.
-fn host_line() -> String {
+fn host_line(load_at_start: &str) -> String {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .unwrap_or_default()
         .trim()
@@ -681,5 +751,20 @@ fn host_line() -> String {
     } else {
         "cgroup v1"
     };
-    format!("Linux {kernel}, {cpus} CPUs, {mode}")
+    format!(
+        "Linux {kernel}, {cpus} CPUs, {mode}; load average {load_at_start} at the start, {} at \
+         the end",
+        loadavg()
+    )
+}
+
+/// The 1-minute load average: a shared machine's neighbours show here (their load falls on
+/// every runtime alike, but widens the spread).
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .next()
+        .unwrap_or("?")
+        .to_owned()
 }
