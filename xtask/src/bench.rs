@@ -638,9 +638,10 @@ fn idle_cpu(plan: &Plan, daemon: u32, n: usize, report: &mut Report) {
     let (rest, sampler) = procfs::idle_cpu(daemon, SAMPLER_THREAD, plan.idle);
     report.add(
         format!("idle daemon CPU at {n} sleeping containers, threads other than the sampler"),
-        format!("{rest:.2} % of a core"),
+        format!("{rest:.3} % of a core"),
         format!(
-            "the sampler (`{SAMPLER_THREAD}`) {sampler:.2} %; over {} s{}",
+            "the sampler (`{SAMPLER_THREAD}`, default 5 s interval) {sampler:.3} %; run time \
+             from /proc/PID/task/*/schedstat over {} s{}",
             plan.idle.as_secs(),
             if n >= 1000 { "; goal < 0.5 %" } else { "" }
         ),

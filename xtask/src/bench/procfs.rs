@@ -3,11 +3,12 @@
 
 use std::{collections::HashMap, fs, time::Duration};
 
-/// Clock ticks per second of `utime`/`stime` (USER_HZ; 100 on every Linux ABI in use).
-const TICKS_PER_SEC: f64 = 100.0;
+/// Nanoseconds per clock tick of `utime`/`stime` (USER_HZ is 100 on every Linux ABI in use).
+const NS_PER_TICK: u64 = 10_000_000;
 
-/// CPU time (utime + stime, in ticks) of each thread of `pid` with its name (`comm`).
-pub fn thread_ticks(pid: u32) -> HashMap<u32, (String, u64)> {
+/// CPU time in nanoseconds of each thread of `pid`, with its name (`comm`): the run time of
+/// `schedstat` (exact), or `utime + stime` of `stat` (10 ms ticks) where the kernel lacks it.
+pub fn thread_cpu_ns(pid: u32) -> HashMap<u32, (String, u64)> {
     let mut out = HashMap::new();
     let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
         return out;
@@ -20,11 +21,17 @@ pub fn thread_ticks(pid: u32) -> HashMap<u32, (String, u64)> {
             .unwrap_or_default()
             .trim()
             .to_owned();
-        if let Some(ticks) = fs::read_to_string(t.path().join("stat"))
+        let schedstat = fs::read_to_string(t.path().join("schedstat"))
             .ok()
-            .and_then(|s| stat_cpu_ticks(&s))
-        {
-            out.insert(tid, (comm, ticks));
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok());
+        let ns = schedstat.or_else(|| {
+            fs::read_to_string(t.path().join("stat"))
+                .ok()
+                .and_then(|s| stat_cpu_ticks(&s))
+                .map(|t| t * NS_PER_TICK)
+        });
+        if let Some(ns) = ns {
+            out.insert(tid, (comm, ns));
         }
     }
     out
@@ -49,20 +56,23 @@ pub fn start_time(pid: i32) -> Option<u64> {
 /// ones named `excluded`, the excluded ones). Threads born or gone during the window count
 /// with what they used inside it as far as it can be seen.
 pub fn idle_cpu(pid: u32, excluded: &str, window: Duration) -> (f64, f64) {
-    let before = thread_ticks(pid);
+    let before = thread_cpu_ns(pid);
     std::thread::sleep(window);
-    let after = thread_ticks(pid);
+    let after = thread_cpu_ns(pid);
     let (mut rest, mut ex) = (0u64, 0u64);
-    for (tid, (comm, ticks)) in &after {
-        let used = ticks.saturating_sub(before.get(tid).map_or(0, |(_, t)| *t));
+    for (tid, (comm, ns)) in &after {
+        let used = ns.saturating_sub(before.get(tid).map_or(0, |(_, t)| *t));
         if comm == excluded {
             ex += used;
         } else {
             rest += used;
         }
     }
-    let secs = window.as_secs_f64() * TICKS_PER_SEC;
-    (rest as f64 / secs * 100.0, ex as f64 / secs * 100.0)
+    let window_ns = window.as_secs_f64() * 1e9;
+    (
+        rest as f64 / window_ns * 100.0,
+        ex as f64 / window_ns * 100.0,
+    )
 }
 
 /// `Rss` and `Pss` of `pid` in KiB, from `/proc/PID/smaps_rollup`.
