@@ -640,8 +640,8 @@ fn idle_cpu(plan: &Plan, daemon: u32, n: usize, report: &mut Report) {
         format!("idle daemon CPU at {n} sleeping containers, threads other than the sampler"),
         format!("{rest:.3} % of a core"),
         format!(
-            "the sampler (`{SAMPLER_THREAD}`, default 5 s interval) {sampler:.3} %; run time \
-             from /proc/PID/task/*/schedstat over {} s{}",
+            "the sampler (`{SAMPLER_THREAD}`, default 5 s interval) {sampler:.3} %; threads' run \
+             time from schedstat, exited threads' from the process's stat; over {} s{}",
             plan.idle.as_secs(),
             if n >= 1000 { "; goal < 0.5 %" } else { "" }
         ),
