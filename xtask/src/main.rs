@@ -1,6 +1,7 @@
 //! Build and test automation (matklad's xtask pattern): `cargo xtask run` and `cargo xtask test`
 //! work on a fresh Debian machine with only rustup and cargo, installing what they need.
 
+mod bench;
 mod ui;
 mod vm;
 mod xterm;
@@ -21,6 +22,9 @@ usage: cargo xtask <command>
   test                     everything CI checks: fmt, clippy, unit, integration, browser and
                            cgroup-v2 VM tests, then a leak check
   ui                       build the dashboard only (target/ui)
+  bench [--quick]          issue 17's benchmark: corral vs runc vs crun start latency, API
+                           latency at 100/1000 containers, idle CPU, monitor memory, freeze,
+                           WASM size, printed as one table (not part of `test`)
   vm [-- TEST_ARGS...]     run the kernel tests inside a pure cgroup-v2 VM (qemu, TCG);
                            options: --timeout SECS --mem MIB --cpus N --kernel PATH --keep
 ";
@@ -34,6 +38,9 @@ fn main() -> Result<()> {
         Some("test") => test(&root),
         Some("ui") => ui::build(&root).map(|_| ()),
         Some("vm") => vm::cli(&args[1..]),
+        Some("bench") => bench::cli(&root, &args[1..]),
+        // The benchmark's timing loop, run by itself inside crun's private mount namespace.
+        Some("__bench-time") => bench::time_cmd(&args[1..]),
         _ => {
             eprint!("{USAGE}");
             bail!("unknown or missing command")
