@@ -936,9 +936,10 @@ impl Manager {
                 r.restart_count = 0;
                 self.save(&r)?;
                 let r = self.refresh(r)?;
-                if r.status == "running" || r.status == "paused" {
-                    self.watch(&r);
-                }
+                // Also when it has already exited (a quick `true`): the watch then finds both
+                // processes gone and reconciles once, so a detached `--rm` goes at once
+                // instead of at the next sweep.
+                self.watch(&r);
                 Ok(r.to_wire())
             }
             _ => {

@@ -55,8 +55,8 @@ async fn exited(fd: Option<&AsyncFd<OwnedFd>>) {
 }
 
 impl Manager {
-    /// Watches `r` (live) until it is no longer live; a second call for a watched container
-    /// does nothing. Needs the async runtime (from a blocking task too).
+    /// Watches `r` until it is no longer live (one reconcile when it already is not, which
+    /// applies `--rm`); a second call for a watched container does nothing. Needs the async runtime (from a blocking task too).
     pub(super) fn watch(&self, r: &Record) {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
