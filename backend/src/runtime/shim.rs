@@ -301,17 +301,27 @@ fn start_init(cfg: &ShimConfig, dir: &ContainerDir) -> Result<InitChild, String>
         nix::sched::unshare(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME))
             .map_err(p("unshare time namespace"))?;
     }
-    // SAFETY: a fork-like clone (no new stack, SIGCHLD on exit) from a single-threaded process;
-    // the child only runs `init::child_main`, which never returns.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            (flags | libc::SIGCHLD) as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
+    // On a pure cgroup2 host, born in its group where the kernel can (see
+    // `clone_into_cgroup`); otherwise cloned here and attached below.
+    let cloned = cgroup2_only(&cfg.cgroup_procs)
+        .and_then(|i| clone_into_cgroup(flags, &cfg.cgroup_procs[i]).map(|pid| (pid, Some(i))));
+    let (pid, born_in) = match cloned {
+        Some(c) => c,
+        // SAFETY: a fork-like clone (no new stack, SIGCHLD on exit) from a single-threaded
+        // process; the child only runs `init::child_main`, which never returns.
+        None => unsafe {
+            (
+                libc::syscall(
+                    libc::SYS_clone,
+                    (flags | libc::SIGCHLD) as libc::c_ulong,
+                    0usize,
+                    0usize,
+                    0usize,
+                    0usize,
+                ),
+                None,
+            )
+        },
     };
     if pid < 0 {
         return Err(format!(
@@ -344,7 +354,10 @@ fn start_init(cfg: &ShimConfig, dir: &ContainerDir) -> Result<InitChild, String>
         let _ = waitpid(pid, None);
         msg
     };
-    for procs in &cfg.cgroup_procs {
+    for (i, procs) in cfg.cgroup_procs.iter().enumerate() {
+        if born_in == Some(i) {
+            continue;
+        }
         if let Err(e) = write_procs(procs, pid.as_raw()) {
             return Err(fail(format!("attach to {}: {e}", procs.display())));
         }
@@ -444,6 +457,64 @@ fn make_userns(r: super::config::IdRange) -> Result<OwnedFd, String> {
             Ok(OwnedFd::from(ns))
         }
     }
+}
+
+/// `Some(0)` when the container's only `cgroup.procs` is on a cgroup2 hierarchy (a pure v2
+/// host). On a hybrid host the v1 writes would pay the migration wait instead (measured:
+/// no gain), so the init is attached there as before.
+fn cgroup2_only(procs: &[PathBuf]) -> Option<usize> {
+    let [only] = procs else { return None };
+    only.parent()
+        .and_then(|dir| nix::sys::statfs::statfs(dir).ok())
+        .is_some_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+        .then_some(0)
+}
+
+/// `CLONE_INTO_CGROUP` (Linux 5.7; not in libc as a 64-bit flag).
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// `struct clone_args` of `clone3(2)` up to `cgroup` (`CLONE_ARGS_SIZE_VER2`, 88 bytes).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// A fork-like `clone3` whose child is born in the cgroup2 group of `procs` (its directory),
+/// as crun does: the child never migrates on that hierarchy, and a migration into a new group
+/// waits for an RCU grace period (5–20 ms; see ARCHITECTURE.md's Performance), the init's only
+/// migration on a pure v2 host. `None` where the kernel has no `clone3`/`CLONE_INTO_CGROUP` or
+/// refuses the group: the caller clones and attaches as before. `Some(0)` in the child.
+fn clone_into_cgroup(flags: libc::c_int, procs: &std::path::Path) -> Option<libc::c_long> {
+    use std::os::fd::AsRawFd;
+    let dir = File::open(procs.parent()?).ok()?;
+    let args = CloneArgs {
+        flags: flags as u64 | CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: dir.as_raw_fd() as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: a fork-like clone3 (no new stack, SIGCHLD on exit) from a single-threaded
+    // process; `args` lives across the call and its size is passed; the child returns 0 and,
+    // as after the plain clone, only runs `init::child_main`.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    (pid >= 0).then_some(pid)
 }
 
 /// Writes a PID into a `cgroup.procs` file, retrying EINVAL briefly as runc does.
