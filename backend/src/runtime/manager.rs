@@ -109,8 +109,8 @@ struct Inner {
     events: std::sync::OnceLock<crate::events::Events>,
     /// `--default-memory`: the memory limit of a container created without one.
     default_memory: Option<u64>,
-    /// Ids of the containers whose exit a pidfd watch awaits (`watch.rs`).
-    watched: Mutex<std::collections::HashSet<String>>,
+    /// The records reads use, and which live containers a pidfd watch covers (`registry.rs`).
+    registry: super::registry::Registry,
 }
 
 async fn blocking<T: Send + 'static>(
@@ -142,6 +142,7 @@ impl Manager {
             .create(&dir)
             .map_err(RuntimeError::io("create", &dir))?;
         let images = ImageStore::new(store.clone(), state_dir)?;
+        let registry = super::registry::Registry::load(&store.lock())?;
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
@@ -155,7 +156,7 @@ impl Manager {
                 network: None,
                 events: std::sync::OnceLock::new(),
                 default_memory: None,
-                watched: Mutex::new(std::collections::HashSet::new()),
+                registry,
             }),
         })
     }
@@ -355,11 +356,12 @@ impl Manager {
         if dir.path().exists() {
             fs::remove_dir_all(dir.path()).map_err(RuntimeError::io("remove", dir.path()))?;
         }
-        self.inner.store.lock().execute(
+        let conn = self.inner.store.lock();
+        conn.execute(
             "DELETE FROM containers WHERE id = ?1 AND status = 'creating'",
             [&r.id],
         )?;
-        Ok(())
+        self.inner.registry.reread(&conn, &r.id)
     }
 
     /// A record that is not live although its monitor reports a live init: adopt it.
@@ -413,24 +415,14 @@ impl Manager {
     // ---- records ----
 
     fn load(&self, name: &str) -> Result<Record, RuntimeError> {
-        let conn = self.inner.store.lock();
-        let r = conn
-            .query_row(
-                &format!("SELECT {COLS} FROM containers WHERE name = ?1 OR id = ?1"),
-                [name],
-                row_to_record,
-            )
-            .optional()?;
-        r.ok_or_else(|| RuntimeError::NotFound(name.to_owned()))
+        self.inner
+            .registry
+            .get(name)
+            .ok_or_else(|| RuntimeError::NotFound(name.to_owned()))
     }
 
     fn load_all(&self) -> Result<Vec<Record>, RuntimeError> {
-        let conn = self.inner.store.lock();
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {COLS} FROM containers ORDER BY created_at, name"
-        ))?;
-        let rows = stmt.query_map([], row_to_record)?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        Ok(self.inner.registry.all())
     }
 
     fn save(&self, r: &Record) -> Result<(), RuntimeError> {
@@ -464,6 +456,7 @@ impl Manager {
                 r.restart_count
             ],
         )?;
+        self.inner.registry.put(r);
         drop(conn);
         if let (Some(ev), Some(b)) = (self.inner.events.get(), before) {
             ev.saved(&b, r, &self.container_dir(&r.id).stop_marker());
@@ -559,11 +552,32 @@ impl Manager {
     pub async fn list(&self, all: bool) -> Result<Vec<wire::Container>, RuntimeError> {
         let m = self.clone();
         blocking(move || {
-            let mut out = Vec::new();
-            for r in m.load_all()? {
-                let r = m.refresh(r)?;
-                if all || r.status == "running" || r.status == "paused" {
-                    out.push(r.to_wire());
+            // Records a watch covers in full are current; others (live without an armed
+            // watch) are read up to date from their monitor, in the list's order.
+            enum Row {
+                Ready(wire::Container),
+                Stale(Record),
+            }
+            let rows = m.inner.registry.map(|r, armed| {
+                let live = r.status == "running" || r.status == "paused";
+                if live && !armed {
+                    Some(Row::Stale(r.clone()))
+                } else if all || live {
+                    Some(Row::Ready(r.to_wire()))
+                } else {
+                    None
+                }
+            });
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                match row {
+                    Row::Ready(c) => out.push(c),
+                    Row::Stale(r) => {
+                        let r = m.refresh(r)?;
+                        if all || r.status == "running" || r.status == "paused" {
+                            out.push(r.to_wire());
+                        }
+                    }
                 }
             }
             Ok(out)
@@ -602,11 +616,12 @@ impl Manager {
         let m = self.clone();
         let id = r.id.clone();
         blocking(move || {
-            m.inner.store.lock().execute(
+            let conn = m.inner.store.lock();
+            conn.execute(
                 "UPDATE containers SET status = 'created' WHERE id = ?1 AND status = 'creating'",
                 [&id],
             )?;
-            Ok(())
+            m.inner.registry.reread(&conn, &id)
         })
         .await?;
         r.status = "created".into();
@@ -702,6 +717,7 @@ impl Manager {
                     r?;
                 }
             }
+            self.inner.registry.reread(&conn, &id)?;
         }
         drop(userns_guard);
         self.fault("create:record");
@@ -709,11 +725,9 @@ impl Manager {
         // that the next start sweeps, never resources without a record.
         let undo = |m: &Manager| {
             let _ = fs::remove_dir_all(m.container_dir(&id).path());
-            let _ = m
-                .inner
-                .store
-                .lock()
-                .execute("DELETE FROM containers WHERE id = ?1", [&id]);
+            let conn = m.inner.store.lock();
+            let _ = conn.execute("DELETE FROM containers WHERE id = ?1", [&id]);
+            let _ = m.inner.registry.reread(&conn, &id);
         };
         let dir = self.container_dir(&id);
         let made = (|| -> Result<(), RuntimeError> {
@@ -1267,10 +1281,11 @@ impl Manager {
         if dir.path().exists() {
             fs::remove_dir_all(dir.path()).map_err(RuntimeError::io("remove", dir.path()))?;
         }
-        self.inner
-            .store
-            .lock()
-            .execute("DELETE FROM containers WHERE id = ?1", [&r.id])?;
+        {
+            let conn = self.inner.store.lock();
+            conn.execute("DELETE FROM containers WHERE id = ?1", [&r.id])?;
+            self.inner.registry.reread(&conn, &r.id)?;
+        }
         self.emit(r, "removed");
         Ok(())
     }
@@ -1389,19 +1404,16 @@ impl Manager {
 
     /// Marks `id` watched; false when it already was.
     pub(super) fn mark_watched(&self, id: &str) -> bool {
-        self.inner
-            .watched
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id.to_owned())
+        self.inner.registry.mark_watched(id)
+    }
+
+    /// Whether both of `id`'s pidfds are armed: its record then changes only through writes.
+    pub(super) fn set_armed(&self, id: &str, armed: bool) {
+        self.inner.registry.set_armed(id, armed);
     }
 
     pub(super) fn unmark_watched(&self, id: &str) {
-        self.inner
-            .watched
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+        self.inner.registry.unmark_watched(id);
     }
 
     /// Starts the background reconciler: a sweep every [`SWEEP`], the safety net behind the
@@ -1444,10 +1456,10 @@ fn unmount_under(dir: &Path) {
     }
 }
 
-const COLS: &str = "id, name, team, spec, status, exit_code, created_at, started_at, finished_at, \
+pub(super) const COLS: &str = "id, name, team, spec, status, exit_code, created_at, started_at, finished_at, \
                     shim_pid, shim_start, init_pid, init_start, restart_count";
 
-fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
+pub(super) fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
     let spec: String = row.get(3)?;
     let spec = serde_json::from_str(&spec).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(e))

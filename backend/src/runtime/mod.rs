@@ -20,6 +20,7 @@ pub mod exec;
 pub mod init;
 pub mod manager;
 pub mod memfd;
+mod registry;
 pub mod relay;
 pub mod seccomp;
 pub mod shim;

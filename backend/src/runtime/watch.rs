@@ -67,12 +67,18 @@ impl Manager {
         let (m, id, name) = (self.clone(), r.id.clone(), r.name.clone());
         let (shim, init) = (r.shim_pid.zip(r.shim_start), r.init_pid.zip(r.init_start));
         rt.spawn(async move {
-            m.watch_loop(&name, shim, init).await;
+            m.watch_loop(&id, &name, shim, init).await;
             m.unmark_watched(&id);
         });
     }
 
-    async fn watch_loop(&self, name: &str, shim: Option<(i32, u64)>, init: Option<(i32, u64)>) {
+    async fn watch_loop(
+        &self,
+        id: &str,
+        name: &str,
+        shim: Option<(i32, u64)>,
+        init: Option<(i32, u64)>,
+    ) {
         let open = |p: Option<(i32, u64)>| {
             let fd = p.and_then(|(pid, start)| pidfd(pid, start))?;
             // SAFETY: an OwnedFd's `as_raw_fd` is the same open descriptor for as long as the
@@ -88,10 +94,15 @@ impl Manager {
             return;
         }
         loop {
+            // Both armed: any change of the record now comes through a write (this watch's
+            // reconcile or an API action), so reads need not look at the monitor.
+            self.set_armed(id, shim_fd.is_some() && init_fd.is_some());
             let monitor_ended = tokio::select! {
                 () = exited(shim_fd.as_ref()) => true,
                 () = exited(init_fd.as_ref()) => false,
             };
+            // Settling: reads look at the monitor again until the watch is armed anew.
+            self.set_armed(id, false);
             if monitor_ended {
                 // Readable for good: the record says what comes next.
                 shim_fd = None;
