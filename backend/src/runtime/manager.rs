@@ -555,15 +555,15 @@ impl Manager {
             // Records a watch covers in full are current; others (live without an armed
             // watch) are read up to date from their monitor, in the list's order.
             enum Row {
-                Ready(wire::Container),
-                Stale(Record),
+                Ready(Box<wire::Container>),
+                Stale(Box<Record>),
             }
             let rows = m.inner.registry.map(|r, armed| {
                 let live = r.status == "running" || r.status == "paused";
                 if live && !armed {
-                    Some(Row::Stale(r.clone()))
+                    Some(Row::Stale(Box::new(r.clone())))
                 } else if all || live {
-                    Some(Row::Ready(r.to_wire()))
+                    Some(Row::Ready(Box::new(r.to_wire())))
                 } else {
                     None
                 }
@@ -571,9 +571,9 @@ impl Manager {
             let mut out = Vec::with_capacity(rows.len());
             for row in rows {
                 match row {
-                    Row::Ready(c) => out.push(c),
+                    Row::Ready(c) => out.push(*c),
                     Row::Stale(r) => {
-                        let r = m.refresh(r)?;
+                        let r = m.refresh(*r)?;
                         if all || r.status == "running" || r.status == "paused" {
                             out.push(r.to_wire());
                         }
