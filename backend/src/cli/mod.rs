@@ -99,11 +99,11 @@ pub enum Command {
     Login(registry::LoginArgs),
     /// Make the daemon forget a registry's credentials.
     Logout(registry::LogoutArgs),
-    /// Checkpoint a running container with CRIU (its processes, network address, limits and
-    /// writable layer); it stops unless --leave-running.
+    /// Checkpoint a running container with CRIU; it stops unless --leave-running. Not done
+    /// yet: the daemon answers why not (criu unavailable here, or the dump not written).
     Checkpoint(checkpoint::CheckpointArgs),
     /// Restore a checkpointed container (also after it was removed), or one exported to a
-    /// file (--import), optionally under another name.
+    /// file (--import), optionally under another name. Not done yet, as `checkpoint`.
     Restore(checkpoint::RestoreArgs),
     #[command(flatten)]
     Containers(containers::ContainerCommand),
