@@ -112,7 +112,7 @@ pub fn Checkpointing(path: String, running: Signal<bool>, on_done: Callback<()>)
                     on:click=restore>"Restore"</button>
             </div>
             {move || unavailable().then(|| view! {
-                <p class="muted small">"Checkpoint and restore need criu, and a kernel its `criu check` accepts; the buttons answer with that reason here."</p>
+                <p class="muted small">"Checkpoint and restore need criu, and a kernel that criu check accepts; the buttons answer with that reason here."</p>
             })}
             {move || outcome.get().map(|o| view! { <p data-testid="checkpoint-outcome">{o}</p> })}
             {move || error.get().map(|e| view! { <ErrorBox error=e /> })}
