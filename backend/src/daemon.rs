@@ -105,6 +105,9 @@ pub async fn serve(mut config: Config) -> Result<(), DaemonError> {
         .expect("cgroup detection task does not panic")?;
     let cgroups = std::sync::Arc::new(cgroups);
     tracing::info!(mode = %cgroups.mode(), subtree = cgroups.subtree(), "cgroups ready");
+    // `criu check` takes a moment: asked now, in the background, so `corral info` and the
+    // first checkpoint need not wait for it.
+    tokio::task::spawn_blocking(crate::runtime::checkpoint::support);
 
     let metering = {
         let store = store.clone();

@@ -23,6 +23,8 @@ mod top;
 pub use top::*;
 mod registry;
 pub use registry::*;
+mod checkpoint;
+pub use checkpoint::*;
 
 /// `GET /api/v1/health`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +72,9 @@ pub struct HostInfo {
     /// --default-memory`); `None`: no default, such a container is limited by the host only.
     #[serde(default)]
     pub default_memory: Option<u64>,
+    /// Whether containers can be checkpointed and restored here (criu), and why not.
+    #[serde(default)]
+    pub checkpoint: CheckpointSupport,
 }
 
 /// The device allowlist of every container (`GET /api/v1/host`, `corral info`).

@@ -690,6 +690,13 @@ fn build_initramfs(opts: &VmOptions, kver: &str, nonce: &str, dest: &Path) -> Re
         None => eprintln!("vm: docker not found (apt install docker.io): kernel::docker_api fails"),
     }
 
+    // criu (and its libraries), so containers are checkpointed and restored for real where
+    // Debian's criu works with the kernel (kernel::checkpoint).
+    match which("criu") {
+        Some(criu) => carry_binary(&mut cpio, &criu, "/usr/sbin/criu")?,
+        None => eprintln!("vm: criu not found (apt install criu): kernel::checkpoint fails"),
+    }
+
     // The binaries, under /usr/local/bin and (as links) at their host paths, so a path compiled
     // in with env!("CARGO_BIN_EXE_..") resolves too.
     let mut env: Vec<(String, String)> = vec![

@@ -1,4 +1,5 @@
-//! `corral info`: the host's cgroup mode and capability matrix, from `GET /api/v1/host`;
+//! `corral info`: the host's cgroup mode and capability matrix, and whether containers can be
+//! checkpointed here (and why not), from `GET /api/v1/host`;
 //! `--cgroups`: the host's cgroup tree as the caller may see it (`GET /api/v1/host/cgroups`).
 //! `corral whoami`: who the daemon takes the caller for (`GET /api/v1/me`).
 
@@ -79,6 +80,22 @@ fn yes(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
 }
 
+/// `available (criu 3.17.1)`, or `unavailable: WHY`.
+fn checkpoint_line(c: &wire::CheckpointSupport) -> String {
+    let criu = c
+        .version
+        .as_deref()
+        .map(|v| format!("criu {v}"))
+        .unwrap_or_else(|| "criu".to_owned());
+    if c.available {
+        format!("available ({criu})")
+    } else if c.version.is_some() {
+        format!("unavailable ({criu}): {}", c.reason)
+    } else {
+        format!("unavailable: {}", c.reason)
+    }
+}
+
 /// The text `corral info` prints.
 pub fn render(h: &wire::HostInfo) -> String {
     let mut out = String::new();
@@ -105,6 +122,10 @@ pub fn render(h: &wire::HostInfo) -> String {
         h.freeze.as_deref().unwrap_or("unavailable"),
         h.kill,
         yes(h.psi)
+    ));
+    out.push_str(&format!(
+        "Checkpoint:   {}\n",
+        checkpoint_line(&h.checkpoint)
     ));
     let d = &h.devices;
     out.push_str(&format!(

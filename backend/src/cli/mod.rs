@@ -6,6 +6,7 @@
 //! where `anyhow` is used: it only prints errors.
 
 mod billing;
+mod checkpoint;
 mod containers;
 mod events;
 mod history;
@@ -98,6 +99,12 @@ pub enum Command {
     Login(registry::LoginArgs),
     /// Make the daemon forget a registry's credentials.
     Logout(registry::LogoutArgs),
+    /// Checkpoint a running container with CRIU; it stops unless --leave-running. Not done
+    /// yet: the daemon answers why not (criu unavailable here, or the dump not written).
+    Checkpoint(checkpoint::CheckpointArgs),
+    /// Restore a checkpointed container (also after it was removed), or one exported to a
+    /// file (--import), optionally under another name. Not done yet, as `checkpoint`.
+    Restore(checkpoint::RestoreArgs),
     #[command(flatten)]
     Containers(containers::ContainerCommand),
 }
@@ -208,6 +215,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pull(ref args) => registry::pull(&client?, args).await?,
         Command::Login(ref args) => registry::login(&client?, args).await?,
         Command::Logout(ref args) => registry::logout(&client?, args).await?,
+        Command::Checkpoint(ref args) => checkpoint::checkpoint(&client?, args).await?,
+        Command::Restore(ref args) => checkpoint::restore(&client?, args).await?,
         Command::Containers(cmd) => containers::run(&client?, cmd).await?,
     }
     Ok(())

@@ -91,6 +91,15 @@ impl AppError {
     /// a progress stream).
     pub(crate) fn body(&self) -> wire::ApiError {
         let (status, code, field) = self.parts();
+        // A refusal's message is ours and names its cause, also with a 5xx status (503
+        // `checkpoint_unavailable` carries criu's reason): it is shown, not masked.
+        if let AppError::Refused { message, .. } = self {
+            return wire::ApiError {
+                code: code.to_owned(),
+                message: message.clone(),
+                field,
+            };
+        }
         error_body(status, code, field, self)
     }
 

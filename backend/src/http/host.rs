@@ -152,6 +152,7 @@ fn host_info(cg: &Cgroups, default_memory: Option<u64>) -> wire::HostInfo {
             nodev: true,
         },
         default_memory,
+        checkpoint: crate::runtime::checkpoint::support().to_wire(),
     }
 }
 

@@ -8,6 +8,7 @@ mod audit;
 mod auth;
 mod billing;
 mod budgets;
+mod checkpoint;
 mod containers;
 mod error;
 mod events;
@@ -226,6 +227,7 @@ pub fn app(state: AppState) -> Router {
         .merge(audit::router())
         .merge(containers::router())
         .merge(top::router())
+        .merge(checkpoint::router())
         .merge(term::router())
         .merge(images::router())
         .merge(registries::router())

@@ -13,6 +13,7 @@
 
 pub mod attach;
 pub mod cgroups;
+pub mod checkpoint;
 pub mod config;
 pub mod console;
 pub mod disk;

@@ -2,6 +2,7 @@
 //! every page shares.
 
 pub mod chart;
+pub mod checkpoint;
 pub mod events;
 pub mod limits;
 pub mod poll;

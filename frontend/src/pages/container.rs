@@ -3,7 +3,8 @@
 //! the limit changes from the container's timeline (who, when, old → new) with undo, the
 //! re-limit form filled with the stored limits (sends only what changed), the right-sizing
 //! card (`components::recommend`), its processes (`components::processes`), logs with follow,
-//! exec, and the terminal tab (`components::terminal`).
+//! exec, checkpoint and restore (`components::checkpoint`), and the terminal tab
+//! (`components::terminal`).
 
 use leptos::prelude::*;
 use leptos_router::{
@@ -16,6 +17,7 @@ use crate::{
     components::limits::{LIMIT_FIELDS, LimitFields, LimitInputs},
     components::{
         chart::{ChartData, Level, LineChart, Mark, Series, cpu_series, memory_series},
+        checkpoint::Checkpointing,
         events::{Link, LiveBadge, POLL_MS, live_stats, live_stream},
         poll::{clock, poll},
         processes::Processes,
@@ -364,6 +366,7 @@ fn Detail(name: String) -> impl IntoView {
     let p4 = path.clone();
     let p5 = path.clone();
     let p6 = path.clone();
+    let p7 = path.clone();
     // Bumped by an undo: the re-limit form re-reads the stored limits.
     let limits_version = RwSignal::new(0u32);
     view! {
@@ -459,6 +462,11 @@ fn Detail(name: String) -> impl IntoView {
                 <Relimit path=p3.clone() version=limits_version on_saved=Callback::new(move |_| { c.refresh(); history.refresh(); marks.refresh(); }) />
             </Show>
         </div>
+        <Show when=move || session.can_operate()>
+            <Checkpointing path=p7.clone()
+                running=Signal::derive(move || c.data.with(|k| k.as_ref().is_some_and(|k| k.status == "running")))
+                on_done=Callback::new(move |_| { c.refresh(); history.refresh(); marks.refresh(); }) />
+        </Show>
         <Show when=move || session.can_operate()>
             <TerminalCard name=name.clone()
                 running=Signal::derive(move || c.data.with(|k| k.as_ref().is_some_and(|k| k.status == "running")))

@@ -182,6 +182,14 @@ fn Capabilities(h: wire::HostInfo) -> impl IntoView {
                 <div><dt>"Pressure (PSI)"</dt><dd>{if h.psi { "available" } else { "not available" }}</dd></div>
                 <div><dt>"Freeze"</dt><dd>{h.freeze.clone().unwrap_or_else(|| "not available".into())}</dd></div>
                 <div><dt>"Kill"</dt><dd>{h.kill.clone()}</dd></div>
+                <div><dt>"Checkpoint"</dt><dd data-testid="host-checkpoint">{
+                    let c = &h.checkpoint;
+                    match (c.available, &c.version) {
+                        (true, v) => format!("available (criu {})", v.clone().unwrap_or_default()),
+                        (false, Some(v)) => format!("unavailable (criu {v}): {}", c.reason),
+                        (false, None) => format!("unavailable: {}", c.reason),
+                    }
+                }</dd></div>
                 <div><dt>"Devices"</dt><dd data-testid="device-policy">{
                     if h.devices.enforcement.is_empty() {
                         "no device cgroup: nodev mounts only".to_owned()

@@ -1,4 +1,5 @@
 mod billing;
+mod checkpoint;
 mod containers;
 mod pages;
 mod processes;

@@ -2,6 +2,7 @@
 //! (`cargo xtask test` runs `it kernel:: --test-threads=1` there).
 
 mod cgroup;
+mod checkpoint;
 mod container;
 mod container_bench;
 mod container_crash;
