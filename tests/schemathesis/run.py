@@ -214,7 +214,12 @@ def main():
                # upgrade); an HTTP fuzzer cannot hold that conversation. Their refusals are
                # covered by tests/it/api/auth.rs, the sessions by kernel::container_term.
                "--exclude-operation-id", "containers_exec_ws",
-               "--exclude-operation-id", "containers_attach_ws"]
+               "--exclude-operation-id", "containers_attach_ws",
+               # Restore is not implemented yet; where criu check fails (CI's kernel) every
+               # schema-valid restore gets the documented 503 `checkpoint_unavailable`, which
+               # --checks all counts as a server error. Its 400s, rights and the refusal are
+               # covered by tests/it/kernel/checkpoint.rs. Include it again with the restore.
+               "--exclude-operation-id", "containers_restore"]
         if args.seed != "random":
             cmd += ["--seed", str(int(args.seed))]
         print("running:", " ".join(c if not c.startswith("Authorization") else "Authorization: Bearer ***" for c in cmd), flush=True)
