@@ -66,6 +66,17 @@ pub const DEFAULT_MODULES: &[&str] = &[
     "loop",
     // The bridge filter's `iifname`/`oifname` in the bridge family (network::l2).
     "nft_meta_bridge",
+    // criu finds a checkpointed tree's sockets through sock_diag (kernel::checkpoint); a host
+    // with modprobe loads these on demand, the VM's init cannot.
+    "unix_diag",
+    "inet_diag",
+    "tcp_diag",
+    "udp_diag",
+    "raw_diag",
+    "af_packet_diag",
+    "netlink_diag",
+    // ... and the network namespace's conntrack entries through ctnetlink.
+    "nf_conntrack_netlink",
 ];
 
 /// Where the carried binaries live inside the VM.
@@ -695,6 +706,14 @@ fn build_initramfs(opts: &VmOptions, kver: &str, nonce: &str, dest: &Path) -> Re
     match which("criu") {
         Some(criu) => carry_binary(&mut cpio, &criu, "/usr/sbin/criu")?,
         None => eprintln!("vm: criu not found (apt install criu): kernel::checkpoint fails"),
+    }
+    // GNU tar: criu dumps a container's tmpfs mounts with it (busybox tar lacks its options).
+    // Later in the archive than busybox's applet links, so it replaces a `usr/bin/tar` one.
+    match which("tar") {
+        Some(tar) if fs::canonicalize(&tar).is_ok_and(|p| !p.ends_with("busybox")) => {
+            carry_binary(&mut cpio, &tar, "/usr/bin/tar")?;
+        }
+        _ => eprintln!("vm: GNU tar not found: criu cannot dump tmpfs contents"),
     }
 
     // The binaries, under /usr/local/bin and (as links) at their host paths, so a path compiled

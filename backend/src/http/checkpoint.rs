@@ -17,7 +17,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     AppError, AppState,
-    containers::{OptJson, actionable, outcome, target},
+    containers::{OptJson, actionable, manager, outcome, target},
 };
 use crate::auth::{Actor, ApiPath, AuthError, Role, audit};
 
@@ -66,18 +66,6 @@ async fn available() -> Result<(), AppError> {
     })
 }
 
-/// Until the dump and restore themselves land, a host where criu works answers this instead
-/// of doing half of one.
-fn not_implemented() -> AppError {
-    AppError::Refused {
-        status: StatusCode::NOT_IMPLEMENTED,
-        code: "checkpoint_unimplemented",
-        message: "criu works on this host, but Corral's checkpoint and restore of a container \
-                  are not implemented yet"
-            .to_owned(),
-    }
-}
-
 /// One audit row for a checkpoint or restore attempt that ended in `e`.
 async fn record_refusal(state: &AppState, actor: &Actor, action: &str, name: &str, e: &AppError) {
     let ev = audit::Event::new(actor, action)
@@ -100,8 +88,8 @@ async fn record_refusal(state: &AppState, actor: &Actor, action: &str, name: &st
         (status = 401, description = "No credentials", body = wire::ApiError),
         (status = 403, description = "Viewer, `export` without admin, foreign Host/Origin, missing CSRF header", body = wire::ApiError),
         (status = 404, description = "No such container, or one of another team", body = wire::ApiError),
-        (status = 409, description = "Not running", body = wire::ApiError),
-        (status = 501, description = "`checkpoint_unimplemented`: criu works here, Corral's dump does not exist yet", body = wire::ApiError),
+        (status = 409, description = "Not running, or with a terminal or a user namespace", body = wire::ApiError),
+        (status = 500, description = "`checkpoint_failed`: criu could not dump the container (its log's errors); the container runs on, the last checkpoint stays", body = wire::ApiError),
         (status = 503, description = "`checkpoint_unavailable`: criu is missing or `criu check` fails on this kernel (the message says why); nothing changed", body = wire::ApiError),
     ))]
 async fn containers_checkpoint(
@@ -130,7 +118,13 @@ async fn containers_checkpoint(
                 c.name, c.status
             )));
         }
-        Err::<wire::Checkpoint, _>(not_implemented())
+        Ok(manager(&state)?
+            .checkpoint(
+                &c.name,
+                req.leave_running,
+                req.export.as_ref().map(std::path::PathBuf::from),
+            )
+            .await?)
     }
     .await;
     match r {
@@ -164,8 +158,8 @@ async fn containers_checkpoint(
         (status = 401, description = "No credentials", body = wire::ApiError),
         (status = 403, description = "Viewer, `import` without admin, team not the caller's, foreign Host/Origin, missing CSRF header", body = wire::ApiError),
         (status = 404, description = "No checkpoint of that name (or one of another team)", body = wire::ApiError),
-        (status = 409, description = "The name is taken by a container", body = wire::ApiError),
-        (status = 501, description = "`checkpoint_unimplemented`: criu works here, Corral's restore does not exist yet", body = wire::ApiError),
+        (status = 409, description = "The name is taken by another container, or the checkpointed one runs", body = wire::ApiError),
+        (status = 500, description = "`checkpoint_failed`: criu could not restore (its log's errors); a container made for the restore is removed again", body = wire::ApiError),
         (status = 503, description = "`checkpoint_unavailable`: criu is missing or `criu check` fails on this kernel (the message says why); nothing changed", body = wire::ApiError),
     ))]
 async fn containers_restore(
@@ -211,7 +205,24 @@ async fn containers_restore(
             })?;
         }
         available().await?;
-        Err::<wire::Container, _>(not_implemented())
+        let m = manager(&state)?;
+        if req.import.is_none() {
+            // The checkpoint's team decides, as the container's would: 404 outside it.
+            let team = m.checkpoint_team(&name).await?;
+            if !actor.team_scope().contains(&team) {
+                return Err(AppError::NotFound(format!(
+                    "no checkpoint of container {name}"
+                )));
+            }
+            actor.can_act_on_team(&team)?;
+        }
+        Ok(m.restore(
+            &name,
+            req.import.as_ref().map(std::path::PathBuf::from),
+            req.name.clone(),
+            actor.is_admin(),
+        )
+        .await?)
     }
     .await;
     let restored = req.name.as_deref().unwrap_or(&name);

@@ -101,6 +101,14 @@ impl From<RuntimeError> for AppError {
                 message: e.to_string(),
             },
             RuntimeError::Image(e) => e.into(),
+            RuntimeError::NoCheckpoint(n) => {
+                AppError::NotFound(format!("no checkpoint of container {n}"))
+            }
+            RuntimeError::Checkpoint(message) => AppError::Refused {
+                status: axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                code: "checkpoint_failed",
+                message,
+            },
             other => AppError::internal("container operation failed", other),
         }
     }

@@ -17,7 +17,7 @@
 
 mod archive;
 mod limits;
-mod unpack;
+pub(crate) mod unpack;
 
 use std::{
     fs,

@@ -140,6 +140,7 @@ fn child_setup(
     userns: Option<OwnedFd>,
 ) -> SetupResult<Infallible> {
     let (stdout, stderr) = (term.stdout, term.stderr);
+    let stdin_null = term.stdin.is_none() && term.console.is_none();
     let devnull = nix::fcntl::open("/dev/null", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(ctx(|| "open /dev/null".into()))?;
     match &term.stdin {
@@ -163,6 +164,23 @@ fn child_setup(
     // (The time namespace: the monitor unshared it before cloning us, so we were born in it.)
     umask(Mode::empty());
     setup_rootfs(cfg, dir, userns.as_ref())?;
+    if stdin_null {
+        // The container's own /dev/null, not the host's: every descriptor of the process then
+        // names a file of its own mount namespace, which a checkpoint needs (CRIU cannot dump
+        // a file of a mount it does not see).
+        let null = nix::fcntl::open(
+            "/dev/null",
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(ctx(|| "open the container's /dev/null".into()))?;
+        nix::unistd::dup2_stdin(&null).map_err(ctx(|| "dup2 stdin".into()))?;
+    }
+    if term.console.is_none() {
+        // A session of its own, as a terminal's process gets from `become_terminal_child`: the
+        // process tree is then closed under sessions, as a checkpoint needs.
+        nix::unistd::setsid().map_err(ctx(|| "setsid".into()))?;
+    }
     nix::unistd::sethostname(&cfg.hostname)
         .map_err(ctx(|| format!("sethostname {}", cfg.hostname)))?;
     if cfg.net_ns {
@@ -595,6 +613,32 @@ fn legacy_bind(
     )
 }
 
+/// The container's root: the image layers (`lowers`, topmost first) under its writable layer,
+/// mounted on `dir.merged()` in the caller's mount namespace.
+pub(super) fn mount_overlay(dir: &ContainerDir, lowers: &[std::path::PathBuf]) -> SetupResult<()> {
+    let lower = lowers
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":");
+    let opts = format!(
+        "lowerdir={lower},upperdir={},workdir={}",
+        dir.upper().display(),
+        dir.work().display()
+    );
+    let merged = dir.merged();
+    mount(
+        Some("overlay"),
+        &merged,
+        Some("overlay"),
+        MsFlags::MS_NODEV,
+        Some(opts.as_str()),
+    )
+    .map_err(ctx(|| {
+        format!("mount overlay on {} ({opts})", merged.display())
+    }))
+}
+
 fn setup_rootfs(cfg: &ShimConfig, dir: &ContainerDir, userns: Option<&OwnedFd>) -> SetupResult<()> {
     // Nothing we mount propagates back to the host.
     mount(
@@ -642,26 +686,7 @@ fn setup_rootfs(cfg: &ShimConfig, dir: &ContainerDir, userns: Option<&OwnedFd>) 
     if cfg.net_ns {
         net_sysctls(userns.is_some())?;
     }
-    let lower = lowers
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect::<Vec<_>>()
-        .join(":");
-    let opts = format!(
-        "lowerdir={lower},upperdir={},workdir={}",
-        dir.upper().display(),
-        dir.work().display()
-    );
-    mount(
-        Some("overlay"),
-        &merged,
-        Some("overlay"),
-        MsFlags::MS_NODEV,
-        Some(opts.as_str()),
-    )
-    .map_err(ctx(|| {
-        format!("mount overlay on {} ({opts})", merged.display())
-    }))?;
+    mount_overlay(dir, &lowers)?;
 
     let root = nix::fcntl::open(
         &merged,
@@ -952,7 +977,7 @@ fn host_device_nodes() -> SetupResult<Vec<(&'static str, OwnedFd)>> {
 }
 
 /// Brings `lo` up in the new network namespace.
-fn loopback_up() -> SetupResult<()> {
+pub(super) fn loopback_up() -> SetupResult<()> {
     // SAFETY: socket(2) takes integers; the result is checked before use.
     let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     let raw = Errno::result(raw).map_err(ctx(|| "socket for loopback".into()))?;

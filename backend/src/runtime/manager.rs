@@ -30,6 +30,8 @@ use super::{
 };
 use crate::{image::ImageStore, store::Store};
 
+mod ckpt;
+
 /// pids.max when the request sets none: a fork bomb stops here.
 pub const DEFAULT_PIDS_MAX: u64 = 2048;
 /// Seconds between SIGTERM and SIGKILL on stop.

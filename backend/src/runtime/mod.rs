@@ -126,6 +126,11 @@ pub enum RuntimeError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Image(#[from] crate::image::ImageError),
+    /// criu could not checkpoint or restore (its own words).
+    #[error("{0}")]
+    Checkpoint(String),
+    #[error("no checkpoint of {0}")]
+    NoCheckpoint(String),
 }
 
 impl RuntimeError {

@@ -245,6 +245,16 @@ fn start_init(cfg: &ShimConfig, dir: &ContainerDir) -> Result<InitChild, String>
         let what = what.to_owned();
         move |e: nix::Error| format!("{what}: {e}")
     };
+    // A restore (once: a later restart starts the command afresh).
+    let plan_file = dir.path().join(RESTORE_PLAN);
+    if plan_file.exists() {
+        let plan = fs::read(&plan_file)
+            .map_err(|e| e.to_string())
+            .and_then(|d| serde_json::from_slice(&d).map_err(|e| e.to_string()))
+            .map_err(|e| format!("read {}: {e}", plan_file.display()));
+        let _ = fs::remove_file(&plan_file);
+        return restore_init(cfg, dir, &plan?);
+    }
     let (go_rd, go_wr) = pipe2(OFlag::O_CLOEXEC).map_err(p("pipe"))?;
     let (err_rd, err_wr) = pipe2(OFlag::O_CLOEXEC).map_err(p("pipe"))?;
     let (out_rd, out_wr) = pipe2(OFlag::O_CLOEXEC).map_err(p("pipe"))?;
@@ -383,6 +393,157 @@ fn start_init(cfg: &ShimConfig, dir: &ContainerDir) -> Result<InitChild, String>
         stdout: out_rd,
         stderr: eout_rd,
         master,
+        stdin: stdin_wr,
+    })
+}
+
+/// The file in a container's directory that makes its next start a restore
+/// ([`super::checkpoint::RestorePlan`]).
+pub const RESTORE_PLAN: &str = "restore.json";
+
+/// The restore in place of [`start_init`]: a helper process makes the container's root (the
+/// overlay, in a mount namespace of its own), joins the container's cgroup and network
+/// namespace and becomes `criu restore`, which recreates the checkpointed tree as our child
+/// (`--restore-sibling`) with new pipes to us in place of the old ones.
+fn restore_init(
+    cfg: &ShimConfig,
+    dir: &ContainerDir,
+    plan: &super::checkpoint::RestorePlan,
+) -> Result<InitChild, String> {
+    use std::os::fd::AsRawFd;
+    let p = |what: &str| {
+        let what = what.to_owned();
+        move |e: nix::Error| format!("{what}: {e}")
+    };
+    if cfg.tty || cfg.userns.is_some() {
+        return Err("a container with a terminal or a user namespace cannot be restored".into());
+    }
+    let (out_rd, out_wr) = pipe2(OFlag::O_CLOEXEC).map_err(p("pipe"))?;
+    let (eout_rd, eout_wr) = pipe2(OFlag::O_CLOEXEC).map_err(p("pipe"))?;
+    let (stdin_rd, stdin_wr) = match cfg.open_stdin {
+        true => {
+            let (r, w) = pipe2(OFlag::O_CLOEXEC).map_err(p("pipe"))?;
+            (Some(r), Some(w))
+        }
+        false => (None, None),
+    };
+    // The new pipe end for each old descriptor.
+    let mut ends = Vec::new();
+    for (fd, res) in &plan.pipes {
+        let end = match fd {
+            0 => stdin_rd.as_ref(),
+            1 => Some(&out_wr),
+            2 => Some(&eout_wr),
+            _ => None,
+        };
+        ends.push(end.ok_or_else(|| format!("the checkpoint's fd {fd} ({res}) has no pipe here"))?);
+    }
+    let netns = match &cfg.netns {
+        Some(ns) => Some(File::open(ns).map_err(|e| format!("open {}: {e}", ns.display()))?),
+        None => None,
+    };
+    let work = dir.path().join("criu");
+    fs::create_dir_all(&work).map_err(|e| format!("mkdir {}: {e}", work.display()))?;
+    let pidfile = work.join("restore.pid");
+    let _ = fs::remove_file(&pidfile);
+    let log = work.join("restore.log");
+    let _ = fs::remove_file(&log);
+
+    // SAFETY: this process is single-threaded, so fork is sound; the child only sets itself up
+    // and execs criu (or exits).
+    let helper = match unsafe { fork() }.map_err(p("fork restore helper"))? {
+        ForkResult::Child => {
+            let why = (|| -> Result<std::convert::Infallible, String> {
+                use std::os::unix::process::CommandExt;
+                nix::sched::unshare(CloneFlags::CLONE_NEWNS)
+                    .map_err(p("unshare mount namespace"))?;
+                nix::mount::mount(
+                    None::<&str>,
+                    "/",
+                    None::<&str>,
+                    nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+                    None::<&str>,
+                )
+                .map_err(p("make / rprivate"))?;
+                init::mount_overlay(dir, &cfg.lower)?;
+                let me = getpid().as_raw();
+                for procs in &cfg.cgroup_procs {
+                    write_procs(procs, me)
+                        .map_err(|e| format!("attach to {}: {e}", procs.display()))?;
+                }
+                let netns_fd = if !plan.external_netns {
+                    None
+                } else if let Some(f) = &netns {
+                    Some(f.as_raw_fd())
+                } else {
+                    nix::sched::unshare(CloneFlags::CLONE_NEWNET)
+                        .map_err(p("unshare network namespace"))?;
+                    init::loopback_up()?;
+                    let f = File::open("/proc/self/ns/net").map_err(|e| format!("netns: {e}"))?;
+                    Some(std::os::fd::IntoRawFd::into_raw_fd(f))
+                };
+                // The inherited descriptors at fixed numbers, open across exec.
+                let mut at = Vec::new();
+                for (i, end) in ends.iter().enumerate() {
+                    let to = 100 + i as i32;
+                    // SAFETY: dup2 onto a number this process does not otherwise use.
+                    if unsafe { libc::dup2(end.as_raw_fd(), to) } < 0 {
+                        return Err(format!("dup2: {}", nix::errno::Errno::last()));
+                    }
+                    at.push(to);
+                }
+                let netns_at = match netns_fd {
+                    Some(fd) => {
+                        // SAFETY: as above.
+                        if unsafe { libc::dup2(fd, 110) } < 0 {
+                            return Err(format!("dup2: {}", nix::errno::Errno::last()));
+                        }
+                        Some(110)
+                    }
+                    None => None,
+                };
+                let args = super::checkpoint::restore_args(
+                    plan,
+                    &dir.merged(),
+                    &work,
+                    &pidfile,
+                    &at,
+                    netns_at,
+                );
+                let e = std::process::Command::new(&plan.criu).args(&args).exec();
+                Err(format!("exec {}: {e}", plan.criu.display()))
+            })();
+            let msg = match why {
+                Err(m) => m,
+            };
+            let _ = writeln!(std::io::stderr(), "restore helper: {msg}");
+            // SAFETY: leaving the forked child without running the parent's destructors.
+            unsafe { libc::_exit(126) }
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop((out_wr, eout_wr, stdin_rd, netns));
+    let status = loop {
+        match waitpid(helper, None) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            other => break other.map_err(p("wait for criu restore"))?,
+        }
+    };
+    if !matches!(status, WaitStatus::Exited(_, 0)) {
+        return Err(format!(
+            "criu restore failed ({status:?}): {}",
+            super::checkpoint::log_tail(&log, "see shim.log")
+        ));
+    }
+    let pid: i32 = fs::read_to_string(&pidfile)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .ok_or_else(|| format!("criu restore wrote no pid to {}", pidfile.display()))?;
+    Ok(InitChild {
+        pid: Pid::from_raw(pid),
+        stdout: out_rd,
+        stderr: eout_rd,
+        master: None,
         stdin: stdin_wr,
     })
 }

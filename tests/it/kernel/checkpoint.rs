@@ -57,7 +57,7 @@ async fn without_a_working_criu_checkpoint_and_restore_refuse_with_its_reason_an
     let ck = host.checkpoint;
     println!("kernel {}: checkpoint {ck:?}", host.kernel);
     if ck.available {
-        unimplemented_changes_nothing(&d, &c).await;
+        checkpoint_and_restore(&d, &c).await;
         return;
     }
     assert!(!ck.reason.is_empty(), "an unavailable checkpoint says why");
@@ -299,46 +299,40 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-/// Where criu works but Corral's dump is not written: 501, and the container runs on.
-async fn unimplemented_changes_nothing(d: &Daemon, c: &backend::client::Client) {
-    let team = tests::unique("ckpt");
-    add_team(c, &team).await;
-    let rootfs = Rootfs::new();
-    let name = tests::unique("count");
-    let before = create(
-        c,
-        serde_json::json!({"name": name, "team": team, "rootfs": rootfs.path(),
-            "command": ["/bin/sh", "-c", COUNTER], "start": true}),
+/// The counter of the restore tests: also a line on stdout per step, so its output (a pipe to
+/// the monitor, handed over anew by the restore) is seen to go on too.
+const TALKING_COUNTER: &str = "i=0; while :; do i=$((i+1)); echo $i > /tmp/n.new; mv /tmp/n.new /tmp/n; \
+     echo tick $i; sleep 0.05; done";
+
+/// The end of the criu log a failure names (`(criu's log: PATH)`), to see why.
+fn criu_log(e: &ClientError) -> String {
+    let text = e.to_string();
+    let Some(path) = text
+        .split("(criu's log: ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+    else {
+        return String::new();
+    };
+    let log = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    format!(
+        "\n--- {path} ---\n{}",
+        lines[lines.len().saturating_sub(60)..].join("\n")
     )
-    .await;
-    for (route, body) in [
-        ("checkpoint", serde_json::json!({})),
-        (
-            "restore",
-            serde_json::json!({"name": tests::unique("copy")}),
-        ),
-    ] {
-        let r = call::<serde_json::Value>(
-            c,
-            Method::POST,
-            &format!("/api/v1/containers/{name}/{route}"),
-            Some(body),
-        )
-        .await;
-        let (status, code, _) = refusal(r);
-        assert_eq!(
-            (status, code.as_str()),
-            (501, "checkpoint_unimplemented"),
-            "{route}"
-        );
-    }
-    let after = get(c, &name).await;
-    assert_eq!((after.status.as_str(), after.pid), ("running", before.pid));
-    let left: Vec<_> = walk(&d.state.path().join("state"))
-        .into_iter()
-        .filter(|p| p.to_string_lossy().contains("checkpoint"))
-        .collect();
-    assert!(left.is_empty(), "no checkpoint files: {left:?}");
+}
+
+/// The highest `tick N` in the container's log.
+fn last_tick(d: &Daemon, name: &str) -> u64 {
+    let out = d.cli(None, &["logs", name], "");
+    out.stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("tick ")?.trim().parse().ok())
+        .max()
+        .unwrap_or(0)
+}
+
+async fn remove(c: &backend::client::Client, name: &str) {
     let _: serde_json::Value = call(
         c,
         Method::DELETE,
@@ -347,6 +341,154 @@ async fn unimplemented_changes_nothing(d: &Daemon, c: &backend::client::Client) 
     )
     .await
     .expect("remove");
+}
+
+/// Waits until the counter of `name` is past `n`: the restored process counts on.
+async fn counts_past(c: &backend::client::Client, name: &str, n: u64) -> u64 {
+    let t = Instant::now();
+    loop {
+        let now = counter(c, name).await;
+        if now > n {
+            return now;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "{name} counts on past {n}: still {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Where criu works: a counter checkpointed (it stops), its container removed, restored by
+/// name — counting on from where it was, its output still reaching the log — and restored
+/// again under a new name; then a checkpoint that leaves the container running, exported and
+/// imported through the CLI under a third name.
+async fn checkpoint_and_restore(d: &Daemon, c: &backend::client::Client) {
+    let team = tests::unique("ckpt");
+    add_team(c, &team).await;
+    let rootfs = Rootfs::new();
+    let name = tests::unique("count");
+    let before = create(
+        c,
+        serde_json::json!({"name": name, "team": team, "rootfs": rootfs.path(),
+            "command": ["/bin/sh", "-c", TALKING_COUNTER], "start": true}),
+    )
+    .await;
+    assert_eq!(before.status, "running");
+    let n0 = counts_past(c, &name, 20).await;
+
+    let t = Instant::now();
+    let ck: wire::Checkpoint = call(
+        c,
+        Method::POST,
+        &format!("/api/v1/containers/{name}/checkpoint"),
+        Some(serde_json::json!({})),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("checkpoint: {e:?}{}", criu_log(&e)));
+    let ck_ms = t.elapsed().as_millis();
+    assert_eq!(ck.status, "exited", "{ck:?}");
+    assert!(ck.size_bytes > 0);
+    let stopped = get(c, &name).await;
+    assert_eq!(stopped.status, "exited");
+    let tick0 = last_tick(d, &name);
+    assert!(
+        tick0 >= n0,
+        "the log had {tick0} at the checkpoint (counter {n0})"
+    );
+    remove(c, &name).await;
+
+    let t = Instant::now();
+    let restored: wire::Container = call(
+        c,
+        Method::POST,
+        &format!("/api/v1/containers/{name}/restore"),
+        Some(serde_json::json!({})),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("restore: {e:?}{}", criu_log(&e)));
+    let rs_ms = t.elapsed().as_millis();
+    assert_eq!(restored.status, "running", "{restored:?}");
+    assert_eq!(restored.team, team);
+    let n1 = counter(c, &name).await;
+    assert!(n1 >= n0, "restored where it was: {n0} then {n1}");
+    let n2 = counts_past(c, &name, n1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let tick1 = last_tick(d, &name);
+    assert!(
+        tick1 > tick0,
+        "its output reaches the log again: {tick0} then {tick1}"
+    );
+    println!(
+        "checkpoint of a counter: {ck_ms} ms answered ({} ms dump), {} KiB; restore {rs_ms} ms; \
+         counted {n0} before, {n1} at restore, {n2} after",
+        ck.took_ms,
+        ck.size_bytes / 1024
+    );
+
+    // The same checkpoint again, under another name, beside it.
+    let copy = tests::unique("copy");
+    let c2: wire::Container = call(
+        c,
+        Method::POST,
+        &format!("/api/v1/containers/{name}/restore"),
+        Some(serde_json::json!({"name": copy})),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("restore --name: {e:?}"));
+    assert_eq!(
+        (c2.name.as_str(), c2.status.as_str()),
+        (copy.as_str(), "running")
+    );
+    let m = counter(c, &copy).await;
+    assert!(m >= n0, "the copy starts where the checkpoint was: {m}");
+    counts_past(c, &copy, m).await;
+
+    // CLI: a checkpoint that leaves it running, exported; imported under a third name.
+    let export = std::env::temp_dir().join(format!("{}.tar", tests::unique("ckpt-export")));
+    let out = d.cli(
+        None,
+        &[
+            "checkpoint",
+            &copy,
+            "--leave-running",
+            "--export",
+            export.to_str().expect("utf-8"),
+        ],
+        "",
+    );
+    assert!(
+        out.ok,
+        "corral checkpoint --leave-running --export: {}",
+        out.stderr
+    );
+    let still = get(c, &copy).await;
+    assert_eq!(
+        (still.status.as_str(), still.pid),
+        ("running", c2.pid),
+        "left running"
+    );
+    assert!(export.exists());
+    let third = tests::unique("imported");
+    let out = d.cli(
+        None,
+        &[
+            "restore",
+            &copy,
+            "--import",
+            export.to_str().expect("utf-8"),
+            "--name",
+            &third,
+        ],
+        "",
+    );
+    assert!(out.ok, "corral restore --import --name: {}", out.stderr);
+    let m3 = counter(c, &third).await;
+    counts_past(c, &third, m3).await;
+    let _ = std::fs::remove_file(&export);
+    for n in [&name, &copy, &third] {
+        remove(c, n).await;
+    }
 }
 
 /// The workload binary: `$CORRAL_TESTLOAD` (the VM points it at its copy) or the one cargo built.
