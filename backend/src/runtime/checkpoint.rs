@@ -298,6 +298,62 @@ pub fn dump(
     }
 }
 
+/// criu locks a dumped tree's network with an nftables table (`CRIU-…`, dropping every
+/// packet) and, when it ends the tree, leaves the lock for its restore to lift. A namespace of
+/// Corral's outlives the tree (the bridge's, kept for the next start or restore), and criu's
+/// restore does not unlock a namespace it did not make: so the lock goes right after the dump.
+/// `netns` is the namespace (opened before the dump).
+pub fn drop_network_lock(netns: &std::fs::File) -> Result<(), String> {
+    use std::os::{fd::AsRawFd, unix::process::CommandExt};
+    let nft = crate::network::nat::nft_binary().ok_or("nft is not installed")?;
+    let fd = netns.as_raw_fd();
+    let run = |args: &[&str]| -> Result<String, String> {
+        let mut cmd = Command::new(&nft);
+        cmd.args(args).stdin(Stdio::null());
+        // SAFETY: between fork and exec only setns(2) runs, which is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let out = cmd
+            .output()
+            .map_err(|e| format!("{}: {e}", nft.display()))?;
+        if !out.status.success() {
+            return Err(format!(
+                "nft {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let tables = run(&["list", "tables"])?;
+    for (family, name) in criu_lock_tables(&tables) {
+        run(&["delete", "table", family, name])?;
+    }
+    Ok(())
+}
+
+/// `(family, name)` of the tables criu's network lock made, from `nft list tables`.
+fn criu_lock_tables(listing: &str) -> Vec<(&str, &str)> {
+    listing
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            match (w.next(), w.next(), w.next()) {
+                (Some("table"), Some(family), Some(name)) if name.starts_with("CRIU") => {
+                    Some((family, name))
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
 /// The arguments of `criu restore` for `plan`, with the monitor's descriptors: the new pipes
 /// at `pipe_fds` (same order as `plan.pipes`) and the network namespace at `netns_fd`.
 pub fn restore_args(
@@ -549,6 +605,13 @@ mod tests {
             "Warn: something odd",
             "a line without criu's prefix is kept as it is"
         );
+    }
+
+    #[test]
+    fn criu_lock_tables_are_found_among_others() {
+        let listing = "table inet corral-nat\ntable inet CRIU-1234\ntable ip filter\n";
+        assert_eq!(criu_lock_tables(listing), vec![("inet", "CRIU-1234")]);
+        assert!(criu_lock_tables("").is_empty());
     }
 
     #[test]

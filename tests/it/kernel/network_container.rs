@@ -36,7 +36,7 @@ async fn exec(c: &Client, name: &str, cmd: &[&str]) -> (i64, String) {
     (i64::from(r.exit_code), format!("{}{}", r.stdout, r.stderr))
 }
 
-fn web_rootfs(text: &str) -> Rootfs {
+pub(super) fn web_rootfs(text: &str) -> Rootfs {
     let r = Rootfs::new();
     fs::create_dir_all(r.path().join("www")).unwrap();
     fs::write(r.path().join("www/index.html"), text).unwrap();

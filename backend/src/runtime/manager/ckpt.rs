@@ -220,12 +220,19 @@ impl Manager {
         fs::create_dir(s.images()).map_err(RuntimeError::io("create", s.images()))?;
         let pipes = checkpoint::std_pipes(init);
         let netns = checkpoint::own_netns_inode(init);
+        // Held across the dump: the namespace whose lock is lifted after it.
+        let netns_file = netns.and_then(|_| fs::File::open(format!("/proc/{init}/ns/net")).ok());
         let t0 = Instant::now();
         let dir = self.container_dir(&r.id);
         // criu's log in the container's directory, where a failed dump's stays to be read.
         let work = dir.path().join("criu");
         checkpoint::dump(criu, init, &s.images(), &work, leave_running, netns).map_err(failed)?;
         let took = t0.elapsed();
+        if !leave_running && let Some(f) = &netns_file {
+            if let Err(e) = checkpoint::drop_network_lock(f) {
+                tracing::warn!(container = %r.name, error = %e, "cannot lift criu's network lock");
+            }
+        }
         checkpoint::write_layer(&dir.upper(), &s.rootfs_diff())
             .map_err(RuntimeError::io("write the writable layer of", dir.upper()))?;
         let meta = Meta {
