@@ -70,3 +70,25 @@ pub struct Checkpoint {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub export: Option<String>,
 }
+
+/// A stored checkpoint (`GET /api/v1/checkpoints`): restorable by its name, also after its
+/// container was removed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct StoredCheckpoint {
+    /// The checkpointed container's name (the checkpoint's name).
+    pub name: String,
+    /// The checkpointed container's id.
+    pub container_id: String,
+    pub team: String,
+    /// The container's image (or `rootfs:PATH`).
+    pub image: String,
+    /// When the checkpoint was taken (unix seconds).
+    pub created_at: i64,
+    /// criu's images plus the writable layer.
+    pub size_bytes: u64,
+    /// The criu that wrote it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub criu_version: Option<String>,
+}

@@ -4,7 +4,7 @@
 //! (`checkpoint is unavailable on this host: criu check failed: …`) is printed as the one
 //! `error:` line.
 
-use clap::Args;
+use clap::{Args, Subcommand};
 use hyper::Method;
 
 use super::containers::{enc, send};
@@ -33,6 +33,67 @@ pub struct RestoreArgs {
     /// The restored container's name (default: the checkpointed one's).
     #[arg(long = "name", value_name = "NEW")]
     pub new_name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckpointsArgs {
+    #[command(subcommand)]
+    pub cmd: Option<CheckpointsCmd>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CheckpointsCmd {
+    /// The stored checkpoints you may restore: name, team, image, when, size.
+    Ls {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a stored checkpoint (an export written elsewhere stays).
+    Rm {
+        /// The checkpoint's (the checkpointed container's) name.
+        name: String,
+    },
+}
+
+/// `corral checkpoints [ls|rm NAME]`.
+pub async fn checkpoints(client: &Client, a: &CheckpointsArgs) -> anyhow::Result<()> {
+    match &a.cmd {
+        None | Some(CheckpointsCmd::Ls { json: false }) => {
+            let list: Vec<wire::StoredCheckpoint> =
+                send(client, Method::GET, "/api/v1/checkpoints", None).await?;
+            println!(
+                "{:<24} {:<12} {:<28} {:<20} {:>10}",
+                "NAME", "TEAM", "IMAGE", "CREATED", "SIZE"
+            );
+            for c in list {
+                println!(
+                    "{:<24} {:<12} {:<28} {:<20} {:>10}",
+                    c.name,
+                    c.team,
+                    c.image,
+                    crate::metering::calendar::format_time(c.created_at),
+                    super::billing::human_bytes(c.size_bytes as f64)
+                );
+            }
+        }
+        Some(CheckpointsCmd::Ls { json: true }) => {
+            let list: serde_json::Value =
+                send(client, Method::GET, "/api/v1/checkpoints", None).await?;
+            println!("{}", serde_json::to_string_pretty(&list)?);
+        }
+        Some(CheckpointsCmd::Rm { name }) => {
+            let _: serde_json::Value = send(
+                client,
+                Method::DELETE,
+                &format!("/api/v1/checkpoints/{}", enc(name)),
+                None,
+            )
+            .await?;
+            println!("{name}");
+        }
+    }
+    Ok(())
 }
 
 /// FILE as an absolute path (the daemon refuses relative ones), or an error naming `flag`.

@@ -99,12 +99,14 @@ pub enum Command {
     Login(registry::LoginArgs),
     /// Make the daemon forget a registry's credentials.
     Logout(registry::LogoutArgs),
-    /// Checkpoint a running container with CRIU; it stops unless --leave-running. Not done
-    /// yet: the daemon answers why not (criu unavailable here, or the dump not written).
+    /// Checkpoint a running container with CRIU; it stops unless --leave-running. Where criu
+    /// cannot work on this kernel the daemon says why and changes nothing.
     Checkpoint(checkpoint::CheckpointArgs),
     /// Restore a checkpointed container (also after it was removed), or one exported to a
-    /// file (--import), optionally under another name. Not done yet, as `checkpoint`.
+    /// file (--import), optionally under another name.
     Restore(checkpoint::RestoreArgs),
+    /// The stored checkpoints (`ls`, the default) and their removal (`rm NAME`).
+    Checkpoints(checkpoint::CheckpointsArgs),
     #[command(flatten)]
     Containers(containers::ContainerCommand),
 }
@@ -217,6 +219,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Logout(ref args) => registry::logout(&client?, args).await?,
         Command::Checkpoint(ref args) => checkpoint::checkpoint(&client?, args).await?,
         Command::Restore(ref args) => checkpoint::restore(&client?, args).await?,
+        Command::Checkpoints(ref args) => checkpoint::checkpoints(&client?, args).await?,
         Command::Containers(cmd) => containers::run(&client?, cmd).await?,
     }
     Ok(())

@@ -25,6 +25,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(containers_checkpoint))
         .routes(routes!(containers_restore))
+        .routes(routes!(checkpoints_list))
+        .routes(routes!(checkpoints_remove))
 }
 
 /// The longest path accepted for `export` and `import`.
@@ -236,6 +238,75 @@ async fn containers_restore(
         }
         Err(e) => {
             record_refusal(&state, &actor, ACTION, restored, &e).await;
+            Err(e)
+        }
+    }
+}
+
+/// The stored checkpoints the caller may restore (those of its teams; admins: all), by name.
+/// A checkpoint outlives its container, so this is where a removed container's is found.
+#[utoipa::path(get, path = "/checkpoints", tag = "containers",
+    responses(
+        (status = 200, description = "The stored checkpoints", body = Vec<wire::StoredCheckpoint>),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+    ))]
+async fn checkpoints_list(
+    State(state): State<AppState>,
+    actor: Actor,
+) -> Result<Json<Vec<wire::StoredCheckpoint>>, AppError> {
+    let scope = actor.team_scope();
+    let all = manager(&state)?.list_checkpoints().await?;
+    Ok(Json(
+        all.into_iter()
+            .filter(|c| scope.contains(&c.team))
+            .collect(),
+    ))
+}
+
+/// Removes a stored checkpoint (admins, and operators of its team). An exported tarball is not
+/// touched.
+#[utoipa::path(delete, path = "/checkpoints/{name}", tag = "containers",
+    params(("name" = String, Path, description = "The checkpoint's (checkpointed container's) name")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, description = "Malformed name", body = wire::ApiError),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "Viewer, foreign Host/Origin, missing CSRF header", body = wire::ApiError),
+        (status = 404, description = "No checkpoint of that name (or one of another team)", body = wire::ApiError),
+    ))]
+async fn checkpoints_remove(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiPath(name): ApiPath<String>,
+) -> Result<StatusCode, AppError> {
+    const ACTION: &str = "checkpoint.remove";
+    if !crate::runtime::manager::valid_name(&name) {
+        return Err(AppError::Invalid {
+            field: "name".into(),
+            message: format!(
+                "{name:?} is no checkpoint name: 1-64 of A-Z a-z 0-9 _ . -, starting with a letter or digit"
+            ),
+        });
+    }
+    let r = async {
+        let m = manager(&state)?;
+        let team = m.checkpoint_team(&name).await?;
+        if !actor.team_scope().contains(&team) {
+            return Err(AppError::NotFound(format!("no checkpoint of container {name}")));
+        }
+        actor.can_act_on_team(&team)?;
+        m.remove_checkpoint(&name).await?;
+        Ok(())
+    }
+    .await;
+    let ev = audit::Event::new(&actor, ACTION).target(format!("checkpoint:{name}"));
+    match r {
+        Ok(()) => {
+            audit::record(state.store(), ev).await;
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Err(e) => {
+            audit::record(state.store(), ev.result(outcome(&e)).detail(e.to_string())).await;
             Err(e)
         }
     }

@@ -10,6 +10,7 @@ use crate::{
     api::{self, ApiFailure},
     components::{
         chart::Sparkline,
+        checkpoint::StoredCheckpoints,
         events::{Link, LiveBadge, POLL_MS, live_stats, live_stream},
         limits::{LimitFields, LimitInputs},
         poll::{clock, poll},
@@ -323,6 +324,8 @@ pub fn Containers() -> impl IntoView {
                 </Show>
             })}
         </section>
+        <StoredCheckpoints can_operate=Signal::derive(move || session.can_operate())
+            on_done=Callback::new(move |()| list.refresh()) />
     }
 }
 

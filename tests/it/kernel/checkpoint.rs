@@ -513,6 +513,25 @@ async fn a_counter_is_checkpointed_removed_and_restored_counting_on() {
     for n in [&name, &copy, &third] {
         remove(c, n).await;
     }
+
+    // The stored checkpoints outlive their containers; `checkpoints rm` ends one.
+    let ls = d.cli(None, &["checkpoints"], "");
+    assert!(ls.ok, "{}", ls.stderr);
+    for n in [&name, &copy] {
+        assert!(ls.stdout.lines().any(|l| l.starts_with(n.as_str())), "{n} in:\n{}", ls.stdout);
+    }
+    let rm = d.cli(None, &["checkpoints", "rm", &name], "");
+    assert!(rm.ok, "{}", rm.stderr);
+    let again = call::<wire::Container>(
+        c,
+        Method::POST,
+        &format!("/api/v1/containers/{name}/restore"),
+        None,
+    )
+    .await;
+    assert_eq!(refusal(again).0, 404, "its checkpoint is gone");
+    let rm = d.cli(None, &["checkpoints", "rm", &copy], "");
+    assert!(rm.ok, "{}", rm.stderr);
 }
 
 /// The workload binary: `$CORRAL_TESTLOAD` (the VM points it at its copy) or the one cargo built.

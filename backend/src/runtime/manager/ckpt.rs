@@ -92,6 +92,62 @@ impl Manager {
         .await
     }
 
+    /// The stored checkpoints, by name.
+    pub async fn list_checkpoints(&self) -> Result<Vec<wire::StoredCheckpoint>, RuntimeError> {
+        let root = self.checkpoints_dir();
+        blocking(move || {
+            let mut out = Vec::new();
+            let Ok(rd) = fs::read_dir(&root) else {
+                return Ok(out);
+            };
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') {
+                    continue;
+                }
+                let s = Stored(e.path());
+                let Ok(m) = s.read_meta() else { continue };
+                let image = match (&m.spec.image, &m.spec.rootfs) {
+                    (Some(i), _) => i.clone(),
+                    (None, Some(r)) => format!("rootfs:{r}"),
+                    _ => String::new(),
+                };
+                out.push(wire::StoredCheckpoint {
+                    name,
+                    container_id: m.id,
+                    team: m.team,
+                    image,
+                    created_at: m.created_at,
+                    size_bytes: checkpoint::size_of(&s.0),
+                    criu_version: m.criu_version,
+                });
+            }
+            out.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Removes the stored checkpoint `name` (under the name's lock: never while it is being
+    /// written or restored from).
+    pub async fn remove_checkpoint(&self, name: &str) -> Result<(), RuntimeError> {
+        let _g = self.lock(name).await;
+        let s = Stored(self.checkpoints_dir().join(name));
+        let n = name.to_owned();
+        let m = self.clone();
+        blocking(move || {
+            if !s.meta().exists() {
+                return Err(RuntimeError::NoCheckpoint(n));
+            }
+            // Renamed away first, so a crash halfway leaves no half checkpoint under the name.
+            let gone = m.checkpoint_scratch(&format!("rm-{n}"))?;
+            let _ = fs::remove_dir(&gone);
+            fs::rename(&s.0, &gone).map_err(RuntimeError::io("rename", &s.0))?;
+            fs::remove_dir_all(&gone).map_err(RuntimeError::io("remove", &gone))
+        })
+        .await
+    }
+
     /// Checkpoints the running container `name`: its tree dumped by criu (stopped after, as by
     /// `stop`, unless `leave_running`), its writable layer kept, and with `export` the whole
     /// written as one tarball there (a file that must not exist yet).
