@@ -292,7 +292,9 @@ async fn checkpoints_remove(
         let m = manager(&state)?;
         let team = m.checkpoint_team(&name).await?;
         if !actor.team_scope().contains(&team) {
-            return Err(AppError::NotFound(format!("no checkpoint of container {name}")));
+            return Err(AppError::NotFound(format!(
+                "no checkpoint of container {name}"
+            )));
         }
         actor.can_act_on_team(&team)?;
         m.remove_checkpoint(&name).await?;

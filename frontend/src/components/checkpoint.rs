@@ -127,7 +127,8 @@ pub fn Checkpointing(path: String, running: Signal<bool>, on_done: Callback<()>)
 /// `on_done` is told after a restore (the page re-reads its list).
 #[component]
 pub fn StoredCheckpoints(can_operate: Signal<bool>, on_done: Callback<()>) -> impl IntoView {
-    let list = LocalResource::new(|| api::get::<Vec<wire::StoredCheckpoint>>("/api/v1/checkpoints"));
+    let list =
+        LocalResource::new(|| api::get::<Vec<wire::StoredCheckpoint>>("/api/v1/checkpoints"));
     let busy = RwSignal::new(false);
     let error = RwSignal::new(None::<ApiFailure>);
     let outcome = RwSignal::new(None::<String>);

@@ -88,7 +88,11 @@ async fn stored_checkpoints_are_listed_restorable_and_removable() {
         containers::call(&c, hyper::Method::GET, "/api/v1/checkpoints", None)
             .await
             .expect("list");
-    assert!(listed.iter().any(|s| s.name == name && s.image == "busybox:latest"));
+    assert!(
+        listed
+            .iter()
+            .any(|s| s.name == name && s.image == "busybox:latest")
+    );
 
     let base = daemon.url();
     b.sign_in(&base, ADMIN, ADMIN_PASSWORD).await;
@@ -105,8 +109,11 @@ async fn stored_checkpoints_are_listed_restorable_and_removable() {
     let shot = b.screenshot("checkpoints").await;
     eprintln!("screenshot: {}", shot.display());
     b.click("[data-testid=checkpoint-remove]").await;
-    b.wait_text("[data-testid=checkpoints-outcome]", &format!("Removed the checkpoint of {name}."))
-        .await;
+    b.wait_text(
+        "[data-testid=checkpoints-outcome]",
+        &format!("Removed the checkpoint of {name}."),
+    )
+    .await;
     let listed: Vec<wire::StoredCheckpoint> =
         containers::call(&c, hyper::Method::GET, "/api/v1/checkpoints", None)
             .await

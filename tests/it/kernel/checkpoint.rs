@@ -518,7 +518,11 @@ async fn a_counter_is_checkpointed_removed_and_restored_counting_on() {
     let ls = d.cli(None, &["checkpoints"], "");
     assert!(ls.ok, "{}", ls.stderr);
     for n in [&name, &copy] {
-        assert!(ls.stdout.lines().any(|l| l.starts_with(n.as_str())), "{n} in:\n{}", ls.stdout);
+        assert!(
+            ls.stdout.lines().any(|l| l.starts_with(n.as_str())),
+            "{n} in:\n{}",
+            ls.stdout
+        );
     }
     let rm = d.cli(None, &["checkpoints", "rm", &name], "");
     assert!(rm.ok, "{}", rm.stderr);

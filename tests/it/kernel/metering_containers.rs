@@ -298,3 +298,77 @@ async fn daemon_kill9_mid_run_keeps_the_bill_continuous() {
     assert_billed_as_counted(billed, kernel, 1, "no CPU-second lost or counted twice");
     remove(&c, &name).await;
 }
+
+/// Where criu works (the VM): a burner checkpointed mid-run, left down, and restored is billed
+/// what the kernel counted across both runs — nothing while it was down, nothing twice.
+#[tokio::test]
+async fn a_checkpoint_and_restore_bills_each_run_once_and_not_the_downtime() {
+    let daemon = Daemon::start();
+    let _reaper = Reaper::new(&daemon);
+    let c = daemon.unix_client();
+    let host: wire::HostInfo = call(&c, Method::GET, "/api/v1/host", None).await.unwrap();
+    if !host.checkpoint.available {
+        println!(
+            "checkpoint unavailable here ({}): nothing to bill",
+            host.checkpoint.reason
+        );
+        return;
+    }
+    let rootfs = Rootfs::new();
+    let team = &team_of_its_own(&c, "meter-ck").await;
+    let name = tests::unique("ckburn");
+    let mut s = spec(&name, team, &rootfs, "while :; do :; done");
+    s["start"] = true.into();
+    create(&c, s).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let ck: wire::Checkpoint = call(
+        &c,
+        Method::POST,
+        &format!("/api/v1/containers/{name}/checkpoint"),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(ck.status, "exited");
+    let engine = Cgroups::host(&daemon.cgroup_root).unwrap();
+    let first = kernel_usec(&engine, team);
+    assert_billed_as_counted(
+        billed_usec(&c, &name).await,
+        first,
+        1,
+        "the run before the checkpoint",
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        kernel_usec(&engine, team),
+        first,
+        "nothing ran while it was down"
+    );
+    let back: wire::Container = call(
+        &c,
+        Method::POST,
+        &format!("/api/v1/containers/{name}/restore"),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(back.status, "running");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    action(&c, &name, "stop").await;
+    wait_exited(&c, &name, Duration::from_secs(30)).await;
+    let both = kernel_usec(&engine, team);
+    let billed = billed_usec(&c, &name).await;
+    println!(
+        "checkpoint/restore: burned {first} + {} µs (kernel; the second run includes criu's \
+         restore), billed {billed} µs",
+        both - first
+    );
+    assert!(both > first, "the restored run burned too");
+    assert_billed_as_counted(
+        billed,
+        both,
+        2,
+        "each run billed once across the checkpoint",
+    );
+    remove(&c, &name).await;
+}
