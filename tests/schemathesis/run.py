@@ -215,10 +215,10 @@ def main():
                # covered by tests/it/api/auth.rs, the sessions by kernel::container_term.
                "--exclude-operation-id", "containers_exec_ws",
                "--exclude-operation-id", "containers_attach_ws",
-               # Restore is not implemented yet; where criu check fails (CI's kernel) every
-               # schema-valid restore gets the documented 503 `checkpoint_unavailable`, which
-               # --checks all counts as a server error. Its 400s, rights and the refusal are
-               # covered by tests/it/kernel/checkpoint.rs. Include it again with the restore.
+               # Where criu check fails (CI's kernel) every schema-valid restore gets the
+               # documented 503 `checkpoint_unavailable`, which --checks all counts as a server
+               # error. Its 400s, rights and the refusal are covered by
+               # tests/it/kernel/checkpoint.rs on the host, the restore itself in the VM.
                "--exclude-operation-id", "containers_restore"]
         if args.seed != "random":
             cmd += ["--seed", str(int(args.seed))]

@@ -513,9 +513,7 @@ fn restore_init(
                 let e = std::process::Command::new(&plan.criu).args(&args).exec();
                 Err(format!("exec {}: {e}", plan.criu.display()))
             })();
-            let msg = match why {
-                Err(m) => m,
-            };
+            let Err(msg) = why;
             let _ = writeln!(std::io::stderr(), "restore helper: {msg}");
             // SAFETY: leaving the forked child without running the parent's destructors.
             unsafe { libc::_exit(126) }

@@ -284,10 +284,11 @@ impl Manager {
         let work = dir.path().join("criu");
         checkpoint::dump(criu, init, &s.images(), &work, leave_running, netns).map_err(failed)?;
         let took = t0.elapsed();
-        if !leave_running && let Some(f) = &netns_file {
-            if let Err(e) = checkpoint::drop_network_lock(f) {
-                tracing::warn!(container = %r.name, error = %e, "cannot lift criu's network lock");
-            }
+        if !leave_running
+            && let Some(f) = &netns_file
+            && let Err(e) = checkpoint::drop_network_lock(f)
+        {
+            tracing::warn!(container = %r.name, error = %e, "cannot lift criu's network lock");
         }
         checkpoint::write_layer(&dir.upper(), &s.rootfs_diff())
             .map_err(RuntimeError::io("write the writable layer of", dir.upper()))?;
