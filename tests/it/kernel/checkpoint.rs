@@ -395,6 +395,9 @@ async fn a_counter_is_checkpointed_removed_and_restored_counting_on() {
     )
     .await;
     assert_eq!(before.status, "running");
+    // The writable layer: a file written and one of the image's removed (a whiteout).
+    let w = exec(c, &name, &["sh", "-c", "echo kept > /marker && rm /bin/vi"]).await;
+    assert_eq!(w.exit_code, 0, "{w:?}");
     let n0 = counts_past(c, &name, 20).await;
 
     let t = Instant::now();
@@ -433,6 +436,11 @@ async fn a_counter_is_checkpointed_removed_and_restored_counting_on() {
     let n1 = counter(c, &name).await;
     assert!(n1 >= n0, "restored where it was: {n0} then {n1}");
     let n2 = counts_past(c, &name, n1).await;
+    let layer = exec(c, &name, &["sh", "-c", "cat /marker; ls /bin/vi"]).await;
+    assert!(
+        layer.stdout.starts_with("kept") && layer.exit_code != 0,
+        "the writable layer came back (the file, and the removal): {layer:?}"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let tick1 = last_tick(d, &name);
     assert!(
