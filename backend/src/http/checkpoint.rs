@@ -269,7 +269,6 @@ async fn checkpoints_list(
     params(("name" = String, Path, description = "The checkpoint's (checkpointed container's) name")),
     responses(
         (status = 204, description = "Removed"),
-        (status = 400, description = "Malformed name", body = wire::ApiError),
         (status = 401, description = "No credentials", body = wire::ApiError),
         (status = 403, description = "Viewer, foreign Host/Origin, missing CSRF header", body = wire::ApiError),
         (status = 404, description = "No checkpoint of that name (or one of another team)", body = wire::ApiError),
@@ -280,13 +279,9 @@ async fn checkpoints_remove(
     ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, AppError> {
     const ACTION: &str = "checkpoint.remove";
+    // A name no container can have names no checkpoint (and never a path: `..`).
     if !crate::runtime::manager::valid_name(&name) {
-        return Err(AppError::Invalid {
-            field: "name".into(),
-            message: format!(
-                "{name:?} is no checkpoint name: 1-64 of A-Z a-z 0-9 _ . -, starting with a letter or digit"
-            ),
-        });
+        return Err(AppError::NotFound(format!("no checkpoint of container {name}")));
     }
     let r = async {
         let m = manager(&state)?;
