@@ -44,6 +44,19 @@ pub struct Config {
     pub default_memory: Option<u64>,
     /// Size caps of image imports.
     pub images: ImageArgs,
+    /// This host's name in a fleet (`--host-id`): the `host` label of `/metrics`.
+    pub host_id: Option<String>,
+}
+
+/// `--host-id`: a name as containers and teams have (so it is a safe label value and path).
+pub fn parse_host_id(s: &str) -> Result<String, String> {
+    if crate::runtime::manager::valid_name(s) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "{s:?} is no host id: 1-64 of A-Z a-z 0-9 _ . -, starting with a letter or digit"
+        ))
+    }
 }
 
 /// The `corral serve` flags capping image imports.
@@ -197,6 +210,15 @@ mod tests {
             tls,
             default_memory: None,
             images: Default::default(),
+            host_id: None,
+        }
+    }
+
+    #[test]
+    fn host_ids_are_names() {
+        assert_eq!(parse_host_id("node-1.dc"), Ok("node-1.dc".to_owned()));
+        for bad in ["", "-x", "a b", "a/b", "..", &"x".repeat(65)] {
+            assert!(parse_host_id(bad).is_err(), "{bad:?}");
         }
     }
 

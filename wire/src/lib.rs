@@ -75,6 +75,10 @@ pub struct HostInfo {
     /// Whether containers can be checkpointed and restored here (criu), and why not.
     #[serde(default)]
     pub checkpoint: CheckpointSupport,
+    /// This host's name in a fleet (`corral serve --host-id`): the `host` label of its
+    /// `/metrics` series. Absent when not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_id: Option<String>,
 }
 
 /// The device allowlist of every container (`GET /api/v1/host`, `corral info`).

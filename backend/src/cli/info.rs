@@ -100,6 +100,9 @@ fn checkpoint_line(c: &wire::CheckpointSupport) -> String {
 pub fn render(h: &wire::HostInfo) -> String {
     let mut out = String::new();
     let gib = h.memory_bytes as f64 / f64::from(1u32 << 30);
+    if let Some(id) = &h.host_id {
+        out.push_str(&format!("Host id:      {id} (--host-id)\n"));
+    }
     out.push_str(&format!("Kernel:       {}\n", h.kernel));
     out.push_str(&format!("CPUs:         {}\n", h.cpus));
     out.push_str(&format!("Memory:       {gib:.1} GiB\n"));

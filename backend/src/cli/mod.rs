@@ -11,6 +11,7 @@ mod containers;
 mod events;
 mod history;
 mod network;
+mod prometheus;
 mod ps;
 mod rates;
 mod recommend;
@@ -107,6 +108,9 @@ pub enum Command {
     Restore(checkpoint::RestoreArgs),
     /// The stored checkpoints (`ls`, the default) and their removal (`rm NAME`).
     Checkpoints(checkpoint::CheckpointsArgs),
+    /// A Prometheus scrape config for a fleet of Corral hosts (`config --target ID=ADDR …`)
+    /// and recording rules summing teams across them (`rules`). Printed here, no daemon asked.
+    Prometheus(prometheus::PrometheusArgs),
     #[command(flatten)]
     Containers(containers::ContainerCommand),
 }
@@ -157,6 +161,11 @@ pub struct ServeArgs {
     pub default_memory: Option<u64>,
     #[command(flatten)]
     pub images: config::ImageArgs,
+    /// This host's name in a fleet: then every `/metrics` series carries `host="NAME"` (and
+    /// `GET /api/v1/host` and `corral info` show it), so one Prometheus can scrape many hosts.
+    /// 1-64 of A-Z a-z 0-9 _ . -, starting with a letter or digit. Off by default.
+    #[arg(long, value_name = "NAME", value_parser = config::parse_host_id)]
+    pub host_id: Option<String>,
 }
 
 impl ServeArgs {
@@ -179,6 +188,7 @@ impl ServeArgs {
             tls: self.tls,
             default_memory: self.default_memory,
             images: self.images,
+            host_id: self.host_id,
         }
     }
 }
@@ -220,6 +230,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Checkpoint(ref args) => checkpoint::checkpoint(&client?, args).await?,
         Command::Restore(ref args) => checkpoint::restore(&client?, args).await?,
         Command::Checkpoints(ref args) => checkpoint::checkpoints(&client?, args).await?,
+        Command::Prometheus(ref args) => prometheus::run(args)?,
         Command::Containers(cmd) => containers::run(&client?, cmd).await?,
     }
     Ok(())

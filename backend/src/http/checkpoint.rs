@@ -281,7 +281,9 @@ async fn checkpoints_remove(
     const ACTION: &str = "checkpoint.remove";
     // A name no container can have names no checkpoint (and never a path: `..`).
     if !crate::runtime::manager::valid_name(&name) {
-        return Err(AppError::NotFound(format!("no checkpoint of container {name}")));
+        return Err(AppError::NotFound(format!(
+            "no checkpoint of container {name}"
+        )));
     }
     let r = async {
         let m = manager(&state)?;

@@ -33,9 +33,12 @@ async fn host_get(State(state): State<AppState>) -> Result<Json<wire::HostInfo>,
 pub async fn host_info_of(state: &AppState) -> Result<wire::HostInfo, AppError> {
     let cg = state.cgroups().clone();
     let default_memory = state.config().default_memory;
-    tokio::task::spawn_blocking(move || host_info(&cg, default_memory))
+    let host_id = state.config().host_id.clone();
+    let mut info = tokio::task::spawn_blocking(move || host_info(&cg, default_memory))
         .await
-        .map_err(|e| AppError::internal("reading host facts", e))
+        .map_err(|e| AppError::internal("reading host facts", e))?;
+    info.host_id = host_id;
+    Ok(info)
 }
 
 /// The host's cgroup tree with per-node usage, read-only, scoped to the caller. Admins get
@@ -153,6 +156,7 @@ fn host_info(cg: &Cgroups, default_memory: Option<u64>) -> wire::HostInfo {
         },
         default_memory,
         checkpoint: crate::runtime::checkpoint::support().to_wire(),
+        host_id: None,
     }
 }
 

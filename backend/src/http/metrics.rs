@@ -25,6 +25,10 @@
 //! its cost stays in its team's). The ledger is written every `--ledger-flush` (30 s), so the
 //! cost lags the live counters by up to that.
 //!
+//! With `corral serve --host-id NAME` every sample also carries `host="NAME"` (first among its
+//! labels), so one Prometheus scraping a fleet keeps the hosts apart; `corral prometheus config`
+//! and `rules` print the scrape config and the recording rules that sum teams across hosts.
+//!
 //! Access: admins see everything. Operators and viewers may scrape too: they get only the series
 //! of their teams and those teams' containers, and none of the host-wide ones (the metering
 //! backlog). Over TCP, Prometheus scrapes with an API token, e.g. one created with
@@ -111,10 +115,44 @@ async fn metrics_get(
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/openmetrics-text"));
+    let text = render(&live, &teams, backlog, om);
     (
         [(header::CONTENT_TYPE, if om { OPENMETRICS } else { TEXT })],
-        render(&live, &teams, backlog, om),
+        match &state.config().host_id {
+            Some(host) => with_host(&text, host),
+            None => text,
+        },
     )
+}
+
+/// Every sample of `text` with `host="HOST"` first among its labels: the series of N hosts
+/// scraped by one Prometheus stay apart, and fleet sums are `sum by (team)` over them.
+/// (`host` is a valid host id: nothing in it needs escaping.)
+pub fn with_host(text: &str, host: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 8);
+    for line in text.lines() {
+        if line.starts_with('#') || line.is_empty() {
+            out.push_str(line);
+        } else {
+            // A metric name holds neither `{` nor a space: the first of them ends it.
+            let end = line.find(['{', ' ']).unwrap_or(line.len());
+            let (name, rest) = line.split_at(end);
+            out.push_str(name);
+            match rest.strip_prefix('{') {
+                Some(labels) if labels.starts_with('}') => {
+                    let _ = write!(out, "{{host=\"{host}\"{labels}");
+                }
+                Some(labels) => {
+                    let _ = write!(out, "{{host=\"{host}\",{labels}");
+                }
+                None => {
+                    let _ = write!(out, "{{host=\"{host}\"}}{rest}");
+                }
+            }
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// Per-team values that come from the store, not from the sampler.
@@ -544,6 +582,16 @@ pub fn render(
 mod tests {
     use super::*;
     use crate::metering::{Reading, account::Rates, store::LedgerOwner};
+
+    #[test]
+    fn every_sample_gets_the_host_label_first() {
+        let text = "# HELP a x\n# TYPE a counter\na_total{team=\"t{x} y\"} 1\nb 2\nc{} 3\n# EOF\n";
+        assert_eq!(
+            with_host(text, "node-1"),
+            "# HELP a x\n# TYPE a counter\na_total{host=\"node-1\",team=\"t{x} y\"} 1\n\
+             b{host=\"node-1\"} 2\nc{host=\"node-1\"} 3\n# EOF\n"
+        );
+    }
 
     #[test]
     fn renders_families_with_escaped_labels() {
