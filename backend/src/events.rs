@@ -38,7 +38,7 @@ use crate::{
         sampler::{LiveStat, SubjectKind, wall_ms},
         store::LedgerOwner,
     },
-    runtime::manager::Record,
+    runtime::manager::{Record, Status},
 };
 
 /// Lifecycle events kept for clients that reconnect.
@@ -291,7 +291,7 @@ impl Events {
         let status = if action == "removed" {
             "removed".to_owned()
         } else {
-            r.status.clone()
+            r.status().as_str().to_owned()
         };
         self.publish(ContainerEvent {
             name: r.name.clone(),
@@ -299,7 +299,7 @@ impl Events {
             team: r.team.clone(),
             action: action.to_owned(),
             status,
-            exit_code: r.exit_code.filter(|_| r.status == "exited"),
+            exit_code: r.exit_code.filter(|_| r.status() == Status::Exited),
             actor,
             ts: wall_ms(),
         });
@@ -309,23 +309,23 @@ impl Events {
     /// `stop_marker` exists (holding the requester's name) when the exit was asked for. A
     /// re-limit does not change the state: the manager publishes `updated` itself.
     pub fn saved(&self, before: &Before, after: &Record, stop_marker: &Path) {
-        let (was, now) = (before.status.as_str(), after.status.as_str());
-        let (action, actor) = if now == "exited"
-            && (was != "exited" || before.finished_at != after.finished_at)
+        use Status::*;
+        let (was, now) = (before.status, after.status());
+        let (action, actor) = if now == Exited
+            && (was != Exited || before.finished_at != after.finished_at)
         {
             match std::fs::read_to_string(stop_marker) {
                 Ok(who) => ("stopped", Some(who).filter(|w| !w.is_empty())),
                 Err(_) => ("died", None),
             }
-        } else if now == "running" && (was == "created" || was == "exited") {
+        } else if now == Running && (was == Created || was == Exited) {
             ("started", current_actor())
-        } else if now == "running" && was == "running" && after.restart_count > before.restart_count
-        {
+        } else if now == Running && was == Running && after.restart_count > before.restart_count {
             // The monitor's restart policy.
             ("restarted", None)
-        } else if now == "paused" && was == "running" {
+        } else if now == Paused && was == Running {
             ("paused", current_actor())
-        } else if now == "running" && was == "paused" {
+        } else if now == Running && was == Paused {
             ("unpaused", current_actor())
         } else {
             return;
@@ -337,7 +337,7 @@ impl Events {
 /// A container's stored state before the manager saves a change.
 #[derive(Debug, Clone)]
 pub struct Before {
-    pub status: String,
+    pub status: Status,
     pub restart_count: u32,
     pub finished_at: Option<i64>,
 }
@@ -348,7 +348,13 @@ impl Before {
 
     pub fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
         Ok(Before {
-            status: row.get(0)?,
+            status: row.get::<_, String>(0)?.parse().map_err(|e: String| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    0,
+                    rusqlite::types::Type::Text,
+                    Box::<dyn std::error::Error + Send + Sync>::from(e),
+                )
+            })?,
             restart_count: row.get(1)?,
             finished_at: row.get(2)?,
         })
@@ -483,22 +489,13 @@ mod tests {
     }
 
     fn record(status: &str, restart_count: u32, finished_at: Option<i64>) -> Record {
-        Record {
-            id: "id1".into(),
-            name: "web".into(),
-            team: "t".into(),
-            spec: wire::CreateContainer::default(),
-            status: status.into(),
-            exit_code: (status == "exited").then_some(3),
-            created_at: 0,
-            started_at: None,
-            finished_at,
-            shim_pid: None,
-            shim_start: None,
-            init_pid: None,
-            init_start: None,
-            restart_count,
-        }
+        let mut r = Record::for_test("web", status.parse().unwrap_or(Status::Created));
+        r.id = "id1".into();
+        r.team = "t".into();
+        r.exit_code = (status == "exited").then_some(3);
+        r.finished_at = finished_at;
+        r.restart_count = restart_count;
+        r
     }
 
     #[test]
@@ -508,7 +505,7 @@ mod tests {
         let marker = dir.join("stop");
         let hub = Events::starting_at(0);
         let before = |status: &str, restarts: u32, finished: Option<i64>| Before {
-            status: status.into(),
+            status: status.parse().unwrap_or(Status::Created),
             restart_count: restarts,
             finished_at: finished,
         };

@@ -30,6 +30,8 @@ use super::{
 };
 use crate::{image::ImageStore, store::Store};
 
+pub use super::status::Status;
+
 mod ckpt;
 
 /// pids.max when the request sets none: a fork bomb stops here.
@@ -44,7 +46,8 @@ pub struct Record {
     pub name: String,
     pub team: String,
     pub spec: wire::CreateContainer,
-    pub status: String,
+    /// Changed only by [`Record::transition`].
+    status: Status,
     pub exit_code: Option<i32>,
     pub created_at: i64,
     pub started_at: Option<i64>,
@@ -57,20 +60,57 @@ pub struct Record {
 }
 
 impl Record {
+    /// Where the container is in its life.
+    pub fn status(&self) -> Status {
+        self.status
+    }
+
+    /// Moves the container to `to`, the only way its state changes. A step no container makes
+    /// ([`Status::can_become`]) is a bug: it is logged as one (and still taken, so the record
+    /// follows what the kernel and the monitor report).
+    pub fn transition(&mut self, to: Status) {
+        if !self.status.can_become(to) {
+            tracing::error!(container = %self.name, from = %self.status, %to,
+                "a container state change no container makes");
+        }
+        self.status = to;
+    }
+
+    /// A record in `status` with the rest empty, for tests of what reads records.
+    #[cfg(test)]
+    pub fn for_test(name: &str, status: Status) -> Self {
+        Record {
+            id: format!("id-{name}"),
+            name: name.to_owned(),
+            team: "default".to_owned(),
+            spec: wire::CreateContainer::default(),
+            status,
+            exit_code: None,
+            created_at: 0,
+            started_at: None,
+            finished_at: None,
+            shim_pid: None,
+            shim_start: None,
+            init_pid: None,
+            init_start: None,
+            restart_count: 0,
+        }
+    }
+
     pub fn to_wire(&self) -> wire::Container {
         let image = match (&self.spec.image, &self.spec.rootfs) {
             (Some(i), _) => i.clone(),
             (None, Some(r)) => format!("rootfs:{r}"),
             _ => String::new(),
         };
-        let live = self.status == "running" || self.status == "paused";
+        let live = self.status().is_live();
         wire::Container {
             id: self.id.clone(),
             name: self.name.clone(),
             team: self.team.clone(),
             image,
             command: self.spec.command.clone(),
-            status: self.status.clone(),
+            status: self.status.as_str().to_owned(),
             exit_code: self.exit_code,
             pid: if live { self.init_pid } else { None },
             created_at: self.created_at,
@@ -272,9 +312,9 @@ impl Manager {
             return Ok(());
         }
         for r in self.load_all()? {
-            if r.status == "running" || r.status == "paused" {
+            if r.status().is_live() {
                 self.meter_register(&r);
-            } else if r.status == "exited" {
+            } else if r.status() == Status::Exited {
                 self.meter_final(&r);
                 // A crash between the final reading and the removal left it.
                 if self.inner.cgroups.exists(&r.team, &r.name) {
@@ -322,7 +362,7 @@ impl Manager {
         let m = self.clone();
         let records = blocking(move || m.load_all()).await?;
         for r in &records {
-            if r.status != "creating" {
+            if r.status() != Status::Creating {
                 continue;
             }
             tracing::warn!(container = %r.name, id = %r.id, "removing a create interrupted by a crash");
@@ -338,7 +378,7 @@ impl Manager {
         let m = self.clone();
         blocking(move || {
             for r in &records {
-                if r.status == "created" || r.status == "exited" {
+                if r.status() == Status::Created || r.status() == Status::Exited {
                     m.adopt(r)?;
                 }
             }
@@ -379,7 +419,7 @@ impl Manager {
         }
         tracing::warn!(container = %r.name, "adopting a container whose start a crash cut off");
         let mut r = r.clone();
-        r.status = "running".into();
+        r.transition(Status::Running);
         r.exit_code = None;
         r.finished_at = None;
         r.started_at = st.started_at.or(Some(now()));
@@ -447,7 +487,7 @@ impl Manager {
             params![
                 r.id,
                 spec,
-                r.status,
+                r.status.as_str(),
                 r.exit_code,
                 r.started_at,
                 r.finished_at,
@@ -468,7 +508,7 @@ impl Manager {
 
     /// Brings a record up to date with its monitor's state file and the process table.
     fn refresh(&self, mut r: Record) -> Result<Record, RuntimeError> {
-        if r.status != "running" && r.status != "paused" {
+        if !r.status().is_live() {
             return Ok(r);
         }
         let dir = self.container_dir(&r.id);
@@ -481,7 +521,7 @@ impl Manager {
             _ => false,
         };
         let st = ShimState::read(&dir.state());
-        let before = (r.status.clone(), r.exit_code, r.init_pid, r.restart_count);
+        let before = (r.status, r.exit_code, r.init_pid, r.restart_count);
         match st {
             Some(st) if st.status == "running" && alive(st.init_pid, st.init_start) => {
                 r.init_pid = Some(st.init_pid);
@@ -490,7 +530,7 @@ impl Manager {
                 r.started_at = st.started_at;
             }
             Some(st) if st.status == "exited" && (st.done || !shim_alive) => {
-                r.status = "exited".into();
+                r.transition(Status::Exited);
                 r.exit_code = st.exit_code;
                 r.finished_at = st.finished_at.or(Some(now()));
                 r.restart_count = st.restart_count;
@@ -504,14 +544,14 @@ impl Manager {
                     _ => false,
                 };
                 if !shim_alive && !init_alive {
-                    r.status = "exited".into();
+                    r.transition(Status::Exited);
                     r.exit_code = r.exit_code.or(Some(-1));
                     r.finished_at = Some(now());
                 }
             }
         }
-        if (r.status.clone(), r.exit_code, r.init_pid, r.restart_count) != before {
-            if r.status == "exited" {
+        if (r.status, r.exit_code, r.init_pid, r.restart_count) != before {
+            if r.status() == Status::Exited {
                 // Refreshes race (API reads, the reconciler): under one lock, only the one
                 // that still finds the stored record live takes the final reading, and it does
                 // so before the exit becomes visible, so whoever sees "exited" sees the final
@@ -561,7 +601,7 @@ impl Manager {
                 Stale(Box<Record>),
             }
             let rows = m.inner.registry.map(|r, armed| {
-                let live = r.status == "running" || r.status == "paused";
+                let live = r.status().is_live();
                 if live && !armed {
                     Some(Row::Stale(Box::new(r.clone())))
                 } else if all || live {
@@ -576,7 +616,7 @@ impl Manager {
                     Row::Ready(c) => out.push(*c),
                     Row::Stale(r) => {
                         let r = m.refresh(*r)?;
-                        if all || r.status == "running" || r.status == "paused" {
+                        if all || r.status().is_live() {
                             out.push(r.to_wire());
                         }
                     }
@@ -626,7 +666,7 @@ impl Manager {
             m.inner.registry.reread(&conn, &id)
         })
         .await?;
-        r.status = "created".into();
+        r.transition(Status::Created);
         // Only now is the container whole (record, directory, cgroup, config, network).
         self.emit(&r, "created");
         if start {
@@ -880,16 +920,16 @@ impl Manager {
 
     fn start_blocking(&self, name: &str) -> Result<wire::Container, RuntimeError> {
         let mut r = self.refresh(self.load(name)?)?;
-        if r.status == "running" || r.status == "paused" {
+        if r.status().is_live() {
             return Err(conflict(&r, "already running"));
         }
-        if r.status == "creating" {
+        if r.status() == Status::Creating {
             return Err(conflict(&r, "still being created"));
         }
         let dir = self.container_dir(&r.id);
         let _ = fs::remove_file(dir.stop_marker());
         let _ = fs::remove_file(dir.state());
-        if r.status != "created" {
+        if r.status() != Status::Created {
             // A run starts in a fresh cgroup: its counters start at zero (the last run was
             // billed in full by its final reading), and no state of the last run leaks in.
             self.meter_final(&r);
@@ -937,7 +977,7 @@ impl Manager {
                 let shim: i32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
                 let init: i32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
                 let st = ShimState::read(&dir.state()).unwrap_or_default();
-                r.status = "running".into();
+                r.transition(Status::Running);
                 r.exit_code = None;
                 r.finished_at = None;
                 r.started_at = Some(now());
@@ -969,7 +1009,7 @@ impl Manager {
                 } else {
                     message
                 };
-                r.status = "exited".into();
+                r.transition(Status::Exited);
                 r.exit_code = Some(127);
                 r.finished_at = Some(now());
                 self.save(&r)?;
@@ -1000,14 +1040,14 @@ impl Manager {
         let m = self.clone();
         let n = name.to_owned();
         let r = blocking(move || m.refresh(m.load(&n)?)).await?;
-        if r.status != "running" && r.status != "paused" {
+        if !r.status().is_live() {
             return Ok(r.to_wire());
         }
         let dir = self.container_dir(&r.id);
         // Holds who asked, for the exit's lifecycle event.
         let who = crate::events::current_actor().unwrap_or_default();
         fs::write(dir.stop_marker(), who).map_err(RuntimeError::io("write", dir.stop_marker()))?;
-        if r.status == "paused" {
+        if r.status() == Status::Paused {
             let m = self.clone();
             let (t, n) = (r.team.clone(), r.name.clone());
             blocking(move || m.inner.cgroups.thaw(&t, &n).map_err(cgroup_err)).await?;
@@ -1075,7 +1115,7 @@ impl Manager {
         let m = self.clone();
         let n = name.to_owned();
         let r = blocking(move || m.refresh(m.load(&n)?)).await?;
-        if sig == Signal::SIGKILL && (r.status == "running" || r.status == "paused") {
+        if sig == Signal::SIGKILL && (r.status().is_live()) {
             // A KILL is a manual stop, as in docker: the restart policy does not bring the
             // container back, and its exit event names who asked.
             let dir = self.container_dir(&r.id);
@@ -1083,7 +1123,7 @@ impl Manager {
             fs::write(dir.stop_marker(), who)
                 .map_err(RuntimeError::io("write", dir.stop_marker()))?;
         }
-        if r.status == "paused" {
+        if r.status() == Status::Paused {
             // A frozen task does not run its handlers, so only SIGKILL means anything to it
             // (docker refuses the others the same way).
             if sig != Signal::SIGKILL {
@@ -1107,7 +1147,7 @@ impl Manager {
                 m.inner.cgroups.thaw(&t, &n).map_err(cgroup_err)
             })
             .await?;
-        } else if r.status != "running" {
+        } else if r.status() != Status::Running {
             return Err(conflict(&r, "not running"));
         } else {
             self.signal_init(&r, sig);
@@ -1142,8 +1182,12 @@ impl Manager {
         let n = name.to_owned();
         blocking(move || {
             let mut r = m.refresh(m.load(&n)?)?;
-            let want = if freeze { "running" } else { "paused" };
-            if r.status != want {
+            let want = if freeze {
+                Status::Running
+            } else {
+                Status::Paused
+            };
+            if r.status() != want {
                 return Err(conflict(
                     &r,
                     if freeze { "not running" } else { "not paused" },
@@ -1154,10 +1198,10 @@ impl Manager {
                     .cgroups
                     .freeze(&r.team, &r.name)
                     .map_err(cgroup_err)?;
-                r.status = "paused".into();
+                r.transition(Status::Paused);
             } else {
                 m.inner.cgroups.thaw(&r.team, &r.name).map_err(cgroup_err)?;
-                r.status = "running".into();
+                r.transition(Status::Running);
             }
             m.save(&r)?;
             Ok(r.to_wire())
@@ -1195,7 +1239,7 @@ impl Manager {
             validate_limits(&new)?;
             let cg = &m.inner.cgroups;
             // An exited container has no cgroup: its next start applies the new limits.
-            let live = r.status != "exited";
+            let live = r.status() != Status::Exited;
             if live {
                 cg.update(&r.team, &r.name, &old, &new).map_err(cgroup_err)?;
             }
@@ -1222,7 +1266,7 @@ impl Manager {
         let n = name.to_owned();
         blocking(move || {
             let r = m.load(&n)?;
-            if r.status == "exited" && !m.inner.cgroups.exists(&r.team, &r.name) {
+            if r.status() == Status::Exited && !m.inner.cgroups.exists(&r.team, &r.name) {
                 return Ok(r.spec.limits);
             }
             m.inner.cgroups.limits(&r.team, &r.name).map_err(cgroup_err)
@@ -1237,10 +1281,10 @@ impl Manager {
         let m = self.clone();
         let n = name.to_owned();
         let r = blocking(move || m.refresh(m.load(&n)?)).await?;
-        if r.status == "creating" {
+        if r.status() == Status::Creating {
             return Err(conflict(&r, "still being created"));
         }
-        if r.status == "running" || r.status == "paused" {
+        if r.status().is_live() {
             if !force {
                 return Err(conflict(&r, "running: stop it first or force the removal"));
             }
@@ -1341,7 +1385,7 @@ impl Manager {
                 if again {
                     restart.push(r.name.clone());
                 }
-                if r.status == "running" || r.status == "paused" {
+                if r.status().is_live() {
                     // Adopted at daemon start, or a watch that could not be armed before.
                     m.watch(&r);
                 }
@@ -1372,12 +1416,12 @@ impl Manager {
     /// Refreshes one record; whether `--rm` should remove it and whether a restart policy
     /// should start it again after its monitor was lost.
     fn reconcile_record(&self, r: Record) -> Result<(Record, bool, bool), RuntimeError> {
-        let was_live = r.status == "running" || r.status == "paused";
+        let was_live = r.status().is_live();
         let r = self.refresh(r)?;
-        let remove = r.status == "exited" && r.spec.auto_remove;
+        let remove = r.status() == Status::Exited && r.spec.auto_remove;
         // Lost with its monitor (host crash, monitor killed): the monitor cannot apply the
         // restart policy any more, so the daemon does.
-        let lost = was_live && r.status == "exited" && r.exit_code == Some(-1);
+        let lost = was_live && r.status() == Status::Exited && r.exit_code == Some(-1);
         let policy = r
             .spec
             .restart
@@ -1471,7 +1515,13 @@ pub(super) fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record>
         name: row.get(1)?,
         team: row.get(2)?,
         spec,
-        status: row.get(4)?,
+        status: row.get::<_, String>(4)?.parse().map_err(|e: String| {
+            rusqlite::Error::FromSqlConversionFailure(
+                4,
+                rusqlite::types::Type::Text,
+                Box::<dyn std::error::Error + Send + Sync>::from(e),
+            )
+        })?,
         exit_code: row.get(5)?,
         created_at: row.get(6)?,
         started_at: row.get(7)?,
@@ -1487,7 +1537,7 @@ pub(super) fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record>
 fn conflict(r: &Record, message: &str) -> RuntimeError {
     RuntimeError::Conflict {
         name: r.name.clone(),
-        status: r.status.clone(),
+        status: r.status.to_string(),
         message: message.to_owned(),
     }
 }

@@ -26,6 +26,7 @@ pub mod relay;
 pub mod seccomp;
 pub mod shim;
 pub mod state;
+pub mod status;
 pub mod top;
 mod watch;
 

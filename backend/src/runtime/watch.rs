@@ -113,7 +113,7 @@ impl Manager {
             for pause in SETTLE {
                 tokio::time::sleep(pause).await;
                 match self.reconcile_one(name).await {
-                    Ok(Some(r)) if r.status == "running" || r.status == "paused" => {
+                    Ok(Some(r)) if r.status().is_live() => {
                         let now = r.init_pid.zip(r.init_start);
                         if now != init {
                             // Restarted by its policy: watch the new init.

@@ -161,7 +161,7 @@ impl Manager {
         let m = self.clone();
         let n = name.to_owned();
         let r = blocking(move || m.refresh(m.load(&n)?)).await?;
-        if r.status != "running" {
+        if r.status() != super::Status::Running {
             return Err(conflict(
                 &r,
                 "only a running container can be checkpointed (a paused one: unpause it first)",
@@ -255,7 +255,7 @@ impl Manager {
         export_res?;
         Ok(wire::Checkpoint {
             container: after.name.clone(),
-            status: after.status.clone(),
+            status: after.status().to_string(),
             size_bytes: checkpoint::size_of(&stored.0),
             took_ms: took.as_millis() as u64,
             export: export.map(|p| p.display().to_string()),
@@ -374,7 +374,7 @@ impl Manager {
         .await?;
         let made_here = match existing {
             Some(r) if r.id == meta.id => {
-                if matches!(r.status.as_str(), "running" | "paused" | "creating") {
+                if r.status().is_live() || r.status() == super::Status::Creating {
                     return Err(conflict(&r, "restore needs it stopped"));
                 }
                 false
