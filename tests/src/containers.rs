@@ -302,3 +302,64 @@ pub async fn sleeper(d: &crate::Daemon, rootfs: &crate::rootfs::Rootfs, prefix: 
     .await;
     name
 }
+
+/// Whether this host can checkpoint containers (criu there and `criu check` passing); when it
+/// cannot, says why (the checkpoint tests then have nothing to do here).
+pub async fn checkpoint_works(c: &Client) -> bool {
+    let host: wire::HostInfo = call(c, Method::GET, "/api/v1/host", None)
+        .await
+        .expect("host");
+    if !host.checkpoint.available {
+        println!(
+            "checkpoint unavailable here ({}): skipped",
+            host.checkpoint.reason
+        );
+    }
+    host.checkpoint.available
+}
+
+/// `POST /api/v1/containers/{name}/checkpoint` with `body`, which must succeed: a failure's
+/// panic carries the end of the criu log it names.
+pub async fn checkpoint(
+    c: &Client,
+    name: &str,
+    body: Option<serde_json::Value>,
+) -> wire::Checkpoint {
+    call(
+        c,
+        Method::POST,
+        &format!("/api/v1/containers/{name}/checkpoint"),
+        body,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("checkpoint {name}: {e:?}{}", criu_log(&e.to_string())))
+}
+
+/// `POST /api/v1/containers/{name}/restore` with `body`, as [`checkpoint`].
+pub async fn restore(c: &Client, name: &str, body: Option<serde_json::Value>) -> wire::Container {
+    call(
+        c,
+        Method::POST,
+        &format!("/api/v1/containers/{name}/restore"),
+        body,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("restore {name}: {e:?}{}", criu_log(&e.to_string())))
+}
+
+/// The end of the criu log an error's text names (`(criu's log: PATH)`), to see why.
+pub fn criu_log(text: &str) -> String {
+    let Some(path) = text
+        .split("(criu's log: ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+    else {
+        return String::new();
+    };
+    let log = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    format!(
+        "\n--- {path} ---\n{}",
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    )
+}

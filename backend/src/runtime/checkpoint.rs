@@ -493,13 +493,18 @@ pub fn write_layer(upper: &Path, out: &Path) -> std::io::Result<u64> {
             }
         }
     }
+    finish(b)
+}
+
+/// Ends a tarball written to a new file: flushed, synced; its size.
+fn finish(b: tar::Builder<std::io::BufWriter<std::fs::File>>) -> std::io::Result<u64> {
     let mut w = b.into_inner()?;
     std::io::Write::flush(&mut w)?;
     let f = w
         .into_inner()
         .map_err(std::io::IntoInnerError::into_error)?;
     f.sync_all()?;
-    Ok(f.metadata()?.len())
+    f.metadata().map(|m| m.len())
 }
 
 /// Whether overlayfs marked `dir` opaque (`trusted.overlay.opaque` = `y`).
@@ -531,13 +536,7 @@ pub fn export(from: &Stored, to: &Path) -> std::io::Result<u64> {
         let mut b = tar::Builder::new(std::io::BufWriter::new(f));
         b.follow_symlinks(false);
         b.append_dir_all(".", &from.0)?;
-        let mut w = b.into_inner()?;
-        std::io::Write::flush(&mut w)?;
-        let f = w
-            .into_inner()
-            .map_err(std::io::IntoInnerError::into_error)?;
-        f.sync_all()?;
-        f.metadata().map(|m| m.len())
+        finish(b)
     })();
     if made.is_err() {
         let _ = std::fs::remove_file(to);

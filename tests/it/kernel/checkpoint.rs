@@ -19,7 +19,9 @@ use backend::client::ClientError;
 use hyper::Method;
 use tests::{
     Daemon,
-    containers::{Reaper, add_team, call, create, exec, get},
+    containers::{
+        Reaper, add_team, call, checkpoint, checkpoint_works, create, exec, get, restore,
+    },
     rootfs::Rootfs,
 };
 
@@ -305,28 +307,6 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 const TALKING_COUNTER: &str = "i=0; while :; do i=$((i+1)); echo $i > /tmp/n.new; mv /tmp/n.new /tmp/n; \
      echo tick $i; sleep 0.05; done";
 
-/// The end of the criu log a failure names (`(criu's log: PATH)`), to see why.
-fn criu_log(e: &ClientError) -> String {
-    criu_log_in(&e.to_string())
-}
-
-/// [`criu_log`] of an error's text (the CLI's `error:` line).
-fn criu_log_in(text: &str) -> String {
-    let Some(path) = text
-        .split("(criu's log: ")
-        .nth(1)
-        .and_then(|r| r.split(')').next())
-    else {
-        return String::new();
-    };
-    let log = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = log.lines().collect();
-    format!(
-        "\n--- {path} ---\n{}",
-        lines[lines.len().saturating_sub(60)..].join("\n")
-    )
-}
-
 /// The highest `tick N` in the container's log.
 fn last_tick(d: &Daemon, name: &str) -> u64 {
     let out = d.cli(None, &["logs", name], "");
@@ -373,14 +353,7 @@ async fn a_counter_is_checkpointed_removed_and_restored_counting_on() {
     let d = Daemon::start();
     let _reaper = Reaper::new(&d);
     let c = d.unix_client();
-    let host: wire::HostInfo = call(&c, Method::GET, "/api/v1/host", None)
-        .await
-        .expect("host");
-    if !host.checkpoint.available {
-        println!(
-            "checkpoint unavailable here ({}): nothing to restore",
-            host.checkpoint.reason
-        );
+    if !checkpoint_works(&c).await {
         return;
     }
     let (d, c) = (&d, &c);
@@ -401,14 +374,7 @@ async fn a_counter_is_checkpointed_removed_and_restored_counting_on() {
     let n0 = counts_past(c, &name, 20).await;
 
     let t = Instant::now();
-    let ck: wire::Checkpoint = call(
-        c,
-        Method::POST,
-        &format!("/api/v1/containers/{name}/checkpoint"),
-        Some(serde_json::json!({})),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("checkpoint: {e:?}{}", criu_log(&e)));
+    let ck: wire::Checkpoint = checkpoint(c, &name, Some(serde_json::json!({}))).await;
     let ck_ms = t.elapsed().as_millis();
     assert_eq!(ck.status, "exited", "{ck:?}");
     assert!(ck.size_bytes > 0);
@@ -422,14 +388,7 @@ async fn a_counter_is_checkpointed_removed_and_restored_counting_on() {
     remove(c, &name).await;
 
     let t = Instant::now();
-    let restored: wire::Container = call(
-        c,
-        Method::POST,
-        &format!("/api/v1/containers/{name}/restore"),
-        Some(serde_json::json!({})),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("restore: {e:?}{}", criu_log(&e)));
+    let restored: wire::Container = restore(c, &name, Some(serde_json::json!({}))).await;
     let rs_ms = t.elapsed().as_millis();
     assert_eq!(restored.status, "running", "{restored:?}");
     assert_eq!(restored.team, team);
@@ -456,14 +415,7 @@ async fn a_counter_is_checkpointed_removed_and_restored_counting_on() {
 
     // The same checkpoint again, under another name, beside it.
     let copy = tests::unique("copy");
-    let c2: wire::Container = call(
-        c,
-        Method::POST,
-        &format!("/api/v1/containers/{name}/restore"),
-        Some(serde_json::json!({"name": copy})),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("restore --name: {e:?}"));
+    let c2: wire::Container = restore(c, &name, Some(serde_json::json!({"name": copy}))).await;
     assert_eq!(
         (c2.name.as_str(), c2.status.as_str()),
         (copy.as_str(), "running")
@@ -514,7 +466,7 @@ async fn a_counter_is_checkpointed_removed_and_restored_counting_on() {
         out.ok,
         "corral restore --import --name: {}{}",
         out.stderr,
-        criu_log_in(&out.stderr)
+        tests::containers::criu_log(&out.stderr)
     );
     let m3 = counter(c, &third).await;
     counts_past(c, &third, m3).await;
@@ -753,14 +705,7 @@ async fn a_published_port_answers_again_after_a_restore() {
     let _net = tests::net::NetGuard::new(&d, &bridge, &table);
     let _reaper = Reaper::new(&d);
     let c = d.unix_client();
-    let host: wire::HostInfo = call(&c, Method::GET, "/api/v1/host", None)
-        .await
-        .expect("host");
-    if !host.checkpoint.available {
-        println!(
-            "checkpoint unavailable here ({}): nothing to restore",
-            host.checkpoint.reason
-        );
+    if !checkpoint_works(&c).await {
         return;
     }
     let rootfs = super::network_container::web_rootfs("served before and after\n");
@@ -785,24 +730,10 @@ async fn a_published_port_answers_again_after_a_restore() {
     assert!(page.contains("served before and after"), "{page}");
     let ip_before = get(&c, &name).await.network.and_then(|n| n.ip_address);
 
-    let ck: wire::Checkpoint = call(
-        &c,
-        Method::POST,
-        &format!("/api/v1/containers/{name}/checkpoint"),
-        None,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("checkpoint: {e:?}{}", criu_log(&e)));
+    let ck: wire::Checkpoint = checkpoint(&c, &name, None).await;
     assert_eq!(ck.status, "exited");
     let t = Instant::now();
-    let back: wire::Container = call(
-        &c,
-        Method::POST,
-        &format!("/api/v1/containers/{name}/restore"),
-        None,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("restore: {e:?}{}", criu_log(&e)));
+    let back: wire::Container = restore(&c, &name, None).await;
     let restore_ms = t.elapsed().as_millis();
     assert_eq!(back.status, "running");
     let inside = tests::containers::exec(&c, &name, &["ip", "addr"]).await;
@@ -833,14 +764,7 @@ async fn a_200_mib_container_is_checkpointed_and_restored_with_its_memory() {
     let d = Daemon::start();
     let _reaper = Reaper::new(&d);
     let c = d.unix_client();
-    let host: wire::HostInfo = call(&c, Method::GET, "/api/v1/host", None)
-        .await
-        .expect("host");
-    if !host.checkpoint.available {
-        println!(
-            "checkpoint unavailable here ({}): nothing to restore",
-            host.checkpoint.reason
-        );
+    if !checkpoint_works(&c).await {
         return;
     }
     let rootfs = Rootfs::new();
@@ -866,14 +790,7 @@ async fn a_200_mib_container_is_checkpointed_and_restored_with_its_memory() {
     let rss = tests::containers::rss(pid);
     assert!(rss >= 180 << 20, "the container holds 200 MB: RSS {rss}");
     let t = Instant::now();
-    let ck: wire::Checkpoint = call(
-        &c,
-        Method::POST,
-        &format!("/api/v1/containers/{name}/checkpoint"),
-        None,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("checkpoint: {e:?}{}", criu_log(&e)));
+    let ck: wire::Checkpoint = checkpoint(&c, &name, None).await;
     let ck_ms = t.elapsed().as_millis();
     assert!(
         ck.size_bytes >= 180 << 20,
@@ -881,14 +798,7 @@ async fn a_200_mib_container_is_checkpointed_and_restored_with_its_memory() {
         ck.size_bytes
     );
     let t = Instant::now();
-    let back: wire::Container = call(
-        &c,
-        Method::POST,
-        &format!("/api/v1/containers/{name}/restore"),
-        None,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("restore: {e:?}{}", criu_log(&e)));
+    let back: wire::Container = restore(&c, &name, None).await;
     let rs_ms = t.elapsed().as_millis();
     assert_eq!(back.status, "running");
     let rss_after = tests::containers::rss(back.pid.expect("pid") as u32);

@@ -306,12 +306,7 @@ async fn a_checkpoint_and_restore_bills_each_run_once_and_not_the_downtime() {
     let daemon = Daemon::start();
     let _reaper = Reaper::new(&daemon);
     let c = daemon.unix_client();
-    let host: wire::HostInfo = call(&c, Method::GET, "/api/v1/host", None).await.unwrap();
-    if !host.checkpoint.available {
-        println!(
-            "checkpoint unavailable here ({}): nothing to bill",
-            host.checkpoint.reason
-        );
+    if !tests::containers::checkpoint_works(&c).await {
         return;
     }
     let rootfs = Rootfs::new();
@@ -321,14 +316,7 @@ async fn a_checkpoint_and_restore_bills_each_run_once_and_not_the_downtime() {
     s["start"] = true.into();
     create(&c, s).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let ck: wire::Checkpoint = call(
-        &c,
-        Method::POST,
-        &format!("/api/v1/containers/{name}/checkpoint"),
-        None,
-    )
-    .await
-    .unwrap();
+    let ck: wire::Checkpoint = tests::containers::checkpoint(&c, &name, None).await;
     assert_eq!(ck.status, "exited");
     let engine = Cgroups::host(&daemon.cgroup_root).unwrap();
     let first = kernel_usec(&engine, team);
@@ -344,14 +332,7 @@ async fn a_checkpoint_and_restore_bills_each_run_once_and_not_the_downtime() {
         first,
         "nothing ran while it was down"
     );
-    let back: wire::Container = call(
-        &c,
-        Method::POST,
-        &format!("/api/v1/containers/{name}/restore"),
-        None,
-    )
-    .await
-    .unwrap();
+    let back: wire::Container = tests::containers::restore(&c, &name, None).await;
     assert_eq!(back.status, "running");
     tokio::time::sleep(Duration::from_secs(2)).await;
     action(&c, &name, "stop").await;

@@ -52,6 +52,16 @@ fn failed(message: impl Into<String>) -> RuntimeError {
     RuntimeError::Checkpoint(message.into())
 }
 
+/// criu's path where it works here, else its reason as the error.
+fn criu() -> Result<PathBuf, RuntimeError> {
+    let support = checkpoint::support();
+    support
+        .path
+        .clone()
+        .filter(|_| support.available)
+        .ok_or_else(|| failed(support.reason.clone()))
+}
+
 impl Manager {
     fn checkpoints_dir(&self) -> PathBuf {
         self.inner
@@ -196,12 +206,7 @@ impl Manager {
                 }
             }
         }
-        let support = checkpoint::support();
-        let criu = support
-            .path
-            .clone()
-            .filter(|_| support.available)
-            .ok_or_else(|| failed(support.reason.clone()))?;
+        let criu = criu()?;
         let Some(init) = r.init_pid.filter(|p| *p > 0) else {
             return Err(conflict(&r, "its process is not known"));
         };
@@ -214,7 +219,7 @@ impl Manager {
         }
         let m = self.clone();
         let r2 = r.clone();
-        let version = support.version.clone();
+        let version = checkpoint::support().version.clone();
         let made = blocking(move || {
             let tmp = m.checkpoint_scratch(&format!("new-{}", r2.name))?;
             let res = m.checkpoint_into(&r2, init, &criu, &tmp, leave_running, version);
@@ -329,12 +334,7 @@ impl Manager {
         name: Option<String>,
         allow_privileged: bool,
     ) -> Result<wire::Container, RuntimeError> {
-        let support = checkpoint::support();
-        let criu = support
-            .path
-            .clone()
-            .filter(|_| support.available)
-            .ok_or_else(|| failed(support.reason.clone()))?;
+        let criu = criu()?;
         let src = match import {
             Some(file) => {
                 let tmp = self.checkpoint_scratch("import")?;
