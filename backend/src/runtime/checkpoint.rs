@@ -201,6 +201,10 @@ pub struct Meta {
     /// The container had a network namespace of its own, dumped as [`EXTERNAL_NETNS`].
     pub external_netns: bool,
     pub criu_version: Option<String>,
+    /// Bytes of the images and the layer, counted once when written (0 in a checkpoint
+    /// written before this field: then counted on reading).
+    #[serde(default)]
+    pub size_bytes: u64,
 }
 
 /// What the monitor needs to restore instead of starting: written by the daemon to
@@ -452,10 +456,7 @@ fn said(out: &str) -> String {
 /// size.
 pub fn write_layer(upper: &Path, out: &Path) -> std::io::Result<u64> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let f = std::fs::File::options()
-        .write(true)
-        .create_new(true)
-        .open(out)?;
+    let f = private_file(out)?;
     let mut b = tar::Builder::new(std::io::BufWriter::new(f));
     b.follow_symlinks(false);
     let mut stack = vec![PathBuf::new()];
@@ -526,12 +527,20 @@ fn is_opaque(dir: &Path) -> bool {
     n == 1 && v[0] == b'y'
 }
 
-/// Writes the stored checkpoint `from` as one tarball at `to` (which must not exist).
-pub fn export(from: &Stored, to: &Path) -> std::io::Result<u64> {
-    let f = std::fs::File::options()
+/// A new file only root may read (0600, whatever the umask): a checkpoint holds the
+/// container's memory and files, secrets included.
+fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::File::options()
         .write(true)
         .create_new(true)
-        .open(to)?;
+        .mode(0o600)
+        .open(path)
+}
+
+/// Writes the stored checkpoint `from` as one tarball at `to` (which must not exist).
+pub fn export(from: &Stored, to: &Path) -> std::io::Result<u64> {
+    let f = private_file(to)?;
     let made = (|| {
         let mut b = tar::Builder::new(std::io::BufWriter::new(f));
         b.follow_symlinks(false);
@@ -604,6 +613,32 @@ mod tests {
             "Warn: something odd",
             "a line without criu's prefix is kept as it is"
         );
+    }
+
+    #[test]
+    fn an_export_and_a_layer_are_readable_by_root_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("corral-ckpt-mode-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let stored = Stored(dir.join("stored"));
+        std::fs::create_dir_all(stored.images()).unwrap();
+        std::fs::write(stored.images().join("pages-1.img"), b"secret memory").unwrap();
+        let upper = dir.join("upper");
+        std::fs::create_dir_all(&upper).unwrap();
+        std::fs::write(upper.join("token"), b"secret file").unwrap();
+        let tar = dir.join("export.tar");
+        assert!(export(&stored, &tar).unwrap() > 0);
+        let layer = dir.join("layer.tar");
+        assert!(write_layer(&upper, &layer).unwrap() > 0);
+        for f in [&tar, &layer] {
+            let mode = std::fs::metadata(f).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", f.display());
+        }
+        assert!(
+            export(&stored, &tar).is_err(),
+            "an existing file is never overwritten"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

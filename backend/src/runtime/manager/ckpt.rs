@@ -128,7 +128,10 @@ impl Manager {
                     team: m.team,
                     image,
                     created_at: m.created_at,
-                    size_bytes: checkpoint::size_of(&s.0),
+                    size_bytes: match m.size_bytes {
+                        0 => checkpoint::size_of(&s.0),
+                        n => n,
+                    },
                     criu_version: m.criu_version,
                 });
             }
@@ -229,7 +232,7 @@ impl Manager {
             res
         })
         .await;
-        let (stored, took) = match made {
+        let (stored, took, size) = match made {
             Ok(x) => x,
             Err(e) => {
                 if !leave_running {
@@ -261,13 +264,13 @@ impl Manager {
         Ok(wire::Checkpoint {
             container: after.name.clone(),
             status: after.status().to_string(),
-            size_bytes: checkpoint::size_of(&stored.0),
+            size_bytes: size,
             took_ms: took.as_millis() as u64,
             export: export.map(|p| p.display().to_string()),
         })
     }
 
-    /// The dump into `tmp` and the rename into place: (the stored checkpoint, the dump's time).
+    /// The dump into `tmp` and the rename into place: (the stored checkpoint, the dump's time, its size).
     fn checkpoint_into(
         &self,
         r: &super::Record,
@@ -276,7 +279,7 @@ impl Manager {
         tmp: &Path,
         leave_running: bool,
         criu_version: Option<String>,
-    ) -> Result<(Stored, Duration), RuntimeError> {
+    ) -> Result<(Stored, Duration, u64), RuntimeError> {
         let s = Stored(tmp.to_owned());
         fs::create_dir(s.images()).map_err(RuntimeError::io("create", s.images()))?;
         let pipes = checkpoint::std_pipes(init);
@@ -307,6 +310,7 @@ impl Manager {
             pipes,
             external_netns: netns.is_some(),
             criu_version,
+            size_bytes: checkpoint::size_of(tmp),
         };
         let data = serde_json::to_vec_pretty(&meta).map_err(|e| failed(e.to_string()))?;
         crate::runtime::state::write_atomic(&s.meta(), &data)
@@ -320,7 +324,7 @@ impl Manager {
             let _ = fs::remove_dir_all(&old);
         }
         fs::rename(tmp, &dest).map_err(RuntimeError::io("rename", tmp))?;
-        Ok((Stored(dest), took))
+        Ok((Stored(dest), took, meta.size_bytes))
     }
 
     /// Restores the checkpoint `from` (or the tarball `import`) as a running container named
