@@ -24,6 +24,7 @@
 //! "tomorrow" to see the period reset without waiting for midnight.
 
 use std::{
+    collections::BTreeMap,
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -414,6 +415,22 @@ fn used(conn: &Connection, team: &str, from: i64, to: i64) -> Result<(Used, Stri
     ))
 }
 
+impl std::ops::AddAssign for Used {
+    fn add_assign(&mut self, o: Used) {
+        self.money_micros += o.money_micros;
+        self.cpu_usec += o.cpu_usec;
+        self.mem_byte_s += o.mem_byte_s;
+    }
+}
+
+/// What the other hosts of the fleet used of a team's budget period (`ledger::Ledger`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FleetUsage {
+    pub period_start: i64,
+    pub used: Used,
+    pub hosts: u32,
+}
+
 /// Copies one knob of the second overrides into the first.
 type CopyKnob = fn(&mut Overrides, &Overrides);
 
@@ -431,6 +448,8 @@ struct Inner {
     wake: tokio::sync::Notify,
     webhooks: Arc<crate::webhook::Queue>,
     host_cpus: f64,
+    /// Other hosts' usage per budgeted team, from the shared ledger (empty without one).
+    fleet: std::sync::Mutex<BTreeMap<String, FleetUsage>>,
 }
 
 impl Governor {
@@ -444,12 +463,54 @@ impl Governor {
                 wake: tokio::sync::Notify::new(),
                 webhooks: Arc::default(),
                 host_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()) as f64,
+                fleet: std::sync::Mutex::default(),
             }),
         }
     }
 
     pub fn host_cpus(&self) -> f64 {
         self.inner.host_cpus
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.inner.state_dir
+    }
+
+    /// Every budgeted team with the start of its current period.
+    pub fn budget_periods(&self, conn: &Connection) -> Result<Vec<(String, i64)>, BudgetError> {
+        let rows: Vec<(String, String)> = conn
+            .prepare("SELECT team, budget FROM team_budgets")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let now = self.now();
+        let mut out = Vec::with_capacity(rows.len());
+        for (team, json) in rows {
+            match serde_json::from_str::<Budget>(&json) {
+                Ok(b) => out.push((team, period_start(b.period, now))),
+                Err(source) => return Err(BudgetError::Stored { team, source }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Replaces the other hosts' usage; whether it changed (then evaluate again).
+    pub fn set_fleet(&self, fleet: BTreeMap<String, FleetUsage>) -> bool {
+        let mut f = self.inner.fleet.lock().unwrap_or_else(|e| e.into_inner());
+        let changed = *f != fleet;
+        *f = fleet;
+        changed
+    }
+
+    /// The other hosts' usage of `team` in the period starting at `start` (`None`: no shared
+    /// ledger, or nothing known for that period yet).
+    fn fleet(&self, team: &str, start: i64) -> Option<FleetUsage> {
+        self.inner
+            .fleet
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(team)
+            .filter(|f| f.period_start == start)
+            .copied()
     }
 
     /// Asks for an evaluation of every team (the ledger was written). Never blocks.
@@ -640,7 +701,10 @@ impl Governor {
         let (ladder, period, start, pct, of) = match &budget {
             Some(b) => {
                 let start = period_start(b.period, now);
-                let (u, currency) = used(conn, team, start, now + 1)?;
+                let (mut u, currency) = used(conn, team, start, now + 1)?;
+                if let Some(f) = self.fleet(team, start) {
+                    u += f.used;
+                }
                 let (pct, of) = percent(b, &u, &currency);
                 (ladder_of(b), Some(b.period), start, pct, of)
             }
@@ -736,7 +800,11 @@ impl Governor {
         };
         let now = self.now();
         let start = period_start(budget.period, now);
-        let (u, currency) = used(conn, team, start, now + 1)?;
+        let (mut u, currency) = used(conn, team, start, now + 1)?;
+        let fleet = self.fleet(team, start);
+        if let Some(f) = fleet {
+            u += f.used;
+        }
         let (pct, _) = percent(&budget, &u, &currency);
         let state = load_state(conn, team)?;
         let step = state
@@ -752,6 +820,12 @@ impl Governor {
             used_cpu_core_hours: u.cpu_core_hours(),
             used_memory_gib_hours: u.memory_gib_hours(),
             percent: pct,
+            fleet: fleet.map(|f| wire::FleetShare {
+                hosts: f.hosts,
+                used_money: f.used.money(),
+                used_cpu_core_hours: f.used.cpu_core_hours(),
+                used_memory_gib_hours: f.used.memory_gib_hours(),
+            }),
             step,
             enforced: o.limits,
             frozen: o.frozen,

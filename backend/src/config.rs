@@ -46,6 +46,8 @@ pub struct Config {
     pub images: ImageArgs,
     /// This host's name in a fleet (`--host-id`): the `host` label of `/metrics`.
     pub host_id: Option<String>,
+    /// The shared ledger's flags (`--ledger`, `--hub`, ...), checked when the daemon starts.
+    pub ledger: crate::ledger::LedgerArgs,
 }
 
 /// `--host-id`: a name as containers and teams have (so it is a safe label value and path).
@@ -211,6 +213,7 @@ mod tests {
             default_memory: None,
             images: Default::default(),
             host_id: None,
+            ledger: Default::default(),
         }
     }
 

@@ -45,6 +45,10 @@ pub enum DaemonError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Ledger(#[from] crate::ledger::LedgerArgError),
+    #[error("cannot turn on the ledger outbox")]
+    Outbox(#[source] rusqlite::Error),
 }
 
 /// Runs the daemon until a shutdown signal arrives.
@@ -57,6 +61,15 @@ pub async fn serve(mut config: Config) -> Result<(), DaemonError> {
     };
     if tls.is_none() && !config.listen.ip().is_loopback() {
         tracing::warn!(listen = %config.listen, "--insecure-http: serving plain HTTP off loopback; passwords, cookies and tokens cross the network in clear text");
+    }
+    // The shared ledger's flags (and its password file) before anything is created.
+    let ledger = config.ledger.check(
+        config.host_id.as_deref(),
+        std::env::var("CORRAL_LEDGER_PASSWORD").ok(),
+    )?;
+    if let Some(l) = &ledger {
+        // /metrics, `corral info` and the hub all name this host alike.
+        config.host_id = Some(l.host_id.clone());
     }
     crate::runtime::raise_open_file_limit();
     // The control plane is not the OOM killer's best target (containers are, see
@@ -171,14 +184,37 @@ pub async fn serve(mut config: Config) -> Result<(), DaemonError> {
         Ok(containers) => state = state.with_containers(containers),
         Err(e) => tracing::error!(error = %e, "container runtime unavailable"),
     }
-    let app = http::app(state.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
+    // The shared ledger: the outbox on (queueing the ledger so far, the first time), then
+    // the shipper, woken by every ledger flush.
+    let ledger = match ledger {
+        Some(cfg) => {
+            let (store, governor) = (state.store().clone(), state.governor().clone());
+            let l = tokio::task::spawn_blocking(move || {
+                crate::ledger::Ledger::new(cfg, store, governor)
+            })
+            .await
+            .expect("ledger open task does not panic")
+            .map_err(DaemonError::Outbox)?;
+            l.start(stop_rx.clone());
+            tracing::info!(ledger = %l.config().display(), host_id = %l.config().host_id, hub = l.config().hub, "shipping the usage ledger");
+            state = state.with_ledger(l.clone());
+            Some(l)
+        }
+        None => None,
+    };
+    let app = http::app(state.clone());
     // Budgets: evaluated after every ledger flush, and once now (a period may have ended
     // while the daemon was down).
     {
         let governor = state.governor().clone();
         let waker = governor.clone();
-        metering.on_flush(Box::new(move || waker.wake()));
+        metering.on_flush(Box::new(move || {
+            waker.wake();
+            if let Some(l) = &ledger {
+                l.wake();
+            }
+        }));
         governor.start(stop_rx.clone());
         governor.wake();
     }

@@ -15,6 +15,7 @@ pub mod docker;
 pub mod events;
 pub mod http;
 pub mod image;
+pub mod ledger;
 pub mod metering;
 pub mod network;
 pub mod recommend;

@@ -38,6 +38,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0010_network_team.sql"),
     include_str!("../../migrations/0011_team_limits.sql"),
     include_str!("../../migrations/0012_team_budgets.sql"),
+    include_str!("../../migrations/0013_ledger_outbox.sql"),
 ];
 
 /// [`MIGRATIONS`] with their Rust hooks: 0009 moves the raw samples of `meter_sample` into

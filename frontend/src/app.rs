@@ -34,6 +34,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/images") view=pages::images::Images />
                     <Route path=path!("/account") view=pages::account::Account />
                     <Route path=path!("/billing") view=pages::billing::Billing />
+                    <Route path=path!("/fleet") view=pages::fleet::Fleet />
                     <Route path=path!("/teams/:name") view=pages::team::TeamDetail />
                     <Route path=path!("/cgroups") view=pages::cgroups::Cgroups />
                     <Route path=path!("/audit") view=pages::audit::Audit />
@@ -64,6 +65,7 @@ const I_CONTAINERS: &str = "M21 16.5V7.5L12 2.5 3 7.5v9l9 5zM12 4.8l6.5 3.6L12 1
 const I_IMAGES: &str =
     "M4 3h16v4H4zm0 7h16v4H4zm0 7h16v4H4zm2-12h2v0H6zm0 0h2M6 4.5h2v1H6zm0 7h2v1H6zm0 7h2v1H6z";
 const I_BILLING: &str = "M4 4h16v16H4zm2 2v12h12V6zm2 8h2v2H8zm0-4h2v2H8zm4 4h4v2h-4zm0-4h4v2h-4z";
+const I_FLEET: &str = "M2 4h9v7H2zm11 0h9v7h-9zM2 13h9v7H2zm11 0h9v7h-9z";
 const I_TREE: &str = "M3 3h6v6H7v3h4v-1h6v6h-6v-3H7v5h4v-1h6v6h-6v-3H5V9H3z";
 const I_AUDIT: &str = "M6 2h9l5 5v15H6zm8 1.5V8h4.5zM8 12h10v2H8zm0 4h10v2H8zm0-8h5v2H8z";
 const I_USERS: &str = "M9 11a4 4 0 1 1 0-8 4 4 0 0 1 0 8zm-7 9c0-3.3 3.1-6 7-6s7 2.7 7 6zm15-9a3 3 0 1 1 0-6 3 3 0 0 1 0 6zm1.5 9c0-2.2-.9-4.1-2.5-5.4 3 .2 6 2 6 5.4z";
@@ -110,6 +112,7 @@ fn Shell(children: Children) -> impl IntoView {
                     <A href="/containers">{icon(I_CONTAINERS)}<span>"Containers"</span></A>
                     <A href="/images">{icon(I_IMAGES)}<span>"Images"</span></A>
                     <A href="/billing">{icon(I_BILLING)}<span>"Teams & billing"</span></A>
+                    <A href="/fleet">{icon(I_FLEET)}<span>"Fleet"</span></A>
                     <A href="/cgroups">{icon(I_TREE)}<span>"Host cgroups"</span></A>
                     <Show when=admin>
                         <A href="/audit">{icon(I_AUDIT)}<span>"Audit log"</span></A>

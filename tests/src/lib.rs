@@ -5,6 +5,7 @@ pub mod browser;
 pub mod containers;
 pub mod docker;
 pub mod net;
+pub mod postgres;
 pub mod pty;
 pub mod registry;
 pub mod rootfs;
@@ -354,6 +355,19 @@ impl Daemon {
     /// PID of the running daemon.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// Whether the daemon has exited (e.g. killed itself at a fault-injection point); reaped
+    /// then, so [`Daemon::restart`] may follow.
+    pub fn exited(&mut self) -> bool {
+        let done = self
+            .child
+            .as_mut()
+            .is_none_or(|c| c.try_wait().ok().flatten().is_some());
+        if done {
+            self.child = None;
+        }
+        done
     }
 
     /// SIGKILLs the daemon (a crash) and reaps it.

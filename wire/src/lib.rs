@@ -7,6 +7,7 @@ mod containers;
 pub use containers::*;
 pub mod billing;
 pub mod events;
+pub mod fleet;
 pub mod term;
 
 use serde::{Deserialize, Serialize};
@@ -79,6 +80,9 @@ pub struct HostInfo {
     /// `/metrics` series. Absent when not set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_id: Option<String>,
+    /// Shipping to the fleet's shared ledger (`corral serve --ledger`); absent without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger: Option<fleet::LedgerState>,
 }
 
 /// The device allowlist of every container (`GET /api/v1/host`, `corral info`).

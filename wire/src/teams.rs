@@ -554,6 +554,10 @@ pub struct TeamBudget {
     pub used_memory_gib_hours: f64,
     /// The highest of the set budgets' percentages.
     pub percent: f64,
+    /// With a shared ledger (`corral serve --ledger`): the part of `used_*` that other hosts
+    /// of the fleet used (as last shipped), and how many hosts that is. Absent without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetShare>,
     /// Index into `ladder` of the highest step in force; absent: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<usize>,
@@ -566,6 +570,17 @@ pub struct TeamBudget {
     pub frozen: bool,
     /// When the state was last computed, RFC 3339 UTC.
     pub evaluated_at: String,
+}
+
+/// Other hosts' share of a team's budget usage.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetShare {
+    pub hosts: u32,
+    pub used_money: f64,
+    pub used_cpu_core_hours: f64,
+    pub used_memory_gib_hours: f64,
 }
 
 /// A step change of a team's budget ladder (`event: budget` on the event stream, the webhook's

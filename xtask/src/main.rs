@@ -110,6 +110,9 @@ fn test(root: &Path) -> Result<()> {
         // Checkpoint and restore (issue 18): on the host its `criu check` is the refusal's
         // reason; the VM carries it to checkpoint for real.
         ("criu", "criu"),
+        // The fleet's shared ledger (issue 19): the tests start their own PostgreSQL with
+        // initdb + pg_ctl on a temporary directory and port.
+        ("pg_ctlcluster", "postgresql"),
     ])?;
     ui::build(root)?;
 

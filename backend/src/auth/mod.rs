@@ -182,6 +182,9 @@ pub enum AuthError {
     /// A change refused because its audit row could not be written (state filesystem full).
     #[error("{0}")]
     AuditUnavailable(String),
+    /// The shared ledger (PostgreSQL) is needed and unreachable (503 `ledger_unavailable`).
+    #[error("{0}")]
+    LedgerUnavailable(String),
     #[error("database query failed")]
     Sql(#[from] rusqlite::Error),
     #[error(transparent)]
@@ -214,6 +217,9 @@ impl AuthError {
             AuthError::AuditUnavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable")
             }
+            AuthError::LedgerUnavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "ledger_unavailable")
+            }
             AuthError::Sql(_) | AuthError::Store(_) | AuthError::Internal(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
@@ -234,11 +240,13 @@ impl IntoResponse for AuthError {
             }
             other => other,
         };
-        if let AuthError::AuditUnavailable(message) = &this {
+        if let AuthError::AuditUnavailable(message) | AuthError::LedgerUnavailable(message) = &this
+        {
             // A 503 whose message the caller must see (other 5xx say only "internal error").
-            tracing::error!(%message, "change refused: audit log unavailable");
+            let code = this.status_code().1;
+            tracing::error!(%message, code, "request refused");
             let body = wire::ApiError {
-                code: "audit_unavailable".into(),
+                code: code.into(),
                 message: message.clone(),
                 field: None,
             };

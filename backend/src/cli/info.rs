@@ -103,6 +103,30 @@ pub fn render(h: &wire::HostInfo) -> String {
     if let Some(id) = &h.host_id {
         out.push_str(&format!("Host id:      {id} (--host-id)\n"));
     }
+    if let Some(l) = &h.ledger {
+        let state = match (&l.last_error, l.connected) {
+            (None, true) => "shipping".to_owned(),
+            (Some(e), _) => format!("unavailable ({e})"),
+            (None, false) => "connecting".to_owned(),
+        };
+        out.push_str(&format!(
+            "Ledger:       {} {}{}: {state}; {} rows shipped, {} waiting{}{}\n",
+            l.target,
+            if l.hub { "(hub) " } else { "" },
+            "",
+            l.shipped_rows,
+            l.backlog_rows,
+            l.backlog_oldest
+                .as_ref()
+                .map(|t| format!(" since {t}"))
+                .unwrap_or_default(),
+            if l.alarm {
+                " — ALARM: backlog older than 6 h"
+            } else {
+                ""
+            },
+        ));
+    }
     out.push_str(&format!("Kernel:       {}\n", h.kernel));
     out.push_str(&format!("CPUs:         {}\n", h.cpus));
     out.push_str(&format!("Memory:       {gib:.1} GiB\n"));

@@ -9,6 +9,7 @@ mod billing;
 mod checkpoint;
 mod containers;
 mod events;
+mod fleet;
 mod history;
 mod network;
 mod prometheus;
@@ -75,6 +76,9 @@ pub enum Command {
     /// The rate card billing prices usage with: in force now, with its effective date, and
     /// every version; `rates set` adds one (admins).
     Rates(rates::RatesArgs),
+    /// The fleet, from a hub (`corral serve --hub`): hosts, statements and history across
+    /// hosts.
+    Fleet(fleet::FleetArgs),
     /// Show the host's cgroup mode and what Corral can limit on it (--cgroups: the tree).
     Info(info::InfoArgs),
     /// Show who the daemon takes you for: name, role, teams, and how (unix, token, session).
@@ -166,6 +170,8 @@ pub struct ServeArgs {
     /// 1-64 of A-Z a-z 0-9 _ . -, starting with a letter or digit. Off by default.
     #[arg(long, value_name = "NAME", value_parser = config::parse_host_id)]
     pub host_id: Option<String>,
+    #[command(flatten)]
+    pub ledger: crate::ledger::LedgerArgs,
 }
 
 impl ServeArgs {
@@ -189,6 +195,7 @@ impl ServeArgs {
             default_memory: self.default_memory,
             images: self.images,
             host_id: self.host_id,
+            ledger: self.ledger,
         }
     }
 }
@@ -216,6 +223,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Top(ref args) => top::top(&client?, args).await?,
         Command::Network(ref args) => network::network(&client?, args).await?,
         Command::Rates(ref args) => rates::rates(&client?, args).await?,
+        Command::Fleet(ref args) => fleet::fleet(&client?, args).await?,
         Command::Passwd(ref args) => users::passwd(&client?, args).await?,
         Command::Info(ref args) => info::info(&client?, args).await?,
         Command::Whoami => info::whoami(&client?).await?,

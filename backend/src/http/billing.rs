@@ -118,7 +118,7 @@ where
         .map_err(AppError::from)
 }
 
-fn invalid(field: &str, message: String) -> AppError {
+pub(super) fn invalid(field: &str, message: String) -> AppError {
     AppError::Invalid {
         field: field.to_owned(),
         message,
@@ -322,6 +322,7 @@ async fn current_cards(state: &AppState) -> Result<wire::billing::RateCards, App
         (status = 400, description = "Invalid field", body = wire::ApiError),
         (status = 401, description = "No credentials", body = wire::ApiError),
         (status = 403, description = "Not an admin; foreign Host/Origin, missing CSRF header", body = wire::ApiError),
+        (status = 503, description = "The shared ledger is unreachable (code ledger_unavailable)", body = wire::ApiError),
     ))]
 async fn billing_rates_put(
     State(state): State<AppState>,
@@ -353,7 +354,25 @@ async fn billing_rates_put(
         io_gib: price("io_gib", body.io_gib)?,
     };
     let before = current_cards(&state).await?.current;
-    let saved = blocking(&state, move |c| billing::put_rate_card(c, &card, now)).await?;
+    // With a shared ledger the fleet's copy is written first (then this host's, which the
+    // others pull): a PostgreSQL that cannot take it refuses the change everywhere.
+    let saved = match state.ledger() {
+        Some(ledger) => {
+            let checked =
+                blocking(&state, move |c| billing::check_rate_card(c, &card, now)).await?;
+            let client = ledger.client().await.map_err(super::fleet::unavailable)?;
+            crate::ledger::sync::put_rate_card(&client, &checked)
+                .await
+                .map_err(super::fleet::unavailable)?;
+            let c2 = checked.clone();
+            blocking(&state, move |c| {
+                billing::insert_rate_card(c, &c2, now * 1000)
+            })
+            .await?;
+            checked
+        }
+        None => blocking(&state, move |c| billing::put_rate_card(c, &card, now)).await?,
+    };
     let saved = card_to_wire(&saved);
     audit::record(
         state.store(),
@@ -410,7 +429,7 @@ fn card_to_wire(c: &RateCard) -> wire::billing::RateCard {
     }
 }
 
-fn line_to_wire(l: &Line) -> wire::billing::BillingLine {
+pub(super) fn line_to_wire(l: &Line) -> wire::billing::BillingLine {
     let q = &l.usage;
     let gib_h = (1u64 << 30) as f64 * 3600.0;
     wire::billing::BillingLine {

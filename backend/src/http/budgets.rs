@@ -40,6 +40,26 @@ pub(crate) fn budget_err(e: BudgetError) -> AuthError {
     }
 }
 
+/// Writes a team's budget (`None`: removed) to the shared ledger; 503 `ledger_unavailable`
+/// when it cannot.
+async fn fleet_write(
+    l: &crate::ledger::Ledger,
+    team: &str,
+    json: Option<&str>,
+) -> Result<(), AuthError> {
+    let refused = |e: crate::ledger::pg::PgError| {
+        tracing::warn!(error = %e, team, "cannot write the budget to the shared ledger");
+        AuthError::LedgerUnavailable(
+            "the shared ledger (PostgreSQL) is unreachable: budgets are fleet-wide and cannot              change until it returns; the budget in force stays enforced"
+                .into(),
+        )
+    };
+    let client = l.client().await.map_err(refused)?;
+    crate::ledger::sync::put_budget(&client, team, json)
+        .await
+        .map_err(refused)
+}
+
 /// The team's budget and where it stands: used so far in the period, percent, step in force,
 /// what it enforces, next reset (admins and the team's members).
 #[utoipa::path(get, path = "/teams/{name}/budget", tag = "teams",
@@ -78,6 +98,7 @@ async fn budget_get(
         (status = 403, description = "Not an admin, foreign Host/Origin, missing CSRF header", body = wire::ApiError),
         (status = 404, description = "No such team", body = wire::ApiError),
         (status = 409, description = "The kernel refused a step's limit", body = wire::ApiError),
+        (status = 503, description = "The shared ledger is unreachable (code ledger_unavailable)", body = wire::ApiError),
     ))]
 async fn budget_put(
     State(state): State<AppState>,
@@ -88,6 +109,14 @@ async fn budget_put(
     require_admin_to(&state, &actor, "team.budget", &name).await?;
     visible_team(&state, &actor, &name).await?;
     let g = state.governor().clone();
+    // With a shared ledger the fleet's copy first (checked here, so a refused budget never
+    // reaches it); every host pulls it from there.
+    if let Some(l) = state.ledger() {
+        crate::budget::validate(&budget, g.host_cpus()).map_err(budget_err)?;
+        let json =
+            serde_json::to_string(&budget).map_err(|e| AuthError::Internal(e.to_string()))?;
+        fleet_write(l, &name, Some(&json)).await?;
+    }
     let b = db::run(state.store(), move |c| {
         g.put(c, &name, &budget, &actor).map_err(budget_err)
     })
@@ -112,6 +141,16 @@ async fn budget_delete(
     require_admin_to(&state, &actor, "team.budget", &name).await?;
     visible_team(&state, &actor, &name).await?;
     let g = state.governor().clone();
+    if let Some(l) = state.ledger() {
+        let (g2, team) = (g.clone(), name.clone());
+        db::run(state.store(), move |c| match g2.get(c, &team) {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(budget_err(BudgetError::NoBudget(team))),
+            Err(e) => Err(budget_err(e)),
+        })
+        .await?;
+        fleet_write(l, &name, None).await?;
+    }
     db::run(state.store(), move |c| {
         g.clear(c, &name, &actor).map_err(budget_err)
     })

@@ -38,6 +38,7 @@ pub async fn host_info_of(state: &AppState) -> Result<wire::HostInfo, AppError> 
         .await
         .map_err(|e| AppError::internal("reading host facts", e))?;
     info.host_id = host_id;
+    info.ledger = state.ledger().map(super::fleet::ledger_state);
     Ok(info)
 }
 
@@ -157,6 +158,7 @@ fn host_info(cg: &Cgroups, default_memory: Option<u64>) -> wire::HostInfo {
         default_memory,
         checkpoint: crate::runtime::checkpoint::support().to_wire(),
         host_id: None,
+        ledger: None,
     }
 }
 

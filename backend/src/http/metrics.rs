@@ -115,13 +115,56 @@ async fn metrics_get(
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/openmetrics-text"));
-    let text = render(&live, &teams, backlog, om);
+    let mut text = render(&live, &teams, backlog, om);
+    if let (TeamScope::All, Some(l)) = (scope, state.ledger()) {
+        let extra = ledger_metrics(&super::fleet::ledger_state(l), om);
+        match text.rfind("# EOF") {
+            Some(i) if om => text.insert_str(i, &extra),
+            _ => text.push_str(&extra),
+        }
+    }
     (
         [(header::CONTENT_TYPE, if om { OPENMETRICS } else { TEXT })],
         match &state.config().host_id {
             Some(host) => with_host(&text, host),
             None => text,
         },
+    )
+}
+
+/// The shared ledger's shipping (host-wide: admins only).
+fn ledger_metrics(s: &wire::fleet::LedgerState, om: bool) -> String {
+    let age = s
+        .backlog_oldest
+        .as_deref()
+        .and_then(crate::metering::calendar::parse_time)
+        .map_or(0, |t| {
+            (crate::metering::sampler::wall_ms() / 1000 - t).max(0)
+        });
+    let shipped = if om {
+        "# TYPE corral_ledger_shipped_rows counter\n"
+    } else {
+        "# TYPE corral_ledger_shipped_rows_total counter\n"
+    };
+    format!(
+        "# HELP corral_ledger_connected Whether the shared ledger (PostgreSQL) took the last shipment.\n\
+         # TYPE corral_ledger_connected gauge\n\
+         corral_ledger_connected {}\n\
+         # HELP corral_ledger_backlog_rows Hourly ledger rows waiting to be shipped.\n\
+         # TYPE corral_ledger_backlog_rows gauge\n\
+         corral_ledger_backlog_rows {}\n\
+         # HELP corral_ledger_backlog_age_seconds Age of the oldest hour waiting to be shipped (0: none).\n\
+         # TYPE corral_ledger_backlog_age_seconds gauge\n\
+         corral_ledger_backlog_age_seconds {age}\n\
+         # HELP corral_ledger_backlog_alarm 1 when that hour is more than 6 hours old.\n\
+         # TYPE corral_ledger_backlog_alarm gauge\n\
+         corral_ledger_backlog_alarm {}\n\
+         # HELP corral_ledger_shipped_rows Rows the shared ledger acknowledged since shipping began.\n\
+         {shipped}corral_ledger_shipped_rows_total {}\n",
+        u8::from(s.connected && s.last_error.is_none()),
+        s.backlog_rows,
+        u8::from(s.alarm),
+        s.shipped_rows,
     )
 }
 

@@ -12,6 +12,7 @@ mod checkpoint;
 mod containers;
 mod error;
 mod events;
+mod fleet;
 mod health;
 mod history;
 mod host;
@@ -72,6 +73,7 @@ struct Inner {
     pools: crate::teams::Pools,
     governor: crate::budget::Governor,
     registries: crate::registry::Registries,
+    ledger: Option<crate::ledger::Ledger>,
 }
 
 impl AppState {
@@ -92,6 +94,7 @@ impl AppState {
         Self {
             inner: Arc::new(Inner {
                 registries,
+                ledger: None,
                 auth: Auth::new(config.auth.clone()),
                 network: crate::network::Network::new(config.network.to_config(), store.clone()),
                 config,
@@ -152,6 +155,18 @@ impl AppState {
     /// The budget governor (team budgets and their ladders).
     pub fn governor(&self) -> &crate::budget::Governor {
         &self.inner.governor
+    }
+
+    /// The shared ledger (`corral serve --ledger`).
+    pub fn ledger(&self) -> Option<&crate::ledger::Ledger> {
+        self.inner.ledger.as_ref()
+    }
+
+    pub fn with_ledger(mut self, ledger: crate::ledger::Ledger) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.ledger = Some(ledger);
+        }
+        self
     }
 
     pub fn cgroups(&self) -> &Arc<Cgroups> {
@@ -232,6 +247,7 @@ pub fn app(state: AppState) -> Router {
         .merge(images::router())
         .merge(registries::router())
         .merge(billing::router())
+        .merge(fleet::router())
         .merge(history::router())
         .merge(recommend::router())
         .merge(events::router())

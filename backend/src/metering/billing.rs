@@ -78,6 +78,41 @@ pub fn put_rate_card(
     card: &RateCard,
     now: i64,
 ) -> Result<RateCard, MeteringError> {
+    let card = check_rate_card(conn, card, now)?;
+    insert_rate_card(conn, &card, now * 1000)?;
+    Ok(card)
+}
+
+/// Stores a checked version as it is (also a version pulled from the fleet's ledger).
+pub fn insert_rate_card(
+    conn: &Connection,
+    card: &RateCard,
+    created_at_ms: i64,
+) -> Result<(), MeteringError> {
+    conn.execute(
+        "INSERT OR REPLACE INTO rate_card (effective_from, currency, cpu_core_hour_used_micros,
+           cpu_core_hour_reserved_micros, mem_gib_hour_used_micros, mem_gib_hour_reserved_micros,
+           io_gib_micros, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            card.effective_from,
+            card.currency,
+            card.cpu_core_hour_used,
+            card.cpu_core_hour_reserved,
+            card.mem_gib_hour_used,
+            card.mem_gib_hour_reserved,
+            card.io_gib,
+            created_at_ms
+        ],
+    )?;
+    Ok(())
+}
+
+/// [`put_rate_card`]'s checks: the version as it would be saved, or the field at fault.
+pub fn check_rate_card(
+    conn: &Connection,
+    card: &RateCard,
+    now: i64,
+) -> Result<RateCard, MeteringError> {
     let mut card = card.clone();
     card.effective_from = calendar::hour_ceil(card.effective_from);
     let earliest = calendar::hour_ceil(now + 1);
@@ -131,21 +166,7 @@ pub fn put_rate_card(
             });
         }
     }
-    conn.execute(
-        "INSERT OR REPLACE INTO rate_card (effective_from, currency, cpu_core_hour_used_micros,
-           cpu_core_hour_reserved_micros, mem_gib_hour_used_micros, mem_gib_hour_reserved_micros,
-           io_gib_micros, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
-            card.effective_from,
-            c,
-            card.cpu_core_hour_used,
-            card.cpu_core_hour_reserved,
-            card.mem_gib_hour_used,
-            card.mem_gib_hour_reserved,
-            card.io_gib,
-            now * 1000
-        ],
-    )?;
+    card.currency = c.to_owned();
     Ok(card)
 }
 
@@ -167,7 +188,7 @@ pub struct Quantities {
 }
 
 impl Quantities {
-    fn add(&mut self, o: &Quantities) {
+    pub fn add(&mut self, o: &Quantities) {
         self.cpu_usec += o.cpu_usec;
         self.throttled_usec += o.throttled_usec;
         self.cpu_reserved_core_usec += o.cpu_reserved_core_usec;
@@ -237,7 +258,7 @@ pub struct Cost {
 }
 
 impl Cost {
-    fn add(&mut self, o: &Cost) {
+    pub fn add(&mut self, o: &Cost) {
         self.cpu_used += o.cpu_used;
         self.cpu_reserved += o.cpu_reserved;
         self.mem_used += o.mem_used;
@@ -298,11 +319,7 @@ pub fn report(
     let from = calendar::hour_start(from);
     let to = calendar::hour_ceil(to);
     let cards = rate_cards(conn)?;
-    // Summed in Rust, keyed by (container, team, labels): no GROUP BY, whose sorter costs
-    // twice the scan itself (measured), and no allocation per row — `key` is reused.
-    let mut index: HashMap<String, usize> = HashMap::new();
-    let mut acc: Vec<Acc> = Vec::new();
-    let mut key = String::new();
+    let mut pricer = Pricer::default();
     let mut currency = cards.last().map(|c| c.currency.clone()).unwrap_or_default();
     let mut rates_set = false;
     for (i, card) in cards.iter().enumerate() {
@@ -373,89 +390,123 @@ pub fn report(
                         )
                     })
                 };
-                let (id, team, labels, name) = (text(0)?, text(1)?, text(2)?, text(3)?);
-                key.clear();
-                for part in [id, team, labels] {
-                    key.push_str(part);
-                    key.push('\0');
-                }
-                let i = match index.get(key.as_str()) {
-                    Some(i) => *i,
-                    None => {
-                        index.insert(key.clone(), acc.len());
-                        acc.push(Acc {
-                            key: (id.to_owned(), team.to_owned(), labels.to_owned()),
-                            name: String::new(),
-                            q: Quantities::default(),
-                            cost: CostAcc::default(),
-                        });
-                        acc.len() - 1
-                    }
-                };
-                let e = &mut acc[i];
-                // The greatest name, as `max(name)` keeps it in the coarse tables.
-                if *name > *e.name {
-                    e.name = name.to_owned();
-                }
-                e.q.add(&q);
-                e.cost.add(&q, card);
+                pricer.add(text(0)?, text(1)?, text(2)?, text(3)?, &q, card);
             }
         }
     }
-    let mut out = Report {
-        from,
-        to,
-        currency,
-        rates_set,
-        ..Report::default()
-    };
-    let mut teams: BTreeMap<String, Line> = BTreeMap::new();
-    let mut labels: BTreeMap<String, Line> = BTreeMap::new();
-    acc.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-    for Acc {
-        key: (id, team, labels_json),
-        name,
-        q,
-        cost: c,
-    } in acc
-    {
-        let label_map: BTreeMap<String, String> =
-            serde_json::from_str(&labels_json).unwrap_or_default();
-        if let Some((k, v)) = &filter.label
-            && label_map.get(k) != Some(v)
-        {
-            continue;
+    Ok(pricer.finish(
+        Report {
+            from,
+            to,
+            currency,
+            rates_set,
+            ..Report::default()
+        },
+        filter.label.as_ref(),
+    ))
+}
+
+/// Sums ledger rows per (container, team, labels) and prices each row with the rate card of
+/// its hour; [`Pricer::finish`] rounds each line once and adds lines up into team, label and
+/// total lines. The local bill and the fleet's (`ledger::hub`) share it, so a team's fleet
+/// total is the sum of its hosts' totals to the microsecond.
+#[derive(Default)]
+pub struct Pricer {
+    index: HashMap<String, usize>,
+    acc: Vec<Acc>,
+    key: String,
+}
+
+impl Pricer {
+    /// Adds one ledger row. No allocation for a key already seen.
+    pub fn add(
+        &mut self,
+        id: &str,
+        team: &str,
+        labels: &str,
+        name: &str,
+        q: &Quantities,
+        card: &RateCard,
+    ) {
+        self.key.clear();
+        for part in [id, team, labels] {
+            self.key.push_str(part);
+            self.key.push('\0');
         }
-        let line = Line {
-            container_id: id,
-            name,
-            team: team.clone(),
-            labels: label_map.clone(),
-            usage: q,
-            cost: c.finish(),
+        let i = match self.index.get(self.key.as_str()) {
+            Some(i) => *i,
+            None => {
+                self.index.insert(self.key.clone(), self.acc.len());
+                self.acc.push(Acc {
+                    key: (id.to_owned(), team.to_owned(), labels.to_owned()),
+                    name: String::new(),
+                    q: Quantities::default(),
+                    cost: CostAcc::default(),
+                });
+                self.acc.len() - 1
+            }
         };
-        let t = teams.entry(team.clone()).or_insert_with(|| Line {
-            team: team.clone(),
-            ..Line::default()
-        });
-        t.usage.add(&line.usage);
-        t.cost.add(&line.cost);
-        for (k, v) in &label_map {
-            let kv = format!("{k}={v}");
-            let l = labels.entry(kv.clone()).or_insert_with(|| Line {
-                name: kv,
+        let e = &mut self.acc[i];
+        // The greatest name, as `max(name)` keeps it in the coarse tables.
+        if *name > *e.name {
+            e.name = name.to_owned();
+        }
+        e.q.add(q);
+        e.cost.add(q, card);
+    }
+
+    /// The priced lines, in `out` (whose period and currency the caller set); `label`: only
+    /// containers carrying it.
+    pub fn finish(self, mut out: Report, label: Option<&(String, String)>) -> Report {
+        let mut acc = self.acc;
+        let mut teams: BTreeMap<String, Line> = BTreeMap::new();
+        let mut labels: BTreeMap<String, Line> = BTreeMap::new();
+        acc.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        for Acc {
+            key: (id, team, labels_json),
+            name,
+            q,
+            cost: c,
+        } in acc
+        {
+            let label_map: BTreeMap<String, String> =
+                serde_json::from_str(&labels_json).unwrap_or_default();
+            if let Some((k, v)) = label
+                && label_map.get(k) != Some(v)
+            {
+                continue;
+            }
+            let line = Line {
+                container_id: id,
+                name,
+                team: team.clone(),
+                labels: label_map.clone(),
+                usage: q,
+                cost: c.finish(),
+            };
+            let t = teams.entry(team.clone()).or_insert_with(|| Line {
+                team: team.clone(),
                 ..Line::default()
             });
-            l.usage.add(&line.usage);
-            l.cost.add(&line.cost);
+            t.usage.add(&line.usage);
+            t.cost.add(&line.cost);
+            for (k, v) in &label_map {
+                let kv = format!("{k}={v}");
+                let l = labels.entry(kv.clone()).or_insert_with(|| Line {
+                    name: kv,
+                    ..Line::default()
+                });
+                l.usage.add(&line.usage);
+                l.cost.add(&line.cost);
+            }
+            out.total.usage.add(&line.usage);
+            out.total.cost.add(&line.cost);
+            out.containers.push(line);
         }
-        out.total.usage.add(&line.usage);
-        out.total.cost.add(&line.cost);
-        out.containers.push(line);
+        out.teams = teams.into_values().collect();
+        out.labels = labels.into_values().collect();
+        out
     }
-    out.teams = teams.into_values().collect();
-    out.labels = labels.into_values().collect();
-    Ok(out)
 }
 
 /// The host side of a statement: the host's busy CPU time over the period, what all containers

@@ -6,6 +6,7 @@ pub mod billing;
 pub mod cgroups;
 pub mod container;
 pub mod containers;
+pub mod fleet;
 pub mod images;
 pub mod login;
 pub mod network;

@@ -157,6 +157,7 @@ async fn metrics_of_metered_groups_pass_promtool_and_the_openmetrics_parser() {
         default_memory: None,
         images: Default::default(),
         host_id: None,
+        ledger: Default::default(),
     };
     let engine = std::sync::Arc::new(Cgroups::host(t.0.subtree()).expect("engine"));
     let state = AppState::new(config, store, engine).with_metering(m.clone());

@@ -160,8 +160,10 @@ async fn billing_page_lines_labels_and_the_rate_card() {
 
     // A new version from a chosen hour: the past is refused beside the field; the next hour
     // is saved and listed as scheduled.
-    let now = now_ms / 1000;
-    let next = calendar::hour_ceil(now + 1);
+    // Read the clock here, not at the start of the test, and keep 15 minutes clear of the
+    // boundary: an hour that turns while the form is filled would make "next" the past.
+    let now = wall_ms() / 1000;
+    let next = calendar::hour_ceil(now + 15 * 60);
     let at = calendar::format_time(next);
     b.fill("#f-effective_from", "2020-01-01T00:00Z").await;
     b.fill("#f-currency", "EUR").await;

@@ -548,6 +548,7 @@ mod tests {
             used_cpu_core_hours: 0.0,
             used_memory_gib_hours: 0.0,
             percent: 85.0,
+            fleet: None,
             step: None,
             enforced: wire::Limits::default(),
             frozen: false,

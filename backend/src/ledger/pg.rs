@@ -1,0 +1,428 @@
+//! PostgreSQL: the connection (TLS through rustls, verified against `--ledger-ca`), the
+//! shared schema, and the statements the shipper, the sync and the hub run.
+//!
+//! Schema (created by the first daemon that connects, under an advisory lock so hosts that
+//! start together do not race; `corral_schema` holds its version):
+//! - `corral_hosts`: one row per host id, with the database that ships as it (`db_id`), its
+//!   API URL, and the heartbeat, shipped counts and backlog it last reported. Times come
+//!   from PostgreSQL's clock, so staleness does not depend on hosts' clocks agreeing.
+//! - `corral_usage_hour`: the hourly ledger rows of every host, keyed on (host, container,
+//!   hour, team, labels), as each host's SQLite has them.
+//! - `corral_rate_card`, `corral_team_budgets`: the fleet's prices and budgets
+//!   ([`super::sync`]).
+
+use std::{
+    future::Future,
+    io,
+    path::Path,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_postgres::{
+    Client,
+    tls::{ChannelBinding, MakeTlsConnect, TlsConnect},
+};
+use tokio_rustls::rustls::{ClientConfig, RootCertStore, pki_types::ServerName};
+
+use super::{LedgerConfig, SslMode, outbox::Row};
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// Why talking to PostgreSQL failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    #[error("PostgreSQL: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    #[error("TLS to PostgreSQL: {0}")]
+    Tls(String),
+    #[error(
+        "host id {host_id:?} is shipped by another database (db {other}) that reported {age_s} s \
+         ago; give this host its own --host-id"
+    )]
+    HostIdTaken {
+        host_id: String,
+        other: String,
+        age_s: i64,
+    },
+    #[error("the shared ledger's schema is version {0}, newer than this build's; upgrade corral")]
+    NewerSchema(i32),
+    #[error("local store: {0}")]
+    Local(String),
+}
+
+impl PgError {
+    /// Whether the connection itself is gone (reconnect), as opposed to a refused statement.
+    pub fn is_closed(&self) -> bool {
+        match self {
+            PgError::Db(e) => e.is_closed() || e.as_db_error().is_none(),
+            PgError::Tls(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Connects (5 s timeout) and spawns the connection's driver.
+pub async fn connect(cfg: &LedgerConfig) -> Result<Client, PgError> {
+    let mut pg = tokio_postgres::Config::new();
+    pg.host(&cfg.host)
+        .port(cfg.port)
+        .user(&cfg.user)
+        .dbname(&cfg.dbname)
+        .application_name("corral")
+        // `CREATE … IF NOT EXISTS` of a schema that exists is not worth a log line per connect.
+        .options("-c client_min_messages=warning")
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .keepalives_idle(std::time::Duration::from_secs(30));
+    if let Some(p) = &cfg.password {
+        pg.password(p);
+    }
+    let client = match cfg.ssl {
+        SslMode::Disable => {
+            pg.ssl_mode(tokio_postgres::config::SslMode::Disable);
+            let (client, conn) = pg.connect(tokio_postgres::NoTls).await?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "ledger connection ended");
+                }
+            });
+            client
+        }
+        SslMode::Verify => {
+            pg.ssl_mode(tokio_postgres::config::SslMode::Require);
+            let tls = Rustls(tls_config(&cfg.ca)?);
+            let (client, conn) = pg.connect(tls).await?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "ledger connection ended");
+                }
+            });
+            client
+        }
+    };
+    Ok(client)
+}
+
+fn tls_config(ca: &Path) -> Result<Arc<ClientConfig>, PgError> {
+    use tokio_rustls::rustls::pki_types::{CertificateDer, pem::PemObject};
+    let pem = std::fs::read(ca)
+        .map_err(|e| PgError::Tls(format!("cannot read {}: {e}", ca.display())))?;
+    let mut store = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem).flatten() {
+        let _ = store.add(cert);
+    }
+    if store.is_empty() {
+        return Err(PgError::Tls(format!("no certificate in {}", ca.display())));
+    }
+    let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| PgError::Tls(e.to_string()))?
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// tokio-postgres' TLS hooks over tokio-rustls.
+#[derive(Clone)]
+struct Rustls(Arc<ClientConfig>);
+
+struct RustlsConnect {
+    config: Arc<ClientConfig>,
+    name: ServerName<'static>,
+}
+
+impl<S> MakeTlsConnect<S> for Rustls
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    type Stream = RustlsStream<S>;
+    type TlsConnect = RustlsConnect;
+    type Error = io::Error;
+
+    fn make_tls_connect(&mut self, domain: &str) -> io::Result<RustlsConnect> {
+        let name = ServerName::try_from(domain.to_owned())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        Ok(RustlsConnect {
+            config: self.0.clone(),
+            name,
+        })
+    }
+}
+
+impl<S> TlsConnect<S> for RustlsConnect
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    type Stream = RustlsStream<S>;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<RustlsStream<S>>> + Send>>;
+
+    fn connect(self, stream: S) -> Self::Future {
+        Box::pin(async move {
+            let s = tokio_rustls::TlsConnector::from(self.config)
+                .connect(self.name, stream)
+                .await?;
+            Ok(RustlsStream(Box::new(s)))
+        })
+    }
+}
+
+pub struct RustlsStream<S>(Box<tokio_rustls::client::TlsStream<S>>);
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for RustlsStream<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.0).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for RustlsStream<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.0).poll_shutdown(cx)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> tokio_postgres::tls::TlsStream for RustlsStream<S> {
+    fn channel_binding(&self) -> ChannelBinding {
+        // SCRAM without channel binding (libpq's default `channel_binding=prefer` falls back to
+        // it as well); the server's certificate is verified, which is what binds the session.
+        ChannelBinding::none()
+    }
+}
+
+/// Lock id of schema changes (any constant: "corral" in ASCII).
+const SCHEMA_LOCK: i64 = 0x636f_7272_616c;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS corral_schema (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS corral_hosts (
+    host_id        TEXT PRIMARY KEY,
+    db_id          TEXT NOT NULL,
+    api_url        TEXT,
+    version        TEXT NOT NULL,
+    registered_ms  BIGINT NOT NULL,
+    heartbeat_ms   BIGINT NOT NULL,
+    shipped_rows   BIGINT NOT NULL DEFAULT 0,
+    backlog_rows   BIGINT NOT NULL DEFAULT 0,
+    backlog_oldest BIGINT,
+    last_ship_ms   BIGINT
+);
+CREATE TABLE IF NOT EXISTS corral_usage_hour (
+    host_id                TEXT NOT NULL,
+    period                 BIGINT NOT NULL,
+    container_id           TEXT NOT NULL,
+    team                   TEXT NOT NULL,
+    labels                 TEXT NOT NULL,
+    name                   TEXT NOT NULL,
+    duration_ms            BIGINT NOT NULL,
+    cpu_usec               BIGINT NOT NULL,
+    throttled_usec         BIGINT NOT NULL,
+    cpu_reserved_core_usec BIGINT NOT NULL,
+    mem_byte_s             BIGINT NOT NULL,
+    mem_reserved_byte_s    BIGINT NOT NULL,
+    io_rbytes              BIGINT NOT NULL,
+    io_wbytes              BIGINT NOT NULL,
+    io_rios                BIGINT NOT NULL,
+    io_wios                BIGINT NOT NULL,
+    oom_kills              BIGINT NOT NULL,
+    mem_peak               BIGINT NOT NULL,
+    pids_peak              BIGINT NOT NULL,
+    shipped_ms             BIGINT NOT NULL,
+    PRIMARY KEY (host_id, container_id, period, team, labels)
+);
+CREATE INDEX IF NOT EXISTS corral_usage_hour_team ON corral_usage_hour (team, period);
+CREATE INDEX IF NOT EXISTS corral_usage_hour_period ON corral_usage_hour (period);
+CREATE TABLE IF NOT EXISTS corral_rate_card (
+    effective_from                 BIGINT PRIMARY KEY,
+    currency                       TEXT NOT NULL,
+    cpu_core_hour_used_micros      BIGINT NOT NULL,
+    cpu_core_hour_reserved_micros  BIGINT NOT NULL,
+    mem_gib_hour_used_micros       BIGINT NOT NULL,
+    mem_gib_hour_reserved_micros   BIGINT NOT NULL,
+    io_gib_micros                  BIGINT NOT NULL,
+    created_at_ms                  BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS corral_team_budgets (
+    team       TEXT PRIMARY KEY,
+    budget     TEXT,
+    updated_ms BIGINT NOT NULL
+);
+";
+
+/// PostgreSQL's clock, ms.
+pub const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
+/// Creates the shared schema when missing; refuses a newer one.
+pub async fn migrate(client: &mut Client) -> Result<(), PgError> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+        .await?;
+    tx.batch_execute(SCHEMA).await?;
+    let v: Option<i32> = tx
+        .query_opt("SELECT max(version) FROM corral_schema", &[])
+        .await?
+        .and_then(|r| r.get(0));
+    match v {
+        Some(v) if v > SCHEMA_VERSION => return Err(PgError::NewerSchema(v)),
+        Some(_) => {}
+        None => {
+            tx.execute("INSERT INTO corral_schema VALUES ($1)", &[&SCHEMA_VERSION])
+                .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// What a host reports with every heartbeat.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub db_id: String,
+    pub api_url: Option<String>,
+    pub backlog: super::outbox::Backlog,
+}
+
+/// Registers this host or refreshes its heartbeat. A host id held by another database whose
+/// heartbeat is younger than `takeover_ms` is refused (two machines named alike would merge
+/// their bills); an older one is taken over (a host rebuilt with a new disk).
+pub async fn heartbeat(
+    client: &mut Client,
+    host_id: &str,
+    r: &Report,
+    takeover_ms: i64,
+) -> Result<(), PgError> {
+    let tx = client.transaction().await?;
+    let row = tx
+        .query_opt(
+            &format!(
+                "SELECT db_id, {NOW_MS} - heartbeat_ms FROM corral_hosts WHERE host_id = $1 \
+                 FOR UPDATE"
+            ),
+            &[&host_id],
+        )
+        .await?;
+    if let Some(row) = row {
+        let (db, age): (String, i64) = (row.get(0), row.get(1));
+        if db != r.db_id && age < takeover_ms {
+            return Err(PgError::HostIdTaken {
+                host_id: host_id.to_owned(),
+                other: db,
+                age_s: age / 1000,
+            });
+        }
+    }
+    tx.execute(
+        &format!(
+            "INSERT INTO corral_hosts (host_id, db_id, api_url, version, registered_ms,
+               heartbeat_ms, shipped_rows, backlog_rows, backlog_oldest, last_ship_ms)
+             VALUES ($1, $2, $3, $4, {NOW_MS}, {NOW_MS}, $5, $6, $7, $8)
+             ON CONFLICT (host_id) DO UPDATE SET db_id = excluded.db_id,
+               api_url = excluded.api_url, version = excluded.version,
+               heartbeat_ms = excluded.heartbeat_ms, shipped_rows = excluded.shipped_rows,
+               backlog_rows = excluded.backlog_rows, backlog_oldest = excluded.backlog_oldest,
+               last_ship_ms = excluded.last_ship_ms"
+        ),
+        &[
+            &host_id,
+            &r.db_id,
+            &r.api_url,
+            &crate::VERSION,
+            &r.backlog.shipped_rows,
+            &r.backlog.rows,
+            &r.backlog.oldest_period,
+            &r.backlog.last_ship_ms,
+        ],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Upserts `rows` of `host_id` in one statement and one transaction. Every column keeps the
+/// greater of stored and sent (sums and peaks only grow), so a replay changes nothing.
+pub async fn ship(client: &mut Client, host_id: &str, rows: &[Row]) -> Result<(), PgError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    macro_rules! col {
+        ($f:expr) => {
+            rows.iter().map($f).collect::<Vec<_>>()
+        };
+    }
+    let period = col!(|r| r.period);
+    let id = col!(|r| r.container_id.as_str());
+    let team = col!(|r| r.team.as_str());
+    let labels = col!(|r| r.labels.as_str());
+    let name = col!(|r| r.name.as_str());
+    let dur = col!(|r| r.duration_ms);
+    let cpu = col!(|r| r.q.cpu_usec);
+    let thr = col!(|r| r.q.throttled_usec);
+    let res = col!(|r| r.q.cpu_reserved_core_usec);
+    let mem = col!(|r| r.q.mem_byte_s);
+    let mres = col!(|r| r.q.mem_reserved_byte_s);
+    let rb = col!(|r| r.q.io_rbytes);
+    let wb = col!(|r| r.q.io_wbytes);
+    let ri = col!(|r| r.q.io_rios);
+    let wi = col!(|r| r.q.io_wios);
+    let oom = col!(|r| r.q.oom_kills);
+    let mpeak = col!(|r| r.q.mem_peak);
+    let ppeak = col!(|r| r.q.pids_peak);
+    let g = |c: &str| format!("{c} = GREATEST(corral_usage_hour.{c}, excluded.{c})");
+    let sql = format!(
+        "INSERT INTO corral_usage_hour (host_id, period, container_id, team, labels, name,
+           duration_ms, cpu_usec, throttled_usec, cpu_reserved_core_usec, mem_byte_s,
+           mem_reserved_byte_s, io_rbytes, io_wbytes, io_rios, io_wios, oom_kills, mem_peak,
+           pids_peak, shipped_ms)
+         SELECT $1, u.*, {NOW_MS} FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[],
+           $6::text[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[],
+           $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[],
+           $17::bigint[], $18::bigint[], $19::bigint[]) AS u
+         ON CONFLICT (host_id, container_id, period, team, labels) DO UPDATE SET
+           name = excluded.name, {}, shipped_ms = excluded.shipped_ms",
+        [
+            "duration_ms",
+            "cpu_usec",
+            "throttled_usec",
+            "cpu_reserved_core_usec",
+            "mem_byte_s",
+            "mem_reserved_byte_s",
+            "io_rbytes",
+            "io_wbytes",
+            "io_rios",
+            "io_wios",
+            "oom_kills",
+            "mem_peak",
+            "pids_peak",
+        ]
+        .map(g)
+        .join(", ")
+    );
+    let tx = client.transaction().await?;
+    tx.execute(
+        &sql,
+        &[
+            &host_id, &period, &id, &team, &labels, &name, &dur, &cpu, &thr, &res, &mem, &mres,
+            &rb, &wb, &ri, &wi, &oom, &mpeak, &ppeak,
+        ],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}

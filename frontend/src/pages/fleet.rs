@@ -1,0 +1,117 @@
+//! Fleet (issue 19), on a hub (`corral serve --hub`): every host with its heartbeat (stale
+//! after 60 s), the backlog waiting to ship and recent usage; and this month's statement
+//! across hosts per host and team, per team and in total, from `GET /api/v1/fleet/*`. On a
+//! daemon that is not a hub the page says how to start one.
+
+use leptos::prelude::*;
+
+use crate::{
+    api,
+    components::{poll::poll, ui::polled_view},
+};
+
+fn money(micros: i64) -> String {
+    format!("{:.2}", micros as f64 / 1e6)
+}
+
+fn core_hours(usec: i64) -> String {
+    format!("{:.3}", usec as f64 / 3.6e9)
+}
+
+#[component]
+pub fn Fleet() -> impl IntoView {
+    let hosts = poll(10_000, || {
+        api::get::<wire::fleet::FleetHosts>("/api/v1/fleet/hosts")
+    });
+    let statement = poll(30_000, || {
+        api::get::<wire::fleet::FleetStatement>("/api/v1/fleet/statement")
+    });
+    let not_hub = move || {
+        hosts
+            .error
+            .get()
+            .is_some_and(|e| e.error.code == "not_a_hub")
+    };
+    view! {
+        <div class="page-head"><h1>"Fleet"</h1></div>
+        <Show when=not_hub>
+            <p class="notice" data-testid="not-a-hub">
+                "This daemon is not a hub. Start one with " <code>"corral serve --hub --ledger postgres://…"</code>
+                " and every host with " <code>"--host-id NAME --ledger postgres://…"</code>
+                ": the hub then lists the hosts and bills the fleet from the shared ledger."
+            </p>
+        </Show>
+        <Show when=move || !not_hub()>
+            <section class="card">
+                <h2>"Hosts"</h2>
+                {polled_view(hosts, "hosts", |h: wire::fleet::FleetHosts| view! {
+                    <div class="table-wrap">
+                        <table class="table" data-testid="fleet-hosts">
+                            <thead><tr><th>"Host"</th><th>"State"</th><th>"Heartbeat"</th><th>"Containers"</th>
+                                <th>"CPU core-h (24 h)"</th><th>"Waiting to ship"</th><th>"Last shipped"</th><th>"API"</th></tr></thead>
+                            <tbody>
+                                {h.hosts.into_iter().map(|x| {
+                                    let state = if x.stale { "stale" } else { "up" };
+                                    view! {
+                                        <tr data-host=x.host_id.clone() data-state=state>
+                                            <td class="mono"><b>{x.host_id.clone()}</b></td>
+                                            <td><span class=if x.stale { "badge warn" } else { "badge ok" }>{state}</span></td>
+                                            <td class="nowrap">{format!("{:.0} s ago", x.heartbeat_age_s)}</td>
+                                            <td>{x.containers}</td>
+                                            <td>{format!("{:.3}", x.cpu_core_hours_24h)}</td>
+                                            <td>{x.backlog_rows}
+                                                {x.backlog_oldest.clone().map(|t| format!(" (since {t})"))}</td>
+                                            <td class="nowrap">{x.last_ship_at.clone().unwrap_or_else(|| "-".into())}</td>
+                                            <td class="mono">{x.api_url.clone().map(|u| view! {
+                                                <a href=u.clone() target="_blank" rel="noopener">{u.clone()}</a>
+                                            })}</td>
+                                        </tr>
+                                    }
+                                }).collect_view()}
+                            </tbody>
+                        </table>
+                    </div>
+                })}
+            </section>
+            <section class="card">
+                <h2>"This month across hosts"</h2>
+                {polled_view(statement, "statement", |s: wire::fleet::FleetStatement| {
+                    let cur = s.currency.clone();
+                    view! {
+                        <p class="muted small">{format!("{} – {}, priced with the fleet's rate card ({cur}){}",
+                            s.from, s.to, if s.rates_set { "" } else { "; no rate card set: every cost is 0" })}</p>
+                        <div class="table-wrap">
+                            <table class="table" data-testid="fleet-statement">
+                                <thead><tr><th>"Host"</th><th>"Team"</th><th>"CPU core-h"</th><th>"Memory GiB-h"</th><th>"Cost"</th></tr></thead>
+                                <tbody>
+                                    {s.host_teams.iter().map(|l| view! {
+                                        <tr data-host=l.host.clone() data-team=l.team.clone()>
+                                            <td class="mono">{l.host.clone()}</td><td>{l.team.clone()}</td>
+                                            <td>{core_hours(l.cpu_usec)}</td>
+                                            <td>{format!("{:.3}", l.line.usage.mem_gib_hours)}</td>
+                                            <td>{money(l.cost_micros)}</td>
+                                        </tr>
+                                    }).collect_view()}
+                                    {s.teams.iter().map(|l| view! {
+                                        <tr class="subtotal" data-team-total=l.team.clone()>
+                                            <td class="muted">"all hosts"</td><td><b>{l.team.clone()}</b></td>
+                                            <td>{core_hours(l.cpu_usec)}</td>
+                                            <td>{format!("{:.3}", l.line.usage.mem_gib_hours)}</td>
+                                            <td><b>{money(l.cost_micros)}</b></td>
+                                        </tr>
+                                    }).collect_view()}
+                                    <tr class="total" data-testid="fleet-total">
+                                        <td><b>"Total"</b></td><td></td>
+                                        <td>{core_hours(s.total.cpu_usec)}</td>
+                                        <td>{format!("{:.3}", s.total.line.usage.mem_gib_hours)}</td>
+                                        <td><b>{format!("{} {cur}", money(s.total.cost_micros))}</b></td>
+                                    </tr>
+                                </tbody>
+                            </table>
+                        </div>
+                    }
+                })}
+            </section>
+        </Show>
+    }
+}
