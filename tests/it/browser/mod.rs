@@ -1,6 +1,7 @@
 mod billing;
 mod checkpoint;
 mod containers;
+mod fleet;
 mod pages;
 mod processes;
 mod recommend;

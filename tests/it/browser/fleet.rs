@@ -1,0 +1,41 @@
+//! The Fleet page, in Chromium: on a hub over a real PostgreSQL (`tests::postgres`) it lists
+//! the hub itself as a host that is up and this month's fleet statement with its total; on a
+//! daemon that is not a hub it says how to start one. Screenshot `fleet`.
+
+use tests::{ADMIN, ADMIN_PASSWORD, Daemon, browser::Browser, postgres::Postgres};
+
+#[tokio::test]
+async fn the_fleet_page_lists_hosts_and_the_statement_or_says_how_to_start_a_hub() {
+    let plain = Daemon::start();
+    plain.admin_token();
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let base = plain.url();
+    b.sign_in(&base, ADMIN, ADMIN_PASSWORD).await;
+    b.open(&base, "/fleet").await;
+    b.wait_text("[data-testid=not-a-hub]", "--hub").await;
+
+    let pg = Postgres::start();
+    let url = pg.url();
+    let pwf = pg.password_file();
+    let hub = Daemon::start_with(&[
+        "--host-id",
+        "hub-1",
+        "--ledger",
+        &url,
+        "--ledger-password-file",
+        pwf.to_str().expect("path"),
+        "--hub",
+    ]);
+    hub.admin_token();
+    let base = hub.url();
+    b.sign_in(&base, ADMIN, ADMIN_PASSWORD).await;
+    b.open(&base, "/fleet").await;
+    b.wait_for("[data-testid=fleet-hosts] tr[data-host=hub-1][data-state=up]")
+        .await;
+    b.wait_for("[data-testid=fleet-total]").await;
+    let shot = b.screenshot("fleet").await;
+    eprintln!("screenshot: {}", shot.display());
+    b.close().await;
+}
