@@ -34,7 +34,10 @@ fn every_route_is_documented_as_it_answers() {
             // A hub's routes (kernel::fleet_ledger runs one): here, the documented refusal.
             assert_eq!(r.status, 404, "GET {path}: {}", r.body);
             assert!(r.body.contains("not_a_hub"), "GET {path}: {}", r.body);
-            assert!(get["responses"]["404"].is_object(), "{path}: 404 documented");
+            assert!(
+                get["responses"]["404"].is_object(),
+                "{path}: 404 documented"
+            );
             continue;
         }
         assert_eq!(r.status, 200, "GET {path}: {}", r.body);
