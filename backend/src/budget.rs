@@ -377,6 +377,24 @@ fn load_budget(conn: &Connection, team: &str) -> Result<Option<Budget>, BudgetEr
     .transpose()
 }
 
+/// Stores a team's budget (JSON of `wire::Budget`, checked by the caller) or, with `None`,
+/// removes it; the caller evaluates afterwards.
+pub(crate) fn save_budget(
+    conn: &Connection,
+    team: &str,
+    json: Option<&str>,
+) -> rusqlite::Result<()> {
+    match json {
+        Some(json) => conn.execute(
+            "INSERT INTO team_budgets (team, budget, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT(team) DO UPDATE SET budget = excluded.budget, updated_at = excluded.updated_at",
+            params![team, json, crate::auth::now_secs()],
+        ),
+        None => conn.execute("DELETE FROM team_budgets WHERE team = ?1", [team]),
+    }
+    .map(drop)
+}
+
 fn load_state(conn: &Connection, team: &str) -> Result<Option<State>, BudgetError> {
     Ok(conn
         .query_row(
@@ -395,7 +413,12 @@ fn load_state(conn: &Connection, team: &str) -> Result<Option<State>, BudgetErro
 }
 
 /// What the team used in `[from, to)` (unix s), priced from the ledger, and the currency.
-fn used(conn: &Connection, team: &str, from: i64, to: i64) -> Result<(Used, String), BudgetError> {
+fn local_used(
+    conn: &Connection,
+    team: &str,
+    from: i64,
+    to: i64,
+) -> Result<(Used, String), BudgetError> {
     let r = billing::report(
         conn,
         from,
@@ -501,16 +524,29 @@ impl Governor {
         changed
     }
 
-    /// The other hosts' usage of `team` in the period starting at `start` (`None`: no shared
-    /// ledger, or nothing known for that period yet).
-    fn fleet(&self, team: &str, start: i64) -> Option<FleetUsage> {
-        self.inner
+    /// What `team` used from `start` to `now`: this host's ledger plus, with a shared ledger,
+    /// the other hosts' usage of the same period (also returned on its own; `None`: no shared
+    /// ledger, or nothing known for that period yet), and the currency.
+    fn used(
+        &self,
+        conn: &Connection,
+        team: &str,
+        start: i64,
+        now: i64,
+    ) -> Result<(Used, String, Option<FleetUsage>), BudgetError> {
+        let (mut u, currency) = local_used(conn, team, start, now + 1)?;
+        let fleet = self
+            .inner
             .fleet
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(team)
             .filter(|f| f.period_start == start)
-            .copied()
+            .copied();
+        if let Some(f) = fleet {
+            u += f.used;
+        }
+        Ok((u, currency, fleet))
     }
 
     /// Asks for an evaluation of every team (the ledger was written). Never blocks.
@@ -701,10 +737,7 @@ impl Governor {
         let (ladder, period, start, pct, of) = match &budget {
             Some(b) => {
                 let start = period_start(b.period, now);
-                let (mut u, currency) = used(conn, team, start, now + 1)?;
-                if let Some(f) = self.fleet(team, start) {
-                    u += f.used;
-                }
+                let (u, currency, _) = self.used(conn, team, start, now)?;
                 let (pct, of) = percent(b, &u, &currency);
                 (ladder_of(b), Some(b.period), start, pct, of)
             }
@@ -800,11 +833,7 @@ impl Governor {
         };
         let now = self.now();
         let start = period_start(budget.period, now);
-        let (mut u, currency) = used(conn, team, start, now + 1)?;
-        let fleet = self.fleet(team, start);
-        if let Some(f) = fleet {
-            u += f.used;
-        }
+        let (u, currency, fleet) = self.used(conn, team, start, now)?;
         let (pct, _) = percent(&budget, &u, &currency);
         let state = load_state(conn, team)?;
         let step = state
@@ -851,11 +880,7 @@ impl Governor {
             source,
         })?;
         let tx = conn.unchecked_transaction()?;
-        tx.execute(
-            "INSERT INTO team_budgets (team, budget, updated_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT(team) DO UPDATE SET budget = excluded.budget, updated_at = excluded.updated_at",
-            params![team, json, crate::auth::now_secs()],
-        )?;
+        save_budget(&tx, team, Some(&json))?;
         let mut row = audit::Event::new(actor, "team.budget")
             .target(format!("team:{team}"))
             .after(json!(budget));
@@ -876,7 +901,7 @@ impl Governor {
         };
         // Lifted first, with the ladder still known for the reason.
         let tx = conn.unchecked_transaction()?;
-        tx.execute("DELETE FROM team_budgets WHERE team = ?1", [team])?;
+        save_budget(&tx, team, None)?;
         audit::insert(
             &tx,
             &audit::Event::new(actor, "team.budget")

@@ -47,8 +47,8 @@ pub enum DaemonError {
     Tls(#[from] crate::tls::TlsError),
     #[error(transparent)]
     Ledger(#[from] crate::ledger::LedgerArgError),
-    #[error("cannot turn on the ledger outbox")]
-    Outbox(#[source] rusqlite::Error),
+    #[error("cannot turn on the ledger outbox: {0}")]
+    Outbox(String),
 }
 
 /// Runs the daemon until a shutdown signal arrives.

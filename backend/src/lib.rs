@@ -13,6 +13,7 @@ pub mod config;
 pub mod daemon;
 pub mod docker;
 pub mod events;
+pub mod fault;
 pub mod http;
 pub mod image;
 pub mod ledger;

@@ -52,6 +52,28 @@ pub enum TlsError {
     },
 }
 
+/// A TLS client configuration trusting the PEM certificates in `roots` (the system's bundle,
+/// or a CA given on the command line): aws-lc-rs, TLS 1.2 and 1.3, no client certificate. A
+/// certificate the store cannot use is skipped, as other clients do; a file without a usable
+/// one is refused. Callers add their ALPN. (The CLI's `client::tls_connector` is stricter: a
+/// CA file the user named must parse whole.)
+pub fn client_config(roots: &Path) -> Result<rustls::ClientConfig, String> {
+    let pem = std::fs::read(roots).map_err(|e| format!("cannot read {}: {e}", roots.display()))?;
+    let mut store = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem).flatten() {
+        let _ = store.add(cert);
+    }
+    if store.is_empty() {
+        return Err(format!("no certificate in {}", roots.display()));
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(store)
+        .with_no_client_auth())
+}
+
 /// Loads the PEM certificate chain and key into a TLS acceptor.
 pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
     let read = |path: &Path| {

@@ -218,22 +218,7 @@ where
 
 /// A TLS client trusting the system's roots.
 fn connector() -> Result<tokio_rustls::TlsConnector, String> {
-    use tokio_rustls::rustls::{
-        ClientConfig, RootCertStore,
-        pki_types::{CertificateDer, pem::PemObject},
-    };
-    let pem = std::fs::read(SYSTEM_ROOTS).map_err(|e| format!("{SYSTEM_ROOTS}: {e}"))?;
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem).flatten() {
-        // A certificate the store cannot use is skipped, as other clients do.
-        let _ = roots.add(cert);
-    }
-    let provider = std::sync::Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config = crate::tls::client_config(std::path::Path::new(SYSTEM_ROOTS))?;
     Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
         config,
     )))

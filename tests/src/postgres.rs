@@ -9,7 +9,7 @@ use std::{
     process::{Command, Stdio},
 };
 
-use crate::{TempDir, free_port};
+use crate::{Daemon, TempDir, free_port};
 
 /// The ledger user's password (in `password_file()`).
 pub const PASSWORD: &str = "corral-ledger-test";
@@ -19,6 +19,8 @@ pub struct Postgres {
     bin: PathBuf,
     pub port: u16,
     running: bool,
+    /// `-c ssl=on …` when started with [`Postgres::start_tls`].
+    tls: Option<String>,
 }
 
 /// The newest `/usr/lib/postgresql/N/bin` (Debian's layout), else the PATH's.
@@ -48,6 +50,16 @@ fn postgres_ids() -> (u32, u32) {
 impl Postgres {
     /// initdb and start; panics with the server's log when it does not come up.
     pub fn start() -> Self {
+        Self::init(None).0
+    }
+
+    /// Like [`Postgres::start`], serving TLS with this certificate and key (PEM); returns the
+    /// certificate's path too, for `--ledger-ca`.
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> (Self, PathBuf) {
+        Self::init(Some((cert_pem, key_pem)))
+    }
+
+    fn init(tls: Option<(&str, &str)>) -> (Self, PathBuf) {
         let dir = TempDir::new("corral-pg");
         let (uid, gid) = postgres_ids();
         let own = |p: &std::path::Path| {
@@ -59,11 +71,26 @@ impl Postgres {
         let pw = dir.path().join("pwfile");
         std::fs::write(&pw, PASSWORD).expect("pwfile");
         own(&pw);
+        let cert = dir.path().join("server.crt");
+        let tls = tls.map(|(cert_pem, key_pem)| {
+            let key = dir.path().join("server.key");
+            std::fs::write(&cert, cert_pem).expect("server.crt");
+            std::fs::write(&key, key_pem).expect("server.key");
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+            own(&cert);
+            own(&key);
+            format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                cert.display(),
+                key.display()
+            )
+        });
         let pg = Postgres {
             bin: bin_dir(),
             port: free_port(),
             dir,
             running: false,
+            tls,
         };
         let out = pg
             .command("initdb")
@@ -89,7 +116,7 @@ impl Postgres {
         );
         let mut pg = pg;
         pg.resume();
-        pg
+        (pg, cert)
     }
 
     fn command(&self, tool: &str) -> Command {
@@ -116,9 +143,10 @@ impl Postgres {
             .arg(self.dir.path().join("server.log"))
             .arg("-o")
             .arg(format!(
-                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off{}",
                 self.port,
-                self.dir.path().display()
+                self.dir.path().display(),
+                self.tls.as_deref().unwrap_or("")
             ))
             .args(["-w", "-t", "30", "start"])
             .output()
@@ -180,6 +208,13 @@ impl Postgres {
         tokio::spawn(conn);
         client
     }
+}
+
+/// A daemon's shipping to the shared ledger, as `GET /api/v1/host` shows it.
+pub fn ledger_state(d: &Daemon) -> Option<wire::fleet::LedgerState> {
+    let r = crate::call(d, &d.admin_token(), "GET", "/api/v1/host", None);
+    let h: wire::HostInfo = serde_json::from_str(&r.body).expect("host info");
+    h.ledger
 }
 
 impl Drop for Postgres {

@@ -81,23 +81,16 @@ pub async fn bill(client: &Client, a: &BillArgs) -> Result<(), ClientError> {
         }
         return Ok(());
     }
-    let mut q = Vec::new();
-    for (k, v) in [
-        ("team", &a.team),
-        ("container", &a.container),
-        ("label", &a.label),
-        ("from", &a.from),
-        ("to", &a.to),
-    ] {
-        if let Some(v) = v {
-            q.push(format!("{k}={}", enc(v)));
-        }
-    }
-    let path = if q.is_empty() {
-        "/api/v1/billing".to_owned()
-    } else {
-        format!("/api/v1/billing?{}", q.join("&"))
-    };
+    let path = super::with_query(
+        "/api/v1/billing",
+        &[
+            ("team", &a.team),
+            ("container", &a.container),
+            ("label", &a.label),
+            ("from", &a.from),
+            ("to", &a.to),
+        ],
+    );
     let r: wire::billing::BillingReport = client.get(&path).await?;
     note_unset_rates(&r);
     if a.csv {

@@ -4,7 +4,7 @@
 use clap::{Args, Subcommand};
 use hyper::Method;
 
-use super::containers::{enc, send};
+use super::{containers::send, table, with_query};
 use crate::client::Client;
 
 #[derive(Debug, Args)]
@@ -57,54 +57,39 @@ pub struct HistoryArgs {
     pub to: Option<String>,
 }
 
-fn query(pairs: &[(&str, &Option<String>)]) -> String {
-    let q: Vec<String> = pairs
-        .iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", enc(v))))
-        .collect();
-    if q.is_empty() {
-        String::new()
-    } else {
-        format!("?{}", q.join("&"))
+/// GETs `path`; with `--json` prints the hub's answer and returns `None`.
+async fn get<T: serde::de::DeserializeOwned + serde::Serialize>(
+    client: &Client,
+    path: &str,
+    json: bool,
+) -> anyhow::Result<Option<T>> {
+    let v: T = send(client, Method::GET, path, None).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(None);
     }
+    Ok(Some(v))
 }
 
-/// Columns padded to their widest cell; the last unpadded.
-fn table(titles: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = titles.iter().map(|t| t.len()).collect();
-    for r in rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let line = |cells: &[String]| {
-        let mut out = String::new();
-        for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
-            if i + 1 == cells.len() {
-                out.push_str(c);
-            } else {
-                out.push_str(&format!("{c:<w$}  "));
-            }
-        }
-        out.push('\n');
-        out
-    };
-    let mut out = line(&titles.iter().map(|t| (*t).to_owned()).collect::<Vec<_>>());
-    for r in rows {
-        out.push_str(&line(r));
-    }
-    out
+/// A statement row: host, team, CPU core-hours, memory GiB-hours, cost (exact integers in).
+fn statement_row(host: &str, team: &str, l: &wire::fleet::FleetLine) -> Vec<String> {
+    vec![
+        host.to_owned(),
+        team.to_owned(),
+        format!("{:.6}", l.cpu_usec as f64 / 3.6e9),
+        format!("{:.6}", l.line.usage.mem_gib_hours),
+        format!("{:.6}", l.cost_micros as f64 / 1e6),
+    ]
 }
 
 pub async fn fleet(client: &Client, a: &FleetArgs) -> anyhow::Result<()> {
     match &a.cmd {
         FleetCmd::Hosts => {
-            let h: wire::fleet::FleetHosts =
-                send(client, Method::GET, "/api/v1/fleet/hosts", None).await?;
-            if a.json {
-                println!("{}", serde_json::to_string_pretty(&h)?);
+            let Some(h) =
+                get::<wire::fleet::FleetHosts>(client, "/api/v1/fleet/hosts", a.json).await?
+            else {
                 return Ok(());
-            }
+            };
             let rows: Vec<Vec<String>> = h
                 .hosts
                 .iter()
@@ -121,69 +106,43 @@ pub async fn fleet(client: &Client, a: &FleetArgs) -> anyhow::Result<()> {
                     ]
                 })
                 .collect();
-            print!(
-                "{}",
-                table(
-                    &[
-                        "HOST",
-                        "STATE",
-                        "HEARTBEAT",
-                        "CONTAINERS",
-                        "CPU-H 24H",
-                        "BACKLOG",
-                        "LAST SHIPPED",
-                        "API"
-                    ],
-                    &rows
-                )
-            );
+            let titles = [
+                "HOST",
+                "STATE",
+                "HEARTBEAT",
+                "CONTAINERS",
+                "CPU-H 24H",
+                "BACKLOG",
+                "LAST SHIPPED",
+                "API",
+            ];
+            print!("{}", table(&titles, &rows));
         }
         FleetCmd::Statement(r) => {
-            let path = format!(
-                "/api/v1/fleet/statement{}",
-                query(&[
+            let path = with_query(
+                "/api/v1/fleet/statement",
+                &[
                     ("team", &r.team),
                     ("host", &r.host_id),
                     ("from", &r.from),
-                    ("to", &r.to)
-                ])
+                    ("to", &r.to),
+                ],
             );
-            let s: wire::fleet::FleetStatement = send(client, Method::GET, &path, None).await?;
-            if a.json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
+            let Some(s) = get::<wire::fleet::FleetStatement>(client, &path, a.json).await? else {
                 return Ok(());
-            }
+            };
             println!("Fleet statement {} – {} ({})", s.from, s.to, s.currency);
-            let money = |m: i64| format!("{:.6}", m as f64 / 1e6);
-            let mut rows: Vec<Vec<String>> = s
+            let rows: Vec<Vec<String>> = s
                 .host_teams
                 .iter()
-                .map(|l| {
-                    vec![
-                        l.host.clone(),
-                        l.team.clone(),
-                        format!("{:.6}", l.cpu_usec as f64 / 3.6e9),
-                        format!("{:.6}", l.line.usage.mem_gib_hours),
-                        money(l.cost_micros),
-                    ]
-                })
+                .map(|l| statement_row(&l.host, &l.team, l))
+                .chain(
+                    s.teams
+                        .iter()
+                        .map(|l| statement_row("(all hosts)", &l.team, l)),
+                )
+                .chain([statement_row("TOTAL", "", &s.total)])
                 .collect();
-            for t in &s.teams {
-                rows.push(vec![
-                    "(all hosts)".into(),
-                    t.team.clone(),
-                    format!("{:.6}", t.cpu_usec as f64 / 3.6e9),
-                    format!("{:.6}", t.line.usage.mem_gib_hours),
-                    money(t.cost_micros),
-                ]);
-            }
-            rows.push(vec![
-                "TOTAL".into(),
-                String::new(),
-                format!("{:.6}", s.total.cpu_usec as f64 / 3.6e9),
-                format!("{:.6}", s.total.line.usage.mem_gib_hours),
-                money(s.total.cost_micros),
-            ]);
             print!(
                 "{}",
                 table(&["HOST", "TEAM", "CPU CORE-H", "MEM GIB-H", "COST"], &rows)
@@ -193,20 +152,18 @@ pub async fn fleet(client: &Client, a: &FleetArgs) -> anyhow::Result<()> {
             }
         }
         FleetCmd::History(h) => {
-            let path = format!(
-                "/api/v1/fleet/history{}",
-                query(&[
+            let path = with_query(
+                "/api/v1/fleet/history",
+                &[
                     ("team", &h.team),
                     ("by", &h.by),
                     ("from", &h.from),
-                    ("to", &h.to)
-                ])
+                    ("to", &h.to),
+                ],
             );
-            let s: wire::fleet::FleetHistory = send(client, Method::GET, &path, None).await?;
-            if a.json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
+            let Some(s) = get::<wire::fleet::FleetHistory>(client, &path, a.json).await? else {
                 return Ok(());
-            }
+            };
             let rows: Vec<Vec<String>> = s
                 .series
                 .iter()
@@ -221,12 +178,10 @@ pub async fn fleet(client: &Client, a: &FleetArgs) -> anyhow::Result<()> {
                     })
                 })
                 .collect();
+            let by = s.by.to_uppercase();
             print!(
                 "{}",
-                table(
-                    &["HOUR", &s.by.to_uppercase(), "CPU CORE-H", "MEM GIB-H"],
-                    &rows
-                )
+                table(&["HOUR", &by, "CPU CORE-H", "MEM GIB-H"], &rows)
             );
         }
     }

@@ -45,23 +45,15 @@ pub async fn history(client: &Client, a: &HistoryArgs) -> anyhow::Result<()> {
         (Some(n), None) => format!("/api/v1/containers/{}/history", super::billing::enc(n)),
         (None, None) => anyhow::bail!("give a container NAME or --team TEAM"),
     };
-    let query: Vec<String> = [
-        ("range", &a.since),
-        ("step", &a.step),
-        ("from", &a.from),
-        ("to", &a.to),
-    ]
-    .into_iter()
-    .filter_map(|(k, v)| {
-        v.as_ref()
-            .map(|v| format!("{k}={}", super::billing::enc(v)))
-    })
-    .collect();
-    let path = if query.is_empty() {
-        path
-    } else {
-        format!("{path}?{}", query.join("&"))
-    };
+    let path = super::with_query(
+        &path,
+        &[
+            ("range", &a.since),
+            ("step", &a.step),
+            ("from", &a.from),
+            ("to", &a.to),
+        ],
+    );
     let h: wire::billing::History = client
         .get(&path)
         .await

@@ -110,10 +110,9 @@ pub fn render(h: &wire::HostInfo) -> String {
             (None, false) => "connecting".to_owned(),
         };
         out.push_str(&format!(
-            "Ledger:       {} {}{}: {state}; {} rows shipped, {} waiting{}{}\n",
+            "Ledger:       {}{}: {state}; {} rows shipped, {} waiting{}{}\n",
             l.target,
-            if l.hub { "(hub) " } else { "" },
-            "",
+            if l.hub { " (hub)" } else { "" },
             l.shipped_rows,
             l.backlog_rows,
             l.backlog_oldest

@@ -277,3 +277,45 @@ async fn version(client: &Client) -> Result<(), ClientError> {
     }
     Ok(())
 }
+
+/// A text table: `titles`, then `rows`, each column as wide as its widest cell, two spaces
+/// apart; the last column unpadded (`corral top`, `corral fleet`).
+pub(crate) fn table(titles: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = titles.iter().map(|t| t.chars().count()).collect();
+    for r in rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut out = String::new();
+        let mut cells = cells.zip(&widths).peekable();
+        while let Some((cell, w)) = cells.next() {
+            if cells.peek().is_none() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        out.push('\n');
+        out
+    };
+    let mut out = line(&mut titles.iter().copied());
+    for r in rows {
+        out.push_str(&line(&mut r.iter().map(String::as_str)));
+    }
+    out
+}
+
+/// `path` with the given query parameters that are set, percent-encoded.
+pub(crate) fn with_query(path: &str, pairs: &[(&str, &Option<String>)]) -> String {
+    let q: Vec<String> = pairs
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", containers::enc(v))))
+        .collect();
+    if q.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{}", q.join("&"))
+    }
+}

@@ -273,6 +273,17 @@ pub fn budget_text(team: &str, b: &TeamBudget) -> String {
         "GiB-hours",
     );
     out.push_str(&format!("  {:<16} {:.1} %\n", "used", b.percent));
+    if let Some(f) = &b.fleet {
+        out.push_str(&format!(
+            "  {:<16} {:.2} {}, {:.4} core-hours, {:.4} GiB-hours on {} other host(s)\n",
+            "of which",
+            f.used_money,
+            b.currency,
+            f.used_cpu_core_hours,
+            f.used_memory_gib_hours,
+            f.hosts
+        ));
+    }
     let step = match b.step.and_then(|i| b.ladder.get(i).map(|s| (i, s))) {
         Some((i, s)) => format!("step {i} ({})", step_text(s)),
         None => "none".to_owned(),

@@ -31,36 +31,8 @@ pub async fn top(client: &Client, a: &TopArgs) -> anyhow::Result<()> {
     }
     let now = wall_ms() / 1000;
     let rows: Vec<Vec<String>> = procs.iter().map(|p| ps_row(p, now)).collect();
-    print!("{}", table(&rows));
+    print!("{}", super::table(&TITLES, &rows));
     Ok(())
-}
-
-/// The rows under [`TITLES`], each column as wide as its widest cell; the last (CMD) unpadded.
-fn table(rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = TITLES.iter().map(|t| t.len()).collect();
-    for r in rows {
-        for (w, cell) in widths.iter_mut().zip(r) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let last = cells.len().saturating_sub(1);
-        let mut out = String::new();
-        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
-            if i == last {
-                out.push_str(cell);
-            } else {
-                out.push_str(&format!("{cell:<w$}  "));
-            }
-        }
-        out.push('\n');
-        out
-    };
-    let mut out = line(TITLES.to_vec());
-    for r in rows {
-        out.push_str(&line(r.iter().map(String::as_str).collect()));
-    }
-    out
 }
 
 #[cfg(test)]
@@ -74,7 +46,7 @@ mod tests {
                 .map(str::to_owned)
                 .to_vec()
         };
-        let t = table(&[row("7", "sleep 300"), row("123456", "sh")]);
+        let t = crate::cli::table(&TITLES, &[row("7", "sleep 300"), row("123456", "sh")]);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines[0], "UID   PID     PPID  C  STIME  TTY  TIME      CMD");
         assert_eq!(

@@ -125,6 +125,59 @@ pub(super) fn invalid(field: &str, message: String) -> AppError {
     }
 }
 
+/// Refuses query keys outside `allowed`, naming the allowed ones.
+pub(super) fn known_keys(q: &HashMap<String, String>, allowed: &[&str]) -> Result<(), AppError> {
+    match q.keys().find(|k| !allowed.contains(&k.as_str())) {
+        None => Ok(()),
+        Some(k) => Err(invalid(
+            k,
+            format!(
+                "unknown parameter {k:?}: allowed {} {}",
+                if allowed.len() == 1 { "is" } else { "are" },
+                allowed.join(", ")
+            ),
+        )),
+    }
+}
+
+/// `from` (default: this month's start) and `to` (default: now, rounded up to the hour) of a
+/// report query, `to` after `from`.
+pub(super) fn period_params(q: &HashMap<String, String>) -> Result<(i64, i64), AppError> {
+    let now = wall_ms() / 1000;
+    let from = match q.get("from") {
+        Some(v) => parse_time_param("from", v)?,
+        None => calendar::month_start(now),
+    };
+    let to = match q.get("to") {
+        Some(v) => parse_time_param("to", v)?,
+        None => calendar::hour_ceil(now),
+    };
+    if to <= from {
+        return Err(invalid(
+            "to",
+            format!(
+                "invalid to {}: must be after from",
+                calendar::format_time(to)
+            ),
+        ));
+    }
+    Ok((from, to))
+}
+
+/// A team or host name given as `field`: 1-64 of [A-Za-z0-9_.-], starting alphanumeric.
+pub(super) fn name_param(field: &str, v: &str) -> Result<(), AppError> {
+    if crate::runtime::manager::valid_name(v) {
+        Ok(())
+    } else {
+        Err(invalid(
+            field,
+            format!(
+                "invalid {field} {v:?}: allowed is 1-64 of [A-Za-z0-9_.-], starting alphanumeric"
+            ),
+        ))
+    }
+}
+
 /// Parses a `from`/`to` query value.
 pub(super) fn parse_time_param(field: &str, v: &str) -> Result<i64, AppError> {
     calendar::parse_time(v).ok_or_else(|| {
@@ -149,32 +202,8 @@ async fn billing_get(
     actor: Actor,
     ApiQuery(q): ApiQuery<HashMap<String, String>>,
 ) -> Result<Json<wire::billing::BillingReport>, AppError> {
-    for k in q.keys() {
-        if !["team", "container", "label", "from", "to"].contains(&k.as_str()) {
-            return Err(invalid(
-                k,
-                format!("unknown parameter {k:?}: allowed are team, container, label, from, to"),
-            ));
-        }
-    }
-    let now = wall_ms() / 1000;
-    let from = match q.get("from") {
-        Some(v) => parse_time_param("from", v)?,
-        None => calendar::month_start(now),
-    };
-    let to = match q.get("to") {
-        Some(v) => parse_time_param("to", v)?,
-        None => calendar::hour_ceil(now),
-    };
-    if to <= from {
-        return Err(invalid(
-            "to",
-            format!(
-                "invalid to {}: must be after from",
-                calendar::format_time(to)
-            ),
-        ));
-    }
+    known_keys(&q, &["team", "container", "label", "from", "to"])?;
+    let (from, to) = period_params(&q)?;
     let label = match q.get("label") {
         Some(kv) => Some(
             kv.split_once('=')
@@ -189,14 +218,7 @@ async fn billing_get(
         None => None,
     };
     if let Some(team) = q.get("team") {
-        if !crate::runtime::manager::valid_name(team) {
-            return Err(invalid(
-                "team",
-                format!(
-                    "invalid team {team:?}: allowed is 1-64 of [A-Za-z0-9_.-], starting alphanumeric"
-                ),
-            ));
-        }
+        name_param("team", team)?;
         actor.can_see_team(team)?;
     }
     if q.get("container").is_some_and(String::is_empty) {
@@ -234,23 +256,9 @@ async fn billing_statement_get(
     ApiPath((team, month)): ApiPath<(String, String)>,
     ApiQuery(q): ApiQuery<HashMap<String, String>>,
 ) -> Result<Response, AppError> {
-    if !crate::runtime::manager::valid_name(&team) {
-        return Err(invalid(
-            "team",
-            format!(
-                "invalid team {team:?}: allowed is 1-64 of [A-Za-z0-9_.-], starting alphanumeric"
-            ),
-        ));
-    }
+    name_param("team", &team)?;
     actor.can_see_team(&team)?;
-    for k in q.keys() {
-        if k != "format" {
-            return Err(invalid(
-                k,
-                format!("unknown parameter {k:?}: allowed is format"),
-            ));
-        }
-    }
+    known_keys(&q, &["format"])?;
     let t = calendar::parse_time(&month)
         .filter(|_| month.len() == 7)
         .ok_or_else(|| {

@@ -47,17 +47,10 @@ async fn fleet_write(
     team: &str,
     json: Option<&str>,
 ) -> Result<(), AuthError> {
-    let refused = |e: crate::ledger::pg::PgError| {
-        tracing::warn!(error = %e, team, "cannot write the budget to the shared ledger");
-        AuthError::LedgerUnavailable(
-            "the shared ledger (PostgreSQL) is unreachable: budgets are fleet-wide and cannot              change until it returns; the budget in force stays enforced"
-                .into(),
-        )
-    };
-    let client = l.client().await.map_err(refused)?;
+    let client = l.client().await.map_err(super::fleet::unavailable)?;
     crate::ledger::sync::put_budget(&client, team, json)
         .await
-        .map_err(refused)
+        .map_err(super::fleet::unavailable)
 }
 
 /// The team's budget and where it stands: used so far in the period, percent, step in force,
@@ -132,6 +125,7 @@ async fn budget_put(
         (status = 401, description = "No credentials", body = wire::ApiError),
         (status = 403, description = "Not an admin, foreign Host/Origin, missing CSRF header", body = wire::ApiError),
         (status = 404, description = "No such team, or no budget (code no_budget)", body = wire::ApiError),
+        (status = 503, description = "The shared ledger is unreachable (code ledger_unavailable)", body = wire::ApiError),
     ))]
 async fn budget_delete(
     State(state): State<AppState>,

@@ -16,7 +16,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     AppError, AppState,
-    billing::{invalid, line_to_wire, parse_time_param, visible_teams},
+    billing::{invalid, known_keys, line_to_wire, name_param, period_params, visible_teams},
 };
 use crate::{
     auth::{Actor, ApiQuery, AuthError},
@@ -39,8 +39,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// The ledger unreachable: 503 `ledger_unavailable` (the detail goes to the log).
-pub(super) fn unavailable(e: crate::ledger::pg::PgError) -> AppError {
-    tracing::warn!(error = %e, "shared ledger request failed");
+pub(super) fn unavailable(e: crate::ledger::pg::PgError) -> AuthError {
+    tracing::warn!(error = %e.describe(), "shared ledger request failed");
     let message = match &e {
         crate::ledger::pg::PgError::HostIdTaken { .. }
         | crate::ledger::pg::PgError::NewerSchema(_) => e.to_string(),
@@ -48,7 +48,7 @@ pub(super) fn unavailable(e: crate::ledger::pg::PgError) -> AppError {
               reports wait for it; this host keeps metering and enforcing locally"
             .to_owned(),
     };
-    AppError::Auth(AuthError::LedgerUnavailable(message))
+    AuthError::LedgerUnavailable(message)
 }
 
 /// This host's shipping state for `GET /api/v1/host`.
@@ -59,14 +59,11 @@ pub(super) fn ledger_state(l: &Ledger) -> wire::fleet::LedgerState {
         target: l.config().display(),
         hub: l.config().hub,
         connected: s.connected,
-        last_error: s.last_error,
+        last_error: s.last_error.clone(),
         last_contact: s.last_contact_ms.map(|ms| calendar::format_time(ms / 1000)),
         backlog_rows: s.backlog.rows.max(0) as u64,
         backlog_oldest: s.backlog.oldest_period.map(calendar::format_time),
-        alarm: s
-            .backlog
-            .oldest_period
-            .is_some_and(|p| now - p > crate::ledger::shipper::ALARM_AGE_S),
+        alarm: s.alarm(now),
         shipped_rows: s.backlog.shipped_rows.max(0) as u64,
     }
 }
@@ -159,45 +156,11 @@ fn params(
     allowed: &[&str],
     actor: &Actor,
 ) -> Result<Params, AppError> {
-    for k in q.keys() {
-        if !allowed.contains(&k.as_str()) {
-            return Err(invalid(
-                k,
-                format!(
-                    "unknown parameter {k:?}: allowed are {}",
-                    allowed.join(", ")
-                ),
-            ));
-        }
-    }
-    let now = wall_ms() / 1000;
-    let from = match q.get("from") {
-        Some(v) => parse_time_param("from", v)?,
-        None => calendar::month_start(now),
-    };
-    let to = match q.get("to") {
-        Some(v) => parse_time_param("to", v)?,
-        None => calendar::hour_ceil(now),
-    };
-    if to <= from {
-        return Err(invalid(
-            "to",
-            format!(
-                "invalid to {}: must be after from",
-                calendar::format_time(to)
-            ),
-        ));
-    }
+    known_keys(q, allowed)?;
+    let (from, to) = period_params(q)?;
     for field in ["team", "host"] {
-        if let Some(v) = q.get(field)
-            && !crate::runtime::manager::valid_name(v)
-        {
-            return Err(invalid(
-                field,
-                format!(
-                    "invalid {field} {v:?}: allowed is 1-64 of [A-Za-z0-9_.-], starting alphanumeric"
-                ),
-            ));
+        if let Some(v) = q.get(field) {
+            name_param(field, v)?;
         }
     }
     if let Some(team) = q.get("team") {
@@ -253,48 +216,39 @@ async fn fleet_statement(
     let l = hub_of(&state)?;
     let cards = super::billing::blocking(&state, crate::metering::billing::rate_cards).await?;
     let client = l.client().await.map_err(unavailable)?;
+    let visible = visible_teams(&actor);
     let scope = hub::Scope {
         team: p.team.as_deref(),
         host: p.host.as_deref(),
         except_host: None,
+        teams: visible.as_deref(),
     };
     let by_host = hub::priced(&client, &cards, p.from, p.to, &scope)
         .await
         .map_err(unavailable)?;
-    let visible = visible_teams(&actor);
+    let base = Report::priced_by(&cards, p.from, p.to);
     let mut out = wire::fleet::FleetStatement {
-        from: calendar::format_time(calendar::hour_start(p.from)),
-        to: calendar::format_time(calendar::hour_ceil(p.to)),
-        currency: cards.last().map(|c| c.currency.clone()).unwrap_or_default(),
+        from: calendar::format_time(base.from),
+        to: calendar::format_time(base.to),
+        currency: base.currency,
+        rates_set: base.rates_set,
         ..Default::default()
     };
-    let mut teams: BTreeMap<String, Line> = BTreeMap::new();
+    let mut teams: BTreeMap<&str, Line> = BTreeMap::new();
     let mut total = Line::default();
-    for (host, report) in &by_host {
-        let Report { teams: lines, .. } = report;
-        out.currency = report.currency.clone();
-        out.rates_set |= report.rates_set;
-        let mut host_total = Line::default();
-        for t in lines {
-            if let Some(v) = &visible
-                && !v.contains(&t.team)
-            {
-                continue;
-            }
+    for (host, r) in &by_host {
+        for t in &r.teams {
             out.host_teams.push(fleet_line(host, t));
-            let e = teams.entry(t.team.clone()).or_insert_with(|| Line {
-                team: t.team.clone(),
-                ..Line::default()
-            });
-            e.usage.add(&t.usage);
-            e.cost.add(&t.cost);
-            host_total.usage.add(&t.usage);
-            host_total.cost.add(&t.cost);
+            teams
+                .entry(&t.team)
+                .or_insert_with(|| Line {
+                    team: t.team.clone(),
+                    ..Line::default()
+                })
+                .add(t);
         }
-        total.usage.add(&host_total.usage);
-        total.cost.add(&host_total.cost);
-        host_total.name = host.clone();
-        out.hosts.push(fleet_line(host, &host_total));
+        total.add(&r.total);
+        out.hosts.push(fleet_line(host, &r.total));
     }
     out.teams = teams.values().map(|t| fleet_line("", t)).collect();
     out.total = fleet_line("", &total);

@@ -117,7 +117,7 @@ async fn metrics_get(
         .is_some_and(|v| v.contains("application/openmetrics-text"));
     let mut text = render(&live, &teams, backlog, om);
     if let (TeamScope::All, Some(l)) = (scope, state.ledger()) {
-        let extra = ledger_metrics(&super::fleet::ledger_state(l), om);
+        let extra = ledger_metrics(&l.status(), om);
         match text.rfind("# EOF") {
             Some(i) if om => text.insert_str(i, &extra),
             _ => text.push_str(&extra),
@@ -133,14 +133,8 @@ async fn metrics_get(
 }
 
 /// The shared ledger's shipping (host-wide: admins only).
-fn ledger_metrics(s: &wire::fleet::LedgerState, om: bool) -> String {
-    let age = s
-        .backlog_oldest
-        .as_deref()
-        .and_then(crate::metering::calendar::parse_time)
-        .map_or(0, |t| {
-            (crate::metering::sampler::wall_ms() / 1000 - t).max(0)
-        });
+fn ledger_metrics(s: &crate::ledger::shipper::Status, om: bool) -> String {
+    let now = crate::metering::sampler::wall_ms() / 1000;
     let shipped = if om {
         "# TYPE corral_ledger_shipped_rows counter\n"
     } else {
@@ -155,16 +149,17 @@ fn ledger_metrics(s: &wire::fleet::LedgerState, om: bool) -> String {
          corral_ledger_backlog_rows {}\n\
          # HELP corral_ledger_backlog_age_seconds Age of the oldest hour waiting to be shipped (0: none).\n\
          # TYPE corral_ledger_backlog_age_seconds gauge\n\
-         corral_ledger_backlog_age_seconds {age}\n\
+         corral_ledger_backlog_age_seconds {}\n\
          # HELP corral_ledger_backlog_alarm 1 when that hour is more than 6 hours old.\n\
          # TYPE corral_ledger_backlog_alarm gauge\n\
          corral_ledger_backlog_alarm {}\n\
          # HELP corral_ledger_shipped_rows Rows the shared ledger acknowledged since shipping began.\n\
          {shipped}corral_ledger_shipped_rows_total {}\n",
-        u8::from(s.connected && s.last_error.is_none()),
-        s.backlog_rows,
-        u8::from(s.alarm),
-        s.shipped_rows,
+        u8::from(s.up()),
+        s.backlog.rows.max(0),
+        s.backlog_age_s(now),
+        u8::from(s.alarm(now)),
+        s.backlog.shipped_rows.max(0),
     )
 }
 

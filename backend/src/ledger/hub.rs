@@ -7,7 +7,7 @@ use tokio_postgres::Client;
 
 use super::pg::{NOW_MS, PgError};
 use crate::metering::{
-    billing::{Pricer, Quantities, RateCard, Report},
+    billing::{Pricer, Quantities, RateCard, Report, card_spans},
     calendar,
 };
 
@@ -33,6 +33,7 @@ pub struct Host {
 
 /// Every host that ever shipped, by id.
 pub async fn hosts(client: &Client) -> Result<Vec<Host>, PgError> {
+    let hour = calendar::hour_start(crate::auth::now_secs());
     let rows = client
         .query(
             &format!(
@@ -45,10 +46,7 @@ pub async fn hosts(client: &Client) -> Result<Vec<Host>, PgError> {
                      WHERE u.host_id = h.host_id AND u.period >= $2)
                  FROM corral_hosts h ORDER BY h.host_id"
             ),
-            &[
-                &(calendar::hour_start(crate::auth::now_secs()) - 3600),
-                &(calendar::hour_start(crate::auth::now_secs()) - 23 * 3600),
-            ],
+            &[&(hour - 3600), &(hour - 23 * 3600)],
         )
         .await?;
     Ok(rows
@@ -77,6 +75,8 @@ pub struct Scope<'a> {
     pub host: Option<&'a str>,
     /// Every host but this one (a host adding the fleet to its own usage).
     pub except_host: Option<&'a str>,
+    /// Only these teams (the caller's, unless an admin); `None`: every team.
+    pub teams: Option<&'a [String]>,
 }
 
 /// The usage of `[from, to)` (whole hours) per host, priced with `cards` exactly as each
@@ -89,21 +89,9 @@ pub async fn priced(
     to: i64,
     scope: &Scope<'_>,
 ) -> Result<BTreeMap<String, Report>, PgError> {
-    let from = calendar::hour_start(from);
-    let to = calendar::hour_ceil(to);
+    let base = Report::priced_by(cards, from, to);
     let mut pricers: BTreeMap<String, Pricer> = BTreeMap::new();
-    let mut currency = cards.last().map(|c| c.currency.clone()).unwrap_or_default();
-    let mut rates_set = false;
-    for (i, card) in cards.iter().enumerate() {
-        let lo = from.max(card.effective_from);
-        let hi = cards
-            .get(i + 1)
-            .map_or(to, |next| to.min(next.effective_from));
-        if lo >= hi {
-            continue;
-        }
-        currency = card.currency.clone();
-        rates_set |= card.effective_from != i64::MIN;
+    for (card, lo, hi) in card_spans(cards, base.from, base.to) {
         let rows = client
             .query(
                 "SELECT host_id, container_id, team, labels, max(name),
@@ -117,8 +105,16 @@ pub async fn priced(
                    AND ($3::text IS NULL OR team = $3)
                    AND ($4::text IS NULL OR host_id = $4)
                    AND ($5::text IS NULL OR host_id <> $5)
+                   AND ($6::text[] IS NULL OR team = ANY($6))
                  GROUP BY host_id, container_id, team, labels",
-                &[&lo, &hi, &scope.team, &scope.host, &scope.except_host],
+                &[
+                    &lo,
+                    &hi,
+                    &scope.team,
+                    &scope.host,
+                    &scope.except_host,
+                    &scope.teams,
+                ],
             )
             .await?;
         for r in &rows {
@@ -146,16 +142,7 @@ pub async fn priced(
     }
     Ok(pricers
         .into_iter()
-        .map(|(host, p)| {
-            let base = Report {
-                from,
-                to,
-                currency: currency.clone(),
-                rates_set,
-                ..Report::default()
-            };
-            (host, p.finish(base, None))
-        })
+        .map(|(host, p)| (host, p.finish(base.clone(), None)))
         .collect())
 }
 

@@ -156,13 +156,27 @@ impl LedgerArgs {
                 "name the database: postgres://USER@HOST[:PORT]/DB",
             )
         })?;
-        let (host, port) = match hostport.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => (
-                h.trim_start_matches('[').trim_end_matches(']'),
-                p.parse::<u16>()
-                    .map_err(|_| bad("--ledger", format!("{p:?} is no port (1-65535)")))?,
-            ),
-            _ => (hostport, 5432),
+        // HOST, HOST:PORT, [IPV6] or [IPV6]:PORT.
+        let (host, port) = match hostport.strip_prefix('[') {
+            Some(rest) => {
+                let (h, after) = rest
+                    .split_once(']')
+                    .ok_or_else(|| bad("--ledger", "an IPv6 address ends with ]"))?;
+                match after {
+                    "" => (h, None),
+                    _ => (h, Some(after.strip_prefix(':').unwrap_or(after))),
+                }
+            }
+            None => match hostport.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (hostport, None),
+            },
+        };
+        let port = match port {
+            None => 5432,
+            Some(p) => p
+                .parse::<u16>()
+                .map_err(|_| bad("--ledger", format!("{p:?} is no port (1-65535)")))?,
         };
         let name_ok = |s: &str| {
             !s.is_empty()
@@ -298,12 +312,22 @@ mod tests {
             .expect("ok")
             .expect("some");
         assert_eq!((c.port, c.ssl), (5432, SslMode::Verify));
+        for (url, host, port) in [
+            ("postgres://u@[::1]:5433/x?sslmode=disable", "::1", 5433),
+            ("postgres://u@[::1]/x?sslmode=disable", "::1", 5432),
+            ("postgres://u@db.example:6000/x", "db.example", 6000),
+        ] {
+            let c = args(url).check(Some("n1"), None).expect(url).expect(url);
+            assert_eq!((c.host.as_str(), c.port), (host, port), "{url}");
+        }
         for (url, word) in [
             ("postgres://u:secret@db/x", "password"),
             ("mysql://u@db/x", "postgres://"),
             ("postgres://db/x", "user"),
             ("postgres://u@db", "database"),
             ("postgres://u@db:99999/x", "port"),
+            ("postgres://u@::1/x", "port"),
+            ("postgres://u@[::1/x", "IPv6"),
             ("postgres://u@db/x?sslmode=prefer", "sslmode"),
             ("postgres://u@db/x?sslmode=disable", "loopback"),
             ("postgres://u@db/x?application_name=a", "unknown"),

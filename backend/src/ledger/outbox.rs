@@ -21,9 +21,9 @@ pub struct Row {
 }
 
 /// Turns shipping on. The first time, this also queues every ledger row written so far (the
-/// fleet gets this host's whole history) and names this database (`db_id`, so two databases
-/// never ship as one host). Returns the database's id.
-pub fn enable(conn: &Connection) -> rusqlite::Result<String> {
+/// fleet gets this host's whole history) and names this database `new_id` (`db_id`, so two
+/// databases never ship as one host) unless it has a name. Returns the database's id.
+pub fn enable(conn: &Connection, new_id: &str) -> rusqlite::Result<String> {
     let tx = conn.unchecked_transaction()?;
     let (enabled, db_id): (bool, Option<String>) = tx.query_row(
         "SELECT enabled, db_id FROM ledger_ship WHERE id = 1",
@@ -33,15 +33,8 @@ pub fn enable(conn: &Connection) -> rusqlite::Result<String> {
     let db_id = match db_id {
         Some(id) => id,
         None => {
-            let mut b = [0u8; 16];
-            getrandom::fill(&mut b).map_err(|e| {
-                rusqlite::Error::ToSqlConversionFailure(Box::new(std::io::Error::other(
-                    e.to_string(),
-                )))
-            })?;
-            let id: String = b.iter().map(|x| format!("{x:02x}")).collect();
-            tx.execute("UPDATE ledger_ship SET db_id = ?1 WHERE id = 1", [&id])?;
-            id
+            tx.execute("UPDATE ledger_ship SET db_id = ?1 WHERE id = 1", [new_id])?;
+            new_id.to_owned()
         }
     };
     if !enabled {
@@ -194,8 +187,12 @@ mod tests {
         b.add_ledger(&owner("a"), hour, &usage(10));
         commit(&mut conn, &b).expect("write");
         assert_eq!(backlog(&conn).expect("backlog").rows, 0);
-        let id = enable(&conn).expect("enable");
-        assert_eq!(enable(&conn).expect("again"), id, "one id per database");
+        let id = enable(&conn, "first").expect("enable");
+        assert_eq!(
+            enable(&conn, "second").expect("again"),
+            id,
+            "one id per database"
+        );
         assert_eq!(backlog(&conn).expect("backlog").rows, 1);
         // Later writes are queued by the trigger, in the same transaction.
         let mut b = Batch::default();

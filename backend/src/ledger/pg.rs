@@ -14,7 +14,6 @@
 use std::{
     future::Future,
     io,
-    path::Path,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
@@ -25,7 +24,7 @@ use tokio_postgres::{
     Client,
     tls::{ChannelBinding, MakeTlsConnect, TlsConnect},
 };
-use tokio_rustls::rustls::{ClientConfig, RootCertStore, pki_types::ServerName};
+use tokio_rustls::rustls::{ClientConfig, pki_types::ServerName};
 
 use super::{LedgerConfig, SslMode, outbox::Row};
 
@@ -35,7 +34,8 @@ pub const SCHEMA_VERSION: i32 = 1;
 /// Why talking to PostgreSQL failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
-    #[error("PostgreSQL: {0}")]
+    /// The cause, e.g. a refused certificate, is the source ([`PgError::describe`]).
+    #[error("PostgreSQL")]
     Db(#[from] tokio_postgres::Error),
     #[error("TLS to PostgreSQL: {0}")]
     Tls(String),
@@ -55,6 +55,18 @@ pub enum PgError {
 }
 
 impl PgError {
+    /// The error with its causes (a TLS refusal names the certificate problem), for logs and
+    /// the ledger state an admin reads.
+    pub fn describe(&self) -> String {
+        let mut out = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(s) = source {
+            out.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        out
+    }
+
     /// Whether the connection itself is gone (reconnect), as opposed to a refused statement.
     pub fn is_closed(&self) -> bool {
         match self {
@@ -84,46 +96,27 @@ pub async fn connect(cfg: &LedgerConfig) -> Result<Client, PgError> {
         SslMode::Disable => {
             pg.ssl_mode(tokio_postgres::config::SslMode::Disable);
             let (client, conn) = pg.connect(tokio_postgres::NoTls).await?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %e, "ledger connection ended");
-                }
-            });
+            drive(conn);
             client
         }
         SslMode::Verify => {
             pg.ssl_mode(tokio_postgres::config::SslMode::Require);
-            let tls = Rustls(tls_config(&cfg.ca)?);
-            let (client, conn) = pg.connect(tls).await?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %e, "ledger connection ended");
-                }
-            });
+            let config = crate::tls::client_config(&cfg.ca).map_err(PgError::Tls)?;
+            let (client, conn) = pg.connect(Rustls(Arc::new(config))).await?;
+            drive(conn);
             client
         }
     };
     Ok(client)
 }
 
-fn tls_config(ca: &Path) -> Result<Arc<ClientConfig>, PgError> {
-    use tokio_rustls::rustls::pki_types::{CertificateDer, pem::PemObject};
-    let pem = std::fs::read(ca)
-        .map_err(|e| PgError::Tls(format!("cannot read {}: {e}", ca.display())))?;
-    let mut store = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem).flatten() {
-        let _ = store.add(cert);
-    }
-    if store.is_empty() {
-        return Err(PgError::Tls(format!("no certificate in {}", ca.display())));
-    }
-    let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| PgError::Tls(e.to_string()))?
-        .with_root_certificates(store)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
+/// Runs a connection's I/O until it ends (the client's requests then fail as closed).
+fn drive(conn: impl Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static) {
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "ledger connection ended");
+        }
+    });
 }
 
 /// tokio-postgres' TLS hooks over tokio-rustls.
@@ -249,6 +242,7 @@ CREATE TABLE IF NOT EXISTS corral_usage_hour (
 );
 CREATE INDEX IF NOT EXISTS corral_usage_hour_team ON corral_usage_hour (team, period);
 CREATE INDEX IF NOT EXISTS corral_usage_hour_period ON corral_usage_hour (period);
+CREATE INDEX IF NOT EXISTS corral_usage_hour_host ON corral_usage_hour (host_id, period);
 CREATE TABLE IF NOT EXISTS corral_rate_card (
     effective_from                 BIGINT PRIMARY KEY,
     currency                       TEXT NOT NULL,

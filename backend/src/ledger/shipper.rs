@@ -5,7 +5,7 @@
 use std::{
     collections::BTreeMap,
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use tokio_postgres::Client;
@@ -24,7 +24,9 @@ const BATCH: usize = 1000;
 /// Time between ticks while all is well (a ledger flush also wakes the shipper).
 const TICK: Duration = Duration::from_secs(5);
 /// Longest wait between reconnection attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Longest time between two pricings of the other hosts' usage (ledger flushes ask sooner).
+const FLEET_EVERY: Duration = Duration::from_secs(30);
 /// A host id whose heartbeat is older than this may be taken over by another database.
 const TAKEOVER_MS: i64 = 10 * 60 * 1000;
 /// The backlog's oldest hour older than this raises `corral_ledger_backlog_alarm`.
@@ -38,6 +40,23 @@ pub struct Status {
     /// Last successful tick (unix ms).
     pub last_contact_ms: Option<i64>,
     pub backlog: Backlog,
+}
+
+impl Status {
+    /// Seconds since the start of the oldest hour waiting to be shipped (0: none waits).
+    pub fn backlog_age_s(&self, now_s: i64) -> i64 {
+        self.backlog.oldest_period.map_or(0, |p| (now_s - p).max(0))
+    }
+
+    /// The backlog's oldest hour is more than [`ALARM_AGE_S`] old.
+    pub fn alarm(&self, now_s: i64) -> bool {
+        self.backlog_age_s(now_s) > ALARM_AGE_S
+    }
+
+    /// Whether the last round reached PostgreSQL.
+    pub fn up(&self) -> bool {
+        self.connected && self.last_error.is_none()
+    }
 }
 
 /// The shared ledger of one daemon (cheap to clone).
@@ -59,8 +78,9 @@ struct Inner {
 
 impl Ledger {
     /// Turns the outbox on (queueing the ledger so far, the first time).
-    pub fn new(config: LedgerConfig, store: Store, governor: Governor) -> rusqlite::Result<Self> {
-        let db_id = outbox::enable(&store.lock())?;
+    pub fn new(config: LedgerConfig, store: Store, governor: Governor) -> Result<Self, String> {
+        let candidate = crate::auth::secret::new_secret("").map_err(|e| e.to_string())?;
+        let db_id = outbox::enable(&store.lock(), &candidate).map_err(|e| e.to_string())?;
         Ok(Ledger {
             inner: Arc::new(Inner {
                 config,
@@ -114,15 +134,22 @@ impl Ledger {
             let mut closed = closed;
             let mut client: Option<Client> = None;
             let mut wait = Duration::ZERO;
+            let mut fleet_at: Option<Instant> = None;
             loop {
-                tokio::select! {
+                let flushed = tokio::select! {
                     _ = closed.wait_for(|c| *c) => return,
-                    () = me.inner.wake.notified(), if wait <= TICK => {}
-                    () = tokio::time::sleep(wait) => {}
-                }
-                match me.tick(&mut client).await {
+                    () = me.inner.wake.notified(), if wait <= TICK => true,
+                    () = tokio::time::sleep(wait) => false,
+                };
+                // The other hosts' usage is what budgets are evaluated against, after each
+                // ledger flush: priced again then (or after FLEET_EVERY), not every tick.
+                let fleet = flushed || fleet_at.is_none_or(|t| t.elapsed() >= FLEET_EVERY);
+                match me.tick(&mut client, fleet).await {
                     Ok(()) => {
                         wait = TICK;
+                        if fleet {
+                            fleet_at = Some(Instant::now());
+                        }
                         let mut s = me.lock_status();
                         s.connected = true;
                         s.last_error = None;
@@ -133,7 +160,7 @@ impl Ledger {
                             client = None;
                         }
                         wait = (wait * 2).clamp(Duration::from_secs(1), MAX_BACKOFF);
-                        let msg = e.to_string();
+                        let msg = e.describe();
                         let mut s = me.lock_status();
                         if s.last_error.as_deref() != Some(msg.as_str()) {
                             tracing::warn!(error = %msg, ledger = %me.inner.config.display(), "shared ledger unavailable; metering and budgets go on locally");
@@ -150,9 +177,10 @@ impl Ledger {
         self.inner.status.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    async fn blocking<T: Send + 'static>(
+    /// Runs `f` on the store off the async threads.
+    async fn blocking<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
         &self,
-        f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
+        f: impl FnOnce(&rusqlite::Connection) -> Result<T, E> + Send + 'static,
     ) -> Result<T, PgError> {
         let store = self.inner.store.clone();
         tokio::task::spawn_blocking(move || f(&store.lock()))
@@ -161,10 +189,17 @@ impl Ledger {
             .map_err(|e| PgError::Local(e.to_string()))
     }
 
-    async fn tick(&self, client: &mut Option<Client>) -> Result<(), PgError> {
+    /// One round: (re)connect and claim the host id, ship the outbox, report, pull the
+    /// fleet's settings, and (`fleet`) price the other hosts' usage of budgeted teams.
+    async fn tick(&self, client: &mut Option<Client>, fleet: bool) -> Result<(), PgError> {
         if client.is_none() {
+            // What waits is this host's to show whether or not PostgreSQL answers (the
+            // backlog alarm is for exactly the time it does not).
+            self.refresh_backlog().await?;
             let mut c = pg::connect(&self.inner.config).await?;
             pg::migrate(&mut c).await?;
+            // Claimed before anything is shipped under the id.
+            self.heartbeat(&mut c).await?;
             tracing::info!(ledger = %self.inner.config.display(), host_id = %self.inner.config.host_id, "shared ledger connected");
             *client = Some(c);
         }
@@ -172,9 +207,8 @@ impl Ledger {
             return Ok(());
         };
         let host = self.inner.config.host_id.clone();
-        self.heartbeat(c).await?;
-        // The backlog, oldest change first, in batches; each acknowledged only after
-        // PostgreSQL committed it.
+        // Oldest change first, in batches; each acknowledged only after PostgreSQL committed
+        // it.
         loop {
             let rows = self.blocking(|c| outbox::pending(c, BATCH)).await?;
             if rows.is_empty() {
@@ -191,19 +225,27 @@ impl Ledger {
                 break;
             }
         }
+        self.refresh_backlog().await?;
         self.heartbeat(c).await?;
         self.pull(c).await?;
-        self.fleet_usage(c).await?;
+        if fleet {
+            self.fleet_usage(c).await?;
+        }
         Ok(())
     }
 
-    async fn heartbeat(&self, c: &mut Client) -> Result<(), PgError> {
+    async fn refresh_backlog(&self) -> Result<(), PgError> {
         let backlog = self.blocking(outbox::backlog).await?;
         self.lock_status().backlog = backlog;
+        Ok(())
+    }
+
+    /// Reports the backlog last read.
+    async fn heartbeat(&self, c: &mut Client) -> Result<(), PgError> {
         let report = pg::Report {
             db_id: self.inner.db_id.clone(),
             api_url: self.inner.config.advertise_url.clone(),
-            backlog,
+            backlog: self.lock_status().backlog,
         };
         pg::heartbeat(c, &self.inner.config.host_id, &report, TAKEOVER_MS).await
     }
@@ -234,12 +276,10 @@ impl Ledger {
         let gov = self.inner.governor.clone();
         let (periods, cards) = self
             .blocking(move |conn| {
-                let periods = gov
-                    .budget_periods(conn)
-                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-                let cards = crate::metering::billing::rate_cards(conn)
-                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-                Ok((periods, cards))
+                let periods = gov.budget_periods(conn).map_err(|e| e.to_string())?;
+                let cards =
+                    crate::metering::billing::rate_cards(conn).map_err(|e| e.to_string())?;
+                Ok::<_, String>((periods, cards))
             })
             .await?;
         let now = self.inner.governor.now();
@@ -274,19 +314,8 @@ impl Ledger {
         Ok(())
     }
 
-    #[cfg(not(feature = "fault-injection"))]
-    fn fault(&self, _point: &str) {}
-
-    /// The crash tests' hook (see `runtime::Manager::fault`): `<state>/.crash-at` holding
-    /// `point` makes the daemon SIGKILL itself there.
-    #[cfg(feature = "fault-injection")]
+    /// The crash tests' point `ledger-shipped` (`<state>/.crash-at`, [`crate::fault`]).
     fn fault(&self, point: &str) {
-        let marker = self.inner.governor.state_dir().join(".crash-at");
-        if std::fs::read_to_string(&marker).is_ok_and(|s| s.trim() == point) {
-            let _ = std::fs::remove_file(&marker);
-            tracing::warn!(point, "fault injection: killing the daemon");
-            let _ =
-                nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGKILL);
-        }
+        crate::fault::crash_point(self.inner.governor.state_dir(), point);
     }
 }

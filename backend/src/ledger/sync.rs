@@ -7,11 +7,17 @@
 //! that loses PostgreSQL keeps pricing and enforcing what it last knew. Settings made before
 //! a host joined seed the fleet when PostgreSQL has none.
 
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 use tokio_postgres::Client;
 
 use super::pg::{NOW_MS, PgError};
-use crate::metering::billing::{self, RateCard};
+use crate::{
+    auth::audit,
+    metering::{
+        MeteringError,
+        billing::{self, RateCard},
+    },
+};
 
 /// The fleet's rate card versions, oldest first (without the implicit zero card).
 pub async fn rate_cards(client: &Client) -> Result<Vec<RateCard>, PgError> {
@@ -105,9 +111,8 @@ pub struct Local {
     pub teams: Vec<String>,
 }
 
-pub fn local(conn: &Connection) -> rusqlite::Result<Local> {
-    let cards = billing::rate_cards(conn)
-        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?
+pub fn local(conn: &Connection) -> Result<Local, MeteringError> {
+    let cards = billing::rate_cards(conn)?
         .into_iter()
         .filter(|c| c.effective_from != i64::MIN)
         .collect();
@@ -167,28 +172,35 @@ pub fn plan(local: &Local, cards: &[RateCard], budgets: &FleetBudgets) -> Plan {
     p
 }
 
-/// Applies a plan's local part in one transaction (audited as the fleet's change).
-pub fn apply(conn: &Connection, p: &Plan) -> rusqlite::Result<bool> {
+/// Applies a plan's local part in one transaction, each change audited as the shared
+/// ledger's (actor `ledger`). Whether anything changed (then the governor evaluates again).
+pub fn apply(conn: &Connection, p: &Plan) -> Result<bool, MeteringError> {
     if p.cards.is_none() && p.set.is_empty() && p.remove.is_empty() {
         return Ok(false);
     }
+    let pulled = |action: &str, target: &str| {
+        audit::Event::anonymous("ledger", action)
+            .target(target)
+            .detail("pulled from the shared ledger")
+    };
     let tx = conn.unchecked_transaction()?;
     if let Some(cards) = &p.cards {
         tx.execute("DELETE FROM rate_card", [])?;
         for c in cards {
-            billing::insert_rate_card(&tx, c, crate::metering::sampler::wall_ms())
-                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            billing::insert_rate_card(&tx, c, crate::metering::sampler::wall_ms())?;
         }
+        audit::insert(&tx, &pulled("billing.rates.put", "rate card"))?;
     }
     for (team, json) in &p.set {
-        tx.execute(
-            "INSERT INTO team_budgets (team, budget, updated_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT(team) DO UPDATE SET budget = excluded.budget, updated_at = excluded.updated_at",
-            params![team, json, crate::auth::now_secs()],
-        )?;
+        crate::budget::save_budget(&tx, team, Some(json))?;
+        audit::insert(&tx, &pulled("team.budget", &format!("team:{team}")))?;
     }
     for team in &p.remove {
-        tx.execute("DELETE FROM team_budgets WHERE team = ?1", [team])?;
+        crate::budget::save_budget(&tx, team, None)?;
+        audit::insert(
+            &tx,
+            &pulled("team.budget", &format!("team:{team}")).detail("removed in the shared ledger"),
+        )?;
     }
     tx.commit()?;
     Ok(true)

@@ -279,6 +279,14 @@ pub struct Line {
     pub cost: Cost,
 }
 
+impl Line {
+    /// Adds another line's usage and cost (a team's, a label's or a total's).
+    pub fn add(&mut self, o: &Line) {
+        self.usage.add(&o.usage);
+        self.cost.add(&o.cost);
+    }
+}
+
 /// Which ledger rows a report covers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
@@ -316,22 +324,10 @@ pub fn report(
     to: i64,
     filter: &Filter,
 ) -> Result<Report, MeteringError> {
-    let from = calendar::hour_start(from);
-    let to = calendar::hour_ceil(to);
     let cards = rate_cards(conn)?;
+    let base = Report::priced_by(&cards, from, to);
     let mut pricer = Pricer::default();
-    let mut currency = cards.last().map(|c| c.currency.clone()).unwrap_or_default();
-    let mut rates_set = false;
-    for (i, card) in cards.iter().enumerate() {
-        let lo = from.max(card.effective_from);
-        let hi = cards
-            .get(i + 1)
-            .map_or(to, |next| to.min(next.effective_from));
-        if lo >= hi {
-            continue;
-        }
-        currency = card.currency.clone();
-        rates_set |= card.effective_from != i64::MIN;
+    for (card, lo, hi) in card_spans(&cards, base.from, base.to) {
         for (grain, a, b) in calendar::decompose(lo, hi) {
             let table = store::ledger_table(grain);
             let mut sql = format!(
@@ -394,16 +390,44 @@ pub fn report(
             }
         }
     }
-    Ok(pricer.finish(
+    Ok(pricer.finish(base, filter.label.as_ref()))
+}
+
+/// The rate card versions (oldest first, as [`rate_cards`] gives them) that price
+/// `[from, to)`, each with the part of the range it prices.
+pub fn card_spans(
+    cards: &[RateCard],
+    from: i64,
+    to: i64,
+) -> impl Iterator<Item = (&RateCard, i64, i64)> {
+    cards.iter().enumerate().filter_map(move |(i, card)| {
+        let lo = from.max(card.effective_from);
+        let hi = cards
+            .get(i + 1)
+            .map_or(to, |next| to.min(next.effective_from));
+        (lo < hi).then_some((card, lo, hi))
+    })
+}
+
+impl Report {
+    /// An empty report of `[from, to)` rounded out to whole hours, with the currency of the
+    /// newest version pricing it and whether a saved version prices any of it.
+    pub fn priced_by(cards: &[RateCard], from: i64, to: i64) -> Report {
+        let (from, to) = (calendar::hour_start(from), calendar::hour_ceil(to));
+        let spans: Vec<&RateCard> = card_spans(cards, from, to).map(|(c, ..)| c).collect();
         Report {
             from,
             to,
-            currency,
-            rates_set,
+            currency: spans
+                .last()
+                .copied()
+                .or(cards.last())
+                .map(|c| c.currency.clone())
+                .unwrap_or_default(),
+            rates_set: spans.iter().any(|c| c.effective_from != i64::MIN),
             ..Report::default()
-        },
-        filter.label.as_ref(),
-    ))
+        }
+    }
 }
 
 /// Sums ledger rows per (container, team, labels) and prices each row with the rate card of
@@ -484,23 +508,24 @@ impl Pricer {
                 usage: q,
                 cost: c.finish(),
             };
-            let t = teams.entry(team.clone()).or_insert_with(|| Line {
-                team: team.clone(),
-                ..Line::default()
-            });
-            t.usage.add(&line.usage);
-            t.cost.add(&line.cost);
+            teams
+                .entry(team.clone())
+                .or_insert_with(|| Line {
+                    team: team.clone(),
+                    ..Line::default()
+                })
+                .add(&line);
             for (k, v) in &label_map {
                 let kv = format!("{k}={v}");
-                let l = labels.entry(kv.clone()).or_insert_with(|| Line {
-                    name: kv,
-                    ..Line::default()
-                });
-                l.usage.add(&line.usage);
-                l.cost.add(&line.cost);
+                labels
+                    .entry(kv.clone())
+                    .or_insert_with(|| Line {
+                        name: kv,
+                        ..Line::default()
+                    })
+                    .add(&line);
             }
-            out.total.usage.add(&line.usage);
-            out.total.cost.add(&line.cost);
+            out.total.add(&line);
             out.containers.push(line);
         }
         out.teams = teams.into_values().collect();

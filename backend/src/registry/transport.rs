@@ -13,10 +13,7 @@ use hyper::{
 };
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
-use tokio_rustls::rustls::{
-    ClientConfig, RootCertStore,
-    pki_types::{CertificateDer, ServerName, pem::PemObject},
-};
+use tokio_rustls::rustls::{ClientConfig, pki_types::ServerName};
 
 use super::RegistryError;
 
@@ -128,22 +125,9 @@ impl std::fmt::Debug for Transport {
     }
 }
 
-/// A TLS config trusting the PEM certificates in `roots` (the system's bundle).
+/// The registry client's TLS: the system's roots, HTTP/1.1 over ALPN.
 fn tls_config(roots: &Path) -> Result<Arc<ClientConfig>, String> {
-    let pem = std::fs::read(roots).map_err(|e| format!("cannot read {}: {e}", roots.display()))?;
-    let mut store = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem).flatten() {
-        let _ = store.add(cert);
-    }
-    if store.is_empty() {
-        return Err(format!("no certificate in {}", roots.display()));
-    }
-    let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(store)
-        .with_no_client_auth();
+    let mut config = crate::tls::client_config(roots)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

@@ -338,24 +338,9 @@ impl Manager {
 
     // ---- crash recovery ----
 
-    /// Fault injection for the crash tests: when `<state>/containers/.crash-at` holds `point`,
-    /// the file is removed and the daemon SIGKILLs itself there, as a crash would. The file
-    /// lives in the root-only state directory; nothing else writes it. Only in builds with the
-    /// `fault-injection` feature (the tests'); elsewhere a no-op.
-    #[cfg(not(feature = "fault-injection"))]
-    fn fault(&self, _point: &str) {}
-
-    #[cfg(feature = "fault-injection")]
+    /// The crash tests' named points (`<state>/containers/.crash-at`, [`crate::fault`]).
     fn fault(&self, point: &str) {
-        let marker = self.inner.dir.join(CRASH_AT);
-        match fs::read_to_string(&marker) {
-            Ok(s) if s.trim() == point => {
-                let _ = fs::remove_file(&marker);
-                tracing::warn!(point, "fault injection: killing the daemon");
-                let _ = kill(nix::unistd::getpid(), Signal::SIGKILL);
-            }
-            _ => {}
-        }
+        crate::fault::crash_point(&self.inner.dir, point);
     }
 
     // ---- records ----
@@ -570,9 +555,6 @@ impl Manager {
 
 /// How often every record is reconciled besides the pidfd watches.
 pub const SWEEP: Duration = Duration::from_secs(30);
-
-/// The fault-injection marker under `<state>/containers` (see `Manager::fault`).
-pub const CRASH_AT: &str = ".crash-at";
 
 pub(super) const COLS: &str = "id, name, team, spec, status, exit_code, created_at, started_at, finished_at, \
                     shim_pid, shim_start, init_pid, init_start, restart_count";

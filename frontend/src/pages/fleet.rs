@@ -1,7 +1,8 @@
 //! Fleet (issue 19), on a hub (`corral serve --hub`): every host with its heartbeat (stale
 //! after 60 s), the backlog waiting to ship and recent usage; and this month's statement
 //! across hosts per host and team, per team and in total, from `GET /api/v1/fleet/*`. On a
-//! daemon that is not a hub the page says how to start one.
+//! daemon that is not a hub the page says how to start one. Every daemon shows its own
+//! shipping to the shared ledger (`GET /api/v1/host`).
 
 use leptos::prelude::*;
 
@@ -26,6 +27,7 @@ pub fn Fleet() -> impl IntoView {
     let statement = poll(30_000, || {
         api::get::<wire::fleet::FleetStatement>("/api/v1/fleet/statement")
     });
+    let host = poll(10_000, || api::get::<wire::HostInfo>("/api/v1/host"));
     let not_hub = move || {
         hosts
             .error
@@ -41,6 +43,34 @@ pub fn Fleet() -> impl IntoView {
                 ": the hub then lists the hosts and bills the fleet from the shared ledger."
             </p>
         </Show>
+        <section class="card">
+            <h2>"This host's shipping"</h2>
+            {polled_view(host, "host", |h: wire::HostInfo| match h.ledger {
+                None => view! {
+                    <p class="muted" data-testid="ledger-off">"This host ships to no shared ledger ("
+                        <code>"corral serve --ledger postgres://…"</code>"): its bills are its own."</p>
+                }.into_any(),
+                Some(l) => {
+                    let state = match (&l.last_error, l.connected) {
+                        (None, true) => "shipping".to_owned(),
+                        (Some(e), _) => format!("unavailable: {e}"),
+                        (None, false) => "connecting".to_owned(),
+                    };
+                    view! {
+                        <dl class="facts" data-testid="ledger-state">
+                            <div><dt>"Ledger"</dt><dd class="mono">{l.target.clone()}</dd></div>
+                            <div><dt>"State"</dt><dd class:warn=l.last_error.is_some()>{state}</dd></div>
+                            <div><dt>"Waiting to ship"</dt><dd data-testid="ledger-backlog">{format!("{} rows{}", l.backlog_rows,
+                                l.backlog_oldest.clone().map(|t| format!(" since {t}")).unwrap_or_default())}</dd></div>
+                            <div><dt>"Shipped"</dt><dd>{format!("{} rows", l.shipped_rows)}</dd></div>
+                        </dl>
+                        {l.alarm.then(|| view! {
+                            <p class="notice warn" role="alert">"The oldest hour waiting is more than 6 hours old: check PostgreSQL."</p>
+                        })}
+                    }.into_any()
+                }
+            })}
+        </section>
         <Show when=move || !not_hub()>
             <section class="card">
                 <h2>"Hosts"</h2>

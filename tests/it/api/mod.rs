@@ -11,6 +11,7 @@ mod hardening;
 mod health;
 mod host;
 mod images;
+mod ledger;
 mod network;
 mod openapi;
 mod recommend;

@@ -24,11 +24,29 @@ use serde_json::json;
 use tests::{
     Daemon,
     containers::{Reaper, add_team, call, create, remove},
-    postgres::Postgres,
+    postgres::{Postgres, ledger_state},
     rootfs::Rootfs,
 };
 
-use super::team_pool::in_vm;
+use super::team_pool::{in_vm, team_dirs};
+
+/// The team cgroup's CPU cap as the kernel holds it: cgroup2 `cpu.max` ("2000 100000",
+/// "max 100000") or v1 `cpu.cfs_quota_us` ("2000", "-1").
+fn team_quota(d: &Daemon, team: &str) -> String {
+    for f in ["cpu.max", "cpu.cfs_quota_us"] {
+        for dir in team_dirs(d, team) {
+            if let Ok(t) = std::fs::read_to_string(dir.join(f)) {
+                return t.trim().to_owned();
+            }
+        }
+    }
+    panic!("no CPU cap file for team {team}");
+}
+
+/// 0.02 CPUs, as the kernel writes it with the 100 ms period.
+fn capped(q: &str) -> bool {
+    q == "2000 100000" || q == "2000"
+}
 
 fn micros(v: f64) -> i64 {
     (v * 1e6).round() as i64
@@ -67,12 +85,6 @@ async fn hub_bill(hub: &Client, team: &str) -> (Vec<(String, i64, i64)>, (i64, i
         .collect();
     let t = s.teams.iter().find(|t| t.team == team);
     (hosts, t.map_or((0, 0), |t| (t.cpu_usec, t.cost_micros)))
-}
-
-fn ledger_state(d: &Daemon) -> Option<wire::fleet::LedgerState> {
-    let r = tests::call(d, &d.admin_token(), "GET", "/api/v1/host", None);
-    let h: wire::HostInfo = serde_json::from_str(&r.body).unwrap();
-    h.ledger
 }
 
 /// Waits until both hosts shipped everything and the hub's statement equals the sum of their
@@ -302,6 +314,9 @@ async fn two_hosts_ship_to_one_ledger_and_the_hub_bills_their_sum_exactly() {
         );
         assert_eq!(fleet.hosts, 1);
         assert_eq!(tb.enforced.cpus, Some(0.02), "{tb:?}");
+        // In the kernel, where the team's containers feel it.
+        let q = team_quota(d, &team);
+        assert!(capped(&q), "{id}: the team's cgroup holds {q:?}");
         if id == "node-a" {
             assert!(
                 own < 0.5 * core_hours,
@@ -333,6 +348,16 @@ async fn two_hosts_ship_to_one_ledger_and_the_hub_bills_their_sum_exactly() {
             "node-b kept the budget"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for (id, d) in [("node-a", &a), ("node-b", &b)] {
+        let t = Instant::now();
+        while capped(&team_quota(d, &team)) {
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "{id}: the cap stayed"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     // Usage stops; the hub's bill equals the hosts' own, to the microsecond.
@@ -420,4 +445,51 @@ async fn two_hosts_ship_to_one_ledger_and_the_hub_bills_their_sum_exactly() {
         .unwrap()
         .get(0);
     println!("{rows} hourly rows of the team in PostgreSQL");
+
+    // An older copy of a row arriving late (a replay from an earlier shipment) changes
+    // nothing: every column keeps the greater of stored and sent.
+    let before = hub_bill(&hub.unix_client(), &team).await;
+    let r = pgc
+        .query_one(
+            "SELECT period, container_id, labels, name FROM corral_usage_hour
+             WHERE host_id = 'node-b' AND team = $1 ORDER BY cpu_usec DESC LIMIT 1",
+            &[&team],
+        )
+        .await
+        .unwrap();
+    let stale = backend::ledger::outbox::Row {
+        period: r.get(0),
+        container_id: r.get(1),
+        team: team.clone(),
+        labels: r.get(2),
+        name: r.get(3),
+        duration_ms: 1,
+        q: backend::metering::billing::Quantities {
+            cpu_usec: 1,
+            ..Default::default()
+        },
+        version: 0,
+    };
+    let mut pgc = pgc;
+    backend::ledger::pg::ship(&mut pgc, "node-b", &[stale])
+        .await
+        .unwrap();
+    assert_eq!(hub_bill(&hub.unix_client(), &team).await, before);
+
+    // A second database shipping as node-a (a machine given the same --host-id) is refused
+    // while node-a is alive, and says why.
+    let intruder = start(flags("node-a"), &[]);
+    let t = Instant::now();
+    let why = loop {
+        if let Some(e) = ledger_state(&intruder).unwrap().last_error {
+            break e;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the intruder shipped as node-a"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(why.contains("another database"), "{why}");
+    reconciled(&a, &b, &hub, &team, "with an intruder refused").await;
 }

@@ -144,6 +144,12 @@ pub fn BudgetPanel(budget: Option<TeamBudget>) -> impl IntoView {
                 {dimension("Memory", b.used_memory_gib_hours, b.budget.memory_gib_hours, "GiB·h".into())}
             </tbody></table>
             <dl class="facts">
+                {b.fleet.clone().map(|f| view! {
+                    <div><dt>"Other hosts"</dt><dd data-testid="budget-fleet">{format!(
+                        "{:.2} {}, {:.4} core·h, {:.4} GiB·h of it on {} other host{} (shared ledger)",
+                        f.used_money, b.currency, f.used_cpu_core_hours, f.used_memory_gib_hours,
+                        f.hosts, if f.hosts == 1 { "" } else { "s" })}</dd></div>
+                })}
                 <div><dt>"Step in force"</dt><dd data-testid="budget-step">{step}</dd></div>
                 <div><dt>"Period"</dt><dd>{format!("{} – {}", instant(&b.period_start), instant(&b.next_reset))}</dd></div>
                 <div><dt>"Next reset"</dt><dd data-testid="budget-reset">{instant(&b.next_reset)}</dd></div>
