@@ -194,6 +194,25 @@ impl Postgres {
         p
     }
 
+    /// Starts a daemon shipping to this PostgreSQL as `host_id` (the password from
+    /// [`Postgres::password_file`]) at `url` (default [`Postgres::url`]), with `extra` flags.
+    pub fn daemon(&self, host_id: &str, url: Option<&str>, extra: &[&str]) -> Daemon {
+        let (url, pwf) = (
+            url.map_or_else(|| self.url(), str::to_owned),
+            self.password_file(),
+        );
+        let mut flags = vec![
+            "--host-id",
+            host_id,
+            "--ledger",
+            &url,
+            "--ledger-password-file",
+        ];
+        flags.push(pwf.to_str().expect("utf-8 path"));
+        flags.extend_from_slice(extra);
+        Daemon::start_with(&flags)
+    }
+
     /// A client for the test's own checks.
     pub async fn client(&self) -> tokio_postgres::Client {
         let (client, conn) = tokio_postgres::Config::new()

@@ -7,35 +7,16 @@
 
 use std::time::{Duration, Instant};
 
-use tests::{
-    Daemon,
-    postgres::{Postgres, ledger_state},
-};
+use tests::postgres::{Postgres, ledger_state};
 
 #[tokio::test]
 async fn the_ledger_is_reached_over_verified_tls_and_an_unknown_certificate_is_refused() {
     let key = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
     let (pg, ca) = Postgres::start_tls(&key.cert.pem(), &key.signing_key.serialize_pem());
     let url = format!("postgres://corral@localhost:{}/postgres", pg.port);
-    let pwf = pg.password_file();
-    let flags = |id: &'static str| {
-        vec![
-            "--host-id".to_owned(),
-            id.to_owned(),
-            "--ledger".to_owned(),
-            url.clone(),
-            "--ledger-password-file".to_owned(),
-            pwf.to_str().unwrap().to_owned(),
-        ]
-    };
-    let start = |f: Vec<String>| {
-        let refs: Vec<&str> = f.iter().map(String::as_str).collect();
-        Daemon::start_with(&refs)
-    };
-    let mut trusting = flags("trusting");
-    trusting.extend(["--ledger-ca".to_owned(), ca.to_str().unwrap().to_owned()]);
-    let trusting = start(trusting);
-    let untrusting = start(flags("untrusting"));
+    let ca = ca.to_str().unwrap();
+    let trusting = pg.daemon("trusting", Some(&url), &["--ledger-ca", ca]);
+    let untrusting = pg.daemon("untrusting", Some(&url), &[]);
 
     let t = Instant::now();
     let (ok, refused) = loop {

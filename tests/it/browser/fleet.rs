@@ -19,17 +19,7 @@ async fn the_fleet_page_lists_hosts_and_the_statement_or_says_how_to_start_a_hub
     b.wait_text("[data-testid=ledger-off]", "--ledger").await;
 
     let pg = Postgres::start();
-    let url = pg.url();
-    let pwf = pg.password_file();
-    let hub = Daemon::start_with(&[
-        "--host-id",
-        "hub-1",
-        "--ledger",
-        &url,
-        "--ledger-password-file",
-        pwf.to_str().expect("path"),
-        "--hub",
-    ]);
+    let hub = pg.daemon("hub-1", None, &["--hub"]);
     hub.admin_token();
     let base = hub.url();
     b.sign_in(&base, ADMIN, ADMIN_PASSWORD).await;

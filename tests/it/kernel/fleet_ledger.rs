@@ -168,34 +168,13 @@ async fn two_hosts_ship_to_one_ledger_and_the_hub_bills_their_sum_exactly() {
         return;
     }
     let mut pg = Postgres::start();
-    let url = pg.url();
-    let pwf = pg.password_file();
-    let pwf = pwf.to_str().unwrap();
-    let flags = |id: &'static str| {
-        vec![
-            "--host-id".to_owned(),
-            id.to_owned(),
-            "--ledger".to_owned(),
-            url.clone(),
-            "--ledger-password-file".to_owned(),
-            pwf.to_owned(),
-            "--sample-interval".to_owned(),
-            "1".to_owned(),
-            "--ledger-flush".to_owned(),
-            "1".to_owned(),
-        ]
-    };
-    let start = |mut f: Vec<String>, extra: &[&str]| {
-        f.extend(extra.iter().map(|s| (*s).to_owned()));
-        let refs: Vec<&str> = f.iter().map(String::as_str).collect();
-        Daemon::start_with(&refs)
-    };
-    let a = start(
-        flags("node-a"),
-        &["--advertise-url", "http://node-a.example:7700"],
-    );
-    let mut b = start(flags("node-b"), &[]);
-    let hub = start(flags("hub"), &["--hub"]);
+    // Metering every second, the ledger written every second.
+    let every_second = ["--sample-interval", "1", "--ledger-flush", "1"];
+    let start =
+        |id: &str, extra: &[&str]| pg.daemon(id, None, &[&every_second[..], extra].concat());
+    let a = start("node-a", &["--advertise-url", "http://node-a.example:7700"]);
+    let mut b = start("node-b", &[]);
+    let hub = start("hub", &["--hub"]);
     let _reapers: Vec<Reaper> = [&a, &b, &hub].iter().map(|d| Reaper::new(d)).collect();
 
     // The fleet's rate card from the month's start, seeded in PostgreSQL (the API prices only
@@ -478,7 +457,7 @@ async fn two_hosts_ship_to_one_ledger_and_the_hub_bills_their_sum_exactly() {
 
     // A second database shipping as node-a (a machine given the same --host-id) is refused
     // while node-a is alive, and says why.
-    let intruder = start(flags("node-a"), &[]);
+    let intruder = pg.daemon("node-a", None, &every_second);
     let t = Instant::now();
     let why = loop {
         if let Some(e) = ledger_state(&intruder).unwrap().last_error {
