@@ -499,6 +499,11 @@ impl Governor {
         &self.inner.state_dir
     }
 
+    /// The team pools the governor steps (the shared ledger brings teams' ceilings in).
+    pub fn pools(&self) -> &Pools {
+        &self.inner.pools
+    }
+
     /// Every budgeted team with the start of its current period.
     pub fn budget_periods(&self, conn: &Connection) -> Result<Vec<(String, i64)>, BudgetError> {
         let rows: Vec<(String, String)> = conn

@@ -190,8 +190,9 @@ pub async fn serve(mut config: Config) -> Result<(), DaemonError> {
     let ledger = match ledger {
         Some(cfg) => {
             let (store, governor) = (state.store().clone(), state.governor().clone());
+            let metering = state.metering().cloned();
             let l = tokio::task::spawn_blocking(move || {
-                crate::ledger::Ledger::new(cfg, store, governor)
+                crate::ledger::Ledger::new(cfg, store, governor, metering)
             })
             .await
             .expect("ledger open task does not panic")

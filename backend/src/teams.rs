@@ -309,18 +309,20 @@ impl Pools {
         team: &str,
         patch: LimitsPatch,
     ) -> Result<(Limits, Limits), PoolError> {
+        let new = patch.merge(&Self::stored(tx, team)?);
+        self.set(tx, team, new)
+    }
+
+    /// Puts `new` in force as the team's limits (as [`Pools::update`] does with a patch): the
+    /// shared ledger's copy pulled, or a fleet-wide change.
+    pub fn set(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        team: &str,
+        new: Limits,
+    ) -> Result<(Limits, Limits), PoolError> {
         let old = Self::stored(tx, team)?;
-        let new = patch.merge(&old);
-        crate::runtime::manager::validate_limits(&new).map_err(|e| match e {
-            crate::runtime::RuntimeError::Invalid { field, message } => PoolError::Invalid {
-                field: field.trim_start_matches("limits.").to_owned(),
-                message,
-            },
-            other => PoolError::Invalid {
-                field: "limits".into(),
-                message: other.to_string(),
-            },
-        })?;
+        validate(&new)?;
         let json = serde_json::to_string(&new).map_err(|source| PoolError::Stored {
             team: team.to_owned(),
             source,
@@ -348,6 +350,20 @@ impl Pools {
         }
         Ok((before, wire_limits(g.limits())))
     }
+}
+
+/// Checks team limits as container limits are checked, naming the field.
+pub fn validate(new: &Limits) -> Result<(), PoolError> {
+    crate::runtime::manager::validate_limits(new).map_err(|e| match e {
+        crate::runtime::RuntimeError::Invalid { field, message } => PoolError::Invalid {
+            field: field.trim_start_matches("limits.").to_owned(),
+            message,
+        },
+        other => PoolError::Invalid {
+            field: "limits".into(),
+            message: other.to_string(),
+        },
+    })
 }
 
 /// Names of the team's containers (any status).

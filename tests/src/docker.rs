@@ -15,6 +15,14 @@ pub fn docker(sock: &Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// `docker -H unix://SOCK ARGS`, which must succeed: its stdout (a failure panics with the
+/// command and what docker printed).
+pub fn docker_ok(sock: &Path, args: &[&str]) -> String {
+    let (code, out, err) = docker(sock, args);
+    assert_eq!(code, 0, "docker {}: {err}{out}", args.join(" "));
+    out
+}
+
 /// `docker -H unix://SOCK` with a config directory of its own, not run yet.
 pub fn command(sock: &Path) -> Command {
     let mut c = Command::new("docker");

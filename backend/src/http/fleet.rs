@@ -20,7 +20,7 @@ use super::{
 };
 use crate::{
     auth::{Actor, ApiQuery, AuthError},
-    ledger::{Ledger, hub},
+    ledger::{Ledger, hub, sync::FleetTeam},
     metering::{
         billing::{Line, Report},
         calendar,
@@ -312,4 +312,44 @@ async fn fleet_history(
             .map(|(key, points)| wire::fleet::FleetSeries { key, points })
             .collect(),
     }))
+}
+
+/// A change of a team's definition with a shared ledger: written to PostgreSQL before this
+/// host applies it (every host pulls it from there), put back when this host then refuses it.
+pub(super) struct TeamChange {
+    client: std::sync::Arc<tokio_postgres::Client>,
+    /// The fleet's definition before the change (`None`: PostgreSQL had none).
+    pub before: Option<FleetTeam>,
+}
+
+impl TeamChange {
+    /// The fleet's definition of `name`, or `None` without a shared ledger.
+    pub(super) async fn begin(state: &AppState, name: &str) -> Result<Option<Self>, AuthError> {
+        let Some(l) = state.ledger() else {
+            return Ok(None);
+        };
+        let client = l.client().await.map_err(unavailable)?;
+        let before = crate::ledger::sync::team(&client, name)
+            .await
+            .map_err(unavailable)?;
+        Ok(Some(TeamChange { client, before }))
+    }
+
+    pub(super) async fn write(&self, t: &FleetTeam) -> Result<(), AuthError> {
+        crate::ledger::sync::put_team(&self.client, t)
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Puts the fleet's definition back as it was (removed when it had none), after this
+    /// host refused the change.
+    pub(super) async fn undo(&self, name: &str) {
+        let r = match &self.before {
+            Some(t) => crate::ledger::sync::put_team(&self.client, t).await,
+            None => crate::ledger::sync::forget_team(&self.client, name).await,
+        };
+        if let Err(e) = r {
+            tracing::error!(team = name, error = %e.describe(), "cannot put the fleet's team definition back after this host refused the change");
+        }
+    }
 }

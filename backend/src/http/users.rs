@@ -5,12 +5,13 @@ use axum::{Json, extract::State, http::StatusCode};
 use serde_json::json;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::AppState;
+use super::{AppState, fleet::TeamChange};
 use crate::auth::{
     Actor, ApiJson, ApiPath, AuthError, Role,
     audit::{self, Outcome},
     db, now_secs, validate_password, validate_team_name, validate_user_name,
 };
+use crate::ledger::sync::FleetTeam;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -274,6 +275,7 @@ async fn teams_list(
         (status = 401, description = "No credentials", body = wire::ApiError),
         (status = 403, description = "Not an admin, foreign Host/Origin, missing CSRF header", body = wire::ApiError),
         (status = 409, description = "The name is taken", body = wire::ApiError),
+        (status = 503, description = "The shared ledger is unreachable (code ledger_unavailable)", body = wire::ApiError),
     ))]
 async fn teams_create(
     State(state): State<AppState>,
@@ -283,7 +285,31 @@ async fn teams_create(
     actor.require_admin()?;
     validate_team_name("name", &req.name)?;
     validate_description(&req.description)?;
+    // With a shared ledger the team is the fleet's: written there first (a name taken on
+    // another host is refused), created here, and by every other host on its next pull.
+    let fleet = TeamChange::begin(&state, &req.name).await?;
+    if let Some(f) = &fleet {
+        let n = req.name.clone();
+        if db::run(state.store(), move |c| db::team(c, &n))
+            .await?
+            .is_some()
+            || f.before.as_ref().is_some_and(|t| !t.deleted)
+        {
+            return Err(AuthError::Conflict(format!(
+                "team {:?} already exists",
+                req.name
+            )));
+        }
+        f.write(&FleetTeam {
+            name: req.name.clone(),
+            description: req.description.clone(),
+            limits: wire::Limits::default(),
+            deleted: false,
+        })
+        .await?;
+    }
     let pools = state.pools().clone();
+    let name = req.name.clone();
     let team = db::run(state.store(), move |conn| {
         let tx = conn.transaction()?;
         if db::team(&tx, &req.name)?.is_some() {
@@ -308,7 +334,8 @@ async fn teams_create(
         tx.commit()?;
         Ok(team)
     })
-    .await?;
+    .await;
+    let team = undo_on_error(fleet.as_ref(), &name, team).await?;
     meter_team(&state, team.name.clone()).await;
     Ok((StatusCode::CREATED, Json(team)))
 }
@@ -430,6 +457,7 @@ async fn teams_limits_get(
         (status = 403, description = "Not an admin, foreign Host/Origin, missing CSRF header", body = wire::ApiError),
         (status = 404, description = "No such team", body = wire::ApiError),
         (status = 409, description = "The host cannot carry out the limits (a knob its cgroups lack, a kernel refusal); nothing changed", body = wire::ApiError),
+        (status = 503, description = "The shared ledger is unreachable (code ledger_unavailable)", body = wire::ApiError),
     ))]
 async fn teams_limits_update(
     State(state): State<AppState>,
@@ -439,15 +467,87 @@ async fn teams_limits_update(
 ) -> Result<Json<wire::Limits>, AuthError> {
     require_admin_to(&state, &actor, "team.limits", &name).await?;
     visible_team(&state, &actor, &name).await?;
+    let (fleet, target) = fleet_team_change(&state, &name, None, Some(&patch), "").await?;
     let pools = state.pools().clone();
+    let n = name.clone();
     let limits = db::run(state.store(), move |conn| {
         let tx = conn.transaction()?;
-        let after = apply_limits(&pools, &tx, &actor, &name, patch)?;
+        let after = apply_limits(&pools, &tx, &actor, &n, patch, target.map(|t| t.limits))?;
         tx.commit()?;
         Ok(after)
     })
-    .await?;
-    Ok(Json(limits))
+    .await;
+    Ok(Json(undo_on_error(fleet.as_ref(), &name, limits).await?))
+}
+
+/// With a shared ledger: the team's definition with `description` and `patch` applied to
+/// the fleet's copy (this host's when PostgreSQL has none yet), checked and written to
+/// PostgreSQL; this host then puts exactly that in force. `prefix` names the limits' field
+/// in errors (`limits.` in `PATCH /teams/{name}`).
+async fn fleet_team_change(
+    state: &AppState,
+    name: &str,
+    description: Option<&str>,
+    patch: Option<&wire::LimitsPatch>,
+    prefix: &str,
+) -> Result<(Option<TeamChange>, Option<FleetTeam>), AuthError> {
+    let Some(f) = TeamChange::begin(state, name).await? else {
+        return Ok((None, None));
+    };
+    let base = match &f.before {
+        Some(t) if t.deleted => {
+            return Err(AuthError::NotFound(format!(
+                "team {name:?} was removed from the fleet"
+            )));
+        }
+        Some(t) => t.clone(),
+        None => {
+            let n = name.to_owned();
+            db::run(state.store(), move |c| {
+                let team = db::team(c, &n)?
+                    .ok_or_else(|| AuthError::NotFound(format!("no such team {n:?}")))?;
+                Ok(FleetTeam {
+                    limits: crate::teams::Pools::stored(c, &n).map_err(pool_err)?,
+                    name: team.name,
+                    description: team.description,
+                    deleted: false,
+                })
+            })
+            .await?
+        }
+    };
+    let limits = patch.map_or(base.limits.clone(), |p| p.clone().merge(&base.limits));
+    crate::teams::validate(&limits)
+        .map_err(pool_err)
+        .map_err(|e| match e {
+            AuthError::Invalid { field, message } => AuthError::Invalid {
+                field: format!("{prefix}{field}"),
+                message,
+            },
+            other => other,
+        })?;
+    let target = FleetTeam {
+        description: description.map_or(base.description.clone(), str::to_owned),
+        limits,
+        ..base
+    };
+    f.write(&target).await?;
+    Ok((Some(f), Some(target)))
+}
+
+/// A local change's result; when it failed, the fleet's definition written before it is put
+/// back (so no host applies what this one refused).
+async fn undo_on_error<T>(
+    fleet: Option<&TeamChange>,
+    name: &str,
+    r: Result<T, AuthError>,
+) -> Result<T, AuthError> {
+    if r.is_err()
+        && let Some(f) = fleet
+    {
+        f.undo(name).await;
+    }
+    r
 }
 
 /// Refuses (and audits as `action`) a change of a team's settings — its limits
@@ -471,16 +571,22 @@ pub(super) async fn require_admin_to(
     Ok(())
 }
 
-/// Applies `patch` to the team's ceilings in `tx`, with its audit row; the kernel's limits after.
+/// Applies `patch` to the team's ceilings in `tx` (or puts the fleet's `target` in force,
+/// `patch` already applied to it), with its audit row; the kernel's limits after.
 fn apply_limits(
     pools: &crate::teams::Pools,
     tx: &rusqlite::Transaction<'_>,
     actor: &Actor,
     name: &str,
     patch: wire::LimitsPatch,
+    target: Option<wire::Limits>,
 ) -> Result<wire::Limits, AuthError> {
     let asked = json!(patch);
-    let (before, after) = pools.update(tx, name, patch).map_err(pool_err)?;
+    let (before, after) = match target {
+        Some(t) => pools.set(tx, name, t),
+        None => pools.update(tx, name, patch),
+    }
+    .map_err(pool_err)?;
     audit::insert(
         tx,
         &audit::Event::new(actor, "team.limits")
@@ -503,6 +609,7 @@ fn apply_limits(
         (status = 403, description = "Not an operator of the team, foreign Host/Origin, missing CSRF header", body = wire::ApiError),
         (status = 404, description = "No such team", body = wire::ApiError),
         (status = 409, description = "The host cannot carry out the limits (a knob its cgroups lack, a kernel refusal); nothing changed", body = wire::ApiError),
+        (status = 503, description = "The shared ledger is unreachable (code ledger_unavailable)", body = wire::ApiError),
     ))]
 async fn teams_update(
     State(state): State<AppState>,
@@ -527,8 +634,18 @@ async fn teams_update(
         validate_description(d)?;
     }
     let before = visible_team(&state, &actor, &name).await?;
+    let (fleet, target) = fleet_team_change(
+        &state,
+        &name,
+        req.description.as_deref(),
+        req.limits.as_ref(),
+        "limits.",
+    )
+    .await?;
     let pools = state.pools().clone();
+    let n = name.clone();
     let team = db::run(state.store(), move |conn| {
+        let name = n;
         let tx = conn.transaction()?;
         if let Some(d) = &req.description {
             tx.execute(
@@ -548,7 +665,8 @@ async fn teams_update(
             )?;
         }
         if let Some(patch) = req.limits {
-            apply_limits(&pools, &tx, &actor, &name, patch).map_err(|e| match e {
+            let target = target.map(|t| t.limits);
+            apply_limits(&pools, &tx, &actor, &name, patch, target).map_err(|e| match e {
                 AuthError::Invalid { field, message } => AuthError::Invalid {
                     field: format!("limits.{field}"),
                     message,
@@ -559,8 +677,8 @@ async fn teams_update(
         tx.commit()?;
         Ok(after)
     })
-    .await?;
-    Ok(Json(team))
+    .await;
+    Ok(Json(undo_on_error(fleet.as_ref(), &name, team).await?))
 }
 
 /// Delete a team, its memberships and its cgroup (admin); refused while it has containers.
@@ -572,6 +690,7 @@ async fn teams_update(
         (status = 403, description = "Not an admin, foreign Host/Origin, missing CSRF header", body = wire::ApiError),
         (status = 404, description = "No such team", body = wire::ApiError),
         (status = 409, description = "The team still has containers (named in the message)", body = wire::ApiError),
+        (status = 503, description = "The shared ledger is unreachable (code ledger_unavailable)", body = wire::ApiError),
     ))]
 async fn teams_delete(
     State(state): State<AppState>,
@@ -580,9 +699,35 @@ async fn teams_delete(
 ) -> Result<StatusCode, AuthError> {
     actor.require_admin()?;
     let before = visible_team(&state, &actor, &name).await?;
+    // With a shared ledger the team goes from the whole fleet: refused here first while it
+    // has containers on this host, then a tombstone in PostgreSQL every host acts on.
+    let fleet = TeamChange::begin(&state, &name).await?;
+    if let Some(f) = &fleet {
+        let n = name.clone();
+        let (containers, limits) = db::run(state.store(), move |c| {
+            Ok((
+                crate::teams::containers_of(c, &n)?,
+                crate::teams::Pools::stored(c, &n).map_err(pool_err)?,
+            ))
+        })
+        .await?;
+        if !containers.is_empty() {
+            return Err(pool_err(crate::teams::PoolError::InUse {
+                team: name,
+                names: containers,
+            }));
+        }
+        f.write(&FleetTeam {
+            name: name.clone(),
+            description: before.description.clone(),
+            limits,
+            deleted: true,
+        })
+        .await?;
+    }
     let pools = state.pools().clone();
     let name_gone = name.clone();
-    db::run(state.store(), move |conn| {
+    let removed = db::run(state.store(), move |conn| {
         let tx = conn.transaction()?;
         // Refused while the team has containers; the team's cgroup goes with it.
         pools.remove(&tx, &name).map_err(pool_err)?;
@@ -596,7 +741,8 @@ async fn teams_delete(
         tx.commit()?;
         Ok(())
     })
-    .await?;
+    .await;
+    undo_on_error(fleet.as_ref(), &name_gone, removed).await?;
     // The team and its group are gone: so is its metering (its history stays).
     if let Some(m) = state.metering() {
         m.unregister_team(&name_gone);

@@ -8,8 +8,9 @@
 //!   from PostgreSQL's clock, so staleness does not depend on hosts' clocks agreeing.
 //! - `corral_usage_hour`: the hourly ledger rows of every host, keyed on (host, container,
 //!   hour, team, labels), as each host's SQLite has them.
-//! - `corral_rate_card`, `corral_team_budgets`: the fleet's prices and budgets
-//!   ([`super::sync`]).
+//! - `corral_rate_card`, `corral_team_budgets`, `corral_teams`: the fleet's prices, budgets
+//!   and team definitions (name, description, pooled ceilings; a removed team is kept as a
+//!   tombstone) ([`super::sync`]).
 
 use std::{
     future::Future,
@@ -52,6 +53,9 @@ pub enum PgError {
     NewerSchema(i32),
     #[error("local store: {0}")]
     Local(String),
+    /// A row the shared ledger holds does not decode.
+    #[error("shared ledger data: {0}")]
+    Data(String),
 }
 
 impl PgError {
@@ -257,6 +261,13 @@ CREATE TABLE IF NOT EXISTS corral_team_budgets (
     team       TEXT PRIMARY KEY,
     budget     TEXT,
     updated_ms BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS corral_teams (
+    name        TEXT PRIMARY KEY,
+    description TEXT NOT NULL,
+    limits      TEXT NOT NULL,
+    deleted     BOOLEAN NOT NULL,
+    updated_ms  BIGINT NOT NULL
 );
 ";
 

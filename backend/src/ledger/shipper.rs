@@ -69,6 +69,10 @@ struct Inner {
     config: LedgerConfig,
     store: Store,
     governor: Governor,
+    /// Meters the teams pulled in (none in tests without metering).
+    metering: Option<crate::metering::Metering>,
+    /// The team changes this host last failed to apply, with why (logged once each).
+    team_errors: Mutex<BTreeMap<String, String>>,
     db_id: String,
     wake: tokio::sync::Notify,
     status: Mutex<Status>,
@@ -78,7 +82,12 @@ struct Inner {
 
 impl Ledger {
     /// Turns the outbox on (queueing the ledger so far, the first time).
-    pub fn new(config: LedgerConfig, store: Store, governor: Governor) -> Result<Self, String> {
+    pub fn new(
+        config: LedgerConfig,
+        store: Store,
+        governor: Governor,
+        metering: Option<crate::metering::Metering>,
+    ) -> Result<Self, String> {
         let candidate = crate::auth::secret::new_secret("").map_err(|e| e.to_string())?;
         let db_id = outbox::enable(&store.lock(), &candidate).map_err(|e| e.to_string())?;
         Ok(Ledger {
@@ -86,6 +95,8 @@ impl Ledger {
                 config,
                 store,
                 governor,
+                metering,
+                team_errors: Mutex::default(),
                 db_id,
                 wake: tokio::sync::Notify::new(),
                 status: Mutex::default(),
@@ -250,24 +261,67 @@ impl Ledger {
         pg::heartbeat(c, &self.inner.config.host_id, &report, TAKEOVER_MS).await
     }
 
-    /// Pulls the fleet's rate card and budgets (pushing local ones PostgreSQL lacks).
+    /// Pulls the fleet's teams, rate card and budgets (pushing local ones PostgreSQL lacks).
     async fn pull(&self, c: &Client) -> Result<(), PgError> {
         let cards = sync::rate_cards(c).await?;
         let budgets = sync::budgets(c).await?;
+        let teams = sync::teams(c).await?;
         let local = self.blocking(sync::local).await?;
-        let plan = sync::plan(&local, &cards, &budgets);
+        let plan = sync::plan(&local, &cards, &budgets, &teams);
         for card in &plan.push_cards {
             sync::put_rate_card(c, card).await?;
         }
         for (team, json) in &plan.push_budgets {
             sync::put_budget(c, team, Some(json)).await?;
         }
-        let changed = self.blocking(move |c| sync::apply(c, &plan)).await?;
+        for t in &plan.push_teams {
+            sync::put_team(c, t).await?;
+        }
+        let pools = self.inner.governor.pools().clone();
+        let (changed, teams) = self
+            .blocking(move |c| {
+                let teams = sync::apply_teams(c, &pools, &plan);
+                sync::apply(c, &plan).map(|changed| (changed, teams))
+            })
+            .await?;
+        self.teams_pulled(teams).await;
         if changed {
             tracing::info!("fleet rate card or budgets pulled from the shared ledger");
             self.inner.governor.wake();
         }
         Ok(())
+    }
+
+    /// Meters the teams a pull created, stops metering those it removed, and logs each team
+    /// change this host could not carry out once (until its reason changes).
+    async fn teams_pulled(&self, done: sync::TeamsApplied) {
+        if let Some(m) = self.inner.metering.clone() {
+            let (created, removed) = (done.created.clone(), done.removed.clone());
+            let _ = tokio::task::spawn_blocking(move || {
+                for t in &created {
+                    m.meter_team(t);
+                }
+                for t in &removed {
+                    m.unregister_team(t);
+                }
+            })
+            .await;
+        }
+        for t in done.created.iter().chain(&done.removed) {
+            tracing::info!(team = %t, "team pulled from the shared ledger");
+        }
+        let mut seen = self
+            .inner
+            .team_errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let failed: BTreeMap<String, String> = done.failed.into_iter().collect();
+        for (team, why) in &failed {
+            if seen.get(team) != Some(why) {
+                tracing::warn!(team = %team, error = %why, "cannot apply the shared ledger's team here; retried every round");
+            }
+        }
+        *seen = failed;
     }
 
     /// The other hosts' usage of every budgeted team in its current period, priced with the

@@ -13,7 +13,7 @@ use std::{
 use tests::{
     Daemon, TempDir,
     containers::{Reaper, call, create, remove, sleeper},
-    docker::docker,
+    docker::{docker, docker_ok},
     rootfs::Rootfs,
 };
 
@@ -219,21 +219,21 @@ async fn the_docker_cli_updates_pauses_stops_starts_kills_waits_and_removes() {
     );
 
     // pause freezes, unpause thaws.
-    assert_eq!(docker(&sock, &["pause", &name]).0, 0);
+    docker_ok(&sock, &["pause", &name]);
     assert_eq!(status(name.clone()).await, "paused");
-    assert_eq!(docker(&sock, &["unpause", &name]).0, 0);
+    docker_ok(&sock, &["unpause", &name]);
     assert_eq!(status(name.clone()).await, "running");
 
     // stop, start (a second start is Docker's "not modified", no error), restart, kill, wait.
-    assert_eq!(docker(&sock, &["stop", "-t", "1", &name]).0, 0);
+    docker_ok(&sock, &["stop", "-t", "1", &name]);
     assert_eq!(status(name.clone()).await, "exited");
-    assert_eq!(docker(&sock, &["start", &name]).0, 0);
-    assert_eq!(docker(&sock, &["start", &name]).0, 0);
+    docker_ok(&sock, &["start", &name]);
+    docker_ok(&sock, &["start", &name]);
     assert_eq!(status(name.clone()).await, "running");
-    assert_eq!(docker(&sock, &["restart", "-t", "1", &name]).0, 0);
+    docker_ok(&sock, &["restart", "-t", "1", &name]);
     assert_eq!(status(name.clone()).await, "running");
     // (`sleep` as PID 1 ignores SIGTERM, as under Docker: KILL ends it.)
-    assert_eq!(docker(&sock, &["kill", "--signal", "SIGKILL", &name]).0, 0);
+    docker_ok(&sock, &["kill", "--signal", "SIGKILL", &name]);
     let (code, out, err) = docker(&sock, &["wait", &name]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.trim(), "137", "KILL ends sleep with 128 + 9");
@@ -266,8 +266,8 @@ async fn the_docker_cli_updates_pauses_stops_starts_kills_waits_and_removes() {
 
     // rm -f removes a running container.
     let other = sleeper(&d, &rootfs, "dkm").await;
-    assert_eq!(docker(&sock, &["rm", "-f", &other]).0, 0);
+    docker_ok(&sock, &["rm", "-f", &other]);
     let (code, _, err) = docker(&sock, &["inspect", &other]);
     assert_ne!(code, 0, "{err}");
-    assert_eq!(docker(&sock, &["rm", &name]).0, 0);
+    docker_ok(&sock, &["rm", &name]);
 }

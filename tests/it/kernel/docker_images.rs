@@ -17,7 +17,7 @@ use hyper::Method;
 use tests::{
     Daemon, TempDir,
     containers::{Reaper, call, create, get, remove, sleeper},
-    docker::{command, docker, human_size},
+    docker::{command, docker, docker_ok, human_size},
     rootfs::Rootfs,
 };
 
@@ -262,7 +262,7 @@ async fn the_docker_cli_follows_events_and_lists_processes() {
     );
 
     // Stopped: top is Docker's 409 and Corral's conflict.
-    assert_eq!(docker(&sock, &["stop", "-t", "1", &name]).0, 0);
+    docker_ok(&sock, &["stop", "-t", "1", &name]);
     let (code, _, err) = docker(&sock, &["top", &name]);
     assert_ne!(code, 0);
     assert!(
@@ -356,7 +356,7 @@ async fn the_docker_cli_follows_events_and_lists_processes() {
     // The stream is open once the CLI holds its answer: give it a moment.
     tokio::time::sleep(Duration::from_millis(700)).await;
     let id = get(&c, &name).await.id;
-    assert_eq!(docker(&sock, &["rm", &name]).0, 0);
+    docker_ok(&sock, &["rm", &name]);
     let line = rx
         .recv_timeout(Duration::from_secs(10))
         .expect("docker events printed the removal");

@@ -14,7 +14,7 @@ use tests::{
     pty::PtyCommand,
 };
 
-use tests::docker::docker;
+use tests::docker::{docker, docker_ok};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -211,7 +211,7 @@ async fn docker_run_in_the_foreground_detached_with_stdin_and_from_create_start(
     let (code, out, err) = docker_in(&sock, &["exec", "-i", &bg, "cat"], "piped-in\n");
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.trim(), "piped-in");
-    assert_eq!(docker(&sock, &["rm", "-f", &bg]).0, 0);
+    docker_ok(&sock, &["rm", "-f", &bg]);
 
     // run -i: stdin reaches the process; its end ends cat.
     let (code, out, err) = docker_in(&sock, &["run", "-i", "--rm", &tag, "cat"], "hi there\n");
@@ -237,7 +237,7 @@ async fn docker_run_in_the_foreground_detached_with_stdin_and_from_create_start(
     let (code, out, err) = docker(&sock, &["start", "-a", &cr]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["one", "two"]);
-    assert_eq!(docker(&sock, &["start", &cr]).0, 0);
+    docker_ok(&sock, &["start", &cr]);
     let (code, out, err) = docker(&sock, &["logs", "-f", &cr]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(
@@ -245,7 +245,7 @@ async fn docker_run_in_the_foreground_detached_with_stdin_and_from_create_start(
         ["one", "two", "one", "two"],
         "the log holds both runs"
     );
-    assert_eq!(docker(&sock, &["rm", &cr]).0, 0);
+    docker_ok(&sock, &["rm", &cr]);
 
     // A missing image: Docker's words, then the pull it tries, refused at once with the
     // registry's reason (a closed loopback port: no public registry is ever asked).
@@ -314,5 +314,5 @@ async fn docker_run_it_and_exec_it_are_terminals() {
     t.wait_for(0, "exec-tty-6", T);
     t.type_str("exit 4\n");
     assert_eq!(t.wait(T), 4, "{}", t.screen());
-    assert_eq!(docker(&sock, &["rm", "-f", &bg]).0, 0);
+    docker_ok(&sock, &["rm", "-f", &bg]);
 }

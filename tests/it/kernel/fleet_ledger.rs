@@ -221,8 +221,9 @@ async fn two_hosts_ship_to_one_ledger_and_the_hub_bills_their_sum_exactly() {
 
     let rootfs = Rootfs::new();
     let team = tests::unique("fleet");
+    // Created through node-a: the team is the fleet's, node-b pulls it.
     add_team(&a.unix_client(), &team).await;
-    add_team(&b.unix_client(), &team).await;
+    super::fleet_teams::wait_for_team(&b, &team).await;
     // node-a burns little, node-b much.
     let slow = burn(&a.unix_client(), &rootfs, &team, true).await;
     let fast = burn(&b.unix_client(), &rootfs, &team, false).await;

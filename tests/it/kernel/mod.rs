@@ -20,6 +20,7 @@ mod docker_images;
 mod docker_run;
 mod fleet_ledger;
 mod fleet_prometheus;
+mod fleet_teams;
 mod memory_min;
 mod metering;
 mod metering_containers;
