@@ -1,5 +1,6 @@
 //! The fleet, on a hub (`corral serve --hub`), read from the shared ledger:
-//! - `GET /api/v1/fleet/hosts`: every host with its heartbeat (stale after 60 s), backlog and
+//! - `GET /api/v1/fleet/hosts`: every host with its heartbeat (stale after `--stale-after`,
+//!   60 s by default), backlog and
 //!   recent usage;
 //! - `GET /api/v1/fleet/statement?from=&to=&team=&host=`: usage across hosts priced with the
 //!   fleet's rate card, per host, per host and team, per team and in total;
@@ -27,9 +28,6 @@ use crate::{
         sampler::wall_ms,
     },
 };
-
-/// A host without a heartbeat for this long is shown stale.
-pub const STALE_AFTER_S: u64 = 60;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -97,12 +95,13 @@ async fn fleet_hosts(
     let client = l.client().await.map_err(unavailable)?;
     let hosts = hub::hosts(&client).await.map_err(unavailable)?;
     let fmt = |ms: i64| calendar::format_time(ms / 1000);
+    let stale_after_s = l.config().stale_after_s;
     Ok(Json(wire::fleet::FleetHosts {
-        stale_after_s: STALE_AFTER_S,
+        stale_after_s,
         hosts: hosts
             .into_iter()
             .map(|h| wire::fleet::FleetHost {
-                stale: h.age_ms > STALE_AFTER_S as i64 * 1000,
+                stale: h.age_ms > stale_after_s as i64 * 1000,
                 heartbeat_age_s: h.age_ms.max(0) as f64 / 1000.0,
                 registered_at: fmt(h.registered_ms),
                 heartbeat_at: fmt(h.heartbeat_ms),

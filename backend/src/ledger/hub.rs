@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use tokio_postgres::Client;
 
-use super::pg::{NOW_MS, PgError};
+use super::pg::{GRAINS, NOW_MS, PgError};
 use crate::metering::{
     billing::{Pricer, Quantities, RateCard, Report, card_spans},
     calendar,
@@ -91,22 +91,34 @@ pub async fn priced(
 ) -> Result<BTreeMap<String, Report>, PgError> {
     let base = Report::priced_by(cards, from, to);
     let mut pricers: BTreeMap<String, Pricer> = BTreeMap::new();
-    for (card, lo, hi) in card_spans(cards, base.from, base.to) {
+    // Each rate card's span read as whole months, then days, then hours at its ends.
+    let pieces = card_spans(cards, base.from, base.to).flat_map(|(card, lo, hi)| {
+        calendar::decompose_in(&GRAINS.map(|(g, ..)| g), lo, hi)
+            .into_iter()
+            .map(move |(grain, lo, hi)| (card, grain, lo, hi))
+    });
+    for (card, grain, lo, hi) in pieces {
+        let table = GRAINS
+            .iter()
+            .find(|(g, ..)| *g == grain)
+            .map_or("corral_usage_hour", |(_, t, _)| t);
         let rows = client
             .query(
-                "SELECT host_id, container_id, team, labels, max(name),
+                &format!(
+                    "SELECT host_id, container_id, team, labels, max(name),
                    sum(cpu_usec)::bigint, sum(throttled_usec)::bigint,
                    sum(cpu_reserved_core_usec)::bigint, sum(mem_byte_s)::bigint,
                    sum(mem_reserved_byte_s)::bigint, sum(io_rbytes)::bigint,
                    sum(io_wbytes)::bigint, sum(io_rios)::bigint, sum(io_wios)::bigint,
                    sum(oom_kills)::bigint, max(mem_peak), max(pids_peak)
-                 FROM corral_usage_hour
+                 FROM {table}
                  WHERE period >= $1 AND period < $2
                    AND ($3::text IS NULL OR team = $3)
                    AND ($4::text IS NULL OR host_id = $4)
                    AND ($5::text IS NULL OR host_id <> $5)
                    AND ($6::text[] IS NULL OR team = ANY($6))
-                 GROUP BY host_id, container_id, team, labels",
+                 GROUP BY host_id, container_id, team, labels"
+                ),
                 &[
                     &lo,
                     &hi,

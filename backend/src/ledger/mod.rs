@@ -52,7 +52,14 @@ pub struct LedgerArgs {
     /// The URL the hub shows (and links) for this host's API, e.g. `https://node1:7700`.
     #[arg(long, value_name = "URL")]
     pub advertise_url: Option<String>,
+    /// On a hub: a host without a heartbeat for this many seconds (hosts beat every 5 s) is
+    /// shown stale; its usage up to its last shipment still counts. 6-86400, default 60.
+    #[arg(long, value_name = "SECS")]
+    pub stale_after: Option<u64>,
 }
+
+/// A hub shows a host stale after this long without a heartbeat, unless `--stale-after`.
+pub const STALE_AFTER_S: u64 = 60;
 
 /// TLS of the connection to PostgreSQL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +84,8 @@ pub struct LedgerConfig {
     pub host_id: String,
     pub hub: bool,
     pub advertise_url: Option<String>,
+    /// On a hub: seconds without a heartbeat before a host is shown stale.
+    pub stale_after_s: u64,
 }
 
 impl std::fmt::Debug for LedgerConfig {
@@ -261,6 +270,20 @@ impl LedgerArgs {
         {
             return Err(bad("--advertise-url", "an http:// or https:// URL"));
         }
+        let stale_after_s = match self.stale_after {
+            None => STALE_AFTER_S,
+            Some(s) if (6..=86_400).contains(&s) && self.hub => s,
+            Some(_) if !self.hub => return Err(bad("--stale-after", "needs --hub")),
+            Some(s) => {
+                return Err(bad(
+                    "--stale-after",
+                    format!(
+                        "{s} s: 6-86400 (hosts send a heartbeat every 5 s, so less would \
+                         flap)"
+                    ),
+                ));
+            }
+        };
         Ok(Some(LedgerConfig {
             host: host.to_owned(),
             port,
@@ -275,6 +298,7 @@ impl LedgerArgs {
             host_id,
             hub: self.hub,
             advertise_url: self.advertise_url.clone(),
+            stale_after_s,
         }))
     }
 }
@@ -342,5 +366,30 @@ mod tests {
             ..LedgerArgs::default()
         };
         assert_eq!(hub.check(None, None).expect_err("hub").flag, "--hub");
+    }
+
+    #[test]
+    fn stale_after_is_a_hubs_and_bounded() {
+        let url = "postgres://u@db.example/x";
+        let with = |hub: bool, stale_after: Option<u64>| LedgerArgs {
+            hub,
+            stale_after,
+            ..args(url)
+        };
+        let c = |a: LedgerArgs| {
+            a.check(Some("n1"), None)
+                .map(|c| c.expect("some").stale_after_s)
+        };
+        assert_eq!(c(with(true, None)), Ok(STALE_AFTER_S));
+        assert_eq!(c(with(true, Some(8))), Ok(8));
+        for (a, word) in [
+            (with(true, Some(5)), "6-86400"),
+            (with(true, Some(86_401)), "6-86400"),
+            (with(false, Some(30)), "--hub"),
+        ] {
+            let e = c(a).expect_err(word);
+            assert_eq!(e.flag, "--stale-after");
+            assert!(e.message.contains(word), "{}", e.message);
+        }
     }
 }

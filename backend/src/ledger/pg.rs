@@ -7,7 +7,10 @@
 //!   API URL, and the heartbeat, shipped counts and backlog it last reported. Times come
 //!   from PostgreSQL's clock, so staleness does not depend on hosts' clocks agreeing.
 //! - `corral_usage_hour`: the hourly ledger rows of every host, keyed on (host, container,
-//!   hour, team, labels), as each host's SQLite has them.
+//!   hour, team, labels), as each host's SQLite has them; `corral_usage_day` and
+//!   `corral_usage_month` roll them up (UTC days and months), kept by the trigger
+//!   `corral_usage_rollup` in each shipment's transaction, so a statement over a year reads
+//!   months, days at its edges and hours only at its ends ([`GRAINS`]).
 //! - `corral_rate_card`, `corral_team_budgets`, `corral_teams`: the fleet's prices, budgets
 //!   and team definitions (name, description, pooled ceilings; a removed team is kept as a
 //!   tombstone) ([`super::sync`]).
@@ -28,9 +31,128 @@ use tokio_postgres::{
 use tokio_rustls::rustls::{ClientConfig, pki_types::ServerName};
 
 use super::{LedgerConfig, SslMode, outbox::Row};
+use crate::metering::calendar::Grain;
 
-/// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 1;
+/// The schema version this build writes (2: day and month rollups of the hourly rows).
+pub const SCHEMA_VERSION: i32 = 2;
+
+/// The hourly rows' quantities that add up over time, and the peaks (greatest wins).
+const SUMS: [&str; 11] = [
+    "duration_ms",
+    "cpu_usec",
+    "throttled_usec",
+    "cpu_reserved_core_usec",
+    "mem_byte_s",
+    "mem_reserved_byte_s",
+    "io_rbytes",
+    "io_wbytes",
+    "io_rios",
+    "io_wios",
+    "oom_kills",
+];
+const PEAKS: [&str; 2] = ["mem_peak", "pids_peak"];
+
+/// The tables holding each grain of the shared ledger, and how a period of that grain is
+/// found from an hour's start (`{p}`) in SQL: the rollups are kept by a trigger on the hourly
+/// table, in the shipment's own transaction.
+pub const GRAINS: [(Grain, &str, &str); 3] = [
+    (Grain::Hour, "corral_usage_hour", "{p}"),
+    (Grain::Day, "corral_usage_day", "({p} / 86400) * 86400"),
+    (
+        Grain::Month,
+        "corral_usage_month",
+        "extract(epoch from date_trunc('month', to_timestamp({p}) AT TIME ZONE 'UTC'))::bigint",
+    ),
+];
+
+/// The rollup tables, the trigger that keeps them (an hourly row's growth added to its day
+/// and month; shipping only ever grows a row, so the deltas are never negative), and the
+/// statements filling them from the hourly rows (an upgrade from version 1).
+fn rollup_schema() -> (String, Vec<String>) {
+    let cols: Vec<&str> = SUMS.iter().chain(&PEAKS).copied().collect();
+    let mut ddl = String::new();
+    let mut body = String::new();
+    let mut backfill = Vec::new();
+    for (_, table, period) in &GRAINS[1..] {
+        ddl.push_str(&format!(
+            "CREATE TABLE IF NOT EXISTS {table} (
+                host_id TEXT NOT NULL, period BIGINT NOT NULL, container_id TEXT NOT NULL,
+                team TEXT NOT NULL, labels TEXT NOT NULL, name TEXT NOT NULL, {},
+                PRIMARY KEY (host_id, container_id, period, team, labels));
+             CREATE INDEX IF NOT EXISTS {table}_team ON {table} (team, period);
+             CREATE INDEX IF NOT EXISTS {table}_period ON {table} (period);
+             CREATE INDEX IF NOT EXISTS {table}_host ON {table} (host_id, period);\n",
+            cols.iter()
+                .map(|c| format!("{c} BIGINT NOT NULL"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        let set = SUMS
+            .iter()
+            .map(|c| format!("{c} = t.{c} + excluded.{c}"))
+            .chain(
+                PEAKS
+                    .iter()
+                    .map(|c| format!("{c} = GREATEST(t.{c}, excluded.{c})")),
+            )
+            .collect::<Vec<_>>()
+            .join(", ");
+        let insert = |values: String| {
+            format!(
+                "INSERT INTO {table} AS t (host_id, period, container_id, team, labels, name, {})
+                   VALUES (NEW.host_id, {}, NEW.container_id, NEW.team, NEW.labels, NEW.name, {values})
+                 ON CONFLICT (host_id, container_id, period, team, labels) DO UPDATE SET
+                   name = GREATEST(t.name, excluded.name), {set};\n",
+                cols.join(", "),
+                period.replace("{p}", "NEW.period"),
+            )
+        };
+        let delta = |update: bool| {
+            SUMS.iter()
+                .map(|c| {
+                    if update {
+                        format!("NEW.{c} - OLD.{c}")
+                    } else {
+                        format!("NEW.{c}")
+                    }
+                })
+                .chain(PEAKS.iter().map(|c| format!("NEW.{c}")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        body.push_str(&format!(
+            "IF TG_OP = 'UPDATE' THEN {} ELSE {} END IF;\n",
+            insert(delta(true)),
+            insert(delta(false))
+        ));
+        backfill.push(format!(
+            "INSERT INTO {table} (host_id, period, container_id, team, labels, name, {})
+             SELECT host_id, {}, container_id, team, labels, max(name), {}
+             FROM corral_usage_hour GROUP BY 1, 2, 3, 4, 5",
+            cols.join(", "),
+            period.replace("{p}", "period"),
+            SUMS.iter()
+                .map(|c| format!("sum({c})::bigint"))
+                .chain(PEAKS.iter().map(|c| format!("max({c})")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    ddl.push_str(&format!(
+        "CREATE OR REPLACE FUNCTION corral_usage_rollup() RETURNS trigger LANGUAGE plpgsql AS $f$
+         BEGIN
+         {body}
+         RETURN NULL;
+         END $f$;
+         DO $d$ BEGIN
+           IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'corral_usage_rollup') THEN
+             CREATE TRIGGER corral_usage_rollup AFTER INSERT OR UPDATE ON corral_usage_hour
+               FOR EACH ROW EXECUTE FUNCTION corral_usage_rollup();
+           END IF;
+         END $d$;\n"
+    ));
+    (ddl, backfill)
+}
 
 /// Why talking to PostgreSQL failed.
 #[derive(Debug, thiserror::Error)]
@@ -284,14 +406,49 @@ pub async fn migrate(client: &mut Client) -> Result<(), PgError> {
         .query_opt("SELECT max(version) FROM corral_schema", &[])
         .await?
         .and_then(|r| r.get(0));
+    if let Some(v) = v
+        && v > SCHEMA_VERSION
+    {
+        return Err(PgError::NewerSchema(v));
+    }
+    let (rollups, backfill) = rollup_schema();
+    tx.batch_execute(&rollups).await?;
     match v {
-        Some(v) if v > SCHEMA_VERSION => return Err(PgError::NewerSchema(v)),
-        Some(_) => {}
-        None => {
+        Some(v) if v >= SCHEMA_VERSION => {}
+        old => {
+            // Version 1 had no rollups: they start as the sums of the hourly rows (the
+            // trigger already holds the table, so no shipment slips between).
+            if old.is_some() {
+                fill_rollups(&tx, &backfill).await?;
+            }
+            tx.execute("DELETE FROM corral_schema", &[]).await?;
             tx.execute("INSERT INTO corral_schema VALUES ($1)", &[&SCHEMA_VERSION])
                 .await?;
         }
     }
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn fill_rollups(
+    tx: &tokio_postgres::Transaction<'_>,
+    backfill: &[String],
+) -> Result<(), PgError> {
+    tx.execute("DELETE FROM corral_usage_day", &[]).await?;
+    tx.execute("DELETE FROM corral_usage_month", &[]).await?;
+    for sql in backfill {
+        tx.execute(sql.as_str(), &[]).await?;
+    }
+    Ok(())
+}
+
+/// Computes the day and month rollups again from the hourly rows, in one transaction (after a
+/// bulk load of hours with the trigger off, as the benchmark does).
+pub async fn rebuild_rollups(client: &mut Client) -> Result<(), PgError> {
+    let tx = client.transaction().await?;
+    tx.execute("LOCK TABLE corral_usage_hour IN SHARE MODE", &[])
+        .await?;
+    fill_rollups(&tx, &rollup_schema().1).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -401,23 +558,11 @@ pub async fn ship(client: &mut Client, host_id: &str, rows: &[Row]) -> Result<()
            $17::bigint[], $18::bigint[], $19::bigint[]) AS u
          ON CONFLICT (host_id, container_id, period, team, labels) DO UPDATE SET
            name = excluded.name, {}, shipped_ms = excluded.shipped_ms",
-        [
-            "duration_ms",
-            "cpu_usec",
-            "throttled_usec",
-            "cpu_reserved_core_usec",
-            "mem_byte_s",
-            "mem_reserved_byte_s",
-            "io_rbytes",
-            "io_wbytes",
-            "io_rios",
-            "io_wios",
-            "oom_kills",
-            "mem_peak",
-            "pids_peak",
-        ]
-        .map(g)
-        .join(", ")
+        SUMS.iter()
+            .chain(&PEAKS)
+            .map(|c| g(c))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let tx = client.transaction().await?;
     tx.execute(

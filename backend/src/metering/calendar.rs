@@ -120,27 +120,35 @@ impl Grain {
 /// 3 six-hour blocks, 9 days and 2 ten-day blocks per edge), so a query reads as few rows as
 /// possible. The pieces are contiguous and cover the range exactly once.
 pub fn decompose(from: i64, to: i64) -> Vec<(Grain, i64, i64)> {
+    decompose_in(&Grain::ALL, from, to)
+}
+
+/// [`decompose`] with only `grains` (finest first, the first one `Hour`): the shared ledger
+/// keeps hours, days and months.
+pub fn decompose_in(grains: &[Grain], from: i64, to: i64) -> Vec<(Grain, i64, i64)> {
     let mut out = Vec::new();
-    split(Grain::ALL.len() - 1, from, to, &mut out);
+    split(grains, from, to, &mut out);
     out
 }
 
-fn split(level: usize, from: i64, to: i64, out: &mut Vec<(Grain, i64, i64)>) {
+fn split(grains: &[Grain], from: i64, to: i64, out: &mut Vec<(Grain, i64, i64)>) {
     if from >= to {
         return;
     }
-    let grain = Grain::ALL[level];
-    if level == 0 {
+    let Some((&grain, finer)) = grains.split_last() else {
+        return;
+    };
+    if finer.is_empty() {
         out.push((grain, from, to));
         return;
     }
     let (lo, hi) = (grain.ceil(from), grain.start(to));
     if lo < hi {
-        split(level - 1, from, lo, out);
+        split(finer, from, lo, out);
         out.push((grain, lo, hi));
-        split(level - 1, hi, to, out);
+        split(finer, hi, to, out);
     } else {
-        split(level - 1, from, to, out);
+        split(finer, from, to, out);
     }
 }
 
@@ -286,6 +294,25 @@ mod tests {
                 n
             })
             .sum()
+    }
+
+    #[test]
+    fn decompose_in_uses_only_the_grains_given() {
+        // The shared ledger's grains: hours, days, months.
+        let t = |s: &str| parse_time(s).unwrap();
+        let grains = [Grain::Hour, Grain::Day, Grain::Month];
+        let pieces = decompose_in(&grains, t("2026-03-14T05:00Z"), t("2026-09-20T17:00Z"));
+        assert_eq!(
+            pieces,
+            vec![
+                (Grain::Hour, t("2026-03-14T05:00Z"), t("2026-03-15")),
+                (Grain::Day, t("2026-03-15"), t("2026-04-01")),
+                (Grain::Month, t("2026-04-01"), t("2026-09-01")),
+                (Grain::Day, t("2026-09-01"), t("2026-09-20")),
+                (Grain::Hour, t("2026-09-20"), t("2026-09-20T17:00Z")),
+            ]
+        );
+        assert_eq!(periods(&pieces), 19 + 17 + 5 + 19 + 17);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Fleet (issue 19), on a hub (`corral serve --hub`): every host with its heartbeat (stale
-//! after 60 s), the backlog waiting to ship and recent usage; and this month's statement
-//! across hosts per host and team, per team and in total, from `GET /api/v1/fleet/*`. On a
+//! after the hub's `--stale-after`), the backlog waiting to ship and recent usage; this
+//! month's statement across hosts per host and team, per team and in total; and charts of
+//! the month's hourly CPU and memory per team across hosts, from `GET /api/v1/fleet/*`. On a
 //! daemon that is not a hub the page says how to start one. Every daemon shows its own
 //! shipping to the shared ledger (`GET /api/v1/host`).
 
@@ -8,8 +9,49 @@ use leptos::prelude::*;
 
 use crate::{
     api,
-    components::{poll::poll, ui::polled_view},
+    components::{
+        chart::{ChartData, LineChart, Series},
+        poll::poll,
+        ui::polled_view,
+    },
+    format,
 };
+
+fn unit_cores(v: f64) -> String {
+    format!("{} cores", format::cores(v))
+}
+
+fn unit_bytes(v: f64) -> String {
+    format::bytes(v)
+}
+
+/// The month's hourly series per team across hosts, `y` of each point: an hour's core-hours
+/// are its mean cores, its GiB-hours its mean GiB.
+fn chart(h: &wire::fleet::FleetHistory, y: fn(&wire::fleet::FleetPoint) -> f64) -> ChartData {
+    const CLASSES: [&str; 4] = ["s1", "s2", "s3", "s4"];
+    let series: Vec<Series> = h
+        .series
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Series {
+            name: s.key.clone(),
+            class: CLASSES[i % CLASSES.len()],
+            points: s
+                .points
+                .iter()
+                .map(|p| (js_sys::Date::parse(&p.t), y(p)))
+                .collect(),
+            area: false,
+        })
+        .collect();
+    ChartData {
+        series,
+        from: js_sys::Date::parse(&h.from),
+        to: js_sys::Date::parse(&h.to).min(js_sys::Date::now()),
+        day_ticks: true,
+        ..ChartData::default()
+    }
+}
 
 fn money(micros: i64) -> String {
     format!("{:.2}", micros as f64 / 1e6)
@@ -28,6 +70,18 @@ pub fn Fleet() -> impl IntoView {
         api::get::<wire::fleet::FleetStatement>("/api/v1/fleet/statement")
     });
     let host = poll(10_000, || api::get::<wire::HostInfo>("/api/v1/host"));
+    let history = poll(60_000, || {
+        api::get::<wire::fleet::FleetHistory>("/api/v1/fleet/history?by=team")
+    });
+    let series = move |y: fn(&wire::fleet::FleetPoint) -> f64| {
+        Signal::derive(move || {
+            history
+                .data
+                .with(|h| h.as_ref().map(|h| chart(h, y)).unwrap_or_default())
+        })
+    };
+    let cpu = series(|p| p.cpu_core_hours);
+    let mem = series(|p| p.mem_gib_hours * 1_073_741_824.0);
     let not_hub = move || {
         hosts
             .error
@@ -102,6 +156,13 @@ pub fn Fleet() -> impl IntoView {
                         </table>
                     </div>
                 })}
+            </section>
+            <section>
+                <div class="charts">
+                    <div class="card"><LineChart data=cpu unit=unit_cores label="Fleet CPU by team, this month" testid="fleet-chart-cpu" min_max=0.1 /></div>
+                    <div class="card"><LineChart data=mem unit=unit_bytes label="Fleet memory by team, this month" testid="fleet-chart-mem" min_max=1_048_576.0 /></div>
+                </div>
+                <p class="muted small">"Hourly means of every host's containers of each team together, from the shared ledger."</p>
             </section>
             <section class="card">
                 <h2>"This month across hosts"</h2>

@@ -1,5 +1,6 @@
 //! The Fleet page, in Chromium: on a hub over a real PostgreSQL (`tests::postgres`) it lists
-//! the hub itself as a host that is up and this month's fleet statement with its total; on a
+//! the hub itself as a host that is up, the fleet's CPU chart and this month's fleet
+//! statement with its total; on a
 //! daemon that is not a hub it says how to start one. Each shows its own shipping (none, or
 //! "shipping" to the hub's PostgreSQL). Screenshot `fleet`.
 
@@ -27,6 +28,7 @@ async fn the_fleet_page_lists_hosts_and_the_statement_or_says_how_to_start_a_hub
     b.wait_for("[data-testid=fleet-hosts] tr[data-host=hub-1][data-state=up]")
         .await;
     b.wait_for("[data-testid=fleet-total]").await;
+    b.wait_for("[data-testid=fleet-chart-cpu]").await;
     b.wait_text("[data-testid=ledger-state]", "shipping").await;
     let shot = b.screenshot("fleet").await;
     eprintln!("screenshot: {}", shot.display());

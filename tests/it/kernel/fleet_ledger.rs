@@ -11,6 +11,7 @@
 //!   the totals match exactly again.
 //! - A host daemon killed (-9) right after PostgreSQL committed a shipment and before the
 //!   host forgot it re-sends it after the restart: totals still match, nothing counted twice.
+//! - A host that stops for good is shown stale by the hub, its shipped usage still counted.
 //!
 //! Skipped in the VM (no PostgreSQL there).
 
@@ -70,10 +71,19 @@ async fn local_bill(c: &Client, team: &str) -> (i64, i64) {
 
 /// The hub's statement for `team`: per host (CPU µs, cost micros), and the team's total.
 async fn hub_bill(hub: &Client, team: &str) -> (Vec<(String, i64, i64)>, (i64, i64)) {
+    hub_bill_in(hub, team, "").await
+}
+
+/// [`hub_bill`] over `range` (`&from=…&to=…`; empty: this month so far).
+async fn hub_bill_in(
+    hub: &Client,
+    team: &str,
+    range: &str,
+) -> (Vec<(String, i64, i64)>, (i64, i64)) {
     let s: wire::fleet::FleetStatement = call(
         hub,
         Method::GET,
-        &format!("/api/v1/fleet/statement?team={team}"),
+        &format!("/api/v1/fleet/statement?team={team}{range}"),
         None,
     )
     .await
@@ -174,7 +184,7 @@ async fn two_hosts_ship_to_one_ledger_and_the_hub_bills_their_sum_exactly() {
         |id: &str, extra: &[&str]| pg.daemon(id, None, &[&every_second[..], extra].concat());
     let a = start("node-a", &["--advertise-url", "http://node-a.example:7700"]);
     let mut b = start("node-b", &[]);
-    let hub = start("hub", &["--hub"]);
+    let hub = start("hub", &["--hub", "--stale-after", "8"]);
     let _reapers: Vec<Reaper> = [&a, &b, &hub].iter().map(|d| Reaper::new(d)).collect();
 
     // The fleet's rate card from the month's start, seeded in PostgreSQL (the API prices only
@@ -456,6 +466,43 @@ async fn two_hosts_ship_to_one_ledger_and_the_hub_bills_their_sum_exactly() {
         .unwrap();
     assert_eq!(hub_bill(&hub.unix_client(), &team).await, before);
 
+    // The day and month rollups (kept by a trigger through the outage, the kill -9 and the
+    // replay) hold exactly the hours' sums: a statement over the whole month reads the month
+    // table and equals this month so far, read from hours; one over today reads the day
+    // table and equals today's hours as PostgreSQL sums them.
+    let now = backend::metering::sampler::wall_ms() / 1000;
+    let (month, next) = (
+        backend::metering::calendar::month_start(now),
+        backend::metering::calendar::next_month(now),
+    );
+    let whole_month = hub_bill_in(
+        &hub.unix_client(),
+        &team,
+        &format!("&from={month}&to={next}"),
+    )
+    .await;
+    assert_eq!(whole_month, before, "month table");
+    let day = backend::metering::calendar::day_start(now);
+    let (hosts, _) = hub_bill_in(
+        &hub.unix_client(),
+        &team,
+        &format!("&from={day}&to={}", day + 86_400),
+    )
+    .await;
+    for (host, cpu, _) in &hosts {
+        let hours: i64 = pgc
+            .query_one(
+                "SELECT sum(cpu_usec)::bigint FROM corral_usage_hour
+                 WHERE host_id = $1 AND team = $2 AND period >= $3 AND period < $4",
+                &[host, &team, &day, &(day + 86_400)],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(*cpu, hours, "day table of {host}");
+    }
+    println!("rollups: month and day statements equal the hours' sums ({hosts:?})");
+
     // A second database shipping as node-a (a machine given the same --host-id) is refused
     // while node-a is alive, and says why.
     let intruder = pg.daemon("node-a", None, &every_second);
@@ -471,5 +518,34 @@ async fn two_hosts_ship_to_one_ledger_and_the_hub_bills_their_sum_exactly() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert!(why.contains("another database"), "{why}");
-    reconciled(&a, &b, &hub, &team, "with an intruder refused").await;
+    let (_, lb, _) = reconciled(&a, &b, &hub, &team, "with an intruder refused").await;
+
+    // node-b gone for good: the hub shows it stale, and its usage up to its last shipment
+    // stays in the fleet's statement.
+    b.stop();
+    let t = Instant::now();
+    loop {
+        let hosts: wire::fleet::FleetHosts =
+            call(&hub.unix_client(), Method::GET, "/api/v1/fleet/hosts", None)
+                .await
+                .unwrap();
+        let stale = |id: &str| hosts.hosts.iter().any(|h| h.host_id == id && h.stale);
+        if stale("node-b") {
+            assert!(!stale("node-a"), "{hosts:?}");
+            println!(
+                "node-b stale at the hub {:.1} s after it stopped (--stale-after 8)",
+                t.elapsed().as_secs_f64()
+            );
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "{hosts:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (hosts, _) = hub_bill(&hub.unix_client(), &team).await;
+    assert!(
+        hosts
+            .iter()
+            .any(|(id, c, m)| id == "node-b" && (*c, *m) == lb),
+        "node-b's last shipped usage {lb:?} counted: {hosts:?}"
+    );
 }
