@@ -184,7 +184,7 @@ async fn bench_hub(pg: &Postgres, hosts: usize, containers: usize, days: usize) 
     // the bulk load; the rollups are then computed in one pass.
     let t = Instant::now();
     client
-        .batch_execute("ALTER TABLE corral_usage_hour DISABLE TRIGGER corral_usage_rollup")
+        .batch_execute("ALTER TABLE corral_usage_hour DISABLE TRIGGER USER")
         .await
         .expect("trigger off");
     for h in 0..hosts {
@@ -205,7 +205,7 @@ async fn bench_hub(pg: &Postgres, hosts: usize, containers: usize, days: usize) 
             .expect("generate");
     }
     client
-        .batch_execute("ALTER TABLE corral_usage_hour ENABLE TRIGGER corral_usage_rollup")
+        .batch_execute("ALTER TABLE corral_usage_hour ENABLE TRIGGER USER")
         .await
         .expect("trigger on");
     let load = t.elapsed();

@@ -8,9 +8,10 @@
 //!   from PostgreSQL's clock, so staleness does not depend on hosts' clocks agreeing.
 //! - `corral_usage_hour`: the hourly ledger rows of every host, keyed on (host, container,
 //!   hour, team, labels), as each host's SQLite has them; `corral_usage_day` and
-//!   `corral_usage_month` roll them up (UTC days and months), kept by the trigger
-//!   `corral_usage_rollup` in each shipment's transaction, so a statement over a year reads
-//!   months, days at its edges and hours only at its ends ([`GRAINS`]).
+//!   `corral_usage_month` roll them up (UTC days and months), kept by the statement
+//!   triggers `corral_usage_rollup_{insert,update}` in each shipment's transaction, so a
+//!   statement over a year reads months, days at its edges and hours only at its ends
+//!   ([`GRAINS`]).
 //! - `corral_rate_card`, `corral_team_budgets`, `corral_teams`: the fleet's prices, budgets
 //!   and team definitions (name, description, pooled ceilings; a removed team is kept as a
 //!   tombstone) ([`super::sync`]).
@@ -65,13 +66,15 @@ pub const GRAINS: [(Grain, &str, &str); 3] = [
     ),
 ];
 
-/// The rollup tables, the trigger that keeps them (an hourly row's growth added to its day
-/// and month; shipping only ever grows a row, so the deltas are never negative), and the
-/// statements filling them from the hourly rows (an upgrade from version 1).
+/// The rollup tables, the triggers that keep them, and the statements filling them from the
+/// hourly rows (an upgrade from version 1). Statement-level triggers with transition tables:
+/// each shipment's rows are grouped by day and month and added in one upsert per rollup —
+/// an inserted hour adds its totals, an updated one its growth (shipping only ever grows a
+/// row, so no delta is negative; a stale copy adds zero); peaks by `GREATEST`.
 fn rollup_schema() -> (String, Vec<String>) {
     let cols: Vec<&str> = SUMS.iter().chain(&PEAKS).copied().collect();
     let mut ddl = String::new();
-    let mut body = String::new();
+    let (mut on_insert, mut on_update) = (String::new(), String::new());
     let mut backfill = Vec::new();
     for (_, table, period) in &GRAINS[1..] {
         ddl.push_str(&format!(
@@ -97,57 +100,48 @@ fn rollup_schema() -> (String, Vec<String>) {
             )
             .collect::<Vec<_>>()
             .join(", ");
-        let insert = |values: String| {
+        // Rows of `source` (alias `n`) grouped into this rollup's periods and added.
+        let add = |source: &str, sum: &dyn Fn(&str) -> String| {
             format!(
                 "INSERT INTO {table} AS t (host_id, period, container_id, team, labels, name, {})
-                   VALUES (NEW.host_id, {}, NEW.container_id, NEW.team, NEW.labels, NEW.name, {values})
+                 SELECT host_id, {}, container_id, team, labels, max(n.name), {}
+                 FROM {source} GROUP BY 1, 2, 3, 4, 5
                  ON CONFLICT (host_id, container_id, period, team, labels) DO UPDATE SET
                    name = GREATEST(t.name, excluded.name), {set};\n",
                 cols.join(", "),
-                period.replace("{p}", "NEW.period"),
+                period.replace("{p}", "period"),
+                SUMS.iter()
+                    .map(|c| sum(c))
+                    .chain(PEAKS.iter().map(|c| format!("max(n.{c})")))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         };
-        let delta = |update: bool| {
-            SUMS.iter()
-                .map(|c| {
-                    if update {
-                        format!("NEW.{c} - OLD.{c}")
-                    } else {
-                        format!("NEW.{c}")
-                    }
-                })
-                .chain(PEAKS.iter().map(|c| format!("NEW.{c}")))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        body.push_str(&format!(
-            "IF TG_OP = 'UPDATE' THEN {} ELSE {} END IF;\n",
-            insert(delta(true)),
-            insert(delta(false))
+        let total = |c: &str| format!("sum(n.{c})::bigint");
+        on_insert.push_str(&add("n", &total));
+        on_update.push_str(&add(
+            "n JOIN o USING (host_id, container_id, period, team, labels)",
+            &|c: &str| format!("sum(n.{c} - o.{c})::bigint"),
         ));
-        backfill.push(format!(
-            "INSERT INTO {table} (host_id, period, container_id, team, labels, name, {})
-             SELECT host_id, {}, container_id, team, labels, max(name), {}
-             FROM corral_usage_hour GROUP BY 1, 2, 3, 4, 5",
-            cols.join(", "),
-            period.replace("{p}", "period"),
-            SUMS.iter()
-                .map(|c| format!("sum({c})::bigint"))
-                .chain(PEAKS.iter().map(|c| format!("max({c})")))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
+        backfill.push(add("corral_usage_hour n", &total));
     }
     ddl.push_str(&format!(
-        "CREATE OR REPLACE FUNCTION corral_usage_rollup() RETURNS trigger LANGUAGE plpgsql AS $f$
-         BEGIN
-         {body}
-         RETURN NULL;
-         END $f$;
+        "CREATE OR REPLACE FUNCTION corral_usage_rollup_insert() RETURNS trigger
+           LANGUAGE plpgsql AS $f$ BEGIN {on_insert} RETURN NULL; END $f$;
+         CREATE OR REPLACE FUNCTION corral_usage_rollup_update() RETURNS trigger
+           LANGUAGE plpgsql AS $f$ BEGIN {on_update} RETURN NULL; END $f$;
          DO $d$ BEGIN
-           IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'corral_usage_rollup') THEN
-             CREATE TRIGGER corral_usage_rollup AFTER INSERT OR UPDATE ON corral_usage_hour
-               FOR EACH ROW EXECUTE FUNCTION corral_usage_rollup();
+           IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = 'corral_usage_hour'::regclass
+                          AND tgname = 'corral_usage_rollup_insert') THEN
+             CREATE TRIGGER corral_usage_rollup_insert AFTER INSERT ON corral_usage_hour
+               REFERENCING NEW TABLE AS n
+               FOR EACH STATEMENT EXECUTE FUNCTION corral_usage_rollup_insert();
+           END IF;
+           IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = 'corral_usage_hour'::regclass
+                          AND tgname = 'corral_usage_rollup_update') THEN
+             CREATE TRIGGER corral_usage_rollup_update AFTER UPDATE ON corral_usage_hour
+               REFERENCING OLD TABLE AS o NEW TABLE AS n
+               FOR EACH STATEMENT EXECUTE FUNCTION corral_usage_rollup_update();
            END IF;
          END $d$;\n"
     ));

@@ -72,7 +72,8 @@ async fn a_version_1_ledger_gets_its_rollups_from_the_hours_already_shipped() {
     backend::ledger::pg::migrate(&mut c).await.unwrap();
     // As version 1 left it: no rollups, hours of two days and two months shipped.
     c.batch_execute(
-        "DROP TRIGGER corral_usage_rollup ON corral_usage_hour;
+        "DROP TRIGGER corral_usage_rollup_insert ON corral_usage_hour;
+         DROP TRIGGER corral_usage_rollup_update ON corral_usage_hour;
          DROP TABLE corral_usage_day; DROP TABLE corral_usage_month;
          UPDATE corral_schema SET version = 1;",
     )
