@@ -119,9 +119,21 @@ fn rollup_schema() -> (String, Vec<String>) {
         };
         let total = |c: &str| format!("sum(n.{c})::bigint");
         on_insert.push_str(&add("n", &total));
+        // An update's growth: its new rows minus its old ones, summed (no join: the
+        // transition tables have no index, and a join of them is quadratic).
+        let rows = |sign: &str, from: &str| {
+            format!(
+                "SELECT host_id, period, container_id, team, labels, name, {}, {} FROM {from}",
+                SUMS.iter()
+                    .map(|c| format!("{sign}{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                PEAKS.join(", ")
+            )
+        };
         on_update.push_str(&add(
-            "n JOIN o USING (host_id, container_id, period, team, labels)",
-            &|c: &str| format!("sum(n.{c} - o.{c})::bigint"),
+            &format!("({} UNION ALL {}) n", rows("", "n"), rows("-", "o")),
+            &total,
         ));
         backfill.push(add("corral_usage_hour n", &total));
     }
