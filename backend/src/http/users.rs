@@ -310,18 +310,24 @@ async fn teams_create(
     }
     let pools = state.pools().clone();
     let name = req.name.clone();
+    let in_fleet = fleet.is_some();
     let team = db::run(state.store(), move |conn| {
         let tx = conn.transaction()?;
-        if db::team(&tx, &req.name)?.is_some() {
+        // With a ledger the team was checked absent here before PostgreSQL got it: one here
+        // now is this request's own, pulled back by the shipper in between.
+        let exists = db::team(&tx, &req.name)?.is_some();
+        if exists && !in_fleet {
             return Err(AuthError::Conflict(format!(
                 "team {:?} already exists",
                 req.name
             )));
         }
-        tx.execute(
-            "INSERT INTO teams (name, description, created_at) VALUES (?1, ?2, ?3)",
-            rusqlite::params![req.name, req.description, now_secs()],
-        )?;
+        if !exists {
+            tx.execute(
+                "INSERT INTO teams (name, description, created_at) VALUES (?1, ?2, ?3)",
+                rusqlite::params![req.name, req.description, now_secs()],
+            )?;
+        }
         let team = db::team(&tx, &req.name)?
             .ok_or_else(|| AuthError::Internal("created team vanished".into()))?;
         pools.create(&team.name).map_err(pool_err)?;
