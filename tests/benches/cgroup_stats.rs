@@ -190,16 +190,7 @@ fn main() -> anyhow::Result<()> {
 
 /// This thread's CPU time (user + system).
 fn thread_cpu() -> Duration {
-    use nix::sys::resource::{UsageWho, getrusage};
-    match getrusage(UsageWho::RUSAGE_THREAD) {
-        Ok(u) => {
-            let t = |tv: nix::sys::time::TimeVal| {
-                Duration::from_secs(tv.tv_sec() as u64) + Duration::from_micros(tv.tv_usec() as u64)
-            };
-            t(u.user_time()) + t(u.system_time())
-        }
-        Err(_) => Duration::ZERO,
-    }
+    tests::bench::cpu_time(nix::sys::resource::UsageWho::RUSAGE_THREAD)
 }
 
 /// µs per cgroup per sample.

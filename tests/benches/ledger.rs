@@ -19,31 +19,16 @@ use backend::{
     metering::billing::RateCard,
     store::Store,
 };
-use tests::{TempDir, postgres::Postgres};
+use nix::sys::resource::UsageWho;
+use tests::{
+    TempDir,
+    bench::{cpu_time, env_usize, median},
+    postgres::Postgres,
+};
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// CPU time of this process (user + system): the host's own share, not PostgreSQL's.
+/// CPU time of this process: the host's own share, not PostgreSQL's.
 fn process_cpu() -> Duration {
-    match nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF) {
-        Ok(u) => {
-            let t = |tv: nix::sys::time::TimeVal| {
-                Duration::from_secs(tv.tv_sec() as u64) + Duration::from_micros(tv.tv_usec() as u64)
-            };
-            t(u.user_time()) + t(u.system_time())
-        }
-        Err(_) => Duration::ZERO,
-    }
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
+    cpu_time(UsageWho::RUSAGE_SELF)
 }
 
 fn ms(d: Duration) -> String {

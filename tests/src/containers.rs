@@ -363,3 +363,16 @@ pub fn criu_log(text: &str) -> String {
         lines[lines.len().saturating_sub(60)..].join("\n")
     )
 }
+
+/// An API refusal as (status, code, field); anything else panics.
+pub fn api_status(e: ClientError) -> (u16, String, Option<String>) {
+    match e {
+        ClientError::Api {
+            status,
+            code,
+            field,
+            ..
+        } => (status.as_u16(), code, field),
+        other => panic!("unexpected {other:?}"),
+    }
+}

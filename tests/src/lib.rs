@@ -1,6 +1,7 @@
 //! Support for Corral's integration tests: a real daemon on a free port with its own state
 //! directory, socket and cgroup subtree, stopped and cleaned up on drop.
 
+pub mod bench;
 pub mod browser;
 pub mod containers;
 pub mod docker;

@@ -295,7 +295,9 @@ impl Ledger {
     /// Meters the teams a pull created, stops metering those it removed, and logs each team
     /// change this host could not carry out once (until its reason changes).
     async fn teams_pulled(&self, done: sync::TeamsApplied) {
-        if let Some(m) = self.inner.metering.clone() {
+        if let Some(m) = self.inner.metering.clone()
+            && !(done.created.is_empty() && done.removed.is_empty())
+        {
             let (created, removed) = (done.created.clone(), done.removed.clone());
             let _ = tokio::task::spawn_blocking(move || {
                 for t in &created {

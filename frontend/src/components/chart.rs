@@ -6,6 +6,16 @@ use wasm_bindgen::JsCast;
 
 use crate::{format, types::History};
 
+/// Y units of the CPU charts (for [`LineChart`]'s `unit`).
+pub fn unit_cores(v: f64) -> String {
+    format!("{} cores", format::cores(v))
+}
+
+/// Y units of the memory charts.
+pub fn unit_bytes(v: f64) -> String {
+    format::bytes(v)
+}
+
 /// Drawing width and height of the line chart's viewBox (it scales to its box).
 const W: f64 = 480.0;
 const H: f64 = 190.0;

@@ -16,7 +16,10 @@ use crate::{
     api::{self, ApiFailure},
     components::limits::{LIMIT_FIELDS, LimitFields, LimitInputs},
     components::{
-        chart::{ChartData, Level, LineChart, Mark, Series, cpu_series, memory_series},
+        chart::{
+            ChartData, Level, LineChart, Mark, Series, cpu_series, memory_series, unit_bytes,
+            unit_cores,
+        },
         checkpoint::Checkpointing,
         events::{Link, LiveBadge, POLL_MS, live_stats, live_stream},
         poll::{clock, poll},
@@ -58,12 +61,6 @@ fn range_ms(r: &str) -> f64 {
 /// Turns a container's history into the lines and limit levels of one chart.
 type ChartFn = fn(&History, &Container) -> (Vec<Series>, Vec<Level>);
 
-fn unit_cores(v: f64) -> String {
-    format!("{} cores", format::cores(v))
-}
-fn unit_bytes(v: f64) -> String {
-    format::bytes(v)
-}
 fn unit_rate(v: f64) -> String {
     format!("{}/s", format::bytes(v))
 }

@@ -10,20 +10,11 @@ use leptos::prelude::*;
 use crate::{
     api,
     components::{
-        chart::{ChartData, LineChart, Series},
+        chart::{ChartData, LineChart, Series, unit_bytes, unit_cores},
         poll::poll,
         ui::polled_view,
     },
-    format,
 };
-
-fn unit_cores(v: f64) -> String {
-    format!("{} cores", format::cores(v))
-}
-
-fn unit_bytes(v: f64) -> String {
-    format::bytes(v)
-}
 
 /// The month's hourly series per team across hosts, `y` of each point: an hour's core-hours
 /// are its mean cores, its GiB-hours its mean GiB.

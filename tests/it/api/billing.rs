@@ -15,13 +15,12 @@ use std::{
 
 use backend::{
     cgroup::{Cgroups, GroupPath},
-    client::ClientError,
     config::Config,
     http::{AppState, app},
     metering::{Metering, MeteringConfig},
     store::Store,
 };
-use tests::{Daemon, RawResponse, TempDir};
+use tests::{Daemon, RawResponse, TempDir, containers::api_status};
 
 /// `GET path` over the in-process router's unix socket (root there is admin).
 async fn get_unix(
@@ -254,18 +253,6 @@ async fn daemon_metrics_pass_promtool() {
         "{text}"
     );
     promtool_check(&text);
-}
-
-fn api_status(e: ClientError) -> (u16, String, Option<String>) {
-    match e {
-        ClientError::Api {
-            status,
-            code,
-            field,
-            ..
-        } => (status.as_u16(), code, field),
-        other => panic!("unexpected {other:?}"),
-    }
 }
 
 #[tokio::test]

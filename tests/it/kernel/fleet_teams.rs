@@ -19,7 +19,7 @@ use hyper::Method;
 use serde_json::json;
 use tests::{
     Daemon,
-    containers::{Reaper, call, create, remove},
+    containers::{Reaper, api_status, call, create, remove},
     postgres::Postgres,
     rootfs::Rootfs,
 };
@@ -69,18 +69,6 @@ async fn until<T>(
     }
 }
 
-fn api_code(e: ClientError) -> (u16, String, Option<String>) {
-    match e {
-        ClientError::Api {
-            status,
-            code,
-            field,
-            ..
-        } => (status.as_u16(), code, field),
-        other => panic!("{other:?}"),
-    }
-}
-
 /// `pids.max` of the team's group as the kernel holds it.
 fn pids_max(d: &Daemon, team: &str) -> String {
     team_dirs(d, team)
@@ -124,7 +112,7 @@ async fn a_team_created_limited_and_removed_through_one_host_is_so_on_every_host
     )
     .await
     .expect_err("the name is the fleet's");
-    assert_eq!(api_code(taken).0, 409);
+    assert_eq!(api_status(taken).0, 409);
 
     // Ceilings through node-a land in node-b's kernel.
     let _: wire::Limits = call(
@@ -151,7 +139,7 @@ async fn a_team_created_limited_and_removed_through_one_host_is_so_on_every_host
     )
     .await
     .expect_err("negative cpus");
-    let (status, _, field) = api_code(refused);
+    let (status, _, field) = api_status(refused);
     assert_eq!((status, field.as_deref()), (400, Some("cpus")));
 
     // A patch through node-b merges with the fleet's copy: cpus stay, pids and the
@@ -199,7 +187,7 @@ async fn a_team_created_limited_and_removed_through_one_host_is_so_on_every_host
         call::<serde_json::Value>(&cb, Method::DELETE, &format!("/api/v1/teams/{team}"), None)
             .await
             .expect_err("the team has a container here");
-    assert_eq!(api_code(refused).0, 409);
+    assert_eq!(api_status(refused).0, 409);
     let _: serde_json::Value = call(&ca, Method::DELETE, &format!("/api/v1/teams/{team}"), None)
         .await
         .unwrap();
@@ -231,11 +219,11 @@ async fn a_team_created_limited_and_removed_through_one_host_is_so_on_every_host
     )
     .await
     .expect_err("no ledger");
-    let (status, code, _) = api_code(refused);
+    let (status, code, _) = api_status(refused);
     assert_eq!((status, code.as_str()), (503, "ledger_unavailable"));
     let gone = call::<wire::TeamDetail>(&ca, Method::GET, &format!("/api/v1/teams/{other}"), None)
         .await
         .expect_err("not created");
-    assert_eq!(api_code(gone).0, 404);
+    assert_eq!(api_status(gone).0, 404);
     pg.resume();
 }

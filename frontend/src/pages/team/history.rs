@@ -7,7 +7,10 @@ use leptos::prelude::*;
 use crate::{
     api,
     components::{
-        chart::{ChartData, Level, LineChart, Mark, Series, cpu_series, memory_series},
+        chart::{
+            ChartData, Level, LineChart, Mark, Series, cpu_series, memory_series, unit_bytes,
+            unit_cores,
+        },
         poll::{Polled, clock, poll},
         ui::{ErrorBox, Freshness},
     },
@@ -32,13 +35,6 @@ fn range_ms(r: &str) -> f64 {
         "7d" => 7.0 * 86_400_000.0,
         _ => 30.0 * 86_400_000.0,
     }
-}
-
-fn unit_cores(v: f64) -> String {
-    format!("{} cores", format::cores(v))
-}
-fn unit_bytes(v: f64) -> String {
-    format::bytes(v)
 }
 
 /// Hours of the budget's current period (`[period_start, next_reset)`), when both parse.
