@@ -2,7 +2,12 @@
 //! SQL files in `migrations/`.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::{
+    ops::{Deref, DerefMut},
+    panic::Location,
+    sync::{Arc, Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
 
 use rusqlite::Connection;
 use rusqlite_migration::{M, Migrations};
@@ -94,11 +99,61 @@ impl Store {
     }
 
     /// Locks the connection. Call from a blocking context only.
-    pub fn lock(&self) -> MutexGuard<'_, Connection> {
+    ///
+    /// A wait or a hold longer than [`SLOW_LOCK`] is logged with the caller's file and line:
+    /// every request and the sampler share this one connection, so a slow holder is what a
+    /// timed-out request (408) or a late ledger flush points at.
+    #[track_caller]
+    pub fn lock(&self) -> Locked<'_> {
+        self.lock_for(Location::caller())
+    }
+
+    /// [`Store::lock`] on behalf of `at` (a helper that runs its caller's closure).
+    pub fn lock_for(&self, at: &'static Location<'static>) -> Locked<'_> {
+        let asked = Instant::now();
         // A panic while holding the lock leaves SQLite consistent (statements are atomic).
-        self.conn
+        let guard = self
+            .conn
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let since = Instant::now();
+        let waited = since - asked;
+        if waited >= SLOW_LOCK {
+            tracing::warn!(waited_ms = waited.as_millis() as u64, at = %at, "waited long for the database");
+        }
+        Locked { guard, at, since }
+    }
+}
+
+/// A wait for, or a hold of, the database this long is logged.
+pub const SLOW_LOCK: Duration = Duration::from_secs(2);
+
+/// The locked connection ([`Store::lock`]); logs its caller when it was held long.
+pub struct Locked<'a> {
+    guard: MutexGuard<'a, Connection>,
+    at: &'static Location<'static>,
+    since: Instant,
+}
+
+impl Deref for Locked<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.guard
+    }
+}
+
+impl DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.guard
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        let held = self.since.elapsed();
+        if held >= SLOW_LOCK {
+            tracing::warn!(held_ms = held.as_millis() as u64, at = %self.at, "held the database long");
+        }
     }
 }
 

@@ -7,18 +7,23 @@ use super::{AuthError, Role};
 use crate::store::Store;
 
 /// Runs `f` with the database connection on a blocking thread.
-pub async fn run<T, F>(store: &Store, f: F) -> Result<T, AuthError>
+#[track_caller]
+pub fn run<T, F>(store: &Store, f: F) -> impl Future<Output = Result<T, AuthError>> + use<T, F>
 where
     T: Send + 'static,
     F: FnOnce(&mut Connection) -> Result<T, AuthError> + Send + 'static,
 {
+    // The caller's line, for the store's slow-lock log.
+    let at = std::panic::Location::caller();
     let store = store.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut conn = store.lock();
-        f(&mut conn)
-    })
-    .await
-    .map_err(|e| AuthError::Internal(format!("database task failed: {e}")))?
+    async move {
+        tokio::task::spawn_blocking(move || {
+            let mut conn = store.lock_for(at);
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| AuthError::Internal(format!("database task failed: {e}")))?
+    }
 }
 
 pub fn role_from_str(s: &str) -> Role {

@@ -145,7 +145,9 @@ fn webhook_receiver() -> (u16, Arc<Mutex<Vec<serde_json::Value>>>) {
     (port, got)
 }
 
-async fn budget(c: &Client, team: &str) -> wire::TeamBudget {
+/// The team's budget; a failed read shows the daemon's log (its slow-lock warnings say who
+/// held the database when a request timed out).
+async fn budget(d: &Daemon, c: &Client, team: &str) -> wire::TeamBudget {
     call(
         c,
         Method::GET,
@@ -153,7 +155,7 @@ async fn budget(c: &Client, team: &str) -> wire::TeamBudget {
         None,
     )
     .await
-    .unwrap()
+    .unwrap_or_else(|e| panic!("GET budget: {e:?}\n{}", d.log()))
 }
 
 /// One line of the printed timeline; `at`: when the files were read.
@@ -235,11 +237,11 @@ async fn team_budget_ladder_lands_in_order_survives_restart_and_lifts_at_reset()
     std::thread::sleep(Duration::from_millis(1500));
     let (cg0, b0, t) = (
         team_cpu_usec(&d, &team),
-        budget(&c, &team).await,
+        budget(&d, &c, &team).await,
         Instant::now(),
     );
     std::thread::sleep(Duration::from_secs(3));
-    let (cg1, b1) = (team_cpu_usec(&d, &team), budget(&c, &team).await);
+    let (cg1, b1) = (team_cpu_usec(&d, &team), budget(&d, &c, &team).await);
     let secs = t.elapsed().as_secs_f64();
     let rate = (b1.used_cpu_core_hours - b0.used_cpu_core_hours) * 3600.0 / secs;
     let used = b1.used_cpu_core_hours * 3600.0;
@@ -279,7 +281,7 @@ async fn team_budget_ladder_lands_in_order_survives_restart_and_lifts_at_reset()
     let mut last = knobs(&d, &team);
     let mut timeline = vec![line(
         t0.elapsed(),
-        &budget(&c, &team).await,
+        &budget(&d, &c, &team).await,
         &last,
         "budget set",
     )];
@@ -312,7 +314,7 @@ async fn team_budget_ladder_lands_in_order_survives_restart_and_lifts_at_reset()
             what.push("memory.high changed");
         }
         if !what.is_empty() || last_print.elapsed() >= Duration::from_secs(3) {
-            let b = budget(&c, &team).await;
+            let b = budget(&d, &c, &team).await;
             if b.step == Some(3) && step3_at.is_none() {
                 step3_at = Some(at);
                 what.push("step 3 in force");
@@ -422,7 +424,7 @@ async fn team_budget_ladder_lands_in_order_survives_restart_and_lifts_at_reset()
         "the steps were never lifted across the restart: {seen:?}"
     );
     assert_eq!(knobs(&d, &team), in_force);
-    let b = budget(&c, &team).await;
+    let b = budget(&d, &c, &team).await;
     assert_eq!(b.step, Some(3), "{b:?}");
     timeline.push(line(
         t0.elapsed(),
@@ -447,7 +449,7 @@ async fn team_budget_ladder_lands_in_order_survives_restart_and_lifts_at_reset()
         );
         std::thread::sleep(Duration::from_millis(100));
     };
-    let b = budget(&c, &team).await;
+    let b = budget(&d, &c, &team).await;
     timeline.push(line(
         t0.elapsed(),
         &b,
@@ -622,7 +624,7 @@ async fn a_refused_step_knob_is_skipped_and_the_others_land() {
     .unwrap();
     let t0 = Instant::now();
     let b = loop {
-        let b = budget(&c, &team).await;
+        let b = budget(&d, &c, &team).await;
         if b.step == Some(1) {
             break b;
         }
