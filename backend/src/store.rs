@@ -44,6 +44,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0011_team_limits.sql"),
     include_str!("../../migrations/0012_team_budgets.sql"),
     include_str!("../../migrations/0013_ledger_outbox.sql"),
+    include_str!("../../migrations/0014_fleet_tokens.sql"),
 ];
 
 /// [`MIGRATIONS`] with their Rust hooks: 0009 moves the raw samples of `meter_sample` into

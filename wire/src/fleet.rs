@@ -32,6 +32,10 @@ pub struct FleetHost {
     /// Containers with usage shipped for the last hour.
     pub containers: u64,
     pub cpu_core_hours_24h: f64,
+    /// The hub holds an API token of this host: its containers can be listed and acted on
+    /// through the hub (`/fleet/hosts/{host}/containers`).
+    #[serde(default)]
+    pub token_set: bool,
 }
 
 /// `GET /api/v1/fleet/hosts`.
@@ -126,4 +130,50 @@ pub struct LedgerState {
     /// The backlog's oldest hour is more than 6 hours old.
     pub alarm: bool,
     pub shipped_rows: u64,
+}
+
+/// `PUT /api/v1/fleet/hosts/{host}/token`: an API token of an admin of that host (made there
+/// with `corral token create`), which the hub uses to forward container actions. The hub
+/// checks it against the host before keeping it and never shows it again.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct HostToken {
+    pub token: String,
+}
+
+impl std::fmt::Debug for HostToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HostToken { token: \"…\" }")
+    }
+}
+
+/// The hub's token for a host, as the host answered for it when it was set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct HostTokenState {
+    pub host_id: String,
+    /// The host's API the token was checked against; the hub forwards only there (a host
+    /// advertising another URL later needs the token set again).
+    pub api_url: String,
+    /// The host's account the token belongs to (an admin there).
+    pub user: String,
+    /// Who set it on the hub, and when.
+    pub set_by: String,
+    pub set_at: String,
+}
+
+/// `POST /api/v1/fleet/hosts/{host}/containers/{name}/{action}`: optional; `timeout` for
+/// stop and restart, `signal` for kill.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct FleetAction {
+    /// Seconds between SIGTERM and SIGKILL (stop, restart); 0-3600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u64>,
+    /// A signal name or number (kill); default `KILL`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
 }

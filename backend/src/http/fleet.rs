@@ -66,7 +66,7 @@ pub(super) fn ledger_state(l: &Ledger) -> wire::fleet::LedgerState {
     }
 }
 
-fn hub_of(state: &AppState) -> Result<&Ledger, AppError> {
+pub(super) fn hub_of(state: &AppState) -> Result<&Ledger, AppError> {
     match state.ledger() {
         Some(l) if l.config().hub => Ok(l),
         _ => Err(AppError::Refused {
@@ -94,6 +94,7 @@ async fn fleet_hosts(
     let l = hub_of(&state)?;
     let client = l.client().await.map_err(unavailable)?;
     let hosts = hub::hosts(&client).await.map_err(unavailable)?;
+    let with_token = super::forward::hosts_with_token(&state).await?;
     let fmt = |ms: i64| calendar::format_time(ms / 1000);
     let stale_after_s = l.config().stale_after_s;
     Ok(Json(wire::fleet::FleetHosts {
@@ -101,6 +102,7 @@ async fn fleet_hosts(
         hosts: hosts
             .into_iter()
             .map(|h| wire::fleet::FleetHost {
+                token_set: with_token.contains(&h.host_id),
                 stale: h.age_ms > stale_after_s as i64 * 1000,
                 heartbeat_age_s: h.age_ms.max(0) as f64 / 1000.0,
                 registered_at: fmt(h.registered_ms),

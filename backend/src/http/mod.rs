@@ -13,6 +13,7 @@ mod containers;
 mod error;
 mod events;
 mod fleet;
+mod forward;
 mod health;
 mod history;
 mod host;
@@ -248,6 +249,7 @@ pub fn app(state: AppState) -> Router {
         .merge(registries::router())
         .merge(billing::router())
         .merge(fleet::router())
+        .merge(forward::router())
         .merge(history::router())
         .merge(recommend::router())
         .merge(events::router())

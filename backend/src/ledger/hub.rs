@@ -68,6 +68,18 @@ pub async fn hosts(client: &Client) -> Result<Vec<Host>, PgError> {
         .collect())
 }
 
+/// The API a host advertises: `None` when no such host ever shipped, `Some(None)` when it
+/// advertises none (`--advertise-url`).
+pub async fn host_url(client: &Client, host_id: &str) -> Result<Option<Option<String>>, PgError> {
+    let row = client
+        .query_opt(
+            "SELECT api_url FROM corral_hosts WHERE host_id = $1",
+            &[&host_id],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
 /// Which rows [`priced`] covers.
 #[derive(Debug, Clone, Default)]
 pub struct Scope<'a> {

@@ -56,6 +56,10 @@ pub struct LedgerArgs {
     /// shown stale; its usage up to its last shipment still counts. 6-86400, default 60.
     #[arg(long, value_name = "SECS")]
     pub stale_after: Option<u64>,
+    /// On a hub: PEM bundle of the CAs that may sign the hosts' API certificates, for the
+    /// container actions it forwards over HTTPS; default the system's.
+    #[arg(long, value_name = "PATH")]
+    pub fleet_ca: Option<PathBuf>,
 }
 
 /// A hub shows a host stale after this long without a heartbeat, unless `--stale-after`.
@@ -86,6 +90,8 @@ pub struct LedgerConfig {
     pub advertise_url: Option<String>,
     /// On a hub: seconds without a heartbeat before a host is shown stale.
     pub stale_after_s: u64,
+    /// On a hub: the CAs of the hosts' API certificates (`--fleet-ca`).
+    pub fleet_ca: PathBuf,
 }
 
 impl std::fmt::Debug for LedgerConfig {
@@ -284,6 +290,9 @@ impl LedgerArgs {
                 ));
             }
         };
+        if self.fleet_ca.is_some() && !self.hub {
+            return Err(bad("--fleet-ca", "needs --hub"));
+        }
         Ok(Some(LedgerConfig {
             host: host.to_owned(),
             port,
@@ -299,6 +308,10 @@ impl LedgerArgs {
             hub: self.hub,
             advertise_url: self.advertise_url.clone(),
             stale_after_s,
+            fleet_ca: self
+                .fleet_ca
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(crate::registry::SYSTEM_ROOTS)),
         }))
     }
 }
