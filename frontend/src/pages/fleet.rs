@@ -4,16 +4,22 @@
 //! the month's hourly CPU and memory per team across hosts, from `GET /api/v1/fleet/*`. On a
 //! daemon that is not a hub the page says how to start one. Every daemon shows its own
 //! shipping to the shared ledger (`GET /api/v1/host`).
+//!
+//! A host picked in the table shows its containers through the hub
+//! (`/api/v1/fleet/hosts/{host}/containers`), with their lifecycle actions, and, for an admin,
+//! the hub's token for that host (set or forget).
 
-use leptos::prelude::*;
+use leptos::{either::Either, prelude::*};
 
 use crate::{
-    api,
+    api::{self, ApiFailure},
     components::{
         chart::{ChartData, LineChart, Series, unit_bytes, unit_cores},
-        poll::poll,
-        ui::polled_view,
+        poll::{Polled, poll},
+        ui::{ConfirmButton, ErrorBox, Field, FormError, StatusBadge, field_errors, polled_view},
     },
+    session::use_session,
+    types::Container,
 };
 
 /// The month's hourly series per team across hosts, `y` of each point: an hour's core-hours
@@ -52,6 +58,245 @@ fn core_hours(usec: i64) -> String {
     format!("{:.3}", usec as f64 / 3.6e9)
 }
 
+/// `/api/v1/fleet/hosts/{host}` followed by `rest`.
+fn host_path(host: &str, rest: &str) -> String {
+    format!("/api/v1/fleet/hosts/{}{rest}", api::enc(host))
+}
+
+/// The failure with its code after the message, e.g. `… (host_unreachable)`.
+fn with_code(mut e: ApiFailure) -> ApiFailure {
+    e.error.message = format!("{} ({})", e.error.message, e.error.code);
+    e
+}
+
+/// Runs `action` (`start`, `stop`, …, `remove`) on container `name` of `host` through the hub.
+async fn act(host: &str, name: &str, action: &str, force: bool) -> Result<(), ApiFailure> {
+    let path = host_path(host, &format!("/containers/{}", api::enc(name)));
+    match (action, force) {
+        ("remove", true) => api::delete(&format!("{path}?force=true")).await,
+        ("remove", false) => api::delete(&path).await,
+        _ => api::send_text("POST", &format!("{path}/{action}"), None)
+            .await
+            .map(drop),
+    }
+}
+
+/// The buttons that make sense for a host's container's state (as on the containers page).
+#[component]
+fn HostActions(
+    host: String,
+    name: String,
+    status: String,
+    on_done: Callback<Result<(), ApiFailure>>,
+) -> impl IntoView {
+    let busy = RwSignal::new(false);
+    let label = format!("Actions for {name}");
+    let run = Callback::new({
+        let name = name.clone();
+        move |(action, force): (&'static str, bool)| {
+            let (host, name) = (host.clone(), name.clone());
+            busy.set(true);
+            leptos::task::spawn_local(async move {
+                let r = act(&host, &name, action, force).await;
+                busy.set(false);
+                on_done.run(r);
+            });
+        }
+    });
+    let btn = move |action: &'static str, label: &'static str| {
+        view! {
+            <button class="btn small" data-action=action disabled=move || busy.get()
+                on:click=move |_| run.run((action, false))>{label}</button>
+        }
+    };
+    let ask = move |action: &'static str, label: &'static str, q: String, force: bool| {
+        view! {
+            <ConfirmButton label=label confirm=q disabled=busy testid=action
+                on_confirm=Callback::new(move |_| run.run((action, force))) />
+        }
+    };
+    let running = status == "running";
+    let paused = status == "paused";
+    let up = running || paused;
+    view! {
+        <span class="btn-row" role="group" aria-label=label>
+            {(!up).then(|| btn("start", "Start"))}
+            {running.then(|| btn("freeze", "Freeze"))}
+            {paused.then(|| btn("thaw", "Thaw"))}
+            {up.then(|| btn("restart", "Restart"))}
+            {up.then(|| ask("stop", "Stop", format!("Stop {name}?"), false))}
+            {up.then(|| ask("kill", "Kill", format!("Kill {name} now (SIGKILL)?"), false))}
+            // Forced only for one that runs, and the question says so.
+            {ask("remove", "Remove", if up {
+                format!("{name} is {status}: kill it and remove it with its logs?")
+            } else {
+                format!("Remove {name} and its logs?")
+            }, up)}
+        </span>
+    }
+}
+
+/// The selected host: its containers through the hub and, for an admin, the hub's token.
+#[component]
+fn HostPanel(
+    host: String,
+    hosts: Polled<wire::fleet::FleetHosts>,
+    on_close: Callback<()>,
+) -> impl IntoView {
+    let session = use_session();
+    let list = poll(10_000, {
+        let path = host_path(&host, "/containers?all=true");
+        move || {
+            let path = path.clone();
+            async move { api::get::<Vec<Container>>(&path).await }
+        }
+    });
+    let op_error = RwSignal::new(None::<ApiFailure>);
+    let on_done = Callback::new(move |r: Result<(), ApiFailure>| {
+        op_error.set(r.err().map(with_code));
+        list.refresh();
+    });
+    let no_token = Memo::new(move |_| {
+        list.error
+            .with(|e| e.as_ref().is_some_and(|e| e.error.code == "no_host_token"))
+    });
+    let h = host.clone();
+    let token_set = Memo::new(move |_| {
+        hosts.data.with(|d| {
+            d.as_ref()
+                .is_some_and(|d| d.hosts.iter().any(|x| x.host_id == h && x.token_set))
+        })
+    });
+    // The token form.
+    let token = RwSignal::new(String::new());
+    let errors = RwSignal::new(Vec::<(String, String)>::new());
+    let set = RwSignal::new(None::<wire::fleet::HostTokenState>);
+    let busy = RwSignal::new(false);
+    // After the token changed: the host list's indicator, and the list afresh.
+    let changed = move || {
+        hosts.refresh();
+        op_error.set(None);
+        list.data.set(None);
+        list.refresh();
+    };
+    let token_path = host_path(&host, "/token");
+    let submit = {
+        let path = token_path.clone();
+        move |ev: leptos::ev::SubmitEvent| {
+            ev.prevent_default();
+            let (path, body) = (
+                path.clone(),
+                wire::fleet::HostToken {
+                    token: token.get_untracked(),
+                },
+            );
+            busy.set(true);
+            leptos::task::spawn_local(async move {
+                match api::put::<_, wire::fleet::HostTokenState>(&path, &body).await {
+                    Ok(s) => {
+                        set.set(Some(s));
+                        token.set(String::new());
+                        errors.set(vec![]);
+                        changed();
+                    }
+                    Err(e) => errors.set(field_errors(&with_code(e))),
+                }
+                busy.set(false);
+            });
+        }
+    };
+    let forget = Callback::new(move |()| {
+        let path = token_path.clone();
+        leptos::task::spawn_local(async move {
+            match api::delete(&path).await {
+                Ok(()) => {
+                    set.set(None);
+                    errors.set(vec![]);
+                    changed();
+                }
+                Err(e) => errors.set(field_errors(&with_code(e))),
+            }
+        });
+    });
+    let (h2, h3) = (host.clone(), host.clone());
+    let forget_q = StoredValue::new(format!("Forget the hub's token for {host}?"));
+    view! {
+        <section class="card" data-testid="fleet-host-panel" data-host=host.clone()>
+            <div class="card-head">
+                <h2>"Containers on " <span class="mono">{host.clone()}</span></h2>
+                <button class="btn ghost small" on:click=move |_| on_close.run(())>"Close"</button>
+            </div>
+            {move || op_error.get().map(|e| view! { <ErrorBox error=e /> })}
+            {move || if no_token.get() {
+                Either::Left(view! {
+                    <p class="notice" role="note" data-testid="no-host-token">
+                        {list.error.get().map(|e| e.error.message)}</p>
+                })
+            } else {
+                let h = h2.clone();
+                Either::Right(polled_view(list, "containers", move |l: Vec<Container>| {
+                    if l.is_empty() {
+                        return Either::Left(view! {
+                            <p class="empty-state">"No containers of your teams on this host."</p>
+                        });
+                    }
+                    let h = h.clone();
+                    Either::Right(view! {
+                        <div class="table-wrap">
+                            <table class="table" data-testid="fleet-containers">
+                                <thead><tr><th>"Name"</th><th>"State"</th><th>"Team"</th>
+                                    <th class="hide-sm">"Image"</th><th></th></tr></thead>
+                                <tbody>
+                                    {l.into_iter().map(|c| {
+                                        let (h, name, status) = (h.clone(), c.name.clone(), c.status.clone());
+                                        view! {
+                                            <tr data-name=c.name data-status=c.status>
+                                                <td><b>{name.clone()}</b></td>
+                                                <td><StatusBadge status=status.clone() /></td>
+                                                <td>{c.team}</td>
+                                                <td class="hide-sm mono">{c.image}</td>
+                                                <td class="actions">
+                                                    <Show when=move || session.can_operate()>
+                                                        <HostActions host=h.clone() name=name.clone()
+                                                            status=status.clone() on_done=on_done />
+                                                    </Show>
+                                                </td>
+                                            </tr>
+                                        }
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                        </div>
+                    })
+                }))
+            }}
+            <Show when=move || session.is_admin()>
+                <h3>"The hub's token for this host"</h3>
+                <p class="muted small">"An API token of an admin of " <span class="mono">{h3.clone()}</span>
+                    " (" <code>"corral token create"</code> " there): the hub checks it with the host, then uses it to list and act on the host's containers. It is never shown again."</p>
+                <form class="inline-form" on:submit=submit.clone() data-testid="host-token-form">
+                    <Field label="Token" name="token" kind="password" value=token errors=errors />
+                    <button class="btn primary" type="submit" data-testid="set-token" disabled=move || busy.get()>
+                        {move || if token_set.get() { "Replace token" } else { "Set token" }}
+                    </button>
+                    <Show when=move || token_set.get()>
+                        <ConfirmButton label="Forget token" confirm=forget_q.get_value()
+                            on_confirm=forget testid="forget-token" />
+                    </Show>
+                </form>
+                {move || set.get().map(|s| view! {
+                    <dl class="facts" data-testid="host-token-state">
+                        <div><dt>"Account on the host"</dt><dd class="mono">{s.user}</dd></div>
+                        <div><dt>"Host API"</dt><dd class="mono">{s.api_url}</dd></div>
+                        <div><dt>"Set"</dt><dd>{format!("{} by {}", s.set_at, s.set_by)}</dd></div>
+                    </dl>
+                })}
+                <FormError errors=errors known=&["token"] />
+            </Show>
+        </section>
+    }
+}
+
 #[component]
 pub fn Fleet() -> impl IntoView {
     let hosts = poll(10_000, || {
@@ -61,6 +306,8 @@ pub fn Fleet() -> impl IntoView {
         api::get::<wire::fleet::FleetStatement>("/api/v1/fleet/statement")
     });
     let host = poll(10_000, || api::get::<wire::HostInfo>("/api/v1/host"));
+    // The host whose containers show below the table.
+    let selected = RwSignal::new(None::<String>);
     let history = poll(60_000, || {
         api::get::<wire::fleet::FleetHistory>("/api/v1/fleet/history?by=team")
     });
@@ -119,14 +366,16 @@ pub fn Fleet() -> impl IntoView {
         <Show when=move || !not_hub()>
             <section class="card">
                 <h2>"Hosts"</h2>
-                {polled_view(hosts, "hosts", |h: wire::fleet::FleetHosts| view! {
+                {polled_view(hosts, "hosts", move |h: wire::fleet::FleetHosts| view! {
                     <div class="table-wrap">
                         <table class="table" data-testid="fleet-hosts">
                             <thead><tr><th>"Host"</th><th>"State"</th><th>"Heartbeat"</th><th>"Containers"</th>
-                                <th>"CPU core-h (24 h)"</th><th>"Waiting to ship"</th><th>"Last shipped"</th><th>"API"</th></tr></thead>
+                                <th>"CPU core-h (24 h)"</th><th>"Waiting to ship"</th><th>"Last shipped"</th><th>"API"</th><th>"Token"</th><th></th></tr></thead>
                             <tbody>
                                 {h.hosts.into_iter().map(|x| {
                                     let state = if x.stale { "stale" } else { "up" };
+                                    let (id, id2) = (x.host_id.clone(), x.host_id.clone());
+                                    let open = move || selected.with(|s| s.as_ref() == Some(&id));
                                     view! {
                                         <tr data-host=x.host_id.clone() data-state=state>
                                             <td class="mono"><b>{x.host_id.clone()}</b></td>
@@ -140,6 +389,13 @@ pub fn Fleet() -> impl IntoView {
                                             <td class="mono">{x.api_url.clone().map(|u| view! {
                                                 <a href=u.clone() target="_blank" rel="noopener">{u.clone()}</a>
                                             })}</td>
+                                            <td><span class=if x.token_set { "badge ok" } else { "badge muted" } data-testid="token">
+                                                {if x.token_set { "set" } else { "not set" }}</span></td>
+                                            <td><button class="btn small" data-testid="host-containers"
+                                                aria-label=format!("Containers of {}", x.host_id) aria-pressed=move || open().to_string()
+                                                on:click=move |_| selected.update(|s| {
+                                                    *s = if s.as_ref() == Some(&id2) { None } else { Some(id2.clone()) }
+                                                })>"Containers"</button></td>
                                         </tr>
                                     }
                                 }).collect_view()}
@@ -148,6 +404,9 @@ pub fn Fleet() -> impl IntoView {
                     </div>
                 })}
             </section>
+            {move || selected.get().map(|h| view! {
+                <HostPanel host=h hosts=hosts on_close=Callback::new(move |()| selected.set(None)) />
+            })}
             <section>
                 <div class="charts">
                     <div class="card"><LineChart data=cpu unit=unit_cores label="Fleet CPU by team, this month" testid="fleet-chart-cpu" min_max=0.1 /></div>
