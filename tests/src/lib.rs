@@ -96,9 +96,21 @@ impl Daemon {
     /// Like [`Daemon::start_with`], with extra environment variables for the daemon (e.g. a
     /// fault-injection switch).
     pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_on(free_port(), extra, env)
+    }
+
+    /// Like [`Daemon::start_with`], the flags made knowing the port it will listen on (for
+    /// `--advertise-url`). With `--tls-cert`, readiness is asked over the unix socket.
+    pub fn start_with_port(extra: impl FnOnce(u16) -> Vec<String>) -> Self {
+        let port = free_port();
+        let flags = extra(port);
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        Self::start_on(port, &flags, &[])
+    }
+
+    fn start_on(port: u16, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let state = TempDir::new("corral-it");
         let cgroup_root = unique("corral-it");
-        let port = free_port();
         let socket = state.path().join("run/corral.sock");
         let mut d = Daemon {
             child: None,
@@ -158,6 +170,10 @@ impl Daemon {
 
     fn healthy(&self) -> bool {
         use std::io::{Read, Write};
+        if self.extra.iter().any(|a| a == "--tls-cert") {
+            return std::os::unix::net::UnixStream::connect(&self.socket).is_ok()
+                && self.unix_http("GET", "/api/v1/health", &[], None).status == 200;
+        }
         let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
             return false;
         };

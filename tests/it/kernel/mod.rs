@@ -18,6 +18,7 @@ mod container_watch;
 mod docker_api;
 mod docker_images;
 mod docker_run;
+mod fleet_forward;
 mod fleet_ledger;
 mod fleet_prometheus;
 mod fleet_teams;
