@@ -34,3 +34,70 @@ async fn the_fleet_page_lists_hosts_and_the_statement_or_says_how_to_start_a_hub
     eprintln!("screenshot: {}", shot.display());
     b.close().await;
 }
+
+/// A host's containers through the hub, in Chromium: the admin opens a host from the hosts
+/// table, is told the hub has no token for it, sets a host admin's token in the form, sees
+/// the host's container and freezes and thaws it with the buttons, the host's own API
+/// showing each state. The host serves plain HTTP on loopback (allowed for a loopback URL).
+#[tokio::test]
+async fn an_admin_sets_a_hosts_token_and_freezes_its_container_from_the_hub() {
+    use tests::{
+        containers::{Reaper, add_team, create, get},
+        rootfs::Rootfs,
+    };
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let pg = Postgres::start();
+    let (url, pwf) = (pg.url(), pg.password_file());
+    let host = Daemon::start_with_port(|port| {
+        vec![
+            "--host-id".into(),
+            "node-b".into(),
+            "--ledger".into(),
+            url.clone(),
+            "--ledger-password-file".into(),
+            pwf.to_str().unwrap().to_owned(),
+            "--advertise-url".into(),
+            format!("http://127.0.0.1:{port}"),
+        ]
+    });
+    let hub = pg.daemon("hub-2", None, &["--hub"]);
+    hub.admin_token();
+    let _reapers = (Reaper::new(&host), Reaper::new(&hub));
+    let ch = host.unix_client();
+    let team = tests::unique("bfw");
+    add_team(&ch, &team).await;
+    let rootfs = Rootfs::new();
+    let name = tests::unique("bfwjob");
+    create(
+        &ch,
+        serde_json::json!({"name": name, "team": team, "rootfs": rootfs.path(),
+            "command": ["sleep", "1000"], "start": true}),
+    )
+    .await;
+    host.add_user("boss", "admin", &[]);
+    let token = host.token_for("boss");
+
+    let base = hub.url();
+    b.sign_in(&base, ADMIN, ADMIN_PASSWORD).await;
+    b.open(&base, "/fleet").await;
+    b.click("[data-testid=fleet-hosts] tr[data-host=node-b] [data-testid=host-containers]")
+        .await;
+    b.wait_for("[data-testid=fleet-host-panel][data-host=node-b] [data-testid=no-host-token]")
+        .await;
+    b.fill("#f-token", &token).await;
+    b.click("[data-testid=set-token]").await;
+    b.wait_text("[data-testid=host-token-state]", "boss").await;
+    let row = format!("[data-testid=fleet-containers] tr[data-name=\"{name}\"]");
+    b.wait_for(&format!("{row}[data-status=running]")).await;
+    b.click(&format!("{row} [data-action=freeze]")).await;
+    b.wait_for(&format!("{row}[data-status=paused]")).await;
+    assert_eq!(get(&ch, &name).await.status, "paused");
+    let shot = b.screenshot("fleet-host").await;
+    eprintln!("screenshot: {}", shot.display());
+    b.click(&format!("{row} [data-action=thaw]")).await;
+    b.wait_for(&format!("{row}[data-status=running]")).await;
+    assert_eq!(get(&ch, &name).await.status, "running");
+    b.close().await;
+}
