@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// Integer fields also accept whole floats (`10.0`): JSON Schema counts them as integers, and
 /// JavaScript clients may send them.
-mod whole {
+pub(crate) mod whole {
     use std::fmt;
 
     use serde::{

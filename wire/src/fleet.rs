@@ -139,6 +139,8 @@ pub struct LedgerState {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HostToken {
+    /// 1-512 printable ASCII characters without spaces.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[!-~]{1,512}$"))]
     pub token: String,
 }
 
@@ -170,10 +172,17 @@ pub struct HostTokenState {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FleetAction {
-    /// Seconds between SIGTERM and SIGKILL (stop, restart); 0-3600.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Seconds between SIGTERM and SIGKILL (stop, restart); through a hub 0-15 (its answer
+    /// must come in time); the container's own when absent.
+    #[serde(
+        default,
+        deserialize_with = "crate::containers::whole::opt_u64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 15))]
     pub timeout: Option<u64>,
-    /// A signal name or number (kill); default `KILL`.
+    /// A signal name (`TERM`, `SIGKILL`) or number (kill); default `KILL`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9+-]{1,16}$"))]
     pub signal: Option<String>,
 }

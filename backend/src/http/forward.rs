@@ -385,7 +385,7 @@ async fn record(
 
 /// Give the hub an API token of an admin of the host, to act on the host's containers.
 #[utoipa::path(put, path = "/fleet/hosts/{host}/token", tag = "fleet",
-    params(("host" = String, Path, description = "The host's id (`--host-id`)")),
+    params(("host" = String, Path, description = "The host's id (`--host-id`)", pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")),
     request_body = wire::fleet::HostToken,
     responses(
         (status = 200, description = "Checked with the host and kept", body = wire::fleet::HostTokenState),
@@ -487,7 +487,7 @@ async fn token_put_inner(
 
 /// Forget the hub's token for a host: its containers are no longer reachable through the hub.
 #[utoipa::path(delete, path = "/fleet/hosts/{host}/token", tag = "fleet",
-    params(("host" = String, Path, description = "The host's id")),
+    params(("host" = String, Path, description = "The host's id", pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")),
     responses(
         (status = 204, description = "Forgotten"),
         (status = 400, description = "Malformed host", body = wire::ApiError),
@@ -554,7 +554,7 @@ struct ListQuery {
 
 /// A host's containers, of the caller's teams (every team for an admin), read from the host.
 #[utoipa::path(get, path = "/fleet/hosts/{host}/containers", tag = "fleet",
-    params(("host" = String, Path, description = "The host's id"), ListQuery),
+    params(("host" = String, Path, description = "The host's id", pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"), ListQuery),
     responses(
         (status = 200, description = "The host's containers the caller may see", body = Vec<wire::Container>),
         (status = 400, description = "Malformed host or query", body = wire::ApiError),
@@ -672,9 +672,9 @@ fn action_body(
 /// Act on a host's container through the hub: start, stop, restart, kill, freeze, thaw.
 #[utoipa::path(post, path = "/fleet/hosts/{host}/containers/{name}/{action}", tag = "fleet",
     params(
-        ("host" = String, Path, description = "The host's id"),
+        ("host" = String, Path, description = "The host's id", pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"),
         ("name" = String, Path, description = "Container name or id on that host"),
-        ("action" = String, Path, description = "start, stop, restart, kill, freeze (pause), thaw (unpause)"),
+        ("action" = String, Path, description = "start, stop, restart, kill, freeze (pause), thaw (unpause)", pattern = r"^(start|stop|restart|kill|freeze|pause|thaw|unpause)$"),
     ),
     request_body(content = Option<wire::fleet::FleetAction>, description = "Optional: timeout (stop, restart), signal (kill)"),
     responses(
@@ -749,7 +749,7 @@ struct RemoveQuery {
 /// Remove a host's container through the hub (`force` to kill it first if running).
 #[utoipa::path(delete, path = "/fleet/hosts/{host}/containers/{name}", tag = "fleet",
     params(
-        ("host" = String, Path, description = "The host's id"),
+        ("host" = String, Path, description = "The host's id", pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"),
         ("name" = String, Path, description = "Container name or id on that host"),
         RemoveQuery,
     ),
