@@ -302,10 +302,14 @@ async fn a_hub_lists_and_acts_on_a_hosts_containers_with_the_hosts_admin_token()
     let boss: Vec<_> = tokens.iter().filter(|t| t.user == "boss").collect();
     assert!(!boss.is_empty(), "{tokens:?}");
     for t in boss {
-        let _: serde_json::Value =
-            call(&ch, Method::DELETE, &format!("/api/v1/tokens/{}", t.id), None)
-                .await
-                .unwrap();
+        let _: serde_json::Value = call(
+            &ch,
+            Method::DELETE,
+            &format!("/api/v1/tokens/{}", t.id),
+            None,
+        )
+        .await
+        .unwrap();
     }
     assert_eq!(
         refusal(&hc, Method::GET, &list, None).await,
