@@ -77,7 +77,7 @@ pub enum Command {
     /// every version; `rates set` adds one (admins).
     Rates(rates::RatesArgs),
     /// The fleet, from a hub (`corral serve --hub`): hosts, statements and history across
-    /// hosts.
+    /// hosts, and a host's containers acted on through the hub.
     Fleet(fleet::FleetArgs),
     /// Show the host's cgroup mode and what Corral can limit on it (--cgroups: the tree).
     Info(info::InfoArgs),

@@ -49,7 +49,7 @@ pub const PREFIX: &str = "/api/v1";
         (name = "images", description = "Imported images (import and remove: admin)"),
         (name = "events", description = "Live stats and lifecycle events (Server-Sent Events)"),
         (name = "host", description = "Host facts; the cgroup tree, scoped to the caller's teams (admins: all of it)"),
-        (name = "fleet", description = "The fleet, on a hub (`corral serve --hub`): hosts, statements and history across hosts from the shared ledger"),
+        (name = "fleet", description = "The fleet, on a hub (`corral serve --hub`): hosts, statements and history across hosts from the shared ledger; a host's containers acted on through its own API"),
         (name = "meta", description = "Health and this document"),
     )
 )]

@@ -46,10 +46,11 @@ pub struct LedgerArgs {
     #[arg(long, value_name = "PATH")]
     pub ledger_ca: Option<PathBuf>,
     /// Serve the fleet: `/api/v1/fleet/*` (hosts, fleet statements and history) read the
-    /// shared ledger. Needs `--ledger`.
+    /// shared ledger, and act on hosts' containers through their APIs. Needs `--ledger`.
     #[arg(long)]
     pub hub: bool,
-    /// The URL the hub shows (and links) for this host's API, e.g. `https://node1:7700`.
+    /// The URL of this host's API that the hub shows, links and forwards container actions
+    /// to, e.g. `https://node1:7700` (http only for a loopback address).
     #[arg(long, value_name = "URL")]
     pub advertise_url: Option<String>,
     /// On a hub: a host without a heartbeat for this many seconds (hosts beat every 5 s) is
