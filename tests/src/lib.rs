@@ -395,6 +395,17 @@ impl Daemon {
         }
     }
 
+    /// Changes the value of one of the extra flags for the next [`Daemon::restart`]
+    /// (e.g. another `--advertise-url`).
+    pub fn set_flag(&mut self, flag: &str, value: &str) {
+        let i = self
+            .extra
+            .iter()
+            .position(|a| a == flag)
+            .unwrap_or_else(|| panic!("{flag} is not among {:?}", self.extra));
+        self.extra[i + 1] = value.to_owned();
+    }
+
     /// Starts the daemon again on the same port, state directory, socket and cgroup root.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "daemon still running");

@@ -9,6 +9,9 @@
 //! - A member of another team sees nothing and gets 404; a viewer of the team gets 403; the
 //!   container is untouched.
 //! - The host revoking the token: 502 `host_token_refused`; forgotten on the hub: 409 again.
+//! - The token is pinned to the URL it was checked against: when the host id advertises
+//!   another URL (a listener of the test's), the hub answers 409 `host_url_changed` and never
+//!   connects there; back at its URL, the host is served again.
 //!
 //! Skipped in the VM (no PostgreSQL there).
 
@@ -321,4 +324,95 @@ async fn a_hub_lists_and_acts_on_a_hosts_containers_with_the_hosts_admin_token()
         refusal(&hc, Method::GET, &list, None).await.1,
         "no_host_token"
     );
+}
+
+/// The hub's hosts as it lists them: node's advertised URL, once it is `want`.
+async fn wait_advertised(hc: &Client, node: &str, want: &str) {
+    let t = Instant::now();
+    loop {
+        let hosts: wire::fleet::FleetHosts = call(hc, Method::GET, "/api/v1/fleet/hosts", None)
+            .await
+            .unwrap();
+        if hosts
+            .hosts
+            .iter()
+            .any(|h| h.host_id == node && h.api_url.as_deref() == Some(want))
+        {
+            return;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "{node} never advertised {want}: {hosts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_hosts_token_goes_only_to_the_url_it_was_checked_against() {
+    if in_vm() {
+        println!("skipped: no PostgreSQL in the VM");
+        return;
+    }
+    let pg = Postgres::start();
+    let (url, pwf) = (pg.url(), pg.password_file());
+    let mut host = Daemon::start_with_port(|port| {
+        vec![
+            "--host-id".into(),
+            "node-p".into(),
+            "--ledger".into(),
+            url.clone(),
+            "--ledger-password-file".into(),
+            pwf.to_str().unwrap().to_owned(),
+            "--advertise-url".into(),
+            format!("http://127.0.0.1:{port}"),
+        ]
+    });
+    let hub = pg.daemon("hub-p", None, &["--hub"]);
+    let _reapers = (Reaper::new(&host), Reaper::new(&hub));
+    let hc = hub.unix_client();
+    let home = host.url();
+    wait_advertised(&hc, "node-p", &home).await;
+    host.add_user("boss", "admin", &[]);
+    let token_path = path("node-p", "/token");
+    let _: wire::fleet::HostTokenState = call(
+        &hc,
+        Method::PUT,
+        &token_path,
+        Some(json!({"token": host.token_for("boss")})),
+    )
+    .await
+    .unwrap();
+    let list = path("node-p", "/containers");
+    let _: Vec<wire::Container> = call(&hc, Method::GET, &list, None).await.unwrap();
+
+    // Someone under node-p's id now advertises another URL: a loopback listener of ours.
+    let decoy = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    decoy.set_nonblocking(true).unwrap();
+    let elsewhere = format!("http://{}", decoy.local_addr().unwrap());
+    host.stop();
+    host.set_flag("--advertise-url", &elsewhere);
+    host.restart();
+    wait_advertised(&hc, "node-p", &elsewhere).await;
+    let (code, kind, _) = refusal(&hc, Method::GET, &list, None).await;
+    assert_eq!((code, kind.as_str()), (409, "host_url_changed"));
+    let (code, kind, _) = refusal(
+        &hc,
+        Method::POST,
+        &path("node-p", "/containers/anything/stop"),
+        None,
+    )
+    .await;
+    assert_eq!((code, kind.as_str()), (409, "host_url_changed"));
+    match decoy.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the hub connected to the new URL: {other:?}"),
+    }
+
+    // Back at the URL the token was checked against: served again.
+    host.stop();
+    host.set_flag("--advertise-url", &home);
+    host.restart();
+    wait_advertised(&hc, "node-p", &home).await;
+    let _: Vec<wire::Container> = call(&hc, Method::GET, &list, None).await.unwrap();
 }
