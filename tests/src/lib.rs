@@ -441,6 +441,19 @@ impl Drop for Daemon {
         if self.child.is_some() {
             self.stop();
         }
+        if std::thread::panicking() {
+            // A failed test shows what the daemon said (a 500's cause is only in its log).
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!(
+                "--- the last {} lines of the daemon's log ({}) ---",
+                tail.len(),
+                self.state.path().display()
+            );
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
         // Containers outlive the daemon by design; a test that panicked before removing its
         // containers must not leave them running. Everything in this daemon's own cgroup
         // subtree was started by this test.

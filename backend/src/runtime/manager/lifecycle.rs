@@ -250,7 +250,13 @@ impl Manager {
                 if let Err(e) = m.inner.cgroups.kill(&t, &n) {
                     tracing::warn!(container = %n, error = %e, "kill of a paused container");
                 }
-                m.inner.cgroups.thaw(&t, &n).map_err(cgroup_err)
+                match m.inner.cgroups.thaw(&t, &n) {
+                    Ok(()) => Ok(()),
+                    // Killed, the container may already have exited and released its cgroup
+                    // (`runtime::watch`): nothing is left to thaw.
+                    Err(_) if !m.inner.cgroups.exists(&t, &n) => Ok(()),
+                    Err(e) => Err(cgroup_err(e)),
+                }
             })
             .await?;
         } else if r.status() != Status::Running {
