@@ -26,7 +26,8 @@ pub struct FleetArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum FleetCmd {
-    /// Every host: heartbeat (stale after 60 s), backlog waiting to ship, recent usage.
+    /// Every host: heartbeat (stale after 60 s), containers metered in the last hour, backlog
+    /// waiting to ship, recent usage, its API and whether the hub holds a token for it.
     Hosts,
     /// Usage across hosts priced with the fleet's rate card: per host and team, per team,
     /// total (default: this month so far).
@@ -294,6 +295,7 @@ pub async fn fleet(client: &Client, a: &FleetArgs) -> anyhow::Result<()> {
                         h.backlog_rows.to_string(),
                         h.last_ship_at.clone().unwrap_or_else(|| "-".into()),
                         h.api_url.clone().unwrap_or_else(|| "-".into()),
+                        if h.token_set { "set" } else { "-" }.to_owned(),
                     ]
                 })
                 .collect();
@@ -301,11 +303,12 @@ pub async fn fleet(client: &Client, a: &FleetArgs) -> anyhow::Result<()> {
                 "HOST",
                 "STATE",
                 "HEARTBEAT",
-                "CONTAINERS",
+                "METERED 1H",
                 "CPU-H 24H",
                 "BACKLOG",
                 "LAST SHIPPED",
                 "API",
+                "TOKEN",
             ];
             print!("{}", table(&titles, &rows));
         }

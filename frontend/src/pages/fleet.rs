@@ -369,7 +369,7 @@ pub fn Fleet() -> impl IntoView {
                 {polled_view(hosts, "hosts", move |h: wire::fleet::FleetHosts| view! {
                     <div class="table-wrap">
                         <table class="table" data-testid="fleet-hosts">
-                            <thead><tr><th>"Host"</th><th>"State"</th><th>"Heartbeat"</th><th>"Containers"</th>
+                            <thead><tr><th>"Host"</th><th>"State"</th><th>"Heartbeat"</th><th title="Containers with usage shipped for the last hour">"Metered (1 h)"</th>
                                 <th>"CPU core-h (24 h)"</th><th>"Waiting to ship"</th><th>"Last shipped"</th><th>"API"</th><th>"Token"</th><th></th></tr></thead>
                             <tbody>
                                 {h.hosts.into_iter().map(|x| {

@@ -190,6 +190,9 @@ async fn a_hub_lists_and_acts_on_a_hosts_containers_with_the_hosts_admin_token()
         listed.iter().any(|c| c.name == name && c.team == team),
         "{listed:?}"
     );
+    let hosts = hub.corral(&["fleet", "hosts"]);
+    let line = hosts.lines().find(|l| l.starts_with("node-a")).unwrap();
+    assert!(line.trim_end().ends_with("set"), "{hosts}");
     let ps = hub.corral(&["fleet", "ps", "node-a", "-a"]);
     assert!(ps.contains(&name), "{ps}");
 
