@@ -62,6 +62,17 @@ pub enum FleetCmd {
     Thaw(OnHost),
     /// Remove one (`--force` kills it first if running).
     Rm(OnHostForce),
+    /// The last lines of one's stdout and stderr (not followed: `corral logs -f` on the host).
+    Logs(OnHostLogs),
+}
+
+#[derive(Debug, Args)]
+pub struct OnHostLogs {
+    #[command(flatten)]
+    pub on: OnHost,
+    /// The last N lines: 1-10000 through a hub.
+    #[arg(short = 'n', long, default_value_t = 200)]
+    pub tail: u32,
 }
 
 #[derive(Debug, Subcommand)]
@@ -246,6 +257,22 @@ pub async fn fleet(client: &Client, a: &FleetArgs) -> anyhow::Result<()> {
             } else {
                 print!("{}", view.render(&list, crate::auth::now_secs())?);
             }
+        }
+        FleetCmd::Logs(l) => {
+            let path = format!(
+                "/api/v1/fleet/hosts/{}/containers/{}/logs?tail={}",
+                enc(&l.on.host),
+                enc(&l.on.name),
+                l.tail
+            );
+            use std::io::Write;
+            let mut out = std::io::stdout();
+            client
+                .stream(&path, |chunk| {
+                    let _ = out.write_all(chunk);
+                    let _ = out.flush();
+                })
+                .await?;
         }
         FleetCmd::Start(on) => act(client, on, "start", None, a.json).await?,
         FleetCmd::Freeze(on) => act(client, on, "freeze", None, a.json).await?,

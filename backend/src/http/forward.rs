@@ -8,7 +8,8 @@
 //! - `GET /api/v1/fleet/hosts/{host}/containers[?all=true]`: the host's containers, of the
 //!   caller's teams (every team for an admin of the hub).
 //! - `POST /api/v1/fleet/hosts/{host}/containers/{name}/{action}`: start, stop, restart, kill,
-//!   freeze, thaw (pause and unpause as docker's aliases); `DELETE …/containers/{name}`.
+//!   freeze, thaw (pause and unpause as docker's aliases); `DELETE …/containers/{name}`;
+//!   `GET …/containers/{name}/logs?tail=N`: the last lines (viewers too; not followed).
 //!
 //! Who may act is decided here, by the hub's account of the caller and the container's team
 //! as the host reports it (teams are fleet-wide; accounts are each host's): an operator of
@@ -58,6 +59,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(host_containers))
         .routes(routes!(host_container_remove))
         .routes(routes!(host_container_action))
+        .routes(routes!(host_container_logs))
 }
 
 /// The time a forwarded request may take in all (the container's lookup and the action).
@@ -583,9 +585,9 @@ async fn host_containers(
     Ok(Json(list))
 }
 
-/// The container `name` of the host, if the caller may act on it: 404 when it is of a team
-/// the caller cannot see (as the host itself answers), 403 for a viewer.
-async fn actionable(t: &Target, actor: &Actor, name: &str) -> Result<wire::Container, FwdError> {
+/// The container `name` of the host, if the caller may see it: 404 when it is of a team the
+/// caller cannot see (as the host itself answers).
+async fn visible(t: &Target, actor: &Actor, name: &str) -> Result<wire::Container, FwdError> {
     container_param(name)?;
     let c: wire::Container = t.get(&format!("/api/v1/containers/{name}")).await?;
     if !actor.team_scope().contains(&c.team) {
@@ -593,8 +595,82 @@ async fn actionable(t: &Target, actor: &Actor, name: &str) -> Result<wire::Conta
             AppError::NotFound(format!("host {:?}: no such container: {name}", t.host)).into(),
         );
     }
+    Ok(c)
+}
+
+/// [`visible`], and the caller may act on it: 403 for a viewer.
+async fn actionable(t: &Target, actor: &Actor, name: &str) -> Result<wire::Container, FwdError> {
+    let c = visible(t, actor, name).await?;
     actor.can_act_on_team(&c.team)?;
     Ok(c)
+}
+
+/// The most log lines one request through a hub brings (the hub holds them whole).
+const MAX_FORWARDED_TAIL: u32 = 10_000;
+const DEFAULT_FORWARDED_TAIL: u32 = 200;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct LogsQuery {
+    /// The last N lines: 1-10000, default 200.
+    #[param(minimum = 1, maximum = 10000)]
+    tail: Option<u32>,
+}
+
+/// The last lines of a host's container's stdout and stderr, read through the hub (viewers
+/// too; not followed: `corral logs -f` on the host streams).
+#[utoipa::path(get, path = "/fleet/hosts/{host}/containers/{name}/logs", tag = "fleet",
+    params(
+        ("host" = String, Path, description = "The host's id", pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"),
+        ("name" = String, Path, description = "Container name or id on that host"),
+        LogsQuery,
+    ),
+    responses(
+        (status = 200, description = "The log's last lines", content_type = "text/plain", body = String),
+        (status = 400, description = "Malformed host, name or tail", body = wire::ApiError),
+        (status = 401, description = "No credentials", body = wire::ApiError),
+        (status = 403, description = "Foreign Host", body = wire::ApiError),
+        (status = 404, description = "Not a hub (code not_a_hub), no such host, or no such container of the caller's teams", body = wire::ApiError),
+        (status = 409, description = "No token or usable API for the host", body = wire::ApiError),
+        (status = 502, description = "The host is unreachable or refused the token (host_unreachable, host_token_refused)", body = wire::ApiError),
+        (status = 503, description = "The ledger is unreachable (code ledger_unavailable)", body = wire::ApiError),
+        (status = 504, description = "The host did not answer in time (host_timeout)", body = wire::ApiError),
+    ))]
+async fn host_container_logs(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiPath((host, name)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<LogsQuery>,
+) -> Result<Response, FwdError> {
+    let tail = q.tail.unwrap_or(DEFAULT_FORWARDED_TAIL);
+    if !(1..=MAX_FORWARDED_TAIL).contains(&tail) {
+        return Err(AppError::Invalid {
+            field: "tail".into(),
+            message: format!(
+                "tail {tail}: through a hub 1-{MAX_FORWARDED_TAIL} lines (all of them: `corral \
+                 logs` on the host)"
+            ),
+        }
+        .into());
+    }
+    let t = target(&state, &host).await?;
+    let c = visible(&t, &actor, &name).await?;
+    let bytes = t
+        .call(
+            Method::GET,
+            &format!("/api/v1/containers/{}/logs?tail={tail}", c.id),
+            None,
+        )
+        .await?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; charset=utf-8",
+        )],
+        bytes,
+    )
+        .into_response())
 }
 
 fn status_of(c: &wire::Container) -> Value {

@@ -6,8 +6,8 @@
 //! shipping to the shared ledger (`GET /api/v1/host`).
 //!
 //! A host picked in the table shows its containers through the hub
-//! (`/api/v1/fleet/hosts/{host}/containers`), with their lifecycle actions, and, for an admin,
-//! the hub's token for that host (set or forget).
+//! (`/api/v1/fleet/hosts/{host}/containers`), with their lifecycle actions and the last lines
+//! of their output, and, for an admin, the hub's token for that host (set or forget).
 
 use leptos::{either::Either, prelude::*};
 
@@ -152,6 +152,26 @@ fn HostPanel(
         }
     });
     let op_error = RwSignal::new(None::<ApiFailure>);
+    // The last lines of one container's output, fetched on demand: (name, text).
+    let shown_logs = RwSignal::new(None::<(String, String)>);
+    let show_logs = Callback::new({
+        let host = host.clone();
+        move |name: String| {
+            let p = host_path(
+                &host,
+                &format!("/containers/{}/logs?tail=200", api::enc(&name)),
+            );
+            leptos::task::spawn_local(async move {
+                match api::send_text("GET", &p, None).await {
+                    Ok(t) => {
+                        op_error.set(None);
+                        shown_logs.set(Some((name, t)));
+                    }
+                    Err(e) => op_error.set(Some(with_code(e))),
+                }
+            });
+        }
+    });
     let on_done = Callback::new(move |r: Result<(), ApiFailure>| {
         op_error.set(r.err().map(with_code));
         list.refresh();
@@ -256,6 +276,8 @@ fn HostPanel(
                                                 <td>{c.team}</td>
                                                 <td class="hide-sm mono">{c.image}</td>
                                                 <td class="actions">
+                                                    <button class="btn small ghost" data-action="logs"
+                                                        on:click={let n = name.clone(); move |_| show_logs.run(n.clone())}>"Logs"</button>
                                                     <Show when=move || session.can_operate()>
                                                         <HostActions host=h.clone() name=name.clone()
                                                             status=status.clone() on_done=on_done />
@@ -270,6 +292,15 @@ fn HostPanel(
                     })
                 }))
             }}
+            {move || shown_logs.get().map(|(name, text)| view! {
+                <div class="card-head">
+                    <h3>"Last 200 lines of " <span class="mono">{name}</span></h3>
+                    <button class="btn ghost small" on:click=move |_| shown_logs.set(None)>"Close logs"</button>
+                </div>
+                <pre class="log" data-testid="fleet-logs" tabindex="0" aria-label="Container output">
+                    {if text.is_empty() { "(no output yet)".to_owned() } else { text }}
+                </pre>
+            })}
             <Show when=move || session.is_admin()>
                 <h3>"The hub's token for this host"</h3>
                 <p class="muted small">"An API token of an admin of " <span class="mono">{h3.clone()}</span>

@@ -38,7 +38,7 @@ async fn the_fleet_page_lists_hosts_and_the_statement_or_says_how_to_start_a_hub
 /// A host's containers through the hub, in Chromium: the admin opens a host from the hosts
 /// table, is told the hub has no token for it, sets a host admin's token in the form, sees
 /// the host's container and freezes and thaws it with the buttons, the host's own API
-/// showing each state. The host serves plain HTTP on loopback (allowed for a loopback URL).
+/// showing each state, and reads its output with the Logs button. The host serves plain HTTP on loopback (allowed for a loopback URL).
 #[tokio::test]
 async fn an_admin_sets_a_hosts_token_and_freezes_its_container_from_the_hub() {
     use tests::{
@@ -73,7 +73,7 @@ async fn an_admin_sets_a_hosts_token_and_freezes_its_container_from_the_hub() {
     create(
         &ch,
         serde_json::json!({"name": name, "team": team, "rootfs": rootfs.path(),
-            "command": ["sleep", "1000"], "start": true}),
+            "command": ["sh", "-c", "echo fleet-browser-hello; exec sleep 1000"], "start": true}),
     )
     .await;
     host.add_user("boss", "admin", &[]);
@@ -99,5 +99,8 @@ async fn an_admin_sets_a_hosts_token_and_freezes_its_container_from_the_hub() {
     b.click(&format!("{row} [data-action=thaw]")).await;
     b.wait_for(&format!("{row}[data-status=running]")).await;
     assert_eq!(get(&ch, &name).await.status, "running");
+    b.click(&format!("{row} [data-action=logs]")).await;
+    b.wait_text("[data-testid=fleet-logs]", "fleet-browser-hello")
+        .await;
     b.close().await;
 }

@@ -7,7 +7,8 @@
 //!   CPU time stops growing), thawed and removed through the hub — over the API and the CLI —
 //!   and each action is in the hub's audit log under the caller.
 //! - A member of another team sees nothing and gets 404; a viewer of the team gets 403; the
-//!   container is untouched.
+//!   container is untouched. The viewer reads its output through the hub (`tail`), the other
+//!   team's member gets 404; `corral fleet logs` prints it.
 //! - The host revoking the token: 502 `host_token_refused`; forgotten on the hub: 409 again.
 //! - The token is pinned to the URL it was checked against: when the host id advertises
 //!   another URL (a listener of the test's), the hub answers 409 `host_url_changed` and never
@@ -128,7 +129,7 @@ async fn a_hub_lists_and_acts_on_a_hosts_containers_with_the_hosts_admin_token()
     create(
         &ch,
         json!({"name": name, "team": team, "rootfs": rootfs.path(),
-            "command": ["sh", "-c", "while :; do :; done"], "start": true,
+            "command": ["sh", "-c", "echo fleet-hello; while :; do :; done"], "start": true,
             "limits": {"cpus": 0.2}}),
     )
     .await;
@@ -261,6 +262,23 @@ async fn a_hub_lists_and_acts_on_a_hosts_containers_with_the_hosts_admin_token()
         403
     );
     assert_eq!(get(&ch, &name).await.status, "running");
+
+    // The container's output through the hub: for a viewer too, not for another team.
+    let logs_path = path("node-a", &format!("/containers/{name}/logs?tail=5"));
+    let (_, text) = watcher
+        .request(Method::GET, &logs_path, None)
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&text).contains("fleet-hello"));
+    assert_eq!(
+        refusal(&stranger, Method::GET, &logs_path, None).await.0,
+        404
+    );
+    let zero = path("node-a", &format!("/containers/{name}/logs?tail=0"));
+    let (code, _, field) = refusal(&hc, Method::GET, &zero, None).await;
+    assert_eq!((code, field.as_deref()), (400, Some("tail")));
+    let out = hub.corral(&["fleet", "logs", "node-a", &name, "-n", "5"]);
+    assert!(out.contains("fleet-hello"), "{out}");
 
     // Each action in the hub's audit log under its caller.
     let audit: Vec<wire::AuditEntry> = call(&hc, Method::GET, "/api/v1/audit?limit=200", None)
