@@ -12,7 +12,8 @@
 //! - The host revoking the token: 502 `host_token_refused`; forgotten on the hub: 409 again.
 //! - The token is pinned to the URL it was checked against: when the host id advertises
 //!   another URL (a listener of the test's), the hub answers 409 `host_url_changed` and never
-//!   connects there; back at its URL, the host is served again.
+//!   connects there; a plain-http URL off loopback gets 409 `insecure_api_url`; back at its
+//!   URL, the host is served again. The token is in no answer of the hub and not in its log.
 //!
 //! Skipped in the VM (no PostgreSQL there).
 
@@ -166,11 +167,12 @@ async fn a_hub_lists_and_acts_on_a_hosts_containers_with_the_hosts_admin_token()
 
     // An admin's token, checked over HTTPS against --fleet-ca and kept.
     host.add_user("boss", "admin", &[]);
+    let boss_token = host.token_for("boss");
     let set: wire::fleet::HostTokenState = call(
         &hc,
         Method::PUT,
         &token_path,
-        Some(json!({"token": host.token_for("boss")})),
+        Some(json!({"token": boss_token})),
     )
     .await
     .unwrap();
@@ -299,6 +301,16 @@ async fn a_hub_lists_and_acts_on_a_hosts_containers_with_the_hosts_admin_token()
             "{actor} {action} {result}: {audit:?}"
         );
     }
+
+    // The token is in no answer of the hub and not in its log.
+    for p in ["/api/v1/fleet/hosts", "/api/v1/audit?limit=500"] {
+        let (_, body) = hc.request(Method::GET, p, None).await.unwrap();
+        assert!(
+            !String::from_utf8_lossy(&body).contains(&boss_token),
+            "{p} shows the token"
+        );
+    }
+    assert!(!hub.log().contains(&boss_token), "the hub logged the token");
 
     // Removed through the hub.
     let _: serde_json::Value = call(
@@ -429,6 +441,14 @@ async fn a_hosts_token_goes_only_to_the_url_it_was_checked_against() {
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
         other => panic!("the hub connected to the new URL: {other:?}"),
     }
+
+    // A plain-http URL off loopback would carry the token in the clear: refused, unsent.
+    host.stop();
+    host.set_flag("--advertise-url", "http://10.213.7.1:7700");
+    host.restart();
+    wait_advertised(&hc, "node-p", "http://10.213.7.1:7700").await;
+    let (code, kind, _) = refusal(&hc, Method::GET, &list, None).await;
+    assert_eq!((code, kind.as_str()), (409, "insecure_api_url"));
 
     // Back at the URL the token was checked against: served again.
     host.stop();
