@@ -197,20 +197,30 @@ impl Postgres {
     /// Starts a daemon shipping to this PostgreSQL as `host_id` (the password from
     /// [`Postgres::password_file`]) at `url` (default [`Postgres::url`]), with `extra` flags.
     pub fn daemon(&self, host_id: &str, url: Option<&str>, extra: &[&str]) -> Daemon {
-        let (url, pwf) = (
-            url.map_or_else(|| self.url(), str::to_owned),
-            self.password_file(),
-        );
-        let mut flags = vec![
-            "--host-id",
-            host_id,
-            "--ledger",
-            &url,
-            "--ledger-password-file",
-        ];
-        flags.push(pwf.to_str().expect("utf-8 path"));
-        flags.extend_from_slice(extra);
+        let mut flags = self.ledger_flags(host_id, url);
+        flags.extend(extra.iter().map(|s| s.to_string()));
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
         Daemon::start_with(&flags)
+    }
+
+    /// Like [`Postgres::daemon`] at the default URL, the extra flags made knowing the port the
+    /// daemon will listen on (`--advertise-url`).
+    pub fn daemon_on_port(&self, host_id: &str, extra: impl FnOnce(u16) -> Vec<String>) -> Daemon {
+        let flags = self.ledger_flags(host_id, None);
+        Daemon::start_with_port(|port| flags.into_iter().chain(extra(port)).collect())
+    }
+
+    /// `--host-id`, `--ledger` (default [`Postgres::url`]) and the password file.
+    fn ledger_flags(&self, host_id: &str, url: Option<&str>) -> Vec<String> {
+        let pwf = self.password_file();
+        vec![
+            "--host-id".into(),
+            host_id.into(),
+            "--ledger".into(),
+            url.map_or_else(|| self.url(), str::to_owned),
+            "--ledger-password-file".into(),
+            pwf.to_str().expect("utf-8 path").into(),
+        ]
     }
 
     /// A client for the test's own checks.

@@ -305,6 +305,18 @@ async fn undo_limits(
     .await
 }
 
+/// Copies the answer of `GET path` to stdout as it arrives (a log, followed or not).
+pub(super) async fn print_stream(client: &Client, path: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout();
+    client
+        .stream(path, |chunk| {
+            let _ = out.write_all(chunk);
+            let _ = out.flush();
+        })
+        .await?;
+    Ok(())
+}
+
 pub(super) async fn send<T: serde::de::DeserializeOwned>(
     client: &Client,
     method: Method,
@@ -548,14 +560,7 @@ pub async fn run(client: &Client, cmd: ContainerCommand) -> anyhow::Result<()> {
             if let Some(t) = tail {
                 path.push_str(&format!("&tail={t}"));
             }
-            let mut out = std::io::stdout();
-            client
-                .stream(&path, |chunk| {
-                    let _ = out.write_all(chunk);
-                    let _ = out.flush();
-                })
-                .await?;
-            Ok(())
+            print_stream(client, &path).await
         }
         ContainerCommand::Exec {
             env,

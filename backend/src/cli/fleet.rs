@@ -265,14 +265,7 @@ pub async fn fleet(client: &Client, a: &FleetArgs) -> anyhow::Result<()> {
                 enc(&l.on.name),
                 l.tail
             );
-            use std::io::Write;
-            let mut out = std::io::stdout();
-            client
-                .stream(&path, |chunk| {
-                    let _ = out.write_all(chunk);
-                    let _ = out.flush();
-                })
-                .await?;
+            super::containers::print_stream(client, &path).await?;
         }
         FleetCmd::Start(on) => act(client, on, "start", None, a.json).await?,
         FleetCmd::Freeze(on) => act(client, on, "freeze", None, a.json).await?,

@@ -49,18 +49,8 @@ async fn an_admin_sets_a_hosts_token_and_freezes_its_container_from_the_hub() {
         return;
     };
     let pg = Postgres::start();
-    let (url, pwf) = (pg.url(), pg.password_file());
-    let host = Daemon::start_with_port(|port| {
-        vec![
-            "--host-id".into(),
-            "node-b".into(),
-            "--ledger".into(),
-            url.clone(),
-            "--ledger-password-file".into(),
-            pwf.to_str().unwrap().to_owned(),
-            "--advertise-url".into(),
-            format!("http://127.0.0.1:{port}"),
-        ]
+    let host = pg.daemon_on_port("node-b", |port| {
+        vec!["--advertise-url".into(), format!("http://127.0.0.1:{port}")]
     });
     let hub = pg.daemon("hub-2", None, &["--hub"]);
     hub.admin_token();

@@ -15,7 +15,7 @@ use hyper::Method;
 use tests::{
     Daemon, TempDir,
     containers::{
-        Reaper, call, cgroup_mounts, create, exec, facts, get, logs, remove, wait_exited,
+        Reaper, action, call, cgroup_mounts, create, exec, facts, get, logs, remove, wait_exited,
     },
     rootfs::Rootfs,
 };
@@ -1164,23 +1164,9 @@ async fn killing_paused_containers_answers_every_time() {
                 "command": ["/bin/sh", "-c", "sleep 999 & wait"], "start": true}),
         )
         .await;
-        let _: wire::Container = call(
-            &c,
-            Method::POST,
-            &format!("/api/v1/containers/{name}/freeze"),
-            None,
-        )
-        .await
-        .unwrap();
-        let killed = call::<wire::Container>(
-            &c,
-            Method::POST,
-            &format!("/api/v1/containers/{name}/kill"),
-            None,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("kill #{i}: {e:?}\n{}", daemon.log()));
-        assert_eq!(killed.status, "exited", "{killed:?}");
+        assert_eq!(action(&c, &name, "freeze").await.status, "paused");
+        let killed = action(&c, &name, "kill").await;
+        assert_eq!(killed.status, "exited", "kill #{i}: {killed:?}");
         remove(&c, &name).await;
     }
 }

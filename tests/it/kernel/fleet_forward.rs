@@ -25,7 +25,7 @@ use backend::client::Client;
 use hyper::Method;
 use serde_json::json;
 use tests::{
-    Daemon, TempDir,
+    TempDir,
     containers::{Reaper, add_team, api_status, call, create, get},
     postgres::Postgres,
     rootfs::Rootfs,
@@ -77,25 +77,16 @@ async fn a_hub_lists_and_acts_on_a_hosts_containers_with_the_hosts_admin_token()
     let (cert, keyf) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
     std::fs::write(&cert, key.cert.pem()).unwrap();
     std::fs::write(&keyf, key.signing_key.serialize_pem()).unwrap();
-    let (url, pwf) = (pg.url(), pg.password_file());
     let s = |p: &std::path::Path| p.to_str().unwrap().to_owned();
-    let host = Daemon::start_with_port(|port| {
-        [
-            "--host-id",
-            "node-a",
-            "--ledger",
-            &url,
-            "--ledger-password-file",
-            &s(&pwf),
-            "--tls-cert",
-            &s(&cert),
-            "--tls-key",
-            &s(&keyf),
-            "--advertise-url",
-            &format!("https://127.0.0.1:{port}"),
+    let host = pg.daemon_on_port("node-a", |port| {
+        vec![
+            "--tls-cert".into(),
+            s(&cert),
+            "--tls-key".into(),
+            s(&keyf),
+            "--advertise-url".into(),
+            format!("https://127.0.0.1:{port}"),
         ]
-        .map(str::to_owned)
-        .to_vec()
     });
     let hub = pg.daemon("hub", None, &["--hub", "--fleet-ca", &s(&cert)]);
     let _reapers = (Reaper::new(&host), Reaper::new(&hub));
@@ -388,18 +379,8 @@ async fn a_hosts_token_goes_only_to_the_url_it_was_checked_against() {
         return;
     }
     let pg = Postgres::start();
-    let (url, pwf) = (pg.url(), pg.password_file());
-    let mut host = Daemon::start_with_port(|port| {
-        vec![
-            "--host-id".into(),
-            "node-p".into(),
-            "--ledger".into(),
-            url.clone(),
-            "--ledger-password-file".into(),
-            pwf.to_str().unwrap().to_owned(),
-            "--advertise-url".into(),
-            format!("http://127.0.0.1:{port}"),
-        ]
+    let mut host = pg.daemon_on_port("node-p", |port| {
+        vec!["--advertise-url".into(), format!("http://127.0.0.1:{port}")]
     });
     let hub = pg.daemon("hub-p", None, &["--hub"]);
     let _reapers = (Reaper::new(&host), Reaper::new(&hub));
