@@ -118,7 +118,7 @@ pub enum NetworkError {
 }
 
 /// How a container is networked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NetworkMode {
     /// Own namespace, loopback only.
@@ -720,6 +720,64 @@ impl Network {
             c.network = Some(describe_one(mode, eps.get(&c.id), subnet, self.cfg.subnet6));
         }
         Ok(())
+    }
+
+    /// The body of `GET /containers`: a JSON array of `rows` (each a serialized
+    /// `wire::Container`) with each one's `network` added, the same bytes as serializing the
+    /// described list. The endpoint table is read only when a row is bridged (only bridged
+    /// containers have endpoints); a description without an endpoint depends on the mode
+    /// alone and is serialized once per mode.
+    pub async fn list_body(
+        &self,
+        rows: &[crate::runtime::manager::Listed],
+    ) -> Result<Vec<u8>, NetworkError> {
+        let (subnet, eps) = if rows.iter().any(|r| r.network == NetworkMode::Bridge) {
+            let (store, bridge) = (self.store.clone(), self.cfg.bridge.clone());
+            blocking(move || {
+                let eps: HashMap<String, ipam::Endpoint> = ipam::list(&store, None)?
+                    .into_iter()
+                    .map(|e| (e.owner.clone(), e))
+                    .collect();
+                Ok((ipam::stored_subnet(&store, &bridge)?, eps))
+            })
+            .await?
+        } else {
+            (None, HashMap::new())
+        };
+        let subnet = subnet.or(self.cfg.subnet);
+        let json = |n: &wire::ContainerNetwork| {
+            serde_json::to_vec(n).expect("a wire::ContainerNetwork serializes")
+        };
+        let mut without_endpoint: HashMap<NetworkMode, Vec<u8>> = HashMap::new();
+        let size: usize = rows.iter().map(|r| r.json.len() + 160).sum();
+        let mut out = Vec::with_capacity(size + 2);
+        out.push(b'[');
+        for (i, r) in rows.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            // `network` is the field after `spec`, and a listed container has neither
+            // `team_limits` nor `effective_limits`: the object's closing brace moves after it.
+            let (close, fields) = r.json.split_last().expect("a serialized object");
+            debug_assert_eq!(*close, b'}');
+            out.extend_from_slice(fields);
+            out.extend_from_slice(b",\"network\":");
+            let mode = r.network;
+            match eps.get(&r.id) {
+                Some(ep) => out.extend_from_slice(&json(&describe_one(
+                    mode,
+                    Some(ep),
+                    subnet,
+                    self.cfg.subnet6,
+                ))),
+                None => out.extend_from_slice(without_endpoint.entry(mode).or_insert_with(|| {
+                    json(&describe_one(mode, None, subnet, self.cfg.subnet6))
+                })),
+            }
+            out.push(b'}');
+        }
+        out.push(b']');
+        Ok(out)
     }
 
     /// At daemon start: bridged containers that survived get their bridge, NAT and published

@@ -33,6 +33,7 @@ use super::{
 };
 use crate::{image::ImageStore, store::Store};
 
+pub use super::registry::Listed;
 pub use super::status::Status;
 
 mod ckpt;
@@ -507,6 +508,37 @@ impl Manager {
                         let r = m.refresh(*r)?;
                         if all || r.status().is_live() {
                             out.push(r.to_wire());
+                        }
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// `GET /containers` as serialized rows: the containers of the teams `team` accepts, live
+    /// ones only unless `all`, oldest first. Rows a watch covers are copied from the
+    /// registry's JSON; others are read up to date from their monitor first.
+    pub async fn list_rows(
+        &self,
+        all: bool,
+        team: impl Fn(&str) -> bool + Send + 'static,
+    ) -> Result<Vec<Listed>, RuntimeError> {
+        let m = self.clone();
+        blocking(move || {
+            let rows = m
+                .inner
+                .registry
+                .list_rows(|r, live| (all || live) && team(&r.team));
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                match row {
+                    super::registry::ListRow::Ready(l) => out.push(l),
+                    super::registry::ListRow::Stale(r) => {
+                        let r = m.refresh(*r)?;
+                        if all || r.status().is_live() {
+                            out.push(Listed::of(&r));
                         }
                     }
                 }

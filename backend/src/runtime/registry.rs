@@ -12,7 +12,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard},
 };
 
 use rusqlite::{Connection, OptionalExtension};
@@ -24,9 +24,56 @@ use super::{
 
 pub(super) struct Registry {
     /// Id → record.
-    records: Mutex<HashMap<String, Record>>,
+    records: Mutex<HashMap<String, Entry>>,
     /// Ids of the containers with a running watch → whether both its pidfds are armed.
     watched: Mutex<HashMap<String, bool>>,
+}
+
+struct Entry {
+    record: Record,
+    /// `record.to_wire()` as JSON, made by the first list that returns this version of the
+    /// record (a write replaces the entry, so it is never stale).
+    json: Option<Arc<[u8]>>,
+}
+
+impl Entry {
+    fn new(record: Record) -> Self {
+        Entry { record, json: None }
+    }
+}
+
+/// One container of `GET /containers`, serialized ([`Registry::list_rows`]).
+pub struct Listed {
+    pub id: String,
+    pub network: crate::network::NetworkMode,
+    /// The `wire::Container` as JSON, without `network` (the caller adds it).
+    pub json: Arc<[u8]>,
+}
+
+impl Listed {
+    pub(super) fn of(r: &Record) -> Self {
+        Listed {
+            id: r.id.clone(),
+            network: crate::network::NetworkMode::of_spec(
+                r.spec.network.as_deref(),
+                !r.spec.ports.is_empty(),
+            ),
+            json: wire_json(r),
+        }
+    }
+}
+
+fn wire_json(r: &Record) -> Arc<[u8]> {
+    serde_json::to_vec(&r.to_wire())
+        .expect("a wire::Container serializes")
+        .into()
+}
+
+/// A row of [`Registry::list_rows`].
+pub(super) enum ListRow {
+    Ready(Listed),
+    /// A live record without an armed watch: to be brought up to date from its monitor.
+    Stale(Box<Record>),
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -39,7 +86,7 @@ impl Registry {
         let mut stmt = conn.prepare(&format!("SELECT {COLS} FROM containers"))?;
         let records = stmt
             .query_map([], row_to_record)?
-            .map(|r| r.map(|r| (r.id.clone(), r)))
+            .map(|r| r.map(|r| (r.id.clone(), Entry::new(r))))
             .collect::<Result<HashMap<_, _>, _>>()?;
         Ok(Self {
             records: Mutex::new(records),
@@ -52,13 +99,16 @@ impl Registry {
         let records = lock(&self.records);
         records
             .get(key)
-            .or_else(|| records.values().find(|r| r.name == key))
-            .cloned()
+            .or_else(|| records.values().find(|e| e.record.name == key))
+            .map(|e| e.record.clone())
     }
 
     /// All records, oldest first (then by name), as the table's `ORDER BY created_at, name`.
     pub(super) fn all(&self) -> Vec<Record> {
-        let mut all: Vec<Record> = lock(&self.records).values().cloned().collect();
+        let mut all: Vec<Record> = lock(&self.records)
+            .values()
+            .map(|e| e.record.clone())
+            .collect();
         all.sort_by(|a, b| (a.created_at, &a.name).cmp(&(b.created_at, &b.name)));
         all
     }
@@ -68,16 +118,51 @@ impl Registry {
     pub(super) fn map<T>(&self, mut f: impl FnMut(&Record, bool) -> Option<T>) -> Vec<T> {
         let watched = lock(&self.watched);
         let records = lock(&self.records);
-        let mut rows: Vec<&Record> = records.values().collect();
+        let mut rows: Vec<&Record> = records.values().map(|e| &e.record).collect();
         rows.sort_by(|a, b| (a.created_at, &a.name).cmp(&(b.created_at, &b.name)));
         rows.into_iter()
             .filter_map(|r| f(r, watched.get(&r.id).copied().unwrap_or(false)))
             .collect()
     }
 
+    /// The list's rows, oldest first (then by name): every record `keep` accepts (given the
+    /// record and whether it is live), as its wire JSON when a watch covers it in full or it is
+    /// not live, else as a [`ListRow::Stale`] record. Each record version is serialized once,
+    /// by the first list that returns it; a list of unchanged records copies bytes.
+    pub(super) fn list_rows(&self, mut keep: impl FnMut(&Record, bool) -> bool) -> Vec<ListRow> {
+        let watched = lock(&self.watched);
+        let mut records = lock(&self.records);
+        let mut rows: Vec<&mut Entry> = records.values_mut().collect();
+        rows.sort_unstable_by(|a, b| {
+            (a.record.created_at, &a.record.name).cmp(&(b.record.created_at, &b.record.name))
+        });
+        let mut out = Vec::with_capacity(rows.len());
+        for e in rows {
+            let r = &e.record;
+            let live = r.status().is_live();
+            if !keep(r, live) {
+                continue;
+            }
+            if live && !watched.get(&r.id).copied().unwrap_or(false) {
+                out.push(ListRow::Stale(Box::new(r.clone())));
+                continue;
+            }
+            let json = e.json.get_or_insert_with(|| wire_json(r)).clone();
+            out.push(ListRow::Ready(Listed {
+                id: r.id.clone(),
+                network: crate::network::NetworkMode::of_spec(
+                    r.spec.network.as_deref(),
+                    !r.spec.ports.is_empty(),
+                ),
+                json,
+            }));
+        }
+        out
+    }
+
     /// After `r` was written to the table (under the connection lock).
     pub(super) fn put(&self, r: &Record) {
-        lock(&self.records).insert(r.id.clone(), r.clone());
+        lock(&self.records).insert(r.id.clone(), Entry::new(r.clone()));
     }
 
     /// After a write to the row of `id` other than a whole record (under the connection lock):
@@ -92,9 +177,13 @@ impl Registry {
             .optional()?;
         let mut records = lock(&self.records);
         match row {
-            Some(r) => records.insert(id.to_owned(), r),
-            None => records.remove(id),
-        };
+            Some(r) => {
+                records.insert(id.to_owned(), Entry::new(r));
+            }
+            None => {
+                records.remove(id);
+            }
+        }
         Ok(())
     }
 

@@ -100,3 +100,73 @@ async fn an_exit_is_acted_on_at_once_without_a_read_or_a_sweep() {
     .await
     .unwrap_or_default();
 }
+
+/// The list (`GET /containers`) is served from the registry's serialized records (issue 17):
+/// after each change — a freeze, a kill, a start — each row is the container as `GET` shows it
+/// (but for the team's ceilings only `GET` adds), and `?all` decides whether exited ones show.
+#[tokio::test]
+async fn the_list_shows_each_change_as_get_does() {
+    let d = Daemon::start();
+    let _reaper = Reaper::new(&d);
+    let c = d.unix_client();
+    let rootfs = Rootfs::new();
+    let name = tests::containers::sleeper(&d, &rootfs, "listed").await;
+    let row = |all: bool| {
+        let c = c.clone();
+        let name = name.clone();
+        async move {
+            let path = if all {
+                "/api/v1/containers?all=true"
+            } else {
+                "/api/v1/containers"
+            };
+            let list = call::<serde_json::Value>(&c, Method::GET, path, None)
+                .await
+                .unwrap();
+            list.as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["name"] == name.as_str())
+                .cloned()
+        }
+    };
+    let shown = || {
+        let c = c.clone();
+        let name = name.clone();
+        async move {
+            let mut v = call::<serde_json::Value>(
+                &c,
+                Method::GET,
+                &format!("/api/v1/containers/{name}"),
+                None,
+            )
+            .await
+            .unwrap();
+            let fields = v.as_object_mut().unwrap();
+            fields.remove("team_limits");
+            fields.remove("effective_limits");
+            v
+        }
+    };
+    let listed = row(false).await.expect("a running container is listed");
+    assert_eq!(listed["status"], "running");
+    assert_eq!(listed, shown().await);
+
+    tests::containers::action(&c, &name, "freeze").await;
+    let listed = row(false).await.expect("a paused container is listed");
+    assert_eq!(listed["status"], "paused", "{listed}");
+    assert_eq!(listed, shown().await);
+
+    tests::containers::action(&c, &name, "thaw").await;
+    tests::containers::action(&c, &name, "kill").await;
+    assert_eq!(row(false).await, None, "an exited container only with ?all");
+    let listed = row(true).await.expect("listed with ?all");
+    assert_eq!(listed["status"], "exited", "{listed}");
+    assert!(listed["exit_code"].is_number(), "{listed}");
+    assert_eq!(listed, shown().await);
+
+    tests::containers::action(&c, &name, "start").await;
+    let listed = row(false).await.expect("started again");
+    assert_eq!(listed["status"], "running", "{listed}");
+    assert_eq!(listed, shown().await);
+}
