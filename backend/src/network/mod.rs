@@ -770,9 +770,11 @@ impl Network {
                     subnet,
                     self.cfg.subnet6,
                 ))),
-                None => out.extend_from_slice(without_endpoint.entry(mode).or_insert_with(|| {
-                    json(&describe_one(mode, None, subnet, self.cfg.subnet6))
-                })),
+                None => {
+                    out.extend_from_slice(without_endpoint.entry(mode).or_insert_with(|| {
+                        json(&describe_one(mode, None, subnet, self.cfg.subnet6))
+                    }))
+                }
             }
             out.push(b'}');
         }

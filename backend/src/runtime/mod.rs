@@ -29,6 +29,7 @@ pub mod state;
 pub mod status;
 pub mod top;
 mod watch;
+pub mod zygote;
 
 use std::{path::PathBuf, sync::OnceLock};
 

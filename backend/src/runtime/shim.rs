@@ -1,4 +1,5 @@
-//! The hidden subcommands: `corral __shim DIR` (the per-container monitor) and
+//! The hidden subcommands: `corral __shim DIR` (the per-container monitor, also forked by
+//! `corral __zygote`, see [`super::zygote`]) and
 //! `corral __exec DIR [-e K=V]... [-i] [-t [--size ROWSxCOLS]] -- CMD...` (a command inside a
 //! running container; with `-i`/`-t` its stdin is framed by the daemon, see [`super::relay`]).
 //!
@@ -36,7 +37,10 @@ use super::{
 /// before anything else (no tokio runtime, no threads).
 pub fn dispatch() -> Option<i32> {
     let args: Vec<String> = std::env::args().collect();
-    if matches!(args.get(1).map(String::as_str), Some("__shim" | "__exec")) {
+    if matches!(
+        args.get(1).map(String::as_str),
+        Some("__shim" | "__exec" | "__zygote")
+    ) {
         super::restore_open_file_limit();
     }
     match args.get(1).map(String::as_str) {
@@ -45,11 +49,12 @@ pub fn dispatch() -> Option<i32> {
             None => 2,
         }),
         Some("__exec") => Some(exec_main(&args[2..])),
+        Some("__zygote") => Some(super::zygote::zygote_main()),
         _ => None,
     }
 }
 
-fn set_nondumpable() {
+pub(super) fn set_nondumpable() {
     // SAFETY: PR_SET_DUMPABLE takes integers only.
     unsafe {
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -85,7 +90,7 @@ pub fn exit_code(status: WaitStatus) -> Option<i32> {
     }
 }
 
-fn shim_main(dir: ContainerDir) -> i32 {
+pub(super) fn shim_main(dir: ContainerDir) -> i32 {
     if let Err(e) = super::memfd::ensure_sealed() {
         println!("error cannot run from a sealed copy: {e}");
         return 1;

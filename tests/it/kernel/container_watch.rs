@@ -4,6 +4,8 @@
 //! it happens: a `--rm` container's cgroup and record go within seconds of its exit, and a
 //! container whose restart policy starts it again is watched through each new init.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use std::time::{Duration, Instant};
 
 use hyper::Method;
@@ -169,4 +171,98 @@ async fn the_list_shows_each_change_as_get_does() {
     let listed = row(false).await.expect("started again");
     assert_eq!(listed["status"], "running", "{listed}");
     assert_eq!(listed, shown().await);
+}
+
+/// The PIDs of `daemon`'s monitor zygote (`corral __zygote`, a child of the daemon).
+fn zygotes(daemon: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let ppid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("PPid:"))
+            .and_then(|p| p.trim().parse::<u32>().ok());
+        if ppid == Some(daemon) && cmdline.split(|b| *b == 0).any(|a| a == b"__zygote") {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Monitors are forked by one zygote per daemon (issue 17: no exec, shared pages), and the
+/// zygote never outlives its daemon: killed with -9, the daemon leaves its containers running
+/// (their monitors are not the zygote's children) but no zygote; the restarted daemon starts
+/// containers through a zygote of its own, and a stopped one leaves none either.
+#[tokio::test]
+async fn the_monitor_zygote_ends_with_its_daemon_and_its_monitors_do_not() {
+    let mut d = Daemon::start();
+    let _reaper = Reaper::new(&d);
+    let rootfs = Rootfs::new();
+    let first = tests::containers::sleeper(&d, &rootfs, "zyg").await;
+    let pid = d.pid().unwrap();
+    let z = zygotes(pid);
+    assert_eq!(z.len(), 1, "one zygote, a child of the daemon: {z:?}");
+    let monitor = {
+        let ct = tests::containers::get(&d.unix_client(), &first).await;
+        let state = std::fs::read_to_string(
+            d.state
+                .path()
+                .join("state/containers")
+                .join(&ct.id)
+                .join("state.json"),
+        )
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&state).unwrap();
+        v["shim_pid"].as_i64().unwrap()
+    };
+    // `ps` shows it as an exec'd monitor (the leak check finds leaked ones by it).
+    let cmdline = std::fs::read(format!("/proc/{monitor}/cmdline")).unwrap();
+    let args: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let ct = tests::containers::get(&d.unix_client(), &first).await;
+    let dir = d.state.path().join("state/containers").join(&ct.id);
+    assert_eq!(
+        args,
+        ["corral", "__shim", &dir.display().to_string()],
+        "{cmdline:?}"
+    );
+    let exe = std::fs::read_link(format!("/proc/{monitor}/exe")).unwrap();
+    assert!(
+        exe.to_string_lossy().starts_with("/memfd:"),
+        "a forked monitor still runs from the sealed copy: {exe:?}"
+    );
+
+    d.kill9();
+    let gone = until(Duration::from_secs(5), || {
+        !std::path::Path::new(&format!("/proc/{}", z[0])).exists()
+    });
+    assert!(gone.is_some(), "the zygote ended with its daemon");
+    assert!(
+        std::path::Path::new(&format!("/proc/{monitor}")).exists(),
+        "the monitor lives on"
+    );
+
+    d.restart();
+    let c = d.unix_client();
+    assert_eq!(tests::containers::get(&c, &first).await.status, "running");
+    let second = tests::containers::sleeper(&d, &rootfs, "zyg").await;
+    assert_eq!(tests::containers::get(&c, &second).await.status, "running");
+    let pid = d.pid().unwrap();
+    let z = zygotes(pid);
+    assert_eq!(z.len(), 1, "{z:?}");
+    let _ = d.stop();
+    assert!(
+        until(Duration::from_secs(5), || {
+            !std::path::Path::new(&format!("/proc/{}", z[0])).exists()
+        })
+        .is_some(),
+        "no zygote after a stop"
+    );
 }

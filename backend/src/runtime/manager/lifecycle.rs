@@ -56,25 +56,34 @@ impl Manager {
             .append(true)
             .open(dir.shim_log())
             .map_err(RuntimeError::io("open", dir.shim_log()))?;
-        let mut child = std::process::Command::new(&program);
-        child
-            .arg0("corral")
-            .arg("__shim")
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(shim_log)
-            .env_clear()
-            .env("PATH", DEFAULT_PATH);
-        crate::runtime::pass_open_file_limit(|k, v| child.env(k, v));
-        let mut child = child
-            .spawn()
-            .map_err(RuntimeError::io("spawn monitor", &program))?;
         let mut out = String::new();
-        if let Some(mut so) = child.stdout.take() {
-            let _ = so.read_to_string(&mut out);
+        // Forked by the zygote; exec'd here only when the zygote cannot serve.
+        match crate::runtime::zygote::spawn_monitor(&program, &dir, &shim_log) {
+            Ok(mut report) => {
+                let _ = report.read_to_string(&mut out);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "monitor zygote unavailable; exec'ing the monitor");
+                let mut child = std::process::Command::new(&program);
+                child
+                    .arg0("corral")
+                    .arg("__shim")
+                    .arg(dir.path())
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(shim_log)
+                    .env_clear()
+                    .env("PATH", DEFAULT_PATH);
+                crate::runtime::pass_open_file_limit(|k, v| child.env(k, v));
+                let mut child = child
+                    .spawn()
+                    .map_err(RuntimeError::io("spawn monitor", &program))?;
+                if let Some(mut so) = child.stdout.take() {
+                    let _ = so.read_to_string(&mut out);
+                }
+                let _ = child.wait();
+            }
         }
-        let _ = child.wait();
         let line = out.lines().next().unwrap_or("");
         let mut parts = line.split_whitespace();
         match parts.next() {
