@@ -14,7 +14,8 @@
 //! children after their detaching fork and live on.
 //!
 //! The daemon falls back to exec'ing the monitor (`corral __shim DIR`) whenever the zygote
-//! cannot be started or does not answer, and starts a new zygote at the next start.
+//! cannot be started or a request cannot be delivered to it (it died), and starts a new zygote
+//! at the next start. A delivered request is never repeated (the zygote may have forked).
 #![allow(unsafe_code)]
 
 use std::{
@@ -92,8 +93,9 @@ fn start(program: &Path, containers: &Path) -> io::Result<Zygote> {
 
 /// Forks a monitor for `dir` from the zygote (started on first use): the read end of its
 /// report pipe, which the caller reads to EOF as it would a spawned `corral __shim`'s stdout.
-/// `Err` when the zygote could not be started or did not take the request; the caller then
-/// exec's the monitor itself.
+/// `Err` when the zygote could not be started or the request could not be delivered (nothing
+/// was forked); the caller then exec's the monitor itself. A request delivered is never sent
+/// again, so a container never gets two monitors.
 pub fn spawn_monitor(program: &Path, dir: &ContainerDir, log: &File) -> io::Result<File> {
     let mut guard = ZYGOTE.lock().unwrap_or_else(|p| p.into_inner());
     if guard.is_none() {
@@ -101,15 +103,26 @@ pub fn spawn_monitor(program: &Path, dir: &ContainerDir, log: &File) -> io::Resu
         *guard = Some(start(program, containers)?);
     }
     let z = guard.as_ref().expect("started above");
-    let r = request(&z.sock, dir.path(), log);
-    if r.is_err() {
-        // Gone or broken: the next start makes a new one.
-        *guard = None;
+    match request(&z.sock, dir.path(), log) {
+        Ok((report, answered)) => {
+            if !answered {
+                // It took the request but did not answer (killed, or its fork failed): whatever
+                // it forked reports on the pipe; the next start makes a new zygote.
+                *guard = None;
+            }
+            Ok(report)
+        }
+        Err(e) => {
+            // Not delivered (gone, or broken): nothing was forked.
+            *guard = None;
+            Err(e)
+        }
     }
-    r
 }
 
-fn request(sock: &OwnedFd, dir: &Path, log: &File) -> io::Result<File> {
+/// Sends one request: the report pipe's read end, and whether the zygote answered that it
+/// forked. `Err` only when the request was not delivered.
+fn request(sock: &OwnedFd, dir: &Path, log: &File) -> io::Result<(File, bool)> {
     let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
     let path = dir.as_os_str().as_encoded_bytes();
     if path.is_empty() || path.len() > MAX_REQUEST {
@@ -124,15 +137,15 @@ fn request(sock: &OwnedFd, dir: &Path, log: &File) -> io::Result<File> {
         None,
     )
     .map_err(io::Error::from)?;
-    // Our copy of the write end goes, so the report pipe ends when the monitor closes it.
+    // Our copy of the write end goes, so the report pipe ends when the monitor closes it (or
+    // at once, when nothing was forked).
     drop(wr);
     let mut answer = [0u8; 4];
-    let n = nix::sys::socket::recv(sock.as_raw_fd(), &mut answer, MsgFlags::empty())
-        .map_err(io::Error::from)?;
-    if n != 4 || i32::from_ne_bytes(answer) <= 0 {
-        return Err(io::Error::other("the monitor zygote did not fork"));
-    }
-    Ok(File::from(rd))
+    let answered = matches!(
+        nix::sys::socket::recv(sock.as_raw_fd(), &mut answer, MsgFlags::empty()),
+        Ok(4) if i32::from_ne_bytes(answer) > 0
+    );
+    Ok((File::from(rd), answered))
 }
 
 /// `corral __zygote CONTAINERS PADDING`: serves fork requests on stdin until the daemon's end

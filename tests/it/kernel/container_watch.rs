@@ -196,7 +196,8 @@ fn zygotes(daemon: u32) -> Vec<u32> {
 /// Monitors are forked by one zygote per daemon (issue 17: no exec, shared pages), and the
 /// zygote never outlives its daemon: killed with -9, the daemon leaves its containers running
 /// (their monitors are not the zygote's children) but no zygote; the restarted daemon starts
-/// containers through a zygote of its own, and a stopped one leaves none either.
+/// containers through a zygote of its own (a dead one is replaced, each container keeping
+/// exactly one monitor), and a stopped one leaves none either.
 #[tokio::test]
 async fn the_monitor_zygote_ends_with_its_daemon_and_its_monitors_do_not() {
     let mut d = Daemon::start();
@@ -257,6 +258,41 @@ async fn the_monitor_zygote_ends_with_its_daemon_and_its_monitors_do_not() {
     let pid = d.pid().unwrap();
     let z = zygotes(pid);
     assert_eq!(z.len(), 1, "{z:?}");
+
+    // A zygote that died: the next start exec's its monitor instead, the one after that has a
+    // new zygote; each container has exactly one monitor.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(z[0] as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    for n in 0..2 {
+        let name = tests::containers::sleeper(&d, &rootfs, "zyg").await;
+        let ct = tests::containers::get(&c, &name).await;
+        assert_eq!(ct.status, "running", "start {n} after the zygote died");
+        let dir = d.state.path().join("state/containers").join(&ct.id);
+        let want = [
+            "corral".to_owned(),
+            "__shim".into(),
+            dir.display().to_string(),
+        ];
+        let monitors = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+                let args: Vec<String> = cmdline
+                    .split(|b| *b == 0)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect();
+                args == want
+            })
+            .count();
+        assert_eq!(monitors, 1, "start {n} after the zygote died: one monitor");
+    }
+    let z = zygotes(pid);
+    assert_eq!(z.len(), 1, "a new zygote: {z:?}");
     let _ = d.stop();
     assert!(
         until(Duration::from_secs(5), || {
