@@ -173,6 +173,17 @@ async fn the_list_shows_each_change_as_get_does() {
     assert_eq!(listed, shown().await);
 }
 
+/// The arguments of the process whose `/proc` directory is `proc` (a forked monitor pads its
+/// rewritten command line with NULs).
+fn cmdline(proc: &std::path::Path) -> Vec<String> {
+    std::fs::read(proc.join("cmdline"))
+        .unwrap_or_default()
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
+}
+
 /// The PIDs of `daemon`'s monitor zygote (`corral __zygote`, a child of the daemon).
 fn zygotes(daemon: u32) -> Vec<u32> {
     let mut out = Vec::new();
@@ -221,18 +232,13 @@ async fn the_monitor_zygote_ends_with_its_daemon_and_its_monitors_do_not() {
         v["shim_pid"].as_i64().unwrap()
     };
     // `ps` shows it as an exec'd monitor (the leak check finds leaked ones by it).
-    let cmdline = std::fs::read(format!("/proc/{monitor}/cmdline")).unwrap();
-    let args: Vec<String> = cmdline
-        .split(|b| *b == 0)
-        .filter(|a| !a.is_empty())
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
+    let args = cmdline(&std::path::PathBuf::from(format!("/proc/{monitor}")));
     let ct = tests::containers::get(&d.unix_client(), &first).await;
     let dir = d.state.path().join("state/containers").join(&ct.id);
     assert_eq!(
         args,
         ["corral", "__shim", &dir.display().to_string()],
-        "{cmdline:?}"
+        "{args:?}"
     );
     let exe = std::fs::read_link(format!("/proc/{monitor}/exe")).unwrap();
     assert!(
@@ -279,15 +285,7 @@ async fn the_monitor_zygote_ends_with_its_daemon_and_its_monitors_do_not() {
         let monitors = std::fs::read_dir("/proc")
             .unwrap()
             .flatten()
-            .filter(|e| {
-                let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-                let args: Vec<String> = cmdline
-                    .split(|b| *b == 0)
-                    .filter(|a| !a.is_empty())
-                    .map(|a| String::from_utf8_lossy(a).into_owned())
-                    .collect();
-                args == want
-            })
+            .filter(|e| cmdline(&e.path()) == want)
             .count();
         assert_eq!(monitors, 1, "start {n} after the zygote died: one monitor");
     }
