@@ -52,13 +52,17 @@ pub struct Listed {
 
 impl Listed {
     pub(super) fn of(r: &Record) -> Self {
+        Self::with_json(r, wire_json(r))
+    }
+
+    fn with_json(r: &Record, json: Arc<[u8]>) -> Self {
         Listed {
             id: r.id.clone(),
             network: crate::network::NetworkMode::of_spec(
                 r.spec.network.as_deref(),
                 !r.spec.ports.is_empty(),
             ),
-            json: wire_json(r),
+            json,
         }
     }
 }
@@ -148,14 +152,7 @@ impl Registry {
                 continue;
             }
             let json = e.json.get_or_insert_with(|| wire_json(r)).clone();
-            out.push(ListRow::Ready(Listed {
-                id: r.id.clone(),
-                network: crate::network::NetworkMode::of_spec(
-                    r.spec.network.as_deref(),
-                    !r.spec.ports.is_empty(),
-                ),
-                json,
-            }));
+            out.push(ListRow::Ready(Listed::with_json(r, json)));
         }
         out
     }
