@@ -2,6 +2,7 @@
 
 use leptos::prelude::*;
 use leptos_router::{
+    Lazy, LazyRoute,
     components::{A, Outlet, ParentRoute, Route, Router, Routes},
     hooks::use_navigate,
     path,
@@ -27,22 +28,113 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/login") view=pages::login::Login />
                 <Route path=path!("/setup") view=pages::login::Setup />
                 <ParentRoute path=path!("") view=|| view! { <Shell><Outlet /></Shell> }>
-                    <Route path=path!("/") view=pages::overview::Overview />
-                    <Route path=path!("/containers") view=pages::containers::Containers />
-                    <Route path=path!("/containers/new") view=pages::containers::NewContainer />
-                    <Route path=path!("/containers/:name") view=pages::container::ContainerDetail />
-                    <Route path=path!("/images") view=pages::images::Images />
-                    <Route path=path!("/account") view=pages::account::Account />
-                    <Route path=path!("/billing") view=pages::billing::Billing />
-                    <Route path=path!("/fleet") view=pages::fleet::Fleet />
-                    <Route path=path!("/teams/:name") view=pages::team::TeamDetail />
-                    <Route path=path!("/cgroups") view=pages::cgroups::Cgroups />
-                    <Route path=path!("/audit") view=pages::audit::Audit />
-                    <Route path=path!("/users") view=pages::users::Users />
+                    <Route path=path!("/") view={Lazy::<OverviewPage>::new()} />
+                    <Route path=path!("/containers") view={Lazy::<ContainersPage>::new()} />
+                    <Route path=path!("/containers/new") view={Lazy::<NewContainerPage>::new()} />
+                    <Route path=path!("/containers/:name") view={Lazy::<ContainerPage>::new()} />
+                    <Route path=path!("/images") view={Lazy::<ImagesPage>::new()} />
+                    <Route path=path!("/account") view={Lazy::<AccountPage>::new()} />
+                    <Route path=path!("/billing") view={Lazy::<BillingPage>::new()} />
+                    <Route path=path!("/fleet") view={Lazy::<FleetPage>::new()} />
+                    <Route path=path!("/teams/:name") view={Lazy::<TeamPage>::new()} />
+                    <Route path=path!("/cgroups") view={Lazy::<CgroupsPage>::new()} />
+                    <Route path=path!("/audit") view={Lazy::<AuditPage>::new()} />
+                    <Route path=path!("/users") view={Lazy::<UsersPage>::new()} />
                 </ParentRoute>
             </Routes>
         </Router>
     }
+}
+
+/// The signed-in pages are lazy routes, in three WASM modules that `cargo xtask ui` splits off
+/// the main one: the overview (the landing page), the container pages, and the rest. Each is
+/// fetched the first time one of its pages is shown, so the first download is the shell,
+/// sign-in and what the pages share. Three groups, not one module per page: the split puts code
+/// used by several modules into a chunk per combination of users, and twelve modules made 270
+/// chunks — a hundred requests for one page.
+#[derive(Clone, Copy)]
+enum Page {
+    Containers,
+    NewContainer,
+    Container,
+    Images,
+    Account,
+    Billing,
+    Fleet,
+    Team,
+    Cgroups,
+    Audit,
+    Users,
+}
+
+#[leptos::lazy]
+fn overview_module() -> AnyView {
+    pages::overview::Overview().into_any()
+}
+
+#[leptos::lazy]
+fn container_module(page: Page) -> AnyView {
+    match page {
+        Page::Containers => pages::containers::Containers().into_any(),
+        Page::NewContainer => pages::containers::NewContainer().into_any(),
+        _ => pages::container::ContainerDetail().into_any(),
+    }
+}
+
+#[leptos::lazy]
+fn admin_module(page: Page) -> AnyView {
+    match page {
+        Page::Images => pages::images::Images().into_any(),
+        Page::Account => pages::account::Account().into_any(),
+        Page::Billing => pages::billing::Billing().into_any(),
+        Page::Fleet => pages::fleet::Fleet().into_any(),
+        Page::Team => pages::team::TeamDetail().into_any(),
+        Page::Cgroups => pages::cgroups::Cgroups().into_any(),
+        Page::Audit => pages::audit::Audit().into_any(),
+        _ => pages::users::Users().into_any(),
+    }
+}
+
+struct OverviewPage;
+
+impl LazyRoute for OverviewPage {
+    fn data() -> Self {
+        Self
+    }
+
+    async fn view(_this: Self) -> AnyView {
+        overview_module().await
+    }
+}
+
+macro_rules! lazy_pages {
+    ($($route:ident => $module:ident($page:ident);)*) => {$(
+        struct $route;
+
+        impl LazyRoute for $route {
+            fn data() -> Self {
+                Self
+            }
+
+            async fn view(_this: Self) -> AnyView {
+                $module(Page::$page).await
+            }
+        }
+    )*};
+}
+
+lazy_pages! {
+    ContainersPage => container_module(Containers);
+    NewContainerPage => container_module(NewContainer);
+    ContainerPage => container_module(Container);
+    ImagesPage => admin_module(Images);
+    AccountPage => admin_module(Account);
+    BillingPage => admin_module(Billing);
+    FleetPage => admin_module(Fleet);
+    TeamPage => admin_module(Team);
+    CgroupsPage => admin_module(Cgroups);
+    AuditPage => admin_module(Audit);
+    UsersPage => admin_module(Users);
 }
 
 #[component]

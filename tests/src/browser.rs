@@ -158,12 +158,19 @@ impl Browser {
 
     /// Waits (up to 20 s) for an element the WASM app renders.
     pub async fn wait_for(&self, css: &str) -> Element {
-        self.client
+        match self
+            .client
             .wait()
             .at_most(Duration::from_secs(20))
             .for_element(Locator::Css(css))
             .await
-            .unwrap_or_else(|e| panic!("element {css} never appeared: {e}"))
+        {
+            Ok(e) => e,
+            Err(e) => {
+                let html = self.client.source().await.unwrap_or_default();
+                panic!("element {css} never appeared: {e}\n{html}")
+            }
+        }
     }
 
     /// Like [`Browser::wait_for`], then waits until the element's text contains `text`.

@@ -1,6 +1,9 @@
-//! The dashboard build: frontend crate -> wasm32 -> wasm-bindgen (as a library, pinned to the
-//! same version as the `wasm-bindgen` crate) -> content-hashed files in `target/ui`, plus the
-//! pinned xterm.js files (`xterm.rs`), which `backend/build.rs` embeds into the binary.
+//! The dashboard build: frontend crate -> wasm32 (linked with relocations) -> the post-link split
+//! into a main module and lazily loaded chunks (`wasm_split_cli_support`, for Leptos'
+//! `#[lazy_route]` pages) -> wasm-bindgen on the main module (as a library, pinned to the same
+//! version as the `wasm-bindgen` crate) -> files in a content-hashed directory
+//! `target/ui/assets/corral-<hash>/`, plus the pinned xterm.js files (`xterm.rs`), which
+//! `backend/build.rs` embeds into the binary.
 
 use std::{
     fs,
@@ -16,23 +19,52 @@ const PROFILE: &str = "wasm-release";
 /// instantiations, measured 1862 → 1663 KiB raw, 530 → 476 KiB gzip. Set for the wasm32
 /// target only (host tools keep their build cache).
 const RUSTFLAGS_VAR: &str = "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS";
-const RUSTFLAGS: &str = "--cfg erase_components";
+/// `--emit-relocs` keeps the linker's relocations in the module: the split reads them to find
+/// what each function refers to.
+const RUSTFLAGS: &str = "--cfg erase_components -C link-args=--emit-relocs";
 
 /// Starts the app; a failure to load is put on `<body data-app-error>` for tests and shown.
-const BOOT_JS: &str = r#"import init from "/assets/{{APP}}.js";
-init({ module_or_path: "/assets/{{APP}}_bg.wasm" }).catch((e) => {
+const BOOT_JS: &str = r#"import init from "/assets/{{APP}}/corral.js";
+init({ module_or_path: "/assets/{{APP}}/corral_bg.wasm" }).catch((e) => {
   document.body.setAttribute("data-app-error", String(e));
   document.body.textContent = "Corral's dashboard failed to start: " + e;
   console.error("corral: the dashboard failed to start", e);
 });
 "#;
 
+/// Appended to the split's loader, whose chunk fetches are rewritten to call it: a chunk whose
+/// fetch fails on the network (a dropped connection; Chromium aborts requests in flight when the
+/// host's addresses change) is fetched again, twice, before the page gives up. Without it one
+/// lost request leaves the page blank, as the generated loader treats any failure as final.
+const FETCH_CHUNK_JS: &str = r#"
+async function fetchChunk(url) {
+    for (let attempt = 0; ; attempt++) {
+        try {
+            const response = await fetch(url);
+            if (response.ok || attempt >= 2) return response;
+        } catch (e) {
+            if (attempt >= 2) throw e;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 250 * (attempt + 1)));
+    }
+}
+"#;
+
 /// What one build produced, for size reports.
 pub struct UiBuild {
     pub dir: PathBuf,
+    /// The main module: what every page load downloads.
     pub wasm: PathBuf,
     pub js: PathBuf,
+    /// The split's loader (`split.js`) and its chunks, fetched when a lazy page is first shown.
+    pub split_js: PathBuf,
+    pub chunks: Vec<PathBuf>,
+    /// Lazy page (split name) -> the chunk files it loads, without `.wasm`.
+    pub loads: Vec<(String, Vec<PathBuf>)>,
 }
+
+/// [`UiBuild::loads`] as JSON, in the target directory (not in `target/ui`, which is embedded).
+pub const LOADS: &str = "ui-loads.json";
 
 pub fn build(root: &Path) -> Result<UiBuild> {
     ensure_wasm_target()?;
@@ -60,8 +92,8 @@ pub fn build(root: &Path) -> Result<UiBuild> {
     }
     let target = super::target_dir(root);
     let input = target.join(TARGET).join(PROFILE).join("frontend.wasm");
-    let hash = fnv64(&fs::read(&input).with_context(|| format!("read {}", input.display()))?);
-    let name = format!("corral-{hash:016x}");
+    let linked = fs::read(&input).with_context(|| format!("read {}", input.display()))?;
+    let name = format!("corral-{:016x}", fnv64(&linked));
 
     // Fresh output dir each time, so stale hashed files never get embedded.
     let out = target.join("ui");
@@ -69,16 +101,37 @@ pub fn build(root: &Path) -> Result<UiBuild> {
         fs::remove_dir_all(&out).with_context(|| format!("clear {}", out.display()))?;
     }
     let assets = out.join("assets");
-    fs::create_dir_all(&assets)?;
+    let app = assets.join(&name);
+    fs::create_dir_all(&app)?;
+
+    // The split: chunk modules and their loader go straight to the app's directory; the main
+    // module still needs wasm-bindgen. The paths inside are relative to the importing file, so
+    // every file of one build lives in one directory whose name is the hash.
+    let main_split = target
+        .join(TARGET)
+        .join(PROFILE)
+        .join("frontend_split.wasm");
+    let split = wasm_split_cli_support::transform({
+        let mut opts = wasm_split_cli_support::Options::new(&linked);
+        opts.output_dir = &app;
+        opts.main_out_path = &main_split;
+        opts.link_name = "./split.js";
+        opts.main_module = "./corral.js";
+        opts
+    })
+    .map_err(|e| anyhow::anyhow!("wasm split: {e:#}"))?;
     wasm_bindgen_cli_support::Bindgen::new()
-        .input_path(&input)
-        .out_name(&name)
+        .input_path(&main_split)
+        .out_name("corral")
         .web(true)
         .map_err(|e| anyhow::anyhow!("wasm-bindgen: {e}"))?
         // The library defaults to omitting it, unlike the CLI; `init()` needs it.
         .omit_default_module_path(false)
+        // The chunks import the main module's functions by their linker names.
+        .keep_lld_exports(true)
+        .demangle(false)
         .typescript(false)
-        .generate(&assets)
+        .generate(&app)
         .map_err(|e| anyhow::anyhow!("wasm-bindgen: {e}"))?;
 
     // Hand-written static files, then index.html with the hashed names filled in.
@@ -109,20 +162,48 @@ pub fn build(root: &Path) -> Result<UiBuild> {
     )?;
     // The loader is a file, not an inline script, so the CSP can forbid inline scripts.
     fs::write(
-        assets.join(format!("{name}.boot.js")),
+        app.join("corral.boot.js"),
         BOOT_JS.replace("{{APP}}", &name),
     )?;
 
-    let wasm = assets.join(format!("{name}_bg.wasm"));
-    let js = assets.join(format!("{name}.js"));
-    for f in [&wasm, &js] {
+    let wasm = app.join("corral_bg.wasm");
+    let js = app.join("corral.js");
+    let split_js = app.join("split.js");
+    for f in [&wasm, &js, &split_js] {
         if !f.is_file() {
-            bail!("wasm-bindgen did not write {}", f.display());
+            bail!("the dashboard build did not write {}", f.display());
         }
     }
-    let stripped = strip_custom_sections(&fs::read(&wasm)?)?;
-    fs::write(&wasm, stripped)?;
-    let build = UiBuild { dir: out, wasm, js };
+    retry_chunk_fetches(&split_js)?;
+    let mut chunks = split.split_modules;
+    chunks.sort();
+    for f in chunks.iter().chain([&wasm]) {
+        let stripped = strip_custom_sections(&fs::read(f)?)?;
+        fs::write(f, stripped)?;
+    }
+    // Split names end in a hash of where the macro was used: `overview_module_1265…`.
+    let mut loads = vec![("sign-in page (main module)".to_owned(), vec![wasm.clone()])];
+    let mut lazy: Vec<_> = split.prefetch_map.into_iter().collect();
+    lazy.sort();
+    for (split, stems) in lazy {
+        let name = split
+            .rsplit_once('_')
+            .filter(|(_, h)| h.bytes().all(|b| b.is_ascii_digit()))
+            .map_or(split.as_str(), |(n, _)| n);
+        let mut files = vec![wasm.clone()];
+        files.extend(stems.iter().map(|s| app.join(format!("{s}.wasm"))));
+        loads.push((format!("first page of `{name}`"), files));
+    }
+    let json = serde_json::to_vec_pretty(&loads)?;
+    fs::write(target.join(LOADS), json)?;
+    let build = UiBuild {
+        dir: out,
+        wasm,
+        js,
+        split_js,
+        chunks,
+        loads,
+    };
     build.print_sizes();
     Ok(build)
 }
@@ -133,7 +214,10 @@ impl UiBuild {
         println!("    dashboard built in {}", self.dir.display());
         println!("    | file | raw KiB | gzip -9 KiB |");
         println!("    |---|---:|---:|");
-        for f in [&self.wasm, &self.js] {
+        for f in [&self.wasm, &self.js, &self.split_js]
+            .into_iter()
+            .chain(&self.chunks)
+        {
             let raw = fs::metadata(f).map(|m| m.len()).unwrap_or(0);
             let gz =
                 gzip_len(f).map_or_else(|| "?".to_owned(), |n| format!("{:.1}", n as f64 / 1024.0));
@@ -143,7 +227,30 @@ impl UiBuild {
                 .unwrap_or_default();
             println!("    | {name} | {:.1} | {gz} |", raw as f64 / 1024.0);
         }
+        println!();
+        println!("    | first visit | wasm files | gzip -9 KiB, summed per file |");
+        println!("    |---|---:|---:|");
+        for (name, files) in &self.loads {
+            let gz: Option<u64> = files.iter().map(|f| gzip_len(f)).sum();
+            let gz = gz.map_or_else(|| "?".to_owned(), |n| format!("{:.1}", n as f64 / 1024.0));
+            println!("    | {name} | {} | {gz} |", files.len());
+        }
     }
+}
+
+/// Routes every chunk fetch of the split's loader through [`FETCH_CHUNK_JS`].
+fn retry_chunk_fetches(split_js: &Path) -> Result<()> {
+    const FETCH: &str = "fetch(new URL(";
+    let js = fs::read_to_string(split_js)?;
+    if !js.contains(FETCH) {
+        bail!(
+            "{} has no `{FETCH}`: the split's loader changed, update retry_chunk_fetches",
+            split_js.display()
+        );
+    }
+    let js = js.replace(FETCH, "fetchChunk(new URL(") + FETCH_CHUNK_JS;
+    fs::write(split_js, js)?;
+    Ok(())
 }
 
 /// The gzip -9 size of a file, by the system's gzip (absent: `None`).

@@ -44,6 +44,14 @@ fn dashboard_shell_assets_and_headers() {
         let wasm = daemon.http("GET", &wasm_path, &[], None);
         assert_eq!(wasm.header("content-type"), Some("application/wasm"));
         assert_eq!(&wasm.body.as_bytes()[..4], b"\0asm");
+        // The lazily loaded pages' loader sits beside the module, as immutable as it.
+        let dir = html[start..end].rsplit_once('/').expect("a directory").0;
+        let split = daemon.http("GET", &format!("{dir}/split.js"), &[], None);
+        assert_eq!(split.status, 200);
+        assert_eq!(
+            split.header("cache-control"),
+            Some("public, max-age=31536000, immutable")
+        );
     }
     // A missing hashed asset is a 404, never the HTML shell.
     assert_eq!(

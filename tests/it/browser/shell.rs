@@ -38,3 +38,51 @@ async fn dashboard_renders_in_chromium() {
     browser.wait_for("#brand").await;
     browser.close().await;
 }
+
+/// The signed-in pages are split into lazily loaded modules (issue 17): landing on the overview
+/// after signing in fetches the overview's module and not the container pages' or the admin
+/// pages' modules; following the side bar to the containers (no page load) fetches that
+/// module, and it renders. A build without the split loads everything up front and fails here.
+#[tokio::test]
+async fn page_modules_are_fetched_when_a_page_is_first_shown() {
+    let daemon = Daemon::start();
+    daemon.admin_token();
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let base = daemon.url();
+    b.sign_in(&base, tests::ADMIN, tests::ADMIN_PASSWORD).await;
+    b.wait_for("[data-testid=daemon-status]").await;
+    let fetched = async || -> Vec<String> {
+        let names = b
+            .wait_js(
+                "performance.getEntriesByType('resource').map(e => e.name)\
+                 .filter(n => n.endsWith('.wasm')).map(n => n.split('/').pop())",
+                5,
+                |_| true,
+            )
+            .await;
+        serde_json::from_value(names).expect("a list of names")
+    };
+    let landing = fetched().await;
+    let has = |names: &[String], module: &str| names.iter().any(|n| n.contains(module));
+    assert!(has(&landing, "corral_bg.wasm"), "{landing:?}");
+    assert!(has(&landing, "overview_module"), "{landing:?}");
+    assert!(!has(&landing, "container_module"), "{landing:?}");
+    assert!(!has(&landing, "admin_module"), "{landing:?}");
+
+    b.click("nav a[href='/containers']").await;
+    b.wait_for("[data-testid=new-container]").await;
+    let after = fetched().await;
+    assert!(has(&after, "container_module"), "{after:?}");
+    assert!(!has(&after, "admin_module"), "{after:?}");
+    assert_eq!(
+        after
+            .iter()
+            .filter(|n| n.contains("corral_bg.wasm"))
+            .count(),
+        1,
+        "a client-side move, not a page load: {after:?}"
+    );
+    b.close().await;
+}
