@@ -278,13 +278,8 @@ async fn containers_list(
 ) -> Result<Response, AppError> {
     // Serialized rows from the registry with their networks added: the same bytes as
     // `Json<Vec<wire::Container>>`, without re-serializing unchanged containers.
-    let teams = (!actor.is_admin()).then(|| actor.teams.clone());
     let rows = manager(&state)?
-        .list_rows(q.all, move |team| {
-            teams
-                .as_ref()
-                .is_none_or(|teams| teams.iter().any(|t| t == team))
-        })
+        .list_rows(q.all, move |team| actor.team_scope().contains(team))
         .await?;
     let body = state
         .network()

@@ -691,60 +691,60 @@ impl Network {
     /// shows them, from the recorded endpoints and subnet: one blocking job, reading only the
     /// store — never waiting on the network lock that attach and detach hold.
     pub async fn describe(&self, list: &mut [wire::Container]) -> Result<(), NetworkError> {
-        let needs_endpoints = list.iter().any(|c| {
-            NetworkMode::of_spec(c.spec.network.as_deref(), !c.spec.ports.is_empty())
-                != NetworkMode::Host
-        });
-        let (subnet, eps) = if needs_endpoints {
-            let (store, bridge) = (self.store.clone(), self.cfg.bridge.clone());
-            let one = match list {
-                [c] => Some(c.id.clone()),
-                _ => None,
-            };
-            blocking(move || {
-                let eps = match one {
-                    Some(id) => ipam::get(&store, &id)?.into_iter().collect(),
-                    None => ipam::list(&store, None)?,
-                };
-                let eps: HashMap<String, ipam::Endpoint> =
-                    eps.into_iter().map(|e| (e.owner.clone(), e)).collect();
-                Ok((ipam::stored_subnet(&store, &bridge)?, eps))
-            })
-            .await?
-        } else {
-            (None, HashMap::new())
+        let modes: Vec<NetworkMode> = list
+            .iter()
+            .map(|c| NetworkMode::of_spec(c.spec.network.as_deref(), !c.spec.ports.is_empty()))
+            .collect();
+        let one = match list {
+            [c] => Some(c.id.clone()),
+            _ => None,
         };
-        let subnet = subnet.or(self.cfg.subnet);
-        for c in list {
-            let mode = NetworkMode::of_spec(c.spec.network.as_deref(), !c.spec.ports.is_empty());
+        let (subnet, eps) = self
+            .recorded(modes.contains(&NetworkMode::Bridge), one)
+            .await?;
+        for (c, mode) in list.iter_mut().zip(modes) {
             c.network = Some(describe_one(mode, eps.get(&c.id), subnet, self.cfg.subnet6));
         }
         Ok(())
     }
 
+    /// What describing containers needs from the store: the bridge's subnet (else the
+    /// configured one) and the recorded endpoints by owner — `one`'s, or all. Read only when a
+    /// container is `bridged`: an endpoint off the bridge (`none` mode) has no address and no
+    /// ports, so such a container is described by its mode alone.
+    async fn recorded(
+        &self,
+        bridged: bool,
+        one: Option<String>,
+    ) -> Result<(Option<Subnet>, HashMap<String, ipam::Endpoint>), NetworkError> {
+        if !bridged {
+            return Ok((self.cfg.subnet, HashMap::new()));
+        }
+        let (store, bridge) = (self.store.clone(), self.cfg.bridge.clone());
+        let (subnet, eps) = blocking(move || {
+            let eps = match one {
+                Some(id) => ipam::get(&store, &id)?.into_iter().collect(),
+                None => ipam::list(&store, None)?,
+            };
+            let eps: HashMap<String, ipam::Endpoint> =
+                eps.into_iter().map(|e| (e.owner.clone(), e)).collect();
+            Ok((ipam::stored_subnet(&store, &bridge)?, eps))
+        })
+        .await?;
+        Ok((subnet.or(self.cfg.subnet), eps))
+    }
+
     /// The body of `GET /containers`: a JSON array of `rows` (each a serialized
     /// `wire::Container`) with each one's `network` added, the same bytes as serializing the
-    /// described list. The endpoint table is read only when a row is bridged (only bridged
-    /// containers have endpoints); a description without an endpoint depends on the mode
-    /// alone and is serialized once per mode.
+    /// described list. The store is read only when a row is bridged ([`Network::recorded`]);
+    /// a description without an endpoint depends on the mode alone and is serialized once per
+    /// mode.
     pub async fn list_body(
         &self,
         rows: &[crate::runtime::manager::Listed],
     ) -> Result<Vec<u8>, NetworkError> {
-        let (subnet, eps) = if rows.iter().any(|r| r.network == NetworkMode::Bridge) {
-            let (store, bridge) = (self.store.clone(), self.cfg.bridge.clone());
-            blocking(move || {
-                let eps: HashMap<String, ipam::Endpoint> = ipam::list(&store, None)?
-                    .into_iter()
-                    .map(|e| (e.owner.clone(), e))
-                    .collect();
-                Ok((ipam::stored_subnet(&store, &bridge)?, eps))
-            })
-            .await?
-        } else {
-            (None, HashMap::new())
-        };
-        let subnet = subnet.or(self.cfg.subnet);
+        let bridged = rows.iter().any(|r| r.network == NetworkMode::Bridge);
+        let (subnet, eps) = self.recorded(bridged, None).await?;
         let json = |n: &wire::ContainerNetwork| {
             serde_json::to_vec(n).expect("a wire::ContainerNetwork serializes")
         };

@@ -80,6 +80,11 @@ pub(super) enum ListRow {
     Stale(Box<Record>),
 }
 
+/// Oldest first, then by name: the table's `ORDER BY created_at, name`.
+fn age_order(a: &Record, b: &Record) -> std::cmp::Ordering {
+    (a.created_at, &a.name).cmp(&(b.created_at, &b.name))
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -113,7 +118,7 @@ impl Registry {
             .values()
             .map(|e| e.record.clone())
             .collect();
-        all.sort_by(|a, b| (a.created_at, &a.name).cmp(&(b.created_at, &b.name)));
+        all.sort_by(age_order);
         all
     }
 
@@ -123,7 +128,7 @@ impl Registry {
         let watched = lock(&self.watched);
         let records = lock(&self.records);
         let mut rows: Vec<&Record> = records.values().map(|e| &e.record).collect();
-        rows.sort_by(|a, b| (a.created_at, &a.name).cmp(&(b.created_at, &b.name)));
+        rows.sort_by(|a, b| age_order(a, b));
         rows.into_iter()
             .filter_map(|r| f(r, watched.get(&r.id).copied().unwrap_or(false)))
             .collect()
@@ -137,9 +142,7 @@ impl Registry {
         let watched = lock(&self.watched);
         let mut records = lock(&self.records);
         let mut rows: Vec<&mut Entry> = records.values_mut().collect();
-        rows.sort_unstable_by(|a, b| {
-            (a.record.created_at, &a.record.name).cmp(&(b.record.created_at, &b.record.name))
-        });
+        rows.sort_unstable_by(|a, b| age_order(&a.record, &b.record));
         let mut out = Vec::with_capacity(rows.len());
         for e in rows {
             let r = &e.record;
