@@ -24,7 +24,29 @@ const RUSTFLAGS_VAR: &str = "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS";
 const RUSTFLAGS: &str = "--cfg erase_components -C link-args=--emit-relocs";
 
 /// Starts the app; a failure to load is put on `<body data-app-error>` for tests and shown.
+/// After it started, a trap of the module (a Rust panic: with `panic = "abort"` the app cannot
+/// go on, e.g. when a page's module could not be fetched) is put there too, with a bar that
+/// says so and offers a reload, instead of a page that silently stops answering.
 const BOOT_JS: &str = r#"import init from "/assets/{{APP}}/corral.js";
+const stopped = (err) => {
+  if (!(err instanceof WebAssembly.RuntimeError) || document.body.hasAttribute("data-app-error")) return;
+  document.body.setAttribute("data-app-error", String(err));
+  const bar = document.createElement("div");
+  bar.className = "notice bad app-stopped";
+  bar.setAttribute("role", "alert");
+  bar.dataset.testid = "app-stopped";
+  bar.textContent = "The dashboard stopped after an error (a page that could not be loaded, or a bug; the browser's console has the details).";
+  const reload = document.createElement("button");
+  reload.className = "btn primary";
+  reload.textContent = "Reload the page";
+  reload.addEventListener("click", () => location.reload());
+  bar.append(reload);
+  document.body.prepend(bar);
+};
+// A trap in an event handler is an error; one in a callback from a promise (a page's module
+// arriving) is a rejection.
+window.addEventListener("error", (e) => stopped(e.error));
+window.addEventListener("unhandledrejection", (e) => stopped(e.reason));
 init({ module_or_path: "/assets/{{APP}}/corral_bg.wasm" }).catch((e) => {
   document.body.setAttribute("data-app-error", String(e));
   document.body.textContent = "Corral's dashboard failed to start: " + e;
@@ -32,15 +54,32 @@ init({ module_or_path: "/assets/{{APP}}/corral_bg.wasm" }).catch((e) => {
 });
 "#;
 
-/// Appended to the split's loader, whose chunk fetches are rewritten to call it: a chunk whose
+/// Appended to the split's loader, whose chunk fetches are rewritten to call it. A chunk whose
 /// fetch fails on the network (a dropped connection; Chromium aborts requests in flight when the
-/// host's addresses change) is fetched again, twice, before the page gives up. Without it one
-/// lost request leaves the page blank, as the generated loader treats any failure as final.
+/// host's addresses change) is fetched again, twice, before the page gives up: the generated
+/// loader treats any failure as final. A chunk that is gone (404) means the daemon was upgraded
+/// while the page was open — its build's directory no longer exists — so the page loads again
+/// into the new build, at the link the user followed (the router changes the address only once
+/// the page's module is there), once per build (a second 404 is an error like any other).
 const FETCH_CHUNK_JS: &str = r#"
+let lastLinkPath = null;
+document.addEventListener("click", (e) => {
+    const a = e.target instanceof Element ? e.target.closest("a[href]") : null;
+    if (a && a.origin === location.origin) lastLinkPath = a.pathname + a.search + a.hash;
+}, true);
 async function fetchChunk(url) {
     for (let attempt = 0; ; attempt++) {
         try {
             const response = await fetch(url);
+            if (response.status === 404) {
+                const key = "corral-reloaded-for " + new URL(".", import.meta.url).pathname;
+                if (sessionStorage.getItem(key) === null) {
+                    sessionStorage.setItem(key, "1");
+                    location.assign(lastLinkPath ?? location.href);
+                    return new Promise(() => {});
+                }
+                return response;
+            }
             if (response.ok || attempt >= 2) return response;
         } catch (e) {
             if (attempt >= 2) throw e;

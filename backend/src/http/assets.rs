@@ -24,6 +24,9 @@ pub async fn serve(method: Method, uri: Uri) -> Response {
         return StatusCode::METHOD_NOT_ALLOWED.into_response();
     }
     let path = uri.path();
+    if gone(path) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
     if let Some((_, body, ctype, immutable)) = find(path).filter(|(p, ..)| *p != "/index.html") {
         let cache = if *immutable {
             "public, max-age=31536000, immutable"
@@ -40,6 +43,19 @@ pub async fn serve(method: Method, uri: Uri) -> Response {
         Some((_, body, ctype, _)) => respond(body, ctype, "no-cache"),
         None => respond(NOT_BUILT.as_bytes(), "text/html; charset=utf-8", "no-cache"),
     }
+}
+
+/// Fault injection (tests only): assets whose path contains `$CORRAL_FAULT_ASSETS_GONE` answer
+/// 404, as an open page sees its build's files after the daemon was upgraded.
+#[cfg(feature = "fault-injection")]
+fn gone(path: &str) -> bool {
+    std::env::var("CORRAL_FAULT_ASSETS_GONE")
+        .is_ok_and(|s| !s.is_empty() && path.starts_with("/assets/") && path.contains(&s))
+}
+
+#[cfg(not(feature = "fault-injection"))]
+fn gone(_path: &str) -> bool {
+    false
 }
 
 fn respond(body: &'static [u8], ctype: &'static str, cache: &'static str) -> Response {

@@ -86,3 +86,43 @@ async fn page_modules_are_fetched_when_a_page_is_first_shown() {
     );
     b.close().await;
 }
+
+/// A page whose module is gone — the daemon was upgraded while the page was open, so its
+/// build's directory no longer exists — loads once more, at the link followed, into the
+/// daemon's build; when that build
+/// cannot load the module either, the page says the dashboard stopped and offers a reload,
+/// instead of silently not answering. (The fault-injection build answers 404 for the admin
+/// pages' module.)
+#[tokio::test]
+async fn a_page_whose_module_is_gone_reloads_once_then_says_so() {
+    let daemon = Daemon::start_with_env(&[], &[("CORRAL_FAULT_ASSETS_GONE", "admin_module")]);
+    daemon.admin_token();
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let base = daemon.url();
+    b.sign_in(&base, tests::ADMIN, tests::ADMIN_PASSWORD).await;
+    b.wait_for("[data-testid=daemon-status]").await;
+    b.client
+        .execute("window.corralBefore = true;", vec![])
+        .await
+        .expect("mark the first document");
+    b.click("nav a[href='/images']").await;
+    b.wait_text("[data-testid=app-stopped]", "Reload the page")
+        .await;
+    let seen = b
+        .wait_js(
+            "[location.pathname, window.corralBefore === undefined, \
+             Object.keys(sessionStorage).some(k => k.startsWith('corral-reloaded-for'))]",
+            5,
+            |_| true,
+        )
+        .await;
+    assert_eq!(
+        seen,
+        serde_json::json!(["/images", true, true]),
+        "loaded once more, at the link followed, before giving up"
+    );
+    b.screenshot("app-stopped").await;
+    b.close().await;
+}
