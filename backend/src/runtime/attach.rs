@@ -68,7 +68,7 @@ impl Manager {
     /// Attaches to `name`'s process. `logs`: first replay what its terminal printed recently.
     pub async fn attach(&self, name: &str, logs: bool) -> Result<AttachSession, RuntimeError> {
         let r = self.get(name).await?;
-        if r.status != "running" && r.status != "paused" {
+        if !crate::runtime::status::Status::live_str(&r.status) {
             return Err(RuntimeError::Conflict {
                 name: r.name,
                 status: r.status,

@@ -170,7 +170,7 @@ impl Manager {
             }
         };
         let r = self.get(name).await?;
-        if r.status != "running" {
+        if r.status.parse() != Ok(crate::runtime::status::Status::Running) {
             return Err(RuntimeError::Conflict {
                 name: r.name,
                 status: r.status,

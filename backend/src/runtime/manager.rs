@@ -29,7 +29,7 @@ use super::{
         ContainerDir, DEFAULT_CAPS, DEFAULT_LOG_MAX, DEFAULT_PATH, IdRange, MountConfig,
         RestartPolicy, ShimConfig,
     },
-    state::{ShimState, alive, now},
+    state::{ShimState, ShimStatus, alive, now},
 };
 use crate::{image::ImageStore, store::Store};
 
@@ -413,13 +413,13 @@ impl Manager {
         let st = ShimState::read(&dir.state());
         let before = (r.status, r.exit_code, r.init_pid, r.restart_count);
         match st {
-            Some(st) if st.status == "running" && alive(st.init_pid, st.init_start) => {
+            Some(st) if st.status == ShimStatus::Running && alive(st.init_pid, st.init_start) => {
                 r.init_pid = Some(st.init_pid);
                 r.init_start = Some(st.init_start);
                 r.restart_count = st.restart_count;
                 r.started_at = st.started_at;
             }
-            Some(st) if st.status == "exited" && (st.done || !shim_alive) => {
+            Some(st) if st.status == ShimStatus::Exited && (st.done || !shim_alive) => {
                 r.transition(Status::Exited);
                 r.exit_code = st.exit_code;
                 r.finished_at = st.finished_at.or(Some(now()));
@@ -462,7 +462,7 @@ impl Manager {
                         |row| row.get(0),
                     )
                     .optional()?;
-                let finishing = matches!(stored.as_deref(), Some("running" | "paused"));
+                let finishing = stored.as_deref().is_some_and(Status::live_str);
                 if finishing {
                     self.meter_final(&r);
                 }

@@ -30,7 +30,7 @@ use nix::{
 use super::{
     config::{ContainerDir, ShimConfig},
     init, relay,
-    state::{ShimState, alive, now, proc_start_time},
+    state::{ShimState, ShimStatus, alive, now, proc_start_time},
 };
 
 /// If argv names a hidden subcommand, runs it and returns its exit code. Called by `main`
@@ -146,7 +146,7 @@ pub(super) fn shim_main(dir: ContainerDir) -> i32 {
     let mut st = ShimState {
         shim_pid: me,
         shim_start: proc_start_time(me).unwrap_or(0),
-        status: "starting".into(),
+        status: ShimStatus::Starting,
         ..Default::default()
     };
     let mut backoff = Duration::from_millis(100);
@@ -159,7 +159,7 @@ pub(super) fn shim_main(dir: ContainerDir) -> i32 {
                 if let Some(mut r) = report.take() {
                     let _ = writeln!(r, "error {}", msg.replace('\n', " "));
                 }
-                st.status = "exited".into();
+                st.status = ShimStatus::Exited;
                 st.exit_code = Some(127);
                 st.finished_at = Some(now());
                 st.init_pid = 0;
@@ -171,7 +171,7 @@ pub(super) fn shim_main(dir: ContainerDir) -> i32 {
         };
         st.init_pid = child.pid.as_raw();
         st.init_start = proc_start_time(st.init_pid).unwrap_or(0);
-        st.status = "running".into();
+        st.status = ShimStatus::Running;
         st.exit_code = None;
         st.started_at = Some(now());
         st.finished_at = None;
@@ -206,7 +206,7 @@ pub(super) fn shim_main(dir: ContainerDir) -> i32 {
                 }
             }
         };
-        st.status = "exited".into();
+        st.status = ShimStatus::Exited;
         st.exit_code = Some(code);
         st.finished_at = Some(now());
         let restart =
@@ -795,7 +795,7 @@ fn exec_inner(args: &[String]) -> Result<i32, String> {
     }
     let cfg = dir.read_config()?;
     let st = ShimState::read(&dir.state()).ok_or("container has no state")?;
-    if st.status != "running" || !alive(st.init_pid, st.init_start) {
+    if st.status != ShimStatus::Running || !alive(st.init_pid, st.init_start) {
         return Err("container is not running".into());
     }
     let pid = st.init_pid;

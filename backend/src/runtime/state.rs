@@ -20,14 +20,25 @@ pub struct ShimState {
     /// The container init's host PID and start time, while it runs.
     pub init_pid: i32,
     pub init_start: u64,
-    /// `running` or `exited`.
-    pub status: String,
+    pub status: ShimStatus,
     pub exit_code: Option<i32>,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
     pub restart_count: u32,
     /// The monitor has finished: no restart will follow.
     pub done: bool,
+}
+
+/// Where the monitor is with its container's init; `state.json` keeps the lowercase names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShimStatus {
+    /// The monitor is up; the init is not running yet.
+    #[default]
+    Starting,
+    Running,
+    /// The init has exited (a restart may follow unless `done`).
+    Exited,
 }
 
 impl ShimState {
@@ -114,7 +125,7 @@ mod tests {
         fs::create_dir_all(&dir).unwrap();
         let p = dir.join("state.json");
         let s = ShimState {
-            status: "running".into(),
+            status: ShimStatus::Running,
             init_pid: 7,
             ..Default::default()
         };

@@ -42,6 +42,11 @@ impl Status {
         matches!(self, Status::Running | Status::Paused)
     }
 
+    /// [`Status::is_live`] of a state by its name (the wire's and the table's spelling).
+    pub fn live_str(name: &str) -> bool {
+        name.parse().is_ok_and(Status::is_live)
+    }
+
     /// Whether a container goes from `self` to `to` (staying is always allowed):
     /// creating → created; created → running (started) or exited (the start failed);
     /// running ↔ paused; running or paused → exited; exited → running (started again, or the

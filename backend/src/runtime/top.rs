@@ -200,7 +200,7 @@ impl Manager {
     /// not running.
     pub async fn top(&self, name: &str) -> Result<Vec<wire::ContainerProcess>, RuntimeError> {
         let c = self.get(name).await?;
-        if c.status != "running" && c.status != "paused" {
+        if !crate::runtime::status::Status::live_str(&c.status) {
             return Err(RuntimeError::Conflict {
                 name: c.name,
                 status: c.status,

@@ -187,7 +187,7 @@ impl Manager {
     pub(super) fn signal_init(&self, r: &Record, sig: Signal) -> bool {
         let dir = self.container_dir(&r.id);
         let (pid, start) = match ShimState::read(&dir.state()) {
-            Some(st) if st.status == "running" => (st.init_pid, st.init_start),
+            Some(st) if st.status == ShimStatus::Running => (st.init_pid, st.init_start),
             _ => match (r.init_pid, r.init_start) {
                 (Some(p), Some(s)) => (p, s),
                 _ => return false,
@@ -202,7 +202,7 @@ impl Manager {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(st) = ShimState::read(&dir.state())
-                && st.status == "exited"
+                && st.status == ShimStatus::Exited
                 && st.done
             {
                 return true;
@@ -466,7 +466,7 @@ impl Manager {
 
     /// Whether the container still runs (for log follow).
     pub async fn is_running(&self, name: &str) -> bool {
-        matches!(self.get(name).await, Ok(c) if c.status == "running" || c.status == "paused")
+        matches!(self.get(name).await, Ok(c) if Status::live_str(&c.status))
     }
 
     /// Removes an image unless a container uses it.

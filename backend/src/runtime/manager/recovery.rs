@@ -68,7 +68,7 @@ impl Manager {
         let Some(st) = ShimState::read(&self.container_dir(&r.id).state()) else {
             return Ok(());
         };
-        if st.status != "running"
+        if st.status != ShimStatus::Running
             || !alive(st.shim_pid, st.shim_start)
             || !alive(st.init_pid, st.init_start)
         {
