@@ -46,13 +46,9 @@ async fn dashboard_renders_in_chromium() {
 #[tokio::test]
 async fn page_modules_are_fetched_when_a_page_is_first_shown() {
     let daemon = Daemon::start();
-    daemon.admin_token();
-    let Some(b) = Browser::start().await else {
+    let Some(b) = on_the_overview(&daemon).await else {
         return;
     };
-    let base = daemon.url();
-    b.sign_in(&base, tests::ADMIN, tests::ADMIN_PASSWORD).await;
-    b.wait_for("[data-testid=daemon-status]").await;
     let fetched = async || -> Vec<String> {
         let names = b
             .wait_js(
@@ -96,13 +92,9 @@ async fn page_modules_are_fetched_when_a_page_is_first_shown() {
 #[tokio::test]
 async fn a_page_whose_module_is_gone_reloads_once_then_says_so() {
     let daemon = Daemon::start_with_env(&[], &[("CORRAL_FAULT_ASSETS_GONE", "admin_module")]);
-    daemon.admin_token();
-    let Some(b) = Browser::start().await else {
+    let Some(b) = on_the_overview(&daemon).await else {
         return;
     };
-    let base = daemon.url();
-    b.sign_in(&base, tests::ADMIN, tests::ADMIN_PASSWORD).await;
-    b.wait_for("[data-testid=daemon-status]").await;
     b.client
         .execute("window.corralBefore = true;", vec![])
         .await
@@ -125,4 +117,15 @@ async fn a_page_whose_module_is_gone_reloads_once_then_says_so() {
     );
     b.screenshot("app-stopped").await;
     b.close().await;
+}
+
+/// A browser signed in as the admin, on the overview (its module loaded); `None` without
+/// Chromium.
+async fn on_the_overview(daemon: &Daemon) -> Option<Browser> {
+    daemon.admin_token();
+    let b = Browser::start().await?;
+    b.sign_in(&daemon.url(), tests::ADMIN, tests::ADMIN_PASSWORD)
+        .await;
+    b.wait_for("[data-testid=daemon-status]").await;
+    Some(b)
 }
