@@ -306,8 +306,9 @@ impl Output {
     }
 }
 
-/// Waits until `name` started after the attach (`since`: its start time and restarts then);
-/// false when it was removed or the daemon shuts down.
+/// Waits until `name` started after the attach (`since`: its start time and restarts then),
+/// or was removed (its output is in the log the attach holds); false when the daemon shuts
+/// down.
 async fn started(
     m: &Manager,
     events: &crate::events::Events,
@@ -322,6 +323,9 @@ async fn started(
                 return true;
             }
             Ok(_) => {}
+            // Removed in between (`--rm` after a run quicker than this look): what it printed
+            // is in the log the attach holds open.
+            Err(crate::runtime::RuntimeError::NotFound(_)) => return true,
             Err(_) => return false,
         }
         tokio::select! {

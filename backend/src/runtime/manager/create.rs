@@ -163,6 +163,15 @@ impl Manager {
                 std::os::unix::fs::chown(dir.upper(), Some(r.host), Some(r.host))
                     .map_err(RuntimeError::io("chown", dir.upper()))?;
             }
+            // The log exists (empty) before the first start, as the monitor would open it
+            // (create, append): a client attached before the start holds it open, so a run
+            // that is over and removed before the client looks (`docker run --rm IMAGE echo
+            // hi`) still reaches it.
+            fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.log())
+                .map_err(RuntimeError::io("create", dir.log()))?;
             self.fault("create:dirs");
             self.inner
                 .cgroups
