@@ -22,6 +22,8 @@ usage: cargo xtask <command>
   test                     everything CI checks: fmt, clippy, unit, integration, browser and
                            cgroup-v2 VM tests, then a leak check
   ui                       build the dashboard only (target/ui)
+  leaks                    the leak check alone: fails on anything Corral's tests, benchmark or
+                           a daemon of this checkout's build left on this machine
   bench [--quick]          issue 17's benchmark: corral vs runc vs crun start latency, API
                            latency at 100/1000 containers, idle CPU, monitor memory, freeze,
                            WASM size, printed as one table (not part of `test`)
@@ -37,6 +39,7 @@ fn main() -> Result<()> {
         Some("run") => run(&root, &args[1..]),
         Some("test") => test(&root),
         Some("ui") => ui::build(&root).map(|_| ()),
+        Some("leaks") => leak_check(&root),
         Some("vm") => vm::cli(&args[1..]),
         Some("bench") => bench::cli(&root, &args[1..]),
         // The benchmark's timing loop, run by itself inside crun's private mount namespace.
@@ -173,7 +176,7 @@ fn test(root: &Path) -> Result<()> {
     }
 
     step("leak check (host)");
-    leak_check()?;
+    leak_check(root)?;
 
     step("kernel tests inside a pure cgroup-v2 VM");
     let bins = vm::build_test_binaries()?;
@@ -341,16 +344,57 @@ fn on_path(cmd: &str) -> bool {
 }
 
 /// Names every test run gives what it creates: `corral-it-*` (integration tests),
-/// `corral-st-*` (schemathesis' daemon).
-const TEST_NAMES: &[&str] = &["corral-it", "corral-st"];
+/// `corral-st-*` (schemathesis' daemon), `corral-bench-*` (`cargo xtask bench`).
+const TEST_NAMES: &[&str] = &["corral-it", "corral-st", "corral-bench"];
 
-/// Fails when tests left anything of Corral's behind: cgroups, mounts, network namespaces,
-/// links or processes whose name says corral.
-fn leak_check() -> Result<()> {
+/// Fails when anything of Corral's is left behind: cgroups, mounts, network namespaces,
+/// links, temporary directories or processes named as tests name them; any process still
+/// running a binary of this checkout's build (a daemon started by hand and forgotten, whatever
+/// its names); and any `corral-*` cgroup subtree at the top of a hierarchy that no daemon of an
+/// installed Corral (a binary outside this checkout) names as its `--cgroup-root`.
+fn leak_check(root: &Path) -> Result<()> {
+    let build = target_dir(root);
+    let build = build.canonicalize().unwrap_or(build);
+    let procs = processes();
     let mut leaks = Vec::new();
-    if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
-        for hierarchy in entries.flatten() {
-            find_named(&hierarchy.path(), 3, &mut leaks);
+    // Subtrees in use by an installed daemon are its admin's, not ours.
+    let installed_roots: Vec<&str> = procs
+        .iter()
+        .filter(|p| !p.exe.starts_with(&build))
+        .filter_map(|p| {
+            let mut args = p.cmdline.split(' ');
+            loop {
+                let a = args.next()?;
+                if let Some(v) = a.strip_prefix("--cgroup-root=") {
+                    return Some(v);
+                }
+                if a == "--cgroup-root" {
+                    return args.next();
+                }
+            }
+        })
+        .collect();
+    // The top of every hierarchy: `/sys/fs/cgroup` itself on pure v2, each of its
+    // directories (`memory`, `unified`, …) on v1 and hybrid hosts.
+    let cgroup = Path::new("/sys/fs/cgroup");
+    let mut tops = vec![cgroup.to_owned()];
+    if let Ok(entries) = std::fs::read_dir(cgroup) {
+        tops.extend(entries.flatten().map(|e| e.path()));
+    }
+    for top in &tops {
+        find_named(top, 3, &mut leaks);
+        let Ok(groups) = std::fs::read_dir(top) else {
+            continue;
+        };
+        for g in groups.flatten() {
+            let name = g.file_name().to_string_lossy().into_owned();
+            if name.starts_with("corral-")
+                && !is_test_name(&name)
+                && !installed_roots.contains(&name.as_str())
+                && g.file_type().is_ok_and(|t| t.is_dir())
+            {
+                leaks.push(format!("cgroup: {}", g.path().display()));
+            }
         }
     }
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
@@ -385,16 +429,14 @@ fn leak_check() -> Result<()> {
                 .map(|n| format!("link: {n}")),
         );
     }
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        for e in entries.flatten() {
-            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if is_test_name(&cmdline) {
-                leaks.push(format!(
-                    "process {}: {cmdline}",
-                    e.file_name().to_string_lossy()
-                ));
-            }
+    for p in &procs {
+        if is_test_name(&p.cmdline) {
+            leaks.push(format!("process {}: {}", p.pid, p.cmdline));
+        } else if p.exe.starts_with(&build) {
+            leaks.push(format!(
+                "process {} of this checkout's build: {}",
+                p.pid, p.cmdline
+            ));
         }
     }
     if let Ok(entries) = std::fs::read_dir(env::temp_dir()) {
@@ -405,11 +447,57 @@ fn leak_check() -> Result<()> {
                 .map(|e| format!("temp dir: {}", e.path().display())),
         );
     }
+    leaks.sort();
+    leaks.dedup();
     if !leaks.is_empty() {
-        bail!("tests left these behind:\n  {}", leaks.join("\n  "));
+        bail!(
+            "left behind (end the processes by their PID, or stop their daemon, which removes \
+             its subtree):\n  {}",
+            leaks.join("\n  ")
+        );
     }
     println!("no leftovers");
     Ok(())
+}
+
+/// A running process other than this one and its ancestors (cargo, the shell).
+struct Proc {
+    pid: u32,
+    exe: PathBuf,
+    cmdline: String,
+}
+
+fn processes() -> Vec<Proc> {
+    let mut mine = vec![std::process::id()];
+    while let Some(parent) = std::fs::read_to_string(format!("/proc/{}/stat", mine[mine.len() - 1]))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.to_owned()))
+        .and_then(|rest| rest.split(' ').nth(1)?.parse::<u32>().ok())
+        .filter(|&p| p > 1)
+    {
+        mine.push(parent);
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            if mine.contains(&pid) {
+                return None;
+            }
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            Some(Proc {
+                pid,
+                exe: std::fs::read_link(e.path().join("exe")).unwrap_or_default(),
+                cmdline: String::from_utf8_lossy(&cmdline)
+                    .replace('\0', " ")
+                    .trim()
+                    .to_owned(),
+            })
+        })
+        .collect()
 }
 
 fn is_test_name(name: &str) -> bool {
