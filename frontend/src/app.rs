@@ -53,10 +53,14 @@ pub fn App() -> impl IntoView {
 /// used by several modules into a chunk per combination of users, and twelve modules made 270
 /// chunks — a hundred requests for one page.
 #[derive(Clone, Copy)]
-enum Page {
-    Containers,
-    NewContainer,
-    Container,
+enum ContainerView {
+    List,
+    New,
+    Detail,
+}
+
+#[derive(Clone, Copy)]
+enum AdminView {
     Images,
     Account,
     Billing,
@@ -73,42 +77,31 @@ fn overview_module() -> AnyView {
 }
 
 #[leptos::lazy]
-fn container_module(page: Page) -> AnyView {
-    match page {
-        Page::Containers => pages::containers::Containers().into_any(),
-        Page::NewContainer => pages::containers::NewContainer().into_any(),
-        _ => pages::container::ContainerDetail().into_any(),
+fn container_module(view: ContainerView) -> AnyView {
+    match view {
+        ContainerView::List => pages::containers::Containers().into_any(),
+        ContainerView::New => pages::containers::NewContainer().into_any(),
+        ContainerView::Detail => pages::container::ContainerDetail().into_any(),
     }
 }
 
 #[leptos::lazy]
-fn admin_module(page: Page) -> AnyView {
-    match page {
-        Page::Images => pages::images::Images().into_any(),
-        Page::Account => pages::account::Account().into_any(),
-        Page::Billing => pages::billing::Billing().into_any(),
-        Page::Fleet => pages::fleet::Fleet().into_any(),
-        Page::Team => pages::team::TeamDetail().into_any(),
-        Page::Cgroups => pages::cgroups::Cgroups().into_any(),
-        Page::Audit => pages::audit::Audit().into_any(),
-        _ => pages::users::Users().into_any(),
+fn admin_module(view: AdminView) -> AnyView {
+    match view {
+        AdminView::Images => pages::images::Images().into_any(),
+        AdminView::Account => pages::account::Account().into_any(),
+        AdminView::Billing => pages::billing::Billing().into_any(),
+        AdminView::Fleet => pages::fleet::Fleet().into_any(),
+        AdminView::Team => pages::team::TeamDetail().into_any(),
+        AdminView::Cgroups => pages::cgroups::Cgroups().into_any(),
+        AdminView::Audit => pages::audit::Audit().into_any(),
+        AdminView::Users => pages::users::Users().into_any(),
     }
 }
 
-struct OverviewPage;
-
-impl LazyRoute for OverviewPage {
-    fn data() -> Self {
-        Self
-    }
-
-    async fn view(_this: Self) -> AnyView {
-        overview_module().await
-    }
-}
-
+/// One route type per page: its view is its module's function, awaited.
 macro_rules! lazy_pages {
-    ($($route:ident => $module:ident($page:ident);)*) => {$(
+    ($($route:ident => $module:expr;)*) => {$(
         struct $route;
 
         impl LazyRoute for $route {
@@ -117,24 +110,25 @@ macro_rules! lazy_pages {
             }
 
             async fn view(_this: Self) -> AnyView {
-                $module(Page::$page).await
+                $module.await
             }
         }
     )*};
 }
 
 lazy_pages! {
-    ContainersPage => container_module(Containers);
-    NewContainerPage => container_module(NewContainer);
-    ContainerPage => container_module(Container);
-    ImagesPage => admin_module(Images);
-    AccountPage => admin_module(Account);
-    BillingPage => admin_module(Billing);
-    FleetPage => admin_module(Fleet);
-    TeamPage => admin_module(Team);
-    CgroupsPage => admin_module(Cgroups);
-    AuditPage => admin_module(Audit);
-    UsersPage => admin_module(Users);
+    OverviewPage => overview_module();
+    ContainersPage => container_module(ContainerView::List);
+    NewContainerPage => container_module(ContainerView::New);
+    ContainerPage => container_module(ContainerView::Detail);
+    ImagesPage => admin_module(AdminView::Images);
+    AccountPage => admin_module(AdminView::Account);
+    BillingPage => admin_module(AdminView::Billing);
+    FleetPage => admin_module(AdminView::Fleet);
+    TeamPage => admin_module(AdminView::Team);
+    CgroupsPage => admin_module(AdminView::Cgroups);
+    AuditPage => admin_module(AdminView::Audit);
+    UsersPage => admin_module(AdminView::Users);
 }
 
 #[component]

@@ -700,7 +700,7 @@ fn wasm(root: &Path, report: &mut Report) -> Result<()> {
     for file in loads.iter().flat_map(|(_, files)| files) {
         if !sizes.contains_key(file) {
             let raw = std::fs::read(file).with_context(|| format!("read {}", file.display()))?;
-            sizes.insert(file.clone(), (raw.len(), gzip9(&raw)?));
+            sizes.insert(file.clone(), (raw.len(), super::ui::gzip9(&raw)?));
         }
     }
     let kib = |n: usize| n as f64 / 1024.0;
@@ -728,31 +728,6 @@ fn wasm(root: &Path, report: &mut Report) -> Result<()> {
         format!("{} files", sizes.len()),
     );
     Ok(())
-}
-
-/// Size of `data` after `gzip -9` (the command, as the issue measured it; flate2 when absent).
-fn gzip9(data: &[u8]) -> Result<usize> {
-    use std::io::Write;
-    if let Ok(mut child) = Command::new("gzip")
-        .args(["-9", "-c"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-    {
-        let mut stdin = child.stdin.take().context("gzip stdin")?;
-        let data = data.to_vec();
-        let writer = std::thread::spawn(move || stdin.write_all(&data));
-        let out = child.wait_with_output()?;
-        writer
-            .join()
-            .map_err(|_| anyhow::anyhow!("gzip writer"))??;
-        if out.status.success() {
-            return Ok(out.stdout.len());
-        }
-    }
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    e.write_all(data)?;
-    Ok(e.finish()?.len())
 }
 
 /// Kernel, cgroup layout and CPUs, for the table's heading.

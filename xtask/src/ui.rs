@@ -8,7 +8,7 @@
 use std::{
     fs,
     path::{Path, PathBuf},
-    process::Command,
+    process::{Command, Stdio},
 };
 
 use anyhow::{Context, Result, bail};
@@ -98,7 +98,8 @@ pub struct UiBuild {
     /// The split's loader (`split.js`) and its chunks, fetched when a lazy page is first shown.
     pub split_js: PathBuf,
     pub chunks: Vec<PathBuf>,
-    /// Lazy page (split name) -> the chunk files it loads, without `.wasm`.
+    /// What a first visit downloads: the sign-in page (the main module), then each lazily
+    /// loaded module with the main module and the chunks it needs. Also in [`LOADS`].
     pub loads: Vec<(String, Vec<PathBuf>)>,
 }
 
@@ -248,31 +249,45 @@ pub fn build(root: &Path) -> Result<UiBuild> {
 }
 
 impl UiBuild {
-    /// Prints the size table: raw and gzip -9 of the WASM and its JS glue.
+    /// Prints the size tables: raw and gzip -9 of every file, then what each first visit
+    /// downloads.
     pub fn print_sizes(&self) {
+        let kib = |n: usize| format!("{:.1}", n as f64 / 1024.0);
+        let gz = |f: &Path| fs::read(f).ok().and_then(|d| gzip9(&d).ok());
         println!("    dashboard built in {}", self.dir.display());
         println!("    | file | raw KiB | gzip -9 KiB |");
         println!("    |---|---:|---:|");
+        let mut sizes = std::collections::HashMap::new();
         for f in [&self.wasm, &self.js, &self.split_js]
             .into_iter()
             .chain(&self.chunks)
         {
-            let raw = fs::metadata(f).map(|m| m.len()).unwrap_or(0);
-            let gz =
-                gzip_len(f).map_or_else(|| "?".to_owned(), |n| format!("{:.1}", n as f64 / 1024.0));
+            let raw = fs::metadata(f).map_or(0, |m| m.len() as usize);
+            let packed = gz(f);
+            sizes.insert(f.clone(), packed);
             let name = f
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            println!("    | {name} | {:.1} | {gz} |", raw as f64 / 1024.0);
+            println!(
+                "    | {name} | {} | {} |",
+                kib(raw),
+                packed.map_or("?".into(), kib)
+            );
         }
         println!();
         println!("    | first visit | wasm files | gzip -9 KiB, summed per file |");
         println!("    |---|---:|---:|");
         for (name, files) in &self.loads {
-            let gz: Option<u64> = files.iter().map(|f| gzip_len(f)).sum();
-            let gz = gz.map_or_else(|| "?".to_owned(), |n| format!("{:.1}", n as f64 / 1024.0));
-            println!("    | {name} | {} | {gz} |", files.len());
+            let total: Option<usize> = files
+                .iter()
+                .map(|f| sizes.get(f).copied().unwrap_or_else(|| gz(f)))
+                .sum();
+            println!(
+                "    | {name} | {} | {} |",
+                files.len(),
+                total.map_or("?".into(), kib)
+            );
         }
     }
 }
@@ -292,15 +307,29 @@ fn retry_chunk_fetches(split_js: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The gzip -9 size of a file, by the system's gzip (absent: `None`).
-fn gzip_len(path: &Path) -> Option<u64> {
-    let out = Command::new("gzip")
-        .arg("-9")
-        .arg("-c")
-        .arg(path)
-        .output()
-        .ok()?;
-    out.status.success().then_some(out.stdout.len() as u64)
+/// Size of `data` after `gzip -9` (the command, as the issue measured it; flate2 when absent).
+pub fn gzip9(data: &[u8]) -> Result<usize> {
+    use std::io::Write;
+    if let Ok(mut child) = Command::new("gzip")
+        .args(["-9", "-c"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+    {
+        let mut stdin = child.stdin.take().context("gzip stdin")?;
+        let data = data.to_vec();
+        let writer = std::thread::spawn(move || stdin.write_all(&data));
+        let out = child.wait_with_output()?;
+        writer
+            .join()
+            .map_err(|_| anyhow::anyhow!("gzip writer"))??;
+        if out.status.success() {
+            return Ok(out.stdout.len());
+        }
+    }
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    e.write_all(data)?;
+    Ok(e.finish()?.len())
 }
 
 /// Adds the wasm32 target through rustup when it is missing (a fresh machine has only the host's).
