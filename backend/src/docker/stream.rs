@@ -317,6 +317,14 @@ async fn started(
 ) -> bool {
     let mut head = events.watch_head();
     let mut closed = events.watch_closed();
+    // Fault injection (tests only): the first look comes this late, after a quick run is over.
+    #[cfg(feature = "fault-injection")]
+    if let Some(ms) = std::env::var("CORRAL_FAULT_ATTACH_LOOK_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
     loop {
         match m.get(name).await {
             Ok(c) if (c.started_at, c.restart_count) != since && c.started_at.is_some() => {

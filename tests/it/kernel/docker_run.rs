@@ -316,3 +316,32 @@ async fn docker_run_it_and_exec_it_are_terminals() {
     assert_eq!(t.wait(T), 4, "{}", t.screen());
     docker_ok(&sock, &["rm", "-f", &bg]);
 }
+
+/// A `--rm` run that is over and removed before the attach first looks (a fault-injection
+/// build delays that look by 2 s) still shows its output: the log exists from create on and
+/// the attach holds it open. Without that, `docker run --rm IMAGE echo quick` printed nothing
+/// when the run beat the attach (seen under TCG in the VM).
+#[tokio::test]
+async fn a_run_over_and_removed_before_the_attach_looks_still_shows_its_output() {
+    let dir = TempDir::new("dkq");
+    let tag = format!("{}:1", tests::unique("dkqimg"));
+    let sock = dir.path().join("docker.sock");
+    let d = Daemon::start_with_env(
+        &["--docker-socket", sock.to_str().expect("utf-8 path")],
+        &[("CORRAL_FAULT_ATTACH_LOOK_DELAY_MS", "2000")],
+    );
+    let _reaper = Reaper::new(&d);
+    let tar = dir.path().join("img.tar");
+    tests::rootfs::docker_save(&tar, &tag, &["sh"]);
+    tests::containers::import(&d.unix_client(), &tar)
+        .await
+        .expect("import");
+    let name = tests::unique("dkq");
+    let (code, out, err) = docker(
+        &sock,
+        &["run", "--rm", "--name", &name, &tag, "echo", "quick"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "quick", "{err}");
+    assert!(container(&d, &name).await.is_none(), "--rm removed it");
+}
